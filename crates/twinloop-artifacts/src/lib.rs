@@ -1,0 +1,302 @@
+//! Artifact storage: files under one root, on a local directory or an S3-compatible bucket,
+//! through `object_store`. Every path a caller passes is an [`ArtifactPath`], which cannot name
+//! anything outside the root.
+
+mod path;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+use twinloop_core::{Error, Result};
+
+pub use path::ArtifactPath;
+
+/// One entry of a directory listing, with its path relative to the listed directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactEntry {
+    pub path: String,
+    pub is_dir: bool,
+    pub size: Option<u64>,
+}
+
+pub struct ArtifactFile {
+    pub size: u64,
+    pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+#[derive(Clone)]
+pub struct ArtifactStore {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    /// Set for a local directory, where deleting must also remove emptied directories.
+    local_root: Option<std::path::PathBuf>,
+}
+
+fn store_err(e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { path, .. } => {
+            Error::not_found(format!("Artifact not found: {path}"))
+        }
+        other => Error::internal(format!("artifact store error: {other}")),
+    }
+}
+
+impl ArtifactStore {
+    /// Opens `destination`: a local directory (created if missing; `file://` accepted) or
+    /// `s3://bucket[/prefix]`. S3 credentials, region and endpoint come from the usual `AWS_*`
+    /// variables; `MLFLOW_S3_ENDPOINT_URL` is honoured as in MLflow.
+    pub fn open(destination: &str) -> Result<ArtifactStore> {
+        if let Some(rest) = destination.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::invalid(format!(
+                    "invalid artifact destination {destination:?}: expected s3://bucket/prefix"
+                )));
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = std::env::var("MLFLOW_S3_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok();
+            if let Some(endpoint) = endpoint {
+                builder = builder
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint);
+            }
+            let s3 = builder
+                .build()
+                .map_err(|e| Error::invalid(format!("cannot use {destination}: {e}")))?;
+            let prefix = prefix.trim_matches('/');
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            };
+            return Ok(ArtifactStore {
+                store,
+                location: destination.to_string(),
+                local_root: None,
+            });
+        }
+        let dir = destination.strip_prefix("file://").unwrap_or(destination);
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::invalid(format!("cannot create artifact directory {dir:?}: {e}"))
+        })?;
+        let local = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::invalid(format!("cannot use artifact directory {dir:?}: {e}")))?;
+        let root = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+        Ok(ArtifactStore {
+            store: Arc::new(local),
+            location: root.display().to_string(),
+            local_root: Some(root),
+        })
+    }
+
+    /// Where the artifacts live, for logs and `--help` output.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Streams `body` into `path`. The object appears only when the whole body has arrived:
+    /// a failed or cut-off upload leaves nothing behind.
+    pub async fn put<S, E>(&self, path: &ArtifactPath, body: S) -> Result<u64>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let file = path.require_file()?;
+        let mut writer = BufWriter::new(self.store.clone(), file);
+        let mut body = std::pin::pin!(body);
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(Error::invalid(format!("upload interrupted: {e}")));
+                }
+            };
+            written += chunk.len() as u64;
+            if let Err(e) = writer.write_all(&chunk).await {
+                let _ = writer.abort().await;
+                return Err(Error::internal(format!("cannot write artifact: {e}")));
+            }
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| Error::internal(format!("cannot write artifact: {e}")))?;
+        Ok(written)
+    }
+
+    pub async fn get(&self, path: &ArtifactPath) -> Result<ArtifactFile> {
+        let result = self
+            .store
+            .get(&path.require_file()?)
+            .await
+            .map_err(store_err)?;
+        let size = result.meta.size;
+        let stream = result.into_stream().map_err(store_err).boxed();
+        Ok(ArtifactFile { size, stream })
+    }
+
+    /// Lists the direct children of directory `dir`. A missing directory, or a path naming a
+    /// file, lists as empty, as MLflow's artifact API does.
+    pub async fn list(&self, dir: &ArtifactPath) -> Result<Vec<ArtifactEntry>> {
+        let prefix = dir.object_path();
+        let listing = self
+            .store
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(store_err)?;
+        let relative = |p: &object_store::path::Path| -> String {
+            let full = p.as_ref();
+            match dir.as_str() {
+                "" => full.to_string(),
+                d => full
+                    .strip_prefix(d)
+                    .map(|s| s.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| full.to_string()),
+            }
+        };
+        let mut entries: Vec<ArtifactEntry> = listing
+            .common_prefixes
+            .iter()
+            .map(|p| ArtifactEntry {
+                path: relative(p),
+                is_dir: true,
+                size: None,
+            })
+            .chain(listing.objects.iter().map(|o| ArtifactEntry {
+                path: relative(&o.location),
+                is_dir: false,
+                size: Some(o.size),
+            }))
+            .filter(|e| !e.path.is_empty())
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// Deletes a file, or a directory with everything under it.
+    pub async fn delete(&self, path: &ArtifactPath) -> Result<()> {
+        let target = path.require_file()?;
+        if let Some(root) = &self.local_root {
+            let full = root.join(path.as_str());
+            let removed = match tokio::fs::metadata(&full).await {
+                Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(&full).await,
+                Ok(_) => tokio::fs::remove_file(&full).await,
+                Err(_) => Ok(()),
+            };
+            return removed.map_err(|e| Error::internal(format!("cannot delete artifact: {e}")));
+        }
+        let under: Vec<_> = self
+            .store
+            .list(Some(&target))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        if under.is_empty() {
+            return match self.store.delete(&target).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(store_err(e)),
+            };
+        }
+        for location in under {
+            self.store.delete(&location).await.map_err(store_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static str]) -> impl Stream<Item = std::result::Result<Bytes, String>> {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn read(store: &ArtifactStore, path: &str) -> Vec<u8> {
+        let file = store
+            .get(&ArtifactPath::parse(path).unwrap())
+            .await
+            .unwrap();
+        let parts: Vec<Bytes> = file.stream.try_collect().await.unwrap();
+        parts.concat()
+    }
+
+    #[tokio::test]
+    async fn put_list_get_delete_on_local_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let p = |s: &str| ArtifactPath::parse(s).unwrap();
+        store
+            .put(&p("1/run/artifacts/a.txt"), chunks(&["hel", "lo"]))
+            .await
+            .unwrap();
+        store
+            .put(&p("1/run/artifacts/sub/b c.txt"), chunks(&["x"]))
+            .await
+            .unwrap();
+        assert_eq!(read(&store, "1/run/artifacts/a.txt").await, b"hello");
+        let listing = store.list(&p("1/run/artifacts")).await.unwrap();
+        assert_eq!(
+            listing,
+            vec![
+                ArtifactEntry {
+                    path: "a.txt".into(),
+                    is_dir: false,
+                    size: Some(5)
+                },
+                ArtifactEntry {
+                    path: "sub".into(),
+                    is_dir: true,
+                    size: None
+                },
+            ]
+        );
+        assert!(
+            store
+                .list(&p("1/run/artifacts/a.txt"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.list(&p("nope")).await.unwrap().is_empty());
+        store.delete(&p("1/run/artifacts/sub")).await.unwrap();
+        assert_eq!(store.list(&p("1/run/artifacts")).await.unwrap().len(), 1);
+        let missing = store
+            .get(&p("1/run/artifacts/sub/b c.txt"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(missing.code, twinloop_core::ErrorCode::ResourceDoesNotExist);
+    }
+
+    #[tokio::test]
+    async fn a_broken_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let body = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"partial")),
+            Err("connection reset".to_string()),
+        ]);
+        let path = ArtifactPath::parse("x/y.bin").unwrap();
+        assert!(store.put(&path, body).await.is_err());
+        assert!(store.get(&path).await.is_err());
+    }
+}

@@ -1,0 +1,120 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use twinloop_artifacts::ArtifactStore;
+use twinloop_meta::{SqlStore, StoreUri};
+use twinloop_server::AppState;
+
+/// Flags follow `mlflow server` so that existing scripts keep working.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "TWINLOOP_HOST")]
+    host: String,
+
+    /// Port to listen on.
+    #[arg(long, short, default_value_t = 5000, env = "TWINLOOP_PORT")]
+    port: u16,
+
+    /// Where runs, metrics and models are recorded, as `mlflow server` takes it:
+    /// sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.
+    #[arg(
+        long,
+        default_value = "sqlite:///twinloop-data/twinloop.db",
+        env = "TWINLOOP_BACKEND_STORE_URI"
+    )]
+    backend_store_uri: String,
+
+    /// Where artifacts are stored: a local directory or s3://bucket/prefix (credentials and
+    /// endpoint from AWS_* variables or MLFLOW_S3_ENDPOINT_URL).
+    #[arg(
+        long,
+        default_value = "twinloop-data/artifacts",
+        env = "TWINLOOP_ARTIFACTS_DESTINATION"
+    )]
+    artifacts_destination: String,
+
+    /// Worker threads serving requests (default: one per CPU core).
+    #[arg(long, short)]
+    workers: Option<usize>,
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = args.workers {
+        if workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        runtime.worker_threads(workers);
+    }
+    runtime
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> Result<()> {
+    let uri: StoreUri = args
+        .backend_store_uri
+        .parse()
+        .map_err(|e: twinloop_core::Error| anyhow::anyhow!("{}", e.message))?;
+    let artifacts = ArtifactStore::open(&args.artifacts_destination)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let store = SqlStore::open(&uri, "mlflow-artifacts:")
+        .await
+        .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
+    let store = Arc::new(store);
+    let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
+        .parse()
+        .with_context(|| format!("invalid --host {:?}", args.host))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (hint: is another server using the port? try --port)")
+    })?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        backend = %uri,
+        artifacts = artifacts.location(),
+        "twinloop server listening"
+    );
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        artifacts,
+    });
+    twinloop_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("server error")?;
+    store.close().await;
+    tracing::info!("twinloop server stopped");
+    Ok(())
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

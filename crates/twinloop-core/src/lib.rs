@@ -1,0 +1,9 @@
+//! Shared vocabulary of twinloop: the error type every crate returns, id and time helpers, and the
+//! domain types of tracking. Nothing here knows about HTTP, SQL or any wire format.
+
+pub mod error;
+pub mod ids;
+pub mod time;
+pub mod tracking;
+
+pub use error::{Error, ErrorCode, Result};

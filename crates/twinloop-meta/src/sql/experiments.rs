@@ -1,0 +1,417 @@
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use twinloop_core::time::now_ms;
+use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
+use twinloop_core::{Error, Result};
+
+use super::query::{RowExt, Sql};
+use super::run_search::{numeric_comparison, string_comparison};
+use super::{SqlStore, db_err};
+use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter, parse_order_by};
+use crate::store::ExperimentQuery;
+use crate::validation::{validate_experiment_name, validate_max_results, validate_tag};
+
+const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
+
+pub(crate) fn parse_experiment_id(id: &str) -> Result<i64> {
+    id.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "Invalid experiment id {id:?}: expected a non-negative integer"
+            ))
+        })
+}
+
+fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
+    Ok(Experiment {
+        experiment_id: row.int(0)?.to_string(),
+        name: row.text(1)?,
+        artifact_location: row.text(2)?,
+        lifecycle_stage: LifecycleStage::parse(&row.text(3)?)?,
+        creation_time: row.int(4)?,
+        last_update_time: row.int(5)?,
+        tags: Vec::new(),
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn ensure_default_experiment(&self) -> Result<()> {
+        let now = now_ms();
+        let mut sql = Sql::new(
+            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (0, 'Default', ",
+        );
+        sql.arg(format!("{}/0", self.artifact_root))
+            .push(", 'active', ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") ON CONFLICT DO NOTHING");
+        sql.query().execute(&self.writer).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn create_experiment_impl(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<String> {
+        validate_experiment_name(name)?;
+        tags.iter().try_for_each(validate_tag)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut existing = Sql::new("SELECT lifecycle_stage FROM experiments WHERE name = ");
+        existing.arg(name);
+        if let Some(row) = existing
+            .query()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+        {
+            let hint = if row.text(0)? == "deleted" {
+                " It is in the deleted state: restore it, or delete it permanently, to reuse the name."
+            } else {
+                ""
+            };
+            return Err(Error::already_exists(format!(
+                "Experiment(name={name}) already exists.{hint}"
+            )));
+        }
+        let now = now_ms();
+        let mut insert = Sql::new(
+            "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (",
+        );
+        insert
+            .arg(name)
+            .push(", '', 'active', ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING experiment_id");
+        let id = insert
+            .query()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .int(0)?;
+        let location = match artifact_location.filter(|l| !l.is_empty()) {
+            Some(l) => l.to_string(),
+            None => format!("{}/{id}", self.artifact_root),
+        };
+        let mut update = Sql::new("UPDATE experiments SET artifact_location = ");
+        update.arg(location).push(" WHERE experiment_id = ").arg(id);
+        update.query().execute(&mut *tx).await.map_err(db_err)?;
+        for tag in tags {
+            upsert_experiment_tag(&mut tx, id, tag).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(id.to_string())
+    }
+
+    pub(super) async fn get_experiment_impl(&self, experiment_id: &str) -> Result<Experiment> {
+        let id = parse_experiment_id(experiment_id)?;
+        let mut sql = Sql::new(&format!(
+            "SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "
+        ));
+        sql.arg(id);
+        let row = sql
+            .query()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let row = row.ok_or_else(|| {
+            Error::not_found(format!("No Experiment with id={experiment_id} exists"))
+        })?;
+        let mut experiments = vec![experiment_from_row(&row)?];
+        self.attach_tags(&mut experiments).await?;
+        Ok(experiments.remove(0))
+    }
+
+    pub(super) async fn get_experiment_by_name_impl(&self, name: &str) -> Result<Experiment> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {COLUMNS} FROM experiments e WHERE e.name = "
+        ));
+        sql.arg(name);
+        let row = sql
+            .query()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let row = row.ok_or_else(|| {
+            Error::not_found(format!("Experiment with name '{name}' does not exist."))
+        })?;
+        let mut experiments = vec![experiment_from_row(&row)?];
+        self.attach_tags(&mut experiments).await?;
+        Ok(experiments.remove(0))
+    }
+
+    async fn attach_tags(&self, experiments: &mut [Experiment]) -> Result<()> {
+        if experiments.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = experiments
+            .iter()
+            .map(|e| e.experiment_id.parse::<i64>().unwrap_or(-1))
+            .collect();
+        let mut sql = Sql::new(
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ",
+        );
+        sql.arg_list(&ids).push(" ORDER BY key");
+        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+        for row in rows {
+            by_id
+                .entry(row.int(0)?.to_string())
+                .or_default()
+                .push(Tag::new(row.text(1)?, row.text(2)?));
+        }
+        for e in experiments {
+            e.tags = by_id.remove(&e.experiment_id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn search_experiments_impl(
+        &self,
+        q: &ExperimentQuery,
+    ) -> Result<Page<Experiment>> {
+        let limit = validate_max_results(q.max_results)?;
+        let offset = decode_page_token(q.page_token.as_deref())?;
+        let mut sql = Sql::new(&format!(
+            "SELECT {COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
+        ));
+        sql.arg_list(q.view_type.stages());
+        for clause in parse_filter(q.filter.as_deref().unwrap_or(""), true)? {
+            sql.push(" AND ");
+            match clause.entity {
+                Entity::Attribute => match clause.key.as_str() {
+                    "name" => string_comparison(&mut sql, "e.name", &clause)?,
+                    "creation_time" | "last_update_time" => {
+                        numeric_comparison(&mut sql, &format!("e.{}", clause.key), &clause, true)?
+                    }
+                    other => {
+                        return Err(clause.invalid(&format!(
+                            "invalid attribute key {other:?}; experiments can be filtered by name, creation_time, last_update_time and tags.<key>"
+                        )));
+                    }
+                },
+                Entity::Tag => {
+                    sql.push("EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id AND t.key = ")
+                        .arg(&clause.key)
+                        .push(" AND ");
+                    string_comparison(&mut sql, "t.value", &clause)?;
+                    sql.push(")");
+                }
+                _ => {
+                    return Err(clause.invalid(
+                        "experiments can be filtered by attributes (name, creation_time, last_update_time) and tags only",
+                    ));
+                }
+            }
+        }
+        sql.push(" ORDER BY ");
+        let mut has_id = false;
+        for text in &q.order_by {
+            let key = parse_order_by(text, true)?;
+            let column = match (key.entity, key.key.as_str()) {
+                (Entity::Attribute, "name") => "e.name",
+                (Entity::Attribute, "experiment_id") => {
+                    has_id = true;
+                    "e.experiment_id"
+                }
+                (Entity::Attribute, "creation_time") => "e.creation_time",
+                (Entity::Attribute, "last_update_time") => "e.last_update_time",
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "Invalid order_by clause {text:?}: experiments can be ordered by name, experiment_id, creation_time or last_update_time"
+                    )));
+                }
+            };
+            sql.push(column)
+                .push(if key.ascending { " ASC, " } else { " DESC, " });
+        }
+        if q.order_by.is_empty() {
+            sql.push("e.creation_time DESC, ");
+        }
+        sql.push(if has_id {
+            "e.name ASC"
+        } else {
+            "e.experiment_id DESC"
+        });
+        sql.push(" LIMIT ")
+            .arg((limit + 1) as i64)
+            .push(" OFFSET ")
+            .arg(offset as i64);
+        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(experiment_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next_page_token = if items.len() as u64 > limit {
+            items.truncate(limit as usize);
+            Some(encode_page_token(offset + limit))
+        } else {
+            None
+        };
+        self.attach_tags(&mut items).await?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn rename_experiment_impl(
+        &self,
+        experiment_id: &str,
+        new_name: &str,
+    ) -> Result<()> {
+        validate_experiment_name(new_name)?;
+        let id = parse_experiment_id(experiment_id)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let stage = experiment_stage(&mut tx, id).await?;
+        if stage != LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "Cannot rename a non-active experiment. Experiment {experiment_id} is deleted."
+            )));
+        }
+        let mut sql = Sql::new("UPDATE experiments SET name = ");
+        sql.arg(new_name)
+            .push(", last_update_time = ")
+            .arg(now_ms())
+            .push(" WHERE experiment_id = ")
+            .arg(id);
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match db_err(e) {
+                e if e.code == twinloop_core::ErrorCode::ResourceAlreadyExists => {
+                    Error::already_exists(format!("Experiment(name={new_name}) already exists."))
+                }
+                e => e,
+            })?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Deleting an experiment deletes its active runs with the same timestamp, so that restoring
+    /// it brings back exactly those runs and not ones deleted on their own before.
+    pub(super) async fn set_experiment_stage(
+        &self,
+        experiment_id: &str,
+        stage: LifecycleStage,
+    ) -> Result<()> {
+        let id = parse_experiment_id(experiment_id)?;
+        if id == 0 && stage == LifecycleStage::Deleted {
+            return Err(Error::invalid(
+                "Cannot delete the Default experiment (id 0).",
+            ));
+        }
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        experiment_stage(&mut tx, id).await?;
+        let mut when = Sql::new("SELECT last_update_time FROM experiments WHERE experiment_id = ");
+        when.arg(id);
+        let deleted_at = when
+            .query()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .int(0)?;
+        let now = now_ms();
+        let mut runs = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        match stage {
+            LifecycleStage::Deleted => {
+                runs.arg("deleted")
+                    .push(", deleted_time = ")
+                    .arg(now)
+                    .push(" WHERE experiment_id = ")
+                    .arg(id)
+                    .push(" AND lifecycle_stage = 'active'");
+            }
+            LifecycleStage::Active => {
+                runs.arg("active")
+                    .push(", deleted_time = NULL WHERE experiment_id = ")
+                    .arg(id)
+                    .push(" AND lifecycle_stage = 'deleted' AND deleted_time = ")
+                    .arg(deleted_at);
+            }
+        }
+        runs.query().execute(&mut *tx).await.map_err(db_err)?;
+        let mut sql = Sql::new("UPDATE experiments SET lifecycle_stage = ");
+        sql.arg(stage.as_str())
+            .push(", last_update_time = ")
+            .arg(now)
+            .push(" WHERE experiment_id = ")
+            .arg(id);
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn set_experiment_tag_impl(
+        &self,
+        experiment_id: &str,
+        tag: &Tag,
+    ) -> Result<()> {
+        validate_tag(tag)?;
+        let id = parse_experiment_id(experiment_id)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        if experiment_stage(&mut tx, id).await? != LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
+            )));
+        }
+        upsert_experiment_tag(&mut tx, id, tag).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn delete_experiment_tag_impl(
+        &self,
+        experiment_id: &str,
+        key: &str,
+    ) -> Result<()> {
+        let id = parse_experiment_id(experiment_id)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        experiment_stage(&mut tx, id).await?;
+        let mut sql = Sql::new("DELETE FROM experiment_tags WHERE experiment_id = ");
+        sql.arg(id).push(" AND key = ").arg(key);
+        let done = sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in experiment with id {experiment_id}"
+            )));
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+pub(super) async fn experiment_stage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+) -> Result<LifecycleStage> {
+    let mut sql = Sql::new("SELECT lifecycle_stage FROM experiments WHERE experiment_id = ");
+    sql.arg(id);
+    let row = sql
+        .query()
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let row = row.ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))?;
+    LifecycleStage::parse(&row.text(0)?)
+}
+
+async fn upsert_experiment_tag(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    tag: &Tag,
+) -> Result<()> {
+    let mut sql = Sql::new("INSERT INTO experiment_tags (experiment_id, key, value) VALUES (");
+    sql.arg(id)
+        .push(", ")
+        .arg(&tag.key)
+        .push(", ")
+        .arg(&tag.value)
+        .push(") ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value");
+    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! A small SQL text builder that numbers `$n` parameters as they are added, so dynamic queries
+//! (search filters, multi-row inserts) stay parameterised.
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+use twinloop_core::Result;
+
+use super::db_err;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    Float(f64),
+    Int(i64),
+    OptText(Option<String>),
+    OptInt(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg::Text(s.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(s: String) -> Arg {
+        Arg::Text(s)
+    }
+}
+impl From<&String> for Arg {
+    fn from(s: &String) -> Arg {
+        Arg::Text(s.clone())
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg::Float(v)
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::OptText(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::OptInt(v)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `arg`.
+    pub fn arg(&mut self, arg: impl Into<Arg>) -> &mut Sql {
+        self.args.push(arg.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Appends `(p1, p2, …)` for a non-empty list.
+    pub fn arg_list<T: Into<Arg> + Clone>(&mut self, items: &[T]) -> &mut Sql {
+        self.push("(");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.arg(item.clone());
+        }
+        self.push(")")
+    }
+
+    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for arg in &self.args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Float(v) => q.bind(*v),
+                Arg::Int(v) => q.bind(*v),
+                Arg::OptText(v) => q.bind(v.clone()),
+                Arg::OptInt(v) => q.bind(*v),
+            };
+        }
+        q
+    }
+}
+
+/// Typed column access that turns decoding failures into store errors instead of panics.
+pub(crate) trait RowExt {
+    fn text(&self, idx: usize) -> Result<String>;
+    fn opt_text(&self, idx: usize) -> Result<Option<String>>;
+    fn int(&self, idx: usize) -> Result<i64>;
+    fn opt_int(&self, idx: usize) -> Result<Option<i64>>;
+    fn float(&self, idx: usize) -> Result<f64>;
+}
+
+impl RowExt for AnyRow {
+    fn text(&self, idx: usize) -> Result<String> {
+        self.try_get(idx).map_err(db_err)
+    }
+    fn opt_text(&self, idx: usize) -> Result<Option<String>> {
+        self.try_get(idx).map_err(db_err)
+    }
+    fn int(&self, idx: usize) -> Result<i64> {
+        self.try_get(idx).map_err(db_err)
+    }
+    fn opt_int(&self, idx: usize) -> Result<Option<i64>> {
+        self.try_get(idx).map_err(db_err)
+    }
+    fn float(&self, idx: usize) -> Result<f64> {
+        self.try_get(idx).map_err(db_err)
+    }
+}
+
+/// Splits `items` so that no statement binds more than `max_args` parameters.
+pub(crate) fn chunks_for<T>(
+    items: &[T],
+    args_per_item: usize,
+    max_args: usize,
+) -> std::slice::Chunks<'_, T> {
+    items.chunks((max_args / args_per_item.max(1)).max(1))
+}
+
+/// Stays below SQLite's default limit of 32,766 bound parameters (PostgreSQL allows 65,535).
+pub(crate) const MAX_ARGS: usize = 30_000;
+
+/// Metric values as stored: NaN becomes 0 with `is_nan = 1`, so it can sit in a primary key.
+pub(crate) fn encode_metric_value(value: f64) -> (f64, i64) {
+    if value.is_nan() { (0.0, 1) } else { (value, 0) }
+}
+
+pub(crate) fn decode_metric_value(value: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 { f64::NAN } else { value }
+}

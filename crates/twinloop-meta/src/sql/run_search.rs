@@ -1,0 +1,270 @@
+//! Translates parsed search clauses into SQL for runs, and the comparison helpers the other
+//! searches share. Everything is evaluated in the database; nothing loads all runs.
+
+use twinloop_core::tracking::{Page, Run};
+use twinloop_core::{Error, Result};
+
+use super::query::Sql;
+use super::runs::{RUN_COLUMNS, run_info_from_row};
+use super::{SqlStore, db_err};
+use crate::search::{
+    Clause, Comparator, Entity, Literal, decode_page_token, encode_page_token, parse_filter,
+    parse_order_by,
+};
+use crate::store::RunQuery;
+use crate::validation::validate_max_results;
+
+/// `column <op> value` for string-valued columns.
+pub(crate) fn string_comparison(sql: &mut Sql, column: &str, clause: &Clause) -> Result<()> {
+    match (&clause.value, clause.comparator) {
+        (Literal::Str(v), Comparator::Eq) => sql.push(column).push(" = ").arg(v),
+        (Literal::Str(v), Comparator::Ne) => sql.push(column).push(" <> ").arg(v),
+        (Literal::Str(v), Comparator::Like) => sql.push(column).push(" LIKE ").arg(v),
+        (Literal::Str(v), Comparator::ILike) => sql
+            .push("LOWER(")
+            .push(column)
+            .push(") LIKE LOWER(")
+            .arg(v)
+            .push(")"),
+        (Literal::List(items), Comparator::In | Comparator::NotIn) => {
+            if items.is_empty() {
+                // `IN ()` is not SQL; an empty set matches nothing, its complement everything.
+                sql.push(if clause.comparator == Comparator::In {
+                    "1 = 0"
+                } else {
+                    "1 = 1"
+                })
+            } else {
+                sql.push(column)
+                    .push(if clause.comparator == Comparator::In {
+                        " IN "
+                    } else {
+                        " NOT IN "
+                    })
+                    .arg_list(items)
+            }
+        }
+        (Literal::Num(_), _) => {
+            return Err(clause.invalid("expected a quoted string value, e.g. 'value'"));
+        }
+        _ => {
+            return Err(clause.invalid(&format!(
+                "comparator {} is not supported here; use =, !=, LIKE or ILIKE",
+                clause.comparator.as_str()
+            )));
+        }
+    };
+    Ok(())
+}
+
+/// `column <op> number` for numeric columns. `integral` columns (timestamps) take whole numbers.
+pub(crate) fn numeric_comparison(
+    sql: &mut Sql,
+    column: &str,
+    clause: &Clause,
+    integral: bool,
+) -> Result<()> {
+    let Literal::Num(v) = clause.value else {
+        return Err(clause.invalid("expected a numeric value, e.g. 0.5"));
+    };
+    if !clause.comparator.is_numeric() {
+        return Err(clause.invalid(&format!(
+            "comparator {} is not supported for numbers; use =, !=, <, <=, > or >=",
+            clause.comparator.as_str()
+        )));
+    }
+    let op = match clause.comparator {
+        Comparator::Ne => "<>",
+        other => other.as_str(),
+    };
+    sql.push(column).push(" ").push(op).push(" ");
+    if integral {
+        if v.fract() != 0.0 {
+            return Err(clause.invalid("expected a whole number of milliseconds"));
+        }
+        sql.arg(v as i64);
+    } else {
+        sql.arg(v);
+    }
+    Ok(())
+}
+
+const STRING_ATTRIBUTES: &[(&str, &str)] = &[
+    ("run_id", "r.run_uuid"),
+    ("run_name", "r.name"),
+    ("status", "r.status"),
+    ("user_id", "r.user_id"),
+    ("artifact_uri", "r.artifact_uri"),
+    ("lifecycle_stage", "r.lifecycle_stage"),
+];
+
+const NUMERIC_ATTRIBUTES: &[(&str, &str)] = &[
+    ("start_time", "r.start_time"),
+    ("end_time", "r.end_time"),
+    ("created", "r.start_time"),
+    ("Created", "r.start_time"),
+];
+
+fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, c)| *c)
+}
+
+fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
+    match clause.entity {
+        Entity::Metric => {
+            sql.push(
+                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ",
+            )
+            .arg(&clause.key)
+            .push(" AND m.is_nan = 0 AND ");
+            numeric_comparison(sql, "m.value", clause, false)?;
+            sql.push(")");
+        }
+        Entity::Param | Entity::Tag => {
+            if matches!(clause.comparator, Comparator::In | Comparator::NotIn) {
+                return Err(clause.invalid("IN and NOT IN are only supported on string attributes such as attributes.run_id"));
+            }
+            let table = if clause.entity == Entity::Param {
+                "params"
+            } else {
+                "tags"
+            };
+            sql.push("EXISTS (SELECT 1 FROM ")
+                .push(table)
+                .push(" p WHERE p.run_uuid = r.run_uuid AND p.key = ")
+                .arg(&clause.key)
+                .push(" AND ");
+            string_comparison(sql, "p.value", clause)?;
+            sql.push(")");
+        }
+        Entity::Attribute => {
+            if let Some(column) = lookup(STRING_ATTRIBUTES, &clause.key) {
+                string_comparison(sql, column, clause)?;
+            } else if let Some(column) = lookup(NUMERIC_ATTRIBUTES, &clause.key) {
+                numeric_comparison(sql, column, clause, true)?;
+            } else {
+                return Err(clause.invalid(&format!(
+                    "invalid attribute key {:?}; valid keys are run_id, run_name, status, user_id, artifact_uri, start_time, end_time",
+                    clause.key
+                )));
+            }
+        }
+        Entity::Dataset => {
+            let column = match clause.key.as_str() {
+                "name" => "d.name",
+                "digest" => "d.digest",
+                "context" => "ri.context",
+                other => {
+                    return Err(clause.invalid(&format!(
+                        "invalid dataset key {other:?}; valid keys are name, digest and context"
+                    )));
+                }
+            };
+            sql.push("EXISTS (SELECT 1 FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid = r.run_uuid AND ");
+            string_comparison(sql, column, clause)?;
+            sql.push(")");
+        }
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) async fn search_runs_impl(&self, q: &RunQuery) -> Result<Page<Run>> {
+        let limit = validate_max_results(q.max_results)?;
+        let offset = decode_page_token(q.page_token.as_deref())?;
+        let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), false)?;
+        let orders = q
+            .order_by
+            .iter()
+            .map(|o| parse_order_by(o, false))
+            .collect::<Result<Vec<_>>>()?;
+        let experiment_ids = q
+            .experiment_ids
+            .iter()
+            .map(|id| super::experiments::parse_experiment_id(id))
+            .collect::<Result<Vec<_>>>()?;
+        if experiment_ids.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        let mut order_terms = Vec::new();
+        for (i, order) in orders.iter().enumerate() {
+            let dir = if order.ascending { "ASC" } else { "DESC" };
+            let column = match order.entity {
+                Entity::Metric | Entity::Param | Entity::Tag => {
+                    let table = match order.entity {
+                        Entity::Metric => "latest_metrics",
+                        Entity::Param => "params",
+                        _ => "tags",
+                    };
+                    sql.push(&format!(
+                        " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
+                    ))
+                    .arg(&order.key);
+                    if order.entity == Entity::Metric {
+                        // NaN sorts after every number, and a missing value after NaN.
+                        order_terms.push(format!(
+                            "CASE WHEN o{i}.value IS NULL THEN 2 WHEN o{i}.is_nan = 1 THEN 1 ELSE 0 END ASC"
+                        ));
+                    } else {
+                        order_terms.push(format!(
+                            "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC"
+                        ));
+                    }
+                    format!("o{i}.value")
+                }
+                Entity::Attribute => {
+                    let column = lookup(STRING_ATTRIBUTES, &order.key)
+                        .or_else(|| lookup(NUMERIC_ATTRIBUTES, &order.key))
+                        .or(if order.key == "experiment_id" { Some("r.experiment_id") } else { None })
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "Invalid order_by key attributes.{}; valid attributes are run_id, run_name, status, user_id, artifact_uri, start_time, end_time, experiment_id",
+                                order.key
+                            ))
+                        })?;
+                    order_terms.push(format!("CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC"));
+                    column.to_string()
+                }
+                Entity::Dataset => return Err(Error::invalid("datasets cannot be ordered by")),
+            };
+            order_terms.push(format!("{column} {dir}"));
+        }
+        sql.push(" WHERE r.experiment_id IN ")
+            .arg_list(&experiment_ids)
+            .push(" AND r.lifecycle_stage IN ")
+            .arg_list(q.view_type.stages());
+        for clause in &clauses {
+            sql.push(" AND ");
+            run_clause(&mut sql, clause)?;
+        }
+        order_terms.push("r.start_time DESC".into());
+        order_terms.push("r.run_uuid ASC".into());
+        sql.push(" ORDER BY ").push(&order_terms.join(", "));
+        sql.push(" LIMIT ")
+            .arg((limit + 1) as i64)
+            .push(" OFFSET ")
+            .arg(offset as i64);
+
+        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let mut infos = rows
+            .iter()
+            .map(run_info_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next_page_token = if infos.len() as u64 > limit {
+            infos.truncate(limit as usize);
+            Some(encode_page_token(offset + limit))
+        } else {
+            None
+        };
+        let items = self.load_runs(infos).await?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+}

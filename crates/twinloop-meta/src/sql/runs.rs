@@ -1,0 +1,663 @@
+use std::collections::HashMap;
+
+use sqlx::Any;
+use sqlx::Transaction;
+use sqlx::any::AnyRow;
+use twinloop_core::ids::{is_run_id, new_run_id, random_run_name};
+use twinloop_core::time::now_ms;
+use twinloop_core::tracking::*;
+use twinloop_core::{Error, Result};
+
+use super::experiments::parse_experiment_id;
+use super::query::{MAX_ARGS, RowExt, Sql, chunks_for, decode_metric_value, encode_metric_value};
+use super::{SqlStore, db_err};
+use crate::search::{decode_page_token, encode_page_token};
+use crate::validation::{validate_batch, validate_key, validate_tag};
+
+pub(super) const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
+
+const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// Largest number of run ids put in one `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+pub(super) fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
+    Ok(RunInfo {
+        run_id: row.text(0)?,
+        experiment_id: row.int(1)?.to_string(),
+        run_name: row.text(2)?,
+        user_id: row.text(3)?,
+        status: RunStatus::parse(&row.text(4)?)?,
+        start_time: row.opt_int(5)?,
+        end_time: row.opt_int(6)?,
+        artifact_uri: row.text(7)?,
+        lifecycle_stage: LifecycleStage::parse(&row.text(8)?)?,
+    })
+}
+
+fn run_not_found(run_id: &str) -> Error {
+    Error::not_found(format!("Run with id={run_id} not found"))
+}
+
+/// Reads a run's lifecycle stage inside a write transaction; errors if it doesn't exist.
+async fn run_stage(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<LifecycleStage> {
+    if !is_run_id(run_id) {
+        return Err(run_not_found(run_id));
+    }
+    let mut sql = Sql::new("SELECT lifecycle_stage FROM runs WHERE run_uuid = ");
+    sql.arg(run_id);
+    let row = sql
+        .query()
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    LifecycleStage::parse(&row.ok_or_else(|| run_not_found(run_id))?.text(0)?)
+}
+
+async fn require_active_run(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<()> {
+    match run_stage(tx, run_id).await? {
+        LifecycleStage::Active => Ok(()),
+        LifecycleStage::Deleted => Err(Error::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is deleted."
+        ))),
+    }
+}
+
+async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
+    for chunk in chunks_for(tags, 3, MAX_ARGS) {
+        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+        for (i, tag) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .arg(run_id)
+                .push(", ")
+                .arg(&tag.key)
+                .push(", ")
+                .arg(&tag.value)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+        let mut sql = Sql::new("UPDATE runs SET name = ");
+        sql.arg(&name.value).push(" WHERE run_uuid = ").arg(run_id);
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Writes params, refusing to change the value of one already logged. The check runs after the
+/// insert so that, on PostgreSQL, a concurrent writer of the same key is seen.
+async fn insert_params(
+    tx: &mut Transaction<'_, Any>,
+    run_id: &str,
+    params: &[Param],
+) -> Result<()> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+    for (i, p) in params.iter().enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .arg(run_id)
+            .push(", ")
+            .arg(&p.key)
+            .push(", ")
+            .arg(&p.value)
+            .push(")");
+    }
+    sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
+    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
+    let mut check = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+    check.arg(run_id).push(" AND key IN ").arg_list(&keys);
+    let stored: HashMap<String, String> = check
+        .query()
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.text(1)?)))
+        .collect::<Result<_>>()?;
+    for p in params {
+        if let Some(old) = stored.get(&p.key).filter(|old| **old != p.value) {
+            return Err(Error::invalid(format!(
+                "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                p.key, p.value
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Orders two metric points the way MLflow picks the latest: step, then timestamp.
+fn is_newer(a: &Metric, b: &Metric) -> bool {
+    (a.step, a.timestamp) >= (b.step, b.timestamp)
+}
+
+async fn insert_metrics(
+    tx: &mut Transaction<'_, Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    for chunk in chunks_for(metrics, 6, MAX_ARGS) {
+        let mut sql =
+            Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ");
+        push_metric_rows(&mut sql, run_id, chunk);
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    let mut latest: Vec<&Metric> = Vec::new();
+    for m in metrics {
+        match latest.iter_mut().find(|l| l.key == m.key) {
+            Some(l) if is_newer(m, l) => *l = m,
+            Some(_) => {}
+            None => latest.push(m),
+        }
+    }
+    let latest: Vec<Metric> = latest.into_iter().cloned().collect();
+    for chunk in chunks_for(&latest, 6, MAX_ARGS) {
+        let mut sql = Sql::new(
+            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
+        );
+        push_metric_rows(&mut sql, run_id, chunk);
+        sql.push(
+            " ON CONFLICT (run_uuid, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
+             value = excluded.value, is_nan = excluded.is_nan \
+             WHERE excluded.step > latest_metrics.step \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
+        );
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    let linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+    for chunk in linked.chunks(MAX_ARGS / 9) {
+        let mut sql = Sql::new(
+            "INSERT INTO logged_model_metrics (model_id, run_uuid, key, step, timestamp, value, is_nan, dataset_name, dataset_digest) VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = encode_metric_value(m.value);
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .arg(m.model_id.clone().unwrap_or_default())
+                .push(", ")
+                .arg(run_id)
+                .push(", ")
+                .arg(&m.key)
+                .push(", ")
+                .arg(m.step)
+                .push(", ")
+                .arg(m.timestamp)
+                .push(", ")
+                .arg(value)
+                .push(", ")
+                .arg(is_nan)
+                .push(", ")
+                .arg(m.dataset_name.clone())
+                .push(", ")
+                .arg(m.dataset_digest.clone())
+                .push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn push_metric_rows(sql: &mut Sql, run_id: &str, metrics: &[Metric]) {
+    for (i, m) in metrics.iter().enumerate() {
+        let (value, is_nan) = encode_metric_value(m.value);
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .arg(run_id)
+            .push(", ")
+            .arg(&m.key)
+            .push(", ")
+            .arg(m.step)
+            .push(", ")
+            .arg(m.timestamp)
+            .push(", ")
+            .arg(value)
+            .push(", ")
+            .arg(is_nan)
+            .push(")");
+    }
+}
+
+impl SqlStore {
+    pub(super) async fn create_run_impl(&self, new: NewRun) -> Result<Run> {
+        let experiment_id = if new.experiment_id.is_empty() {
+            "0".to_string()
+        } else {
+            new.experiment_id.clone()
+        };
+        let exp_id = parse_experiment_id(&experiment_id)?;
+        new.tags.iter().try_for_each(validate_tag)?;
+        let run_name = new
+            .run_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                new.tags
+                    .iter()
+                    .find(|t| t.key == RUN_NAME_TAG)
+                    .map(|t| t.value.clone())
+            })
+            .unwrap_or_else(random_run_name);
+        let mut tags: Vec<Tag> = new
+            .tags
+            .into_iter()
+            .filter(|t| t.key != RUN_NAME_TAG)
+            .collect();
+        tags.push(Tag::new(RUN_NAME_TAG, run_name.clone()));
+
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut exp = Sql::new(
+            "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
+        );
+        exp.arg(exp_id);
+        let row = exp.query().fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let row = row.ok_or_else(|| {
+            Error::not_found(format!("No Experiment with id={experiment_id} exists"))
+        })?;
+        if row.text(1)? != "active" {
+            return Err(Error::invalid(format!(
+                "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
+            )));
+        }
+        let run_id = new_run_id();
+        let info = RunInfo {
+            artifact_uri: format!("{}/{run_id}/artifacts", row.text(0)?.trim_end_matches('/')),
+            run_id,
+            experiment_id,
+            run_name,
+            user_id: new.user_id,
+            status: RunStatus::Running,
+            start_time: Some(new.start_time.unwrap_or_else(now_ms)),
+            end_time: None,
+            lifecycle_stage: LifecycleStage::Active,
+        };
+        let mut insert = Sql::new(
+            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES (",
+        );
+        insert
+            .arg(&info.run_id)
+            .push(", ")
+            .arg(exp_id)
+            .push(", ")
+            .arg(&info.run_name)
+            .push(", ")
+            .arg(&info.user_id)
+            .push(", ")
+            .arg(info.status.as_str())
+            .push(", ")
+            .arg(info.start_time)
+            .push(", NULL, ")
+            .arg(&info.artifact_uri)
+            .push(", 'active')");
+        insert.query().execute(&mut *tx).await.map_err(db_err)?;
+        upsert_tags(&mut tx, &info.run_id, &tags).await?;
+        tx.commit().await.map_err(db_err)?;
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Run {
+            info,
+            data: RunData {
+                tags,
+                ..RunData::default()
+            },
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        })
+    }
+
+    pub(super) async fn get_run_impl(&self, run_id: &str) -> Result<Run> {
+        if !is_run_id(run_id) {
+            return Err(run_not_found(run_id));
+        }
+        let mut sql = Sql::new(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+        ));
+        sql.arg(run_id);
+        let row = sql
+            .query()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let info = run_info_from_row(&row.ok_or_else(|| run_not_found(run_id))?)?;
+        Ok(self.load_runs(vec![info]).await?.remove(0))
+    }
+
+    /// Attaches latest metrics, params, tags, inputs and outputs to runs, a few queries per
+    /// batch of runs rather than per run.
+    pub(super) async fn load_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+        let mut runs: Vec<Run> = infos
+            .into_iter()
+            .map(|info| Run {
+                info,
+                data: RunData::default(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            })
+            .collect();
+        let index: HashMap<String, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.info.run_id.clone(), i))
+            .collect();
+        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut sql = Sql::new(
+                "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
+            );
+            sql.arg_list(chunk).push(" ORDER BY key");
+            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                let run = &mut runs[index[&row.text(0)?]];
+                run.data.metrics.push(Metric::new(
+                    row.text(1)?,
+                    decode_metric_value(row.float(2)?, row.int(3)?),
+                    row.int(4)?,
+                    row.int(5)?,
+                ));
+            }
+            for (table, is_param) in [("params", true), ("tags", false)] {
+                let mut sql = Sql::new(&format!(
+                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
+                ));
+                sql.arg_list(chunk).push(" ORDER BY key");
+                for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                    let run = &mut runs[index[&row.text(0)?]];
+                    let item = Tag::new(row.text(1)?, row.text(2)?);
+                    if is_param {
+                        run.data.params.push(item)
+                    } else {
+                        run.data.tags.push(item)
+                    }
+                }
+            }
+            let mut sql = Sql::new(
+                "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+                 FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
+            );
+            sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
+            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                let run = &mut runs[index[&row.text(0)?]];
+                let tags: Vec<(String, String)> =
+                    serde_json::from_str(&row.text(1)?).unwrap_or_default();
+                run.inputs.push(DatasetInput {
+                    tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
+                    dataset: Dataset {
+                        name: row.text(2)?,
+                        digest: row.text(3)?,
+                        source_type: row.text(4)?,
+                        source: row.text(5)?,
+                        schema: row.opt_text(6)?,
+                        profile: row.opt_text(7)?,
+                    },
+                });
+            }
+            let mut sql =
+                Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
+            sql.arg_list(chunk).push(" ORDER BY step, model_id");
+            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                let run = &mut runs[index[&row.text(0)?]];
+                run.outputs.push(ModelOutput {
+                    model_id: row.text(1)?,
+                    step: row.int(2)?,
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    pub(super) async fn update_run_impl(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        require_active_run(&mut tx, run_id).await?;
+        let mut sql = Sql::new("UPDATE runs SET run_uuid = run_uuid");
+        if let Some(status) = update.status {
+            sql.push(", status = ").arg(status.as_str());
+        }
+        if let Some(end_time) = update.end_time {
+            sql.push(", end_time = ").arg(end_time);
+        }
+        sql.push(" WHERE run_uuid = ").arg(run_id);
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        if let Some(name) = update.run_name.filter(|n| !n.is_empty()) {
+            validate_tag(&Tag::new(RUN_NAME_TAG, name.clone()))?;
+            upsert_tags(&mut tx, run_id, &[Tag::new(RUN_NAME_TAG, name)]).await?;
+        }
+        let mut read = Sql::new(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+        ));
+        read.arg(run_id);
+        let info = run_info_from_row(&read.query().fetch_one(&mut *tx).await.map_err(db_err)?)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(info)
+    }
+
+    pub(super) async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        run_stage(&mut tx, run_id).await?;
+        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        sql.arg(stage.as_str()).push(", deleted_time = ");
+        match stage {
+            LifecycleStage::Deleted => sql.arg(now_ms()),
+            LifecycleStage::Active => sql.push("NULL"),
+        };
+        sql.push(" WHERE run_uuid = ").arg(run_id);
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn log_batch_impl(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> Result<()> {
+        validate_batch(metrics, params, tags)?;
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        require_active_run(&mut tx, run_id).await?;
+        insert_params(&mut tx, run_id, params).await?;
+        if !tags.is_empty() {
+            upsert_tags(&mut tx, run_id, tags).await?;
+        }
+        insert_metrics(&mut tx, run_id, metrics).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn delete_tag_impl(&self, run_id: &str, key: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        require_active_run(&mut tx, run_id).await?;
+        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
+        sql.arg(run_id).push(" AND key = ").arg(key);
+        if sql
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 0
+        {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn log_inputs_impl(
+        &self,
+        run_id: &str,
+        inputs: &[DatasetInput],
+    ) -> Result<()> {
+        if inputs.len() > 1000 {
+            return Err(Error::invalid(
+                "A log_inputs request can contain at most 1000 datasets",
+            ));
+        }
+        for input in inputs {
+            if input.dataset.name.is_empty() || input.dataset.digest.is_empty() {
+                return Err(Error::invalid(
+                    "Every dataset input needs a name and a digest",
+                ));
+            }
+            input.tags.iter().try_for_each(validate_tag)?;
+        }
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        require_active_run(&mut tx, run_id).await?;
+        let mut exp = Sql::new("SELECT experiment_id FROM runs WHERE run_uuid = ");
+        exp.arg(run_id);
+        let exp_id = exp
+            .query()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .int(0)?;
+        for input in inputs {
+            let d = &input.dataset;
+            let mut upsert = Sql::new(
+                "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, schema, profile) VALUES (",
+            );
+            upsert
+                .arg(new_run_id())
+                .push(", ")
+                .arg(exp_id)
+                .push(", ")
+                .arg(&d.name)
+                .push(", ")
+                .arg(&d.digest)
+                .push(", ")
+                .arg(&d.source_type)
+                .push(", ")
+                .arg(&d.source)
+                .push(", ")
+                .arg(d.schema.clone())
+                .push(", ")
+                .arg(d.profile.clone())
+                .push(") ON CONFLICT (experiment_id, name, digest) DO NOTHING");
+            upsert.query().execute(&mut *tx).await.map_err(db_err)?;
+            let mut find = Sql::new("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
+            find.arg(exp_id)
+                .push(" AND name = ")
+                .arg(&d.name)
+                .push(" AND digest = ")
+                .arg(&d.digest);
+            let dataset_uuid = find
+                .query()
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .text(0)?;
+            let context = input
+                .tags
+                .iter()
+                .find(|t| t.key == "mlflow.data.context")
+                .map(|t| t.value.clone());
+            let tags_json = serde_json::to_string(
+                &input
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.value.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| Error::internal(e.to_string()))?;
+            let mut link =
+                Sql::new("INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags) VALUES (");
+            link.arg(run_id)
+                .push(", ")
+                .arg(dataset_uuid)
+                .push(", ")
+                .arg(context)
+                .push(", ")
+                .arg(tags_json)
+                .push(") ON CONFLICT (run_uuid, dataset_uuid) DO UPDATE SET context = excluded.context, tags = excluded.tags");
+            link.query().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn log_outputs_impl(
+        &self,
+        run_id: &str,
+        outputs: &[ModelOutput],
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        require_active_run(&mut tx, run_id).await?;
+        for output in outputs {
+            let mut sql = Sql::new("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES (");
+            sql.arg(run_id)
+                .push(", ")
+                .arg(&output.model_id)
+                .push(", ")
+                .arg(output.step)
+                .push(") ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step");
+            sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn get_metric_history_impl(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<Metric>> {
+        validate_key("metric", key)?;
+        let limit = match max_results {
+            Some(n) => Some(crate::validation::validate_max_results(n)?),
+            None => None,
+        };
+        let offset = decode_page_token(page_token)?;
+        if !is_run_id(run_id) {
+            return Err(run_not_found(run_id));
+        }
+        let mut exists = Sql::new("SELECT 1 FROM runs WHERE run_uuid = ");
+        exists.arg(run_id);
+        if exists
+            .query()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .is_none()
+        {
+            return Err(run_not_found(run_id));
+        }
+        let mut sql =
+            Sql::new("SELECT value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
+        sql.arg(run_id)
+            .push(" AND key = ")
+            .arg(key)
+            .push(" ORDER BY step, timestamp, value");
+        // Without max_results every point comes back; LIMIT is still needed before OFFSET.
+        let sql_limit = limit.map(|l| (l + 1) as i64).unwrap_or(i64::MAX);
+        sql.push(" LIMIT ")
+            .arg(sql_limit)
+            .push(" OFFSET ")
+            .arg(offset as i64);
+        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                Ok(Metric::new(
+                    key,
+                    decode_metric_value(r.float(0)?, r.int(1)?),
+                    r.int(2)?,
+                    r.int(3)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next_page_token = match limit {
+            Some(limit) if items.len() as u64 > limit => {
+                items.truncate(limit as usize);
+                Some(encode_page_token(offset + limit))
+            }
+            _ => None,
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! The HTTP surface of twinloop: the only crate that knows wire shapes. Handlers decode a
+//! request into domain types, call the library crates, and encode the answer; they hold no
+//! logic of their own.
+//!
+//! Routes: the MLflow tracking REST API (`/api/2.0/mlflow/…`, also under `/ajax-api/…` as MLflow
+//! serves its UI), the MLflow artifact proxy (`/api/2.0/mlflow-artifacts/…`), `/health`,
+//! `/version` and `/api/3.0/mlflow/server-info`.
+
+mod artifacts;
+mod error;
+mod extract;
+mod mlflow;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+use twinloop_artifacts::ArtifactStore;
+use twinloop_meta::TrackingStore;
+
+pub use error::ApiError;
+
+/// The MLflow release whose client protocol this server speaks; `/version` reports it because
+/// clients compare it against their own.
+pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
+
+pub struct AppState {
+    pub store: Arc<dyn TrackingStore>,
+    pub artifacts: ArtifactStore,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mlflow = mlflow::routes();
+    Router::new()
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
+        .route("/api/3.0/mlflow/server-info", get(mlflow::server_info))
+        .nest("/api/2.0/mlflow", mlflow.clone())
+        .nest("/ajax-api/2.0/mlflow", mlflow)
+        .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
+    ApiError::with_status(
+        StatusCode::NOT_FOUND,
+        "ENDPOINT_NOT_FOUND",
+        format!("No endpoint at {}", uri.path()),
+    )
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,84 @@
+//! The MLflow tracking REST API. Each handler is a few lines: decode, call the store, encode.
+
+mod experiments;
+mod logged_models;
+mod runs;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, patch, post};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::extract::MAX_JSON_BODY;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/experiments/create", post(experiments::create))
+        .route("/experiments/get", get(experiments::get))
+        .route("/experiments/get-by-name", get(experiments::get_by_name))
+        .route(
+            "/experiments/search",
+            post(experiments::search_post).get(experiments::search_get),
+        )
+        .route("/experiments/update", post(experiments::update))
+        .route("/experiments/delete", post(experiments::delete))
+        .route("/experiments/restore", post(experiments::restore))
+        .route(
+            "/experiments/set-experiment-tag",
+            post(experiments::set_tag),
+        )
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(experiments::delete_tag),
+        )
+        .route("/runs/create", post(runs::create))
+        .route("/runs/get", get(runs::get))
+        .route("/runs/update", post(runs::update))
+        .route("/runs/delete", post(runs::delete))
+        .route("/runs/restore", post(runs::restore))
+        .route("/runs/search", post(runs::search))
+        .route("/runs/log-metric", post(runs::log_metric))
+        .route("/runs/log-parameter", post(runs::log_param))
+        .route("/runs/log-batch", post(runs::log_batch))
+        .route("/runs/set-tag", post(runs::set_tag))
+        .route("/runs/delete-tag", post(runs::delete_tag))
+        .route("/runs/log-inputs", post(runs::log_inputs))
+        .route("/runs/outputs", post(runs::log_outputs))
+        .route("/metrics/get-history", get(runs::metric_history))
+        .route("/logged-models", post(logged_models::create))
+        .route("/logged-models/search", post(logged_models::search))
+        .route(
+            "/logged-models/{model_id}",
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(logged_models::log_params),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            patch(logged_models::set_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            delete(logged_models::delete_tag),
+        )
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+/// Tells the client which optional server features exist; twinloop offers none of the
+/// multipart or workspace extensions, so the client uses plain proxied uploads.
+pub async fn server_info() -> Json<Value> {
+    Json(json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+    }))
+}
