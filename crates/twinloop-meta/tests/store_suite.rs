@@ -1,0 +1,705 @@
+//! One behavioural suite for the TrackingStore trait, run against every backend.
+
+mod support;
+use support as backends;
+
+use std::sync::Arc;
+
+use twinloop_core::ErrorCode;
+use twinloop_core::tracking::*;
+use twinloop_meta::{ExperimentQuery, LoggedModelOrder, LoggedModelQuery, RunQuery, TrackingStore};
+
+fn run_query(exp: &str, filter: &str, order_by: &[&str]) -> RunQuery {
+    RunQuery {
+        experiment_ids: vec![exp.to_string()],
+        filter: Some(filter.to_string()),
+        order_by: order_by.iter().map(|s| s.to_string()).collect(),
+        view_type: ViewType::ActiveOnly,
+        max_results: 1000,
+        page_token: None,
+    }
+}
+
+async fn new_run(store: &dyn TrackingStore, exp: &str, name: &str, start: i64) -> String {
+    store
+        .create_run(NewRun {
+            experiment_id: exp.into(),
+            user_id: "u".into(),
+            run_name: Some(name.into()),
+            start_time: Some(start),
+            tags: vec![],
+        })
+        .await
+        .unwrap()
+        .info
+        .run_id
+}
+
+async fn names(store: &dyn TrackingStore, q: RunQuery) -> Vec<String> {
+    store
+        .search_runs(&q)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.info.run_name)
+        .collect()
+}
+
+macro_rules! on_every_backend {
+    ($name:ident, |$s:ident| $body:block) => {
+        #[tokio::test]
+        async fn $name() {
+            for backend in backends::all_backends().await {
+                eprintln!("backend: {}", backend.name);
+                let $s: &dyn TrackingStore = &backend.store;
+                $body
+            }
+        }
+    };
+}
+
+on_every_backend!(default_experiment_exists, |s| {
+    let e = s.get_experiment("0").await.unwrap();
+    assert_eq!(e.name, "Default");
+    assert_eq!(e.artifact_location, "mlflow-artifacts:/0");
+});
+
+on_every_backend!(experiment_lifecycle, |s| {
+    let id = s
+        .create_experiment("exp-a", None, &[Tag::new("team", "x")])
+        .await
+        .unwrap();
+    let e = s.get_experiment(&id).await.unwrap();
+    assert_eq!((e.name.as_str(), e.tags.len()), ("exp-a", 1));
+    assert_eq!(e.artifact_location, format!("mlflow-artifacts:/{id}"));
+    let dup = s.create_experiment("exp-a", None, &[]).await.unwrap_err();
+    assert_eq!(dup.code, ErrorCode::ResourceAlreadyExists);
+    assert_eq!(
+        s.get_experiment_by_name("exp-a")
+            .await
+            .unwrap()
+            .experiment_id,
+        id
+    );
+    assert_eq!(
+        s.get_experiment_by_name("nope").await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        s.get_experiment("999999").await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        s.create_experiment("", None, &[]).await.unwrap_err().code,
+        ErrorCode::InvalidParameterValue
+    );
+
+    s.rename_experiment(&id, "exp-b").await.unwrap();
+    assert_eq!(s.get_experiment(&id).await.unwrap().name, "exp-b");
+    s.set_experiment_tag(&id, &Tag::new("team", "y"))
+        .await
+        .unwrap();
+    s.delete_experiment_tag(&id, "team").await.unwrap();
+    assert!(s.get_experiment(&id).await.unwrap().tags.is_empty());
+    assert_eq!(
+        s.delete_experiment_tag(&id, "team").await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+
+    let run = new_run(s, &id, "r", 1).await;
+    let gone = new_run(s, &id, "deleted-before", 2).await;
+    s.delete_run(&gone).await.unwrap();
+    s.delete_experiment(&id).await.unwrap();
+    assert_eq!(
+        s.get_experiment(&id).await.unwrap().lifecycle_stage,
+        LifecycleStage::Deleted
+    );
+    assert_eq!(
+        s.get_run(&run).await.unwrap().info.lifecycle_stage,
+        LifecycleStage::Deleted
+    );
+    let err = s
+        .create_run(NewRun {
+            experiment_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    s.restore_experiment(&id).await.unwrap();
+    assert_eq!(
+        s.get_run(&run).await.unwrap().info.lifecycle_stage,
+        LifecycleStage::Active
+    );
+    assert_eq!(
+        s.get_run(&gone).await.unwrap().info.lifecycle_stage,
+        LifecycleStage::Deleted
+    );
+    assert!(s.delete_experiment("0").await.is_err());
+});
+
+on_every_backend!(experiment_search, |s| {
+    for i in 0..5 {
+        s.create_experiment(&format!("pfx-{i}"), None, &[Tag::new("i", i.to_string())])
+            .await
+            .unwrap();
+    }
+    s.create_experiment("other", None, &[]).await.unwrap();
+    let q = |filter: &str, order: &[&str], max: i64, token: Option<String>| ExperimentQuery {
+        filter: Some(filter.into()),
+        order_by: order.iter().map(|s| s.to_string()).collect(),
+        view_type: ViewType::ActiveOnly,
+        max_results: max,
+        page_token: token,
+    };
+    let page = s
+        .search_experiments(&q("name LIKE 'pfx-%'", &["name DESC"], 1000, None))
+        .await
+        .unwrap();
+    let got: Vec<_> = page.items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(got, ["pfx-4", "pfx-3", "pfx-2", "pfx-1", "pfx-0"]);
+    let page = s
+        .search_experiments(&q("tags.i = '3' AND name ILIKE 'PFX%'", &[], 1000, None))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let first = s
+        .search_experiments(&q("name LIKE 'pfx-%'", &["name ASC"], 2, None))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let second = s
+        .search_experiments(&q(
+            "name LIKE 'pfx-%'",
+            &["name ASC"],
+            2,
+            first.next_page_token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].name, "pfx-2");
+    let bad = s
+        .search_experiments(&q("name = ", &[], 10, None))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidParameterValue);
+    let bad = s
+        .search_experiments(&q("", &["nonsense DESC"], 10, None))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidParameterValue);
+});
+
+on_every_backend!(run_lifecycle_and_batches, |s| {
+    let exp = s.create_experiment("runs", None, &[]).await.unwrap();
+    let run = s
+        .create_run(NewRun {
+            experiment_id: exp.clone(),
+            user_id: "me".into(),
+            run_name: None,
+            start_time: None,
+            tags: vec![Tag::new("k", "v")],
+        })
+        .await
+        .unwrap();
+    let id = run.info.run_id.clone();
+    assert!(!run.info.run_name.is_empty(), "a name is made up");
+    assert!(
+        run.data
+            .tags
+            .iter()
+            .any(|t| t.key == "mlflow.runName" && t.value == run.info.run_name)
+    );
+    assert_eq!(
+        run.info.artifact_uri,
+        format!("mlflow-artifacts:/{exp}/{id}/artifacts")
+    );
+
+    let metrics = vec![
+        Metric::new("loss", 1.0, 10, 0),
+        Metric::new("loss", 0.5, 20, 2),
+        Metric::new("loss", 0.7, 30, 1),
+        Metric::new("nan", f64::NAN, 1, 0),
+        Metric::new("inf", f64::INFINITY, 1, 0),
+    ];
+    s.log_batch(
+        &id,
+        &metrics,
+        &[Tag::new("lr", "0.1")],
+        &[Tag::new("mlflow.runName", "renamed")],
+    )
+    .await
+    .unwrap();
+    let got = s.get_run(&id).await.unwrap();
+    assert_eq!(got.info.run_name, "renamed");
+    let latest = |k: &str| {
+        got.data
+            .metrics
+            .iter()
+            .find(|m| m.key == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (latest("loss").value, latest("loss").step),
+        (0.5, 2),
+        "highest step wins"
+    );
+    assert!(latest("nan").value.is_nan());
+    assert_eq!(latest("inf").value, f64::INFINITY);
+
+    s.log_batch(&id, &[], &[Tag::new("lr", "0.1")], &[])
+        .await
+        .unwrap();
+    let err = s
+        .log_batch(
+            &id,
+            &[Metric::new("loss", 9.0, 1, 9)],
+            &[Tag::new("lr", "0.2")],
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    let history = s.get_metric_history(&id, "loss", None, None).await.unwrap();
+    assert_eq!(history.items.len(), 3, "a rejected batch writes nothing");
+
+    let dup = [Tag::new("a", "1"), Tag::new("a", "2")];
+    assert!(s.log_batch(&id, &[], &dup, &[]).await.is_err());
+    let too_many: Vec<_> = (0..1001).map(|i| Metric::new("m", 0.0, 0, i)).collect();
+    assert!(s.log_batch(&id, &too_many, &[], &[]).await.is_err());
+    assert!(
+        s.log_batch(&id, &[Metric::new("../x", 0.0, 0, 0)], &[], &[])
+            .await
+            .is_err()
+    );
+
+    let info = s
+        .update_run(
+            &id,
+            RunUpdate {
+                status: Some(RunStatus::Finished),
+                end_time: Some(99),
+                run_name: Some("final".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.status, info.end_time, info.run_name.as_str()),
+        (RunStatus::Finished, Some(99), "final")
+    );
+
+    s.delete_tag(&id, "k").await.unwrap();
+    assert_eq!(
+        s.delete_tag(&id, "k").await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    s.delete_run(&id).await.unwrap();
+    let err = s
+        .log_batch(&id, &[Metric::new("x", 1.0, 1, 1)], &[], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    s.restore_run(&id).await.unwrap();
+    assert_eq!(
+        s.get_run("0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        s.get_run("../../etc").await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+});
+
+on_every_backend!(metric_history_pages, |s| {
+    let exp = s.create_experiment("hist", None, &[]).await.unwrap();
+    let id = new_run(s, &exp, "h", 1).await;
+    for chunk in (0..2500i64).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|&i| Metric::new("m", i as f64, 1000 + i, i))
+            .collect();
+        s.log_batch(&id, &batch, &[], &[]).await.unwrap();
+    }
+    let mut token = None;
+    let mut all = Vec::new();
+    loop {
+        let page = s
+            .get_metric_history(&id, "m", Some(1000), token.as_deref())
+            .await
+            .unwrap();
+        all.extend(page.items);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 2500);
+    assert!(all.windows(2).all(|w| w[0].step < w[1].step));
+    // Logging the exact same point again does not duplicate it.
+    s.log_batch(&id, &[Metric::new("m", 0.0, 1000, 0)], &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_metric_history(&id, "m", None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2500
+    );
+});
+
+on_every_backend!(run_search_language, |s| {
+    let exp = s.create_experiment("search", None, &[]).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6i64 {
+        let id = new_run(s, &exp, &format!("sr-{i}"), 100 + i).await;
+        let mut metrics = vec![Metric::new("acc", i as f64 / 10.0, 1, 0)];
+        if i % 2 == 0 {
+            metrics.push(Metric::new("my metric", i as f64, 1, 0));
+        }
+        let params = [
+            Tag::new("p", if i < 3 { "a" } else { "b" }),
+            Tag::new("lr", format!("0.{i}")),
+        ];
+        let tags = [Tag::new("parity", if i % 2 == 0 { "even" } else { "odd" })];
+        s.log_batch(&id, &metrics, &params, &tags).await.unwrap();
+        ids.push(id);
+    }
+    s.update_run(
+        &ids[5],
+        RunUpdate {
+            status: Some(RunStatus::Failed),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let q = |f: &str, o: &[&str]| run_query(&exp, f, o);
+    assert_eq!(
+        names(s, q("", &[])).await,
+        ["sr-5", "sr-4", "sr-3", "sr-2", "sr-1", "sr-0"],
+        "default: newest first"
+    );
+    assert_eq!(
+        names(s, q("metrics.acc > 0.25", &["metrics.acc ASC"])).await,
+        ["sr-3", "sr-4", "sr-5"]
+    );
+    assert_eq!(
+        names(s, q("metrics.acc >= 0.2 and metrics.acc < 0.4", &[]))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(names(s, q("metrics.acc != 0.0", &[])).await.len(), 5);
+    assert_eq!(names(s, q("metrics.acc <= 0.1", &[])).await.len(), 2);
+    assert_eq!(names(s, q("metrics.acc = 0.3", &[])).await, ["sr-3"]);
+    assert_eq!(
+        names(
+            s,
+            q("metrics.`my metric` > 1", &["metrics.`my metric` DESC"])
+        )
+        .await,
+        ["sr-4", "sr-2"]
+    );
+    assert_eq!(
+        names(s, q("params.p = 'b'", &["params.lr DESC"])).await,
+        ["sr-5", "sr-4", "sr-3"]
+    );
+    assert_eq!(names(s, q("params.lr LIKE '0.%'", &[])).await.len(), 6);
+    assert_eq!(names(s, q("params.p ILIKE 'A'", &[])).await.len(), 3);
+    assert_eq!(
+        names(s, q("params.p LIKE 'A'", &[])).await.len(),
+        0,
+        "LIKE is case-sensitive"
+    );
+    assert_eq!(names(s, q("tags.parity != 'odd'", &[])).await.len(), 3);
+    assert_eq!(
+        names(s, q("tags.`mlflow.runName` = 'sr-1'", &[])).await,
+        ["sr-1"]
+    );
+    assert_eq!(
+        names(s, q("tags.mlflow.runName = 'sr-1'", &[])).await,
+        ["sr-1"]
+    );
+    assert_eq!(
+        names(s, q("attributes.status = 'FAILED'", &[])).await,
+        ["sr-5"]
+    );
+    assert_eq!(
+        names(s, q("attributes.run_name LIKE 'sr-1%'", &[])).await,
+        ["sr-1"]
+    );
+    let in_list = format!("attributes.run_id IN ('{}', '{}')", ids[0], ids[1]);
+    assert_eq!(
+        names(s, q(&in_list, &["attributes.run_name ASC"])).await,
+        ["sr-0", "sr-1"]
+    );
+    let not_in = format!("attributes.run_id NOT IN ('{}')", ids[0]);
+    assert_eq!(names(s, q(&not_in, &[])).await.len(), 5);
+    assert_eq!(
+        names(
+            s,
+            q(
+                "attributes.start_time >= 104",
+                &["attributes.start_time ASC"]
+            )
+        )
+        .await,
+        ["sr-4", "sr-5"]
+    );
+    // Runs without the ordered metric come last, in both directions.
+    assert_eq!(
+        names(s, q("", &["metrics.`my metric` ASC"])).await[..3],
+        ["sr-0", "sr-2", "sr-4"]
+    );
+    assert_eq!(
+        names(s, q("", &["metrics.`my metric` DESC"])).await[..3],
+        ["sr-4", "sr-2", "sr-0"]
+    );
+
+    let mut pages = Vec::new();
+    let mut token = None;
+    loop {
+        let mut query = q("", &["attributes.run_name ASC"]);
+        query.max_results = 4;
+        query.page_token = token;
+        let page = s.search_runs(&query).await.unwrap();
+        pages.push(page.items.len());
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, [4, 2]);
+
+    for bad in [
+        "metrics.acc > 'x'",
+        "params.p > 1",
+        "params.p IN ('a')",
+        "attributes.nope = 'x'",
+        "acc > 1",
+        "metrics.acc LIKE '1%'",
+        "metrics.acc > 1 OR metrics.acc < 0",
+        "attributes.start_time > 1.5",
+    ] {
+        let err = s.search_runs(&q(bad, &[])).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidParameterValue, "{bad}");
+    }
+    let mut too_many = q("", &[]);
+    too_many.max_results = 50_001;
+    assert!(s.search_runs(&too_many).await.is_err());
+    let mut forged = q("", &[]);
+    forged.page_token = Some("garbage".into());
+    assert!(s.search_runs(&forged).await.is_err());
+
+    s.delete_run(&ids[0]).await.unwrap();
+    let mut deleted = q("", &[]);
+    deleted.view_type = ViewType::DeletedOnly;
+    assert_eq!(names(s, deleted.clone()).await, ["sr-0"]);
+    deleted.view_type = ViewType::All;
+    assert_eq!(names(s, deleted).await.len(), 6);
+});
+
+on_every_backend!(inputs_and_dataset_filters, |s| {
+    let exp = s.create_experiment("inputs", None, &[]).await.unwrap();
+    let id = new_run(s, &exp, "with-data", 1).await;
+    let other = new_run(s, &exp, "without", 2).await;
+    let input = DatasetInput {
+        tags: vec![Tag::new("mlflow.data.context", "train")],
+        dataset: Dataset {
+            name: "iris".into(),
+            digest: "abc123".into(),
+            source_type: "local".into(),
+            source: "{\"uri\": \"/data/iris.csv\"}".into(),
+            schema: Some("{}".into()),
+            profile: None,
+        },
+    };
+    s.log_inputs(&id, std::slice::from_ref(&input))
+        .await
+        .unwrap();
+    s.log_inputs(&id, std::slice::from_ref(&input))
+        .await
+        .unwrap();
+    let run = s.get_run(&id).await.unwrap();
+    assert_eq!(run.inputs, vec![input]);
+    assert!(s.get_run(&other).await.unwrap().inputs.is_empty());
+    assert_eq!(
+        names(
+            s,
+            run_query(
+                &exp,
+                "datasets.name = 'iris' AND datasets.context = 'train'",
+                &[]
+            )
+        )
+        .await,
+        ["with-data"]
+    );
+    s.log_outputs(
+        &id,
+        &[ModelOutput {
+            model_id: "m-1".into(),
+            step: 3,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get_run(&id).await.unwrap().outputs[0].step, 3);
+});
+
+on_every_backend!(logged_models, |s| {
+    let exp = s.create_experiment("models", None, &[]).await.unwrap();
+    let run = new_run(s, &exp, "trainer", 1).await;
+    let mut ids = Vec::new();
+    for (i, name) in ["model", "model", "other"].iter().enumerate() {
+        let m = s
+            .create_logged_model(NewLoggedModel {
+                experiment_id: exp.clone(),
+                name: Some(name.to_string()),
+                source_run_id: Some(run.clone()),
+                model_type: None,
+                params: vec![Tag::new("alpha", i.to_string())],
+                tags: vec![Tag::new("mlflow.user", "me")],
+            })
+            .await
+            .unwrap();
+        assert_eq!(m.status, LoggedModelStatus::Pending);
+        assert_eq!(
+            m.artifact_uri,
+            format!("mlflow-artifacts:/{exp}/models/{}/artifacts", m.model_id)
+        );
+        let mut metric = Metric::new("val_acc", 0.8 + i as f64 / 20.0, 5, 0);
+        metric.model_id = Some(m.model_id.clone());
+        s.log_batch(&run, &[metric], &[], &[]).await.unwrap();
+        ids.push(m.model_id);
+    }
+    let ready = s
+        .finalize_logged_model(&ids[0], LoggedModelStatus::Ready)
+        .await
+        .unwrap();
+    assert_eq!(ready.status, LoggedModelStatus::Ready);
+    assert_eq!(ready.metrics.len(), 1);
+    assert_eq!(ready.metrics[0].run_id.as_deref(), Some(run.as_str()));
+    s.set_logged_model_tags(&ids[0], &[Tag::new("mlflow.modelVersions", "[]")])
+        .await
+        .unwrap();
+    s.delete_logged_model_tag(&ids[0], "mlflow.user")
+        .await
+        .unwrap();
+    s.log_logged_model_params(&ids[0], &[Tag::new("beta", "1")])
+        .await
+        .unwrap();
+    let got = s.get_logged_model(&ids[0], false).await.unwrap();
+    assert_eq!(got.tags, vec![Tag::new("mlflow.modelVersions", "[]")]);
+    assert_eq!(got.params.len(), 2);
+
+    let search = |filter: &str, order: Vec<LoggedModelOrder>| LoggedModelQuery {
+        experiment_ids: vec![exp.clone()],
+        filter: Some(filter.into()),
+        order_by: order,
+        max_results: 100,
+        page_token: None,
+    };
+    assert_eq!(
+        s.search_logged_models(&search("name = 'model'", vec![]))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let source = format!("source_run_id = '{run}'");
+    assert_eq!(
+        s.search_logged_models(&search(&source, vec![]))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    let best = s
+        .search_logged_models(&search(
+            "metrics.val_acc > 0.82",
+            vec![LoggedModelOrder {
+                field_name: "metrics.val_acc".into(),
+                ascending: false,
+                dataset_name: None,
+            }],
+        ))
+        .await
+        .unwrap();
+    let got: Vec<_> = best.items.iter().map(|m| m.model_id.clone()).collect();
+    assert_eq!(got, [ids[2].clone(), ids[1].clone()]);
+    assert!(
+        s.search_logged_models(&search("name = 'nothing'", vec![]))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.search_logged_models(&search("bogus = 'x'", vec![]))
+            .await
+            .is_err()
+    );
+
+    s.delete_logged_model(&ids[1]).await.unwrap();
+    assert_eq!(
+        s.get_logged_model(&ids[1], false).await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert!(s.get_logged_model(&ids[1], true).await.is_ok());
+    assert_eq!(
+        s.get_logged_model("m-nope", false).await.unwrap_err().code,
+        ErrorCode::ResourceDoesNotExist
+    );
+});
+
+/// Concurrent writers to one run: every acknowledged metric is there, and the latest value is
+/// the one with the highest step however the writes interleaved.
+#[tokio::test]
+async fn concurrent_batches_are_all_kept() {
+    for backend in backends::all_backends().await {
+        let store: Arc<twinloop_meta::SqlStore> = Arc::new(backend.store);
+        let exp = store
+            .create_experiment("concurrent", None, &[])
+            .await
+            .unwrap();
+        let id = new_run(store.as_ref(), &exp, "c", 1).await;
+        let mut tasks = Vec::new();
+        for writer in 0..8i64 {
+            let store = store.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                for batch in 0..5i64 {
+                    let metrics: Vec<_> = (0..100)
+                        .map(|i| {
+                            let step = writer * 1000 + batch * 100 + i;
+                            Metric::new("m", step as f64, step, step)
+                        })
+                        .collect();
+                    store.log_batch(&id, &metrics, &[], &[]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let history = store
+            .get_metric_history(&id, "m", None, None)
+            .await
+            .unwrap();
+        assert_eq!(history.items.len(), 8 * 5 * 100, "{}", backend.name);
+        let run = store.get_run(&id).await.unwrap();
+        assert_eq!(run.data.metrics[0].step, 7499, "{}", backend.name);
+    }
+}
