@@ -20,12 +20,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let too_large = || {
+            ApiError::from(Error::new(
+                ErrorCode::RequestTooLarge,
+                format!("Request body is larger than the limit of {MAX_JSON_BODY} bytes"),
+            ))
+        };
+        // Refuse an announced oversize body before reading any of it.
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from(Error::new(
-                    ErrorCode::RequestTooLarge,
-                    format!("Request body is larger than the limit of {MAX_JSON_BODY} bytes"),
-                ))
+                too_large()
             } else {
                 ApiError::invalid(format!("Could not read the request body: {e}"))
             }

@@ -1,0 +1,123 @@
+//! Starts the real `twinloop` binary on a free port with its own data directory.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    pub child: Child,
+    pub port: u16,
+    pub url: String,
+    pub backend_uri: String,
+    pub data_dir: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestServer {
+    /// Starts a server on SQLite in a fresh directory under `root`.
+    pub fn start_sqlite(root: &Path) -> TestServer {
+        let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
+        Self::start(root, &uri)
+    }
+
+    pub fn start(root: &Path, backend_uri: &str) -> TestServer {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--backend-store-uri", backend_uri])
+            .arg("--artifacts-destination")
+            .arg(root.join("artifacts"))
+            .env("TWINLOOP_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start twinloop");
+        let server = TestServer {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            backend_uri: backend_uri.to_string(),
+            data_dir: root.to_path_buf(),
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = stream.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+                let mut reply = String::new();
+                let _ = stream.read_to_string(&mut reply);
+                if reply.ends_with("OK") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("twinloop did not become healthy on port {}", self.port);
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/2.0/mlflow/{path}", self.url)
+    }
+
+    /// Sends raw bytes and returns the whole reply: for requests an HTTP client would refuse
+    /// to send or would normalise (`..` in paths).
+    pub fn raw(&self, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh database on the throwaway PostgreSQL named by `TWINLOOP_TEST_POSTGRES_URL`, or
+/// `None` when there is none (a failure instead under `TWINLOOP_REQUIRE_ALL_BACKENDS=1`).
+pub fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("TWINLOOP_TEST_POSTGRES_URL") else {
+        if std::env::var("TWINLOOP_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1") {
+            panic!("TWINLOOP_REQUIRE_ALL_BACKENDS=1 but TWINLOOP_TEST_POSTGRES_URL is not set");
+        }
+        eprintln!("TWINLOOP_TEST_POSTGRES_URL not set: PostgreSQL case skipped");
+        return None;
+    };
+    let name = format!("tl_cli_{}_{}", std::process::id(), free_port());
+    let status = Command::new("psql")
+        .arg(&admin)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "CREATE DATABASE failed");
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
