@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test twinloop has, on a machine with nothing prepared by hand:
+#   1. style: cargo fmt --check, cargo clippy -D warnings
+#   2. Rust unit and integration tests (cargo nextest), on SQLite, on a throwaway PostgreSQL and,
+#      for artifacts, on a local S3-compatible server (moto)
+#   3. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
+#      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts
+# Services run on random loopback ports and are removed on exit.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/twinloop/target}"
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+work="$(mktemp -d /tmp/twinloop-test.XXXXXX)"
+chmod 755 "$work"
+moto_pid=""
+cleanup() {
+  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  "$repo/scripts/pg-throwaway.sh" stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "style"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --quiet
+
+step "services: PostgreSQL, Python venv, moto (S3)"
+TWINLOOP_TEST_POSTGRES_URL="$("$repo/scripts/pg-throwaway.sh" start "$work/pg")"
+export TWINLOOP_TEST_POSTGRES_URL
+venv="$("$repo/scripts/venv.sh" | tail -n 1)"
+moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+export TWINLOOP_TEST_S3_ENDPOINT="http://127.0.0.1:$moto_port"
+for _ in $(seq 1 100); do
+  curl -fsS "$TWINLOOP_TEST_S3_ENDPOINT/" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+export TWINLOOP_REQUIRE_ALL_BACKENDS=1
+echo "postgres: $TWINLOOP_TEST_POSTGRES_URL  s3: $TWINLOOP_TEST_S3_ENDPOINT  venv: $venv"
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "compatibility suite (stock mlflow client)"
+export TWINLOOP_BIN="$CARGO_TARGET_DIR/debug/twinloop"
+"$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
