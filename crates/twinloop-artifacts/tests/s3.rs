@@ -18,8 +18,16 @@ async fn s3_put_list_get_delete() {
     };
     let bucket = format!("tl-artifacts-{}", std::process::id());
     // moto creates buckets on an unsigned PUT; real S3 would need credentials.
-    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
-    assert!(created.status().is_success(), "create bucket: {}", created.status());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "create bucket: {}",
+        created.status()
+    );
     // SAFETY: set before any store reads the environment; this test binary has one test.
     unsafe {
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
@@ -29,8 +37,13 @@ async fn s3_put_list_get_delete() {
     }
     let store = ArtifactStore::open(&format!("s3://{bucket}/prefix")).unwrap();
     let p = |s: &str| ArtifactPath::parse(s).unwrap();
-    let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"hello s3"))]);
-    store.put(&p("1/r/artifacts/dir/a.txt"), body).await.unwrap();
+    let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+        b"hello s3",
+    ))]);
+    store
+        .put(&p("1/r/artifacts/dir/a.txt"), body)
+        .await
+        .unwrap();
     let listing = store.list(&p("1/r/artifacts")).await.unwrap();
     assert_eq!(listing.len(), 1);
     assert!(listing[0].is_dir && listing[0].path == "dir");

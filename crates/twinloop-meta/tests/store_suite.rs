@@ -434,6 +434,11 @@ on_every_backend!(run_search_language, |s| {
         ["sr-5"]
     );
     assert_eq!(
+        names(s, q("status = 'FAILED'", &["start_time DESC"])).await,
+        ["sr-5"],
+        "keys without a prefix are attributes"
+    );
+    assert_eq!(
         names(s, q("attributes.run_name LIKE 'sr-1%'", &[])).await,
         ["sr-1"]
     );
@@ -486,6 +491,7 @@ on_every_backend!(run_search_language, |s| {
         "params.p IN ('a')",
         "attributes.nope = 'x'",
         "acc > 1",
+        "attributes.status IN ('FAILED')",
         "metrics.acc LIKE '1%'",
         "metrics.acc > 1 OR metrics.acc < 0",
         "attributes.start_time > 1.5",

@@ -35,6 +35,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if announced.is_some_and(|n| n > MAX_JSON_BODY as u64) {
             return Err(too_large());
         }
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
@@ -42,6 +51,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::invalid(format!("Could not read the request body: {e}"))
             }
         })?;
+        // MLflow refuses bodies of any other type; so do we, rather than guess at form data.
+        if !is_json && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid(
+                "Bad Request. Content-Type must be one of ['application/json'].",
+            ));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }

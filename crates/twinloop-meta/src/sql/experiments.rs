@@ -212,7 +212,7 @@ impl SqlStore {
                 }
             }
         }
-        sql.push(" ORDER BY ");
+        let mut terms = Vec::new();
         let mut has_id = false;
         for text in &q.order_by {
             let key = parse_order_by(text, true)?;
@@ -230,17 +230,19 @@ impl SqlStore {
                     )));
                 }
             };
-            sql.push(column)
-                .push(if key.ascending { " ASC, " } else { " DESC, " });
+            terms.push(format!(
+                "{column} {}",
+                if key.ascending { "ASC" } else { "DESC" }
+            ));
         }
+        // MLflow's default order, and its tie-breaker when the caller's order lacks the id.
         if q.order_by.is_empty() {
-            sql.push("e.creation_time DESC, ");
+            terms.push("e.creation_time DESC".into());
+            terms.push("e.experiment_id ASC".into());
+        } else if !has_id {
+            terms.push("e.experiment_id DESC".into());
         }
-        sql.push(if has_id {
-            "e.name ASC"
-        } else {
-            "e.experiment_id DESC"
-        });
+        sql.push(" ORDER BY ").push(&terms.join(", "));
         sql.push(" LIMIT ")
             .arg((limit + 1) as i64)
             .push(" OFFSET ")

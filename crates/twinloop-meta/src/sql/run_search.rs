@@ -139,6 +139,13 @@ fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
         }
         Entity::Attribute => {
             if let Some(column) = lookup(STRING_ATTRIBUTES, &clause.key) {
+                if matches!(clause.comparator, Comparator::In | Comparator::NotIn)
+                    && clause.key != "run_id"
+                {
+                    return Err(
+                        clause.invalid("only attributes.run_id can be compared with IN or NOT IN")
+                    );
+                }
                 string_comparison(sql, column, clause)?;
             } else if let Some(column) = lookup(NUMERIC_ATTRIBUTES, &clause.key) {
                 numeric_comparison(sql, column, clause, true)?;
@@ -172,11 +179,12 @@ impl SqlStore {
     pub(super) async fn search_runs_impl(&self, q: &RunQuery) -> Result<Page<Run>> {
         let limit = validate_max_results(q.max_results)?;
         let offset = decode_page_token(q.page_token.as_deref())?;
-        let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), false)?;
+        // Like MLflow, a key without an entity prefix names an attribute (`status = 'FAILED'`).
+        let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
         let orders = q
             .order_by
             .iter()
-            .map(|o| parse_order_by(o, false))
+            .map(|o| parse_order_by(o, true))
             .collect::<Result<Vec<_>>>()?;
         let experiment_ids = q
             .experiment_ids

@@ -610,26 +610,19 @@ impl SqlStore {
             None => None,
         };
         let offset = decode_page_token(page_token)?;
+        // The history of a run that does not exist is empty, as MLflow answers it.
         if !is_run_id(run_id) {
-            return Err(run_not_found(run_id));
-        }
-        let mut exists = Sql::new("SELECT 1 FROM runs WHERE run_uuid = ");
-        exists.arg(run_id);
-        if exists
-            .query()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .is_none()
-        {
-            return Err(run_not_found(run_id));
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
         let mut sql =
             Sql::new("SELECT value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
         sql.arg(run_id)
             .push(" AND key = ")
             .arg(key)
-            .push(" ORDER BY step, timestamp, value");
+            .push(" ORDER BY timestamp, step, value");
         // Without max_results every point comes back; LIMIT is still needed before OFFSET.
         let sql_limit = limit.map(|l| (l + 1) as i64).unwrap_or(i64::MAX);
         sql.push(" LIMIT ")
