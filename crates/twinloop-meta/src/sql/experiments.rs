@@ -5,7 +5,7 @@ use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
 use twinloop_core::{Error, Result};
 
-use super::query::{RowExt, Sql};
+use super::query::{RowExt, Sql, backend_of};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
 use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter, parse_order_by};
@@ -41,7 +41,7 @@ fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
 impl SqlStore {
     pub(super) async fn ensure_default_experiment(&self) -> Result<()> {
         let now = now_ms();
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (0, 'Default', ",
         );
         sql.arg(format!("{}/0", self.artifact_root))
@@ -63,7 +63,7 @@ impl SqlStore {
         validate_experiment_name(name)?;
         tags.iter().try_for_each(validate_tag)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let mut existing = Sql::new("SELECT lifecycle_stage FROM experiments WHERE name = ");
+        let mut existing = self.sql("SELECT lifecycle_stage FROM experiments WHERE name = ");
         existing.arg(name);
         if let Some(row) = existing
             .query()
@@ -81,7 +81,7 @@ impl SqlStore {
             )));
         }
         let now = now_ms();
-        let mut insert = Sql::new(
+        let mut insert = self.sql(
             "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (",
         );
         insert
@@ -101,7 +101,7 @@ impl SqlStore {
             Some(l) => l.to_string(),
             None => format!("{}/{id}", self.artifact_root),
         };
-        let mut update = Sql::new("UPDATE experiments SET artifact_location = ");
+        let mut update = self.sql("UPDATE experiments SET artifact_location = ");
         update.arg(location).push(" WHERE experiment_id = ").arg(id);
         update.query().execute(&mut *tx).await.map_err(db_err)?;
         for tag in tags {
@@ -113,7 +113,7 @@ impl SqlStore {
 
     pub(super) async fn get_experiment_impl(&self, experiment_id: &str) -> Result<Experiment> {
         let id = parse_experiment_id(experiment_id)?;
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "
         ));
         sql.arg(id);
@@ -131,7 +131,7 @@ impl SqlStore {
     }
 
     pub(super) async fn get_experiment_by_name_impl(&self, name: &str) -> Result<Experiment> {
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.name = "
         ));
         sql.arg(name);
@@ -156,9 +156,8 @@ impl SqlStore {
             .iter()
             .map(|e| e.experiment_id.parse::<i64>().unwrap_or(-1))
             .collect();
-        let mut sql = Sql::new(
-            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ",
-        );
+        let mut sql = self
+            .sql("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
         sql.arg_list(&ids).push(" ORDER BY key");
         let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
         let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
@@ -180,7 +179,7 @@ impl SqlStore {
     ) -> Result<Page<Experiment>> {
         let limit = validate_max_results(q.max_results)?;
         let offset = decode_page_token(q.page_token.as_deref())?;
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
         ));
         sql.arg_list(q.view_type.stages());
@@ -279,7 +278,7 @@ impl SqlStore {
                 "Cannot rename a non-active experiment. Experiment {experiment_id} is deleted."
             )));
         }
-        let mut sql = Sql::new("UPDATE experiments SET name = ");
+        let mut sql = self.sql("UPDATE experiments SET name = ");
         sql.arg(new_name)
             .push(", last_update_time = ")
             .arg(now_ms())
@@ -312,7 +311,7 @@ impl SqlStore {
         }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         experiment_stage(&mut tx, id).await?;
-        let mut when = Sql::new("SELECT last_update_time FROM experiments WHERE experiment_id = ");
+        let mut when = self.sql("SELECT last_update_time FROM experiments WHERE experiment_id = ");
         when.arg(id);
         let deleted_at = when
             .query()
@@ -321,7 +320,7 @@ impl SqlStore {
             .map_err(db_err)?
             .int(0)?;
         let now = now_ms();
-        let mut runs = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        let mut runs = self.sql("UPDATE runs SET lifecycle_stage = ");
         match stage {
             LifecycleStage::Deleted => {
                 runs.arg("deleted")
@@ -340,7 +339,7 @@ impl SqlStore {
             }
         }
         runs.query().execute(&mut *tx).await.map_err(db_err)?;
-        let mut sql = Sql::new("UPDATE experiments SET lifecycle_stage = ");
+        let mut sql = self.sql("UPDATE experiments SET lifecycle_stage = ");
         sql.arg(stage.as_str())
             .push(", last_update_time = ")
             .arg(now)
@@ -375,7 +374,7 @@ impl SqlStore {
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         experiment_stage(&mut tx, id).await?;
-        let mut sql = Sql::new("DELETE FROM experiment_tags WHERE experiment_id = ");
+        let mut sql = self.sql("DELETE FROM experiment_tags WHERE experiment_id = ");
         sql.arg(id).push(" AND key = ").arg(key);
         let done = sql.query().execute(&mut *tx).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
@@ -391,7 +390,10 @@ pub(super) async fn experiment_stage(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: i64,
 ) -> Result<LifecycleStage> {
-    let mut sql = Sql::new("SELECT lifecycle_stage FROM experiments WHERE experiment_id = ");
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ",
+    );
     sql.arg(id);
     let row = sql
         .query()
@@ -407,7 +409,10 @@ async fn upsert_experiment_tag(
     id: i64,
     tag: &Tag,
 ) -> Result<()> {
-    let mut sql = Sql::new("INSERT INTO experiment_tags (experiment_id, key, value) VALUES (");
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (",
+    );
     sql.arg(id)
         .push(", ")
         .arg(&tag.key)

@@ -7,7 +7,7 @@ use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
-use super::query::{RowExt, Sql, decode_metric_value};
+use super::query::{RowExt, Sql, backend_of, decode_metric_value};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
 use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter};
@@ -77,7 +77,7 @@ impl SqlStore {
         new.params.iter().try_for_each(validate_param)?;
         new.tags.iter().try_for_each(validate_tag)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let mut exp = Sql::new(
+        let mut exp = self.sql(
             "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
         );
         exp.arg(exp_id);
@@ -111,7 +111,7 @@ impl SqlStore {
             params: new.params,
             metrics: Vec::new(),
         };
-        let mut insert = Sql::new(
+        let mut insert = self.sql(
             "INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, model_type, source_run_id, \
              creation_timestamp_ms, last_updated_timestamp_ms, lifecycle_stage) VALUES (",
         );
@@ -160,7 +160,7 @@ impl SqlStore {
         model_id: &str,
         allow_deleted: bool,
     ) -> Result<LoggedModel> {
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM logged_models lm WHERE lm.model_id = "
         ));
         sql.arg(model_id);
@@ -191,7 +191,7 @@ impl SqlStore {
         let ids: Vec<String> = models.iter().map(|m| m.model_id.clone()).collect();
         for chunk in ids.chunks(500) {
             for (table, is_tag) in [("logged_model_tags", true), ("logged_model_params", false)] {
-                let mut sql = Sql::new(&format!(
+                let mut sql = self.sql(&format!(
                     "SELECT model_id, key, value FROM {table} WHERE model_id IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
@@ -205,7 +205,7 @@ impl SqlStore {
                     }
                 }
             }
-            let mut sql = Sql::new(
+            let mut sql = self.sql(
                 "SELECT model_id, run_uuid, key, value, is_nan, timestamp, step, dataset_name, dataset_digest \
                  FROM logged_model_metrics WHERE model_id IN ",
             );
@@ -233,9 +233,8 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         model_id: &str,
     ) -> Result<()> {
-        let mut sql = Sql::new(
-            "SELECT 1 FROM logged_models WHERE lifecycle_stage = 'active' AND model_id = ",
-        );
+        let mut sql = self
+            .sql("SELECT 1 FROM logged_models WHERE lifecycle_stage = 'active' AND model_id = ");
         sql.arg(model_id);
         match sql
             .query()
@@ -255,7 +254,7 @@ impl SqlStore {
     ) -> Result<LoggedModel> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        let mut sql = Sql::new("UPDATE logged_models SET status = ");
+        let mut sql = self.sql("UPDATE logged_models SET status = ");
         sql.arg(status.as_str())
             .push(", last_updated_timestamp_ms = ")
             .arg(now_ms())
@@ -269,7 +268,7 @@ impl SqlStore {
     pub(super) async fn delete_logged_model_impl(&self, model_id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = ",
         );
         sql.arg(now_ms()).push(" WHERE model_id = ").arg(model_id);
@@ -296,7 +295,7 @@ impl SqlStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        let mut sql = Sql::new("DELETE FROM logged_model_tags WHERE model_id = ");
+        let mut sql = self.sql("DELETE FROM logged_model_tags WHERE model_id = ");
         sql.arg(model_id).push(" AND key = ").arg(key);
         if sql
             .query()
@@ -341,7 +340,7 @@ impl SqlStore {
                 "search_logged_models needs at least one experiment id",
             ));
         }
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "
         ));
         sql.arg_list(&experiment_ids);
@@ -437,9 +436,10 @@ async fn upsert_pairs(
     overwrite: bool,
 ) -> Result<()> {
     for pair in pairs {
-        let mut sql = Sql::new(&format!(
-            "INSERT INTO {table} (model_id, key, value) VALUES ("
-        ));
+        let mut sql = Sql::new(
+            backend_of(tx),
+            &format!("INSERT INTO {table} (model_id, key, value) VALUES ("),
+        );
         sql.arg(model_id)
             .push(", ")
             .arg(&pair.key)

@@ -83,6 +83,10 @@ impl SqlStore {
         self.backend
     }
 
+    pub(crate) fn sql(&self, text: &str) -> query::Sql {
+        query::Sql::new(self.backend, text)
+    }
+
     async fn migrate(&self) -> Result<()> {
         let result = match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.writer).await,

@@ -1,4 +1,4 @@
-//! A small SQL text builder that numbers `$n` parameters as they are added, so dynamic queries
+//! A small SQL text builder that adds a placeholder per bound value, so dynamic queries
 //! (search filters, multi-row inserts) stay parameterised.
 
 use sqlx::any::{AnyArguments, AnyRow};
@@ -6,7 +6,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 use twinloop_core::Result;
 
-use super::db_err;
+use super::{Backend, db_err};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -53,15 +53,26 @@ impl From<Option<i64>> for Arg {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Sql {
+    backend: Backend,
     text: String,
     args: Vec<Arg>,
 }
 
+/// Which backend a connection talks to, for code that holds a transaction but not the store.
+pub(crate) fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
 impl Sql {
-    pub fn new(text: &str) -> Sql {
+    pub fn new(backend: Backend, text: &str) -> Sql {
         Sql {
+            backend,
             text: text.to_string(),
             args: Vec::new(),
         }
@@ -72,11 +83,18 @@ impl Sql {
         self
     }
 
-    /// Appends a placeholder bound to `arg`.
+    /// Appends a placeholder bound to `arg`: `$n` for PostgreSQL, a plain `?` for SQLite,
+    /// where named or numbered parameters cost a linear search per bind (quadratic in a
+    /// 6,000-parameter batch insert).
     pub fn arg(&mut self, arg: impl Into<Arg>) -> &mut Sql {
         self.args.push(arg.into());
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        match self.backend {
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.args.len().to_string());
+            }
+            Backend::Sqlite => self.text.push('?'),
+        }
         self
     }
 

@@ -198,7 +198,7 @@ impl SqlStore {
             });
         }
 
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        let mut sql = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
         let mut order_terms = Vec::new();
         for (i, order) in orders.iter().enumerate() {
             let dir = if order.ascending { "ASC" } else { "DESC" };

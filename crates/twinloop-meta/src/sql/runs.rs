@@ -9,7 +9,9 @@ use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
-use super::query::{MAX_ARGS, RowExt, Sql, chunks_for, decode_metric_value, encode_metric_value};
+use super::query::{
+    MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
+};
 use super::{SqlStore, db_err};
 use crate::search::{decode_page_token, encode_page_token};
 use crate::validation::{validate_batch, validate_key, validate_tag};
@@ -44,7 +46,10 @@ async fn run_stage(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<Lifecy
     if !is_run_id(run_id) {
         return Err(run_not_found(run_id));
     }
-    let mut sql = Sql::new("SELECT lifecycle_stage FROM runs WHERE run_uuid = ");
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "SELECT lifecycle_stage FROM runs WHERE run_uuid = ",
+    );
     sql.arg(run_id);
     let row = sql
         .query()
@@ -65,7 +70,10 @@ async fn require_active_run(tx: &mut Transaction<'_, Any>, run_id: &str) -> Resu
 
 async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
     for chunk in chunks_for(tags, 3, MAX_ARGS) {
-        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+        let mut sql = Sql::new(
+            backend_of(tx),
+            "INSERT INTO tags (run_uuid, key, value) VALUES ",
+        );
         for (i, tag) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
                 .arg(run_id)
@@ -79,7 +87,7 @@ async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) 
         sql.query().execute(&mut **tx).await.map_err(db_err)?;
     }
     if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
-        let mut sql = Sql::new("UPDATE runs SET name = ");
+        let mut sql = Sql::new(backend_of(tx), "UPDATE runs SET name = ");
         sql.arg(&name.value).push(" WHERE run_uuid = ").arg(run_id);
         sql.query().execute(&mut **tx).await.map_err(db_err)?;
     }
@@ -96,7 +104,10 @@ async fn insert_params(
     if params.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "INSERT INTO params (run_uuid, key, value) VALUES ",
+    );
     for (i, p) in params.iter().enumerate() {
         sql.push(if i == 0 { "(" } else { ", (" })
             .arg(run_id)
@@ -109,7 +120,10 @@ async fn insert_params(
     sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
-    let mut check = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+    let mut check = Sql::new(
+        backend_of(tx),
+        "SELECT key, value FROM params WHERE run_uuid = ",
+    );
     check.arg(run_id).push(" AND key IN ").arg_list(&keys);
     let stored: HashMap<String, String> = check
         .query()
@@ -144,8 +158,10 @@ async fn insert_metrics(
         return Ok(());
     }
     for chunk in chunks_for(metrics, 6, MAX_ARGS) {
-        let mut sql =
-            Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ");
+        let mut sql = Sql::new(
+            backend_of(tx),
+            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
+        );
         push_metric_rows(&mut sql, run_id, chunk);
         sql.push(" ON CONFLICT DO NOTHING");
         sql.query().execute(&mut **tx).await.map_err(db_err)?;
@@ -161,6 +177,7 @@ async fn insert_metrics(
     let latest: Vec<Metric> = latest.into_iter().cloned().collect();
     for chunk in chunks_for(&latest, 6, MAX_ARGS) {
         let mut sql = Sql::new(
+            backend_of(tx),
             "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
         );
         push_metric_rows(&mut sql, run_id, chunk);
@@ -175,6 +192,7 @@ async fn insert_metrics(
     let linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in linked.chunks(MAX_ARGS / 9) {
         let mut sql = Sql::new(
+            backend_of(tx),
             "INSERT INTO logged_model_metrics (model_id, run_uuid, key, step, timestamp, value, is_nan, dataset_name, dataset_digest) VALUES ",
         );
         for (i, m) in chunk.iter().enumerate() {
@@ -252,7 +270,7 @@ impl SqlStore {
         tags.push(Tag::new(RUN_NAME_TAG, run_name.clone()));
 
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let mut exp = Sql::new(
+        let mut exp = self.sql(
             "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
         );
         exp.arg(exp_id);
@@ -277,7 +295,7 @@ impl SqlStore {
             end_time: None,
             lifecycle_stage: LifecycleStage::Active,
         };
-        let mut insert = Sql::new(
+        let mut insert = self.sql(
             "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES (",
         );
         insert
@@ -314,7 +332,7 @@ impl SqlStore {
         if !is_run_id(run_id) {
             return Err(run_not_found(run_id));
         }
-        let mut sql = Sql::new(&format!(
+        let mut sql = self.sql(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         sql.arg(run_id);
@@ -346,7 +364,7 @@ impl SqlStore {
             .collect();
         let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
         for chunk in ids.chunks(IN_CHUNK) {
-            let mut sql = Sql::new(
+            let mut sql = self.sql(
                 "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY key");
@@ -360,7 +378,7 @@ impl SqlStore {
                 ));
             }
             for (table, is_param) in [("params", true), ("tags", false)] {
-                let mut sql = Sql::new(&format!(
+                let mut sql = self.sql(&format!(
                     "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
@@ -374,7 +392,7 @@ impl SqlStore {
                     }
                 }
             }
-            let mut sql = Sql::new(
+            let mut sql = self.sql(
                 "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
                  FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
             );
@@ -396,7 +414,7 @@ impl SqlStore {
                 });
             }
             let mut sql =
-                Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
+                self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
             sql.arg_list(chunk).push(" ORDER BY step, model_id");
             for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
                 let run = &mut runs[index[&row.text(0)?]];
@@ -412,7 +430,7 @@ impl SqlStore {
     pub(super) async fn update_run_impl(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
-        let mut sql = Sql::new("UPDATE runs SET run_uuid = run_uuid");
+        let mut sql = self.sql("UPDATE runs SET run_uuid = run_uuid");
         if let Some(status) = update.status {
             sql.push(", status = ").arg(status.as_str());
         }
@@ -425,7 +443,7 @@ impl SqlStore {
             validate_tag(&Tag::new(RUN_NAME_TAG, name.clone()))?;
             upsert_tags(&mut tx, run_id, &[Tag::new(RUN_NAME_TAG, name)]).await?;
         }
-        let mut read = Sql::new(&format!(
+        let mut read = self.sql(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         read.arg(run_id);
@@ -437,7 +455,7 @@ impl SqlStore {
     pub(super) async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         run_stage(&mut tx, run_id).await?;
-        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        let mut sql = self.sql("UPDATE runs SET lifecycle_stage = ");
         sql.arg(stage.as_str()).push(", deleted_time = ");
         match stage {
             LifecycleStage::Deleted => sql.arg(now_ms()),
@@ -469,7 +487,7 @@ impl SqlStore {
     pub(super) async fn delete_tag_impl(&self, run_id: &str, key: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
-        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
+        let mut sql = self.sql("DELETE FROM tags WHERE run_uuid = ");
         sql.arg(run_id).push(" AND key = ").arg(key);
         if sql
             .query()
@@ -506,7 +524,7 @@ impl SqlStore {
         }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
-        let mut exp = Sql::new("SELECT experiment_id FROM runs WHERE run_uuid = ");
+        let mut exp = self.sql("SELECT experiment_id FROM runs WHERE run_uuid = ");
         exp.arg(run_id);
         let exp_id = exp
             .query()
@@ -516,7 +534,7 @@ impl SqlStore {
             .int(0)?;
         for input in inputs {
             let d = &input.dataset;
-            let mut upsert = Sql::new(
+            let mut upsert = self.sql(
                 "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, schema, profile) VALUES (",
             );
             upsert
@@ -537,7 +555,7 @@ impl SqlStore {
                 .arg(d.profile.clone())
                 .push(") ON CONFLICT (experiment_id, name, digest) DO NOTHING");
             upsert.query().execute(&mut *tx).await.map_err(db_err)?;
-            let mut find = Sql::new("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
+            let mut find = self.sql("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
             find.arg(exp_id)
                 .push(" AND name = ")
                 .arg(&d.name)
@@ -563,7 +581,7 @@ impl SqlStore {
             )
             .map_err(|e| Error::internal(e.to_string()))?;
             let mut link =
-                Sql::new("INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags) VALUES (");
+                self.sql("INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags) VALUES (");
             link.arg(run_id)
                 .push(", ")
                 .arg(dataset_uuid)
@@ -585,7 +603,7 @@ impl SqlStore {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         for output in outputs {
-            let mut sql = Sql::new("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES (");
+            let mut sql = self.sql("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES (");
             sql.arg(run_id)
                 .push(", ")
                 .arg(&output.model_id)
@@ -618,7 +636,7 @@ impl SqlStore {
             });
         }
         let mut sql =
-            Sql::new("SELECT value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
+            self.sql("SELECT value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
         sql.arg(run_id)
             .push(" AND key = ")
             .arg(key)
