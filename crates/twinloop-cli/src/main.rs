@@ -1,6 +1,9 @@
 //! `twinloop`: one binary for the whole platform. This file only parses arguments and hands
 //! off to the library crates.
 
+mod client;
+mod lineage;
+mod models;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -17,12 +20,19 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: client::ServerConnection,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    /// The model registry of a running server: models, versions, aliases.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Walk the lineage graph of a running server from one node.
+    Lineage(lineage::LineageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +46,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Models(command) => models::run(&cli.connection, command),
+        Command::Lineage(args) => lineage::run(&cli.connection, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

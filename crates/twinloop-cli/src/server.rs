@@ -81,6 +81,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
     );
     let state = Arc::new(AppState {
         store: store.clone(),
+        registry: store.clone(),
+        lineage: store.clone(),
         artifacts,
     });
     twinloop_server::serve(listener, state, shutdown_signal())

@@ -1,8 +1,10 @@
 //! Shared vocabulary of twinloop: the error type every crate returns, id and time helpers, and the
-//! domain types of tracking. Nothing here knows about HTTP, SQL or any wire format.
+//! domain types of tracking and the model registry. Nothing here knows about HTTP, SQL or any wire format.
 
 pub mod error;
 pub mod ids;
+pub mod lineage;
+pub mod registry;
 pub mod time;
 pub mod tracking;
 

@@ -1,6 +1,7 @@
-//! The twinloop metadata store. [`TrackingStore`] is the one trait every caller programs against;
-//! [`SqlStore`] implements it on SQLite (the embedded default) and PostgreSQL with the same schema
-//! and the same behaviour. Search strings are parsed in [`search`] and evaluated in SQL.
+//! The twinloop metadata store: experiment tracking ([`TrackingStore`]), the model registry
+//! ([`RegistryStore`]) and the lineage graph ([`LineageStore`]). [`SqlStore`] implements all
+//! three on SQLite (the embedded default) and PostgreSQL with the same schema and behaviour.
+//! Search strings are parsed in [`search`] and evaluated in SQL.
 
 pub mod search;
 mod sql;
@@ -8,4 +9,7 @@ mod store;
 pub mod validation;
 
 pub use sql::{Backend, SqlStore, StoreUri};
-pub use store::{ExperimentQuery, LoggedModelOrder, LoggedModelQuery, RunQuery, TrackingStore};
+pub use store::{
+    ExperimentQuery, LineageStore, LoggedModelOrder, LoggedModelQuery, RegistryQuery,
+    RegistryStore, RunQuery, TrackingStore,
+};

@@ -1,5 +1,9 @@
 use async_trait::async_trait;
 use twinloop_core::Result;
+use twinloop_core::lineage::{
+    Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
+};
+use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryEvent};
 use twinloop_core::tracking::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput, NewLoggedModel,
     NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
@@ -98,4 +102,104 @@ pub trait TrackingStore: Send + Sync {
     async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()>;
     async fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> Result<()>;
     async fn search_logged_models(&self, query: &LoggedModelQuery) -> Result<Page<LoggedModel>>;
+}
+
+/// A search over registered models or model versions: MLflow's filter, order-by and paging.
+#[derive(Debug, Clone)]
+pub struct RegistryQuery {
+    pub filter: Option<String>,
+    pub order_by: Vec<String>,
+    pub max_results: i64,
+    pub page_token: Option<String>,
+}
+
+/// The model registry. Mutations record a [`RegistryEvent`] in the same transaction and publish
+/// it to subscribers once committed; `actor` says who made the change.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+        actor: &str,
+    ) -> Result<RegisteredModel>;
+    async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel>;
+    async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        actor: &str,
+    ) -> Result<RegisteredModel>;
+    async fn update_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<RegisteredModel>;
+    /// Deletes the model with all its versions, tags and aliases.
+    async fn delete_registered_model(&self, name: &str, actor: &str) -> Result<()>;
+    async fn search_registered_models(
+        &self,
+        query: &RegistryQuery,
+    ) -> Result<Page<RegisteredModel>>;
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<()>;
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()>;
+    async fn get_latest_versions(&self, name: &str, stages: &[String])
+    -> Result<Vec<ModelVersion>>;
+
+    /// Numbers are assigned atomically: concurrent creations never share one.
+    async fn create_model_version(&self, new: NewModelVersion, actor: &str)
+    -> Result<ModelVersion>;
+    async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion>;
+    async fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> Result<ModelVersion>;
+    async fn delete_model_version(&self, name: &str, version: &str, actor: &str) -> Result<()>;
+    async fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing_versions: bool,
+        actor: &str,
+    ) -> Result<ModelVersion>;
+    async fn search_model_versions(&self, query: &RegistryQuery) -> Result<Page<ModelVersion>>;
+    async fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> Result<()>;
+    async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()>;
+    /// Where the version's files are: the logged model's or run's artifact location.
+    async fn get_model_version_download_uri(&self, name: &str, version: &str) -> Result<String>;
+
+    /// Points `alias` at `version`, moving it if it exists.
+    async fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &str) -> Result<()>;
+    async fn delete_alias(&self, name: &str, alias: &str, actor: &str) -> Result<()>;
+    async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion>;
+
+    /// Recorded events with an id greater than `after`, oldest first.
+    async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>>;
+    /// Events committed from now on, in this process.
+    fn subscribe_registry_events(&self) -> tokio::sync::broadcast::Receiver<RegistryEvent>;
+}
+
+/// The lineage graph. Tracking and the registry fill it as they write; callers may also record
+/// nodes and edges by hand. Edges that would close a cycle are refused.
+#[async_trait]
+pub trait LineageStore: Send + Sync {
+    /// Creates the node, or returns the existing one with the same external id.
+    async fn put_node(&self, kind: NodeKind, node: NewNode) -> Result<LineageNode>;
+    async fn put_event(&self, artifact: NodeRef, execution: NodeRef, kind: EventKind)
+    -> Result<()>;
+    /// Adds an artifact or execution to a context.
+    async fn put_membership(&self, context: NodeRef, member: NodeRef) -> Result<()>;
+    /// Finds a node by address (`artifact:12`) or external id (`run:<id>`).
+    async fn resolve_node(&self, key: &str) -> Result<LineageNode>;
+    /// The graph reachable from `start` within `depth` edges in `direction`.
+    async fn lineage_graph(
+        &self,
+        start: NodeRef,
+        direction: Direction,
+        depth: u32,
+    ) -> Result<LineageGraph>;
 }

@@ -137,3 +137,22 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 pub fn missing(field: &str) -> ApiError {
     ApiError::invalid(format!("Missing value for required parameter '{field}'"))
 }
+
+/// Who made a change, for the registry's event log: the `X-Twinloop-User` header, else
+/// `anonymous` (the MLflow protocol carries no identity of its own).
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user = parts
+            .headers
+            .get("x-twinloop-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+            .unwrap_or("anonymous");
+        Ok(Actor(user.to_string()))
+    }
+}

@@ -2,14 +2,16 @@
 //! request into domain types, call the library crates, and encode the answer; they hold no
 //! logic of their own.
 //!
-//! Routes: the MLflow tracking REST API (`/api/2.0/mlflow/…`, also under `/ajax-api/…` as MLflow
-//! serves its UI), the MLflow artifact proxy (`/api/2.0/mlflow-artifacts/…`), `/health`,
-//! `/version` and `/api/3.0/mlflow/server-info`.
+//! Routes: the MLflow tracking and registry REST API (`/api/2.0/mlflow/…`, also under
+//! `/ajax-api/…` as MLflow serves its UI), the MLflow artifact proxy
+//! (`/api/2.0/mlflow-artifacts/…`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
+//! events), `/health`, `/version` and `/api/3.0/mlflow/server-info`.
 
 mod artifacts;
 mod error;
 mod extract;
 mod mlflow;
+mod native;
 mod wire;
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 use twinloop_artifacts::ArtifactStore;
-use twinloop_meta::TrackingStore;
+use twinloop_meta::{LineageStore, RegistryStore, TrackingStore};
 
 pub use error::ApiError;
 
@@ -30,6 +32,8 @@ pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
 
 pub struct AppState {
     pub store: Arc<dyn TrackingStore>,
+    pub registry: Arc<dyn RegistryStore>,
+    pub lineage: Arc<dyn LineageStore>,
     pub artifacts: ArtifactStore,
 }
 
@@ -43,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
+        .nest("/api/twinloop/v1", native::routes())
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

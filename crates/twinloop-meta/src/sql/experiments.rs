@@ -5,6 +5,7 @@ use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
 use twinloop_core::{Error, Result};
 
+use super::pairs::{EXPERIMENT_TAGS, OnConflict};
 use super::query::{RowExt, Sql, backend_of};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
@@ -50,7 +51,7 @@ impl SqlStore {
             .push(", ")
             .arg(now)
             .push(") ON CONFLICT DO NOTHING");
-        sql.query().execute(&self.writer).await.map_err(db_err)?;
+        sql.execute(&self.writer).await?;
         Ok(())
     }
 
@@ -65,12 +66,7 @@ impl SqlStore {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let mut existing = self.sql("SELECT lifecycle_stage FROM experiments WHERE name = ");
         existing.arg(name);
-        if let Some(row) = existing
-            .query()
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-        {
+        if let Some(row) = existing.fetch_optional(&mut *tx).await? {
             let hint = if row.text(0)? == "deleted" {
                 " It is in the deleted state: restore it, or delete it permanently, to reuse the name."
             } else {
@@ -91,22 +87,17 @@ impl SqlStore {
             .push(", ")
             .arg(now)
             .push(") RETURNING experiment_id");
-        let id = insert
-            .query()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .int(0)?;
+        let id = insert.fetch_one(&mut *tx).await?.int(0)?;
         let location = match artifact_location.filter(|l| !l.is_empty()) {
             Some(l) => l.to_string(),
             None => format!("{}/{id}", self.artifact_root),
         };
         let mut update = self.sql("UPDATE experiments SET artifact_location = ");
         update.arg(location).push(" WHERE experiment_id = ").arg(id);
-        update.query().execute(&mut *tx).await.map_err(db_err)?;
-        for tag in tags {
-            upsert_experiment_tag(&mut tx, id, tag).await?;
-        }
+        update.execute(&mut *tx).await?;
+        EXPERIMENT_TAGS
+            .write(&mut tx, id, tags, OnConflict::Overwrite)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(id.to_string())
     }
@@ -117,11 +108,7 @@ impl SqlStore {
             "SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "
         ));
         sql.arg(id);
-        let row = sql
-            .query()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row = sql.fetch_optional(&self.reader).await?;
         let row = row.ok_or_else(|| {
             Error::not_found(format!("No Experiment with id={experiment_id} exists"))
         })?;
@@ -135,11 +122,7 @@ impl SqlStore {
             "SELECT {COLUMNS} FROM experiments e WHERE e.name = "
         ));
         sql.arg(name);
-        let row = sql
-            .query()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row = sql.fetch_optional(&self.reader).await?;
         let row = row.ok_or_else(|| {
             Error::not_found(format!("Experiment with name '{name}' does not exist."))
         })?;
@@ -159,7 +142,7 @@ impl SqlStore {
         let mut sql = self
             .sql("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
         sql.arg_list(&ids).push(" ORDER BY key");
-        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sql.fetch_all(&self.reader).await?;
         let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
         for row in rows {
             by_id
@@ -246,7 +229,7 @@ impl SqlStore {
             .arg((limit + 1) as i64)
             .push(" OFFSET ")
             .arg(offset as i64);
-        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sql.fetch_all(&self.reader).await?;
         let mut items = rows
             .iter()
             .map(experiment_from_row)
@@ -284,15 +267,12 @@ impl SqlStore {
             .arg(now_ms())
             .push(" WHERE experiment_id = ")
             .arg(id);
-        sql.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match db_err(e) {
-                e if e.code == twinloop_core::ErrorCode::ResourceAlreadyExists => {
-                    Error::already_exists(format!("Experiment(name={new_name}) already exists."))
-                }
-                e => e,
-            })?;
+        sql.execute(&mut *tx).await.map_err(|e| match e.code {
+            twinloop_core::ErrorCode::ResourceAlreadyExists => {
+                Error::already_exists(format!("Experiment(name={new_name}) already exists."))
+            }
+            _ => e,
+        })?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -313,12 +293,7 @@ impl SqlStore {
         experiment_stage(&mut tx, id).await?;
         let mut when = self.sql("SELECT last_update_time FROM experiments WHERE experiment_id = ");
         when.arg(id);
-        let deleted_at = when
-            .query()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .int(0)?;
+        let deleted_at = when.fetch_one(&mut *tx).await?.int(0)?;
         let now = now_ms();
         let mut runs = self.sql("UPDATE runs SET lifecycle_stage = ");
         match stage {
@@ -338,14 +313,14 @@ impl SqlStore {
                     .arg(deleted_at);
             }
         }
-        runs.query().execute(&mut *tx).await.map_err(db_err)?;
+        runs.execute(&mut *tx).await?;
         let mut sql = self.sql("UPDATE experiments SET lifecycle_stage = ");
         sql.arg(stage.as_str())
             .push(", last_update_time = ")
             .arg(now)
             .push(" WHERE experiment_id = ")
             .arg(id);
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        sql.execute(&mut *tx).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -362,7 +337,14 @@ impl SqlStore {
                 "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
             )));
         }
-        upsert_experiment_tag(&mut tx, id, tag).await?;
+        EXPERIMENT_TAGS
+            .write(
+                &mut tx,
+                id,
+                std::slice::from_ref(tag),
+                OnConflict::Overwrite,
+            )
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -374,10 +356,7 @@ impl SqlStore {
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         experiment_stage(&mut tx, id).await?;
-        let mut sql = self.sql("DELETE FROM experiment_tags WHERE experiment_id = ");
-        sql.arg(id).push(" AND key = ").arg(key);
-        let done = sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        if done.rows_affected() == 0 {
+        if !EXPERIMENT_TAGS.delete(&mut tx, id, key).await? {
             return Err(Error::not_found(format!(
                 "No tag with name: {key} in experiment with id {experiment_id}"
             )));
@@ -395,30 +374,7 @@ pub(super) async fn experiment_stage(
         "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ",
     );
     sql.arg(id);
-    let row = sql
-        .query()
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let row = sql.fetch_optional(&mut **tx).await?;
     let row = row.ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))?;
     LifecycleStage::parse(&row.text(0)?)
-}
-
-async fn upsert_experiment_tag(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: i64,
-    tag: &Tag,
-) -> Result<()> {
-    let mut sql = Sql::new(
-        backend_of(tx),
-        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (",
-    );
-    sql.arg(id)
-        .push(", ")
-        .arg(&tag.key)
-        .push(", ")
-        .arg(&tag.value)
-        .push(") ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value");
-    sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    Ok(())
 }

@@ -2,12 +2,15 @@ use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
 use twinloop_core::ids::{new_logged_model_id, random_run_name};
+use twinloop_core::lineage::{EventKind, NodeKind};
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
-use super::query::{RowExt, Sql, backend_of, decode_metric_value};
+use super::lineage::{self, ensure_node};
+use super::pairs::{MODEL_PARAMS, MODEL_TAGS, OnConflict};
+use super::query::{RowExt, Sql, decode_metric_value};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
 use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter};
@@ -81,7 +84,7 @@ impl SqlStore {
             "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
         );
         exp.arg(exp_id);
-        let row = exp.query().fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let row = exp.fetch_optional(&mut *tx).await?;
         let row =
             row.ok_or_else(|| Error::not_found(format!("No Experiment with id={exp_id} exists")))?;
         if row.text(1)? != "active" {
@@ -134,23 +137,39 @@ impl SqlStore {
             .push(", ")
             .arg(now)
             .push(", 'active')");
-        insert.query().execute(&mut *tx).await.map_err(db_err)?;
-        upsert_pairs(
+        insert.execute(&mut *tx).await?;
+        MODEL_TAGS
+            .write(
+                &mut tx,
+                model.model_id.as_str(),
+                &model.tags,
+                OnConflict::Overwrite,
+            )
+            .await?;
+        MODEL_PARAMS
+            .write(
+                &mut tx,
+                model.model_id.as_str(),
+                &model.params,
+                OnConflict::Keep,
+            )
+            .await?;
+        // Lineage: a logged model is an artifact, the output of the run that made it.
+        let node = ensure_node(
             &mut tx,
-            "logged_model_tags",
-            &model.model_id,
-            &model.tags,
-            true,
+            NodeKind::Artifact,
+            &lineage::logged_model_node(&model.model_id, Some(&model.artifact_uri)),
         )
         .await?;
-        upsert_pairs(
-            &mut tx,
-            "logged_model_params",
-            &model.model_id,
-            &model.params,
-            false,
-        )
-        .await?;
+        if !model.source_run_id.is_empty() {
+            let run = ensure_node(
+                &mut tx,
+                NodeKind::Execution,
+                &lineage::run_node(&model.source_run_id),
+            )
+            .await?;
+            lineage::link(&mut tx, node, run, EventKind::Output).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(model)
     }
@@ -167,11 +186,7 @@ impl SqlStore {
         if !allow_deleted {
             sql.push(" AND lm.lifecycle_stage = 'active'");
         }
-        let row = sql
-            .query()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row = sql.fetch_optional(&self.reader).await?;
         let mut models = vec![model_from_row(
             &row.ok_or_else(|| model_not_found(model_id))?,
         )?];
@@ -195,7 +210,7 @@ impl SqlStore {
                     "SELECT model_id, key, value FROM {table} WHERE model_id IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
-                for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                for row in sql.fetch_all(&self.reader).await? {
                     let model = &mut models[index[&row.text(0)?]];
                     let pair = Tag::new(row.text(1)?, row.text(2)?);
                     if is_tag {
@@ -210,7 +225,7 @@ impl SqlStore {
                  FROM logged_model_metrics WHERE model_id IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY key, step, timestamp");
-            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+            for row in sql.fetch_all(&self.reader).await? {
                 let model = &mut models[index[&row.text(0)?]];
                 let mut metric = Metric::new(
                     row.text(2)?,
@@ -236,12 +251,7 @@ impl SqlStore {
         let mut sql = self
             .sql("SELECT 1 FROM logged_models WHERE lifecycle_stage = 'active' AND model_id = ");
         sql.arg(model_id);
-        match sql
-            .query()
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?
-        {
+        match sql.fetch_optional(&mut **tx).await? {
             Some(_) => Ok(()),
             None => Err(model_not_found(model_id)),
         }
@@ -260,7 +270,7 @@ impl SqlStore {
             .arg(now_ms())
             .push(" WHERE model_id = ")
             .arg(model_id);
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        sql.execute(&mut *tx).await?;
         tx.commit().await.map_err(db_err)?;
         self.get_logged_model_impl(model_id, false).await
     }
@@ -272,7 +282,7 @@ impl SqlStore {
             "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = ",
         );
         sql.arg(now_ms()).push(" WHERE model_id = ").arg(model_id);
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        sql.execute(&mut *tx).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -284,7 +294,9 @@ impl SqlStore {
         tags.iter().try_for_each(validate_tag)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        upsert_pairs(&mut tx, "logged_model_tags", model_id, tags, true).await?;
+        MODEL_TAGS
+            .write(&mut tx, model_id, tags, OnConflict::Overwrite)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -295,16 +307,7 @@ impl SqlStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        let mut sql = self.sql("DELETE FROM logged_model_tags WHERE model_id = ");
-        sql.arg(model_id).push(" AND key = ").arg(key);
-        if sql
-            .query()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 0
-        {
+        if !MODEL_TAGS.delete(&mut tx, model_id, key).await? {
             return Err(Error::not_found(format!(
                 "No tag with key '{key}' on logged model '{model_id}'"
             )));
@@ -320,7 +323,9 @@ impl SqlStore {
         params.iter().try_for_each(validate_param)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
-        upsert_pairs(&mut tx, "logged_model_params", model_id, params, false).await?;
+        MODEL_PARAMS
+            .write(&mut tx, model_id, params, OnConflict::Keep)
+            .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -408,7 +413,7 @@ impl SqlStore {
             .arg((limit + 1) as i64)
             .push(" OFFSET ")
             .arg(offset as i64);
-        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sql.fetch_all(&self.reader).await?;
         let mut items = rows
             .iter()
             .map(model_from_row)
@@ -425,33 +430,4 @@ impl SqlStore {
             next_page_token,
         })
     }
-}
-
-/// Writes key/value pairs of a logged model; tags overwrite, params keep their first value.
-async fn upsert_pairs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    table: &str,
-    model_id: &str,
-    pairs: &[Tag],
-    overwrite: bool,
-) -> Result<()> {
-    for pair in pairs {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            &format!("INSERT INTO {table} (model_id, key, value) VALUES ("),
-        );
-        sql.arg(model_id)
-            .push(", ")
-            .arg(&pair.key)
-            .push(", ")
-            .arg(&pair.value)
-            .push(")");
-        sql.push(if overwrite {
-            " ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
-        } else {
-            " ON CONFLICT (model_id, key) DO NOTHING"
-        });
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
 }

@@ -7,8 +7,12 @@
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.
 
 mod experiments;
+mod lineage;
 mod logged_models;
+mod pairs;
 mod query;
+mod registry;
+mod registry_search;
 mod run_search;
 mod runs;
 mod uri;
@@ -21,7 +25,15 @@ use sqlx::{AnyPool, Executor};
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
-use crate::store::{ExperimentQuery, LoggedModelQuery, RunQuery, TrackingStore};
+use crate::store::{
+    ExperimentQuery, LineageStore, LoggedModelQuery, RegistryQuery, RegistryStore, RunQuery,
+    TrackingStore,
+};
+use tokio::sync::broadcast;
+use twinloop_core::lineage::{
+    Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
+};
+use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryEvent};
 pub use uri::StoreUri;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +48,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Prefix of experiment artifact locations, e.g. `mlflow-artifacts:`.
     artifact_root: String,
+    /// Registry events committed by this process, for in-process subscribers.
+    events: broadcast::Sender<RegistryEvent>,
 }
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
@@ -73,6 +87,7 @@ impl SqlStore {
             writer,
             reader,
             artifact_root: artifact_root.trim_end_matches('/').to_string(),
+            events: broadcast::channel(1024).0,
         };
         store.migrate().await?;
         store.ensure_default_experiment().await?;
@@ -243,5 +258,149 @@ impl TrackingStore for SqlStore {
     }
     async fn search_logged_models(&self, query: &LoggedModelQuery) -> Result<Page<LoggedModel>> {
         self.search_logged_models_impl(query).await
+    }
+}
+
+#[async_trait]
+impl RegistryStore for SqlStore {
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+        actor: &str,
+    ) -> Result<RegisteredModel> {
+        self.create_registered_model_impl(name, description, tags, actor)
+            .await
+    }
+    async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        self.get_registered_model_impl(name).await
+    }
+    async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        actor: &str,
+    ) -> Result<RegisteredModel> {
+        self.rename_registered_model_impl(name, new_name, actor)
+            .await
+    }
+    async fn update_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<RegisteredModel> {
+        self.update_registered_model_impl(name, description).await
+    }
+    async fn delete_registered_model(&self, name: &str, actor: &str) -> Result<()> {
+        self.delete_registered_model_impl(name, actor).await
+    }
+    async fn search_registered_models(
+        &self,
+        query: &RegistryQuery,
+    ) -> Result<Page<RegisteredModel>> {
+        self.search_registered_models_impl(query).await
+    }
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<()> {
+        self.set_registered_model_tag_impl(name, tag).await
+    }
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
+        self.delete_registered_model_tag_impl(name, key).await
+    }
+    async fn get_latest_versions(
+        &self,
+        name: &str,
+        stages: &[String],
+    ) -> Result<Vec<ModelVersion>> {
+        self.get_latest_versions_impl(name, stages).await
+    }
+    async fn create_model_version(
+        &self,
+        new: NewModelVersion,
+        actor: &str,
+    ) -> Result<ModelVersion> {
+        self.create_model_version_impl(new, actor).await
+    }
+    async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
+        self.get_model_version_impl(name, version).await
+    }
+    async fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> Result<ModelVersion> {
+        self.update_model_version_impl(name, version, description)
+            .await
+    }
+    async fn delete_model_version(&self, name: &str, version: &str, actor: &str) -> Result<()> {
+        self.delete_model_version_impl(name, version, actor).await
+    }
+    async fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing_versions: bool,
+        actor: &str,
+    ) -> Result<ModelVersion> {
+        self.transition_stage_impl(name, version, stage, archive_existing_versions, actor)
+            .await
+    }
+    async fn search_model_versions(&self, query: &RegistryQuery) -> Result<Page<ModelVersion>> {
+        self.search_model_versions_impl(query).await
+    }
+    async fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> Result<()> {
+        self.set_model_version_tag_impl(name, version, tag).await
+    }
+    async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()> {
+        self.delete_model_version_tag_impl(name, version, key).await
+    }
+    async fn get_model_version_download_uri(&self, name: &str, version: &str) -> Result<String> {
+        self.download_uri_impl(name, version).await
+    }
+    async fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &str) -> Result<()> {
+        self.set_alias_impl(name, alias, version, actor).await
+    }
+    async fn delete_alias(&self, name: &str, alias: &str, actor: &str) -> Result<()> {
+        self.delete_alias_impl(name, alias, actor).await
+    }
+    async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+        self.version_by_alias_impl(name, alias).await
+    }
+    async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>> {
+        self.registry_events_impl(after, limit).await
+    }
+    fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[async_trait]
+impl LineageStore for SqlStore {
+    async fn put_node(&self, kind: NodeKind, node: NewNode) -> Result<LineageNode> {
+        self.put_node_impl(kind, node).await
+    }
+    async fn put_event(
+        &self,
+        artifact: NodeRef,
+        execution: NodeRef,
+        kind: EventKind,
+    ) -> Result<()> {
+        self.put_event_impl(artifact, execution, kind).await
+    }
+    async fn put_membership(&self, context: NodeRef, member: NodeRef) -> Result<()> {
+        self.put_membership_impl(context, member).await
+    }
+    async fn resolve_node(&self, key: &str) -> Result<LineageNode> {
+        self.resolve_node_impl(key).await
+    }
+    async fn lineage_graph(
+        &self,
+        start: NodeRef,
+        direction: Direction,
+        depth: u32,
+    ) -> Result<LineageGraph> {
+        self.lineage_graph_impl(start, direction, depth).await
     }
 }

@@ -98,6 +98,18 @@ impl Sql {
         self
     }
 
+    /// Appends `(p1, p2, …)` binding each value.
+    pub fn tuple(&mut self, values: impl IntoIterator<Item = Arg>) -> &mut Sql {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.arg(value);
+        }
+        self.push(")")
+    }
+
     /// Appends `(p1, p2, …)` for a non-empty list.
     pub fn arg_list<T: Into<Arg> + Clone>(&mut self, items: &[T]) -> &mut Sql {
         self.push("(");
@@ -122,6 +134,42 @@ impl Sql {
             };
         }
         q
+    }
+}
+
+impl Sql {
+    /// Runs the statement and returns the number of rows it changed.
+    pub async fn execute<'e, 'c: 'e, E>(&'e self, executor: E) -> Result<u64>
+    where
+        E: 'e + sqlx::Executor<'c, Database = Any>,
+    {
+        Ok(self
+            .query()
+            .execute(executor)
+            .await
+            .map_err(db_err)?
+            .rows_affected())
+    }
+
+    pub async fn fetch_all<'e, 'c: 'e, E>(&'e self, executor: E) -> Result<Vec<AnyRow>>
+    where
+        E: 'e + sqlx::Executor<'c, Database = Any>,
+    {
+        self.query().fetch_all(executor).await.map_err(db_err)
+    }
+
+    pub async fn fetch_optional<'e, 'c: 'e, E>(&'e self, executor: E) -> Result<Option<AnyRow>>
+    where
+        E: 'e + sqlx::Executor<'c, Database = Any>,
+    {
+        self.query().fetch_optional(executor).await.map_err(db_err)
+    }
+
+    pub async fn fetch_one<'e, 'c: 'e, E>(&'e self, executor: E) -> Result<AnyRow>
+    where
+        E: 'e + sqlx::Executor<'c, Database = Any>,
+    {
+        self.query().fetch_one(executor).await.map_err(db_err)
     }
 }
 

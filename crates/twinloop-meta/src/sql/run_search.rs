@@ -4,9 +4,9 @@
 use twinloop_core::tracking::{Page, Run};
 use twinloop_core::{Error, Result};
 
+use super::SqlStore;
 use super::query::Sql;
 use super::runs::{RUN_COLUMNS, run_info_from_row};
-use super::{SqlStore, db_err};
 use crate::search::{
     Clause, Comparator, Entity, Literal, decode_page_token, encode_page_token, parse_filter,
     parse_order_by,
@@ -258,7 +258,7 @@ impl SqlStore {
             .push(" OFFSET ")
             .arg(offset as i64);
 
-        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sql.fetch_all(&self.reader).await?;
         let mut infos = rows
             .iter()
             .map(run_info_from_row)

@@ -4,13 +4,16 @@ use sqlx::Any;
 use sqlx::Transaction;
 use sqlx::any::AnyRow;
 use twinloop_core::ids::{is_run_id, new_run_id, random_run_name};
+use twinloop_core::lineage::{EventKind, NewNode, NodeKind};
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
+use super::lineage::{self, ensure_node};
+use super::pairs::{OnConflict, RUN_PARAMS, RUN_TAGS};
 use super::query::{
-    MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
+    Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
 };
 use super::{SqlStore, db_err};
 use crate::search::{decode_page_token, encode_page_token};
@@ -51,11 +54,7 @@ async fn run_stage(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<Lifecy
         "SELECT lifecycle_stage FROM runs WHERE run_uuid = ",
     );
     sql.arg(run_id);
-    let row = sql
-        .query()
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    let row = sql.fetch_optional(&mut **tx).await?;
     LifecycleStage::parse(&row.ok_or_else(|| run_not_found(run_id))?.text(0)?)
 }
 
@@ -68,28 +67,15 @@ async fn require_active_run(tx: &mut Transaction<'_, Any>, run_id: &str) -> Resu
     }
 }
 
+/// Writes run tags; `mlflow.runName` also renames the run, as in MLflow.
 async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
-    for chunk in chunks_for(tags, 3, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO tags (run_uuid, key, value) VALUES ",
-        );
-        for (i, tag) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .arg(run_id)
-                .push(", ")
-                .arg(&tag.key)
-                .push(", ")
-                .arg(&tag.value)
-                .push(")");
-        }
-        sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
+    RUN_TAGS
+        .write(tx, run_id, tags, OnConflict::Overwrite)
+        .await?;
     if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
         let mut sql = Sql::new(backend_of(tx), "UPDATE runs SET name = ");
         sql.arg(&name.value).push(" WHERE run_uuid = ").arg(run_id);
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        sql.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -104,21 +90,9 @@ async fn insert_params(
     if params.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new(
-        backend_of(tx),
-        "INSERT INTO params (run_uuid, key, value) VALUES ",
-    );
-    for (i, p) in params.iter().enumerate() {
-        sql.push(if i == 0 { "(" } else { ", (" })
-            .arg(run_id)
-            .push(", ")
-            .arg(&p.key)
-            .push(", ")
-            .arg(&p.value)
-            .push(")");
-    }
-    sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
-    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    RUN_PARAMS
+        .write(tx, run_id, params, OnConflict::Keep)
+        .await?;
     let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
     let mut check = Sql::new(
         backend_of(tx),
@@ -126,10 +100,8 @@ async fn insert_params(
     );
     check.arg(run_id).push(" AND key IN ").arg_list(&keys);
     let stored: HashMap<String, String> = check
-        .query()
         .fetch_all(&mut **tx)
-        .await
-        .map_err(db_err)?
+        .await?
         .iter()
         .map(|r| Ok((r.text(0)?, r.text(1)?)))
         .collect::<Result<_>>()?;
@@ -164,7 +136,7 @@ async fn insert_metrics(
         );
         push_metric_rows(&mut sql, run_id, chunk);
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        sql.execute(&mut **tx).await?;
     }
     let mut latest: Vec<&Metric> = Vec::new();
     for m in metrics {
@@ -187,7 +159,7 @@ async fn insert_metrics(
              WHERE excluded.step > latest_metrics.step \
              OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
         );
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        sql.execute(&mut **tx).await?;
     }
     let linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in linked.chunks(MAX_ARGS / 9) {
@@ -197,28 +169,23 @@ async fn insert_metrics(
         );
         for (i, m) in chunk.iter().enumerate() {
             let (value, is_nan) = encode_metric_value(m.value);
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .arg(m.model_id.clone().unwrap_or_default())
-                .push(", ")
-                .arg(run_id)
-                .push(", ")
-                .arg(&m.key)
-                .push(", ")
-                .arg(m.step)
-                .push(", ")
-                .arg(m.timestamp)
-                .push(", ")
-                .arg(value)
-                .push(", ")
-                .arg(is_nan)
-                .push(", ")
-                .arg(m.dataset_name.clone())
-                .push(", ")
-                .arg(m.dataset_digest.clone())
-                .push(")");
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.tuple([
+                Arg::from(m.model_id.clone().unwrap_or_default()),
+                Arg::from(run_id),
+                Arg::from(&m.key),
+                Arg::from(m.step),
+                Arg::from(m.timestamp),
+                Arg::from(value),
+                Arg::from(is_nan),
+                Arg::from(m.dataset_name.clone()),
+                Arg::from(m.dataset_digest.clone()),
+            ]);
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        sql.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -226,19 +193,17 @@ async fn insert_metrics(
 fn push_metric_rows(sql: &mut Sql, run_id: &str, metrics: &[Metric]) {
     for (i, m) in metrics.iter().enumerate() {
         let (value, is_nan) = encode_metric_value(m.value);
-        sql.push(if i == 0 { "(" } else { ", (" })
-            .arg(run_id)
-            .push(", ")
-            .arg(&m.key)
-            .push(", ")
-            .arg(m.step)
-            .push(", ")
-            .arg(m.timestamp)
-            .push(", ")
-            .arg(value)
-            .push(", ")
-            .arg(is_nan)
-            .push(")");
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.tuple([
+            Arg::from(run_id),
+            Arg::from(&m.key),
+            Arg::from(m.step),
+            Arg::from(m.timestamp),
+            Arg::from(value),
+            Arg::from(is_nan),
+        ]);
     }
 }
 
@@ -274,7 +239,7 @@ impl SqlStore {
             "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ",
         );
         exp.arg(exp_id);
-        let row = exp.query().fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let row = exp.fetch_optional(&mut *tx).await?;
         let row = row.ok_or_else(|| {
             Error::not_found(format!("No Experiment with id={experiment_id} exists"))
         })?;
@@ -313,8 +278,31 @@ impl SqlStore {
             .push(", NULL, ")
             .arg(&info.artifact_uri)
             .push(", 'active')");
-        insert.query().execute(&mut *tx).await.map_err(db_err)?;
+        insert.execute(&mut *tx).await?;
         upsert_tags(&mut tx, &info.run_id, &tags).await?;
+        // Lineage: the run is an execution in its experiment's context.
+        let run_node = ensure_node(
+            &mut tx,
+            NodeKind::Execution,
+            &NewNode {
+                name: info.run_name.clone(),
+                ..lineage::run_node(&info.run_id)
+            },
+        )
+        .await?;
+        let experiment = ensure_node(
+            &mut tx,
+            NodeKind::Context,
+            &NewNode {
+                node_type: "experiment".into(),
+                name: format!("experiment {exp_id}"),
+                uri: None,
+                external_id: Some(format!("experiment:{exp_id}")),
+                properties: None,
+            },
+        )
+        .await?;
+        lineage::associate(&mut tx, experiment, run_node).await?;
         tx.commit().await.map_err(db_err)?;
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Run {
@@ -336,11 +324,7 @@ impl SqlStore {
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         sql.arg(run_id);
-        let row = sql
-            .query()
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let row = sql.fetch_optional(&self.reader).await?;
         let info = run_info_from_row(&row.ok_or_else(|| run_not_found(run_id))?)?;
         Ok(self.load_runs(vec![info]).await?.remove(0))
     }
@@ -368,7 +352,7 @@ impl SqlStore {
                 "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY key");
-            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+            for row in sql.fetch_all(&self.reader).await? {
                 let run = &mut runs[index[&row.text(0)?]];
                 run.data.metrics.push(Metric::new(
                     row.text(1)?,
@@ -382,7 +366,7 @@ impl SqlStore {
                     "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
-                for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+                for row in sql.fetch_all(&self.reader).await? {
                     let run = &mut runs[index[&row.text(0)?]];
                     let item = Tag::new(row.text(1)?, row.text(2)?);
                     if is_param {
@@ -397,7 +381,7 @@ impl SqlStore {
                  FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
-            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+            for row in sql.fetch_all(&self.reader).await? {
                 let run = &mut runs[index[&row.text(0)?]];
                 let tags: Vec<(String, String)> =
                     serde_json::from_str(&row.text(1)?).unwrap_or_default();
@@ -416,7 +400,7 @@ impl SqlStore {
             let mut sql =
                 self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
             sql.arg_list(chunk).push(" ORDER BY step, model_id");
-            for row in sql.query().fetch_all(&self.reader).await.map_err(db_err)? {
+            for row in sql.fetch_all(&self.reader).await? {
                 let run = &mut runs[index[&row.text(0)?]];
                 run.outputs.push(ModelOutput {
                     model_id: row.text(1)?,
@@ -438,7 +422,7 @@ impl SqlStore {
             sql.push(", end_time = ").arg(end_time);
         }
         sql.push(" WHERE run_uuid = ").arg(run_id);
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        sql.execute(&mut *tx).await?;
         if let Some(name) = update.run_name.filter(|n| !n.is_empty()) {
             validate_tag(&Tag::new(RUN_NAME_TAG, name.clone()))?;
             upsert_tags(&mut tx, run_id, &[Tag::new(RUN_NAME_TAG, name)]).await?;
@@ -447,7 +431,7 @@ impl SqlStore {
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         read.arg(run_id);
-        let info = run_info_from_row(&read.query().fetch_one(&mut *tx).await.map_err(db_err)?)?;
+        let info = run_info_from_row(&read.fetch_one(&mut *tx).await?)?;
         tx.commit().await.map_err(db_err)?;
         Ok(info)
     }
@@ -462,7 +446,7 @@ impl SqlStore {
             LifecycleStage::Active => sql.push("NULL"),
         };
         sql.push(" WHERE run_uuid = ").arg(run_id);
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        sql.execute(&mut *tx).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -487,16 +471,7 @@ impl SqlStore {
     pub(super) async fn delete_tag_impl(&self, run_id: &str, key: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
-        let mut sql = self.sql("DELETE FROM tags WHERE run_uuid = ");
-        sql.arg(run_id).push(" AND key = ").arg(key);
-        if sql
-            .query()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 0
-        {
+        if !RUN_TAGS.delete(&mut tx, run_id, key).await? {
             return Err(Error::not_found(format!(
                 "No tag with name: {key} in run with id {run_id}"
             )));
@@ -526,12 +501,7 @@ impl SqlStore {
         require_active_run(&mut tx, run_id).await?;
         let mut exp = self.sql("SELECT experiment_id FROM runs WHERE run_uuid = ");
         exp.arg(run_id);
-        let exp_id = exp
-            .query()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .int(0)?;
+        let exp_id = exp.fetch_one(&mut *tx).await?.int(0)?;
         for input in inputs {
             let d = &input.dataset;
             let mut upsert = self.sql(
@@ -554,19 +524,14 @@ impl SqlStore {
                 .push(", ")
                 .arg(d.profile.clone())
                 .push(") ON CONFLICT (experiment_id, name, digest) DO NOTHING");
-            upsert.query().execute(&mut *tx).await.map_err(db_err)?;
+            upsert.execute(&mut *tx).await?;
             let mut find = self.sql("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
             find.arg(exp_id)
                 .push(" AND name = ")
                 .arg(&d.name)
                 .push(" AND digest = ")
                 .arg(&d.digest);
-            let dataset_uuid = find
-                .query()
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .text(0)?;
+            let dataset_uuid = find.fetch_one(&mut *tx).await?.text(0)?;
             let context = input
                 .tags
                 .iter()
@@ -590,7 +555,22 @@ impl SqlStore {
                 .push(", ")
                 .arg(tags_json)
                 .push(") ON CONFLICT (run_uuid, dataset_uuid) DO UPDATE SET context = excluded.context, tags = excluded.tags");
-            link.query().execute(&mut *tx).await.map_err(db_err)?;
+            link.execute(&mut *tx).await?;
+            let dataset = ensure_node(
+                &mut tx,
+                NodeKind::Artifact,
+                &NewNode {
+                    node_type: "dataset".into(),
+                    name: d.name.clone(),
+                    uri: Some(d.source.clone()).filter(|s| !s.is_empty()),
+                    external_id: Some(format!("dataset:{exp_id}/{}@{}", d.name, d.digest)),
+                    properties: None,
+                },
+            )
+            .await?;
+            let run_node =
+                ensure_node(&mut tx, NodeKind::Execution, &lineage::run_node(run_id)).await?;
+            lineage::link(&mut tx, dataset, run_node, EventKind::Input).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -610,7 +590,16 @@ impl SqlStore {
                 .push(", ")
                 .arg(output.step)
                 .push(") ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step");
-            sql.query().execute(&mut *tx).await.map_err(db_err)?;
+            sql.execute(&mut *tx).await?;
+            let model = ensure_node(
+                &mut tx,
+                NodeKind::Artifact,
+                &lineage::logged_model_node(&output.model_id, None),
+            )
+            .await?;
+            let run_node =
+                ensure_node(&mut tx, NodeKind::Execution, &lineage::run_node(run_id)).await?;
+            lineage::link(&mut tx, model, run_node, EventKind::Output).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -647,7 +636,7 @@ impl SqlStore {
             .arg(sql_limit)
             .push(" OFFSET ")
             .arg(offset as i64);
-        let rows = sql.query().fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sql.fetch_all(&self.reader).await?;
         let mut items = rows
             .iter()
             .map(|r| {

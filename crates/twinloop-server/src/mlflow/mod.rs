@@ -2,6 +2,7 @@
 
 mod experiments;
 mod logged_models;
+mod registry;
 mod runs;
 
 use std::sync::Arc;
@@ -68,6 +69,45 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/logged-models/{model_id}/tags/{key}",
             delete(logged_models::delete_tag),
+        )
+        .route("/registered-models/create", post(registry::create_model))
+        .route("/registered-models/get", get(registry::get_model))
+        .route("/registered-models/rename", post(registry::rename_model))
+        .route("/registered-models/update", patch(registry::update_model))
+        .route("/registered-models/delete", delete(registry::delete_model))
+        .route("/registered-models/set-tag", post(registry::set_model_tag))
+        .route(
+            "/registered-models/delete-tag",
+            delete(registry::delete_model_tag),
+        )
+        .route("/registered-models/search", get(registry::search_models))
+        .route(
+            "/registered-models/get-latest-versions",
+            post(registry::latest_versions_post).get(registry::latest_versions_get),
+        )
+        .route(
+            "/registered-models/alias",
+            post(registry::set_alias)
+                .get(registry::get_by_alias)
+                .delete(registry::delete_alias),
+        )
+        .route("/model-versions/create", post(registry::create_version))
+        .route("/model-versions/get", get(registry::get_version))
+        .route("/model-versions/update", patch(registry::update_version))
+        .route("/model-versions/delete", delete(registry::delete_version))
+        .route("/model-versions/set-tag", post(registry::set_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            delete(registry::delete_version_tag),
+        )
+        .route("/model-versions/search", get(registry::search_versions))
+        .route(
+            "/model-versions/get-download-uri",
+            get(registry::download_uri),
+        )
+        .route(
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }

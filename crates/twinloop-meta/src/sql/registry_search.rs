@@ -1,0 +1,214 @@
+//! MLflow's search language for registered models and model versions, evaluated in SQL.
+
+use twinloop_core::registry::{DELETED_STAGE, ModelVersion, RegisteredModel};
+use twinloop_core::tracking::Page;
+use twinloop_core::{Error, Result};
+
+use super::SqlStore;
+use super::query::Sql;
+use super::registry::{VERSION_COLUMNS, model_from_row, version_from_row};
+use super::run_search::{numeric_comparison, string_comparison};
+use crate::search::{
+    Comparator, Entity, decode_page_token, encode_page_token, parse_filter, parse_order_by,
+};
+use crate::store::RegistryQuery;
+use crate::validation::validate_max_results;
+
+/// The tag that marks a registered model as a prompt. The MLflow client appends
+/// ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search; like MLflow's server we
+/// drop that clause and leave prompts out unless the filter asks for them.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+fn tag_clause(
+    sql: &mut Sql,
+    table: &str,
+    owner_match: &str,
+    clause: &crate::search::Clause,
+) -> Result<()> {
+    sql.push(&format!(
+        "EXISTS (SELECT 1 FROM {table} t WHERE {owner_match} AND t.key = "
+    ))
+    .arg(&clause.key)
+    .push(" AND ");
+    string_comparison(sql, "t.value", clause)?;
+    sql.push(")");
+    Ok(())
+}
+
+fn page<T>(mut items: Vec<T>, limit: u64, offset: u64) -> Page<T> {
+    let next_page_token = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        Some(encode_page_token(offset + limit))
+    } else {
+        None
+    };
+    Page {
+        items,
+        next_page_token,
+    }
+}
+
+impl SqlStore {
+    pub(super) async fn search_registered_models_impl(
+        &self,
+        q: &RegistryQuery,
+    ) -> Result<Page<RegisteredModel>> {
+        let limit = validate_max_results(q.max_results)?;
+        let offset = decode_page_token(q.page_token.as_deref())?;
+        let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
+        let mut wants_prompts = false;
+        for clause in parse_filter(q.filter.as_deref().unwrap_or(""), true)? {
+            match clause.entity {
+                Entity::Tag if clause.key == PROMPT_TAG => {
+                    wants_prompts |= clause.comparator == Comparator::Eq
+                        && clause.value == crate::search::Literal::Str("true".into());
+                    if wants_prompts {
+                        sql.push(" AND ");
+                        tag_clause(
+                            &mut sql,
+                            "registered_model_tags",
+                            "t.name = rm.name",
+                            &clause,
+                        )?;
+                    }
+                }
+                Entity::Tag => {
+                    sql.push(" AND ");
+                    tag_clause(
+                        &mut sql,
+                        "registered_model_tags",
+                        "t.name = rm.name",
+                        &clause,
+                    )?;
+                }
+                Entity::Attribute if clause.key == "name" => {
+                    sql.push(" AND ");
+                    string_comparison(&mut sql, "rm.name", &clause)?;
+                }
+                _ => {
+                    return Err(clause
+                        .invalid("registered models can be filtered by name and tags.<key> only"));
+                }
+            }
+        }
+        if !wants_prompts {
+            sql.push(" AND NOT EXISTS (SELECT 1 FROM registered_model_tags p WHERE p.name = rm.name AND p.key = ")
+                .arg(PROMPT_TAG)
+                .push(" AND p.value = 'true')");
+        }
+        let mut terms = Vec::new();
+        for text in &q.order_by {
+            let key = parse_order_by(text, true)?;
+            let column = match (key.entity, key.key.as_str()) {
+                (Entity::Attribute, "name") => "rm.name",
+                (Entity::Attribute, "timestamp" | "last_updated_timestamp") => {
+                    "rm.last_updated_time"
+                }
+                (Entity::Attribute, "creation_timestamp") => "rm.creation_time",
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "Invalid order_by clause {text:?}: registered models can be ordered by name, creation_timestamp or last_updated_timestamp"
+                    )));
+                }
+            };
+            terms.push(format!(
+                "{column} {}",
+                if key.ascending { "ASC" } else { "DESC" }
+            ));
+        }
+        terms.push("rm.name ASC".into());
+        sql.push(" ORDER BY ").push(&terms.join(", "));
+        sql.push(" LIMIT ")
+            .arg((limit + 1) as i64)
+            .push(" OFFSET ")
+            .arg(offset as i64);
+        let rows = sql.fetch_all(&self.reader).await?;
+        let mut result = page(
+            rows.iter()
+                .map(model_from_row)
+                .collect::<Result<Vec<_>>>()?,
+            limit,
+            offset,
+        );
+        self.attach_registered_model_details(&mut result.items)
+            .await?;
+        Ok(result)
+    }
+
+    pub(super) async fn search_model_versions_impl(
+        &self,
+        q: &RegistryQuery,
+    ) -> Result<Page<ModelVersion>> {
+        let limit = validate_max_results(q.max_results)?;
+        let offset = decode_page_token(q.page_token.as_deref())?;
+        let mut sql = self.sql(&format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> "
+        ));
+        sql.arg(DELETED_STAGE);
+        for clause in parse_filter(q.filter.as_deref().unwrap_or(""), true)? {
+            sql.push(" AND ");
+            match (clause.entity, clause.key.as_str()) {
+                (Entity::Tag, _) => tag_clause(
+                    &mut sql,
+                    "model_version_tags",
+                    "t.name = mv.name AND t.version = mv.version",
+                    &clause,
+                )?,
+                (Entity::Attribute, "name") => string_comparison(&mut sql, "mv.name", &clause)?,
+                (Entity::Attribute, "run_id") => string_comparison(&mut sql, "mv.run_id", &clause)?,
+                (Entity::Attribute, "source_path") => {
+                    string_comparison(&mut sql, "mv.source", &clause)?
+                }
+                (Entity::Attribute, "version_number") => {
+                    numeric_comparison(&mut sql, "mv.version", &clause, true)?
+                }
+                _ => {
+                    return Err(clause.invalid(
+                        "model versions can be filtered by name, run_id, source_path, version_number and tags.<key>",
+                    ));
+                }
+            }
+        }
+        let mut terms = Vec::new();
+        for text in &q.order_by {
+            let key = parse_order_by(text, true)?;
+            let column = match (key.entity, key.key.as_str()) {
+                (Entity::Attribute, "name") => "mv.name",
+                (Entity::Attribute, "version_number") => "mv.version",
+                (Entity::Attribute, "creation_timestamp") => "mv.creation_time",
+                (Entity::Attribute, "timestamp" | "last_updated_timestamp") => {
+                    "mv.last_updated_time"
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "Invalid order_by clause {text:?}: model versions can be ordered by name, version_number, creation_timestamp or last_updated_timestamp"
+                    )));
+                }
+            };
+            terms.push(format!(
+                "{column} {}",
+                if key.ascending { "ASC" } else { "DESC" }
+            ));
+        }
+        if q.order_by.is_empty() {
+            terms.push("mv.last_updated_time DESC".into());
+        }
+        terms.push("mv.name ASC".into());
+        terms.push("mv.version DESC".into());
+        sql.push(" ORDER BY ").push(&terms.join(", "));
+        sql.push(" LIMIT ")
+            .arg((limit + 1) as i64)
+            .push(" OFFSET ")
+            .arg(offset as i64);
+        let rows = sql.fetch_all(&self.reader).await?;
+        let mut result = page(
+            rows.iter()
+                .map(version_from_row)
+                .collect::<Result<Vec<_>>>()?,
+            limit,
+            offset,
+        );
+        self.attach_version_details(&mut result.items).await?;
+        Ok(result)
+    }
+}

@@ -1,0 +1,38 @@
+//! twinloop's own JSON API (`/api/twinloop/v1/…`) for what the MLflow protocol does not cover:
+//! the lineage graph and the registry's event stream. Documented in `openapi.json`, served at
+//! `/api/twinloop/v1/openapi.json`. Errors use the same `{error_code, message}` shape.
+
+mod events;
+mod lineage;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::AppState;
+use crate::extract::MAX_JSON_BODY;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/registry/events", get(events::list))
+        .route("/registry/events/stream", get(events::stream))
+        .route("/lineage/artifacts", post(lineage::put_artifact))
+        .route("/lineage/executions", post(lineage::put_execution))
+        .route("/lineage/contexts", post(lineage::put_context))
+        .route("/lineage/events", post(lineage::put_event))
+        .route("/lineage/memberships", post(lineage::put_membership))
+        .route("/lineage/nodes/{*key}", get(lineage::get_node))
+        .route("/lineage/graph", get(lineage::graph))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
