@@ -13,7 +13,7 @@ use twinloop_core::tracking::Tag;
 use twinloop_core::{Error, Result};
 
 use super::lineage::{ensure_node, link, logged_model_node};
-use super::pairs::{MODEL_VERSION_TAGS, OnConflict, REGISTERED_MODEL_TAGS};
+use super::pairs::{MODEL_TAGS, MODEL_VERSION_TAGS, OnConflict, REGISTERED_MODEL_TAGS};
 use super::query::{Arg, RowExt, Sql, backend_of};
 use super::{SqlStore, db_err};
 use crate::validation::validate_tag;
@@ -39,6 +39,11 @@ pub(crate) fn validate_model_name(name: &str) -> Result<()> {
         return Err(Error::invalid(
             "Registered model name cannot be empty. Please provide a name.",
         ));
+    }
+    if name.contains(['/', ':']) {
+        return Err(Error::invalid(format!(
+            "Invalid registered model name {name:?}: names cannot contain '/' or ':'"
+        )));
     }
     if name.chars().count() > 256 || name.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
@@ -177,6 +182,35 @@ async fn require_version(
         .arg(DELETED_STAGE);
     let row = sql.fetch_optional(&mut **tx).await?;
     version_from_row(&row.ok_or_else(|| version_not_found(name, version))?)
+}
+
+/// Adds `{name, version}` to the logged model's `mlflow.modelVersions` tag (a JSON list), as
+/// MLflow's server does when a version is registered from a logged model.
+async fn note_version_on_logged_model(
+    tx: &mut Transaction<'_, Any>,
+    model_id: &str,
+    name: &str,
+    version: i64,
+) -> Result<()> {
+    const TAG: &str = "mlflow.modelVersions";
+    let mut read = Sql::new(
+        backend_of(tx),
+        "SELECT value FROM logged_model_tags WHERE model_id = ",
+    );
+    read.arg(model_id).push(" AND key = ").arg(TAG);
+    let current = read
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.text(0))
+        .transpose()?;
+    let mut list: Vec<serde_json::Value> = current
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    list.push(serde_json::json!({"name": name, "version": version}));
+    let value = serde_json::Value::Array(list).to_string();
+    MODEL_TAGS
+        .write(tx, model_id, &[Tag::new(TAG, value)], OnConflict::Overwrite)
+        .await
 }
 
 fn version_node_id(name: &str, version: i64) -> String {
@@ -496,6 +530,15 @@ impl SqlStore {
                 new.source
             )));
         }
+        if let Some(rest) = new.source.strip_prefix("runs:/") {
+            let source_run = rest.split('/').next().unwrap_or_default();
+            if new.run_id.as_deref() != Some(source_run) {
+                return Err(Error::invalid(format!(
+                    "The source {} names run {source_run}; pass that run_id with the request",
+                    new.source
+                )));
+            }
+        }
         let now = now_ms();
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let mut pending = Pending::default();
@@ -591,6 +634,9 @@ impl SqlStore {
             )
             .await?;
             link(&mut tx, version_node, run_node, EventKind::Output).await?;
+        }
+        if let Some(model_id) = &new.model_id {
+            note_version_on_logged_model(&mut tx, model_id, &new.name, version).await?;
         }
         record(
             &mut tx,
@@ -910,10 +956,9 @@ impl SqlStore {
             .push(" AND alias = ")
             .arg(alias)
             .push(" RETURNING version");
+        // Removing an alias that is not set is not an error, as in MLflow.
         let Some(row) = sql.fetch_optional(&mut *tx).await? else {
-            return Err(Error::not_found(format!(
-                "Registered model alias {alias} not found on model {name}"
-            )));
+            return tx.commit().await.map_err(db_err);
         };
         let version = row.int(0)?;
         record(
@@ -938,8 +983,24 @@ impl SqlStore {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion> {
-        let mut sql = self.sql("SELECT version FROM registered_model_aliases WHERE name = ");
-        sql.arg(name).push(" AND alias = ").arg(alias);
+        let mut model = self.sql("SELECT 1 FROM registered_models WHERE name = ");
+        model.arg(name);
+        if model.fetch_optional(&self.reader).await?.is_none() {
+            return Err(model_not_found(name));
+        }
+        // `latest` cannot be set; it always names the highest live version.
+        let sql = if alias.eq_ignore_ascii_case("latest") {
+            let mut sql = self.sql("SELECT MAX(version) FROM model_versions WHERE name = ");
+            sql.arg(name)
+                .push(" AND current_stage <> ")
+                .arg(DELETED_STAGE)
+                .push(" HAVING MAX(version) IS NOT NULL");
+            sql
+        } else {
+            let mut sql = self.sql("SELECT version FROM registered_model_aliases WHERE name = ");
+            sql.arg(name).push(" AND alias = ").arg(alias);
+            sql
+        };
         match sql.fetch_optional(&self.reader).await? {
             Some(row) => {
                 self.get_model_version_impl(name, &row.int(0)?.to_string())
