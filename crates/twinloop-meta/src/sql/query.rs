@@ -122,6 +122,14 @@ impl Sql {
         self.push(")")
     }
 
+    /// The same statement under SQLite's `EXPLAIN QUERY PLAN`, for tests of index use.
+    #[cfg(test)]
+    pub fn explained(&self) -> Sql {
+        let mut plan = self.clone();
+        plan.text.insert_str(0, "EXPLAIN QUERY PLAN ");
+        plan
+    }
+
     pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
         for arg in &self.args {
