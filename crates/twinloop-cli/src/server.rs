@@ -83,6 +83,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
         store: store.clone(),
         registry: store.clone(),
         lineage: store.clone(),
+        webhooks: store.clone(),
         artifacts,
     });
     twinloop_server::serve(listener, state, shutdown_signal())

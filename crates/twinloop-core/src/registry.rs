@@ -121,3 +121,48 @@ pub struct RegistryEvent {
     pub before: Option<String>,
     pub after: Option<String>,
 }
+
+/// A subscriber to registry events over HTTP: each matching event is POSTed to `url` with an
+/// HMAC-SHA256 signature of the body made with `secret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: i64,
+    pub url: String,
+    pub secret: String,
+    /// Event kinds to deliver; empty means all.
+    pub events: Vec<RegistryEventKind>,
+    /// Only events of this model, when set.
+    pub model_name: Option<String>,
+    pub created_time: i64,
+}
+
+impl Webhook {
+    pub fn wants(&self, event: &RegistryEvent) -> bool {
+        (self.events.is_empty() || self.events.contains(&event.kind))
+            && self
+                .model_name
+                .as_ref()
+                .is_none_or(|m| *m == event.model_name)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewWebhook {
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<RegistryEventKind>,
+    pub model_name: Option<String>,
+}
+
+/// One delivery attempt, kept so operators can see what was sent and what came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event_id: i64,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub delivered: bool,
+    pub time: i64,
+}

@@ -11,5 +11,5 @@ pub mod validation;
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
     ExperimentQuery, LineageStore, LoggedModelOrder, LoggedModelQuery, RegistryQuery,
-    RegistryStore, RunQuery, TrackingStore,
+    RegistryStore, RunQuery, TrackingStore, WebhookStore,
 };

@@ -3,7 +3,10 @@ use twinloop_core::Result;
 use twinloop_core::lineage::{
     Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
 };
-use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryEvent};
+use twinloop_core::registry::{
+    ModelVersion, NewModelVersion, NewWebhook, RegisteredModel, RegistryEvent, Webhook,
+    WebhookDelivery,
+};
 use twinloop_core::tracking::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput, NewLoggedModel,
     NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
@@ -202,4 +205,17 @@ pub trait LineageStore: Send + Sync {
         direction: Direction,
         depth: u32,
     ) -> Result<LineageGraph>;
+}
+
+/// Webhook subscriptions to registry events and the log of their deliveries. Delivery itself
+/// (HTTP, signing, retries) belongs to the server.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook>;
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>>;
+    async fn delete_webhook(&self, id: i64) -> Result<()>;
+    /// Appends one attempt to the delivery log (the id given is ignored).
+    async fn record_delivery(&self, delivery: &WebhookDelivery) -> Result<()>;
+    /// The newest attempts for a webhook, newest first.
+    async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>>;
 }

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod mlflow;
 mod native;
+mod webhooks;
 mod wire;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 use twinloop_artifacts::ArtifactStore;
-use twinloop_meta::{LineageStore, RegistryStore, TrackingStore};
+use twinloop_meta::{LineageStore, RegistryStore, TrackingStore, WebhookStore};
 
 pub use error::ApiError;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub store: Arc<dyn TrackingStore>,
     pub registry: Arc<dyn RegistryStore>,
     pub lineage: Arc<dyn LineageStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
     pub artifacts: ArtifactStore,
 }
 
@@ -62,12 +64,14 @@ async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Also delivers registry events to webhooks while it runs.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    webhooks::spawn(state.registry.clone(), state.webhooks.clone());
     // Small JSON replies must not wait for the peer's delayed ACK (Nagle).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

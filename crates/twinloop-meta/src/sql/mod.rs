@@ -16,6 +16,7 @@ mod registry_search;
 mod run_search;
 mod runs;
 mod uri;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -27,13 +28,16 @@ use twinloop_core::{Error, Result};
 
 use crate::store::{
     ExperimentQuery, LineageStore, LoggedModelQuery, RegistryQuery, RegistryStore, RunQuery,
-    TrackingStore,
+    TrackingStore, WebhookStore,
 };
 use tokio::sync::broadcast;
 use twinloop_core::lineage::{
     Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
 };
-use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel, RegistryEvent};
+use twinloop_core::registry::{
+    ModelVersion, NewModelVersion, NewWebhook, RegisteredModel, RegistryEvent, Webhook,
+    WebhookDelivery,
+};
 pub use uri::StoreUri;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,5 +406,24 @@ impl LineageStore for SqlStore {
         depth: u32,
     ) -> Result<LineageGraph> {
         self.lineage_graph_impl(start, direction, depth).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqlStore {
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook> {
+        self.create_webhook_impl(new).await
+    }
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
+        self.list_webhooks_impl().await
+    }
+    async fn delete_webhook(&self, id: i64) -> Result<()> {
+        self.delete_webhook_impl(id).await
+    }
+    async fn record_delivery(&self, delivery: &WebhookDelivery) -> Result<()> {
+        self.record_delivery_impl(delivery).await
+    }
+    async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
+        self.list_deliveries_impl(webhook_id, limit).await
     }
 }

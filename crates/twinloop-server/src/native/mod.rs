@@ -1,9 +1,12 @@
 //! twinloop's own JSON API (`/api/twinloop/v1/…`) for what the MLflow protocol does not cover:
-//! the lineage graph and the registry's event stream. Documented in `openapi.json`, served at
+//! the lineage graph, the registry's event stream and its webhooks. Documented in `openapi.json`, served at
 //! `/api/twinloop/v1/openapi.json`. Errors use the same `{error_code, message}` shape.
 
 mod events;
 mod lineage;
+mod webhooks;
+
+pub use events::event_json;
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 use crate::extract::MAX_JSON_BODY;
@@ -23,6 +26,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi))
         .route("/registry/events", get(events::list))
         .route("/registry/events/stream", get(events::stream))
+        .route(
+            "/registry/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route("/registry/webhooks/{id}", delete(webhooks::delete))
+        .route(
+            "/registry/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/lineage/artifacts", post(lineage::put_artifact))
         .route("/lineage/executions", post(lineage::put_execution))
         .route("/lineage/contexts", post(lineage::put_context))

@@ -1,0 +1,128 @@
+//! Webhook subscriptions and their delivery log on SQL.
+
+use sqlx::any::AnyRow;
+use twinloop_core::registry::{NewWebhook, RegistryEventKind, Webhook, WebhookDelivery};
+use twinloop_core::time::now_ms;
+use twinloop_core::{Error, Result};
+
+use super::SqlStore;
+use super::query::{Arg, RowExt};
+
+const COLUMNS: &str = "id, url, secret, events, model_name, created_time";
+
+fn validate(new: &NewWebhook) -> Result<()> {
+    let url = url::Url::parse(&new.url)
+        .map_err(|e| Error::invalid(format!("Invalid webhook url {:?}: {e}", new.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::invalid(format!(
+            "Invalid webhook url {:?}: expected http://host/... or https://host/...",
+            new.url
+        )));
+    }
+    if new.secret.len() < 8 {
+        return Err(Error::invalid(
+            "A webhook secret must be at least 8 characters: it signs every delivery",
+        ));
+    }
+    Ok(())
+}
+
+fn webhook_from_row(row: &AnyRow) -> Result<Webhook> {
+    let events = row
+        .text(3)?
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .filter_map(RegistryEventKind::parse)
+        .collect();
+    Ok(Webhook {
+        id: row.int(0)?,
+        url: row.text(1)?,
+        secret: row.text(2)?,
+        events,
+        model_name: row.opt_text(4)?,
+        created_time: row.int(5)?,
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn create_webhook_impl(&self, new: NewWebhook) -> Result<Webhook> {
+        validate(&new)?;
+        let events: Vec<&str> = new.events.iter().map(|k| k.as_str()).collect();
+        let mut sql = self
+            .sql("INSERT INTO webhooks (url, secret, events, model_name, created_time) VALUES ");
+        sql.tuple([
+            Arg::from(&new.url),
+            Arg::from(&new.secret),
+            Arg::from(events.join(",")),
+            Arg::from(new.model_name.clone()),
+            Arg::from(now_ms()),
+        ])
+        .push(&format!(" RETURNING {COLUMNS}"));
+        let row = sql.fetch_one(&self.writer).await?;
+        webhook_from_row(&row)
+    }
+
+    pub(super) async fn list_webhooks_impl(&self) -> Result<Vec<Webhook>> {
+        let sql = self.sql(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"));
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(webhook_from_row)
+            .collect()
+    }
+
+    pub(super) async fn delete_webhook_impl(&self, id: i64) -> Result<()> {
+        let mut sql = self.sql("DELETE FROM webhooks WHERE id = ");
+        sql.arg(id);
+        if sql.execute(&self.writer).await? == 0 {
+            return Err(Error::not_found(format!("Webhook {id} not found")));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_delivery_impl(&self, d: &WebhookDelivery) -> Result<()> {
+        let mut sql = self.sql(
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, attempt, status_code, error, delivered, time) VALUES ",
+        );
+        sql.tuple([
+            Arg::from(d.webhook_id),
+            Arg::from(d.event_id),
+            Arg::from(d.attempt),
+            Arg::from(d.status_code),
+            Arg::from(d.error.clone()),
+            Arg::from(i64::from(d.delivered)),
+            Arg::from(d.time),
+        ]);
+        sql.execute(&self.writer).await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_deliveries_impl(
+        &self,
+        webhook_id: i64,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let mut sql = self.sql(
+            "SELECT id, webhook_id, event_id, attempt, status_code, error, delivered, time FROM webhook_deliveries WHERE webhook_id = ",
+        );
+        sql.arg(webhook_id)
+            .push(" ORDER BY id DESC LIMIT ")
+            .arg(limit.clamp(1, 10_000));
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(WebhookDelivery {
+                    id: r.int(0)?,
+                    webhook_id: r.int(1)?,
+                    event_id: r.int(2)?,
+                    attempt: r.int(3)?,
+                    status_code: r.opt_int(4)?,
+                    error: r.opt_text(5)?,
+                    delivered: r.int(6)? != 0,
+                    time: r.int(7)?,
+                })
+            })
+            .collect()
+    }
+}
