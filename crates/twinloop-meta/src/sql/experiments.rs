@@ -6,12 +6,12 @@ use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
 use twinloop_core::{Error, Result};
 
 use super::pairs::{EXPERIMENT_TAGS, OnConflict};
-use super::query::{RowExt, Sql, backend_of};
+use super::query::{RowExt, Sql, Window, backend_of};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
-use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter, parse_order_by};
+use crate::search::{Entity, parse_filter, parse_order_by};
 use crate::store::ExperimentQuery;
-use crate::validation::{validate_experiment_name, validate_max_results, validate_tag};
+use crate::validation::{validate_experiment_name, validate_tag};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
@@ -160,8 +160,7 @@ impl SqlStore {
         &self,
         q: &ExperimentQuery,
     ) -> Result<Page<Experiment>> {
-        let limit = validate_max_results(q.max_results)?;
-        let offset = decode_page_token(q.page_token.as_deref())?;
+        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
         ));
@@ -225,26 +224,11 @@ impl SqlStore {
             terms.push("e.experiment_id DESC".into());
         }
         sql.push(" ORDER BY ").push(&terms.join(", "));
-        sql.push(" LIMIT ")
-            .arg((limit + 1) as i64)
-            .push(" OFFSET ")
-            .arg(offset as i64);
+        window.apply(&mut sql);
         let rows = sql.fetch_all(&self.reader).await?;
-        let mut items = rows
-            .iter()
-            .map(experiment_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            Some(encode_page_token(offset + limit))
-        } else {
-            None
-        };
-        self.attach_tags(&mut items).await?;
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let mut page = window.page(&rows, experiment_from_row)?;
+        self.attach_tags(&mut page.items).await?;
+        Ok(page)
     }
 
     pub(super) async fn rename_experiment_impl(

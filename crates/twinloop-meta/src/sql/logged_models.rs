@@ -10,12 +10,12 @@ use twinloop_core::{Error, Result};
 use super::experiments::parse_experiment_id;
 use super::lineage::{self, ensure_node};
 use super::pairs::{MODEL_PARAMS, MODEL_TAGS, OnConflict};
-use super::query::{RowExt, Sql, decode_metric_value};
+use super::query::{RowExt, Sql, Window, decode_metric_value};
 use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
-use crate::search::{Entity, decode_page_token, encode_page_token, parse_filter};
+use crate::search::{Entity, parse_filter};
 use crate::store::LoggedModelQuery;
-use crate::validation::{validate_max_results, validate_param, validate_tag};
+use crate::validation::{validate_param, validate_tag};
 
 const COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact_uri, lm.status, lm.model_type, \
      lm.source_run_id, lm.creation_timestamp_ms, lm.last_updated_timestamp_ms";
@@ -333,8 +333,7 @@ impl SqlStore {
         &self,
         q: &LoggedModelQuery,
     ) -> Result<Page<LoggedModel>> {
-        let limit = validate_max_results(q.max_results)?;
-        let offset = decode_page_token(q.page_token.as_deref())?;
+        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let experiment_ids = q
             .experiment_ids
             .iter()
@@ -409,25 +408,10 @@ impl SqlStore {
             }
         }
         sql.push("lm.creation_timestamp_ms DESC, lm.model_id ASC");
-        sql.push(" LIMIT ")
-            .arg((limit + 1) as i64)
-            .push(" OFFSET ")
-            .arg(offset as i64);
+        window.apply(&mut sql);
         let rows = sql.fetch_all(&self.reader).await?;
-        let mut items = rows
-            .iter()
-            .map(model_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            Some(encode_page_token(offset + limit))
-        } else {
-            None
-        };
-        self.attach_model_details(&mut items).await?;
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let mut page = window.page(&rows, model_from_row)?;
+        self.attach_model_details(&mut page.items).await?;
+        Ok(page)
     }
 }

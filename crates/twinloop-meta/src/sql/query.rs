@@ -7,6 +7,9 @@ use sqlx::{Any, Row};
 use twinloop_core::Result;
 
 use super::{Backend, db_err};
+use crate::search::{decode_page_token, encode_page_token};
+use crate::validation::validate_max_results;
+use twinloop_core::tracking::Page;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
@@ -178,6 +181,47 @@ impl Sql {
         E: 'e + sqlx::Executor<'c, Database = Any>,
     {
         self.query().fetch_one(executor).await.map_err(db_err)
+    }
+}
+
+/// One page of a search: `limit` rows after `offset`. A row more than the limit is read so that
+/// the last page is known without counting.
+pub(crate) struct Window {
+    limit: u64,
+    offset: u64,
+}
+
+impl Window {
+    pub fn parse(max_results: i64, page_token: Option<&str>) -> Result<Window> {
+        Ok(Window {
+            limit: validate_max_results(max_results)?,
+            offset: decode_page_token(page_token)?,
+        })
+    }
+
+    pub fn apply(&self, sql: &mut Sql) {
+        sql.push(" LIMIT ")
+            .arg((self.limit + 1) as i64)
+            .push(" OFFSET ")
+            .arg(self.offset as i64);
+    }
+
+    pub fn page<T>(
+        &self,
+        rows: &[AnyRow],
+        decode: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let next_page_token = if items.len() as u64 > self.limit {
+            items.truncate(self.limit as usize);
+            Some(encode_page_token(self.offset + self.limit))
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 }
 

@@ -107,12 +107,42 @@ pub(super) fn version_from_row(row: &AnyRow) -> Result<ModelVersion> {
 pub(super) struct Pending(Vec<RegistryEvent>);
 
 pub(super) struct EventSpec<'a> {
-    pub kind: RegistryEventKind,
-    pub model_name: &'a str,
-    pub version: Option<i64>,
-    pub alias: Option<&'a str>,
-    pub before: Option<String>,
-    pub after: Option<String>,
+    kind: RegistryEventKind,
+    model_name: &'a str,
+    version: Option<i64>,
+    alias: Option<&'a str>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl<'a> EventSpec<'a> {
+    fn new(kind: RegistryEventKind, model_name: &'a str) -> Self {
+        EventSpec {
+            kind,
+            model_name,
+            version: None,
+            alias: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    fn version(mut self, version: i64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    fn alias(mut self, alias: &'a str) -> Self {
+        self.alias = Some(alias);
+        self
+    }
+
+    /// The value before and after the change: a version, a stage or a name.
+    fn change(mut self, before: Option<String>, after: Option<String>) -> Self {
+        self.before = before;
+        self.after = after;
+        self
+    }
 }
 
 async fn record(
@@ -348,14 +378,7 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::ModelCreated,
-                model_name: name,
-                version: None,
-                alias: None,
-                before: None,
-                after: None,
-            },
+            EventSpec::new(RegistryEventKind::ModelCreated, name),
         )
         .await?;
         self.commit(tx, pending).await?;
@@ -406,14 +429,8 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::ModelRenamed,
-                model_name: new_name,
-                version: None,
-                alias: None,
-                before: Some(name.to_string()),
-                after: Some(new_name.to_string()),
-            },
+            EventSpec::new(RegistryEventKind::ModelRenamed, new_name)
+                .change(Some(name.to_string()), Some(new_name.to_string())),
         )
         .await?;
         self.commit(tx, pending).await?;
@@ -453,14 +470,7 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::ModelDeleted,
-                model_name: name,
-                version: None,
-                alias: None,
-                before: None,
-                after: None,
-            },
+            EventSpec::new(RegistryEventKind::ModelDeleted, name),
         )
         .await?;
         self.commit(tx, pending).await
@@ -642,14 +652,9 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::VersionCreated,
-                model_name: &new.name,
-                version: Some(version),
-                alias: None,
-                before: None,
-                after: Some(version.to_string()),
-            },
+            EventSpec::new(RegistryEventKind::VersionCreated, &new.name)
+                .version(version)
+                .change(None, Some(version.to_string())),
         )
         .await?;
         self.commit(tx, pending).await?;
@@ -743,14 +748,10 @@ impl SqlStore {
                 &mut tx,
                 &mut pending,
                 actor,
-                EventSpec {
-                    kind: RegistryEventKind::AliasDeleted,
-                    model_name: name,
-                    version: Some(v),
-                    alias: Some(alias),
-                    before: Some(v.to_string()),
-                    after: None,
-                },
+                EventSpec::new(RegistryEventKind::AliasDeleted, name)
+                    .version(v)
+                    .alias(alias)
+                    .change(Some(v.to_string()), None),
             )
             .await?;
         }
@@ -758,14 +759,9 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::VersionDeleted,
-                model_name: name,
-                version: Some(v),
-                alias: None,
-                before: Some(v.to_string()),
-                after: None,
-            },
+            EventSpec::new(RegistryEventKind::VersionDeleted, name)
+                .version(v)
+                .change(Some(v.to_string()), None),
         )
         .await?;
         self.commit(tx, pending).await
@@ -812,14 +808,9 @@ impl SqlStore {
                     &mut tx,
                     &mut pending,
                     actor,
-                    EventSpec {
-                        kind: RegistryEventKind::StageChanged,
-                        model_name: name,
-                        version: Some(other),
-                        alias: None,
-                        before: Some(stage.to_string()),
-                        after: Some("Archived".into()),
-                    },
+                    EventSpec::new(RegistryEventKind::StageChanged, name)
+                        .version(other)
+                        .change(Some(stage.to_string()), Some("Archived".into())),
                 )
                 .await?;
             }
@@ -837,14 +828,9 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::StageChanged,
-                model_name: name,
-                version: Some(v),
-                alias: None,
-                before: Some(current.current_stage),
-                after: Some(stage.to_string()),
-            },
+            EventSpec::new(RegistryEventKind::StageChanged, name)
+                .version(v)
+                .change(Some(current.current_stage), Some(stage.to_string())),
         )
         .await?;
         self.commit(tx, pending).await?;
@@ -929,14 +915,10 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::AliasSet,
-                model_name: name,
-                version: Some(v),
-                alias: Some(alias),
-                before: previous.map(|p| p.to_string()),
-                after: Some(v.to_string()),
-            },
+            EventSpec::new(RegistryEventKind::AliasSet, name)
+                .version(v)
+                .alias(alias)
+                .change(previous.map(|p| p.to_string()), Some(v.to_string())),
         )
         .await?;
         self.commit(tx, pending).await
@@ -965,14 +947,10 @@ impl SqlStore {
             &mut tx,
             &mut pending,
             actor,
-            EventSpec {
-                kind: RegistryEventKind::AliasDeleted,
-                model_name: name,
-                version: Some(version),
-                alias: Some(alias),
-                before: Some(version.to_string()),
-                after: None,
-            },
+            EventSpec::new(RegistryEventKind::AliasDeleted, name)
+                .version(version)
+                .alias(alias)
+                .change(Some(version.to_string()), None),
         )
         .await?;
         self.commit(tx, pending).await

@@ -5,14 +5,11 @@ use twinloop_core::tracking::Page;
 use twinloop_core::{Error, Result};
 
 use super::SqlStore;
-use super::query::Sql;
+use super::query::{Sql, Window};
 use super::registry::{VERSION_COLUMNS, model_from_row, version_from_row};
 use super::run_search::{numeric_comparison, string_comparison};
-use crate::search::{
-    Comparator, Entity, decode_page_token, encode_page_token, parse_filter, parse_order_by,
-};
+use crate::search::{Comparator, Entity, parse_filter, parse_order_by};
 use crate::store::RegistryQuery;
-use crate::validation::validate_max_results;
 
 /// The tag that marks a registered model as a prompt. The MLflow client appends
 /// ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search; like MLflow's server we
@@ -35,26 +32,12 @@ fn tag_clause(
     Ok(())
 }
 
-fn page<T>(mut items: Vec<T>, limit: u64, offset: u64) -> Page<T> {
-    let next_page_token = if items.len() as u64 > limit {
-        items.truncate(limit as usize);
-        Some(encode_page_token(offset + limit))
-    } else {
-        None
-    };
-    Page {
-        items,
-        next_page_token,
-    }
-}
-
 impl SqlStore {
     pub(super) async fn search_registered_models_impl(
         &self,
         q: &RegistryQuery,
     ) -> Result<Page<RegisteredModel>> {
-        let limit = validate_max_results(q.max_results)?;
-        let offset = decode_page_token(q.page_token.as_deref())?;
+        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
         let mut wants_prompts = false;
         for clause in parse_filter(q.filter.as_deref().unwrap_or(""), true)? {
@@ -118,18 +101,9 @@ impl SqlStore {
         }
         terms.push("rm.name ASC".into());
         sql.push(" ORDER BY ").push(&terms.join(", "));
-        sql.push(" LIMIT ")
-            .arg((limit + 1) as i64)
-            .push(" OFFSET ")
-            .arg(offset as i64);
+        window.apply(&mut sql);
         let rows = sql.fetch_all(&self.reader).await?;
-        let mut result = page(
-            rows.iter()
-                .map(model_from_row)
-                .collect::<Result<Vec<_>>>()?,
-            limit,
-            offset,
-        );
+        let mut result = window.page(&rows, model_from_row)?;
         self.attach_registered_model_details(&mut result.items)
             .await?;
         Ok(result)
@@ -139,8 +113,7 @@ impl SqlStore {
         &self,
         q: &RegistryQuery,
     ) -> Result<Page<ModelVersion>> {
-        let limit = validate_max_results(q.max_results)?;
-        let offset = decode_page_token(q.page_token.as_deref())?;
+        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let mut sql = self.sql(&format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> "
         ));
@@ -196,18 +169,9 @@ impl SqlStore {
         terms.push("mv.name ASC".into());
         terms.push("mv.version DESC".into());
         sql.push(" ORDER BY ").push(&terms.join(", "));
-        sql.push(" LIMIT ")
-            .arg((limit + 1) as i64)
-            .push(" OFFSET ")
-            .arg(offset as i64);
+        window.apply(&mut sql);
         let rows = sql.fetch_all(&self.reader).await?;
-        let mut result = page(
-            rows.iter()
-                .map(version_from_row)
-                .collect::<Result<Vec<_>>>()?,
-            limit,
-            offset,
-        );
+        let mut result = window.page(&rows, version_from_row)?;
         self.attach_version_details(&mut result.items).await?;
         Ok(result)
     }

@@ -5,14 +5,10 @@ use twinloop_core::tracking::{Page, Run};
 use twinloop_core::{Error, Result};
 
 use super::SqlStore;
-use super::query::Sql;
+use super::query::{Sql, Window};
 use super::runs::{RUN_COLUMNS, run_info_from_row};
-use crate::search::{
-    Clause, Comparator, Entity, Literal, decode_page_token, encode_page_token, parse_filter,
-    parse_order_by,
-};
+use crate::search::{Clause, Comparator, Entity, Literal, parse_filter, parse_order_by};
 use crate::store::RunQuery;
-use crate::validation::validate_max_results;
 
 /// `column <op> value` for string-valued columns.
 pub(crate) fn string_comparison(sql: &mut Sql, column: &str, clause: &Clause) -> Result<()> {
@@ -177,8 +173,7 @@ fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
 
 impl SqlStore {
     pub(super) async fn search_runs_impl(&self, q: &RunQuery) -> Result<Page<Run>> {
-        let limit = validate_max_results(q.max_results)?;
-        let offset = decode_page_token(q.page_token.as_deref())?;
+        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         // Like MLflow, a key without an entity prefix names an attribute (`status = 'FAILED'`).
         let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
         let orders = q
@@ -253,23 +248,12 @@ impl SqlStore {
         order_terms.push("r.start_time DESC".into());
         order_terms.push("r.run_uuid ASC".into());
         sql.push(" ORDER BY ").push(&order_terms.join(", "));
-        sql.push(" LIMIT ")
-            .arg((limit + 1) as i64)
-            .push(" OFFSET ")
-            .arg(offset as i64);
+        window.apply(&mut sql);
 
         let rows = sql.fetch_all(&self.reader).await?;
-        let mut infos = rows
-            .iter()
-            .map(run_info_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if infos.len() as u64 > limit {
-            infos.truncate(limit as usize);
-            Some(encode_page_token(offset + limit))
-        } else {
-            None
-        };
-        let items = self.load_runs(infos).await?;
+        let page = window.page(&rows, run_info_from_row)?;
+        let items = self.load_runs(page.items).await?;
+        let next_page_token = page.next_page_token;
         Ok(Page {
             items,
             next_page_token,
