@@ -185,26 +185,31 @@ async fn alias_moves_reach_a_webhook_signed_and_retried() {
         assert_eq!(header("x-twinloop-event"), "ALIAS_SET");
     }
 
-    let log: Value = c
-        .get(format!("{hooks}/{id}/deliveries"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let attempts: Vec<(i64, bool, Option<i64>)> = log["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["attempt"].as_i64().unwrap(),
-                d["delivered"].as_bool().unwrap(),
-                d["status_code"].as_i64(),
-            )
-        })
-        .collect();
+    // The second attempt is logged just after its reply arrives: wait for it.
+    let mut attempts: Vec<(i64, bool, Option<i64>)> = Vec::new();
+    while attempts.len() < 2 && Instant::now() < deadline {
+        let log: Value = c
+            .get(format!("{hooks}/{id}/deliveries"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        attempts = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["attempt"].as_i64().unwrap(),
+                    d["delivered"].as_bool().unwrap(),
+                    d["status_code"].as_i64(),
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(attempts, [(2, true, Some(200)), (1, false, Some(500))]);
 
     let (status, _) = call(

@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
 use twinloop_core::{Error, Result};
@@ -27,7 +26,7 @@ pub(crate) fn parse_experiment_id(id: &str) -> Result<i64> {
         })
 }
 
-fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
+fn experiment_from_row(row: &dyn RowExt) -> Result<Experiment> {
     Ok(Experiment {
         experiment_id: row.int(0)?.to_string(),
         name: row.text(1)?,
@@ -225,7 +224,7 @@ impl SqlStore {
         }
         sql.push(" ORDER BY ").push(&terms.join(", "));
         window.apply(&mut sql);
-        let rows = sql.fetch_all(&self.reader).await?;
+        let rows = sql.read(&self.bulk_reader).await?;
         let mut page = window.page(&rows, experiment_from_row)?;
         self.attach_tags(&mut page.items).await?;
         Ok(page)

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use twinloop_core::lineage::*;
 use twinloop_core::time::now_ms;
@@ -28,7 +27,7 @@ fn table(kind: NodeKind) -> &'static str {
 
 const COLUMNS: &str = "id, type, name, uri, external_id, properties, create_time";
 
-fn node_from_row(kind: NodeKind, row: &AnyRow) -> Result<LineageNode> {
+fn node_from_row(kind: NodeKind, row: &dyn RowExt) -> Result<LineageNode> {
     Ok(LineageNode {
         node: NodeRef {
             kind,

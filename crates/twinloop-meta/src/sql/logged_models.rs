@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
 use twinloop_core::ids::{new_logged_model_id, random_run_name};
 use twinloop_core::lineage::{EventKind, NodeKind};
 use twinloop_core::time::now_ms;
@@ -50,7 +49,7 @@ fn latest_metric_sql(sql: &mut Sql, key: &str, dataset_name: Option<&str>) {
     sql.push(" ORDER BY mm.step DESC, mm.timestamp DESC LIMIT 1)");
 }
 
-fn model_from_row(row: &AnyRow) -> Result<LoggedModel> {
+fn model_from_row(row: &dyn RowExt) -> Result<LoggedModel> {
     Ok(LoggedModel {
         model_id: row.text(0)?,
         experiment_id: row.int(1)?.to_string(),
@@ -409,7 +408,7 @@ impl SqlStore {
         }
         sql.push("lm.creation_timestamp_ms DESC, lm.model_id ASC");
         window.apply(&mut sql);
-        let rows = sql.fetch_all(&self.reader).await?;
+        let rows = sql.read(&self.bulk_reader).await?;
         let mut page = window.page(&rows, model_from_row)?;
         self.attach_model_details(&mut page.items).await?;
         Ok(page)

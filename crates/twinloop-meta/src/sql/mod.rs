@@ -50,6 +50,8 @@ pub struct SqlStore {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// Large reads (metric history, run and version searches) go through this pool.
+    bulk_reader: query::Reader,
     /// Prefix of experiment artifact locations, e.g. `mlflow-artifacts:`.
     artifact_root: String,
     /// Registry events committed by this process, for in-process subscribers.
@@ -64,7 +66,7 @@ impl SqlStore {
     /// `artifact_root` prefixes the default artifact location of new experiments.
     pub async fn open(uri: &StoreUri, artifact_root: &str) -> Result<SqlStore> {
         install_default_drivers();
-        let (backend, writer, reader) = match uri {
+        let (backend, writer, reader, bulk_reader) = match uri {
             StoreUri::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
@@ -74,7 +76,8 @@ impl SqlStore {
                 let url = uri.sqlx_url();
                 let writer = sqlite_pool(&url, 1).await?;
                 let reader = sqlite_pool(&url, 4).await?;
-                (Backend::Sqlite, writer, reader)
+                let bulk = query::Reader::Sqlite(native_sqlite_reader(&url).await?);
+                (Backend::Sqlite, writer, reader, bulk)
             }
             StoreUri::Postgres(_) => {
                 let pool = AnyPoolOptions::new()
@@ -83,13 +86,19 @@ impl SqlStore {
                     .connect(&uri.sqlx_url())
                     .await
                     .map_err(|e| Error::internal(format!("cannot connect to {uri}: {e}")))?;
-                (Backend::Postgres, pool.clone(), pool)
+                (
+                    Backend::Postgres,
+                    pool.clone(),
+                    pool.clone(),
+                    query::Reader::Any(pool),
+                )
             }
         };
         let store = SqlStore {
             backend,
             writer,
             reader,
+            bulk_reader,
             artifact_root: artifact_root.trim_end_matches('/').to_string(),
             events: broadcast::channel(1024).0,
         };
@@ -135,6 +144,23 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
             })
         })
         .connect(url)
+        .await
+        .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))
+}
+
+/// A read-only native SQLite pool with a deep row buffer, for reads of thousands of rows.
+async fn native_sqlite_reader(url: &str) -> Result<sqlx::SqlitePool> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use std::str::FromStr;
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))?
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("case_sensitive_like", "ON")
+        .row_buffer_size(1024);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
         .await
         .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))
 }

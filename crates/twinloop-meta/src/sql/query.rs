@@ -3,6 +3,7 @@
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Any, Row};
 use twinloop_core::Result;
 
@@ -208,10 +209,10 @@ impl Window {
 
     pub fn page<T>(
         &self,
-        rows: &[AnyRow],
-        decode: impl Fn(&AnyRow) -> Result<T>,
+        rows: &Rows,
+        decode: impl Fn(&dyn RowExt) -> Result<T>,
     ) -> Result<Page<T>> {
-        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let mut items = rows.decode(decode)?;
         let next_page_token = if items.len() as u64 > self.limit {
             items.truncate(self.limit as usize);
             Some(encode_page_token(self.offset + self.limit))
@@ -234,21 +235,80 @@ pub(crate) trait RowExt {
     fn float(&self, idx: usize) -> Result<f64>;
 }
 
-impl RowExt for AnyRow {
-    fn text(&self, idx: usize) -> Result<String> {
-        self.try_get(idx).map_err(db_err)
+/// The same typed access for every row type a query can return.
+macro_rules! impl_row_ext {
+    ($($row:ty),*) => {$(
+        impl RowExt for $row {
+            fn text(&self, idx: usize) -> Result<String> {
+                self.try_get(idx).map_err(db_err)
+            }
+            fn opt_text(&self, idx: usize) -> Result<Option<String>> {
+                self.try_get(idx).map_err(db_err)
+            }
+            fn int(&self, idx: usize) -> Result<i64> {
+                self.try_get(idx).map_err(db_err)
+            }
+            fn opt_int(&self, idx: usize) -> Result<Option<i64>> {
+                self.try_get(idx).map_err(db_err)
+            }
+            fn float(&self, idx: usize) -> Result<f64> {
+                self.try_get(idx).map_err(db_err)
+            }
+        }
+    )*};
+}
+
+impl_row_ext!(AnyRow, SqliteRow);
+
+/// The pool large reads go through. On SQLite it is a native pool: sqlx's `Any` driver copies
+/// every value of every row once more, which more than doubles the cost of a 10,000-row read.
+#[derive(Clone)]
+pub(crate) enum Reader {
+    Any(sqlx::AnyPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Rows from a [`Reader`], decoded through [`RowExt`] whatever their driver.
+pub(crate) enum Rows {
+    Any(Vec<AnyRow>),
+    Sqlite(Vec<SqliteRow>),
+}
+
+impl Rows {
+    pub fn for_each(&self, mut f: impl FnMut(&dyn RowExt) -> Result<()>) -> Result<()> {
+        match self {
+            Rows::Any(rows) => rows.iter().try_for_each(|r| f(r)),
+            Rows::Sqlite(rows) => rows.iter().try_for_each(|r| f(r)),
+        }
     }
-    fn opt_text(&self, idx: usize) -> Result<Option<String>> {
-        self.try_get(idx).map_err(db_err)
+
+    pub fn decode<T>(&self, decode: impl Fn(&dyn RowExt) -> Result<T>) -> Result<Vec<T>> {
+        match self {
+            Rows::Any(rows) => rows.iter().map(|r| decode(r)).collect(),
+            Rows::Sqlite(rows) => rows.iter().map(|r| decode(r)).collect(),
+        }
     }
-    fn int(&self, idx: usize) -> Result<i64> {
-        self.try_get(idx).map_err(db_err)
-    }
-    fn opt_int(&self, idx: usize) -> Result<Option<i64>> {
-        self.try_get(idx).map_err(db_err)
-    }
-    fn float(&self, idx: usize) -> Result<f64> {
-        self.try_get(idx).map_err(db_err)
+}
+
+impl Sql {
+    /// Runs a read-only query on `reader`.
+    pub async fn read(&self, reader: &Reader) -> Result<Rows> {
+        match reader {
+            Reader::Any(pool) => Ok(Rows::Any(self.fetch_all(pool).await?)),
+            Reader::Sqlite(pool) => {
+                let mut q = sqlx::query::<sqlx::Sqlite>(&self.text);
+                for arg in &self.args {
+                    q = match arg {
+                        Arg::Text(s) => q.bind(s.clone()),
+                        Arg::Float(v) => q.bind(*v),
+                        Arg::Int(v) => q.bind(*v),
+                        Arg::OptText(v) => q.bind(v.clone()),
+                        Arg::OptInt(v) => q.bind(*v),
+                    };
+                }
+                Ok(Rows::Sqlite(q.fetch_all(pool).await.map_err(db_err)?))
+            }
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use twinloop_core::lineage::{EventKind, NewNode, NodeKind};
 use twinloop_core::registry::*;
@@ -83,7 +82,7 @@ fn version_not_found(name: &str, version: i64) -> Error {
     ))
 }
 
-pub(super) fn version_from_row(row: &AnyRow) -> Result<ModelVersion> {
+pub(super) fn version_from_row(row: &dyn RowExt) -> Result<ModelVersion> {
     Ok(ModelVersion {
         name: row.text(0)?,
         version: row.int(1)?,
@@ -273,19 +272,21 @@ impl SqlStore {
             let mut sql =
                 self.sql("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
             sql.arg_list(chunk).push(" ORDER BY key");
-            for row in sql.fetch_all(&self.reader).await? {
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
                 if let Some(&i) = index.get(&(row.text(0)?, row.int(1)?)) {
                     versions[i].tags.push(Tag::new(row.text(2)?, row.text(3)?));
                 }
-            }
+                Ok(())
+            })?;
             let mut sql = self
                 .sql("SELECT name, version, alias FROM registered_model_aliases WHERE name IN ");
             sql.arg_list(chunk).push(" ORDER BY alias");
-            for row in sql.fetch_all(&self.reader).await? {
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
                 if let Some(&i) = index.get(&(row.text(0)?, row.int(1)?)) {
                     versions[i].aliases.push(row.text(2)?);
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -336,7 +337,7 @@ impl SqlStore {
                 .fetch_all(&self.reader)
                 .await?
                 .iter()
-                .map(version_from_row)
+                .map(|r| version_from_row(r))
                 .collect::<Result<Vec<_>>>()?;
             self.attach_version_details(&mut latest).await?;
             for v in latest {
@@ -1021,7 +1022,7 @@ impl SqlStore {
     }
 }
 
-pub(super) fn model_from_row(row: &AnyRow) -> Result<RegisteredModel> {
+pub(super) fn model_from_row(row: &dyn RowExt) -> Result<RegisteredModel> {
     Ok(RegisteredModel {
         name: row.text(0)?,
         creation_timestamp: row.int(1)?,

@@ -102,7 +102,7 @@ impl SqlStore {
         terms.push("rm.name ASC".into());
         sql.push(" ORDER BY ").push(&terms.join(", "));
         window.apply(&mut sql);
-        let rows = sql.fetch_all(&self.reader).await?;
+        let rows = sql.read(&self.bulk_reader).await?;
         let mut result = window.page(&rows, model_from_row)?;
         self.attach_registered_model_details(&mut result.items)
             .await?;
@@ -170,7 +170,7 @@ impl SqlStore {
         terms.push("mv.version DESC".into());
         sql.push(" ORDER BY ").push(&terms.join(", "));
         window.apply(&mut sql);
-        let rows = sql.fetch_all(&self.reader).await?;
+        let rows = sql.read(&self.bulk_reader).await?;
         let mut result = window.page(&rows, version_from_row)?;
         self.attach_version_details(&mut result.items).await?;
         Ok(result)

@@ -250,7 +250,7 @@ impl SqlStore {
         sql.push(" ORDER BY ").push(&order_terms.join(", "));
         window.apply(&mut sql);
 
-        let rows = sql.fetch_all(&self.reader).await?;
+        let rows = sql.read(&self.bulk_reader).await?;
         let page = window.page(&rows, run_info_from_row)?;
         let items = self.load_runs(page.items).await?;
         let next_page_token = page.next_page_token;

@@ -2,7 +2,6 @@ use std::collections::HashMap;
 
 use sqlx::Any;
 use sqlx::Transaction;
-use sqlx::any::AnyRow;
 use twinloop_core::ids::{is_run_id, new_run_id, random_run_name};
 use twinloop_core::lineage::{EventKind, NewNode, NodeKind};
 use twinloop_core::time::now_ms;
@@ -26,7 +25,7 @@ const RUN_NAME_TAG: &str = "mlflow.runName";
 /// Largest number of run ids put in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
-pub(super) fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
+pub(super) fn run_info_from_row(row: &dyn RowExt) -> Result<RunInfo> {
     Ok(RunInfo {
         run_id: row.text(0)?,
         experiment_id: row.int(1)?.to_string(),
@@ -352,7 +351,7 @@ impl SqlStore {
                 "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY key");
-            for row in sql.fetch_all(&self.reader).await? {
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
                 let run = &mut runs[index[&row.text(0)?]];
                 run.data.metrics.push(Metric::new(
                     row.text(1)?,
@@ -360,13 +359,14 @@ impl SqlStore {
                     row.int(4)?,
                     row.int(5)?,
                 ));
-            }
+                Ok(())
+            })?;
             for (table, is_param) in [("params", true), ("tags", false)] {
                 let mut sql = self.sql(&format!(
                     "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
-                for row in sql.fetch_all(&self.reader).await? {
+                sql.read(&self.bulk_reader).await?.for_each(|row| {
                     let run = &mut runs[index[&row.text(0)?]];
                     let item = Tag::new(row.text(1)?, row.text(2)?);
                     if is_param {
@@ -374,14 +374,15 @@ impl SqlStore {
                     } else {
                         run.data.tags.push(item)
                     }
-                }
+                    Ok(())
+                })?;
             }
             let mut sql = self.sql(
                 "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
                  FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
-            for row in sql.fetch_all(&self.reader).await? {
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
                 let run = &mut runs[index[&row.text(0)?]];
                 let tags: Vec<(String, String)> =
                     serde_json::from_str(&row.text(1)?).unwrap_or_default();
@@ -396,17 +397,19 @@ impl SqlStore {
                         profile: row.opt_text(7)?,
                     },
                 });
-            }
+                Ok(())
+            })?;
             let mut sql =
                 self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
             sql.arg_list(chunk).push(" ORDER BY step, model_id");
-            for row in sql.fetch_all(&self.reader).await? {
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
                 let run = &mut runs[index[&row.text(0)?]];
                 run.outputs.push(ModelOutput {
                     model_id: row.text(1)?,
                     step: row.int(2)?,
                 });
-            }
+                Ok(())
+            })?;
         }
         Ok(runs)
     }
@@ -636,18 +639,14 @@ impl SqlStore {
             .arg(sql_limit)
             .push(" OFFSET ")
             .arg(offset as i64);
-        let rows = sql.fetch_all(&self.reader).await?;
-        let mut items = rows
-            .iter()
-            .map(|r| {
-                Ok(Metric::new(
-                    key,
-                    decode_metric_value(r.float(0)?, r.int(1)?),
-                    r.int(2)?,
-                    r.int(3)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut items = sql.read(&self.bulk_reader).await?.decode(|r| {
+            Ok(Metric::new(
+                key,
+                decode_metric_value(r.float(0)?, r.int(1)?),
+                r.int(2)?,
+                r.int(3)?,
+            ))
+        })?;
         let next_page_token = match limit {
             Some(limit) if items.len() as u64 > limit => {
                 items.truncate(limit as usize);

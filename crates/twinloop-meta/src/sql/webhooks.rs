@@ -1,6 +1,5 @@
 //! Webhook subscriptions and their delivery log on SQL.
 
-use sqlx::any::AnyRow;
 use twinloop_core::registry::{NewWebhook, RegistryEventKind, Webhook, WebhookDelivery};
 use twinloop_core::time::now_ms;
 use twinloop_core::{Error, Result};
@@ -27,7 +26,7 @@ fn validate(new: &NewWebhook) -> Result<()> {
     Ok(())
 }
 
-fn webhook_from_row(row: &AnyRow) -> Result<Webhook> {
+fn webhook_from_row(row: &dyn RowExt) -> Result<Webhook> {
     let events = row
         .text(3)?
         .split(',')
@@ -67,7 +66,7 @@ impl SqlStore {
         sql.fetch_all(&self.reader)
             .await?
             .iter()
-            .map(webhook_from_row)
+            .map(|r| webhook_from_row(r))
             .collect()
     }
 
