@@ -47,7 +47,6 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 
 import mlflow  # noqa: E402
 import requests  # noqa: E402
@@ -363,31 +362,9 @@ def bench_server(name, server: tb.Server, sz):
             res["errors"][step] = f"skipped: an earlier step failed ({', '.join(missing)} missing)"
             print(f"   {step} … skipped", flush=True)
             continue
-        t0 = time.perf_counter()
-        print(f"   {step} …", end="", flush=True)
-        try:
-            out = fn()
-            if out is not None:
-                res["workloads"][step] = out
-            print(f" {time.perf_counter() - t0:.1f} s", flush=True)
-        except Exception as e:  # record, go on with the next workload
-            res["errors"][step] = short_error(e)
-            print(f" FAILED after {time.perf_counter() - t0:.1f} s: {short_error(e)}", flush=True)
-            if os.environ.get("TWINLOOP_BENCH_TRACEBACK"):
-                traceback.print_exc()
-            if server.proc.poll() is not None:
-                res["errors"]["server"] = f"exited with {server.proc.returncode}"
-                print(f"   server died; log tail:\n{server.log_tail()}", flush=True)
-                break
-    procs = server.processes()
-    res["server_processes"] = len(procs)
-    res["server_rss_mb"] = sum(r for _, r in procs) / 2**20
-    res["loadavg_before"] = load0
-    res["loadavg_after"] = os.getloadavg()
-    res["requests"] = {
-        f"{lab} {meth} {path}": n for (lab, meth, path), n in sorted(tb._REQUESTS.items())
-    }
-    server.stop()
+        if not tb.run_step(res, server, step, fn):
+            break
+    tb.finish_server(res, server, load0)
     return res
 
 

@@ -756,6 +756,40 @@ def short_error(e):
     return msg if len(msg) < 800 else msg[:800] + "…"
 
 
+
+def run_step(res, server, step, fn):
+    """Times one workload and records its result or error; False when the server has died."""
+    t0 = time.perf_counter()
+    print(f"   {step} …", end="", flush=True)
+    try:
+        out = fn()
+        if out is not None:
+            res["workloads"][step] = out
+        print(f" {time.perf_counter() - t0:.1f} s", flush=True)
+    except Exception as e:  # record, go on with the next workload
+        res["errors"][step] = short_error(e)
+        print(f" FAILED after {time.perf_counter() - t0:.1f} s: {short_error(e)}", flush=True)
+        if os.environ.get("TWINLOOP_BENCH_TRACEBACK"):
+            traceback.print_exc()
+        if server.proc.poll() is not None:
+            res["errors"]["server"] = f"exited with {server.proc.returncode}"
+            print(f"   server died; log tail:\n{server.log_tail()}", flush=True)
+            return False
+    return True
+
+
+def finish_server(res, server, load0):
+    """Records the server's footprint, the load and the request census, then stops it."""
+    procs = server.processes()
+    res["server_processes"] = len(procs)
+    res["server_rss_mb"] = sum(r for _, r in procs) / 2**20
+    res["loadavg_before"] = load0
+    res["loadavg_after"] = os.getloadavg()
+    res["requests"] = {
+        f"{lab} {meth} {path}": n for (lab, meth, path), n in sorted(_REQUESTS.items())
+    }
+    server.stop()
+
 def bench_server(name, server: Server, sz, seed):
     res = {"name": name, "errors": {}, "workloads": {}}
     _REQUESTS.clear()
@@ -791,31 +825,9 @@ def bench_server(name, server: Server, sz, seed):
             def fn():
                 return wl_search(t, sz, search_state["exp"], search_state["expect"])
 
-        t0 = time.perf_counter()
-        print(f"   {step} …", end="", flush=True)
-        try:
-            out = fn()
-            if out is not None:
-                res["workloads"][step] = out
-            print(f" {time.perf_counter() - t0:.1f} s", flush=True)
-        except Exception as e:  # record, go on with the next workload
-            res["errors"][step] = short_error(e)
-            print(f" FAILED after {time.perf_counter() - t0:.1f} s: {short_error(e)}", flush=True)
-            if os.environ.get("TWINLOOP_BENCH_TRACEBACK"):
-                traceback.print_exc()
-            if server.proc.poll() is not None:
-                res["errors"]["server"] = f"exited with {server.proc.returncode}"
-                print(f"   server died; log tail:\n{server.log_tail()}", flush=True)
-                break
-    procs = server.processes()
-    res["server_processes"] = len(procs)
-    res["server_rss_mb"] = sum(r for _, r in procs) / 2**20
-    res["loadavg_before"] = load0
-    res["loadavg_after"] = os.getloadavg()
-    res["requests"] = {
-        f"{lab} {meth} {path}": n for (lab, meth, path), n in sorted(_REQUESTS.items())
-    }
-    server.stop()
+        if not run_step(res, server, step, fn):
+            break
+    finish_server(res, server, load0)
     return res
 
 
