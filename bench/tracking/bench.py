@@ -790,6 +790,37 @@ def finish_server(res, server, load0):
     }
     server.stop()
 
+
+def finish_report(name, args, meta, results, rows, over, markdown_report, quiet):
+    """Prints the request census, errors and load note, writes the JSON and markdown reports
+    (to bench/results/<name>-<time>.* unless --json/--markdown say where or --no-save), and
+    returns the exit code: 1 when any workload failed."""
+    for srv, r in results.items():
+        for k, n in r.get("requests", {}).items():
+            if not k.startswith(quiet):
+                print(f"  {srv:8} {k}: {n}")
+    for srv, r in results.items():
+        for w, e in r.get("errors", {}).items():
+            print(f"ERROR {srv} / {w}: {e}")
+    busy = load_warning(results, meta)
+    if busy:
+        print(f"NOTE: {busy}")
+
+    doc = {"meta": meta, "servers": results, "rows": rows, "client_overhead": over}
+    md = markdown_report(meta, results, rows, over)
+    json_path, md_path = args.json, args.markdown
+    if not args.no_save:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        outdir = REPO / "bench" / "results"
+        json_path = json_path or str(outdir / f"{name}-{stamp}.json")
+        md_path = md_path or str(outdir / f"{name}-{stamp}.md")
+    for path, text in ((json_path, json.dumps(doc, indent=2) + "\n"), (md_path, md)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+            print(f"wrote {path}")
+    return 1 if any(r.get("errors") for r in results.values()) else 0
+
 def bench_server(name, server: Server, sz, seed):
     res = {"name": name, "errors": {}, "workloads": {}}
     _REQUESTS.clear()
@@ -1225,31 +1256,10 @@ def main(argv=None):
     print("\nServers:\n")
     print("\n".join(setup_lines(results, md=False)))
     print("\nClient requests per phase (census below requests, retries included):")
-    for srv, r in results.items():
-        for k, n in r.get("requests", {}).items():
-            if not k.startswith(("warmup", "c:setup", "c:warmup", "d:warmup")):
-                print(f"  {srv:8} {k}: {n}")
-    for srv, r in results.items():
-        for w, e in r.get("errors", {}).items():
-            print(f"ERROR {srv} / {w}: {e}")
-    busy = load_warning(results, meta)
-    if busy:
-        print(f"NOTE: {busy}")
-
-    doc = {"meta": meta, "servers": results, "rows": rows, "client_overhead": over}
-    md = markdown_report(meta, results, rows, over)
-    json_path, md_path = args.json, args.markdown
-    if not args.no_save:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        outdir = REPO / "bench" / "results"
-        json_path = json_path or str(outdir / f"tracking-{stamp}.json")
-        md_path = md_path or str(outdir / f"tracking-{stamp}.md")
-    for path, text in ((json_path, json.dumps(doc, indent=2) + "\n"), (md_path, md)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
-            print(f"wrote {path}")
-    return 1 if any(r.get("errors") for r in results.values()) else 0
+    return finish_report(
+        "tracking", args, meta, results, rows, over, markdown_report,
+        quiet=("warmup", "c:setup", "c:warmup", "d:warmup"),
+    )
 
 
 if __name__ == "__main__":
