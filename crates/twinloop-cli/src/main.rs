@@ -2,6 +2,7 @@
 //! off to the library crates.
 
 mod client;
+mod features;
 mod lineage;
 mod models;
 mod server;
@@ -33,6 +34,8 @@ enum Command {
     Models(models::ModelsCommand),
     /// Walk the lineage graph of a running server from one node.
     Lineage(lineage::LineageArgs),
+    /// The feature store: definitions, training sets, materialization, online serving.
+    Features(features::FeaturesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::Models(command) => models::run(&cli.connection, command),
         Command::Lineage(args) => lineage::run(&cli.connection, args),
+        Command::Features(args) => features::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -94,7 +94,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-fn bracket_v6(host: &str) -> String {
+pub(crate) fn bracket_v6(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -103,7 +103,7 @@ fn bracket_v6(host: &str) -> String {
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the process exits.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

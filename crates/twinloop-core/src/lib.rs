@@ -2,6 +2,7 @@
 //! domain types of tracking and the model registry. Nothing here knows about HTTP, SQL or any wire format.
 
 pub mod error;
+pub mod features;
 pub mod ids;
 pub mod lineage;
 pub mod registry;

@@ -10,6 +10,6 @@ pub mod validation;
 
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
-    ExperimentQuery, LineageStore, LoggedModelOrder, LoggedModelQuery, RegistryQuery,
-    RegistryStore, RunQuery, TrackingStore, WebhookStore,
+    ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelOrder, LoggedModelQuery,
+    RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
 };

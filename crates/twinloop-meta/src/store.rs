@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use twinloop_core::Result;
+use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::lineage::{
     Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
 };
@@ -218,4 +219,21 @@ pub trait WebhookStore: Send + Sync {
     async fn record_delivery(&self, delivery: &WebhookDelivery) -> Result<()>;
     /// The newest attempts for a webhook, newest first.
     async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>>;
+}
+
+/// The feature store's definitions and materialization runs.
+#[async_trait]
+pub trait FeatureRegistry: Send + Sync {
+    /// The current version of every definition of `project` that is not removed.
+    async fn feature_objects(&self, project: &str) -> Result<Vec<FeatureObject>>;
+    /// Applies the changes in one transaction; a `Put` equal to the current version is a
+    /// no-op. Returns the versions written.
+    async fn apply_feature_changes(
+        &self,
+        project: &str,
+        changes: &[FeatureChange],
+    ) -> Result<Vec<FeatureObject>>;
+    async fn record_materialization(&self, run: &MaterializationRun) -> Result<()>;
+    /// A view's materialization runs, oldest first.
+    async fn materializations(&self, project: &str, view: &str) -> Result<Vec<MaterializationRun>>;
 }

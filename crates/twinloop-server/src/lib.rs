@@ -10,6 +10,7 @@
 mod artifacts;
 mod error;
 mod extract;
+pub mod features;
 mod mlflow;
 mod native;
 mod webhooks;

@@ -7,6 +7,7 @@
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.
 
 mod experiments;
+mod features;
 mod lineage;
 mod logged_models;
 mod pairs;
@@ -23,12 +24,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use crate::store::{
-    ExperimentQuery, LineageStore, LoggedModelQuery, RegistryQuery, RegistryStore, RunQuery,
-    TrackingStore, WebhookStore,
+    ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelQuery, RegistryQuery, RegistryStore,
+    RunQuery, TrackingStore, WebhookStore,
 };
 use tokio::sync::broadcast;
 use twinloop_core::lineage::{
@@ -451,5 +453,25 @@ impl WebhookStore for SqlStore {
     }
     async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
         self.list_deliveries_impl(webhook_id, limit).await
+    }
+}
+
+#[async_trait]
+impl FeatureRegistry for SqlStore {
+    async fn feature_objects(&self, project: &str) -> Result<Vec<FeatureObject>> {
+        self.feature_objects_impl(project).await
+    }
+    async fn apply_feature_changes(
+        &self,
+        project: &str,
+        changes: &[FeatureChange],
+    ) -> Result<Vec<FeatureObject>> {
+        self.apply_feature_changes_impl(project, changes).await
+    }
+    async fn record_materialization(&self, run: &MaterializationRun) -> Result<()> {
+        self.record_materialization_impl(run).await
+    }
+    async fn materializations(&self, project: &str, view: &str) -> Result<Vec<MaterializationRun>> {
+        self.materializations_impl(project, view).await
     }
 }

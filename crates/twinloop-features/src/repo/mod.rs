@@ -1,0 +1,18 @@
+//! The feature repository: `DIR/twinloop.yaml` (configuration) plus definitions in any `*.yaml`
+//! of `DIR`. [`FeatureRepo::load`] parses and cross-checks them; [`crate::schema`] then checks
+//! them against the sources' columns.
+
+mod definitions;
+mod dtype;
+mod duration;
+mod load;
+mod locate;
+
+pub use definitions::{
+    Entity, FeatureDef, FeatureRef, FeatureService, FeatureView, OnlineStoreConfig, Origin,
+    RepoConfig, Source,
+};
+pub use dtype::DType;
+pub use duration::{format_ttl, parse_ttl};
+pub use load::FeatureRepo;
+pub(crate) use locate::locate;

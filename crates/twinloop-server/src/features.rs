@@ -1,0 +1,223 @@
+//! The online feature server (`twinloop features serve`): Feast's HTTP routes over
+//! [`OnlineService`], plus Prometheus metrics. Handlers only decode, call the library and
+//! encode; errors are JSON `{"error", "code"}` with a 4xx status for anything the client sent.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use twinloop_core::{Error, ErrorCode};
+use twinloop_features::serving::{OnlineRequest, OnlineService, PushRequest};
+use twinloop_features::store::FeatureStore;
+use twinloop_features::time::parse_timestamp;
+
+pub struct FeatureServerState {
+    pub service: OnlineService,
+    pub features: FeatureStore,
+}
+
+struct FeatureError(Error);
+
+impl IntoResponse for FeatureError {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            ErrorCode::InvalidParameterValue => StatusCode::BAD_REQUEST,
+            ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
+            ErrorCode::ResourceAlreadyExists => StatusCode::CONFLICT,
+            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = json!({"error": self.0.message, "code": self.0.code.as_str()});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<Error> for FeatureError {
+    fn from(e: Error) -> Self {
+        FeatureError(e)
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, FeatureError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path == "?" || path.is_empty() {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("invalid JSON body at {path}: {inner}")
+        };
+        FeatureError(Error::invalid(message))
+    })
+}
+
+/// The process-wide Prometheus recorder (metrics macros need one global recorder).
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("seconds".into()),
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+                ],
+            )
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests run several servers in one process).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+fn observe(route: &'static str, started: Instant, ok: bool) {
+    let status = if ok { "ok" } else { "error" };
+    metrics::counter!("twinloop_features_requests_total", "route" => route, "status" => status)
+        .increment(1);
+    metrics::histogram!("twinloop_features_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+}
+
+pub fn router(state: Arc<FeatureServerState>) -> Router {
+    prometheus();
+    Router::new()
+        .route("/health", get(|| async { "OK" }))
+        .route("/metrics", get(metrics_text))
+        .route("/get-online-features", post(get_online_features))
+        .route("/push", post(push))
+        .route("/materialize", post(materialize))
+        .route("/materialize-incremental", post(materialize_incremental))
+        .fallback(|uri: axum::http::Uri| async move {
+            FeatureError(Error::not_found(format!("no endpoint at {}", uri.path())))
+        })
+        .with_state(state)
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+}
+
+async fn get_online_features(
+    State(state): State<Arc<FeatureServerState>>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let request: OnlineRequest = decode(&body)?;
+        let rows = request.entities.0.first().map_or(0, |(_, v)| v.len());
+        let reply = state.service.get_online_features(request).await?;
+        metrics::counter!("twinloop_features_entity_rows_total").increment(rows as u64);
+        Ok::<_, FeatureError>(reply)
+    }
+    .await;
+    observe("get-online-features", started, result.is_ok());
+    match result {
+        Ok(reply) => axum::Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn push(State(state): State<Arc<FeatureServerState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let request: PushRequest = decode(&body)?;
+        let outcome = state.service.push(request).await?;
+        metrics::counter!("twinloop_features_pushed_rows_total").increment(outcome.rows as u64);
+        Ok::<_, FeatureError>(json!({"rows": outcome.rows, "written": outcome.written, "feature_views": outcome.views}))
+    }
+    .await;
+    observe("push", started, result.is_ok());
+    match result {
+        Ok(reply) => axum::Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaterializeRequest {
+    #[serde(default)]
+    start_ts: Option<String>,
+    end_ts: String,
+    #[serde(default)]
+    feature_views: Vec<String>,
+}
+
+async fn materialize(State(state): State<Arc<FeatureServerState>>, body: Bytes) -> Response {
+    run_materialize(state, body, false).await
+}
+
+async fn materialize_incremental(
+    State(state): State<Arc<FeatureServerState>>,
+    body: Bytes,
+) -> Response {
+    run_materialize(state, body, true).await
+}
+
+async fn run_materialize(
+    state: Arc<FeatureServerState>,
+    body: Bytes,
+    incremental: bool,
+) -> Response {
+    let result = async {
+        let request: MaterializeRequest = decode(&body)?;
+        let end = parse_timestamp(&request.end_ts)?;
+        let store = state.service.store().as_ref();
+        let done = if incremental {
+            state
+                .features
+                .materialize_incremental(store, end, &request.feature_views, false)
+                .await?
+        } else {
+            let start = request
+                .start_ts
+                .as_deref()
+                .ok_or_else(|| Error::invalid("`start_ts` is required"))
+                .and_then(parse_timestamp)?;
+            state
+                .features
+                .materialize(store, start, end, &request.feature_views, false)
+                .await?
+        };
+        Ok::<_, FeatureError>(json!({
+            "materialized": done.iter().map(|m| json!({
+                "feature_view": m.view, "source_rows": m.source_rows, "entities": m.entities,
+                "written": m.written, "seconds": m.seconds,
+            })).collect::<Vec<_>>()
+        }))
+    }
+    .await;
+    match result {
+        Ok(reply) => axum::Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves the feature server on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<FeatureServerState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
