@@ -1,0 +1,320 @@
+//! The online store suite, run against the embedded store and a real Redis: newer-wins
+//! writes, materialization windows in any order, incremental materialization, and online reads
+//! with TTL, null values and unknown keys.
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use support::*;
+use twinloop_features::online::{OnlineRow, OnlineStore, OnlineWrite};
+use twinloop_features::serving::{OnlineRequest, OnlineService};
+use twinloop_features::store::FeatureStore;
+use twinloop_features::value::Value as FeatureValue;
+
+const SECOND: i64 = 1_000_000;
+const DAY: i64 = 86_400 * SECOND;
+const T0: i64 = 1_704_067_200 * SECOND; // 2024-01-01T00:00:00Z
+
+const DEFS: &str = "entities:
+  - {name: driver, join_keys: [driver_id]}
+sources:
+  - name: stats
+    path: data
+    timestamp_field: event_timestamp
+    created_timestamp_field: created
+feature_views:
+  - name: recent
+    entities: [driver]
+    source: stats
+    ttl: 2d
+    features:
+      - {name: value, dtype: float64}
+  - name: forever
+    entities: [driver]
+    source: stats
+    features:
+      - {name: value, dtype: float64}
+";
+
+fn row(key: i64, ts: i64, created: i64, value: f64) -> FeatureRow {
+    FeatureRow {
+        key,
+        ts,
+        created,
+        value,
+    }
+}
+
+async fn each_store(test: impl AsyncFn(&str)) {
+    test("").await;
+    if let Some(redis) = Redis::start() {
+        test(&format!(
+            "online_store: {{type: redis, url: \"{}\"}}\n",
+            redis.url
+        ))
+        .await;
+    }
+}
+
+fn online_row(ts: i64, created: i64, value: f64) -> Vec<u8> {
+    OnlineRow {
+        event_ts: ts,
+        created_ts: created,
+        values: vec![FeatureValue::Float64(value)],
+    }
+    .encode()
+}
+
+async fn stored_value(store: &dyn OnlineStore, key: &[u8]) -> Option<OnlineRow> {
+    store.read("t", &[key.to_vec()]).await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn an_older_row_never_overwrites_a_newer_one() {
+    each_store(async |config| {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path(), config, DEFS);
+        let store = twinloop_features::online::open(&repo).await.unwrap();
+        let write = |ts, created, value| {
+            vec![OnlineWrite {
+                key: b"k".to_vec(),
+                row: online_row(ts, created, value),
+            }]
+        };
+        assert_eq!(store.read("t", &[b"k".to_vec()]).await.unwrap(), [None]);
+        assert_eq!(store.write("t", write(10, 0, 1.0)).await.unwrap(), 1);
+        assert_eq!(
+            store.write("t", write(5, 99, 2.0)).await.unwrap(),
+            0,
+            "older event time"
+        );
+        assert_eq!(
+            store.write("t", write(10, -1, 3.0)).await.unwrap(),
+            0,
+            "same time, older created"
+        );
+        assert_eq!(
+            stored_value(store.as_ref(), b"k").await.unwrap().values,
+            [FeatureValue::Float64(1.0)]
+        );
+        assert_eq!(
+            store.write("t", write(10, 1, 4.0)).await.unwrap(),
+            1,
+            "same time, newer created"
+        );
+        assert_eq!(
+            store.write("t", write(10, 1, 4.0)).await.unwrap(),
+            1,
+            "the same row again"
+        );
+        assert_eq!(
+            store.write("t", write(-3, 0, 5.0)).await.unwrap(),
+            0,
+            "before the epoch"
+        );
+        let stored = stored_value(store.as_ref(), b"k").await.unwrap();
+        assert_eq!(
+            (stored.event_ts, stored.created_ts, stored.values),
+            (10, 1, vec![FeatureValue::Float64(4.0)])
+        );
+        assert_eq!(store.count("t").await.unwrap(), 1);
+        assert_eq!(store.count("other").await.unwrap(), 0);
+    })
+    .await;
+}
+
+async fn value_of(
+    store: &FeatureStore,
+    online: &Arc<dyn OnlineStore>,
+    view: &str,
+    key: i64,
+) -> Option<(i64, f64)> {
+    let view = store.repo.view(view).unwrap();
+    let table = twinloop_features::online::table_name(&store.repo.config.project, view);
+    let mut k = b"i".to_vec();
+    k.extend_from_slice(&key.to_be_bytes());
+    online
+        .read(&table, &[k])
+        .await
+        .unwrap()
+        .remove(0)
+        .map(|r| match r.values[0] {
+            FeatureValue::Float64(v) => (r.event_ts, v),
+            ref other => panic!("unexpected {other:?}"),
+        })
+}
+
+#[tokio::test]
+async fn materialization_windows_in_any_order_end_with_the_newest_rows() {
+    each_store(async |config| {
+        let dir = tempfile::tempdir().unwrap();
+        write_features(
+            &dir.path().join("data/f.parquet"),
+            &[
+                row(1, T0, T0, 1.0),
+                row(1, T0 + DAY, T0, 2.0),
+                row(1, T0 + 2 * DAY, T0, 3.0),
+                row(1, T0 + 2 * DAY, T0 + 1, 4.0), // a correction of the row above
+                row(2, T0, T0, 5.0),
+            ],
+        );
+        repo(dir.path(), config, DEFS);
+        let store = FeatureStore::open(dir.path()).await.unwrap();
+        store.apply().await.unwrap();
+        let online = store.online_store().await.unwrap();
+        let views = ["forever".to_string()];
+        // The newer window first, then the older one: nothing may go back in time.
+        let done = store
+            .materialize(online.as_ref(), T0 + DAY, T0 + 3 * DAY, &views, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (done[0].window_rows, done[0].entities, done[0].written),
+            (3, 1, 1)
+        );
+        store
+            .materialize(online.as_ref(), T0, T0 + DAY, &views, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            value_of(&store, &online, "forever", 1).await,
+            Some((T0 + 2 * DAY, 4.0))
+        );
+        assert_eq!(
+            value_of(&store, &online, "forever", 2).await,
+            Some((T0, 5.0))
+        );
+        // Re-running a window changes nothing.
+        store
+            .materialize(online.as_ref(), T0, T0 + 3 * DAY, &views, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            value_of(&store, &online, "forever", 1).await,
+            Some((T0 + 2 * DAY, 4.0))
+        );
+        // Both window ends are inclusive.
+        store
+            .materialize(
+                online.as_ref(),
+                T0 + DAY,
+                T0 + DAY,
+                &["recent".to_string()],
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            value_of(&store, &online, "recent", 1).await,
+            Some((T0 + DAY, 2.0))
+        );
+        assert_eq!(value_of(&store, &online, "recent", 2).await, None);
+        assert_eq!(
+            store.last_materialized_end("forever").await.unwrap(),
+            Some(T0 + 3 * DAY)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn incremental_materialization_continues_from_the_last_end() {
+    each_store(async |config| {
+        let dir = tempfile::tempdir().unwrap();
+        write_features(&dir.path().join("data/a.parquet"), &[row(1, T0, T0, 1.0)]);
+        repo(dir.path(), config, DEFS);
+        let store = FeatureStore::open(dir.path()).await.unwrap();
+        store.apply().await.unwrap();
+        let online = store.online_store().await.unwrap();
+        let views = ["forever".to_string()];
+        let first = store
+            .materialize_incremental(online.as_ref(), T0 + DAY, &views, false)
+            .await
+            .unwrap();
+        assert_eq!((first[0].start, first[0].end), (0, T0 + DAY));
+        write_features(
+            &dir.path().join("data/b.parquet"),
+            &[row(1, T0 + 2 * DAY, T0, 2.0), row(1, T0 + DAY / 2, T0, 9.0)],
+        );
+        let second = store
+            .materialize_incremental(online.as_ref(), T0 + 3 * DAY, &views, false)
+            .await
+            .unwrap();
+        assert_eq!((second[0].start, second[0].window_rows), (T0 + DAY, 1));
+        assert_eq!(
+            value_of(&store, &online, "forever", 1).await,
+            Some((T0 + 2 * DAY, 2.0))
+        );
+        // Without a previous run, a view with a TTL starts at end − TTL.
+        let recent = store
+            .materialize_incremental(online.as_ref(), T0 + 3 * DAY, &["recent".into()], false)
+            .await
+            .unwrap();
+        assert_eq!(recent[0].start, T0 + DAY);
+    })
+    .await;
+}
+
+fn request(body: Value) -> OnlineRequest {
+    serde_json::from_value(body).unwrap()
+}
+
+#[tokio::test]
+async fn online_reads_enforce_ttl_and_report_every_status() {
+    each_store(async |config| {
+        let dir = tempfile::tempdir().unwrap();
+        let now = twinloop_features::time::now_micros();
+        write_features(
+            &dir.path().join("data/f.parquet"),
+            &[row(1, now - DAY, now, 1.5), row(2, now - 3 * DAY, now, 2.5), row(3, now - DAY, now, f64::NAN)],
+        );
+        repo(dir.path(), config, DEFS);
+        let store = FeatureStore::open(dir.path()).await.unwrap();
+        store.apply().await.unwrap();
+        let online = store.online_store().await.unwrap();
+        store.materialize(online.as_ref(), 0, now, &[], false).await.unwrap();
+        let service = OnlineService::new(store.repo.clone(), online.clone()).await.unwrap();
+        let reply = service
+            .get_online_features(request(json!({
+                "features": ["forever:value", "recent:value"],
+                "entities": {"driver_id": [1, "2", 3, 4]},
+                "full_feature_names": true,
+            })))
+            .await
+            .unwrap();
+        assert_eq!(reply["metadata"]["feature_names"], json!(["driver_id", "forever__value", "recent__value"]));
+        assert_eq!(reply["results"][0]["values"], json!([1, 2, 3, 4]));
+        assert_eq!(reply["results"][1]["values"], json!([1.5, 2.5, "NaN", null]));
+        assert_eq!(reply["results"][1]["statuses"], json!(["PRESENT", "PRESENT", "PRESENT", "NOT_FOUND"]));
+        assert_eq!(reply["results"][2]["values"], json!([1.5, null, "NaN", null]));
+        assert_eq!(reply["results"][2]["statuses"], json!(["PRESENT", "OUTSIDE_MAX_AGE", "PRESENT", "NOT_FOUND"]));
+        assert_eq!(reply["results"][2]["event_timestamps"][3], json!("1970-01-01T00:00:00Z"));
+
+        // A pushed row with a null feature is NULL_VALUE; an older push does not win.
+        let push = |body: Value| service.push(serde_json::from_value(body).unwrap());
+        push(json!({"push_source_name": "stats", "df": {"driver_id": [5], "event_timestamp": [twinloop_features::time::format_micros(now)], "value": [null]}})).await.unwrap();
+        push(json!({"feature_view": "recent", "df": {"driver_id": [1], "event_timestamp": ["2020-01-01T00:00:00Z"], "value": [7.0]}})).await.unwrap();
+        let reply = service
+            .get_online_features(request(json!({"features": ["recent:value"], "entities": {"driver_id": [5, 1]}})))
+            .await
+            .unwrap();
+        assert_eq!(reply["results"][1]["statuses"], json!(["NULL_VALUE", "PRESENT"]));
+        assert_eq!(reply["results"][1]["values"], json!([null, 1.5]));
+
+        // Bad requests are errors that name the problem.
+        for (body, needle) in [
+            (json!({"features": ["recent:nope"], "entities": {"driver_id": [1]}}), "has no feature \"nope\""),
+            (json!({"features": ["recent:value"], "entities": {"rider": [1]}}), "needs join key \"driver_id\""),
+            (json!({"features": ["recent:value"], "entities": {"driver_id": ["x"]}}), "\"driver_id\" row 0"),
+            (json!({"features": ["recent:value", "forever:value"], "entities": {"driver_id": [1]}}), "full_feature_names"),
+            (json!({"feature_service": "nope", "entities": {"driver_id": [1]}}), "unknown feature service"),
+            (json!({"features": ["recent:value"], "entities": {}}), "at least one join key"),
+        ] {
+            let err = service.get_online_features(request(body)).await.unwrap_err();
+            assert!(err.message.contains(needle), "{} lacks {needle}", err.message);
+        }
+    })
+    .await;
+}
