@@ -2,7 +2,8 @@
 # Runs every test twinloop has, on a machine with nothing prepared by hand:
 #   1. style: cargo fmt --check, cargo clippy -D warnings
 #   2. Rust unit and integration tests (cargo nextest), on SQLite, on a throwaway PostgreSQL and,
-#      for artifacts, on a local S3-compatible server (moto)
+#      for artifacts, on a local S3-compatible server (moto); the feature store's online-store
+#      suite also runs on a throwaway redis-server that the tests start themselves
 #   3. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
 #      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts
 # Services run on random loopback ports and are removed on exit.
