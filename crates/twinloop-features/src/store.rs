@@ -359,12 +359,34 @@ impl FeatureStore {
                 },
             )
             .await?;
-        self.meta
-            .put_event(view_node, execution.node, EventKind::Input)
+        // The source as read for this window: its files can change, so the node is per window.
+        let source = self.repo.source(&view.source).expect("checked when loaded");
+        let snapshot = self
+            .meta
+            .put_node(
+                NodeKind::Artifact,
+                NewNode {
+                    node_type: "dataset".into(),
+                    name: source.name.clone(),
+                    uri: Some(source.path.clone()),
+                    external_id: Some(format!(
+                        "feature_source:{project}/{}@{}..{}#{}",
+                        source.name, result.start, result.end, result.source_rows
+                    )),
+                    properties: Some(
+                        serde_json::json!({"rows": result.source_rows, "window_rows": result.window_rows})
+                            .to_string(),
+                    ),
+                },
+            )
             .await?;
-        self.meta
-            .put_event(online.node, execution.node, EventKind::Output)
-            .await?;
+        for (artifact, kind) in [
+            (snapshot.node, EventKind::Input),
+            (view_node, EventKind::Input),
+            (online.node, EventKind::Output),
+        ] {
+            self.meta.put_event(artifact, execution.node, kind).await?;
+        }
         Ok(())
     }
 

@@ -34,12 +34,9 @@ const HEADER: usize = 32;
 
 impl OnlineRow {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!(
-            "{:016x}{:016x}",
-            ordered(self.event_ts),
-            ordered(self.created_ts)
-        )
-        .into_bytes();
+        let mut out = Vec::with_capacity(HEADER + 2 + 9 * self.values.len());
+        push_hex(&mut out, ordered(self.event_ts));
+        push_hex(&mut out, ordered(self.created_ts));
         postcard::to_io(&self.values, &mut out).expect("writing to a Vec cannot fail");
         out
     }
@@ -64,6 +61,14 @@ impl OnlineRow {
 }
 
 const SIGN: u64 = 1 << 63;
+
+/// 16 lower-case hex digits, most significant first (materialization encodes millions).
+fn push_hex(out: &mut Vec<u8>, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((value >> (shift * 4)) & 0xf) as usize]);
+    }
+}
 
 /// Flips the sign bit so that unsigned (and textual hex) order is signed order.
 fn ordered(t: i64) -> u64 {
