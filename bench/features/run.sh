@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Feature-store benchmark: twinloop vs DuckDB (ASOF JOIN) and Feast 0.67.0 (duckdb offline store,
+# sqlite online store, feast serve), same data, same run.
+#   bench/features/run.sh [--scales small,medium,large] [--only twinloop,duckdb,feast] [--json F] [--markdown F] ...
+# Environment:
+#   TWINLOOP_FEATURES_VENV  this benchmark's venv (default ~/.cache/twinloop/bench-features-venv)
+#   TWINLOOP_BIN            a twinloop binary to use as is (skips the cargo build)
+#   CARGO_TARGET_DIR        cargo's target dir (default ~/.cache/twinloop/target)
+#   PYTHON                  interpreter that makes the venv (default python3, needs >= 3.10)
+# Generated data is cached in ~/.cache/twinloop/bench-features-data (--data-dir); `wrk` must be on
+# PATH for the throughput figures (apt-get install wrk).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+venv="${TWINLOOP_FEATURES_VENV:-$HOME/.cache/twinloop/bench-features-venv}"
+req="$here/requirements.txt"
+stamp="$venv/.bench-requirements.sha256"
+
+# Nothing may send telemetry off the machine (Feast's usage reporting, others that honour DNT).
+export FEAST_USAGE=False DO_NOT_TRACK=true
+
+# --- venv: (re)install only when requirements.txt changed -----------------------------------
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
+  echo "features bench venv: installing $(tr '\n' ' ' <"$req")into $venv" >&2
+  [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  echo "$want" >"$stamp"
+fi
+
+command -v wrk >/dev/null || echo "note: wrk is not installed; the online throughput rows will be missing" >&2
+
+# --- twinloop binary ---------------------------------------------------------------------------
+need_twinloop=1
+have_bin_arg=0
+prev=""
+for a in "$@"; do
+  case "$a" in
+    --twinloop-bin|--twinloop-bin=*) have_bin_arg=1 ;;
+    -h|--help) need_twinloop=0 ;;
+    --only=*) [[ "${a#--only=}" == *twinloop* ]] || need_twinloop=0 ;;
+  esac
+  [[ "$prev" == "--only" && "$a" != *twinloop* ]] && need_twinloop=0
+  prev="$a"
+done
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/twinloop/target}"
+if [[ $need_twinloop == 1 && $have_bin_arg == 0 && -z "${TWINLOOP_BIN:-}" ]]; then
+  echo "building twinloop (release) into $CARGO_TARGET_DIR …" >&2
+  (cd "$repo" && cargo build --release -p twinloop-cli)
+  export TWINLOOP_BIN="$CARGO_TARGET_DIR/release/twinloop"
+fi
+
+# --- run ---------------------------------------------------------------------------------------
+cmd="bench/features/run.sh"
+for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
+export TWINLOOP_BENCH_CMD="$cmd"
+cd "$repo"
+exec "$venv/bin/python" "$here/bench.py" "$@"
