@@ -63,6 +63,10 @@ async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) 
     )
 }
 
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[test]
 fn a_bad_definition_is_one_line_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,27 +139,17 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
         ],
     ));
     assert!(out.contains("wrote 7 rows with 3 feature columns"), "{out}");
-    let got: Value = client
-        .get(server.api(&format!("runs/get?run_id={run_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = get_json(&client, &server.api(&format!("runs/get?run_id={run_id}"))).await;
     let inputs = &got["run"]["inputs"]["dataset_inputs"];
     assert_eq!(inputs[0]["dataset"]["name"], "train", "{got}");
-    let graph: Value = client
-        .get(format!(
+    let graph = get_json(
+        &client,
+        &format!(
             "{}/api/twinloop/v1/lineage/graph?node=run:{run_id}&direction=upstream&depth=4",
             server.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let types: Vec<&str> = graph["nodes"]
         .as_array()
         .unwrap()

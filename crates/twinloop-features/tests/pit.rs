@@ -35,17 +35,25 @@ feature_views:
     )
 }
 
-async fn join(repo: &FeatureRepo, entities: &Path, memory_limit: usize) -> Vec<Option<f64>> {
-    let output = entities.with_file_name("out.parquet");
-    let request = HistoricalRequest {
+fn request(repo: &FeatureRepo, entities: &Path, refs: &[&str]) -> HistoricalRequest {
+    let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+    HistoricalRequest {
         entities: entities.to_path_buf(),
-        features: repo.resolve_refs(&["stats_view:value".into()]).unwrap(),
+        features: repo.resolve_refs(&refs).unwrap(),
         full_feature_names: false,
         timestamp_column: None,
-        output: output.clone(),
-        memory_limit,
+        output: entities.with_file_name("out.parquet"),
+        memory_limit: 1 << 30,
         progress: false,
+    }
+}
+
+async fn join(repo: &FeatureRepo, entities: &Path, memory_limit: usize) -> Vec<Option<f64>> {
+    let request = HistoricalRequest {
+        memory_limit,
+        ..request(repo, entities, &["stats_view:value"])
     };
+    let output = request.output.clone();
     let summary = get_historical(repo, &request).await.unwrap();
     let batch = read_parquet(&output);
     assert_eq!(summary.rows, batch.num_rows());
@@ -243,17 +251,7 @@ async fn feature_name_clashes_need_full_names() {
     let repo = repo(dir.path(), "", &text);
     let entities = dir.path().join("e.parquet");
     write_entities(&entities, &[(Some(1), T0)]);
-    let mut request = HistoricalRequest {
-        entities: entities.clone(),
-        features: repo
-            .resolve_refs(&["stats_view:value".into(), "other_view:value".into()])
-            .unwrap(),
-        full_feature_names: false,
-        timestamp_column: None,
-        output: dir.path().join("out.parquet"),
-        memory_limit: 1 << 30,
-        progress: false,
-    };
+    let mut request = request(&repo, &entities, &["stats_view:value", "other_view:value"]);
     let err = get_historical(&repo, &request).await.unwrap_err();
     assert!(
         err.message.contains("--full-feature-names"),
@@ -294,15 +292,7 @@ async fn missing_join_key_column_is_a_clear_error() {
     let repo = repo(dir.path(), "", &defs("0", "data/f.parquet"));
     let entities = dir.path().join("e.csv");
     std::fs::write(&entities, "rider,event_timestamp\n1,2024-01-01T00:00:00Z\n").unwrap();
-    let request = HistoricalRequest {
-        entities,
-        features: repo.resolve_refs(&["stats_view:value".into()]).unwrap(),
-        full_feature_names: false,
-        timestamp_column: None,
-        output: dir.path().join("out.parquet"),
-        memory_limit: 1 << 30,
-        progress: false,
-    };
+    let request = request(&repo, &entities, &["stats_view:value"]);
     let err = get_historical(&repo, &request).await.unwrap_err();
     assert!(
         err.message.contains("no column \"driver_id\""),

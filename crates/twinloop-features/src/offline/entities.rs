@@ -59,14 +59,7 @@ impl EntityReader {
                 .with_batch_size(BATCH_ROWS)
                 .build(open()?)
                 .map_err(|e| bad(&e))?;
-            let path = path.display().to_string();
-            Ok(EntityReader {
-                schema,
-                rows,
-                batches: Box::new(reader.map(move |b| {
-                    b.map_err(|e| Error::invalid(format!("entity file {path}: {e}")))
-                })),
-            })
+            Ok(Self::from_batches(path, schema, rows, reader))
         } else {
             let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| bad(&e))?;
             let rows = builder.metadata().file_metadata().num_rows() as usize;
@@ -75,14 +68,27 @@ impl EntityReader {
                 .with_batch_size(BATCH_ROWS)
                 .build()
                 .map_err(|e| bad(&e))?;
-            let path = path.display().to_string();
-            Ok(EntityReader {
-                schema,
-                rows,
-                batches: Box::new(reader.map(move |b| {
+            Ok(Self::from_batches(path, schema, rows, reader))
+        }
+    }
+
+    fn from_batches(
+        path: &Path,
+        schema: SchemaRef,
+        rows: usize,
+        reader: impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>
+        + Send
+        + 'static,
+    ) -> EntityReader {
+        let path = path.display().to_string();
+        EntityReader {
+            schema,
+            rows,
+            batches: Box::new(
+                reader.map(move |b| {
                     b.map_err(|e| Error::invalid(format!("entity file {path}: {e}")))
-                })),
-            })
+                }),
+            ),
         }
     }
 
