@@ -269,6 +269,15 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
         assert_eq!(status, 400, "{reply}");
         assert!(reply["error"].as_str().unwrap().contains(needle), "{reply}");
     }
+    let huge = client
+        .post(format!("{base}/push"))
+        .body(vec![b' '; 65 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    let reply: Value = huge.json().await.unwrap();
+    assert!(reply["error"].as_str().unwrap().contains("limit 64 MiB"), "{reply}");
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,8 +49,25 @@ impl From<Error> for FeatureError {
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, FeatureError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+/// Largest request body: pushes carry whole batches of rows.
+const BODY_LIMIT: usize = 64 << 20;
+
+fn decode<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, FeatureError> {
+    let body = body.map_err(|e| {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::RequestTooLarge
+        } else {
+            ErrorCode::InvalidParameterValue
+        };
+        FeatureError(Error::new(
+            code,
+            format!(
+                "cannot read the request body: {e} (limit {} MiB)",
+                BODY_LIMIT >> 20
+            ),
+        ))
+    })?;
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -101,6 +120,7 @@ pub fn router(state: Arc<FeatureServerState>) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             FeatureError(Error::not_found(format!("no endpoint at {}", uri.path())))
         })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
@@ -113,11 +133,11 @@ async fn metrics_text() -> impl IntoResponse {
 
 async fn get_online_features(
     State(state): State<Arc<FeatureServerState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let request: OnlineRequest = decode(&body)?;
+        let request: OnlineRequest = decode(body)?;
         let rows = request.entities.0.first().map_or(0, |(_, v)| v.len());
         let reply = state.service.get_online_features(request).await?;
         metrics::counter!("twinloop_features_entity_rows_total").increment(rows as u64);
@@ -131,10 +151,13 @@ async fn get_online_features(
     }
 }
 
-async fn push(State(state): State<Arc<FeatureServerState>>, body: Bytes) -> Response {
+async fn push(
+    State(state): State<Arc<FeatureServerState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let result = async {
-        let request: PushRequest = decode(&body)?;
+        let request: PushRequest = decode(body)?;
         let outcome = state.service.push(request).await?;
         metrics::counter!("twinloop_features_pushed_rows_total").increment(outcome.rows as u64);
         Ok::<_, FeatureError>(json!({"rows": outcome.rows, "written": outcome.written, "feature_views": outcome.views}))
@@ -157,24 +180,27 @@ struct MaterializeRequest {
     feature_views: Vec<String>,
 }
 
-async fn materialize(State(state): State<Arc<FeatureServerState>>, body: Bytes) -> Response {
+async fn materialize(
+    State(state): State<Arc<FeatureServerState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     run_materialize(state, body, false).await
 }
 
 async fn materialize_incremental(
     State(state): State<Arc<FeatureServerState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     run_materialize(state, body, true).await
 }
 
 async fn run_materialize(
     state: Arc<FeatureServerState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     incremental: bool,
 ) -> Response {
     let result = async {
-        let request: MaterializeRequest = decode(&body)?;
+        let request: MaterializeRequest = decode(body)?;
         let end = parse_timestamp(&request.end_ts)?;
         let store = state.service.store().as_ref();
         let done = if incremental {
