@@ -1,7 +1,7 @@
 """Run Evidently 0.7.23's DataDriftPreset on a reference/current pair and write the per-column
 verdicts as JSON: {"columns": {col: {"test", "score", "drifted"}}, "drifted_count", "dataset_drift"}.
 
-usage: evidently_drift.py REF.parquet CUR.parquet OUT.json [method]
+usage: evidently_drift.py REF.parquet CUR.parquet OUT.json [METHOD | num_method=METHOD ...]
 Prints "report_run_s=…" so bench/monitoring can time Report.run alone.
 """
 import json
@@ -20,7 +20,10 @@ TESTS = {"K-S p_value": "ks", "chi-square p_value": "chisquare", "Z-test p_value
 def main():
     ref = pd.read_parquet(sys.argv[1])
     cur = pd.read_parquet(sys.argv[2])
-    kw = {"method": sys.argv[4]} if len(sys.argv) > 4 else {}
+    kw = {}
+    for a in sys.argv[4:]:  # "psi" or "num_method=ks"
+        k, _, v = a.rpartition("=")
+        kw[k or "method"] = v
     t = time.perf_counter()
     snap = Report([DataDriftPreset(**kw)], include_tests=True).run(cur, ref)
     d = snap.dict()

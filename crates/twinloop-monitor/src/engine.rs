@@ -217,11 +217,12 @@ fn analyse(name: &str, reference: &ArrayRef, current: &ArrayRef, options: &Optio
         quality,
         findings,
     };
-    let null_share = |a: &ArrayRef| if a.is_empty() { 0.0 } else { a.null_count() as f64 / a.len() as f64 };
+    // logical_null_count: a NullArray (an all-empty CSV column) has no null buffer.
+    let null_share = |a: &ArrayRef| if a.is_empty() { 0.0 } else { a.logical_null_count() as f64 / a.len() as f64 };
     quality.missing_share_reference = null_share(reference);
     quality.missing_share_current = null_share(current);
     for (side, a) in [("reference", reference), ("current", current)] {
-        if !a.is_empty() && a.null_count() == a.len() {
+        if !a.is_empty() && a.logical_null_count() == a.len() {
             findings.push(finding(name, "empty_column", format!("every value is null in {side}")));
         }
     }

@@ -10,6 +10,7 @@ use arrow::record_batch::RecordBatch;
 use crate::Error;
 
 /// A dataset as named, fully concatenated columns, in file order.
+#[derive(Debug)]
 pub struct Table {
     pub columns: Vec<(String, ArrayRef)>,
     pub rows: usize,
