@@ -75,7 +75,13 @@ fn drift(a: DriftArgs) -> Result<()> {
         Some(p) => Schema::load(p)?,
         None => Schema::default(),
     };
-    let options = Options { method, threshold: a.threshold, drift_share: a.drift_share, schema, threads: a.threads };
+    let options = Options {
+        method,
+        threshold: a.threshold,
+        drift_share: a.drift_share,
+        schema,
+        threads: a.threads,
+    };
     // The two files are independent: read them side by side.
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| twinloop_monitor::io::read_table(&a.reference));

@@ -15,7 +15,8 @@ fn main() -> std::process::ExitCode {
             (r.join().expect("reader thread"), c)
         });
         let report = twinloop_monitor::run_drift(&r?, &c?, &twinloop_monitor::Options::default())?;
-        std::fs::write(&args[3], report.to_json()).map_err(|e| twinloop_monitor::Error::input(e.to_string()))
+        std::fs::write(&args[3], report.to_json())
+            .map_err(|e| twinloop_monitor::Error::input(e.to_string()))
     };
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -54,7 +54,9 @@ pub fn count(reference: &ArrayRef, current: &ArrayRef) -> CatCounts {
     let (pr, pc) = (Phys::of(reference), Phys::of(current));
     if pr.is_numeric() && pc.is_numeric() {
         count_numbers(reference, current)
-    } else if matches!(pr, Phys::Bool | Phys::BoolWithNulls) && matches!(pc, Phys::Bool | Phys::BoolWithNulls) {
+    } else if matches!(pr, Phys::Bool | Phys::BoolWithNulls)
+        && matches!(pc, Phys::Bool | Phys::BoolWithNulls)
+    {
         count_bools(reference, current)
     } else {
         count_strings(reference, current)
@@ -81,7 +83,10 @@ fn count_numbers(reference: &ArrayRef, current: &ArrayRef) -> CatCounts {
             }
         }
     }
-    let mut rows: Vec<(f64, (u64, u64))> = map.into_iter().map(|(k, c)| (f64::from_bits(k), c)).collect();
+    let mut rows: Vec<(f64, (u64, u64))> = map
+        .into_iter()
+        .map(|(k, c)| (f64::from_bits(k), c))
+        .collect();
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     finish(rows.into_iter().map(|(k, c)| (Key::Num(k), c)), missing)
 }
@@ -97,7 +102,10 @@ fn count_bools(reference: &ArrayRef, current: &ArrayRef) -> CatCounts {
             }
         }
     }
-    let rows = [(Key::Bool(false), (c[0][0], c[0][1])), (Key::Bool(true), (c[1][0], c[1][1]))];
+    let rows = [
+        (Key::Bool(false), (c[0][0], c[0][1])),
+        (Key::Bool(true), (c[1][0], c[1][1])),
+    ];
     finish(rows.into_iter().filter(|(_, (a, b))| a + b > 0), missing)
 }
 
@@ -124,11 +132,18 @@ fn count_strings(reference: &ArrayRef, current: &ArrayRef) -> CatCounts {
     let mut rows: Vec<(&str, (u64, u64))> = map.into_iter().collect();
     // Python sorts str by code point, which is UTF-8 byte order.
     rows.sort_by(|a, b| a.0.cmp(b.0));
-    finish(rows.into_iter().map(|(k, c)| (Key::Str(k.to_string()), c)), missing)
+    finish(
+        rows.into_iter().map(|(k, c)| (Key::Str(k.to_string()), c)),
+        missing,
+    )
 }
 
 fn finish(rows: impl Iterator<Item = (Key, (u64, u64))>, missing: [u64; 2]) -> CatCounts {
-    let mut out = CatCounts { ref_missing: missing[0], cur_missing: missing[1], ..Default::default() };
+    let mut out = CatCounts {
+        ref_missing: missing[0],
+        cur_missing: missing[1],
+        ..Default::default()
+    };
     for (k, (a, b)) in rows {
         out.keys.push(k);
         out.reference.push(a);

@@ -31,13 +31,25 @@ impl Phys {
         match array.data_type() {
             DataType::Float16 | DataType::Float32 | DataType::Float64 => Phys::Float,
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-                if nulls { Phys::Float } else { Phys::Int }
+                if nulls {
+                    Phys::Float
+                } else {
+                    Phys::Int
+                }
             }
             DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-                if nulls { Phys::Float } else { Phys::UInt }
+                if nulls {
+                    Phys::Float
+                } else {
+                    Phys::UInt
+                }
             }
             DataType::Boolean => {
-                if nulls { Phys::BoolWithNulls } else { Phys::Bool }
+                if nulls {
+                    Phys::BoolWithNulls
+                } else {
+                    Phys::Bool
+                }
             }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Phys::Str,
             DataType::Dictionary(_, _) => Phys::Category,
@@ -74,7 +86,10 @@ pub struct NumCounts {
 /// A side as f64, with nulls and NaN dropped and ±inf dropped too (Evidently's ValueDrift
 /// cleaning, applied the same way every time here), sorted ascending.
 pub fn finite_sorted(array: &ArrayRef) -> (Vec<f64>, NumCounts) {
-    let mut counts = NumCounts { len: array.len() as u64, ..Default::default() };
+    let mut counts = NumCounts {
+        len: array.len() as u64,
+        ..Default::default()
+    };
     let cast = match arrow::compute::cast(array, &DataType::Float64) {
         Ok(a) => a,
         Err(_) => {

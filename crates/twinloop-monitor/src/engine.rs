@@ -41,7 +41,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { method: None, threshold: None, drift_share: 0.5, schema: Schema::default(), threads: 0 }
+        Options {
+            method: None,
+            threshold: None,
+            drift_share: 0.5,
+            schema: Schema::default(),
+            threads: 0,
+        }
     }
 }
 
@@ -59,26 +65,44 @@ struct ColumnResult {
 
 /// Compares `current` against `reference`. Fails only on input that cannot be compared at all
 /// (no shared column); everything else becomes a finding.
-pub fn run_drift(reference: &Table, current: &Table, options: &Options) -> Result<Report, crate::Error> {
+pub fn run_drift(
+    reference: &Table,
+    current: &Table,
+    options: &Options,
+) -> Result<Report, crate::Error> {
     let drift_share = options.schema.drift_share.unwrap_or(options.drift_share);
     let ref_names: HashSet<&str> = reference.columns.iter().map(|(n, _)| n.as_str()).collect();
     let cur_names: HashSet<&str> = current.columns.iter().map(|(n, _)| n.as_str()).collect();
     let mut findings = Vec::new();
     for (n, _) in &reference.columns {
         if !cur_names.contains(n.as_str()) {
-            findings.push(finding(n, "missing_column", "in the reference but not in current; not compared"));
+            findings.push(finding(
+                n,
+                "missing_column",
+                "in the reference but not in current; not compared",
+            ));
         }
     }
     for (n, _) in &current.columns {
         if !ref_names.contains(n.as_str()) {
-            findings.push(finding(n, "missing_column", "in current but not in the reference; not compared"));
+            findings.push(finding(
+                n,
+                "missing_column",
+                "in current but not in the reference; not compared",
+            ));
         }
     }
     // Pairs in current's column order (Evidently types columns from current).
     let pairs: Vec<(&str, &ArrayRef, &ArrayRef)> = current
         .columns
         .iter()
-        .filter_map(|(n, c)| reference.columns.iter().find(|(r, _)| r == n).map(|(_, r)| (n.as_str(), r, c)))
+        .filter_map(|(n, c)| {
+            reference
+                .columns
+                .iter()
+                .find(|(r, _)| r == n)
+                .map(|(_, r)| (n.as_str(), r, c))
+        })
         .collect();
     if pairs.is_empty() {
         return Err(crate::Error::input(
@@ -86,12 +110,20 @@ pub fn run_drift(reference: &Table, current: &Table, options: &Options) -> Resul
         ));
     }
     if reference.rows == 0 || current.rows == 0 {
-        let which = if reference.rows == 0 { "reference" } else { "current" };
-        return Err(crate::Error::input(format!("the {which} dataset has no rows")));
+        let which = if reference.rows == 0 {
+            "reference"
+        } else {
+            "current"
+        };
+        return Err(crate::Error::input(format!(
+            "the {which} dataset has no rows"
+        )));
     }
 
     let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         options.threads
     };
@@ -102,9 +134,14 @@ pub fn run_drift(reference: &Table, current: &Table, options: &Options) -> Resul
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((name, r, c)) = pairs.get(i) else { break };
+                    let Some((name, r, c)) = pairs.get(i) else {
+                        break;
+                    };
                     let res = analyse(name, r, c, options);
-                    results.lock().expect("no worker panics while holding the lock").push(res);
+                    results
+                        .lock()
+                        .expect("no worker panics while holding the lock")
+                        .push(res);
                 }
             });
         }
@@ -149,7 +186,11 @@ pub fn run_drift(reference: &Table, current: &Table, options: &Options) -> Resul
 }
 
 fn finding(column: &str, kind: &'static str, message: impl Into<String>) -> Finding {
-    Finding { column: column.to_string(), kind, message: message.into() }
+    Finding {
+        column: column.to_string(),
+        kind,
+        message: message.into(),
+    }
 }
 
 /// The column kind Evidently would infer from the current side (or the schema's choice).
@@ -202,7 +243,12 @@ fn infer_kind(current: &ArrayRef, schema: Option<&ColumnSchema>) -> Kind {
     }
 }
 
-fn analyse(name: &str, reference: &ArrayRef, current: &ArrayRef, options: &Options) -> ColumnResult {
+fn analyse(
+    name: &str,
+    reference: &ArrayRef,
+    current: &ArrayRef,
+    options: &Options,
+) -> ColumnResult {
     let schema = options.schema.columns.get(name);
     let (pr, pc) = (Phys::of(reference), Phys::of(current));
     let mut quality = ColumnQuality {
@@ -211,24 +257,40 @@ fn analyse(name: &str, reference: &ArrayRef, current: &ArrayRef, options: &Optio
         ..Default::default()
     };
     let mut findings = Vec::new();
-    let skip = |kind: &'static str, reason: String, quality: ColumnQuality, findings: Vec<Finding>| ColumnResult {
+    let skip = |kind: &'static str,
+                reason: String,
+                quality: ColumnQuality,
+                findings: Vec<Finding>| ColumnResult {
         name: name.to_string(),
         outcome: Outcome::Skipped(Skipped { kind, reason }),
         quality,
         findings,
     };
     // logical_null_count: a NullArray (an all-empty CSV column) has no null buffer.
-    let null_share = |a: &ArrayRef| if a.is_empty() { 0.0 } else { a.logical_null_count() as f64 / a.len() as f64 };
+    let null_share = |a: &ArrayRef| {
+        if a.is_empty() {
+            0.0
+        } else {
+            a.logical_null_count() as f64 / a.len() as f64
+        }
+    };
     quality.missing_share_reference = null_share(reference);
     quality.missing_share_current = null_share(current);
     for (side, a) in [("reference", reference), ("current", current)] {
         if !a.is_empty() && a.logical_null_count() == a.len() {
-            findings.push(finding(name, "empty_column", format!("every value is null in {side}")));
+            findings.push(finding(
+                name,
+                "empty_column",
+                format!("every value is null in {side}"),
+            ));
         }
     }
     // Null-typed columns (all-null CSV columns) carry no type of their own.
     let typed = |a: &ArrayRef| *a.data_type() != arrow::datatypes::DataType::Null;
-    if typed(reference) && typed(current) && pr.family() != pc.family() && schema.and_then(|s| s.kind.as_ref()).is_none()
+    if typed(reference)
+        && typed(current)
+        && pr.family() != pc.family()
+        && schema.and_then(|s| s.kind.as_ref()).is_none()
     {
         let msg = format!(
             "reference is {} ({}), current is {} ({}); not compared",
@@ -238,10 +300,18 @@ fn analyse(name: &str, reference: &ArrayRef, current: &ArrayRef, options: &Optio
             current.data_type()
         );
         findings.push(finding(name, "type_mismatch", msg.clone()));
-        return skip("unknown", format!("type mismatch: {msg}"), quality, findings);
+        return skip(
+            "unknown",
+            format!("type mismatch: {msg}"),
+            quality,
+            findings,
+        );
     }
     let kind = infer_kind(current, schema);
-    let method = schema.and_then(|s| s.method.as_deref()).and_then(Test::parse).or(options.method);
+    let method = schema
+        .and_then(|s| s.method.as_deref())
+        .and_then(Test::parse)
+        .or(options.method);
     let threshold = schema.and_then(|s| s.threshold).or(options.threshold);
     match kind {
         Kind::Skip(k, reason) => skip(k, reason, quality, findings),
@@ -289,7 +359,13 @@ fn numerical(
 ) -> ColumnResult {
     let (r, rc) = column::finite_sorted(reference);
     let (c, cc) = column::finite_sorted(current);
-    let share = |n: &NumCounts| if n.len == 0 { 0.0 } else { n.missing as f64 / n.len as f64 };
+    let share = |n: &NumCounts| {
+        if n.len == 0 {
+            0.0
+        } else {
+            n.missing as f64 / n.len as f64
+        }
+    };
     quality.missing_share_reference = share(&rc);
     quality.missing_share_current = share(&cc);
     quality.infinite_reference = rc.pos_inf + rc.neg_inf;
@@ -308,12 +384,18 @@ fn numerical(
     }
     if r.is_empty() || c.is_empty() {
         let which = if r.is_empty() { "reference" } else { "current" };
-        findings.push(finding(name, "empty_column", format!("no finite value left in {which}")));
+        findings.push(finding(
+            name,
+            "empty_column",
+            format!("no finite value left in {which}"),
+        ));
         return ColumnResult {
             name: name.to_string(),
             outcome: Outcome::Skipped(Skipped {
                 kind: "num",
-                reason: format!("no finite value in {which} (Evidently fails the whole report here)"),
+                reason: format!(
+                    "no finite value in {which} (Evidently fails the whole report here)"
+                ),
             }),
             quality,
             findings,
@@ -324,7 +406,12 @@ fn numerical(
     let hi = schema.and_then(|s| s.max).unwrap_or(r[r.len() - 1]);
     let below = c.partition_point(|v| *v < lo);
     let above = c.len() - c.partition_point(|v| *v <= hi);
-    let out = (below + above) as u64 + if schema.and_then(|s| s.max).is_some() { cc.pos_inf } else { 0 };
+    let out = (below + above) as u64
+        + if schema.and_then(|s| s.max).is_some() {
+            cc.pos_inf
+        } else {
+            0
+        };
     quality.out_of_range_current = Some(out);
     quality.expected_range = Some((lo, hi));
     if out > 0 {
@@ -369,14 +456,21 @@ fn numerical(
         }
         Test::Jensenshannon | Test::Psi => {
             let (p, q) = if column::distinct_sorted(&r, 21) > 20 {
-                let edges = binning::sturges_edges(r[0].min(c[0]), r[r.len() - 1].max(c[c.len() - 1]), r.len() + c.len());
+                let edges = binning::sturges_edges(
+                    r[0].min(c[0]),
+                    r[r.len() - 1].max(c[c.len() - 1]),
+                    r.len() + c.len(),
+                );
                 (
                     binning::proportions(&binning::histogram_sorted(&r, &edges), n_ref),
                     binning::proportions(&binning::histogram_sorted(&c, &edges), n_cur),
                 )
             } else {
                 let (_, a, b) = per_value();
-                (binning::proportions(&a, n_ref), binning::proportions(&b, n_cur))
+                (
+                    binning::proportions(&a, n_ref),
+                    binning::proportions(&b, n_cur),
+                )
             };
             distance(test, p, q)
         }
@@ -429,7 +523,12 @@ fn z_counts(reference: &[u64], current: &[u64]) -> f64 {
         // One value on both sides: Evidently returns p = 1 without testing.
         return 1.0;
     }
-    stats::z_test(reference[0], reference.iter().sum(), current[0], current.iter().sum())
+    stats::z_test(
+        reference[0],
+        reference.iter().sum(),
+        current[0],
+        current.iter().sum(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -451,8 +550,9 @@ fn categorical(
     quality.distinct_reference = Some(counts.reference.iter().filter(|c| **c > 0).count());
     quality.distinct_current = Some(counts.cur_distinct());
     // Unseen categories: against the schema's list when there is one, else the reference.
-    let allowed: Option<HashSet<&str>> =
-        schema.and_then(|s| s.categories.as_ref()).map(|v| v.iter().map(String::as_str).collect());
+    let allowed: Option<HashSet<&str>> = schema
+        .and_then(|s| s.categories.as_ref())
+        .map(|v| v.iter().map(String::as_str).collect());
     let mut unseen = 0usize;
     let mut unseen_rows = 0u64;
     let mut examples = Vec::new();
@@ -474,7 +574,11 @@ fn categorical(
         }
     }
     quality.unseen_categories = Some(unseen);
-    quality.unseen_share_current = Some(if n_cur == 0 { 0.0 } else { unseen_rows as f64 / n_cur as f64 });
+    quality.unseen_share_current = Some(if n_cur == 0 {
+        0.0
+    } else {
+        unseen_rows as f64 / n_cur as f64
+    });
     quality.unseen_examples = examples.clone();
     if unseen > 0 {
         findings.push(finding(
@@ -492,26 +596,39 @@ fn categorical(
         findings.push(finding(
             name,
             "high_cardinality",
-            format!("{} distinct categories; consider declaring it text or skipping it in --schema", counts.keys.len()),
+            format!(
+                "{} distinct categories; consider declaring it text or skipping it in --schema",
+                counts.keys.len()
+            ),
         ));
     }
     if n_ref == 0 || n_cur == 0 {
         let which = if n_ref == 0 { "reference" } else { "current" };
         if !findings.iter().any(|f| f.kind == "empty_column") {
-            findings.push(finding(name, "empty_column", format!("no non-missing value in {which}")));
+            findings.push(finding(
+                name,
+                "empty_column",
+                format!("no non-missing value in {which}"),
+            ));
         }
         return ColumnResult {
             name: name.to_string(),
             outcome: Outcome::Skipped(Skipped {
                 kind: "cat",
-                reason: format!("no non-missing value in {which} (Evidently fails the whole report here)"),
+                reason: format!(
+                    "no non-missing value in {which} (Evidently fails the whole report here)"
+                ),
             }),
             quality,
             findings,
         };
     }
     let auto = if n_ref <= SMALL_REFERENCE {
-        if counts.keys.len() <= 2 { Test::Z } else { Test::Chisquare }
+        if counts.keys.len() <= 2 {
+            Test::Z
+        } else {
+            Test::Chisquare
+        }
     } else {
         Test::Jensenshannon
     };
@@ -555,8 +672,16 @@ fn numeric_chart(r: &[f64], c: &[f64]) -> Chart {
     edges[k] = if lo == hi { hi + 1.0 } else { hi };
     let rp = binning::proportions(&binning::histogram_sorted(r, &edges), r.len() as u64);
     let cp = binning::proportions(&binning::histogram_sorted(c, &edges), c.len() as u64);
-    let labels = edges.windows(2).map(|w| format!("[{:.4}, {:.4})", w[0], w[1])).collect();
-    Chart { labels, reference: rp, current: cp, edges: Some(edges) }
+    let labels = edges
+        .windows(2)
+        .map(|w| format!("[{:.4}, {:.4})", w[0], w[1]))
+        .collect();
+    Chart {
+        labels,
+        reference: rp,
+        current: cp,
+        edges: Some(edges),
+    }
 }
 
 fn category_chart(counts: &CatCounts, n_ref: u64, n_cur: u64) -> Chart {
@@ -567,7 +692,9 @@ fn category_chart(counts: &CatCounts, n_ref: u64, n_cur: u64) -> Chart {
     for (rank, &i) in idx.iter().enumerate() {
         if rank < CHART_CATEGORIES {
             chart.labels.push(counts.keys[i].to_string());
-            chart.reference.push(counts.reference[i] as f64 / n_ref as f64);
+            chart
+                .reference
+                .push(counts.reference[i] as f64 / n_ref as f64);
             chart.current.push(counts.current[i] as f64 / n_cur as f64);
         } else {
             other_r += counts.reference[i];
@@ -575,7 +702,9 @@ fn category_chart(counts: &CatCounts, n_ref: u64, n_cur: u64) -> Chart {
         }
     }
     if idx.len() > CHART_CATEGORIES {
-        chart.labels.push(format!("(other {})", idx.len() - CHART_CATEGORIES));
+        chart
+            .labels
+            .push(format!("(other {})", idx.len() - CHART_CATEGORIES));
         chart.reference.push(other_r as f64 / n_ref as f64);
         chart.current.push(other_c as f64 / n_cur as f64);
     }

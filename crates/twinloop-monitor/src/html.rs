@@ -29,7 +29,11 @@ pub fn render(r: &Report) -> String {
         "<div class=\"verdict {}\"><b>Dataset drift: {}</b> — {} of {} columns drifted (share {:.3}; dataset drift at ≥ {}). \
          Reference {} rows, current {} rows.</div>",
         if r.dataset_drift { "yes" } else { "no" },
-        if r.dataset_drift { "detected" } else { "not detected" },
+        if r.dataset_drift {
+            "detected"
+        } else {
+            "not detected"
+        },
         r.drifted_columns,
         r.n_columns,
         r.share_of_drifted_columns,
@@ -43,9 +47,17 @@ pub fn render(r: &Report) -> String {
          <span style=\"background:{CUR_COLOR}\"></span>current</p>"
     );
     if !r.findings.is_empty() {
-        s.push_str("<h2>Data quality</h2><table><tr><th>column</th><th>finding</th><th>detail</th></tr>");
+        s.push_str(
+            "<h2>Data quality</h2><table><tr><th>column</th><th>finding</th><th>detail</th></tr>",
+        );
         for f in &r.findings {
-            let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.column), f.kind, esc(&f.message));
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.column),
+                f.kind,
+                esc(&f.message)
+            );
         }
         s.push_str("</table>");
     }
@@ -54,9 +66,17 @@ pub fn render(r: &Report) -> String {
         card(&mut s, name, c, r.charts.get(name));
     }
     if !r.skipped.is_empty() {
-        s.push_str("<h2>Not tested</h2><table><tr><th>column</th><th>type</th><th>reason</th></tr>");
+        s.push_str(
+            "<h2>Not tested</h2><table><tr><th>column</th><th>type</th><th>reason</th></tr>",
+        );
         for (name, k) in &r.skipped {
-            let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(name), k.kind, esc(&k.reason));
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                k.kind,
+                esc(&k.reason)
+            );
         }
         s.push_str("</table>");
     }
@@ -65,7 +85,9 @@ pub fn render(r: &Report) -> String {
 }
 
 fn card(s: &mut String, name: &str, c: &ColumnDrift, chart: Option<&Chart>) {
-    let test = crate::stats::Test::parse(c.test).map(|t| t.display()).unwrap_or(c.test);
+    let test = crate::stats::Test::parse(c.test)
+        .map(|t| t.display())
+        .unwrap_or(c.test);
     let _ = write!(
         s,
         "<div class=\"card {}\"><b>{}</b> <span class=\"muted\">{}</span><br>{}: <b>{}</b> (threshold {}) — {}",
@@ -75,7 +97,11 @@ fn card(s: &mut String, name: &str, c: &ColumnDrift, chart: Option<&Chart>) {
         test,
         fmt_score(c.score),
         c.threshold,
-        if c.drifted { "<b>drift</b>" } else { "no drift" }
+        if c.drifted {
+            "<b>drift</b>"
+        } else {
+            "no drift"
+        }
     );
     if let Some(chart) = chart {
         svg(s, chart);
@@ -97,14 +123,26 @@ fn fmt_score(x: f64) -> String {
 /// visible whichever is larger.
 fn svg(s: &mut String, chart: &Chart) {
     let n = chart.labels.len().max(1);
-    let max = chart.reference.iter().chain(&chart.current).cloned().fold(0.0f64, f64::max).max(1e-12);
+    let max = chart
+        .reference
+        .iter()
+        .chain(&chart.current)
+        .cloned()
+        .fold(0.0f64, f64::max)
+        .max(1e-12);
     let (left, bottom) = (4.0, 30.0);
     let plot_h = H - bottom;
     let bw = (W - left) / n as f64;
-    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" role=\"img\">");
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" role=\"img\">"
+    );
     for i in 0..n {
         let x = left + i as f64 * bw;
-        let (rv, cv) = (chart.reference.get(i).copied().unwrap_or(0.0), chart.current.get(i).copied().unwrap_or(0.0));
+        let (rv, cv) = (
+            chart.reference.get(i).copied().unwrap_or(0.0),
+            chart.current.get(i).copied().unwrap_or(0.0),
+        );
         let rh = rv / max * plot_h;
         let ch = cv / max * plot_h;
         let label = chart.labels.get(i).map(String::as_str).unwrap_or("");
@@ -126,7 +164,10 @@ fn svg(s: &mut String, chart: &Chart) {
             ch
         );
     }
-    let _ = write!(s, "<line x1=\"0\" y1=\"{plot_h}\" x2=\"{W}\" y2=\"{plot_h}\" stroke=\"#999\"/>");
+    let _ = write!(
+        s,
+        "<line x1=\"0\" y1=\"{plot_h}\" x2=\"{W}\" y2=\"{plot_h}\" stroke=\"#999\"/>"
+    );
     // Axis labels: the range for numerical charts, a few category names otherwise.
     if let Some(edges) = &chart.edges {
         let (lo, hi) = (edges[0], edges[edges.len() - 1]);
@@ -154,5 +195,8 @@ fn svg(s: &mut String, chart: &Chart) {
 }
 
 fn esc(x: &str) -> String {
-    x.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    x.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -74,13 +74,22 @@ impl NumericProfile {
             self.zero += 1;
         } else {
             let k = (x.abs().ln() / self.gamma_ln).ceil() as i32;
-            *if x > 0.0 { &mut self.positive } else { &mut self.negative }.entry(k).or_default() += 1;
+            *if x > 0.0 {
+                &mut self.positive
+            } else {
+                &mut self.negative
+            }
+            .entry(k)
+            .or_default() += 1;
         }
     }
 
     /// Combines two profiles built with the same `alpha`.
     pub fn merge(&mut self, other: &NumericProfile) {
-        assert_eq!(self.alpha, other.alpha, "profiles merge only with the same alpha");
+        assert_eq!(
+            self.alpha, other.alpha,
+            "profiles merge only with the same alpha"
+        );
         let n = self.count + other.count;
         if n > 0 {
             let d = other.mean - self.mean;
@@ -107,7 +116,11 @@ impl NumericProfile {
 
     /// Population variance.
     pub fn variance(&self) -> f64 {
-        if self.count == 0 { f64::NAN } else { self.m2 / self.count as f64 }
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.m2 / self.count as f64
+        }
     }
 
     /// The q-quantile (0 ≤ q ≤ 1) within relative error `alpha`.
@@ -148,7 +161,12 @@ pub struct CategoricalProfile {
 
 impl CategoricalProfile {
     pub fn new(max_categories: usize) -> CategoricalProfile {
-        CategoricalProfile { counts: HashMap::new(), other: 0, missing: 0, max_categories }
+        CategoricalProfile {
+            counts: HashMap::new(),
+            other: 0,
+            missing: 0,
+            max_categories,
+        }
     }
 
     pub fn insert(&mut self, v: Option<&str>) {
@@ -183,7 +201,9 @@ mod tests {
 
     fn data() -> Vec<f64> {
         // A deterministic, skewed sample with negatives, zeros and a wide range.
-        (0..20_000).map(|i| ((i * 7919 % 10007) as f64 - 3000.0).powi(3) / 1e6).collect()
+        (0..20_000)
+            .map(|i| ((i * 7919 % 10007) as f64 - 3000.0).powi(3) / 1e6)
+            .collect()
     }
 
     #[test]
@@ -198,7 +218,10 @@ mod tests {
         for q in [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0] {
             let exact = v[(q * (v.len() - 1) as f64).floor() as usize];
             let got = p.quantile(q).unwrap();
-            assert!((got - exact).abs() <= alpha * exact.abs() + MIN_MAGNITUDE, "q={q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= alpha * exact.abs() + MIN_MAGNITUDE,
+                "q={q}: {got} vs {exact}"
+            );
         }
     }
 
@@ -206,7 +229,11 @@ mod tests {
     fn merged_windows_equal_one_pass() {
         let v = data();
         let mut whole = NumericProfile::new(0.01);
-        let mut parts = vec![NumericProfile::new(0.01), NumericProfile::new(0.01), NumericProfile::new(0.01)];
+        let mut parts = vec![
+            NumericProfile::new(0.01),
+            NumericProfile::new(0.01),
+            NumericProfile::new(0.01),
+        ];
         for (i, x) in v.iter().enumerate() {
             whole.insert(Some(*x));
             parts[i % 3].insert(Some(*x));

@@ -44,8 +44,10 @@ pub struct ColumnSchema {
 
 impl Schema {
     pub fn load(path: &Path) -> Result<Schema, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         let schema: Schema = serde_json::from_str(&text).map_err(|e| Error::Read {
             path: path.display().to_string(),
             message: format!("not a drift schema: {e}"),

@@ -13,7 +13,11 @@ pub fn sturges_edges(min: f64, max: f64, n: usize) -> Vec<f64> {
         last += 0.5;
     }
     let width = (max - min) / ((n as f64).log2() + 1.0);
-    let k = if width > 0.0 { ((last - first) / width).ceil() as usize } else { 1 };
+    let k = if width > 0.0 {
+        ((last - first) / width).ceil() as usize
+    } else {
+        1
+    };
     let k = k.max(1);
     // np.linspace: start + i·step, with the last edge pinned to stop.
     let step = (last - first) / k as f64;
@@ -52,11 +56,19 @@ pub fn proportions(counts: &[u64], n: u64) -> Vec<f64> {
 /// PSI's zero smoothing, each side on its own: zeros become (smallest non-zero)/1e6 when that
 /// smallest share is at most 1e-4, else 1e-4. Nothing is renormalised, as in Evidently.
 pub fn fill_zeroes(p: &mut [f64]) {
-    let min_nonzero = p.iter().copied().filter(|v| *v != 0.0).fold(f64::INFINITY, f64::min);
+    let min_nonzero = p
+        .iter()
+        .copied()
+        .filter(|v| *v != 0.0)
+        .fold(f64::INFINITY, f64::min);
     if !min_nonzero.is_finite() {
         return;
     }
-    let fill = if min_nonzero <= 1e-4 { min_nonzero / 1e6 } else { 1e-4 };
+    let fill = if min_nonzero <= 1e-4 {
+        min_nonzero / 1e6
+    } else {
+        1e-4
+    };
     for v in p.iter_mut().filter(|v| **v == 0.0) {
         *v = fill;
     }

@@ -126,7 +126,11 @@ pub fn wasserstein(u: &[f64], v: &[f64]) -> f64 {
             // Between p and x the CDFs are constant at the counts consumed so far.
             let term = (i as f64 / nu - j as f64 / nv).abs() * (x - p);
             let t = s + term;
-            c += if s.abs() >= term.abs() { (s - t) + term } else { (term - t) + s };
+            c += if s.abs() >= term.abs() {
+                (s - t) + term
+            } else {
+                (term - t) + s
+            };
             s = t;
         }
         while i < u.len() && u[i] <= x {
