@@ -321,7 +321,7 @@ fn analyse(
             quality,
             findings,
         ),
-        Kind::Num if !(pr.is_numeric() || !typed(reference)) || !pc.is_numeric() => skip(
+        Kind::Num if !pc.is_numeric() || (!pr.is_numeric() && typed(reference)) => skip(
             "num",
             "declared numerical but the values are not numbers".into(),
             quality,

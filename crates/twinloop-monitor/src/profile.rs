@@ -229,7 +229,7 @@ mod tests {
     fn merged_windows_equal_one_pass() {
         let v = data();
         let mut whole = NumericProfile::new(0.01);
-        let mut parts = vec![
+        let mut parts = [
             NumericProfile::new(0.01),
             NumericProfile::new(0.01),
             NumericProfile::new(0.01),
