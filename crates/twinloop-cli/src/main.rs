@@ -5,6 +5,7 @@ mod client;
 mod features;
 mod lineage;
 mod models;
+mod monitor;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Command {
     Lineage(lineage::LineageArgs),
     /// The feature store: definitions, training sets, materialization, online serving.
     Features(features::FeaturesArgs),
+    /// Monitoring: data drift and data quality between a reference and a current dataset.
+    Monitor(monitor::MonitorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(command) => models::run(&cli.connection, command),
         Command::Lineage(args) => lineage::run(&cli.connection, args),
         Command::Features(args) => features::run(args),
+        Command::Monitor(args) => monitor::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

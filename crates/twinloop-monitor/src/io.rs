@@ -1,0 +1,100 @@
+//! Reading a reference or current dataset (Parquet or CSV) into one Arrow array per column.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::Error;
+
+/// A dataset as named, fully concatenated columns, in file order.
+#[derive(Debug)]
+pub struct Table {
+    pub columns: Vec<(String, ArrayRef)>,
+    pub rows: usize,
+}
+
+/// Reads `path` by its extension: `.parquet`/`.pq` or `.csv` (header row, types inferred from
+/// every row, empty fields are nulls).
+pub fn read_table(path: &Path) -> Result<Table, Error> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (schema, batches) = match ext.as_str() {
+        "parquet" | "pq" => read_parquet(path)?,
+        "csv" => read_csv(path)?,
+        _ => {
+            return Err(Error::input(format!(
+                "{}: unknown file type (hint: use a .parquet or .csv file)",
+                path.display()
+            )));
+        }
+    };
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let parts: Vec<&dyn arrow::array::Array> =
+            batches.iter().map(|b| b.column(i).as_ref()).collect();
+        let array = if parts.is_empty() {
+            arrow::array::new_empty_array(field.data_type())
+        } else {
+            arrow::compute::concat(&parts).map_err(|e| read_err(path, e))?
+        };
+        columns.push((field.name().clone(), array));
+    }
+    Ok(Table { columns, rows })
+}
+
+fn read_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|e| read_err(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_err(path, e))?;
+    let schema = builder.schema().clone();
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| read_err(path, e))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err(path, e))?;
+    Ok((schema, batches))
+}
+
+fn read_csv(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    use arrow::csv::ReaderBuilder;
+    use arrow::csv::reader::Format;
+    use std::io::Seek;
+    let mut file = File::open(path).map_err(|e| read_err(path, e))?;
+    let format = Format::default().with_header(true);
+    let (schema, _) = format
+        .infer_schema(&mut file, None)
+        .map_err(|e| read_err(path, e))?;
+    if schema.fields().is_empty() {
+        return Err(Error::input(format!(
+            "{}: empty file, no header row",
+            path.display()
+        )));
+    }
+    file.rewind().map_err(|e| read_err(path, e))?;
+    let schema = std::sync::Arc::new(schema);
+    let reader = ReaderBuilder::new(schema.clone())
+        .with_format(format)
+        .with_batch_size(64 * 1024)
+        .build(file)
+        .map_err(|e| read_err(path, e))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err(path, e))?;
+    Ok((schema, batches))
+}
