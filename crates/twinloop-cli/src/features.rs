@@ -16,7 +16,6 @@ use twinloop_features::store::FeatureStore;
 use twinloop_features::time::{format_micros, parse_timestamp};
 use twinloop_server::features::FeatureServerState;
 
-use crate::client::block_on;
 use crate::server::{bracket_v6, shutdown_signal};
 
 #[derive(Args)]
@@ -100,15 +99,16 @@ struct HistoricalArgs {
 }
 
 pub fn run(args: FeaturesArgs) -> Result<()> {
+    // Multi-threaded: DataFusion decodes sources, and the join routes rows, on every core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     if let FeaturesCommand::Serve { host, port } = &args.command {
         let (host, port) = (host.clone(), *port);
-        return tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?
-            .block_on(serve(args.repo, host, port));
+        return runtime.block_on(serve(args.repo, host, port));
     }
-    block_on(async move {
+    runtime.block_on(async move {
         let store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
         let progress = std::io::stderr().is_terminal();
         match args.command {

@@ -277,7 +277,10 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
         .unwrap();
     assert_eq!(huge.status().as_u16(), 413);
     let reply: Value = huge.json().await.unwrap();
-    assert!(reply["error"].as_str().unwrap().contains("limit 64 MiB"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("limit 64 MiB"),
+        "{reply}"
+    );
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()

@@ -313,6 +313,32 @@ pub async fn scan(
     ViewLayout,
     impl Stream<Item = Result<ViewBatch>> + Send + use<>,
 )> {
+    let (ctx, layout, frame) = projected(repo, view).await?;
+    let stream = frame.execute_stream().await.map_err(df_error)?;
+    Ok((layout.clone(), view_batches(ctx, layout, stream)))
+}
+
+/// Like [`scan`], as one stream per DataFusion partition, so that callers can convert and
+/// route batches on several cores.
+pub async fn scan_partitioned(
+    repo: &FeatureRepo,
+    view: &FeatureView,
+) -> Result<(ViewLayout, Vec<ViewBatchStream>)> {
+    let (ctx, layout, frame) = projected(repo, view).await?;
+    let streams = frame.execute_stream_partitioned().await.map_err(df_error)?;
+    let streams = streams
+        .into_iter()
+        .map(|s| view_batches(ctx.clone(), layout.clone(), s).boxed())
+        .collect();
+    Ok((layout, streams))
+}
+
+pub type ViewBatchStream = futures::stream::BoxStream<'static, Result<ViewBatch>>;
+
+async fn projected(
+    repo: &FeatureRepo,
+    view: &FeatureView,
+) -> Result<(SessionContext, ViewLayout, DataFrame)> {
     let (ctx, frame) = view_frame(repo, view).await?;
     let layout = check_layout(repo, view, frame.schema().as_arrow())?;
     let mut wanted = layout.join_keys.clone();
@@ -320,14 +346,19 @@ pub async fn scan(
     wanted.extend(layout.created_field.clone());
     wanted.extend(view.features.iter().map(|f| f.name.clone()));
     let frame = frame.select(columns(&wanted)).map_err(df_error)?;
-    let stream = frame.execute_stream().await.map_err(df_error)?;
-    let for_batches = layout.clone();
-    let batches = stream.map(move |batch| {
+    Ok((ctx, layout, frame))
+}
+
+fn view_batches(
+    ctx: SessionContext,
+    layout: ViewLayout,
+    stream: datafusion::execution::SendableRecordBatchStream,
+) -> impl Stream<Item = Result<ViewBatch>> + Send + use<> {
+    stream.map(move |batch| {
         let _keep_context_alive = &ctx;
         let batch = batch.map_err(df_error)?;
-        view_batch(&for_batches, &batch)
-    });
-    Ok((layout, batches))
+        view_batch(&layout, &batch)
+    })
 }
 
 fn view_batch(layout: &ViewLayout, batch: &RecordBatch) -> Result<ViewBatch> {

@@ -36,7 +36,7 @@ use spill::{PartStream, Partitions};
 
 /// Hash partitions per view; enough that one partition of a source many times larger than
 /// memory still fits.
-const PARTITIONS: usize = 32;
+const PARTITIONS: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct HistoricalRequest {
@@ -160,6 +160,7 @@ pub async fn get_historical(
     }
     let out_schema: SchemaRef = Arc::new(Schema::new(out_fields));
 
+    let started = std::time::Instant::now();
     // Phase 1: partition the entity rows of every view; keep the batches when they are small.
     let bar = progress_bar(request.progress, reader.rows as u64, "entity rows");
     let mut kept: Option<Vec<RecordBatch>> = Some(Vec::new());
@@ -204,6 +205,7 @@ pub async fn get_historical(
         }
     }
     bar.finish_and_clear();
+    tracing::debug!(rows, elapsed = ?started.elapsed(), "entity rows partitioned");
 
     // Phase 2: per view, partition the source rows and join partition by partition.
     let mut results: Vec<(SchemaRef, Vec<PartStream>)> = Vec::new();
@@ -227,7 +229,7 @@ pub async fn get_historical(
                 true,
             ));
         }
-        let mut feature_parts = Partitions::new(
+        let feature_parts = Partitions::new(
             Arc::new(Schema::new(fields)),
             PARTITIONS,
             spill_dir.path().into(),
@@ -236,33 +238,43 @@ pub async fn get_historical(
         );
         let ttl = view.ttl_micros;
         let earliest = ttl.map_or(i64::MIN, |t| min_ts.saturating_sub(t));
-        let (_, mut stream) = source::scan(repo, &view).await?;
-        let mut read = 0usize;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            read += batch.len();
-            bar.set_position(read as u64);
-            // Rows later than every entity row, or older than the TTL of every one, never win.
-            let keep: arrow::array::BooleanArray = batch
-                .event_ts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    Some(
-                        t.is_some_and(|t| t <= max_ts && t >= earliest)
-                            && batch.keys.get(i).is_some(),
-                    )
-                })
-                .collect();
-            let created: ArrayRef = Arc::new(match &batch.created_ts {
-                Some(c) => Int64Array::from_iter_values(c.iter().map(|v| v.unwrap_or(i64::MIN))),
-                None => Int64Array::from(vec![0; batch.len()]),
-            });
-            let mut columns: Vec<ArrayRef> = vec![Arc::new(batch.event_ts.clone()), created];
-            columns.extend(wanted.iter().map(|&f| batch.features[f].clone()));
-            partition_filtered(&mut feature_parts, &batch.keys, &keep, &columns)?;
+        let (_, streams) = source::scan_partitioned(repo, &view).await?;
+        let feature_parts = Arc::new(Mutex::new(feature_parts));
+        let read_rows = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for mut stream in streams {
+            let (parts, read_rows, bar, wanted) = (
+                feature_parts.clone(),
+                read_rows.clone(),
+                bar.clone(),
+                wanted.clone(),
+            );
+            // Each DataFusion partition is converted and routed on its own task (and core).
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let n = read_rows.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                    bar.set_position((n + batch.len()) as u64);
+                    let routed = route_source_batch(&batch, &wanted, max_ts, earliest, &parts)?;
+                    let mut parts = parts.lock().expect("no panics while held");
+                    for (p, b) in routed {
+                        parts.push(p, b)?;
+                    }
+                }
+                Ok::<(), Error>(())
+            }));
         }
+        for task in tasks {
+            task.await
+                .map_err(|e| Error::internal(format!("source reader: {e}")))??;
+        }
+        let read = read_rows.load(std::sync::atomic::Ordering::Relaxed);
+        let feature_parts = Arc::try_unwrap(feature_parts)
+            .map_err(|_| Error::internal("source readers still running"))?
+            .into_inner()
+            .expect("no panics while held");
         bar.finish_and_clear();
+        tracing::debug!(view = %view.name, read, elapsed = ?started.elapsed(), "source rows partitioned");
         source_rows.push((view.name.clone(), read));
         spilled += feature_parts.spilled_bytes() + job.entity_parts.spilled_bytes();
 
@@ -284,10 +296,12 @@ pub async fn get_historical(
             &format!("result-{j}"),
             result_budget,
         ));
+        let schemas = (job.entity_parts.schema(), feature_parts.schema());
         let pairs = Mutex::new(
             job.entity_parts
-                .into_parts()
-                .zip(feature_parts.into_parts())
+                .into_streams()
+                .into_iter()
+                .zip(feature_parts.into_streams())
                 .enumerate(),
         );
         let matched_rows = std::sync::atomic::AtomicUsize::new(0);
@@ -301,8 +315,9 @@ pub async fn get_historical(
                         let Some((p, (entities, features))) = next else {
                             break;
                         };
-                        let outcome = entities.and_then(|e| {
-                            let f = features?;
+                        // Spilled partitions are read back outside the lock, in parallel.
+                        let outcome = collect_part(entities, &schemas.0).and_then(|e| {
+                            let f = collect_part(features, &schemas.1)?;
                             join_partition(&e, &f, ttl, &result_schema)
                         });
                         match outcome.and_then(|(batch, found)| {
@@ -328,6 +343,7 @@ pub async fn get_historical(
         if let Some(e) = failure.into_inner().expect("workers joined") {
             return Err(e);
         }
+        tracing::debug!(view = %view.name, elapsed = ?started.elapsed(), "partitions joined");
         matched.push((view.name.clone(), matched_rows.into_inner()));
         let result_parts = result_parts.into_inner().expect("workers joined");
         spilled += result_parts.spilled_bytes();
@@ -365,6 +381,7 @@ pub async fn get_historical(
     }
     writer.finish()?;
     bar.finish_and_clear();
+    tracing::debug!(elapsed = ?started.elapsed(), "training set written");
     Ok(HistoricalSummary {
         rows,
         feature_columns,
@@ -410,6 +427,11 @@ fn spinner(show: bool, what: &str) -> ProgressBar {
     bar
 }
 
+fn collect_part(stream: PartStream, schema: &SchemaRef) -> Result<RecordBatch> {
+    let batches = stream.collect::<Result<Vec<_>>>()?;
+    arrow::compute::concat_batches(schema, &batches).map_err(internal)
+}
+
 /// FNV-1a: stable across runs and platforms, cheap for short keys.
 fn partition_of(key: &[u8], count: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -418,6 +440,37 @@ fn partition_of(key: &[u8], count: usize) -> usize {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     (hash % count as u64) as usize
+}
+
+/// Splits a source batch into per-partition batches of `[key, ts, created, features…]`, keeping
+/// only rows that can win for some entity row.
+fn route_source_batch(
+    batch: &crate::source::ViewBatch,
+    wanted: &[usize],
+    max_ts: i64,
+    earliest: i64,
+    parts: &Mutex<Partitions>,
+) -> Result<Vec<(usize, RecordBatch)>> {
+    // Rows later than every entity row, or older than the TTL of every one, never win.
+    let keep: arrow::array::BooleanArray = batch
+        .event_ts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Some(t.is_some_and(|t| t <= max_ts && t >= earliest) && batch.keys.get(i).is_some())
+        })
+        .collect();
+    let created: ArrayRef = Arc::new(match &batch.created_ts {
+        Some(c) => Int64Array::from_iter_values(c.iter().map(|v| v.unwrap_or(i64::MIN))),
+        None => Int64Array::from(vec![0; batch.len()]),
+    });
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(batch.event_ts.clone()), created];
+    columns.extend(wanted.iter().map(|&f| batch.features[f].clone()));
+    let (count, schema) = {
+        let parts = parts.lock().expect("no panics while held");
+        (parts.count(), parts.schema())
+    };
+    split_by_partition(count, &schema, &batch.keys, &keep, &columns)
 }
 
 /// Adds rows with a key (and a non-null `ts` when `ts_nulls` says so) to their partitions:
@@ -440,7 +493,20 @@ fn partition_filtered(
     keep: &arrow::array::BooleanArray,
     columns: &[ArrayRef],
 ) -> Result<()> {
-    let count = parts.count();
+    for (p, batch) in split_by_partition(parts.count(), &parts.schema(), keys, keep, columns)? {
+        parts.push(p, batch)?;
+    }
+    Ok(())
+}
+
+/// The kept rows of `columns`, prefixed with their encoded key, grouped by key partition.
+fn split_by_partition(
+    count: usize,
+    schema: &SchemaRef,
+    keys: &EncodedKeys,
+    keep: &arrow::array::BooleanArray,
+    columns: &[ArrayRef],
+) -> Result<Vec<(usize, RecordBatch)>> {
     let mut by_part: Vec<Vec<u32>> = vec![Vec::new(); count];
     for i in 0..keys.len() {
         if !keep.value(i) {
@@ -450,7 +516,7 @@ fn partition_filtered(
         by_part[partition_of(key, count)].push(i as u32);
     }
     let key_column = key_array(keys);
-    let schema = parts.schema();
+    let mut out = Vec::new();
     for (p, rows) in by_part.into_iter().enumerate() {
         if rows.is_empty() {
             continue;
@@ -460,10 +526,12 @@ fn partition_filtered(
         for c in columns {
             taken.push(take(c, &indices, None).map_err(internal)?);
         }
-        let batch = RecordBatch::try_new(schema.clone(), taken).map_err(internal)?;
-        parts.push(p, batch)?;
+        out.push((
+            p,
+            RecordBatch::try_new(schema.clone(), taken).map_err(internal)?,
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
 fn key_array(keys: &EncodedKeys) -> BinaryArray {

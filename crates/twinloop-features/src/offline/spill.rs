@@ -7,7 +7,6 @@ use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -103,15 +102,6 @@ impl Partitions {
         Ok(())
     }
 
-    /// Hands out the partitions one by one, each as a single batch (spilled parts read back).
-    pub fn into_parts(self) -> impl Iterator<Item = Result<RecordBatch>> {
-        let schema = self.schema.clone();
-        self.into_streams().into_iter().map(move |stream| {
-            let batches = stream.collect::<Result<Vec<_>>>()?;
-            concat_batches(&schema, &batches).map_err(arrow_error)
-        })
-    }
-
     /// Each partition as a lazy stream of its batches, in push order: memory stays bounded by
     /// one batch per partition while reading.
     pub fn into_streams(self) -> Vec<PartStream> {
@@ -203,13 +193,18 @@ mod tests {
         }
         assert!(parts.spilled_bytes() > 0);
         let back: Vec<Vec<i64>> = parts
-            .into_parts()
-            .map(|b| {
-                b.unwrap()
-                    .column(0)
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .to_vec()
+            .into_streams()
+            .into_iter()
+            .map(|stream| {
+                stream
+                    .flat_map(|b| {
+                        b.unwrap()
+                            .column(0)
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .to_vec()
+                    })
+                    .collect()
             })
             .collect();
         let want = |r: u8| -> Vec<i64> {
