@@ -4,7 +4,8 @@
 #   2. Rust unit and integration tests (cargo nextest), on SQLite, on a throwaway PostgreSQL and,
 #      for artifacts, on a local S3-compatible server (moto); the feature store's online-store
 #      suite also runs on a throwaway redis-server that the tests start themselves
-#   3. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
+#   3. the drift engine against Evidently itself (tests/monitor, its own venv)
+#   4. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
 #      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts
 # Services run on random loopback ports and are removed on exit.
 set -euo pipefail
@@ -54,6 +55,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+step "drift engine against Evidently 0.7.23 (tests/monitor)"
+bash tests/monitor/run.sh
 
 step "compatibility suite (stock mlflow client)"
 export TWINLOOP_BIN="$CARGO_TARGET_DIR/debug/twinloop"
