@@ -1,0 +1,345 @@
+//! Typed tensor data, and its two encodings: JSON elements and little-endian bytes.
+
+use serde_json::Value;
+
+use super::{Datatype, ProtocolError, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    /// IEEE half floats, kept as their bits.
+    Fp16(Vec<u16>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    Bytes(Vec<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: TensorData,
+}
+
+/// The number of elements a shape holds; negative dimensions are refused.
+pub fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |n, &d| {
+        let d = usize::try_from(d).map_err(|_| {
+            ProtocolError::new(format!(
+                "input {name:?}: shape {shape:?} has a negative dimension"
+            ))
+        })?;
+        n.checked_mul(d).ok_or_else(|| {
+            ProtocolError::new(format!("input {name:?}: shape {shape:?} is too large"))
+        })
+    })
+}
+
+macro_rules! from_numbers {
+    ($values:expr, $name:expr, $dt:expr, $variant:ident, $convert:expr) => {{
+        let mut out = Vec::with_capacity($values.len());
+        for (i, v) in $values.iter().enumerate() {
+            let convert = $convert;
+            out.push(convert(v).ok_or_else(|| bad_element($name, $dt, i, v))?);
+        }
+        TensorData::$variant(out)
+    }};
+}
+
+fn bad_element(name: &str, datatype: Datatype, index: usize, value: &Value) -> ProtocolError {
+    ProtocolError::new(format!(
+        "input {name:?}: element {index} is {value}, not a valid {datatype} value"
+    ))
+}
+
+fn int<T: TryFrom<i64>>(v: &Value) -> Option<T> {
+    v.as_i64().and_then(|n| T::try_from(n).ok())
+}
+
+fn uint<T: TryFrom<u64>>(v: &Value) -> Option<T> {
+    v.as_u64().and_then(|n| T::try_from(n).ok())
+}
+
+/// JSON floats: numbers, and the strings Triton writes for non-finite values.
+fn float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => Some(f64::NAN),
+            "Infinity" | "inf" => Some(f64::INFINITY),
+            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> Datatype {
+        match self {
+            TensorData::Bool(_) => Datatype::Bool,
+            TensorData::Uint8(_) => Datatype::Uint8,
+            TensorData::Uint16(_) => Datatype::Uint16,
+            TensorData::Uint32(_) => Datatype::Uint32,
+            TensorData::Uint64(_) => Datatype::Uint64,
+            TensorData::Int8(_) => Datatype::Int8,
+            TensorData::Int16(_) => Datatype::Int16,
+            TensorData::Int32(_) => Datatype::Int32,
+            TensorData::Int64(_) => Datatype::Int64,
+            TensorData::Fp16(_) => Datatype::Fp16,
+            TensorData::Fp32(_) => Datatype::Fp32,
+            TensorData::Fp64(_) => Datatype::Fp64,
+            TensorData::Bytes(_) => Datatype::Bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::Bool(v) => v.len(),
+            TensorData::Uint8(v) => v.len(),
+            TensorData::Uint16(v) | TensorData::Fp16(v) => v.len(),
+            TensorData::Uint32(v) => v.len(),
+            TensorData::Uint64(v) => v.len(),
+            TensorData::Int8(v) => v.len(),
+            TensorData::Int16(v) => v.len(),
+            TensorData::Int32(v) => v.len(),
+            TensorData::Int64(v) => v.len(),
+            TensorData::Fp32(v) => v.len(),
+            TensorData::Fp64(v) => v.len(),
+            TensorData::Bytes(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// From flattened JSON elements; each must fit the datatype (BYTES elements are strings).
+    pub fn from_json(name: &str, datatype: Datatype, values: &[Value]) -> Result<TensorData> {
+        let dt = datatype;
+        Ok(match datatype {
+            Datatype::Bool => from_numbers!(values, name, dt, Bool, |v: &Value| v.as_bool()),
+            Datatype::Uint8 => from_numbers!(values, name, dt, Uint8, uint::<u8>),
+            Datatype::Uint16 => from_numbers!(values, name, dt, Uint16, uint::<u16>),
+            Datatype::Uint32 => from_numbers!(values, name, dt, Uint32, uint::<u32>),
+            Datatype::Uint64 => from_numbers!(values, name, dt, Uint64, uint::<u64>),
+            Datatype::Int8 => from_numbers!(values, name, dt, Int8, int::<i8>),
+            Datatype::Int16 => from_numbers!(values, name, dt, Int16, int::<i16>),
+            Datatype::Int32 => from_numbers!(values, name, dt, Int32, int::<i32>),
+            Datatype::Int64 => from_numbers!(values, name, dt, Int64, int::<i64>),
+            Datatype::Fp16 => {
+                return Err(ProtocolError::new(format!(
+                    "input {name:?}: FP16 travels only as binary data"
+                )));
+            }
+            Datatype::Fp32 => from_numbers!(values, name, dt, Fp32, |v: &Value| float(v)
+                .map(|f| f as f32)),
+            Datatype::Fp64 => from_numbers!(values, name, dt, Fp64, float),
+            Datatype::Bytes => from_numbers!(values, name, dt, Bytes, |v: &Value| v
+                .as_str()
+                .map(|s| s.as_bytes().to_vec())),
+        })
+    }
+
+    /// JSON elements, flat; non-finite floats as `"NaN"`/`"Infinity"`/`"-Infinity"`.
+    pub fn to_json(&self) -> Vec<Value> {
+        fn float(f: f64) -> Value {
+            if f.is_nan() {
+                "NaN".into()
+            } else if f.is_infinite() {
+                if f > 0.0 {
+                    "Infinity".into()
+                } else {
+                    "-Infinity".into()
+                }
+            } else {
+                Value::from(f)
+            }
+        }
+        match self {
+            TensorData::Bool(v) => v.iter().map(|&b| Value::Bool(b)).collect(),
+            TensorData::Uint8(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Uint16(v) | TensorData::Fp16(v) => {
+                v.iter().map(|&x| Value::from(x)).collect()
+            }
+            TensorData::Uint32(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Uint64(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Int8(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Int16(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Int32(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Int64(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Fp32(v) => v.iter().map(|&x| float(f64::from(x))).collect(),
+            TensorData::Fp64(v) => v.iter().map(|&x| float(x)).collect(),
+            TensorData::Bytes(v) => v
+                .iter()
+                .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                .collect(),
+        }
+    }
+
+    /// Little-endian, row-major, no padding; BYTES elements as a 4-byte length and the bytes.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        macro_rules! le {
+            ($v:expr) => {
+                $v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            };
+        }
+        match self {
+            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            TensorData::Uint8(v) => v.clone(),
+            TensorData::Uint16(v) | TensorData::Fp16(v) => le!(v),
+            TensorData::Uint32(v) => le!(v),
+            TensorData::Uint64(v) => le!(v),
+            TensorData::Int8(v) => le!(v),
+            TensorData::Int16(v) => le!(v),
+            TensorData::Int32(v) => le!(v),
+            TensorData::Int64(v) => le!(v),
+            TensorData::Fp32(v) => le!(v),
+            TensorData::Fp64(v) => le!(v),
+            TensorData::Bytes(v) => {
+                let mut out = Vec::new();
+                for b in v {
+                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    out.extend_from_slice(b);
+                }
+                out
+            }
+        }
+    }
+
+    /// The inverse of [`TensorData::to_le_bytes`], for `count` elements; the byte length must
+    /// match exactly.
+    pub fn from_le_bytes(
+        name: &str,
+        datatype: Datatype,
+        count: usize,
+        bytes: &[u8],
+    ) -> Result<TensorData> {
+        if let Some(size) = datatype.size() {
+            let want = count.checked_mul(size).unwrap_or(usize::MAX);
+            if bytes.len() != want {
+                return Err(ProtocolError::new(format!(
+                    "input {name:?}: binary data holds {} bytes, but {count} {datatype} elements need {want}",
+                    bytes.len()
+                )));
+            }
+        }
+        macro_rules! le {
+            ($variant:ident, $t:ty) => {
+                TensorData::$variant(
+                    bytes
+                        .chunks_exact(std::mem::size_of::<$t>())
+                        .map(|c| <$t>::from_le_bytes(c.try_into().expect("exact chunks")))
+                        .collect(),
+                )
+            };
+        }
+        Ok(match datatype {
+            Datatype::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            Datatype::Uint8 => TensorData::Uint8(bytes.to_vec()),
+            Datatype::Uint16 => le!(Uint16, u16),
+            Datatype::Uint32 => le!(Uint32, u32),
+            Datatype::Uint64 => le!(Uint64, u64),
+            Datatype::Int8 => le!(Int8, i8),
+            Datatype::Int16 => le!(Int16, i16),
+            Datatype::Int32 => le!(Int32, i32),
+            Datatype::Int64 => le!(Int64, i64),
+            Datatype::Fp16 => le!(Fp16, u16),
+            Datatype::Fp32 => le!(Fp32, f32),
+            Datatype::Fp64 => le!(Fp64, f64),
+            Datatype::Bytes => {
+                let mut out = Vec::with_capacity(count);
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let truncated = || {
+                        ProtocolError::new(format!(
+                            "input {name:?}: binary BYTES element {} is truncated",
+                            out.len()
+                        ))
+                    };
+                    let len = rest.get(..4).ok_or_else(truncated)?;
+                    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                    let element = rest.get(4..4 + len).ok_or_else(truncated)?;
+                    out.push(element.to_vec());
+                    rest = &rest[4 + len..];
+                }
+                if out.len() != count {
+                    return Err(ProtocolError::new(format!(
+                        "input {name:?}: binary data holds {} BYTES elements, the shape needs {count}",
+                        out.len()
+                    )));
+                }
+                TensorData::Bytes(out)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_elements_are_checked_against_the_datatype() {
+        let ok = TensorData::from_json("x", Datatype::Int32, &[json!(1), json!(-2)]).unwrap();
+        assert_eq!(ok, TensorData::Int32(vec![1, -2]));
+        let err = TensorData::from_json("x", Datatype::Int32, &[json!(1), json!(3_000_000_000i64)])
+            .unwrap_err();
+        assert_eq!(
+            err.0,
+            "input \"x\": element 1 is 3000000000, not a valid INT32 value"
+        );
+        let err = TensorData::from_json("x", Datatype::Fp32, &[json!("abc")]).unwrap_err();
+        assert!(err.0.contains("not a valid FP32 value"), "{}", err.0);
+        let nan = TensorData::from_json("x", Datatype::Fp64, &[json!("NaN")]).unwrap();
+        assert!(matches!(nan, TensorData::Fp64(ref v) if v[0].is_nan()));
+        assert_eq!(nan.to_json(), [json!("NaN")]);
+    }
+
+    #[test]
+    fn binary_round_trips_every_datatype() {
+        let cases = [
+            TensorData::Bool(vec![true, false]),
+            TensorData::Uint16(vec![1, 65535]),
+            TensorData::Int64(vec![-1, i64::MAX]),
+            TensorData::Fp32(vec![1.5, -0.25]),
+            TensorData::Fp64(vec![f64::MIN_POSITIVE]),
+            TensorData::Bytes(vec![b"ab".to_vec(), Vec::new(), b"xyz".to_vec()]),
+        ];
+        for data in cases {
+            let bytes = data.to_le_bytes();
+            let back = TensorData::from_le_bytes("x", data.datatype(), data.len(), &bytes).unwrap();
+            assert_eq!(back, data);
+        }
+    }
+
+    #[test]
+    fn truncated_binary_data_is_refused() {
+        let err = TensorData::from_le_bytes("x", Datatype::Fp32, 3, &[0; 8]).unwrap_err();
+        assert_eq!(
+            err.0,
+            "input \"x\": binary data holds 8 bytes, but 3 FP32 elements need 12"
+        );
+        let mut bytes = TensorData::Bytes(vec![b"abcd".to_vec()]).to_le_bytes();
+        bytes.pop();
+        let err = TensorData::from_le_bytes("x", Datatype::Bytes, 1, &bytes).unwrap_err();
+        assert!(err.0.contains("truncated"), "{}", err.0);
+    }
+
+    #[test]
+    fn shapes_must_be_non_negative_and_sane() {
+        assert_eq!(element_count("x", &[2, 3]).unwrap(), 6);
+        assert_eq!(element_count("x", &[]).unwrap(), 1);
+        assert!(element_count("x", &[-1, 3]).is_err());
+        assert!(element_count("x", &[i64::MAX, i64::MAX]).is_err());
+    }
+}
