@@ -224,7 +224,7 @@ impl TensorData {
         bytes: &[u8],
     ) -> Result<TensorData> {
         if let Some(size) = datatype.size() {
-            let want = count.checked_mul(size).unwrap_or(usize::MAX);
+            let want = count.saturating_mul(size);
             if bytes.len() != want {
                 return Err(ProtocolError::new(format!(
                     "input {name:?}: binary data holds {} bytes, but {count} {datatype} elements need {want}",
