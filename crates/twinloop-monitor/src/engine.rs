@@ -479,20 +479,29 @@ fn numerical(
     let chart = numeric_chart(&r, &c);
     ColumnResult {
         name: name.to_string(),
-        outcome: Outcome::Tested(
-            ColumnDrift {
-                kind: "num",
-                test: test.name(),
-                score,
-                threshold,
-                drifted: test.is_drift(score, threshold),
-                n_reference: n_ref,
-                n_current: n_cur,
-            },
-            chart,
-        ),
+        outcome: Outcome::Tested(verdict("num", test, score, threshold, n_ref, n_cur), chart),
         quality,
         findings,
+    }
+}
+
+/// The column's verdict: its test's score against the threshold, in the test's direction.
+fn verdict(
+    kind: &'static str,
+    test: Test,
+    score: f64,
+    threshold: f64,
+    n_reference: u64,
+    n_current: u64,
+) -> ColumnDrift {
+    ColumnDrift {
+        kind,
+        test: test.name(),
+        score,
+        threshold,
+        drifted: test.is_drift(score, threshold),
+        n_reference,
+        n_current,
     }
 }
 
@@ -646,18 +655,7 @@ fn categorical(
     let chart = category_chart(&counts, n_ref, n_cur);
     ColumnResult {
         name: name.to_string(),
-        outcome: Outcome::Tested(
-            ColumnDrift {
-                kind: "cat",
-                test: test.name(),
-                score,
-                threshold,
-                drifted: test.is_drift(score, threshold),
-                n_reference: n_ref,
-                n_current: n_cur,
-            },
-            chart,
-        ),
+        outcome: Outcome::Tested(verdict("cat", test, score, threshold, n_ref, n_cur), chart),
         quality,
         findings,
     }
