@@ -15,19 +15,13 @@ repo="$(cd "$here/../.." && pwd)"
 venv="${TWINLOOP_BENCH_VENV:-$HOME/.cache/twinloop/bench-venv}"
 # One venv serves every peer benchmark.
 req="$repo/bench/tracking/requirements.txt"
-stamp="$venv/.bench-requirements.sha256"
 
 # The benchmark must never send telemetry off the machine (client and server both).
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 
 # --- venv: (re)install only when requirements.txt changed -----------------------------------
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-  echo "bench venv: installing $(tr '\n' ' ' <"$req")into $venv" >&2
-  [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" >"$stamp"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+bench_venv "$venv" "$req"
 
 # --- twinloop binary ---------------------------------------------------------------------------
 need_twinloop=1

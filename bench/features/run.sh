@@ -15,19 +15,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${TWINLOOP_FEATURES_VENV:-$HOME/.cache/twinloop/bench-features-venv}"
 req="$here/requirements.txt"
-stamp="$venv/.bench-requirements.sha256"
 
 # Nothing may send telemetry off the machine (Feast's usage reporting, others that honour DNT).
 export FEAST_USAGE=False DO_NOT_TRACK=true
 
 # --- venv: (re)install only when requirements.txt changed -----------------------------------
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-  echo "features bench venv: installing $(tr '\n' ' ' <"$req")into $venv" >&2
-  [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" >"$stamp"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../common/venv.sh"
+bench_venv "$venv" "$req"
 
 command -v wrk >/dev/null || echo "note: wrk is not installed; the online throughput rows will be missing" >&2
 
