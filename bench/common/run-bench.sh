@@ -20,31 +20,9 @@ req="$repo/bench/tracking/requirements.txt"
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 
 # --- venv: (re)install only when requirements.txt changed -----------------------------------
-source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_venv "$venv" "$req"
 
-# --- twinloop binary ---------------------------------------------------------------------------
-need_twinloop=1
-have_bin_arg=0
-prev=""
-for a in "$@"; do
-  case "$a" in
-    --only=mlflow) need_twinloop=0 ;;
-    --twinloop-bin|--twinloop-bin=*) have_bin_arg=1 ;;
-  esac
-  [[ "$prev" == "--only" && "$a" == "mlflow" ]] && need_twinloop=0
-  prev="$a"
-done
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/twinloop/target}"
-if [[ $need_twinloop == 1 && $have_bin_arg == 0 && -z "${TWINLOOP_BIN:-}" ]]; then
-  echo "building twinloop (release) into $CARGO_TARGET_DIR …" >&2
-  (cd "$repo" && cargo build --release -p twinloop-cli)
-  export TWINLOOP_BIN="$CARGO_TARGET_DIR/release/twinloop"
-fi
-
-# --- run ---------------------------------------------------------------------------------------
-cmd="bench/$bench/run.sh"
-for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
-export TWINLOOP_BENCH_CMD="$cmd"
-cd "$repo"
-exec "$venv/bin/python" "$here/bench.py" "$@"
+# --- twinloop binary, then the run -------------------------------------------------------------
+bench_twinloop "$repo" "$@"
+bench_run "$venv" "$here" "$repo" "bench/$bench/run.sh" "$@"

@@ -20,34 +20,11 @@ req="$here/requirements.txt"
 export FEAST_USAGE=False DO_NOT_TRACK=true
 
 # --- venv: (re)install only when requirements.txt changed -----------------------------------
-source "$(dirname "${BASH_SOURCE[0]}")/../common/venv.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../common/lib.sh"
 bench_venv "$venv" "$req"
 
 command -v wrk >/dev/null || echo "note: wrk is not installed; the online throughput rows will be missing" >&2
 
-# --- twinloop binary ---------------------------------------------------------------------------
-need_twinloop=1
-have_bin_arg=0
-prev=""
-for a in "$@"; do
-  case "$a" in
-    --twinloop-bin|--twinloop-bin=*) have_bin_arg=1 ;;
-    -h|--help) need_twinloop=0 ;;
-    --only=*) [[ "${a#--only=}" == *twinloop* ]] || need_twinloop=0 ;;
-  esac
-  [[ "$prev" == "--only" && "$a" != *twinloop* ]] && need_twinloop=0
-  prev="$a"
-done
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/twinloop/target}"
-if [[ $need_twinloop == 1 && $have_bin_arg == 0 && -z "${TWINLOOP_BIN:-}" ]]; then
-  echo "building twinloop (release) into $CARGO_TARGET_DIR …" >&2
-  (cd "$repo" && cargo build --release -p twinloop-cli)
-  export TWINLOOP_BIN="$CARGO_TARGET_DIR/release/twinloop"
-fi
-
-# --- run ---------------------------------------------------------------------------------------
-cmd="bench/features/run.sh"
-for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
-export TWINLOOP_BENCH_CMD="$cmd"
-cd "$repo"
-exec "$venv/bin/python" "$here/bench.py" "$@"
+# --- twinloop binary, then the run -------------------------------------------------------------
+bench_twinloop "$repo" "$@"
+bench_run "$venv" "$here" "$repo" "bench/features/run.sh" "$@"
