@@ -1,0 +1,260 @@
+//! A loaded ONNX model: its V2 signature and a pool of sessions (ort's `run` takes `&mut`, so
+//! concurrent requests each need a session of their own).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ort::session::{Session, builder::GraphOptimizationLevel};
+use ort::value::{TensorElementType, ValueType};
+
+use super::convert::{datatype_of, from_value, to_value};
+use super::library::environment;
+use crate::v2::{Datatype, Tensor};
+
+/// How an output leaves the model: a plain tensor, or a ZipMap (`seq(map(K, float))`) that is
+/// served as an FP32 `[N, classes]` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    Tensor,
+    ZipMap { string_keys: bool },
+}
+
+/// One input or output as V2 metadata describes it; `-1` marks a variable dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+    pub kind: OutputKind,
+}
+
+impl TensorSpec {
+    fn describe(&self) -> String {
+        format!("{} {:?}", self.datatype.name(), self.shape)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferError {
+    /// The request does not fit the model: the client's to fix (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The model could not produce or hand back an answer.
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct OnnxModel {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+fn io_spec(name: &str, ty: &ValueType, side: &str) -> Result<TensorSpec, String> {
+    match ty {
+        ValueType::Tensor { ty, shape, .. } => {
+            let datatype = datatype_of(*ty).ok_or_else(|| {
+                format!("{side} {name:?} has element type {ty:?}, which twinloop does not serve")
+            })?;
+            Ok(TensorSpec {
+                name: name.to_string(),
+                datatype,
+                shape: shape.to_vec(),
+                kind: OutputKind::Tensor,
+            })
+        }
+        ValueType::Sequence(inner) if side == "output" => match inner.as_ref() {
+            ValueType::Map {
+                key: key @ (TensorElementType::Int64 | TensorElementType::String),
+                value: TensorElementType::Float32,
+            } => Ok(TensorSpec {
+                name: name.to_string(),
+                datatype: Datatype::Fp32,
+                shape: vec![-1, -1],
+                kind: OutputKind::ZipMap {
+                    string_keys: *key == TensorElementType::String,
+                },
+            }),
+            other => Err(format!(
+                "output {name:?} is a sequence of {other:?}; only ZipMap's map(int64|string, float) is served"
+            )),
+        },
+        other => Err(format!(
+            "{side} {name:?} is {other:?}, which the Open Inference Protocol cannot carry"
+        )),
+    }
+}
+
+impl OnnxModel {
+    /// Loads `bytes` (an ONNX graph) into `pool_size` sessions of one thread each. Every failure
+    /// is a message fit to show as the reason a deployment did not start.
+    pub fn load(bytes: &[u8], pool_size: usize) -> Result<OnnxModel, String> {
+        let env = environment().map_err(|e| e.0)?;
+        let mut sessions = Vec::with_capacity(pool_size.max(1));
+        for _ in 0..pool_size.max(1) {
+            let session = Session::builder(&env)
+                .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+                .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_optimization_level(GraphOptimizationLevel::All)
+                        .map_err(Into::into)
+                })
+                .and_then(|mut b| b.commit_from_memory(bytes))
+                .map_err(|e| format!("ONNX Runtime cannot load the model: {e}"))?;
+            sessions.push(Mutex::new(session));
+        }
+        let first = sessions[0].lock().expect("a fresh session is not poisoned");
+        let inputs = first
+            .inputs()
+            .iter()
+            .map(|o| io_spec(o.name(), o.dtype(), "input"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = first
+            .outputs()
+            .iter()
+            .map(|o| io_spec(o.name(), o.dtype(), "output"))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(first);
+        Ok(OnnxModel {
+            inputs,
+            outputs,
+            sessions,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Checks that `inputs` are exactly the model's inputs, with their datatypes and shapes.
+    pub fn validate(&self, inputs: &[Tensor]) -> Result<(), InferError> {
+        let expected = || {
+            self.inputs
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.describe()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (i, t) in inputs.iter().enumerate() {
+            if inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(InferError::Invalid(format!(
+                    "input {:?} is given twice",
+                    t.name
+                )));
+            }
+            let Some(spec) = self.inputs.iter().find(|s| s.name == t.name) else {
+                return Err(InferError::Invalid(format!(
+                    "unknown input {:?}: the model's inputs are {}",
+                    t.name,
+                    expected()
+                )));
+            };
+            let datatype = t.data.datatype();
+            if datatype != spec.datatype {
+                return Err(InferError::Invalid(format!(
+                    "input {:?}: datatype {}, expected {}",
+                    t.name,
+                    datatype.name(),
+                    spec.datatype.name()
+                )));
+            }
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&got, &want)| want < 0 || got == want);
+            if !fits {
+                return Err(InferError::Invalid(format!(
+                    "input {:?}: shape {:?}, expected {:?} (-1 is any size)",
+                    t.name, t.shape, spec.shape
+                )));
+            }
+        }
+        if let Some(missing) = self
+            .inputs
+            .iter()
+            .find(|s| !inputs.iter().any(|t| t.name == s.name))
+        {
+            return Err(InferError::Invalid(format!(
+                "missing input {:?}: the model's inputs are {}",
+                missing.name,
+                expected()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The output specs for `names` (every output when empty), in the order asked.
+    pub fn select_outputs(&self, names: &[String]) -> Result<Vec<TensorSpec>, InferError> {
+        if names.is_empty() {
+            return Ok(self.outputs.clone());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.outputs
+                    .iter()
+                    .find(|s| &s.name == n)
+                    .cloned()
+                    .ok_or_else(|| {
+                        InferError::Invalid(format!(
+                            "unknown output {n:?}: the model's outputs are {}",
+                            self.outputs
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Runs validated inputs on a free session (blocking; call from a blocking thread).
+    pub fn run(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, InferError> {
+        self.validate(&inputs)?;
+        let values = inputs
+            .into_iter()
+            .map(|t| Ok((t.name.clone(), to_value(t)?)))
+            .collect::<Result<Vec<_>, InferError>>()?;
+        let mut session = self.acquire();
+        let result = session
+            .run(values)
+            .map_err(|e| InferError::Invalid(format!("the model rejected the input: {e}")))?;
+        outputs
+            .iter()
+            .map(|spec| {
+                let value = result.get(&spec.name).ok_or_else(|| {
+                    InferError::Failed(format!("the model produced no output {:?}", spec.name))
+                })?;
+                from_value(&spec.name, spec.kind, value)
+            })
+            .collect()
+    }
+
+    /// A free session if there is one, else waits on the next in turn.
+    fn acquire(&self) -> std::sync::MutexGuard<'_, Session> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.sessions.len();
+        for i in 0..n {
+            if let Ok(guard) = self.sessions[(start + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.sessions[start % n]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

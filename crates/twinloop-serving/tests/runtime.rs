@@ -1,0 +1,171 @@
+//! The ONNX runtime against what onnxruntime's Python API answers for the same rows
+//! (tests/models/expected.json, written by tests/models/make_models.py). Needs libonnxruntime:
+//! `scripts/install-onnxruntime.sh` (scripts/test.sh runs it).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use twinloop_serving::runtime::{InferError, OnnxModel, OutputKind};
+use twinloop_serving::source::{ModelUri, fetch};
+use twinloop_serving::v2::{Datatype, Tensor, TensorData};
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/models")
+}
+
+fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(models_dir().join("expected.json")).unwrap()).unwrap()
+}
+
+async fn load(name: &str) -> OnnxModel {
+    let uri = ModelUri::Local(models_dir().join(name));
+    let (_, bytes) = fetch(None, &uri).await.expect("the fixture reads");
+    OnnxModel::load(&bytes, 2).expect("the fixture loads")
+}
+
+fn input_tensors(model: &OnnxModel, case: &Value) -> Vec<Tensor> {
+    model
+        .inputs
+        .iter()
+        .map(|spec| {
+            let input = &case["inputs"][&spec.name];
+            let shape: Vec<i64> = serde_json::from_value(input["shape"].clone()).unwrap();
+            let values = input["data"].as_array().unwrap();
+            Tensor {
+                name: spec.name.clone(),
+                shape,
+                data: TensorData::from_json(&spec.name, spec.datatype, values).unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn assert_close(got: &Tensor, want: &Value) {
+    let shape: Vec<i64> = serde_json::from_value(want["shape"].clone()).unwrap();
+    assert_eq!(got.shape, shape, "{}", got.name);
+    let want: Vec<f64> = want["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let got: Vec<f64> = match &got.data {
+        TensorData::Fp32(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::Int64(v) => v.iter().map(|&x| x as f64).collect(),
+        other => panic!("unexpected output type {:?}", other.datatype()),
+    };
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "{g} vs {w}");
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_matches_onnxruntime() {
+    let expected = expected();
+    for name in ["logreg", "logreg_zipmap", "rf_reg", "pipeline"] {
+        let model = load(name).await;
+        let case = &expected[name];
+        let outputs = model.select_outputs(&[]).unwrap();
+        let got = model.run(input_tensors(&model, case), &outputs).unwrap();
+        assert_eq!(
+            got.len(),
+            case["outputs"].as_object().unwrap().len(),
+            "{name}"
+        );
+        for tensor in &got {
+            assert_close(tensor, &case["outputs"][&tensor.name]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn zipmap_is_served_as_a_class_matrix() {
+    let model = load("logreg_zipmap").await;
+    let probability = model
+        .outputs
+        .iter()
+        .find(|o| o.name == "output_probability")
+        .unwrap();
+    assert_eq!(probability.datatype, Datatype::Fp32);
+    assert!(matches!(probability.kind, OutputKind::ZipMap { .. }));
+}
+
+#[tokio::test]
+async fn string_inputs_are_bytes_in_the_signature() {
+    let model = load("pipeline").await;
+    let colour = model.inputs.iter().find(|i| i.name == "colour").unwrap();
+    assert_eq!(colour.datatype, Datatype::Bytes);
+    assert_eq!(colour.shape, vec![-1, 1]);
+}
+
+#[tokio::test]
+async fn bad_inputs_name_the_input_and_what_was_expected() {
+    let model = load("logreg").await;
+    let x = |shape: Vec<i64>, data: TensorData| {
+        vec![Tensor {
+            name: "X".into(),
+            shape,
+            data,
+        }]
+    };
+    let cases = [
+        (
+            x(vec![1, 4], TensorData::Fp64(vec![0.0; 4])),
+            "datatype FP64, expected FP32",
+        ),
+        (
+            x(vec![1, 3], TensorData::Fp32(vec![0.0; 3])),
+            "expected [-1, 4]",
+        ),
+        (x(vec![4], TensorData::Fp32(vec![0.0; 4])), "shape [4]"),
+        (
+            x(vec![1, 4], TensorData::Bytes(vec![b"a".to_vec(); 4])),
+            "datatype BYTES",
+        ),
+        (
+            vec![Tensor {
+                name: "Y".into(),
+                shape: vec![1, 4],
+                data: TensorData::Fp32(vec![0.0; 4]),
+            }],
+            "unknown input \"Y\"",
+        ),
+        (vec![], "missing input \"X\""),
+    ];
+    let outputs = model.select_outputs(&[]).unwrap();
+    for (inputs, want) in cases {
+        match model.run(inputs, &outputs) {
+            Err(InferError::Invalid(msg)) => assert!(msg.contains(want), "{msg} lacks {want}"),
+            other => panic!("expected an invalid-input error with {want:?}, got {other:?}"),
+        }
+    }
+    let unknown = model.select_outputs(&["nope".into()]).unwrap_err();
+    assert!(
+        unknown.to_string().contains("label, probabilities"),
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
+async fn non_finite_inputs_run_and_come_back_as_they_are() {
+    let model = load("rf_reg").await;
+    let outputs = model.select_outputs(&[]).unwrap();
+    let got = model
+        .run(
+            vec![Tensor {
+                name: "X".into(),
+                shape: vec![1, 4],
+                data: TensorData::Fp32(vec![f32::NAN, 0.0, 0.0, 0.0]),
+            }],
+            &outputs,
+        )
+        .unwrap();
+    assert_eq!(got[0].shape, vec![1, 1]);
+}
+
+#[test]
+fn a_broken_graph_fails_with_a_reason() {
+    let err = OnnxModel::load(b"not an onnx graph", 1).unwrap_err();
+    assert!(err.contains("cannot load the model"), "{err}");
+}
