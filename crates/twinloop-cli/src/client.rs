@@ -16,6 +16,12 @@ pub struct ServerConnection {
     tracking_uri: String,
 }
 
+impl ServerConnection {
+    pub fn tracking_uri(&self) -> &str {
+        &self.tracking_uri
+    }
+}
+
 pub struct Api {
     base: String,
     http: reqwest::Client,

@@ -6,6 +6,7 @@ mod features;
 mod lineage;
 mod models;
 mod monitor;
+mod serve;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,7 @@ struct Cli {
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    Serve(serve::ServeArgs),
     /// The model registry of a running server: models, versions, aliases.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -52,6 +54,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Serve(args) => serve::run(&cli.connection, args),
         Command::Models(command) => models::run(&cli.connection, command),
         Command::Lineage(args) => lineage::run(&cli.connection, args),
         Command::Features(args) => features::run(args),

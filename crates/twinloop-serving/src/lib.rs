@@ -1,5 +1,13 @@
 //! Model serving: ONNX models from the registry answering the Open Inference Protocol.
 
+pub mod batch;
+pub mod engine;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod predlog;
 pub mod runtime;
+pub mod served;
 pub mod source;
+pub mod spec;
 pub mod v2;

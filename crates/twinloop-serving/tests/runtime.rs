@@ -19,8 +19,8 @@ fn expected() -> Value {
 
 async fn load(name: &str) -> OnnxModel {
     let uri = ModelUri::Local(models_dir().join(name));
-    let (_, bytes) = fetch(None, &uri).await.expect("the fixture reads");
-    OnnxModel::load(&bytes, 2).expect("the fixture loads")
+    let (_, files) = fetch(None, &uri).await.expect("the fixture reads");
+    OnnxModel::load(&files.onnx, 2).expect("the fixture loads")
 }
 
 fn input_tensors(model: &OnnxModel, case: &Value) -> Vec<Tensor> {
@@ -166,6 +166,9 @@ async fn non_finite_inputs_run_and_come_back_as_they_are() {
 
 #[test]
 fn a_broken_graph_fails_with_a_reason() {
-    let err = OnnxModel::load(b"not an onnx graph", 1).unwrap_err();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, b"not an onnx graph").unwrap();
+    let err = OnnxModel::load(&path, 1).unwrap_err();
     assert!(err.contains("cannot load the model"), "{err}");
 }

@@ -97,9 +97,10 @@ fn io_spec(name: &str, ty: &ValueType, side: &str) -> Result<TensorSpec, String>
 }
 
 impl OnnxModel {
-    /// Loads `bytes` (an ONNX graph) into `pool_size` sessions of one thread each. Every failure
-    /// is a message fit to show as the reason a deployment did not start.
-    pub fn load(bytes: &[u8], pool_size: usize) -> Result<OnnxModel, String> {
+    /// Loads the ONNX graph at `path` (external data files beside it are found relative to it)
+    /// into `pool_size` sessions of one thread each. Every failure is a message fit to show as
+    /// the reason a deployment did not start.
+    pub fn load(path: &std::path::Path, pool_size: usize) -> Result<OnnxModel, String> {
         let env = environment().map_err(|e| e.0)?;
         let mut sessions = Vec::with_capacity(pool_size.max(1));
         for _ in 0..pool_size.max(1) {
@@ -110,7 +111,7 @@ impl OnnxModel {
                     b.with_optimization_level(GraphOptimizationLevel::All)
                         .map_err(Into::into)
                 })
-                .and_then(|mut b| b.commit_from_memory(bytes))
+                .and_then(|mut b| b.commit_from_file(path))
                 .map_err(|e| format!("ONNX Runtime cannot load the model: {e}"))?;
             sessions.push(Mutex::new(session));
         }

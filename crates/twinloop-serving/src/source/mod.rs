@@ -6,6 +6,8 @@ mod mlmodel;
 mod tracking;
 mod uri;
 
+use std::path::{Path, PathBuf};
+
 use async_trait::async_trait;
 
 pub use mlmodel::onnx_data_file;
@@ -33,35 +35,91 @@ pub struct ResolvedModel {
 #[async_trait]
 pub trait ModelRegistry: Send + Sync {
     async fn resolve(&self, uri: &ModelUri) -> Result<ResolvedModel, SourceError>;
+    /// The entries of `dir` (relative to `location`, `""` for its root), with paths relative
+    /// to `location`.
+    async fn list(&self, location: &str, dir: &str) -> Result<Vec<Entry>, SourceError>;
     async fn read(&self, location: &str, file: &str) -> Result<Vec<u8>, SourceError>;
 }
 
-/// The ONNX graph of an MLflow model directory with the `onnx` flavor.
-pub async fn read_onnx(
-    registry: &dyn ModelRegistry,
-    location: &str,
-) -> Result<Vec<u8>, SourceError> {
-    let mlmodel = registry.read(location, "MLmodel").await?;
-    let data =
-        onnx_data_file(&mlmodel).map_err(|e| SourceError(format!("{location}/MLmodel: {e}")))?;
-    registry.read(location, &data).await
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub path: String,
+    pub is_dir: bool,
 }
 
-/// Resolves `uri` and reads its graph; local directories need no registry.
+/// An MLflow model directory on local disk (downloaded to a temporary directory when it came
+/// from a registry; ONNX Runtime reads everything at load, so it may go once sessions exist).
+pub struct ModelFiles {
+    pub onnx: PathBuf,
+    _download: Option<tempfile::TempDir>,
+}
+
+/// Downloads every file under `location` into `into`, following subdirectories.
+async fn download(
+    registry: &dyn ModelRegistry,
+    location: &str,
+    into: &Path,
+) -> Result<(), SourceError> {
+    let mut pending = vec![String::new()];
+    while let Some(dir) = pending.pop() {
+        for entry in registry.list(location, &dir).await? {
+            if entry.path.split('/').any(|p| p == ".." || p.is_empty()) {
+                return Err(SourceError(format!(
+                    "{location}: refusing artifact path {:?}",
+                    entry.path
+                )));
+            }
+            if entry.is_dir {
+                pending.push(entry.path);
+                continue;
+            }
+            let bytes = registry.read(location, &entry.path).await?;
+            let target = into.join(&entry.path);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| SourceError(format!("cannot write {}: {e}", parent.display())))?;
+            }
+            tokio::fs::write(&target, bytes)
+                .await
+                .map_err(|e| SourceError(format!("cannot write {}: {e}", target.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// The ONNX graph's path inside an MLflow model directory with the `onnx` flavor.
+async fn onnx_path(dir: &Path) -> Result<PathBuf, SourceError> {
+    let mlmodel = tokio::fs::read(dir.join("MLmodel")).await.map_err(|e| {
+        SourceError(format!(
+            "{}: no MLmodel file ({e}); hint: log the model with mlflow.onnx.log_model",
+            dir.display()
+        ))
+    })?;
+    let data = onnx_data_file(&mlmodel)
+        .map_err(|e| SourceError(format!("{}/MLmodel: {e}", dir.display())))?;
+    Ok(dir.join(data))
+}
+
+/// Resolves `uri` and puts its model directory on local disk; local directories need no registry.
 pub async fn fetch(
     registry: Option<&dyn ModelRegistry>,
     uri: &ModelUri,
-) -> Result<(ResolvedModel, Vec<u8>), SourceError> {
+) -> Result<(ResolvedModel, ModelFiles), SourceError> {
     if let ModelUri::Local(dir) = uri {
-        let local = LocalFiles;
-        let location = dir.display().to_string();
-        let bytes = read_onnx(&local, &location).await?;
+        let onnx = onnx_path(dir).await?;
         let resolved = ResolvedModel {
             name: None,
             version: "1".into(),
-            location,
+            location: dir.display().to_string(),
         };
-        return Ok((resolved, bytes));
+        return Ok((
+            resolved,
+            ModelFiles {
+                onnx,
+                _download: None,
+            },
+        ));
     }
     let registry = registry.ok_or_else(|| {
         SourceError(format!(
@@ -69,8 +127,21 @@ pub async fn fetch(
         ))
     })?;
     let resolved = registry.resolve(uri).await?;
-    let bytes = read_onnx(registry, &resolved.location).await?;
-    Ok((resolved, bytes))
+    let temp = tempfile::Builder::new()
+        .prefix("twinloop-model-")
+        .tempdir()
+        .map_err(|e| SourceError(format!("cannot make a download directory: {e}")))?;
+    download(registry, &resolved.location, temp.path())
+        .await
+        .map_err(|e| SourceError(format!("{uri}: {}", e.0)))?;
+    let onnx = onnx_path(temp.path()).await?;
+    Ok((
+        resolved,
+        ModelFiles {
+            onnx,
+            _download: Some(temp),
+        },
+    ))
 }
 
 /// Files on this machine's disk.
@@ -80,6 +151,25 @@ pub struct LocalFiles;
 impl ModelRegistry for LocalFiles {
     async fn resolve(&self, uri: &ModelUri) -> Result<ResolvedModel, SourceError> {
         Err(SourceError(format!("{uri} is not a local directory")))
+    }
+
+    async fn list(&self, location: &str, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        let root = Path::new(location.strip_prefix("file://").unwrap_or(location));
+        let mut read = tokio::fs::read_dir(root.join(dir))
+            .await
+            .map_err(|e| SourceError(format!("cannot list {}: {e}", root.join(dir).display())))?;
+        let mut out = Vec::new();
+        while let Ok(Some(entry)) = read.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().await.map(|t| t.is_dir()).unwrap_or(false);
+            let path = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            out.push(Entry { path, is_dir });
+        }
+        Ok(out)
     }
 
     async fn read(&self, location: &str, file: &str) -> Result<Vec<u8>, SourceError> {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
+use super::{Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
 
 pub struct TrackingClient {
     base: String,
@@ -102,17 +102,47 @@ impl ModelRegistry for TrackingClient {
         }
     }
 
+    async fn list(&self, location: &str, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        let Some(root) = location.strip_prefix("mlflow-artifacts:") else {
+            return local_or_refuse(location)?.list(location, dir).await;
+        };
+        let root = root.trim_matches('/');
+        let path = if dir.is_empty() {
+            root.to_string()
+        } else {
+            format!("{root}/{dir}")
+        };
+        let body = self
+            .get_json("/api/2.0/mlflow-artifacts/artifacts", &[("path", &path)])
+            .await?;
+        let files = body
+            .get("files")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(files
+            .iter()
+            .filter_map(|f| {
+                let name = f.get("path")?.as_str()?;
+                // MLflow lists names relative to the listed directory.
+                let name = name.rsplit('/').next().unwrap_or(name);
+                Some(Entry {
+                    path: if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    },
+                    is_dir: f.get("is_dir").and_then(Value::as_bool).unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
     /// `mlflow-artifacts:` locations through the server's artifact proxy; paths on this machine
     /// directly (a server whose artifacts are a shared local directory).
     async fn read(&self, location: &str, file: &str) -> Result<Vec<u8>, SourceError> {
         let Some(path) = location.strip_prefix("mlflow-artifacts:") else {
-            if location.starts_with('/') || location.starts_with("file://") {
-                return LocalFiles.read(location, file).await;
-            }
-            return Err(SourceError(format!(
-                "artifact location {location:?}: only mlflow-artifacts: and local paths can be read \
-                 (hint: run the tracking server with --serve-artifacts)"
-            )));
+            return local_or_refuse(location)?.read(location, file).await;
         };
         let path = format!(
             "{}/{file}",
@@ -137,4 +167,14 @@ impl ModelRegistry for TrackingClient {
             .map(|b| b.to_vec())
             .map_err(|e| SourceError(format!("cannot download {path}: {e}")))
     }
+}
+
+fn local_or_refuse(location: &str) -> Result<LocalFiles, SourceError> {
+    if location.starts_with('/') || location.starts_with("file://") {
+        return Ok(LocalFiles);
+    }
+    Err(SourceError(format!(
+        "artifact location {location:?}: only mlflow-artifacts: and local paths can be read \
+         (hint: run the tracking server with --serve-artifacts)"
+    )))
 }

@@ -46,7 +46,7 @@ pub struct RequestedOutput {
     pub binary: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InferRequest {
     pub id: Option<String>,
     pub parameters: Map<String, Value>,

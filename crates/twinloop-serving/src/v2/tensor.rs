@@ -283,6 +283,48 @@ impl TensorData {
     }
 }
 
+macro_rules! each_variant {
+    ($self:expr, $v:ident => $body:expr) => {
+        match $self {
+            TensorData::Bool($v) => TensorData::Bool($body),
+            TensorData::Uint8($v) => TensorData::Uint8($body),
+            TensorData::Uint16($v) => TensorData::Uint16($body),
+            TensorData::Uint32($v) => TensorData::Uint32($body),
+            TensorData::Uint64($v) => TensorData::Uint64($body),
+            TensorData::Int8($v) => TensorData::Int8($body),
+            TensorData::Int16($v) => TensorData::Int16($body),
+            TensorData::Int32($v) => TensorData::Int32($body),
+            TensorData::Int64($v) => TensorData::Int64($body),
+            TensorData::Fp16($v) => TensorData::Fp16($body),
+            TensorData::Fp32($v) => TensorData::Fp32($body),
+            TensorData::Fp64($v) => TensorData::Fp64($body),
+            TensorData::Bytes($v) => TensorData::Bytes($body),
+        }
+    };
+}
+
+impl TensorData {
+    /// Elements `start..end` as a tensor of the same type.
+    pub fn slice(&self, start: usize, end: usize) -> TensorData {
+        each_variant!(self, v => v[start..end].to_vec())
+    }
+
+    /// Appends `other`'s elements; false (and nothing appended) when the types differ.
+    pub fn append(&mut self, other: TensorData) -> bool {
+        macro_rules! join {
+            ($($variant:ident),+) => {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(b)) => { a.extend(b); true })+
+                    _ => false,
+                }
+            };
+        }
+        join!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

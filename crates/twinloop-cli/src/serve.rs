@@ -1,0 +1,148 @@
+//! `twinloop serve`: a stateless inference-only server. Each `--model` is loaded from the
+//! registry (or a directory) and answers the Open Inference Protocol under its registered name.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use twinloop_serving::engine::{Endpoint, Engine};
+use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
+use twinloop_serving::served::ServedModel;
+use twinloop_serving::source::{ModelRegistry, ModelUri, TrackingClient};
+use twinloop_serving::spec::{BatchingSpec, DeploymentSpec, RouteSpec};
+
+use crate::client::ServerConnection;
+use crate::server::shutdown_signal;
+
+/// Serve models over KServe V2 (REST and gRPC). Needs ONNX Runtime: scripts/install-onnxruntime.sh.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A model to serve: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/PATH` or a
+    /// local MLflow model directory, optionally as `NAME=URI` to serve it under another name.
+    #[arg(long = "model", required = true)]
+    models: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The gRPC port (GRPCInferenceService); 0 turns gRPC off.
+    #[arg(long, default_value_t = 8081)]
+    grpc_port: u16,
+    /// Most rows in one request, and in one merged run when batching.
+    #[arg(long, default_value_t = 1024)]
+    max_batch_size: usize,
+    /// Dynamic batching: how long a request may wait for others to share its run; 0 = off.
+    #[arg(long, default_value_t = 0)]
+    max_queue_delay_us: u64,
+    /// ONNX Runtime sessions per model (concurrent runs); default: one per core.
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Where the prediction log's Parquet segments go (a directory or s3://bucket/prefix);
+    /// without it nothing is logged.
+    #[arg(long)]
+    prediction_log: Option<String>,
+}
+
+fn split_name(arg: &str) -> (Option<&str>, &str) {
+    match arg.split_once('=') {
+        Some((name, uri)) if !name.contains(':') && !name.contains('/') => (Some(name), uri),
+        _ => (None, arg),
+    }
+}
+
+pub fn run(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(conn, args))
+}
+
+async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
+    let mut wanted = Vec::new();
+    for arg in &args.models {
+        let (name, uri) = split_name(arg);
+        let uri = ModelUri::parse(uri).map_err(|e| anyhow::anyhow!("--model {arg}: {e}"))?;
+        wanted.push((name.map(str::to_string), uri));
+    }
+    let log = match &args.prediction_log {
+        Some(dest) => {
+            let store = twinloop_artifacts::ArtifactStore::open(dest)
+                .map_err(|e| anyhow::anyhow!("--prediction-log {dest}: {}", e.message))?;
+            PredictionLog::start(store, SegmentPolicy::default()).0
+        }
+        None => PredictionLog::disabled(),
+    };
+    let engine = Arc::new(Engine::new(log));
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("invalid --host {:?}", args.host))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (hint: is the port in use? try --port)")
+    })?;
+    let app = twinloop_serving::http::router(engine.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    if args.grpc_port != 0 {
+        let grpc_addr: SocketAddr = format!("{}:{}", args.host, args.grpc_port)
+            .parse()
+            .with_context(|| format!("invalid --host {:?}", args.host))?;
+        let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| {
+            format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port, 0 turns gRPC off)")
+        })?;
+        tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
+    }
+    let tracking = TrackingClient::new(conn.tracking_uri());
+    let registry: &dyn ModelRegistry = &tracking;
+    let batching = BatchingSpec {
+        max_batch_size: args.max_batch_size.max(1),
+        max_queue_delay_us: args.max_queue_delay_us,
+    };
+    let sessions = args.sessions.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    for (name, uri) in wanted {
+        let model = ServedModel::load(Some(registry), &uri, name.as_deref(), batching, sessions)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve {uri}: {e}"))?;
+        let served_as = name.clone().unwrap_or_else(|| match &uri {
+            ModelUri::Local(dir) => dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into()),
+            other => other
+                .registered_name()
+                .map(str::to_string)
+                .unwrap_or_else(|| model.name.clone()),
+        });
+        if engine.get(&served_as).is_some() {
+            bail!("two --model flags serve the name {served_as:?} (hint: use NAME=URI)");
+        }
+        tracing::info!(model = %served_as, version = %model.version, source = %uri, "model loaded");
+        engine.put(Endpoint {
+            spec: DeploymentSpec {
+                name: served_as,
+                routes: vec![RouteSpec {
+                    model: model.name.clone(),
+                    version: Some(model.version.clone()),
+                    alias: None,
+                    weight: 100,
+                }],
+                shadow: None,
+                sticky_key: None,
+                feature_service: None,
+                batching,
+            },
+            routes: vec![model],
+            shadow: None,
+        });
+    }
+    engine.set_ready(true);
+    tracing::info!(http = %addr, grpc_port = args.grpc_port, models = ?engine.names(), "twinloop serve ready");
+    shutdown_signal().await;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The Open Inference Protocol over REST (KServe V2), as tritonclient and KServe clients speak it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, ServeError};
+use crate::v2::{HEADER_LENGTH, ProtocolError, decode_request, encode_response};
+
+/// Requests larger than this are refused with 413 before they are parsed.
+pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub struct HttpError(StatusCode, String);
+
+impl From<ServeError> for HttpError {
+    fn from(e: ServeError) -> Self {
+        let status = match &e {
+            ServeError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServeError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        HttpError(status, e.to_string())
+    }
+}
+
+impl From<ProtocolError> for HttpError {
+    fn from(e: ProtocolError) -> Self {
+        HttpError(StatusCode::BAD_REQUEST, e.0)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, HttpError>;
+
+/// The V2 routes plus `/metrics`, over `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    crate::metrics::prometheus();
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route(
+            "/v2/health/live",
+            get(|| async { axum::Json(json!({"live": true})) }),
+        )
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_version),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_version),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(engine)
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::prometheus().render(),
+    )
+}
+
+async fn server_metadata() -> impl IntoResponse {
+    axum::Json(json!({
+        "name": "twinloop",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+async fn server_ready(State(engine): State<Arc<Engine>>) -> Response {
+    let ready = engine.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({"ready": ready}))).into_response()
+}
+
+/// V2 model metadata for `name` (and `version`).
+pub fn metadata(
+    engine: &Engine,
+    name: &str,
+    version: Option<&str>,
+) -> std::result::Result<Value, ServeError> {
+    let model = engine.model(name, version)?;
+    let endpoint = engine
+        .get(name)
+        .ok_or_else(|| ServeError::NotFound(name.to_string()))?;
+    let tensor = |s: &crate::runtime::TensorSpec| json!({"name": s.name, "datatype": s.datatype.name(), "shape": s.shape});
+    Ok(json!({
+        "name": name,
+        "versions": endpoint.routes.iter().map(|m| m.version.clone()).collect::<Vec<_>>(),
+        "platform": "onnx_onnxv1",
+        "inputs": model.onnx.inputs.iter().map(tensor).collect::<Vec<_>>(),
+        "outputs": model.onnx.outputs.iter().map(tensor).collect::<Vec<_>>(),
+    }))
+}
+
+async fn model_metadata(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse> {
+    Ok(axum::Json(metadata(&engine, &name, None)?))
+}
+
+async fn model_metadata_version(
+    State(engine): State<Arc<Engine>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    Ok(axum::Json(metadata(&engine, &name, Some(&version))?))
+}
+
+async fn model_ready(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse> {
+    engine.model(&name, None)?;
+    Ok(axum::Json(json!({"name": name, "ready": true})))
+}
+
+async fn model_ready_version(
+    State(engine): State<Arc<Engine>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse> {
+    engine.model(&name, Some(&version))?;
+    Ok(axum::Json(json!({"name": name, "ready": true})))
+}
+
+async fn infer(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    run(&engine, &name, None, &headers, &body).await
+}
+
+async fn infer_version(
+    State(engine): State<Arc<Engine>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    run(&engine, &name, Some(&version), &headers, &body).await
+}
+
+async fn run(
+    engine: &Engine,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response> {
+    let header_length = match headers.get(HEADER_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    HttpError(
+                        StatusCode::BAD_REQUEST,
+                        format!("{HEADER_LENGTH} must be a byte count"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let request = decode_request(body, header_length)?;
+    let wants_binary: Vec<(String, bool)> = request
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), request.wants_binary(&o.name)))
+        .collect();
+    let default_binary = request.wants_binary("");
+    let response = engine.infer(name, version, request).await?;
+    let (bytes, json_length) = encode_response(&response, |n| {
+        wants_binary
+            .iter()
+            .find(|(o, _)| o == n)
+            .map(|(_, b)| *b)
+            .unwrap_or(default_binary)
+    });
+    let mut out = Response::new(axum::body::Body::from(bytes));
+    let h = out.headers_mut();
+    match json_length {
+        Some(n) => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(HEADER_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(out)
+}
