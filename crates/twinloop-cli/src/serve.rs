@@ -83,6 +83,11 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     })?;
     let app = twinloop_serving::http::router(engine.clone());
     tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        // Small replies must not wait for the peer's delayed ACK (Nagle).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, app).await;
     });
     if args.grpc_port != 0 {

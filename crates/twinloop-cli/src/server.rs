@@ -6,6 +6,9 @@ use clap::Args;
 use twinloop_artifacts::ArtifactStore;
 use twinloop_meta::{SqlStore, StoreUri};
 use twinloop_server::AppState;
+use twinloop_serving::deploy::{DeploymentManager, StoreRegistry};
+use twinloop_serving::engine::Engine;
+use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
 
 /// Flags follow `mlflow server` so that existing scripts keep working.
 #[derive(Args)]
@@ -39,6 +42,15 @@ pub struct ServerArgs {
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
     workers: Option<usize>,
+
+    /// Also answer the deployments' Open Inference Protocol over gRPC on this port (0: off; the
+    /// REST form is always at /v2 on --port).
+    #[arg(long, default_value_t = 0, env = "TWINLOOP_GRPC_PORT")]
+    grpc_port: u16,
+
+    /// ONNX Runtime sessions per deployed model version (default: one per CPU core).
+    #[arg(long)]
+    sessions: Option<usize>,
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
@@ -79,16 +91,54 @@ async fn serve(args: ServerArgs) -> Result<()> {
         artifacts = artifacts.location(),
         "twinloop server listening"
     );
+    let (log, log_writer) = PredictionLog::start(artifacts.clone(), SegmentPolicy::default());
+    let engine = Arc::new(Engine::new(log));
+    let registry = StoreRegistry {
+        registry: store.clone(),
+        tracking: store.clone(),
+        artifacts: artifacts.clone(),
+    };
+    let sessions = args.sessions.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let deployments =
+        DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
+    deployments.follow_aliases(store.clone());
+    if args.grpc_port != 0 {
+        let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
+            .parse()
+            .with_context(|| format!("invalid --host {:?}", args.host))?;
+        let grpc = tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port)")
+            })?;
+        tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
+    }
+    // Models load in the background: the API answers at once, /v2/health/ready once they are in.
+    let restoring = deployments.clone();
+    tokio::spawn(async move {
+        if let Err(e) = restoring.restore().await {
+            tracing::error!(error = %e, "cannot restore the deployments");
+        }
+    });
     let state = Arc::new(AppState {
         store: store.clone(),
         registry: store.clone(),
         lineage: store.clone(),
         webhooks: store.clone(),
         artifacts,
+        engine: engine.clone(),
+        deployments,
     });
     twinloop_server::serve(listener, state, shutdown_signal())
         .await
         .context("server error")?;
+    // Whatever the prediction log still holds is written before the process ends.
+    engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), log_writer).await;
     store.close().await;
     tracing::info!("twinloop server stopped");
     Ok(())

@@ -1,6 +1,7 @@
 //! Shared vocabulary of twinloop: the error type every crate returns, id and time helpers, and the
 //! domain types of tracking and the model registry. Nothing here knows about HTTP, SQL or any wire format.
 
+pub mod deployments;
 pub mod error;
 pub mod features;
 pub mod ids;

@@ -10,6 +10,6 @@ pub mod validation;
 
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
-    ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelOrder, LoggedModelQuery,
-    RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
+    DeploymentStore, ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelOrder,
+    LoggedModelQuery, RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
 };

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use twinloop_core::Result;
+use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::lineage::{
     Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
@@ -236,4 +237,14 @@ pub trait FeatureRegistry: Send + Sync {
     async fn record_materialization(&self, run: &MaterializationRun) -> Result<()>;
     /// A view's materialization runs, oldest first.
     async fn materializations(&self, project: &str, view: &str) -> Result<Vec<MaterializationRun>>;
+}
+
+/// Serving deployments (their spec and state), one row each.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Creates or replaces `record` (by name), stamping its update time.
+    async fn put_deployment(&self, record: &DeploymentRecord) -> Result<()>;
+    async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
+    /// Whether there was one to delete.
+    async fn delete_deployment(&self, name: &str) -> Result<bool>;
 }

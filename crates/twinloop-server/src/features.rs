@@ -2,7 +2,7 @@
 //! [`OnlineService`], plus Prometheus metrics. Handlers only decode, call the library and
 //! encode; errors are JSON `{"error", "code"}` with a 4xx status for anything the client sent.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -13,7 +13,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -80,26 +79,6 @@ fn decode<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T,
     })
 }
 
-/// The process-wide Prometheus recorder (metrics macros need one global recorder).
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Suffix("seconds".into()),
-                &[
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
-                ],
-            )
-            .expect("static buckets are valid")
-            .build_recorder();
-        let handle = recorder.handle();
-        // Another recorder may already be installed (tests run several servers in one process).
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
-
 fn observe(route: &'static str, started: Instant, ok: bool) {
     let status = if ok { "ok" } else { "error" };
     metrics::counter!("twinloop_features_requests_total", "route" => route, "status" => status)
@@ -109,7 +88,7 @@ fn observe(route: &'static str, started: Instant, ok: bool) {
 }
 
 pub fn router(state: Arc<FeatureServerState>) -> Router {
-    prometheus();
+    twinloop_serving::metrics::prometheus();
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics_text))
@@ -127,7 +106,7 @@ pub fn router(state: Arc<FeatureServerState>) -> Router {
 async fn metrics_text() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
+        twinloop_serving::metrics::prometheus().render(),
     )
 }
 

@@ -38,6 +38,9 @@ pub struct AppState {
     pub lineage: Arc<dyn LineageStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub artifacts: ArtifactStore,
+    /// The inference engine behind `/v2/…` and the deployments that feed it.
+    pub engine: Arc<twinloop_serving::engine::Engine>,
+    pub deployments: Arc<twinloop_serving::deploy::DeploymentManager>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -53,7 +56,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/twinloop/v1", native::routes())
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(twinloop_serving::http::router(state.engine.clone()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {

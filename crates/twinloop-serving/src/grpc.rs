@@ -242,7 +242,7 @@ pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>) {
     let service = GrpcInferenceServiceServer::new(Service { engine })
         .max_decoding_message_size(BODY_LIMIT)
         .max_encoding_message_size(BODY_LIMIT);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     if let Err(e) = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming(incoming)

@@ -1,6 +1,7 @@
 //! Model serving: ONNX models from the registry answering the Open Inference Protocol.
 
 pub mod batch;
+pub mod deploy;
 pub mod engine;
 pub mod grpc;
 pub mod http;

@@ -6,6 +6,7 @@
 //! SQLite gets one writer connection and a pool of readers: WAL lets readers run beside the
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.
 
+mod deployments;
 mod experiments;
 mod features;
 mod lineage;
@@ -24,13 +25,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use crate::store::{
-    ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelQuery, RegistryQuery, RegistryStore,
-    RunQuery, TrackingStore, WebhookStore,
+    DeploymentStore, ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelQuery,
+    RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
 };
 use tokio::sync::broadcast;
 use twinloop_core::lineage::{
@@ -473,5 +475,18 @@ impl FeatureRegistry for SqlStore {
     }
     async fn materializations(&self, project: &str, view: &str) -> Result<Vec<MaterializationRun>> {
         self.materializations_impl(project, view).await
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for SqlStore {
+    async fn put_deployment(&self, record: &DeploymentRecord) -> Result<()> {
+        self.put_deployment_impl(record).await
+    }
+    async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
+        self.deployments_impl().await
+    }
+    async fn delete_deployment(&self, name: &str) -> Result<bool> {
+        self.delete_deployment_impl(name).await
     }
 }

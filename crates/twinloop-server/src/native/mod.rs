@@ -2,6 +2,7 @@
 //! the lineage graph, the registry's event stream and its webhooks. Documented in `openapi.json`, served at
 //! `/api/twinloop/v1/openapi.json`. Errors use the same `{error_code, message}` shape.
 
+mod deployments;
 mod events;
 mod lineage;
 mod webhooks;
@@ -24,6 +25,18 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route(
+            "/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route(
+            "/deployments/{name}",
+            get(deployments::get).delete(deployments::delete),
+        )
+        .route("/deployments/{name}/traffic", post(deployments::traffic))
+        .route("/deployments/{name}/canary", post(deployments::canary))
+        .route("/deployments/{name}/promote", post(deployments::promote))
+        .route("/deployments/{name}/rollback", post(deployments::rollback))
         .route("/registry/events", get(events::list))
         .route("/registry/events/stream", get(events::stream))
         .route(

@@ -1,0 +1,11 @@
+//! Deployments hosted by `twinloop server`: created, re-weighted, canaried, promoted and rolled
+//! back through [`DeploymentManager`], kept in the metadata store, and following registry aliases.
+
+mod canary;
+mod manager;
+mod state;
+mod store_registry;
+
+pub use manager::DeploymentManager;
+pub use state::{CanaryState, DeploymentState, ServingRoute};
+pub use store_registry::StoreRegistry;

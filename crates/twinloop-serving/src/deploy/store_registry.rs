@@ -1,0 +1,113 @@
+//! Model resolution inside `twinloop server`: its own metadata and artifact stores, no HTTP.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use twinloop_artifacts::{ArtifactPath, ArtifactStore};
+use twinloop_meta::{RegistryStore, TrackingStore};
+
+use crate::source::{Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
+
+pub struct StoreRegistry {
+    pub registry: Arc<dyn RegistryStore>,
+    pub tracking: Arc<dyn TrackingStore>,
+    pub artifacts: ArtifactStore,
+}
+
+fn proxied(location: &str) -> Option<&str> {
+    location
+        .strip_prefix("mlflow-artifacts:")
+        .map(|p| p.trim_matches('/'))
+}
+
+fn path(root: &str, rel: &str) -> Result<ArtifactPath, SourceError> {
+    let joined = if rel.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root}/{rel}")
+    };
+    ArtifactPath::parse(&joined).map_err(|e| SourceError(e.message))
+}
+
+#[async_trait]
+impl ModelRegistry for StoreRegistry {
+    async fn resolve(&self, uri: &ModelUri) -> Result<ResolvedModel, SourceError> {
+        let err = |e: twinloop_core::Error| SourceError(format!("{uri}: {}", e.message));
+        let (name, version) = match uri {
+            ModelUri::Alias { name, alias } => {
+                let mv = self
+                    .registry
+                    .get_model_version_by_alias(name, alias)
+                    .await
+                    .map_err(err)?;
+                (name.clone(), mv.version.to_string())
+            }
+            ModelUri::Version { name, version } => {
+                self.registry
+                    .get_model_version(name, version)
+                    .await
+                    .map_err(err)?;
+                (name.clone(), version.clone())
+            }
+            ModelUri::Run { run_id, path } => {
+                let run = self.tracking.get_run(run_id).await.map_err(err)?;
+                return Ok(ResolvedModel {
+                    name: None,
+                    version: "1".into(),
+                    location: format!("{}/{path}", run.info.artifact_uri.trim_end_matches('/')),
+                });
+            }
+            ModelUri::Local(_) => return LocalFiles.resolve(uri).await,
+        };
+        let location = self
+            .registry
+            .get_model_version_download_uri(&name, &version)
+            .await
+            .map_err(err)?;
+        Ok(ResolvedModel {
+            name: Some(name),
+            version,
+            location,
+        })
+    }
+
+    async fn list(&self, location: &str, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        let Some(root) = proxied(location) else {
+            return LocalFiles.list(location, dir).await;
+        };
+        let entries = self
+            .artifacts
+            .list(&path(root, dir)?)
+            .await
+            .map_err(|e| SourceError(e.message))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Entry {
+                path: if dir.is_empty() {
+                    e.path
+                } else {
+                    format!("{dir}/{}", e.path)
+                },
+                is_dir: e.is_dir,
+            })
+            .collect())
+    }
+
+    async fn read(&self, location: &str, file: &str) -> Result<Vec<u8>, SourceError> {
+        let Some(root) = proxied(location) else {
+            return LocalFiles.read(location, file).await;
+        };
+        let got = self
+            .artifacts
+            .get(&path(root, file)?)
+            .await
+            .map_err(|e| SourceError(e.message))?;
+        let chunks: Vec<bytes::Bytes> = got
+            .stream
+            .try_collect()
+            .await
+            .map_err(|e: twinloop_core::Error| SourceError(e.message))?;
+        Ok(chunks.concat())
+    }
+}
