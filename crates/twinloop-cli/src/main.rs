@@ -2,6 +2,7 @@
 //! off to the library crates.
 
 mod client;
+mod deploy;
 mod features;
 mod lineage;
 mod models;
@@ -32,6 +33,8 @@ enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
     Serve(serve::ServeArgs),
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
     /// The model registry of a running server: models, versions, aliases.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Serve(args) => serve::run(&cli.connection, args),
+        Command::Deploy(command) => deploy::run(&cli.connection, command),
         Command::Models(command) => models::run(&cli.connection, command),
         Command::Lineage(args) => lineage::run(&cli.connection, args),
         Command::Features(args) => features::run(args),

@@ -336,11 +336,9 @@ fn record(
     elapsed: std::time::Duration,
     result: &Result<Vec<Tensor>, InferError>,
 ) {
-    // Invalid requests are the client's fault: they count as errors for the metrics, but a canary
-    // gate judges the model only on what it failed to answer.
-    model
-        .window
-        .record(elapsed, !matches!(result, Err(InferError::Failed(_))));
+    // A canary's gate counts every failed request: a candidate that refuses what the stable
+    // version accepts is failing the traffic it was given.
+    model.window.record(elapsed, result.is_ok());
     let labels = [
         ("deployment", name.to_string()),
         ("version", model.version.clone()),

@@ -37,7 +37,10 @@ impl TestServer {
             .args(["--backend-store-uri", backend_uri])
             .arg("--artifacts-destination")
             .arg(root.join("artifacts"))
-            .env("TWINLOOP_LOG", "warn")
+            .env(
+                "TWINLOOP_LOG",
+                std::env::var("TWINLOOP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -88,6 +91,14 @@ impl TestServer {
         reply
     }
 
+    /// SIGTERM, then waits: the graceful stop (in-flight requests and logs finish).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -120,4 +131,43 @@ pub fn postgres_database() -> Option<String> {
     assert!(status.success(), "CREATE DATABASE failed");
     let (base, _) = admin.rsplit_once('/').unwrap();
     Some(format!("{base}/{name}"))
+}
+
+/// `(role, model_version)` of every row of the prediction-log segments under `dir`.
+pub fn prediction_log_rows(dir: &Path) -> Vec<(String, String)> {
+    use arrow::array::{Array, StringArray};
+    let mut rows = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let file = std::fs::File::open(&path).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let text = |name: &str| {
+                    batch
+                        .column_by_name(name)
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap()
+                        .clone()
+                };
+                let (role, version) = (text("role"), text("model_version"));
+                for i in 0..role.len() {
+                    rows.push((role.value(i).to_string(), version.value(i).to_string()));
+                }
+            }
+        }
+    }
+    rows
 }

@@ -361,6 +361,7 @@ impl DeploymentManager {
             candidate.window.take();
             tokio::time::sleep(Duration::from_secs_f64(canary.interval_s)).await;
             let stats = candidate.window.take();
+            tracing::info!(deployment = %name, percent, requests = stats.requests, errors = stats.errors, p99_ms = stats.p99_ms, "canary step");
             if let Some(reason) = gate(&canary, &stats) {
                 self.end_canary(&name, &baseline, "rolled_back", Some(reason))
                     .await;

@@ -1,0 +1,491 @@
+//! Deployments on the real `twinloop server`: routing, shadow, sticky keys, canary promotion and
+//! automatic rollback, hand rollback, and following an alias under load with no failed request.
+//! Needs ONNX Runtime (scripts/install-onnxruntime.sh; scripts/test.sh runs it).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::TestServer;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../twinloop-serving/tests/models")
+        .join(name)
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    fn new(server: &TestServer) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: server.url.clone(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads an MLflow model directory and registers it as the next version of `model`.
+    async fn register(&self, model: &str, dir: &Path) -> String {
+        let prefix = format!("sources/{model}/{}", uuid_like());
+        for file in ["MLmodel", "model.onnx"] {
+            let body = std::fs::read(dir.join(file)).unwrap();
+            let url = format!(
+                "{}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{file}",
+                self.url
+            );
+            let r = self.http.put(url).body(body).send().await.unwrap();
+            assert!(r.status().is_success(), "upload {file}: {}", r.status());
+        }
+        let _ = self
+            .post(
+                "/api/2.0/mlflow/registered-models/create",
+                &json!({"name": model}),
+            )
+            .await;
+        let (status, body) = self
+            .post(
+                "/api/2.0/mlflow/model-versions/create",
+                &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["model_version"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn set_alias(&self, model: &str, alias: &str, version: &str) {
+        let (status, body) = self
+            .post(
+                "/api/2.0/mlflow/registered-models/alias",
+                &json!({"name": model, "alias": alias, "version": version}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn deploy(&self, spec: Value) -> Value {
+        let (status, body) = self.post("/api/twinloop/v1/deployments", &spec).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    async fn status(&self, name: &str) -> Value {
+        self.get(&format!("/api/twinloop/v1/deployments/{name}"))
+            .await
+            .1
+    }
+
+    /// One row through the deployment; the version that answered.
+    async fn infer(&self, name: &str, parameters: Value) -> Result<String, String> {
+        let body = json!({
+            "parameters": parameters,
+            "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [0.5, -1.0, 2.0, 0.1]}],
+        });
+        let r = self
+            .http
+            .post(format!("{}/v2/models/{name}/infer", self.url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {body}"));
+        }
+        Ok(body["model_version"].as_str().unwrap_or("?").to_string())
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ rand_seed()
+    )
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn two_versions(c: &Client, model: &str) {
+    assert_eq!(c.register(model, &fixture("logreg")).await, "1");
+    assert_eq!(c.register(model, &fixture("logreg")).await, "2");
+}
+
+async fn wait_for(c: &Client, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = c.status(name).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting; last status {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_routes_answer_with_their_version_and_unknown_models_are_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.deploy(json!({"name": "fraud", "routes": [
+        {"model": "fraud", "version": "1", "weight": 50},
+        {"model": "fraud", "version": "2", "weight": 50},
+    ]}))
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        seen.insert(c.infer("fraud", json!({})).await.unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["1", "2"]);
+    let (status, body) = c.get("/v2/models/fraud/versions/2/ready").await;
+    assert_eq!((status, body["ready"].as_bool()), (200, Some(true)));
+    let err = c.infer("nope", json!({})).await.unwrap_err();
+    assert!(err.starts_with("404"), "{err}");
+    let (status, _) = c.get("/v2/health/ready").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_key_always_picks_the_same_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.deploy(json!({"name": "fraud", "sticky_key": "user", "routes": [
+        {"model": "fraud", "version": "1", "weight": 50},
+        {"model": "fraud", "version": "2", "weight": 50},
+    ]}))
+    .await;
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for user in 0..20 {
+        let first = c
+            .infer("fraud", json!({"user": format!("u{user}")}))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            assert_eq!(
+                c.infer("fraud", json!({"user": format!("u{user}")}))
+                    .await
+                    .unwrap(),
+                first
+            );
+        }
+        versions_seen.insert(first);
+    }
+    assert_eq!(
+        versions_seen.len(),
+        2,
+        "20 users should land on both routes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_answers_into_the_log_and_never_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.deploy(json!({"name": "fraud",
+        "routes": [{"model": "fraud", "version": "1"}],
+        "shadow": {"model": "fraud", "version": "2"}}))
+        .await;
+    for i in 0..20 {
+        assert_eq!(c.infer("fraud", json!({"i": i})).await.unwrap(), "1");
+    }
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("twinloop_serving_shadow_requests_total")
+                && l.contains("version=\"2\"")
+                && l.contains("status=\"ok\"")),
+        "{metrics}"
+    );
+    // A graceful stop writes what the prediction log holds.
+    server.stop();
+    let rows = support::prediction_log_rows(&dir.path().join("artifacts/predictions/fraud"));
+    let primary = rows
+        .iter()
+        .filter(|r| r.0 == "primary" && r.1 == "1")
+        .count();
+    let shadow = rows
+        .iter()
+        .filter(|r| r.0 == "shadow" && r.1 == "2")
+        .count();
+    assert_eq!((primary, shadow), (20, 20), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_step_by_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.deploy(json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}))
+        .await;
+    // Through the CLI, as a user would.
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args([
+            "--tracking-uri",
+            &server.url,
+            "deploy",
+            "canary",
+            "fraud",
+            "--candidate",
+            "fraud/2",
+        ])
+        .args([
+            "--steps",
+            "20,60,100",
+            "--interval",
+            "0.5",
+            "--max-error-rate",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("canary  running at 20%"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let c = Client::new(&server);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                c.infer("fraud", json!({})).await.unwrap();
+            }
+        })
+    };
+    let status = wait_for(&c, "fraud", |s| {
+        s["state"]["canary"]["status"] == "promoted"
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    assert_eq!(
+        status["state"]["serving"],
+        json!([{"model": "fraud", "version": "2", "weight": 100}])
+    );
+    let events: Vec<&str> = status["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    for step in ["20%", "60%", "100%", "promoted"] {
+        assert!(
+            events.iter().any(|e| e.contains(step)),
+            "{step} missing from {events:?}"
+        );
+    }
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_rolls_back_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    c.register("fraud", &fixture("logreg")).await;
+    // Version 2 takes other inputs: every request the canary sends it fails.
+    c.register("fraud", &fixture("pipeline")).await;
+    c.deploy(json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}))
+        .await;
+    let (status, body) = c
+        .post(
+            "/api/twinloop/v1/deployments/fraud/canary",
+            &json!({"candidate": {"model": "fraud", "version": "2"}, "steps": [50, 100], "interval_s": 1.0, "max_error_rate": 0.1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let c = Client::new(&server);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = c.infer("fraud", json!({})).await;
+            }
+        })
+    };
+    let status = wait_for(&c, "fraud", |s| {
+        s["state"]["canary"]["status"] == "rolled_back"
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    let reason = status["state"]["canary"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error rate"), "{reason}");
+    assert_eq!(
+        status["state"]["serving"],
+        json!([{"model": "fraud", "version": "1", "weight": 100}])
+    );
+    for _ in 0..10 {
+        assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_returns_to_the_previous_traffic_and_a_bad_change_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.deploy(json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}))
+        .await;
+    let (status, _) = c
+        .post(
+            "/api/twinloop/v1/deployments/fraud/traffic",
+            &json!({"routes": [{"model": "fraud", "version": "2"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "2");
+    let (status, _) = c
+        .post("/api/twinloop/v1/deployments/fraud/rollback", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "1");
+    // A version that does not exist: refused with the reason, version 1 goes on answering.
+    let (status, body) = c
+        .post(
+            "/api/twinloop/v1/deployments/fraud/traffic",
+            &json!({"routes": [{"model": "fraud", "version": "9"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("fraud/9"),
+        "{body}"
+    );
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "1");
+    // And a new deployment whose model cannot load is never created.
+    let (status, body) = c
+        .post(
+            "/api/twinloop/v1/deployments",
+            &json!({"name": "other", "routes": [{"model": "nope", "version": "1"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(c.get("/api/twinloop/v1/deployments/other").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_an_alias_switches_versions_under_load_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = Client::new(&server);
+    two_versions(&c, "fraud").await;
+    c.set_alias("fraud", "champion", "1").await;
+    c.deploy(json!({"name": "fraud", "routes": [{"model": "fraud", "alias": "champion"}]}))
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let saw_two = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (c, stop, ok, failed, saw_two) = (
+            Client::new(&server),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            saw_two.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.infer("fraud", json!({})).await {
+                    Ok(v) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if v == "2" {
+                            saw_two.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => failed.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.set_alias("fraud", "champion", "2").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !saw_two.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the deployment never moved to version 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "failed requests: {:?}",
+        failed.lock().unwrap()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 50,
+        "too little load to mean anything"
+    );
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "2");
+    let status = c.status("fraud").await;
+    assert_eq!(status["state"]["serving"][0]["version"], "2");
+}
