@@ -6,7 +6,9 @@
 #      suite also runs on a throwaway redis-server that the tests start themselves
 #   3. the drift engine against Evidently itself (tests/monitor, its own venv)
 #   4. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
-#      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts
+#      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts; and the stock tritonclient
+#      (HTTP and gRPC) against `twinloop serve`
+# Serving needs ONNX Runtime's library: scripts/install-onnxruntime.sh fetches the pinned wheel's.
 # Services run on random loopback ports and are removed on exit.
 set -euo pipefail
 
@@ -33,6 +35,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "build"
 cargo build --workspace --all-targets --quiet
+
+step "ONNX Runtime (the serving tests load real models)"
+ORT_DYLIB_PATH="$(bash "$repo/scripts/install-onnxruntime.sh" | tail -n 1)"
+export ORT_DYLIB_PATH
 
 step "services: PostgreSQL, Python venv, moto (S3)"
 TWINLOOP_TEST_POSTGRES_URL="$("$repo/scripts/pg-throwaway.sh" start "$work/pg")"

@@ -4,8 +4,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use twinloop_artifacts::ArtifactStore;
+use twinloop_features::serving::OnlineService;
+use twinloop_features::store::FeatureStore;
 use twinloop_meta::{SqlStore, StoreUri};
 use twinloop_server::AppState;
+use twinloop_server::enrich::OnlineEnrichment;
 use twinloop_serving::deploy::{DeploymentManager, StoreRegistry};
 use twinloop_serving::engine::Engine;
 use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
@@ -51,6 +54,11 @@ pub struct ServerArgs {
     /// ONNX Runtime sessions per deployed model version (default: one per CPU core).
     #[arg(long)]
     sessions: Option<usize>,
+
+    /// A feature repository whose online store deployments with a `feature_service` read
+    /// (an embedded online store is then held by this server).
+    #[arg(long, env = "TWINLOOP_FEATURE_REPO")]
+    feature_repo: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
@@ -103,6 +111,9 @@ async fn serve(args: ServerArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    if let Some(repo) = &args.feature_repo {
+        engine.set_features(Arc::new(online_enrichment(repo).await?));
+    }
     let deployments =
         DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
     deployments.follow_aliases(store.clone());
@@ -142,6 +153,18 @@ async fn serve(args: ServerArgs) -> Result<()> {
     store.close().await;
     tracing::info!("twinloop server stopped");
     Ok(())
+}
+
+async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
+    let hint = |e: twinloop_core::Error| {
+        anyhow::anyhow!("--feature-repo {}: {}", repo.display(), e.message)
+    };
+    let features = FeatureStore::open(repo).await.map_err(hint)?;
+    let online = features.online_store().await.map_err(hint)?;
+    let service = OnlineService::new(features.repo.clone(), online)
+        .await
+        .map_err(hint)?;
+    Ok(OnlineEnrichment { service })
 }
 
 pub(crate) fn bracket_v6(host: &str) -> String {

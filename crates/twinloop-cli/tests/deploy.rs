@@ -489,3 +489,144 @@ async fn following_an_alias_switches_versions_under_load_without_a_failed_reques
     let status = c.status("fraud").await;
     assert_eq!(status["state"]["serving"][0]["version"], "2");
 }
+
+/// The example feature repository plus a service of two driver features, with fresh values for
+/// driver 1001 pushed through the feature server (which then stops: the server takes the store).
+async fn feature_repo_with_fresh_driver(root: &Path) -> std::path::PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature_repo");
+    let repo = root.join("repo");
+    for dir in ["", "data"] {
+        std::fs::create_dir_all(repo.join(dir)).unwrap();
+        for entry in std::fs::read_dir(from.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, repo.join(dir).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::fs::write(
+        repo.join("scoring.yaml"),
+        "feature_services:\n  - name: rates\n    features: [driver_hourly_stats:conv_rate, driver_hourly_stats:acc_rate]\n",
+    )
+    .unwrap();
+    let twinloop = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .arg("features")
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    twinloop(&["apply"]);
+    let port = support::free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args([
+            "features",
+            "--repo",
+            repo.to_str().unwrap(),
+            "serve",
+            "--port",
+            &port.to_string(),
+        ])
+        .env("TWINLOOP_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "feature server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    let r = http
+        .post(format!("{base}/push"))
+        .json(&json!({"push_source_name": "driver_stats", "to": "online",
+            "df": {"driver_id": [1001], "event_timestamp": [now], "created": [now],
+                   "conv_rate": [0.25], "acc_rate": [0.5], "avg_daily_trips": [12]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    serve.wait().unwrap();
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feature_service_fills_the_model_inputs_from_entity_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = feature_repo_with_fresh_driver(dir.path()).await;
+    let port = support::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["server", "--port", &port.to_string()])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.path().join("t.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.path().join("artifacts"))
+        .arg("--feature-repo")
+        .arg(&repo)
+        .env("TWINLOOP_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let c = Client {
+        http: reqwest::Client::new(),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .http
+        .get(format!("{}/health", c.url))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.register("scorer", &fixture("feature_sum")).await;
+    c.deploy(json!({"name": "scorer", "feature_service": "rates", "routes": [{"model": "scorer", "version": "1"}]})).await;
+    let ask = |body: Value| {
+        let c = &c;
+        async move {
+            let r = c
+                .http
+                .post(format!("{}/v2/models/scorer/infer", c.url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Keys as parameters.entities: a fresh driver, one never seen (NOT_FOUND: NaN) …
+    let (status, body) =
+        ask(json!({"parameters": {"entities": {"driver_id": [1001, 4242]}}, "inputs": []})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["data"], json!([0.75, "NaN"]));
+    // … or as an input named like the join key.
+    let (status, body) = ask(json!({"inputs": [{"name": "driver_id", "shape": [1], "datatype": "INT64", "data": [1001]}]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["data"], json!([0.75]));
+    let (status, body) = ask(json!({"inputs": []})).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("driver_id"),
+        "{body}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -8,6 +8,7 @@
 //! events), `/health`, `/version` and `/api/3.0/mlflow/server-info`.
 
 mod artifacts;
+pub mod enrich;
 mod error;
 mod extract;
 pub mod features;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::predlog::{PredictionLog, PredictionRecord};
-use crate::runtime::InferError;
+use crate::runtime::{InferError, TensorSpec};
 use crate::served::ServedModel;
 use crate::spec::DeploymentSpec;
 use crate::v2::{InferRequest, InferResponse, Tensor, TensorData};
@@ -116,13 +116,14 @@ fn sticky_value(request: &InferRequest, key: &str) -> Option<String> {
 /// Online features for enrichment: the deployment's feature service, looked up by entity keys.
 #[async_trait]
 pub trait FeatureLookup: Send + Sync {
-    /// Adds the service's features as inputs, given entity keys from `parameters.entities` or
-    /// inputs named like the join keys (which it removes when the model does not take them).
+    /// Adds the service's features that the model takes as inputs, given entity keys from
+    /// `parameters.entities` or inputs named like the join keys (removed unless the model takes
+    /// them too).
     async fn enrich(
         &self,
         service: &str,
         request: &mut InferRequest,
-        model_inputs: &[String],
+        model_inputs: &[TensorSpec],
     ) -> Result<(), ServeError>;
 }
 
@@ -244,8 +245,9 @@ impl Engine {
                     "deployment {name:?} names feature service {service:?}, but this server has no feature store (hint: start it with --feature-repo)"
                 ))
             })?;
-            let inputs: Vec<String> = model.onnx.inputs.iter().map(|s| s.name.clone()).collect();
-            lookup.enrich(service, &mut request, &inputs).await?;
+            lookup
+                .enrich(service, &mut request, &model.onnx.inputs)
+                .await?;
         }
         let request_id = request
             .id

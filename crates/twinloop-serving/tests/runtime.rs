@@ -63,7 +63,13 @@ fn assert_close(got: &Tensor, want: &Value) {
 #[tokio::test]
 async fn every_fixture_matches_onnxruntime() {
     let expected = expected();
-    for name in ["logreg", "logreg_zipmap", "rf_reg", "pipeline"] {
+    for name in [
+        "logreg",
+        "logreg_zipmap",
+        "rf_reg",
+        "pipeline",
+        "feature_sum",
+    ] {
         let model = load(name).await;
         let case = &expected[name];
         let outputs = model.select_outputs(&[]).unwrap();

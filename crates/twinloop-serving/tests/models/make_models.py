@@ -77,5 +77,20 @@ cases["pipeline"] = save("pipeline", onx, {
     "a": X[:5, :1], "b": X[:5, 1:2], "colour": np.array([["red"], ["green"], ["blue"], ["purple"], ["red"]], dtype=object),
 })
 
+# Inputs named like online features, for feature enrichment: score = conv_rate + acc_rate.
+from onnx import TensorProto, helper  # noqa: E402
+
+graph = helper.make_graph(
+    [helper.make_node("Add", ["conv_rate", "acc_rate"], ["score"])],
+    "feature_sum",
+    [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in ("conv_rate", "acc_rate")],
+    [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
+)
+feature_sum = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+cases["feature_sum"] = save("feature_sum", feature_sum, {
+    "conv_rate": np.array([[0.25], [1.0]], dtype=np.float32),
+    "acc_rate": np.array([[0.5], [2.0]], dtype=np.float32),
+})
+
 (HERE / "expected.json").write_text(json.dumps(cases, indent=1) + "\n")
 print("wrote", ", ".join(cases))

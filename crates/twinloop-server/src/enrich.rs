@@ -1,0 +1,256 @@
+//! Feature enrichment for deployments: entity keys in a V2 request become the feature service's
+//! online features, joined in-process by the same [`OnlineService`] that answers
+//! `/get-online-features` (so the same statuses and TTL rules apply).
+
+use async_trait::async_trait;
+use serde_json::Value;
+use twinloop_core::ErrorCode;
+use twinloop_features::serving::{OnlineRequest, OnlineService, OrderedColumns};
+use twinloop_serving::engine::{FeatureLookup, ServeError};
+use twinloop_serving::runtime::TensorSpec;
+use twinloop_serving::v2::{Datatype, InferRequest, Tensor, TensorData};
+
+pub struct OnlineEnrichment {
+    pub service: OnlineService,
+}
+
+fn serve_error(e: twinloop_core::Error) -> ServeError {
+    match e.code {
+        ErrorCode::ResourceDoesNotExist => ServeError::NotFound(e.message),
+        ErrorCode::InvalidParameterValue => ServeError::Invalid(e.message),
+        _ => ServeError::Failed(e.message),
+    }
+}
+
+impl OnlineEnrichment {
+    fn join_keys(&self, service: &str) -> Result<Vec<String>, ServeError> {
+        let repo = self.service.repo();
+        let refs = repo.service_refs(service).map_err(serve_error)?;
+        let mut keys: Vec<String> = Vec::new();
+        for r in refs {
+            if let Some(view) = repo.view(&r.view) {
+                for k in repo.join_keys(view) {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The entity columns: `parameters.entities` (`{"driver_id": [1001, …]}`), else inputs named
+/// like the join keys.
+fn entities(
+    request: &mut InferRequest,
+    keys: &[String],
+    model_inputs: &[TensorSpec],
+) -> Result<Vec<(String, Vec<Value>)>, ServeError> {
+    if let Some(Value::Object(map)) = request.parameters.get("entities") {
+        return map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Array(values) => Ok((k.clone(), values.clone())),
+                other => Ok((k.clone(), vec![other.clone()])),
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(pos) = request.inputs.iter().position(|t| &t.name == key) else {
+            return Err(ServeError::Invalid(format!(
+                "this deployment joins features by {key:?}: send parameters.entities or an input named {key:?}"
+            )));
+        };
+        let values = request.inputs[pos].data.to_json();
+        if !model_inputs.iter().any(|s| &s.name == key) {
+            request.inputs.remove(pos);
+        }
+        out.push((key.clone(), values));
+    }
+    Ok(out)
+}
+
+/// One feature column as the model's input: its datatype, `[N]` or `[N, 1]`. Missing values
+/// (NOT_FOUND, OUTSIDE_MAX_AGE, nulls) are NaN for float inputs; other types need a value.
+fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Tensor, ServeError> {
+    let n = values.len();
+    let missing = |i: usize| {
+        ServeError::Invalid(format!(
+            "feature {:?} of row {i} is {} and input {:?} is {}, which has no missing value",
+            spec.name,
+            statuses.get(i).and_then(Value::as_str).unwrap_or("null"),
+            spec.name,
+            spec.datatype.name()
+        ))
+    };
+    let data = match spec.datatype {
+        Datatype::Fp32 => TensorData::Fp32(
+            values
+                .iter()
+                .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32))
+                .collect(),
+        ),
+        Datatype::Fp64 => TensorData::Fp64(
+            values
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                .collect(),
+        ),
+        Datatype::Int64 => TensorData::Int64(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_i64().ok_or_else(|| missing(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Datatype::Int32 => TensorData::Int32(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_i64().map(|x| x as i32).ok_or_else(|| missing(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Datatype::Bool => TensorData::Bool(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_bool().ok_or_else(|| missing(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Datatype::Bytes => TensorData::Bytes(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.clone().into_bytes()),
+                    Value::Null => Err(missing(i)),
+                    other => Ok(other.to_string().into_bytes()),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => {
+            return Err(ServeError::Invalid(format!(
+                "input {:?} is {}, which feature enrichment does not fill",
+                spec.name,
+                other.name()
+            )));
+        }
+    };
+    let shape = if spec.shape.len() == 1 {
+        vec![n as i64]
+    } else {
+        vec![n as i64, 1]
+    };
+    Ok(Tensor {
+        name: spec.name.clone(),
+        shape,
+        data,
+    })
+}
+
+#[async_trait]
+impl FeatureLookup for OnlineEnrichment {
+    async fn enrich(
+        &self,
+        service: &str,
+        request: &mut InferRequest,
+        model_inputs: &[TensorSpec],
+    ) -> Result<(), ServeError> {
+        let keys = self.join_keys(service)?;
+        let entity_columns = entities(request, &keys, model_inputs)?;
+        let online = OnlineRequest {
+            features: None,
+            feature_service: Some(service.to_string()),
+            entities: OrderedColumns(entity_columns),
+            full_feature_names: false,
+            include_feature_view_version_metadata: false,
+        };
+        let answer = self
+            .service
+            .get_online_features(online)
+            .await
+            .map_err(serve_error)?;
+        let names = answer["metadata"]["feature_names"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let results = answer["results"].as_array().cloned().unwrap_or_default();
+        for (name, result) in names.iter().zip(&results) {
+            let Some(name) = name.as_str() else { continue };
+            if keys.iter().any(|k| k == name) || request.inputs.iter().any(|t| t.name == name) {
+                continue;
+            }
+            let Some(spec) = model_inputs.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            let values = result["values"].as_array().cloned().unwrap_or_default();
+            let statuses = result["statuses"].as_array().cloned().unwrap_or_default();
+            request.inputs.push(column(spec, &values, &statuses)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinloop_serving::runtime::OutputKind;
+
+    fn spec(name: &str, datatype: Datatype, shape: Vec<i64>) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            datatype,
+            shape,
+            kind: OutputKind::Tensor,
+        }
+    }
+
+    #[test]
+    fn missing_floats_are_nan_and_missing_ints_are_refused() {
+        let values = [Value::from(1.5), Value::Null];
+        let statuses = [Value::from("PRESENT"), Value::from("OUTSIDE_MAX_AGE")];
+        let t = column(
+            &spec("conv", Datatype::Fp32, vec![-1, 1]),
+            &values,
+            &statuses,
+        )
+        .unwrap();
+        assert_eq!(t.shape, vec![2, 1]);
+        let TensorData::Fp32(v) = t.data else {
+            panic!()
+        };
+        assert!(v[0] == 1.5 && v[1].is_nan());
+        let err = column(
+            &spec("trips", Datatype::Int64, vec![-1]),
+            &values,
+            &statuses,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("OUTSIDE_MAX_AGE"), "{err}");
+    }
+
+    #[test]
+    fn key_inputs_become_entities_and_leave_unless_the_model_takes_them() {
+        let mut request = InferRequest {
+            inputs: vec![Tensor {
+                name: "driver_id".into(),
+                shape: vec![2],
+                data: TensorData::Int64(vec![1001, 1002]),
+            }],
+            ..InferRequest::default()
+        };
+        let got = entities(&mut request, &["driver_id".into()], &[]).unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                "driver_id".to_string(),
+                vec![Value::from(1001), Value::from(1002)]
+            )]
+        );
+        assert!(request.inputs.is_empty());
+        let err = entities(&mut request, &["driver_id".into()], &[]).unwrap_err();
+        assert!(err.to_string().contains("parameters.entities"));
+    }
+}
