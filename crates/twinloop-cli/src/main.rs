@@ -62,7 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(command) => models::run(&cli.connection, command),
         Command::Lineage(args) => lineage::run(&cli.connection, args),
         Command::Features(args) => features::run(args),
-        Command::Monitor(args) => monitor::run(args),
+        Command::Monitor(args) => monitor::run(&cli.connection, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

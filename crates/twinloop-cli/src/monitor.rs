@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use twinloop_monitor::stats::Test;
+
+use crate::client::{Api, ServerConnection, block_on};
 use twinloop_monitor::{Options, Schema};
 
 #[derive(Args)]
@@ -19,6 +21,53 @@ pub struct MonitorArgs {
 enum MonitorCommand {
     /// Compare CURRENT with REFERENCE column by column (Evidently 0.7 DataDriftPreset rules).
     Drift(DriftArgs),
+    /// Watch a deployment on a running server: windows over its prediction log, drift, data
+    /// quality, performance from labels, alert rules.
+    Create(CreateArgs),
+    /// The monitors on the server.
+    List,
+    /// A monitor's state, last window and metric series.
+    Status {
+        name: String,
+        /// Print the full JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A monitor's alert rules and their history (transitions, webhook deliveries, rollbacks,
+    /// retraining requests).
+    Alerts { name: String },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// A whole monitor spec as JSON (docs/monitoring.md); the flags below build one instead.
+    #[arg(long, conflicts_with_all = ["name", "deployment", "reference"])]
+    spec: Option<PathBuf>,
+    #[arg(required_unless_present = "spec")]
+    name: Option<String>,
+    #[arg(long, required_unless_present = "spec")]
+    deployment: Option<String>,
+    /// The reference dataset (Parquet or CSV on the server's disk).
+    #[arg(long, required_unless_present = "spec")]
+    reference: Option<String>,
+    /// A window every N predictions.
+    #[arg(long, conflicts_with = "window_seconds")]
+    window_rows: Option<usize>,
+    /// A window every S seconds.
+    #[arg(long)]
+    window_seconds: Option<f64>,
+    /// The output that is the prediction (drift against the reference's column, labels).
+    #[arg(long)]
+    prediction: Option<String>,
+    /// An output of class probabilities (log loss, ROC AUC).
+    #[arg(long)]
+    probabilities: Option<String>,
+    /// classification or regression.
+    #[arg(long, default_value = "classification")]
+    task: String,
+    /// Alert rules as a JSON list (docs/monitoring.md).
+    #[arg(long)]
+    rules: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -52,10 +101,129 @@ struct DriftArgs {
     threads: usize,
 }
 
-pub fn run(args: MonitorArgs) -> Result<()> {
+pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
     match args.command {
         MonitorCommand::Drift(a) => drift(a),
+        MonitorCommand::Create(a) => block_on(async move {
+            let body = create_body(a)?;
+            let api = Api::new(conn)?;
+            let created = api
+                .post("/api/twinloop/v1/monitors", &body, "create monitor")
+                .await?;
+            println!(
+                "monitor {} watching deployment {}",
+                created["name"].as_str().unwrap_or("?"),
+                created["spec"]["deployment"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }),
+        MonitorCommand::List => block_on(async move {
+            let all = Api::new(conn)?
+                .get("/api/twinloop/v1/monitors", &[], "list monitors")
+                .await?;
+            let monitors = all["monitors"].as_array().cloned().unwrap_or_default();
+            if monitors.is_empty() {
+                println!("no monitors");
+            }
+            for m in monitors {
+                println!(
+                    "{}  deployment {}  windows {}  firing {}",
+                    m["name"].as_str().unwrap_or("?"),
+                    m["deployment"].as_str().unwrap_or("?"),
+                    m["windows"],
+                    m["firing"]
+                );
+            }
+            Ok(())
+        }),
+        MonitorCommand::Status { name, json } => block_on(async move {
+            let s = Api::new(conn)?
+                .get(
+                    &format!("/api/twinloop/v1/monitors/{name}"),
+                    &[],
+                    "monitor status",
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            let state = &s["state"];
+            println!(
+                "{}  deployment {}  windows {}",
+                name,
+                s["spec"]["deployment"].as_str().unwrap_or("?"),
+                state["windows"]
+            );
+            if let Some(e) = state["error"].as_str() {
+                println!("  error  {e}");
+            }
+            for (metric, value) in state["last"].as_object().into_iter().flatten() {
+                if !metric.contains(':') {
+                    println!("  {metric:<28} {value}");
+                }
+            }
+            for (rule, r) in state["rules"].as_object().into_iter().flatten() {
+                println!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }),
+        MonitorCommand::Alerts { name } => block_on(async move {
+            let a = Api::new(conn)?
+                .get(
+                    &format!("/api/twinloop/v1/monitors/{name}/alerts"),
+                    &[],
+                    "monitor alerts",
+                )
+                .await?;
+            for (rule, r) in a["rules"].as_object().into_iter().flatten() {
+                println!(
+                    "rule {rule}: {} (last value {})",
+                    r["state"].as_str().unwrap_or("?"),
+                    r["last_value"]
+                );
+            }
+            for e in a["events"].as_array().into_iter().flatten() {
+                println!(
+                    "  #{} {} {}",
+                    e["id"],
+                    e["kind"].as_str().unwrap_or("?"),
+                    e["payload"]
+                );
+            }
+            Ok(())
+        }),
     }
+}
+
+fn create_body(a: CreateArgs) -> Result<serde_json::Value> {
+    if let Some(path) = a.spec {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()));
+    }
+    let window = match (a.window_rows, a.window_seconds) {
+        (Some(n), None) => serde_json::json!({"rows": n}),
+        (None, Some(s)) => serde_json::json!({"seconds": s}),
+        _ => bail!("give --window-rows N or --window-seconds S"),
+    };
+    let mut body = serde_json::json!({
+        "name": a.name, "deployment": a.deployment, "reference": a.reference, "window": window, "task": a.task,
+    });
+    if let Some(p) = a.prediction {
+        body["prediction"] = p.into();
+    }
+    if let Some(p) = a.probabilities {
+        body["probabilities"] = p.into();
+    }
+    if let Some(path) = a.rules {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        body["rules"] = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    }
+    Ok(body)
 }
 
 fn drift(a: DriftArgs) -> Result<()> {

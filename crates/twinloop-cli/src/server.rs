@@ -7,11 +7,12 @@ use twinloop_artifacts::ArtifactStore;
 use twinloop_features::serving::OnlineService;
 use twinloop_features::store::FeatureStore;
 use twinloop_meta::{SqlStore, StoreUri};
-use twinloop_server::AppState;
 use twinloop_server::enrich::OnlineEnrichment;
+use twinloop_server::{AppState, DeploymentRollback};
 use twinloop_serving::deploy::{DeploymentManager, StoreRegistry};
 use twinloop_serving::engine::Engine;
 use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
+use twinloop_watch::Monitors;
 
 /// Flags follow `mlflow server` so that existing scripts keep working.
 #[derive(Args)]
@@ -54,6 +55,11 @@ pub struct ServerArgs {
     /// ONNX Runtime sessions per deployed model version (default: one per CPU core).
     #[arg(long)]
     sessions: Option<usize>,
+
+    /// How often the prediction log writes a segment at the latest (milliseconds); monitors see
+    /// predictions once they are in a segment.
+    #[arg(long, default_value_t = 10_000)]
+    prediction_log_flush_ms: u64,
 
     /// A feature repository whose online store deployments with a `feature_service` read
     /// (an embedded online store is then held by this server).
@@ -99,7 +105,12 @@ async fn serve(args: ServerArgs) -> Result<()> {
         artifacts = artifacts.location(),
         "twinloop server listening"
     );
-    let (log, log_writer) = PredictionLog::start(artifacts.clone(), SegmentPolicy::default());
+    let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
+    let policy = SegmentPolicy {
+        max_age: flush,
+        ..SegmentPolicy::default()
+    };
+    let (log, log_writer) = PredictionLog::start(artifacts.clone(), policy);
     let engine = Arc::new(Engine::new(log));
     let registry = StoreRegistry {
         registry: store.clone(),
@@ -128,6 +139,17 @@ async fn serve(args: ServerArgs) -> Result<()> {
             })?;
         tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
     }
+    let monitors = Monitors::new(
+        store.clone(),
+        artifacts.clone(),
+        Arc::new(DeploymentRollback(deployments.clone())),
+        flush + std::time::Duration::from_secs(1),
+    );
+    monitors
+        .restore()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot restore the monitors: {e}"))?;
+    monitors.start(std::time::Duration::from_secs(1));
     // Models load in the background: the API answers at once, /v2/health/ready once they are in.
     let restoring = deployments.clone();
     tokio::spawn(async move {
@@ -143,6 +165,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
         artifacts,
         engine: engine.clone(),
         deployments,
+        monitors,
     });
     twinloop_server::serve(listener, state, shutdown_signal())
         .await

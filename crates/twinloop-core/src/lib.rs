@@ -6,6 +6,7 @@ pub mod error;
 pub mod features;
 pub mod ids;
 pub mod lineage;
+pub mod monitoring;
 pub mod registry;
 pub mod time;
 pub mod tracking;

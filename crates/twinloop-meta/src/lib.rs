@@ -11,5 +11,6 @@ pub mod validation;
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
     DeploymentStore, ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelOrder,
-    LoggedModelQuery, RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
+    LoggedModelQuery, MonitorStore, RegistryQuery, RegistryStore, RunQuery, TrackingStore,
+    WebhookStore,
 };

@@ -5,6 +5,7 @@ use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::lineage::{
     Direction, EventKind, LineageGraph, LineageNode, NewNode, NodeKind, NodeRef,
 };
+use twinloop_core::monitoring::{Label, MetricPoint, MonitorEvent, MonitorRecord};
 use twinloop_core::registry::{
     ModelVersion, NewModelVersion, NewWebhook, RegisteredModel, RegistryEvent, Webhook,
     WebhookDelivery,
@@ -247,4 +248,27 @@ pub trait DeploymentStore: Send + Sync {
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
     /// Whether there was one to delete.
     async fn delete_deployment(&self, name: &str) -> Result<bool>;
+}
+
+/// Production monitors: their documents, metric series, the labels they join, their events.
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    async fn put_monitor(&self, record: &MonitorRecord) -> Result<()>;
+    async fn monitors(&self) -> Result<Vec<MonitorRecord>>;
+    async fn delete_monitor(&self, name: &str) -> Result<bool>;
+    /// A window's points, all or none; the same (monitor, window start, metric) is replaced.
+    async fn put_points(&self, points: &[MetricPoint]) -> Result<()>;
+    /// The latest `limit` points of `monitor`, oldest first.
+    async fn points(&self, monitor: &str, limit: i64) -> Result<Vec<MetricPoint>>;
+    /// Idempotent: a request id posted again replaces its label.
+    async fn put_labels(&self, labels: &[Label]) -> Result<()>;
+    async fn labels(&self, request_ids: &[String]) -> Result<Vec<Label>>;
+    async fn add_monitor_event(&self, monitor: &str, kind: &str, payload: &str) -> Result<i64>;
+    /// Events with an id above `after`, oldest first, of one monitor or all.
+    async fn monitor_events(
+        &self,
+        monitor: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MonitorEvent>>;
 }

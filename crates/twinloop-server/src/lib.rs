@@ -42,6 +42,21 @@ pub struct AppState {
     /// The inference engine behind `/v2/…` and the deployments that feed it.
     pub engine: Arc<twinloop_serving::engine::Engine>,
     pub deployments: Arc<twinloop_serving::deploy::DeploymentManager>,
+    pub monitors: Arc<twinloop_watch::Monitors>,
+}
+
+/// A monitor's rollback action, carried out by the deployment manager.
+pub struct DeploymentRollback(pub Arc<twinloop_serving::deploy::DeploymentManager>);
+
+#[async_trait::async_trait]
+impl twinloop_watch::Rollback for DeploymentRollback {
+    async fn rollback(&self, deployment: &str) -> Result<String, String> {
+        self.0
+            .rollback(deployment)
+            .await
+            .map(|_| format!("deployment {deployment:?} rolled back"))
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

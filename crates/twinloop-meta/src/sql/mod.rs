@@ -11,6 +11,7 @@ mod experiments;
 mod features;
 mod lineage;
 mod logged_models;
+mod monitors;
 mod pairs;
 mod query;
 mod registry;
@@ -27,12 +28,13 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
+use twinloop_core::monitoring::{Label, MetricPoint, MonitorEvent, MonitorRecord};
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use crate::store::{
     DeploymentStore, ExperimentQuery, FeatureRegistry, LineageStore, LoggedModelQuery,
-    RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
+    MonitorStore, RegistryQuery, RegistryStore, RunQuery, TrackingStore, WebhookStore,
 };
 use tokio::sync::broadcast;
 use twinloop_core::lineage::{
@@ -488,5 +490,41 @@ impl DeploymentStore for SqlStore {
     }
     async fn delete_deployment(&self, name: &str) -> Result<bool> {
         self.delete_deployment_impl(name).await
+    }
+}
+
+#[async_trait]
+impl MonitorStore for SqlStore {
+    async fn put_monitor(&self, record: &MonitorRecord) -> Result<()> {
+        self.put_monitor_impl(record).await
+    }
+    async fn monitors(&self) -> Result<Vec<MonitorRecord>> {
+        self.monitors_impl().await
+    }
+    async fn delete_monitor(&self, name: &str) -> Result<bool> {
+        self.delete_monitor_impl(name).await
+    }
+    async fn put_points(&self, points: &[MetricPoint]) -> Result<()> {
+        self.put_points_impl(points).await
+    }
+    async fn points(&self, monitor: &str, limit: i64) -> Result<Vec<MetricPoint>> {
+        self.points_impl(monitor, limit).await
+    }
+    async fn put_labels(&self, labels: &[Label]) -> Result<()> {
+        self.put_labels_impl(labels).await
+    }
+    async fn labels(&self, request_ids: &[String]) -> Result<Vec<Label>> {
+        self.labels_impl(request_ids).await
+    }
+    async fn add_monitor_event(&self, monitor: &str, kind: &str, payload: &str) -> Result<i64> {
+        self.add_monitor_event_impl(monitor, kind, payload).await
+    }
+    async fn monitor_events(
+        &self,
+        monitor: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MonitorEvent>> {
+        self.monitor_events_impl(monitor, after, limit).await
     }
 }

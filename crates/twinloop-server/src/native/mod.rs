@@ -5,6 +5,7 @@
 mod deployments;
 mod events;
 mod lineage;
+mod monitors;
 mod webhooks;
 
 pub use events::event_json;
@@ -37,6 +38,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/deployments/{name}/canary", post(deployments::canary))
         .route("/deployments/{name}/promote", post(deployments::promote))
         .route("/deployments/{name}/rollback", post(deployments::rollback))
+        .route("/monitors", post(monitors::create).get(monitors::list))
+        .route("/monitors/events", get(monitors::events))
+        .route(
+            "/monitors/{name}",
+            get(monitors::get).delete(monitors::delete),
+        )
+        .route("/monitors/{name}/alerts", get(monitors::alerts))
+        .route("/labels", post(monitors::labels))
         .route("/registry/events", get(events::list))
         .route("/registry/events/stream", get(events::stream))
         .route(

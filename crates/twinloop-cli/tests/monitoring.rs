@@ -1,0 +1,416 @@
+//! Production monitoring end to end on the real server: a deployed model gets traffic from its
+//! training distribution, then from a shifted one; labels are posted; the monitor computes drift
+//! and accuracy per window, fires its alerts, calls a signed webhook, records a retraining
+//! request and rolls the deployment back. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// Deterministic normal draws (LCG + Box–Muller): the test must not depend on luck.
+struct Normal(u64);
+
+impl Normal {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn next(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../twinloop-serving/tests/models")
+        .join(name)
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let r = http.post(url).json(body).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {body}");
+    body
+}
+
+async fn register(http: &reqwest::Client, base: &str, model: &str, prefix: &str) {
+    for file in ["MLmodel", "model.onnx"] {
+        let body = std::fs::read(fixture("logreg").join(file)).unwrap();
+        let r = http
+            .put(format!(
+                "{base}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{file}"
+            ))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let _ = http
+        .post(format!("{base}/api/2.0/mlflow/registered-models/create"))
+        .json(&json!({"name": model}))
+        .send()
+        .await;
+    post(
+        http,
+        &format!("{base}/api/2.0/mlflow/model-versions/create"),
+        &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}")}),
+    )
+    .await;
+}
+
+/// Starts a webhook receiver on loopback; returns its URL and what it received.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let signature = headers
+                    .get("x-twinloop-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                sink.lock().unwrap().push((signature, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+/// Sends `n` one-row requests drawn from N(shift, 1); labels each with the predicted class
+/// (`correct`) or another one.
+async fn traffic(
+    http: &reqwest::Client,
+    base: &str,
+    rng: &mut Normal,
+    n: usize,
+    shift: f64,
+    correct: bool,
+    tag: &str,
+) {
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let row: Vec<f64> = (0..4).map(|_| rng.next() + shift).collect();
+        let id = format!("{tag}-{i}");
+        let answer = post(
+            http,
+            &format!("{base}/v2/models/fraud/infer"),
+            &json!({"id": id, "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": row}]}),
+        )
+        .await;
+        let predicted = answer["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "label")
+            .unwrap()["data"][0]
+            .as_i64()
+            .unwrap();
+        let label = if correct {
+            predicted
+        } else {
+            (predicted + 1) % 3
+        };
+        labels.push(json!({"request_id": id, "label": label}));
+    }
+    let accepted = post(
+        http,
+        &format!("{base}/api/twinloop/v1/labels"),
+        &Value::Array(labels),
+    )
+    .await;
+    assert_eq!(accepted["accepted"], n);
+}
+
+async fn wait_windows(http: &reqwest::Client, base: &str, windows: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s: Value = http
+            .get(format!("{base}/api/twinloop/v1/monitors/fraud-watch"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["state"]["windows"].as_u64() >= Some(windows) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "monitor stuck: {s:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Stop(
+        Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .args([
+                "server",
+                "--port",
+                &port.to_string(),
+                "--prediction-log-flush-ms",
+                "200",
+            ])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.path().join("t.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .env("TWINLOOP_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    register(&http, &base, "fraud", "src/v1").await;
+    register(&http, &base, "fraud", "src/v2").await;
+    post(
+        &http,
+        &format!("{base}/api/twinloop/v1/deployments"),
+        &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+    post(
+        &http,
+        &format!("{base}/api/twinloop/v1/deployments/fraud/traffic"),
+        &json!({"routes": [{"model": "fraud", "version": "2"}]}),
+    )
+    .await;
+
+    // The reference: the training distribution, N(0, 1) in every feature.
+    let mut rng = Normal(42);
+    let mut csv = String::from("f0,f1,f2,f3\n");
+    for _ in 0..1000 {
+        let row: Vec<String> = (0..4).map(|_| format!("{:.6}", rng.next())).collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    let reference = dir.path().join("reference.csv");
+    std::fs::write(&reference, csv).unwrap();
+
+    let (hook, received) = receiver().await;
+    let secret = "monitor-secret";
+    let spec = json!({
+        "name": "fraud-watch", "deployment": "fraud", "reference": reference,
+        "window": {"rows": 150}, "features": {"X": ["f0", "f1", "f2", "f3"]},
+        "prediction": "label", "probabilities": "probabilities", "label_delay_s": 1.0,
+        "training_metrics": {"accuracy": 0.9},
+        "rules": [
+            {"name": "input-drift", "metric": "share_of_drifted_columns", "op": ">=", "threshold": 0.5,
+             "actions": [{"type": "webhook", "url": hook, "secret": secret}, {"type": "retrain"}, {"type": "rollback"}]},
+            {"name": "accuracy", "metric": "accuracy", "op": "<", "threshold": 0.8,
+             "actions": [{"type": "webhook", "url": hook, "secret": secret}]}
+        ]
+    });
+    let spec_file = dir.path().join("monitor.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["--tracking-uri", &base, "monitor", "create", "--spec"])
+        .arg(&spec_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Window 1: the training distribution, labels that agree.
+    traffic(&http, &base, &mut rng, 150, 0.0, true, "calm").await;
+    let s = wait_windows(&http, &base, 1).await;
+    let last = &s["state"]["last"];
+    assert_eq!(last["rows"], 150.0);
+    assert_eq!(last["dataset_drift"], 0.0, "{last:#}");
+    assert_eq!(last["accuracy"], 1.0);
+    assert!((last["accuracy_vs_training"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+    assert!(
+        last["log_loss"].as_f64().unwrap().is_finite() && last["roc_auc"].as_f64().is_some(),
+        "{last:#}"
+    );
+    assert_eq!(s["state"]["rules"]["input-drift"]["state"], "inactive");
+
+    // Window 2: every feature shifted by 3 standard deviations, labels that disagree.
+    traffic(&http, &base, &mut rng, 150, 3.0, false, "shifted").await;
+    let s = wait_windows(&http, &base, 2).await;
+    let last = &s["state"]["last"];
+    assert_eq!(last["dataset_drift"], 1.0, "{last:#}");
+    assert!(last["share_of_drifted_columns"].as_f64().unwrap() >= 0.8);
+    assert_eq!(last["accuracy"], 0.0);
+    assert_eq!(s["state"]["rules"]["input-drift"]["state"], "firing");
+    assert_eq!(s["state"]["rules"]["accuracy"]["state"], "firing");
+    assert_eq!(s["series"]["accuracy"].as_array().unwrap().len(), 2);
+
+    // The webhook got both alerts, signed; the deployment is back on version 1.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "webhook not called");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (signature, body) in received.lock().unwrap().iter() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let want = format!(
+            "sha256={}",
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        assert_eq!(signature, &want);
+        let alert: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(alert["state"], "firing");
+    }
+    let alerts: Value = http
+        .get(format!(
+            "{base}/api/twinloop/v1/monitors/fraud-watch/alerts"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = alerts["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in [
+        "alert_firing",
+        "webhook_delivery",
+        "retrain_requested",
+        "rollback",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let deployment: Value = http
+        .get(format!("{base}/api/twinloop/v1/deployments/fraud"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        deployment["state"]["serving"][0]["version"], "1",
+        "{deployment:#}"
+    );
+    let events: Value = http
+        .get(format!("{base}/api/twinloop/v1/monitors/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "retrain_requested" && e["payload"]["deployment"] == "fraud")
+    );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("twinloop_monitor_alert_firing{monitor=\"fraud-watch\",rule=\"accuracy\"} 1"),
+        "{metrics}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["--tracking-uri", &base, "monitor", "alerts", "fraud-watch"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rule input-drift: firing"));
+}
+
+/// Kills the server when the test ends, passed or not.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_monitors_and_labels_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::TestServer::start_sqlite(dir.path());
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/twinloop/v1", server.url);
+    let cases = [
+        (
+            json!({"name": "m", "deployment": "d", "reference": "/nope.parquet", "window": {"rows": 10}}),
+            "reference",
+        ),
+        (
+            json!({"name": "m", "deployment": "d", "reference": "/nope.parquet", "window": {"rows": 0}}),
+            "window.rows",
+        ),
+        (
+            json!({"name": "m", "deployment": "d", "reference": "/x.csv", "window": {"rows": 5},
+            "rules": [{"name": "r", "metric": "accuracy", "op": "!=", "threshold": 1}]}),
+            "op",
+        ),
+    ];
+    for (spec, want) in cases {
+        let r = http
+            .post(format!("{url}/monitors"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(want), "{body}");
+    }
+    let r = http
+        .post(format!("{url}/labels"))
+        .json(&json!([{"label": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .get(format!("{url}/monitors/none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
