@@ -66,13 +66,14 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         let uri = ModelUri::parse(uri).map_err(|e| anyhow::anyhow!("--model {arg}: {e}"))?;
         wanted.push((name.map(str::to_string), uri));
     }
-    let log = match &args.prediction_log {
+    let (log, log_writer) = match &args.prediction_log {
         Some(dest) => {
             let store = twinloop_artifacts::ArtifactStore::open(dest)
                 .map_err(|e| anyhow::anyhow!("--prediction-log {dest}: {}", e.message))?;
-            PredictionLog::start(store, SegmentPolicy::default()).0
+            let (log, writer) = PredictionLog::start(store, SegmentPolicy::default());
+            (log, Some(writer))
         }
-        None => PredictionLog::disabled(),
+        None => (PredictionLog::disabled(), None),
     };
     let engine = Arc::new(Engine::new(log));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
@@ -149,5 +150,10 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     engine.set_ready(true);
     tracing::info!(http = %addr, grpc_port = args.grpc_port, models = ?engine.names(), "twinloop serve ready");
     shutdown_signal().await;
+    // Whatever the prediction log still holds is written before the process ends.
+    engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(writer) = log_writer {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -149,22 +150,35 @@ async fn model_ready_version(
     Ok(axum::Json(json!({"name": name, "ready": true})))
 }
 
+/// The body, or the JSON error a client can read when it is too large or cut short.
+fn body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    body.map_err(|e| {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the request body is larger than {} MiB", BODY_LIMIT >> 20)
+        } else {
+            format!("cannot read the request body: {e}")
+        };
+        HttpError(status, message)
+    })
+}
+
 async fn infer(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    run(&engine, &name, None, &headers, &body).await
+    run(&engine, &name, None, &headers, &body(bytes)?).await
 }
 
 async fn infer_version(
     State(engine): State<Arc<Engine>>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    run(&engine, &name, Some(&version), &headers, &body).await
+    run(&engine, &name, Some(&version), &headers, &body(bytes)?).await
 }
 
 async fn run(
