@@ -8,7 +8,7 @@ use twinloop_features::serving::OnlineService;
 use twinloop_features::store::FeatureStore;
 use twinloop_meta::{SqlStore, StoreUri};
 use twinloop_server::enrich::OnlineEnrichment;
-use twinloop_server::{AppState, DeploymentRollback};
+use twinloop_server::{AppState, MonitoredDeployments};
 use twinloop_serving::deploy::{DeploymentManager, StoreRegistry};
 use twinloop_serving::engine::Engine;
 use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
@@ -139,10 +139,16 @@ async fn serve(args: ServerArgs) -> Result<()> {
             })?;
         tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
     }
+    let monitored = MonitoredDeployments {
+        manager: deployments.clone(),
+        engine: engine.clone(),
+    };
     let monitors = Monitors::new(
         store.clone(),
+        store.clone(),
+        store.clone(),
         artifacts.clone(),
-        Arc::new(DeploymentRollback(deployments.clone())),
+        Arc::new(monitored),
         flush + std::time::Duration::from_secs(1),
     );
     monitors

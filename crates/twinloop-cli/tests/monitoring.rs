@@ -45,7 +45,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
     body
 }
 
-async fn register(http: &reqwest::Client, base: &str, model: &str, prefix: &str) {
+async fn register(http: &reqwest::Client, base: &str, model: &str, prefix: &str, run_id: &str) {
     for file in ["MLmodel", "model.onnx"] {
         let body = std::fs::read(fixture("logreg").join(file)).unwrap();
         let r = http
@@ -66,7 +66,7 @@ async fn register(http: &reqwest::Client, base: &str, model: &str, prefix: &str)
     post(
         http,
         &format!("{base}/api/2.0/mlflow/model-versions/create"),
-        &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}")}),
+        &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}"), "run_id": run_id}),
     )
     .await;
 }
@@ -188,8 +188,26 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         assert!(Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    register(&http, &base, "fraud", "src/v1").await;
-    register(&http, &base, "fraud", "src/v2").await;
+    // The training run logs its training set as an input: the monitor finds its reference there.
+    let reference = dir.path().join("reference.csv");
+    let run = post(
+        &http,
+        &format!("{base}/api/2.0/mlflow/runs/create"),
+        &json!({"experiment_id": "0"}),
+    )
+    .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    post(
+        &http,
+        &format!("{base}/api/2.0/mlflow/runs/log-inputs"),
+        &json!({"run_id": run_id, "datasets": [{
+            "tags": [{"key": "mlflow.data.context", "value": "training"}],
+            "dataset": {"name": "train", "digest": "d1", "source_type": "local",
+                        "source": json!({"uri": reference}).to_string()}}]}),
+    )
+    .await;
+    register(&http, &base, "fraud", "src/v1", &run_id).await;
+    register(&http, &base, "fraud", "src/v2", &run_id).await;
     post(
         &http,
         &format!("{base}/api/twinloop/v1/deployments"),
@@ -211,13 +229,12 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         csv.push_str(&row.join(","));
         csv.push('\n');
     }
-    let reference = dir.path().join("reference.csv");
     std::fs::write(&reference, csv).unwrap();
 
     let (hook, received) = receiver().await;
     let secret = "monitor-secret";
     let spec = json!({
-        "name": "fraud-watch", "deployment": "fraud", "reference": reference,
+        "name": "fraud-watch", "deployment": "fraud", "reference": "training",
         "window": {"rows": 150}, "features": {"X": ["f0", "f1", "f2", "f3"]},
         "prediction": "label", "probabilities": "probabilities", "label_delay_s": 1.0,
         "training_metrics": {"accuracy": 0.9},
@@ -244,6 +261,10 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
     // Window 1: the training distribution, labels that agree.
     traffic(&http, &base, &mut rng, 150, 0.0, true, "calm").await;
     let s = wait_windows(&http, &base, 1).await;
+    assert_eq!(
+        s["state"]["reference_path"],
+        reference.display().to_string()
+    );
     let last = &s["state"]["last"];
     assert_eq!(last["rows"], 150.0);
     assert_eq!(last["dataset_drift"], 0.0, "{last:#}");

@@ -45,17 +45,25 @@ pub struct AppState {
     pub monitors: Arc<twinloop_watch::Monitors>,
 }
 
-/// A monitor's rollback action, carried out by the deployment manager.
-pub struct DeploymentRollback(pub Arc<twinloop_serving::deploy::DeploymentManager>);
+/// What monitors ask of the deployments: their rollback action, and which version serves.
+pub struct MonitoredDeployments {
+    pub manager: Arc<twinloop_serving::deploy::DeploymentManager>,
+    pub engine: Arc<twinloop_serving::engine::Engine>,
+}
 
 #[async_trait::async_trait]
-impl twinloop_watch::Rollback for DeploymentRollback {
+impl twinloop_watch::Deployments for MonitoredDeployments {
     async fn rollback(&self, deployment: &str) -> Result<String, String> {
-        self.0
+        self.manager
             .rollback(deployment)
             .await
             .map(|_| format!("deployment {deployment:?} rolled back"))
             .map_err(|e| e.to_string())
+    }
+
+    fn serving(&self, deployment: &str) -> Option<(String, String)> {
+        let model = self.engine.model(deployment, None).ok()?;
+        Some((model.name.clone(), model.version.clone()))
     }
 }
 

@@ -11,5 +11,5 @@ pub mod performance;
 pub mod runner;
 pub mod spec;
 
-pub use runner::{Monitors, Rollback};
+pub use runner::{Deployments, Monitors};
 pub use spec::MonitorSpec;

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use tokio::sync::Mutex;
 use twinloop_artifacts::ArtifactStore;
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
-use twinloop_meta::MonitorStore;
+use twinloop_meta::{MonitorStore, RegistryStore, TrackingStore};
 use twinloop_monitor::io::{Table, read_table};
 use twinloop_monitor::{Options, run_drift};
 
@@ -24,11 +24,17 @@ use crate::log::{Logged, read_after};
 use crate::performance::{join, metrics as performance};
 use crate::spec::{Action, AlertRule, MonitorSpec, Window};
 
-/// What a rollback action calls: the server's deployment manager.
+/// What monitors need of the deployments: the server implements it with its deployment manager.
 #[async_trait]
-pub trait Rollback: Send + Sync {
+pub trait Deployments: Send + Sync {
+    /// The rollback action.
     async fn rollback(&self, deployment: &str) -> Result<String, String>;
+    /// The registered model and version answering most of the deployment's traffic.
+    fn serving(&self, deployment: &str) -> Option<(String, String)>;
 }
+
+/// `reference: "training"`: the dataset the serving version's run logged as its training input.
+pub const TRAINING_REFERENCE: &str = "training";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MonitorError {
@@ -54,6 +60,9 @@ pub struct MonitorState {
     pub last_window: Option<(i64, i64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The reference file in use (the spec's path, or the one found through lineage).
+    #[serde(default)]
+    pub reference_path: String,
 }
 
 struct Watched {
@@ -66,8 +75,10 @@ struct Watched {
 /// their rows, and a window waits `label_delay` more for its labels.
 pub struct Monitors {
     store: Arc<dyn MonitorStore>,
+    registry: Arc<dyn RegistryStore>,
+    tracking: Arc<dyn TrackingStore>,
     artifacts: ArtifactStore,
-    rollback: Arc<dyn Rollback>,
+    deployments: Arc<dyn Deployments>,
     flush_lag: Duration,
     watched: Mutex<BTreeMap<String, Watched>>,
     http: reqwest::Client,
@@ -96,18 +107,71 @@ async fn load_reference(path: &str) -> Result<Arc<Table>, MonitorError> {
 impl Monitors {
     pub fn new(
         store: Arc<dyn MonitorStore>,
+        registry: Arc<dyn RegistryStore>,
+        tracking: Arc<dyn TrackingStore>,
         artifacts: ArtifactStore,
-        rollback: Arc<dyn Rollback>,
+        deployments: Arc<dyn Deployments>,
         flush_lag: Duration,
     ) -> Arc<Monitors> {
         Arc::new(Monitors {
             store,
+            registry,
+            tracking,
             artifacts,
-            rollback,
+            deployments,
             flush_lag,
             watched: Mutex::new(BTreeMap::new()),
             http: reqwest::Client::new(),
         })
+    }
+
+    /// The reference file of `spec`: its path, or for `"training"` the training dataset that the
+    /// run of the deployment's serving version logged (lineage: version → run → dataset input).
+    async fn reference_path(&self, spec: &MonitorSpec) -> Result<String, MonitorError> {
+        if spec.reference != TRAINING_REFERENCE {
+            return Ok(spec.reference.clone());
+        }
+        let invalid = MonitorError::Invalid;
+        let (model, version) = self.deployments.serving(&spec.deployment).ok_or_else(|| {
+            invalid(format!(
+                "reference \"training\": no deployment {:?} is serving",
+                spec.deployment
+            ))
+        })?;
+        let mv = self
+            .registry
+            .get_model_version(&model, &version)
+            .await
+            .map_err(|e| invalid(e.message))?;
+        let run_id = Some(mv.run_id).filter(|r| !r.is_empty()).ok_or_else(|| {
+            invalid(format!(
+                "reference \"training\": {model} version {version} has no run to find its training set through"
+            ))
+        })?;
+        let run = self
+            .tracking
+            .get_run(&run_id)
+            .await
+            .map_err(|e| invalid(e.message))?;
+        run.inputs
+            .iter()
+            .filter(|i| {
+                i.tags
+                    .iter()
+                    .any(|t| t.key == "mlflow.data.context" && t.value == "training")
+            })
+            .find_map(|i| {
+                let source: Value = serde_json::from_str(&i.dataset.source).ok()?;
+                let uri = source.get("uri")?.as_str()?;
+                Some(uri.strip_prefix("file://").unwrap_or(uri).to_string())
+            })
+            .ok_or_else(|| {
+                invalid(format!(
+                    "reference \"training\": run {run_id} of {model} version {version} logged no training \
+                     dataset with a file uri (hint: twinloop features get-historical --run-id, or give the \
+                     reference's path)"
+                ))
+            })
     }
 
     /// Loads the stored monitors (one whose reference cannot be read is skipped, with a log line).
@@ -121,7 +185,12 @@ impl Monitors {
                 tracing::error!(monitor = %record.name, "stored monitor is unreadable; skipped");
                 continue;
             };
-            match load_reference(&spec.reference).await {
+            let path = if state.reference_path.is_empty() {
+                spec.reference.clone()
+            } else {
+                state.reference_path.clone()
+            };
+            match load_reference(&path).await {
                 Ok(reference) => {
                     watched.insert(
                         spec.name.clone(),
@@ -155,7 +224,8 @@ impl Monitors {
     /// Starts watching from now.
     pub async fn create(&self, spec: MonitorSpec) -> Result<Value, MonitorError> {
         spec.validate().map_err(MonitorError::Invalid)?;
-        let reference = load_reference(&spec.reference).await?;
+        let reference_path = self.reference_path(&spec).await?;
+        let reference = load_reference(&reference_path).await?;
         let mut watched = self.watched.lock().await;
         if watched.contains_key(&spec.name) {
             return Err(MonitorError::Invalid(format!(
@@ -170,6 +240,7 @@ impl Monitors {
                 .iter()
                 .map(|r| (r.name.clone(), RuleState::default()))
                 .collect(),
+            reference_path,
             ..MonitorState::default()
         };
         let w = Watched {
@@ -554,7 +625,7 @@ impl Monitors {
                     self.deliver(&spec.name, url, secret, &alert).await
                 }
                 Action::Rollback if transition == Transition::Firing => {
-                    let outcome = self.rollback.rollback(&spec.deployment).await;
+                    let outcome = self.deployments.rollback(&spec.deployment).await;
                     let payload = match &outcome {
                         Ok(m) => {
                             json!({"deployment": spec.deployment, "rule": rule.name, "ok": true, "message": m})

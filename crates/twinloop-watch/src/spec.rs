@@ -10,7 +10,8 @@ pub struct MonitorSpec {
     pub name: String,
     /// The deployment whose prediction log is watched.
     pub deployment: String,
-    /// The reference dataset (Parquet or CSV on the server's disk), usually the training set.
+    /// The reference dataset: a Parquet or CSV file on the server's disk, or `"training"` for the
+    /// training set the serving version's run logged as its input (found through lineage).
     pub reference: String,
     pub window: Window,
     /// Column names for the columns of 2-D inputs (`{"X": ["age", "income"]}`); otherwise
