@@ -85,6 +85,26 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
             spec.datatype.name()
         ))
     };
+    // A present value of the wrong kind is the feature view's mismatch with the model.
+    let wrong = |i: usize, v: &Value| {
+        ServeError::Invalid(format!(
+            "feature {:?} of row {i} is {v}, which does not fit input {:?} ({})",
+            spec.name,
+            spec.name,
+            spec.datatype.name()
+        ))
+    };
+    let each =
+        |convert: &dyn Fn(&Value) -> Option<TensorData>| -> Result<Vec<TensorData>, ServeError> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Null => Err(missing(i)),
+                    v => convert(v).ok_or_else(|| wrong(i, v)),
+                })
+                .collect()
+        };
     let data = match spec.datatype {
         Datatype::Fp32 => TensorData::Fp32(
             values
@@ -98,38 +118,19 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
                 .map(|v| v.as_f64().unwrap_or(f64::NAN))
                 .collect(),
         ),
-        Datatype::Int64 => TensorData::Int64(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_i64().ok_or_else(|| missing(i)))
-                .collect::<Result<_, _>>()?,
-        ),
-        Datatype::Int32 => TensorData::Int32(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_i64().map(|x| x as i32).ok_or_else(|| missing(i)))
-                .collect::<Result<_, _>>()?,
-        ),
-        Datatype::Bool => TensorData::Bool(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| missing(i)))
-                .collect::<Result<_, _>>()?,
-        ),
-        Datatype::Bytes => TensorData::Bytes(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Value::String(s) => Ok(s.clone().into_bytes()),
-                    Value::Null => Err(missing(i)),
-                    other => Ok(other.to_string().into_bytes()),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        Datatype::Int64 => join(each(&|v| v.as_i64().map(|x| TensorData::Int64(vec![x])))?),
+        Datatype::Int32 => join(each(&|v| {
+            v.as_i64()
+                .and_then(|x| i32::try_from(x).ok())
+                .map(|x| TensorData::Int32(vec![x]))
+        })?),
+        Datatype::Bool => join(each(&|v| v.as_bool().map(|b| TensorData::Bool(vec![b])))?),
+        Datatype::Bytes => join(each(&|v| {
+            Some(TensorData::Bytes(vec![match v {
+                Value::String(s) => s.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            }]))
+        })?),
         other => {
             return Err(ServeError::Invalid(format!(
                 "input {:?} is {}, which feature enrichment does not fill",
@@ -148,6 +149,16 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
         shape,
         data,
     })
+}
+
+/// One tensor of the elements, in order (all of one type).
+fn join(parts: Vec<TensorData>) -> TensorData {
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or(TensorData::Fp32(Vec::new()));
+    for p in parts {
+        all.append(p);
+    }
+    all
 }
 
 #[async_trait]
@@ -222,13 +233,14 @@ mod tests {
             panic!()
         };
         assert!(v[0] == 1.5 && v[1].is_nan());
-        let err = column(
-            &spec("trips", Datatype::Int64, vec![-1]),
-            &values,
-            &statuses,
-        )
-        .unwrap_err();
+        let trips = spec("trips", Datatype::Int64, vec![-1]);
+        let ints = [Value::from(3), Value::Null];
+        let err = column(&trips, &ints, &statuses).unwrap_err();
         assert!(err.to_string().contains("OUTSIDE_MAX_AGE"), "{err}");
+        let t = column(&trips, &ints[..1], &statuses).unwrap();
+        assert_eq!((t.shape, t.data), (vec![1], TensorData::Int64(vec![3])));
+        let err = column(&trips, &values, &statuses).unwrap_err();
+        assert!(err.to_string().contains("1.5"), "{err}");
     }
 
     #[test]
