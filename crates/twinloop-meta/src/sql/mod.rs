@@ -7,6 +7,7 @@
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.
 
 mod deployments;
+mod documents;
 mod experiments;
 mod features;
 mod lineage;

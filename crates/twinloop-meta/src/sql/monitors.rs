@@ -9,41 +9,26 @@ use super::{SqlStore, db_err};
 
 impl SqlStore {
     pub(super) async fn put_monitor_impl(&self, record: &MonitorRecord) -> Result<()> {
-        let mut sql = self.sql("INSERT INTO monitors (name, spec, state, update_time) VALUES ");
-        sql.tuple([
-            Arg::from(&record.name),
-            Arg::from(&record.spec),
-            Arg::from(&record.state),
-            Arg::from(now_ms()),
-        ]);
-        sql.push(
-            " ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state, \
-             update_time = excluded.update_time",
-        );
-        sql.execute(&self.writer).await?;
-        Ok(())
+        self.put_document("monitors", &record.name, &record.spec, &record.state)
+            .await
     }
 
     pub(super) async fn monitors_impl(&self) -> Result<Vec<MonitorRecord>> {
-        let sql = self.sql("SELECT name, spec, state, update_time FROM monitors ORDER BY name");
-        sql.fetch_all(&self.reader)
+        Ok(self
+            .documents("monitors")
             .await?
-            .iter()
-            .map(|row| {
-                Ok(MonitorRecord {
-                    name: row.text(0)?,
-                    spec: row.text(1)?,
-                    state: row.text(2)?,
-                    update_time: row.int(3)?,
-                })
+            .into_iter()
+            .map(|(name, spec, state, update_time)| MonitorRecord {
+                name,
+                spec,
+                state,
+                update_time,
             })
-            .collect()
+            .collect())
     }
 
     pub(super) async fn delete_monitor_impl(&self, name: &str) -> Result<bool> {
-        let mut sql = self.sql("DELETE FROM monitors WHERE name = ");
-        sql.arg(name);
-        Ok(sql.execute(&self.writer).await? > 0)
+        self.delete_document("monitors", name).await
     }
 
     /// Writes a window's points in one transaction (a re-run window replaces its values).
