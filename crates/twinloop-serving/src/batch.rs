@@ -1,7 +1,10 @@
 //! Dynamic batching: requests that arrive within `max_queue_delay_us` of each other are merged
-//! along the first (batch) dimension into one model run, and the outputs are split back.
+//! along the first (batch) dimension into one model run, and the outputs are split back. A batch
+//! stops waiting as soon as it holds every request in flight: a lone caller never waits out the
+//! delay for company that cannot come.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -44,6 +47,8 @@ const QUEUE: usize = 4096;
 
 pub struct Batcher {
     queue: mpsc::Sender<Job>,
+    /// Requests submitted and not yet answered.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Batcher {
@@ -51,10 +56,14 @@ impl Batcher {
     pub fn start(model: Arc<OnnxModel>, spec: BatchingSpec, workers: usize) -> Batcher {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(model.clone(), spec, rx.clone()));
+            tokio::spawn(work(model.clone(), spec, rx.clone(), in_flight.clone()));
         }
-        Batcher { queue: tx }
+        Batcher {
+            queue: tx,
+            in_flight,
+        }
     }
 
     pub async fn submit(
@@ -68,6 +77,8 @@ impl Batcher {
             outputs,
             reply,
         };
+        // Counted until answered, or until the caller goes away (the guard drops either way).
+        let _counted = InFlight::enter(&self.in_flight);
         self.queue
             .send(job)
             .await
@@ -78,7 +89,27 @@ impl Batcher {
     }
 }
 
-async fn work(model: Arc<OnnxModel>, spec: BatchingSpec, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn work(
+    model: Arc<OnnxModel>,
+    spec: BatchingSpec,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    in_flight: Arc<AtomicUsize>,
+) {
     loop {
         let jobs = {
             let mut rx = rx.lock().await;
@@ -86,7 +117,7 @@ async fn work(model: Arc<OnnxModel>, spec: BatchingSpec, rx: Arc<Mutex<mpsc::Rec
             let deadline = Instant::now() + Duration::from_micros(spec.max_queue_delay_us);
             let mut rows = first.rows();
             let mut jobs = vec![first];
-            while rows < spec.max_batch_size {
+            while rows < spec.max_batch_size && in_flight.load(Ordering::SeqCst) > jobs.len() {
                 match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
                     Ok(Some(job)) => {
                         rows += job.rows();

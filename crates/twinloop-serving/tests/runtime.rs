@@ -178,3 +178,52 @@ fn a_broken_graph_fails_with_a_reason() {
     let err = OnnxModel::load(&path, 1).unwrap_err();
     assert!(err.contains("cannot load the model"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_requests_each_get_their_own_rows_back() {
+    use std::sync::Arc;
+    use twinloop_serving::batch::Batcher;
+    use twinloop_serving::spec::BatchingSpec;
+
+    let model = Arc::new(load("logreg").await);
+    let outputs = model.select_outputs(&[]).unwrap();
+    let spec = BatchingSpec {
+        max_batch_size: 64,
+        max_queue_delay_us: 2_000,
+    };
+    let batcher = Arc::new(Batcher::start(model.clone(), spec, 2));
+    let request = |i: usize| {
+        let rows = 1 + i % 3;
+        let data: Vec<f32> = (0..rows * 4)
+            .map(|j| (i * 7 + j) as f32 / 10.0 - 2.0)
+            .collect();
+        vec![Tensor {
+            name: "X".into(),
+            shape: vec![rows as i64, 4],
+            data: TensorData::Fp32(data),
+        }]
+    };
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (batcher, outputs) = (batcher.clone(), outputs.clone());
+        tasks.push(tokio::spawn(async move {
+            batcher.submit(request(i), outputs).await.unwrap()
+        }));
+    }
+    // Kernels may sum in another order for another batch size: labels equal, floats close.
+    for (i, task) in tasks.into_iter().enumerate() {
+        let merged = task.await.unwrap();
+        let alone = model.run(request(i), &outputs).unwrap();
+        assert_eq!(merged[0], alone[0], "request {i}");
+        assert_eq!(merged[1].shape, alone[1].shape, "request {i}");
+        let (TensorData::Fp32(a), TensorData::Fp32(b)) = (&merged[1].data, &alone[1].data) else {
+            panic!("probabilities are FP32")
+        };
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-6 + 1e-4 * y.abs(),
+                "request {i}: {x} vs {y}"
+            );
+        }
+    }
+}
