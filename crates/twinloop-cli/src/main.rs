@@ -3,6 +3,7 @@
 
 mod client;
 mod deploy;
+mod drift_schema;
 mod features;
 mod lineage;
 mod models;

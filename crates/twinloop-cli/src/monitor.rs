@@ -78,9 +78,10 @@ struct DriftArgs {
     /// The current dataset (.parquet or .csv).
     #[arg(long)]
     current: PathBuf,
-    /// JSON file with per-column types, methods, thresholds, ranges and categories.
+    /// Per-column types (and methods, thresholds, ranges, categories): a JSON schema file, a
+    /// model's MLmodel file or directory (its signature), or feature-view:REPO_DIR:VIEW.
     #[arg(long)]
-    schema: Option<PathBuf>,
+    schema: Option<String>,
     /// Test for every column it fits; auto picks per column as Evidently does.
     #[arg(long, default_value = "auto")]
     method: String,
@@ -240,7 +241,7 @@ fn drift(a: DriftArgs) -> Result<()> {
         bail!("--drift-share must be within [0, 1]");
     }
     let schema = match &a.schema {
-        Some(p) => Schema::load(p)?,
+        Some(source) => crate::drift_schema::load(source)?,
         None => Schema::default(),
     };
     let options = Options {
