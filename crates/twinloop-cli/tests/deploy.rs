@@ -58,32 +58,7 @@ impl Client {
     /// Uploads an MLflow model directory and registers it as the next version of `model`.
     async fn register(&self, model: &str, dir: &Path) -> String {
         let prefix = format!("sources/{model}/{}", uuid_like());
-        for file in ["MLmodel", "model.onnx"] {
-            let body = std::fs::read(dir.join(file)).unwrap();
-            let url = format!(
-                "{}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{file}",
-                self.url
-            );
-            let r = self.http.put(url).body(body).send().await.unwrap();
-            assert!(r.status().is_success(), "upload {file}: {}", r.status());
-        }
-        let _ = self
-            .post(
-                "/api/2.0/mlflow/registered-models/create",
-                &json!({"name": model}),
-            )
-            .await;
-        let (status, body) = self
-            .post(
-                "/api/2.0/mlflow/model-versions/create",
-                &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}")}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["model_version"]["version"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        support::register_model(&self.http, &self.url, model, dir, &prefix, None).await
     }
 
     async fn set_alias(&self, model: &str, alias: &str, version: &str) {
@@ -570,33 +545,9 @@ async fn feature_repo_with_fresh_driver(root: &Path) -> std::path::PathBuf {
 async fn a_feature_service_fills_the_model_inputs_from_entity_keys() {
     let dir = tempfile::tempdir().unwrap();
     let repo = feature_repo_with_fresh_driver(dir.path()).await;
-    let port = support::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
-        .args(["server", "--port", &port.to_string()])
-        .arg("--backend-store-uri")
-        .arg(format!("sqlite:///{}", dir.path().join("t.db").display()))
-        .arg("--artifacts-destination")
-        .arg(dir.path().join("artifacts"))
-        .arg("--feature-repo")
-        .arg(&repo)
-        .env("TWINLOOP_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let c = Client {
-        http: reqwest::Client::new(),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c
-        .http
-        .get(format!("{}/health", c.url))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server =
+        TestServer::start_sqlite_with(dir.path(), &["--feature-repo", repo.to_str().unwrap()]);
+    let c = Client::new(&server);
     c.register("scorer", &fixture("feature_sum")).await;
     c.deploy(json!({"name": "scorer", "feature_service": "rates", "routes": [{"model": "scorer", "version": "1"}]})).await;
     let ask = |body: Value| {
@@ -627,6 +578,4 @@ async fn a_feature_service_fills_the_model_inputs_from_entity_keys() {
         body["error"].as_str().unwrap().contains("driver_id"),
         "{body}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -45,32 +45,6 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
     body
 }
 
-async fn register(http: &reqwest::Client, base: &str, model: &str, prefix: &str, run_id: &str) {
-    for file in ["MLmodel", "model.onnx"] {
-        let body = std::fs::read(fixture("logreg").join(file)).unwrap();
-        let r = http
-            .put(format!(
-                "{base}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{file}"
-            ))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-    }
-    let _ = http
-        .post(format!("{base}/api/2.0/mlflow/registered-models/create"))
-        .json(&json!({"name": model}))
-        .send()
-        .await;
-    post(
-        http,
-        &format!("{base}/api/2.0/mlflow/model-versions/create"),
-        &json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}"), "run_id": run_id}),
-    )
-    .await;
-}
-
 /// Starts a webhook receiver on loopback; returns its URL and what it received.
 async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -163,31 +137,10 @@ async fn wait_windows(http: &reqwest::Client, base: &str, windows: u64) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _server = Stop(
-        Command::new(env!("CARGO_BIN_EXE_twinloop"))
-            .args([
-                "server",
-                "--port",
-                &port.to_string(),
-                "--prediction-log-flush-ms",
-                "200",
-            ])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.path().join("t.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .env("TWINLOOP_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
+    let server =
+        support::TestServer::start_sqlite_with(dir.path(), &["--prediction-log-flush-ms", "200"]);
+    let base = server.url.clone();
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // The training run logs its training set as an input: the monitor finds its reference there.
     let reference = dir.path().join("reference.csv");
     let run = post(
@@ -206,8 +159,24 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
                         "source": json!({"uri": reference}).to_string()}}]}),
     )
     .await;
-    register(&http, &base, "fraud", "src/v1", &run_id).await;
-    register(&http, &base, "fraud", "src/v2", &run_id).await;
+    support::register_model(
+        &http,
+        &base,
+        "fraud",
+        &fixture("logreg"),
+        "src/v1",
+        Some(&run_id),
+    )
+    .await;
+    support::register_model(
+        &http,
+        &base,
+        "fraud",
+        &fixture("logreg"),
+        "src/v2",
+        Some(&run_id),
+    )
+    .await;
     post(
         &http,
         &format!("{base}/api/twinloop/v1/deployments"),
@@ -377,16 +346,6 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("rule input-drift: firing"));
-}
-
-/// Kills the server when the test ends, passed or not.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

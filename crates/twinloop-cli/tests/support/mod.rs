@@ -26,15 +26,25 @@ pub fn free_port() -> u16 {
 impl TestServer {
     /// Starts a server on SQLite in a fresh directory under `root`.
     pub fn start_sqlite(root: &Path) -> TestServer {
+        Self::start_sqlite_with(root, &[])
+    }
+
+    /// On SQLite, with more `twinloop server` flags.
+    pub fn start_sqlite_with(root: &Path, extra: &[&str]) -> TestServer {
         let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
-        Self::start(root, &uri)
+        Self::start_with(root, &uri, extra)
     }
 
     pub fn start(root: &Path, backend_uri: &str) -> TestServer {
+        Self::start_with(root, backend_uri, &[])
+    }
+
+    fn start_with(root: &Path, backend_uri: &str, extra: &[&str]) -> TestServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--backend-store-uri", backend_uri])
+            .args(extra)
             .arg("--artifacts-destination")
             .arg(root.join("artifacts"))
             .env(
@@ -170,4 +180,45 @@ pub fn prediction_log_rows(dir: &Path) -> Vec<(String, String)> {
         }
     }
     rows
+}
+
+/// Uploads an MLflow model directory (`MLmodel` + `model.onnx`) through the artifact proxy under
+/// `prefix` and registers it as the next version of `model`; returns the version.
+pub async fn register_model(
+    http: &reqwest::Client,
+    base: &str,
+    model: &str,
+    dir: &Path,
+    prefix: &str,
+    run_id: Option<&str>,
+) -> String {
+    for file in ["MLmodel", "model.onnx"] {
+        let body = std::fs::read(dir.join(file)).unwrap();
+        let url = format!("{base}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{file}");
+        let r = http.put(url).body(body).send().await.unwrap();
+        assert!(r.status().is_success(), "upload {file}: {}", r.status());
+    }
+    let _ = http
+        .post(format!("{base}/api/2.0/mlflow/registered-models/create"))
+        .json(&serde_json::json!({"name": model}))
+        .send()
+        .await;
+    let mut version =
+        serde_json::json!({"name": model, "source": format!("mlflow-artifacts:/{prefix}")});
+    if let Some(run_id) = run_id {
+        version["run_id"] = run_id.into();
+    }
+    let r = http
+        .post(format!("{base}/api/2.0/mlflow/model-versions/create"))
+        .json(&version)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{body}");
+    body["model_version"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
