@@ -148,23 +148,33 @@ async fn write_segments(
 ) {
     let mut buffer: Vec<PredictionRecord> = Vec::new();
     let mut sequence = 0u64;
+    // Set when a segment's first row arrives and never pushed back by later rows: under steady
+    // traffic a timer restarted per record would never fire, and monitors (and a crash) would
+    // see nothing until the traffic paused.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let record = if buffer.is_empty() {
-            rx.recv().await
-        } else {
-            match tokio::time::timeout(policy.max_age, rx.recv()).await {
-                Ok(r) => r,
-                Err(_) => {
+        let record = match due {
+            None => rx.recv().await,
+            Some(deadline) => tokio::select! {
+                // The deadline first: a queue that is never empty must not starve it.
+                biased;
+                () = tokio::time::sleep_until(deadline) => {
                     flush(&store, &mut buffer, &mut sequence).await;
+                    due = None;
                     continue;
                 }
-            }
+                r = rx.recv() => r,
+            },
         };
         match record {
             Some(r) => {
+                if buffer.is_empty() {
+                    due = Some(tokio::time::Instant::now() + policy.max_age);
+                }
                 buffer.push(r);
                 if buffer.len() >= policy.max_rows {
                     flush(&store, &mut buffer, &mut sequence).await;
+                    due = None;
                 }
             }
             None => {
@@ -315,6 +325,69 @@ mod tests {
             log.append(record(i));
         }
         assert_eq!(log.dropped(), 4);
+    }
+
+    /// Request ids of every row of the finished segments in `day`, and how many segments.
+    fn logged_ids(day: &std::path::Path) -> (Vec<String>, usize) {
+        use arrow::array::{Array, StringArray};
+        let Ok(entries) = std::fs::read_dir(day) else {
+            return (Vec::new(), 0);
+        };
+        let (mut ids, mut segments) = (Vec::new(), 0);
+        for entry in entries {
+            let path = entry.unwrap().path();
+            // object_store stages a file under another name and renames it when complete.
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            segments += 1;
+            let bytes = Bytes::from(std::fs::read(&path).unwrap());
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                let column = batch.column_by_name("request_id").unwrap();
+                let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
+            }
+        }
+        (ids, segments)
+    }
+
+    #[tokio::test]
+    async fn steady_traffic_writes_segments_while_it_lasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let max_age = Duration::from_millis(100);
+        let policy = SegmentPolicy {
+            max_age,
+            ..SegmentPolicy::default()
+        };
+        let (mut log, writer) = PredictionLog::start(store, policy);
+        let day = dir.path().join("predictions/fraud/2023-11-14");
+        // A record every tenth of max_age never leaves the writer idle for max_age: only a
+        // deadline taken from each segment's first row writes segments while this goes on.
+        // The bound on records only keeps a broken writer from hanging the test.
+        let mut ticks = tokio::time::interval(max_age / 10);
+        let mut sent = 0;
+        while logged_ids(&day).1 < 3 {
+            assert!(
+                sent < 1_000,
+                "{sent} records, one every {:?}, and fewer than 3 segments",
+                max_age / 10
+            );
+            ticks.tick().await;
+            log.append(record(sent));
+            sent += 1;
+        }
+        log.close();
+        writer.await.unwrap();
+        let (mut ids, _) = logged_ids(&day);
+        ids.sort_by_key(|id| id[1..].parse::<i64>().unwrap());
+        let expected: Vec<String> = (0..sent).map(|i| format!("r{i}")).collect();
+        assert_eq!(ids, expected, "every record once, none lost or repeated");
     }
 
     #[tokio::test]
