@@ -1,22 +1,41 @@
-//! A small client for the commands that talk to a running server (`models`, `lineage`).
+//! A small client for the commands that talk to a running server (`models`, `lineage`, `deploy`,
+//! `monitor`, `webhooks`, `serve`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::Value;
 
+/// `--tracking-uri` on the commands that talk to a running server (and their subcommands).
 #[derive(Args, Clone)]
+pub struct TrackingUriArg {
+    /// The twinloop (or MLflow) server to talk to [default: $MLFLOW_TRACKING_URI, then
+    /// http://127.0.0.1:5000].
+    #[arg(long, global = true, value_name = "URL")]
+    tracking_uri: Option<String>,
+}
+
+/// The server a command talks to, resolved from the flag (after the subcommand or, as before,
+/// before it), then `MLFLOW_TRACKING_URI`, then the default address.
+#[derive(Clone)]
 pub struct ServerConnection {
-    /// The twinloop (or MLflow) server to talk to.
-    #[arg(
-        long,
-        env = "MLFLOW_TRACKING_URI",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
     tracking_uri: String,
 }
 
 impl ServerConnection {
+    pub fn resolve(after_command: &TrackingUriArg, before_command: Option<&str>) -> Self {
+        let tracking_uri = after_command
+            .tracking_uri
+            .clone()
+            .or_else(|| before_command.map(str::to_string))
+            .or_else(|| {
+                std::env::var("MLFLOW_TRACKING_URI")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            })
+            .unwrap_or_else(|| "http://127.0.0.1:5000".to_string());
+        ServerConnection { tracking_uri }
+    }
+
     pub fn tracking_uri(&self) -> &str {
         &self.tracking_uri
     }
@@ -30,9 +49,9 @@ pub struct Api {
 impl Api {
     pub fn new(conn: &ServerConnection) -> Result<Api> {
         let base = conn.tracking_uri.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!(
-                "tracking URI {base:?} is not an http:// URL (hint: pass --tracking-uri http://host:5000)"
+                "tracking URI {base:?} is not an http:// or https:// URL (hint: pass --tracking-uri http://host:5000)"
             );
         }
         Ok(Api {

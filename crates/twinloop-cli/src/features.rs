@@ -16,6 +16,7 @@ use twinloop_features::store::FeatureStore;
 use twinloop_features::time::{format_micros, parse_timestamp};
 use twinloop_server::features::FeatureServerState;
 
+use crate::output::outln;
 use crate::server::{bracket_v6, shutdown_signal};
 
 #[derive(Args)]
@@ -114,12 +115,12 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         match args.command {
             FeaturesCommand::Plan => {
                 let plan = store.plan().await.map_err(user_error)?;
-                println!("{plan}");
+                outln!("{plan}");
             }
             FeaturesCommand::Apply => {
                 let plan = store.apply().await.map_err(user_error)?;
-                println!("{plan}");
-                println!("applied to project {:?}", store.repo.config.project);
+                outln!("{plan}");
+                outln!("applied to project {:?}", store.repo.config.project);
             }
             FeaturesCommand::List => list(&store).await?,
             FeaturesCommand::Describe { name } => describe(&store, &name).await?,
@@ -190,7 +191,7 @@ async fn historical(store: &FeatureStore, args: HistoricalArgs, progress: bool) 
         .get_historical(&request, args.run_id.as_deref())
         .await
         .map_err(user_error)?;
-    println!(
+    outln!(
         "wrote {} rows with {} feature columns to {} in {:.2} s",
         summary.rows,
         summary.feature_columns.len(),
@@ -198,29 +199,29 @@ async fn historical(store: &FeatureStore, args: HistoricalArgs, progress: bool) 
         started.elapsed().as_secs_f64()
     );
     for ((view, matched), (_, read)) in summary.matched.iter().zip(&summary.source_rows) {
-        println!(
+        outln!(
             "  {view}: {matched} of {} rows found a value ({read} source rows read)",
             summary.rows
         );
     }
     if summary.spilled_bytes > 0 {
-        println!(
+        outln!(
             "  spilled {} MiB to disk (--memory-limit)",
             summary.spilled_bytes >> 20
         );
     }
     if let Some(run) = &args.run_id {
-        println!("  logged as a training dataset of run {run}");
+        outln!("  logged as a training dataset of run {run}");
     }
     Ok(())
 }
 
 fn report_materialized(done: &[twinloop_features::materialize::Materialized]) {
     if done.is_empty() {
-        println!("nothing to materialize");
+        outln!("nothing to materialize");
     }
     for m in done {
-        println!(
+        outln!(
             "{}: {} source rows ({} in window) → {} entities, {} written, in {:.2} s [{} .. {}]",
             m.view,
             m.source_rows,
@@ -236,7 +237,7 @@ fn report_materialized(done: &[twinloop_features::materialize::Materialized]) {
 
 async fn list(store: &FeatureStore) -> Result<()> {
     let repo = &store.repo;
-    println!(
+    outln!(
         "project {} ({} entities, {} sources, {} feature views, {} feature services)",
         repo.config.project,
         repo.entities.len(),
@@ -244,16 +245,20 @@ async fn list(store: &FeatureStore) -> Result<()> {
         repo.views.len(),
         repo.services.len()
     );
-    println!(
+    outln!(
         "{:<28} {:<20} {:>8} {:>6}  {:<24}",
-        "FEATURE VIEW", "ENTITIES", "FEATURES", "TTL", "MATERIALIZED UNTIL"
+        "FEATURE VIEW",
+        "ENTITIES",
+        "FEATURES",
+        "TTL",
+        "MATERIALIZED UNTIL"
     );
     for view in &repo.views {
         let last = store
             .last_materialized_end(&view.name)
             .await
             .map_err(user_error)?;
-        println!(
+        outln!(
             "{:<28} {:<20} {:>8} {:>6}  {:<24}",
             view.name,
             view.entities.join(","),
@@ -263,7 +268,7 @@ async fn list(store: &FeatureStore) -> Result<()> {
         );
     }
     for service in &repo.services {
-        println!(
+        outln!(
             "feature service {}: {}",
             service.name,
             service.features.join(", ")
@@ -276,14 +281,14 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
     let repo = &store.repo;
     let Some(view) = repo.view(name) else {
         if let Some(e) = repo.entity(name) {
-            println!(
+            outln!(
                 "entity {} ({}): join keys {}",
                 e.name,
                 e.origin,
                 e.join_keys.join(", ")
             );
         } else if let Some(s) = repo.source(name) {
-            println!(
+            outln!(
                 "source {} ({}): {} (timestamp {}{})",
                 s.name,
                 s.origin,
@@ -295,7 +300,7 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
                     .unwrap_or_default()
             );
         } else if let Some(s) = repo.service(name) {
-            println!(
+            outln!(
                 "feature service {} ({}): {}",
                 s.name,
                 s.origin,
@@ -311,14 +316,14 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
         .await
         .map(|o| format!("v{}", o.version))
         .unwrap_or_else(|e| e.message);
-    println!("feature view {} ({})", view.name, view.origin);
-    println!("  applied:   {applied}");
-    println!(
+    outln!("feature view {} ({})", view.name, view.origin);
+    outln!("  applied:   {applied}");
+    outln!(
         "  entities:  {} (join keys {})",
         view.entities.join(", "),
         repo.join_keys(view).join(", ")
     );
-    println!(
+    outln!(
         "  source:    {}{}",
         view.source,
         if view.sql.is_some() {
@@ -327,9 +332,9 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
             ""
         }
     );
-    println!("  ttl:       {}", format_ttl(view.ttl_micros));
+    outln!("  ttl:       {}", format_ttl(view.ttl_micros));
     let stats = view_statistics(repo, view).await.map_err(user_error)?;
-    println!(
+    outln!(
         "  source rows: {} (events {} .. {})",
         stats.rows,
         stats.oldest_event.map_or_else(|| "-".into(), format_micros),
@@ -340,18 +345,24 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
         .await
         .map_err(user_error)?;
     match runs.last() {
-        Some(run) => println!(
+        Some(run) => outln!(
             "  materialized: {} runs, last [{} .. {}], {} entities",
             runs.len(),
             format_micros(run.start_time),
             format_micros(run.end_time),
             run.entities
         ),
-        None => println!("  materialized: never"),
+        None => outln!("  materialized: never"),
     }
-    println!(
+    outln!(
         "  {:<24} {:<10} {:>10} {:>8} {:>14} {:>14} {:>14}",
-        "FEATURE", "DTYPE", "NON-NULL", "NULL %", "MIN", "MAX", "MEAN"
+        "FEATURE",
+        "DTYPE",
+        "NON-NULL",
+        "NULL %",
+        "MIN",
+        "MAX",
+        "MEAN"
     );
     for (f, s) in view.features.iter().zip(&stats.features) {
         let null_share = if stats.rows > 0 {
@@ -359,7 +370,7 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
         } else {
             0.0
         };
-        println!(
+        outln!(
             "  {:<24} {:<10} {:>10} {:>7.2}% {:>14} {:>14} {:>14}",
             f.name,
             f.dtype.to_string(),

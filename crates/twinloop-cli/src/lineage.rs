@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::models::print_table;
+use crate::output::outln;
 
 #[derive(Args)]
 pub struct LineageArgs {
@@ -47,7 +48,7 @@ pub fn run(conn: &ServerConnection, args: LineageArgs) -> Result<()> {
             )
             .await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&graph)?);
+            outln!("{}", serde_json::to_string_pretty(&graph)?);
             return Ok(());
         }
         let mut rows = vec![["NODE", "TYPE", "NAME", "EXTERNAL ID"].map(String::from)];
@@ -60,9 +61,9 @@ pub fn run(conn: &ServerConnection, args: LineageArgs) -> Result<()> {
             ]);
         }
         print_table(&rows);
-        println!();
+        outln!();
         for e in graph["edges"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "{} -[{}]-> {}",
                 text(&e["source"]),
                 text(&e["type"]),
@@ -70,7 +71,7 @@ pub fn run(conn: &ServerConnection, args: LineageArgs) -> Result<()> {
             );
         }
         if graph["truncated"].as_bool() == Some(true) {
-            println!("(truncated: the graph has more nodes than one answer returns)");
+            outln!("(truncated: the graph has more nodes than one answer returns)");
         }
         Ok(())
     })

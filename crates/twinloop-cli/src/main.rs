@@ -8,10 +8,16 @@ mod features;
 mod lineage;
 mod models;
 mod monitor;
+mod output;
 mod serve;
 mod server;
+mod webhooks;
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use clap::{Args, Parser, Subcommand};
+
+use client::{ServerConnection, TrackingUriArg};
 
 #[derive(Parser)]
 #[command(
@@ -25,45 +31,69 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Kept for scripts that put it before the command; `twinloop COMMAND --help` documents it.
+    #[arg(long, hide = true)]
+    tracking_uri: Option<String>,
+}
+
+// A command that talks to a running server, with its own `--tracking-uri`.
+#[derive(Args)]
+struct Remote<A: Args> {
     #[command(flatten)]
-    connection: client::ServerConnection,
+    server: TrackingUriArg,
+    #[command(flatten)]
+    args: A,
+}
+
+// A command group that talks to a running server; `--tracking-uri` applies to every subcommand.
+#[derive(Args)]
+struct RemoteGroup<C: Subcommand> {
+    #[command(flatten)]
+    server: TrackingUriArg,
+    #[command(subcommand)]
+    command: C,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
-    Serve(serve::ServeArgs),
-    #[command(subcommand)]
-    Deploy(deploy::DeployCommand),
+    Serve(Remote<serve::ServeArgs>),
+    /// Deployments on a running server: create with weighted routes, canary, promote, roll back.
+    Deploy(RemoteGroup<deploy::DeployCommand>),
     /// The model registry of a running server: models, versions, aliases.
-    #[command(subcommand)]
-    Models(models::ModelsCommand),
+    Models(RemoteGroup<models::ModelsCommand>),
     /// Walk the lineage graph of a running server from one node.
-    Lineage(lineage::LineageArgs),
+    Lineage(Remote<lineage::LineageArgs>),
     /// The feature store: definitions, training sets, materialization, online serving.
     Features(features::FeaturesArgs),
     /// Monitoring: data drift and data quality between a reference and a current dataset.
-    Monitor(monitor::MonitorArgs),
+    Monitor(Remote<monitor::MonitorArgs>),
+    /// Registry webhooks of a running server: list, add (signed POSTs of registry events), remove.
+    Webhooks(RemoteGroup<webhooks::WebhooksCommand>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TWINLOOP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
+    let connect =
+        |server: &TrackingUriArg| ServerConnection::resolve(server, cli.tracking_uri.as_deref());
     let result = match cli.command {
         Command::Server(args) => server::run(args),
-        Command::Serve(args) => serve::run(&cli.connection, args),
-        Command::Deploy(command) => deploy::run(&cli.connection, command),
-        Command::Models(command) => models::run(&cli.connection, command),
-        Command::Lineage(args) => lineage::run(&cli.connection, args),
+        Command::Serve(c) => serve::run(&connect(&c.server), c.args),
+        Command::Deploy(c) => deploy::run(&connect(&c.server), c.command),
+        Command::Models(c) => models::run(&connect(&c.server), c.command),
+        Command::Lineage(c) => lineage::run(&connect(&c.server), c.args),
         Command::Features(args) => features::run(args),
-        Command::Monitor(args) => monitor::run(&cli.connection, args),
+        Command::Monitor(c) => monitor::run(&connect(&c.server), c.args),
+        Command::Webhooks(c) => webhooks::run(&connect(&c.server), c.command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

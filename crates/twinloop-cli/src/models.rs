@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client::{Api, ServerConnection, block_on};
+use crate::output::outln;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -53,7 +54,7 @@ pub fn run(conn: &ServerConnection, command: ModelsCommand) -> Result<()> {
                     "setting the alias",
                 )
                 .await?;
-                println!("{name}@{alias} -> version {version}");
+                outln!("{name}@{alias} -> version {version}");
                 Ok(())
             }
             ModelsCommand::Alias(AliasCommand::Rm { name, alias }) => {
@@ -64,7 +65,7 @@ pub fn run(conn: &ServerConnection, command: ModelsCommand) -> Result<()> {
                     "removing the alias",
                 )
                 .await?;
-                println!("removed {name}@{alias}");
+                outln!("removed {name}@{alias}");
                 Ok(())
             }
         }
@@ -187,6 +188,6 @@ pub fn print_table<const N: usize>(rows: &[[String; N]]) {
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        outln!("{}", cells.join("  ").trim_end());
     }
 }

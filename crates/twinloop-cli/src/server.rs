@@ -14,11 +14,12 @@ use twinloop_serving::engine::Engine;
 use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
 use twinloop_watch::Monitors;
 
-/// Flags follow `mlflow server` so that existing scripts keep working.
+/// Flags follow `mlflow server` so that existing scripts keep working (`-h` is the host, as there).
 #[derive(Args)]
+#[command(disable_help_flag = true)]
 pub struct ServerArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1", env = "TWINLOOP_HOST")]
+    /// Address to listen on (0.0.0.0 for every interface, :: for IPv6).
+    #[arg(long, short = 'h', default_value = "127.0.0.1", env = "TWINLOOP_HOST")]
     host: String,
 
     /// Port to listen on.
@@ -35,13 +36,22 @@ pub struct ServerArgs {
     backend_store_uri: String,
 
     /// Where artifacts are stored: a local directory or s3://bucket/prefix (credentials and
-    /// endpoint from AWS_* variables or MLFLOW_S3_ENDPOINT_URL).
-    #[arg(
-        long,
-        default_value = "twinloop-data/artifacts",
-        env = "TWINLOOP_ARTIFACTS_DESTINATION"
-    )]
-    artifacts_destination: String,
+    /// endpoint from AWS_* variables or MLFLOW_S3_ENDPOINT_URL) [default: twinloop-data/artifacts].
+    #[arg(long, env = "TWINLOOP_ARTIFACTS_DESTINATION")]
+    artifacts_destination: Option<String>,
+
+    /// mlflow's name for where artifacts go. twinloop always proxies artifacts, so this is taken
+    /// as --artifacts-destination (clients still see mlflow-artifacts:/ locations).
+    #[arg(long, value_name = "URI", conflicts_with = "artifacts_destination")]
+    default_artifact_root: Option<String>,
+
+    /// Accepted for mlflow compatibility: artifacts are always served through the server.
+    #[arg(long)]
+    serve_artifacts: bool,
+
+    /// Refused: twinloop always proxies artifacts (clients never need storage credentials).
+    #[arg(long, conflicts_with = "serve_artifacts")]
+    no_serve_artifacts: bool,
 
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
@@ -65,6 +75,26 @@ pub struct ServerArgs {
     /// (an embedded online store is then held by this server).
     #[arg(long, env = "TWINLOOP_FEATURE_REPO")]
     feature_repo: Option<std::path::PathBuf>,
+
+    /// Print help (`-h` is --host, as in `mlflow server`).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+impl ServerArgs {
+    fn artifacts_destination(&self) -> Result<&str> {
+        if self.no_serve_artifacts {
+            bail!(
+                "--no-serve-artifacts is not supported: twinloop always proxies artifacts (hint: drop the flag; \
+                 --artifacts-destination says where they are stored)"
+            );
+        }
+        Ok(self
+            .artifacts_destination
+            .as_deref()
+            .or(self.default_artifact_root.as_deref())
+            .unwrap_or("twinloop-data/artifacts"))
+    }
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
@@ -87,23 +117,26 @@ async fn serve(args: ServerArgs) -> Result<()> {
         .backend_store_uri
         .parse()
         .map_err(|e: twinloop_core::Error| anyhow::anyhow!("{}", e.message))?;
-    let artifacts = ArtifactStore::open(&args.artifacts_destination)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let store = SqlStore::open(&uri, "mlflow-artifacts:")
-        .await
-        .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
-    let store = Arc::new(store);
+    let artifacts_destination = args.artifacts_destination()?;
+    // Bound before anything is created on disk, so a server that cannot listen leaves no trace.
     let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
         .parse()
         .with_context(|| format!("invalid --host {:?}", args.host))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (hint: is another server using the port? try --port)")
     })?;
+    let artifacts =
+        ArtifactStore::open(artifacts_destination).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let store = SqlStore::open(&uri, "mlflow-artifacts:")
+        .await
+        .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
+    let store = Arc::new(store);
+    let local = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
         backend = %uri,
         artifacts = artifacts.location(),
-        "twinloop server listening"
+        "twinloop server listening on {}",
+        browsable_url(local)
     );
     let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
     let policy = SegmentPolicy {
@@ -155,12 +188,30 @@ async fn serve(args: ServerArgs) -> Result<()> {
         .restore()
         .await
         .map_err(|e| anyhow::anyhow!("cannot restore the monitors: {e}"))?;
+    let restored_monitors = names_in(&monitors.list().await, "monitors");
+    if !restored_monitors.is_empty() {
+        tracing::info!(
+            "restored {} monitor(s): {}",
+            restored_monitors.len(),
+            restored_monitors.join(", ")
+        );
+    }
     monitors.start(std::time::Duration::from_secs(1));
     // Models load in the background: the API answers at once, /v2/health/ready once they are in.
     let restoring = deployments.clone();
     tokio::spawn(async move {
-        if let Err(e) = restoring.restore().await {
-            tracing::error!(error = %e, "cannot restore the deployments");
+        match restoring.restore().await {
+            Ok(()) => {
+                let restored = names_in(&restoring.list().await, "deployments");
+                if !restored.is_empty() {
+                    tracing::info!(
+                        "restored {} deployment(s): {}",
+                        restored.len(),
+                        restored.join(", ")
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot restore the deployments"),
         }
     });
     let state = Arc::new(AppState {
@@ -194,6 +245,28 @@ async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
         .await
         .map_err(hint)?;
     Ok(OnlineEnrichment { service })
+}
+
+/// The names in a `{"<key>": [{"name": …}, …]}` listing, for the start-up log.
+fn names_in(listing: &serde_json::Value, key: &str) -> Vec<String> {
+    listing[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The address as a URL a terminal makes clickable; a wildcard address is shown as loopback,
+/// which is where a browser on the same machine finds it.
+fn browsable_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", addr.port())
 }
 
 pub(crate) fn bracket_v6(host: &str) -> String {

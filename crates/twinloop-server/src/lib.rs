@@ -5,7 +5,8 @@
 //! Routes: the MLflow tracking and registry REST API (`/api/2.0/mlflow/…`, also under
 //! `/ajax-api/…` as MLflow serves its UI), the MLflow artifact proxy
 //! (`/api/2.0/mlflow-artifacts/…`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
-//! events), `/health`, `/version` and `/api/3.0/mlflow/server-info`.
+//! events), `/health`, `/version`, `/api/3.0/mlflow/server-info`, and `/`: a page for browsers
+//! until the web UI lands.
 
 mod artifacts;
 pub mod enrich;
@@ -15,13 +16,12 @@ pub mod features;
 mod mlflow;
 mod native;
 mod webhooks;
+mod welcome;
 mod wire;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 use twinloop_artifacts::ArtifactStore;
@@ -70,6 +70,7 @@ impl twinloop_watch::Deployments for MonitoredDeployments {
 pub fn router(state: Arc<AppState>) -> Router {
     let mlflow = mlflow::routes();
     Router::new()
+        .route("/", get(welcome::index))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .route("/api/3.0/mlflow/server-info", get(mlflow::server_info))
@@ -78,18 +79,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/api/twinloop/v1", native::routes())
-        .fallback(not_found)
+        .fallback(welcome::not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state.clone())
         .merge(twinloop_serving::http::router(state.engine.clone()))
-}
-
-async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
-    ApiError::with_status(
-        StatusCode::NOT_FOUND,
-        "ENDPOINT_NOT_FOUND",
-        format!("No endpoint at {}", uri.path()),
-    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
