@@ -37,28 +37,36 @@ enum FeaturesCommand {
     /// List feature views with their freshness.
     List,
     /// Show one feature view (or entity, source, service): definition, freshness, statistics.
-    Describe { name: String },
+    Describe {
+        /// A feature view, entity, source or feature service of the repository.
+        name: String,
+    },
     /// Build a point-in-time-correct training set.
     GetHistorical(HistoricalArgs),
     /// Write the latest row per entity within [START, END] to the online store.
     Materialize {
         /// RFC 3339, e.g. 2024-01-01T00:00:00Z (no zone = UTC).
         start: String,
+        /// RFC 3339, inclusive.
         end: String,
-        /// Only these views (comma-separated).
+        /// Only these views (comma-separated; default: every online view).
         #[arg(long, short = 'v', value_delimiter = ',')]
         views: Vec<String>,
     },
     /// Materialize from each view's last materialized end up to END.
     MaterializeIncremental {
+        /// RFC 3339, e.g. "$(date -u +%Y-%m-%dT%H:%M:%SZ)" for now.
         end: String,
+        /// Only these views (comma-separated; default: every online view).
         #[arg(long, short = 'v', value_delimiter = ',')]
         views: Vec<String>,
     },
     /// Serve online features over HTTP (Feast's /get-online-features and /push).
     Serve {
+        /// Address to listen on (0.0.0.0 for every interface).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Port to listen on (Feast's feature server uses 6566 too).
         #[arg(long, short, default_value_t = 6566)]
         port: u16,
     },

@@ -58,6 +58,9 @@ struct RemoteGroup<C: Subcommand> {
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    /// Serve models over KServe V2 (REST and gRPC) in a stateless process, without a server.
+    ///
+    /// Needs ONNX Runtime's library: scripts/install-onnxruntime.sh puts it where twinloop looks.
     Serve(Remote<serve::ServeArgs>),
     /// Deployments on a running server: create with weighted routes, canary, promote, roll back.
     Deploy(RemoteGroup<deploy::DeployCommand>),

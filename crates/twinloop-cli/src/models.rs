@@ -16,7 +16,10 @@ pub enum ModelsCommand {
         filter: Option<String>,
     },
     /// List the versions of one model, newest first.
-    Versions { name: String },
+    Versions {
+        /// The registered model.
+        name: String,
+    },
     /// Move or remove an alias such as `champion` (a deployment event serving follows).
     #[command(subcommand)]
     Alias(AliasCommand),
@@ -26,12 +29,20 @@ pub enum ModelsCommand {
 pub enum AliasCommand {
     /// Point ALIAS of model NAME at VERSION.
     Set {
+        /// The registered model.
         name: String,
+        /// The alias, e.g. champion or challenger.
         alias: String,
+        /// The version number it points at.
         version: String,
     },
     /// Remove ALIAS from model NAME.
-    Rm { name: String, alias: String },
+    Rm {
+        /// The registered model.
+        name: String,
+        /// The alias to remove.
+        alias: String,
+    },
 }
 
 const API: &str = "/api/2.0/mlflow";

@@ -15,15 +15,16 @@ use twinloop_serving::spec::{BatchingSpec, DeploymentSpec, RouteSpec};
 use crate::client::ServerConnection;
 use crate::server::shutdown_signal;
 
-/// Serve models over KServe V2 (REST and gRPC). Needs ONNX Runtime: scripts/install-onnxruntime.sh.
 #[derive(Args)]
 pub struct ServeArgs {
     /// A model to serve: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/PATH` or a
     /// local MLflow model directory, optionally as `NAME=URI` to serve it under another name.
     #[arg(long = "model", required = true)]
     models: Vec<String>,
+    /// Address to listen on (0.0.0.0 for every interface, :: for IPv6).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// The REST port (/v2/…, /metrics).
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// The gRPC port (GRPCInferenceService); 0 turns gRPC off.
