@@ -3,11 +3,21 @@
 /// The HTTP header that gives the JSON part's length when binary data follows it.
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
-/// `parameters.binary_data_size` of a tensor, when it carries its data in binary.
+use super::{ProtocolError, Result};
+
+/// `parameters.binary_data_size` of input `name`, when it carries its data in binary.
 pub(crate) fn binary_size(
+    name: &str,
     parameters: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Option<u64> {
-    parameters?.get("binary_data_size")?.as_u64()
+) -> Result<Option<u64>> {
+    let Some(size) = parameters.and_then(|p| p.get("binary_data_size")) else {
+        return Ok(None);
+    };
+    size.as_u64().map(Some).ok_or_else(|| {
+        ProtocolError::new(format!(
+            "input {name:?}: binary_data_size is {size}, not a byte count"
+        ))
+    })
 }
 
 /// Whether `parameters` asks for binary data under `key` (`binary_data` on an output,

@@ -10,7 +10,8 @@ pub use binary::HEADER_LENGTH;
 pub use datatype::Datatype;
 pub use request::{InferRequest, RequestedOutput, decode_request};
 pub use response::{InferResponse, encode_response};
-pub use tensor::{Tensor, TensorData, element_count};
+pub(crate) use tensor::show_shape;
+pub use tensor::{MAX_ELEMENTS, Tensor, TensorData, element_count};
 
 /// A request the client must fix: answered with HTTP 400 and `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::binary::{binary_size, flag};
-use super::tensor::element_count;
+use super::tensor::{element_count, show_shape};
 use super::{Datatype, ProtocolError, Result, Tensor, TensorData};
 
 #[derive(Deserialize)]
@@ -70,6 +70,10 @@ impl InferRequest {
 
 /// Decodes a request body. With `header_length` (the `Inference-Header-Content-Length` header)
 /// the JSON is that many bytes and binary tensors follow, in input order.
+///
+/// A shape is only a claim: every input's element count is checked against
+/// [`MAX_ELEMENTS`](super::MAX_ELEMENTS) and against the data that came with it before anything
+/// is sized from it, so a hostile request costs no more memory than its body.
 pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
     let (json, mut binary) = match header_length {
         Some(n) if n > body.len() => {
@@ -89,32 +93,33 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
         let datatype = Datatype::parse(&input.datatype)
             .map_err(|e| ProtocolError::new(format!("input {:?}: {}", input.name, e.0)))?;
         let count = element_count(&input.name, &input.shape)?;
-        let data = match (binary_size(input.parameters.as_ref()), input.data) {
+        let data = match (
+            binary_size(&input.name, input.parameters.as_ref())?,
+            input.data,
+        ) {
             (Some(size), None) => {
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                if size > binary.len() {
+                let Some(size) = usize::try_from(size).ok().filter(|&s| s <= binary.len()) else {
                     return Err(ProtocolError::new(format!(
                         "input {:?}: binary_data_size is {size} but only {} bytes of binary data remain",
                         input.name,
                         binary.len()
                     )));
-                }
+                };
                 let (mine, rest) = binary.split_at(size);
                 binary = rest;
                 TensorData::from_le_bytes(&input.name, datatype, count, mine)?
             }
             (None, Some(data)) => {
-                let mut flat = Vec::with_capacity(count);
-                flatten(data, &mut flat);
-                if flat.len() != count {
+                let scalars = Scalars::new(&data);
+                if scalars.len() != count {
                     return Err(ProtocolError::new(format!(
-                        "input {:?}: shape {:?} needs {count} elements, data has {}",
+                        "input {:?}: shape {} needs {count} elements, data has {}",
                         input.name,
-                        input.shape,
-                        flat.len()
+                        show_shape(&input.shape),
+                        scalars.len()
                     )));
                 }
-                TensorData::from_json(&input.name, datatype, &flat)?
+                TensorData::from_json(&input.name, datatype, scalars)?
             }
             (Some(_), Some(_)) => {
                 return Err(ProtocolError::new(format!(
@@ -157,17 +162,50 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     })
 }
 
-/// Row-major elements of data given flat or nested in the tensor's shape.
-fn flatten(value: Value, out: &mut Vec<Value>) {
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                flatten(item, out);
-            }
+/// The row-major scalars of data given flat or nested (to any depth, as Triton reads it),
+/// walked in place: copying them out first would double what a large JSON body costs.
+struct Scalars<'a> {
+    stack: Vec<std::slice::Iter<'a, Value>>,
+    remaining: usize,
+}
+
+impl<'a> Scalars<'a> {
+    fn new(data: &'a Value) -> Scalars<'a> {
+        let walk = || Scalars {
+            stack: vec![std::slice::from_ref(data).iter()],
+            remaining: 0,
+        };
+        Scalars {
+            remaining: walk().count(),
+            ..walk()
         }
-        scalar => out.push(scalar),
     }
 }
+
+impl<'a> Iterator for Scalars<'a> {
+    type Item = &'a Value;
+
+    fn next(&mut self) -> Option<&'a Value> {
+        loop {
+            match self.stack.last_mut()?.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(Value::Array(items)) => self.stack.push(items.iter()),
+                Some(scalar) => {
+                    self.remaining = self.remaining.saturating_sub(1);
+                    return Some(scalar);
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Scalars<'_> {}
 
 #[cfg(test)]
 mod tests;

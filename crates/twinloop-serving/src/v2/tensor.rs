@@ -29,24 +29,63 @@ pub struct Tensor {
     pub data: TensorData,
 }
 
-/// The number of elements a shape holds; negative dimensions are refused.
+/// The most elements one tensor may declare: the 64 MiB body limit, since the densest encoding
+/// (BOOL, INT8 or UINT8 as binary data, packed bools in gRPC) spends one byte per element and no
+/// body that is accepted can back more. Checked before anything is sized from a shape.
+pub const MAX_ELEMENTS: usize = crate::http::BODY_LIMIT;
+
+/// At most this many dimensions are written into an error message: the shape is the client's,
+/// and a message should not grow with it.
+const SHOWN_DIMENSIONS: usize = 8;
+
+/// `shape` for an error message, cut after [`SHOWN_DIMENSIONS`] dimensions.
+pub(crate) fn show_shape(shape: &[i64]) -> String {
+    if shape.len() <= SHOWN_DIMENSIONS {
+        return format!("{shape:?}");
+    }
+    let head: Vec<String> = shape[..SHOWN_DIMENSIONS]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!("[{}, … ({} dimensions)]", head.join(", "), shape.len())
+}
+
+/// The number of elements `shape` holds. Negative dimensions are refused, and so is a shape
+/// whose non-zero dimensions multiply past [`MAX_ELEMENTS`], even when another dimension is 0:
+/// the shape travels on to ONNX Runtime, whose own product of it must not overflow either.
 pub fn element_count(name: &str, shape: &[i64]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |n, &d| {
+    let mut product = 1usize;
+    let mut empty = false;
+    for &d in shape {
         let d = usize::try_from(d).map_err(|_| {
             ProtocolError::new(format!(
-                "input {name:?}: shape {shape:?} has a negative dimension"
+                "input {name:?}: shape {} has a negative dimension",
+                show_shape(shape)
             ))
         })?;
-        n.checked_mul(d).ok_or_else(|| {
-            ProtocolError::new(format!("input {name:?}: shape {shape:?} is too large"))
-        })
-    })
+        if d == 0 {
+            empty = true;
+            continue;
+        }
+        product = product
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                ProtocolError::new(format!(
+                    "input {name:?}: shape {} is too large: a tensor may hold at most {MAX_ELEMENTS} elements",
+                    show_shape(shape)
+                ))
+            })?;
+    }
+    Ok(if empty { 0 } else { product })
 }
 
 macro_rules! from_numbers {
     ($values:expr, $name:expr, $dt:expr, $variant:ident, $convert:expr) => {{
-        let mut out = Vec::with_capacity($values.len());
-        for (i, v) in $values.iter().enumerate() {
+        let values = $values.into_iter();
+        // The lower bound is the count of elements already parsed, never a declared one.
+        let mut out = Vec::with_capacity(values.size_hint().0);
+        for (i, v) in values.enumerate() {
             let convert = $convert;
             out.push(convert(v).ok_or_else(|| bad_element($name, $dt, i, v))?);
         }
@@ -123,7 +162,11 @@ impl TensorData {
     }
 
     /// From flattened JSON elements; each must fit the datatype (BYTES elements are strings).
-    pub fn from_json(name: &str, datatype: Datatype, values: &[Value]) -> Result<TensorData> {
+    pub fn from_json<'a>(
+        name: &str,
+        datatype: Datatype,
+        values: impl IntoIterator<Item = &'a Value>,
+    ) -> Result<TensorData> {
         let dt = datatype;
         Ok(match datatype {
             Datatype::Bool => from_numbers!(values, name, dt, Bool, |v: &Value| v.as_bool()),
@@ -216,28 +259,31 @@ impl TensorData {
     }
 
     /// The inverse of [`TensorData::to_le_bytes`], for `count` elements; the byte length must
-    /// match exactly.
+    /// match exactly. Nothing is reserved for `count` until the bytes are known to hold it.
     pub fn from_le_bytes(
         name: &str,
         datatype: Datatype,
         count: usize,
         bytes: &[u8],
     ) -> Result<TensorData> {
-        if let Some(size) = datatype.size() {
-            let want = count.saturating_mul(size);
-            if bytes.len() != want {
-                return Err(ProtocolError::new(format!(
-                    "input {name:?}: binary data holds {} bytes, but {count} {datatype} elements need {want}",
-                    bytes.len()
-                )));
-            }
+        let Some(size) = datatype.size() else {
+            return bytes_elements(name, count, bytes);
+        };
+        let want = count.checked_mul(size);
+        if want != Some(bytes.len()) {
+            let want = want.map_or_else(|| "more than fit in memory".into(), |w| w.to_string());
+            return Err(ProtocolError::new(format!(
+                "input {name:?}: binary data holds {} bytes, but {count} {datatype} elements need {want}",
+                bytes.len()
+            )));
         }
         macro_rules! le {
             ($variant:ident, $t:ty) => {
                 TensorData::$variant(
                     bytes
                         .chunks_exact(std::mem::size_of::<$t>())
-                        .map(|c| <$t>::from_le_bytes(c.try_into().expect("exact chunks")))
+                        .filter_map(|c| c.try_into().ok())
+                        .map(<$t>::from_le_bytes)
                         .collect(),
                 )
             };
@@ -255,32 +301,52 @@ impl TensorData {
             Datatype::Fp16 => le!(Fp16, u16),
             Datatype::Fp32 => le!(Fp32, f32),
             Datatype::Fp64 => le!(Fp64, f64),
-            Datatype::Bytes => {
-                let mut out = Vec::with_capacity(count);
-                let mut rest = bytes;
-                while !rest.is_empty() {
-                    let truncated = || {
-                        ProtocolError::new(format!(
-                            "input {name:?}: binary BYTES element {} is truncated",
-                            out.len()
-                        ))
-                    };
-                    let len = rest.get(..4).ok_or_else(truncated)?;
-                    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-                    let element = rest.get(4..4 + len).ok_or_else(truncated)?;
-                    out.push(element.to_vec());
-                    rest = &rest[4 + len..];
-                }
-                if out.len() != count {
-                    return Err(ProtocolError::new(format!(
-                        "input {name:?}: binary data holds {} BYTES elements, the shape needs {count}",
-                        out.len()
-                    )));
-                }
-                TensorData::Bytes(out)
-            }
+            Datatype::Bytes => return bytes_elements(name, count, bytes),
         })
     }
+}
+
+/// BYTES elements in binary: each a 4-byte little-endian length and that many bytes.
+fn bytes_elements(name: &str, count: usize, bytes: &[u8]) -> Result<TensorData> {
+    // Every element spends at least its length prefix, so the bytes received bound the count
+    // before anything is reserved for it.
+    if count > bytes.len() / 4 {
+        return Err(ProtocolError::new(format!(
+            "input {name:?}: binary data holds {} bytes, too few for {count} BYTES elements \
+             (each has a 4-byte length prefix)",
+            bytes.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut rest = bytes;
+    while out.len() < count {
+        let i = out.len();
+        let Some((prefix, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(ProtocolError::new(format!(
+                "input {name:?}: binary BYTES element {i} is truncated: {} bytes left where its \
+                 4-byte length prefix belongs",
+                rest.len()
+            )));
+        };
+        let len = usize::try_from(u32::from_le_bytes(*prefix)).unwrap_or(usize::MAX);
+        let Some(element) = tail.get(..len) else {
+            return Err(ProtocolError::new(format!(
+                "input {name:?}: binary BYTES element {i} is truncated: its length prefix says \
+                 {len} bytes, {} remain",
+                tail.len()
+            )));
+        };
+        out.push(element.to_vec());
+        rest = &tail[len..];
+    }
+    if !rest.is_empty() {
+        return Err(ProtocolError::new(format!(
+            "input {name:?}: binary data has {} bytes left after the {count} BYTES elements the \
+             shape holds",
+            rest.len()
+        )));
+    }
+    Ok(TensorData::Bytes(out))
 }
 
 macro_rules! each_variant {
@@ -381,7 +447,56 @@ mod tests {
     fn shapes_must_be_non_negative_and_sane() {
         assert_eq!(element_count("x", &[2, 3]).unwrap(), 6);
         assert_eq!(element_count("x", &[]).unwrap(), 1);
-        assert!(element_count("x", &[-1, 3]).is_err());
-        assert!(element_count("x", &[i64::MAX, i64::MAX]).is_err());
+        assert_eq!(element_count("x", &[4, 0, 1000]).unwrap(), 0);
+        let limit = MAX_ELEMENTS as i64;
+        assert_eq!(element_count("x", &[limit]).unwrap(), MAX_ELEMENTS);
+        assert_eq!(element_count("x", &[1, limit, 1]).unwrap(), MAX_ELEMENTS);
+        let err = element_count("x", &[-1, 3]).unwrap_err();
+        assert_eq!(err.0, "input \"x\": shape [-1, 3] has a negative dimension");
+        for shape in [
+            vec![limit + 1],
+            vec![limit, 2],
+            vec![1_000_000_000, 4],
+            vec![i64::MAX, i64::MAX],
+            vec![1 << 32, 1 << 32],
+            vec![0, 1 << 40, 1 << 40],
+        ] {
+            let err = element_count("x", &shape).unwrap_err();
+            assert_eq!(
+                err.0,
+                format!(
+                    "input \"x\": shape {shape:?} is too large: a tensor may hold at most {MAX_ELEMENTS} elements"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn long_shapes_are_cut_short_in_messages() {
+        assert_eq!(show_shape(&[1, 2]), "[1, 2]");
+        let long = vec![-1; 1_000_000];
+        let err = element_count("x", &long).unwrap_err();
+        assert_eq!(
+            err.0,
+            "input \"x\": shape [-1, -1, -1, -1, -1, -1, -1, -1, … (1000000 dimensions)] has a negative dimension"
+        );
+    }
+
+    #[test]
+    fn a_count_is_never_trusted_past_the_bytes() {
+        // A caller's count that no byte length could back is an error, not an overflow.
+        let err = TensorData::from_le_bytes("x", Datatype::Fp64, usize::MAX, &[0; 8]).unwrap_err();
+        assert!(
+            err.0
+                .ends_with("FP64 elements need more than fit in memory"),
+            "{}",
+            err.0
+        );
+        let err = TensorData::from_le_bytes("x", Datatype::Bytes, usize::MAX, &[0; 8]).unwrap_err();
+        assert!(err.0.contains("too few for"), "{}", err.0);
+        let err = TensorData::from_le_bytes("x", Datatype::Uint8, 0, &[0]).unwrap_err();
+        assert!(err.0.contains("but 0 UINT8 elements need 0"), "{}", err.0);
+        let empty = TensorData::from_le_bytes("x", Datatype::Bytes, 2, &[0; 8]).unwrap();
+        assert_eq!(empty, TensorData::Bytes(vec![Vec::new(), Vec::new()]));
     }
 }
