@@ -10,10 +10,13 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, ServeError};
 use crate::http::BODY_LIMIT;
-use crate::v2::{Datatype, InferRequest, ProtocolError, RequestedOutput, Tensor, TensorData};
+use crate::v2::{
+    Datatype, InferRequest, ProtocolError, RequestedOutput, Tensor, TensorData, show_shape,
+};
 
+/// The messages of `proto/inference.proto`, for callers of [`decode_infer_request`].
 #[allow(clippy::all, clippy::pedantic)]
-mod proto {
+pub mod proto {
     tonic::include_proto!("inference");
 }
 
@@ -56,27 +59,56 @@ fn parameters(map: HashMap<String, InferParameter>) -> Map<String, Value> {
         .collect()
 }
 
-/// Typed contents as tensor data; the field must match the datatype.
+/// Typed contents as tensor data, with the name of the field they were read from; the field
+/// must match the datatype. Every vector here was decoded from the message, so converting it
+/// costs no more than the message did.
 fn typed(
     name: &str,
     datatype: Datatype,
     c: InferTensorContents,
-) -> Result<TensorData, ProtocolError> {
-    let narrow = |v: Vec<i32>| v.into_iter().map(|x| x as i64).collect::<Vec<_>>();
+) -> Result<(&'static str, TensorData), ProtocolError> {
+    // The proto carries 8- and 16-bit integers widened to 32 bits.
+    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
+        name: &str,
+        datatype: Datatype,
+        ints: Vec<S>,
+    ) -> Result<Vec<T>, ProtocolError> {
+        ints.into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                T::try_from(x).map_err(|_| {
+                    ProtocolError(format!(
+                        "input {name:?}: element {i} is {x}, not a valid {datatype} value"
+                    ))
+                })
+            })
+            .collect()
+    }
     Ok(match datatype {
-        Datatype::Bool => TensorData::Bool(c.bool_contents),
-        Datatype::Int32 => TensorData::Int32(c.int_contents),
-        Datatype::Int64 => TensorData::Int64(c.int64_contents),
-        Datatype::Uint32 => TensorData::Uint32(c.uint_contents),
-        Datatype::Uint64 => TensorData::Uint64(c.uint64_contents),
-        Datatype::Fp32 => TensorData::Fp32(c.fp32_contents),
-        Datatype::Fp64 => TensorData::Fp64(c.fp64_contents),
-        Datatype::Bytes => TensorData::Bytes(c.bytes_contents),
-        Datatype::Int8 | Datatype::Int16 | Datatype::Uint8 | Datatype::Uint16 => {
-            let ints = narrow(c.int_contents);
-            let values: Vec<Value> = ints.into_iter().map(Value::from).collect();
-            TensorData::from_json(name, datatype, &values)?
-        }
+        Datatype::Bool => ("bool_contents", TensorData::Bool(c.bool_contents)),
+        Datatype::Int32 => ("int_contents", TensorData::Int32(c.int_contents)),
+        Datatype::Int64 => ("int64_contents", TensorData::Int64(c.int64_contents)),
+        Datatype::Uint32 => ("uint_contents", TensorData::Uint32(c.uint_contents)),
+        Datatype::Uint64 => ("uint64_contents", TensorData::Uint64(c.uint64_contents)),
+        Datatype::Fp32 => ("fp32_contents", TensorData::Fp32(c.fp32_contents)),
+        Datatype::Fp64 => ("fp64_contents", TensorData::Fp64(c.fp64_contents)),
+        Datatype::Bytes => ("bytes_contents", TensorData::Bytes(c.bytes_contents)),
+        Datatype::Int8 => (
+            "int_contents",
+            TensorData::Int8(narrow(name, datatype, c.int_contents)?),
+        ),
+        Datatype::Int16 => (
+            "int_contents",
+            TensorData::Int16(narrow(name, datatype, c.int_contents)?),
+        ),
+        Datatype::Uint8 => (
+            "uint_contents",
+            TensorData::Uint8(narrow(name, datatype, c.uint_contents)?),
+        ),
+        Datatype::Uint16 => (
+            "uint_contents",
+            TensorData::Uint16(narrow(name, datatype, c.uint_contents)?),
+        ),
         Datatype::Fp16 => {
             return Err(ProtocolError(format!(
                 "input {name:?}: FP16 travels only in raw_input_contents"
@@ -84,9 +116,10 @@ fn typed(
         }
     })
 }
-
-/// A gRPC infer request in the REST decoder's terms.
-fn decode(request: ModelInferRequest) -> Result<InferRequest, ProtocolError> {
+/// A gRPC infer request in the REST decoder's terms, held to the same checks: every shape is
+/// counted against [`MAX_ELEMENTS`](crate::v2::MAX_ELEMENTS) and against the contents that came
+/// with it.
+pub fn decode_infer_request(request: ModelInferRequest) -> Result<InferRequest, ProtocolError> {
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(ProtocolError(format!(
@@ -100,15 +133,25 @@ fn decode(request: ModelInferRequest) -> Result<InferRequest, ProtocolError> {
         let datatype = Datatype::parse(&input.datatype)
             .map_err(|e| ProtocolError(format!("input {:?}: {}", input.name, e.0)))?;
         let count = crate::v2::element_count(&input.name, &input.shape)?;
-        let data = match raw.get(i) {
-            Some(bytes) => TensorData::from_le_bytes(&input.name, datatype, count, bytes)?,
-            None => {
-                let data = typed(&input.name, datatype, input.contents.unwrap_or_default())?;
+        // An empty contents message beside raw contents carries nothing to disagree with.
+        let contents = input
+            .contents
+            .filter(|c| *c != InferTensorContents::default());
+        let data = match (raw.get(i), contents) {
+            (Some(_), Some(_)) => {
+                return Err(ProtocolError(format!(
+                    "input {:?}: has both contents and raw_input_contents",
+                    input.name
+                )));
+            }
+            (Some(bytes), None) => TensorData::from_le_bytes(&input.name, datatype, count, bytes)?,
+            (None, contents) => {
+                let (field, data) = typed(&input.name, datatype, contents.unwrap_or_default())?;
                 if data.len() != count {
                     return Err(ProtocolError(format!(
-                        "input {:?}: shape {:?} needs {count} elements, contents have {}",
+                        "input {:?}: shape {} needs {count} elements, {field} has {}",
                         input.name,
-                        input.shape,
+                        show_shape(&input.shape),
                         data.len()
                     )));
                 }
@@ -209,7 +252,7 @@ impl GrpcInferenceService for Service {
         let r = request.into_inner();
         let name = r.model_name.clone();
         let requested_version = r.model_version.clone();
-        let infer = decode(r).map_err(invalid)?;
+        let infer = decode_infer_request(r).map_err(invalid)?;
         let response = self
             .engine
             .infer(&name, version(&requested_version), infer)
@@ -249,5 +292,195 @@ pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>) {
         .await
     {
         tracing::error!(error = %e, "the gRPC server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model_infer_request::InferInputTensor;
+
+    fn input(name: &str, datatype: &str, shape: &[i64]) -> InferInputTensor {
+        InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+            parameters: HashMap::new(),
+            contents: None,
+        }
+    }
+
+    fn raw_error(input: InferInputTensor, raw: Vec<u8>) -> String {
+        decode_infer_request(ModelInferRequest {
+            inputs: vec![input],
+            raw_input_contents: vec![raw],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .0
+    }
+
+    fn typed_error(mut input: InferInputTensor, contents: InferTensorContents) -> String {
+        input.contents = Some(contents);
+        decode_infer_request(ModelInferRequest {
+            inputs: vec![input],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .0
+    }
+
+    #[test]
+    fn raw_contents_must_hold_exactly_the_declared_shape() {
+        let ok = decode_infer_request(ModelInferRequest {
+            id: "r1".into(),
+            inputs: vec![input("x", "FP32", &[1, 2])],
+            raw_input_contents: vec![[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.id.as_deref(), Some("r1"));
+        assert_eq!(ok.inputs[0].data, TensorData::Fp32(vec![1.0, 2.0]));
+
+        let cases = [
+            // The reported abort over gRPC, in both element kinds.
+            (
+                input("X", "FP32", &[1_000_000_000, 4]),
+                vec![0; 16],
+                "is too large",
+            ),
+            (
+                input("S", "BYTES", &[1_000_000_000_000]),
+                vec![0; 4],
+                "is too large",
+            ),
+            (input("X", "FP32", &[-4]), vec![0; 16], "negative dimension"),
+            (
+                input("X", "FP32", &[i64::MAX, 2]),
+                vec![0; 16],
+                "is too large",
+            ),
+            (
+                input("X", "FP32", &[2, 2]),
+                vec![0; 15],
+                "holds 15 bytes, but 4 FP32 elements need 16",
+            ),
+            (
+                input("X", "FP32", &[2, 2]),
+                vec![0; 17],
+                "holds 17 bytes, but 4 FP32 elements need 16",
+            ),
+            (
+                input("X", "FP32", &[0, 4]),
+                vec![0; 4],
+                "holds 4 bytes, but 0 FP32 elements need 0",
+            ),
+            (
+                input("S", "BYTES", &[1]),
+                [&u32::MAX.to_le_bytes()[..], b"ab"].concat(),
+                "length prefix says 4294967295 bytes, 2 remain",
+            ),
+            (
+                input("S", "BYTES", &[5]),
+                vec![0; 16],
+                "too few for 5 BYTES elements",
+            ),
+        ];
+        for (input, raw, needle) in cases {
+            let name = input.name.clone();
+            let err = raw_error(input, raw);
+            assert!(err.starts_with(&format!("input {name:?}: ")), "{err}");
+            assert!(err.contains(needle), "{err} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn raw_contents_must_match_the_inputs() {
+        let err = decode_infer_request(ModelInferRequest {
+            inputs: vec![input("a", "FP32", &[1]), input("b", "FP32", &[1])],
+            raw_input_contents: vec![vec![0; 4]],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.0, "2 inputs but 1 raw_input_contents");
+        let mut both = input("x", "FP32", &[1]);
+        both.contents = Some(InferTensorContents {
+            fp32_contents: vec![1.0],
+            ..Default::default()
+        });
+        assert_eq!(
+            raw_error(both, vec![0; 4]),
+            "input \"x\": has both contents and raw_input_contents"
+        );
+        let mut empty = input("x", "FP32", &[1]);
+        empty.contents = Some(InferTensorContents::default());
+        let ok = decode_infer_request(ModelInferRequest {
+            inputs: vec![empty],
+            raw_input_contents: vec![vec![0; 4]],
+            ..Default::default()
+        });
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn typed_contents_are_counted_in_the_datatype_s_field() {
+        let fp32 = |n: usize| InferTensorContents {
+            fp32_contents: vec![0.5; n],
+            ..Default::default()
+        };
+        let err = typed_error(input("X", "FP32", &[1_000_000_000, 4]), fp32(4));
+        assert!(err.contains("is too large"), "{err}");
+        let err = typed_error(input("X", "FP32", &[2, 2]), fp32(3));
+        assert_eq!(
+            err,
+            "input \"X\": shape [2, 2] needs 4 elements, fp32_contents has 3"
+        );
+        let err = typed_error(input("X", "FP32", &[0]), fp32(1));
+        assert_eq!(
+            err,
+            "input \"X\": shape [0] needs 0 elements, fp32_contents has 1"
+        );
+        // Contents in another type's field are not the declared datatype's.
+        let ints = InferTensorContents {
+            int_contents: vec![1, 2],
+            ..Default::default()
+        };
+        let err = typed_error(input("X", "FP32", &[2]), ints.clone());
+        assert_eq!(
+            err,
+            "input \"X\": shape [2] needs 2 elements, fp32_contents has 0"
+        );
+        let err = typed_error(
+            input("X", "INT8", &[2]),
+            InferTensorContents {
+                int_contents: vec![1, 300],
+                ..Default::default()
+            },
+        );
+        assert_eq!(err, "input \"X\": element 1 is 300, not a valid INT8 value");
+        let err = typed_error(input("X", "FP16", &[2]), ints);
+        assert!(
+            err.contains("FP16 travels only in raw_input_contents"),
+            "{err}"
+        );
+        let strings = InferTensorContents {
+            bytes_contents: vec![b"a".to_vec()],
+            ..Default::default()
+        };
+        let err = typed_error(input("S", "BYTES", &[1_000_000_000_000]), strings);
+        assert!(err.contains("is too large"), "{err}");
+
+        let narrow = decode_infer_request(ModelInferRequest {
+            inputs: vec![InferInputTensor {
+                contents: Some(InferTensorContents {
+                    uint_contents: vec![0, 255],
+                    ..Default::default()
+                }),
+                ..input("u", "UINT8", &[2])
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(narrow.inputs[0].data, TensorData::Uint8(vec![0, 255]));
     }
 }
