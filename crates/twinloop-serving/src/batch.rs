@@ -31,16 +31,25 @@ impl Job {
     }
 
     /// Jobs merge when they ask for the same outputs and their inputs agree past dimension 0.
-    fn merge_key(&self) -> (Vec<String>, Vec<(String, Vec<i64>)>) {
-        (
+    /// `None` when the job cannot be stacked with others: a scalar input has no dimension 0 to
+    /// stack along, and inputs whose first dimensions differ would make the merged batch fail
+    /// for every caller in it, not only for the one that sent them.
+    fn merge_key(&self) -> Option<MergeKey> {
+        let rows = self.inputs.first()?.shape.first()?;
+        if self.inputs.iter().any(|t| t.shape.first() != Some(rows)) {
+            return None;
+        }
+        Some((
             self.outputs.iter().map(|o| o.name.clone()).collect(),
             self.inputs
                 .iter()
                 .map(|t| (t.name.clone(), t.shape.get(1..).unwrap_or(&[]).to_vec()))
                 .collect(),
-        )
+        ))
     }
 }
+
+type MergeKey = (Vec<String>, Vec<(String, Vec<i64>)>);
 
 /// Queue depth a batcher accepts before callers wait (back-pressure, not drops).
 const QUEUE: usize = 4096;
@@ -137,30 +146,41 @@ async fn work(
 fn run_groups(model: &OnnxModel, mut jobs: Vec<Job>) {
     metrics::histogram!("twinloop_serving_batch_requests").record(jobs.len() as f64);
     while !jobs.is_empty() {
-        let key = jobs[0].merge_key();
-        let (group, rest): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.merge_key() == key);
+        let (group, rest): (Vec<Job>, Vec<Job>) = match jobs[0].merge_key() {
+            Some(key) => jobs
+                .into_iter()
+                .partition(|j| j.merge_key().as_ref() == Some(&key)),
+            None => {
+                let rest = jobs.split_off(1);
+                (jobs, rest)
+            }
+        };
         jobs = rest;
         run_merged(model, group);
     }
 }
 
-fn run_merged(model: &OnnxModel, group: Vec<Job>) {
-    if group.len() == 1 {
-        let job = group.into_iter().next().expect("one job");
-        let _ = job.reply.send(model.run(job.inputs, &job.outputs));
+fn run_merged(model: &OnnxModel, mut group: Vec<Job>) {
+    if group.len() <= 1 {
+        if let Some(job) = group.pop() {
+            let _ = job.reply.send(model.run(job.inputs, &job.outputs));
+        }
         return;
     }
+    let outputs = group[0].outputs.clone();
     let counts: Vec<usize> = group.iter().map(Job::rows).collect();
     let total: usize = counts.iter().sum();
-    let outputs = group[0].outputs.clone();
     let mut replies = Vec::with_capacity(group.len());
     let mut merged: Vec<Tensor> = Vec::new();
     for job in group {
         for (i, t) in job.inputs.into_iter().enumerate() {
             match merged.get_mut(i) {
                 Some(m) => {
-                    m.shape[0] += t.shape[0];
+                    // Merged jobs all have a dimension 0 (see `merge_key`), each at most
+                    // max_batch_size.
+                    if let (Some(total), Some(rows)) = (m.shape.first_mut(), t.shape.first()) {
+                        *total = total.saturating_add(*rows);
+                    }
                     m.data.append(t.data);
                 }
                 None => merged.push(t),
@@ -202,11 +222,22 @@ fn split_rows(
                 counts.len()
             )));
         }
+        // The model's output must divide evenly into rows, or the slices below would cut one
+        // caller's rows into another's answer (or past the end).
         let per_row = t.data.len().checked_div(total).unwrap_or(0);
+        if total.checked_mul(per_row) != Some(t.data.len()) {
+            return Err(InferError::Failed(format!(
+                "output {:?} has {} elements, which do not divide into {total} rows",
+                t.name,
+                t.data.len()
+            )));
+        }
         let mut start = 0;
         for (part, &rows) in parts.iter_mut().zip(counts) {
             let mut shape = t.shape.clone();
-            shape[0] = rows as i64;
+            if let Some(d) = shape.first_mut() {
+                *d = rows as i64;
+            }
             part.push(Tensor {
                 name: t.name.clone(),
                 shape,
@@ -235,6 +266,53 @@ mod tests {
         assert_eq!(parts[0][0].data, TensorData::Fp32(vec![1.0, 2.0]));
         assert_eq!(parts[1][0].shape, vec![2, 2]);
         assert_eq!(parts[1][0].data, TensorData::Fp32(vec![3.0, 4.0, 5.0, 6.0]));
+    }
+
+    fn job(shapes: &[&[i64]]) -> Job {
+        Job {
+            inputs: shapes
+                .iter()
+                .enumerate()
+                .map(|(i, shape)| Tensor {
+                    name: format!("in{i}"),
+                    shape: shape.to_vec(),
+                    data: TensorData::Fp32(Vec::new()),
+                })
+                .collect(),
+            outputs: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn only_jobs_with_one_batch_dimension_merge() {
+        let a = job(&[&[2, 3], &[2]]);
+        let b = job(&[&[5, 3], &[5]]);
+        assert!(a.merge_key().is_some());
+        assert_eq!(a.merge_key(), b.merge_key());
+        assert!(job(&[&[2, 4], &[2]]).merge_key().is_some());
+        assert_ne!(job(&[&[2, 4], &[2]]).merge_key(), a.merge_key());
+        // Scalars have no dimension 0 to stack along.
+        assert_eq!(job(&[&[]]).merge_key(), None);
+        assert_eq!(job(&[&[2, 3], &[]]).merge_key(), None);
+        // Rows that disagree would fail the whole merged batch, not only this caller.
+        assert_eq!(job(&[&[2, 3], &[3]]).merge_key(), None);
+    }
+
+    #[test]
+    fn an_output_that_does_not_divide_into_rows_is_an_error() {
+        let t = Tensor {
+            name: "p".into(),
+            shape: vec![3, 2],
+            data: TensorData::Fp32(vec![0.0; 5]),
+        };
+        let err = split_rows(vec![t], &[1, 2], 3).unwrap_err();
+        assert_eq!(
+            err,
+            InferError::Failed(
+                "output \"p\" has 5 elements, which do not divide into 3 rows".into()
+            )
+        );
     }
 
     #[test]

@@ -3,7 +3,18 @@
 use ort::value::{DynMapValueType, DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 use super::model::{InferError, OutputKind};
-use crate::v2::{Datatype, Tensor, TensorData};
+use crate::v2::{Datatype, MAX_ELEMENTS, Tensor, TensorData};
+
+/// Refuses an output larger than a request may be: a model can compute a tensor of any size from
+/// a small input, and the response multiplies it again (JSON text, or a copy into the body).
+fn check_size(name: &str, elements: usize) -> Result<(), InferError> {
+    if elements > MAX_ELEMENTS {
+        return Err(InferError::Failed(format!(
+            "output {name:?} holds {elements} elements, more than the {MAX_ELEMENTS} a response may carry"
+        )));
+    }
+    Ok(())
+}
 
 pub fn datatype_of(ty: TensorElementType) -> Option<Datatype> {
     Some(match ty {
@@ -78,7 +89,7 @@ pub fn from_value(name: &str, kind: OutputKind, value: &DynValue) -> Result<Tens
             .try_extract_sequence::<DynMapValueType>()
             .map_err(fail)?;
         let mut data = Vec::new();
-        let mut classes = 0usize;
+        let mut classes = None;
         for map in &maps {
             let values: Vec<f32> = if string_keys {
                 let kv = map.try_extract_key_values::<String, f32>().map_err(fail)?;
@@ -87,9 +98,18 @@ pub fn from_value(name: &str, kind: OutputKind, value: &DynValue) -> Result<Tens
                 let kv = map.try_extract_key_values::<i64, f32>().map_err(fail)?;
                 kv.into_iter().map(|(_, v)| v).collect()
             };
-            classes = values.len();
+            // Rows of differing widths would not make the [N, classes] the shape claims.
+            if *classes.get_or_insert(values.len()) != values.len() {
+                return Err(InferError::Failed(format!(
+                    "output {name:?}: ZipMap rows have {} and {} classes",
+                    classes.unwrap_or_default(),
+                    values.len()
+                )));
+            }
+            check_size(name, data.len().saturating_add(values.len()))?;
             data.extend(values);
         }
+        let classes = classes.unwrap_or(0);
         return Ok(Tensor {
             name: name.to_string(),
             shape: vec![maps.len() as i64, classes as i64],
@@ -104,6 +124,7 @@ pub fn from_value(name: &str, kind: OutputKind, value: &DynValue) -> Result<Tens
     macro_rules! copy {
         ($t:ty, $variant:ident) => {{
             let (shape, data) = value.try_extract_tensor::<$t>().map_err(fail)?;
+            check_size(name, data.len())?;
             (shape.to_vec(), TensorData::$variant(data.to_vec()))
         }};
     }
@@ -121,6 +142,7 @@ pub fn from_value(name: &str, kind: OutputKind, value: &DynValue) -> Result<Tens
         TensorElementType::Bool => copy!(bool, Bool),
         TensorElementType::String => {
             let (shape, strings) = value.try_extract_strings().map_err(fail)?;
+            check_size(name, strings.len())?;
             (
                 shape.to_vec(),
                 TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()),

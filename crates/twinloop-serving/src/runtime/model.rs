@@ -9,7 +9,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use super::convert::{datatype_of, from_value, to_value};
 use super::library::environment;
-use crate::v2::{Datatype, Tensor};
+use crate::v2::{Datatype, Tensor, show_shape};
 
 /// How an output leaves the model: a plain tensor, or a ZipMap (`seq(map(K, float))`) that is
 /// served as an FP32 `[N, classes]` tensor.
@@ -174,8 +174,10 @@ impl OnnxModel {
                     .all(|(&got, &want)| want < 0 || got == want);
             if !fits {
                 return Err(InferError::Invalid(format!(
-                    "input {:?}: shape {:?}, expected {:?} (-1 is any size)",
-                    t.name, t.shape, spec.shape
+                    "input {:?}: shape {}, expected {:?} (-1 is any size)",
+                    t.name,
+                    show_shape(&t.shape),
+                    spec.shape
                 )));
             }
         }
