@@ -13,7 +13,7 @@ use twinloop_serving::source::{ModelRegistry, ModelUri, TrackingClient};
 use twinloop_serving::spec::{BatchingSpec, DeploymentSpec, RouteSpec};
 
 use crate::client::ServerConnection;
-use crate::server::shutdown_signal;
+use crate::server::{bracket_v6, shutdown_signal};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -77,23 +77,30 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         None => (PredictionLog::disabled(), None),
     };
     let engine = Arc::new(Engine::new(log));
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+    let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
         .parse()
         .with_context(|| format!("invalid --host {:?}", args.host))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (hint: is the port in use? try --port)")
     })?;
-    let app = twinloop_serving::http::router(engine.clone());
-    tokio::spawn(async move {
+    let app = twinloop_serving::http::router(engine.clone())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let http = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         // Small replies must not wait for the peer's delayed ACK (Nagle).
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let _ = axum::serve(listener, app).await;
+        let mut stopped = stopped;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            })
+            .await
     });
     if args.grpc_port != 0 {
-        let grpc_addr: SocketAddr = format!("{}:{}", args.host, args.grpc_port)
+        let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
             .parse()
             .with_context(|| format!("invalid --host {:?}", args.host))?;
         let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| {
@@ -151,6 +158,11 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     engine.set_ready(true);
     tracing::info!(http = %addr, grpc_port = args.grpc_port, models = ?engine.names(), "twinloop serve ready");
     shutdown_signal().await;
+    // In-flight HTTP requests finish (and are logged) before the log closes.
+    drop(stop);
+    if let Ok(Err(e)) = http.await {
+        tracing::error!(error = %e, "the HTTP server stopped with an error");
+    }
     // Whatever the prediction log still holds is written before the process ends.
     engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(writer) = log_writer {

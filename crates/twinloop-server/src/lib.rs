@@ -80,9 +80,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/api/twinloop/v1", native::routes())
         .fallback(welcome::not_found)
-        .layer(TraceLayer::new_for_http())
         .with_state(state.clone())
         .merge(twinloop_serving::http::router(state.engine.clone()))
+        // After the merge, so /v2 requests get a span too.
+        .layer(TraceLayer::new_for_http())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
