@@ -1,5 +1,6 @@
 //! The canary's arithmetic: traffic at a step, and the gates on what the candidate did.
 
+use super::state::CanaryStep;
 use crate::served::WindowStats;
 use crate::spec::{CanarySpec, DeploymentSpec, RouteSpec};
 
@@ -29,29 +30,38 @@ pub fn promoted(baseline: &DeploymentSpec, candidate: &RouteSpec) -> DeploymentS
     }
 }
 
-/// Why the candidate fails its gates in a step, if it does.
-pub fn gate(spec: &CanarySpec, stats: &WindowStats) -> Option<String> {
-    if stats.requests > 0
-        && let Some(max) = spec.max_error_rate
+/// Judges the candidate's window of a step at `percent` against the canary's gates. A step
+/// with no request passes: there is nothing to hold against the candidate.
+pub fn judge(spec: &CanarySpec, percent: u32, stats: &WindowStats) -> CanaryStep {
+    let seen = stats.requests > 0;
+    let error_rate = seen.then(|| stats.errors as f64 / stats.requests as f64);
+    let p99_ms = seen.then_some(stats.p99_ms);
+    let mut reason = None;
+    if let (Some(rate), Some(max)) = (error_rate, spec.max_error_rate)
+        && rate > max
     {
-        let rate = stats.errors as f64 / stats.requests as f64;
-        if rate > max {
-            return Some(format!(
-                "candidate error rate {rate:.3} ({} of {}) is above {max}",
-                stats.errors, stats.requests
-            ));
-        }
-    }
-    if let Some(max) = spec.max_p99_ms
-        && stats.requests > 0
-        && stats.p99_ms > max
+        reason = Some(format!(
+            "candidate error rate {rate:.3} ({} of {}) is above {max}",
+            stats.errors, stats.requests
+        ));
+    } else if let (Some(p99), Some(max)) = (p99_ms, spec.max_p99_ms)
+        && p99 > max
     {
-        return Some(format!(
-            "candidate p99 latency {:.2} ms is above {max} ms",
-            stats.p99_ms
+        reason = Some(format!(
+            "candidate p99 latency {p99:.2} ms is above {max} ms"
         ));
     }
-    None
+    CanaryStep {
+        percent,
+        requests: stats.requests,
+        errors: stats.errors,
+        error_rate,
+        p99_ms,
+        max_error_rate: spec.max_error_rate,
+        max_p99_ms: spec.max_p99_ms,
+        passed: reason.is_none(),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -105,24 +115,45 @@ mod tests {
             errors: 5,
             p99_ms: 10.0,
         };
-        assert_eq!(gate(&spec, &ok), None);
+        let passed = judge(&spec, 25, &ok);
+        assert_eq!(
+            (
+                passed.passed,
+                passed.error_rate,
+                passed.p99_ms,
+                passed.reason
+            ),
+            (true, Some(0.05), Some(10.0), None)
+        );
+        assert_eq!((passed.percent, passed.max_error_rate), (25, Some(0.1)));
         let errors = WindowStats {
             requests: 100,
             errors: 20,
             p99_ms: 10.0,
         };
-        assert!(gate(&spec, &errors).unwrap().contains("error rate"));
+        let failed = judge(&spec, 25, &errors);
+        assert!(!failed.passed);
+        assert!(
+            failed
+                .reason
+                .unwrap()
+                .contains("error rate 0.200 (20 of 100)")
+        );
         let slow = WindowStats {
             requests: 100,
             errors: 0,
             p99_ms: 80.0,
         };
-        assert!(gate(&spec, &slow).unwrap().contains("p99"));
+        assert!(judge(&spec, 25, &slow).reason.unwrap().contains("p99"));
         let idle = WindowStats {
             requests: 0,
             errors: 0,
             p99_ms: 0.0,
         };
-        assert_eq!(gate(&spec, &idle), None);
+        let idle = judge(&spec, 25, &idle);
+        assert_eq!(
+            (idle.passed, idle.requests, idle.error_rate, idle.p99_ms),
+            (true, 0, None, None)
+        );
     }
 }

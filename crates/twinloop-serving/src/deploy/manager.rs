@@ -13,8 +13,8 @@ use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::registry::RegistryEventKind;
 use twinloop_meta::{DeploymentStore, RegistryStore};
 
-use super::canary::{at_step, gate, promoted};
-use super::state::{CanaryState, DeploymentState, ServingRoute};
+use super::canary::{at_step, judge, promoted};
+use super::state::{CanaryState, CanaryStatus, CanaryStep, DeploymentState, ServingRoute};
 use crate::engine::{Endpoint, Engine, ServeError};
 use crate::served::ServedModel;
 use crate::source::{ModelRegistry, ModelUri};
@@ -72,15 +72,14 @@ impl DeploymentManager {
                 tracing::error!(deployment = %record.name, "stored deployment is unreadable; skipped");
                 continue;
             };
-            let spec = match state.canary.take() {
-                Some(c) if c.status == "running" => {
-                    state.note("the server restarted during a canary: back to its baseline");
-                    c.baseline
+            let spec = match state.running_canary().map(|c| c.baseline.clone()) {
+                Some(baseline) => {
+                    let reason = "the server restarted during the canary: back to its baseline";
+                    state.finish_canary(CanaryStatus::RolledBack, Some(reason.into()));
+                    state.note(reason);
+                    baseline
                 }
-                other => {
-                    state.canary = other;
-                    spec
-                }
+                None => spec,
             };
             match self.build(&spec, None).await {
                 Ok(endpoint) => {
@@ -283,8 +282,8 @@ impl DeploymentManager {
         let current = self.engine.get(name).ok_or_else(|| unknown(name))?;
         if states
             .get(name)
-            .and_then(|s| s.canary.as_ref())
-            .is_some_and(|c| c.status == "running")
+            .and_then(DeploymentState::running_canary)
+            .is_some()
         {
             return Err(invalid(format!(
                 "deployment {name:?} already has a canary running (hint: promote or rollback it first)"
@@ -301,13 +300,7 @@ impl DeploymentManager {
         )
         .await?;
         if let Some(state) = states.get_mut(name) {
-            state.canary = Some(CanaryState {
-                spec: canary.clone(),
-                status: "running".into(),
-                percent: first,
-                reason: None,
-                baseline: baseline.clone(),
-            });
+            state.start_canary(canary.clone(), baseline.clone());
             let snapshot = state.clone();
             self.persist(&at_step(&baseline, &canary.candidate, first), &snapshot)
                 .await;
@@ -343,12 +336,17 @@ impl DeploymentManager {
                     .await;
                 if let Err(e) = moved {
                     drop(states);
-                    self.end_canary(&name, &baseline, "rolled_back", Some(e.to_string()))
-                        .await;
+                    self.end_canary(
+                        &name,
+                        &baseline,
+                        CanaryStatus::RolledBack,
+                        Some(e.to_string()),
+                    )
+                    .await;
                     return;
                 }
-                if let Some(c) = states.get_mut(&name).and_then(|s| s.canary.as_mut()) {
-                    c.percent = percent;
+                if let Some(state) = states.get_mut(&name) {
+                    state.canary_moved(percent);
                 }
             }
             let Some(candidate) = self
@@ -360,24 +358,38 @@ impl DeploymentManager {
             };
             candidate.window.take();
             tokio::time::sleep(Duration::from_secs_f64(canary.interval_s)).await;
-            let stats = candidate.window.take();
-            tracing::info!(deployment = %name, percent, requests = stats.requests, errors = stats.errors, p99_ms = stats.p99_ms, "canary step");
-            if let Some(reason) = gate(&canary, &stats) {
-                self.end_canary(&name, &baseline, "rolled_back", Some(reason))
+            let step = judge(&canary, percent, &candidate.window.take());
+            let failed = step.reason.clone();
+            self.canary_judged(&name, step).await;
+            if let Some(reason) = failed {
+                self.end_canary(&name, &baseline, CanaryStatus::RolledBack, Some(reason))
                     .await;
                 return;
             }
         }
-        self.end_canary(&name, &baseline, "promoted", None).await;
+        self.end_canary(&name, &baseline, CanaryStatus::Promoted, None)
+            .await;
     }
 
-    /// Finishes a canary: `promoted` gives the candidate all traffic, `rolled_back` restores the
+    /// Keeps what a step of the running canary saw, so that `status` shows each gate's figures.
+    async fn canary_judged(&self, name: &str, step: CanaryStep) {
+        tracing::info!(deployment = %name, percent = step.percent, requests = step.requests, errors = step.errors, p99_ms = ?step.p99_ms, passed = step.passed, "canary step");
+        let mut states = self.states.lock().await;
+        let (Some(state), Some(current)) = (states.get_mut(name), self.engine.get(name)) else {
+            return;
+        };
+        state.canary_judged(step);
+        let snapshot = state.clone();
+        self.persist(&current.spec, &snapshot).await;
+    }
+
+    /// Finishes a canary: promoted gives the candidate all traffic, rolled back restores the
     /// baseline.
     async fn end_canary(
         &self,
         name: &str,
         baseline: &DeploymentSpec,
-        outcome: &str,
+        outcome: CanaryStatus,
         reason: Option<String>,
     ) {
         let mut states = self.states.lock().await;
@@ -385,23 +397,18 @@ impl DeploymentManager {
             return;
         };
         let spec = match outcome {
-            "promoted" => promoted(baseline, &canary.spec.candidate),
+            CanaryStatus::Promoted => promoted(baseline, &canary.spec.candidate),
             _ => baseline.clone(),
         };
         let note = match &reason {
-            Some(r) => format!("canary {outcome}: {r}"),
-            None => format!("canary {outcome}"),
+            Some(r) => format!("canary {}: {r}", outcome.as_str()),
+            None => format!("canary {}", outcome.as_str()),
         };
         if let Err(e) = self.switch(&mut states, spec.clone(), note, false).await {
             tracing::error!(deployment = name, error = %e, "cannot finish the canary");
         }
         if let Some(state) = states.get_mut(name) {
-            state.canary = Some(CanaryState {
-                status: outcome.into(),
-                percent: if outcome == "promoted" { 100 } else { 0 },
-                reason,
-                ..canary
-            });
+            state.finish_canary(outcome, reason);
             let snapshot = state.clone();
             self.persist(&spec, &snapshot).await;
         }
@@ -430,11 +437,7 @@ impl DeploymentManager {
         states: &HashMap<String, DeploymentState>,
         name: &str,
     ) -> Option<CanaryState> {
-        states
-            .get(name)?
-            .canary
-            .clone()
-            .filter(|c| c.status == "running")
+        states.get(name)?.running_canary().cloned()
     }
 
     /// Ends a running canary now with the candidate at 100 %.
@@ -448,7 +451,7 @@ impl DeploymentManager {
         self.end_canary(
             name,
             &canary.baseline,
-            "promoted",
+            CanaryStatus::Promoted,
             Some("promoted by hand".into()),
         )
         .await;
@@ -460,28 +463,37 @@ impl DeploymentManager {
         let canary = Self::running_canary(&*self.states.lock().await, name);
         if let Some(canary) = canary {
             self.stop_canary(name);
+            // The caller may be a person or a monitor's rollback action.
             self.end_canary(
                 name,
                 &canary.baseline,
-                "rolled_back",
-                Some("rolled back by hand".into()),
+                CanaryStatus::RolledBack,
+                Some("rollback requested".into()),
             )
             .await;
             return self.status(name).await;
         }
         let mut states = self.states.lock().await;
         let previous = states
-            .get_mut(name)
+            .get(name)
             .ok_or_else(|| unknown(name))?
             .history
-            .pop()
+            .last()
+            .cloned()
             .ok_or_else(|| {
                 invalid(format!(
                     "deployment {name:?} has no earlier state to roll back to"
                 ))
             })?;
-        self.switch(&mut states, previous, "rolled back".into(), false)
+        // Taken from the history only once it serves: a previous spec that no longer loads
+        // stays there.
+        self.switch(&mut states, previous.clone(), "rolled back".into(), false)
             .await?;
+        if let Some(state) = states.get_mut(name) {
+            state.undo();
+            let snapshot = state.clone();
+            self.persist(&previous, &snapshot).await;
+        }
         drop(states);
         self.status(name).await
     }

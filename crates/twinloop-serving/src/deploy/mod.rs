@@ -7,5 +7,5 @@ mod state;
 mod store_registry;
 
 pub use manager::DeploymentManager;
-pub use state::{CanaryState, DeploymentState, ServingRoute};
+pub use state::{CanaryState, CanaryStatus, CanaryStep, DeploymentState, ServingRoute};
 pub use store_registry::StoreRegistry;
