@@ -216,6 +216,7 @@ pub trait LineageStore: Send + Sync {
 pub trait WebhookStore: Send + Sync {
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook>;
     async fn list_webhooks(&self) -> Result<Vec<Webhook>>;
+    /// Removes the webhook and its delivery log; its id is never given to another.
     async fn delete_webhook(&self, id: i64) -> Result<()>;
     /// Appends one attempt to the delivery log (the id given is ignored).
     async fn record_delivery(&self, delivery: &WebhookDelivery) -> Result<()>;
@@ -255,6 +256,8 @@ pub trait DeploymentStore: Send + Sync {
 pub trait MonitorStore: Send + Sync {
     async fn put_monitor(&self, record: &MonitorRecord) -> Result<()>;
     async fn monitors(&self) -> Result<Vec<MonitorRecord>>;
+    /// Deletes the monitor with its metric points and events (whether there was one); event
+    /// ids are never given out again.
     async fn delete_monitor(&self, name: &str) -> Result<bool>;
     /// A window's points, all or none; the same (monitor, window start, metric) is replaced.
     async fn put_points(&self, points: &[MetricPoint]) -> Result<()>;

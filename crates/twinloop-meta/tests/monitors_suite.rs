@@ -3,7 +3,8 @@
 mod support;
 
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
-use twinloop_meta::{MonitorStore, SqlStore};
+use twinloop_core::registry::{NewWebhook, WebhookDelivery};
+use twinloop_meta::{MonitorStore, SqlStore, WebhookStore};
 
 fn point(start: i64, metric: &str, value: f64) -> MetricPoint {
     MetricPoint {
@@ -91,5 +92,93 @@ async fn monitors_points_labels_and_events() {
             "retrain_requested"
         );
         assert!(s.delete_monitor("m").await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_monitor_takes_its_history_and_its_event_ids_are_not_reused() {
+    for backend in support::all_backends().await {
+        eprintln!("backend: {}", backend.name);
+        let s: &SqlStore = &backend.store;
+        let monitor = |name: &str| MonitorRecord {
+            name: name.into(),
+            spec: "{}".into(),
+            state: "{}".into(),
+            update_time: 0,
+        };
+        s.put_monitor(&monitor("m")).await.unwrap();
+        s.put_monitor(&monitor("kept")).await.unwrap();
+        s.put_points(&[point(0, "rows", 10.0)]).await.unwrap();
+        let kept = s
+            .add_monitor_event("kept", "alert_firing", "{}")
+            .await
+            .unwrap();
+        let newest = s
+            .add_monitor_event("m", "alert_firing", "{}")
+            .await
+            .unwrap();
+
+        assert!(s.delete_monitor("m").await.unwrap());
+        assert!(!s.delete_monitor("m").await.unwrap());
+        assert!(s.points("m", 10).await.unwrap().is_empty());
+        assert!(s.monitor_events(Some("m"), 0, 10).await.unwrap().is_empty());
+        let names: Vec<String> = s
+            .monitors()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+        assert_eq!(s.monitor_events(None, 0, 10).await.unwrap()[0].id, kept);
+
+        // A reader that has seen every id up to `newest` must see what comes next.
+        s.put_monitor(&monitor("m")).await.unwrap();
+        let next = s
+            .add_monitor_event("m", "alert_pending", "{}")
+            .await
+            .unwrap();
+        assert!(next > newest, "event id {next} handed out again");
+        assert_eq!(s.monitor_events(None, newest, 10).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_removed_webhook_takes_its_delivery_log_and_its_id_is_not_reused() {
+    for backend in support::all_backends().await {
+        eprintln!("backend: {}", backend.name);
+        let s: &SqlStore = &backend.store;
+        let hook = || NewWebhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "a-long-secret".into(),
+            events: Vec::new(),
+            model_name: None,
+        };
+        let first = s.create_webhook(hook()).await.unwrap();
+        s.record_delivery(&WebhookDelivery {
+            id: 0,
+            webhook_id: first.id,
+            event_id: 1,
+            attempt: 1,
+            status_code: None,
+            error: Some("refused".into()),
+            delivered: false,
+            time: 1,
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.list_deliveries(first.id, 10).await.unwrap().len(), 1);
+
+        s.delete_webhook(first.id).await.unwrap();
+        assert!(s.list_webhooks().await.unwrap().is_empty());
+        assert!(s.list_deliveries(first.id, 10).await.unwrap().is_empty());
+        let err = s.delete_webhook(first.id).await.unwrap_err();
+        assert_eq!(err.code, twinloop_core::ErrorCode::ResourceDoesNotExist);
+        let second = s.create_webhook(hook()).await.unwrap();
+        assert!(
+            second.id > first.id,
+            "webhook id {} handed out again",
+            second.id
+        );
     }
 }

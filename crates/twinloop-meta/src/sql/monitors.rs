@@ -27,8 +27,19 @@ impl SqlStore {
             .collect())
     }
 
+    /// The monitor goes with its history (metric points and events), in one transaction.
     pub(super) async fn delete_monitor_impl(&self, name: &str) -> Result<bool> {
-        self.delete_document("monitors", name).await
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        for table in ["monitor_points", "monitor_events"] {
+            let mut sql = self.sql(&format!("DELETE FROM {table} WHERE monitor = "));
+            sql.arg(name);
+            sql.execute(&mut *tx).await?;
+        }
+        let mut sql = self.sql("DELETE FROM monitors WHERE name = ");
+        sql.arg(name);
+        let found = sql.execute(&mut *tx).await? > 0;
+        tx.commit().await.map_err(db_err)?;
+        Ok(found)
     }
 
     /// Writes a window's points in one transaction (a re-run window replaces its values).

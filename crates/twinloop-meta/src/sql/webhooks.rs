@@ -4,8 +4,8 @@ use twinloop_core::registry::{NewWebhook, RegistryEventKind, Webhook, WebhookDel
 use twinloop_core::time::now_ms;
 use twinloop_core::{Error, Result};
 
-use super::SqlStore;
 use super::query::{Arg, RowExt};
+use super::{SqlStore, db_err};
 
 const COLUMNS: &str = "id, url, secret, events, model_name, created_time";
 
@@ -70,13 +70,20 @@ impl SqlStore {
             .collect()
     }
 
+    /// The webhook goes with its delivery log, in one transaction.
     pub(super) async fn delete_webhook_impl(&self, id: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
         let mut sql = self.sql("DELETE FROM webhooks WHERE id = ");
         sql.arg(id);
-        if sql.execute(&self.writer).await? == 0 {
-            return Err(Error::not_found(format!("Webhook {id} not found")));
+        if sql.execute(&mut *tx).await? == 0 {
+            return Err(Error::not_found(format!(
+                "Webhook {id} not found (hint: `twinloop webhooks list` shows the ids)"
+            )));
         }
-        Ok(())
+        let mut sql = self.sql("DELETE FROM webhook_deliveries WHERE webhook_id = ");
+        sql.arg(id);
+        sql.execute(&mut *tx).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     pub(super) async fn record_delivery_impl(&self, d: &WebhookDelivery) -> Result<()> {
