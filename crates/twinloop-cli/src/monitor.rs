@@ -1,8 +1,8 @@
 //! `twinloop monitor …`: data drift and data quality between a reference and a current
-//! dataset. The work is in `twinloop_monitor`; this parses flags, reads the files and writes
-//! the reports.
+//! dataset (`drift`; the work is in `twinloop_monitor`), and the production monitors of a
+//! running server (`create`, `list`, `status`, `alerts`, `delete`) through its native API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -10,6 +10,7 @@ use twinloop_monitor::stats::Test;
 
 use crate::client::{Api, ServerConnection, block_on};
 use twinloop_monitor::{Options, Schema};
+use twinloop_watch::runner::TRAINING_REFERENCE;
 
 #[derive(Args)]
 pub struct MonitorArgs {
@@ -26,28 +27,44 @@ enum MonitorCommand {
     Create(CreateArgs),
     /// The monitors on the server.
     List,
-    /// A monitor's state, last window and metric series.
+    /// A monitor's recent windows (rows, drift, accuracy, rules that held) and rule states.
     Status {
+        /// The monitor.
         name: String,
-        /// Print the full JSON.
+        /// How many of the latest closed windows to show.
+        #[arg(long, default_value_t = 10)]
+        windows: usize,
+        /// Print the full JSON (state, recent windows, metric series).
         #[arg(long)]
         json: bool,
     },
     /// A monitor's alert rules and their history (transitions, webhook deliveries, rollbacks,
     /// retraining requests).
-    Alerts { name: String },
+    Alerts {
+        /// The monitor.
+        name: String,
+    },
+    /// Stop a monitor and delete it with its history (metric series and events).
+    Delete {
+        /// The monitor.
+        name: String,
+    },
 }
 
 #[derive(Args)]
 struct CreateArgs {
-    /// A whole monitor spec as JSON (docs/monitoring.md); the flags below build one instead.
+    /// A JSON file holding a whole monitor spec (docs/monitoring.md); the flags below build one
+    /// instead.
     #[arg(long, conflicts_with_all = ["name", "deployment", "reference"])]
     spec: Option<PathBuf>,
+    /// The monitor's name (letters, digits, '-', '_', '.').
     #[arg(required_unless_present = "spec")]
     name: Option<String>,
+    /// The deployment to watch (see `twinloop deploy status`).
     #[arg(long, required_unless_present = "spec")]
     deployment: Option<String>,
-    /// The reference dataset (Parquet or CSV on the server's disk).
+    /// The reference dataset, a Parquet or CSV file the server reads (a relative path is made
+    /// absolute against this directory), or "training" for the serving version's training set.
     #[arg(long, required_unless_present = "spec")]
     reference: Option<String>,
     /// A window every N predictions.
@@ -65,7 +82,8 @@ struct CreateArgs {
     /// classification or regression.
     #[arg(long, default_value = "classification")]
     task: String,
-    /// Alert rules as a JSON list (docs/monitoring.md).
+    /// A JSON file holding a list of alert rules: [{"name", "metric", "op", "threshold",
+    /// "for", "actions"}] (docs/monitoring.md).
     #[arg(long)]
     rules: Option<PathBuf>,
 }
@@ -106,7 +124,8 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
     match args.command {
         MonitorCommand::Drift(a) => drift(a),
         MonitorCommand::Create(a) => block_on(async move {
-            let body = create_body(a)?;
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let body = create_body(a, &cwd)?;
             let api = Api::new(conn)?;
             let created = api
                 .post("/api/twinloop/v1/monitors", &body, "create monitor")
@@ -137,36 +156,34 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
             }
             Ok(())
         }),
-        MonitorCommand::Status { name, json } => block_on(async move {
+        MonitorCommand::Status {
+            name,
+            windows,
+            json,
+        } => block_on(async move {
             let s = Api::new(conn)?
                 .get(
                     &format!("/api/twinloop/v1/monitors/{name}"),
-                    &[],
+                    &[("windows", &windows.to_string())],
                     "monitor status",
                 )
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
-                return Ok(());
+            } else {
+                print_status(&s);
             }
-            let state = &s["state"];
-            println!(
-                "{}  deployment {}  windows {}",
-                name,
-                s["spec"]["deployment"].as_str().unwrap_or("?"),
-                state["windows"]
-            );
-            if let Some(e) = state["error"].as_str() {
-                println!("  error  {e}");
-            }
-            for (metric, value) in state["last"].as_object().into_iter().flatten() {
-                if !metric.contains(':') {
-                    println!("  {metric:<28} {value}");
-                }
-            }
-            for (rule, r) in state["rules"].as_object().into_iter().flatten() {
-                println!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
-            }
+            Ok(())
+        }),
+        MonitorCommand::Delete { name } => block_on(async move {
+            Api::new(conn)?
+                .delete(
+                    &format!("/api/twinloop/v1/monitors/{name}"),
+                    &serde_json::json!({}),
+                    "delete monitor",
+                )
+                .await?;
+            println!("deleted monitor {name} and its history");
             Ok(())
         }),
         MonitorCommand::Alerts { name } => block_on(async move {
@@ -197,20 +214,35 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
     }
 }
 
-fn create_body(a: CreateArgs) -> Result<serde_json::Value> {
+/// The reference as the server should read it: the server resolves a relative path against
+/// its own directory, so one given here is made absolute against `cwd`, where the caller meant
+/// it. URIs and "training" are the server's to resolve.
+fn server_reference(reference: &str, cwd: &Path) -> String {
+    if reference == TRAINING_REFERENCE || reference.contains("://") {
+        return reference.to_string();
+    }
+    cwd.join(reference).display().to_string()
+}
+
+fn create_body(a: CreateArgs, cwd: &Path) -> Result<serde_json::Value> {
     if let Some(path) = a.spec {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()));
+        let mut spec: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        if let Some(reference) = spec["reference"].as_str() {
+            spec["reference"] = server_reference(reference, cwd).into();
+        }
+        return Ok(spec);
     }
     let window = match (a.window_rows, a.window_seconds) {
         (Some(n), None) => serde_json::json!({"rows": n}),
         (None, Some(s)) => serde_json::json!({"seconds": s}),
         _ => bail!("give --window-rows N or --window-seconds S"),
     };
+    let reference = a.reference.map(|r| server_reference(&r, cwd));
     let mut body = serde_json::json!({
-        "name": a.name, "deployment": a.deployment, "reference": a.reference, "window": window, "task": a.task,
+        "name": a.name, "deployment": a.deployment, "reference": reference, "window": window, "task": a.task,
     });
     if let Some(p) = a.prediction {
         body["prediction"] = p.into();
@@ -304,5 +336,154 @@ fn print_summary(r: &twinloop_monitor::Report) {
         for f in r.findings.iter().take(10) {
             println!("  {:<18} {}: {}", f.kind, f.column, f.message);
         }
+    }
+}
+
+/// `monitor status` as text: the recent windows as a table, then the rules' states.
+fn print_status(s: &serde_json::Value) {
+    let state = &s["state"];
+    println!(
+        "{}  deployment {}  windows {}",
+        s["name"].as_str().unwrap_or("?"),
+        s["spec"]["deployment"].as_str().unwrap_or("?"),
+        state["windows"]
+    );
+    if let Some(e) = state["error"].as_str() {
+        println!("  error  {e}");
+    }
+    let windows = s["windows"].as_array().cloned().unwrap_or_default();
+    if windows.is_empty() {
+        println!("  no closed window yet");
+    } else {
+        for line in window_table(&windows) {
+            println!("  {line}");
+        }
+    }
+    for (rule, r) in state["rules"].as_object().into_iter().flatten() {
+        println!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
+    }
+}
+
+/// One line per window, oldest first, under a header: window end, rows, drift share and
+/// verdict, accuracy (when a window has labels), the rules whose condition held.
+fn window_table(windows: &[serde_json::Value]) -> Vec<String> {
+    let metric = |w: &serde_json::Value, m: &str| w["metrics"][m].as_f64();
+    let accuracy = windows.iter().any(|w| metric(w, "accuracy").is_some());
+    let mut lines = vec![format!(
+        "{:<19}  {:>6}  {:<11}{}  rules held",
+        "window end (UTC)",
+        "rows",
+        "drift",
+        if accuracy { "  accuracy" } else { "" }
+    )];
+    for w in windows {
+        let drift = match (
+            metric(w, "share_of_drifted_columns"),
+            metric(w, "dataset_drift"),
+        ) {
+            (Some(share), Some(d)) => {
+                format!("{share:.2} {}", if d > 0.0 { "YES" } else { "no" })
+            }
+            _ => "-".into(),
+        };
+        let accuracy = match (accuracy, metric(w, "accuracy")) {
+            (false, _) => String::new(),
+            (true, Some(a)) => format!("  {a:>8.3}"),
+            (true, None) => format!("  {:>8}", "-"),
+        };
+        let held: Vec<&str> = w["rules_holding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
+        lines.push(format!(
+            "{:<19}  {:>6}  {drift:<11}{accuracy}  {}",
+            utc(w["end_us"].as_i64().unwrap_or(0) / 1000),
+            metric(w, "rows").map_or("-".into(), |r| format!("{r:.0}")),
+            if held.is_empty() {
+                "-".to_string()
+            } else {
+                held.join(", ")
+            }
+        ));
+    }
+    lines
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm, proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_monitor_command_and_argument_is_described() {
+        let command = MonitorArgs::augment_args(clap::Command::new("monitor"));
+        assert_eq!(crate::deploy::undescribed(&command), Vec::<String>::new());
+    }
+
+    #[test]
+    fn utc_formats_epoch_milliseconds() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_764_300_000_123), "2025-11-28 03:20:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(-1000), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn relative_references_become_absolute_against_the_callers_directory() {
+        let cwd = Path::new("/home/me/project");
+        assert_eq!(
+            server_reference("data/train.parquet", cwd),
+            "/home/me/project/data/train.parquet"
+        );
+        assert_eq!(server_reference("/data/t.csv", cwd), "/data/t.csv");
+        assert_eq!(server_reference("training", cwd), "training");
+        assert_eq!(
+            server_reference("s3://b/t.parquet", cwd),
+            "s3://b/t.parquet"
+        );
+    }
+
+    #[test]
+    fn the_window_table_shows_drift_accuracy_and_rules() {
+        let windows = [
+            json!({"end_us": 1_764_300_000_000_000i64, "metrics": {"rows": 150.0, "dataset_drift": 0.0,
+                "share_of_drifted_columns": 0.0, "accuracy": 1.0}, "rules_holding": []}),
+            json!({"end_us": 1_764_300_060_000_000i64, "metrics": {"rows": 0.0}, "rules_holding": []}),
+            json!({"end_us": 1_764_300_120_000_000i64, "metrics": {"rows": 150.0, "dataset_drift": 1.0,
+                "share_of_drifted_columns": 0.8, "accuracy": 0.0}, "rules_holding": ["drift", "accuracy"]}),
+        ];
+        assert_eq!(
+            window_table(&windows),
+            [
+                "window end (UTC)       rows  drift        accuracy  rules held",
+                "2025-11-28 03:20:00     150  0.00 no         1.000  -",
+                "2025-11-28 03:21:00       0  -                   -  -",
+                "2025-11-28 03:22:00     150  0.80 YES        0.000  drift, accuracy",
+            ]
+        );
     }
 }

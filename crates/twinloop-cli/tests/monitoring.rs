@@ -1,7 +1,9 @@
 //! Production monitoring end to end on the real server: a deployed model gets traffic from its
 //! training distribution, then from a shifted one; labels are posted; the monitor computes drift
 //! and accuracy per window, fires its alerts, calls a signed webhook, records a retraining
-//! request and rolls the deployment back. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
+//! request and rolls the deployment back; `monitor status` shows the windows. Monitors of a
+//! deployment that does not exist are refused, references are the caller's files, and a deleted
+//! monitor takes its history. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
 
 mod support;
 
@@ -346,6 +348,234 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("rule input-drift: firing"));
+
+    // `monitor status` shows the recent windows as a table, oldest first.
+    let (ok, text, err) = cli(&base, &["monitor", "status", "fraud-watch"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("  20")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        text.contains("window end (UTC)") && text.contains("accuracy"),
+        "{text}"
+    );
+    let calm: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(calm[2..], ["150", "0.00", "no", "1.000", "-"], "{text}");
+    let shifted: Vec<&str> = rows[1].split_whitespace().collect();
+    assert_eq!(shifted[2], "150", "{text}");
+    assert_eq!(
+        shifted[4..],
+        ["YES", "0.000", "input-drift,", "accuracy"],
+        "{text}"
+    );
+    assert!(text.contains("rule accuracy: firing"), "{text}");
+    let (ok, text, err) = cli(
+        &base,
+        &["monitor", "status", "fraud-watch", "--windows", "1"],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("  20")).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].contains("YES"), "{text}");
+    let (ok, json_text, err) = cli(&base, &["monitor", "status", "fraud-watch", "--json"]);
+    assert!(ok, "{err}");
+    let windows = serde_json::from_str::<Value>(&json_text).unwrap()["windows"].clone();
+    assert_eq!(windows.as_array().unwrap().len(), 2);
+    assert_eq!(
+        windows[1]["rules_holding"],
+        json!(["input-drift", "accuracy"])
+    );
+}
+
+/// Runs `twinloop --tracking-uri BASE ARGS…`; (success, stdout, stderr).
+fn cli(base: &str, args: &[&str]) -> (bool, String, String) {
+    cli_in(base, args, Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The same, run from `dir`.
+fn cli_in(base: &str, args: &[&str], dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["--tracking-uri", base])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let r = http.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_need_their_deployment_read_the_callers_files_and_delete_with_their_history() {
+    let dir = tempfile::tempdir().unwrap();
+    // Time windows close once the log has had time to flush: keep that short.
+    let server =
+        support::TestServer::start_sqlite_with(dir.path(), &["--prediction-log-flush-ms", "200"]);
+    let base = server.url.clone();
+    let http = reqwest::Client::new();
+    let api = format!("{base}/api/twinloop/v1");
+
+    // No deployment "fraud" yet: refused through the API and the CLI, naming it.
+    let create = |name: &str, reference: &str| {
+        [
+            "monitor",
+            "create",
+            name,
+            "--deployment",
+            "fraud",
+            "--reference",
+            reference,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("data")).unwrap();
+    let mut csv = String::from("f0,f1,f2,f3\n");
+    let mut rng = Normal(7);
+    for _ in 0..50 {
+        let row: Vec<String> = (0..4).map(|_| format!("{:.6}", rng.next())).collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    std::fs::write(work.join("data/ref.csv"), csv).unwrap();
+    let args = |v: &Vec<String>, extra: &[&str]| {
+        let mut all: Vec<String> = v.clone();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        cli_in(&base, &refs, &work)
+    };
+    let (ok, _, err) = run(args(
+        &create("watch", "data/ref.csv"),
+        &["--window-rows", "10"],
+    ));
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("\"fraud\"") && err.contains("twinloop deploy status"),
+        "{err}"
+    );
+    let r = http
+        .post(format!("{api}/monitors"))
+        .json(&json!({"name": "watch", "deployment": "fraud", "reference": "/x.csv", "window": {"rows": 5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("\"fraud\""),
+        "{body}"
+    );
+
+    support::register_model(&http, &base, "fraud", &fixture("logreg"), "src/v1", None).await;
+    post(
+        &http,
+        &format!("{api}/deployments"),
+        &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+
+    // A relative reference is the caller's file, not one beside the server.
+    let (ok, _, err) = run(args(
+        &create("watch", "data/nope.csv"),
+        &["--window-rows", "10"],
+    ));
+    assert!(!ok);
+    let missing = work.join("data/nope.csv");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    let (ok, out, err) = run(args(
+        &create("watch", "data/ref.csv"),
+        &["--window-seconds", "0.2"],
+    ));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("monitor watch watching deployment fraud"),
+        "{out}"
+    );
+    let (_, status) = get(&http, &format!("{api}/monitors/watch")).await;
+    assert_eq!(
+        status["state"]["reference_path"],
+        work.join("data/ref.csv").display().to_string()
+    );
+    let (ok, text, _) = cli(&base, &["monitor", "status", "watch"]);
+    assert!(ok && text.contains("windows"), "{text}");
+
+    // Give it a history: empty windows close every 0.2 s, and a rule on them fires.
+    let rules = work.join("rules.json");
+    std::fs::write(
+        &rules,
+        json!([{"name": "quiet", "metric": "rows", "op": "<", "threshold": 1}]).to_string(),
+    )
+    .unwrap();
+    let (ok, _, err) = run(args(
+        &create("quiet-watch", "data/ref.csv"),
+        &["--window-seconds", "0.2", "--rules", "rules.json"],
+    ));
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, alerts) = get(&http, &format!("{api}/monitors/quiet-watch/alerts")).await;
+        if alerts["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rule never fired: {alerts}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (ok, out, err) = cli(&base, &["monitor", "delete", "quiet-watch"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted monitor quiet-watch"), "{out}");
+    assert_eq!(
+        get(&http, &format!("{api}/monitors/quiet-watch")).await.0,
+        404
+    );
+    let (_, list) = get(&http, &format!("{api}/monitors")).await;
+    let names: Vec<&str> = list["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["watch"]);
+    let (_, events) = get(&http, &format!("{api}/monitors/events")).await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["monitor"] != "quiet-watch"),
+        "{events}"
+    );
+    // Created again under the same name, it starts with no history.
+    let (ok, _, err) = run(args(
+        &create("quiet-watch", "data/ref.csv"),
+        &["--window-rows", "1000"],
+    ));
+    assert!(ok, "{err}");
+    let (_, status) = get(&http, &format!("{api}/monitors/quiet-watch")).await;
+    assert_eq!(status["series"], json!({}), "{status}");
+    assert_eq!(status["windows"], json!([]), "{status}");
+    let (_, alerts) = get(&http, &format!("{api}/monitors/quiet-watch/alerts")).await;
+    assert_eq!(alerts["events"], json!([]), "{alerts}");
+    let (ok, text, _) = cli(&base, &["monitor", "status", "quiet-watch"]);
+    assert!(ok && text.contains("no closed window yet"), "{text}");
+
+    let (ok, _, err) = cli(&base, &["monitor", "delete", "quiet-watch-2"]);
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("twinloop monitor list"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,10 +585,6 @@ async fn bad_monitors_and_labels_are_refused_with_reasons() {
     let http = reqwest::Client::new();
     let url = format!("{}/api/twinloop/v1", server.url);
     let cases = [
-        (
-            json!({"name": "m", "deployment": "d", "reference": "/nope.parquet", "window": {"rows": 10}}),
-            "reference",
-        ),
         (
             json!({"name": "m", "deployment": "d", "reference": "/nope.parquet", "window": {"rows": 0}}),
             "window.rows",

@@ -81,6 +81,9 @@ pub struct Monitors {
     deployments: Arc<dyn Deployments>,
     flush_lag: Duration,
     watched: Mutex<BTreeMap<String, Watched>>,
+    /// Held while a monitor's windows are evaluated, so that a deletion waits for the window in
+    /// flight instead of having its points and events written after it.
+    evaluating: Mutex<()>,
     http: reqwest::Client,
 }
 
@@ -89,6 +92,12 @@ fn now_us() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
+}
+
+fn unknown_monitor(name: &str) -> MonitorError {
+    MonitorError::NotFound(format!(
+        "no monitor {name:?} (hint: `twinloop monitor list` lists the monitors)"
+    ))
 }
 
 fn failed(e: impl std::fmt::Display) -> MonitorError {
@@ -121,6 +130,7 @@ impl Monitors {
             deployments,
             flush_lag,
             watched: Mutex::new(BTreeMap::new()),
+            evaluating: Mutex::new(()),
             http: reqwest::Client::new(),
         })
     }
@@ -224,6 +234,12 @@ impl Monitors {
     /// Starts watching from now.
     pub async fn create(&self, spec: MonitorSpec) -> Result<Value, MonitorError> {
         spec.validate().map_err(MonitorError::Invalid)?;
+        if self.deployments.serving(&spec.deployment).is_none() {
+            return Err(MonitorError::NotFound(format!(
+                "no deployment {:?} is serving, so there is nothing to watch (hint: `twinloop deploy status` lists the deployments)",
+                spec.deployment
+            )));
+        }
         let reference_path = self.reference_path(&spec).await?;
         let reference = load_reference(&reference_path).await?;
         let mut watched = self.watched.lock().await;
@@ -252,12 +268,21 @@ impl Monitors {
         let name = w.spec.name.clone();
         watched.insert(name.clone(), w);
         drop(watched);
-        self.status(&name).await
+        self.status(&name, 0).await
     }
 
+    /// Stops the monitor and deletes it with its history (metric points and events): a monitor
+    /// created later under the same name starts empty.
     pub async fn delete(&self, name: &str) -> Result<(), MonitorError> {
-        if self.watched.lock().await.remove(name).is_none() {
-            return Err(MonitorError::NotFound(format!("no monitor {name:?}")));
+        let Some(gone) = self.watched.lock().await.remove(name) else {
+            return Err(unknown_monitor(name));
+        };
+        let _no_window_in_flight = self.evaluating.lock().await;
+        // The gauges cannot be removed from the exporter; a deleted monitor must at least not
+        // go on reporting a firing alert.
+        for rule in gone.state.rules.keys() {
+            metrics::gauge!("twinloop_monitor_alert_firing", "monitor" => name.to_string(), "rule" => rule.clone())
+                .set(0.0);
         }
         self.store
             .delete_monitor(name)
@@ -276,20 +301,24 @@ impl Monitors {
         json!({"monitors": all})
     }
 
-    /// Spec, state and the latest points (oldest first).
-    pub async fn status(&self, name: &str) -> Result<Value, MonitorError> {
+    /// Spec, state, the last `windows` closed windows (oldest first) and the latest points of
+    /// each metric (oldest first).
+    pub async fn status(&self, name: &str, windows: usize) -> Result<Value, MonitorError> {
         let (spec, state) = {
             let watched = self.watched.lock().await;
-            let w = watched
-                .get(name)
-                .ok_or_else(|| MonitorError::NotFound(format!("no monitor {name:?}")))?;
+            let w = watched.get(name).ok_or_else(|| unknown_monitor(name))?;
             (w.spec.clone(), w.state.clone())
         };
+        // Windows differ in how many metrics they hold (labels arrive, columns drift): leave
+        // room beyond the last window's count, and one window more that may come back cut.
+        let per_window = state.last.len() + 64;
+        let limit = ((windows + 1) * per_window).max(2000);
         let points = self
             .store
-            .points(name, 2000)
+            .points(name, limit as i64)
             .await
             .map_err(|e| failed(e.message))?;
+        let recent = recent_windows(&spec, &points, points.len() == limit, windows);
         let mut series: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for p in points {
             series
@@ -297,7 +326,7 @@ impl Monitors {
                 .or_default()
                 .push(json!([p.window_end, p.value]));
         }
-        Ok(json!({"name": name, "spec": spec, "state": state, "series": series}))
+        Ok(json!({"name": name, "spec": spec, "state": state, "windows": recent, "series": series}))
     }
 
     pub async fn alerts(&self, name: &str) -> Result<Value, MonitorError> {
@@ -305,7 +334,7 @@ impl Monitors {
             let watched = self.watched.lock().await;
             watched
                 .get(name)
-                .ok_or_else(|| MonitorError::NotFound(format!("no monitor {name:?}")))?
+                .ok_or_else(|| unknown_monitor(name))?
                 .state
                 .rules
                 .clone()
@@ -388,6 +417,7 @@ impl Monitors {
     pub async fn tick(&self) {
         let names: Vec<String> = self.watched.lock().await.keys().cloned().collect();
         for name in names {
+            let _evaluating = self.evaluating.lock().await;
             if let Err(e) = self.advance(&name).await {
                 tracing::warn!(monitor = %name, error = %e, "monitor window failed");
                 if let Some(w) = self.watched.lock().await.get_mut(&name) {
@@ -676,5 +706,102 @@ impl Monitors {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
+    }
+}
+
+/// The last `n` windows in `points` (ordered by window start), oldest first, each with its
+/// metrics and the rules whose condition held in it. `truncated`: the points were cut at the
+/// query's limit, so the oldest window may be incomplete and is left out.
+fn recent_windows(
+    spec: &MonitorSpec,
+    points: &[MetricPoint],
+    truncated: bool,
+    n: usize,
+) -> Vec<Value> {
+    let mut windows: Vec<(i64, i64, BTreeMap<&str, f64>)> = Vec::new();
+    for p in points {
+        match windows.last_mut() {
+            Some((start, _, metrics)) if *start == p.window_start => {
+                metrics.insert(&p.metric, p.value);
+            }
+            _ => windows.push((
+                p.window_start,
+                p.window_end,
+                BTreeMap::from([(p.metric.as_str(), p.value)]),
+            )),
+        }
+    }
+    if truncated && !windows.is_empty() {
+        windows.remove(0);
+    }
+    let skip = windows.len().saturating_sub(n);
+    windows
+        .into_iter()
+        .skip(skip)
+        .map(|(start, end, metrics)| {
+            let held: Vec<&str> = spec
+                .rules
+                .iter()
+                .filter(|r| metrics.get(r.metric.as_str()).is_some_and(|v| r.holds(*v)))
+                .map(|r| r.name.as_str())
+                .collect();
+            json!({"start_us": start, "end_us": end, "metrics": metrics, "rules_holding": held})
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(start: i64, metric: &str, value: f64) -> MetricPoint {
+        MetricPoint {
+            monitor: "m".into(),
+            window_start: start,
+            window_end: start + 10,
+            metric: metric.into(),
+            value,
+        }
+    }
+
+    fn spec() -> MonitorSpec {
+        serde_json::from_value(json!({
+            "name": "m", "deployment": "d", "reference": "r.csv", "window": {"rows": 10},
+            "rules": [{"name": "drift", "metric": "share_of_drifted_columns", "op": ">=", "threshold": 0.5},
+                      {"name": "accuracy", "metric": "accuracy", "op": "<", "threshold": 0.8}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn recent_windows_group_points_and_name_the_rules_that_held() {
+        let points = [
+            point(0, "rows", 10.0),
+            point(0, "share_of_drifted_columns", 0.0),
+            point(10, "rows", 0.0),
+            point(20, "accuracy", 0.5),
+            point(20, "rows", 10.0),
+            point(20, "share_of_drifted_columns", 0.75),
+        ];
+        let windows = recent_windows(&spec(), &points, false, 2);
+        assert_eq!(
+            Value::Array(windows),
+            json!([
+                {"start_us": 10, "end_us": 20, "metrics": {"rows": 0.0}, "rules_holding": []},
+                {"start_us": 20, "end_us": 30,
+                 "metrics": {"accuracy": 0.5, "rows": 10.0, "share_of_drifted_columns": 0.75},
+                 "rules_holding": ["drift", "accuracy"]}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_window_cut_by_the_query_limit_is_left_out() {
+        let points = [
+            point(0, "share_of_drifted_columns", 0.9),
+            point(10, "rows", 5.0),
+        ];
+        let windows = recent_windows(&spec(), &points, true, 10);
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0]["start_us"], 10);
     }
 }

@@ -41,8 +41,20 @@ pub async fn list(State(s): S) -> Json<Value> {
     Json(s.monitors.list().await)
 }
 
-pub async fn get(State(s): S, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(s.monitors.status(&name).await.map_err(api_error)?))
+/// `?windows=N`: how many of the latest closed windows to return (default 10).
+pub async fn get(State(s): S, Path(name): Path<String>, q: QueryParams) -> ApiResult<Json<Value>> {
+    let windows = match q.opt_i64("windows")? {
+        None => 10,
+        Some(n) if (0..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid(format!(
+                "windows={n}: give 0 to 1000 windows"
+            )));
+        }
+    };
+    Ok(Json(
+        s.monitors.status(&name, windows).await.map_err(api_error)?,
+    ))
 }
 
 pub async fn delete(State(s): S, Path(name): Path<String>) -> ApiResult<Json<Value>> {
