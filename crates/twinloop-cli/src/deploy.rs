@@ -10,6 +10,7 @@ use crate::client::{Api, ServerConnection, block_on};
 pub enum DeployCommand {
     /// Create a deployment: its name is the V2 model name clients call.
     Create {
+        /// The deployment's name: clients call /v2/models/NAME/infer.
         name: String,
         /// MODEL[/VERSION|@ALIAS][=WEIGHT], repeatable (default alias: champion, weight: 100).
         #[arg(long = "route", required = true)]
@@ -28,45 +29,55 @@ pub enum DeployCommand {
     },
     /// Replace the routes and weights.
     SetTraffic {
+        /// The deployment.
         name: String,
+        /// MODEL[/VERSION|@ALIAS][=WEIGHT], repeatable: the new routes, replacing all others.
         #[arg(long = "route", required = true)]
         routes: Vec<String>,
     },
     /// Move traffic to a candidate in steps, rolling back by itself when a gate fails.
     Canary {
+        /// The deployment.
         name: String,
-        /// MODEL/VERSION or MODEL@ALIAS.
+        /// The version to try: MODEL/VERSION or MODEL@ALIAS.
         #[arg(long)]
         candidate: String,
-        /// Percent of traffic at each step.
+        /// The candidate's percent of traffic at each step, increasing, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "5,25,50,100")]
         steps: Vec<u32>,
         /// Seconds at each step.
         #[arg(long, default_value_t = 60.0)]
         interval: f64,
-        /// Roll back when more than this share of the candidate's requests fail in a step.
+        /// Roll back when more than this share (0 to 1) of the candidate's requests fail in a
+        /// step.
         #[arg(long)]
         max_error_rate: Option<f64>,
-        /// Roll back when the candidate's p99 latency in a step is above this.
+        /// Roll back when the candidate's p99 latency in a step is above this many milliseconds.
         #[arg(long)]
         max_p99_ms: Option<f64>,
     },
     /// Give a running canary's candidate all traffic now.
     Promote {
+        /// The deployment.
         name: String,
     },
     /// Abort a running canary, or return to the state before the last change.
     Rollback {
+        /// The deployment.
         name: String,
     },
-    /// One deployment, or all of them.
+    /// One deployment, or all of them: routes with their share of traffic, the canary and its
+    /// steps' gate figures, recent events.
     Status {
+        /// The deployment (default: every deployment).
         name: Option<String>,
-        /// Print the full JSON.
+        /// Print the full JSON (the native API's answer).
         #[arg(long)]
         json: bool,
     },
+    /// Stop serving a deployment and forget it (its prediction log stays).
     Delete {
+        /// The deployment.
         name: String,
     },
 }
@@ -214,16 +225,18 @@ fn print_status(d: &Value) {
         d["name"].as_str().unwrap_or("?"),
         state["status"].as_str().unwrap_or("?")
     );
-    for r in state["serving"].as_array().into_iter().flatten() {
+    let routes = state["serving"].as_array().cloned().unwrap_or_default();
+    let total: u64 = routes.iter().filter_map(|r| r["weight"].as_u64()).sum();
+    for r in &routes {
         let alias = r["alias"]
             .as_str()
             .map(|a| format!(" (@{a})"))
             .unwrap_or_default();
         println!(
-            "  route   {} v{}{alias}  weight {}",
+            "  route   {} v{}{alias}  {}",
             r["model"].as_str().unwrap_or("?"),
             r["version"].as_str().unwrap_or("?"),
-            r["weight"]
+            share(r["weight"].as_u64().unwrap_or(0), total)
         );
     }
     if let Some(s) = state["shadow"].as_object() {
@@ -244,6 +257,14 @@ fn print_status(d: &Value) {
             c["status"].as_str().unwrap_or("?"),
             c["percent"]
         );
+        for step in c
+            .get("steps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            println!("    {}", step_line(step));
+        }
     }
     if let Some(e) = state["error"].as_str() {
         println!("  error   {e}");
@@ -259,9 +280,78 @@ fn print_status(d: &Value) {
     }
 }
 
+/// A route's weight as a share of all routes' weights: canaries scale weights internally
+/// (9000/1000), people read 90% / 10%.
+fn share(weight: u64, total: u64) -> String {
+    if total == 0 {
+        return "0%".into();
+    }
+    let percent = weight as f64 * 100.0 / total as f64;
+    if (percent - percent.round()).abs() < 0.05 {
+        format!("{percent:.0}%")
+    } else {
+        format!("{percent:.1}%")
+    }
+}
+
+/// One judged canary step: the figures each gate saw, its limit, and the verdict.
+fn step_line(step: &Value) -> String {
+    let limit = |key: &str, unit: &str| {
+        step[key]
+            .as_f64()
+            .map(|m| format!(" (max {m}{unit})"))
+            .unwrap_or_default()
+    };
+    let figures = match (step["error_rate"].as_f64(), step["p99_ms"].as_f64()) {
+        (Some(rate), Some(p99)) => format!(
+            "requests {}, errors {} = {rate:.3}{}, p99 {p99:.2} ms{}",
+            step["requests"],
+            step["errors"],
+            limit("max_error_rate", ""),
+            limit("max_p99_ms", " ms")
+        ),
+        _ => "no requests".to_string(),
+    };
+    let verdict = match (step["passed"].as_bool(), step["reason"].as_str()) {
+        (Some(true), _) => "pass".to_string(),
+        (_, Some(reason)) => format!("FAIL: {reason}"),
+        _ => "FAIL".to_string(),
+    };
+    format!(
+        "step {:>3}%  {figures}  {verdict}",
+        step["percent"].to_string()
+    )
+}
+
+/// The subcommands and arguments under `command` that have no help text, as `path arg`.
+#[cfg(test)]
+pub(crate) fn undescribed(command: &clap::Command) -> Vec<String> {
+    let mut missing = Vec::new();
+    for sub in command.get_subcommands() {
+        let path = format!("{} {}", command.get_name(), sub.get_name());
+        if sub.get_about().is_none() {
+            missing.push(path.clone());
+        }
+        for arg in sub.get_arguments() {
+            if arg.get_help().is_none() && arg.get_id() != "help" {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        missing.extend(undescribed(sub));
+    }
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Subcommand;
+
+    #[test]
+    fn every_deploy_command_and_argument_is_described() {
+        let command = DeployCommand::augment_subcommands(clap::Command::new("deploy"));
+        assert_eq!(undescribed(&command), Vec::<String>::new());
+    }
 
     #[test]
     fn routes_parse_every_form() {
@@ -284,5 +374,30 @@ mod tests {
                 .contains("whole number")
         );
         assert!(parse_route("@a").is_err());
+    }
+
+    #[test]
+    fn weights_show_as_shares_of_traffic() {
+        assert_eq!(
+            (share(9000, 10000), share(1000, 10000)),
+            ("90%".into(), "10%".into())
+        );
+        assert_eq!(share(1, 3), "33.3%");
+        assert_eq!(share(0, 0), "0%");
+    }
+
+    #[test]
+    fn a_step_line_shows_figures_limits_and_verdict() {
+        let passed = json!({"percent": 25, "requests": 120, "errors": 1, "error_rate": 0.008333,
+            "p99_ms": 3.2, "max_error_rate": 0.01, "passed": true});
+        assert_eq!(
+            step_line(&passed),
+            "step  25%  requests 120, errors 1 = 0.008 (max 0.01), p99 3.20 ms  pass"
+        );
+        let idle = json!({"percent": 5, "requests": 0, "errors": 0, "passed": true});
+        assert_eq!(step_line(&idle), "step   5%  no requests  pass");
+        let failed = json!({"percent": 50, "requests": 10, "errors": 0, "error_rate": 0.0,
+            "p99_ms": 80.0, "max_p99_ms": 20.0, "passed": false, "reason": "p99 too high"});
+        assert!(step_line(&failed).ends_with("p99 80.00 ms (max 20 ms)  FAIL: p99 too high"));
     }
 }

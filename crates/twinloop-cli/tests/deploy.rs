@@ -119,6 +119,20 @@ fn rand_seed() -> u128 {
         .as_nanos()
 }
 
+/// Runs `twinloop --tracking-uri URL ARGS…`; (success, stdout, stderr).
+fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["--tracking-uri", &server.url])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 async fn two_versions(c: &Client, model: &str) {
     assert_eq!(c.register(model, &fixture("logreg")).await, "1");
     assert_eq!(c.register(model, &fixture("logreg")).await, "2");
@@ -275,7 +289,13 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("canary  running at 20%"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("canary  running at 20%"), "{shown}");
+    // Shares of traffic, not the weights the canary uses inside (8000/2000).
+    assert!(
+        shown.contains("route   fraud v1  80%") && shown.contains("route   fraud v2  20%"),
+        "{shown}"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let c = Client::new(&server);
@@ -309,6 +329,52 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
         );
     }
     assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "2");
+
+    // Every step's gate figures are kept: in the API, in --json and in the text.
+    let steps = status["state"]["canary"]["steps"].as_array().unwrap();
+    let percents: Vec<u64> = steps
+        .iter()
+        .map(|s| s["percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(percents, [20, 60, 100]);
+    for step in steps {
+        assert_eq!(step["passed"], true, "{step}");
+        assert_eq!(step["max_error_rate"], 0.5, "{step}");
+        assert!(step["requests"].as_u64().unwrap() > 0, "{step}");
+        assert!(step["error_rate"].as_f64().unwrap() <= 0.5, "{step}");
+        assert!(step["p99_ms"].as_f64().is_some(), "{step}");
+    }
+    let (ok, json_out, err) = cli(&server, &["deploy", "status", "fraud", "--json"]);
+    assert!(ok, "{err}");
+    let parsed: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(
+        parsed["state"]["canary"]["steps"],
+        status["state"]["canary"]["steps"]
+    );
+    let (ok, text, err) = cli(&server, &["deploy", "status", "fraud"]);
+    assert!(ok, "{err}");
+    assert!(text.contains("canary  promoted at 100%"), "{text}");
+    let step_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("step"))
+        .collect();
+    assert_eq!(step_lines.len(), 3, "{text}");
+    assert!(
+        step_lines
+            .iter()
+            .all(|l| l.contains("requests") && l.contains("(max 0.5)") && l.ends_with("pass")),
+        "{text}"
+    );
+
+    // A rollback after the promotion: back on version 1, and the status says so.
+    let (ok, text, err) = cli(&server, &["deploy", "rollback", "fraud"]);
+    assert!(ok, "{err}");
+    assert!(text.contains("canary  rolled_back at 0%"), "{text}");
+    assert!(!text.contains("promoted at"), "{text}");
+    assert!(text.contains("route   fraud v1  100%"), "{text}");
+    assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "1");
+    let status = c.status("fraud").await;
+    assert_eq!(status["state"]["canary"]["status"], "rolled_back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,6 +419,29 @@ async fn a_failing_canary_rolls_back_by_itself() {
     for _ in 0..10 {
         assert_eq!(c.infer("fraud", json!({})).await.unwrap(), "1");
     }
+    // The failed step's figures: every request to version 2 failed.
+    let steps = status["state"]["canary"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let step = &steps[0];
+    assert_eq!(
+        (step["percent"].as_u64(), step["passed"].as_bool()),
+        (Some(50), Some(false))
+    );
+    assert_eq!(step["error_rate"], 1.0, "{step}");
+    assert_eq!(step["errors"], step["requests"], "{step}");
+    assert_eq!(step["max_error_rate"], 0.1, "{step}");
+    let (ok, text, err) = cli(&server, &["deploy", "status", "fraud"]);
+    assert!(ok, "{err}");
+    assert!(text.contains("canary  rolled_back at 0%"), "{text}");
+    assert!(
+        text.contains("= 1.000 (max 0.1)") && text.contains("FAIL: candidate error rate"),
+        "{text}"
+    );
+    // The deployment is where it was before the canary; nothing earlier to return to.
+    let (ok, _, err) = cli(&server, &["deploy", "rollback", "fraud"]);
+    assert!(!ok);
+    assert!(err.contains("no earlier state to roll back to"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,4 +667,29 @@ async fn a_feature_service_fills_the_model_inputs_from_entity_keys() {
         body["error"].as_str().unwrap().contains("driver_id"),
         "{body}"
     );
+}
+
+#[test]
+fn deploy_and_webhooks_are_described_in_the_help() {
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["deploy", "webhooks"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("no {command} in {help}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "{command} undescribed: {line:?}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["deploy", "delete", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with("Stop serving a deployment"), "{help}");
 }
