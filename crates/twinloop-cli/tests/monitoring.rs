@@ -56,11 +56,16 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
             let sink = sink.clone();
             async move {
-                let signature = headers
-                    .get("x-twinloop-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                // The registry's webhooks' header name, and the older one monitors also send.
+                let signature = header("x-twinloop-signature-256");
+                assert_eq!(header("x-twinloop-signature"), signature);
                 sink.lock().unwrap().push((signature, body));
                 "ok"
             }

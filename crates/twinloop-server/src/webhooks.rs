@@ -1,6 +1,8 @@
 //! Delivers registry events to webhooks: each matching event is POSTed as JSON with an
-//! HMAC-SHA256 signature of the body (`X-Twinloop-Signature-256: sha256=<hex>`), retried with
-//! exponential backoff, and every attempt is written to the delivery log.
+//! HMAC-SHA256 signature of the body (`X-Twinloop-Signature-256: sha256=<hex>`), tried at most
+//! `MAX_ATTEMPTS` times with exponential backoff, and every attempt is written to the delivery
+//! log. An event that no attempt delivered is one warning, however many attempts it took; a
+//! webhook removed during the retries gets no further attempt.
 //!
 //! Events reach this process through the store's in-process broadcast, so each replica delivers
 //! the events it committed. An event committed just before a crash may miss its webhooks; the
@@ -74,7 +76,15 @@ async fn deliver(
     let body = event_json(&event).to_string();
     let signature = format!("sha256={}", sign(&hook.secret, body.as_bytes()));
     let mut backoff = FIRST_BACKOFF;
+    let mut last_error = String::new();
     for attempt in 1..=MAX_ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            if !still_subscribed(store.as_ref(), hook.id).await {
+                return;
+            }
+        }
         let sent = http
             .post(&hook.url)
             .header("content-type", "application/json")
@@ -95,6 +105,9 @@ async fn deliver(
             Err(e) => (None, Some(e.to_string())),
         };
         let delivered = error.is_none();
+        if let Some(e) = &error {
+            last_error.clone_from(e);
+        }
         let record = WebhookDelivery {
             id: 0,
             webhook_id: hook.id,
@@ -111,16 +124,24 @@ async fn deliver(
         if delivered {
             return;
         }
-        if attempt < MAX_ATTEMPTS {
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-        }
     }
     tracing::warn!(
         webhook = hook.id,
+        url = %hook.url,
         event = event.id,
-        "webhook delivery failed after every attempt"
+        attempts = MAX_ATTEMPTS,
+        last_error,
+        "webhook delivery failed after every attempt; this event is dropped (`twinloop webhooks rm ID` removes a webhook)"
     );
+}
+
+/// Whether webhook `id` still exists; on a store error, assume it does (a retry too many is
+/// better than a delivery lost).
+async fn still_subscribed(store: &dyn WebhookStore, id: i64) -> bool {
+    match store.list_webhooks().await {
+        Ok(hooks) => hooks.iter().any(|h| h.id == id),
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

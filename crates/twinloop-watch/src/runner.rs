@@ -674,19 +674,27 @@ impl Monitors {
         }
     }
 
-    /// POSTs `body` signed with `secret`, retrying with backoff; every attempt is logged.
+    /// POSTs `body` signed with `secret`, at most `WEBHOOK_ATTEMPTS` times with backoff; every
+    /// attempt is a `webhook_delivery` event, and an alert no attempt delivered is one log line.
     async fn deliver(&self, monitor: &str, url: &str, secret: &str, body: &Value) {
         let bytes = body.to_string();
         let mut mac =
             Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
         mac.update(bytes.as_bytes());
         let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1..=4u32 {
+        let mut delay = WEBHOOK_FIRST_BACKOFF;
+        for attempt in 1..=WEBHOOK_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
             let sent = self
                 .http
                 .post(url)
                 .header("content-type", "application/json")
+                // The registry's webhooks sign with the same scheme under this name; the older
+                // name stays for receivers written against it.
+                .header("x-twinloop-signature-256", &signature)
                 .header("x-twinloop-signature", &signature)
                 .timeout(Duration::from_secs(5))
                 .body(bytes.clone())
@@ -703,11 +711,14 @@ impl Monitors {
             if ok {
                 return;
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
         }
+        tracing::warn!(monitor, url, rule = %body["rule"], attempts = WEBHOOK_ATTEMPTS, "alert webhook not delivered; giving up on this alert");
     }
 }
+
+/// Attempts per alert and webhook, and the wait before the second (doubling after).
+const WEBHOOK_ATTEMPTS: u32 = 4;
+const WEBHOOK_FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// The last `n` windows in `points` (ordered by window start), oldest first, each with its
 /// metrics and the rules whose condition held in it. `truncated`: the points were cut at the
