@@ -64,7 +64,8 @@ struct CreateArgs {
     #[arg(long, required_unless_present = "spec")]
     deployment: Option<String>,
     /// The reference dataset, a Parquet or CSV file the server reads (a relative path is made
-    /// absolute against this directory), or "training" for the serving version's training set.
+    /// absolute against your current directory), or "training" for the serving version's
+    /// training set.
     #[arg(long, required_unless_present = "spec")]
     reference: Option<String>,
     /// A window every N predictions.
