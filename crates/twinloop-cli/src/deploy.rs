@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{Api, ServerConnection, block_on};
+use crate::output::outln;
 
 #[derive(Subcommand)]
 pub enum DeployCommand {
@@ -191,7 +192,7 @@ pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
             DeployCommand::Delete { name } => {
                 api.delete(&format!("{base}/{name}"), &json!({}), "delete deployment")
                     .await?;
-                println!("deleted {name}");
+                outln!("deleted {name}");
                 return Ok(());
             }
             DeployCommand::Status { name, json } => {
@@ -203,14 +204,14 @@ pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
                     None => api.get(base, &[], "list deployments").await?,
                 };
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&body)?);
+                    outln!("{}", serde_json::to_string_pretty(&body)?);
                     return Ok(());
                 }
                 body
             }
         };
         match shown.get("deployments").and_then(Value::as_array) {
-            Some(all) if all.is_empty() => println!("no deployments"),
+            Some(all) if all.is_empty() => outln!("no deployments"),
             Some(all) => all.iter().for_each(print_status),
             None => print_status(&shown),
         }
@@ -220,7 +221,7 @@ pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
 
 fn print_status(d: &Value) {
     let state = &d["state"];
-    println!(
+    outln!(
         "{}  {}",
         d["name"].as_str().unwrap_or("?"),
         state["status"].as_str().unwrap_or("?")
@@ -232,7 +233,7 @@ fn print_status(d: &Value) {
             .as_str()
             .map(|a| format!(" (@{a})"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  route   {} v{}{alias}  {}",
             r["model"].as_str().unwrap_or("?"),
             r["version"].as_str().unwrap_or("?"),
@@ -240,7 +241,7 @@ fn print_status(d: &Value) {
         );
     }
     if let Some(s) = state["shadow"].as_object() {
-        println!(
+        outln!(
             "  shadow  {} v{}",
             s["model"].as_str().unwrap_or("?"),
             s["version"].as_str().unwrap_or("?")
@@ -252,7 +253,7 @@ fn print_status(d: &Value) {
             .and_then(Value::as_str)
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  canary  {} at {}%{reason}",
             c["status"].as_str().unwrap_or("?"),
             c["percent"]
@@ -263,11 +264,11 @@ fn print_status(d: &Value) {
             .into_iter()
             .flatten()
         {
-            println!("    {}", step_line(step));
+            outln!("    {}", step_line(step));
         }
     }
     if let Some(e) = state["error"].as_str() {
-        println!("  error   {e}");
+        outln!("  error   {e}");
     }
     for e in state["events"]
         .as_array()
@@ -276,7 +277,7 @@ fn print_status(d: &Value) {
         .rev()
         .take(3)
     {
-        println!("  event   {}", e["message"].as_str().unwrap_or(""));
+        outln!("  event   {}", e["message"].as_str().unwrap_or(""));
     }
 }
 

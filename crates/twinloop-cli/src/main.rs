@@ -1,6 +1,9 @@
 //! `twinloop`: one binary for the whole platform. This file only parses arguments and hands
 //! off to the library crates.
 
+// Output goes through `outln!`: `println!` panics when a pipe's reader has gone.
+#![deny(clippy::print_stdout)]
+
 mod client;
 mod deploy;
 mod drift_schema;
@@ -70,8 +73,9 @@ enum Command {
     Lineage(Remote<lineage::LineageArgs>),
     /// The feature store: definitions, training sets, materialization, online serving.
     Features(features::FeaturesArgs),
-    /// Monitoring: data drift and data quality between a reference and a current dataset.
-    Monitor(Remote<monitor::MonitorArgs>),
+    /// Monitoring: drift checks between two datasets (drift) and the production monitors of a
+    /// running server (create, list, status, alerts, delete).
+    Monitor(monitor::MonitorArgs),
     /// Registry webhooks of a running server: list, add (signed POSTs of registry events), remove.
     Webhooks(RemoteGroup<webhooks::WebhooksCommand>),
 }
@@ -95,7 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(c) => models::run(&connect(&c.server), c.command),
         Command::Lineage(c) => lineage::run(&connect(&c.server), c.args),
         Command::Features(args) => features::run(args),
-        Command::Monitor(c) => monitor::run(&connect(&c.server), c.args),
+        Command::Monitor(args) => monitor::run(cli.tracking_uri.as_deref(), args),
         Command::Webhooks(c) => webhooks::run(&connect(&c.server), c.command),
     };
     match result {

@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use twinloop_monitor::stats::Test;
 
-use crate::client::{Api, ServerConnection, block_on};
+use crate::client::{Api, ServerConnection, TrackingUriArg, block_on};
+use crate::output::outln;
 use twinloop_monitor::{Options, Schema};
 use twinloop_watch::runner::TRAINING_REFERENCE;
 
@@ -26,9 +27,14 @@ enum MonitorCommand {
     /// quality, performance from labels, alert rules.
     Create(CreateArgs),
     /// The monitors on the server.
-    List,
+    List {
+        #[command(flatten)]
+        server: TrackingUriArg,
+    },
     /// A monitor's recent windows (rows, drift, accuracy, rules that held) and rule states.
     Status {
+        #[command(flatten)]
+        server: TrackingUriArg,
         /// The monitor.
         name: String,
         /// How many of the latest closed windows to show.
@@ -41,11 +47,15 @@ enum MonitorCommand {
     /// A monitor's alert rules and their history (transitions, webhook deliveries, rollbacks,
     /// retraining requests).
     Alerts {
+        #[command(flatten)]
+        server: TrackingUriArg,
         /// The monitor.
         name: String,
     },
     /// Stop a monitor and delete it with its history (metric series and events).
     Delete {
+        #[command(flatten)]
+        server: TrackingUriArg,
         /// The monitor.
         name: String,
     },
@@ -53,6 +63,8 @@ enum MonitorCommand {
 
 #[derive(Args)]
 struct CreateArgs {
+    #[command(flatten)]
+    server: TrackingUriArg,
     /// A JSON file holding a whole monitor spec (docs/monitoring.md); the flags below build one
     /// instead.
     #[arg(long, conflicts_with_all = ["name", "deployment", "reference"])]
@@ -121,33 +133,36 @@ struct DriftArgs {
     threads: usize,
 }
 
-pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
+/// `before_command`: a `--tracking-uri` given before `monitor` (only the subcommands that talk to
+/// a server take one; `drift` reads files).
+pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
+    let connect = |server: &TrackingUriArg| ServerConnection::resolve(server, before_command);
     match args.command {
         MonitorCommand::Drift(a) => drift(a),
         MonitorCommand::Create(a) => block_on(async move {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let api = Api::new(&connect(&a.server))?;
             let body = create_body(a, &cwd)?;
-            let api = Api::new(conn)?;
             let created = api
                 .post("/api/twinloop/v1/monitors", &body, "create monitor")
                 .await?;
-            println!(
+            outln!(
                 "monitor {} watching deployment {}",
                 created["name"].as_str().unwrap_or("?"),
                 created["spec"]["deployment"].as_str().unwrap_or("?")
             );
             Ok(())
         }),
-        MonitorCommand::List => block_on(async move {
-            let all = Api::new(conn)?
+        MonitorCommand::List { server } => block_on(async move {
+            let all = Api::new(&connect(&server))?
                 .get("/api/twinloop/v1/monitors", &[], "list monitors")
                 .await?;
             let monitors = all["monitors"].as_array().cloned().unwrap_or_default();
             if monitors.is_empty() {
-                println!("no monitors");
+                outln!("no monitors");
             }
             for m in monitors {
-                println!(
+                outln!(
                     "{}  deployment {}  windows {}  firing {}",
                     m["name"].as_str().unwrap_or("?"),
                     m["deployment"].as_str().unwrap_or("?"),
@@ -158,11 +173,12 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
             Ok(())
         }),
         MonitorCommand::Status {
+            server,
             name,
             windows,
             json,
         } => block_on(async move {
-            let s = Api::new(conn)?
+            let s = Api::new(&connect(&server))?
                 .get(
                     &format!("/api/twinloop/v1/monitors/{name}"),
                     &[("windows", &windows.to_string())],
@@ -170,25 +186,25 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
                 )
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print_status(&s);
             }
             Ok(())
         }),
-        MonitorCommand::Delete { name } => block_on(async move {
-            Api::new(conn)?
+        MonitorCommand::Delete { server, name } => block_on(async move {
+            Api::new(&connect(&server))?
                 .delete(
                     &format!("/api/twinloop/v1/monitors/{name}"),
                     &serde_json::json!({}),
                     "delete monitor",
                 )
                 .await?;
-            println!("deleted monitor {name} and its history");
+            outln!("deleted monitor {name} and its history");
             Ok(())
         }),
-        MonitorCommand::Alerts { name } => block_on(async move {
-            let a = Api::new(conn)?
+        MonitorCommand::Alerts { server, name } => block_on(async move {
+            let a = Api::new(&connect(&server))?
                 .get(
                     &format!("/api/twinloop/v1/monitors/{name}/alerts"),
                     &[],
@@ -196,14 +212,14 @@ pub fn run(conn: &ServerConnection, args: MonitorArgs) -> Result<()> {
                 )
                 .await?;
             for (rule, r) in a["rules"].as_object().into_iter().flatten() {
-                println!(
+                outln!(
                     "rule {rule}: {} (last value {})",
                     r["state"].as_str().unwrap_or("?"),
                     r["last_value"]
                 );
             }
             for e in a["events"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "  #{} {} {}",
                     e["id"],
                     e["kind"].as_str().unwrap_or("?"),
@@ -295,7 +311,7 @@ fn drift(a: DriftArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let text = report.to_json();
         if path.as_os_str() == "-" {
-            println!("{text}");
+            outln!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -311,7 +327,7 @@ fn drift(a: DriftArgs) -> Result<()> {
 }
 
 fn print_summary(r: &twinloop_monitor::Report) {
-    println!(
+    outln!(
         "dataset drift: {} ({} of {} columns drifted, share {:.3}, threshold {})",
         if r.dataset_drift { "YES" } else { "no" },
         r.drifted_columns,
@@ -320,7 +336,7 @@ fn print_summary(r: &twinloop_monitor::Report) {
         r.drift_share
     );
     for (name, c) in r.ranked().into_iter().take(10) {
-        println!(
+        outln!(
             "  {:<3} {:<32} {:<13} {:>12.6} (threshold {})",
             if c.drifted { "!" } else { "" },
             name,
@@ -330,12 +346,12 @@ fn print_summary(r: &twinloop_monitor::Report) {
         );
     }
     if !r.skipped.is_empty() {
-        println!("  {} columns skipped (see the report)", r.skipped.len());
+        outln!("  {} columns skipped (see the report)", r.skipped.len());
     }
     if !r.findings.is_empty() {
-        println!("data quality: {} findings", r.findings.len());
+        outln!("data quality: {} findings", r.findings.len());
         for f in r.findings.iter().take(10) {
-            println!("  {:<18} {}: {}", f.kind, f.column, f.message);
+            outln!("  {:<18} {}: {}", f.kind, f.column, f.message);
         }
     }
 }
@@ -343,25 +359,25 @@ fn print_summary(r: &twinloop_monitor::Report) {
 /// `monitor status` as text: the recent windows as a table, then the rules' states.
 fn print_status(s: &serde_json::Value) {
     let state = &s["state"];
-    println!(
+    outln!(
         "{}  deployment {}  windows {}",
         s["name"].as_str().unwrap_or("?"),
         s["spec"]["deployment"].as_str().unwrap_or("?"),
         state["windows"]
     );
     if let Some(e) = state["error"].as_str() {
-        println!("  error  {e}");
+        outln!("  error  {e}");
     }
     let windows = s["windows"].as_array().cloned().unwrap_or_default();
     if windows.is_empty() {
-        println!("  no closed window yet");
+        outln!("  no closed window yet");
     } else {
         for line in window_table(&windows) {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     for (rule, r) in state["rules"].as_object().into_iter().flatten() {
-        println!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
+        outln!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::monitor::utc;
+use crate::output::outln;
 
 const BASE: &str = "/api/twinloop/v1/registry/webhooks";
 
@@ -46,10 +47,10 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
                 let all = api.get(BASE, &[], "list webhooks").await?;
                 let hooks = all["webhooks"].as_array().cloned().unwrap_or_default();
                 if hooks.is_empty() {
-                    println!("no webhooks (add one with `twinloop webhooks add URL --secret S`)");
+                    outln!("no webhooks (add one with `twinloop webhooks add URL --secret S`)");
                 }
                 for line in table(&hooks) {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
             WebhooksCommand::Add {
@@ -67,7 +68,7 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
                 }
                 let created = api.post(BASE, &body, "add webhook").await?;
                 let hook = &created["webhook"];
-                println!(
+                outln!(
                     "webhook {} → {} ({})",
                     hook["id"],
                     hook["url"].as_str().unwrap_or("?"),
@@ -77,7 +78,7 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
             WebhooksCommand::Rm { id } => {
                 api.delete(&format!("{BASE}/{id}"), &json!({}), "remove webhook")
                     .await?;
-                println!("removed webhook {id}");
+                outln!("removed webhook {id}");
             }
         }
         Ok(())
