@@ -1,0 +1,181 @@
+//! ARCHITECTURE.md's dependency invariants, read from `cargo metadata`: which crates may speak
+//! HTTP or gRPC, and that the workspace's crates are layered with no arrow running back up.
+//! A new edge fails here, naming the crate and the dependency; allowing it is a deliberate edit
+//! of the lists below (and of ARCHITECTURE.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Crates that carry a wire protocol: HTTP servers and clients, gRPC.
+const WIRE_CRATES: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper-util",
+    "reqwest",
+    "tonic",
+    "tonic-prost",
+    "tonic-prost-build",
+    "tower-http",
+];
+
+/// Every (crate, wire dependency, kind) the workspace has, and why. Exact: an edge missing from
+/// the manifests fails too, so each reason stays true.
+#[rustfmt::skip]
+const WIRE_ALLOWED: &[(&str, &str, &str, &str)] = &[
+    ("twinloop-server", "axum", "normal", "the MLflow, native and feature-server HTTP APIs"),
+    ("twinloop-server", "tower-http", "normal", "the trace layer on the server's router"),
+    ("twinloop-server", "reqwest", "normal", "registry webhooks are delivered over HTTP"),
+    ("twinloop-serving", "axum", "normal", "the Open Inference Protocol REST front (http.rs)"),
+    ("twinloop-serving", "tonic", "normal", "the Open Inference Protocol gRPC front (grpc.rs)"),
+    ("twinloop-serving", "tonic-prost", "normal", "the protobuf codec of grpc.rs"),
+    ("twinloop-serving", "tonic-prost-build", "build", "compiles proto/inference.proto"),
+    ("twinloop-serving", "reqwest", "normal", "TrackingClient fetches models over MLflow REST"),
+    ("twinloop-watch", "reqwest", "normal", "alert rules' webhook action"),
+    ("twinloop-cli", "axum", "normal", "twinloop serve runs serving's router with axum::serve"),
+    ("twinloop-cli", "tower-http", "normal", "the trace layer of twinloop serve"),
+    ("twinloop-cli", "reqwest", "normal", "client commands talk to a running server"),
+    ("twinloop-artifacts", "reqwest", "dev", "the S3 test creates its bucket on moto"),
+    ("twinloop-features", "reqwest", "dev", "the S3 source test creates its bucket on moto"),
+];
+
+/// The workspace's crates, lowest first; each may depend (as normal, build or dev dependency)
+/// only on crates listed before it, and only on those named. Core is at the bottom, cli at the
+/// top, and only cli depends on twinloop-server.
+#[rustfmt::skip]
+const LAYERS: &[(&str, &[&str])] = &[
+    ("twinloop-core", &[]),
+    ("twinloop-monitor", &[]),
+    ("twinloop-meta", &["twinloop-core"]),
+    ("twinloop-artifacts", &["twinloop-core"]),
+    ("twinloop-features", &["twinloop-core", "twinloop-meta"]),
+    ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
+    ("twinloop-watch", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor"]),
+    ("twinloop-server", &[
+        "twinloop-core", "twinloop-meta", "twinloop-artifacts",
+        "twinloop-features", "twinloop-serving", "twinloop-watch",
+    ]),
+    ("twinloop-cli", &[
+        "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor",
+        "twinloop-features", "twinloop-serving", "twinloop-watch", "twinloop-server",
+    ]),
+];
+
+/// Each workspace crate's declared dependencies as (package name, kind). `--no-deps` still lists
+/// every member's `dependencies` as written in its manifest; it only skips resolving versions.
+fn workspace_dependencies() -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .args(["--manifest-path", manifest])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .expect("workspace_members")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut crates = BTreeMap::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        if !members.contains(package["id"].as_str().expect("package id")) {
+            continue;
+        }
+        let deps = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .map(|dep| {
+                let name = dep["name"].as_str().expect("dependency name").to_owned();
+                let kind = dep["kind"].as_str().unwrap_or("normal").to_owned();
+                (name, kind)
+            })
+            .collect();
+        let name = package["name"].as_str().expect("package name").to_owned();
+        crates.insert(name, deps);
+    }
+    assert!(
+        !crates.is_empty(),
+        "cargo metadata listed no workspace crates"
+    );
+    crates
+}
+
+#[test]
+fn wire_dependencies_only_where_allowed() {
+    let crates = workspace_dependencies();
+    let found: BTreeSet<(&str, &str, &str)> = crates
+        .iter()
+        .flat_map(|(krate, deps)| {
+            deps.iter()
+                .filter(|(dep, _)| WIRE_CRATES.contains(&dep.as_str()))
+                .map(move |(dep, kind)| (krate.as_str(), dep.as_str(), kind.as_str()))
+        })
+        .collect();
+    let allowed: BTreeSet<(&str, &str, &str)> = WIRE_ALLOWED
+        .iter()
+        .map(|&(krate, dep, kind, _)| (krate, dep, kind))
+        .collect();
+    let mut problems = Vec::new();
+    for (krate, dep, kind) in found.difference(&allowed) {
+        problems.push(format!(
+            "{krate} has a new {kind} dependency on {dep}: only the crates in WIRE_ALLOWED may \
+             speak a wire protocol (ARCHITECTURE.md, Invariants)"
+        ));
+    }
+    for (krate, dep, kind) in allowed.difference(&found) {
+        problems.push(format!(
+            "{krate} no longer has a {kind} dependency on {dep}: remove it from WIRE_ALLOWED"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn workspace_crates_only_depend_downwards() {
+    let crates = workspace_dependencies();
+    let mut problems = Vec::new();
+
+    // The list itself must be layered: a crate names only crates below it.
+    for (position, (krate, allowed)) in LAYERS.iter().enumerate() {
+        for dep in *allowed {
+            if !LAYERS[..position].iter().any(|(below, _)| below == dep) {
+                problems.push(format!(
+                    "LAYERS: {krate} may not depend on {dep}, not below it"
+                ));
+            }
+        }
+    }
+
+    for (krate, deps) in &crates {
+        let Some((_, allowed)) = LAYERS.iter().find(|(name, _)| name == krate) else {
+            problems.push(format!(
+                "{krate} is not in LAYERS: place it in the layering"
+            ));
+            continue;
+        };
+        for (dep, kind) in deps {
+            if crates.contains_key(dep) && !allowed.contains(&dep.as_str()) {
+                problems.push(format!(
+                    "{krate} has a {kind} dependency on {dep}, against the layering in \
+                     ARCHITECTURE.md (Invariants)"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
