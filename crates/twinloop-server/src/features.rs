@@ -88,7 +88,7 @@ fn observe(route: &'static str, started: Instant, ok: bool) {
 }
 
 pub fn router(state: Arc<FeatureServerState>) -> Router {
-    twinloop_serving::metrics::prometheus();
+    twinloop_core::metrics::prometheus();
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics_text))
@@ -106,7 +106,7 @@ pub fn router(state: Arc<FeatureServerState>) -> Router {
 async fn metrics_text() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        twinloop_serving::metrics::prometheus().render(),
+        twinloop_core::metrics::prometheus().render(),
     )
 }
 

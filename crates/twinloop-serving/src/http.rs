@@ -47,7 +47,7 @@ type Result<T> = std::result::Result<T, HttpError>;
 
 /// The V2 routes plus `/metrics`, over `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
-    crate::metrics::prometheus();
+    twinloop_core::metrics::prometheus();
     Router::new()
         .route("/v2", get(server_metadata))
         .route(
@@ -78,7 +78,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
 async fn metrics_text() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::prometheus().render(),
+        twinloop_core::metrics::prometheus().render(),
     )
 }
 

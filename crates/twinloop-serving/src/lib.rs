@@ -5,7 +5,6 @@ pub mod deploy;
 pub mod engine;
 pub mod grpc;
 pub mod http;
-pub mod metrics;
 pub mod predlog;
 pub mod runtime;
 pub mod served;
