@@ -10,7 +10,7 @@ use twinloop_core::lineage::{EventKind, NewNode, NodeKind, NodeRef};
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Dataset, DatasetInput, Tag};
 use twinloop_core::{Error, Result};
-use twinloop_meta::{FeatureRegistry, LineageStore, SqlStore, StoreUri, TrackingStore};
+use twinloop_meta::{FeatureRegistry, LineageStore, RunStore, SqlStore, StoreUri};
 
 use crate::materialize::{Materialized, materialize_view};
 use crate::offline::{HistoricalRequest, HistoricalSummary, get_historical};

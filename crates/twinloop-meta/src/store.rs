@@ -50,10 +50,15 @@ pub struct LoggedModelQuery {
     pub page_token: Option<String>,
 }
 
-/// Everything tracking needs from storage. Every method validates its input and either applies
-/// all of a write or none of it; an `Ok` means the write is durable.
+/// Everything tracking needs from storage: experiments, runs and logged models. Every method
+/// validates its input and either applies all of a write or none of it; an `Ok` means the write
+/// is durable. Implemented for anything that implements its three parts.
+pub trait TrackingStore: ExperimentStore + RunStore + LoggedModelStore {}
+
+impl<T: ExperimentStore + RunStore + LoggedModelStore + ?Sized> TrackingStore for T {}
+
 #[async_trait]
-pub trait TrackingStore: Send + Sync {
+pub trait ExperimentStore: Send + Sync {
     async fn create_experiment(
         &self,
         name: &str,
@@ -69,7 +74,10 @@ pub trait TrackingStore: Send + Sync {
     async fn restore_experiment(&self, experiment_id: &str) -> Result<()>;
     async fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()>;
     async fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()>;
+}
 
+#[async_trait]
+pub trait RunStore: Send + Sync {
     async fn create_run(&self, run: NewRun) -> Result<Run>;
     async fn get_run(&self, run_id: &str) -> Result<Run>;
     async fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo>;
@@ -95,7 +103,10 @@ pub trait TrackingStore: Send + Sync {
         page_token: Option<&str>,
     ) -> Result<Page<Metric>>;
     async fn search_runs(&self, query: &RunQuery) -> Result<Page<Run>>;
+}
 
+#[async_trait]
+pub trait LoggedModelStore: Send + Sync {
     async fn create_logged_model(&self, model: NewLoggedModel) -> Result<LoggedModel>;
     async fn get_logged_model(&self, model_id: &str, allow_deleted: bool) -> Result<LoggedModel>;
     async fn finalize_logged_model(
@@ -120,9 +131,20 @@ pub struct RegistryQuery {
 }
 
 /// The model registry. Mutations record a [`RegistryEvent`] in the same transaction and publish
-/// it to subscribers once committed; `actor` says who made the change.
+/// it to subscribers once committed; `actor` says who made the change. Implemented for anything
+/// that implements its four parts.
+pub trait RegistryStore:
+    RegisteredModelStore + ModelVersionStore + ModelAliasStore + RegistryEventLog
+{
+}
+
+impl<T> RegistryStore for T where
+    T: RegisteredModelStore + ModelVersionStore + ModelAliasStore + RegistryEventLog + ?Sized
+{
+}
+
 #[async_trait]
-pub trait RegistryStore: Send + Sync {
+pub trait RegisteredModelStore: Send + Sync {
     async fn create_registered_model(
         &self,
         name: &str,
@@ -152,7 +174,10 @@ pub trait RegistryStore: Send + Sync {
     async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()>;
     async fn get_latest_versions(&self, name: &str, stages: &[String])
     -> Result<Vec<ModelVersion>>;
+}
 
+#[async_trait]
+pub trait ModelVersionStore: Send + Sync {
     /// Numbers are assigned atomically: concurrent creations never share one.
     async fn create_model_version(&self, new: NewModelVersion, actor: &str)
     -> Result<ModelVersion>;
@@ -177,12 +202,18 @@ pub trait RegistryStore: Send + Sync {
     async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()>;
     /// Where the version's files are: the logged model's or run's artifact location.
     async fn get_model_version_download_uri(&self, name: &str, version: &str) -> Result<String>;
+}
 
+#[async_trait]
+pub trait ModelAliasStore: Send + Sync {
     /// Points `alias` at `version`, moving it if it exists.
     async fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &str) -> Result<()>;
     async fn delete_alias(&self, name: &str, alias: &str, actor: &str) -> Result<()>;
     async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion>;
+}
 
+#[async_trait]
+pub trait RegistryEventLog: Send + Sync {
     /// Recorded events with an id greater than `after`, oldest first.
     async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>>;
     /// Events committed from now on, in this process.

@@ -1,5 +1,6 @@
 //! The DeploymentStore behaviour, run against every backend.
 
+#[macro_use]
 mod support;
 
 use twinloop_core::deployments::DeploymentRecord;
@@ -14,11 +15,9 @@ fn record(name: &str, spec: &str) -> DeploymentRecord {
     }
 }
 
-#[tokio::test]
-async fn deployments_are_replaced_listed_and_deleted() {
-    for backend in support::all_backends().await {
-        eprintln!("backend: {}", backend.name);
-        let s: &SqlStore = &backend.store;
+on_every_backend!(
+    deployments_are_replaced_listed_and_deleted,
+    |s: &SqlStore| {
         s.put_deployment(&record("b", "{\"v\":1}")).await.unwrap();
         s.put_deployment(&record("a", "{\"v\":1}")).await.unwrap();
         s.put_deployment(&record("b", "{\"v\":2}")).await.unwrap();
@@ -33,4 +32,4 @@ async fn deployments_are_replaced_listed_and_deleted() {
         assert!(!s.delete_deployment("a").await.unwrap());
         assert_eq!(s.deployments().await.unwrap().len(), 1);
     }
-}
+);

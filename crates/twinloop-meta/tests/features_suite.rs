@@ -1,6 +1,7 @@
 //! The FeatureRegistry behaviour (versioned definitions, materialization runs), run against
 //! every backend.
 
+#[macro_use]
 mod support;
 
 use twinloop_core::features::{FeatureChange, MaterializationRun};
@@ -23,11 +24,9 @@ fn current(
         .collect()
 }
 
-#[tokio::test]
-async fn definitions_are_versioned_and_runs_recorded() {
-    for backend in support::all_backends().await {
-        eprintln!("backend: {}", backend.name);
-        let s: &SqlStore = &backend.store;
+on_every_backend!(
+    definitions_are_versioned_and_runs_recorded,
+    |s: &SqlStore| {
         let applied = s
             .apply_feature_changes(
                 "rides",
@@ -103,4 +102,4 @@ async fn definitions_are_versioned_and_runs_recorded() {
                 .is_empty()
         );
     }
-}
+);

@@ -1,5 +1,6 @@
 //! The MonitorStore behaviour, run against every backend.
 
+#[macro_use]
 mod support;
 
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
@@ -16,90 +17,83 @@ fn point(start: i64, metric: &str, value: f64) -> MetricPoint {
     }
 }
 
-#[tokio::test]
-async fn monitors_points_labels_and_events() {
-    for backend in support::all_backends().await {
-        eprintln!("backend: {}", backend.name);
-        let s: &SqlStore = &backend.store;
-        s.put_monitor(&MonitorRecord {
-            name: "m".into(),
-            spec: "{}".into(),
-            state: "{}".into(),
-            update_time: 0,
-        })
+on_every_backend!(monitors_points_labels_and_events, |s: &SqlStore| {
+    s.put_monitor(&MonitorRecord {
+        name: "m".into(),
+        spec: "{}".into(),
+        state: "{}".into(),
+        update_time: 0,
+    })
+    .await
+    .unwrap();
+    s.put_monitor(&MonitorRecord {
+        name: "m".into(),
+        spec: "{\"v\":2}".into(),
+        state: "{}".into(),
+        update_time: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.monitors().await.unwrap()[0].spec, "{\"v\":2}");
+
+    s.put_points(&[point(0, "accuracy", 0.9), point(0, "drift", 0.1)])
         .await
         .unwrap();
-        s.put_monitor(&MonitorRecord {
-            name: "m".into(),
-            spec: "{\"v\":2}".into(),
-            state: "{}".into(),
-            update_time: 0,
-        })
+    s.put_points(&[point(10, "accuracy", 0.5), point(0, "accuracy", 0.8)])
         .await
         .unwrap();
-        assert_eq!(s.monitors().await.unwrap()[0].spec, "{\"v\":2}");
+    let got: Vec<(i64, String, f64)> = s
+        .points("m", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.window_start, p.metric, p.value))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "accuracy".into(), 0.8),
+            (0, "drift".into(), 0.1),
+            (10, "accuracy".into(), 0.5)
+        ]
+    );
 
-        s.put_points(&[point(0, "accuracy", 0.9), point(0, "drift", 0.1)])
-            .await
-            .unwrap();
-        s.put_points(&[point(10, "accuracy", 0.5), point(0, "accuracy", 0.8)])
-            .await
-            .unwrap();
-        let got: Vec<(i64, String, f64)> = s
-            .points("m", 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.window_start, p.metric, p.value))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (0, "accuracy".into(), 0.8),
-                (0, "drift".into(), 0.1),
-                (10, "accuracy".into(), 0.5)
-            ]
-        );
+    let label = |id: &str, l: &str| Label {
+        request_id: id.into(),
+        label: l.into(),
+        time: 1,
+    };
+    s.put_labels(&[label("r1", "1"), label("r2", "0")])
+        .await
+        .unwrap();
+    s.put_labels(&[label("r1", "2")]).await.unwrap();
+    let mut labels = s
+        .labels(&["r1".into(), "r2".into(), "r3".into()])
+        .await
+        .unwrap();
+    labels.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(labels, vec![label("r1", "2"), label("r2", "0")]);
 
-        let label = |id: &str, l: &str| Label {
-            request_id: id.into(),
-            label: l.into(),
-            time: 1,
-        };
-        s.put_labels(&[label("r1", "1"), label("r2", "0")])
-            .await
-            .unwrap();
-        s.put_labels(&[label("r1", "2")]).await.unwrap();
-        let mut labels = s
-            .labels(&["r1".into(), "r2".into(), "r3".into()])
-            .await
-            .unwrap();
-        labels.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-        assert_eq!(labels, vec![label("r1", "2"), label("r2", "0")]);
+    let first = s
+        .add_monitor_event("m", "alert_firing", "{}")
+        .await
+        .unwrap();
+    let second = s
+        .add_monitor_event("other", "retrain_requested", "{}")
+        .await
+        .unwrap();
+    assert!(second > first);
+    assert_eq!(s.monitor_events(Some("m"), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.monitor_events(None, first, 10).await.unwrap()[0].kind,
+        "retrain_requested"
+    );
+    assert!(s.delete_monitor("m").await.unwrap());
+});
 
-        let first = s
-            .add_monitor_event("m", "alert_firing", "{}")
-            .await
-            .unwrap();
-        let second = s
-            .add_monitor_event("other", "retrain_requested", "{}")
-            .await
-            .unwrap();
-        assert!(second > first);
-        assert_eq!(s.monitor_events(Some("m"), 0, 10).await.unwrap().len(), 1);
-        assert_eq!(
-            s.monitor_events(None, first, 10).await.unwrap()[0].kind,
-            "retrain_requested"
-        );
-        assert!(s.delete_monitor("m").await.unwrap());
-    }
-}
-
-#[tokio::test]
-async fn a_deleted_monitor_takes_its_history_and_its_event_ids_are_not_reused() {
-    for backend in support::all_backends().await {
-        eprintln!("backend: {}", backend.name);
-        let s: &SqlStore = &backend.store;
+on_every_backend!(
+    a_deleted_monitor_takes_its_history_and_its_event_ids_are_not_reused,
+    |s: &SqlStore| {
         let monitor = |name: &str| MonitorRecord {
             name: name.into(),
             spec: "{}".into(),
@@ -141,13 +135,11 @@ async fn a_deleted_monitor_takes_its_history_and_its_event_ids_are_not_reused() 
         assert!(next > newest, "event id {next} handed out again");
         assert_eq!(s.monitor_events(None, newest, 10).await.unwrap().len(), 1);
     }
-}
+);
 
-#[tokio::test]
-async fn a_removed_webhook_takes_its_delivery_log_and_its_id_is_not_reused() {
-    for backend in support::all_backends().await {
-        eprintln!("backend: {}", backend.name);
-        let s: &SqlStore = &backend.store;
+on_every_backend!(
+    a_removed_webhook_takes_its_delivery_log_and_its_id_is_not_reused,
+    |s: &SqlStore| {
         let hook = || NewWebhook {
             url: "http://127.0.0.1:9/hook".into(),
             secret: "a-long-secret".into(),
@@ -181,4 +173,4 @@ async fn a_removed_webhook_takes_its_delivery_log_and_its_id_is_not_reused() {
             second.id
         );
     }
-}
+);

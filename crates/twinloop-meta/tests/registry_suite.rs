@@ -1,14 +1,16 @@
 //! The RegistryStore and LineageStore behaviour, run against every backend.
 
+#[macro_use]
 mod support;
-
-use std::sync::Arc;
 
 use twinloop_core::ErrorCode;
 use twinloop_core::lineage::{Direction, EventKind, NewNode, NodeKind};
 use twinloop_core::registry::{NewModelVersion, RegistryEventKind};
 use twinloop_core::tracking::*;
-use twinloop_meta::{LineageStore, RegistryQuery, RegistryStore, SqlStore, TrackingStore};
+use twinloop_meta::{
+    ExperimentStore, LineageStore, LoggedModelStore, ModelAliasStore, ModelVersionStore,
+    RegisteredModelStore, RegistryEventLog, RegistryQuery, RunStore, SqlStore,
+};
 
 fn version(name: &str, source: &str) -> NewModelVersion {
     NewModelVersion {
@@ -27,20 +29,7 @@ fn query(filter: &str, order_by: &[&str], max: i64) -> RegistryQuery {
     }
 }
 
-macro_rules! on_every_backend {
-    ($name:ident, |$s:ident| $body:block) => {
-        #[tokio::test]
-        async fn $name() {
-            for backend in support::all_backends().await {
-                eprintln!("backend: {}", backend.name);
-                let $s: &SqlStore = &backend.store;
-                $body
-            }
-        }
-    };
-}
-
-on_every_backend!(models_versions_aliases_and_events, |s| {
+on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
     let mut events = s.subscribe_registry_events();
     let m = s
         .create_registered_model("fraud", Some("d"), &[Tag::new("team", "risk")], "alice")
@@ -206,7 +195,7 @@ on_every_backend!(models_versions_aliases_and_events, |s| {
     );
 });
 
-on_every_backend!(registry_search, |s| {
+on_every_backend!(registry_search, |s: &SqlStore| {
     for i in 0..5 {
         s.create_registered_model(
             &format!("pfx-{i}"),
@@ -308,11 +297,10 @@ on_every_backend!(registry_search, |s| {
     }
 });
 
-/// Two writers registering versions of one model at once never get the same number.
-#[tokio::test]
-async fn concurrent_registration_numbers_are_unique() {
-    for backend in support::all_backends().await {
-        let store = Arc::new(backend.store);
+on_every_backend!(
+    /// Two writers registering versions of one model at once never get the same number.
+    concurrent_registration_numbers_are_unique,
+    |store| {
         store
             .create_registered_model("race", None, &[], "a")
             .await
@@ -339,11 +327,11 @@ async fn concurrent_registration_numbers_are_unique() {
             all.extend(t.await.unwrap());
         }
         all.sort();
-        assert_eq!(all, (1..=80).collect::<Vec<_>>(), "{}", backend.name);
+        assert_eq!(all, (1..=80).collect::<Vec<_>>());
     }
-}
+);
 
-on_every_backend!(tracking_fills_lineage, |s| {
+on_every_backend!(tracking_fills_lineage, |s: &SqlStore| {
     let exp = s.create_experiment("lineage", None, &[]).await.unwrap();
     let run = s
         .create_run(NewRun {
@@ -437,7 +425,7 @@ on_every_backend!(tracking_fills_lineage, |s| {
     );
 });
 
-on_every_backend!(hand_recorded_lineage_refuses_cycles, |s| {
+on_every_backend!(hand_recorded_lineage_refuses_cycles, |s: &SqlStore| {
     let node = |t: &str, ext: &str| NewNode {
         node_type: t.into(),
         name: ext.into(),

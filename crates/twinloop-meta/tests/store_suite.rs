@@ -1,13 +1,14 @@
 //! One behavioural suite for the TrackingStore trait, run against every backend.
 
+#[macro_use]
 mod support;
-use support as backends;
-
-use std::sync::Arc;
 
 use twinloop_core::ErrorCode;
 use twinloop_core::tracking::*;
-use twinloop_meta::{ExperimentQuery, LoggedModelOrder, LoggedModelQuery, RunQuery, TrackingStore};
+use twinloop_meta::{
+    ExperimentQuery, ExperimentStore, LoggedModelOrder, LoggedModelQuery, RunQuery, RunStore,
+    TrackingStore,
+};
 
 fn run_query(exp: &str, filter: &str, order_by: &[&str]) -> RunQuery {
     RunQuery {
@@ -46,26 +47,13 @@ async fn names(store: &dyn TrackingStore, q: RunQuery) -> Vec<String> {
         .collect()
 }
 
-macro_rules! on_every_backend {
-    ($name:ident, |$s:ident| $body:block) => {
-        #[tokio::test]
-        async fn $name() {
-            for backend in backends::all_backends().await {
-                eprintln!("backend: {}", backend.name);
-                let $s: &dyn TrackingStore = &backend.store;
-                $body
-            }
-        }
-    };
-}
-
-on_every_backend!(default_experiment_exists, |s| {
+on_every_backend!(default_experiment_exists, |s: &dyn TrackingStore| {
     let e = s.get_experiment("0").await.unwrap();
     assert_eq!(e.name, "Default");
     assert_eq!(e.artifact_location, "mlflow-artifacts:/0");
 });
 
-on_every_backend!(experiment_lifecycle, |s| {
+on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
     let id = s
         .create_experiment("exp-a", None, &[Tag::new("team", "x")])
         .await
@@ -142,7 +130,7 @@ on_every_backend!(experiment_lifecycle, |s| {
     assert!(s.delete_experiment("0").await.is_err());
 });
 
-on_every_backend!(experiment_search, |s| {
+on_every_backend!(experiment_search, |s: &dyn TrackingStore| {
     for i in 0..5 {
         s.create_experiment(&format!("pfx-{i}"), None, &[Tag::new("i", i.to_string())])
             .await
@@ -194,7 +182,7 @@ on_every_backend!(experiment_search, |s| {
     assert_eq!(bad.code, ErrorCode::InvalidParameterValue);
 });
 
-on_every_backend!(run_lifecycle_and_batches, |s| {
+on_every_backend!(run_lifecycle_and_batches, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("runs", None, &[]).await.unwrap();
     let run = s
         .create_run(NewRun {
@@ -319,7 +307,7 @@ on_every_backend!(run_lifecycle_and_batches, |s| {
     );
 });
 
-on_every_backend!(metric_history_pages, |s| {
+on_every_backend!(metric_history_pages, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("hist", None, &[]).await.unwrap();
     let id = new_run(s, &exp, "h", 1).await;
     for chunk in (0..2500i64).collect::<Vec<_>>().chunks(1000) {
@@ -358,7 +346,7 @@ on_every_backend!(metric_history_pages, |s| {
     );
 });
 
-on_every_backend!(run_search_language, |s| {
+on_every_backend!(run_search_language, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("search", None, &[]).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..6i64 {
@@ -517,7 +505,7 @@ on_every_backend!(run_search_language, |s| {
     assert_eq!(names(s, deleted).await.len(), 6);
 });
 
-on_every_backend!(inputs_and_dataset_filters, |s| {
+on_every_backend!(inputs_and_dataset_filters, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("inputs", None, &[]).await.unwrap();
     let id = new_run(s, &exp, "with-data", 1).await;
     let other = new_run(s, &exp, "without", 2).await;
@@ -565,7 +553,7 @@ on_every_backend!(inputs_and_dataset_filters, |s| {
     assert_eq!(s.get_run(&id).await.unwrap().outputs[0].step, 3);
 });
 
-on_every_backend!(logged_models, |s| {
+on_every_backend!(logged_models, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("models", None, &[]).await.unwrap();
     let run = new_run(s, &exp, "trainer", 1).await;
     let mut ids = Vec::new();
@@ -673,12 +661,11 @@ on_every_backend!(logged_models, |s| {
     );
 });
 
-/// Concurrent writers to one run: every acknowledged metric is there, and the latest value is
-/// the one with the highest step however the writes interleaved.
-#[tokio::test]
-async fn concurrent_batches_are_all_kept() {
-    for backend in backends::all_backends().await {
-        let store: Arc<twinloop_meta::SqlStore> = Arc::new(backend.store);
+on_every_backend!(
+    /// Concurrent writers to one run: every acknowledged metric is there, and the latest value is
+    /// the one with the highest step however the writes interleaved.
+    concurrent_batches_are_all_kept,
+    |store| {
         let exp = store
             .create_experiment("concurrent", None, &[])
             .await
@@ -707,8 +694,8 @@ async fn concurrent_batches_are_all_kept() {
             .get_metric_history(&id, "m", None, None)
             .await
             .unwrap();
-        assert_eq!(history.items.len(), 8 * 5 * 100, "{}", backend.name);
+        assert_eq!(history.items.len(), 8 * 5 * 100);
         let run = store.get_run(&id).await.unwrap();
-        assert_eq!(run.data.metrics[0].step, 7499, "{}", backend.name);
+        assert_eq!(run.data.metrics[0].step, 7499);
     }
-}
+);

@@ -1,17 +1,20 @@
 //! Serving deployments on SQL: name-keyed documents in `deployments`.
 
+use async_trait::async_trait;
 use twinloop_core::Result;
 use twinloop_core::deployments::DeploymentRecord;
 
 use super::SqlStore;
+use crate::store::DeploymentStore;
 
-impl SqlStore {
-    pub(super) async fn put_deployment_impl(&self, record: &DeploymentRecord) -> Result<()> {
+#[async_trait]
+impl DeploymentStore for SqlStore {
+    async fn put_deployment(&self, record: &DeploymentRecord) -> Result<()> {
         self.put_document("deployments", &record.name, &record.spec, &record.state)
             .await
     }
 
-    pub(super) async fn deployments_impl(&self) -> Result<Vec<DeploymentRecord>> {
+    async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
         Ok(self
             .documents("deployments")
             .await?
@@ -25,7 +28,7 @@ impl SqlStore {
             .collect())
     }
 
-    pub(super) async fn delete_deployment_impl(&self, name: &str) -> Result<bool> {
+    async fn delete_deployment(&self, name: &str) -> Result<bool> {
         self.delete_document("deployments", name).await
     }
 }

@@ -1,15 +1,16 @@
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Experiment, LifecycleStage, Page, Tag};
 use twinloop_core::{Error, Result};
 
+use super::filter::{numeric_comparison, string_comparison};
 use super::pairs::{EXPERIMENT_TAGS, OnConflict};
 use super::query::{RowExt, Sql, Window, backend_of};
-use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
 use crate::search::{Entity, parse_filter, parse_order_by};
-use crate::store::ExperimentQuery;
+use crate::store::{ExperimentQuery, ExperimentStore};
 use crate::validation::{validate_experiment_name, validate_tag};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
@@ -54,7 +55,97 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn create_experiment_impl(
+    async fn attach_tags(&self, experiments: &mut [Experiment]) -> Result<()> {
+        if experiments.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = experiments
+            .iter()
+            .map(|e| e.experiment_id.parse::<i64>().unwrap_or(-1))
+            .collect();
+        let mut sql = self
+            .sql("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
+        sql.arg_list(&ids).push(" ORDER BY key");
+        let rows = sql.fetch_all(&self.reader).await?;
+        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+        for row in rows {
+            by_id
+                .entry(row.int(0)?.to_string())
+                .or_default()
+                .push(Tag::new(row.text(1)?, row.text(2)?));
+        }
+        for e in experiments {
+            e.tags = by_id.remove(&e.experiment_id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Deleting an experiment deletes its active runs with the same timestamp, so that restoring
+    /// it brings back exactly those runs and not ones deleted on their own before.
+    pub(super) async fn set_experiment_stage(
+        &self,
+        experiment_id: &str,
+        stage: LifecycleStage,
+    ) -> Result<()> {
+        let id = parse_experiment_id(experiment_id)?;
+        if id == 0 && stage == LifecycleStage::Deleted {
+            return Err(Error::invalid(
+                "Cannot delete the Default experiment (id 0).",
+            ));
+        }
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        experiment_stage(&mut tx, id).await?;
+        let mut when = self.sql("SELECT last_update_time FROM experiments WHERE experiment_id = ");
+        when.arg(id);
+        let deleted_at = when.fetch_one(&mut *tx).await?.int(0)?;
+        let now = now_ms();
+        let mut runs = self.sql("UPDATE runs SET lifecycle_stage = ");
+        match stage {
+            LifecycleStage::Deleted => {
+                runs.arg("deleted")
+                    .push(", deleted_time = ")
+                    .arg(now)
+                    .push(" WHERE experiment_id = ")
+                    .arg(id)
+                    .push(" AND lifecycle_stage = 'active'");
+            }
+            LifecycleStage::Active => {
+                runs.arg("active")
+                    .push(", deleted_time = NULL WHERE experiment_id = ")
+                    .arg(id)
+                    .push(" AND lifecycle_stage = 'deleted' AND deleted_time = ")
+                    .arg(deleted_at);
+            }
+        }
+        runs.execute(&mut *tx).await?;
+        let mut sql = self.sql("UPDATE experiments SET lifecycle_stage = ");
+        sql.arg(stage.as_str())
+            .push(", last_update_time = ")
+            .arg(now)
+            .push(" WHERE experiment_id = ")
+            .arg(id);
+        sql.execute(&mut *tx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+pub(super) async fn experiment_stage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+) -> Result<LifecycleStage> {
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ",
+    );
+    sql.arg(id);
+    let row = sql.fetch_optional(&mut **tx).await?;
+    let row = row.ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))?;
+    LifecycleStage::parse(&row.text(0)?)
+}
+
+#[async_trait]
+impl ExperimentStore for SqlStore {
+    async fn create_experiment(
         &self,
         name: &str,
         artifact_location: Option<&str>,
@@ -101,7 +192,7 @@ impl SqlStore {
         Ok(id.to_string())
     }
 
-    pub(super) async fn get_experiment_impl(&self, experiment_id: &str) -> Result<Experiment> {
+    async fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         let id = parse_experiment_id(experiment_id)?;
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.experiment_id = "
@@ -116,7 +207,7 @@ impl SqlStore {
         Ok(experiments.remove(0))
     }
 
-    pub(super) async fn get_experiment_by_name_impl(&self, name: &str) -> Result<Experiment> {
+    async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.name = "
         ));
@@ -130,35 +221,7 @@ impl SqlStore {
         Ok(experiments.remove(0))
     }
 
-    async fn attach_tags(&self, experiments: &mut [Experiment]) -> Result<()> {
-        if experiments.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<i64> = experiments
-            .iter()
-            .map(|e| e.experiment_id.parse::<i64>().unwrap_or(-1))
-            .collect();
-        let mut sql = self
-            .sql("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
-        sql.arg_list(&ids).push(" ORDER BY key");
-        let rows = sql.fetch_all(&self.reader).await?;
-        let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
-        for row in rows {
-            by_id
-                .entry(row.int(0)?.to_string())
-                .or_default()
-                .push(Tag::new(row.text(1)?, row.text(2)?));
-        }
-        for e in experiments {
-            e.tags = by_id.remove(&e.experiment_id).unwrap_or_default();
-        }
-        Ok(())
-    }
-
-    pub(super) async fn search_experiments_impl(
-        &self,
-        q: &ExperimentQuery,
-    ) -> Result<Page<Experiment>> {
+    async fn search_experiments(&self, q: &ExperimentQuery) -> Result<Page<Experiment>> {
         let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
@@ -230,11 +293,7 @@ impl SqlStore {
         Ok(page)
     }
 
-    pub(super) async fn rename_experiment_impl(
-        &self,
-        experiment_id: &str,
-        new_name: &str,
-    ) -> Result<()> {
+    async fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> Result<()> {
         validate_experiment_name(new_name)?;
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
@@ -259,59 +318,17 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    /// Deleting an experiment deletes its active runs with the same timestamp, so that restoring
-    /// it brings back exactly those runs and not ones deleted on their own before.
-    pub(super) async fn set_experiment_stage(
-        &self,
-        experiment_id: &str,
-        stage: LifecycleStage,
-    ) -> Result<()> {
-        let id = parse_experiment_id(experiment_id)?;
-        if id == 0 && stage == LifecycleStage::Deleted {
-            return Err(Error::invalid(
-                "Cannot delete the Default experiment (id 0).",
-            ));
-        }
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        experiment_stage(&mut tx, id).await?;
-        let mut when = self.sql("SELECT last_update_time FROM experiments WHERE experiment_id = ");
-        when.arg(id);
-        let deleted_at = when.fetch_one(&mut *tx).await?.int(0)?;
-        let now = now_ms();
-        let mut runs = self.sql("UPDATE runs SET lifecycle_stage = ");
-        match stage {
-            LifecycleStage::Deleted => {
-                runs.arg("deleted")
-                    .push(", deleted_time = ")
-                    .arg(now)
-                    .push(" WHERE experiment_id = ")
-                    .arg(id)
-                    .push(" AND lifecycle_stage = 'active'");
-            }
-            LifecycleStage::Active => {
-                runs.arg("active")
-                    .push(", deleted_time = NULL WHERE experiment_id = ")
-                    .arg(id)
-                    .push(" AND lifecycle_stage = 'deleted' AND deleted_time = ")
-                    .arg(deleted_at);
-            }
-        }
-        runs.execute(&mut *tx).await?;
-        let mut sql = self.sql("UPDATE experiments SET lifecycle_stage = ");
-        sql.arg(stage.as_str())
-            .push(", last_update_time = ")
-            .arg(now)
-            .push(" WHERE experiment_id = ")
-            .arg(id);
-        sql.execute(&mut *tx).await?;
-        tx.commit().await.map_err(db_err)
+    async fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
+        self.set_experiment_stage(experiment_id, LifecycleStage::Deleted)
+            .await
     }
 
-    pub(super) async fn set_experiment_tag_impl(
-        &self,
-        experiment_id: &str,
-        tag: &Tag,
-    ) -> Result<()> {
+    async fn restore_experiment(&self, experiment_id: &str) -> Result<()> {
+        self.set_experiment_stage(experiment_id, LifecycleStage::Active)
+            .await
+    }
+
+    async fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()> {
         validate_tag(tag)?;
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
@@ -331,11 +348,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn delete_experiment_tag_impl(
-        &self,
-        experiment_id: &str,
-        key: &str,
-    ) -> Result<()> {
+    async fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()> {
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         experiment_stage(&mut tx, id).await?;
@@ -346,18 +359,4 @@ impl SqlStore {
         }
         tx.commit().await.map_err(db_err)
     }
-}
-
-pub(super) async fn experiment_stage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: i64,
-) -> Result<LifecycleStage> {
-    let mut sql = Sql::new(
-        backend_of(tx),
-        "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ",
-    );
-    sql.arg(id);
-    let row = sql.fetch_optional(&mut **tx).await?;
-    let row = row.ok_or_else(|| Error::not_found(format!("No Experiment with id={id} exists")))?;
-    LifecycleStage::parse(&row.text(0)?)
 }

@@ -1,11 +1,13 @@
 //! Feature store definitions and materialization runs on SQL.
 
+use async_trait::async_trait;
 use twinloop_core::Result;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::time::now_ms;
 
 use super::query::{Arg, RowExt, Sql};
 use super::{SqlStore, db_err};
+use crate::store::FeatureRegistry;
 
 const OBJECT_COLUMNS: &str = "project, kind, name, version, spec, create_time";
 
@@ -33,8 +35,9 @@ fn run_from_row(row: &dyn RowExt) -> Result<MaterializationRun> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn feature_objects_impl(&self, project: &str) -> Result<Vec<FeatureObject>> {
+#[async_trait]
+impl FeatureRegistry for SqlStore {
+    async fn feature_objects(&self, project: &str) -> Result<Vec<FeatureObject>> {
         // The latest version of each definition, unless that version removed it.
         let mut sql = self.sql(&format!(
             "SELECT {OBJECT_COLUMNS} FROM feature_objects o WHERE deleted = 0 AND project = "
@@ -51,7 +54,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn apply_feature_changes_impl(
+    async fn apply_feature_changes(
         &self,
         project: &str,
         changes: &[FeatureChange],
@@ -114,7 +117,7 @@ impl SqlStore {
         Ok(applied)
     }
 
-    pub(super) async fn record_materialization_impl(&self, run: &MaterializationRun) -> Result<()> {
+    async fn record_materialization(&self, run: &MaterializationRun) -> Result<()> {
         let mut sql = self.sql(
             "INSERT INTO feature_materializations (project, view, start_time, end_time, source_rows, \
              entities, written, finish_time) VALUES ",
@@ -133,11 +136,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn materializations_impl(
-        &self,
-        project: &str,
-        view: &str,
-    ) -> Result<Vec<MaterializationRun>> {
+    async fn materializations(&self, project: &str, view: &str) -> Result<Vec<MaterializationRun>> {
         let mut sql = self.sql(
             "SELECT project, view, start_time, end_time, source_rows, entities, written, finish_time \
              FROM feature_materializations WHERE project = ",

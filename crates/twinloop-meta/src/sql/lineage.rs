@@ -2,6 +2,7 @@
 //! between artifacts and executions, and breadth-first walks that read one level of the graph
 //! per query through the event indexes.
 
+use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::{Any, Transaction};
@@ -11,6 +12,7 @@ use twinloop_core::{Error, Result};
 
 use super::query::{Arg, RowExt, Sql, backend_of};
 use super::{SqlStore, db_err};
+use crate::store::LineageStore;
 
 /// Deepest walk a caller may ask for; deeper requests are refused rather than cut short.
 pub const MAX_DEPTH: u32 = 100;
@@ -264,7 +266,33 @@ async fn reaches(tx: &mut Transaction<'_, Any>, from: NodeRef, to: NodeRef) -> R
 }
 
 impl SqlStore {
-    pub(super) async fn put_node_impl(&self, kind: NodeKind, node: NewNode) -> Result<LineageNode> {
+    async fn require_node(&self, tx: &mut Transaction<'_, Any>, node: NodeRef) -> Result<()> {
+        let mut sql = self.sql(&format!("SELECT 1 FROM {} WHERE id = ", table(node.kind)));
+        sql.arg(node.id);
+        match sql.fetch_optional(&mut **tx).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!("Lineage node {node} not found"))),
+        }
+    }
+
+    async fn node(&self, node: NodeRef) -> Result<LineageNode> {
+        let mut sql = self.sql(&format!(
+            "SELECT {} FROM {} WHERE id = ",
+            COLUMNS,
+            table(node.kind)
+        ));
+        sql.arg(node.id);
+        let row = sql
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Lineage node {node} not found")))?;
+        node_from_row(node.kind, &row)
+    }
+}
+
+#[async_trait]
+impl LineageStore for SqlStore {
+    async fn put_node(&self, kind: NodeKind, node: NewNode) -> Result<LineageNode> {
         validate_node(&node)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let node_ref = ensure_node(&mut tx, kind, &node).await?;
@@ -272,7 +300,7 @@ impl SqlStore {
         self.node(node_ref).await
     }
 
-    pub(super) async fn put_event_impl(
+    async fn put_event(
         &self,
         artifact: NodeRef,
         execution: NodeRef,
@@ -300,11 +328,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn put_membership_impl(
-        &self,
-        context: NodeRef,
-        member: NodeRef,
-    ) -> Result<()> {
+    async fn put_membership(&self, context: NodeRef, member: NodeRef) -> Result<()> {
         if context.kind != NodeKind::Context {
             return Err(Error::invalid(format!("{context} is not a context")));
         }
@@ -316,30 +340,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn require_node(&self, tx: &mut Transaction<'_, Any>, node: NodeRef) -> Result<()> {
-        let mut sql = self.sql(&format!("SELECT 1 FROM {} WHERE id = ", table(node.kind)));
-        sql.arg(node.id);
-        match sql.fetch_optional(&mut **tx).await? {
-            Some(_) => Ok(()),
-            None => Err(Error::not_found(format!("Lineage node {node} not found"))),
-        }
-    }
-
-    async fn node(&self, node: NodeRef) -> Result<LineageNode> {
-        let mut sql = self.sql(&format!(
-            "SELECT {} FROM {} WHERE id = ",
-            COLUMNS,
-            table(node.kind)
-        ));
-        sql.arg(node.id);
-        let row = sql
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("Lineage node {node} not found")))?;
-        node_from_row(node.kind, &row)
-    }
-
-    pub(super) async fn resolve_node_impl(&self, key: &str) -> Result<LineageNode> {
+    async fn resolve_node(&self, key: &str) -> Result<LineageNode> {
         if let Some(node) = NodeRef::parse(key) {
             return self.node(node).await;
         }
@@ -359,7 +360,7 @@ impl SqlStore {
         )))
     }
 
-    pub(super) async fn lineage_graph_impl(
+    async fn lineage_graph(
         &self,
         start: NodeRef,
         direction: Direction,

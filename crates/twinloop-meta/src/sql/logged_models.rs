@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use twinloop_core::ids::{new_logged_model_id, random_run_name};
 use twinloop_core::lineage::{EventKind, NodeKind};
 use twinloop_core::time::now_ms;
@@ -7,13 +8,13 @@ use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
+use super::filter::{lookup, numeric_comparison, string_comparison};
 use super::lineage::{self, ensure_node};
 use super::pairs::{MODEL_PARAMS, MODEL_TAGS, OnConflict};
 use super::query::{RowExt, Sql, Window, decode_metric_value};
-use super::run_search::{numeric_comparison, string_comparison};
 use super::{SqlStore, db_err};
 use crate::search::{Entity, parse_filter};
-use crate::store::LoggedModelQuery;
+use crate::store::{LoggedModelQuery, LoggedModelStore};
 use crate::validation::{validate_param, validate_tag};
 
 const COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact_uri, lm.status, lm.model_type, \
@@ -34,10 +35,6 @@ const NUMERIC_ATTRIBUTES: &[(&str, &str)] = &[
     ("last_updated_timestamp", "lm.last_updated_timestamp_ms"),
     ("last_updated_timestamp_ms", "lm.last_updated_timestamp_ms"),
 ];
-
-fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
-    table.iter().find(|(k, _)| *k == key).map(|(_, c)| *c)
-}
 
 /// The latest value of a model metric, as a scalar subquery usable in WHERE and ORDER BY.
 fn latest_metric_sql(sql: &mut Sql, key: &str, dataset_name: Option<&str>) {
@@ -71,10 +68,73 @@ fn model_not_found(model_id: &str) -> Error {
 }
 
 impl SqlStore {
-    pub(super) async fn create_logged_model_impl(
+    async fn attach_model_details(&self, models: &mut [LoggedModel]) -> Result<()> {
+        if models.is_empty() {
+            return Ok(());
+        }
+        let index: HashMap<String, usize> = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.model_id.clone(), i))
+            .collect();
+        let ids: Vec<String> = models.iter().map(|m| m.model_id.clone()).collect();
+        for chunk in ids.chunks(500) {
+            for (table, is_tag) in [("logged_model_tags", true), ("logged_model_params", false)] {
+                let mut sql = self.sql(&format!(
+                    "SELECT model_id, key, value FROM {table} WHERE model_id IN "
+                ));
+                sql.arg_list(chunk).push(" ORDER BY key");
+                for row in sql.fetch_all(&self.reader).await? {
+                    let model = &mut models[index[&row.text(0)?]];
+                    let pair = Tag::new(row.text(1)?, row.text(2)?);
+                    if is_tag {
+                        model.tags.push(pair)
+                    } else {
+                        model.params.push(pair)
+                    }
+                }
+            }
+            let mut sql = self.sql(
+                "SELECT model_id, run_uuid, key, value, is_nan, timestamp, step, dataset_name, dataset_digest \
+                 FROM logged_model_metrics WHERE model_id IN ",
+            );
+            sql.arg_list(chunk).push(" ORDER BY key, step, timestamp");
+            for row in sql.fetch_all(&self.reader).await? {
+                let model = &mut models[index[&row.text(0)?]];
+                let mut metric = Metric::new(
+                    row.text(2)?,
+                    decode_metric_value(row.float(3)?, row.int(4)?),
+                    row.int(5)?,
+                    row.int(6)?,
+                );
+                metric.model_id = Some(model.model_id.clone());
+                metric.run_id = Some(row.text(1)?);
+                metric.dataset_name = row.opt_text(7)?;
+                metric.dataset_digest = row.opt_text(8)?;
+                model.metrics.push(metric);
+            }
+        }
+        Ok(())
+    }
+
+    async fn require_model(
         &self,
-        new: NewLoggedModel,
-    ) -> Result<LoggedModel> {
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        model_id: &str,
+    ) -> Result<()> {
+        let mut sql = self
+            .sql("SELECT 1 FROM logged_models WHERE lifecycle_stage = 'active' AND model_id = ");
+        sql.arg(model_id);
+        match sql.fetch_optional(&mut **tx).await? {
+            Some(_) => Ok(()),
+            None => Err(model_not_found(model_id)),
+        }
+    }
+}
+
+#[async_trait]
+impl LoggedModelStore for SqlStore {
+    async fn create_logged_model(&self, new: NewLoggedModel) -> Result<LoggedModel> {
         let exp_id = parse_experiment_id(&new.experiment_id)?;
         new.params.iter().try_for_each(validate_param)?;
         new.tags.iter().try_for_each(validate_tag)?;
@@ -173,11 +233,7 @@ impl SqlStore {
         Ok(model)
     }
 
-    pub(super) async fn get_logged_model_impl(
-        &self,
-        model_id: &str,
-        allow_deleted: bool,
-    ) -> Result<LoggedModel> {
+    async fn get_logged_model(&self, model_id: &str, allow_deleted: bool) -> Result<LoggedModel> {
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM logged_models lm WHERE lm.model_id = "
         ));
@@ -193,70 +249,7 @@ impl SqlStore {
         Ok(models.remove(0))
     }
 
-    async fn attach_model_details(&self, models: &mut [LoggedModel]) -> Result<()> {
-        if models.is_empty() {
-            return Ok(());
-        }
-        let index: HashMap<String, usize> = models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.model_id.clone(), i))
-            .collect();
-        let ids: Vec<String> = models.iter().map(|m| m.model_id.clone()).collect();
-        for chunk in ids.chunks(500) {
-            for (table, is_tag) in [("logged_model_tags", true), ("logged_model_params", false)] {
-                let mut sql = self.sql(&format!(
-                    "SELECT model_id, key, value FROM {table} WHERE model_id IN "
-                ));
-                sql.arg_list(chunk).push(" ORDER BY key");
-                for row in sql.fetch_all(&self.reader).await? {
-                    let model = &mut models[index[&row.text(0)?]];
-                    let pair = Tag::new(row.text(1)?, row.text(2)?);
-                    if is_tag {
-                        model.tags.push(pair)
-                    } else {
-                        model.params.push(pair)
-                    }
-                }
-            }
-            let mut sql = self.sql(
-                "SELECT model_id, run_uuid, key, value, is_nan, timestamp, step, dataset_name, dataset_digest \
-                 FROM logged_model_metrics WHERE model_id IN ",
-            );
-            sql.arg_list(chunk).push(" ORDER BY key, step, timestamp");
-            for row in sql.fetch_all(&self.reader).await? {
-                let model = &mut models[index[&row.text(0)?]];
-                let mut metric = Metric::new(
-                    row.text(2)?,
-                    decode_metric_value(row.float(3)?, row.int(4)?),
-                    row.int(5)?,
-                    row.int(6)?,
-                );
-                metric.model_id = Some(model.model_id.clone());
-                metric.run_id = Some(row.text(1)?);
-                metric.dataset_name = row.opt_text(7)?;
-                metric.dataset_digest = row.opt_text(8)?;
-                model.metrics.push(metric);
-            }
-        }
-        Ok(())
-    }
-
-    async fn require_model(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        model_id: &str,
-    ) -> Result<()> {
-        let mut sql = self
-            .sql("SELECT 1 FROM logged_models WHERE lifecycle_stage = 'active' AND model_id = ");
-        sql.arg(model_id);
-        match sql.fetch_optional(&mut **tx).await? {
-            Some(_) => Ok(()),
-            None => Err(model_not_found(model_id)),
-        }
-    }
-
-    pub(super) async fn finalize_logged_model_impl(
+    async fn finalize_logged_model(
         &self,
         model_id: &str,
         status: LoggedModelStatus,
@@ -271,10 +264,10 @@ impl SqlStore {
             .arg(model_id);
         sql.execute(&mut *tx).await?;
         tx.commit().await.map_err(db_err)?;
-        self.get_logged_model_impl(model_id, false).await
+        self.get_logged_model(model_id, false).await
     }
 
-    pub(super) async fn delete_logged_model_impl(&self, model_id: &str) -> Result<()> {
+    async fn delete_logged_model(&self, model_id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
         let mut sql = self.sql(
@@ -285,11 +278,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn set_logged_model_tags_impl(
-        &self,
-        model_id: &str,
-        tags: &[Tag],
-    ) -> Result<()> {
+    async fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> Result<()> {
         tags.iter().try_for_each(validate_tag)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
@@ -299,11 +288,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn delete_logged_model_tag_impl(
-        &self,
-        model_id: &str,
-        key: &str,
-    ) -> Result<()> {
+    async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
         if !MODEL_TAGS.delete(&mut tx, model_id, key).await? {
@@ -314,11 +299,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn log_logged_model_params_impl(
-        &self,
-        model_id: &str,
-        params: &[Param],
-    ) -> Result<()> {
+    async fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> Result<()> {
         params.iter().try_for_each(validate_param)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         self.require_model(&mut tx, model_id).await?;
@@ -328,10 +309,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn search_logged_models_impl(
-        &self,
-        q: &LoggedModelQuery,
-    ) -> Result<Page<LoggedModel>> {
+    async fn search_logged_models(&self, q: &LoggedModelQuery) -> Result<Page<LoggedModel>> {
         let window = Window::parse(q.max_results, q.page_token.as_deref())?;
         let experiment_ids = q
             .experiment_ids

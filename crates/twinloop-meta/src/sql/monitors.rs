@@ -1,19 +1,22 @@
 //! Production monitors on SQL: monitor documents, metric points, labels and events.
 
+use async_trait::async_trait;
 use twinloop_core::Result;
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorEvent, MonitorRecord};
 use twinloop_core::time::now_ms;
 
 use super::query::{Arg, RowExt};
 use super::{SqlStore, db_err};
+use crate::store::MonitorStore;
 
-impl SqlStore {
-    pub(super) async fn put_monitor_impl(&self, record: &MonitorRecord) -> Result<()> {
+#[async_trait]
+impl MonitorStore for SqlStore {
+    async fn put_monitor(&self, record: &MonitorRecord) -> Result<()> {
         self.put_document("monitors", &record.name, &record.spec, &record.state)
             .await
     }
 
-    pub(super) async fn monitors_impl(&self) -> Result<Vec<MonitorRecord>> {
+    async fn monitors(&self) -> Result<Vec<MonitorRecord>> {
         Ok(self
             .documents("monitors")
             .await?
@@ -28,7 +31,7 @@ impl SqlStore {
     }
 
     /// The monitor goes with its history (metric points and events), in one transaction.
-    pub(super) async fn delete_monitor_impl(&self, name: &str) -> Result<bool> {
+    async fn delete_monitor(&self, name: &str) -> Result<bool> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         for table in ["monitor_points", "monitor_events"] {
             let mut sql = self.sql(&format!("DELETE FROM {table} WHERE monitor = "));
@@ -43,7 +46,7 @@ impl SqlStore {
     }
 
     /// Writes a window's points in one transaction (a re-run window replaces its values).
-    pub(super) async fn put_points_impl(&self, points: &[MetricPoint]) -> Result<()> {
+    async fn put_points(&self, points: &[MetricPoint]) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         for p in points {
             let mut sql = self.sql(
@@ -65,7 +68,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn points_impl(&self, monitor: &str, limit: i64) -> Result<Vec<MetricPoint>> {
+    async fn points(&self, monitor: &str, limit: i64) -> Result<Vec<MetricPoint>> {
         let mut sql = self.sql(
             "SELECT monitor, window_start, window_end, metric, value FROM monitor_points WHERE monitor = ",
         );
@@ -91,7 +94,7 @@ impl SqlStore {
     }
 
     /// Upserts labels (posting the same request id again replaces its label).
-    pub(super) async fn put_labels_impl(&self, labels: &[Label]) -> Result<()> {
+    async fn put_labels(&self, labels: &[Label]) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         for l in labels {
             let mut sql = self.sql("INSERT INTO labels (request_id, label, time) VALUES ");
@@ -106,7 +109,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn labels_impl(&self, request_ids: &[String]) -> Result<Vec<Label>> {
+    async fn labels(&self, request_ids: &[String]) -> Result<Vec<Label>> {
         let mut out = Vec::new();
         for chunk in request_ids.chunks(500) {
             let mut sql =
@@ -129,12 +132,7 @@ impl SqlStore {
         Ok(out)
     }
 
-    pub(super) async fn add_monitor_event_impl(
-        &self,
-        monitor: &str,
-        kind: &str,
-        payload: &str,
-    ) -> Result<i64> {
+    async fn add_monitor_event(&self, monitor: &str, kind: &str, payload: &str) -> Result<i64> {
         let mut sql = self.sql("INSERT INTO monitor_events (monitor, kind, time, payload) VALUES ");
         sql.tuple([
             Arg::from(monitor),
@@ -147,7 +145,7 @@ impl SqlStore {
         row.int(0)
     }
 
-    pub(super) async fn monitor_events_impl(
+    async fn monitor_events(
         &self,
         monitor: Option<&str>,
         after: i64,

@@ -1,89 +1,13 @@
-//! Translates parsed search clauses into SQL for runs, and the comparison helpers the other
-//! searches share. Everything is evaluated in the database; nothing loads all runs.
+//! Translates a run search (filter, order and page) into SQL. Everything is evaluated in the
+//! database; nothing loads all runs.
 
-use twinloop_core::tracking::{Page, Run};
 use twinloop_core::{Error, Result};
 
-use super::SqlStore;
+use super::experiments::parse_experiment_id;
+use super::filter::{lookup, numeric_comparison, string_comparison};
 use super::query::{Sql, Window};
-use super::runs::{RUN_COLUMNS, run_info_from_row};
-use crate::search::{Clause, Comparator, Entity, Literal, parse_filter, parse_order_by};
+use crate::search::{Clause, Comparator, Entity, parse_filter, parse_order_by};
 use crate::store::RunQuery;
-
-/// `column <op> value` for string-valued columns.
-pub(crate) fn string_comparison(sql: &mut Sql, column: &str, clause: &Clause) -> Result<()> {
-    match (&clause.value, clause.comparator) {
-        (Literal::Str(v), Comparator::Eq) => sql.push(column).push(" = ").arg(v),
-        (Literal::Str(v), Comparator::Ne) => sql.push(column).push(" <> ").arg(v),
-        (Literal::Str(v), Comparator::Like) => sql.push(column).push(" LIKE ").arg(v),
-        (Literal::Str(v), Comparator::ILike) => sql
-            .push("LOWER(")
-            .push(column)
-            .push(") LIKE LOWER(")
-            .arg(v)
-            .push(")"),
-        (Literal::List(items), Comparator::In | Comparator::NotIn) => {
-            if items.is_empty() {
-                // `IN ()` is not SQL; an empty set matches nothing, its complement everything.
-                sql.push(if clause.comparator == Comparator::In {
-                    "1 = 0"
-                } else {
-                    "1 = 1"
-                })
-            } else {
-                sql.push(column)
-                    .push(if clause.comparator == Comparator::In {
-                        " IN "
-                    } else {
-                        " NOT IN "
-                    })
-                    .arg_list(items)
-            }
-        }
-        (Literal::Num(_), _) => {
-            return Err(clause.invalid("expected a quoted string value, e.g. 'value'"));
-        }
-        _ => {
-            return Err(clause.invalid(&format!(
-                "comparator {} is not supported here; use =, !=, LIKE or ILIKE",
-                clause.comparator.as_str()
-            )));
-        }
-    };
-    Ok(())
-}
-
-/// `column <op> number` for numeric columns. `integral` columns (timestamps) take whole numbers.
-pub(crate) fn numeric_comparison(
-    sql: &mut Sql,
-    column: &str,
-    clause: &Clause,
-    integral: bool,
-) -> Result<()> {
-    let Literal::Num(v) = clause.value else {
-        return Err(clause.invalid("expected a numeric value, e.g. 0.5"));
-    };
-    if !clause.comparator.is_numeric() {
-        return Err(clause.invalid(&format!(
-            "comparator {} is not supported for numbers; use =, !=, <, <=, > or >=",
-            clause.comparator.as_str()
-        )));
-    }
-    let op = match clause.comparator {
-        Comparator::Ne => "<>",
-        other => other.as_str(),
-    };
-    sql.push(column).push(" ").push(op).push(" ");
-    if integral {
-        if v.fract() != 0.0 {
-            return Err(clause.invalid("expected a whole number of milliseconds"));
-        }
-        sql.arg(v as i64);
-    } else {
-        sql.arg(v);
-    }
-    Ok(())
-}
 
 const STRING_ATTRIBUTES: &[(&str, &str)] = &[
     ("run_id", "r.run_uuid"),
@@ -100,10 +24,6 @@ const NUMERIC_ATTRIBUTES: &[(&str, &str)] = &[
     ("created", "r.start_time"),
     ("Created", "r.start_time"),
 ];
-
-fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
-    table.iter().find(|(k, _)| *k == key).map(|(_, c)| *c)
-}
 
 fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
     match clause.entity {
@@ -171,57 +91,53 @@ fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
     Ok(())
 }
 
-impl SqlStore {
-    pub(super) async fn search_runs_impl(&self, q: &RunQuery) -> Result<Page<Run>> {
-        let window = Window::parse(q.max_results, q.page_token.as_deref())?;
-        // Like MLflow, a key without an entity prefix names an attribute (`status = 'FAILED'`).
-        let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
-        let orders = q
-            .order_by
-            .iter()
-            .map(|o| parse_order_by(o, true))
-            .collect::<Result<Vec<_>>>()?;
-        let experiment_ids = q
-            .experiment_ids
-            .iter()
-            .map(|id| super::experiments::parse_experiment_id(id))
-            .collect::<Result<Vec<_>>>()?;
-        if experiment_ids.is_empty() {
-            return Ok(Page {
-                items: Vec::new(),
-                next_page_token: None,
-            });
-        }
+/// The runs `q` asks for, in its order, within its page; `None` when it names no experiment.
+pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
+    let window = Window::parse(q.max_results, q.page_token.as_deref())?;
+    // Like MLflow, a key without an entity prefix names an attribute (`status = 'FAILED'`).
+    let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
+    let orders = q
+        .order_by
+        .iter()
+        .map(|o| parse_order_by(o, true))
+        .collect::<Result<Vec<_>>>()?;
+    let experiment_ids = q
+        .experiment_ids
+        .iter()
+        .map(|id| parse_experiment_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    if experiment_ids.is_empty() {
+        return Ok(None);
+    }
 
-        let mut sql = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
-        let mut order_terms = Vec::new();
-        for (i, order) in orders.iter().enumerate() {
-            let dir = if order.ascending { "ASC" } else { "DESC" };
-            let column = match order.entity {
-                Entity::Metric | Entity::Param | Entity::Tag => {
-                    let table = match order.entity {
-                        Entity::Metric => "latest_metrics",
-                        Entity::Param => "params",
-                        _ => "tags",
-                    };
-                    sql.push(&format!(
-                        " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
-                    ))
-                    .arg(&order.key);
-                    if order.entity == Entity::Metric {
-                        // NaN sorts after every number, and a missing value after NaN.
-                        order_terms.push(format!(
+    let mut order_terms = Vec::new();
+    for (i, order) in orders.iter().enumerate() {
+        let dir = if order.ascending { "ASC" } else { "DESC" };
+        let column = match order.entity {
+            Entity::Metric | Entity::Param | Entity::Tag => {
+                let table = match order.entity {
+                    Entity::Metric => "latest_metrics",
+                    Entity::Param => "params",
+                    _ => "tags",
+                };
+                sql.push(&format!(
+                    " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
+                ))
+                .arg(&order.key);
+                if order.entity == Entity::Metric {
+                    // NaN sorts after every number, and a missing value after NaN.
+                    order_terms.push(format!(
                             "CASE WHEN o{i}.value IS NULL THEN 2 WHEN o{i}.is_nan = 1 THEN 1 ELSE 0 END ASC"
                         ));
-                    } else {
-                        order_terms.push(format!(
-                            "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC"
-                        ));
-                    }
-                    format!("o{i}.value")
+                } else {
+                    order_terms.push(format!(
+                        "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC"
+                    ));
                 }
-                Entity::Attribute => {
-                    let column = lookup(STRING_ATTRIBUTES, &order.key)
+                format!("o{i}.value")
+            }
+            Entity::Attribute => {
+                let column = lookup(STRING_ATTRIBUTES, &order.key)
                         .or_else(|| lookup(NUMERIC_ATTRIBUTES, &order.key))
                         .or(if order.key == "experiment_id" { Some("r.experiment_id") } else { None })
                         .ok_or_else(|| {
@@ -230,33 +146,24 @@ impl SqlStore {
                                 order.key
                             ))
                         })?;
-                    order_terms.push(format!("CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC"));
-                    column.to_string()
-                }
-                Entity::Dataset => return Err(Error::invalid("datasets cannot be ordered by")),
-            };
-            order_terms.push(format!("{column} {dir}"));
-        }
-        sql.push(" WHERE r.experiment_id IN ")
-            .arg_list(&experiment_ids)
-            .push(" AND r.lifecycle_stage IN ")
-            .arg_list(q.view_type.stages());
-        for clause in &clauses {
-            sql.push(" AND ");
-            run_clause(&mut sql, clause)?;
-        }
-        order_terms.push("r.start_time DESC".into());
-        order_terms.push("r.run_uuid ASC".into());
-        sql.push(" ORDER BY ").push(&order_terms.join(", "));
-        window.apply(&mut sql);
-
-        let rows = sql.read(&self.bulk_reader).await?;
-        let page = window.page(&rows, run_info_from_row)?;
-        let items = self.load_runs(page.items).await?;
-        let next_page_token = page.next_page_token;
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+                order_terms.push(format!("CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC"));
+                column.to_string()
+            }
+            Entity::Dataset => return Err(Error::invalid("datasets cannot be ordered by")),
+        };
+        order_terms.push(format!("{column} {dir}"));
     }
+    sql.push(" WHERE r.experiment_id IN ")
+        .arg_list(&experiment_ids)
+        .push(" AND r.lifecycle_stage IN ")
+        .arg_list(q.view_type.stages());
+    for clause in &clauses {
+        sql.push(" AND ");
+        run_clause(&mut sql, clause)?;
+    }
+    order_terms.push("r.start_time DESC".into());
+    order_terms.push("r.run_uuid ASC".into());
+    sql.push(" ORDER BY ").push(&order_terms.join(", "));
+    window.apply(&mut sql);
+    Ok(Some((sql, window)))
 }

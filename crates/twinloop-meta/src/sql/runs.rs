@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::Any;
 use sqlx::Transaction;
 use twinloop_core::ids::{is_run_id, new_run_id, random_run_name};
@@ -14,8 +15,10 @@ use super::pairs::{OnConflict, RUN_PARAMS, RUN_TAGS};
 use super::query::{
     Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
 };
+use super::run_search;
 use super::{SqlStore, db_err};
 use crate::search::{decode_page_token, encode_page_token};
+use crate::store::{RunQuery, RunStore};
 use crate::validation::{validate_batch, validate_key, validate_tag};
 
 pub(super) const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
@@ -207,7 +210,110 @@ fn push_metric_rows(sql: &mut Sql, run_id: &str, metrics: &[Metric]) {
 }
 
 impl SqlStore {
-    pub(super) async fn create_run_impl(&self, new: NewRun) -> Result<Run> {
+    /// Attaches latest metrics, params, tags, inputs and outputs to runs, a few queries per
+    /// batch of runs rather than per run.
+    pub(super) async fn load_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+        let mut runs: Vec<Run> = infos
+            .into_iter()
+            .map(|info| Run {
+                info,
+                data: RunData::default(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            })
+            .collect();
+        let index: HashMap<String, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.info.run_id.clone(), i))
+            .collect();
+        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut sql = self.sql(
+                "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
+            );
+            sql.arg_list(chunk).push(" ORDER BY key");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let run = &mut runs[index[&row.text(0)?]];
+                run.data.metrics.push(Metric::new(
+                    row.text(1)?,
+                    decode_metric_value(row.float(2)?, row.int(3)?),
+                    row.int(4)?,
+                    row.int(5)?,
+                ));
+                Ok(())
+            })?;
+            for (table, is_param) in [("params", true), ("tags", false)] {
+                let mut sql = self.sql(&format!(
+                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
+                ));
+                sql.arg_list(chunk).push(" ORDER BY key");
+                sql.read(&self.bulk_reader).await?.for_each(|row| {
+                    let run = &mut runs[index[&row.text(0)?]];
+                    let item = Tag::new(row.text(1)?, row.text(2)?);
+                    if is_param {
+                        run.data.params.push(item)
+                    } else {
+                        run.data.tags.push(item)
+                    }
+                    Ok(())
+                })?;
+            }
+            let mut sql = self.sql(
+                "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+                 FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
+            );
+            sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let run = &mut runs[index[&row.text(0)?]];
+                let tags: Vec<(String, String)> =
+                    serde_json::from_str(&row.text(1)?).unwrap_or_default();
+                run.inputs.push(DatasetInput {
+                    tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
+                    dataset: Dataset {
+                        name: row.text(2)?,
+                        digest: row.text(3)?,
+                        source_type: row.text(4)?,
+                        source: row.text(5)?,
+                        schema: row.opt_text(6)?,
+                        profile: row.opt_text(7)?,
+                    },
+                });
+                Ok(())
+            })?;
+            let mut sql =
+                self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
+            sql.arg_list(chunk).push(" ORDER BY step, model_id");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let run = &mut runs[index[&row.text(0)?]];
+                run.outputs.push(ModelOutput {
+                    model_id: row.text(1)?,
+                    step: row.int(2)?,
+                });
+                Ok(())
+            })?;
+        }
+        Ok(runs)
+    }
+
+    pub(super) async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        run_stage(&mut tx, run_id).await?;
+        let mut sql = self.sql("UPDATE runs SET lifecycle_stage = ");
+        sql.arg(stage.as_str()).push(", deleted_time = ");
+        match stage {
+            LifecycleStage::Deleted => sql.arg(now_ms()),
+            LifecycleStage::Active => sql.push("NULL"),
+        };
+        sql.push(" WHERE run_uuid = ").arg(run_id);
+        sql.execute(&mut *tx).await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl RunStore for SqlStore {
+    async fn create_run(&self, new: NewRun) -> Result<Run> {
         let experiment_id = if new.experiment_id.is_empty() {
             "0".to_string()
         } else {
@@ -315,7 +421,7 @@ impl SqlStore {
         })
     }
 
-    pub(super) async fn get_run_impl(&self, run_id: &str) -> Result<Run> {
+    async fn get_run(&self, run_id: &str) -> Result<Run> {
         if !is_run_id(run_id) {
             return Err(run_not_found(run_id));
         }
@@ -328,93 +434,7 @@ impl SqlStore {
         Ok(self.load_runs(vec![info]).await?.remove(0))
     }
 
-    /// Attaches latest metrics, params, tags, inputs and outputs to runs, a few queries per
-    /// batch of runs rather than per run.
-    pub(super) async fn load_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
-        let mut runs: Vec<Run> = infos
-            .into_iter()
-            .map(|info| Run {
-                info,
-                data: RunData::default(),
-                inputs: Vec::new(),
-                outputs: Vec::new(),
-            })
-            .collect();
-        let index: HashMap<String, usize> = runs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.info.run_id.clone(), i))
-            .collect();
-        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let mut sql = self.sql(
-                "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
-            );
-            sql.arg_list(chunk).push(" ORDER BY key");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                run.data.metrics.push(Metric::new(
-                    row.text(1)?,
-                    decode_metric_value(row.float(2)?, row.int(3)?),
-                    row.int(4)?,
-                    row.int(5)?,
-                ));
-                Ok(())
-            })?;
-            for (table, is_param) in [("params", true), ("tags", false)] {
-                let mut sql = self.sql(&format!(
-                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
-                ));
-                sql.arg_list(chunk).push(" ORDER BY key");
-                sql.read(&self.bulk_reader).await?.for_each(|row| {
-                    let run = &mut runs[index[&row.text(0)?]];
-                    let item = Tag::new(row.text(1)?, row.text(2)?);
-                    if is_param {
-                        run.data.params.push(item)
-                    } else {
-                        run.data.tags.push(item)
-                    }
-                    Ok(())
-                })?;
-            }
-            let mut sql = self.sql(
-                "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-                 FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
-            );
-            sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                let tags: Vec<(String, String)> =
-                    serde_json::from_str(&row.text(1)?).unwrap_or_default();
-                run.inputs.push(DatasetInput {
-                    tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
-                    dataset: Dataset {
-                        name: row.text(2)?,
-                        digest: row.text(3)?,
-                        source_type: row.text(4)?,
-                        source: row.text(5)?,
-                        schema: row.opt_text(6)?,
-                        profile: row.opt_text(7)?,
-                    },
-                });
-                Ok(())
-            })?;
-            let mut sql =
-                self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
-            sql.arg_list(chunk).push(" ORDER BY step, model_id");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                run.outputs.push(ModelOutput {
-                    model_id: row.text(1)?,
-                    step: row.int(2)?,
-                });
-                Ok(())
-            })?;
-        }
-        Ok(runs)
-    }
-
-    pub(super) async fn update_run_impl(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
+    async fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         let mut sql = self.sql("UPDATE runs SET run_uuid = run_uuid");
@@ -439,21 +459,15 @@ impl SqlStore {
         Ok(info)
     }
 
-    pub(super) async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        run_stage(&mut tx, run_id).await?;
-        let mut sql = self.sql("UPDATE runs SET lifecycle_stage = ");
-        sql.arg(stage.as_str()).push(", deleted_time = ");
-        match stage {
-            LifecycleStage::Deleted => sql.arg(now_ms()),
-            LifecycleStage::Active => sql.push("NULL"),
-        };
-        sql.push(" WHERE run_uuid = ").arg(run_id);
-        sql.execute(&mut *tx).await?;
-        tx.commit().await.map_err(db_err)
+    async fn delete_run(&self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LifecycleStage::Deleted).await
     }
 
-    pub(super) async fn log_batch_impl(
+    async fn restore_run(&self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LifecycleStage::Active).await
+    }
+
+    async fn log_batch(
         &self,
         run_id: &str,
         metrics: &[Metric],
@@ -471,7 +485,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn delete_tag_impl(&self, run_id: &str, key: &str) -> Result<()> {
+    async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         if !RUN_TAGS.delete(&mut tx, run_id, key).await? {
@@ -482,11 +496,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn log_inputs_impl(
-        &self,
-        run_id: &str,
-        inputs: &[DatasetInput],
-    ) -> Result<()> {
+    async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
         if inputs.len() > 1000 {
             return Err(Error::invalid(
                 "A log_inputs request can contain at most 1000 datasets",
@@ -578,11 +588,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn log_outputs_impl(
-        &self,
-        run_id: &str,
-        outputs: &[ModelOutput],
-    ) -> Result<()> {
+    async fn log_outputs(&self, run_id: &str, outputs: &[ModelOutput]) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         for output in outputs {
@@ -607,7 +613,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn get_metric_history_impl(
+    async fn get_metric_history(
         &self,
         run_id: &str,
         key: &str,
@@ -654,6 +660,25 @@ impl SqlStore {
             }
             _ => None,
         };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    async fn search_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
+        let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        let Some((sql, window)) = run_search::runs_query(select, q)? else {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        };
+
+        let rows = sql.read(&self.bulk_reader).await?;
+        let page = window.page(&rows, run_info_from_row)?;
+        let items = self.load_runs(page.items).await?;
+        let next_page_token = page.next_page_token;
         Ok(Page {
             items,
             next_page_token,

@@ -1,11 +1,13 @@
 //! Webhook subscriptions and their delivery log on SQL.
 
+use async_trait::async_trait;
 use twinloop_core::registry::{NewWebhook, RegistryEventKind, Webhook, WebhookDelivery};
 use twinloop_core::time::now_ms;
 use twinloop_core::{Error, Result};
 
 use super::query::{Arg, RowExt};
 use super::{SqlStore, db_err};
+use crate::store::WebhookStore;
 
 const COLUMNS: &str = "id, url, secret, events, model_name, created_time";
 
@@ -43,8 +45,9 @@ fn webhook_from_row(row: &dyn RowExt) -> Result<Webhook> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn create_webhook_impl(&self, new: NewWebhook) -> Result<Webhook> {
+#[async_trait]
+impl WebhookStore for SqlStore {
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook> {
         validate(&new)?;
         let events: Vec<&str> = new.events.iter().map(|k| k.as_str()).collect();
         let mut sql = self
@@ -61,7 +64,7 @@ impl SqlStore {
         webhook_from_row(&row)
     }
 
-    pub(super) async fn list_webhooks_impl(&self) -> Result<Vec<Webhook>> {
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>> {
         let sql = self.sql(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"));
         sql.fetch_all(&self.reader)
             .await?
@@ -71,7 +74,7 @@ impl SqlStore {
     }
 
     /// The webhook goes with its delivery log, in one transaction.
-    pub(super) async fn delete_webhook_impl(&self, id: i64) -> Result<()> {
+    async fn delete_webhook(&self, id: i64) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let mut sql = self.sql("DELETE FROM webhooks WHERE id = ");
         sql.arg(id);
@@ -86,7 +89,7 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub(super) async fn record_delivery_impl(&self, d: &WebhookDelivery) -> Result<()> {
+    async fn record_delivery(&self, d: &WebhookDelivery) -> Result<()> {
         let mut sql = self.sql(
             "INSERT INTO webhook_deliveries (webhook_id, event_id, attempt, status_code, error, delivered, time) VALUES ",
         );
@@ -103,11 +106,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn list_deliveries_impl(
-        &self,
-        webhook_id: i64,
-        limit: i64,
-    ) -> Result<Vec<WebhookDelivery>> {
+    async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
         let mut sql = self.sql(
             "SELECT id, webhook_id, event_id, attempt, status_code, error, delivered, time FROM webhook_deliveries WHERE webhook_id = ",
         );

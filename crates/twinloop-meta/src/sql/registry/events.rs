@@ -1,0 +1,163 @@
+//! The registry's event log, and [`Change`]: how every registry write runs, so that its events
+//! are recorded in its transaction and announced only once that transaction commits.
+
+use std::ops::{Deref, DerefMut};
+
+use async_trait::async_trait;
+use sqlx::{Any, Transaction};
+use tokio::sync::broadcast;
+use twinloop_core::registry::{RegistryEvent, RegistryEventKind};
+use twinloop_core::time::now_ms;
+use twinloop_core::{Error, Result};
+
+use crate::sql::query::{Arg, RowExt};
+use crate::sql::{SqlStore, db_err};
+use crate::store::RegistryEventLog;
+
+/// One registry write: a transaction (which it dereferences to) and the events recorded in it.
+/// Dropped without [`Change::commit`], it rolls back and announces nothing.
+pub(super) struct Change<'s> {
+    store: &'s SqlStore,
+    tx: Transaction<'static, Any>,
+    events: Vec<RegistryEvent>,
+}
+
+impl SqlStore {
+    pub(super) async fn change(&self) -> Result<Change<'_>> {
+        let tx = self.writer.begin().await.map_err(db_err)?;
+        Ok(Change {
+            store: self,
+            tx,
+            events: Vec::new(),
+        })
+    }
+}
+
+impl Change<'_> {
+    /// Writes the event in this transaction; subscribers hear of it after the commit.
+    pub(super) async fn record(&mut self, actor: &str, spec: EventSpec<'_>) -> Result<()> {
+        let timestamp = now_ms();
+        let mut sql = self.store.sql(
+            "INSERT INTO registry_events (timestamp, actor, kind, model_name, version, alias, before, after) VALUES ",
+        );
+        sql.tuple([
+            Arg::from(timestamp),
+            Arg::from(actor),
+            Arg::from(spec.kind.as_str()),
+            Arg::from(spec.model_name),
+            Arg::from(spec.version),
+            Arg::from(spec.alias.map(String::from)),
+            Arg::from(spec.before.clone()),
+            Arg::from(spec.after.clone()),
+        ])
+        .push(" RETURNING id");
+        let id = sql.fetch_one(&mut *self.tx).await?.int(0)?;
+        self.events.push(RegistryEvent {
+            id,
+            timestamp,
+            actor: actor.to_string(),
+            kind: spec.kind,
+            model_name: spec.model_name.to_string(),
+            version: spec.version,
+            alias: spec.alias.map(String::from),
+            before: spec.before,
+            after: spec.after,
+        });
+        Ok(())
+    }
+
+    pub(super) async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(db_err)?;
+        for event in self.events {
+            // Nobody listening is not an error.
+            let _ = self.store.events.send(event);
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Change<'_> {
+    type Target = Transaction<'static, Any>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl DerefMut for Change<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// What a [`Change`] records: the kind, the model, and what the change touched.
+pub(super) struct EventSpec<'a> {
+    kind: RegistryEventKind,
+    model_name: &'a str,
+    version: Option<i64>,
+    alias: Option<&'a str>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl<'a> EventSpec<'a> {
+    pub(super) fn new(kind: RegistryEventKind, model_name: &'a str) -> Self {
+        EventSpec {
+            kind,
+            model_name,
+            version: None,
+            alias: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub(super) fn version(mut self, version: i64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    pub(super) fn alias(mut self, alias: &'a str) -> Self {
+        self.alias = Some(alias);
+        self
+    }
+
+    /// The value before and after the change: a version, a stage or a name.
+    pub(super) fn change(mut self, before: Option<String>, after: Option<String>) -> Self {
+        self.before = before;
+        self.after = after;
+        self
+    }
+}
+
+#[async_trait]
+impl RegistryEventLog for SqlStore {
+    async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>> {
+        let mut sql = self.sql("SELECT id, timestamp, actor, kind, model_name, version, alias, before, after FROM registry_events WHERE id > ");
+        sql.arg(after)
+            .push(" ORDER BY id LIMIT ")
+            .arg(limit.clamp(1, 10_000));
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(RegistryEvent {
+                    id: r.int(0)?,
+                    timestamp: r.int(1)?,
+                    actor: r.text(2)?,
+                    kind: RegistryEventKind::parse(&r.text(3)?)
+                        .ok_or_else(|| Error::internal("unknown registry event kind"))?,
+                    model_name: r.text(4)?,
+                    version: r.opt_int(5)?,
+                    alias: r.opt_text(6)?,
+                    before: r.opt_text(7)?,
+                    after: r.opt_text(8)?,
+                })
+            })
+            .collect()
+    }
+
+    fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+}
