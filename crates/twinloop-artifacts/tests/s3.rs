@@ -29,6 +29,7 @@ async fn s3_put_list_get_delete() {
         created.status()
     );
     // SAFETY: set before any store reads the environment; this test binary has one test.
+    #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024")]
     unsafe {
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");

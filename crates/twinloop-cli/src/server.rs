@@ -264,7 +264,7 @@ fn browsable_url(addr: SocketAddr) -> String {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
         ip if ip.is_unspecified() => "[::1]".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
     };
     format!("http://{host}:{}", addr.port())
 }

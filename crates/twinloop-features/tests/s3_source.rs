@@ -36,6 +36,7 @@ async fn training_sets_read_sources_from_s3() {
         created.status()
     );
     // SAFETY: set before anything reads the environment; this test binary has one test.
+    #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024")]
     unsafe {
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");

@@ -90,12 +90,9 @@ pub fn finite_sorted(array: &ArrayRef) -> (Vec<f64>, NumCounts) {
         len: array.len() as u64,
         ..Default::default()
     };
-    let cast = match arrow::compute::cast(array, &DataType::Float64) {
-        Ok(a) => a,
-        Err(_) => {
-            counts.missing = counts.len;
-            return (Vec::new(), counts);
-        }
+    let Ok(cast) = arrow::compute::cast(array, &DataType::Float64) else {
+        counts.missing = counts.len;
+        return (Vec::new(), counts);
     };
     let values = cast.as_primitive::<Float64Type>();
     let mut out = Vec::with_capacity(values.len() - values.null_count());

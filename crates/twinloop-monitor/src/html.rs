@@ -127,7 +127,7 @@ fn svg(s: &mut String, chart: &Chart) {
         .reference
         .iter()
         .chain(&chart.current)
-        .cloned()
+        .copied()
         .fold(0.0f64, f64::max)
         .max(1e-12);
     let (left, bottom) = (4.0, 30.0);

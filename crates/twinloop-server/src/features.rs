@@ -35,7 +35,7 @@ impl IntoResponse for FeatureError {
             ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
             ErrorCode::ResourceAlreadyExists => StatusCode::CONFLICT,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = json!({"error": self.0.message, "code": self.0.code.as_str()});
         (status, axum::Json(body)).into_response()

@@ -35,6 +35,7 @@ fn note(size: usize) {
 }
 
 // SAFETY: every call is passed on to the system allocator unchanged.
+#[expect(unsafe_code, reason = "GlobalAlloc is an unsafe trait")]
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());

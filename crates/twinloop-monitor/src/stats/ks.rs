@@ -371,7 +371,7 @@ fn kolmogorov_cdf_pomeranz(n: u64, x: f64) -> f64 {
                 }
                 v1[out] = s;
             }
-            let max = v1.iter().cloned().fold(f64::MIN, f64::max);
+            let max = v1.iter().copied().fold(f64::MIN, f64::max);
             if 0.0 < max && max < 2f64.powi(-128) {
                 v1.iter_mut().for_each(|v| *v *= 2f64.powi(128));
                 expnt -= 128;
