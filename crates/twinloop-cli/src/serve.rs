@@ -99,15 +99,25 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
             })
             .await
     });
-    if args.grpc_port != 0 {
+    let grpc_server = if args.grpc_port != 0 {
         let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
             .parse()
             .with_context(|| format!("invalid --host {:?}", args.host))?;
         let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| {
             format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port, 0 turns gRPC off)")
         })?;
-        tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
-    }
+        let mut stopped = stop.subscribe();
+        let stopped = async move {
+            let _ = stopped.changed().await;
+        };
+        Some(tokio::spawn(twinloop_serving::grpc::serve(
+            grpc,
+            engine.clone(),
+            stopped,
+        )))
+    } else {
+        None
+    };
     let tracking = TrackingClient::new(conn.tracking_uri());
     let registry: &dyn ModelRegistry = &tracking;
     let batching = BatchingSpec {
@@ -158,10 +168,13 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     engine.set_ready(true);
     tracing::info!(http = %addr, grpc_port = args.grpc_port, models = ?engine.names(), "twinloop serve ready");
     shutdown_signal().await;
-    // In-flight HTTP requests finish (and are logged) before the log closes.
+    // In-flight HTTP and gRPC requests finish (and are logged) before the log closes.
     drop(stop);
     if let Ok(Err(e)) = http.await {
         tracing::error!(error = %e, "the HTTP server stopped with an error");
+    }
+    if let Some(grpc) = grpc_server {
+        let _ = grpc.await;
     }
     // Whatever the prediction log still holds is written before the process ends.
     engine.log.write().unwrap_or_else(|p| p.into_inner()).take();

@@ -161,7 +161,9 @@ async fn serve(args: ServerArgs) -> Result<()> {
     let deployments =
         DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
     deployments.follow_aliases(store.clone());
-    if args.grpc_port != 0 {
+    // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let grpc_server = if args.grpc_port != 0 {
         let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
             .parse()
             .with_context(|| format!("invalid --host {:?}", args.host))?;
@@ -170,8 +172,18 @@ async fn serve(args: ServerArgs) -> Result<()> {
             .with_context(|| {
                 format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port)")
             })?;
-        tokio::spawn(twinloop_serving::grpc::serve(grpc, engine.clone()));
-    }
+        let mut stopped = stopped;
+        let stopped = async move {
+            let _ = stopped.changed().await;
+        };
+        Some(tokio::spawn(twinloop_serving::grpc::serve(
+            grpc,
+            engine.clone(),
+            stopped,
+        )))
+    } else {
+        None
+    };
     let monitored = MonitoredDeployments {
         manager: deployments.clone(),
         engine: engine.clone(),
@@ -224,9 +236,16 @@ async fn serve(args: ServerArgs) -> Result<()> {
         deployments,
         monitors,
     });
-    twinloop_server::serve(listener, state, shutdown_signal())
+    let shutdown = async move {
+        shutdown_signal().await;
+        drop(stop);
+    };
+    twinloop_server::serve(listener, state, shutdown)
         .await
         .context("server error")?;
+    if let Some(grpc) = grpc_server {
+        let _ = grpc.await;
+    }
     // Whatever the prediction log still holds is written before the process ends.
     engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), log_writer).await;

@@ -280,15 +280,20 @@ impl GrpcInferenceService for Service {
     }
 }
 
-/// Serves the gRPC service on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>) {
+/// Serves the gRPC service on `listener` until `shutdown` resolves; requests in flight then
+/// finish before it returns, so their answers reach the prediction log before it closes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
     let service = GrpcInferenceServiceServer::new(Service { engine })
         .max_decoding_message_size(BODY_LIMIT)
         .max_encoding_message_size(BODY_LIMIT);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     if let Err(e) = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming(incoming)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
     {
         tracing::error!(error = %e, "the gRPC server stopped");
