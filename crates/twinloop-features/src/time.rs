@@ -8,6 +8,9 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use twinloop_core::{Error, Result};
 
+// The feature store's helpers speak of `micros`; the clock is the one every crate reads.
+pub use twinloop_core::time::now_us as now_micros;
+
 /// Parses RFC 3339 (`2024-01-07T23:00:00Z`, offsets allowed) or a zone-less date-time, which is
 /// taken as UTC.
 pub fn parse_timestamp(text: &str) -> Result<i64> {
@@ -42,10 +45,6 @@ pub fn format_micros(micros: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| micros.to_string())
-}
-
-pub fn now_micros() -> i64 {
-    Utc::now().timestamp_micros()
 }
 
 /// Reads a timestamp column of any unit or zone (zone-less = UTC), a date, or RFC 3339 text, as

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use twinloop_core::time::now_us;
 
 use crate::predlog::{PredictionLog, PredictionRecord};
 use crate::runtime::{InferError, TensorSpec};
@@ -133,13 +134,6 @@ pub struct Engine {
     pub log: RwLock<Option<PredictionLog>>,
     ready: AtomicBool,
     features: RwLock<Option<Arc<dyn FeatureLookup>>>,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 impl Engine {

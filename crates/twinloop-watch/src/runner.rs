@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -14,6 +14,7 @@ use sha2::Sha256;
 use tokio::sync::Mutex;
 use twinloop_artifacts::ArtifactStore;
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
+use twinloop_core::time::{now_ms, now_us};
 use twinloop_meta::{MonitorStore, RegistryStore, TrackingStore};
 use twinloop_monitor::io::{Table, read_table};
 use twinloop_monitor::{Options, run_drift};
@@ -85,13 +86,6 @@ pub struct Monitors {
     /// flight instead of having its points and events written after it.
     evaluating: Mutex<()>,
     http: reqwest::Client,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 fn unknown_monitor(name: &str) -> MonitorError {
@@ -366,7 +360,7 @@ impl Monitors {
 
     /// Ground truth, `[{request_id, label, timestamp?}]`; posting a request id again replaces it.
     pub async fn put_labels(&self, labels: Vec<Value>) -> Result<usize, MonitorError> {
-        let now_ms = now_us() / 1000;
+        let now = now_ms();
         let mut rows = Vec::with_capacity(labels.len());
         for (i, l) in labels.iter().enumerate() {
             let id = l
@@ -383,7 +377,7 @@ impl Monitors {
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| MonitorError::Invalid(format!("labels[{i}]: label is missing")))?;
             let time = match l.get("timestamp") {
-                None | Some(Value::Null) => now_ms,
+                None | Some(Value::Null) => now,
                 Some(t) => t.as_i64().ok_or_else(|| {
                     MonitorError::Invalid(format!(
                         "labels[{i}]: timestamp must be milliseconds since the epoch"
