@@ -9,6 +9,7 @@ pub mod ids;
 pub mod lineage;
 pub mod metrics;
 pub mod monitoring;
+pub mod names;
 pub mod registry;
 pub mod time;
 pub mod tracking;

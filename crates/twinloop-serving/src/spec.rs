@@ -1,6 +1,7 @@
 //! What a deployment is, as users write it (JSON in the native API and `twinloop deploy`).
 
 use serde::{Deserialize, Serialize};
+use twinloop_core::names::check_name;
 
 /// One way traffic can go: a registered model at a fixed version or following an alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,17 +116,7 @@ pub struct DeploymentSpec {
 
 impl DeploymentSpec {
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(format!(
-                "deployment name {:?}: use letters, digits, '-', '_' or '.'",
-                self.name
-            ));
-        }
+        check_name("deployment", &self.name)?;
         if self.routes.is_empty() {
             return Err("a deployment needs at least one route".into());
         }

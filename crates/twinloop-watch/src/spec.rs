@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use twinloop_core::names::check_name;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,17 +101,7 @@ impl AlertRule {
 
 impl MonitorSpec {
     pub fn validate(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(format!(
-                "monitor name {:?}: use letters, digits, '-', '_' or '.'",
-                self.name
-            ));
-        }
+        check_name("monitor", &self.name)?;
         match self.window {
             Window::Rows(0) => return Err("window.rows must be at least 1".into()),
             Window::Seconds(s) if s.is_nan() || s <= 0.0 => {
