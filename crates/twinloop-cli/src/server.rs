@@ -194,6 +194,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
         store.clone(),
         artifacts.clone(),
         Arc::new(monitored),
+        Arc::new(twinloop_server::webhooks::HttpTransport::default()),
         flush + std::time::Duration::from_secs(1),
     );
     monitors

@@ -1,6 +1,7 @@
 //! Shared vocabulary of twinloop: the error type every crate returns, id and time helpers, the
-//! process-wide metrics recorder, and the domain types of tracking and the model registry.
-//! Nothing here knows about HTTP, SQL or any wire format.
+//! process-wide metrics recorder, the name rule and the signed-webhook contract that several
+//! crates follow, and the domain types of tracking and the model registry. Nothing here knows
+//! about HTTP (webhooks go through a transport the server provides), SQL or any wire format.
 
 pub mod deployments;
 pub mod error;
@@ -13,5 +14,6 @@ pub mod names;
 pub mod registry;
 pub mod time;
 pub mod tracking;
+pub mod webhook;
 
 pub use error::{Error, ErrorCode, Result};

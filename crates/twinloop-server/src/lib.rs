@@ -15,7 +15,7 @@ mod extract;
 pub mod features;
 mod mlflow;
 mod native;
-mod webhooks;
+pub mod webhooks;
 mod welcome;
 mod wire;
 

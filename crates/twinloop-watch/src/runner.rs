@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::Mutex;
 use twinloop_artifacts::ArtifactStore;
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
 use twinloop_core::time::{now_ms, now_us};
+use twinloop_core::webhook::{self, Attempt, DeliveryLog, Outcome, WebhookTransport};
 use twinloop_meta::{MonitorStore, RegistryStore, TrackingStore};
 use twinloop_monitor::io::{Table, read_table};
 use twinloop_monitor::{Options, run_drift};
@@ -85,7 +84,8 @@ pub struct Monitors {
     /// Held while a monitor's windows are evaluated, so that a deletion waits for the window in
     /// flight instead of having its points and events written after it.
     evaluating: Mutex<()>,
-    http: reqwest::Client,
+    /// Alert webhooks go out through the server's HTTP transport.
+    webhooks: Arc<dyn WebhookTransport>,
 }
 
 fn unknown_monitor(name: &str) -> MonitorError {
@@ -114,6 +114,7 @@ impl Monitors {
         tracking: Arc<dyn TrackingStore>,
         artifacts: ArtifactStore,
         deployments: Arc<dyn Deployments>,
+        webhooks: Arc<dyn WebhookTransport>,
         flush_lag: Duration,
     ) -> Arc<Monitors> {
         Arc::new(Monitors {
@@ -125,7 +126,7 @@ impl Monitors {
             flush_lag,
             watched: Mutex::new(BTreeMap::new()),
             evaluating: Mutex::new(()),
-            http: reqwest::Client::new(),
+            webhooks,
         })
     }
 
@@ -668,51 +669,56 @@ impl Monitors {
         }
     }
 
-    /// POSTs `body` signed with `secret`, at most `WEBHOOK_ATTEMPTS` times with backoff; every
+    /// POSTs the alert through the signed-webhook contract (`twinloop_core::webhook`): every
     /// attempt is a `webhook_delivery` event, and an alert no attempt delivered is one log line.
-    async fn deliver(&self, monitor: &str, url: &str, secret: &str, body: &Value) {
-        let bytes = body.to_string();
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-        mac.update(bytes.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let mut delay = WEBHOOK_FIRST_BACKOFF;
-        for attempt in 1..=WEBHOOK_ATTEMPTS {
-            if attempt > 1 {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            let sent = self
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                // The registry's webhooks sign with the same scheme under this name; the older
-                // name stays for receivers written against it.
-                .header("x-twinloop-signature-256", &signature)
-                .header("x-twinloop-signature", &signature)
-                .timeout(Duration::from_secs(5))
-                .body(bytes.clone())
-                .send()
-                .await;
-            let (ok, outcome) = match sent {
-                Ok(r) => (
-                    r.status().is_success(),
-                    json!({"status": r.status().as_u16()}),
-                ),
-                Err(e) => (false, json!({"error": e.to_string()})),
-            };
-            self.event(monitor, "webhook_delivery", &json!({"url": url, "attempt": attempt, "ok": ok, "outcome": outcome, "rule": body["rule"], "state": body["state"]})).await;
-            if ok {
-                return;
-            }
+    async fn deliver(&self, monitor: &str, url: &str, secret: &str, alert: &Value) {
+        let body = alert.to_string();
+        // Receivers written before alerts were signed like registry events read this name.
+        let headers = [(
+            "x-twinloop-signature",
+            webhook::signature(secret, body.as_bytes()),
+        )];
+        let log = AlertDeliveries {
+            monitors: self,
+            monitor,
+            url,
+            alert,
+        };
+        let outcome = webhook::deliver(
+            self.webhooks.as_ref(),
+            &log,
+            url,
+            secret,
+            &headers,
+            body.as_bytes(),
+        )
+        .await;
+        if let Outcome::Failed { last_error } = outcome {
+            tracing::warn!(monitor, url, rule = %alert["rule"], attempts = webhook::ATTEMPTS, last_error, "alert webhook not delivered; giving up on this alert");
         }
-        tracing::warn!(monitor, url, rule = %body["rule"], attempts = WEBHOOK_ATTEMPTS, "alert webhook not delivered; giving up on this alert");
     }
 }
 
-/// Attempts per alert and webhook, and the wait before the second (doubling after).
-const WEBHOOK_ATTEMPTS: u32 = 4;
-const WEBHOOK_FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// One alert's deliveries to one URL, kept as the monitor's `webhook_delivery` events.
+struct AlertDeliveries<'a> {
+    monitors: &'a Monitors,
+    monitor: &'a str,
+    url: &'a str,
+    alert: &'a Value,
+}
+
+#[async_trait]
+impl DeliveryLog for AlertDeliveries<'_> {
+    async fn record(&self, a: &Attempt) {
+        let payload = json!({
+            "url": self.url, "rule": self.alert["rule"], "state": self.alert["state"],
+            "attempt": a.attempt, "status_code": a.status_code, "error": a.error, "delivered": a.delivered,
+        });
+        self.monitors
+            .event(self.monitor, "webhook_delivery", &payload)
+            .await;
+    }
+}
 
 /// The last `n` windows in `points` (ordered by window start), oldest first, each with its
 /// metrics and the rules whose condition held in it. `truncated`: the points were cut at the

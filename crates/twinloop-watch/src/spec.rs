@@ -79,7 +79,7 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    /// POST the alert, signed with HMAC-SHA256 of the body (`X-Twinloop-Signature: sha256=…`).
+    /// POST the alert as a signed webhook (`twinloop_core::webhook`).
     Webhook { url: String, secret: String },
     /// Roll the deployment back (abort its canary, or undo its last change).
     Rollback,
