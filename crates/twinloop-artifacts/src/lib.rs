@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
@@ -49,10 +49,26 @@ fn store_err(e: object_store::Error) -> Error {
     }
 }
 
+/// A client of S3 bucket `bucket`, for artifacts and for anything else read from `s3://`
+/// (feature sources): credentials and region from the usual `AWS_*` variables, the endpoint from
+/// `MLFLOW_S3_ENDPOINT_URL` (as in MLflow) or else `AWS_ENDPOINT_URL`; plain HTTP only when the
+/// endpoint says `http://` (a local S3-compatible server).
+pub fn s3_bucket(bucket: &str) -> object_store::Result<AmazonS3> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("MLFLOW_S3_ENDPOINT_URL")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint);
+    }
+    builder.build()
+}
+
 impl ArtifactStore {
     /// Opens `destination`: a local directory (created if missing; `file://` accepted) or
-    /// `s3://bucket[/prefix]`. S3 credentials, region and endpoint come from the usual `AWS_*`
-    /// variables; `MLFLOW_S3_ENDPOINT_URL` is honoured as in MLflow.
+    /// `s3://bucket[/prefix]` (set up by [`s3_bucket`]).
     pub fn open(destination: &str) -> Result<ArtifactStore> {
         if let Some(rest) = destination.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -61,17 +77,7 @@ impl ArtifactStore {
                     "invalid artifact destination {destination:?}: expected s3://bucket/prefix"
                 )));
             }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("MLFLOW_S3_ENDPOINT_URL")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                .ok();
-            if let Some(endpoint) = endpoint {
-                builder = builder
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_endpoint(endpoint);
-            }
-            let s3 = builder
-                .build()
+            let s3 = s3_bucket(bucket)
                 .map_err(|e| Error::invalid(format!("cannot use {destination}: {e}")))?;
             let prefix = prefix.trim_matches('/');
             let store: Arc<dyn ObjectStore> = if prefix.is_empty() {

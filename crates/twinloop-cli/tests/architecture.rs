@@ -48,7 +48,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-monitor", &[]),
     ("twinloop-meta", &["twinloop-core"]),
     ("twinloop-artifacts", &["twinloop-core"]),
-    ("twinloop-features", &["twinloop-core", "twinloop-meta"]),
+    ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
     ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
     ("twinloop-watch", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor"]),
     ("twinloop-server", &[

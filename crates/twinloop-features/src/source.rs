@@ -136,17 +136,7 @@ fn register_store_for(ctx: &SessionContext, location: &str) -> Result<()> {
         return Ok(());
     };
     let bucket = rest.split('/').next().unwrap_or_default();
-    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-    // The same endpoint variables as the artifact store (MLflow's first).
-    if let Ok(endpoint) =
-        std::env::var("MLFLOW_S3_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-    {
-        builder = builder
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_endpoint(endpoint);
-    }
-    let store = builder
-        .build()
+    let store = twinloop_artifacts::s3_bucket(bucket)
         .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}: {e}")))?;
     let url = url::Url::parse(&format!("s3://{bucket}"))
         .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}: {e}")))?;

@@ -2,6 +2,8 @@
 //! by `TWINLOOP_TEST_S3_ENDPOINT` (the test scripts start moto). Skipped without it, unless
 //! `TWINLOOP_REQUIRE_ALL_BACKENDS=1`.
 
+#[path = "../../twinloop-artifacts/tests/support/moto.rs"]
+mod moto;
 mod support;
 
 use object_store::ObjectStoreExt;
@@ -14,41 +16,11 @@ const T0: i64 = 1_704_067_200 * SECOND;
 
 #[tokio::test]
 async fn training_sets_read_sources_from_s3() {
-    let Ok(endpoint) = std::env::var("TWINLOOP_TEST_S3_ENDPOINT") else {
-        assert_ne!(
-            std::env::var("TWINLOOP_REQUIRE_ALL_BACKENDS").as_deref(),
-            Ok("1"),
-            "TWINLOOP_REQUIRE_ALL_BACKENDS=1 but TWINLOOP_TEST_S3_ENDPOINT is not set"
-        );
-        eprintln!("TWINLOOP_TEST_S3_ENDPOINT not set: S3 source test skipped");
+    let Some(bucket) = moto::test_bucket("tl-features").await else {
         return;
     };
-    let bucket = format!("tl-features-{}", std::process::id());
-    // moto creates buckets on an unsigned PUT; real S3 would need credentials.
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        created.status().is_success(),
-        "create bucket: {}",
-        created.status()
-    );
-    // SAFETY: set before anything reads the environment; this test binary has one test.
-    #[expect(unsafe_code, reason = "set_var is unsafe in edition 2024")]
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
-    }
-    let s3 = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(&bucket)
-        .with_endpoint(&endpoint)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    // Files are put where the source reads them, through the client the source uses.
+    let s3 = twinloop_artifacts::s3_bucket(&bucket).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let row = |key, ts, value| FeatureRow {
         key,
