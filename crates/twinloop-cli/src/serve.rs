@@ -13,7 +13,7 @@ use twinloop_serving::source::{ModelRegistry, ModelUri, TrackingClient};
 use twinloop_serving::spec::{BatchingSpec, DeploymentSpec, RouteSpec};
 
 use crate::client::ServerConnection;
-use crate::server::{bracket_v6, shutdown_signal};
+use crate::server::{bracket_v6, shutdown_signal, spawn_grpc};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -99,25 +99,7 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
             })
             .await
     });
-    let grpc_server = if args.grpc_port != 0 {
-        let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
-            .parse()
-            .with_context(|| format!("invalid --host {:?}", args.host))?;
-        let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| {
-            format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port, 0 turns gRPC off)")
-        })?;
-        let mut stopped = stop.subscribe();
-        let stopped = async move {
-            let _ = stopped.changed().await;
-        };
-        Some(tokio::spawn(twinloop_serving::grpc::serve(
-            grpc,
-            engine.clone(),
-            stopped,
-        )))
-    } else {
-        None
-    };
+    let grpc_server = spawn_grpc(&args.host, args.grpc_port, &engine, stop.subscribe()).await?;
     let tracking = TrackingClient::new(conn.tracking_uri());
     let registry: &dyn ModelRegistry = &tracking;
     let batching = BatchingSpec {

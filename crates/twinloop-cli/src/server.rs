@@ -163,27 +163,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
     deployments.follow_aliases(store.clone());
     // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
     let (stop, stopped) = tokio::sync::watch::channel(());
-    let grpc_server = if args.grpc_port != 0 {
-        let grpc_addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.grpc_port)
-            .parse()
-            .with_context(|| format!("invalid --host {:?}", args.host))?;
-        let grpc = tokio::net::TcpListener::bind(grpc_addr)
-            .await
-            .with_context(|| {
-                format!("cannot listen on {grpc_addr} (hint: is the port in use? try --grpc-port)")
-            })?;
-        let mut stopped = stopped;
-        let stopped = async move {
-            let _ = stopped.changed().await;
-        };
-        Some(tokio::spawn(twinloop_serving::grpc::serve(
-            grpc,
-            engine.clone(),
-            stopped,
-        )))
-    } else {
-        None
-    };
+    let grpc_server = spawn_grpc(&args.host, args.grpc_port, &engine, stopped).await?;
     let monitored = MonitoredDeployments {
         manager: deployments.clone(),
         engine: engine.clone(),
@@ -265,6 +245,35 @@ async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
         .await
         .map_err(hint)?;
     Ok(OnlineEnrichment { service })
+}
+
+/// Starts the Open Inference Protocol over gRPC on `port` (0: off) until `stopped` changes or
+/// its sender is dropped; the handle resolves once its requests in flight are answered.
+pub(crate) async fn spawn_grpc(
+    host: &str,
+    port: u16,
+    engine: &Arc<Engine>,
+    mut stopped: tokio::sync::watch::Receiver<()>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    if port == 0 {
+        return Ok(None);
+    }
+    let addr: SocketAddr = format!("{}:{port}", bracket_v6(host))
+        .parse()
+        .with_context(|| format!("invalid --host {host:?}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (hint: is the port in use? try --grpc-port, 0 turns gRPC off)"
+        )
+    })?;
+    let shutdown = async move {
+        let _ = stopped.changed().await;
+    };
+    Ok(Some(tokio::spawn(twinloop_serving::grpc::serve(
+        listener,
+        engine.clone(),
+        shutdown,
+    ))))
 }
 
 /// The names in a `{"<key>": [{"name": …}, …]}` listing, for the start-up log.
