@@ -261,17 +261,7 @@ async fn serve_listens_on_ipv6_and_answers_in_flight_requests_before_stopping() 
         .unwrap();
     let base = format!("http://[::1]:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/v2/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(child.try_wait().unwrap().is_none(), "serve exited");
-        assert!(Instant::now() < deadline, "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_v2_ready(&http, &base).await;
     let body = serde_json::json!({"inputs": [
         {"name": "conv_rate", "shape": [1, 1], "datatype": "FP32", "data": [0.5]},
         {"name": "acc_rate", "shape": [1, 1], "datatype": "FP32", "data": [0.25]},

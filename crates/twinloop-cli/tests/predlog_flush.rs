@@ -290,19 +290,7 @@ async fn twinloop_serve_writes_its_log_on_ctrl_c() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http
-        .get(format!("{base}/v2/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("serve did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_v2_ready(&http, &base).await;
     let sent = answered(&http, &base, "serve", 20).await;
     assert_eq!(sent.len(), 20);
     stop_with(&mut child, "INT");

@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -36,16 +35,7 @@ async fn limits_are_json_errors_and_nan_is_returned_and_counted() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/v2/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_v2_ready(&http, &base).await;
     let rows = |n: usize, value: Value| {
         json!({"inputs": [
             {"name": "conv_rate", "shape": [n, 1], "datatype": "FP32", "data": vec![value.clone(); n]},

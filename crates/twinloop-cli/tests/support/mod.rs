@@ -222,3 +222,17 @@ pub async fn register_model(
         .unwrap()
         .to_string()
 }
+
+/// Waits until `GET {base}/v2/health/ready` answers 200 (models loaded); panics after 60 s.
+pub async fn wait_v2_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{base}/v2/health/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "{base} did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
