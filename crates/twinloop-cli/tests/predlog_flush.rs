@@ -38,57 +38,13 @@ fn infer_body(id: &str, i: usize) -> Value {
     json!({"id": id, "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": row}]})
 }
 
-/// The finished segments under `dir` (object_store writes a file under a staging name and renames
-/// it when complete, so a `.parquet` name is a whole segment).
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
-/// Request ids of the primary rows in the segments under `dir`.
+/// Request ids of the primary rows in the finished segments under `dir`.
 fn logged_ids(dir: &Path) -> HashSet<String> {
-    use arrow::array::{Array, StringArray};
-    let mut ids = HashSet::new();
-    for path in segments(dir) {
-        let file = std::fs::File::open(&path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let text = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .clone()
-            };
-            let (id, role) = (text("request_id"), text("role"));
-            for r in 0..id.len() {
-                if role.value(r) == "primary" {
-                    ids.insert(id.value(r).to_string());
-                }
-            }
-        }
-    }
-    ids
+    support::prediction_log_rows(dir)
+        .into_iter()
+        .filter(|(role, ..)| role == "primary")
+        .map(|(.., id)| id)
+        .collect()
 }
 
 /// Sends `signal` (`TERM`, `INT`) and waits for the process to end on its own.
@@ -220,7 +176,7 @@ async fn steady_traffic_is_logged_and_monitored_while_it_lasts() {
             .json()
             .await
             .unwrap();
-        let written = segments(&predictions).len();
+        let written = support::prediction_log_segments(&predictions).len();
         if written >= 2 && s["state"]["windows"].as_u64() >= Some(2) {
             break s;
         }

@@ -92,7 +92,7 @@ async fn limits_are_json_errors_and_nan_is_returned_and_counted() {
     child.wait().unwrap();
     let logged = support::prediction_log_rows(&dir.path().join("log/predictions/sum"));
     assert_eq!(
-        logged.iter().filter(|(role, _)| role == "primary").count(),
+        logged.iter().filter(|(role, ..)| role == "primary").count(),
         2,
         "{logged:?}"
     );

@@ -143,39 +143,55 @@ pub fn postgres_database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-/// `(role, model_version)` of every row of the prediction-log segments under `dir`.
-pub fn prediction_log_rows(dir: &Path) -> Vec<(String, String)> {
-    use arrow::array::{Array, StringArray};
-    let mut rows = Vec::new();
+/// The finished prediction-log segments under `dir` (object_store writes a file under a staging
+/// name and renames it when complete, so a `.parquet` name is a whole segment).
+pub fn prediction_log_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.push(path);
             }
-            let file = std::fs::File::open(&path).unwrap();
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        }
+    }
+    found
+}
+
+/// `(role, model_version, request_id)` of every row of the finished segments under `dir`.
+pub fn prediction_log_rows(dir: &Path) -> Vec<(String, String, String)> {
+    use arrow::array::{Array, StringArray};
+    let mut rows = Vec::new();
+    for path in prediction_log_segments(dir) {
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
                     .unwrap()
-                    .build()
-                    .unwrap();
-            for batch in reader {
-                let batch = batch.unwrap();
-                let text = |name: &str| {
-                    batch
-                        .column_by_name(name)
-                        .unwrap()
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .unwrap()
-                        .clone()
-                };
-                let (role, version) = (text("role"), text("model_version"));
-                for i in 0..role.len() {
-                    rows.push((role.value(i).to_string(), version.value(i).to_string()));
-                }
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (role, version, id) = (text("role"), text("model_version"), text("request_id"));
+            for i in 0..role.len() {
+                rows.push((
+                    role.value(i).to_string(),
+                    version.value(i).to_string(),
+                    id.value(i).to_string(),
+                ));
             }
         }
     }
