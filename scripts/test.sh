@@ -5,7 +5,8 @@
 #      for artifacts, on a local S3-compatible server (moto); the feature store's online-store
 #      suite also runs on a throwaway redis-server that the tests start themselves
 #   3. the drift engine against Evidently itself (tests/monitor, its own venv)
-#   4. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
+#   4. README.md's commands, run literally in order against the binary just built
+#   5. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the
 #      real twinloop binary, on SQLite, PostgreSQL and S3 artifacts; and the stock tritonclient
 #      (HTTP and gRPC) against `twinloop serve`
 # Serving needs ONNX Runtime's library: scripts/install-onnxruntime.sh fetches the pinned wheel's.
@@ -65,6 +66,10 @@ fi
 step "drift engine against Evidently 0.7.23 (tests/monitor)"
 bash tests/monitor/run.sh
 
-step "compatibility suite (stock mlflow client)"
 export TWINLOOP_BIN="$CARGO_TARGET_DIR/debug/twinloop"
+
+step "the README's commands, pasted in order (scripts/readme-test.sh)"
+bash scripts/readme-test.sh
+
+step "compatibility suite (stock mlflow client)"
 "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
