@@ -33,20 +33,6 @@ impl Normal {
     }
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../twinloop-serving/tests/models")
-        .join(name)
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
-    let r = http.post(url).json(body).send().await.unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
-}
-
 /// Starts a webhook receiver on loopback; returns its URL and what it received.
 async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -92,7 +78,7 @@ async fn traffic(
     for i in 0..n {
         let row: Vec<f64> = (0..4).map(|_| rng.next() + shift).collect();
         let id = format!("{tag}-{i}");
-        let answer = post(
+        let answer = support::post_ok(
             http,
             &format!("{base}/v2/models/fraud/infer"),
             &json!({"id": id, "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": row}]}),
@@ -113,7 +99,7 @@ async fn traffic(
         };
         labels.push(json!({"request_id": id, "label": label}));
     }
-    let accepted = post(
+    let accepted = support::post_ok(
         http,
         &format!("{base}/api/twinloop/v1/labels"),
         &Value::Array(labels),
@@ -150,14 +136,14 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
     let http = reqwest::Client::new();
     // The training run logs its training set as an input: the monitor finds its reference there.
     let reference = dir.path().join("reference.csv");
-    let run = post(
+    let run = support::post_ok(
         &http,
         &format!("{base}/api/2.0/mlflow/runs/create"),
         &json!({"experiment_id": "0"}),
     )
     .await;
     let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
-    post(
+    support::post_ok(
         &http,
         &format!("{base}/api/2.0/mlflow/runs/log-inputs"),
         &json!({"run_id": run_id, "datasets": [{
@@ -170,7 +156,7 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         &http,
         &base,
         "fraud",
-        &fixture("logreg"),
+        &support::serving_fixture("logreg"),
         "src/v1",
         Some(&run_id),
     )
@@ -179,18 +165,18 @@ async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
         &http,
         &base,
         "fraud",
-        &fixture("logreg"),
+        &support::serving_fixture("logreg"),
         "src/v2",
         Some(&run_id),
     )
     .await;
-    post(
+    support::post_ok(
         &http,
         &format!("{base}/api/twinloop/v1/deployments"),
         &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
     )
     .await;
-    post(
+    support::post_ok(
         &http,
         &format!("{base}/api/twinloop/v1/deployments/fraud/traffic"),
         &json!({"routes": [{"model": "fraud", "version": "2"}]}),
@@ -484,8 +470,16 @@ async fn monitors_need_their_deployment_read_the_callers_files_and_delete_with_t
         "{body}"
     );
 
-    support::register_model(&http, &base, "fraud", &fixture("logreg"), "src/v1", None).await;
-    post(
+    support::register_model(
+        &http,
+        &base,
+        "fraud",
+        &support::serving_fixture("logreg"),
+        "src/v1",
+        None,
+    )
+    .await;
+    support::post_ok(
         &http,
         &format!("{api}/deployments"),
         &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),

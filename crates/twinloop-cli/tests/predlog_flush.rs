@@ -6,27 +6,13 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../twinloop-serving/tests/models")
-        .join(name)
-}
-
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
-    let r = http.post(url).json(body).send().await.unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
-}
 
 /// Feature `j` of request `i`: spread over [-2, 2) so the monitor's drift tests have variance.
 fn feature(i: usize, j: usize) -> f64 {
@@ -71,8 +57,16 @@ fn stop_with(child: &mut Child, signal: &str) {
 
 /// Registers the logreg fixture as `fraud` v1, deploys it as `fraud`, and waits for one answer.
 async fn deploy_fraud(http: &reqwest::Client, base: &str) {
-    support::register_model(http, base, "fraud", &fixture("logreg"), "src/v1", None).await;
-    post(
+    support::register_model(
+        http,
+        base,
+        "fraud",
+        &support::serving_fixture("logreg"),
+        "src/v1",
+        None,
+    )
+    .await;
+    support::post_ok(
         http,
         &format!("{base}/api/twinloop/v1/deployments"),
         &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
@@ -129,7 +123,7 @@ async fn steady_traffic_is_logged_and_monitored_while_it_lasts() {
         csv.push('\n');
     }
     std::fs::write(&reference, csv).unwrap();
-    post(
+    support::post_ok(
         &http,
         &format!("{base}/api/twinloop/v1/monitors"),
         &json!({"name": "steady", "deployment": "fraud", "reference": reference,
@@ -236,7 +230,10 @@ async fn twinloop_serve_writes_its_log_on_ctrl_c() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
         .args(["serve", "--port", &port.to_string(), "--grpc-port", "0"])
         .arg("--model")
-        .arg(format!("fraud={}", fixture("logreg").display()))
+        .arg(format!(
+            "fraud={}",
+            support::serving_fixture("logreg").display()
+        ))
         .arg("--prediction-log")
         .arg(dir.path().join("log"))
         .env("TWINLOOP_LOG", "warn")

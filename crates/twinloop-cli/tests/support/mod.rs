@@ -252,3 +252,23 @@ pub async fn wait_v2_ready(http: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A model directory under crates/twinloop-serving/tests/models.
+pub fn serving_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../twinloop-serving/tests/models")
+        .join(name)
+}
+
+/// POSTs JSON and returns the answer's JSON, failing the test unless the status is 2xx.
+pub async fn post_ok(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let r = http.post(url).json(body).send().await.unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{url}: {status} {body}");
+    body
+}
