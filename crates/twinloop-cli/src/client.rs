@@ -3,6 +3,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// `--tracking-uri` on the commands that talk to a running server (and their subcommands).
@@ -90,6 +92,45 @@ impl Api {
         let request = self.http.delete(format!("{}{path}", self.base)).json(body);
         self.send(request, what).await
     }
+
+    /// GET whose answer is one of `twinloop_api`'s types.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<T> {
+        let request = self.http.get(format!("{}{path}", self.base)).query(query);
+        decode(self.send(request, what).await?, what)
+    }
+
+    /// POST of a typed body whose answer is one of `twinloop_api`'s types.
+    pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> Result<T> {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        decode(self.send(request, what).await?, what)
+    }
+
+    /// DELETE of a typed body whose answer is one of `twinloop_api`'s types.
+    pub async fn delete_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> Result<T> {
+        let request = self.http.delete(format!("{}{path}", self.base)).json(body);
+        decode(self.send(request, what).await?, what)
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: Value, what: &str) -> Result<T> {
+    serde_json::from_value(body).with_context(|| {
+        format!("{what}: the server's answer has an unexpected shape (hint: is the server the same twinloop version as this CLI?)")
+    })
 }
 
 /// Runs an async command on a small runtime of its own.

@@ -46,17 +46,18 @@ const WIRE_ALLOWED: &[(&str, &str, &str, &str)] = &[
 const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-core", &[]),
     ("twinloop-monitor", &[]),
+    ("twinloop-api", &[]),
     ("twinloop-meta", &["twinloop-core"]),
     ("twinloop-artifacts", &["twinloop-core"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
     ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
     ("twinloop-watch", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor"]),
     ("twinloop-server", &[
-        "twinloop-core", "twinloop-meta", "twinloop-artifacts",
+        "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
         "twinloop-features", "twinloop-serving", "twinloop-watch",
     ]),
     ("twinloop-cli", &[
-        "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor",
+        "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor",
         "twinloop-features", "twinloop-serving", "twinloop-watch", "twinloop-server",
     ]),
 ];
