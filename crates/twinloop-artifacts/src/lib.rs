@@ -45,7 +45,7 @@ fn store_err(e: object_store::Error) -> Error {
         object_store::Error::NotFound { path, .. } => {
             Error::not_found(format!("Artifact not found: {path}"))
         }
-        other => Error::internal(format!("artifact store error: {other}")),
+        other => Error::internal_from("artifact store error", other),
     }
 }
 
@@ -78,7 +78,7 @@ impl ArtifactStore {
                 )));
             }
             let s3 = s3_bucket(bucket)
-                .map_err(|e| Error::invalid(format!("cannot use {destination}: {e}")))?;
+                .map_err(|e| Error::invalid(format!("cannot use {destination}")).with_source(e))?;
             let prefix = prefix.trim_matches('/');
             let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                 Arc::new(s3)
@@ -93,10 +93,11 @@ impl ArtifactStore {
         }
         let dir = destination.strip_prefix("file://").unwrap_or(destination);
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::invalid(format!("cannot create artifact directory {dir:?}: {e}"))
+            Error::invalid(format!("cannot create artifact directory {dir:?}")).with_source(e)
         })?;
-        let local = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| Error::invalid(format!("cannot use artifact directory {dir:?}: {e}")))?;
+        let local = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+            Error::invalid(format!("cannot use artifact directory {dir:?}")).with_source(e)
+        })?;
         let root = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
         Ok(ArtifactStore {
             store: Arc::new(local),
@@ -115,7 +116,7 @@ impl ArtifactStore {
     pub async fn put<S, E>(&self, path: &ArtifactPath, body: S) -> Result<u64>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: Into<twinloop_core::error::BoxError>,
     {
         let file = path.require_file()?;
         let mut writer = BufWriter::new(self.store.clone(), file);
@@ -126,19 +127,19 @@ impl ArtifactStore {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(Error::invalid(format!("upload interrupted: {e}")));
+                    return Err(Error::invalid("upload interrupted").with_source(e));
                 }
             };
             written += chunk.len() as u64;
             if let Err(e) = writer.write_all(&chunk).await {
                 let _ = writer.abort().await;
-                return Err(Error::internal(format!("cannot write artifact: {e}")));
+                return Err(Error::internal_from("cannot write artifact", e));
             }
         }
         writer
             .shutdown()
             .await
-            .map_err(|e| Error::internal(format!("cannot write artifact: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot write artifact", e))?;
         Ok(written)
     }
 
@@ -201,7 +202,7 @@ impl ArtifactStore {
                 Ok(_) => tokio::fs::remove_file(&full).await,
                 Err(_) => Ok(()),
             };
-            return removed.map_err(|e| Error::internal(format!("cannot delete artifact: {e}")));
+            return removed.map_err(|e| Error::internal_from("cannot delete artifact", e));
         }
         let under: Vec<_> = self
             .store
@@ -290,7 +291,7 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert_eq!(missing.code, twinloop_core::ErrorCode::ResourceDoesNotExist);
+        assert_eq!(missing.kind, twinloop_core::ErrorKind::NotFound);
     }
 
     #[tokio::test]
@@ -302,7 +303,9 @@ mod tests {
             Err("connection reset".to_string()),
         ]);
         let path = ArtifactPath::parse("x/y.bin").unwrap();
-        assert!(store.put(&path, body).await.is_err());
+        let err = store.put(&path, body).await.unwrap_err();
+        assert_eq!(err.message, "upload interrupted: connection reset");
+        assert!(std::error::Error::source(&err).is_some());
         assert!(store.get(&path).await.is_err());
     }
 }

@@ -16,4 +16,4 @@ pub mod time;
 pub mod tracking;
 pub mod webhook;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorKind, Result};

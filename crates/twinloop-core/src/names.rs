@@ -3,13 +3,23 @@
 //! `/v2/models/{name}` or `/monitors/{name}`. Feature repository definitions have their own,
 //! wider rule (`twinloop-features`, `repo/load.rs`): it is a contract with existing repositories.
 
-/// Checks `name`; the error names the `kind` of thing (`"deployment"`, `"monitor"`).
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+/// A name that breaks the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} name {name:?}: use letters, digits, '-', '_' or '.'")]
+pub struct InvalidName {
+    /// The kind of thing named (`"deployment"`, `"monitor"`).
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// Checks `name` of a `kind` of thing (`"deployment"`, `"monitor"`).
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
     if name.is_empty() || !name.chars().all(allowed) {
-        return Err(format!(
-            "{kind} name {name:?}: use letters, digits, '-', '_' or '.'"
-        ));
+        return Err(InvalidName {
+            kind,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -27,7 +37,7 @@ mod tests {
             assert!(check_name("deployment", bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            check_name("monitor", "a b"),
+            check_name("monitor", "a b").map_err(|e| e.to_string()),
             Err("monitor name \"a b\": use letters, digits, '-', '_' or '.'".into())
         );
     }

@@ -45,13 +45,23 @@ pub fn backoff(attempt: i64) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << doublings)
 }
 
+/// Why a POST got no answer (refused, timed out, …): the transport's own error, whose text is
+/// what the delivery log records.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct NoAnswer(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
 /// Where a webhook's POST goes over the wire.
 #[async_trait]
 pub trait WebhookTransport: Send + Sync {
     /// POSTs `body` to `url` with `headers`, giving up after [`TIMEOUT`]: the answer's status
     /// code, or why there was none.
-    async fn post(&self, url: &str, headers: &[(&str, String)], body: &[u8])
-    -> Result<u16, String>;
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<u16, NoAnswer>;
 }
 
 /// One attempt, as every delivery log records it.
@@ -116,7 +126,7 @@ pub async fn deliver(
         let (status_code, error) = match transport.post(url, &all_headers, body).await {
             Ok(status) if (200..300).contains(&status) => (Some(i64::from(status)), None),
             Ok(status) => (Some(i64::from(status)), Some(format!("HTTP {status}"))),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         let delivered = error.is_none();
         if let Some(e) = &error {
@@ -182,7 +192,7 @@ mod tests {
             _url: &str,
             headers: &[(&str, String)],
             _body: &[u8],
-        ) -> Result<u16, String> {
+        ) -> Result<u16, NoAnswer> {
             self.sent.lock().unwrap().push(
                 headers
                     .iter()
@@ -194,7 +204,7 @@ mod tests {
                 .unwrap()
                 .pop()
                 .flatten()
-                .ok_or_else(|| "connection refused".to_string())
+                .ok_or_else(|| NoAnswer::from(Box::from("connection refused")))
         }
     }
 

@@ -165,7 +165,7 @@ on_every_backend!(
         assert!(s.list_webhooks().await.unwrap().is_empty());
         assert!(s.list_deliveries(first.id, 10).await.unwrap().is_empty());
         let err = s.delete_webhook(first.id).await.unwrap_err();
-        assert_eq!(err.code, twinloop_core::ErrorCode::ResourceDoesNotExist);
+        assert_eq!(err.kind, twinloop_core::ErrorKind::NotFound);
         let second = s.create_webhook(hook()).await.unwrap();
         assert!(
             second.id > first.id,

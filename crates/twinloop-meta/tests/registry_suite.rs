@@ -3,7 +3,7 @@
 #[macro_use]
 mod support;
 
-use twinloop_core::ErrorCode;
+use twinloop_core::ErrorKind;
 use twinloop_core::lineage::{Direction, EventKind, NewNode, NodeKind};
 use twinloop_core::registry::{NewModelVersion, RegistryEventKind};
 use twinloop_core::tracking::*;
@@ -43,13 +43,13 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
         .create_registered_model("fraud", None, &[], "alice")
         .await
         .unwrap_err();
-    assert_eq!(dup.code, ErrorCode::ResourceAlreadyExists);
+    assert_eq!(dup.kind, ErrorKind::AlreadyExists);
     assert_eq!(
         s.create_registered_model(" ", None, &[], "a")
             .await
             .unwrap_err()
-            .code,
-        ErrorCode::InvalidParameterValue
+            .kind,
+        ErrorKind::InvalidArgument
     );
 
     for i in 1..=3 {
@@ -66,7 +66,7 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
         .create_model_version(version("nope", "x"), "a")
         .await
         .unwrap_err();
-    assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+    assert_eq!(missing.kind, ErrorKind::NotFound);
 
     s.set_alias("fraud", "champion", "1", "alice")
         .await
@@ -84,26 +84,26 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
         s.set_alias("fraud", "champion", "9", "a")
             .await
             .unwrap_err()
-            .code,
-        ErrorCode::ResourceDoesNotExist
+            .kind,
+        ErrorKind::NotFound
     );
     assert_eq!(
         s.set_alias("fraud", "latest", "1", "a")
             .await
             .unwrap_err()
-            .code,
-        ErrorCode::InvalidParameterValue
+            .kind,
+        ErrorKind::InvalidArgument
     );
     assert_eq!(
         s.get_model_version_by_alias("fraud", "nope")
             .await
             .unwrap_err()
-            .code,
-        ErrorCode::InvalidParameterValue
+            .kind,
+        ErrorKind::InvalidArgument
     );
     assert_eq!(
-        s.get_model_version("fraud", "abc").await.unwrap_err().code,
-        ErrorCode::InvalidParameterValue
+        s.get_model_version("fraud", "abc").await.unwrap_err().kind,
+        ErrorKind::InvalidArgument
     );
 
     let model = s.get_registered_model("fraud").await.unwrap();
@@ -140,8 +140,8 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
 
     s.delete_model_version("fraud", "2", "bob").await.unwrap();
     assert_eq!(
-        s.get_model_version("fraud", "2").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_model_version("fraud", "2").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
     assert!(
         s.get_model_version_by_alias("fraud", "champion")
@@ -190,8 +190,8 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
         .await
         .unwrap();
     assert_eq!(
-        s.get_registered_model("fraud-v2").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_registered_model("fraud-v2").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
 });
 
@@ -420,8 +420,8 @@ on_every_backend!(tracking_fills_lineage, |s: &SqlStore| {
             .is_err()
     );
     assert_eq!(
-        s.resolve_node("run:nope").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.resolve_node("run:nope").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
 });
 
@@ -456,7 +456,7 @@ on_every_backend!(hand_recorded_lineage_refuses_cycles, |s: &SqlStore| {
     s.put_event(a, e, EventKind::Input).await.unwrap();
     s.put_event(b, e, EventKind::Output).await.unwrap();
     let cycle = s.put_event(b, e, EventKind::Input).await.unwrap_err();
-    assert_eq!(cycle.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(cycle.kind, ErrorKind::InvalidArgument);
     let e2 = s
         .put_node(NodeKind::Execution, node("step", "loop"))
         .await

@@ -3,7 +3,7 @@
 #[macro_use]
 mod support;
 
-use twinloop_core::ErrorCode;
+use twinloop_core::ErrorKind;
 use twinloop_core::tracking::*;
 use twinloop_meta::{
     ExperimentQuery, ExperimentStore, LoggedModelOrder, LoggedModelQuery, RunQuery, RunStore,
@@ -62,7 +62,7 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
     assert_eq!((e.name.as_str(), e.tags.len()), ("exp-a", 1));
     assert_eq!(e.artifact_location, format!("mlflow-artifacts:/{id}"));
     let dup = s.create_experiment("exp-a", None, &[]).await.unwrap_err();
-    assert_eq!(dup.code, ErrorCode::ResourceAlreadyExists);
+    assert_eq!(dup.kind, ErrorKind::AlreadyExists);
     assert_eq!(
         s.get_experiment_by_name("exp-a")
             .await
@@ -71,16 +71,16 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
         id
     );
     assert_eq!(
-        s.get_experiment_by_name("nope").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_experiment_by_name("nope").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
     assert_eq!(
-        s.get_experiment("999999").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_experiment("999999").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
     assert_eq!(
-        s.create_experiment("", None, &[]).await.unwrap_err().code,
-        ErrorCode::InvalidParameterValue
+        s.create_experiment("", None, &[]).await.unwrap_err().kind,
+        ErrorKind::InvalidArgument
     );
 
     s.rename_experiment(&id, "exp-b").await.unwrap();
@@ -91,8 +91,8 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
     s.delete_experiment_tag(&id, "team").await.unwrap();
     assert!(s.get_experiment(&id).await.unwrap().tags.is_empty());
     assert_eq!(
-        s.delete_experiment_tag(&id, "team").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.delete_experiment_tag(&id, "team").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
 
     let run = new_run(s, &id, "r", 1).await;
@@ -117,7 +117,7 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
     s.restore_experiment(&id).await.unwrap();
     assert_eq!(
         s.get_run(&run).await.unwrap().info.lifecycle_stage,
@@ -174,12 +174,12 @@ on_every_backend!(experiment_search, |s: &dyn TrackingStore| {
         .search_experiments(&q("name = ", &[], 10, None))
         .await
         .unwrap_err();
-    assert_eq!(bad.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(bad.kind, ErrorKind::InvalidArgument);
     let bad = s
         .search_experiments(&q("", &["nonsense DESC"], 10, None))
         .await
         .unwrap_err();
-    assert_eq!(bad.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(bad.kind, ErrorKind::InvalidArgument);
 });
 
 on_every_backend!(run_lifecycle_and_batches, |s: &dyn TrackingStore| {
@@ -252,7 +252,7 @@ on_every_backend!(run_lifecycle_and_batches, |s: &dyn TrackingStore| {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
     let history = s.get_metric_history(&id, "loss", None, None).await.unwrap();
     assert_eq!(history.items.len(), 3, "a rejected batch writes nothing");
 
@@ -284,26 +284,26 @@ on_every_backend!(run_lifecycle_and_batches, |s: &dyn TrackingStore| {
 
     s.delete_tag(&id, "k").await.unwrap();
     assert_eq!(
-        s.delete_tag(&id, "k").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.delete_tag(&id, "k").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
     s.delete_run(&id).await.unwrap();
     let err = s
         .log_batch(&id, &[Metric::new("x", 1.0, 1, 1)], &[], &[])
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
     s.restore_run(&id).await.unwrap();
     assert_eq!(
         s.get_run("0123456789abcdef0123456789abcdef")
             .await
             .unwrap_err()
-            .code,
-        ErrorCode::ResourceDoesNotExist
+            .kind,
+        ErrorKind::NotFound
     );
     assert_eq!(
-        s.get_run("../../etc").await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_run("../../etc").await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
 });
 
@@ -488,7 +488,7 @@ on_every_backend!(run_search_language, |s: &dyn TrackingStore| {
         "attributes.start_time > 1.5",
     ] {
         let err = s.search_runs(&q(bad, &[])).await.unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidParameterValue, "{bad}");
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "{bad}");
     }
     let mut too_many = q("", &[]);
     too_many.max_results = 50_001;
@@ -651,13 +651,13 @@ on_every_backend!(logged_models, |s: &dyn TrackingStore| {
 
     s.delete_logged_model(&ids[1]).await.unwrap();
     assert_eq!(
-        s.get_logged_model(&ids[1], false).await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_logged_model(&ids[1], false).await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
     assert!(s.get_logged_model(&ids[1], true).await.is_ok());
     assert_eq!(
-        s.get_logged_model("m-nope", false).await.unwrap_err().code,
-        ErrorCode::ResourceDoesNotExist
+        s.get_logged_model("m-nope", false).await.unwrap_err().kind,
+        ErrorKind::NotFound
     );
 });
 

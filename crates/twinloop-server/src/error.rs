@@ -1,11 +1,37 @@
+//! Errors in MLflow's wire shape, and the one place that maps a domain [`ErrorKind`] to MLflow's
+//! `error_code` strings and statuses. The native API answers in the same shape; the Feast front
+//! (`features.rs`) keeps MLflow's codes in its bodies but chooses its own statuses.
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use twinloop_core::{Error, ErrorCode};
+use twinloop_core::{Error, ErrorKind};
 
-/// An error in MLflow's wire shape: `{"error_code": "...", "message": "..."}`. The MLflow client
-/// retries every 5xx for minutes, so only genuine server faults may map to 500.
+/// MLflow's `error_code` for a kind of failure. MLflow has no code for an oversized request: it
+/// calls that an invalid parameter value.
+pub fn mlflow_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::TooLarge => "INVALID_PARAMETER_VALUE",
+        ErrorKind::NotFound => "RESOURCE_DOES_NOT_EXIST",
+        ErrorKind::AlreadyExists => "RESOURCE_ALREADY_EXISTS",
+        ErrorKind::Internal => "INTERNAL_ERROR",
+    }
+}
+
+/// The status MLflow's server answers a kind of failure with. A duplicate is a 400 there, not a
+/// 409, and the MLflow client retries every 5xx for minutes, so only genuine server faults may
+/// map to 500.
+fn mlflow_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::AlreadyExists => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error in MLflow's wire shape: `{"error_code": "...", "message": "..."}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -29,20 +55,13 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match e.code {
-            ErrorCode::InvalidParameterValue | ErrorCode::ResourceAlreadyExists => {
-                StatusCode::BAD_REQUEST
-            }
-            ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
-            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = mlflow_status(e.kind);
         if status.is_server_error() {
             tracing::error!(message = %e.message, "internal error");
         }
         ApiError {
             status,
-            code: e.code.as_str(),
+            code: mlflow_code(e.kind),
             message: e.message,
         }
     }
@@ -59,3 +78,50 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_mlflow_code_and_status() {
+        let table = [
+            (
+                ErrorKind::InvalidArgument,
+                "INVALID_PARAMETER_VALUE",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                ErrorKind::NotFound,
+                "RESOURCE_DOES_NOT_EXIST",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                ErrorKind::AlreadyExists,
+                "RESOURCE_ALREADY_EXISTS",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                ErrorKind::TooLarge,
+                "INVALID_PARAMETER_VALUE",
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                ErrorKind::Internal,
+                "INTERNAL_ERROR",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (kind, code, status) in table {
+            let e = ApiError::from(Error::new(kind, "m"));
+            assert_eq!((e.code, e.status), (code, status), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_carries_the_cause_once() {
+        let io = std::io::Error::other("disk full");
+        let e = ApiError::from(Error::internal_from("cannot write artifact", io));
+        assert_eq!(e.message, "cannot write artifact: disk full");
+    }
+}

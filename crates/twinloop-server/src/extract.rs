@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use twinloop_core::{Error, ErrorCode};
+use twinloop_core::{Error, ErrorKind};
 
 use crate::error::ApiError;
 
@@ -22,7 +22,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let too_large = || {
             ApiError::from(Error::new(
-                ErrorCode::RequestTooLarge,
+                ErrorKind::TooLarge,
                 format!("Request body is larger than the limit of {MAX_JSON_BODY} bytes"),
             ))
         };

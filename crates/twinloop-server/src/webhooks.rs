@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast::error::RecvError;
 use twinloop_core::registry::{RegistryEvent, Webhook, WebhookDelivery};
 use twinloop_core::time::now_ms;
-use twinloop_core::webhook::{self, Attempt, DeliveryLog, Outcome, WebhookTransport};
+use twinloop_core::webhook::{self, Attempt, DeliveryLog, NoAnswer, Outcome, WebhookTransport};
 use twinloop_meta::{RegistryStore, WebhookStore};
 
 use crate::native::event_json;
@@ -43,14 +43,14 @@ impl WebhookTransport for HttpTransport {
         url: &str,
         headers: &[(&str, String)],
         body: &[u8],
-    ) -> Result<u16, String> {
+    ) -> Result<u16, NoAnswer> {
         let mut request = self.http.post(url).body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
         match request.send().await {
             Ok(response) => Ok(response.status().as_u16()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(NoAnswer(Box::new(e))),
         }
     }
 }
@@ -129,7 +129,7 @@ async fn deliver(
     hook: Webhook,
     event: RegistryEvent,
 ) {
-    let body = event_json(&event).to_string();
+    let body = event_json(&event);
     let headers = [
         ("x-twinloop-event", event.kind.as_str().to_string()),
         ("x-twinloop-delivery", format!("{}-{}", hook.id, event.id)),

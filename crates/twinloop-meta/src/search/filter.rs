@@ -386,11 +386,7 @@ mod tests {
             "metrics.x = 1;",
         ] {
             let e = parse_filter(bad, false).unwrap_err();
-            assert_eq!(
-                e.code,
-                twinloop_core::ErrorCode::InvalidParameterValue,
-                "{bad}"
-            );
+            assert_eq!(e.kind, twinloop_core::ErrorKind::InvalidArgument, "{bad}");
             assert!(
                 e.message.contains("position") || e.message.contains("Invalid"),
                 "{bad}: {}",

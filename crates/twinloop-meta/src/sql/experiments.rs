@@ -309,8 +309,8 @@ impl ExperimentStore for SqlStore {
             .arg(now_ms())
             .push(" WHERE experiment_id = ")
             .arg(id);
-        sql.execute(&mut *tx).await.map_err(|e| match e.code {
-            twinloop_core::ErrorCode::ResourceAlreadyExists => {
+        sql.execute(&mut *tx).await.map_err(|e| match e.kind {
+            twinloop_core::ErrorKind::AlreadyExists => {
                 Error::already_exists(format!("Experiment(name={new_name}) already exists."))
             }
             _ => e,

@@ -72,7 +72,7 @@ fn validate_node(node: &NewNode) -> Result<()> {
     }
     if let Some(props) = &node.properties {
         let value: serde_json::Value = serde_json::from_str(props)
-            .map_err(|e| Error::invalid(format!("Node properties must be a JSON object: {e}")))?;
+            .map_err(|e| Error::invalid("Node properties must be a JSON object").with_source(e))?;
         if !value.is_object() {
             return Err(Error::invalid("Node properties must be a JSON object"));
         }

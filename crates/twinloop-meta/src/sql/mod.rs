@@ -64,7 +64,7 @@ impl SqlStore {
             StoreUri::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
-                        Error::internal(format!("cannot create {}: {e}", parent.display()))
+                        Error::internal_from(format!("cannot create {}", parent.display()), e)
                     })?;
                 }
                 let url = uri.sqlx_url();
@@ -79,7 +79,7 @@ impl SqlStore {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&uri.sqlx_url())
                     .await
-                    .map_err(|e| Error::internal(format!("cannot connect to {uri}: {e}")))?;
+                    .map_err(|e| Error::internal_from(format!("cannot connect to {uri}"), e))?;
                 (
                     Backend::Postgres,
                     pool.clone(),
@@ -118,7 +118,7 @@ impl SqlStore {
                     .await
             }
         };
-        result.map_err(|e| Error::internal(format!("database migration failed: {e}")))
+        result.map_err(|e| Error::internal_from("database migration failed", e))
     }
 
     pub async fn close(&self) {
@@ -139,7 +139,7 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
         })
         .connect(url)
         .await
-        .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))
+        .map_err(|e| cannot_open(url, e))
 }
 
 /// A read-only native SQLite pool with a deep row buffer, for reads of thousands of rows.
@@ -147,7 +147,7 @@ async fn native_sqlite_reader(url: &str) -> Result<sqlx::SqlitePool> {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     use std::str::FromStr;
     let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))?
+        .map_err(|e| cannot_open(url, e))?
         .busy_timeout(Duration::from_secs(10))
         .pragma("case_sensitive_like", "ON")
         .row_buffer_size(1024);
@@ -156,7 +156,11 @@ async fn native_sqlite_reader(url: &str) -> Result<sqlx::SqlitePool> {
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)
         .await
-        .map_err(|e| Error::internal(format!("cannot open SQLite database {url}: {e}")))
+        .map_err(|e| cannot_open(url, e))
+}
+
+fn cannot_open(url: &str, e: sqlx::Error) -> Error {
+    Error::internal_from(format!("cannot open SQLite database {url}"), e)
 }
 
 /// Maps a database failure to the error a caller sees. Constraint violations are the caller's
@@ -167,5 +171,28 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
     {
         return Error::already_exists(db.message().to_string());
     }
-    Error::internal(format!("database error: {e}"))
+    Error::internal_from("database error", e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use twinloop_core::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_database_failure_keeps_the_sqlx_error_as_its_source() {
+        let e = db_err(sqlx::Error::PoolTimedOut);
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(matches!(
+            e.source().and_then(|s| s.downcast_ref::<sqlx::Error>()),
+            Some(sqlx::Error::PoolTimedOut)
+        ));
+        assert_eq!(
+            e.message,
+            format!("database error: {}", sqlx::Error::PoolTimedOut)
+        );
+    }
 }

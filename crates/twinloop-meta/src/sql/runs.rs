@@ -557,7 +557,7 @@ impl RunStore for SqlStore {
                     .map(|t| (t.key.as_str(), t.value.as_str()))
                     .collect::<Vec<_>>(),
             )
-            .map_err(|e| Error::internal(e.to_string()))?;
+            .map_err(|e| Error::internal_from("cannot encode dataset input tags", e))?;
             let mut link =
                 self.sql("INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags) VALUES (");
             link.arg(run_id)

@@ -13,7 +13,7 @@ const COLUMNS: &str = "id, url, secret, events, model_name, created_time";
 
 fn validate(new: &NewWebhook) -> Result<()> {
     let url = url::Url::parse(&new.url)
-        .map_err(|e| Error::invalid(format!("Invalid webhook url {:?}: {e}", new.url)))?;
+        .map_err(|e| Error::invalid(format!("Invalid webhook url {:?}", new.url)).with_source(e))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Error::invalid(format!(
             "Invalid webhook url {:?}: expected http://host/... or https://host/...",

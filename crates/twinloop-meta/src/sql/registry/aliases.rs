@@ -108,7 +108,7 @@ impl ModelAliasStore for SqlStore {
         };
         match sql.fetch_optional(&self.reader).await? {
             Some(row) => self.get_model_version(name, &row.int(0)?.to_string()).await,
-            // MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not a 404.
+            // MLflow answers an unknown alias as an invalid argument, not a 404.
             None => Err(Error::invalid(format!(
                 "Registered model alias {alias} not found."
             ))),
