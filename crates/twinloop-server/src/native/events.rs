@@ -10,42 +10,52 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
-use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use twinloop_api::events as api;
 use twinloop_core::registry::RegistryEvent;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::QueryParams;
 
-pub fn event_json(e: &RegistryEvent) -> Value {
-    json!({
-        "id": e.id,
-        "timestamp": e.timestamp,
-        "actor": e.actor,
-        "kind": e.kind.as_str(),
-        "model_name": e.model_name,
-        "version": e.version.map(|v| v.to_string()),
-        "alias": e.alias,
-        "before": e.before,
-        "after": e.after,
-    })
+/// A registry event as the event page, the stream and webhook bodies carry it.
+pub fn event(e: &RegistryEvent) -> api::RegistryEvent {
+    api::RegistryEvent {
+        actor: e.actor.clone(),
+        after: e.after.clone(),
+        alias: e.alias.clone(),
+        before: e.before.clone(),
+        id: e.id,
+        kind: e.kind.as_str().to_string(),
+        model_name: e.model_name.clone(),
+        timestamp: e.timestamp,
+        version: e.version.map(|v| v.to_string()),
+    }
 }
 
-pub async fn list(State(s): State<Arc<AppState>>, q: QueryParams) -> ApiResult<Json<Value>> {
+/// The bytes of an event for the stream and for webhook bodies (whose signature covers them).
+pub fn event_json(e: &RegistryEvent) -> String {
+    // A struct of strings and integers always serialises; the fallback is never taken.
+    serde_json::to_string(&event(e)).unwrap_or_default()
+}
+
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    q: QueryParams,
+) -> ApiResult<Json<api::EventPage>> {
     let after = q.opt_i64("after")?.unwrap_or(0);
     let limit = q.opt_i64("limit")?.unwrap_or(1000);
     let events = s.registry.registry_events(after, limit).await?;
-    Ok(Json(
-        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::EventPage {
+        events: events.iter().map(event).collect(),
+    }))
 }
 
 fn sse(e: &RegistryEvent) -> Result<Event, Infallible> {
     Ok(Event::default()
         .id(e.id.to_string())
         .event(e.kind.as_str())
-        .data(event_json(e).to_string()))
+        .data(event_json(e)))
 }
 
 pub async fn stream(

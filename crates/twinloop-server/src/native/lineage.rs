@@ -1,9 +1,13 @@
+//! `/api/twinloop/v1/lineage/…`: nodes, events and memberships in, graph walks out, encoded as
+//! `twinloop_api::lineage`.
+
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use twinloop_api::Empty;
+use twinloop_api::lineage as api;
 use twinloop_core::lineage::{
     Direction, EventKind, LineageEdge, LineageGraph, LineageNode, NewNode, NodeKind,
 };
@@ -17,83 +21,82 @@ type S = State<Arc<AppState>>;
 
 const DEFAULT_DEPTH: u32 = 10;
 
-pub fn node_json(n: &LineageNode) -> Value {
-    let properties: Value = serde_json::from_str(&n.properties).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": n.node.to_string(),
-        "kind": n.node.kind.as_str(),
-        "type": n.node_type,
-        "name": n.name,
-        "uri": n.uri,
-        "external_id": n.external_id,
-        "properties": properties,
-        "create_time": n.create_time,
-    })
+fn node(n: &LineageNode) -> api::Node {
+    // Stored properties are a JSON object written by `put`; anything unreadable shows as `{}`.
+    let properties = serde_json::from_str(&n.properties)
+        .unwrap_or_else(|_| Value::Object(serde_json::Map::new()));
+    api::Node {
+        create_time: n.create_time,
+        external_id: n.external_id.clone(),
+        id: n.node.to_string(),
+        kind: n.node.kind.as_str().to_string(),
+        name: n.name.clone(),
+        properties,
+        node_type: n.node_type.clone(),
+        uri: n.uri.clone(),
+    }
 }
 
-fn edge_json(e: &LineageEdge) -> Value {
-    json!({"source": e.source.to_string(), "target": e.target.to_string(), "type": e.kind.as_str()})
+fn edge(e: &LineageEdge) -> api::Edge {
+    api::Edge {
+        source: e.source.to_string(),
+        target: e.target.to_string(),
+        kind: e.kind.as_str().to_string(),
+    }
 }
 
-pub fn graph_json(g: &LineageGraph) -> Value {
-    json!({
-        "nodes": g.nodes.iter().map(node_json).collect::<Vec<_>>(),
-        "edges": g.edges.iter().map(edge_json).collect::<Vec<_>>(),
-        "truncated": g.truncated,
-    })
+fn graph_reply(g: &LineageGraph) -> api::Graph {
+    api::Graph {
+        edges: g.edges.iter().map(edge).collect(),
+        nodes: g.nodes.iter().map(node).collect(),
+        truncated: g.truncated,
+    }
 }
 
-#[derive(Deserialize)]
-pub struct PutNode {
-    #[serde(rename = "type")]
-    node_type: Option<String>,
-    name: Option<String>,
-    uri: Option<String>,
-    external_id: Option<String>,
-    properties: Option<Value>,
-}
-
-async fn put(s: &AppState, kind: NodeKind, req: PutNode) -> ApiResult<Json<Value>> {
+async fn put(s: &AppState, kind: NodeKind, req: api::NewNode) -> ApiResult<Json<api::NodeReply>> {
     let properties = match req.properties {
         None => None,
         Some(v @ Value::Object(_)) => Some(v.to_string()),
         Some(_) => return Err(ApiError::invalid("'properties' must be a JSON object")),
     };
-    let node = NewNode {
+    let new = NewNode {
         node_type: required_str(req.node_type, "type")?,
         name: req.name.unwrap_or_default(),
         uri: req.uri,
         external_id: req.external_id.filter(|e| !e.is_empty()),
         properties,
     };
-    let node = s.lineage.put_node(kind, node).await?;
-    Ok(Json(json!({"node": node_json(&node)})))
+    let created = s.lineage.put_node(kind, new).await?;
+    Ok(Json(api::NodeReply {
+        node: node(&created),
+    }))
 }
 
-pub async fn put_artifact(State(s): S, JsonBody(req): JsonBody<PutNode>) -> ApiResult<Json<Value>> {
+pub async fn put_artifact(
+    State(s): S,
+    JsonBody(req): JsonBody<api::NewNode>,
+) -> ApiResult<Json<api::NodeReply>> {
     put(&s, NodeKind::Artifact, req).await
 }
 
 pub async fn put_execution(
     State(s): S,
-    JsonBody(req): JsonBody<PutNode>,
-) -> ApiResult<Json<Value>> {
+    JsonBody(req): JsonBody<api::NewNode>,
+) -> ApiResult<Json<api::NodeReply>> {
     put(&s, NodeKind::Execution, req).await
 }
 
-pub async fn put_context(State(s): S, JsonBody(req): JsonBody<PutNode>) -> ApiResult<Json<Value>> {
+pub async fn put_context(
+    State(s): S,
+    JsonBody(req): JsonBody<api::NewNode>,
+) -> ApiResult<Json<api::NodeReply>> {
     put(&s, NodeKind::Context, req).await
 }
 
-#[derive(Deserialize)]
-pub struct PutEvent {
-    artifact: Option<String>,
-    execution: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-pub async fn put_event(State(s): S, JsonBody(req): JsonBody<PutEvent>) -> ApiResult<Json<Value>> {
+pub async fn put_event(
+    State(s): S,
+    JsonBody(req): JsonBody<api::NewEvent>,
+) -> ApiResult<Json<Empty>> {
     let artifact = s
         .lineage
         .resolve_node(&required_str(req.artifact, "artifact")?)
@@ -106,19 +109,13 @@ pub async fn put_event(State(s): S, JsonBody(req): JsonBody<PutEvent>) -> ApiRes
     s.lineage
         .put_event(artifact.node, execution.node, kind)
         .await?;
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-pub struct PutMembership {
-    context: Option<String>,
-    member: Option<String>,
+    Ok(Json(Empty {}))
 }
 
 pub async fn put_membership(
     State(s): S,
-    JsonBody(req): JsonBody<PutMembership>,
-) -> ApiResult<Json<Value>> {
+    JsonBody(req): JsonBody<api::NewMembership>,
+) -> ApiResult<Json<Empty>> {
     let context = s
         .lineage
         .resolve_node(&required_str(req.context, "context")?)
@@ -128,15 +125,15 @@ pub async fn put_membership(
         .resolve_node(&required_str(req.member, "member")?)
         .await?;
     s.lineage.put_membership(context.node, member.node).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-pub async fn get_node(State(s): S, Path(key): Path<String>) -> ApiResult<Json<Value>> {
-    let node = s.lineage.resolve_node(&key).await?;
-    Ok(Json(json!({"node": node_json(&node)})))
+pub async fn get_node(State(s): S, Path(key): Path<String>) -> ApiResult<Json<api::NodeReply>> {
+    let found = s.lineage.resolve_node(&key).await?;
+    Ok(Json(api::NodeReply { node: node(&found) }))
 }
 
-pub async fn graph(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn graph(State(s): S, q: QueryParams) -> ApiResult<Json<api::Graph>> {
     let start = s.lineage.resolve_node(q.required("node")?).await?;
     let direction = Direction::parse(q.get("direction").unwrap_or("both"))?;
     let depth = match q.opt_i64("depth")? {
@@ -152,5 +149,5 @@ pub async fn graph(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
         .lineage
         .lineage_graph(start.node, direction, depth)
         .await?;
-    Ok(Json(graph_json(&graph)))
+    Ok(Json(graph_reply(&graph)))
 }

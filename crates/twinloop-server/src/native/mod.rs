@@ -1,5 +1,7 @@
 //! twinloop's own JSON API (`/api/twinloop/v1/…`) for what the MLflow protocol does not cover:
-//! the lineage graph, the registry's event stream and its webhooks. Documented in `openapi.json`, served at
+//! deployments, monitors, the lineage graph, the registry's event stream and its webhooks.
+//! Bodies are `twinloop_api`'s types, shared with the CLI; handlers map them to and from the
+//! domain crates' types. Documented in `openapi.json`, served at
 //! `/api/twinloop/v1/openapi.json`. Errors use the same `{error_code, message}` shape.
 
 mod deployments;

@@ -1,9 +1,12 @@
+//! `/api/twinloop/v1/registry/webhooks`: subscriptions to the registry's events and their
+//! delivery log, encoded as `twinloop_api::webhooks`.
+
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use twinloop_api::Empty;
+use twinloop_api::webhooks as api;
 use twinloop_core::registry::{NewWebhook, RegistryEventKind, Webhook, WebhookDelivery};
 
 use crate::AppState;
@@ -14,39 +17,33 @@ use crate::wire::required_str;
 type S = State<Arc<AppState>>;
 
 /// A webhook as shown to callers: the secret is never echoed back.
-fn webhook_json(w: &Webhook) -> Value {
-    json!({
-        "id": w.id,
-        "url": w.url,
-        "events": w.events.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        "model_name": w.model_name,
-        "created_time": w.created_time,
-    })
+fn webhook(w: &Webhook) -> api::Webhook {
+    api::Webhook {
+        created_time: w.created_time,
+        events: w.events.iter().map(|k| k.as_str().to_string()).collect(),
+        id: w.id,
+        model_name: w.model_name.clone(),
+        url: w.url.clone(),
+    }
 }
 
-fn delivery_json(d: &WebhookDelivery) -> Value {
-    json!({
-        "id": d.id,
-        "webhook_id": d.webhook_id,
-        "event_id": d.event_id,
-        "attempt": d.attempt,
-        "status_code": d.status_code,
-        "error": d.error,
-        "delivered": d.delivered,
-        "time": d.time,
-    })
+fn delivery(d: &WebhookDelivery) -> api::Delivery {
+    api::Delivery {
+        attempt: d.attempt,
+        delivered: d.delivered,
+        error: d.error.clone(),
+        event_id: d.event_id,
+        id: d.id,
+        status_code: d.status_code,
+        time: d.time,
+        webhook_id: d.webhook_id,
+    }
 }
 
-#[derive(Deserialize)]
-pub struct Create {
-    url: Option<String>,
-    secret: Option<String>,
-    #[serde(default)]
-    events: Vec<String>,
-    model_name: Option<String>,
-}
-
-pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<Json<Value>> {
+pub async fn create(
+    State(s): S,
+    JsonBody(req): JsonBody<api::NewWebhook>,
+) -> ApiResult<Json<api::WebhookCreated>> {
     let events = req
         .events
         .iter()
@@ -67,29 +64,31 @@ pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<J
             model_name: req.model_name.filter(|m| !m.is_empty()),
         })
         .await?;
-    Ok(Json(json!({"webhook": webhook_json(&hook)})))
+    Ok(Json(api::WebhookCreated {
+        webhook: webhook(&hook),
+    }))
 }
 
-pub async fn list(State(s): S) -> ApiResult<Json<Value>> {
+pub async fn list(State(s): S) -> ApiResult<Json<api::WebhookList>> {
     let hooks = s.webhooks.list_webhooks().await?;
-    Ok(Json(
-        json!({"webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::WebhookList {
+        webhooks: hooks.iter().map(webhook).collect(),
+    }))
 }
 
-pub async fn delete(State(s): S, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn delete(State(s): S, Path(id): Path<i64>) -> ApiResult<Json<Empty>> {
     s.webhooks.delete_webhook(id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 pub async fn deliveries(
     State(s): S,
     Path(id): Path<i64>,
     q: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::DeliveryList>> {
     let limit = q.opt_i64("limit")?.unwrap_or(100);
     let log = s.webhooks.list_deliveries(id, limit).await?;
-    Ok(Json(
-        json!({"deliveries": log.iter().map(delivery_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::DeliveryList {
+        deliveries: log.iter().map(delivery).collect(),
+    }))
 }

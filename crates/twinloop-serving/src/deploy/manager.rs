@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
 use twinloop_core::deployments::DeploymentRecord;
@@ -14,7 +13,9 @@ use twinloop_core::registry::RegistryEventKind;
 use twinloop_meta::{DeploymentStore, RegistryStore};
 
 use super::canary::{at_step, judge, promoted};
-use super::state::{CanaryState, CanaryStatus, CanaryStep, DeploymentState, ServingRoute};
+use super::state::{
+    CanaryState, CanaryStatus, CanaryStep, DeploymentState, DeploymentStatus, ServingRoute,
+};
 use crate::engine::{Endpoint, Engine, ServeError};
 use crate::served::ServedModel;
 use crate::source::{ModelRegistry, ModelUri};
@@ -201,7 +202,7 @@ impl DeploymentManager {
         note: String,
         remember: bool,
     ) -> Result<(), ServeError> {
-        spec.validate().map_err(invalid)?;
+        spec.validate().map_err(|e| invalid(e.to_string()))?;
         let current = self.engine.get(&spec.name);
         let state = states
             .get_mut(&spec.name)
@@ -229,8 +230,8 @@ impl DeploymentManager {
         Ok(())
     }
 
-    pub async fn create(&self, spec: DeploymentSpec) -> Result<Value, ServeError> {
-        spec.validate().map_err(invalid)?;
+    pub async fn create(&self, spec: DeploymentSpec) -> Result<DeploymentStatus, ServeError> {
+        spec.validate().map_err(|e| invalid(e.to_string()))?;
         let mut states = self.states.lock().await;
         if states.contains_key(&spec.name) {
             return Err(invalid(format!(
@@ -253,7 +254,7 @@ impl DeploymentManager {
         &self,
         name: &str,
         routes: Vec<RouteSpec>,
-    ) -> Result<Value, ServeError> {
+    ) -> Result<DeploymentStatus, ServeError> {
         self.stop_canary(name);
         let mut states = self.states.lock().await;
         let current = self.engine.get(name).ok_or_else(|| unknown(name))?;
@@ -276,8 +277,8 @@ impl DeploymentManager {
         self: &Arc<Self>,
         name: &str,
         canary: CanarySpec,
-    ) -> Result<Value, ServeError> {
-        canary.validate().map_err(invalid)?;
+    ) -> Result<DeploymentStatus, ServeError> {
+        canary.validate().map_err(|e| invalid(e.to_string()))?;
         let mut states = self.states.lock().await;
         let current = self.engine.get(name).ok_or_else(|| unknown(name))?;
         if states
@@ -441,7 +442,7 @@ impl DeploymentManager {
     }
 
     /// Ends a running canary now with the candidate at 100 %.
-    pub async fn promote(&self, name: &str) -> Result<Value, ServeError> {
+    pub async fn promote(&self, name: &str) -> Result<DeploymentStatus, ServeError> {
         let canary = Self::running_canary(&*self.states.lock().await, name).ok_or_else(|| {
             invalid(format!(
                 "deployment {name:?} has no canary running to promote"
@@ -459,7 +460,7 @@ impl DeploymentManager {
     }
 
     /// Aborts a running canary, or else returns to the spec before the last change.
-    pub async fn rollback(&self, name: &str) -> Result<Value, ServeError> {
+    pub async fn rollback(&self, name: &str) -> Result<DeploymentStatus, ServeError> {
         let canary = Self::running_canary(&*self.states.lock().await, name);
         if let Some(canary) = canary {
             self.stop_canary(name);
@@ -512,14 +513,18 @@ impl DeploymentManager {
         Ok(())
     }
 
-    pub async fn status(&self, name: &str) -> Result<Value, ServeError> {
+    pub async fn status(&self, name: &str) -> Result<DeploymentStatus, ServeError> {
         let states = self.states.lock().await;
         let state = states.get(name).ok_or_else(|| unknown(name))?;
-        let spec = self.engine.get(name).map(|e| e.spec.clone());
-        Ok(json!({"name": name, "spec": spec, "state": state}))
+        Ok(DeploymentStatus {
+            name: name.to_string(),
+            spec: self.engine.get(name).map(|e| e.spec.clone()),
+            state: state.clone(),
+        })
     }
 
-    pub async fn list(&self) -> Value {
+    /// Every deployment's status, by name.
+    pub async fn list(&self) -> Vec<DeploymentStatus> {
         let names: Vec<String> = self.states.lock().await.keys().cloned().collect();
         let mut out = Vec::new();
         for name in names {
@@ -527,8 +532,8 @@ impl DeploymentManager {
                 out.push(s);
             }
         }
-        out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        json!({"deployments": out})
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Follows registry aliases: when an alias a route follows moves, the new version is loaded

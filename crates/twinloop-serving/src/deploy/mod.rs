@@ -7,5 +7,8 @@ mod state;
 mod store_registry;
 
 pub use manager::DeploymentManager;
-pub use state::{CanaryState, CanaryStatus, CanaryStep, DeploymentState, ServingRoute};
+pub use state::{
+    CanaryState, CanaryStatus, CanaryStep, DeploymentEvent, DeploymentState, DeploymentStatus,
+    ServingRoute,
+};
 pub use store_registry::StoreRegistry;

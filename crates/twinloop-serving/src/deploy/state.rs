@@ -73,8 +73,9 @@ pub struct CanaryState {
     pub steps: Vec<CanaryStep>,
 }
 
+/// Something that happened to a deployment, kept for people reading its status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub struct DeploymentEvent {
     pub time_ms: i64,
     pub message: String,
 }
@@ -95,7 +96,16 @@ pub struct DeploymentState {
     #[serde(default)]
     pub history: Vec<DeploymentSpec>,
     #[serde(default)]
-    pub events: Vec<Event>,
+    pub events: Vec<DeploymentEvent>,
+}
+
+/// One deployment as `status` reports it: what serves (`None` when it could not start) and its
+/// state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentStatus {
+    pub name: String,
+    pub spec: Option<DeploymentSpec>,
+    pub state: DeploymentState,
 }
 
 const KEPT_EVENTS: usize = 50;
@@ -105,7 +115,7 @@ impl DeploymentState {
     pub fn note(&mut self, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(%message, "deployment");
-        self.events.push(Event {
+        self.events.push(DeploymentEvent {
             time_ms: twinloop_core::time::now_ms(),
             message,
         });
