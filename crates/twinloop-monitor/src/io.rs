@@ -49,10 +49,10 @@ pub fn read_table(path: &Path) -> Result<Table, Error> {
     Ok(Table { columns, rows })
 }
 
-fn read_err(path: &Path, e: impl std::fmt::Display) -> Error {
+fn read_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Read {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 

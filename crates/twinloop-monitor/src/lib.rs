@@ -20,11 +20,21 @@ pub use engine::{Options, run_drift};
 pub use report::Report;
 pub use schema::Schema;
 
-/// Errors are one line each; the CLI adds the hint.
+/// Errors are one line each; the CLI adds the hint. A file's error names the file and ends with
+/// its cause's text, which `source()` also gives (a chain printer skips what the line already
+/// ends with).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {message}")]
-    Read { path: String, message: String },
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{path}: not a drift schema: {source}")]
+    NotASchema {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Input(String),
 }

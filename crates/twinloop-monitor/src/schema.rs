@@ -46,11 +46,11 @@ impl Schema {
     pub fn load(path: &Path) -> Result<Schema, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
-        let schema: Schema = serde_json::from_str(&text).map_err(|e| Error::Read {
+        let schema: Schema = serde_json::from_str(&text).map_err(|e| Error::NotASchema {
             path: path.display().to_string(),
-            message: format!("not a drift schema: {e}"),
+            source: e,
         })?;
         schema.validate()?;
         Ok(schema)

@@ -52,6 +52,23 @@ fn mismatched_columns_are_findings_and_no_shared_column_is_an_error() {
 }
 
 #[test]
+fn a_missing_file_names_it_and_keeps_the_io_error_as_the_source() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("gone.csv");
+    let err = read_table(&missing).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: ", missing.display())),
+        "{err}"
+    );
+    let io = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
+}
+
+#[test]
 fn empty_files_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let empty = csv(&d, "e.csv", "");
