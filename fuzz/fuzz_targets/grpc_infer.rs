@@ -3,8 +3,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use twinloop_serving::grpc::{decode_infer_request, proto::ModelInferRequest};
-use twinloop_serving::v2::{MAX_ELEMENTS, element_count};
+use twinloop_serving::tensor::MAX_ELEMENTS;
+use twinloop_v2::element_count;
+use twinloop_v2::grpc::{decode_infer_request, proto::ModelInferRequest};
 
 fuzz_target!(|message: &[u8]| {
     let Ok(message) = ModelInferRequest::decode(message) else {

@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twinloop_serving::v2::{MAX_ELEMENTS, decode_request, element_count};
+use twinloop_serving::tensor::MAX_ELEMENTS;
+use twinloop_v2::{decode_request, element_count};
 
 // The first two bytes choose `Inference-Header-Content-Length` (up to one past the body, so
 // the too-long case stays reachable); the rest is the body.
@@ -12,7 +13,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let header_length = usize::from(u16::from_le_bytes(*length)) % (body.len() + 2);
     if let Ok(request) = decode_request(body, Some(header_length)) {
-        for t in &request.inputs {
+        for t in &request.infer.inputs {
             assert_eq!(element_count(&t.name, &t.shape).ok(), Some(t.data.len()));
             assert!(t.data.len() <= MAX_ELEMENTS);
         }

@@ -14,6 +14,7 @@ mod monitor;
 mod output;
 mod serve;
 mod server;
+mod tracking_client;
 mod webhooks;
 
 use std::io::IsTerminal;

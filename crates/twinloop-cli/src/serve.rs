@@ -9,11 +9,12 @@ use clap::Args;
 use twinloop_serving::engine::{Endpoint, Engine};
 use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
 use twinloop_serving::served::ServedModel;
-use twinloop_serving::source::{ModelRegistry, ModelUri, TrackingClient};
+use twinloop_serving::source::{ModelRegistry, ModelUri};
 use twinloop_serving::spec::{BatchingSpec, DeploymentSpec, RouteSpec};
 
 use crate::client::ServerConnection;
 use crate::server::{bracket_v6, shutdown_signal, spawn_grpc};
+use crate::tracking_client::TrackingClient;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -83,7 +84,7 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (hint: is the port in use? try --port)")
     })?;
-    let app = twinloop_serving::http::router(engine.clone())
+    let app = twinloop_v2::http::router(engine.clone())
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = tokio::sync::watch::channel(());
     let http = tokio::spawn(async move {

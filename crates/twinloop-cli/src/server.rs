@@ -269,7 +269,7 @@ pub(crate) async fn spawn_grpc(
     let shutdown = async move {
         let _ = stopped.changed().await;
     };
-    Ok(Some(tokio::spawn(twinloop_serving::grpc::serve(
+    Ok(Some(tokio::spawn(twinloop_v2::grpc::serve(
         listener,
         engine.clone(),
         shutdown,

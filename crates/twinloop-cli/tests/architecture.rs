@@ -27,14 +27,13 @@ const WIRE_ALLOWED: &[(&str, &str, &str, &str)] = &[
     ("twinloop-server", "axum", "normal", "the MLflow, native and feature-server HTTP APIs"),
     ("twinloop-server", "tower-http", "normal", "the trace layer on the server's router"),
     ("twinloop-server", "reqwest", "normal", "the HTTP transport of webhooks (registry events, and monitors' alerts)"),
-    ("twinloop-serving", "axum", "normal", "the Open Inference Protocol REST front (http.rs)"),
-    ("twinloop-serving", "tonic", "normal", "the Open Inference Protocol gRPC front (grpc.rs)"),
-    ("twinloop-serving", "tonic-prost", "normal", "the protobuf codec of grpc.rs"),
-    ("twinloop-serving", "tonic-prost-build", "build", "compiles proto/inference.proto"),
-    ("twinloop-serving", "reqwest", "normal", "TrackingClient fetches models over MLflow REST"),
-    ("twinloop-cli", "axum", "normal", "twinloop serve runs serving's router with axum::serve"),
+    ("twinloop-v2", "axum", "normal", "the Open Inference Protocol REST front (http.rs)"),
+    ("twinloop-v2", "tonic", "normal", "the Open Inference Protocol gRPC front (grpc.rs)"),
+    ("twinloop-v2", "tonic-prost", "normal", "the protobuf codec of grpc.rs"),
+    ("twinloop-v2", "tonic-prost-build", "build", "compiles proto/inference.proto"),
+    ("twinloop-cli", "axum", "normal", "twinloop serve runs twinloop-v2's router with axum::serve"),
     ("twinloop-cli", "tower-http", "normal", "the trace layer of twinloop serve"),
-    ("twinloop-cli", "reqwest", "normal", "client commands talk to a running server"),
+    ("twinloop-cli", "reqwest", "normal", "client commands talk to a running server; twinloop serve's TrackingClient fetches models over MLflow REST"),
     ("twinloop-artifacts", "reqwest", "dev", "the S3 test creates its bucket on moto"),
     ("twinloop-features", "reqwest", "dev", "the S3 source test creates its bucket on moto"),
 ];
@@ -51,14 +50,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-artifacts", &["twinloop-core"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
     ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
+    ("twinloop-v2", &["twinloop-core", "twinloop-serving"]),
     ("twinloop-watch", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor"]),
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
-        "twinloop-features", "twinloop-serving", "twinloop-watch",
+        "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
     ]),
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor",
-        "twinloop-features", "twinloop-serving", "twinloop-watch", "twinloop-server",
+        "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch", "twinloop-server",
     ]),
 ];
 

@@ -7,8 +7,9 @@ use serde_json::Value;
 use twinloop_core::ErrorCode;
 use twinloop_features::serving::{OnlineRequest, OnlineService, OrderedColumns};
 use twinloop_serving::engine::{FeatureLookup, ServeError};
+use twinloop_serving::infer::InferRequest;
 use twinloop_serving::runtime::TensorSpec;
-use twinloop_serving::v2::{Datatype, InferRequest, Tensor, TensorData};
+use twinloop_serving::tensor::{Datatype, Tensor, TensorData};
 
 pub struct OnlineEnrichment {
     pub service: OnlineService,

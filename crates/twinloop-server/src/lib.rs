@@ -81,7 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/twinloop/v1", native::routes())
         .fallback(welcome::not_found)
         .with_state(state.clone())
-        .merge(twinloop_serving::http::router(state.engine.clone()))
+        .merge(twinloop_v2::http::router(state.engine.clone()))
         // After the merge, so /v2 requests get a span too.
         .layer(TraceLayer::new_for_http())
 }

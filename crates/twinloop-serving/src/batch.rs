@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::runtime::{InferError, OnnxModel, TensorSpec};
 use crate::spec::BatchingSpec;
-use crate::v2::Tensor;
+use crate::tensor::Tensor;
 
 type Reply = oneshot::Sender<Result<Vec<Tensor>, InferError>>;
 
@@ -252,7 +252,7 @@ fn split_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v2::TensorData;
+    use crate::tensor::TensorData;
 
     #[test]
     fn outputs_split_back_by_rows() {

@@ -12,11 +12,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use twinloop_core::time::now_us;
 
+use crate::infer::{InferRequest, InferResponse};
 use crate::predlog::{PredictionLog, PredictionRecord};
 use crate::runtime::{InferError, TensorSpec};
 use crate::served::ServedModel;
 use crate::spec::DeploymentSpec;
-use crate::v2::{InferRequest, InferResponse, Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServeError {
@@ -247,7 +248,7 @@ impl Engine {
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let outputs: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
+        let outputs = std::mem::take(&mut request.outputs);
         let log = self
             .log
             .read()

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use twinloop_artifacts::{ArtifactPath, ArtifactStore};
 
-use crate::v2::Tensor;
+use crate::tensor::Tensor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictionRecord {
@@ -274,7 +274,7 @@ pub fn encode(records: &[&PredictionRecord]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v2::TensorData;
+    use crate::tensor::TensorData;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn record(i: i64) -> PredictionRecord {

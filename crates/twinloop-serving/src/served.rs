@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::batch::Batcher;
-use crate::runtime::{InferError, OnnxModel, TensorSpec};
-use crate::source::{ModelRegistry, ModelUri, fetch};
+use crate::runtime::{InferError, LoadError, OnnxModel, TensorSpec};
+use crate::source::{ModelRegistry, ModelUri, SourceError, fetch};
 use crate::spec::BatchingSpec;
-use crate::v2::{Datatype, Tensor, TensorData};
+use crate::tensor::{Datatype, Tensor, TensorData};
 
 pub struct ServedModel {
     pub name: String,
@@ -74,6 +74,28 @@ impl Window {
     }
 }
 
+/// Why a model version could not be made ready to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServedLoadError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The blocking task that loads or warms the model panicked or was cancelled.
+    #[error("{step} stopped: {source}")]
+    Stopped {
+        step: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("{uri} loads but fails on a warm-up row: {source}")]
+    WarmUp {
+        uri: String,
+        #[source]
+        source: InferError,
+    },
+}
+
 impl ServedModel {
     /// Resolves and loads `uri`, then runs one warm-up row so the first request pays no
     /// first-run cost. `name` overrides the registered name.
@@ -83,11 +105,14 @@ impl ServedModel {
         name: Option<&str>,
         batching: BatchingSpec,
         pool_size: usize,
-    ) -> Result<Arc<ServedModel>, String> {
-        let (resolved, files) = fetch(registry, uri).await.map_err(|e| e.0)?;
+    ) -> Result<Arc<ServedModel>, ServedLoadError> {
+        let (resolved, files) = fetch(registry, uri).await?;
         let onnx = tokio::task::spawn_blocking(move || OnnxModel::load(&files.onnx, pool_size))
             .await
-            .map_err(|e| format!("model loading stopped: {e}"))??;
+            .map_err(|source| ServedLoadError::Stopped {
+                step: "model loading",
+                source,
+            })??;
         let onnx = Arc::new(onnx);
         let name = name
             .map(str::to_string)
@@ -96,8 +121,14 @@ impl ServedModel {
         let warm = onnx.clone();
         tokio::task::spawn_blocking(move || warm_up(&warm))
             .await
-            .map_err(|e| format!("warm-up stopped: {e}"))?
-            .map_err(|e| format!("{uri} loads but fails on a warm-up row: {e}"))?;
+            .map_err(|source| ServedLoadError::Stopped {
+                step: "warm-up",
+                source,
+            })?
+            .map_err(|source| ServedLoadError::WarmUp {
+                uri: uri.to_string(),
+                source,
+            })?;
         let batcher = (batching.max_queue_delay_us > 0)
             .then(|| Batcher::start(onnx.clone(), batching, pool_size));
         Ok(Arc::new(ServedModel {

@@ -1,7 +1,30 @@
 //! What a deployment is, as users write it (JSON in the native API and `twinloop deploy`).
 
 use serde::{Deserialize, Serialize};
-use twinloop_core::names::check_name;
+use twinloop_core::names::{InvalidName, check_name};
+
+/// Why a deployment or canary spec cannot be run; the user's to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("a route needs a model")]
+    NoModel,
+    #[error("route to {0:?}: give a version or an alias, not both")]
+    VersionAndAlias(String),
+    #[error("a deployment needs at least one route")]
+    NoRoutes,
+    #[error("every route has weight 0: no traffic could be served")]
+    NoTraffic,
+    #[error("batching.max_batch_size must be at least 1")]
+    NoBatch,
+    #[error("canary steps are percentages between 1 and 100")]
+    StepOutOfRange,
+    #[error("canary steps must increase")]
+    StepsNotIncreasing,
+    #[error("canary interval_s must be positive")]
+    Interval,
+}
 
 /// One way traffic can go: a registered model at a fixed version or following an alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,15 +54,12 @@ impl RouteSpec {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.model.is_empty() {
-            return Err("a route needs a model".into());
+            return Err(SpecError::NoModel);
         }
         if self.version.is_some() && self.alias.is_some() {
-            return Err(format!(
-                "route to {:?}: give a version or an alias, not both",
-                self.model
-            ));
+            return Err(SpecError::VersionAndAlias(self.model.clone()));
         }
         Ok(())
     }
@@ -115,35 +135,35 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         check_name("deployment", &self.name)?;
         if self.routes.is_empty() {
-            return Err("a deployment needs at least one route".into());
+            return Err(SpecError::NoRoutes);
         }
         for r in self.routes.iter().chain(&self.shadow) {
             r.validate()?;
         }
         if self.routes.iter().all(|r| r.weight == 0) {
-            return Err("every route has weight 0: no traffic could be served".into());
+            return Err(SpecError::NoTraffic);
         }
         if self.batching.max_batch_size == 0 {
-            return Err("batching.max_batch_size must be at least 1".into());
+            return Err(SpecError::NoBatch);
         }
         Ok(())
     }
 }
 
 impl CanarySpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         self.candidate.validate()?;
         if self.steps.is_empty() || self.steps.iter().any(|&s| s == 0 || s > 100) {
-            return Err("canary steps are percentages between 1 and 100".into());
+            return Err(SpecError::StepOutOfRange);
         }
         if !self.steps.windows(2).all(|w| w[0] < w[1]) {
-            return Err("canary steps must increase".into());
+            return Err(SpecError::StepsNotIncreasing);
         }
         if self.interval_s.is_nan() || self.interval_s <= 0.0 {
-            return Err("canary interval_s must be positive".into());
+            return Err(SpecError::Interval);
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
-//! V2 tensors to ONNX Runtime values and back.
+//! Tensors to ONNX Runtime values and back.
 
 use ort::value::{DynMapValueType, DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
-use super::model::{InferError, OutputKind};
-use crate::v2::{Datatype, MAX_ELEMENTS, Tensor, TensorData};
+use super::signature::{InferError, OutputKind};
+use crate::tensor::{MAX_ELEMENTS, Tensor, TensorData};
 
 /// Refuses an output larger than a request may be: a model can compute a tensor of any size from
 /// a small input, and the response multiplies it again (JSON text, or a copy into the body).
@@ -14,24 +14,6 @@ fn check_size(name: &str, elements: usize) -> Result<(), InferError> {
         )));
     }
     Ok(())
-}
-
-pub fn datatype_of(ty: TensorElementType) -> Option<Datatype> {
-    Some(match ty {
-        TensorElementType::Float32 => Datatype::Fp32,
-        TensorElementType::Float64 => Datatype::Fp64,
-        TensorElementType::Int8 => Datatype::Int8,
-        TensorElementType::Int16 => Datatype::Int16,
-        TensorElementType::Int32 => Datatype::Int32,
-        TensorElementType::Int64 => Datatype::Int64,
-        TensorElementType::Uint8 => Datatype::Uint8,
-        TensorElementType::Uint16 => Datatype::Uint16,
-        TensorElementType::Uint32 => Datatype::Uint32,
-        TensorElementType::Uint64 => Datatype::Uint64,
-        TensorElementType::Bool => Datatype::Bool,
-        TensorElementType::String => Datatype::Bytes,
-        _ => return None,
-    })
 }
 
 fn ort_err(name: &str) -> impl Fn(ort::Error) -> InferError + '_ {

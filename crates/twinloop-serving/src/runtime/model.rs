@@ -5,44 +5,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ort::session::{Session, builder::GraphOptimizationLevel};
-use ort::value::{TensorElementType, ValueType};
 
-use super::convert::{datatype_of, from_value, to_value};
+use super::convert::{from_value, to_value};
 use super::library::environment;
-use crate::v2::{Datatype, Tensor, show_shape};
-
-/// How an output leaves the model: a plain tensor, or a ZipMap (`seq(map(K, float))`) that is
-/// served as an FP32 `[N, classes]` tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    Tensor,
-    ZipMap { string_keys: bool },
-}
-
-/// One input or output as V2 metadata describes it; `-1` marks a variable dimension.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: Datatype,
-    pub shape: Vec<i64>,
-    pub kind: OutputKind,
-}
-
-impl TensorSpec {
-    fn describe(&self) -> String {
-        format!("{} {:?}", self.datatype.name(), self.shape)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum InferError {
-    /// The request does not fit the model: the client's to fix (HTTP 400).
-    #[error("{0}")]
-    Invalid(String),
-    /// The model could not produce or hand back an answer.
-    #[error("{0}")]
-    Failed(String),
-}
+use super::signature::{InferError, LoadError, TensorSpec, io_spec};
+use crate::tensor::{Tensor, show_shape};
 
 pub struct OnnxModel {
     pub inputs: Vec<TensorSpec>,
@@ -61,47 +28,11 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
-fn io_spec(name: &str, ty: &ValueType, side: &str) -> Result<TensorSpec, String> {
-    match ty {
-        ValueType::Tensor { ty, shape, .. } => {
-            let datatype = datatype_of(*ty).ok_or_else(|| {
-                format!("{side} {name:?} has element type {ty:?}, which twinloop does not serve")
-            })?;
-            Ok(TensorSpec {
-                name: name.to_string(),
-                datatype,
-                shape: shape.to_vec(),
-                kind: OutputKind::Tensor,
-            })
-        }
-        ValueType::Sequence(inner) if side == "output" => match inner.as_ref() {
-            ValueType::Map {
-                key: key @ (TensorElementType::Int64 | TensorElementType::String),
-                value: TensorElementType::Float32,
-            } => Ok(TensorSpec {
-                name: name.to_string(),
-                datatype: Datatype::Fp32,
-                shape: vec![-1, -1],
-                kind: OutputKind::ZipMap {
-                    string_keys: *key == TensorElementType::String,
-                },
-            }),
-            other => Err(format!(
-                "output {name:?} is a sequence of {other:?}; only ZipMap's map(int64|string, float) is served"
-            )),
-        },
-        other => Err(format!(
-            "{side} {name:?} is {other:?}, which the Open Inference Protocol cannot carry"
-        )),
-    }
-}
-
 impl OnnxModel {
     /// Loads the ONNX graph at `path` (external data files beside it are found relative to it)
-    /// into `pool_size` sessions of one thread each. Every failure is a message fit to show as
-    /// the reason a deployment did not start.
-    pub fn load(path: &std::path::Path, pool_size: usize) -> Result<OnnxModel, String> {
-        let env = environment().map_err(|e| e.0)?;
+    /// into `pool_size` sessions of one thread each.
+    pub fn load(path: &std::path::Path, pool_size: usize) -> Result<OnnxModel, LoadError> {
+        let env = environment()?;
         let mut sessions = Vec::with_capacity(pool_size.max(1));
         for _ in 0..pool_size.max(1) {
             let session = Session::builder(&env)
@@ -112,10 +43,12 @@ impl OnnxModel {
                         .map_err(Into::into)
                 })
                 .and_then(|mut b| b.commit_from_file(path))
-                .map_err(|e| format!("ONNX Runtime cannot load the model: {e}"))?;
+                .map_err(LoadError::Session)?;
             sessions.push(Mutex::new(session));
         }
-        let first = sessions[0].lock().expect("a fresh session is not poisoned");
+        let first = sessions[0]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let inputs = first
             .inputs()
             .iter()

@@ -3,15 +3,13 @@
 //! of its ONNX graph.
 
 mod mlmodel;
-mod tracking;
 mod uri;
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-pub use mlmodel::onnx_data_file;
-pub use tracking::TrackingClient;
+pub use mlmodel::{MlModelError, onnx_data_file};
 pub use uri::ModelUri;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,8 +28,8 @@ pub struct ResolvedModel {
 }
 
 /// The registry side of loading: resolution, and reading files under an artifact location.
-/// `twinloop serve` uses the tracking server's REST API ([`TrackingClient`]); `twinloop server`
-/// reads its own metadata and artifact stores.
+/// `twinloop serve` uses a tracking server's REST API (the CLI's `TrackingClient`); `twinloop
+/// server` reads its own metadata and artifact stores.
 #[async_trait]
 pub trait ModelRegistry: Send + Sync {
     async fn resolve(&self, uri: &ModelUri) -> Result<ResolvedModel, SourceError>;

@@ -13,14 +13,20 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use twinloop_serving::grpc::decode_infer_request;
-use twinloop_serving::grpc::proto::model_infer_request::{
-    InferInputTensor, InferRequestedOutputTensor,
-};
-use twinloop_serving::grpc::proto::{InferTensorContents, ModelInferRequest};
-use twinloop_serving::v2::{
-    InferRequest, MAX_ELEMENTS, ProtocolError, TensorData, decode_request, element_count,
-};
+use twinloop_serving::infer::InferRequest;
+use twinloop_serving::tensor::{MAX_ELEMENTS, TensorData};
+use twinloop_v2::grpc::decode_infer_request;
+use twinloop_v2::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use twinloop_v2::grpc::proto::{InferTensorContents, ModelInferRequest};
+use twinloop_v2::{ElementCodec, ProtocolError, element_count};
+
+/// The REST decoder's request, as the engine would get it.
+fn decode_request(
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<InferRequest, ProtocolError> {
+    twinloop_v2::decode_request(body, header_length).map(|r| r.infer)
+}
 
 /// Records the largest allocation each thread asks for, so a test can bound what one decode
 /// reserves (tests run on threads of their own, so they do not see each other's).

@@ -1,6 +1,16 @@
-//! V2 tensor datatypes.
+//! Tensor datatypes, named as the Open Inference Protocol names them (the names also appear in
+//! model metadata, validation messages and the prediction log).
 
-use super::{ProtocolError, Result};
+/// A datatype name that is none of [`Datatype`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown datatype {name:?}: expected one of {}", expected())]
+pub struct UnknownDatatype {
+    pub name: String,
+}
+
+fn expected() -> String {
+    ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Datatype {
@@ -36,15 +46,12 @@ const ALL: [(Datatype, &str); 13] = [
 ];
 
 impl Datatype {
-    pub fn parse(text: &str) -> Result<Datatype> {
+    pub fn parse(text: &str) -> Result<Datatype, UnknownDatatype> {
         ALL.iter()
             .find(|(_, name)| *name == text)
             .map(|(d, _)| *d)
-            .ok_or_else(|| {
-                ProtocolError::new(format!(
-                    "unknown datatype {text:?}: expected one of {}",
-                    ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
-                ))
+            .ok_or_else(|| UnknownDatatype {
+                name: text.to_string(),
             })
     }
 
@@ -55,7 +62,7 @@ impl Datatype {
             .expect("every datatype is listed")
     }
 
-    /// Bytes per element in the binary extension; `None` for BYTES (length-prefixed).
+    /// Bytes per element, little-endian and unpadded; `None` for BYTES (length-prefixed).
     pub fn size(self) -> Option<usize> {
         Some(match self {
             Datatype::Bool | Datatype::Uint8 | Datatype::Int8 => 1,
@@ -86,7 +93,7 @@ mod tests {
         assert!(
             Datatype::parse("FLOAT")
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("expected one of BOOL")
         );
     }

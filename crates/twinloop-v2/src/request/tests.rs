@@ -1,7 +1,8 @@
 use super::*;
 use serde_json::json;
+use twinloop_serving::tensor::TensorData;
 
-fn decode(body: serde_json::Value) -> Result<InferRequest> {
+fn decode(body: serde_json::Value) -> Result<RestRequest> {
     decode_request(body.to_string().as_bytes(), None)
 }
 
@@ -10,9 +11,9 @@ fn flat_and_nested_data_decode_alike() {
     let flat = decode(json!({"id": "r1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]})).unwrap();
     let nested = decode(json!({"id": "r1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]}]})).unwrap();
     assert_eq!(flat, nested);
-    assert_eq!(flat.id.as_deref(), Some("r1"));
+    assert_eq!(flat.infer.id.as_deref(), Some("r1"));
     assert_eq!(
-        flat.inputs[0].data,
+        flat.infer.inputs[0].data,
         TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])
     );
 }
@@ -32,13 +33,16 @@ fn binary_inputs_follow_the_json_header() {
     .to_string();
     let body = [header.as_bytes(), &a, &b].concat();
     let request = decode_request(&body, Some(header.len())).unwrap();
-    assert_eq!(request.inputs[0].data, TensorData::Fp32(vec![1.0, 2.0]));
     assert_eq!(
-        request.inputs[1].data,
+        request.infer.inputs[0].data,
+        TensorData::Fp32(vec![1.0, 2.0])
+    );
+    assert_eq!(
+        request.infer.inputs[1].data,
         TensorData::Bytes(vec![b"hi".to_vec()])
     );
-    assert!(request.wants_binary("y"));
-    assert!(!request.wants_binary("z"));
+    assert!(request.binary.wants("y"));
+    assert!(!request.binary.wants("z"));
 
     let truncated = &body[..body.len() - 1];
     let err = decode_request(truncated, Some(header.len())).unwrap_err();
@@ -85,7 +89,7 @@ fn the_request_default_decides_binary_outputs() {
         "parameters": {"binary_data_output": true},
     }))
     .unwrap();
-    assert!(request.wants_binary("anything"));
+    assert!(request.binary.wants("anything"));
 }
 
 fn error_of(body: serde_json::Value) -> String {
@@ -100,7 +104,7 @@ fn binary_error(header: serde_json::Value, binary: &[u8]) -> String {
 
 #[test]
 fn a_declared_shape_is_refused_before_anything_is_sized_from_it() {
-    let limit = crate::v2::MAX_ELEMENTS;
+    let limit = twinloop_serving::tensor::MAX_ELEMENTS;
     let cases = [
         // The reported abort: 4e9 elements declared, 4 sent.
         (
@@ -149,13 +153,16 @@ fn nested_data_is_read_row_major_at_any_depth_and_counted() {
     // Triton flattens nesting without checking it against the shape; so does this decoder,
     // as long as the element count agrees.
     let deeper = decode(json!({"inputs": [{"name": "x", "shape": [4], "datatype": "INT32", "data": [[[1], [2]], [[3, 4]]]}]})).unwrap();
-    assert_eq!(deeper.inputs[0].data, TensorData::Int32(vec![1, 2, 3, 4]));
+    assert_eq!(
+        deeper.infer.inputs[0].data,
+        TensorData::Int32(vec![1, 2, 3, 4])
+    );
     let empty = decode(json!({"inputs": [{"name": "x", "shape": [0, 3], "datatype": "INT32", "data": [[], [[]]]}]})).unwrap();
-    assert_eq!(empty.inputs[0].data, TensorData::Int32(vec![]));
+    assert_eq!(empty.infer.inputs[0].data, TensorData::Int32(vec![]));
     let scalar =
         decode(json!({"inputs": [{"name": "x", "shape": [], "datatype": "BOOL", "data": true}]}))
             .unwrap();
-    assert_eq!(scalar.inputs[0].data, TensorData::Bool(vec![true]));
+    assert_eq!(scalar.infer.inputs[0].data, TensorData::Bool(vec![true]));
     // serde_json stops at 128 levels, so a deep body is refused as JSON, not walked.
     let deep = format!(
         r#"{{"inputs": [{{"name": "x", "shape": [1], "datatype": "FP32", "data": {}1{}}}]}}"#,

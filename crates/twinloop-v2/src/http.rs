@@ -10,12 +10,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use twinloop_serving::engine::{Engine, ServeError};
+use twinloop_serving::runtime::TensorSpec;
 
-use crate::engine::{Engine, ServeError};
-use crate::v2::{HEADER_LENGTH, ProtocolError, decode_request, encode_response};
+use crate::{HEADER_LENGTH, ProtocolError, RestRequest, decode_request, encode_response};
 
-/// Requests larger than this are refused with 413 before they are parsed.
-pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Requests larger than this are refused with 413 before they are parsed: one byte per element
+/// of the largest tensor serving accepts, the densest any encoding gets.
+pub const BODY_LIMIT: usize = twinloop_serving::tensor::MAX_ELEMENTS;
 
 pub struct HttpError(StatusCode, String);
 
@@ -110,7 +112,8 @@ pub fn metadata(
     let endpoint = engine
         .get(name)
         .ok_or_else(|| ServeError::NotFound(name.to_string()))?;
-    let tensor = |s: &crate::runtime::TensorSpec| json!({"name": s.name, "datatype": s.datatype.name(), "shape": s.shape});
+    let tensor =
+        |s: &TensorSpec| json!({"name": s.name, "datatype": s.datatype.name(), "shape": s.shape});
     Ok(json!({
         "name": name,
         "versions": endpoint.routes.iter().map(|m| m.version.clone()).collect::<Vec<_>>(),
@@ -202,21 +205,9 @@ async fn run(
         ),
         None => None,
     };
-    let request = decode_request(body, header_length)?;
-    let wants_binary: Vec<(String, bool)> = request
-        .outputs
-        .iter()
-        .map(|o| (o.name.clone(), request.wants_binary(&o.name)))
-        .collect();
-    let default_binary = request.wants_binary("");
-    let response = engine.infer(name, version, request).await?;
-    let (bytes, json_length) = encode_response(&response, |n| {
-        wants_binary
-            .iter()
-            .find(|(o, _)| o == n)
-            .map(|(_, b)| *b)
-            .unwrap_or(default_binary)
-    });
+    let RestRequest { infer, binary } = decode_request(body, header_length)?;
+    let response = engine.infer(name, version, infer).await?;
+    let (bytes, json_length) = encode_response(&response, |n| binary.wants(n));
     let mut out = Response::new(axum::body::Body::from(bytes));
     let h = out.headers_mut();
     match json_length {

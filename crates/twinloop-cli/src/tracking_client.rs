@@ -1,10 +1,69 @@
 //! Resolution and downloads through a tracking server's REST API (MLflow's routes, which
-//! twinloop and MLflow both answer), for the stateless `twinloop serve`.
+//! twinloop and MLflow both answer), for the stateless `twinloop serve`: serving's
+//! `ModelRegistry` over HTTP.
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use twinloop_serving::source::{
+    Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError,
+};
 
-use super::{Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
+/// The parts of MLflow's answers that resolution reads. Every field is optional so that an
+/// answer without it is reported by name, as `what` says where it was looked for.
+#[derive(Deserialize)]
+struct DownloadUri {
+    artifact_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AliasAnswer {
+    model_version: Option<VersionAnswer>,
+}
+
+#[derive(Deserialize)]
+struct VersionAnswer {
+    version: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunAnswer {
+    run: Option<RunData>,
+}
+
+#[derive(Deserialize)]
+struct RunData {
+    info: Option<RunInfo>,
+}
+
+#[derive(Deserialize)]
+struct RunInfo {
+    artifact_uri: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Listing {
+    #[serde(default)]
+    files: Vec<ListedFile>,
+}
+
+#[derive(Deserialize)]
+struct ListedFile {
+    path: Option<String>,
+    #[serde(default)]
+    is_dir: bool,
+}
+
+/// MLflow's error body.
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    message: Option<String>,
+}
+
+/// `value`, or the error that the tracking server's answer lacks `pointer`.
+fn present(value: Option<String>, pointer: &str) -> Result<String, SourceError> {
+    value.ok_or_else(|| SourceError(format!("the tracking server's answer has no {pointer}")))
+}
 
 pub struct TrackingClient {
     base: String,
@@ -19,7 +78,14 @@ impl TrackingClient {
         }
     }
 
-    async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, SourceError> {
+    /// GETs `path` and reads its JSON answer as `T`; an answer that is not a `T` reads as
+    /// `fallback` (so a missing field is reported by name, as before).
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        fallback: T,
+    ) -> Result<T, SourceError> {
         let url = format!("{}{path}", self.base);
         let response = self.http.get(&url).query(query).send().await.map_err(|e| {
             SourceError(format!(
@@ -28,15 +94,15 @@ impl TrackingClient {
             ))
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            let message = body
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
+            let message = serde_json::from_slice::<ErrorAnswer>(&body)
+                .ok()
+                .and_then(|e| e.message)
+                .unwrap_or_else(|| "no message".into());
             return Err(SourceError(format!("{path}: {status}: {message}")));
         }
-        Ok(body)
+        Ok(serde_json::from_slice(&body).unwrap_or(fallback))
     }
 
     async fn download_uri(&self, name: &str, version: &str) -> Result<String, SourceError> {
@@ -44,17 +110,11 @@ impl TrackingClient {
             .get_json(
                 "/api/2.0/mlflow/model-versions/get-download-uri",
                 &[("name", name), ("version", version)],
+                DownloadUri { artifact_uri: None },
             )
             .await?;
-        text(&body, "/artifact_uri")
+        present(body.artifact_uri, "/artifact_uri")
     }
-}
-
-fn text(body: &Value, pointer: &str) -> Result<String, SourceError> {
-    body.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| SourceError(format!("the tracking server's answer has no {pointer}")))
 }
 
 #[async_trait]
@@ -67,10 +127,16 @@ impl ModelRegistry for TrackingClient {
                     .get_json(
                         "/api/2.0/mlflow/registered-models/alias",
                         &[("name", name), ("alias", alias)],
+                        AliasAnswer {
+                            model_version: None,
+                        },
                     )
                     .await
                     .map_err(context)?;
-                let version = text(&body, "/model_version/version")?;
+                let version = present(
+                    body.model_version.and_then(|v| v.version),
+                    "/model_version/version",
+                )?;
                 let location = self.download_uri(name, &version).await.map_err(context)?;
                 Ok(ResolvedModel {
                     name: Some(name.clone()),
@@ -88,10 +154,17 @@ impl ModelRegistry for TrackingClient {
             }
             ModelUri::Run { run_id, path } => {
                 let body = self
-                    .get_json("/api/2.0/mlflow/runs/get", &[("run_id", run_id)])
+                    .get_json(
+                        "/api/2.0/mlflow/runs/get",
+                        &[("run_id", run_id)],
+                        RunAnswer { run: None },
+                    )
                     .await
                     .map_err(context)?;
-                let root = text(&body, "/run/info/artifact_uri")?;
+                let root = present(
+                    body.run.and_then(|r| r.info).and_then(|i| i.artifact_uri),
+                    "/run/info/artifact_uri",
+                )?;
                 Ok(ResolvedModel {
                     name: None,
                     version: "1".into(),
@@ -112,18 +185,18 @@ impl ModelRegistry for TrackingClient {
         } else {
             format!("{root}/{dir}")
         };
-        let body = self
-            .get_json("/api/2.0/mlflow-artifacts/artifacts", &[("path", &path)])
+        let listing = self
+            .get_json(
+                "/api/2.0/mlflow-artifacts/artifacts",
+                &[("path", &path)],
+                Listing::default(),
+            )
             .await?;
-        let files = body
-            .get("files")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(files
+        Ok(listing
+            .files
             .iter()
             .filter_map(|f| {
-                let name = f.get("path")?.as_str()?;
+                let name = f.path.as_deref()?;
                 // MLflow lists names relative to the listed directory.
                 let name = name.rsplit('/').next().unwrap_or(name);
                 Some(Entry {
@@ -132,7 +205,7 @@ impl ModelRegistry for TrackingClient {
                     } else {
                         format!("{dir}/{name}")
                     },
-                    is_dir: f.get("is_dir").and_then(Value::as_bool).unwrap_or(false),
+                    is_dir: f.is_dir,
                 })
             })
             .collect())

@@ -1,16 +1,9 @@
 //! Encoding an infer response: JSON, or JSON + binary tensors for outputs that asked for it.
 
 use serde_json::{Map, Value, json};
+use twinloop_serving::infer::InferResponse;
 
-use super::Tensor;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: Option<String>,
-    pub id: Option<String>,
-    pub outputs: Vec<Tensor>,
-}
+use crate::elements::ElementCodec;
 
 /// The body, and the JSON header's length when binary data follows it (to send as
 /// `Inference-Header-Content-Length`). `binary(name)` says which outputs go as binary.
@@ -63,7 +56,8 @@ pub fn encode_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v2::{TensorData, decode_request};
+    use crate::decode_request;
+    use twinloop_serving::tensor::{Datatype, Tensor, TensorData};
 
     fn response() -> InferResponse {
         InferResponse {
@@ -104,8 +98,7 @@ mod tests {
         assert_eq!(v["outputs"][1]["parameters"]["binary_data_size"], 16);
         assert!(v["outputs"][1].get("data").is_none());
         let raw = &body[header..];
-        let back =
-            TensorData::from_le_bytes("probabilities", crate::v2::Datatype::Fp32, 4, raw).unwrap();
+        let back = TensorData::from_le_bytes("probabilities", Datatype::Fp32, 4, raw).unwrap();
         let TensorData::Fp32(values) = back else {
             panic!("FP32 expected")
         };

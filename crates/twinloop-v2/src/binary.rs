@@ -3,7 +3,7 @@
 /// The HTTP header that gives the JSON part's length when binary data follows it.
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
-use super::{ProtocolError, Result};
+use crate::{ProtocolError, Result};
 
 /// `parameters.binary_data_size` of input `name`, when it carries its data in binary.
 pub(crate) fn binary_size(

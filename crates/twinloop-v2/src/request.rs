@@ -3,9 +3,12 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::binary::{binary_size, flag};
-use super::tensor::{element_count, show_shape};
-use super::{Datatype, ProtocolError, Result, Tensor, TensorData};
+use twinloop_serving::infer::InferRequest;
+use twinloop_serving::tensor::{Datatype, Tensor, TensorData, show_shape};
+
+use crate::binary::{binary_size, flag};
+use crate::elements::{ElementCodec, element_count};
+use crate::{ProtocolError, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,31 +42,31 @@ struct RawOutput {
     parameters: Option<Map<String, Value>>,
 }
 
+/// A decoded REST request: what the engine runs, and how the answer's outputs go back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RequestedOutput {
-    pub name: String,
-    /// `parameters.binary_data` when the client set it.
-    pub binary: Option<bool>,
+pub struct RestRequest {
+    pub infer: InferRequest,
+    pub binary: BinaryOutputs,
 }
 
+/// Which outputs the client asked to get back as binary data (the binary tensor extension).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct InferRequest {
-    pub id: Option<String>,
-    pub parameters: Map<String, Value>,
-    pub inputs: Vec<Tensor>,
-    /// Empty means every output.
-    pub outputs: Vec<RequestedOutput>,
+pub struct BinaryOutputs {
+    /// The request's `parameters.binary_data_output`.
+    default: Option<bool>,
+    /// Each requested output's `parameters.binary_data`, when the client set it.
+    outputs: Vec<(String, Option<bool>)>,
 }
 
-impl InferRequest {
+impl BinaryOutputs {
     /// Whether output `name` goes back as binary data: its own flag, else the request's
     /// `binary_data_output`, else JSON.
-    pub fn wants_binary(&self, name: &str) -> bool {
+    pub fn wants(&self, name: &str) -> bool {
         self.outputs
             .iter()
-            .find(|o| o.name == name)
-            .and_then(|o| o.binary)
-            .or_else(|| flag(Some(&self.parameters), "binary_data_output"))
+            .find(|(o, _)| o == name)
+            .and_then(|(_, b)| *b)
+            .or(self.default)
             .unwrap_or(false)
     }
 }
@@ -72,14 +75,14 @@ impl InferRequest {
 /// the JSON is that many bytes and binary tensors follow, in input order.
 ///
 /// A shape is only a claim: every input's element count is checked against
-/// [`MAX_ELEMENTS`](super::MAX_ELEMENTS) and against the data that came with it before anything
+/// [`MAX_ELEMENTS`](twinloop_serving::tensor::MAX_ELEMENTS) and against the data that came with it before anything
 /// is sized from it, so a hostile request costs no more memory than its body.
-pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
+pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<RestRequest> {
     let (json, mut binary) = match header_length {
         Some(n) if n > body.len() => {
             return Err(ProtocolError::new(format!(
                 "{} is {n} but the body has only {} bytes",
-                super::HEADER_LENGTH,
+                crate::HEADER_LENGTH,
                 body.len()
             )));
         }
@@ -91,7 +94,7 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     let mut inputs = Vec::with_capacity(raw.inputs.len());
     for input in raw.inputs {
         let datatype = Datatype::parse(&input.datatype)
-            .map_err(|e| ProtocolError::new(format!("input {:?}: {}", input.name, e.0)))?;
+            .map_err(|e| ProtocolError::new(format!("input {:?}: {e}", input.name)))?;
         let count = element_count(&input.name, &input.shape)?;
         let data = match (
             binary_size(&input.name, input.parameters.as_ref())?,
@@ -146,19 +149,27 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
             binary.len()
         )));
     }
-    Ok(InferRequest {
-        id: raw.id,
-        parameters: raw.parameters.unwrap_or_default(),
-        inputs,
-        outputs: raw
-            .outputs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| RequestedOutput {
-                binary: flag(o.parameters.as_ref(), "binary_data"),
-                name: o.name,
-            })
-            .collect(),
+    let parameters = raw.parameters.unwrap_or_default();
+    let requested: Vec<(String, Option<bool>)> = raw
+        .outputs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| {
+            let binary = flag(o.parameters.as_ref(), "binary_data");
+            (o.name, binary)
+        })
+        .collect();
+    Ok(RestRequest {
+        binary: BinaryOutputs {
+            default: flag(Some(&parameters), "binary_data_output"),
+            outputs: requested.clone(),
+        },
+        infer: InferRequest {
+            id: raw.id,
+            parameters,
+            inputs,
+            outputs: requested.into_iter().map(|(name, _)| name).collect(),
+        },
     })
 }
 

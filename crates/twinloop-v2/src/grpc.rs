@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tonic::{Request, Response, Status};
+use twinloop_serving::engine::{Engine, ServeError};
+use twinloop_serving::infer::InferRequest;
+use twinloop_serving::runtime::TensorSpec;
+use twinloop_serving::tensor::{Datatype, Tensor, TensorData, show_shape};
 
-use crate::engine::{Engine, ServeError};
+use crate::ProtocolError;
+use crate::elements::{ElementCodec, element_count};
 use crate::http::BODY_LIMIT;
-use crate::v2::{
-    Datatype, InferRequest, ProtocolError, RequestedOutput, Tensor, TensorData, show_shape,
-};
 
 /// The messages of `proto/inference.proto`, for callers of [`decode_infer_request`].
 #[allow(clippy::all, clippy::pedantic)]
@@ -25,14 +27,13 @@ use proto::infer_parameter::ParameterChoice;
 use proto::model_metadata_response::TensorMetadata;
 use proto::*;
 
-impl From<ServeError> for Status {
-    fn from(e: ServeError) -> Status {
-        match e {
-            ServeError::NotFound(m) => Status::not_found(m),
-            ServeError::Invalid(m) => Status::invalid_argument(m),
-            ServeError::Unavailable(m) => Status::unavailable(m),
-            ServeError::Failed(m) => Status::internal(m),
-        }
+/// The gRPC status of each engine error, as http.rs gives each its HTTP status.
+fn status(e: ServeError) -> Status {
+    match e {
+        ServeError::NotFound(m) => Status::not_found(m),
+        ServeError::Invalid(m) => Status::invalid_argument(m),
+        ServeError::Unavailable(m) => Status::unavailable(m),
+        ServeError::Failed(m) => Status::internal(m),
     }
 }
 
@@ -117,7 +118,7 @@ fn typed(
     })
 }
 /// A gRPC infer request in the REST decoder's terms, held to the same checks: every shape is
-/// counted against [`MAX_ELEMENTS`](crate::v2::MAX_ELEMENTS) and against the contents that came
+/// counted against [`MAX_ELEMENTS`](twinloop_serving::tensor::MAX_ELEMENTS) and against the contents that came
 /// with it.
 pub fn decode_infer_request(request: ModelInferRequest) -> Result<InferRequest, ProtocolError> {
     let raw = request.raw_input_contents;
@@ -131,8 +132,8 @@ pub fn decode_infer_request(request: ModelInferRequest) -> Result<InferRequest, 
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (i, input) in request.inputs.into_iter().enumerate() {
         let datatype = Datatype::parse(&input.datatype)
-            .map_err(|e| ProtocolError(format!("input {:?}: {}", input.name, e.0)))?;
-        let count = crate::v2::element_count(&input.name, &input.shape)?;
+            .map_err(|e| ProtocolError(format!("input {:?}: {e}", input.name)))?;
+        let count = element_count(&input.name, &input.shape)?;
         // An empty contents message beside raw contents carries nothing to disagree with.
         let contents = input
             .contents
@@ -168,14 +169,7 @@ pub fn decode_infer_request(request: ModelInferRequest) -> Result<InferRequest, 
         id: (!request.id.is_empty()).then_some(request.id),
         parameters: parameters(request.parameters),
         inputs,
-        outputs: request
-            .outputs
-            .into_iter()
-            .map(|o| RequestedOutput {
-                name: o.name,
-                binary: None,
-            })
-            .collect(),
+        outputs: request.outputs.into_iter().map(|o| o.name).collect(),
     })
 }
 
@@ -226,12 +220,15 @@ impl GrpcInferenceService for Service {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let r = request.into_inner();
-        let model = self.engine.model(&r.name, version(&r.version))?;
+        let model = self
+            .engine
+            .model(&r.name, version(&r.version))
+            .map_err(status)?;
         let endpoint = self
             .engine
             .get(&r.name)
             .ok_or_else(|| Status::not_found(r.name.clone()))?;
-        let tensor = |s: &crate::runtime::TensorSpec| TensorMetadata {
+        let tensor = |s: &TensorSpec| TensorMetadata {
             name: s.name.clone(),
             datatype: s.datatype.name().into(),
             shape: s.shape.clone(),
@@ -256,7 +253,8 @@ impl GrpcInferenceService for Service {
         let response = self
             .engine
             .infer(&name, version(&requested_version), infer)
-            .await?;
+            .await
+            .map_err(status)?;
         let mut outputs = Vec::with_capacity(response.outputs.len());
         let mut raw = Vec::with_capacity(response.outputs.len());
         for t in response.outputs {
