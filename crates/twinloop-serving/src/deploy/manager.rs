@@ -183,10 +183,19 @@ impl DeploymentManager {
     }
 
     async fn persist(&self, spec: &DeploymentSpec, state: &DeploymentState) {
+        let encoded =
+            serde_json::to_string(spec).and_then(|s| Ok((s, serde_json::to_string(state)?)));
+        let (spec_json, state_json) = match encoded {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(deployment = %spec.name, error = %e, "cannot encode the deployment");
+                return;
+            }
+        };
         let record = DeploymentRecord {
             name: spec.name.clone(),
-            spec: serde_json::to_string(spec).expect("specs serialise"),
-            state: serde_json::to_string(state).expect("states serialise"),
+            spec: spec_json,
+            state: state_json,
             update_time: 0,
         };
         if let Err(e) = self.store.put_deployment(&record).await {
