@@ -18,8 +18,8 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// The cause of an [`Error`]. Shared rather than boxed so that `Error` stays `Clone` (errors are
-/// handed to several waiters, e.g. the callers of one deployment load).
+/// The cause of an [`Error`]. Shared rather than boxed so that `Error` stays `Clone`, which
+/// callers rely on.
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What [`Error::with_source`] takes: every error type converts into it, and so do strings.
