@@ -150,25 +150,21 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<RestR
         )));
     }
     let parameters = raw.parameters.unwrap_or_default();
-    let requested: Vec<(String, Option<bool>)> = raw
-        .outputs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| {
-            let binary = flag(o.parameters.as_ref(), "binary_data");
-            (o.name, binary)
-        })
-        .collect();
+    let requested = raw.outputs.unwrap_or_default();
+    let binary = BinaryOutputs {
+        default: flag(Some(&parameters), "binary_data_output"),
+        outputs: requested
+            .iter()
+            .map(|o| (o.name.clone(), flag(o.parameters.as_ref(), "binary_data")))
+            .collect(),
+    };
     Ok(RestRequest {
-        binary: BinaryOutputs {
-            default: flag(Some(&parameters), "binary_data_output"),
-            outputs: requested.clone(),
-        },
+        binary,
         infer: InferRequest {
             id: raw.id,
             parameters,
             inputs,
-            outputs: requested.into_iter().map(|(name, _)| name).collect(),
+            outputs: requested.into_iter().map(|o| o.name).collect(),
         },
     })
 }
