@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use arrow::array::Array;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use twinloop_core::Result;
 
 use crate::online::{OnlineRow, OnlineStore, OnlineWrite, table_name};
+use crate::progress::{Progress, Stage};
 use crate::repo::{FeatureRepo, FeatureView};
 use crate::source;
 use crate::value::Value;
@@ -47,20 +47,13 @@ pub async fn materialize_view(
     view: &FeatureView,
     start: i64,
     end: i64,
-    progress: bool,
+    progress: &Progress,
 ) -> Result<Materialized> {
     let began = Instant::now();
-    let bar = if progress {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} source rows ({per_sec})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message(view.name.clone());
-        bar
-    } else {
-        ProgressBar::hidden()
+    let stage = Stage::Materialize {
+        view: view.name.clone(),
     };
+    progress.started(&stage, None);
     let (_, mut batches) = source::scan(repo, view).await?;
     let mut latest: HashMap<Box<[u8]>, Best> = HashMap::new();
     let (mut source_rows, mut window_rows) = (0u64, 0u64);
@@ -68,7 +61,7 @@ pub async fn materialize_view(
     while let Some(batch) = batches.next().await {
         let batch = batch?;
         source_rows += batch.len() as u64;
-        bar.set_position(source_rows);
+        progress.advanced(&stage, source_rows);
         let event = batch.event_ts.values();
         for i in 0..batch.len() {
             let Some(key) = batch.keys.get(i) else {
@@ -118,7 +111,7 @@ pub async fn materialize_view(
             }
         }
     }
-    bar.finish_and_clear();
+    progress.finished(&stage);
     let entities = latest.len() as u64;
     let table = table_name(&repo.config.project, view);
     let mut written = 0u64;

@@ -15,6 +15,7 @@ use twinloop_meta::{FeatureRegistry, LineageStore, RunStore, SqlStore, StoreUri}
 use crate::materialize::{Materialized, materialize_view};
 use crate::offline::{HistoricalRequest, HistoricalSummary, get_historical};
 use crate::online::{self, OnlineStore};
+use crate::progress::Progress;
 use crate::repo::{FeatureRepo, FeatureView, format_ttl};
 
 /// What `plan` found: definitions to add, change or remove.
@@ -229,7 +230,7 @@ impl FeatureStore {
         start: i64,
         end: i64,
         views: &[String],
-        progress: bool,
+        progress: &Progress,
     ) -> Result<Vec<Materialized>> {
         if start > end {
             return Err(Error::invalid("the start of the window is after its end"));
@@ -251,7 +252,7 @@ impl FeatureStore {
         store: &dyn OnlineStore,
         end: i64,
         views: &[String],
-        progress: bool,
+        progress: &Progress,
     ) -> Result<Vec<Materialized>> {
         let mut done = Vec::new();
         for view in self.selected_views(views)? {

@@ -1,5 +1,5 @@
-//! Single feature values: read out of Arrow columns, stored online, and written as JSON the
-//! way Feast's feature server writes them.
+//! Single feature values: read out of Arrow columns, stored online, and built back into columns
+//! from what clients send (a front decodes its wire format into a [`SentColumn`]).
 
 use std::sync::Arc;
 
@@ -8,12 +8,10 @@ use arrow::array::{
     Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use twinloop_core::{Error, Result};
 
 use crate::repo::DType;
-use crate::time::format_micros;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
@@ -53,121 +51,94 @@ impl Value {
         matches!(self, Value::Null)
     }
 
-    /// Feast's JSON: numbers as numbers (float32 widened), NaN/±inf as strings, bytes in
-    /// base64, timestamps in RFC 3339.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::Value as J;
-        match self {
-            Value::Null => J::Null,
-            Value::Bool(b) => J::Bool(*b),
-            Value::Int32(v) => J::from(*v),
-            Value::Int64(v) => J::from(*v),
-            Value::Float32(v) => float_json(f64::from(*v)),
-            Value::Float64(v) => float_json(*v),
-            Value::String(s) => J::String(s.clone()),
-            Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            Value::Timestamp(t) => J::String(format_micros(*t)),
+    /// Whether the value can stand in a column of `dtype` (null fits every column).
+    fn fits(&self, dtype: DType) -> bool {
+        matches!(
+            (self, dtype),
+            (Value::Null, _)
+                | (Value::Bool(_), DType::Bool)
+                | (Value::Int32(_), DType::Int32)
+                | (Value::Int64(_), DType::Int64)
+                | (Value::Float32(_), DType::Float32)
+                | (Value::Float64(_), DType::Float64)
+                | (Value::String(_), DType::String)
+                | (Value::Bytes(_), DType::Bytes)
+                | (Value::Timestamp(_), DType::Timestamp)
+        )
+    }
+}
+
+/// A column of values as a client sent them (entity keys, pushed rows), in whatever wire format
+/// its front decoded. Only the library knows each column's type (from the view's source), so it
+/// asks the column for its values once it does, and the front keeps its own coercion rules.
+pub trait SentColumn {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values as `dtype`; the error names the column `name` and the row that is not one.
+    fn typed(&self, name: &str, dtype: DType) -> Result<Vec<Value>>;
+}
+
+/// Typed values sent by Rust callers: each must already be of the column's type (or null).
+impl SentColumn for Vec<Value> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn typed(&self, name: &str, dtype: DType) -> Result<Vec<Value>> {
+        if let Some((row, v)) = self.iter().enumerate().find(|(_, v)| !v.fits(dtype)) {
+            return Err(Error::invalid(format!(
+                "column {name:?} row {row}: {v:?} is not a valid {dtype} value"
+            )));
         }
+        Ok(self.clone())
     }
 }
 
-fn float_json(v: f64) -> serde_json::Value {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "Infinity".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Infinity".into()
-    } else {
-        serde_json::Value::from(v)
-    }
-}
-
-/// Builds an Arrow column of `dtype` from JSON values (a pushed column or request keys);
-/// `"1001"` is accepted for an integer, numbers and `"NaN"` for a float. Errors name the column
-/// and the row.
-pub fn array_from_json(name: &str, dtype: DType, values: &[serde_json::Value]) -> Result<ArrayRef> {
-    use serde_json::Value as J;
-    let bad = |row: usize, v: &J| {
-        Error::invalid(format!(
-            "column {name:?} row {row}: {v} is not a valid {dtype} value"
+/// An Arrow column of `dtype` from values of that type (nulls allowed).
+pub fn array_from_values(name: &str, dtype: DType, values: &[Value]) -> Result<ArrayRef> {
+    let bad = |row: usize, v: &Value| {
+        Error::internal(format!(
+            "column {name:?} row {row}: {v:?} is not a {dtype} value"
         ))
     };
+    // Copy payloads are matched out of `*v`, the others by reference.
     macro_rules! build {
-        ($builder:expr, $convert:expr) => {{
+        ($builder:expr, $variant:ident, copy) => {
+            build!($builder, $variant, *)
+        };
+        ($builder:expr, $variant:ident, ref) => {
+            build!($builder, $variant,)
+        };
+        ($builder:expr, $variant:ident, $($deref:tt)?) => {{
             let mut builder = $builder;
             for (row, v) in values.iter().enumerate() {
-                if v.is_null() {
-                    builder.append_null();
-                } else {
-                    let convert = $convert;
-                    builder.append_value(convert(v).ok_or_else(|| bad(row, v))?);
+                match $($deref)? v {
+                    Value::Null => builder.append_null(),
+                    Value::$variant(x) => builder.append_value(x),
+                    _ => return Err(bad(row, v)),
                 }
             }
             Arc::new(builder.finish()) as ArrayRef
         }};
     }
     Ok(match dtype {
-        DType::Bool => build!(BooleanBuilder::new(), |v: &J| v.as_bool()),
-        DType::Int32 => build!(Int32Builder::new(), |v: &J| json_i64(v)
-            .and_then(|n| i32::try_from(n).ok())),
-        DType::Int64 => build!(Int64Builder::new(), json_i64),
-        DType::Float32 => build!(Float32Builder::new(), |v: &J| json_f64(v).map(|f| f as f32)),
-        DType::Float64 => build!(Float64Builder::new(), json_f64),
-        DType::String => build!(StringBuilder::new(), |v: &J| v.as_str().map(String::from)),
-        DType::Bytes => build!(BinaryBuilder::new(), |v: &J| v
-            .as_str()
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())),
-        DType::Timestamp => {
-            let mut builder = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            for (row, v) in values.iter().enumerate() {
-                if v.is_null() {
-                    builder.append_null();
-                } else {
-                    builder.append_value(json_timestamp(v).ok_or_else(|| bad(row, v))?);
-                }
-            }
-            Arc::new(builder.finish()) as ArrayRef
-        }
+        DType::Bool => build!(BooleanBuilder::new(), Bool, copy),
+        DType::Int32 => build!(Int32Builder::new(), Int32, copy),
+        DType::Int64 => build!(Int64Builder::new(), Int64, copy),
+        DType::Float32 => build!(Float32Builder::new(), Float32, copy),
+        DType::Float64 => build!(Float64Builder::new(), Float64, copy),
+        DType::String => build!(StringBuilder::new(), String, ref),
+        DType::Bytes => build!(BinaryBuilder::new(), Bytes, ref),
+        DType::Timestamp => build!(
+            TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            Timestamp,
+            copy
+        ),
     })
-}
-
-fn json_i64(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn json_f64(v: &serde_json::Value) -> Option<f64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
-            "Infinity" => Some(f64::INFINITY),
-            "-Infinity" => Some(f64::NEG_INFINITY),
-            other => other.trim().parse().ok(),
-        },
-        _ => None,
-    }
-}
-
-/// RFC 3339 text (no zone = UTC) or epoch seconds.
-fn json_timestamp(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::String(s) => crate::time::parse_timestamp(s).ok(),
-        serde_json::Value::Number(n) => n.as_f64().map(|s| (s * 1e6).round() as i64),
-        _ => None,
-    }
-}
-
-/// Row → values for the columns of a batch, used when writing online rows.
-pub fn row_values(columns: &[(ArrayRef, DType)], row: usize) -> Vec<Value> {
-    columns
-        .iter()
-        .map(|(column, dtype)| Value::from_array(column, row, *dtype))
-        .collect()
 }
 
 #[cfg(test)]
@@ -175,42 +146,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_matches_feast() {
-        assert_eq!(
-            Value::Float32(264.6).to_json(),
-            serde_json::json!(264.6000061035156)
-        );
-        assert_eq!(Value::Float64(f64::NAN).to_json(), serde_json::json!("NaN"));
-        assert_eq!(Value::Int64(22).to_json(), serde_json::json!(22));
-        assert_eq!(
-            Value::Bytes(b"hi".to_vec()).to_json(),
-            serde_json::json!("aGk=")
-        );
-        assert_eq!(
-            Value::Timestamp(1_704_668_400_000_000).to_json(),
-            serde_json::json!("2024-01-07T23:00:00Z")
-        );
-    }
-
-    #[test]
-    fn json_columns_accept_numeric_strings_and_name_bad_rows() {
-        let column = array_from_json(
-            "driver_id",
-            DType::Int64,
-            &[serde_json::json!("1001"), serde_json::json!(5)],
-        )
-        .unwrap();
-        assert_eq!(column.as_primitive::<Int64Type>().values(), &[1001, 5]);
-        let err = array_from_json(
-            "driver_id",
-            DType::Int64,
-            &[serde_json::json!(1), serde_json::json!("x")],
-        )
-        .unwrap_err();
+    fn typed_values_build_columns_and_name_bad_rows() {
+        let sent = vec![Value::Int64(1001), Value::Null];
+        let values = sent.typed("driver_id", DType::Int64).unwrap();
+        let column = array_from_values("driver_id", DType::Int64, &values).unwrap();
+        assert_eq!(column.as_primitive::<Int64Type>().value(0), 1001);
+        assert!(column.is_null(1));
+        let err = vec![Value::Int64(1), Value::String("x".into())]
+            .typed("driver_id", DType::Int64)
+            .unwrap_err();
         assert!(
             err.message.contains("\"driver_id\" row 1"),
             "{}",
             err.message
+        );
+        let ts = array_from_values("t", DType::Timestamp, &[Value::Timestamp(5)]).unwrap();
+        assert_eq!(
+            Value::from_array(&ts, 0, DType::Timestamp),
+            Value::Timestamp(5)
         );
     }
 }

@@ -6,10 +6,12 @@ mod support;
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use support::*;
 use twinloop_features::online::{OnlineRow, OnlineStore, OnlineWrite};
-use twinloop_features::serving::{OnlineRequest, OnlineService};
+use twinloop_features::progress::Progress;
+use twinloop_features::serving::{
+    FeatureSelection, FeatureStatus, OnlineQuery, OnlineService, PushRequest, PushTarget, PushTo,
+};
 use twinloop_features::store::FeatureStore;
 use twinloop_features::value::Value as FeatureValue;
 
@@ -167,7 +169,13 @@ async fn materialization_windows_in_any_order_end_with_the_newest_rows() {
         let views = ["forever".to_string()];
         // The newer window first, then the older one: nothing may go back in time.
         let done = store
-            .materialize(online.as_ref(), T0 + DAY, T0 + 3 * DAY, &views, false)
+            .materialize(
+                online.as_ref(),
+                T0 + DAY,
+                T0 + 3 * DAY,
+                &views,
+                &Progress::none(),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -175,7 +183,7 @@ async fn materialization_windows_in_any_order_end_with_the_newest_rows() {
             (3, 1, 1)
         );
         store
-            .materialize(online.as_ref(), T0, T0 + DAY, &views, false)
+            .materialize(online.as_ref(), T0, T0 + DAY, &views, &Progress::none())
             .await
             .unwrap();
         assert_eq!(
@@ -188,7 +196,7 @@ async fn materialization_windows_in_any_order_end_with_the_newest_rows() {
         );
         // Re-running a window changes nothing.
         store
-            .materialize(online.as_ref(), T0, T0 + 3 * DAY, &views, false)
+            .materialize(online.as_ref(), T0, T0 + 3 * DAY, &views, &Progress::none())
             .await
             .unwrap();
         assert_eq!(
@@ -202,7 +210,7 @@ async fn materialization_windows_in_any_order_end_with_the_newest_rows() {
                 T0 + DAY,
                 T0 + DAY,
                 &["recent".to_string()],
-                false,
+                &Progress::none(),
             )
             .await
             .unwrap();
@@ -230,7 +238,7 @@ async fn incremental_materialization_continues_from_the_last_end() {
         let online = store.online_store().await.unwrap();
         let views = ["forever".to_string()];
         let first = store
-            .materialize_incremental(online.as_ref(), T0 + DAY, &views, false)
+            .materialize_incremental(online.as_ref(), T0 + DAY, &views, &Progress::none())
             .await
             .unwrap();
         assert_eq!((first[0].start, first[0].end), (0, T0 + DAY));
@@ -239,7 +247,7 @@ async fn incremental_materialization_continues_from_the_last_end() {
             &[row(1, T0 + 2 * DAY, T0, 2.0), row(1, T0 + DAY / 2, T0, 9.0)],
         );
         let second = store
-            .materialize_incremental(online.as_ref(), T0 + 3 * DAY, &views, false)
+            .materialize_incremental(online.as_ref(), T0 + 3 * DAY, &views, &Progress::none())
             .await
             .unwrap();
         assert_eq!((second[0].start, second[0].window_rows), (T0 + DAY, 1));
@@ -249,7 +257,12 @@ async fn incremental_materialization_continues_from_the_last_end() {
         );
         // Without a previous run, a view with a TTL starts at end − TTL.
         let recent = store
-            .materialize_incremental(online.as_ref(), T0 + 3 * DAY, &["recent".into()], false)
+            .materialize_incremental(
+                online.as_ref(),
+                T0 + 3 * DAY,
+                &["recent".into()],
+                &Progress::none(),
+            )
             .await
             .unwrap();
         assert_eq!(recent[0].start, T0 + DAY);
@@ -257,63 +270,154 @@ async fn incremental_materialization_continues_from_the_last_end() {
     .await;
 }
 
-fn request(body: Value) -> OnlineRequest {
-    serde_json::from_value(body).unwrap()
+fn query(
+    features: &[&str],
+    entities: Vec<(&str, Vec<FeatureValue>)>,
+) -> OnlineQuery<Vec<FeatureValue>> {
+    OnlineQuery {
+        features: FeatureSelection::Refs(features.iter().map(|f| f.to_string()).collect()),
+        entities: entities
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        full_feature_names: false,
+    }
+}
+
+fn ids(ids: &[i64]) -> Vec<FeatureValue> {
+    ids.iter().map(|&i| FeatureValue::Int64(i)).collect()
+}
+
+/// Values as text, so that NaN compares equal to itself.
+fn shown(values: &[FeatureValue]) -> String {
+    format!("{values:?}")
 }
 
 #[tokio::test]
 async fn online_reads_enforce_ttl_and_report_every_status() {
+    use FeatureStatus::*;
+    use FeatureValue::{Float64, Null};
     each_store(async |config| {
         let dir = tempfile::tempdir().unwrap();
         let now = twinloop_features::time::now_micros();
         write_features(
             &dir.path().join("data/f.parquet"),
-            &[row(1, now - DAY, now, 1.5), row(2, now - 3 * DAY, now, 2.5), row(3, now - DAY, now, f64::NAN)],
+            &[
+                row(1, now - DAY, now, 1.5),
+                row(2, now - 3 * DAY, now, 2.5),
+                row(3, now - DAY, now, f64::NAN),
+            ],
         );
         repo(dir.path(), config, DEFS);
         let store = FeatureStore::open(dir.path()).await.unwrap();
         store.apply().await.unwrap();
         let online = store.online_store().await.unwrap();
-        store.materialize(online.as_ref(), 0, now, &[], false).await.unwrap();
-        let service = OnlineService::new(store.repo.clone(), online.clone()).await.unwrap();
-        let reply = service
-            .get_online_features(request(json!({
-                "features": ["forever:value", "recent:value"],
-                "entities": {"driver_id": [1, "2", 3, 4]},
-                "full_feature_names": true,
-            })))
+        store
+            .materialize(online.as_ref(), 0, now, &[], &Progress::none())
             .await
             .unwrap();
-        assert_eq!(reply["metadata"]["feature_names"], json!(["driver_id", "forever__value", "recent__value"]));
-        assert_eq!(reply["results"][0]["values"], json!([1, 2, 3, 4]));
-        assert_eq!(reply["results"][1]["values"], json!([1.5, 2.5, "NaN", null]));
-        assert_eq!(reply["results"][1]["statuses"], json!(["PRESENT", "PRESENT", "PRESENT", "NOT_FOUND"]));
-        assert_eq!(reply["results"][2]["values"], json!([1.5, null, "NaN", null]));
-        assert_eq!(reply["results"][2]["statuses"], json!(["PRESENT", "OUTSIDE_MAX_AGE", "PRESENT", "NOT_FOUND"]));
-        assert_eq!(reply["results"][2]["event_timestamps"][3], json!("1970-01-01T00:00:00Z"));
+        let service = OnlineService::new(store.repo.clone(), online.clone())
+            .await
+            .unwrap();
+        let reply = service
+            .get_online_features(&OnlineQuery {
+                full_feature_names: true,
+                ..query(
+                    &["forever:value", "recent:value"],
+                    vec![("driver_id", ids(&[1, 2, 3, 4]))],
+                )
+            })
+            .await
+            .unwrap();
+        let names: Vec<&str> = reply.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["forever__value", "recent__value"]);
+        assert_eq!(reply.keys, [("driver_id".to_string(), ids(&[1, 2, 3, 4]))]);
+        assert_eq!(
+            shown(&reply.features[0].values),
+            shown(&[Float64(1.5), Float64(2.5), Float64(f64::NAN), Null])
+        );
+        assert_eq!(
+            reply.features[0].statuses,
+            [Present, Present, Present, NotFound]
+        );
+        assert_eq!(
+            shown(&reply.features[1].values),
+            shown(&[Float64(1.5), Null, Float64(f64::NAN), Null])
+        );
+        assert_eq!(
+            reply.features[1].statuses,
+            [Present, OutsideMaxAge, Present, NotFound]
+        );
+        assert_eq!(reply.features[1].event_ts[3], 0);
 
         // A pushed row with a null feature is NULL_VALUE; an older push does not win.
-        let push = |body: Value| service.push(serde_json::from_value(body).unwrap());
-        push(json!({"push_source_name": "stats", "df": {"driver_id": [5], "event_timestamp": [twinloop_features::time::format_micros(now)], "value": [null]}})).await.unwrap();
-        push(json!({"feature_view": "recent", "df": {"driver_id": [1], "event_timestamp": ["2020-01-01T00:00:00Z"], "value": [7.0]}})).await.unwrap();
-        let reply = service
-            .get_online_features(request(json!({"features": ["recent:value"], "entities": {"driver_id": [5, 1]}})))
+        let service = &service;
+        let push = |target: PushTarget, id: i64, ts: i64, value: FeatureValue| {
+            let request = PushRequest {
+                target,
+                to: PushTo::Online,
+                df: vec![
+                    ("driver_id".to_string(), ids(&[id])),
+                    (
+                        "event_timestamp".to_string(),
+                        vec![FeatureValue::Timestamp(ts)],
+                    ),
+                    ("value".to_string(), vec![value]),
+                ],
+            };
+            async move { service.push(&request).await }
+        };
+        push(PushTarget::Source("stats".into()), 5, now, Null)
             .await
             .unwrap();
-        assert_eq!(reply["results"][1]["statuses"], json!(["NULL_VALUE", "PRESENT"]));
-        assert_eq!(reply["results"][1]["values"], json!([null, 1.5]));
+        let old = twinloop_features::time::parse_timestamp("2020-01-01T00:00:00Z").unwrap();
+        push(PushTarget::View("recent".into()), 1, old, Float64(7.0))
+            .await
+            .unwrap();
+        let reply = service
+            .get_online_features(&query(&["recent:value"], vec![("driver_id", ids(&[5, 1]))]))
+            .await
+            .unwrap();
+        assert_eq!(reply.features[0].statuses, [NullValue, Present]);
+        assert_eq!(reply.features[0].values, [Null, Float64(1.5)]);
 
         // Bad requests are errors that name the problem.
-        for (body, needle) in [
-            (json!({"features": ["recent:nope"], "entities": {"driver_id": [1]}}), "has no feature \"nope\""),
-            (json!({"features": ["recent:value"], "entities": {"rider": [1]}}), "needs join key \"driver_id\""),
-            (json!({"features": ["recent:value"], "entities": {"driver_id": ["x"]}}), "\"driver_id\" row 0"),
-            (json!({"features": ["recent:value", "forever:value"], "entities": {"driver_id": [1]}}), "full_feature_names"),
-            (json!({"feature_service": "nope", "entities": {"driver_id": [1]}}), "unknown feature service"),
-            (json!({"features": ["recent:value"], "entities": {}}), "at least one join key"),
+        let service_query = OnlineQuery {
+            features: FeatureSelection::Service("nope".into()),
+            ..query(&[], vec![("driver_id", ids(&[1]))])
+        };
+        for (query, needle) in [
+            (
+                query(&["recent:nope"], vec![("driver_id", ids(&[1]))]),
+                "has no feature \"nope\"",
+            ),
+            (
+                query(&["recent:value"], vec![("rider", ids(&[1]))]),
+                "needs join key \"driver_id\"",
+            ),
+            (
+                query(
+                    &["recent:value"],
+                    vec![("driver_id", vec![FeatureValue::String("x".into())])],
+                ),
+                "\"driver_id\" row 0",
+            ),
+            (
+                query(
+                    &["recent:value", "forever:value"],
+                    vec![("driver_id", ids(&[1]))],
+                ),
+                "full_feature_names",
+            ),
+            (service_query, "unknown feature service"),
+            (query(&["recent:value"], vec![]), "at least one join key"),
         ] {
-            let err = service.get_online_features(request(body)).await.unwrap_err();
-            assert!(err.message.contains(needle), "{} lacks {needle}", err.message);
+            let err = service.get_online_features(&query).await.unwrap_err();
+            assert!(
+                err.message.contains(needle),
+                "{} lacks {needle}",
+                err.message
+            );
         }
     })
     .await;

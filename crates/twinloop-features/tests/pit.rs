@@ -10,6 +10,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use support::*;
 use twinloop_features::offline::{HistoricalRequest, get_historical};
+use twinloop_features::progress::Progress;
 use twinloop_features::repo::FeatureRepo;
 
 const SECOND: i64 = 1_000_000;
@@ -44,7 +45,7 @@ fn request(repo: &FeatureRepo, entities: &Path, refs: &[&str]) -> HistoricalRequ
         timestamp_column: None,
         output: entities.with_file_name("out.parquet"),
         memory_limit: 1 << 30,
-        progress: false,
+        progress: Progress::none(),
     }
 }
 

@@ -10,6 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use support::*;
 use twinloop_features::offline::{HistoricalRequest, get_historical};
+use twinloop_features::progress::Progress;
 
 const SECOND: i64 = 1_000_000;
 const T0: i64 = 1_704_067_200 * SECOND;
@@ -73,7 +74,7 @@ feature_views:
         timestamp_column: None,
         output: dir.path().join("out.parquet"),
         memory_limit: 1 << 30,
-        progress: false,
+        progress: Progress::none(),
     };
     get_historical(&repo, &request).await.unwrap();
     let batch = read_parquet(&request.output);

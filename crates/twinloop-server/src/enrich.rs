@@ -2,23 +2,28 @@
 //! online features, joined in-process by the same [`OnlineService`] that answers
 //! `/get-online-features` (so the same statuses and TTL rules apply).
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
-use serde_json::Value;
-use twinloop_core::ErrorCode;
-use twinloop_features::serving::{OnlineRequest, OnlineService, OrderedColumns};
+use serde_json::Value as Json;
+use twinloop_core::ErrorKind;
+use twinloop_features::serving::{FeatureSelection, FeatureStatus, OnlineQuery, OnlineService};
+use twinloop_features::value::Value;
 use twinloop_serving::engine::{FeatureLookup, ServeError};
 use twinloop_serving::infer::InferRequest;
 use twinloop_serving::runtime::TensorSpec;
 use twinloop_serving::tensor::{Datatype, Tensor, TensorData};
+
+use crate::features::feast::{JsonColumn, status_name, value_json};
 
 pub struct OnlineEnrichment {
     pub service: OnlineService,
 }
 
 fn serve_error(e: twinloop_core::Error) -> ServeError {
-    match e.code {
-        ErrorCode::ResourceDoesNotExist => ServeError::NotFound(e.message),
-        ErrorCode::InvalidParameterValue => ServeError::Invalid(e.message),
+    match e.kind {
+        ErrorKind::NotFound => ServeError::NotFound(e.message),
+        ErrorKind::InvalidArgument => ServeError::Invalid(e.message),
         _ => ServeError::Failed(e.message),
     }
 }
@@ -47,13 +52,13 @@ fn entities(
     request: &mut InferRequest,
     keys: &[String],
     model_inputs: &[TensorSpec],
-) -> Result<Vec<(String, Vec<Value>)>, ServeError> {
-    if let Some(Value::Object(map)) = request.parameters.get("entities") {
+) -> Result<Vec<(String, JsonColumn)>, ServeError> {
+    if let Some(Json::Object(map)) = request.parameters.get("entities") {
         return map
             .iter()
             .map(|(k, v)| match v {
-                Value::Array(values) => Ok((k.clone(), values.clone())),
-                other => Ok((k.clone(), vec![other.clone()])),
+                Json::Array(values) => Ok((k.clone(), JsonColumn(values.clone()))),
+                other => Ok((k.clone(), JsonColumn(vec![other.clone()]))),
             })
             .collect();
     }
@@ -68,20 +73,24 @@ fn entities(
         if !model_inputs.iter().any(|s| &s.name == key) {
             request.inputs.remove(pos);
         }
-        out.push((key.clone(), values));
+        out.push((key.clone(), JsonColumn(values)));
     }
     Ok(out)
 }
 
 /// One feature column as the model's input: its datatype, `[N]` or `[N, 1]`. Missing values
 /// (NOT_FOUND, OUTSIDE_MAX_AGE, nulls) are NaN for float inputs; other types need a value.
-fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Tensor, ServeError> {
+fn column(
+    spec: &TensorSpec,
+    values: &[Value],
+    statuses: &[FeatureStatus],
+) -> Result<Tensor, ServeError> {
     let n = values.len();
     let missing = |i: usize| {
         ServeError::Invalid(format!(
             "feature {:?} of row {i} is {} and input {:?} is {}, which has no missing value",
             spec.name,
-            statuses.get(i).and_then(Value::as_str).unwrap_or("null"),
+            statuses.get(i).map_or("null", |s| status_name(*s)),
             spec.name,
             spec.datatype.name()
         ))
@@ -89,8 +98,9 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
     // A present value of the wrong kind is the feature view's mismatch with the model.
     let wrong = |i: usize, v: &Value| {
         ServeError::Invalid(format!(
-            "feature {:?} of row {i} is {v}, which does not fit input {:?} ({})",
+            "feature {:?} of row {i} is {}, which does not fit input {:?} ({})",
             spec.name,
+            value_json(v),
             spec.name,
             spec.datatype.name()
         ))
@@ -110,25 +120,29 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
         Datatype::Fp32 => TensorData::Fp32(
             values
                 .iter()
-                .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32))
+                .map(|v| finite(v).map_or(f32::NAN, |x| x as f32))
                 .collect(),
         ),
         Datatype::Fp64 => TensorData::Fp64(
             values
                 .iter()
-                .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                .map(|v| finite(v).unwrap_or(f64::NAN))
                 .collect(),
         ),
-        Datatype::Int64 => join(each(&|v| v.as_i64().map(|x| TensorData::Int64(vec![x])))?),
+        Datatype::Int64 => join(each(&|v| integer(v).map(|x| TensorData::Int64(vec![x])))?),
         Datatype::Int32 => join(each(&|v| {
-            v.as_i64()
+            integer(v)
                 .and_then(|x| i32::try_from(x).ok())
                 .map(|x| TensorData::Int32(vec![x]))
         })?),
-        Datatype::Bool => join(each(&|v| v.as_bool().map(|b| TensorData::Bool(vec![b])))?),
+        Datatype::Bool => join(each(&|v| match v {
+            Value::Bool(b) => Some(TensorData::Bool(vec![*b])),
+            _ => None,
+        })?),
+        // Bytes inputs take the value's text as Feast writes it (base64 for bytes).
         Datatype::Bytes => join(each(&|v| {
-            Some(TensorData::Bytes(vec![match v {
-                Value::String(s) => s.clone().into_bytes(),
+            Some(TensorData::Bytes(vec![match value_json(v) {
+                Json::String(s) => s.into_bytes(),
                 other => other.to_string().into_bytes(),
             }]))
         })?),
@@ -152,6 +166,40 @@ fn column(spec: &TensorSpec, values: &[Value], statuses: &[Value]) -> Result<Ten
     })
 }
 
+/// A number as a float input reads it: non-finite floats count as missing, as they would
+/// after a round trip through Feast's JSON ("NaN" is not a number there).
+fn finite(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int32(x) => Some(f64::from(*x)),
+        Value::Int64(x) => Some(*x as f64),
+        Value::Float32(x) if x.is_finite() => Some(f64::from(*x)),
+        Value::Float64(x) if x.is_finite() => Some(*x),
+        _ => None,
+    }
+}
+
+fn integer(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int32(x) => Some(i64::from(*x)),
+        Value::Int64(x) => Some(*x),
+        _ => None,
+    }
+}
+
+/// An entity column sent as JSON, as a model input would read it if one is named like it.
+fn sent_value(v: &Json) -> Value {
+    match v {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n.as_i64().map_or_else(
+            || Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Int64,
+        ),
+        Json::String(s) => Value::String(s.clone()),
+        other => Value::String(other.to_string()),
+    }
+}
+
 /// One tensor of the elements, in order (all of one type).
 fn join(parts: Vec<TensorData>) -> TensorData {
     let mut parts = parts.into_iter();
@@ -171,35 +219,37 @@ impl FeatureLookup for OnlineEnrichment {
         model_inputs: &[TensorSpec],
     ) -> Result<(), ServeError> {
         let keys = self.join_keys(service)?;
-        let entity_columns = entities(request, &keys, model_inputs)?;
-        let online = OnlineRequest {
-            features: None,
-            feature_service: Some(service.to_string()),
-            entities: OrderedColumns(entity_columns),
+        let query = OnlineQuery {
+            features: FeatureSelection::Service(service.to_string()),
+            entities: entities(request, &keys, model_inputs)?,
             full_feature_names: false,
-            include_feature_view_version_metadata: false,
         };
         let answer = self
             .service
-            .get_online_features(online)
+            .get_online_features(&query)
             .await
             .map_err(serve_error)?;
-        let names = answer["metadata"]["feature_names"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let results = answer["results"].as_array().cloned().unwrap_or_default();
-        for (name, result) in names.iter().zip(&results) {
-            let Some(name) = name.as_str() else { continue };
-            if keys.iter().any(|k| k == name) || request.inputs.iter().any(|t| t.name == name) {
+        // Entity columns that are not join keys are echoed as sent, and present.
+        let present = vec![FeatureStatus::Present; answer.rows];
+        let sent = query.entities.iter().map(|(name, column)| {
+            let values: Vec<Value> = column.0.iter().map(sent_value).collect();
+            (name, Cow::Owned(values), present.as_slice())
+        });
+        let features = answer.features.iter().map(|c| {
+            (
+                &c.name,
+                Cow::Borrowed(c.values.as_slice()),
+                c.statuses.as_slice(),
+            )
+        });
+        for (name, values, statuses) in sent.chain(features) {
+            if keys.iter().any(|k| k == name) || request.inputs.iter().any(|t| &t.name == name) {
                 continue;
             }
-            let Some(spec) = model_inputs.iter().find(|s| s.name == name) else {
+            let Some(spec) = model_inputs.iter().find(|s| &s.name == name) else {
                 continue;
             };
-            let values = result["values"].as_array().cloned().unwrap_or_default();
-            let statuses = result["statuses"].as_array().cloned().unwrap_or_default();
-            request.inputs.push(column(spec, &values, &statuses)?);
+            request.inputs.push(column(spec, &values, statuses)?);
         }
         Ok(())
     }
@@ -221,8 +271,8 @@ mod tests {
 
     #[test]
     fn missing_floats_are_nan_and_missing_ints_are_refused() {
-        let values = [Value::from(1.5), Value::Null];
-        let statuses = [Value::from("PRESENT"), Value::from("OUTSIDE_MAX_AGE")];
+        let values = [Value::Float64(1.5), Value::Null];
+        let statuses = [FeatureStatus::Present, FeatureStatus::OutsideMaxAge];
         let t = column(
             &spec("conv", Datatype::Fp32, vec![-1, 1]),
             &values,
@@ -235,7 +285,7 @@ mod tests {
         };
         assert!(v[0] == 1.5 && v[1].is_nan());
         let trips = spec("trips", Datatype::Int64, vec![-1]);
-        let ints = [Value::from(3), Value::Null];
+        let ints = [Value::Int64(3), Value::Null];
         let err = column(&trips, &ints, &statuses).unwrap_err();
         assert!(err.to_string().contains("OUTSIDE_MAX_AGE"), "{err}");
         let t = column(&trips, &ints[..1], &statuses).unwrap();
@@ -259,7 +309,7 @@ mod tests {
             got,
             vec![(
                 "driver_id".to_string(),
-                vec![Value::from(1001), Value::from(1002)]
+                JsonColumn(vec![Json::from(1001), Json::from(1002)])
             )]
         );
         assert!(request.inputs.is_empty());

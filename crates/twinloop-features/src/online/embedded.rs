@@ -42,6 +42,8 @@ impl OnlineStore for EmbeddedStore {
     async fn write(&self, table: &str, rows: Vec<OnlineWrite>) -> Result<usize> {
         let db = self.db.clone();
         let table = table.to_string();
+        // A write transaction ends in an fsync: on the runtime's workers it would stall every
+        // request the feature server answers meanwhile.
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_write().map_err(store_error)?;
             let mut written = 0;

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use twinloop_core::{Error, Result};
 
 use super::definitions::TtlText;
+use super::names::{check_name, check_project_name};
 use super::{
     Entity, FeatureRef, FeatureService, FeatureView, OnlineStoreConfig, Origin, RepoConfig, Source,
     locate, parse_ttl,
@@ -403,28 +404,6 @@ fn sorted_list(names: &HashSet<&str>) -> String {
     } else {
         names.join(", ")
     }
-}
-
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("a name must not be empty".into());
-    }
-    if name.contains(':') || name.contains('/') || name.chars().any(char::is_whitespace) {
-        return Err(format!("name {name:?} may not hold ':', '/' or spaces"));
-    }
-    Ok(())
-}
-
-fn check_project_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty()
-        || name.starts_with('_')
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(format!(
-            "{name:?} must be letters, digits and '_', not starting with '_'"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod dtype;
 mod duration;
 mod load;
 mod locate;
+mod names;
 
 pub use definitions::{
     Entity, FeatureDef, FeatureRef, FeatureService, FeatureView, OnlineStoreConfig, Origin,

@@ -1,6 +1,9 @@
 //! The online feature server (`twinloop features serve`): Feast's HTTP routes over
-//! [`OnlineService`], plus Prometheus metrics. Handlers only decode, call the library and
-//! encode; errors are JSON `{"error", "code"}` with a 4xx status for anything the client sent.
+//! [`OnlineService`], plus Prometheus metrics. Handlers only decode ([`feast`]'s shapes), call
+//! the library and encode; errors are JSON `{"error", "code"}` with a 4xx status for anything
+//! the client sent.
+
+pub mod feast;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,11 +16,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use twinloop_core::{Error, ErrorCode};
-use twinloop_features::serving::{OnlineRequest, OnlineService, PushRequest};
+use twinloop_core::{Error, ErrorKind};
+use twinloop_features::progress::Progress;
+use twinloop_features::serving::OnlineService;
 use twinloop_features::store::FeatureStore;
 use twinloop_features::time::parse_timestamp;
 
@@ -30,14 +33,14 @@ struct FeatureError(Error);
 
 impl IntoResponse for FeatureError {
     fn into_response(self) -> Response {
-        let status = match self.0.code {
-            ErrorCode::InvalidParameterValue => StatusCode::BAD_REQUEST,
-            ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
-            ErrorCode::ResourceAlreadyExists => StatusCode::CONFLICT,
-            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        let status = match self.0.kind {
+            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let body = json!({"error": self.0.message, "code": self.0.code.as_str()});
+        let body = json!({"error": self.0.message, "code": crate::error::mlflow_code(self.0.kind)});
         (status, axum::Json(body)).into_response()
     }
 }
@@ -54,9 +57,9 @@ const BODY_LIMIT: usize = 64 << 20;
 fn decode<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, FeatureError> {
     let body = body.map_err(|e| {
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ErrorCode::RequestTooLarge
+            ErrorKind::TooLarge
         } else {
-            ErrorCode::InvalidParameterValue
+            ErrorKind::InvalidArgument
         };
         FeatureError(Error::new(
             code,
@@ -116,11 +119,12 @@ async fn get_online_features(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let request: OnlineRequest = decode(body)?;
-        let rows = request.entities.0.first().map_or(0, |(_, v)| v.len());
-        let reply = state.service.get_online_features(request).await?;
+        let request: feast::OnlineRequest = decode(body)?;
+        let rows = request.rows();
+        let query = request.into_query()?;
+        let answer = state.service.get_online_features(&query).await?;
         metrics::counter!("twinloop_features_entity_rows_total").increment(rows as u64);
-        Ok::<_, FeatureError>(reply)
+        Ok::<_, FeatureError>(feast::online_response(&query, &answer))
     }
     .await;
     observe("get-online-features", started, result.is_ok());
@@ -136,10 +140,10 @@ async fn push(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let request: PushRequest = decode(body)?;
-        let outcome = state.service.push(request).await?;
+        let request: feast::PushRequest = decode(body)?;
+        let outcome = state.service.push(&request.into_request()?).await?;
         metrics::counter!("twinloop_features_pushed_rows_total").increment(outcome.rows as u64);
-        Ok::<_, FeatureError>(json!({"rows": outcome.rows, "written": outcome.written, "feature_views": outcome.views}))
+        Ok::<_, FeatureError>(feast::push_response(&outcome))
     }
     .await;
     observe("push", started, result.is_ok());
@@ -147,16 +151,6 @@ async fn push(
         Ok(reply) => axum::Json(reply).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MaterializeRequest {
-    #[serde(default)]
-    start_ts: Option<String>,
-    end_ts: String,
-    #[serde(default)]
-    feature_views: Vec<String>,
 }
 
 async fn materialize(
@@ -179,13 +173,13 @@ async fn run_materialize(
     incremental: bool,
 ) -> Response {
     let result = async {
-        let request: MaterializeRequest = decode(body)?;
+        let request: feast::MaterializeRequest = decode(body)?;
         let end = parse_timestamp(&request.end_ts)?;
         let store = state.service.store().as_ref();
         let done = if incremental {
             state
                 .features
-                .materialize_incremental(store, end, &request.feature_views, false)
+                .materialize_incremental(store, end, &request.feature_views, &Progress::none())
                 .await?
         } else {
             let start = request
@@ -195,15 +189,10 @@ async fn run_materialize(
                 .and_then(parse_timestamp)?;
             state
                 .features
-                .materialize(store, start, end, &request.feature_views, false)
+                .materialize(store, start, end, &request.feature_views, &Progress::none())
                 .await?
         };
-        Ok::<_, FeatureError>(json!({
-            "materialized": done.iter().map(|m| json!({
-                "feature_view": m.view, "source_rows": m.source_rows, "entities": m.entities,
-                "written": m.written, "seconds": m.seconds,
-            })).collect::<Vec<_>>()
-        }))
+        Ok::<_, FeatureError>(feast::materialize_response(&done))
     }
     .await;
     match result {

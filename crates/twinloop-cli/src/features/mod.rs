@@ -1,6 +1,8 @@
 //! `twinloop features …`: the feature store's commands. Each parses its flags and calls
 //! `twinloop_features`; output is a few readable lines (or JSON with --json where noted).
 
+mod progress;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use twinloop_features::describe::view_statistics;
 use twinloop_features::offline::HistoricalRequest;
+use twinloop_features::progress::Progress;
 use twinloop_features::repo::format_ttl;
 use twinloop_features::serving::OnlineService;
 use twinloop_features::store::FeatureStore;
@@ -18,6 +21,7 @@ use twinloop_server::features::FeatureServerState;
 
 use crate::output::outln;
 use crate::server::{bracket_v6, shutdown_signal};
+use progress::terminal_progress;
 
 #[derive(Args)]
 pub struct FeaturesArgs {
@@ -119,7 +123,11 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     }
     runtime.block_on(async move {
         let store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
-        let progress = std::io::stderr().is_terminal();
+        let progress = if std::io::stderr().is_terminal() {
+            terminal_progress()
+        } else {
+            Progress::none()
+        };
         match args.command {
             FeaturesCommand::Plan => {
                 let plan = store.plan().await.map_err(user_error)?;
@@ -137,7 +145,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
                 let (start, end) = (time_arg(&start)?, time_arg(&end)?);
                 let online = store.online_store().await.map_err(user_error)?;
                 let done = store
-                    .materialize(online.as_ref(), start, end, &views, progress)
+                    .materialize(online.as_ref(), start, end, &views, &progress)
                     .await
                     .map_err(user_error)?;
                 report_materialized(&done);
@@ -146,7 +154,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
                 let end = time_arg(&end)?;
                 let online = store.online_store().await.map_err(user_error)?;
                 let done = store
-                    .materialize_incremental(online.as_ref(), end, &views, progress)
+                    .materialize_incremental(online.as_ref(), end, &views, &progress)
                     .await
                     .map_err(user_error)?;
                 report_materialized(&done);
@@ -179,7 +187,7 @@ fn parse_bytes(text: &str) -> Result<usize> {
     Ok(number.saturating_mul(scale).max(1 << 20))
 }
 
-async fn historical(store: &FeatureStore, args: HistoricalArgs, progress: bool) -> Result<()> {
+async fn historical(store: &FeatureStore, args: HistoricalArgs, progress: Progress) -> Result<()> {
     let features = match &args.service {
         Some(service) => store.repo.service_refs(service),
         None => store.repo.resolve_refs(&args.features),
