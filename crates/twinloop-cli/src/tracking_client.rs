@@ -251,3 +251,115 @@ fn local_or_refuse(location: &str) -> Result<LocalFiles, SourceError> {
          (hint: run the tracking server with --serve-artifacts)"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::extract::Query;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A tracking server that answers the routes resolution uses with canned MLflow bodies.
+    async fn server() -> TrackingClient {
+        let app = Router::new()
+            .route(
+                "/api/2.0/mlflow/registered-models/alias",
+                get(|Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    match q.get("alias").map(String::as_str) {
+                        Some("champion") => (
+                            StatusCode::OK,
+                            axum::Json(json!({"model_version": {"version": "3"}})),
+                        ),
+                        Some("odd") => (
+                            StatusCode::OK,
+                            axum::Json(json!({"model_version": {"version": 3}})),
+                        ),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            axum::Json(json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no alias"})),
+                        ),
+                    }
+                }),
+            )
+            .route(
+                "/api/2.0/mlflow/model-versions/get-download-uri",
+                get(|| async { axum::Json(json!({"artifact_uri": "mlflow-artifacts:/1/m/artifacts"})) }),
+            )
+            .route(
+                "/api/2.0/mlflow-artifacts/artifacts",
+                get(|| async {
+                    axum::Json(json!({"files": [
+                        {"path": "MLmodel", "is_dir": false, "file_size": 10},
+                        {"path": "data", "is_dir": true},
+                    ]}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TrackingClient::new(&format!("http://{addr}/"))
+    }
+
+    fn alias(alias: &str) -> ModelUri {
+        ModelUri::Alias {
+            name: "iris".into(),
+            alias: alias.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alias_resolves_to_its_version_and_download_location() {
+        let client = server().await;
+        let resolved = client.resolve(&alias("champion")).await.unwrap();
+        assert_eq!(
+            resolved,
+            ResolvedModel {
+                name: Some("iris".into()),
+                version: "3".into(),
+                location: "mlflow-artifacts:/1/m/artifacts".into(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_without_the_field_or_with_an_error_say_so() {
+        let client = server().await;
+        let err = client.resolve(&alias("odd")).await.unwrap_err();
+        assert_eq!(
+            err.0,
+            "the tracking server's answer has no /model_version/version"
+        );
+        let err = client.resolve(&alias("gone")).await.unwrap_err();
+        assert_eq!(
+            err.0,
+            "models:/iris@gone: /api/2.0/mlflow/registered-models/alias: 404 Not Found: no alias"
+        );
+    }
+
+    #[tokio::test]
+    async fn listings_are_relative_to_the_location() {
+        let client = server().await;
+        let entries = client
+            .list("mlflow-artifacts:/1/m/artifacts", "sub")
+            .await
+            .unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                Entry {
+                    path: "sub/MLmodel".into(),
+                    is_dir: false,
+                },
+                Entry {
+                    path: "sub/data".into(),
+                    is_dir: true,
+                },
+            ]
+        );
+        let err = client.list("s3://b/k", "").await.unwrap_err();
+        assert!(err.0.contains("--serve-artifacts"), "{err}");
+    }
+}
