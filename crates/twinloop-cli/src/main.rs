@@ -106,8 +106,41 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, as anyhow's `{:#}` writes them, less a cause whose text
+/// the line already ends with: a `twinloop_core::Error`'s message carries its cause's text, and
+/// so do some library errors (sqlx's).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("disk full");
+        let core = twinloop_core::Error::internal_from("cannot write artifact", io);
+        let e = anyhow::Error::new(core).context("cannot log the model");
+        assert_eq!(
+            super::one_line(&e),
+            "cannot log the model: cannot write artifact: disk full"
+        );
+        let plain = anyhow::anyhow!("bad").context("ctx");
+        assert_eq!(super::one_line(&plain), "ctx: bad");
     }
 }
