@@ -78,21 +78,6 @@ impl Api {
         Ok(body)
     }
 
-    pub async fn get(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Value> {
-        let request = self.http.get(format!("{}{path}", self.base)).query(query);
-        self.send(request, what).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
-        let request = self.http.post(format!("{}{path}", self.base)).json(body);
-        self.send(request, what).await
-    }
-
-    pub async fn delete(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
-        let request = self.http.delete(format!("{}{path}", self.base)).json(body);
-        self.send(request, what).await
-    }
-
     /// GET whose answer is one of `twinloop_api`'s types.
     pub async fn get_as<T: DeserializeOwned>(
         &self,

@@ -10,8 +10,10 @@ use twinloop_monitor::stats::Test;
 
 use crate::client::{Api, ServerConnection, TrackingUriArg, block_on};
 use crate::output::outln;
+use twinloop_api::Empty;
+use twinloop_api::monitors as api;
 use twinloop_monitor::{Options, Schema};
-use twinloop_watch::runner::TRAINING_REFERENCE;
+use twinloop_watch::TRAINING_REFERENCE;
 
 #[derive(Args)]
 pub struct MonitorArgs {
@@ -143,31 +145,30 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let api = Api::new(&connect(&a.server))?;
             let body = create_body(a, &cwd)?;
-            let created = api
-                .post("/api/twinloop/v1/monitors", &body, "create monitor")
+            let created: api::MonitorStatus = api
+                .post_as("/api/twinloop/v1/monitors", &body, "create monitor")
                 .await?;
             outln!(
                 "monitor {} watching deployment {}",
-                created["name"].as_str().unwrap_or("?"),
-                created["spec"]["deployment"].as_str().unwrap_or("?")
+                created.name,
+                created.spec.deployment
             );
             Ok(())
         }),
         MonitorCommand::List { server } => block_on(async move {
-            let all = Api::new(&connect(&server))?
-                .get("/api/twinloop/v1/monitors", &[], "list monitors")
+            let all: api::MonitorList = Api::new(&connect(&server))?
+                .get_as("/api/twinloop/v1/monitors", &[], "list monitors")
                 .await?;
-            let monitors = all["monitors"].as_array().cloned().unwrap_or_default();
-            if monitors.is_empty() {
+            if all.monitors.is_empty() {
                 outln!("no monitors");
             }
-            for m in monitors {
+            for m in all.monitors {
                 outln!(
                     "{}  deployment {}  windows {}  firing {}",
-                    m["name"].as_str().unwrap_or("?"),
-                    m["deployment"].as_str().unwrap_or("?"),
-                    m["windows"],
-                    m["firing"]
+                    m.name,
+                    m.deployment,
+                    m.windows,
+                    serde_json::to_string(&m.firing)?
                 );
             }
             Ok(())
@@ -178,8 +179,8 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             windows,
             json,
         } => block_on(async move {
-            let s = Api::new(&connect(&server))?
-                .get(
+            let s: api::MonitorStatus = Api::new(&connect(&server))?
+                .get_as(
                     &format!("/api/twinloop/v1/monitors/{name}"),
                     &[("windows", &windows.to_string())],
                     "monitor status",
@@ -193,10 +194,10 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             Ok(())
         }),
         MonitorCommand::Delete { server, name } => block_on(async move {
-            Api::new(&connect(&server))?
-                .delete(
+            let _: Empty = Api::new(&connect(&server))?
+                .delete_as(
                     &format!("/api/twinloop/v1/monitors/{name}"),
-                    &serde_json::json!({}),
+                    &Empty {},
                     "delete monitor",
                 )
                 .await?;
@@ -204,27 +205,22 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             Ok(())
         }),
         MonitorCommand::Alerts { server, name } => block_on(async move {
-            let a = Api::new(&connect(&server))?
-                .get(
+            let a: api::AlertHistory = Api::new(&connect(&server))?
+                .get_as(
                     &format!("/api/twinloop/v1/monitors/{name}/alerts"),
                     &[],
                     "monitor alerts",
                 )
                 .await?;
-            for (rule, r) in a["rules"].as_object().into_iter().flatten() {
+            for (rule, r) in &a.rules {
                 outln!(
                     "rule {rule}: {} (last value {})",
-                    r["state"].as_str().unwrap_or("?"),
-                    r["last_value"]
+                    r.state,
+                    serde_json::to_string(&r.last_value)?
                 );
             }
-            for e in a["events"].as_array().into_iter().flatten() {
-                outln!(
-                    "  #{} {} {}",
-                    e["id"],
-                    e["kind"].as_str().unwrap_or("?"),
-                    e["payload"]
-                );
+            for e in &a.events {
+                outln!("  #{} {} {}", e.id, e.kind, e.payload);
             }
             Ok(())
         }),
@@ -241,39 +237,58 @@ fn server_reference(reference: &str, cwd: &Path) -> String {
     cwd.join(reference).display().to_string()
 }
 
-fn create_body(a: CreateArgs, cwd: &Path) -> Result<serde_json::Value> {
+fn create_body(a: CreateArgs, cwd: &Path) -> Result<api::MonitorSpec> {
     if let Some(path) = a.spec {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut spec: serde_json::Value = serde_json::from_str(&text)
+        let spec: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        if let Some(reference) = spec["reference"].as_str() {
-            spec["reference"] = server_reference(reference, cwd).into();
-        }
+        let mut spec: api::MonitorSpec = serde_json::from_value(spec).with_context(|| {
+            format!(
+                "{}: not a monitor spec (docs/monitoring.md)",
+                path.display()
+            )
+        })?;
+        spec.reference = server_reference(&spec.reference, cwd);
         return Ok(spec);
     }
     let window = match (a.window_rows, a.window_seconds) {
-        (Some(n), None) => serde_json::json!({"rows": n}),
-        (None, Some(s)) => serde_json::json!({"seconds": s}),
+        (Some(n), None) => api::Window::Rows(n),
+        (None, Some(s)) => api::Window::Seconds(s),
         _ => bail!("give --window-rows N or --window-seconds S"),
     };
-    let reference = a.reference.map(|r| server_reference(&r, cwd));
-    let mut body = serde_json::json!({
-        "name": a.name, "deployment": a.deployment, "reference": reference, "window": window, "task": a.task,
-    });
-    if let Some(p) = a.prediction {
-        body["prediction"] = p.into();
-    }
-    if let Some(p) = a.probabilities {
-        body["probabilities"] = p.into();
-    }
-    if let Some(path) = a.rules {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        body["rules"] = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    }
-    Ok(body)
+    let task = match a.task.as_str() {
+        "classification" => api::Task::Classification,
+        "regression" => api::Task::Regression,
+        t => bail!("--task {t:?} is not one of classification, regression"),
+    };
+    // Without --spec, clap requires these three.
+    let (Some(name), Some(deployment), Some(reference)) = (a.name, a.deployment, a.reference)
+    else {
+        bail!("give NAME, --deployment and --reference, or --spec FILE");
+    };
+    let rules = match a.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    Ok(api::MonitorSpec {
+        name,
+        deployment,
+        reference: server_reference(&reference, cwd),
+        window,
+        features: std::collections::BTreeMap::new(),
+        prediction: a.prediction,
+        probabilities: a.probabilities,
+        task,
+        label_delay_s: 0.0,
+        rules,
+        training_metrics: std::collections::BTreeMap::new(),
+    })
 }
 
 fn drift(a: DriftArgs) -> Result<()> {
@@ -357,34 +372,32 @@ fn print_summary(r: &twinloop_monitor::Report) {
 }
 
 /// `monitor status` as text: the recent windows as a table, then the rules' states.
-fn print_status(s: &serde_json::Value) {
-    let state = &s["state"];
+fn print_status(s: &api::MonitorStatus) {
     outln!(
         "{}  deployment {}  windows {}",
-        s["name"].as_str().unwrap_or("?"),
-        s["spec"]["deployment"].as_str().unwrap_or("?"),
-        state["windows"]
+        s.name,
+        s.spec.deployment,
+        s.state.windows
     );
-    if let Some(e) = state["error"].as_str() {
+    if let Some(e) = &s.state.error {
         outln!("  error  {e}");
     }
-    let windows = s["windows"].as_array().cloned().unwrap_or_default();
-    if windows.is_empty() {
+    if s.windows.is_empty() {
         outln!("  no closed window yet");
     } else {
-        for line in window_table(&windows) {
+        for line in window_table(&s.windows) {
             outln!("  {line}");
         }
     }
-    for (rule, r) in state["rules"].as_object().into_iter().flatten() {
-        outln!("  rule {rule}: {}", r["state"].as_str().unwrap_or("?"));
+    for (rule, r) in &s.state.rules {
+        outln!("  rule {rule}: {}", r.state);
     }
 }
 
 /// One line per window, oldest first, under a header: window end, rows, drift share and
 /// verdict, accuracy (when a window has labels), the rules whose condition held.
-fn window_table(windows: &[serde_json::Value]) -> Vec<String> {
-    let metric = |w: &serde_json::Value, m: &str| w["metrics"][m].as_f64();
+fn window_table(windows: &[api::ClosedWindow]) -> Vec<String> {
+    let metric = |w: &api::ClosedWindow, m: &str| w.metrics.get(m).copied();
     let accuracy = windows.iter().any(|w| metric(w, "accuracy").is_some());
     let mut lines = vec![format!(
         "{:<19}  {:>6}  {:<11}{}  rules held",
@@ -408,20 +421,14 @@ fn window_table(windows: &[serde_json::Value]) -> Vec<String> {
             (true, Some(a)) => format!("  {a:>8.3}"),
             (true, None) => format!("  {:>8}", "-"),
         };
-        let held: Vec<&str> = w["rules_holding"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.as_str())
-            .collect();
         lines.push(format!(
             "{:<19}  {:>6}  {drift:<11}{accuracy}  {}",
-            utc(w["end_us"].as_i64().unwrap_or(0) / 1000),
+            utc(w.end_us / 1000),
             metric(w, "rows").map_or("-".into(), |r| format!("{r:.0}")),
-            if held.is_empty() {
+            if w.rules_holding.is_empty() {
                 "-".to_string()
             } else {
-                held.join(", ")
+                w.rules_holding.join(", ")
             }
         ));
     }
@@ -453,7 +460,6 @@ pub fn utc(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn every_monitor_command_and_argument_is_described() {
@@ -486,12 +492,34 @@ mod tests {
 
     #[test]
     fn the_window_table_shows_drift_accuracy_and_rules() {
+        let window = |end_us: i64, metrics: &[(&str, f64)], held: &[&str]| api::ClosedWindow {
+            end_us,
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            rules_holding: held.iter().map(ToString::to_string).collect(),
+            start_us: end_us - 60_000_000,
+        };
         let windows = [
-            json!({"end_us": 1_764_300_000_000_000i64, "metrics": {"rows": 150.0, "dataset_drift": 0.0,
-                "share_of_drifted_columns": 0.0, "accuracy": 1.0}, "rules_holding": []}),
-            json!({"end_us": 1_764_300_060_000_000i64, "metrics": {"rows": 0.0}, "rules_holding": []}),
-            json!({"end_us": 1_764_300_120_000_000i64, "metrics": {"rows": 150.0, "dataset_drift": 1.0,
-                "share_of_drifted_columns": 0.8, "accuracy": 0.0}, "rules_holding": ["drift", "accuracy"]}),
+            window(
+                1_764_300_000_000_000,
+                &[
+                    ("rows", 150.0),
+                    ("dataset_drift", 0.0),
+                    ("share_of_drifted_columns", 0.0),
+                    ("accuracy", 1.0),
+                ],
+                &[],
+            ),
+            window(1_764_300_060_000_000, &[("rows", 0.0)], &[]),
+            window(
+                1_764_300_120_000_000,
+                &[
+                    ("rows", 150.0),
+                    ("dataset_drift", 1.0),
+                    ("share_of_drifted_columns", 0.8),
+                    ("accuracy", 0.0),
+                ],
+                &["drift", "accuracy"],
+            ),
         ];
         assert_eq!(
             window_table(&windows),

@@ -181,7 +181,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
         .restore()
         .await
         .map_err(|e| anyhow::anyhow!("cannot restore the monitors: {e}"))?;
-    let restored_monitors = names_in(&monitors.list().await, "monitors");
+    let restored_monitors: Vec<String> =
+        monitors.list().await.into_iter().map(|m| m.name).collect();
     if !restored_monitors.is_empty() {
         tracing::info!(
             "restored {} monitor(s): {}",
@@ -195,7 +196,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
     tokio::spawn(async move {
         match restoring.restore().await {
             Ok(()) => {
-                let restored = names_in(&restoring.list().await, "deployments");
+                let restored: Vec<String> =
+                    restoring.list().await.into_iter().map(|d| d.name).collect();
                 if !restored.is_empty() {
                     tracing::info!(
                         "restored {} deployment(s): {}",
@@ -274,16 +276,6 @@ pub(crate) async fn spawn_grpc(
         engine.clone(),
         shutdown,
     ))))
-}
-
-/// The names in a `{"<key>": [{"name": …}, …]}` listing, for the start-up log.
-fn names_in(listing: &serde_json::Value, key: &str) -> Vec<String> {
-    listing[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["name"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// The address as a URL a terminal makes clickable; a wildcard address is shown as loopback,

@@ -48,17 +48,21 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-api", &[]),
     ("twinloop-meta", &["twinloop-core"]),
     ("twinloop-artifacts", &["twinloop-core"]),
+    ("twinloop-predlog", &["twinloop-core", "twinloop-artifacts"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
-    ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
+    ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog"]),
     ("twinloop-v2", &["twinloop-core", "twinloop-serving"]),
-    ("twinloop-watch", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor"]),
+    ("twinloop-watch", &[
+        "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog", "twinloop-monitor",
+    ]),
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
         "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
     ]),
     ("twinloop-cli", &[
-        "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-monitor",
-        "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch", "twinloop-server",
+        "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",
+        "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
+        "twinloop-server",
     ]),
 ];
 

@@ -53,12 +53,12 @@ pub struct MonitoredDeployments {
 
 #[async_trait::async_trait]
 impl twinloop_watch::Deployments for MonitoredDeployments {
-    async fn rollback(&self, deployment: &str) -> Result<String, String> {
+    async fn rollback(&self, deployment: &str) -> Result<String, twinloop_watch::RollbackError> {
         self.manager
             .rollback(deployment)
             .await
             .map(|_| format!("deployment {deployment:?} rolled back"))
-            .map_err(|e| e.to_string())
+            .map_err(twinloop_watch::RollbackError::from)
     }
 
     fn serving(&self, deployment: &str) -> Option<(String, String)> {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use twinloop_core::time::now_us;
 
 use crate::infer::{InferRequest, InferResponse};
-use crate::predlog::{PredictionLog, PredictionRecord};
+use crate::predlog::{PredictionLog, PredictionRecord, Role, Status};
 use crate::runtime::{InferError, TensorSpec};
 use crate::served::ServedModel;
 use crate::spec::DeploymentSpec;
@@ -273,7 +273,7 @@ impl Engine {
             log.append(log_record(
                 name,
                 &model,
-                "primary",
+                Role::Primary,
                 &request_id,
                 inputs,
                 &result,
@@ -312,7 +312,7 @@ impl Engine {
                 log.append(log_record(
                     &name,
                     &shadow,
-                    "shadow",
+                    Role::Shadow,
                     &request_id,
                     inputs,
                     &result,
@@ -368,7 +368,7 @@ fn has_nan(t: &Tensor) -> bool {
 fn log_record(
     deployment: &str,
     model: &ServedModel,
-    role: &'static str,
+    role: Role,
     request_id: &str,
     inputs: Vec<Tensor>,
     result: &Result<Vec<Tensor>, InferError>,
@@ -381,7 +381,11 @@ fn log_record(
         model_name: model.name.clone(),
         model_version: model.version.clone(),
         role,
-        status: status(result),
+        status: if result.is_ok() {
+            Status::Ok
+        } else {
+            Status::Error
+        },
         latency_us: elapsed.as_micros() as i64,
         inputs,
         outputs: result.clone().unwrap_or_default(),

@@ -4,18 +4,16 @@
 //! Requests never wait on it: records go through a bounded queue with `try_send`; when the queue
 //! is full the record is dropped and `twinloop_serving_prediction_log_dropped_total` counts it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
-use twinloop_artifacts::{ArtifactPath, ArtifactStore};
+use twinloop_artifacts::ArtifactStore;
+use twinloop_predlog::segment;
+pub use twinloop_predlog::{Role, Row, Status};
 
 use crate::tensor::Tensor;
 
@@ -26,15 +24,33 @@ pub struct PredictionRecord {
     pub deployment: String,
     pub model_name: String,
     pub model_version: String,
-    /// `primary` for the answer returned, `shadow` for a mirrored copy.
-    pub role: &'static str,
-    /// `ok` or `error`.
-    pub status: &'static str,
+    pub role: Role,
+    pub status: Status,
     pub latency_us: i64,
     /// Serialized by the writer, off the request path, as `{"<name>": {"datatype", "shape", "data"}}`.
     pub inputs: Vec<Tensor>,
     pub outputs: Vec<Tensor>,
     pub error: Option<String>,
+}
+
+impl PredictionRecord {
+    /// The row the log keeps: tensors serialized here, on the writer's task.
+    fn into_row(self) -> Row {
+        let outputs = self.error.is_none().then(|| tensors_json(&self.outputs));
+        Row {
+            time_us: self.time_us,
+            inputs: tensors_json(&self.inputs),
+            request_id: self.request_id,
+            deployment: self.deployment,
+            model_name: self.model_name,
+            model_version: self.model_version,
+            role: self.role,
+            status: self.status,
+            latency_us: self.latency_us,
+            outputs,
+            error: self.error,
+        }
+    }
 }
 
 /// V2 tensors as the log's JSON column (BYTES as text, lossily).
@@ -47,27 +63,6 @@ pub fn tensors_json(tensors: &[Tensor]) -> String {
         );
     }
     Value::Object(map).to_string()
-}
-
-fn schema() -> Arc<Schema> {
-    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        text("request_id", false),
-        text("deployment", false),
-        text("model_name", false),
-        text("model_version", false),
-        text("role", false),
-        text("status", false),
-        Field::new("latency_us", DataType::Int64, false),
-        text("inputs", false),
-        text("outputs", true),
-        text("error", true),
-    ]))
 }
 
 /// When a segment is written: this many rows, or this long after its first row.
@@ -189,93 +184,31 @@ async fn flush(store: &ArtifactStore, buffer: &mut Vec<PredictionRecord>, sequen
     if buffer.is_empty() {
         return;
     }
-    let rows = std::mem::take(buffer);
-    metrics::counter!("twinloop_serving_prediction_log_rows_total").increment(rows.len() as u64);
-    let mut by_deployment: std::collections::BTreeMap<&str, Vec<&PredictionRecord>> =
-        Default::default();
-    for r in &rows {
-        by_deployment.entry(&r.deployment).or_default().push(r);
+    let records = std::mem::take(buffer);
+    metrics::counter!("twinloop_serving_prediction_log_rows_total").increment(records.len() as u64);
+    let mut by_deployment: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for r in records {
+        by_deployment
+            .entry(r.deployment.clone())
+            .or_default()
+            .push(r.into_row());
     }
-    for (deployment, records) in by_deployment {
+    for (deployment, rows) in by_deployment {
         *sequence += 1;
-        let first = records[0].time_us;
-        let date = chrono::DateTime::from_timestamp_micros(first)
-            .unwrap_or_default()
-            .format("%Y-%m-%d");
-        let path = format!(
-            "predictions/{deployment}/{date}/{first:016}-{:08}-{}.parquet",
-            *sequence,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let written = match encode(&records) {
-            Ok(bytes) => put(store, &path, bytes).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
+        let path = segment::path(&deployment, rows[0].time_us, *sequence);
+        if let Err(e) = segment::write(store, &path, &rows).await {
             metrics::counter!("twinloop_serving_prediction_log_dropped_total")
-                .increment(records.len() as u64);
+                .increment(rows.len() as u64);
             tracing::error!(path, error = %e, "cannot write a prediction-log segment");
         }
     }
-}
-
-async fn put(store: &ArtifactStore, path: &str, bytes: Vec<u8>) -> Result<(), String> {
-    let path = ArtifactPath::parse(path).map_err(|e| e.message)?;
-    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) });
-    store
-        .put(&path, body)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.message)
-}
-
-/// One Parquet file of `records`, in the log's schema.
-pub fn encode(records: &[&PredictionRecord]) -> Result<Vec<u8>, String> {
-    let mut time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut latency = Int64Builder::new();
-    let mut texts: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();
-    for r in records {
-        time.append_value(r.time_us);
-        latency.append_value(r.latency_us);
-        let inputs = tensors_json(&r.inputs);
-        let outputs = (r.error.is_none()).then(|| tensors_json(&r.outputs));
-        let values: [Option<&str>; 9] = [
-            Some(&r.request_id),
-            Some(&r.deployment),
-            Some(&r.model_name),
-            Some(&r.model_version),
-            Some(r.role),
-            Some(r.status),
-            Some(&inputs),
-            outputs.as_deref(),
-            r.error.as_deref(),
-        ];
-        for (b, v) in texts.iter_mut().zip(values) {
-            b.append_option(v);
-        }
-    }
-    let mut texts: Vec<ArrayRef> = texts
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(time.finish())];
-    columns.extend(texts.drain(..6));
-    columns.push(Arc::new(latency.finish()));
-    columns.extend(texts);
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, batch.schema(), None).map_err(|e| e.to_string())?;
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.close().map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tensor::TensorData;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use bytes::Bytes;
 
     fn record(i: i64) -> PredictionRecord {
         PredictionRecord {
@@ -284,8 +217,8 @@ mod tests {
             deployment: "fraud".into(),
             model_name: "fraud".into(),
             model_version: "3".into(),
-            role: "primary",
-            status: "ok",
+            role: Role::Primary,
+            status: Status::Ok,
             latency_us: 120,
             inputs: vec![Tensor {
                 name: "X".into(),
@@ -302,16 +235,26 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_reads_back_in_the_documented_schema() {
-        let records = [record(1), record(2)];
-        let bytes = encode(&records.iter().collect::<Vec<_>>()).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
-            .unwrap()
-            .build()
-            .unwrap();
-        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-        assert_eq!(batches[0].num_rows(), 2);
-        assert_eq!(batches[0].schema(), schema());
+    fn a_record_becomes_a_row_with_its_tensors_as_json() {
+        let row = record(1).into_row();
+        assert_eq!(
+            row.inputs,
+            r#"{"X":{"data":[1.0],"datatype":"FP32","shape":[1,1]}}"#
+        );
+        assert_eq!(
+            row.outputs.as_deref(),
+            Some(r#"{"y":{"data":[0.5],"datatype":"FP32","shape":[1]}}"#)
+        );
+        let failed = PredictionRecord {
+            error: Some("boom".into()),
+            status: Status::Error,
+            ..record(2)
+        }
+        .into_row();
+        assert_eq!(
+            (failed.outputs, failed.error.as_deref()),
+            (None, Some("boom"))
+        );
     }
 
     #[tokio::test]
@@ -329,7 +272,6 @@ mod tests {
 
     /// Request ids of every row of the finished segments in `day`, and how many segments.
     fn logged_ids(day: &std::path::Path) -> (Vec<String>, usize) {
-        use arrow::array::{Array, StringArray};
         let Ok(entries) = std::fs::read_dir(day) else {
             return (Vec::new(), 0);
         };
@@ -342,16 +284,8 @@ mod tests {
             }
             segments += 1;
             let bytes = Bytes::from(std::fs::read(&path).unwrap());
-            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .unwrap()
-                .build()
-                .unwrap()
-            {
-                let batch = batch.unwrap();
-                let column = batch.column_by_name("request_id").unwrap();
-                let column = column.as_any().downcast_ref::<StringArray>().unwrap();
-                ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
-            }
+            let rows = segment::decode(bytes, &path.display().to_string()).unwrap();
+            ids.extend(rows.into_iter().map(|r| r.request_id));
         }
         (ids, segments)
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use twinloop_core::names::check_name;
+use twinloop_core::names::{InvalidName, check_name};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,39 +99,49 @@ impl AlertRule {
     }
 }
 
+/// Why a spec is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("{0}")]
+    Field(String),
+}
+
 impl MonitorSpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let field = |message: String| Err(SpecError::Field(message));
         check_name("monitor", &self.name)?;
         match self.window {
-            Window::Rows(0) => return Err("window.rows must be at least 1".into()),
+            Window::Rows(0) => return field("window.rows must be at least 1".into()),
             Window::Seconds(s) if s.is_nan() || s <= 0.0 => {
-                return Err("window.seconds must be positive".into());
+                return field("window.seconds must be positive".into());
             }
             _ => {}
         }
         if !(self.label_delay_s >= 0.0 && self.label_delay_s.is_finite()) {
-            return Err("label_delay_s must be zero or more seconds".into());
+            return field("label_delay_s must be zero or more seconds".into());
         }
         for r in &self.rules {
             if ![">", ">=", "<", "<="].contains(&r.op.as_str()) {
-                return Err(format!(
+                return field(format!(
                     "rule {:?}: op {:?} must be one of >, >=, <, <=",
                     r.name, r.op
                 ));
             }
             if r.for_windows == 0 {
-                return Err(format!("rule {:?}: for must be at least 1", r.name));
+                return field(format!("rule {:?}: for must be at least 1", r.name));
             }
             for a in &r.actions {
                 if let Action::Webhook { url, secret } = a {
                     if !url.starts_with("http://") && !url.starts_with("https://") {
-                        return Err(format!(
+                        return field(format!(
                             "rule {:?}: webhook url {url:?} is not http(s)",
                             r.name
                         ));
                     }
                     if secret.len() < 8 {
-                        return Err(format!(
+                        return field(format!(
                             "rule {:?}: a webhook secret needs at least 8 characters",
                             r.name
                         ));

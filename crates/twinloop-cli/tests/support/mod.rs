@@ -166,34 +166,16 @@ pub fn prediction_log_segments(dir: &Path) -> Vec<PathBuf> {
 
 /// `(role, model_version, request_id)` of every row of the finished segments under `dir`.
 pub fn prediction_log_rows(dir: &Path) -> Vec<(String, String, String)> {
-    use arrow::array::{Array, StringArray};
     let mut rows = Vec::new();
     for path in prediction_log_segments(dir) {
-        let file = std::fs::File::open(&path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let text = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .clone()
-            };
-            let (role, version, id) = (text("role"), text("model_version"), text("request_id"));
-            for i in 0..role.len() {
-                rows.push((
-                    role.value(i).to_string(),
-                    version.value(i).to_string(),
-                    id.value(i).to_string(),
-                ));
-            }
-        }
+        let bytes = std::fs::read(&path).unwrap();
+        let segment = twinloop_predlog::segment::decode(bytes, &path.display().to_string());
+        rows.extend(
+            segment
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.role.as_str().to_string(), r.model_version, r.request_id)),
+        );
     }
     rows
 }
