@@ -2,7 +2,11 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use twinloop_api::Empty;
+use twinloop_api::deployments::{
+    BatchingSpec, CanarySpec, CanaryStep, Deployment, DeploymentList, DeploymentSpec, RouteSpec,
+    Traffic,
+};
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::output::outln;
@@ -93,8 +97,8 @@ pub struct Batching {
     max_queue_delay_us: u64,
 }
 
-/// `MODEL[/VERSION|@ALIAS][=WEIGHT]` as a route object.
-pub fn parse_route(text: &str) -> Result<Value> {
+/// `MODEL[/VERSION|@ALIAS][=WEIGHT]` as a route.
+pub fn parse_route(text: &str) -> Result<RouteSpec> {
     let hint = "expected MODEL[/VERSION|@ALIAS][=WEIGHT], e.g. fraud/3=90 or fraud@champion";
     let (target, weight) = match text.rsplit_once('=') {
         Some((t, w)) => match w.parse::<u32>() {
@@ -103,27 +107,36 @@ pub fn parse_route(text: &str) -> Result<Value> {
         },
         None => (text, 100),
     };
-    let mut route = json!({"weight": weight});
+    let mut route = RouteSpec {
+        alias: None,
+        model: target.to_string(),
+        version: None,
+        weight,
+    };
     if let Some((model, alias)) = target.split_once('@') {
-        route["model"] = model.into();
-        route["alias"] = alias.into();
+        route.model = model.to_string();
+        route.alias = Some(alias.to_string());
     } else if let Some((model, version)) = target.rsplit_once('/')
         && !version.is_empty()
         && version.bytes().all(|b| b.is_ascii_digit())
     {
-        route["model"] = model.into();
-        route["version"] = version.into();
-    } else {
-        route["model"] = target.into();
+        route.model = model.to_string();
+        route.version = Some(version.to_string());
     }
-    if route["model"].as_str().is_none_or(str::is_empty) {
+    if route.model.is_empty() {
         bail!("route {text:?}: no model; {hint}");
     }
     Ok(route)
 }
 
-fn routes(texts: &[String]) -> Result<Vec<Value>> {
+fn routes(texts: &[String]) -> Result<Vec<RouteSpec>> {
     texts.iter().map(|t| parse_route(t)).collect()
+}
+
+/// What a command answers: one deployment (boxed: it is large beside a list), or all of them.
+enum Shown {
+    One(Box<Deployment>),
+    All(DeploymentList),
 }
 
 pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
@@ -139,29 +152,27 @@ pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
                 feature_service,
                 batching,
             } => {
-                let mut body = json!({
-                    "name": name,
-                    "routes": routes(&r)?,
-                    "batching": {"max_batch_size": batching.max_batch_size, "max_queue_delay_us": batching.max_queue_delay_us},
-                });
-                if let Some(s) = shadow {
-                    body["shadow"] = parse_route(&s)?;
-                }
-                if let Some(k) = sticky_key {
-                    body["sticky_key"] = k.into();
-                }
-                if let Some(f) = feature_service {
-                    body["feature_service"] = f.into();
-                }
-                api.post(base, &body, "create deployment").await?
+                let spec = DeploymentSpec {
+                    batching: BatchingSpec {
+                        max_batch_size: batching.max_batch_size,
+                        max_queue_delay_us: batching.max_queue_delay_us,
+                    },
+                    feature_service,
+                    name,
+                    routes: routes(&r)?,
+                    shadow: shadow.as_deref().map(parse_route).transpose()?,
+                    sticky_key,
+                };
+                Shown::One(api.post_as(base, &spec, "create deployment").await?)
             }
             DeployCommand::SetTraffic { name, routes: r } => {
-                api.post(
-                    &format!("{base}/{name}/traffic"),
-                    &json!({"routes": routes(&r)?}),
-                    "set traffic",
+                let traffic = Traffic {
+                    routes: routes(&r)?,
+                };
+                Shown::One(
+                    api.post_as(&format!("{base}/{name}/traffic"), &traffic, "set traffic")
+                        .await?,
                 )
-                .await?
             }
             DeployCommand::Canary {
                 name,
@@ -171,113 +182,97 @@ pub fn run(conn: &ServerConnection, command: DeployCommand) -> Result<()> {
                 max_error_rate,
                 max_p99_ms,
             } => {
-                let mut body = json!({"candidate": parse_route(&candidate)?, "steps": steps, "interval_s": interval});
-                if let Some(r) = max_error_rate {
-                    body["max_error_rate"] = r.into();
-                }
-                if let Some(p) = max_p99_ms {
-                    body["max_p99_ms"] = p.into();
-                }
-                api.post(&format!("{base}/{name}/canary"), &body, "start canary")
-                    .await?
+                let canary = CanarySpec {
+                    candidate: parse_route(&candidate)?,
+                    interval_s: interval,
+                    max_error_rate,
+                    max_p99_ms,
+                    steps,
+                };
+                Shown::One(
+                    api.post_as(&format!("{base}/{name}/canary"), &canary, "start canary")
+                        .await?,
+                )
             }
-            DeployCommand::Promote { name } => {
-                api.post(&format!("{base}/{name}/promote"), &json!({}), "promote")
-                    .await?
-            }
-            DeployCommand::Rollback { name } => {
-                api.post(&format!("{base}/{name}/rollback"), &json!({}), "rollback")
-                    .await?
-            }
+            DeployCommand::Promote { name } => Shown::One(
+                api.post_as(&format!("{base}/{name}/promote"), &Empty {}, "promote")
+                    .await?,
+            ),
+            DeployCommand::Rollback { name } => Shown::One(
+                api.post_as(&format!("{base}/{name}/rollback"), &Empty {}, "rollback")
+                    .await?,
+            ),
             DeployCommand::Delete { name } => {
-                api.delete(&format!("{base}/{name}"), &json!({}), "delete deployment")
+                let _: Empty = api
+                    .delete_as(&format!("{base}/{name}"), &Empty {}, "delete deployment")
                     .await?;
                 outln!("deleted {name}");
                 return Ok(());
             }
             DeployCommand::Status { name, json } => {
-                let body = match name {
-                    Some(n) => {
-                        api.get(&format!("{base}/{n}"), &[], "deployment status")
-                            .await?
-                    }
-                    None => api.get(base, &[], "list deployments").await?,
+                let shown = match name {
+                    Some(n) => Shown::One(
+                        api.get_as(&format!("{base}/{n}"), &[], "deployment status")
+                            .await?,
+                    ),
+                    None => Shown::All(api.get_as(base, &[], "list deployments").await?),
                 };
                 if json {
-                    outln!("{}", serde_json::to_string_pretty(&body)?);
+                    let text = match &shown {
+                        Shown::One(d) => serde_json::to_string_pretty(d)?,
+                        Shown::All(all) => serde_json::to_string_pretty(all)?,
+                    };
+                    outln!("{text}");
                     return Ok(());
                 }
-                body
+                shown
             }
         };
-        match shown.get("deployments").and_then(Value::as_array) {
-            Some(all) if all.is_empty() => outln!("no deployments"),
-            Some(all) => all.iter().for_each(print_status),
-            None => print_status(&shown),
+        match shown {
+            Shown::All(all) if all.deployments.is_empty() => outln!("no deployments"),
+            Shown::All(all) => all.deployments.iter().for_each(print_status),
+            Shown::One(d) => print_status(&d),
         }
         Ok(())
     })
 }
 
-fn print_status(d: &Value) {
-    let state = &d["state"];
-    outln!(
-        "{}  {}",
-        d["name"].as_str().unwrap_or("?"),
-        state["status"].as_str().unwrap_or("?")
-    );
-    let routes = state["serving"].as_array().cloned().unwrap_or_default();
-    let total: u64 = routes.iter().filter_map(|r| r["weight"].as_u64()).sum();
-    for r in &routes {
-        let alias = r["alias"]
-            .as_str()
+fn print_status(d: &Deployment) {
+    let state = &d.state;
+    outln!("{}  {}", d.name, state.status);
+    let total: u64 = state.serving.iter().map(|r| u64::from(r.weight)).sum();
+    for r in &state.serving {
+        let alias = r
+            .alias
+            .as_deref()
             .map(|a| format!(" (@{a})"))
             .unwrap_or_default();
         outln!(
             "  route   {} v{}{alias}  {}",
-            r["model"].as_str().unwrap_or("?"),
-            r["version"].as_str().unwrap_or("?"),
-            share(r["weight"].as_u64().unwrap_or(0), total)
+            r.model,
+            r.version,
+            share(u64::from(r.weight), total)
         );
     }
-    if let Some(s) = state["shadow"].as_object() {
-        outln!(
-            "  shadow  {} v{}",
-            s["model"].as_str().unwrap_or("?"),
-            s["version"].as_str().unwrap_or("?")
-        );
+    if let Some(s) = &state.shadow {
+        outln!("  shadow  {} v{}", s.model, s.version);
     }
-    if let Some(c) = state["canary"].as_object() {
+    if let Some(c) = &state.canary {
         let reason = c
-            .get("reason")
-            .and_then(Value::as_str)
+            .reason
+            .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        outln!(
-            "  canary  {} at {}%{reason}",
-            c["status"].as_str().unwrap_or("?"),
-            c["percent"]
-        );
-        for step in c
-            .get("steps")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        outln!("  canary  {} at {}%{reason}", c.status.as_str(), c.percent);
+        for step in &c.steps {
             outln!("    {}", step_line(step));
         }
     }
-    if let Some(e) = state["error"].as_str() {
+    if let Some(e) = &state.error {
         outln!("  error   {e}");
     }
-    for e in state["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .rev()
-        .take(3)
-    {
-        outln!("  event   {}", e["message"].as_str().unwrap_or(""));
+    for e in state.events.iter().rev().take(3) {
+        outln!("  event   {}", e.message);
     }
 }
 
@@ -296,32 +291,25 @@ fn share(weight: u64, total: u64) -> String {
 }
 
 /// One judged canary step: the figures each gate saw, its limit, and the verdict.
-fn step_line(step: &Value) -> String {
-    let limit = |key: &str, unit: &str| {
-        step[key]
-            .as_f64()
-            .map(|m| format!(" (max {m}{unit})"))
-            .unwrap_or_default()
-    };
-    let figures = match (step["error_rate"].as_f64(), step["p99_ms"].as_f64()) {
+fn step_line(step: &CanaryStep) -> String {
+    let limit =
+        |max: Option<f64>, unit: &str| max.map(|m| format!(" (max {m}{unit})")).unwrap_or_default();
+    let figures = match (step.error_rate, step.p99_ms) {
         (Some(rate), Some(p99)) => format!(
             "requests {}, errors {} = {rate:.3}{}, p99 {p99:.2} ms{}",
-            step["requests"],
-            step["errors"],
-            limit("max_error_rate", ""),
-            limit("max_p99_ms", " ms")
+            step.requests,
+            step.errors,
+            limit(step.max_error_rate, ""),
+            limit(step.max_p99_ms, " ms")
         ),
         _ => "no requests".to_string(),
     };
-    let verdict = match (step["passed"].as_bool(), step["reason"].as_str()) {
-        (Some(true), _) => "pass".to_string(),
-        (_, Some(reason)) => format!("FAIL: {reason}"),
-        _ => "FAIL".to_string(),
+    let verdict = match (step.passed, &step.reason) {
+        (true, _) => "pass".to_string(),
+        (false, Some(reason)) => format!("FAIL: {reason}"),
+        (false, None) => "FAIL".to_string(),
     };
-    format!(
-        "step {:>3}%  {figures}  {verdict}",
-        step["percent"].to_string()
-    )
+    format!("step {:>3}%  {figures}  {verdict}", step.percent)
 }
 
 /// The subcommands and arguments under `command` that have no help text, as `path arg`.
@@ -347,6 +335,15 @@ pub(crate) fn undescribed(command: &clap::Command) -> Vec<String> {
 mod tests {
     use super::*;
     use clap::Subcommand;
+    use serde_json::{Value, json};
+
+    fn wire(route: RouteSpec) -> Value {
+        serde_json::to_value(route).unwrap()
+    }
+
+    fn step(json: Value) -> CanaryStep {
+        serde_json::from_value(json).unwrap()
+    }
 
     #[test]
     fn every_deploy_command_and_argument_is_described() {
@@ -357,15 +354,15 @@ mod tests {
     #[test]
     fn routes_parse_every_form() {
         assert_eq!(
-            parse_route("fraud/3=90").unwrap(),
+            wire(parse_route("fraud/3=90").unwrap()),
             json!({"model": "fraud", "version": "3", "weight": 90})
         );
         assert_eq!(
-            parse_route("fraud@champion").unwrap(),
+            wire(parse_route("fraud@champion").unwrap()),
             json!({"model": "fraud", "alias": "champion", "weight": 100})
         );
         assert_eq!(
-            parse_route("team/fraud").unwrap(),
+            wire(parse_route("team/fraud").unwrap()),
             json!({"model": "team/fraud", "weight": 100})
         );
         assert!(
@@ -389,16 +386,20 @@ mod tests {
 
     #[test]
     fn a_step_line_shows_figures_limits_and_verdict() {
-        let passed = json!({"percent": 25, "requests": 120, "errors": 1, "error_rate": 0.008333,
-            "p99_ms": 3.2, "max_error_rate": 0.01, "passed": true});
+        let passed = step(
+            json!({"percent": 25, "requests": 120, "errors": 1, "error_rate": 0.008333,
+            "p99_ms": 3.2, "max_error_rate": 0.01, "passed": true}),
+        );
         assert_eq!(
             step_line(&passed),
             "step  25%  requests 120, errors 1 = 0.008 (max 0.01), p99 3.20 ms  pass"
         );
-        let idle = json!({"percent": 5, "requests": 0, "errors": 0, "passed": true});
+        let idle = step(json!({"percent": 5, "requests": 0, "errors": 0, "passed": true}));
         assert_eq!(step_line(&idle), "step   5%  no requests  pass");
-        let failed = json!({"percent": 50, "requests": 10, "errors": 0, "error_rate": 0.0,
-            "p99_ms": 80.0, "max_p99_ms": 20.0, "passed": false, "reason": "p99 too high"});
+        let failed = step(
+            json!({"percent": 50, "requests": 10, "errors": 0, "error_rate": 0.0,
+            "p99_ms": 80.0, "max_p99_ms": 20.0, "passed": false, "reason": "p99 too high"}),
+        );
         assert!(step_line(&failed).ends_with("p99 80.00 ms (max 20 ms)  FAIL: p99 too high"));
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::Value;
+use twinloop_api::lineage::Graph;
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::models::print_table;
@@ -36,8 +36,8 @@ pub fn run(conn: &ServerConnection, args: LineageArgs) -> Result<()> {
             _ => "both",
         };
         let depth = args.depth.to_string();
-        let graph = api
-            .get(
+        let graph: Graph = api
+            .get_as(
                 "/api/twinloop/v1/lineage/graph",
                 &[
                     ("node", &args.node),
@@ -52,31 +52,22 @@ pub fn run(conn: &ServerConnection, args: LineageArgs) -> Result<()> {
             return Ok(());
         }
         let mut rows = vec![["NODE", "TYPE", "NAME", "EXTERNAL ID"].map(String::from)];
-        for n in graph["nodes"].as_array().into_iter().flatten() {
+        for n in &graph.nodes {
             rows.push([
-                text(&n["id"]),
-                text(&n["type"]),
-                text(&n["name"]),
-                text(&n["external_id"]),
+                n.id.clone(),
+                n.node_type.clone(),
+                n.name.clone(),
+                n.external_id.clone().unwrap_or_default(),
             ]);
         }
         print_table(&rows);
         outln!();
-        for e in graph["edges"].as_array().into_iter().flatten() {
-            outln!(
-                "{} -[{}]-> {}",
-                text(&e["source"]),
-                text(&e["type"]),
-                text(&e["target"])
-            );
+        for e in &graph.edges {
+            outln!("{} -[{}]-> {}", e.source, e.kind, e.target);
         }
-        if graph["truncated"].as_bool() == Some(true) {
+        if graph.truncated {
             outln!("(truncated: the graph has more nodes than one answer returns)");
         }
         Ok(())
     })
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map(String::from).unwrap_or_default()
 }

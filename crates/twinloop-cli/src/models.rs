@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::output::outln;
@@ -47,6 +48,71 @@ pub enum AliasCommand {
 
 const API: &str = "/api/2.0/mlflow";
 
+/// The parts of MLflow's answers these commands read. MLflow leaves empty fields out, hence
+/// the defaults.
+#[derive(Deserialize)]
+struct ModelPage {
+    #[serde(default)]
+    registered_models: Vec<RegisteredModel>,
+    #[serde(default)]
+    next_page_token: String,
+}
+
+#[derive(Deserialize)]
+struct RegisteredModel {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    latest_versions: Vec<VersionNumber>,
+    #[serde(default)]
+    aliases: Vec<Alias>,
+}
+
+#[derive(Deserialize)]
+struct VersionNumber {
+    #[serde(default)]
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct Alias {
+    #[serde(default)]
+    alias: String,
+    #[serde(default)]
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct VersionPage {
+    #[serde(default)]
+    model_versions: Vec<ModelVersion>,
+}
+
+#[derive(Deserialize)]
+struct ModelVersion {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    current_stage: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    run_id: String,
+    #[serde(default)]
+    source: String,
+}
+
+/// The body of MLflow's `registered-models/alias` (POST sets it, DELETE leaves out `version`).
+#[derive(Serialize)]
+struct AliasChange<'a> {
+    name: &'a str,
+    alias: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+}
+
 pub fn run(conn: &ServerConnection, command: ModelsCommand) -> Result<()> {
     let api = Api::new(conn)?;
     block_on(async move {
@@ -58,24 +124,34 @@ pub fn run(conn: &ServerConnection, command: ModelsCommand) -> Result<()> {
                 alias,
                 version,
             }) => {
-                let body = json!({"name": name, "alias": alias, "version": version});
-                api.post(
-                    &format!("{API}/registered-models/alias"),
-                    &body,
-                    "setting the alias",
-                )
-                .await?;
+                let body = AliasChange {
+                    name: &name,
+                    alias: &alias,
+                    version: Some(&version),
+                };
+                let _: IgnoredAny = api
+                    .post_as(
+                        &format!("{API}/registered-models/alias"),
+                        &body,
+                        "setting the alias",
+                    )
+                    .await?;
                 outln!("{name}@{alias} -> version {version}");
                 Ok(())
             }
             ModelsCommand::Alias(AliasCommand::Rm { name, alias }) => {
-                let body = json!({"name": name, "alias": alias});
-                api.delete(
-                    &format!("{API}/registered-models/alias"),
-                    &body,
-                    "removing the alias",
-                )
-                .await?;
+                let body = AliasChange {
+                    name: &name,
+                    alias: &alias,
+                    version: None,
+                };
+                let _: IgnoredAny = api
+                    .delete_as(
+                        &format!("{API}/registered-models/alias"),
+                        &body,
+                        "removing the alias",
+                    )
+                    .await?;
                 outln!("removed {name}@{alias}");
                 Ok(())
             }
@@ -99,39 +175,37 @@ async fn list(api: &Api, filter: Option<String>) -> Result<()> {
         if !token.is_empty() {
             query.push(("page_token", &token));
         }
-        let page = api
-            .get(
+        let page: ModelPage = api
+            .get_as(
                 &format!("{API}/registered-models/search"),
                 &query,
                 "listing models",
             )
             .await?;
-        for m in page["registered_models"].as_array().into_iter().flatten() {
-            let latest = m["latest_versions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v["version"].as_str()?.parse::<i64>().ok())
+        for m in page.registered_models {
+            let latest = m
+                .latest_versions
+                .iter()
+                .filter_map(|v| v.version.parse::<i64>().ok())
                 .max()
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into());
-            let aliases: Vec<String> = m["aliases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| format!("{}={}", text(&a["alias"]), text(&a["version"])))
+            let aliases: Vec<String> = m
+                .aliases
+                .iter()
+                .map(|a| format!("{}={}", a.alias, a.version))
                 .collect();
             rows.push([
-                text(&m["name"]),
+                m.name,
                 latest,
                 aliases.join(","),
-                text(&m["description"]),
+                m.description.unwrap_or_default(),
             ]);
         }
-        match page["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => token = t.to_string(),
-            _ => break,
+        if page.next_page_token.is_empty() {
+            break;
         }
+        token = page.next_page_token;
     }
     print_table(&rows);
     Ok(())
@@ -139,8 +213,8 @@ async fn list(api: &Api, filter: Option<String>) -> Result<()> {
 
 async fn versions(api: &Api, name: &str) -> Result<()> {
     let filter = format!("name = '{}'", name.replace('\'', "''"));
-    let page = api
-        .get(
+    let page: VersionPage = api
+        .get_as(
             &format!("{API}/model-versions/search"),
             &[
                 ("filter", &filter),
@@ -151,42 +225,27 @@ async fn versions(api: &Api, name: &str) -> Result<()> {
         )
         .await?;
     let mut rows = vec![["VERSION", "STAGE", "ALIASES", "RUN", "SOURCE"].map(String::from)];
-    for v in page["model_versions"].as_array().into_iter().flatten() {
-        let aliases: Vec<String> = v["aliases"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(text)
-            .collect();
+    for v in page.model_versions {
         rows.push([
-            text(&v["version"]),
-            text(&v["current_stage"]),
-            aliases.join(","),
-            text(&v["run_id"]),
-            text(&v["source"]),
+            v.version,
+            v.current_stage,
+            v.aliases.join(","),
+            v.run_id,
+            v.source,
         ]);
     }
     if rows.len() == 1 {
         // Tell an unknown model apart from one without versions.
-        api.get(
-            &format!("{API}/registered-models/get"),
-            &[("name", name)],
-            "looking up the model",
-        )
-        .await?;
+        let _: IgnoredAny = api
+            .get_as(
+                &format!("{API}/registered-models/get"),
+                &[("name", name)],
+                "looking up the model",
+            )
+            .await?;
     }
     print_table(&rows);
     Ok(())
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map(String::from).unwrap_or_else(|| {
-        if v.is_null() {
-            String::new()
-        } else {
-            v.to_string()
-        }
-    })
 }
 
 pub fn print_table<const N: usize>(rows: &[[String; N]]) {

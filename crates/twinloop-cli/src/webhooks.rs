@@ -2,7 +2,8 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use twinloop_api::Empty;
+use twinloop_api::webhooks::{NewWebhook, Webhook, WebhookCreated, WebhookList};
 
 use crate::client::{Api, ServerConnection, block_on};
 use crate::monitor::utc;
@@ -44,8 +45,8 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
         let api = Api::new(conn)?;
         match command {
             WebhooksCommand::List => {
-                let all = api.get(BASE, &[], "list webhooks").await?;
-                let hooks = all["webhooks"].as_array().cloned().unwrap_or_default();
+                let all: WebhookList = api.get_as(BASE, &[], "list webhooks").await?;
+                let hooks = all.webhooks;
                 if hooks.is_empty() {
                     outln!("no webhooks (add one with `twinloop webhooks add URL --secret S`)");
                 }
@@ -62,21 +63,19 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
                 if events.iter().any(String::is_empty) {
                     bail!("--events has an empty kind (hint: --events ALIAS_SET,VERSION_CREATED)");
                 }
-                let mut body = json!({"url": url, "secret": secret, "events": events});
-                if let Some(m) = model {
-                    body["model_name"] = m.into();
-                }
-                let created = api.post(BASE, &body, "add webhook").await?;
-                let hook = &created["webhook"];
-                outln!(
-                    "webhook {} → {} ({})",
-                    hook["id"],
-                    hook["url"].as_str().unwrap_or("?"),
-                    scope(hook)
-                );
+                let new = NewWebhook {
+                    events,
+                    model_name: model,
+                    secret: Some(secret),
+                    url: Some(url),
+                };
+                let created: WebhookCreated = api.post_as(BASE, &new, "add webhook").await?;
+                let hook = &created.webhook;
+                outln!("webhook {} → {} ({})", hook.id, hook.url, scope(hook));
             }
             WebhooksCommand::Rm { id } => {
-                api.delete(&format!("{BASE}/{id}"), &json!({}), "remove webhook")
+                let _: Empty = api
+                    .delete_as(&format!("{BASE}/{id}"), &Empty {}, "remove webhook")
                     .await?;
                 outln!("removed webhook {id}");
             }
@@ -86,35 +85,23 @@ pub fn run(conn: &ServerConnection, command: WebhooksCommand) -> Result<()> {
 }
 
 /// Which events a webhook gets: its kinds (or all) and its model filter.
-fn scope(hook: &Value) -> String {
-    let kinds: Vec<&str> = hook["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let kinds = if kinds.is_empty() {
+fn scope(hook: &Webhook) -> String {
+    let kinds = if hook.events.is_empty() {
         "all events".to_string()
     } else {
-        kinds.join(",")
+        hook.events.join(",")
     };
-    match hook["model_name"].as_str() {
+    match &hook.model_name {
         Some(m) => format!("{kinds} of model {m}"),
         None => kinds,
     }
 }
 
-fn table(hooks: &[Value]) -> Vec<String> {
+fn table(hooks: &[Webhook]) -> Vec<String> {
     if hooks.is_empty() {
         return Vec::new();
     }
-    let url_width = hooks
-        .iter()
-        .filter_map(|h| h["url"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(0)
-        .max(3);
+    let url_width = hooks.iter().map(|h| h.url.len()).max().unwrap_or(0).max(3);
     let mut lines = vec![format!(
         "{:>4}  {:<url_width$}  {:<19}  events",
         "id", "url", "created (UTC)"
@@ -122,9 +109,9 @@ fn table(hooks: &[Value]) -> Vec<String> {
     for h in hooks {
         lines.push(format!(
             "{:>4}  {:<url_width$}  {:<19}  {}",
-            h["id"].to_string(),
-            h["url"].as_str().unwrap_or("?"),
-            utc(h["created_time"].as_i64().unwrap_or(0)),
+            h.id,
+            h.url,
+            utc(h.created_time),
             scope(h)
         ));
     }
@@ -134,6 +121,7 @@ fn table(hooks: &[Value]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_webhooks_command_and_argument_is_described() {
@@ -147,7 +135,8 @@ mod tests {
             json!({"id": 1, "url": "http://ci.local/hook", "events": [], "created_time": 1_764_300_000_000i64}),
             json!({"id": 12, "url": "http://127.0.0.1:8000/", "events": ["ALIAS_SET", "VERSION_CREATED"],
                    "model_name": "fraud", "created_time": 1_764_300_060_000i64}),
-        ];
+        ]
+        .map(|h| serde_json::from_value::<Webhook>(h).unwrap());
         assert_eq!(
             table(&hooks),
             [
