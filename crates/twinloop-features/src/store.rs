@@ -424,46 +424,73 @@ impl FeatureStore {
             || "training_set".into(),
             |s| s.to_string_lossy().into_owned(),
         );
-        let schema = serde_json::json!({
-            "mlflow_colspec": summary.schema.fields().iter().map(|f| serde_json::json!({
-                "name": f.name(), "type": f.data_type().to_string(), "required": !f.is_nullable(),
-            })).collect::<Vec<_>>()
-        });
         let training_set_id = match (run_id, &experiment) {
             (Some(run_id), Some(experiment)) => {
-                self.meta
-                    .log_inputs(
-                        run_id,
-                        &[DatasetInput {
-                            tags: vec![Tag {
-                                key: "mlflow.data.context".into(),
-                                value: "training".into(),
-                            }],
-                            dataset: Dataset {
-                                name: name.clone(),
-                                digest: digest.clone(),
-                                source_type: "local".into(),
-                                source: serde_json::json!({"uri": output.display().to_string()})
-                                    .to_string(),
-                                schema: Some(schema.to_string()),
-                                profile: Some(
-                                    serde_json::json!({"num_rows": summary.rows}).to_string(),
-                                ),
-                            },
-                        }],
-                    )
+                self.log_training_set(run_id, &output, &name, &digest, &summary)
                     .await?;
                 format!("dataset:{experiment}/{name}@{digest}")
             }
             _ => format!("training_set:{}@{digest}", output.display()),
         };
+        self.record_retrieval(request, &summary, &applied, &output, &name, training_set_id)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Logs a training set as a dataset input of an MLflow run, with its schema and row count.
+    async fn log_training_set(
+        &self,
+        run_id: &str,
+        output: &Path,
+        name: &str,
+        digest: &str,
+        summary: &HistoricalSummary,
+    ) -> Result<()> {
+        let schema = serde_json::json!({
+            "mlflow_colspec": summary.schema.fields().iter().map(|f| serde_json::json!({
+                "name": f.name(), "type": f.data_type().to_string(), "required": !f.is_nullable(),
+            })).collect::<Vec<_>>()
+        });
+        self.meta
+            .log_inputs(
+                run_id,
+                &[DatasetInput {
+                    tags: vec![Tag {
+                        key: "mlflow.data.context".into(),
+                        value: "training".into(),
+                    }],
+                    dataset: Dataset {
+                        name: name.to_string(),
+                        digest: digest.to_string(),
+                        source_type: "local".into(),
+                        source: serde_json::json!({"uri": output.display().to_string()})
+                            .to_string(),
+                        schema: Some(schema.to_string()),
+                        profile: Some(serde_json::json!({"num_rows": summary.rows}).to_string()),
+                    },
+                }],
+            )
+            .await
+    }
+
+    /// The retrieval's lineage: the applied views and the entity file are inputs of a
+    /// `feature_retrieval` execution whose output is the training set.
+    async fn record_retrieval(
+        &self,
+        request: &HistoricalRequest,
+        summary: &HistoricalSummary,
+        applied: &[(&FeatureView, FeatureObject)],
+        output: &Path,
+        name: &str,
+        training_set_id: String,
+    ) -> Result<()> {
         let training_set = self
             .meta
             .put_node(
                 NodeKind::Artifact,
                 NewNode {
                     node_type: "dataset".into(),
-                    name: name.clone(),
+                    name: name.to_string(),
                     uri: Some(output.display().to_string()),
                     external_id: Some(training_set_id),
                     properties: Some(serde_json::json!({"rows": summary.rows, "columns": summary.feature_columns}).to_string()),
@@ -507,7 +534,7 @@ impl FeatureStore {
                 },
             )
             .await?;
-        for (view, object) in &applied {
+        for (view, object) in applied {
             let node = self.view_node(view, object).await?;
             self.meta
                 .put_event(node, execution.node, EventKind::Input)
@@ -519,7 +546,7 @@ impl FeatureStore {
         self.meta
             .put_event(training_set.node, execution.node, EventKind::Output)
             .await?;
-        Ok(summary)
+        Ok(())
     }
 }
 
