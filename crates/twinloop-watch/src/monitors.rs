@@ -333,3 +333,113 @@ impl Monitors {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use twinloop_core::webhook::NoAnswer;
+    use twinloop_meta::{SqlStore, StoreUri};
+    use twinloop_predlog::{Role, Row, Status, segment};
+
+    use super::*;
+    use crate::actions::RollbackError;
+
+    struct Serving;
+
+    #[async_trait]
+    impl Deployments for Serving {
+        async fn rollback(&self, deployment: &str) -> Result<String, RollbackError> {
+            Ok(format!("{deployment} rolled back"))
+        }
+        fn serving(&self, _deployment: &str) -> Option<(String, String)> {
+            Some(("fraud".into(), "1".into()))
+        }
+    }
+
+    struct NoWebhooks;
+
+    #[async_trait]
+    impl WebhookTransport for NoWebhooks {
+        async fn post(&self, _: &str, _: &[(&str, String)], _: &[u8]) -> Result<u16, NoAnswer> {
+            Ok(200)
+        }
+    }
+
+    fn row(time_us: i64, x: f64) -> Row {
+        Row {
+            time_us,
+            request_id: format!("r{time_us}"),
+            deployment: "fraud".into(),
+            model_name: "fraud".into(),
+            model_version: "1".into(),
+            role: Role::Primary,
+            status: Status::Ok,
+            latency_us: 1000,
+            inputs: format!(r#"{{"X":{{"datatype":"FP64","shape":[1,1],"data":[{x}]}}}}"#),
+            outputs: Some(r#"{"y":{"datatype":"INT64","shape":[1],"data":[0]}}"#.into()),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tick_closes_full_windows_stores_them_and_acts_on_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = StoreUri::Sqlite(dir.path().join("t.db"));
+        let store = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap());
+        let artifacts = ArtifactStore::open(dir.path().join("a").to_str().unwrap()).unwrap();
+        let reference = dir.path().join("ref.csv");
+        std::fs::write(&reference, "X\n1\n2\n3\n4\n").unwrap();
+        let monitors = Monitors::new(
+            store.clone(),
+            store.clone(),
+            store,
+            artifacts.clone(),
+            Arc::new(Serving),
+            Arc::new(NoWebhooks),
+            Duration::ZERO,
+        );
+        let spec: MonitorSpec = serde_json::from_value(serde_json::json!({
+            "name": "m", "deployment": "fraud", "reference": reference.display().to_string(),
+            "window": {"rows": 2},
+            "rules": [{"name": "busy", "metric": "rows", "op": ">=", "threshold": 2,
+                       "actions": [{"type": "rollback"}]}]}))
+        .unwrap();
+        let created = monitors.create(spec).await.unwrap();
+        assert_eq!((created.state.windows, created.windows.len()), (0, 0));
+        // Three rows after the monitor's start: one full window of two, one row left open.
+        let t = created.state.cursor_us;
+        let rows = [row(t + 1, 1.0), row(t + 2, 2.0), row(t + 3, 3.0)];
+        segment::write(&artifacts, &segment::path("fraud", t + 1, 1), &rows)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        monitors.tick().await;
+
+        let status = monitors.status("m", 10).await.unwrap();
+        assert_eq!(status.state.error, None);
+        assert_eq!(status.state.windows, 1);
+        assert_eq!(status.state.cursor_us, t + 2);
+        assert_eq!(status.windows.len(), 1);
+        assert_eq!(status.windows[0].metrics["rows"], 2.0);
+        assert_eq!(status.windows[0].rules_holding, ["busy"]);
+        assert_eq!(status.series["rows"], [(t + 2, 2.0)]);
+        let list = monitors.list().await;
+        assert_eq!(list[0].firing, ["busy"]);
+        let kinds: Vec<String> = monitors
+            .alerts("m")
+            .await
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["alert_firing", "rollback"]);
+
+        monitors.delete("m").await.unwrap();
+        assert!(matches!(
+            monitors.status("m", 1).await,
+            Err(MonitorError::NotFound(_))
+        ));
+        assert!(monitors.events(0).await.unwrap().is_empty());
+    }
+}
