@@ -40,9 +40,10 @@ pub fn normalize(name: &str, column: &ArrayRef, want: &DataType) -> Result<Array
     };
     arrow::compute::cast_with_options(column, want, &options).map_err(|e| {
         Error::invalid(format!(
-            "join key {name:?}: cannot read {} values as {want}: {e}",
+            "join key {name:?}: cannot read {} values as {want}",
             column.data_type()
         ))
+        .with_source(e)
     })
 }
 
@@ -139,7 +140,7 @@ pub fn cast_to(column: &ArrayRef, want: &DataType) -> Result<ArrayRef> {
     if column.data_type() == want {
         return Ok(column.clone());
     }
-    cast(column, want).map_err(|e| Error::internal(format!("cast to {want}: {e}")))
+    cast(column, want).map_err(|e| Error::internal(format!("cast to {want}")).with_source(e))
 }
 
 #[cfg(test)]

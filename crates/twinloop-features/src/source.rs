@@ -137,9 +137,9 @@ fn register_store_for(ctx: &SessionContext, location: &str) -> Result<()> {
     };
     let bucket = rest.split('/').next().unwrap_or_default();
     let store = twinloop_artifacts::s3_bucket(bucket)
-        .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}: {e}")))?;
+        .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}")).with_source(e))?;
     let url = url::Url::parse(&format!("s3://{bucket}"))
-        .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}: {e}")))?;
+        .map_err(|e| Error::invalid(format!("S3 bucket {bucket:?}")).with_source(e))?;
     ctx.register_object_store(&url, Arc::new(store));
     Ok(())
 }
@@ -187,10 +187,7 @@ pub(crate) async fn view_frame(
     ctx.register_table("source", frame.into_view())
         .map_err(df_error)?;
     let frame = ctx.sql(sql).await.map_err(|e| {
-        Error::invalid(format!(
-            "{}: feature_views[{}].sql: {e}",
-            view.origin, view.name
-        ))
+        Error::invalid(format!("{}: feature_views[{}].sql", view.origin, view.name)).with_source(e)
     })?;
     Ok((ctx, frame))
 }

@@ -66,14 +66,15 @@ impl FeatureStore {
     /// default SQLite file).
     pub async fn open(dir: &Path) -> Result<FeatureStore> {
         let dir = std::path::absolute(dir)
-            .map_err(|e| Error::invalid(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| Error::invalid(format!("{}", dir.display())).with_source(e))?;
         let repo = FeatureRepo::load(&dir)?;
         let uri: StoreUri = repo.config.registry.parse().map_err(|e: Error| {
             Error::invalid(format!("twinloop.yaml: registry: {}", e.message))
         })?;
         if repo.config.registry.starts_with("sqlite:") {
             std::fs::create_dir_all(repo.state_dir()).map_err(|e| {
-                Error::invalid(format!("cannot create {}: {e}", repo.state_dir().display()))
+                Error::invalid(format!("cannot create {}", repo.state_dir().display()))
+                    .with_source(e)
             })?;
         }
         let meta = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await?);
@@ -555,13 +556,13 @@ fn file_digest(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Error::invalid(format!("cannot read {}", path.display())).with_source(e))?;
     let mut hash = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
+        let n = file.read(&mut buffer).map_err(|e| {
+            Error::invalid(format!("cannot read {}", path.display())).with_source(e)
+        })?;
         if n == 0 {
             break;
         }

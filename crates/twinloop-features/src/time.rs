@@ -53,12 +53,11 @@ pub fn micros_column(name: &str, column: &ArrayRef) -> Result<Int64Array> {
     let target = DataType::Timestamp(TimeUnit::Microsecond, None);
     let as_timestamp = match column.data_type() {
         DataType::Timestamp(TimeUnit::Microsecond, None) => column.clone(),
-        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
-            cast(column, &target).map_err(|e| Error::invalid(format!("column {name:?}: {e}")))?
-        }
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => cast(column, &target)
+            .map_err(|e| Error::invalid(format!("column {name:?}")).with_source(e))?,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let text = cast(column, &DataType::Utf8)
-                .map_err(|e| Error::invalid(format!("column {name:?}: {e}")))?;
+                .map_err(|e| Error::invalid(format!("column {name:?}")).with_source(e))?;
             let text = text.as_string::<i32>();
             let mut out = Vec::with_capacity(text.len());
             for i in 0..text.len() {

@@ -30,15 +30,17 @@ impl EntityReader {
     pub fn open(path: &Path) -> Result<EntityReader> {
         let open = || {
             File::open(path).map_err(|e| {
-                Error::invalid(format!("cannot open entity file {}: {e}", path.display()))
+                Error::invalid(format!("cannot open entity file {}", path.display())).with_source(e)
             })
         };
-        let bad = |e: &dyn std::fmt::Display| {
-            Error::invalid(format!("entity file {}: {e}", path.display()))
+        let bad = |e: twinloop_core::error::BoxError| {
+            Error::invalid(format!("entity file {}", path.display())).with_source(e)
         };
         if is_csv(path) {
             let format = arrow::csv::reader::Format::default().with_header(true);
-            let (inferred, rows) = format.infer_schema(open()?, None).map_err(|e| bad(&e))?;
+            let (inferred, rows) = format
+                .infer_schema(open()?, None)
+                .map_err(|e| bad(e.into()))?;
             // CSV text carries no unit: read times as UTC microseconds, like the features.
             let schema = Arc::new(Schema::new(
                 inferred
@@ -58,16 +60,17 @@ impl EntityReader {
                 .with_format(format)
                 .with_batch_size(BATCH_ROWS)
                 .build(open()?)
-                .map_err(|e| bad(&e))?;
+                .map_err(|e| bad(e.into()))?;
             Ok(Self::from_batches(path, schema, rows, reader))
         } else {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| bad(&e))?;
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| bad(e.into()))?;
             let rows = builder.metadata().file_metadata().num_rows() as usize;
             let schema = builder.schema().clone();
             let reader = builder
                 .with_batch_size(BATCH_ROWS)
                 .build()
-                .map_err(|e| bad(&e))?;
+                .map_err(|e| bad(e.into()))?;
             Ok(Self::from_batches(path, schema, rows, reader))
         }
     }
@@ -84,11 +87,9 @@ impl EntityReader {
         EntityReader {
             schema,
             rows,
-            batches: Box::new(
-                reader.map(move |b| {
-                    b.map_err(|e| Error::invalid(format!("entity file {path}: {e}")))
-                }),
-            ),
+            batches: Box::new(reader.map(move |b| {
+                b.map_err(|e| Error::invalid(format!("entity file {path}")).with_source(e))
+            })),
         }
     }
 
@@ -148,11 +149,13 @@ pub enum OutputWriter {
 impl OutputWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<OutputWriter> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::invalid(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::invalid(format!("cannot create {}", parent.display())).with_source(e)
+            })?;
         }
-        let file = File::create(path)
-            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", path.display())))?;
+        let file = File::create(path).map_err(|e| {
+            Error::invalid(format!("cannot create {}", path.display())).with_source(e)
+        })?;
         if is_csv(path) {
             return Ok(OutputWriter::Csv(arrow::csv::Writer::new(file)));
         }
@@ -161,7 +164,7 @@ impl OutputWriter {
             .build();
         ArrowWriter::try_new(file, schema, Some(props))
             .map(OutputWriter::Parquet)
-            .map_err(|e| Error::internal(format!("parquet writer: {e}")))
+            .map_err(|e| Error::internal("parquet writer").with_source(e))
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -169,7 +172,7 @@ impl OutputWriter {
             OutputWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
             OutputWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
         };
-        r.map_err(|e| Error::internal(format!("writing the training set: {e}")))
+        r.map_err(|e| Error::internal("writing the training set").with_source(e))
     }
 
     pub fn finish(self) -> Result<()> {
@@ -177,7 +180,7 @@ impl OutputWriter {
             OutputWriter::Parquet(w) => w
                 .close()
                 .map(|_| ())
-                .map_err(|e| Error::internal(format!("writing the training set: {e}"))),
+                .map_err(|e| Error::internal("writing the training set").with_source(e)),
             OutputWriter::Csv(_) => Ok(()),
         }
     }

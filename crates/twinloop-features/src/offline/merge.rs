@@ -58,7 +58,7 @@ pub(super) fn merge_and_write(
             columns.push(per_view[job][slot].clone());
         }
         let out = RecordBatch::try_new(out_schema.clone(), columns)
-            .map_err(|e| Error::internal(format!("training set batch: {e}")))?;
+            .map_err(|e| Error::internal("training set batch").with_source(e))?;
         writer.write(&out)?;
         progress.advanced(&stage, hi);
         lo = hi;

@@ -62,7 +62,7 @@ pub async fn get_historical(
     let spill_dir = tempfile::Builder::new()
         .prefix("twinloop-pit-")
         .tempdir()
-        .map_err(|e| Error::internal(format!("temporary directory: {e}")))?;
+        .map_err(|e| Error::internal("temporary directory").with_source(e))?;
     let spill = spill_dir.path();
     let reader = EntityReader::open(&request.entities)?;
     let ts_column = reader.timestamp_column(request.timestamp_column.as_deref())?;
@@ -147,5 +147,5 @@ pub async fn get_historical(
 }
 
 fn internal(e: arrow::error::ArrowError) -> Error {
-    Error::internal(format!("point-in-time join: {e}"))
+    Error::internal("point-in-time join").with_source(e)
 }

@@ -190,7 +190,7 @@ pub(super) async fn partition_source(
     }
     for task in tasks {
         task.await
-            .map_err(|e| Error::internal(format!("source reader: {e}")))??;
+            .map_err(|e| Error::internal("source reader").with_source(e))??;
     }
     let parts = Arc::try_unwrap(parts)
         .map_err(|_| Error::internal("source readers still running"))?

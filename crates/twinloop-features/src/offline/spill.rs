@@ -82,7 +82,7 @@ impl Partitions {
     }
 
     fn spill(&mut self, part: usize) -> Result<()> {
-        let io = |e: std::io::Error| Error::internal(format!("spill file: {e}"));
+        let io = |e: std::io::Error| Error::internal("spill file").with_source(e);
         let arrow = arrow_error;
         let p = &mut self.parts[part];
         if p.file.is_none() {
@@ -118,7 +118,7 @@ impl Partitions {
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> Error {
-    Error::internal(format!("spill file: {e}"))
+    Error::internal("spill file").with_source(e)
 }
 
 enum SpillSource {
@@ -141,7 +141,7 @@ impl PartStream {
                     writer.finish().map_err(arrow_error)?;
                     drop(writer);
                     let file = File::open(&path)
-                        .map_err(|e| Error::internal(format!("spill file: {e}")))?;
+                        .map_err(|e| Error::internal("spill file").with_source(e))?;
                     let reader =
                         StreamReader::try_new(BufReader::new(file), None).map_err(arrow_error)?;
                     self.spilled = Some(SpillSource::Reading(path, reader));

@@ -14,14 +14,15 @@ pub struct EmbeddedStore {
     db: std::sync::Arc<Database>,
 }
 
-fn store_error(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("embedded online store: {e}"))
+fn store_error(e: impl Into<twinloop_core::error::BoxError>) -> Error {
+    Error::internal("embedded online store").with_source(e)
 }
 
 impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::invalid(format!("cannot create {}", dir.display())).with_source(e)
+        })?;
         let path = dir.join("online.redb");
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::invalid(format!(

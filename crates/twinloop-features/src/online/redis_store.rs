@@ -32,8 +32,8 @@ pub struct RedisStore {
     script: redis::Script,
 }
 
-fn store_error(e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("redis online store: {e}"))
+fn store_error(e: impl Into<twinloop_core::error::BoxError>) -> Error {
+    Error::internal("redis online store").with_source(e)
 }
 
 fn redis_key(table: &str, key: &[u8]) -> Vec<u8> {
@@ -49,11 +49,13 @@ fn members_key(table: &str) -> String {
 impl RedisStore {
     pub async fn connect(url: &str) -> Result<RedisStore> {
         let client = redis::Client::open(url)
-            .map_err(|e| Error::invalid(format!("redis url {url:?}: {e}")))?;
+            .map_err(|e| Error::invalid(format!("redis url {url:?}")).with_source(e))?;
         let connection = client
             .get_multiplexed_async_connection()
             .await
-            .map_err(|e| Error::invalid(format!("cannot connect to redis at {url}: {e}")))?;
+            .map_err(|e| {
+                Error::invalid(format!("cannot connect to redis at {url}")).with_source(e)
+            })?;
         Ok(RedisStore {
             connection,
             script: redis::Script::new(WRITE_NEWER),

@@ -53,15 +53,16 @@ impl FeatureRepo {
             )));
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", dir.display())))?
+            .map_err(|e| Error::invalid(format!("cannot read {}", dir.display())).with_source(e))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
             .collect();
         files.sort();
         let mut texts = Vec::new();
         for path in files {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::invalid(format!("cannot read {}", path.display())).with_source(e)
+            })?;
             let name = path
                 .file_name()
                 .unwrap_or_default()
@@ -92,7 +93,8 @@ impl FeatureRepo {
             let content: FileContent = if text.trim().is_empty() {
                 FileContent::default()
             } else {
-                serde_norway::from_str(text).map_err(|e| Error::invalid(format!("{file}: {e}")))?
+                serde_norway::from_str(text)
+                    .map_err(|e| Error::invalid(file.as_str()).with_source(e))?
             };
             let is_config = file == CONFIG_FILE;
             if is_config {
@@ -101,7 +103,7 @@ impl FeatureRepo {
                     .clone()
                     .ok_or_else(|| Error::invalid(format!("{file}:1: `project` is required")))?;
                 check_project_name(&project)
-                    .map_err(|m| Error::invalid(format!("{file}:1: project: {m}")))?;
+                    .map_err(|m| Error::invalid(format!("{file}:1: project")).with_source(m))?;
                 config = Some((
                     project,
                     content.online_store.clone(),
@@ -140,7 +142,8 @@ impl FeatureRepo {
                     }
                     Some(TtlText::Text(t)) => parse_ttl(t).map_err(|e| {
                         let line = locate(text, "feature_views", &v.name, nth, Some("ttl"));
-                        Error::invalid(format!("{file}:{line}: feature_views[{}].ttl: {e}", v.name))
+                        Error::invalid(format!("{file}:{line}: feature_views[{}].ttl", v.name))
+                            .with_source(e)
                     })?,
                 };
                 for f in &mut v.features {
@@ -274,7 +277,7 @@ impl FeatureRepo {
         )?;
         for e in &self.entities {
             check_name(&e.name)
-                .map_err(|m| Error::invalid(format!("{}: entities: {m}", e.origin)))?;
+                .map_err(|m| Error::invalid(format!("{}: entities", e.origin)).with_source(m))?;
             if e.join_keys.is_empty() {
                 return Err(Error::invalid(format!(
                     "{}: entities[{}].join_keys: an entity needs at least one join key",
@@ -285,7 +288,7 @@ impl FeatureRepo {
         }
         for s in &self.sources {
             check_name(&s.name)
-                .map_err(|m| Error::invalid(format!("{}: sources: {m}", s.origin)))?;
+                .map_err(|m| Error::invalid(format!("{}: sources", s.origin)).with_source(m))?;
             if s.path.trim().is_empty() {
                 return Err(Error::invalid(format!(
                     "{}: sources[{}].path: must not be empty",
@@ -296,8 +299,9 @@ impl FeatureRepo {
         }
         let entity_names: HashSet<&str> = self.entities.iter().map(|e| e.name.as_str()).collect();
         for v in &self.views {
-            check_name(&v.name)
-                .map_err(|m| Error::invalid(format!("{}: feature_views: {m}", v.origin)))?;
+            check_name(&v.name).map_err(|m| {
+                Error::invalid(format!("{}: feature_views", v.origin)).with_source(m)
+            })?;
             let field = |f: &str| at(&v.origin, "feature_views", &v.name, f);
             if v.entities.is_empty() {
                 return Err(Error::invalid(format!(
@@ -337,7 +341,8 @@ impl FeatureRepo {
             for f in &v.features {
                 let here = &f.origin;
                 check_name(&f.name).map_err(|m| {
-                    Error::invalid(format!("{here}: feature_views[{}].features: {m}", v.name))
+                    Error::invalid(format!("{here}: feature_views[{}].features", v.name))
+                        .with_source(m)
                 })?;
                 if !names.insert(f.name.as_str()) {
                     return Err(Error::invalid(format!(
@@ -354,8 +359,9 @@ impl FeatureRepo {
             }
         }
         for s in &self.services {
-            check_name(&s.name)
-                .map_err(|m| Error::invalid(format!("{}: feature_services: {m}", s.origin)))?;
+            check_name(&s.name).map_err(|m| {
+                Error::invalid(format!("{}: feature_services", s.origin)).with_source(m)
+            })?;
             self.resolve_refs(&s.features).map_err(|e| {
                 Error::invalid(format!(
                     "{}: feature_services[{}].features: {}",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
+use twinloop_core::error::BoxError;
 use twinloop_core::{Error, Result};
 
 use super::{OnlineService, ViewInfo, column_rows};
@@ -118,7 +119,7 @@ impl OnlineService {
             // stall every other request the server is answering meanwhile.
             tokio::task::spawn_blocking(move || write_log(&dir, &batch))
                 .await
-                .map_err(|e| Error::internal(format!("push log: {e}")))??;
+                .map_err(|e| Error::internal("push log").with_source(e))??;
         }
         Ok(PushOutcome {
             rows,
@@ -243,22 +244,25 @@ fn push_batch<C: SentColumn>(
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-        .map_err(|e| Error::internal(format!("push batch: {e}")))
+        .map_err(|e| Error::internal("push batch").with_source(e))
+}
+
+fn failed(e: impl Into<BoxError>) -> Error {
+    Error::internal_from("push log", e)
 }
 
 /// Appends a batch to the offline log as its own Parquet file, written under a temporary
 /// name and renamed, so readers never see half a file.
 fn write_log(dir: &Path, batch: &RecordBatch) -> Result<()> {
-    let failed = |e: &dyn std::fmt::Display| Error::internal(format!("push log: {e}"));
     std::fs::create_dir_all(dir)
-        .map_err(|e| Error::internal(format!("push log {}: {e}", dir.display())))?;
+        .map_err(|e| Error::internal(format!("push log {}", dir.display())).with_source(e))?;
     let name = format!("{}-{}.parquet", now_micros(), uuid::Uuid::new_v4().simple());
     let temp: PathBuf = dir.join(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&temp).map_err(|e| failed(&e))?;
+    let file = std::fs::File::create(&temp).map_err(failed)?;
     let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| failed(&e))?;
-    writer.write(batch).map_err(|e| failed(&e))?;
-    let file = writer.into_inner().map_err(|e| failed(&e))?;
-    file.sync_all().map_err(|e| failed(&e))?;
-    std::fs::rename(&temp, dir.join(name)).map_err(|e| failed(&e))
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(failed)?;
+    writer.write(batch).map_err(failed)?;
+    let file = writer.into_inner().map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&temp, dir.join(name)).map_err(failed)
 }

@@ -137,3 +137,19 @@ fn feature_named_like_a_join_key_is_refused() {
     ));
     assert!(msg.contains("\"driver_id\" is a join key"), "{msg}");
 }
+
+#[test]
+fn causes_stay_reachable_behind_the_located_message() {
+    use std::error::Error as _;
+    let err = load("feature_views: [").unwrap_err();
+    assert!(err.message.starts_with("defs.yaml: "), "{}", err.message);
+    let cause = err.source().expect("the parser's error");
+    assert!(cause.downcast_ref::<serde_norway::Error>().is_some());
+    let err = load(&DEFS.replace("name: driver,", "name: \"dri ver\",")).unwrap_err();
+    let cause = err.source().expect("the naming rule");
+    assert!(
+        cause
+            .downcast_ref::<super::super::names::NameError>()
+            .is_some()
+    );
+}
