@@ -3,7 +3,7 @@
 //! `registry/`, lineage, webhooks, features, deployments, monitors). Both backends speak the same
 //! SQL (`ON CONFLICT`, `RETURNING`) through sqlx's `Any` driver; the few dialect differences live
 //! in [`Backend`], in `query.rs`'s placeholders and in the two migration folders, which define the
-//! same tables (`tests/schema_agreement.rs`).
+//! same tables (`tests/meta/schema_agreement.rs`).
 //!
 //! SQLite gets one writer connection and a pool of readers: WAL lets readers run beside the
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.

@@ -1,9 +1,6 @@
 //! The FeatureRegistry behaviour (versioned definitions, materialization runs), run against
 //! every backend.
 
-#[macro_use]
-mod support;
-
 use twinloop_core::features::{FeatureChange, MaterializationRun};
 use twinloop_meta::{FeatureRegistry, SqlStore};
 

@@ -4,8 +4,6 @@
 //! scripts start a throwaway one) and otherwise skips with a message, or fails when
 //! `TWINLOOP_REQUIRE_ALL_BACKENDS=1`.
 
-#![allow(dead_code)] // Each suite compiles this module and uses part of it.
-
 use std::sync::Arc;
 
 use sqlx::Executor;
@@ -53,7 +51,6 @@ pub fn postgres_admin_url(case: &str) -> Option<String> {
 /// Defines `mod $name` with the tests `sqlite` and `postgres`, each running `$body` on a fresh
 /// store of that backend. `|s: &T|` binds `s` to the store as `&T` (`&SqlStore` or a trait
 /// object); `|s|` binds the shared `Arc<SqlStore>`, for cases that spawn tasks.
-#[allow(unused_macros)] // Not every suite that includes this module defines cases.
 macro_rules! on_every_backend {
     ($(#[$meta:meta])* $name:ident, |$s:ident: $ty:ty| $body:block) => {
         on_every_backend!(@define $(#[$meta])* $name, |store| {

@@ -8,8 +8,6 @@
 //! IDENTITY` are both integer keys, `WITHOUT ROWID` is SQLite's storage choice, and types are
 //! compared by class (SQLite's affinity rules), not by name.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -17,6 +15,8 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use twinloop_meta::{SqlStore, StoreUri};
+
+use crate::support;
 
 /// Differences between the migrated schemas that are intended, as the test words them.
 const INTENDED_DIFFERENCES: &[(&str, &str)] = &[];

@@ -1,8 +1,5 @@
 //! One behavioural suite for the TrackingStore trait, run against every backend.
 
-#[macro_use]
-mod support;
-
 use twinloop_core::ErrorKind;
 use twinloop_core::tracking::*;
 use twinloop_meta::{

@@ -1,8 +1,5 @@
 //! The RegistryStore and LineageStore behaviour, run against every backend.
 
-#[macro_use]
-mod support;
-
 use twinloop_core::ErrorKind;
 use twinloop_core::lineage::{Direction, EventKind, NewNode, NodeKind};
 use twinloop_core::registry::{NewModelVersion, RegistryEventKind};

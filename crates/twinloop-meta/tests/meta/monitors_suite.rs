@@ -1,8 +1,5 @@
 //! The MonitorStore behaviour, run against every backend.
 
-#[macro_use]
-mod support;
-
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorRecord};
 use twinloop_core::registry::{NewWebhook, WebhookDelivery};
 use twinloop_meta::{MonitorStore, SqlStore, WebhookStore};

@@ -1,8 +1,5 @@
 //! The DeploymentStore behaviour, run against every backend.
 
-#[macro_use]
-mod support;
-
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_meta::{DeploymentStore, SqlStore};
 

@@ -1,0 +1,12 @@
+//! twinloop-meta's integration tests, one binary: each file under `tests/` would be its own
+//! binary, linking the whole dependency tree again. Each module is one former test file.
+
+#[macro_use]
+mod support;
+
+mod deployments_suite;
+mod features_suite;
+mod monitors_suite;
+mod registry_suite;
+mod schema_agreement;
+mod store_suite;
