@@ -3,15 +3,14 @@
 //! greatest created time; nulls when nothing qualifies), checked on small hand-made cases and
 //! against a brute-force oracle on random data, in memory and spilling to disk.
 
-mod support;
-
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
-use support::*;
 use twinloop_features::offline::{HistoricalRequest, get_historical};
 use twinloop_features::progress::Progress;
 use twinloop_features::repo::FeatureRepo;
+
+use crate::support::*;
 
 const SECOND: i64 = 1_000_000;
 const T0: i64 = 1_704_067_200 * SECOND; // 2024-01-01T00:00:00Z
@@ -315,7 +314,7 @@ async fn a_missing_source_column_names_the_definition() {
         .await
         .unwrap_err();
     assert!(err.message.starts_with("defs.yaml:14: feature_views[stats_view].features: source \"stats\" has no column \"valu\""), "{}", err.message);
-    let repo2 = support::repo(
+    let repo2 = crate::support::repo(
         dir.path(),
         "",
         &defs("0", "data/f.parquet").replace("dtype: float64", "dtype: string"),

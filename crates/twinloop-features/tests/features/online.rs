@@ -2,11 +2,8 @@
 //! writes, materialization windows in any order, incremental materialization, and online reads
 //! with TTL, null values and unknown keys.
 
-mod support;
-
 use std::sync::Arc;
 
-use support::*;
 use twinloop_features::online::{OnlineRow, OnlineStore, OnlineWrite};
 use twinloop_features::progress::Progress;
 use twinloop_features::serving::{
@@ -14,6 +11,8 @@ use twinloop_features::serving::{
 };
 use twinloop_features::store::FeatureStore;
 use twinloop_features::value::Value as FeatureValue;
+
+use crate::support::*;
 
 const SECOND: i64 = 1_000_000;
 const DAY: i64 = 86_400 * SECOND;
