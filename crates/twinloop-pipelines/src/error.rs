@@ -1,0 +1,73 @@
+//! Errors: [`Invalid`] lists what is wrong with a pipeline file, each [`Problem`] naming
+//! `file:line: steps[x].field`; [`Error`] is everything else that stops a run or a plan.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One thing wrong with a pipeline file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    /// Where in the document: `steps[train].inputs`, `params`, `pipeline`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.field, self.message
+        )
+    }
+}
+
+/// Every problem found in a pipeline file (validation does not stop at the first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Invalid(pub Vec<Problem>);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// A `-p name=value` the pipeline does not declare, or a malformed one.
+    #[error("{0}")]
+    Param(String),
+    /// `--refresh STEP` names no step.
+    #[error("no step named {0:?} in the pipeline")]
+    UnknownStep(String),
+}
+
+impl Error {
+    #[allow(dead_code)]
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
