@@ -2,7 +2,8 @@
 //! ([`RegistryStore`]) and the lineage graph ([`LineageStore`]), each a trait per area (the two
 //! large ones are made of smaller ones). [`SqlStore`] implements them all on SQLite (the
 //! embedded default) and PostgreSQL with the same schema and behaviour, one area per file.
-//! Search strings are parsed in [`search`] and evaluated in SQL.
+//! Search strings are parsed in [`search`] and evaluated in SQL. A caller that holds one store for
+//! every area passes it around as a [`StoreHandle`] (`Arc<dyn MetaStore>`).
 
 pub mod search;
 mod sql;
@@ -12,7 +13,7 @@ pub mod validation;
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
     DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry, LineageStore,
-    LoggedModelOrder, LoggedModelQuery, LoggedModelStore, ModelAliasStore, ModelVersionStore,
-    MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery, RegistryStore, RunQuery,
-    RunStore, TrackingStore, WebhookStore,
+    LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
+    ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery,
+    RegistryStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,
 };

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use twinloop_core::Result;
 use twinloop_core::deployments::DeploymentRecord;
@@ -306,3 +308,34 @@ pub trait MonitorStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<MonitorEvent>>;
 }
+
+/// Every area at once: what a server that keeps all its metadata in one database holds, so that
+/// it hands each component the same handle instead of one trait object per area. Stores are
+/// written against the per-area traits above; anything that implements all of them is a
+/// `MetaStore`. A holder passes the handle on as a narrower trait object by upcasting
+/// (`Arc<dyn MetaStore>` coerces to `Arc<dyn MonitorStore>`).
+pub trait MetaStore:
+    TrackingStore
+    + RegistryStore
+    + LineageStore
+    + WebhookStore
+    + FeatureRegistry
+    + DeploymentStore
+    + MonitorStore
+{
+}
+
+impl<T> MetaStore for T where
+    T: TrackingStore
+        + RegistryStore
+        + LineageStore
+        + WebhookStore
+        + FeatureRegistry
+        + DeploymentStore
+        + MonitorStore
+        + ?Sized
+{
+}
+
+/// The shared handle to a server's metadata store (a `SqlStore` in the binary).
+pub type StoreHandle = Arc<dyn MetaStore>;
