@@ -2,13 +2,12 @@
 //! server's store, a training set logged to a run and visible in lineage, materialization,
 //! and the feature server's HTTP routes.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use support::{TestServer, free_port};
+
+use crate::support::{TestServer, free_port};
 
 fn copy_example(to: &Path) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature_repo");

@@ -3,8 +3,6 @@
 //! receiver that always fails gets a bounded number of attempts; `twinloop webhooks` adds, lists
 //! and removes them, and examples/webhook_receiver.py checks their signatures.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -13,7 +11,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::TestServer;
+
+use crate::support::{self, TestServer};
 
 struct Received {
     headers: Vec<(String, String)>,

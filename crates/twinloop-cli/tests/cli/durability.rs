@@ -1,14 +1,13 @@
 //! A metric the server acknowledged survives `kill -9`: writers hammer `log-batch`, the server is
 //! killed mid-storm, restarted on the same store, and every acknowledged point must be there.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::TestServer;
+
+use crate::support::{self, TestServer};
 
 async fn storm_then_kill(mut server: TestServer) {
     let c = reqwest::Client::new();

@@ -1,14 +1,12 @@
 //! What a new user meets first: mlflow's server flags, the page at `/`, logs in a file, a port
 //! already taken, an https tracking URI, output piped into `head`.
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestServer, free_port};
+use crate::support::{self, TestServer, free_port};
 
 fn twinloop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_twinloop"))

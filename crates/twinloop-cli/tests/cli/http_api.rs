@@ -1,9 +1,8 @@
 //! The HTTP surface of the real binary: MLflow error shapes, hostile input, artifacts, shutdown.
 
-mod support;
-
 use serde_json::{Value, json};
-use support::TestServer;
+
+use crate::support::TestServer;
 
 async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
     let resp = client.post(url).json(&body).send().await.unwrap();

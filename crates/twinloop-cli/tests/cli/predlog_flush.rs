@@ -3,8 +3,6 @@
 //! monitor's row windows close during the traffic, and a graceful stop (SIGTERM or Ctrl-C) writes
 //! every prediction that was answered. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
 
-mod support;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::support;
 
 /// Feature `j` of request `i`: spread over [-2, 2) so the monitor's drift tests have variance.
 fn feature(i: usize, j: usize) -> f64 {

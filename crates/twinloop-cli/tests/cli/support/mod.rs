@@ -1,7 +1,5 @@
 //! Starts the real `twinloop` binary on a free port with its own data directory.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

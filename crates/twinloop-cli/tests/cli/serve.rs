@@ -2,12 +2,12 @@
 //! NaN outputs returned and counted, and a prediction log written on a graceful stop.
 //! Needs ONNX Runtime (scripts/install-onnxruntime.sh).
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
+
+use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_json_errors_and_nan_is_returned_and_counted() {

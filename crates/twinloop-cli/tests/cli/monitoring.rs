@@ -5,8 +5,6 @@
 //! deployment that does not exist are refused, references are the caller's files, and a deleted
 //! monitor takes its history. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -15,6 +13,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+use crate::support;
 
 /// Deterministic normal draws (LCG + Box–Muller): the test must not depend on luck.
 struct Normal(u64);

@@ -4,13 +4,13 @@
 //! Each must be answered 400 / INVALID_ARGUMENT naming the problem, and the server must go on
 //! answering. Needs ONNX Runtime (scripts/install-onnxruntime.sh).
 
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::support;
 
 struct Serve {
     child: Child,

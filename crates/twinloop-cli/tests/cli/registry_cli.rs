@@ -1,14 +1,13 @@
 //! The registry's native surfaces on the real binary: the event stream a serving process
 //! follows, the lineage API, and the `twinloop models` / `twinloop lineage` commands.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use futures_util_like::next_line;
 use serde_json::{Value, json};
-use support::TestServer;
+
+use crate::support::{self, TestServer};
 
 async fn post(c: &reqwest::Client, url: String, body: Value) -> Value {
     let resp = c.post(url).json(&body).send().await.unwrap();

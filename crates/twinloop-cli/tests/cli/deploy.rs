@@ -2,8 +2,6 @@
 //! automatic rollback, hand rollback, and following an alias under load with no failed request.
 //! Needs ONNX Runtime (scripts/install-onnxruntime.sh; scripts/test.sh runs it).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -11,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::TestServer;
+
+use crate::support::{self, TestServer};
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

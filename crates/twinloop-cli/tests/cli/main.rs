@@ -1,0 +1,19 @@
+//! twinloop-cli's integration tests, one binary: each file under `tests/` would be its own
+//! binary, linking the whole dependency tree again, and these links were the slowest step of a
+//! test build. Each module is one former test file; the tests start the real `twinloop` binary
+//! as a child process, so none depends on having its process to itself.
+
+mod support;
+
+mod architecture;
+mod deploy;
+mod durability;
+mod features;
+mod first_run;
+mod hostile_v2;
+mod http_api;
+mod monitoring;
+mod predlog_flush;
+mod registry_cli;
+mod serve;
+mod webhooks;
