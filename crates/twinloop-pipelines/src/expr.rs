@@ -47,10 +47,15 @@ impl Expr {
     pub fn parse(text: &str) -> Result<Expr, String> {
         let tokens = tokenize(text)?;
         let mut parser = Parser { tokens, at: 0 };
-        let expr = parser.or()?;
+        let expr = parser
+            .or()
+            .map_err(|e| format!("{e} in expression {text:?}"))?;
         match parser.tokens.get(parser.at) {
             None => Ok(expr),
-            Some(t) => Err(format!("unexpected {t:?} in expression {text:?}")),
+            Some(t) => Err(format!(
+                "unexpected {} in expression {text:?}",
+                t.describe()
+            )),
         }
     }
 
@@ -210,6 +215,17 @@ enum Token {
     Number(f64),
     Str(String),
     Op(&'static str),
+}
+
+impl Token {
+    fn describe(&self) -> String {
+        match self {
+            Token::Ident(name) => format!("`{name}`"),
+            Token::Number(n) => format!("`{n}`"),
+            Token::Str(s) => format!("{s:?}"),
+            Token::Op(op) => format!("`{op}`"),
+        }
+    }
 }
 
 const OPERATORS: [&str; 13] = [

@@ -270,7 +270,7 @@ struct RawPipeline {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    timeout: Option<String>,
+    timeout: Option<RawDuration>,
     retries: Option<RawRetries>,
     code: Option<OneOrMany>,
     env: Option<RawEnv>,
@@ -306,7 +306,7 @@ struct RawStep {
     code: Option<OneOrMany>,
     env: Option<RawEnv>,
     retries: Option<RawRetries>,
-    timeout: Option<String>,
+    timeout: Option<RawDuration>,
     cache: Option<RawCache>,
     #[serde(default)]
     continue_on_error: bool,
@@ -343,15 +343,33 @@ impl OneOrMany {
     }
 }
 
+/// A duration as written; a bare number is accepted here so that the error can say it needs a
+/// unit rather than that it is not a string.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(f64),
+}
+
+impl RawDuration {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            RawDuration::Text(t) => parse_duration(t),
+            RawDuration::Number(n) => parse_duration(&n.to_string()),
+        }
+    }
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum RawRetries {
     Count(u32),
     Full {
         max: u32,
-        backoff: Option<String>,
+        backoff: Option<RawDuration>,
         factor: Option<f64>,
-        max_backoff: Option<String>,
+        max_backoff: Option<RawDuration>,
         on_exit_codes: Option<Yaml>,
     },
 }
@@ -362,7 +380,7 @@ enum RawCache {
     Switch(bool),
     Word(String),
     Policy {
-        max_age: Option<String>,
+        max_age: Option<RawDuration>,
         version: Option<String>,
     },
 }
@@ -431,7 +449,7 @@ impl Defaults {
         let mut report = |message: String| problems.top("defaults", message);
         let timeout = raw
             .timeout
-            .and_then(|t| parse_duration(&t).map_err(&mut report).ok());
+            .and_then(|t| t.parse().map_err(&mut report).ok());
         let retries = raw
             .retries
             .map(|r| convert_retries(r).map_err(&mut report).unwrap_or_default())
@@ -472,9 +490,9 @@ fn convert_retries(raw: RawRetries) -> Result<Retries, String> {
             }
             Ok(Retries {
                 max,
-                backoff: backoff.map_or(Ok(defaults.backoff), |b| parse_duration(&b))?,
+                backoff: backoff.map_or(Ok(defaults.backoff), |b| b.parse())?,
                 factor,
-                max_backoff: max_backoff.map(|b| parse_duration(&b)).transpose()?,
+                max_backoff: max_backoff.map(|b| b.parse()).transpose()?,
             })
         }
     }
@@ -556,11 +574,7 @@ fn convert_step(
             "dataset" | "model" => {
                 report(
                     "outputs",
-                    format!(
-                        "output {name}: kind {:?} {}",
-                        output.kind,
-                        not_supported("")
-                    ),
+                    format!("output {name}: kind {:?} is not supported yet", output.kind),
                 );
                 None
             }
@@ -602,7 +616,7 @@ fn convert_step(
         None => defaults.retries.clone(),
     };
     let timeout = match raw.timeout {
-        Some(t) => parse_duration(&t).map_err(|e| report("timeout", e)).ok(),
+        Some(t) => t.parse().map_err(|e| report("timeout", e)).ok(),
         None => defaults.timeout,
     };
     let cache = match raw.cache {
@@ -624,14 +638,13 @@ fn convert_step(
         Some(RawCache::Word(w)) => Err(format!(
             "cache is auto, false, true or {{max_age, version}}, not {w:?}"
         )),
-        Some(RawCache::Policy { max_age, version }) => max_age
-            .map(|a| parse_duration(&a))
-            .transpose()
-            .map(|max_age| Cache {
+        Some(RawCache::Policy { max_age, version }) => {
+            max_age.map(|a| a.parse()).transpose().map(|max_age| Cache {
                 mode: CacheMode::On,
                 max_age,
                 version,
-            }),
+            })
+        }
     };
     let cache = cache.map_err(|e| report("cache", e)).ok();
     if problems.list.len() > before {
@@ -679,4 +692,39 @@ fn parse_input(text: &str) -> Result<Input, String> {
         return Err("empty path".into());
     }
     Ok(Input::Path(text.to_owned()))
+}
+
+impl Pipeline {
+    /// The params with `-p name=value` overrides applied. A value reads as YAML (`0.2` is a
+    /// number, `true` a bool), so an override compares like the default it replaces.
+    pub fn resolve_params(
+        &self,
+        overrides: &[(String, String)],
+    ) -> Result<BTreeMap<String, Value>, Error> {
+        let mut params = self.params.clone();
+        for (name, text) in overrides {
+            let Some(slot) = params.get_mut(name) else {
+                let known: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                return Err(Error::Param(format!(
+                    "unknown param {name:?}; the pipeline declares: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            let yaml: Yaml = serde_norway::from_str(text).unwrap_or(Yaml::String(text.clone()));
+            *slot = serde_json::to_value(&yaml).unwrap_or(Value::String(text.clone()));
+        }
+        Ok(params)
+    }
+}
+
+/// Splits `name=value` as `-p` takes it.
+pub fn parse_param_override(text: &str) -> Result<(String, String), Error> {
+    text.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .ok_or_else(|| Error::Param(format!("-p takes name=value, not {text:?}")))
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::expr::Ref;
-use crate::spec::{Input, Pipeline, Problems, Step};
+use crate::spec::{Input, OutputKind, Pipeline, Problems, Step};
 
 /// Step ids used twice, within `steps:` or across `steps:` and `finally:`. Found in the text,
 /// because a YAML mapping keeps only one of two equal keys.
@@ -103,10 +103,13 @@ fn check_step(pipeline: &Pipeline, step: &Step, problems: &mut Problems<'_>) {
                 }
                 Ref::Output { step: up, output } => match upstream_ok(up) {
                     Err(e) => Some(e),
-                    Ok(s) if !s.outputs.contains_key(output) => {
-                        Some(format!("step {up:?} has no output {output:?}"))
-                    }
-                    Ok(_) => None,
+                    Ok(s) => match s.outputs.get(output) {
+                        None => Some(format!("step {up:?} has no output {output:?}")),
+                        Some(OutputKind::File | OutputKind::Dir) => Some(format!(
+                            "steps.{up}.outputs.{output} is a file or dir: read it through inputs:"
+                        )),
+                        Some(_) => None,
+                    },
                 },
                 Ref::Status(up) => upstream_ok(up).err(),
                 Ref::RunStatus if !step.finally => {

@@ -1,0 +1,339 @@
+//! One step attempt: the step protocol of section 4 (environment, context file, messages),
+//! the process group it runs in and its end (exit, timeout or cancel), then its outputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use super::prepare::{Prepared, ResolvedInput};
+use super::{Cancel, kill};
+use crate::cache::Cas;
+use crate::expr::to_text;
+use crate::spec::{OutputKind, Step};
+use crate::state::{OutputRecord, StepState};
+
+/// A `value` output's JSON may not be larger than this.
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// What one attempt needs, owned, so that it runs in its own task.
+pub(crate) struct AttemptJob<'a> {
+    pub step: &'a Step,
+    pub prepared: &'a Prepared,
+    pub pipeline: &'a str,
+    pub run_id: &'a str,
+    pub attempt: u32,
+    pub dir: PathBuf,
+    pub repo: &'a Path,
+    pub cas: &'a Cas,
+    pub kill_grace: Duration,
+    pub cancel: &'a Cancel,
+}
+
+pub(crate) struct AttemptEnd {
+    pub state: StepState,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    /// Files in the outputs directory that no output declares: reported, then removed.
+    pub dropped: Vec<String>,
+}
+
+impl AttemptEnd {
+    fn failed(state: StepState, exit_code: Option<i32>, reason: String) -> AttemptEnd {
+        AttemptEnd {
+            state,
+            exit_code,
+            reason: Some(reason),
+            outputs: BTreeMap::new(),
+            dropped: Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    run_id: &'a str,
+    pipeline: &'a str,
+    step: &'a str,
+    attempt: u32,
+    params: &'a BTreeMap<String, Value>,
+    inputs: BTreeMap<&'a str, ContextInput>,
+    outputs: BTreeMap<&'a str, ContextOutput>,
+}
+
+#[derive(Serialize)]
+struct ContextInput {
+    path: PathBuf,
+    digest: String,
+    kind: Option<OutputKind>,
+}
+
+#[derive(Serialize)]
+struct ContextOutput {
+    path: PathBuf,
+    kind: OutputKind,
+}
+
+/// The environment variable suffix of a name: `train_set` → `TRAIN_SET`.
+pub(crate) fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub(crate) async fn run_attempt(job: AttemptJob<'_>) -> AttemptEnd {
+    let mut command = match setup(&job) {
+        Ok(command) => command,
+        Err(e) => {
+            return AttemptEnd::failed(
+                StepState::Failed,
+                None,
+                format!("cannot start the step: {e}"),
+            );
+        }
+    };
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return AttemptEnd::failed(StepState::Failed, None, format!("cannot start sh: {e}"));
+        }
+    };
+    let timeout = job.step.timeout.unwrap_or(Duration::MAX);
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = tokio::time::sleep(timeout) => {
+            kill::kill_tree(&mut child, job.kill_grace).await;
+            let reason = format!("timed out after {}", humanize(timeout));
+            return AttemptEnd::failed(StepState::TimedOut, None, reason);
+        }
+        () = job.cancel.canceled() => {
+            kill::kill_tree(&mut child, job.kill_grace).await;
+            return AttemptEnd::failed(StepState::Canceled, None, "canceled".into());
+        }
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            return AttemptEnd::failed(
+                StepState::Failed,
+                None,
+                format!("cannot wait for the step: {e}"),
+            );
+        }
+    };
+    if !status.success() {
+        let reason = status.code().map_or_else(
+            || "killed by a signal".to_owned(),
+            |c| format!("exited with {c}"),
+        );
+        return AttemptEnd::failed(StepState::Failed, status.code(), reason);
+    }
+    match collect_outputs(&job) {
+        Ok((outputs, dropped)) => AttemptEnd {
+            state: StepState::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+            outputs,
+            dropped,
+        },
+        Err(e) => AttemptEnd::failed(StepState::Failed, Some(0), e),
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
+    let outputs_dir = job.dir.join("outputs");
+    let inputs_dir = job.dir.join("inputs");
+    std::fs::create_dir_all(&outputs_dir)?;
+    std::fs::create_dir_all(&inputs_dir)?;
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(&job.prepared.command)
+        .current_dir(job.repo)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(job.dir.join("stdout.log"))?)
+        .stderr(std::fs::File::create(job.dir.join("stderr.log"))?)
+        // Its own process group, so that a timeout or cancel reaches the whole tree.
+        .process_group(0)
+        .env("TWINLOOP_RUN_ID", job.run_id)
+        .env("TWINLOOP_STEP", &job.step.id)
+        .env("TWINLOOP_ATTEMPT", job.attempt.to_string())
+        .env("TWINLOOP_CONTEXT", job.dir.join("context.json"))
+        .env("TWINLOOP_MESSAGES", job.dir.join("messages.jsonl"))
+        .env("TWINLOOP_OUTPUTS", &outputs_dir);
+    let mut context = Context {
+        run_id: job.run_id,
+        pipeline: job.pipeline,
+        step: &job.step.id,
+        attempt: job.attempt,
+        params: &job.prepared.params,
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+    };
+    for (name, value) in &job.prepared.params {
+        command.env(format!("TWINLOOP_PARAM_{}", env_name(name)), to_text(value));
+    }
+    for (name, input) in &job.prepared.inputs {
+        let (path, digest, kind) = match input {
+            ResolvedInput::Stored { kind, digest } => {
+                let path = inputs_dir.join(name);
+                job.cas.materialize(*kind, digest, &path)?;
+                (path, digest, Some(*kind))
+            }
+            ResolvedInput::External { path, digest } => (path.clone(), digest, None),
+        };
+        command.env(format!("TWINLOOP_INPUT_{}", env_name(name)), &path);
+        context.inputs.insert(
+            name,
+            ContextInput {
+                path,
+                digest: digest.clone(),
+                kind,
+            },
+        );
+    }
+    for (name, kind) in &job.step.outputs {
+        let path = outputs_dir.join(name);
+        if *kind == OutputKind::Dir {
+            std::fs::create_dir_all(&path)?;
+        }
+        command.env(format!("TWINLOOP_OUTPUT_{}", env_name(name)), &path);
+        context
+            .outputs
+            .insert(name, ContextOutput { path, kind: *kind });
+    }
+    for (name, value) in &job.prepared.vars {
+        command.env(name, value);
+    }
+    let json = serde_json::to_vec_pretty(&context).map_err(std::io::Error::other)?;
+    std::fs::write(job.dir.join("context.json"), json)?;
+    Ok(command)
+}
+
+/// Checks that every declared output exists, moves it into the store and drops the rest.
+fn collect_outputs(
+    job: &AttemptJob<'_>,
+) -> Result<(BTreeMap<String, OutputRecord>, Vec<String>), String> {
+    let outputs_dir = job.dir.join("outputs");
+    let messages = read_messages(&job.dir.join("messages.jsonl"))?;
+    let mut records = BTreeMap::new();
+    for (name, kind) in &job.step.outputs {
+        let path = outputs_dir.join(name);
+        let variable = format!("$TWINLOOP_OUTPUT_{}", env_name(name));
+        let stored = match kind {
+            OutputKind::File if path.is_file() => job.cas.put_file(&path).map(|d| (d, None)),
+            OutputKind::File => {
+                return Err(format!(
+                    "output {name} (a file) was not written to {variable}"
+                ));
+            }
+            OutputKind::Dir => job.cas.put_dir(&path).and_then(|d| {
+                std::fs::remove_dir_all(&path)?;
+                Ok((d, None))
+            }),
+            OutputKind::Metrics | OutputKind::Value => {
+                let value = messages.get(name).ok_or_else(|| {
+                    format!("output {name} was not sent: write {{\"output\": \"{name}\", \"value\": …}} to $TWINLOOP_MESSAGES")
+                })?;
+                check_value(name, *kind, value)?;
+                let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+                job.cas.put_bytes(&bytes).map(|d| (d, Some(value.clone())))
+            }
+        };
+        let (digest, value) = stored.map_err(|e| format!("cannot store output {name}: {e}"))?;
+        records.insert(
+            name.clone(),
+            OutputRecord {
+                kind: *kind,
+                digest,
+                value,
+            },
+        );
+    }
+    let mut dropped = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&outputs_dir) {
+        for entry in entries.flatten() {
+            dropped.push(entry.file_name().to_string_lossy().into_owned());
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an undeclared output");
+            }
+        }
+    }
+    dropped.sort();
+    Ok((records, dropped))
+}
+
+fn check_value(name: &str, kind: OutputKind, value: &Value) -> Result<(), String> {
+    if kind == OutputKind::Metrics {
+        let numbers = value
+            .as_object()
+            .is_some_and(|o| o.values().all(Value::is_number));
+        if !numbers {
+            return Err(format!(
+                "output {name} (metrics) must be a JSON object of numbers"
+            ));
+        }
+    }
+    let size = value.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err(format!(
+            "output {name} is {size} bytes of JSON; the limit is {MAX_VALUE_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// The `{"output": NAME, "value": …}` lines of the messages file; the last one of a name wins.
+/// Lines without `output` are for later kinds of messages and are skipped.
+fn read_messages(path: &Path) -> Result<BTreeMap<String, Value>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read $TWINLOOP_MESSAGES: {e}")),
+    };
+    let mut out = BTreeMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let mut message: serde_json::Map<String, Value> = serde_json::from_str(line)
+            .map_err(|e| format!("$TWINLOOP_MESSAGES line {}: {e}", i + 1))?;
+        if let Some(Value::String(name)) = message.remove("output") {
+            out.insert(name, message.remove("value").unwrap_or(Value::Null));
+        }
+    }
+    Ok(out)
+}
+
+/// Waits for a child that must not outlive its attempt (used by the kill path).
+pub(crate) async fn reap(child: &mut Child) {
+    if let Err(e) = child.wait().await {
+        tracing::warn!(error = %e, "cannot reap a step process");
+    }
+}

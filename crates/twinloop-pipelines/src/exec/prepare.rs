@@ -1,0 +1,92 @@
+//! Everything about a step that can be known before it runs: its params, command, env vars,
+//! input digests and so its cache key. Shared by the executor and `plan`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::cache::KeyDoc;
+use crate::cache::digest::path_digest;
+use crate::expr::to_text;
+use crate::spec::{Input, OutputKind, Step};
+use crate::state::RunScope;
+
+pub(crate) struct Prepared {
+    pub doc: KeyDoc,
+    pub key: String,
+    pub command: String,
+    pub params: BTreeMap<String, Value>,
+    pub vars: BTreeMap<String, String>,
+    pub inputs: BTreeMap<String, ResolvedInput>,
+}
+
+pub(crate) enum ResolvedInput {
+    /// An upstream output in the store.
+    Stored { kind: OutputKind, digest: String },
+    /// A file or directory of the repo, read in place.
+    External { path: PathBuf, digest: String },
+}
+
+impl ResolvedInput {
+    fn digest(&self) -> &str {
+        match self {
+            ResolvedInput::Stored { digest, .. } | ResolvedInput::External { digest, .. } => digest,
+        }
+    }
+}
+
+pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<Prepared, String> {
+    let params: BTreeMap<String, Value> = step
+        .params_used()
+        .into_iter()
+        .map(|p| {
+            let value = scope.params.get(&p).cloned().unwrap_or(Value::Null);
+            (p, value)
+        })
+        .collect();
+    let command = step.run.render(scope);
+    let vars: BTreeMap<String, String> = step
+        .env_vars
+        .iter()
+        .map(|(name, t)| (name.clone(), to_text(&t.eval(scope))))
+        .collect();
+    let mut inputs = BTreeMap::new();
+    for (name, input) in &step.inputs {
+        let resolved = match input {
+            Input::Output { step: up, output } => {
+                let record = scope
+                    .outputs
+                    .get(up)
+                    .and_then(|o| o.get(output))
+                    .ok_or_else(|| {
+                        format!("input {name}: step {up:?} produced no output {output:?}")
+                    })?;
+                ResolvedInput::Stored {
+                    kind: record.kind,
+                    digest: record.digest.clone(),
+                }
+            }
+            Input::Path(relative) => {
+                let path = repo.join(relative);
+                let digest = path_digest(&path)
+                    .map_err(|e| format!("input {name}: cannot read {relative}: {e}"))?;
+                ResolvedInput::External { path, digest }
+            }
+        };
+        inputs.insert(name.clone(), resolved);
+    }
+    let digests = inputs
+        .iter()
+        .map(|(name, input)| (name.clone(), input.digest().to_owned()))
+        .collect();
+    let doc = KeyDoc::build(step, repo, params.clone(), &command, vars.clone(), digests)?;
+    Ok(Prepared {
+        key: doc.key(),
+        doc,
+        command,
+        params,
+        vars,
+        inputs,
+    })
+}

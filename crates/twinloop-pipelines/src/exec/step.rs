@@ -1,0 +1,102 @@
+//! A step's attempts: the first, then retries with exponential backoff until one succeeds, the
+//! retries run out, or the run is canceled.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::attempt::{AttemptJob, run_attempt};
+use super::prepare::Prepared;
+use super::{AttemptReport, Cancel, Event, Events};
+use crate::cache::Cas;
+use crate::spec::Step;
+use crate::state::{OutputRecord, StepState};
+
+pub(crate) struct StepJob {
+    pub step: Step,
+    pub pipeline: String,
+    pub run_id: String,
+    /// `<home>/runs/<run>/<step>`; each attempt gets a numbered directory in it.
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    pub cas: Cas,
+    pub kill_grace: Duration,
+    pub cancel: Cancel,
+    pub events: Events,
+}
+
+pub(crate) struct StepEnd {
+    pub state: StepState,
+    pub reason: Option<String>,
+    pub attempts: Vec<AttemptReport>,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    pub dropped: Vec<String>,
+}
+
+impl StepJob {
+    pub async fn run(&self, prepared: &Prepared) -> StepEnd {
+        let mut attempts = Vec::new();
+        let mut attempt = 1;
+        loop {
+            self.events.send(Event::StepStarted {
+                step: self.step.id.clone(),
+                attempt,
+            });
+            let dir = self.dir.join(attempt.to_string());
+            let started_ms = twinloop_core::time::now_ms();
+            let end = run_attempt(AttemptJob {
+                step: &self.step,
+                prepared,
+                pipeline: &self.pipeline,
+                run_id: &self.run_id,
+                attempt,
+                dir: dir.clone(),
+                repo: &self.repo,
+                cas: &self.cas,
+                kill_grace: self.kill_grace,
+                cancel: &self.cancel,
+            })
+            .await;
+            attempts.push(AttemptReport {
+                attempt,
+                state: end.state,
+                exit_code: end.exit_code,
+                started_ms,
+                ended_ms: twinloop_core::time::now_ms(),
+                stdout: dir.join("stdout.log"),
+                stderr: dir.join("stderr.log"),
+            });
+            let retry = matches!(end.state, StepState::Failed | StepState::TimedOut)
+                && attempt <= self.step.retries.max;
+            if !retry {
+                return StepEnd {
+                    state: end.state,
+                    reason: end.reason,
+                    attempts,
+                    outputs: end.outputs,
+                    dropped: end.dropped,
+                };
+            }
+            let delay = self.step.retries.delay_after(attempt);
+            self.events.send(Event::StepRetrying {
+                step: self.step.id.clone(),
+                attempt,
+                delay,
+                reason: end.reason.unwrap_or_default(),
+            });
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.canceled() => {
+                    return StepEnd {
+                        state: StepState::Canceled,
+                        reason: Some("canceled while waiting to retry".into()),
+                        attempts,
+                        outputs: BTreeMap::new(),
+                        dropped: Vec::new(),
+                    };
+                }
+            }
+            attempt += 1;
+        }
+    }
+}

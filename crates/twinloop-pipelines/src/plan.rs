@@ -1,0 +1,170 @@
+//! `plan`: what a run would do with each step and why, creating no executions. A step is
+//! `RUN` (naming what changed since the newest execution of the same step), `CACHED` (from
+//! which run), `SKIPPED`, or `UNKNOWN` when it reads an output that only running upstream
+//! steps will produce.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cache::{Cas, Index};
+use crate::error::Error;
+use crate::exec::prepare::prepare;
+use crate::exec::{cache_off, downstream_of};
+use crate::expr::Ref;
+use crate::spec::{Input, Pipeline, Step};
+use crate::state::{OutputRecord, RunScope, StepState};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Decision {
+    Run { reasons: Vec<String> },
+    Cached { from_run: String },
+    Skipped { reason: String },
+    Unknown { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStep {
+    pub step: String,
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+pub struct PlanOptions {
+    pub repo: PathBuf,
+    pub home: PathBuf,
+    pub params: Vec<(String, String)>,
+    pub no_cache: bool,
+    pub refresh: Vec<String>,
+    pub verify: bool,
+}
+
+/// Each step's decision, in the order a run would take them.
+pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedStep>, Error> {
+    let params = pipeline.resolve_params(&options.params)?;
+    for id in &options.refresh {
+        if pipeline.step(id).is_none() {
+            return Err(Error::UnknownStep(id.clone()));
+        }
+    }
+    let index = Index::open(&options.home).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot read the cache index under {}",
+                options.home.display()
+            ),
+            e,
+        )
+    })?;
+    let cas = Cas::new(&options.home);
+    let refresh = downstream_of(pipeline, &options.refresh);
+    let mut states: BTreeMap<String, StepState> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, BTreeMap<String, OutputRecord>> = BTreeMap::new();
+    let mut planned = Vec::new();
+    let now = twinloop_core::time::now_ms();
+    for step in crate::validate::order(pipeline).unwrap_or_default() {
+        let decision = if step.finally {
+            Decision::Run {
+                reasons: vec!["finally: runs after the other steps".into()],
+            }
+        } else if let Some(reason) = upstream_blocks(step, &states) {
+            reason
+        } else {
+            let scope = RunScope {
+                run_id: "",
+                run_status: None,
+                params: &params,
+                states: &states,
+                outputs: &outputs,
+            };
+            let when_false = step
+                .when
+                .as_ref()
+                .is_some_and(|w| !crate::expr::truthy(&w.eval(&scope)));
+            if when_false {
+                let source = step
+                    .when
+                    .as_ref()
+                    .map(|w| w.source.clone())
+                    .unwrap_or_default();
+                Decision::Skipped {
+                    reason: format!("when is false: {source}"),
+                }
+            } else {
+                match prepare(step, &options.repo, &scope) {
+                    Err(e) => Decision::Unknown { reason: e },
+                    Ok(prepared) => {
+                        if let Some(off) = cache_off(step, options.no_cache, &refresh) {
+                            Decision::Run { reasons: vec![off] }
+                        } else if let Some(hit) =
+                            index.hit(&prepared.key, step.cache.max_age, &cas, options.verify, now)
+                        {
+                            outputs.insert(step.id.clone(), hit.outputs.clone());
+                            Decision::Cached {
+                                from_run: hit.run_id.clone(),
+                            }
+                        } else {
+                            let reasons = match index.newest(&pipeline.name, &step.id) {
+                                None => vec!["never ran".to_owned()],
+                                Some(previous) => {
+                                    let changes = prepared.doc.changes(&previous.doc);
+                                    if !changes.is_empty() {
+                                        changes
+                                    } else if previous.state != StepState::Succeeded {
+                                        vec![format!("its last execution {}", previous.state)]
+                                    } else {
+                                        vec!["its cached outputs are missing or expired".to_owned()]
+                                    }
+                                }
+                            };
+                            Decision::Run { reasons }
+                        }
+                    }
+                }
+            }
+        };
+        let state = match &decision {
+            Decision::Run { .. } | Decision::Unknown { .. } => StepState::Pending,
+            Decision::Cached { .. } => StepState::Cached,
+            Decision::Skipped { .. } => StepState::Skipped,
+        };
+        states.insert(step.id.clone(), state);
+        planned.push(PlannedStep {
+            step: step.id.clone(),
+            decision,
+        });
+    }
+    Ok(planned)
+}
+
+/// SKIPPED when an upstream step will be skipped; UNKNOWN when the step reads something (an
+/// output, a status) of a step that has yet to run.
+fn upstream_blocks(step: &Step, states: &BTreeMap<String, StepState>) -> Option<Decision> {
+    for up in step.upstream() {
+        if states.get(&up) == Some(&StepState::Skipped) {
+            return Some(Decision::Skipped {
+                reason: format!("upstream step {up} is SKIPPED"),
+            });
+        }
+    }
+    let mut reads: Vec<String> = step
+        .inputs
+        .values()
+        .filter_map(|i| match i {
+            Input::Output { step, .. } => Some(step.clone()),
+            Input::Path(_) => None,
+        })
+        .collect();
+    reads.extend(step.refs().into_iter().filter_map(|r| match r {
+        Ref::Output { step, .. } | Ref::Status(step) => Some(step),
+        _ => None,
+    }));
+    reads
+        .into_iter()
+        .find(|up| states.get(up) != Some(&StepState::Cached))
+        .map(|up| Decision::Unknown {
+            reason: format!("depends on the output of {up}, which runs first"),
+        })
+}

@@ -1,0 +1,13 @@
+//! Acceptance tests of the pipeline engine (section 13 of the design: A1–A10, A9's timeout and
+//! cancel) against the library, with `sh` steps in a temporary repo.
+
+mod support;
+
+mod caching;
+mod control;
+mod example;
+mod parallel;
+mod plan;
+mod retries;
+mod timeout;
+mod validate;

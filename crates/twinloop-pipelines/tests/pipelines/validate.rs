@@ -1,0 +1,87 @@
+//! A1: invalid pipelines are refused before anything runs, each problem at `file:line: field`.
+
+use twinloop_pipelines::spec::parse;
+
+fn problems(text: &str) -> String {
+    parse("p.yaml", text).unwrap_err().to_string()
+}
+
+#[test]
+fn a1_each_problem_names_file_line_and_field() {
+    let cycle = "pipeline: p\nsteps:\n  a:\n    run: x\n    needs: [c]\n  b:\n    run: y\n    needs: [a]\n  c:\n    run: z\n    needs: [b]\n";
+    let text = problems(cycle);
+    assert!(
+        text.contains("p.yaml:5: steps[a].needs: dependency cycle among steps a, b, c"),
+        "{text}"
+    );
+    assert!(
+        text.contains("p.yaml:11: steps[c].needs: dependency cycle"),
+        "{text}"
+    );
+
+    let unknown_step = "pipeline: p\nsteps:\n  a:\n    run: x\n    needs: [nope]\n";
+    assert_eq!(
+        problems(unknown_step),
+        "p.yaml:5: steps[a].needs: unknown step \"nope\""
+    );
+
+    let unknown_output = "pipeline: p\nsteps:\n  a:\n    run: x\n    outputs:\n      m: {kind: file}\n  b:\n    run: y\n    inputs:\n      m: ${{ steps.a.outputs.model }}\n";
+    assert_eq!(
+        problems(unknown_output),
+        "p.yaml:9: steps[b].inputs: input m: step \"a\" has no output \"model\""
+    );
+
+    let bad_expression =
+        "pipeline: p\nparams: {lr: 1}\nsteps:\n  a:\n    run: x\n    when: ${{ params.lr >> 2 }}\n";
+    assert_eq!(
+        problems(bad_expression),
+        "p.yaml:6: steps[a].when: unexpected `>` in expression \"params.lr >> 2\""
+    );
+
+    let uses = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with: {}\n";
+    assert_eq!(
+        problems(uses),
+        "p.yaml:4: steps[gate].uses: `uses:` is not supported yet"
+    );
+
+    let duplicate = "pipeline: p\nsteps:\n  a:\n    run: x\nfinally:\n  a:\n    run: y\n";
+    assert_eq!(
+        problems(duplicate),
+        "p.yaml:6: finally[a]: duplicate step id \"a\" (first in steps:)"
+    );
+}
+
+#[test]
+fn what_this_phase_does_not_run_is_refused_not_ignored() {
+    let text = problems(
+        "pipeline: p\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  a:\n    run: x\n    executor: k8s\n    foreach: ${{ params.items }}\n",
+    );
+    assert!(
+        text.contains("p.yaml:2: triggers: `triggers:` is not supported yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("p.yaml:8: steps[a].foreach: `foreach:` is not supported yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("p.yaml:7: steps[a].executor: executor \"k8s\" is not supported yet"),
+        "{text}"
+    );
+    let text =
+        problems("pipeline: p\nsteps:\n  a:\n    run: x\n    outputs:\n      m: {kind: model}\n");
+    assert!(
+        text.contains("p.yaml:5: steps[a].outputs: output m: kind \"model\" is not supported yet"),
+        "{text}"
+    );
+    let text = problems("pipeline: p\nsteps:\n  a:\n    run: x\n    timeout: 10\n");
+    assert!(
+        text.contains("p.yaml:5: steps[a].timeout: duration \"10\" needs a unit"),
+        "{text}"
+    );
+    let text = problems("pipeline: p\nsteps:\n  a:\n    run: x\n    colour: red\n");
+    assert!(
+        text.contains("p.yaml:3: steps[a]: unknown field `colour`"),
+        "{text}"
+    );
+}
