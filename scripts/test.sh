@@ -33,6 +33,13 @@ step() { printf '\n==> %s\n' "$*"; }
 step "style"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The server and the binary build without serving or the feature store (Cargo features
+# `serving`, `feature-store`): a cfg that leaves a dangling import or join point breaks only here.
+# Libraries and binary only: the integration tests exercise the default build.
+for features in "" "--features serving" "--features feature-store"; do
+  # shellcheck disable=SC2086 # $features is zero or two words
+  cargo clippy -p twinloop-server -p twinloop-cli --no-default-features $features --quiet -- -D warnings
+done
 
 step "build"
 cargo build --workspace --all-targets --quiet

@@ -6,6 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use twinloop_api::error::ErrorBody;
 
 /// `--tracking-uri` on the commands that talk to a running server (and their subcommands).
 #[derive(Args, Clone)]
@@ -38,6 +39,8 @@ impl ServerConnection {
         ServerConnection { tracking_uri }
     }
 
+    /// For `twinloop serve`, which reads models through the server's MLflow API.
+    #[cfg(feature = "serving")]
     pub fn tracking_uri(&self) -> &str {
         &self.tracking_uri
     }
@@ -70,12 +73,12 @@ impl Api {
             )
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        // A body that is not JSON (a proxy's HTML page) reads as no answer rather than an error.
+        let bytes = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            let message = body["message"].as_str().unwrap_or("no message");
-            bail!("{what} failed: {message} ({status})");
+            bail!("{what} failed: {} ({status})", error_message(&bytes));
         }
-        Ok(body)
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// GET whose answer is one of `twinloop_api`'s types.
@@ -112,6 +115,12 @@ impl Api {
     }
 }
 
+/// The message of an error answer, which is an [`ErrorBody`] unless something other than the
+/// server (a proxy) answered.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body).map_or_else(|_| "no message".into(), |e| e.message)
+}
+
 fn decode<T: DeserializeOwned>(body: Value, what: &str) -> Result<T> {
     serde_json::from_value(body).with_context(|| {
         format!("{what}: the server's answer has an unexpected shape (hint: is the server the same twinloop version as this CLI?)")
@@ -125,4 +134,17 @@ pub fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()>
         .build()
         .context("cannot start the async runtime")?
         .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[test]
+    fn an_error_answer_gives_its_message_and_anything_else_none() {
+        let body = br#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no deployment \"x\""}"#;
+        assert_eq!(error_message(body), "no deployment \"x\"");
+        assert_eq!(error_message(b"<html>502 Bad Gateway</html>"), "no message");
+        assert_eq!(error_message(br#"{"error":"v2 shape"}"#), "no message");
+    }
 }

@@ -312,25 +312,6 @@ fn step_line(step: &CanaryStep) -> String {
     format!("step {:>3}%  {figures}  {verdict}", step.percent)
 }
 
-/// The subcommands and arguments under `command` that have no help text, as `path arg`.
-#[cfg(test)]
-pub(crate) fn undescribed(command: &clap::Command) -> Vec<String> {
-    let mut missing = Vec::new();
-    for sub in command.get_subcommands() {
-        let path = format!("{} {}", command.get_name(), sub.get_name());
-        if sub.get_about().is_none() {
-            missing.push(path.clone());
-        }
-        for arg in sub.get_arguments() {
-            if arg.get_help().is_none() && arg.get_id() != "help" {
-                missing.push(format!("{path} {}", arg.get_id()));
-            }
-        }
-        missing.extend(undescribed(sub));
-    }
-    missing
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,7 +329,7 @@ mod tests {
     #[test]
     fn every_deploy_command_and_argument_is_described() {
         let command = DeployCommand::augment_subcommands(clap::Command::new("deploy"));
-        assert_eq!(undescribed(&command), Vec::<String>::new());
+        assert_eq!(crate::undescribed(&command), Vec::<String>::new());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+#[cfg(feature = "feature-store")]
 use twinloop_features::repo::{DType, FeatureRepo};
 use twinloop_monitor::Schema;
 use twinloop_monitor::schema::ColumnSchema;
@@ -23,7 +24,12 @@ pub fn load(arg: &str) -> Result<Schema> {
         let (repo, view) = rest
             .rsplit_once(':')
             .context("--schema feature-view:REPO_DIR:VIEW needs the repository and the view")?;
+        #[cfg(feature = "feature-store")]
         return from_feature_view(Path::new(repo), view);
+        #[cfg(not(feature = "feature-store"))]
+        bail!(
+            "--schema feature-view:{repo}:{view} needs the feature store, which this twinloop was built without"
+        );
     }
     let path = Path::new(arg);
     let mlmodel = if path.is_dir() {
@@ -39,6 +45,7 @@ pub fn load(arg: &str) -> Result<Schema> {
     Ok(Schema::load(path)?)
 }
 
+#[cfg(feature = "feature-store")]
 fn from_feature_view(repo: &Path, name: &str) -> Result<Schema> {
     let repo = FeatureRepo::load(repo).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let view = repo
@@ -127,6 +134,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "feature-store")]
     #[test]
     fn a_feature_view_gives_its_feature_types() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature_repo");

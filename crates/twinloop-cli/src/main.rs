@@ -4,16 +4,22 @@
 // Output goes through `outln!`: `println!` panics when a pipe's reader has gone.
 #![deny(clippy::print_stdout)]
 
+// Cargo features (see Cargo.toml): `serving` brings `serve`, `deploy` and the monitor commands
+// that talk to a server; `feature-store` brings `features`.
 mod client;
+#[cfg(feature = "serving")]
 mod deploy;
 mod drift_schema;
+#[cfg(feature = "feature-store")]
 mod features;
 mod lineage;
 mod models;
 mod monitor;
 mod output;
+#[cfg(feature = "serving")]
 mod serve;
 mod server;
+#[cfg(feature = "serving")]
 mod tracking_client;
 mod webhooks;
 
@@ -62,16 +68,19 @@ struct RemoteGroup<C: Subcommand> {
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    #[cfg(feature = "serving")]
     /// Serve models over KServe V2 (REST and gRPC) in a stateless process, without a server.
     ///
     /// Needs ONNX Runtime's library: scripts/install-onnxruntime.sh puts it where twinloop looks.
     Serve(Remote<serve::ServeArgs>),
+    #[cfg(feature = "serving")]
     /// Deployments on a running server: create with weighted routes, canary, promote, roll back.
     Deploy(RemoteGroup<deploy::DeployCommand>),
     /// The model registry of a running server: models, versions, aliases.
     Models(RemoteGroup<models::ModelsCommand>),
     /// Walk the lineage graph of a running server from one node.
     Lineage(Remote<lineage::LineageArgs>),
+    #[cfg(feature = "feature-store")]
     /// The feature store: definitions, training sets, materialization, online serving.
     Features(features::FeaturesArgs),
     /// Monitoring: drift checks between two datasets (drift) and the production monitors of a
@@ -95,10 +104,13 @@ fn main() -> std::process::ExitCode {
         |server: &TrackingUriArg| ServerConnection::resolve(server, cli.tracking_uri.as_deref());
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        #[cfg(feature = "serving")]
         Command::Serve(c) => serve::run(&connect(&c.server), c.args),
+        #[cfg(feature = "serving")]
         Command::Deploy(c) => deploy::run(&connect(&c.server), c.command),
         Command::Models(c) => models::run(&connect(&c.server), c.command),
         Command::Lineage(c) => lineage::run(&connect(&c.server), c.args),
+        #[cfg(feature = "feature-store")]
         Command::Features(args) => features::run(args),
         Command::Monitor(args) => monitor::run(cli.tracking_uri.as_deref(), args),
         Command::Webhooks(c) => webhooks::run(&connect(&c.server), c.command),
@@ -127,6 +139,25 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+/// The subcommands and arguments under `command` that have no help text, as `path arg`.
+#[cfg(test)]
+pub(crate) fn undescribed(command: &clap::Command) -> Vec<String> {
+    let mut missing = Vec::new();
+    for sub in command.get_subcommands() {
+        let path = format!("{} {}", command.get_name(), sub.get_name());
+        if sub.get_about().is_none() {
+            missing.push(path.clone());
+        }
+        for arg in sub.get_arguments() {
+            if arg.get_help().is_none() && arg.get_id() != "help" {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        missing.extend(undescribed(sub));
+    }
+    missing
 }
 
 #[cfg(test)]

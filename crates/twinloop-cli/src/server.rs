@@ -4,15 +4,21 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use twinloop_artifacts::ArtifactStore;
-use twinloop_features::serving::OnlineService;
-use twinloop_features::store::FeatureStore;
+#[cfg(all(feature = "serving", feature = "feature-store"))]
+use twinloop_features::{serving::OnlineService, store::FeatureStore};
 use twinloop_meta::{SqlStore, StoreUri};
+use twinloop_server::AppState;
+#[cfg(all(feature = "serving", feature = "feature-store"))]
 use twinloop_server::enrich::OnlineEnrichment;
-use twinloop_server::{AppState, MonitoredDeployments};
-use twinloop_serving::deploy::{DeploymentManager, StoreRegistry};
-use twinloop_serving::engine::Engine;
-use twinloop_serving::predlog::{PredictionLog, SegmentPolicy};
-use twinloop_watch::Monitors;
+#[cfg(feature = "serving")]
+use {
+    twinloop_meta::StoreHandle,
+    twinloop_server::{MonitoredDeployments, Serving},
+    twinloop_serving::deploy::{DeploymentManager, StoreRegistry},
+    twinloop_serving::engine::Engine,
+    twinloop_serving::predlog::{PredictionLog, SegmentPolicy},
+    twinloop_watch::Monitors,
+};
 
 /// Flags follow `mlflow server` so that existing scripts keep working (`-h` is the host, as there).
 #[derive(Args)]
@@ -57,20 +63,24 @@ pub struct ServerArgs {
     #[arg(long, short)]
     workers: Option<usize>,
 
+    #[cfg(feature = "serving")]
     /// Also answer the deployments' Open Inference Protocol over gRPC on this port (0: off; the
     /// REST form is always at /v2 on --port).
     #[arg(long, default_value_t = 0, env = "TWINLOOP_GRPC_PORT")]
     grpc_port: u16,
 
+    #[cfg(feature = "serving")]
     /// ONNX Runtime sessions per deployed model version (default: one per CPU core).
     #[arg(long)]
     sessions: Option<usize>,
 
+    #[cfg(feature = "serving")]
     /// How often the prediction log writes a segment at the latest (milliseconds); monitors see
     /// predictions once they are in a segment.
     #[arg(long, default_value_t = 10_000)]
     prediction_log_flush_ms: u64,
 
+    #[cfg(all(feature = "serving", feature = "feature-store"))]
     /// A feature repository whose online store deployments with a `feature_service` read
     /// (an embedded online store is then held by this server).
     #[arg(long, env = "TWINLOOP_FEATURE_REPO")]
@@ -138,105 +148,140 @@ async fn serve(args: ServerArgs) -> Result<()> {
         "twinloop server listening on {}",
         browsable_url(local)
     );
-    let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
-    let policy = SegmentPolicy {
-        max_age: flush,
-        ..SegmentPolicy::default()
-    };
-    let (log, log_writer) = PredictionLog::start(artifacts.clone(), policy);
-    let engine = Arc::new(Engine::new(log));
-    let registry = StoreRegistry {
-        registry: store.clone(),
-        tracking: store.clone(),
-        artifacts: artifacts.clone(),
-    };
-    let sessions = args.sessions.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    if let Some(repo) = &args.feature_repo {
-        engine.set_features(Arc::new(online_enrichment(repo).await?));
-    }
-    let deployments =
-        DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
-    deployments.follow_aliases(store.clone());
     // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
+    #[cfg(feature = "serving")]
     let (stop, stopped) = tokio::sync::watch::channel(());
-    let grpc_server = spawn_grpc(&args.host, args.grpc_port, &engine, stopped).await?;
-    let monitored = MonitoredDeployments {
-        manager: deployments.clone(),
-        engine: engine.clone(),
-    };
-    let monitors = Monitors::new(
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        artifacts.clone(),
-        Arc::new(monitored),
-        Arc::new(twinloop_server::webhooks::HttpTransport::default()),
-        flush + std::time::Duration::from_secs(1),
-    );
-    monitors
-        .restore()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot restore the monitors: {e}"))?;
-    let restored_monitors: Vec<String> =
-        monitors.list().await.into_iter().map(|m| m.name).collect();
-    if !restored_monitors.is_empty() {
-        tracing::info!(
-            "restored {} monitor(s): {}",
-            restored_monitors.len(),
-            restored_monitors.join(", ")
-        );
-    }
-    monitors.start(std::time::Duration::from_secs(1));
-    // Models load in the background: the API answers at once, /v2/health/ready once they are in.
-    let restoring = deployments.clone();
-    tokio::spawn(async move {
-        match restoring.restore().await {
-            Ok(()) => {
-                let restored: Vec<String> =
-                    restoring.list().await.into_iter().map(|d| d.name).collect();
-                if !restored.is_empty() {
-                    tracing::info!(
-                        "restored {} deployment(s): {}",
-                        restored.len(),
-                        restored.join(", ")
-                    );
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot restore the deployments"),
-        }
-    });
+    #[cfg(feature = "serving")]
+    let serving = RunningServing::start(&args, store.clone(), &artifacts, stopped).await?;
     let state = Arc::new(AppState {
         store: store.clone(),
-        registry: store.clone(),
-        lineage: store.clone(),
-        webhooks: store.clone(),
         artifacts,
-        engine: engine.clone(),
-        deployments,
-        monitors,
+        #[cfg(feature = "serving")]
+        serving: serving.parts.clone(),
     });
     let shutdown = async move {
         shutdown_signal().await;
+        #[cfg(feature = "serving")]
         drop(stop);
     };
     twinloop_server::serve(listener, state, shutdown)
         .await
         .context("server error")?;
-    if let Some(grpc) = grpc_server {
-        let _ = grpc.await;
-    }
-    // Whatever the prediction log still holds is written before the process ends.
-    engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), log_writer).await;
+    #[cfg(feature = "serving")]
+    serving.finish().await;
     store.close().await;
     tracing::info!("twinloop server stopped");
     Ok(())
 }
 
+/// The serving side of a server: the engine and its prediction log, deployments, monitors and
+/// the gRPC front. Started before the API answers, finished after it has stopped.
+#[cfg(feature = "serving")]
+struct RunningServing {
+    parts: Serving,
+    grpc: Option<tokio::task::JoinHandle<()>>,
+    log_writer: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "serving")]
+impl RunningServing {
+    /// gRPC runs until `stopped` changes or its sender is dropped.
+    async fn start(
+        args: &ServerArgs,
+        store: StoreHandle,
+        artifacts: &ArtifactStore,
+        stopped: tokio::sync::watch::Receiver<()>,
+    ) -> Result<RunningServing> {
+        let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
+        let policy = SegmentPolicy {
+            max_age: flush,
+            ..SegmentPolicy::default()
+        };
+        let (log, log_writer) = PredictionLog::start(artifacts.clone(), policy);
+        let engine = Arc::new(Engine::new(log));
+        let registry = StoreRegistry {
+            store: store.clone(),
+            artifacts: artifacts.clone(),
+        };
+        let sessions = args.sessions.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        #[cfg(feature = "feature-store")]
+        if let Some(repo) = &args.feature_repo {
+            engine.set_features(Arc::new(online_enrichment(repo).await?));
+        }
+        let deployments =
+            DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
+        deployments.follow_aliases();
+        let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, stopped).await?;
+        let monitored = MonitoredDeployments {
+            manager: deployments.clone(),
+            engine: engine.clone(),
+        };
+        let monitors = Monitors::new(
+            store,
+            artifacts.clone(),
+            Arc::new(monitored),
+            Arc::new(twinloop_server::webhooks::HttpTransport::default()),
+            flush + std::time::Duration::from_secs(1),
+        );
+        monitors
+            .restore()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot restore the monitors: {e}"))?;
+        let restored_monitors: Vec<String> =
+            monitors.list().await.into_iter().map(|m| m.name).collect();
+        if !restored_monitors.is_empty() {
+            tracing::info!(
+                "restored {} monitor(s): {}",
+                restored_monitors.len(),
+                restored_monitors.join(", ")
+            );
+        }
+        monitors.start(std::time::Duration::from_secs(1));
+        // Models load in the background: the API answers at once, /v2/health/ready once they are in.
+        let restoring = deployments.clone();
+        tokio::spawn(async move {
+            match restoring.restore().await {
+                Ok(()) => {
+                    let restored: Vec<String> =
+                        restoring.list().await.into_iter().map(|d| d.name).collect();
+                    if !restored.is_empty() {
+                        tracing::info!(
+                            "restored {} deployment(s): {}",
+                            restored.len(),
+                            restored.join(", ")
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot restore the deployments"),
+            }
+        });
+        Ok(RunningServing {
+            parts: Serving {
+                engine,
+                deployments,
+                monitors,
+            },
+            grpc,
+            log_writer,
+        })
+    }
+
+    /// Waits for gRPC's requests in flight, then writes whatever the prediction log still holds.
+    async fn finish(self) {
+        if let Some(grpc) = self.grpc {
+            let _ = grpc.await;
+        }
+        let engine = self.parts.engine;
+        engine.log.write().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.log_writer).await;
+    }
+}
+
+#[cfg(all(feature = "serving", feature = "feature-store"))]
 async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
     let hint = |e: twinloop_core::Error| {
         anyhow::anyhow!("--feature-repo {}: {}", repo.display(), e.message)
@@ -249,6 +294,7 @@ async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
     Ok(OnlineEnrichment { service })
 }
 
+#[cfg(feature = "serving")]
 /// Starts the Open Inference Protocol over gRPC on `port` (0: off) until `stopped` changes or
 /// its sender is dropped; the handle resolves once its requests in flight are answered.
 pub(crate) async fn spawn_grpc(

@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn every_webhooks_command_and_argument_is_described() {
         let command = WebhooksCommand::augment_subcommands(clap::Command::new("webhooks"));
-        assert_eq!(crate::deploy::undescribed(&command), Vec::<String>::new());
+        assert_eq!(crate::undescribed(&command), Vec::<String>::new());
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn serve_error(e: twinloop_core::Error) -> ServeError {
     match e.kind {
         ErrorKind::NotFound => ServeError::NotFound(e.message),
         ErrorKind::InvalidArgument => ServeError::Invalid(e.message),
-        _ => ServeError::Failed(e.message),
+        _ => ServeError::Internal(e),
     }
 }
 

@@ -1,11 +1,12 @@
-//! Errors in MLflow's wire shape, and the one place that maps a domain [`ErrorKind`] to MLflow's
-//! `error_code` strings and statuses. The native API answers in the same shape; the Feast front
-//! (`features.rs`) keeps MLflow's codes in its bodies but chooses its own statuses.
+//! Errors in MLflow's wire shape ([`ErrorBody`]), and the one place that maps a domain
+//! [`ErrorKind`] to MLflow's `error_code` strings and statuses. The native API answers in the same
+//! shape; the Feast front (`features/`) keeps MLflow's codes in its bodies but chooses its own
+//! statuses.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use twinloop_api::error::ErrorBody;
 use twinloop_core::{Error, ErrorKind};
 
 /// MLflow's `error_code` for a kind of failure. MLflow has no code for an oversized request: it
@@ -48,32 +49,51 @@ impl ApiError {
         }
     }
 
+    /// A failure of `kind` with MLflow's code and status for it; unlike `From<Error>` it logs
+    /// nothing, for callers that have logged or need not.
+    pub fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError::with_status(mlflow_status(kind), mlflow_code(kind), message)
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::invalid(message).into()
+    }
+
+    /// Something the request needs is not ready yet (a deployment still loading): worth a retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::with_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            message,
+        )
+    }
+
+    /// No route answers the path.
+    pub fn no_endpoint(path: &str) -> Self {
+        ApiError::with_status(
+            StatusCode::NOT_FOUND,
+            "ENDPOINT_NOT_FOUND",
+            format!("No endpoint at {path}"),
+        )
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = mlflow_status(e.kind);
-        if status.is_server_error() {
+        if mlflow_status(e.kind).is_server_error() {
             tracing::error!(message = %e.message, "internal error");
         }
-        ApiError {
-            status,
-            code: mlflow_code(e.kind),
-            message: e.message,
-        }
+        ApiError::of_kind(e.kind, e.message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error_code": self.code, "message": self.message})),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error_code: self.code.to_string(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -116,6 +136,20 @@ mod tests {
             let e = ApiError::from(Error::new(kind, "m"));
             assert_eq!((e.code, e.status), (code, status), "{kind:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_body_is_mlflows_error_shape() {
+        let response =
+            ApiError::of_kind(ErrorKind::NotFound, "no deployment \"x\"").into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no deployment \"x\""}"#
+        );
     }
 
     #[test]

@@ -7,11 +7,17 @@
 //! (`/api/2.0/mlflow-artifacts/…`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
 //! events), `/health`, `/version`, `/api/3.0/mlflow/server-info`, and `/`: a page for browsers
 //! until the web UI lands.
+//!
+//! Cargo features (see Cargo.toml): `serving` adds deployments (`/v2`, native `/deployments`)
+//! and production monitors; `feature-store` adds the feature server ([`features`]); feature
+//! enrichment of serving ([`enrich`]) needs both.
 
 mod artifacts;
+#[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
 mod error;
 mod extract;
+#[cfg(feature = "feature-store")]
 pub mod features;
 mod mlflow;
 mod native;
@@ -25,7 +31,7 @@ use axum::Router;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 use twinloop_artifacts::ArtifactStore;
-use twinloop_meta::{LineageStore, RegistryStore, TrackingStore, WebhookStore};
+use twinloop_meta::StoreHandle;
 
 pub use error::ApiError;
 
@@ -34,23 +40,32 @@ pub use error::ApiError;
 pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
 
 pub struct AppState {
-    pub store: Arc<dyn TrackingStore>,
-    pub registry: Arc<dyn RegistryStore>,
-    pub lineage: Arc<dyn LineageStore>,
-    pub webhooks: Arc<dyn WebhookStore>,
+    /// Tracking, the registry, lineage and webhooks: the handlers call it through the per-area
+    /// traits' methods.
+    pub store: StoreHandle,
     pub artifacts: ArtifactStore,
-    /// The inference engine behind `/v2/…` and the deployments that feed it.
+    #[cfg(feature = "serving")]
+    pub serving: Serving,
+}
+
+/// The inference engine behind `/v2/…`, the deployments that feed it and the monitors that
+/// watch them.
+#[cfg(feature = "serving")]
+#[derive(Clone)]
+pub struct Serving {
     pub engine: Arc<twinloop_serving::engine::Engine>,
     pub deployments: Arc<twinloop_serving::deploy::DeploymentManager>,
     pub monitors: Arc<twinloop_watch::Monitors>,
 }
 
 /// What monitors ask of the deployments: their rollback action, and which version serves.
+#[cfg(feature = "serving")]
 pub struct MonitoredDeployments {
     pub manager: Arc<twinloop_serving::deploy::DeploymentManager>,
     pub engine: Arc<twinloop_serving::engine::Engine>,
 }
 
+#[cfg(feature = "serving")]
 #[async_trait::async_trait]
 impl twinloop_watch::Deployments for MonitoredDeployments {
     async fn rollback(&self, deployment: &str) -> Result<String, twinloop_watch::RollbackError> {
@@ -69,7 +84,7 @@ impl twinloop_watch::Deployments for MonitoredDeployments {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mlflow = mlflow::routes();
-    Router::new()
+    let router = Router::new()
         .route("/", get(welcome::index))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
@@ -80,10 +95,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/api/twinloop/v1", native::routes())
         .fallback(welcome::not_found)
-        .with_state(state.clone())
-        .merge(twinloop_v2::http::router(state.engine.clone()))
-        // After the merge, so /v2 requests get a span too.
-        .layer(TraceLayer::new_for_http())
+        .with_state(state.clone());
+    #[cfg(feature = "serving")]
+    let router = router.merge(twinloop_v2::http::router(state.serving.engine.clone()));
+    // After the merge, so /v2 requests get a span too.
+    router.layer(TraceLayer::new_for_http())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
@@ -94,7 +110,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    webhooks::spawn(state.registry.clone(), state.webhooks.clone());
+    webhooks::spawn(state.store.clone(), state.store.clone());
     // Small JSON replies must not wait for the peer's delayed ACK (Nagle).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

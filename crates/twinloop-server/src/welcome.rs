@@ -72,12 +72,7 @@ pub(crate) async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     if wants_html {
         return (StatusCode::NOT_FOUND, page(&headers)).into_response();
     }
-    crate::ApiError::with_status(
-        StatusCode::NOT_FOUND,
-        "ENDPOINT_NOT_FOUND",
-        format!("No endpoint at {}", uri.path()),
-    )
-    .into_response()
+    crate::ApiError::no_endpoint(uri.path()).into_response()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::served::ServedModel;
 use crate::spec::DeploymentSpec;
 use crate::tensor::{Tensor, TensorData};
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
     NotFound(String),
@@ -29,6 +29,10 @@ pub enum ServeError {
     Unavailable(String),
     #[error("{0}")]
     Failed(String),
+    /// What serving depends on (the metadata store, the online feature store) failed; answered
+    /// as `Failed` is, with the domain error kept as the source so its cause stays reachable.
+    #[error("{0}")]
+    Internal(#[source] twinloop_core::Error),
 }
 
 impl From<InferError> for ServeError {
@@ -390,5 +394,25 @@ fn log_record(
         inputs,
         outputs: result.clone().unwrap_or_default(),
         error: result.as_ref().err().map(ToString::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::ServeError;
+
+    #[test]
+    fn a_store_failure_reads_as_before_and_keeps_its_cause() {
+        let io = std::io::Error::other("disk full");
+        let e = ServeError::Internal(twinloop_core::Error::internal_from("cannot save", io));
+        assert_eq!(e.to_string(), "cannot save: disk full");
+        let store = e.source().expect("the store's error");
+        assert_eq!(store.to_string(), "cannot save: disk full");
+        assert_eq!(
+            store.source().map(ToString::to_string).as_deref(),
+            Some("disk full")
+        );
     }
 }

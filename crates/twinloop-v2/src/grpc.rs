@@ -34,6 +34,7 @@ fn status(e: ServeError) -> Status {
         ServeError::Invalid(m) => Status::invalid_argument(m),
         ServeError::Unavailable(m) => Status::unavailable(m),
         ServeError::Failed(m) => Status::internal(m),
+        e @ ServeError::Internal(_) => Status::internal(e.to_string()),
     }
 }
 

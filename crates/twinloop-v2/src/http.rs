@@ -27,7 +27,7 @@ impl From<ServeError> for HttpError {
             ServeError::NotFound(_) => StatusCode::NOT_FOUND,
             ServeError::Invalid(_) => StatusCode::BAD_REQUEST,
             ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServeError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Failed(_) | ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         HttpError(status, e.to_string())
     }

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use twinloop_artifacts::ArtifactStore;
 use twinloop_core::time::{now_ms, now_us};
 use twinloop_core::webhook::WebhookTransport;
-use twinloop_meta::{MonitorStore, RegistryStore, TrackingStore};
+use twinloop_meta::{RegistryStore, StoreHandle, TrackingStore};
 use twinloop_monitor::io::Table;
 
 use crate::actions::{Actions, Alert, Deployments};
@@ -58,17 +58,17 @@ fn firing_gauge(monitor: &str, rule: &str, firing: bool) {
 }
 
 impl Monitors {
-    /// Alert webhooks go out through `webhooks`, the server's HTTP transport.
+    /// Monitors and their history are kept in `store`, whose registry and runs also lead to a
+    /// serving version's training set. Alert webhooks go out through `webhooks`, the server's HTTP
+    /// transport.
     pub fn new(
-        store: Arc<dyn MonitorStore>,
-        registry: Arc<dyn RegistryStore>,
-        tracking: Arc<dyn TrackingStore>,
+        store: StoreHandle,
         artifacts: ArtifactStore,
         deployments: Arc<dyn Deployments>,
         webhooks: Arc<dyn WebhookTransport>,
         flush_lag: Duration,
     ) -> Arc<Monitors> {
-        let storage = Storage::new(store);
+        let storage = Storage::new(store.clone());
         Arc::new(Monitors {
             actions: Actions {
                 events: Arc::new(storage.clone()),
@@ -76,8 +76,8 @@ impl Monitors {
                 webhooks,
             },
             storage,
-            registry,
-            tracking,
+            registry: store.clone(),
+            tracking: store,
             artifacts,
             deployments,
             flush_lag,
@@ -390,8 +390,6 @@ mod tests {
         let reference = dir.path().join("ref.csv");
         std::fs::write(&reference, "X\n1\n2\n3\n4\n").unwrap();
         let monitors = Monitors::new(
-            store.clone(),
-            store.clone(),
             store,
             artifacts.clone(),
             Arc::new(Serving),

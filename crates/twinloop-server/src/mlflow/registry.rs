@@ -105,7 +105,7 @@ pub async fn create_model(
     let name = required_str(req.name, "name")?;
     let tags = into_tags(req.tags, "tags")?;
     let model = s
-        .registry
+        .store
         .create_registered_model(&name, req.description.as_deref(), &tags, &actor.0)
         .await?;
     Ok(Json(
@@ -114,7 +114,7 @@ pub async fn create_model(
 }
 
 pub async fn get_model(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
-    let model = s.registry.get_registered_model(q.required("name")?).await?;
+    let model = s.store.get_registered_model(q.required("name")?).await?;
     Ok(Json(
         json!({"registered_model": registered_model_json(&model)}),
     ))
@@ -134,7 +134,7 @@ pub async fn rename_model(
     let name = required_str(req.name, "name")?;
     let new_name = required_str(req.new_name, "new_name")?;
     let model = s
-        .registry
+        .store
         .rename_registered_model(&name, &new_name, &actor.0)
         .await?;
     Ok(Json(
@@ -154,7 +154,7 @@ pub async fn update_model(
 ) -> ApiResult<Json<Value>> {
     let name = required_str(req.name, "name")?;
     let model = s
-        .registry
+        .store
         .update_registered_model(&name, &req.description.unwrap_or_default())
         .await?;
     Ok(Json(
@@ -172,7 +172,7 @@ pub async fn delete_model(
     actor: Actor,
     JsonBody(req): JsonBody<ByName>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .delete_registered_model(&required_str(req.name, "name")?, &actor.0)
         .await?;
     Ok(ok())
@@ -192,7 +192,7 @@ pub async fn set_model_tag(
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
     let tag = Tag::new(required_str(req.key, "key")?, req.value.unwrap_or_default());
-    s.registry
+    s.store
         .set_registered_model_tag(&required_str(req.name, "name")?, &tag)
         .await?;
     Ok(ok())
@@ -202,7 +202,7 @@ pub async fn delete_model_tag(
     State(s): S,
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .delete_registered_model_tag(
             &required_str(req.name, "name")?,
             &required_str(req.key, "key")?,
@@ -222,7 +222,7 @@ fn registry_query(q: &QueryParams, default_max: i64) -> ApiResult<RegistryQuery>
 
 pub async fn search_models(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
     let page = s
-        .registry
+        .store
         .search_registered_models(&registry_query(&q, 100)?)
         .await?;
     Ok(Json(page_json(
@@ -241,7 +241,7 @@ pub struct LatestVersions {
 
 async fn latest_versions(s: &AppState, req: LatestVersions) -> ApiResult<Json<Value>> {
     let versions = s
-        .registry
+        .store
         .get_latest_versions(&required_str(req.name, "name")?, &req.stages)
         .await?;
     let mut obj = Map::new();
@@ -285,7 +285,7 @@ pub async fn set_alias(
     actor: Actor,
     JsonBody(req): JsonBody<Alias>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .set_alias(
             &required_str(req.name, "name")?,
             &required_str(req.alias, "alias")?,
@@ -301,7 +301,7 @@ pub async fn delete_alias(
     actor: Actor,
     JsonBody(req): JsonBody<Alias>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .delete_alias(
             &required_str(req.name, "name")?,
             &required_str(req.alias, "alias")?,
@@ -313,7 +313,7 @@ pub async fn delete_alias(
 
 pub async fn get_by_alias(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
     let v = s
-        .registry
+        .store
         .get_model_version_by_alias(q.required("name")?, q.required("alias")?)
         .await?;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
@@ -346,13 +346,13 @@ pub async fn create_version(
         tags: into_tags(req.tags, "tags")?,
         user_id: String::new(),
     };
-    let v = s.registry.create_model_version(new, &actor.0).await?;
+    let v = s.store.create_model_version(new, &actor.0).await?;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
 }
 
 pub async fn get_version(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
     let v = s
-        .registry
+        .store
         .get_model_version(q.required("name")?, q.required("version")?)
         .await?;
     Ok(Json(json!({"model_version": model_version_json(&v)})))
@@ -371,7 +371,7 @@ pub async fn update_version(
     JsonBody(req): JsonBody<UpdateVersion>,
 ) -> ApiResult<Json<Value>> {
     let v = s
-        .registry
+        .store
         .update_model_version(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
@@ -386,7 +386,7 @@ pub async fn delete_version(
     actor: Actor,
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .delete_model_version(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
@@ -401,7 +401,7 @@ pub async fn set_version_tag(
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
     let tag = Tag::new(required_str(req.key, "key")?, req.value.unwrap_or_default());
-    s.registry
+    s.store
         .set_model_version_tag(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
@@ -415,7 +415,7 @@ pub async fn delete_version_tag(
     State(s): S,
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
-    s.registry
+    s.store
         .delete_model_version_tag(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
@@ -427,7 +427,7 @@ pub async fn delete_version_tag(
 
 pub async fn search_versions(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
     let page = s
-        .registry
+        .store
         .search_model_versions(&registry_query(&q, 10_000)?)
         .await?;
     Ok(Json(page_json("model_versions", &page, model_version_json)))
@@ -435,7 +435,7 @@ pub async fn search_versions(State(s): S, q: QueryParams) -> ApiResult<Json<Valu
 
 pub async fn download_uri(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
     let uri = s
-        .registry
+        .store
         .get_model_version_download_uri(q.required("name")?, q.required("version")?)
         .await?;
     Ok(Json(json!({"artifact_uri": uri})))
@@ -457,7 +457,7 @@ pub async fn transition_stage(
     JsonBody(req): JsonBody<Transition>,
 ) -> ApiResult<Json<Value>> {
     let v = s
-        .registry
+        .store
         .transition_model_version_stage(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use twinloop_api::Empty;
 use twinloop_api::deployments as api;
+use twinloop_core::ErrorKind;
 use twinloop_serving::deploy::{
     CanaryState, CanaryStatus, CanaryStep, DeploymentEvent, DeploymentState, DeploymentStatus,
     ServingRoute,
@@ -24,18 +25,11 @@ type S = State<Arc<AppState>>;
 
 fn api_error(e: ServeError) -> ApiError {
     match e {
-        ServeError::NotFound(m) => {
-            ApiError::with_status(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", m)
-        }
+        ServeError::NotFound(m) => ApiError::of_kind(ErrorKind::NotFound, m),
         ServeError::Invalid(m) => ApiError::invalid(m),
-        ServeError::Unavailable(m) => ApiError::with_status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
-            m,
-        ),
-        ServeError::Failed(m) => {
-            ApiError::with_status(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", m)
-        }
+        ServeError::Unavailable(m) => ApiError::unavailable(m),
+        ServeError::Failed(m) => ApiError::of_kind(ErrorKind::Internal, m),
+        e @ ServeError::Internal(_) => ApiError::of_kind(ErrorKind::Internal, e.to_string()),
     }
 }
 
@@ -44,6 +38,7 @@ pub async fn create(
     JsonBody(spec): JsonBody<api::DeploymentSpec>,
 ) -> ApiResult<(StatusCode, Json<api::Deployment>)> {
     let status = s
+        .serving
         .deployments
         .create(wire::spec_in(spec))
         .await
@@ -52,18 +47,22 @@ pub async fn create(
 }
 
 pub async fn list(State(s): S) -> Json<api::DeploymentList> {
-    let all = s.deployments.list().await;
+    let all = s.serving.deployments.list().await;
     Json(api::DeploymentList {
         deployments: all.into_iter().map(wire::deployment).collect(),
     })
 }
 
 pub async fn get(State(s): S, Path(name): Path<String>) -> ApiResult<Json<api::Deployment>> {
-    answer(s.deployments.status(&name).await)
+    answer(s.serving.deployments.status(&name).await)
 }
 
 pub async fn delete(State(s): S, Path(name): Path<String>) -> ApiResult<Json<Empty>> {
-    s.deployments.delete(&name).await.map_err(api_error)?;
+    s.serving
+        .deployments
+        .delete(&name)
+        .await
+        .map_err(api_error)?;
     Ok(Json(Empty {}))
 }
 
@@ -73,7 +72,7 @@ pub async fn traffic(
     JsonBody(t): JsonBody<api::Traffic>,
 ) -> ApiResult<Json<api::Deployment>> {
     let routes = t.routes.into_iter().map(wire::route_in).collect();
-    answer(s.deployments.set_traffic(&name, routes).await)
+    answer(s.serving.deployments.set_traffic(&name, routes).await)
 }
 
 pub async fn canary(
@@ -81,15 +80,20 @@ pub async fn canary(
     Path(name): Path<String>,
     JsonBody(c): JsonBody<api::CanarySpec>,
 ) -> ApiResult<Json<api::Deployment>> {
-    answer(s.deployments.canary(&name, wire::canary_in(c)).await)
+    answer(
+        s.serving
+            .deployments
+            .canary(&name, wire::canary_in(c))
+            .await,
+    )
 }
 
 pub async fn promote(State(s): S, Path(name): Path<String>) -> ApiResult<Json<api::Deployment>> {
-    answer(s.deployments.promote(&name).await)
+    answer(s.serving.deployments.promote(&name).await)
 }
 
 pub async fn rollback(State(s): S, Path(name): Path<String>) -> ApiResult<Json<api::Deployment>> {
-    answer(s.deployments.rollback(&name).await)
+    answer(s.serving.deployments.rollback(&name).await)
 }
 
 fn answer(status: Result<DeploymentStatus, ServeError>) -> ApiResult<Json<api::Deployment>> {

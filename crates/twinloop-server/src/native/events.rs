@@ -45,7 +45,7 @@ pub async fn list(
 ) -> ApiResult<Json<api::EventPage>> {
     let after = q.opt_i64("after")?.unwrap_or(0);
     let limit = q.opt_i64("limit")?.unwrap_or(1000);
-    let events = s.registry.registry_events(after, limit).await?;
+    let events = s.store.registry_events(after, limit).await?;
     Ok(Json(api::EventPage {
         events: events.iter().map(event).collect(),
     }))
@@ -65,8 +65,8 @@ pub async fn stream(
     let after = q.opt_i64("after")?.unwrap_or(0);
     // Subscribe before reading the backlog so nothing committed in between is missed; the
     // id check drops what both would deliver.
-    let live = s.registry.subscribe_registry_events();
-    let backlog = s.registry.registry_events(after, 10_000).await?;
+    let live = s.store.subscribe_registry_events();
+    let backlog = s.store.registry_events(after, 10_000).await?;
     let last = backlog.last().map(|e| e.id).unwrap_or(after);
     let backlog = stream::iter(backlog.iter().map(sse).collect::<Vec<_>>());
     let live = stream::unfold(live, |mut rx| async move {

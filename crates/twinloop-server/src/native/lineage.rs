@@ -66,7 +66,7 @@ async fn put(s: &AppState, kind: NodeKind, req: api::NewNode) -> ApiResult<Json<
         external_id: req.external_id.filter(|e| !e.is_empty()),
         properties,
     };
-    let created = s.lineage.put_node(kind, new).await?;
+    let created = s.store.put_node(kind, new).await?;
     Ok(Json(api::NodeReply {
         node: node(&created),
     }))
@@ -98,15 +98,15 @@ pub async fn put_event(
     JsonBody(req): JsonBody<api::NewEvent>,
 ) -> ApiResult<Json<Empty>> {
     let artifact = s
-        .lineage
+        .store
         .resolve_node(&required_str(req.artifact, "artifact")?)
         .await?;
     let execution = s
-        .lineage
+        .store
         .resolve_node(&required_str(req.execution, "execution")?)
         .await?;
     let kind = EventKind::parse(&required_str(req.kind, "type")?)?;
-    s.lineage
+    s.store
         .put_event(artifact.node, execution.node, kind)
         .await?;
     Ok(Json(Empty {}))
@@ -117,24 +117,24 @@ pub async fn put_membership(
     JsonBody(req): JsonBody<api::NewMembership>,
 ) -> ApiResult<Json<Empty>> {
     let context = s
-        .lineage
+        .store
         .resolve_node(&required_str(req.context, "context")?)
         .await?;
     let member = s
-        .lineage
+        .store
         .resolve_node(&required_str(req.member, "member")?)
         .await?;
-    s.lineage.put_membership(context.node, member.node).await?;
+    s.store.put_membership(context.node, member.node).await?;
     Ok(Json(Empty {}))
 }
 
 pub async fn get_node(State(s): S, Path(key): Path<String>) -> ApiResult<Json<api::NodeReply>> {
-    let found = s.lineage.resolve_node(&key).await?;
+    let found = s.store.resolve_node(&key).await?;
     Ok(Json(api::NodeReply { node: node(&found) }))
 }
 
 pub async fn graph(State(s): S, q: QueryParams) -> ApiResult<Json<api::Graph>> {
-    let start = s.lineage.resolve_node(q.required("node")?).await?;
+    let start = s.store.resolve_node(q.required("node")?).await?;
     let direction = Direction::parse(q.get("direction").unwrap_or("both"))?;
     let depth = match q.opt_i64("depth")? {
         None => DEFAULT_DEPTH,
@@ -145,9 +145,6 @@ pub async fn graph(State(s): S, q: QueryParams) -> ApiResult<Json<api::Graph>> {
             )));
         }
     };
-    let graph = s
-        .lineage
-        .lineage_graph(start.node, direction, depth)
-        .await?;
+    let graph = s.store.lineage_graph(start.node, direction, depth).await?;
     Ok(Json(graph_reply(&graph)))
 }

@@ -4,9 +4,11 @@
 //! domain crates' types. Documented in `openapi.json`, served at
 //! `/api/twinloop/v1/openapi.json`. Errors use the same `{error_code, message}` shape.
 
+#[cfg(feature = "serving")]
 mod deployments;
 mod events;
 mod lineage;
+#[cfg(feature = "serving")]
 mod monitors;
 mod webhooks;
 
@@ -26,8 +28,35 @@ use crate::extract::MAX_JSON_BODY;
 const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+    let router = Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/registry/events", get(events::list))
+        .route("/registry/events/stream", get(events::stream))
+        .route(
+            "/registry/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route("/registry/webhooks/{id}", delete(webhooks::delete))
+        .route(
+            "/registry/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route("/lineage/artifacts", post(lineage::put_artifact))
+        .route("/lineage/executions", post(lineage::put_execution))
+        .route("/lineage/contexts", post(lineage::put_context))
+        .route("/lineage/events", post(lineage::put_event))
+        .route("/lineage/memberships", post(lineage::put_membership))
+        .route("/lineage/nodes/{*key}", get(lineage::get_node))
+        .route("/lineage/graph", get(lineage::graph));
+    #[cfg(feature = "serving")]
+    let router = serving_routes(router);
+    router.layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+/// Deployments and the monitors that watch them.
+#[cfg(feature = "serving")]
+fn serving_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    router
         .route(
             "/deployments",
             post(deployments::create).get(deployments::list),
@@ -48,25 +77,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/monitors/{name}/alerts", get(monitors::alerts))
         .route("/labels", post(monitors::labels))
-        .route("/registry/events", get(events::list))
-        .route("/registry/events/stream", get(events::stream))
-        .route(
-            "/registry/webhooks",
-            post(webhooks::create).get(webhooks::list),
-        )
-        .route("/registry/webhooks/{id}", delete(webhooks::delete))
-        .route(
-            "/registry/webhooks/{id}/deliveries",
-            get(webhooks::deliveries),
-        )
-        .route("/lineage/artifacts", post(lineage::put_artifact))
-        .route("/lineage/executions", post(lineage::put_execution))
-        .route("/lineage/contexts", post(lineage::put_context))
-        .route("/lineage/events", post(lineage::put_event))
-        .route("/lineage/memberships", post(lineage::put_membership))
-        .route("/lineage/nodes/{*key}", get(lineage::get_node))
-        .route("/lineage/graph", get(lineage::graph))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 
 async fn openapi() -> impl IntoResponse {

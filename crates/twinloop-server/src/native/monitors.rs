@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use twinloop_api::Empty;
 use twinloop_api::monitors as api;
+use twinloop_core::ErrorKind;
 use twinloop_watch::MonitorError;
 use twinloop_watch::{alerts, spec, storage, view};
 
@@ -21,15 +22,9 @@ type S = State<Arc<AppState>>;
 
 fn api_error(e: MonitorError) -> ApiError {
     match e {
-        MonitorError::NotFound(m) => {
-            ApiError::with_status(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", m)
-        }
+        MonitorError::NotFound(m) => ApiError::of_kind(ErrorKind::NotFound, m),
         e if e.is_invalid() => ApiError::invalid(e.to_string()),
-        e => ApiError::with_status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            e.to_string(),
-        ),
+        e => ApiError::of_kind(ErrorKind::Internal, e.to_string()),
     }
 }
 
@@ -38,6 +33,7 @@ pub async fn create(
     JsonBody(spec): JsonBody<api::MonitorSpec>,
 ) -> ApiResult<(StatusCode, Json<api::MonitorStatus>)> {
     let created = s
+        .serving
         .monitors
         .create(spec_from_api(spec))
         .await
@@ -47,6 +43,7 @@ pub async fn create(
 
 pub async fn list(State(s): S) -> Json<api::MonitorList> {
     let monitors = s
+        .serving
         .monitors
         .list()
         .await
@@ -76,17 +73,22 @@ pub async fn get(
             )));
         }
     };
-    let status = s.monitors.status(&name, windows).await.map_err(api_error)?;
+    let status = s
+        .serving
+        .monitors
+        .status(&name, windows)
+        .await
+        .map_err(api_error)?;
     Ok(Json(status_to_api(status)))
 }
 
 pub async fn delete(State(s): S, Path(name): Path<String>) -> ApiResult<Json<Empty>> {
-    s.monitors.delete(&name).await.map_err(api_error)?;
+    s.serving.monitors.delete(&name).await.map_err(api_error)?;
     Ok(Json(Empty {}))
 }
 
 pub async fn alerts(State(s): S, Path(name): Path<String>) -> ApiResult<Json<api::AlertHistory>> {
-    let history = s.monitors.alerts(&name).await.map_err(api_error)?;
+    let history = s.serving.monitors.alerts(&name).await.map_err(api_error)?;
     Ok(Json(api::AlertHistory {
         events: history
             .events
@@ -105,7 +107,7 @@ pub async fn events(State(s): S, q: QueryParams) -> ApiResult<Json<api::EventLis
             .map_err(|_| ApiError::invalid(format!("after={a:?} is not an event id")))?,
         None => 0,
     };
-    let events = s.monitors.events(after).await.map_err(api_error)?;
+    let events = s.serving.monitors.events(after).await.map_err(api_error)?;
     Ok(Json(api::EventList {
         events: events.into_iter().map(|e| event_to_api(e, true)).collect(),
     }))
@@ -138,7 +140,12 @@ pub async fn labels(State(s): S, body: axum::body::Bytes) -> ApiResult<Json<api:
         .map(|(i, item)| label(i, item))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::invalid)?;
-    let accepted = s.monitors.put_labels(&labels).await.map_err(api_error)?;
+    let accepted = s
+        .serving
+        .monitors
+        .put_labels(&labels)
+        .await
+        .map_err(api_error)?;
     Ok(Json(api::LabelsAccepted { accepted }))
 }
 

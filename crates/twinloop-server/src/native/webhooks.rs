@@ -56,7 +56,7 @@ pub async fn create(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let hook = s
-        .webhooks
+        .store
         .create_webhook(NewWebhook {
             url: required_str(req.url, "url")?,
             secret: required_str(req.secret, "secret")?,
@@ -70,14 +70,14 @@ pub async fn create(
 }
 
 pub async fn list(State(s): S) -> ApiResult<Json<api::WebhookList>> {
-    let hooks = s.webhooks.list_webhooks().await?;
+    let hooks = s.store.list_webhooks().await?;
     Ok(Json(api::WebhookList {
         webhooks: hooks.iter().map(webhook).collect(),
     }))
 }
 
 pub async fn delete(State(s): S, Path(id): Path<i64>) -> ApiResult<Json<Empty>> {
-    s.webhooks.delete_webhook(id).await?;
+    s.store.delete_webhook(id).await?;
     Ok(Json(Empty {}))
 }
 
@@ -87,7 +87,7 @@ pub async fn deliveries(
     q: QueryParams,
 ) -> ApiResult<Json<api::DeliveryList>> {
     let limit = q.opt_i64("limit")?.unwrap_or(100);
-    let log = s.webhooks.list_deliveries(id, limit).await?;
+    let log = s.store.list_deliveries(id, limit).await?;
     Ok(Json(api::DeliveryList {
         deliveries: log.iter().map(delivery).collect(),
     }))

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::registry::RegistryEventKind;
-use twinloop_meta::{DeploymentStore, RegistryStore};
+use twinloop_meta::StoreHandle;
 
 use super::canary::{at_step, judge, promoted};
 use super::state::{
@@ -23,7 +23,8 @@ use crate::spec::{CanarySpec, DeploymentSpec, RouteSpec};
 
 pub struct DeploymentManager {
     engine: Arc<Engine>,
-    store: Arc<dyn DeploymentStore>,
+    /// Specs and state persist here; alias moves are heard from its registry events.
+    store: StoreHandle,
     registry: Arc<dyn ModelRegistry>,
     sessions: usize,
     /// Every deployment's state; the lock also puts changes in a line.
@@ -42,7 +43,7 @@ fn unknown(name: &str) -> ServeError {
 impl DeploymentManager {
     pub fn new(
         engine: Arc<Engine>,
-        store: Arc<dyn DeploymentStore>,
+        store: StoreHandle,
         registry: Arc<dyn ModelRegistry>,
         sessions: usize,
     ) -> Arc<DeploymentManager> {
@@ -63,7 +64,7 @@ impl DeploymentManager {
             .store
             .deployments()
             .await
-            .map_err(|e| ServeError::Failed(e.message))?;
+            .map_err(ServeError::Internal)?;
         let mut states = self.states.lock().await;
         for record in records {
             let (Ok(spec), Ok(mut state)) = (
@@ -518,7 +519,7 @@ impl DeploymentManager {
         self.store
             .delete_deployment(name)
             .await
-            .map_err(|e| ServeError::Failed(e.message))?;
+            .map_err(ServeError::Internal)?;
         Ok(())
     }
 
@@ -547,9 +548,9 @@ impl DeploymentManager {
 
     /// Follows registry aliases: when an alias a route follows moves, the new version is loaded
     /// and warmed, then swapped in.
-    pub fn follow_aliases(self: &Arc<Self>, registry: Arc<dyn RegistryStore>) {
+    pub fn follow_aliases(self: &Arc<Self>) {
         let me = self.clone();
-        let mut events = registry.subscribe_registry_events();
+        let mut events = self.store.subscribe_registry_events();
         tokio::spawn(async move {
             loop {
                 let event = match events.recv().await {

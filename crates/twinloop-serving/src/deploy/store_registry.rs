@@ -1,17 +1,15 @@
 //! Model resolution inside `twinloop server`: its own metadata and artifact stores, no HTTP.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use twinloop_artifacts::{ArtifactPath, ArtifactStore};
-use twinloop_meta::{RegistryStore, TrackingStore};
+use twinloop_meta::StoreHandle;
 
 use crate::source::{Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
 
 pub struct StoreRegistry {
-    pub registry: Arc<dyn RegistryStore>,
-    pub tracking: Arc<dyn TrackingStore>,
+    /// Versions and aliases from the registry, runs' artifact locations from tracking.
+    pub store: StoreHandle,
     pub artifacts: ArtifactStore,
 }
 
@@ -37,21 +35,21 @@ impl ModelRegistry for StoreRegistry {
         let (name, version) = match uri {
             ModelUri::Alias { name, alias } => {
                 let mv = self
-                    .registry
+                    .store
                     .get_model_version_by_alias(name, alias)
                     .await
                     .map_err(err)?;
                 (name.clone(), mv.version.to_string())
             }
             ModelUri::Version { name, version } => {
-                self.registry
+                self.store
                     .get_model_version(name, version)
                     .await
                     .map_err(err)?;
                 (name.clone(), version.clone())
             }
             ModelUri::Run { run_id, path } => {
-                let run = self.tracking.get_run(run_id).await.map_err(err)?;
+                let run = self.store.get_run(run_id).await.map_err(err)?;
                 return Ok(ResolvedModel {
                     name: None,
                     version: "1".into(),
@@ -61,7 +59,7 @@ impl ModelRegistry for StoreRegistry {
             ModelUri::Local(_) => return LocalFiles.resolve(uri).await,
         };
         let location = self
-            .registry
+            .store
             .get_model_version_download_uri(&name, &version)
             .await
             .map_err(err)?;

@@ -1,30 +1,20 @@
-//! `twinloop monitor …`: data drift and data quality between a reference and a current
-//! dataset (`drift`; the work is in `twinloop_monitor`), and the production monitors of a
-//! running server (`create`, `list`, `status`, `alerts`, `delete`) through its native API.
+//! The production monitors of a running server (`create`, `list`, `status`, `alerts`,
+//! `delete`), through its native API. Monitors watch deployments, so these come with serving.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use twinloop_monitor::stats::Test;
-
-use crate::client::{Api, ServerConnection, TrackingUriArg, block_on};
-use crate::output::outln;
 use twinloop_api::Empty;
 use twinloop_api::monitors as api;
-use twinloop_monitor::{Options, Schema};
 use twinloop_watch::TRAINING_REFERENCE;
 
-#[derive(Args)]
-pub struct MonitorArgs {
-    #[command(subcommand)]
-    command: MonitorCommand,
-}
+use super::utc;
+use crate::client::{Api, ServerConnection, TrackingUriArg, block_on};
+use crate::output::outln;
 
 #[derive(Subcommand)]
-enum MonitorCommand {
-    /// Compare CURRENT with REFERENCE column by column (Evidently 0.7 DataDriftPreset rules).
-    Drift(DriftArgs),
+pub(super) enum MonitorsCommand {
     /// Watch a deployment on a running server: windows over its prediction log, drift, data
     /// quality, performance from labels, alert rules.
     Create(CreateArgs),
@@ -64,7 +54,7 @@ enum MonitorCommand {
 }
 
 #[derive(Args)]
-struct CreateArgs {
+pub(super) struct CreateArgs {
     #[command(flatten)]
     server: TrackingUriArg,
     /// A JSON file holding a whole monitor spec (docs/monitoring.md); the flags below build one
@@ -103,45 +93,11 @@ struct CreateArgs {
     rules: Option<PathBuf>,
 }
 
-#[derive(Args)]
-struct DriftArgs {
-    /// The reference dataset (.parquet or .csv).
-    #[arg(long)]
-    reference: PathBuf,
-    /// The current dataset (.parquet or .csv).
-    #[arg(long)]
-    current: PathBuf,
-    /// Per-column types (and methods, thresholds, ranges, categories): a JSON schema file, a
-    /// model's MLmodel file or directory (its signature), or feature-view:REPO_DIR:VIEW.
-    #[arg(long)]
-    schema: Option<String>,
-    /// Test for every column it fits; auto picks per column as Evidently does.
-    #[arg(long, default_value = "auto")]
-    method: String,
-    /// Threshold for every column (default: the test's own).
-    #[arg(long)]
-    threshold: Option<f64>,
-    /// Dataset drift when at least this share of tested columns drifted.
-    #[arg(long, default_value_t = 0.5)]
-    drift_share: f64,
-    /// Write the JSON report here ("-" for stdout).
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write a self-contained HTML report here.
-    #[arg(long)]
-    html: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-}
-
-/// `before_command`: a `--tracking-uri` given before `monitor` (only the subcommands that talk to
-/// a server take one; `drift` reads files).
-pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
+/// `before_command`: a `--tracking-uri` given before `monitor`.
+pub(super) fn run(before_command: Option<&str>, command: MonitorsCommand) -> Result<()> {
     let connect = |server: &TrackingUriArg| ServerConnection::resolve(server, before_command);
-    match args.command {
-        MonitorCommand::Drift(a) => drift(a),
-        MonitorCommand::Create(a) => block_on(async move {
+    match command {
+        MonitorsCommand::Create(a) => block_on(async move {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let api = Api::new(&connect(&a.server))?;
             let body = create_body(a, &cwd)?;
@@ -155,7 +111,7 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             );
             Ok(())
         }),
-        MonitorCommand::List { server } => block_on(async move {
+        MonitorsCommand::List { server } => block_on(async move {
             let all: api::MonitorList = Api::new(&connect(&server))?
                 .get_as("/api/twinloop/v1/monitors", &[], "list monitors")
                 .await?;
@@ -173,7 +129,7 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             }
             Ok(())
         }),
-        MonitorCommand::Status {
+        MonitorsCommand::Status {
             server,
             name,
             windows,
@@ -193,7 +149,7 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             }
             Ok(())
         }),
-        MonitorCommand::Delete { server, name } => block_on(async move {
+        MonitorsCommand::Delete { server, name } => block_on(async move {
             let _: Empty = Api::new(&connect(&server))?
                 .delete_as(
                     &format!("/api/twinloop/v1/monitors/{name}"),
@@ -204,7 +160,7 @@ pub fn run(before_command: Option<&str>, args: MonitorArgs) -> Result<()> {
             outln!("deleted monitor {name} and its history");
             Ok(())
         }),
-        MonitorCommand::Alerts { server, name } => block_on(async move {
+        MonitorsCommand::Alerts { server, name } => block_on(async move {
             let a: api::AlertHistory = Api::new(&connect(&server))?
                 .get_as(
                     &format!("/api/twinloop/v1/monitors/{name}/alerts"),
@@ -291,86 +247,6 @@ fn create_body(a: CreateArgs, cwd: &Path) -> Result<api::MonitorSpec> {
     })
 }
 
-fn drift(a: DriftArgs) -> Result<()> {
-    let method = match a.method.as_str() {
-        "auto" => None,
-        m => match Test::parse(m) {
-            Some(t) => Some(t),
-            None => bail!(
-                "--method {m:?} is not one of auto, ks, chisquare, z, wasserstein, jensenshannon, psi"
-            ),
-        },
-    };
-    if !(0.0..=1.0).contains(&a.drift_share) {
-        bail!("--drift-share must be within [0, 1]");
-    }
-    let schema = match &a.schema {
-        Some(source) => crate::drift_schema::load(source)?,
-        None => Schema::default(),
-    };
-    let options = Options {
-        method,
-        threshold: a.threshold,
-        drift_share: a.drift_share,
-        schema,
-        threads: a.threads,
-    };
-    // The two files are independent: read them side by side.
-    let (reference, current) = std::thread::scope(|s| {
-        let r = s.spawn(|| twinloop_monitor::io::read_table(&a.reference));
-        let c = twinloop_monitor::io::read_table(&a.current);
-        (r.join().expect("reader thread"), c)
-    });
-    let (reference, current) = (reference?, current?);
-    let report = twinloop_monitor::run_drift(&reference, &current, &options)?;
-    if let Some(path) = &a.json {
-        let text = report.to_json();
-        if path.as_os_str() == "-" {
-            outln!("{text}");
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        }
-    }
-    if let Some(path) = &a.html {
-        std::fs::write(path, twinloop_monitor::html::render(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if a.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
-        print_summary(&report);
-    }
-    Ok(())
-}
-
-fn print_summary(r: &twinloop_monitor::Report) {
-    outln!(
-        "dataset drift: {} ({} of {} columns drifted, share {:.3}, threshold {})",
-        if r.dataset_drift { "YES" } else { "no" },
-        r.drifted_columns,
-        r.n_columns,
-        r.share_of_drifted_columns,
-        r.drift_share
-    );
-    for (name, c) in r.ranked().into_iter().take(10) {
-        outln!(
-            "  {:<3} {:<32} {:<13} {:>12.6} (threshold {})",
-            if c.drifted { "!" } else { "" },
-            name,
-            c.test,
-            c.score,
-            c.threshold
-        );
-    }
-    if !r.skipped.is_empty() {
-        outln!("  {} columns skipped (see the report)", r.skipped.len());
-    }
-    if !r.findings.is_empty() {
-        outln!("data quality: {} findings", r.findings.len());
-        for f in r.findings.iter().take(10) {
-            outln!("  {:<18} {}: {}", f.kind, f.column, f.message);
-        }
-    }
-}
-
 /// `monitor status` as text: the recent windows as a table, then the rules' states.
 fn print_status(s: &api::MonitorStatus) {
     outln!(
@@ -435,45 +311,9 @@ fn window_table(windows: &[api::ClosedWindow]) -> Vec<String> {
     lines
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days to a civil date (Howard Hinnant's algorithm, proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_monitor_command_and_argument_is_described() {
-        let command = MonitorArgs::augment_args(clap::Command::new("monitor"));
-        assert_eq!(crate::deploy::undescribed(&command), Vec::<String>::new());
-    }
-
-    #[test]
-    fn utc_formats_epoch_milliseconds() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_764_300_000_123), "2025-11-28 03:20:00");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc(-1000), "1969-12-31 23:59:59");
-    }
 
     #[test]
     fn relative_references_become_absolute_against_the_callers_directory() {
