@@ -16,6 +16,7 @@ mod lineage;
 mod models;
 mod monitor;
 mod output;
+mod pipeline;
 #[cfg(feature = "serving")]
 mod serve;
 mod server;
@@ -88,6 +89,8 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// Registry webhooks of a running server: list, add (signed POSTs of registry events), remove.
     Webhooks(RemoteGroup<webhooks::WebhooksCommand>),
+    /// Pipelines: validate, plan and run a YAML DAG of steps with the local engine and its cache.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,6 +117,8 @@ fn main() -> std::process::ExitCode {
         Command::Features(args) => features::run(args),
         Command::Monitor(args) => monitor::run(cli.tracking_uri.as_deref(), args),
         Command::Webhooks(c) => webhooks::run(&connect(&c.server), c.command),
+        // It chooses its own exit codes: 2 for an invalid pipeline, 1 for a failed run.
+        Command::Pipeline(args) => return pipeline::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

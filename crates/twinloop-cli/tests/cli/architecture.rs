@@ -50,6 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-artifacts", &["twinloop-core"]),
     ("twinloop-predlog", &["twinloop-core", "twinloop-artifacts"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
+    ("twinloop-pipelines", &["twinloop-core"]),
     ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog"]),
     ("twinloop-v2", &["twinloop-core", "twinloop-serving"]),
     ("twinloop-watch", &[
@@ -62,7 +63,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",
         "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
-        "twinloop-server",
+        "twinloop-server", "twinloop-pipelines",
     ]),
 ];
 

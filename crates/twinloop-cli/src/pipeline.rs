@@ -1,0 +1,307 @@
+//! `twinloop pipeline …`: validate, plan and run pipeline files with the local engine of
+//! `twinloop_pipelines`. Exit codes follow the design: 0 succeeded, 1 failed or canceled,
+//! 2 invalid spec or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use twinloop_pipelines::exec::{Event, Events, RunOptions, RunReport};
+use twinloop_pipelines::plan::{Decision, PlanOptions};
+use twinloop_pipelines::spec::{Pipeline, parse_param_override};
+use twinloop_pipelines::state::{RunStatus, StepState};
+use twinloop_pipelines::{Error, spec};
+
+use crate::output::outln;
+
+const INVALID: u8 = 2;
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// The repository: the working directory of every step; relative paths are under it.
+    #[arg(long, default_value = ".", global = true)]
+    repo: PathBuf,
+    /// Where the output store, the cache index and the logs live (default: REPO/.twinloop).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: PipelineCommand,
+}
+
+#[derive(Subcommand)]
+enum PipelineCommand {
+    /// Parse and check pipeline files without running anything; print each DAG.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what a run would do with each step (RUN and why, CACHED from which run, SKIPPED,
+    /// UNKNOWN); runs nothing.
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Run a pipeline with the local executor.
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Steps running at once (default: the number of cores).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Print the run's report as JSON at the end instead of progress lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// Override a param: -p lr=0.2 (the value reads as YAML: a number stays a number).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Execute every step, whatever the cache holds.
+    #[arg(long)]
+    no_cache: bool,
+    /// Execute this step and everything downstream of it, whatever the cache holds.
+    #[arg(long, value_name = "STEP")]
+    refresh: Vec<String>,
+    /// Rehash cached outputs before reusing them.
+    #[arg(long)]
+    verify: bool,
+}
+
+impl CacheArgs {
+    fn params(&self) -> Result<Vec<(String, String)>, Error> {
+        self.params
+            .iter()
+            .map(|p| parse_param_override(p))
+            .collect()
+    }
+}
+
+pub fn run(args: PipelineArgs) -> ExitCode {
+    let home = args
+        .home
+        .clone()
+        .unwrap_or_else(|| args.repo.join(".twinloop"));
+    match args.command {
+        PipelineCommand::Validate { files } => validate(&files),
+        PipelineCommand::Plan { file, cache } => load(&file).map_or_else(
+            |code| code,
+            |pipeline| plan(&pipeline, &cache, args.repo, home),
+        ),
+        PipelineCommand::Run {
+            file,
+            cache,
+            max_parallel,
+            json,
+        } => load(&file).map_or_else(
+            |code| code,
+            |pipeline| execute(&pipeline, &cache, args.repo, home, max_parallel, json),
+        ),
+    }
+}
+
+fn load(file: &Path) -> Result<Pipeline, ExitCode> {
+    spec::load(file).map_err(|e| fail(&e))
+}
+
+/// Prints the error; invalid files and bad arguments exit 2, anything else 1.
+fn fail(error: &Error) -> ExitCode {
+    match error {
+        Error::Invalid(invalid) => {
+            for problem in &invalid.0 {
+                eprintln!("error: {problem}");
+            }
+            eprintln!(
+                "hint: fix the lines above; `twinloop pipeline validate FILE` checks a file without running it"
+            );
+            ExitCode::from(INVALID)
+        }
+        Error::Param(_) => {
+            eprintln!("error: {error}");
+            eprintln!("hint: -p takes NAME=VALUE for a param declared under params:");
+            ExitCode::from(INVALID)
+        }
+        Error::UnknownStep(_) => {
+            eprintln!("error: {error}");
+            eprintln!("hint: `twinloop pipeline validate FILE` lists the pipeline's steps");
+            ExitCode::from(INVALID)
+        }
+        Error::Read { .. } | Error::Io { .. } => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for file in files {
+        let pipeline = match spec::load(file) {
+            Ok(p) => p,
+            Err(e) => {
+                code = fail(&e);
+                continue;
+            }
+        };
+        outln!(
+            "{}: pipeline {} is valid ({} steps)",
+            file.display(),
+            pipeline.name,
+            pipeline.steps.len()
+        );
+        for step in twinloop_pipelines::validate::order(&pipeline).unwrap_or_default() {
+            let upstream: Vec<String> = step.upstream().into_iter().collect();
+            let kind = if step.finally { " (finally)" } else { "" };
+            if upstream.is_empty() {
+                outln!("  {}{kind}", step.id);
+            } else {
+                outln!("  {}{kind} ← {}", step.id, upstream.join(", "));
+            }
+        }
+    }
+    code
+}
+
+fn plan(pipeline: &Pipeline, cache: &CacheArgs, repo: PathBuf, home: PathBuf) -> ExitCode {
+    let options = match cache.params() {
+        Ok(params) => PlanOptions {
+            repo,
+            home,
+            params,
+            no_cache: cache.no_cache,
+            refresh: cache.refresh.clone(),
+            verify: cache.verify,
+        },
+        Err(e) => return fail(&e),
+    };
+    let planned = match twinloop_pipelines::plan::plan(pipeline, &options) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let width = planned.iter().map(|p| p.step.len()).max().unwrap_or(0);
+    for step in planned {
+        let (word, detail) = match step.decision {
+            Decision::Run { reasons } => ("RUN", reasons.join("; ")),
+            Decision::Cached { from_run } => ("CACHED", format!("from run {from_run}")),
+            Decision::Skipped { reason } => ("SKIPPED", reason),
+            Decision::Unknown { reason } => ("UNKNOWN", reason),
+        };
+        outln!("{word:<8} {:<width$}  {detail}", step.step);
+    }
+    ExitCode::SUCCESS
+}
+
+fn execute(
+    pipeline: &Pipeline,
+    cache: &CacheArgs,
+    repo: PathBuf,
+    home: PathBuf,
+    max_parallel: Option<usize>,
+    json: bool,
+) -> ExitCode {
+    let mut options = RunOptions::new(repo, home);
+    match cache.params() {
+        Ok(params) => options.params = params,
+        Err(e) => return fail(&e),
+    }
+    options.no_cache = cache.no_cache;
+    options.refresh.clone_from(&cache.refresh);
+    options.verify = cache.verify;
+    if let Some(n) = max_parallel {
+        options.max_parallel = n;
+    }
+    if !json {
+        options.events = Events::new(print_event);
+    }
+    let cancel = options.cancel.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async move {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+        twinloop_pipelines::exec::run(pipeline, options).await
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => outln!("{text}"),
+            Err(e) => eprintln!("error: cannot encode the report: {e}"),
+        }
+    } else {
+        summarize(&report);
+    }
+    if report.status == RunStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_event(event: Event) {
+    match event {
+        Event::RunStarted { run_id, pipeline } => outln!("run {run_id} of {pipeline}"),
+        Event::StepStarted { step, attempt } => outln!("  {step}: started (attempt {attempt})"),
+        Event::StepRetrying {
+            step,
+            attempt,
+            delay,
+            reason,
+        } => {
+            outln!("  {step}: attempt {attempt} {reason}; retrying in {delay:?}");
+        }
+        Event::StepFinished {
+            step,
+            state,
+            reason,
+        } => match reason {
+            Some(reason) => outln!("  {step}: {state} ({reason})"),
+            None => outln!("  {step}: {state}"),
+        },
+        Event::RunFinished { .. } => {}
+    }
+}
+
+fn summarize(report: &RunReport) {
+    let seconds = (report.ended_ms - report.started_ms) as f64 / 1000.0;
+    outln!("run {} {} in {seconds:.1}s", report.run_id, report.status);
+    for step in &report.steps {
+        if let Some(from) = &step.cached_from {
+            outln!(
+                "  {:<10} {} from run {from}",
+                step.state.as_str(),
+                step.step
+            );
+        } else if matches!(step.state, StepState::Failed | StepState::TimedOut) {
+            let log = step
+                .attempts
+                .last()
+                .map(|a| format!("; log: {}", a.stderr.display()));
+            outln!(
+                "  {:<10} {}{}",
+                step.state.as_str(),
+                step.step,
+                log.unwrap_or_default()
+            );
+        } else {
+            outln!("  {:<10} {}", step.state.as_str(), step.step);
+        }
+    }
+}
