@@ -13,6 +13,7 @@ mod first_run;
 mod hostile_v2;
 mod http_api;
 mod monitoring;
+mod pipeline;
 mod predlog_flush;
 mod registry_cli;
 mod serve;

@@ -1,0 +1,117 @@
+//! `twinloop pipeline`: exit codes (0 succeeded, 1 failed, 2 invalid or usage), the located
+//! one-line errors, and plan naming what changed (A1, A7 through the binary).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn twinloop(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["pipeline", "--repo"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run twinloop")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, yaml: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let bad = file(
+        "bad.yaml",
+        "pipeline: p\nsteps:\n  a:\n    run: 'true'\n    needs: [b]\n",
+    );
+    let out = twinloop(dir.path(), &["validate", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {bad}:5: steps[a].needs: unknown step \"b\"\nhint: "
+        )),
+        "{stderr}"
+    );
+
+    let good = file(
+        "good.yaml",
+        "pipeline: p\nparams: {n: 1}\nsteps:\n  a:\n    run: echo ${{ params.n }} > out.txt\n",
+    );
+    let out = twinloop(dir.path(), &["validate", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("pipeline p is valid (1 steps)"));
+
+    let out = twinloop(dir.path(), &["run", &good, "-p", "nope=2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown param \"nope\""));
+
+    let out = twinloop(dir.path(), &["run", &good, "-p", "n=7"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "7\n"
+    );
+    assert!(
+        dir.path().join(".twinloop/runs").is_dir(),
+        "the home defaults to REPO/.twinloop"
+    );
+
+    let failing = file(
+        "failing.yaml",
+        "pipeline: f\nsteps:\n  a:\n    run: exit 4\n",
+    );
+    let out = twinloop(dir.path(), &["run", &failing, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "FAILED");
+    assert_eq!(report["steps"][0]["reason"], "exited with 4");
+}
+
+#[test]
+fn plan_names_the_changed_code_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("data.csv"), "1\n").unwrap();
+    std::fs::write(
+        dir.path().join("src/train.sh"),
+        "cat \"$TWINLOOP_INPUT_DATA\" > \"$TWINLOOP_OUTPUT_MODEL\"\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "pipeline: p\nsteps:\n  prep:\n    run: cp data.csv \"$TWINLOOP_OUTPUT_DATA\"\n    inputs: {raw: data.csv}\n    outputs: {data: {kind: file}}\n  train:\n    run: sh src/train.sh\n    inputs:\n      data: ${{ steps.prep.outputs.data }}\n    outputs: {model: {kind: file}}\n",
+    )
+    .unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    assert_eq!(
+        twinloop(dir.path(), &["run", pipeline]).status.code(),
+        Some(0)
+    );
+    std::fs::write(
+        dir.path().join("src/train.sh"),
+        "echo v2 > \"$TWINLOOP_OUTPUT_MODEL\"\n",
+    )
+    .unwrap();
+    let out = twinloop(dir.path(), &["plan", pipeline]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("CACHED") && l.contains("prep")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("RUN")
+            && l.contains("train")
+            && l.ends_with("code: src/train.sh changed")),
+        "{stdout}"
+    );
+}
