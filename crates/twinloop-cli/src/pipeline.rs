@@ -153,6 +153,9 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             pipeline.name,
             pipeline.steps.len()
         );
+        if let Some(description) = &pipeline.description {
+            outln!("  {description}");
+        }
         for step in twinloop_pipelines::validate::order(&pipeline).unwrap_or_default() {
             let upstream: Vec<String> = step.upstream().into_iter().collect();
             let kind = if step.finally { " (finally)" } else { "" };

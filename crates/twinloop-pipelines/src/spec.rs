@@ -728,3 +728,58 @@ pub fn parse_param_override(text: &str) -> Result<(String, String), Error> {
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .ok_or_else(|| Error::Param(format!("-p takes name=value, not {text:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_factor_up_to_its_cap() {
+        let retries = Retries {
+            max: 5,
+            backoff: Duration::from_millis(200),
+            factor: 2.0,
+            max_backoff: Some(Duration::from_millis(500)),
+        };
+        let delays: Vec<u128> = (1..=4)
+            .map(|a| retries.delay_after(a).as_millis())
+            .collect();
+        assert_eq!(delays, [200, 400, 500, 500]);
+    }
+
+    #[test]
+    fn defaults_apply_unless_the_step_says_otherwise() {
+        let pipeline = parse(
+            "p.yaml",
+            "pipeline: p\nparams: {lr: 0.1}\ndefaults:\n  timeout: 1h\n  retries: 2\n  code: [src/*.py]\n  env: {lock: req.txt}\nsteps:\n  a:\n    run: echo ${{ params.lr }}\n    code: a.py\n    timeout: 90s\n    env: {lock: [a.lock], vars: {X: '${{ params.lr }}'}}\n    cache: {max_age: 7d, version: '2'}\n  b:\n    run: 'true'\n    inputs: {data: data.csv}\n",
+        )
+        .unwrap();
+        let a = pipeline.step("a").unwrap();
+        assert_eq!(a.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(a.retries.max, 2);
+        assert_eq!(a.code, ["a.py", "src/*.py"]);
+        assert_eq!(a.env_lock, ["a.lock"]);
+        assert_eq!(a.cache.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert!(
+            a.cacheable(),
+            "cache: {{max_age}} turns the cache on for a source step"
+        );
+        assert_eq!(a.params_used(), BTreeSet::from(["lr".to_owned()]));
+        let b = pipeline.step("b").unwrap();
+        assert_eq!(
+            (b.timeout, b.env_lock.clone()),
+            (Some(Duration::from_secs(3600)), vec!["req.txt".to_owned()])
+        );
+        assert!(b.cacheable(), "auto caches a step with inputs");
+        assert_eq!(b.inputs["data"], Input::Path("data.csv".into()));
+        let params = pipeline
+            .resolve_params(&[("lr".into(), "0.2".into())])
+            .unwrap();
+        assert_eq!(params["lr"], serde_json::json!(0.2));
+        assert!(matches!(
+            pipeline.resolve_params(&[("x".into(), "1".into())]),
+            Err(Error::Param(_))
+        ));
+        assert!(parse_param_override("novalue").is_err());
+    }
+}

@@ -98,12 +98,78 @@ impl Index {
             .rev()
             .find(|e| e.pipeline == pipeline && e.step == step)
     }
+}
 
-    pub fn len(&self) -> usize {
-        self.executions.len()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::EnvDoc;
+    use crate::spec::OutputKind;
+
+    fn execution(run_id: &str, state: StepState, finished_ms: i64, digest: &str) -> Execution {
+        Execution {
+            pipeline: "p".into(),
+            step: "s".into(),
+            run_id: run_id.into(),
+            key: "k".into(),
+            doc: KeyDoc {
+                v: 1,
+                kind: "run".into(),
+                command: "true".into(),
+                params: BTreeMap::new(),
+                code: BTreeMap::new(),
+                env: EnvDoc {
+                    lock: BTreeMap::new(),
+                    vars: BTreeMap::new(),
+                },
+                inputs: BTreeMap::new(),
+                outputs: Vec::new(),
+                salt: None,
+            },
+            state,
+            finished_ms,
+            outputs: BTreeMap::from([(
+                "o".into(),
+                OutputRecord {
+                    kind: OutputKind::Value,
+                    digest: digest.into(),
+                    value: None,
+                },
+            )]),
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.executions.is_empty()
+    #[test]
+    fn a_hit_is_the_newest_success_with_its_blobs_and_it_survives_a_reopen() {
+        let home = tempfile::tempdir().unwrap();
+        let cas = Cas::new(home.path());
+        let present = cas.put_bytes(b"1").unwrap();
+        let mut index = Index::open(home.path()).unwrap();
+        index
+            .record(execution("r1", StepState::Succeeded, 1_000, &present))
+            .unwrap();
+        index
+            .record(execution("r2", StepState::Succeeded, 2_000, "0badc0de"))
+            .unwrap();
+        index
+            .record(execution("r3", StepState::Failed, 3_000, &present))
+            .unwrap();
+        let index = Index::open(home.path()).unwrap();
+        let hit = |max_age, now| {
+            index
+                .hit("k", max_age, &cas, false, now)
+                .map(|e| e.run_id.clone())
+        };
+        assert_eq!(
+            hit(None, 4_000).as_deref(),
+            Some("r1"),
+            "r2's blob is gone, r3 failed"
+        );
+        assert_eq!(hit(Some(Duration::from_secs(2)), 4_000), None, "too old");
+        assert!(index.hit("other", None, &cas, false, 4_000).is_none());
+        assert_eq!(
+            index.newest("p", "s").map(|e| e.run_id.as_str()),
+            Some("r3")
+        );
     }
 }

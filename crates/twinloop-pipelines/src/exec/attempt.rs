@@ -337,3 +337,49 @@ pub(crate) async fn reap(child: &mut Child) {
         tracing::warn!(error = %e, "cannot reap a step process");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_and_messages() {
+        assert_eq!(env_name("train-set.v2"), "TRAIN_SET_V2");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages.jsonl");
+        assert!(
+            read_messages(&path).unwrap().is_empty(),
+            "no file, no messages"
+        );
+        std::fs::write(
+            &path,
+            "{\"output\": \"auc\", \"value\": 0.8}\n\n{\"progress\": 0.5}\n{\"output\": \"auc\", \"value\": 0.9}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_messages(&path).unwrap(),
+            BTreeMap::from([("auc".into(), json!(0.9))])
+        );
+        std::fs::write(&path, "not json\n").unwrap();
+        assert!(
+            read_messages(&path)
+                .unwrap_err()
+                .starts_with("$TWINLOOP_MESSAGES line 1:")
+        );
+    }
+
+    #[test]
+    fn metrics_are_numbers_and_values_are_small() {
+        assert!(check_value("m", OutputKind::Metrics, &json!({"auc": 0.9})).is_ok());
+        assert!(check_value("m", OutputKind::Metrics, &json!({"auc": "high"})).is_err());
+        assert!(check_value("m", OutputKind::Metrics, &json!([1])).is_err());
+        assert!(check_value("v", OutputKind::Value, &json!(["any", 1])).is_ok());
+        let big = Value::String("x".repeat(MAX_VALUE_BYTES));
+        assert!(
+            check_value("v", OutputKind::Value, &big)
+                .unwrap_err()
+                .contains("limit")
+        );
+    }
+}
