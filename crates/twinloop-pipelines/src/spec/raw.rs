@@ -1,0 +1,450 @@
+//! The pipeline file as serde reads it, and its conversion to [`Pipeline`]: defaults applied,
+//! durations and expressions parsed, and what this phase does not run refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_norway::Value as Yaml;
+
+use super::{Cache, CacheMode, Input, OutputKind, Pipeline, Problems, Retries, Step};
+use crate::duration::parse_duration;
+use crate::expr::{Ref, Template};
+
+fn not_supported(what: &str) -> String {
+    format!("{what} is not supported yet")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pipeline: String,
+    description: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, Yaml>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    policy: RawPolicy,
+    triggers: Option<Yaml>,
+    steps: serde_norway::Mapping,
+    #[serde(default)]
+    finally: serde_norway::Mapping,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<RawDuration>,
+    retries: Option<RawRetries>,
+    code: Option<OneOrMany>,
+    env: Option<RawEnv>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    fail_fast: Option<bool>,
+    concurrency: Option<Yaml>,
+    cooldown: Option<Yaml>,
+    max_runs_per_day: Option<Yaml>,
+    on_restart: Option<Yaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    run: Option<String>,
+    uses: Option<Yaml>,
+    with: Option<Yaml>,
+    foreach: Option<Yaml>,
+    max_parallel: Option<Yaml>,
+    resources: Option<Yaml>,
+    executor: Option<String>,
+    #[serde(default)]
+    needs: Vec<String>,
+    when: Option<Yaml>,
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    outputs: BTreeMap<String, RawOutput>,
+    code: Option<OneOrMany>,
+    env: Option<RawEnv>,
+    retries: Option<RawRetries>,
+    timeout: Option<RawDuration>,
+    cache: Option<RawCache>,
+    #[serde(default)]
+    continue_on_error: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    kind: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    lock: Option<OneOrMany>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    secrets: Option<Yaml>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A duration as written; a bare number is accepted here so that the error can say it needs a
+/// unit rather than that it is not a string.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(f64),
+}
+
+impl RawDuration {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            RawDuration::Text(t) => parse_duration(t),
+            RawDuration::Number(n) => parse_duration(&n.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawRetries {
+    Count(u32),
+    Full {
+        max: u32,
+        backoff: Option<RawDuration>,
+        factor: Option<f64>,
+        max_backoff: Option<RawDuration>,
+        on_exit_codes: Option<Yaml>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCache {
+    Switch(bool),
+    Word(String),
+    Policy {
+        max_age: Option<RawDuration>,
+        version: Option<String>,
+    },
+}
+
+pub(super) fn convert(raw: RawPipeline, problems: &mut Problems<'_>) -> Pipeline {
+    if raw.triggers.is_some() {
+        problems.top("triggers", not_supported("`triggers:`"));
+    }
+    let policy = &raw.policy;
+    for (key, set) in [
+        ("concurrency", policy.concurrency.is_some()),
+        ("cooldown", policy.cooldown.is_some()),
+        ("max_runs_per_day", policy.max_runs_per_day.is_some()),
+        ("on_restart", policy.on_restart.is_some()),
+    ] {
+        if set {
+            problems.top("policy", not_supported(&format!("`policy.{key}`")));
+        }
+    }
+    let mut params = BTreeMap::new();
+    for (name, value) in raw.params {
+        match serde_json::to_value(&value) {
+            Ok(v) => {
+                params.insert(name, v);
+            }
+            Err(e) => problems.top("params", format!("param {name}: {e}")),
+        }
+    }
+    let defaults = Defaults::convert(raw.defaults, problems);
+    let mut steps = Vec::new();
+    for (section, mapping) in [("steps", raw.steps), ("finally", raw.finally)] {
+        for (key, value) in mapping {
+            let Some(id) = key.as_str().map(str::to_owned) else {
+                problems.top(section, format!("step ids are strings, not {key:?}"));
+                continue;
+            };
+            match serde_norway::from_value::<RawStep>(value) {
+                Ok(raw_step) => {
+                    if let Some(step) = convert_step(section, id, raw_step, &defaults, problems) {
+                        steps.push(step);
+                    }
+                }
+                Err(e) => problems.step(section, &id, None, e.to_string()),
+            }
+        }
+    }
+    Pipeline {
+        name: raw.pipeline,
+        description: raw.description,
+        file: problems.file.to_owned(),
+        params,
+        fail_fast: raw.policy.fail_fast.unwrap_or(true),
+        steps,
+    }
+}
+
+struct Defaults {
+    timeout: Option<Duration>,
+    retries: Retries,
+    code: Vec<String>,
+    env_lock: Vec<String>,
+}
+
+impl Defaults {
+    fn convert(raw: RawDefaults, problems: &mut Problems<'_>) -> Defaults {
+        let mut report = |message: String| problems.top("defaults", message);
+        let timeout = raw
+            .timeout
+            .and_then(|t| t.parse().map_err(&mut report).ok());
+        let retries = raw
+            .retries
+            .map(|r| convert_retries(r).map_err(&mut report).unwrap_or_default())
+            .unwrap_or_default();
+        let mut env_lock = Vec::new();
+        if let Some(env) = raw.env {
+            if !env.vars.is_empty() || env.secrets.is_some() {
+                report("defaults.env holds only `lock:`; declare vars on each step".into());
+            }
+            env_lock = env.lock.map(OneOrMany::into_vec).unwrap_or_default();
+        }
+        Defaults {
+            timeout,
+            retries,
+            code: raw.code.map(OneOrMany::into_vec).unwrap_or_default(),
+            env_lock,
+        }
+    }
+}
+
+fn convert_retries(raw: RawRetries) -> Result<Retries, String> {
+    let defaults = Retries::default();
+    match raw {
+        RawRetries::Count(max) => Ok(Retries { max, ..defaults }),
+        RawRetries::Full {
+            max,
+            backoff,
+            factor,
+            max_backoff,
+            on_exit_codes,
+        } => {
+            if on_exit_codes.is_some() {
+                return Err(not_supported("`retries.on_exit_codes`"));
+            }
+            let factor = factor.unwrap_or(defaults.factor);
+            if !(factor >= 1.0 && factor.is_finite()) {
+                return Err(format!("retries.factor must be at least 1, not {factor}"));
+            }
+            Ok(Retries {
+                max,
+                backoff: backoff.map_or(Ok(defaults.backoff), |b| b.parse())?,
+                factor,
+                max_backoff: max_backoff.map(|b| b.parse()).transpose()?,
+            })
+        }
+    }
+}
+
+fn convert_step(
+    section: &str,
+    id: String,
+    raw: RawStep,
+    defaults: &Defaults,
+    problems: &mut Problems<'_>,
+) -> Option<Step> {
+    let before = problems.list.len();
+    let mut report =
+        |field: &str, message: String| problems.step(section, &id, Some(field), message);
+    for (field, set) in [
+        ("uses", raw.uses.is_some() || raw.with.is_some()),
+        (
+            "foreach",
+            raw.foreach.is_some() || raw.max_parallel.is_some(),
+        ),
+        ("resources", raw.resources.is_some()),
+    ] {
+        if set {
+            report(field, not_supported(&format!("`{field}:`")));
+        }
+    }
+    if let Some(executor) = raw.executor.as_deref().filter(|e| *e != "local") {
+        report(
+            "executor",
+            format!("executor {executor:?} is not supported yet: only `local` runs steps"),
+        );
+    }
+    let run = match raw.run.as_deref().map(Template::parse) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            report("run", e);
+            None
+        }
+        None => {
+            if raw.uses.is_none() {
+                report("run", "a step needs `run:` (a command)".into());
+            }
+            None
+        }
+    };
+    let when = raw
+        .when
+        .and_then(|w| parse_when(w).map_err(|e| report("when", e)).ok());
+    let mut inputs = BTreeMap::new();
+    for (name, text) in raw.inputs {
+        match parse_input(&text) {
+            Ok(input) => {
+                inputs.insert(name, input);
+            }
+            Err(e) => report("inputs", format!("input {name}: {e}")),
+        }
+    }
+    let mut outputs = BTreeMap::new();
+    for (name, output) in raw.outputs {
+        match parse_output_kind(&output.kind) {
+            Ok(kind) => {
+                outputs.insert(name, kind);
+            }
+            Err(e) => report("outputs", format!("output {name}: {e}")),
+        }
+    }
+    let mut code = raw.code.map(OneOrMany::into_vec).unwrap_or_default();
+    code.extend(defaults.code.iter().cloned());
+    let mut env_lock = defaults.env_lock.clone();
+    let mut env_vars = BTreeMap::new();
+    if let Some(env) = raw.env {
+        if env.secrets.is_some() {
+            report("env", not_supported("`env.secrets`"));
+        }
+        if let Some(lock) = env.lock {
+            env_lock = lock.into_vec();
+        }
+        for (name, value) in env.vars {
+            match Template::parse(&value) {
+                Ok(t) => {
+                    env_vars.insert(name, t);
+                }
+                Err(e) => report("env", format!("var {name}: {e}")),
+            }
+        }
+    }
+    let retries = match raw.retries {
+        Some(r) => convert_retries(r)
+            .map_err(|e| report("retries", e))
+            .unwrap_or_default(),
+        None => defaults.retries.clone(),
+    };
+    let timeout = match raw.timeout {
+        Some(t) => t.parse().map_err(|e| report("timeout", e)).ok(),
+        None => defaults.timeout,
+    };
+    let cache = raw
+        .cache
+        .map_or(Ok(Cache::auto()), parse_cache)
+        .map_err(|e| report("cache", e))
+        .ok();
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Step {
+        id,
+        run: run?,
+        needs: raw.needs,
+        when,
+        inputs,
+        outputs,
+        code,
+        env_lock,
+        env_vars,
+        retries,
+        timeout,
+        cache: cache?,
+        continue_on_error: raw.continue_on_error,
+        finally: section == "finally",
+    })
+}
+
+/// `when:` is an expression with or without its `${{ }}`; a bare `true`/`false` too.
+fn parse_when(when: Yaml) -> Result<Template, String> {
+    let text = match when {
+        Yaml::String(s) if s.contains("${{") => s,
+        Yaml::String(s) => format!("${{{{ {s} }}}}"),
+        Yaml::Bool(b) => format!("${{{{ {b} }}}}"),
+        other => return Err(format!("`when:` is an expression, not {other:?}")),
+    };
+    Template::parse(&text)
+}
+
+fn parse_output_kind(kind: &str) -> Result<OutputKind, String> {
+    match kind {
+        "file" => Ok(OutputKind::File),
+        "dir" => Ok(OutputKind::Dir),
+        "metrics" => Ok(OutputKind::Metrics),
+        "value" => Ok(OutputKind::Value),
+        "dataset" | "model" => Err(format!("kind {kind:?} is not supported yet")),
+        other => Err(format!(
+            "unknown kind {other:?}: use file, dir, metrics or value"
+        )),
+    }
+}
+
+fn parse_cache(raw: RawCache) -> Result<Cache, String> {
+    match raw {
+        RawCache::Switch(on) => Ok(Cache {
+            mode: if on { CacheMode::On } else { CacheMode::Off },
+            ..Cache::auto()
+        }),
+        RawCache::Word(w) if w == "auto" => Ok(Cache::auto()),
+        RawCache::Word(w) => Err(format!(
+            "cache is auto, false, true or {{max_age, version}}, not {w:?}"
+        )),
+        RawCache::Policy { max_age, version } => Ok(Cache {
+            mode: CacheMode::On,
+            max_age: max_age.map(|a| a.parse()).transpose()?,
+            version,
+        }),
+    }
+}
+
+fn parse_input(text: &str) -> Result<Input, String> {
+    let text = text.trim();
+    if text.contains("${{") {
+        let template = Template::parse(text)?;
+        return match (template.as_expr(), template.refs().as_slice()) {
+            (Some(_), [Ref::Output { step, output }]) => Ok(Input::Output {
+                step: step.clone(),
+                output: output.clone(),
+            }),
+            _ => Err("an input is `${{ steps.<id>.outputs.<name> }}` or a path".into()),
+        };
+    }
+    for prefix in ["models:/", "features:", "s3://"] {
+        if text.starts_with(prefix) {
+            return Err(not_supported(&format!("a {prefix} input")));
+        }
+    }
+    if text.contains(['*', '?', '[']) {
+        return Err(not_supported("a glob input"));
+    }
+    if text.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(Input::Path(text.to_owned()))
+}
