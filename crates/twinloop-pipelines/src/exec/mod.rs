@@ -259,6 +259,9 @@ struct Runner<'a> {
     reports: BTreeMap<String, StepReport>,
 }
 
+/// The executing steps' tasks, each ending with the step's id, what it ran with and its end.
+type Running = JoinSet<(String, Box<Prepared>, StepEnd)>;
+
 /// What to do with a step whose upstream steps have finished.
 enum Decision {
     Done(StepReport),
@@ -325,84 +328,43 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs `pending` (main or `finally:` steps) until every one has an end state.
     async fn phase(
         &mut self,
         mut pending: Vec<&Step>,
         run_status: Option<RunStatus>,
         cancel: &Cancel,
     ) -> Result<(), Error> {
-        let mut running: JoinSet<(String, Box<Prepared>, StepEnd)> = JoinSet::new();
+        let mut running: Running = JoinSet::new();
         let mut stop: Option<(StepState, String)> = None;
         loop {
             if stop.is_none() && cancel.is_canceled() {
                 stop = Some((StepState::Canceled, "the run was canceled".into()));
             }
-            let mut i = 0;
-            while i < pending.len() {
-                let step = pending[i];
-                let ready = step.upstream().iter().all(|u| {
-                    self.states
-                        .get(u)
-                        .is_some_and(|s| !matches!(s, StepState::Running | StepState::Retrying))
-                });
-                if !ready {
-                    i += 1;
-                    continue;
-                }
-                if let Some((state, reason)) = &stop {
-                    pending.remove(i);
-                    self.finish(step_report(step, *state, Some(reason.clone())));
-                    continue;
-                }
-                if running.len() >= self.options.max_parallel.max(1) {
-                    break;
-                }
-                pending.remove(i);
-                match self.decide(step, run_status) {
-                    Decision::Done(report) => self.finish(report),
-                    Decision::Execute(prepared) => {
-                        self.states.insert(step.id.clone(), StepState::Running);
-                        let job = StepJob {
-                            step: step.clone(),
-                            pipeline: self.pipeline.name.clone(),
-                            run_id: self.run_id.clone(),
-                            dir: self.run_dir.join(&step.id),
-                            repo: self.options.repo.clone(),
-                            cas: self.cas.clone(),
-                            kill_grace: self.options.kill_grace,
-                            cancel: cancel.clone(),
-                            events: self.options.events.clone(),
-                        };
-                        running.spawn(async move {
-                            let end = job.run(&prepared).await;
-                            (job.step.id, prepared, end)
-                        });
-                    }
-                }
-            }
+            self.start_ready(
+                &mut pending,
+                &mut running,
+                stop.as_ref(),
+                run_status,
+                cancel,
+            );
             if running.is_empty() {
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                // Only reachable with a step whose upstream is outside both phases; validation
-                // forbids it, so end rather than wait forever.
+                // Pending steps are left only when their upstream is outside this phase and never
+                // ran; validation forbids it, so end rather than wait forever.
                 for step in pending.drain(..) {
-                    self.finish(step_report(
-                        step,
-                        StepState::Skipped,
-                        Some("upstream never ran".into()),
-                    ));
+                    let reason = Some("upstream never ran".into());
+                    self.finish(step_report(step, StepState::Skipped, reason));
                 }
                 return Ok(());
             }
             tokio::select! {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
-                    let (id, prepared, end) = joined.map_err(|e| Error::io("a step task failed", std::io::Error::other(e)))?;
-                    let failed = matches!(end.state, StepState::Failed | StepState::TimedOut);
-                    let step = self.pipeline.step(&id);
-                    if failed && stop.is_none() && self.pipeline.fail_fast && step.is_some_and(|s| !s.continue_on_error) {
-                        stop = Some((StepState::Skipped, format!("not started: step {id} {} (fail_fast)", end.state)));
+                    let (id, prepared, end) = joined
+                        .map_err(|e| Error::io("a step task failed", std::io::Error::other(e)))?;
+                    if stop.is_none() && self.stops_the_run(&id, end.state) {
+                        let reason = format!("not started: step {id} {} (fail_fast)", end.state);
+                        stop = Some((StepState::Skipped, reason));
                     }
                     self.executed(&id, &prepared, end)?;
                 }
@@ -411,6 +373,76 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// Decides every pending step whose upstream steps have ended, and starts executions while
+    /// slots are free; after a stop, ends them with the stop's state instead.
+    fn start_ready(
+        &mut self,
+        pending: &mut Vec<&Step>,
+        running: &mut Running,
+        stop: Option<&(StepState, String)>,
+        run_status: Option<RunStatus>,
+        cancel: &Cancel,
+    ) {
+        let mut i = 0;
+        while i < pending.len() {
+            let step = pending[i];
+            let ready = step.upstream().iter().all(|u| {
+                self.states
+                    .get(u)
+                    .is_some_and(|s| !matches!(s, StepState::Running | StepState::Retrying))
+            });
+            if !ready {
+                i += 1;
+                continue;
+            }
+            if let Some((state, reason)) = stop {
+                pending.remove(i);
+                self.finish(step_report(step, *state, Some(reason.clone())));
+                continue;
+            }
+            if running.len() >= self.options.max_parallel.max(1) {
+                return;
+            }
+            pending.remove(i);
+            match self.decide(step, run_status) {
+                Decision::Done(report) => self.finish(report),
+                Decision::Execute(prepared) => self.spawn(step, prepared, running, cancel),
+            }
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        step: &Step,
+        prepared: Box<Prepared>,
+        running: &mut Running,
+        cancel: &Cancel,
+    ) {
+        self.states.insert(step.id.clone(), StepState::Running);
+        let job = StepJob {
+            step: step.clone(),
+            pipeline: self.pipeline.name.clone(),
+            run_id: self.run_id.clone(),
+            dir: self.run_dir.join(&step.id),
+            repo: self.options.repo.clone(),
+            cas: self.cas.clone(),
+            kill_grace: self.options.kill_grace,
+            cancel: cancel.clone(),
+            events: self.options.events.clone(),
+        };
+        running.spawn(async move {
+            let end = job.run(&prepared).await;
+            (job.step.id, prepared, end)
+        });
+    }
+
+    /// Whether a step that ended in `state` stops scheduling (`fail_fast`).
+    fn stops_the_run(&self, id: &str, state: StepState) -> bool {
+        matches!(state, StepState::Failed | StepState::TimedOut)
+            && self.pipeline.fail_fast
+            && self.pipeline.step(id).is_some_and(|s| !s.continue_on_error)
     }
 
     fn decide(&self, step: &Step, run_status: Option<RunStatus>) -> Decision {
