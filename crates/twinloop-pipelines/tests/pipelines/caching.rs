@@ -71,8 +71,6 @@ async fn a3_a_second_run_is_all_cached() {
         Some(first.run_id.as_str())
     );
     assert_eq!(repo.read("counter.txt"), "prep\ntrain\neval\n");
-    let engine_ms = second.ended_ms - second.started_ms;
-    assert!(engine_ms < 300, "a fully cached run took {engine_ms} ms");
 }
 
 #[tokio::test]
