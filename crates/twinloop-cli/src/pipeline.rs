@@ -1,6 +1,8 @@
 //! `twinloop pipeline …`: validate, plan and run pipeline files with the local engine of
-//! `twinloop_pipelines`. Exit codes follow the design: 0 succeeded, 1 failed or canceled,
-//! 2 invalid spec or usage.
+//! `twinloop_pipelines`, and manage its cache. Exit codes follow the design: 0 succeeded,
+//! 1 failed or canceled, 2 invalid spec or usage.
+
+mod cache;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +56,11 @@ enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List and remove cache entries and the stored outputs nothing references any more.
+    Cache {
+        #[command(subcommand)]
+        command: cache::CacheCommand,
+    },
 }
 
 #[derive(Args)]
@@ -70,6 +77,10 @@ struct CacheArgs {
     /// Rehash cached outputs before reusing them.
     #[arg(long)]
     verify: bool,
+    /// Reuse the SUCCEEDED and CACHED steps of this earlier run of the pipeline, whatever the
+    /// cache settings; the rest run again, under a new run id.
+    #[arg(long, value_name = "RUN_ID")]
+    resume: Option<String>,
 }
 
 impl CacheArgs {
@@ -101,6 +112,7 @@ pub fn run(args: PipelineArgs) -> ExitCode {
             |code| code,
             |pipeline| execute(&pipeline, &cache, args.repo, home, max_parallel, json),
         ),
+        PipelineCommand::Cache { command } => cache::run(command, &home),
     }
 }
 
@@ -128,6 +140,18 @@ fn fail(error: &Error) -> ExitCode {
         Error::UnknownStep(_) => {
             eprintln!("error: {error}");
             eprintln!("hint: `twinloop pipeline validate FILE` lists the pipeline's steps");
+            ExitCode::from(INVALID)
+        }
+        Error::UnknownRun(_) | Error::ResumeOtherPipeline { .. } => {
+            eprintln!("error: {error}");
+            eprintln!(
+                "hint: `twinloop pipeline cache ls` lists the runs of each pipeline; resume one with the same --home"
+            );
+            ExitCode::from(INVALID)
+        }
+        Error::UnknownKey(_) => {
+            eprintln!("error: {error}");
+            eprintln!("hint: `twinloop pipeline cache ls` lists the keys");
             ExitCode::from(INVALID)
         }
         Error::Read { .. } | Error::Io { .. } => {
@@ -178,6 +202,7 @@ fn plan(pipeline: &Pipeline, cache: &CacheArgs, repo: PathBuf, home: PathBuf) ->
             no_cache: cache.no_cache,
             refresh: cache.refresh.clone(),
             verify: cache.verify,
+            resume: cache.resume.clone(),
         },
         Err(e) => return fail(&e),
     };
@@ -214,6 +239,7 @@ fn execute(
     options.no_cache = cache.no_cache;
     options.refresh.clone_from(&cache.refresh);
     options.verify = cache.verify;
+    options.resume.clone_from(&cache.resume);
     if let Some(n) = max_parallel {
         options.max_parallel = n;
     }

@@ -60,6 +60,18 @@ pub enum Error {
     /// `--refresh STEP` names no step.
     #[error("no step named {0:?} in the pipeline")]
     UnknownStep(String),
+    /// `--resume RUN_ID` names a run with no execution in the cache index.
+    #[error("no run {0:?} in the cache index: nothing to resume")]
+    UnknownRun(String),
+    #[error("run {run_id} is a run of pipeline {theirs:?}, not {ours:?}: nothing to resume")]
+    ResumeOtherPipeline {
+        run_id: String,
+        theirs: String,
+        ours: String,
+    },
+    /// `cache rm KEY` names no entry.
+    #[error("no cache entry with key {0:?}")]
+    UnknownKey(String),
 }
 
 impl Error {

@@ -11,6 +11,7 @@ pub mod expr;
 mod glob;
 mod locate;
 pub mod plan;
+mod resume;
 pub mod spec;
 pub mod state;
 pub mod validate;

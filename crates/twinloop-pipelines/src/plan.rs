@@ -1,7 +1,7 @@
 //! `plan`: what a run would do with each step and why, creating no executions. A step is
 //! `RUN` (naming what changed since the newest execution of the same step), `CACHED` (from
-//! which run), `SKIPPED`, or `UNKNOWN` when it reads an output that only running upstream
-//! steps will produce.
+//! which run: a cache hit, or the run `--resume` names), `SKIPPED`, or `UNKNOWN` when it reads
+//! an output that only running upstream steps will produce.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::exec::prepare::prepare;
 use crate::exec::{cache_off, downstream_of};
 use crate::expr::Ref;
+use crate::resume::Resume;
 use crate::spec::{Input, Pipeline, Step};
 use crate::state::{OutputRecord, RunScope, StepState};
 
@@ -39,6 +40,8 @@ pub struct PlanOptions {
     pub no_cache: bool,
     pub refresh: Vec<String>,
     pub verify: bool,
+    /// The run `run --resume` would reuse steps of.
+    pub resume: Option<String>,
 }
 
 /// Each step's decision, in the order a run would take them.
@@ -58,6 +61,11 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
             e,
         )
     })?;
+    let resume = options
+        .resume
+        .as_deref()
+        .map(|r| Resume::load(&index, &pipeline.name, r))
+        .transpose()?;
     let cas = Cas::new(&options.home);
     let refresh = downstream_of(pipeline, &options.refresh);
     let mut states: BTreeMap<String, StepState> = BTreeMap::new();
@@ -92,6 +100,13 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                 Decision::Skipped {
                     reason: format!("when is false: {source}"),
                 }
+            } else if let Some(resume) = &resume
+                && let Some(previous) = resume.reusable(&step.id, &cas, options.verify)
+            {
+                outputs.insert(step.id.clone(), previous.outputs.clone());
+                Decision::Cached {
+                    from_run: resume.run_id.clone(),
+                }
             } else {
                 match prepare(step, &options.repo, &scope) {
                     Err(e) => Decision::Unknown { reason: e },
@@ -112,7 +127,7 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                                     let changes = prepared.doc.changes(&previous.doc);
                                     if !changes.is_empty() {
                                         changes
-                                    } else if previous.state != StepState::Succeeded {
+                                    } else if !previous.state.ok() {
                                         vec![format!("its last execution {}", previous.state)]
                                     } else {
                                         vec!["its cached outputs are missing or expired".to_owned()]

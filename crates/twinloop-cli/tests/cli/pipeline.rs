@@ -115,3 +115,99 @@ fn plan_names_the_changed_code_file() {
         "{stdout}"
     );
 }
+
+/// A12 through the binary, then the cache verbs on what the runs left.
+#[test]
+fn resume_and_cache_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/b.sh"), "exit 1\n").unwrap();
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &pipeline,
+        "pipeline: p\nsteps:\n  a:\n    run: echo a > \"$TWINLOOP_OUTPUT_OUT\"\n    outputs: {out: {kind: file}}\n  b:\n    run: sh src/b.sh\n    inputs:\n      in: ${{ steps.a.outputs.out }}\n",
+    )
+    .unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let out = twinloop(dir.path(), &["run", pipeline, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r1 = first["run_id"].as_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("src/b.sh"), "true\n").unwrap();
+
+    let out = twinloop(
+        dir.path(),
+        &["plan", pipeline, "--resume", &r1, "--no-cache"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("CACHED") && l.ends_with(&format!("from run {r1}"))),
+        "{stdout}"
+    );
+    let out = twinloop(
+        dir.path(),
+        &["run", pipeline, "--resume", &r1, "--no-cache"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.starts_with(&format!("run {r1} ")), "{stdout}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  a:") || l.starts_with("  b:"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["  a: CACHED", "  b: started (attempt 1)", "  b: SUCCEEDED"]
+    );
+
+    let out = twinloop(dir.path(), &["run", pipeline, "--resume", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .starts_with("error: no run \"nope\" in the cache index: nothing to resume\nhint: "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = twinloop(dir.path(), &["cache", "ls", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["a", "b"], "the succeeded executions, oldest first");
+    assert_eq!(entries[0]["run_id"], r1.as_str());
+    assert_eq!(entries[0]["size_bytes"], 2);
+    let key = entries[0]["key"].as_str().unwrap();
+    let out = twinloop(dir.path(), &["cache", "ls"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("KEY\tSTEP\tPIPELINE\tRUN\tAGE\tSIZE\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{key}\ta\tp\t{r1}\t")), "{stdout}");
+
+    let out = twinloop(dir.path(), &["cache", "rm", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: no cache entry with key \"nope\"\nhint: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = twinloop(dir.path(), &["cache", "rm", key]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("removed cache entry {key}: 2 executions, 1 blobs (2 B)\n"),
+        "a's execution and its reuse"
+    );
+    let out = twinloop(dir.path(), &["cache", "gc", "--older-than", "30d"]);
+    assert_eq!(text(&out.stdout), "removed 0 executions, 0 blobs (0 B)\n");
+    let out = twinloop(dir.path(), &["cache", "gc", "--older-than", "soon"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a bad age");
+}

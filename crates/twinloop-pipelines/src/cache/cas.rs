@@ -96,6 +96,52 @@ impl Cas {
         Ok(())
     }
 
+    /// The blobs an output consists of: its own, and for a directory its files' too (those its
+    /// manifest still lists).
+    pub fn blobs(&self, kind: OutputKind, digest: &str) -> Vec<String> {
+        let mut out = vec![digest.to_owned()];
+        if kind == OutputKind::Dir
+            && let Ok(entries) = self.manifest(digest)
+        {
+            out.extend(entries.into_iter().map(|(_, d)| d));
+        }
+        out
+    }
+
+    /// Every blob in the store with its size in bytes; a half-written `.partial` is not a blob.
+    pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let shards = match std::fs::read_dir(&self.root) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for shard in shards {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for blob in std::fs::read_dir(shard.path())? {
+                let blob = blob?;
+                let name = blob.file_name().to_string_lossy().into_owned();
+                if !name.contains('.') && blob.file_type()?.is_file() {
+                    out.push((name, blob.metadata()?.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The size of a blob, 0 when it is gone.
+    pub fn size(&self, digest: &str) -> u64 {
+        std::fs::metadata(self.path(digest)).map_or(0, |m| m.len())
+    }
+
+    pub fn remove(&self, digest: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.path(digest))
+    }
+
     fn manifest(&self, digest: &str) -> std::io::Result<Vec<(String, String)>> {
         let bytes = std::fs::read(self.path(digest))?;
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)

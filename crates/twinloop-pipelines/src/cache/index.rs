@@ -1,6 +1,8 @@
 //! The executions the cache and `plan` read: one JSON line per finished step execution under
 //! `<home>/cache/executions.jsonl`. A stand-in for the metadata store, which records executions
-//! in lineage in a later phase; a line that does not parse is skipped with a warning.
+//! in lineage in a later phase; a line that does not parse is skipped with a warning. Reused
+//! steps are recorded too (state `CACHED`, with `cached_from`), so that a run can be resumed
+//! from any run, itself resumed or cached.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,6 +26,10 @@ pub struct Execution {
     pub state: StepState,
     pub finished_ms: i64,
     pub outputs: BTreeMap<String, OutputRecord>,
+    /// The run whose execution a `CACHED` one reused; absent from lines written before reuses
+    /// were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 #[derive(Debug)]
@@ -52,6 +58,10 @@ impl Index {
             })
             .collect();
         Ok(Index { path, executions })
+    }
+
+    pub fn executions(&self) -> &[Execution] {
+        &self.executions
     }
 
     pub fn record(&mut self, execution: Execution) -> std::io::Result<()> {
@@ -98,6 +108,27 @@ impl Index {
             .rev()
             .find(|e| e.pipeline == pipeline && e.step == step)
     }
+
+    /// Keeps only the executions `keep` accepts, rewriting the file whole (through a temporary
+    /// file and a rename, so that a crash leaves the old index or the new one) and returns how
+    /// many it removed.
+    pub fn retain(&mut self, keep: impl Fn(&Execution) -> bool) -> std::io::Result<usize> {
+        let before = self.executions.len();
+        self.executions.retain(|e| keep(e));
+        let removed = before - self.executions.len();
+        if removed == 0 {
+            return Ok(0);
+        }
+        let mut text = Vec::new();
+        for execution in &self.executions {
+            serde_json::to_writer(&mut text, execution).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        let partial = self.path.with_extension("jsonl.partial");
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, &self.path)?;
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +167,7 @@ mod tests {
                     value: None,
                 },
             )]),
+            cached_from: None,
         }
     }
 
@@ -171,5 +203,30 @@ mod tests {
             index.newest("p", "s").map(|e| e.run_id.as_str()),
             Some("r3")
         );
+    }
+
+    #[test]
+    fn a_line_written_before_cached_from_still_reads_and_retain_rewrites_the_file() {
+        let home = tempfile::tempdir().unwrap();
+        let old = serde_json::to_value(execution("r0", StepState::Succeeded, 1, "d")).unwrap();
+        assert!(old.get("cached_from").is_none(), "None is not written");
+        std::fs::create_dir_all(home.path().join("cache")).unwrap();
+        std::fs::write(
+            home.path().join("cache/executions.jsonl"),
+            format!("{old}\n"),
+        )
+        .unwrap();
+        let mut index = Index::open(home.path()).unwrap();
+        let mut reused = execution("r1", StepState::Cached, 2, "d");
+        reused.cached_from = Some("r0".into());
+        index.record(reused).unwrap();
+        assert_eq!(index.retain(|e| e.run_id != "r0").unwrap(), 1);
+        let index = Index::open(home.path()).unwrap();
+        let runs: Vec<_> = index
+            .executions()
+            .iter()
+            .map(|e| (e.run_id.as_str(), e.cached_from.as_deref()))
+            .collect();
+        assert_eq!(runs, vec![("r1", Some("r0"))]);
     }
 }

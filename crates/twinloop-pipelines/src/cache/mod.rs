@@ -5,10 +5,12 @@
 //! cutoff) without anyone declaring data versions.
 //!
 //! In this phase the executions the cache reads are JSON lines under the pipeline home
-//! ([`index`]); the metadata store and lineage take that role later.
+//! ([`index`]); the metadata store and lineage take that role later. [`gc`] lists and removes
+//! entries and the blobs nothing references any more.
 
 pub mod cas;
 pub mod digest;
+pub mod gc;
 pub mod index;
 pub mod key;
 

@@ -17,8 +17,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cache::{Cas, Execution, Index};
+use crate::cache::{Cas, Execution, Index, KeyDoc};
 use crate::error::Error;
+use crate::resume::Resume;
 use crate::spec::{Pipeline, Step};
 use crate::state::{OutputRecord, RunScope, RunStatus, StepState};
 use prepare::{Prepared, prepare};
@@ -113,6 +114,9 @@ pub struct RunOptions {
     pub max_parallel: usize,
     /// Rehash cached outputs before reusing them.
     pub verify: bool,
+    /// A run of this pipeline whose `SUCCEEDED` and `CACHED` steps are reused whatever the cache
+    /// settings.
+    pub resume: Option<String>,
     /// Between SIGTERM and SIGKILL when a step times out or the run is canceled.
     pub kill_grace: Duration,
     pub cancel: Cancel,
@@ -130,6 +134,7 @@ impl RunOptions {
             refresh: Vec::new(),
             max_parallel: std::thread::available_parallelism().map_or(1, usize::from),
             verify: false,
+            resume: None,
             kill_grace: Duration::from_secs(10),
             cancel: Cancel::default(),
             events: Events::default(),
@@ -197,8 +202,14 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, 
             e,
         )
     })?;
+    let resume = options
+        .resume
+        .as_deref()
+        .map(|r| Resume::load(&index, &pipeline.name, r))
+        .transpose()?;
     let run_id = twinloop_core::ids::new_run_id();
     let mut runner = Runner {
+        resume,
         refresh: downstream_of(pipeline, &options.refresh),
         cas: Cas::new(&options.home),
         pipeline,
@@ -253,6 +264,7 @@ struct Runner<'a> {
     params: BTreeMap<String, Value>,
     cas: Cas,
     index: Index,
+    resume: Option<Resume>,
     refresh: BTreeSet<String>,
     states: BTreeMap<String, StepState>,
     outputs: BTreeMap<String, BTreeMap<String, OutputRecord>>,
@@ -265,6 +277,8 @@ type Running = JoinSet<(String, Box<Prepared>, StepEnd)>;
 /// What to do with a step whose upstream steps have finished.
 enum Decision {
     Done(StepReport),
+    /// A cache hit or a step of the resumed run: reported `CACHED` and recorded as such.
+    Reuse(StepReport, Box<Execution>),
     Execute(Box<Prepared>),
 }
 
@@ -347,7 +361,7 @@ impl Runner<'_> {
                 stop.as_ref(),
                 run_status,
                 cancel,
-            );
+            )?;
             if running.is_empty() {
                 // Pending steps are left only when their upstream is outside this phase and never
                 // ran; validation forbids it, so end rather than wait forever.
@@ -384,7 +398,7 @@ impl Runner<'_> {
         stop: Option<&(StepState, String)>,
         run_status: Option<RunStatus>,
         cancel: &Cancel,
-    ) {
+    ) -> Result<(), Error> {
         let mut i = 0;
         while i < pending.len() {
             let step = pending[i];
@@ -403,14 +417,19 @@ impl Runner<'_> {
                 continue;
             }
             if running.len() >= self.options.max_parallel.max(1) {
-                return;
+                return Ok(());
             }
             pending.remove(i);
             match self.decide(step, run_status) {
                 Decision::Done(report) => self.finish(report),
+                Decision::Reuse(report, execution) => {
+                    self.record(*execution)?;
+                    self.finish(report);
+                }
                 Decision::Execute(prepared) => self.spawn(step, prepared, running, cancel),
             }
         }
+        Ok(())
     }
 
     fn spawn(
@@ -479,6 +498,11 @@ impl Runner<'_> {
                 Some(format!("when is false: {}", when.source)),
             ));
         }
+        if let Some(resume) = &self.resume
+            && let Some(previous) = resume.reusable(&step.id, &self.cas, self.options.verify)
+        {
+            return self.reuse(step, previous, &resume.run_id, previous.doc.clone());
+        }
         let prepared = match prepare(step, &self.options.repo, &scope) {
             Ok(p) => p,
             Err(e) => return Decision::Done(step_report(step, StepState::Failed, Some(e))),
@@ -490,14 +514,36 @@ impl Runner<'_> {
                 self.index
                     .hit(&prepared.key, max_age, &self.cas, self.options.verify, now)
             {
-                let mut report = step_report(step, StepState::Cached, None);
-                report.cached_from = Some(hit.run_id.clone());
-                report.key = Some(prepared.key.clone());
-                report.outputs = hit.outputs.clone();
-                return Decision::Done(report);
+                return self.reuse(step, hit, &hit.run_id, prepared.doc);
             }
         }
         Decision::Execute(Box::new(prepared))
+    }
+
+    /// Reuses `previous`, an execution of run `from`, as this run's `CACHED` step.
+    fn reuse(&self, step: &Step, previous: &Execution, from: &str, doc: KeyDoc) -> Decision {
+        let mut report = step_report(step, StepState::Cached, None);
+        report.cached_from = Some(from.to_owned());
+        report.key = Some(previous.key.clone());
+        report.outputs = previous.outputs.clone();
+        let execution = Execution {
+            pipeline: self.pipeline.name.clone(),
+            step: step.id.clone(),
+            run_id: self.run_id.clone(),
+            key: previous.key.clone(),
+            doc,
+            state: StepState::Cached,
+            finished_ms: twinloop_core::time::now_ms(),
+            outputs: previous.outputs.clone(),
+            cached_from: Some(from.to_owned()),
+        };
+        Decision::Reuse(report, Box::new(execution))
+    }
+
+    fn record(&mut self, execution: Execution) -> Result<(), Error> {
+        self.index
+            .record(execution)
+            .map_err(|e| Error::io("cannot write the cache index", e))
     }
 
     fn cache_enabled(&self, step: &Step) -> bool {
@@ -521,18 +567,17 @@ impl Runner<'_> {
     /// Records an executed step: in the report and, unless canceled, in the cache index.
     fn executed(&mut self, id: &str, prepared: &Prepared, end: StepEnd) -> Result<(), Error> {
         if end.state != StepState::Canceled {
-            self.index
-                .record(Execution {
-                    pipeline: self.pipeline.name.clone(),
-                    step: id.to_owned(),
-                    run_id: self.run_id.clone(),
-                    key: prepared.key.clone(),
-                    doc: prepared.doc.clone(),
-                    state: end.state,
-                    finished_ms: twinloop_core::time::now_ms(),
-                    outputs: end.outputs.clone(),
-                })
-                .map_err(|e| Error::io("cannot write the cache index", e))?;
+            self.record(Execution {
+                pipeline: self.pipeline.name.clone(),
+                step: id.to_owned(),
+                run_id: self.run_id.clone(),
+                key: prepared.key.clone(),
+                doc: prepared.doc.clone(),
+                state: end.state,
+                finished_ms: twinloop_core::time::now_ms(),
+                outputs: end.outputs.clone(),
+                cached_from: None,
+            })?;
         }
         self.finish(StepReport {
             step: id.to_owned(),

@@ -1,5 +1,5 @@
 //! Acceptance tests of the pipeline engine (section 13 of the design: A1–A10, A9's timeout and
-//! cancel) against the library, with `sh` steps in a temporary repo.
+//! cancel, A12 resume) against the library, with `sh` steps in a temporary repo.
 
 mod support;
 
@@ -8,6 +8,7 @@ mod control;
 mod example;
 mod parallel;
 mod plan;
+mod resume;
 mod retries;
 mod timeout;
 mod validate;

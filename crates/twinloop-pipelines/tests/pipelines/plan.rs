@@ -35,6 +35,7 @@ steps:
         no_cache: false,
         refresh: Vec::new(),
         verify: false,
+        resume: None,
     };
     let first = plan(&pipeline, &options(Vec::new())).unwrap();
     assert_eq!(

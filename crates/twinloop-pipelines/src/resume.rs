@@ -1,0 +1,50 @@
+//! `--resume RUN_ID` (section 5 of the design): the steps that run ended `SUCCEEDED` or `CACHED`
+//! are reused whatever the cache settings, once their outputs are found in the store as a cache
+//! hit's are; the rest run again under a new run id.
+
+use std::collections::BTreeMap;
+
+use crate::cache::{Cas, Execution, Index};
+use crate::error::Error;
+
+/// What a run being resumed left behind: its last execution of each step.
+pub(crate) struct Resume {
+    pub run_id: String,
+    steps: BTreeMap<String, Execution>,
+}
+
+impl Resume {
+    /// The run's executions; a run the index does not know, or a run of another pipeline, is an
+    /// error rather than a resume that silently reuses nothing.
+    pub(crate) fn load(index: &Index, pipeline: &str, run_id: &str) -> Result<Resume, Error> {
+        let mut steps = BTreeMap::new();
+        for execution in index.executions().iter().filter(|e| e.run_id == run_id) {
+            if execution.pipeline != pipeline {
+                return Err(Error::ResumeOtherPipeline {
+                    run_id: run_id.to_owned(),
+                    theirs: execution.pipeline.clone(),
+                    ours: pipeline.to_owned(),
+                });
+            }
+            steps.insert(execution.step.clone(), execution.clone());
+        }
+        if steps.is_empty() {
+            return Err(Error::UnknownRun(run_id.to_owned()));
+        }
+        Ok(Resume {
+            run_id: run_id.to_owned(),
+            steps,
+        })
+    }
+
+    /// The execution of `step` to reuse: it ended well and its every output is still in the
+    /// store (rehashed with `verify`).
+    pub(crate) fn reusable(&self, step: &str, cas: &Cas, verify: bool) -> Option<&Execution> {
+        self.steps.get(step).filter(|e| {
+            e.state.ok()
+                && e.outputs
+                    .values()
+                    .all(|o| cas.present(o.kind, &o.digest, verify))
+        })
+    }
+}
