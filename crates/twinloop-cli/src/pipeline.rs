@@ -154,7 +154,15 @@ fn fail(error: &Error) -> ExitCode {
             eprintln!("hint: `twinloop pipeline cache ls` lists the keys");
             ExitCode::from(INVALID)
         }
-        Error::Read { .. } | Error::Io { .. } => {
+        // A pipeline file that cannot be read is the caller's to fix, like an invalid one.
+        Error::Read { .. } => {
+            eprintln!("error: {error}");
+            eprintln!(
+                "hint: give the path of a pipeline YAML file, relative to the current directory"
+            );
+            ExitCode::from(INVALID)
+        }
+        Error::Io { .. } => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }

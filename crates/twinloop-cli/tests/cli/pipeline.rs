@@ -47,6 +47,14 @@ fn exit_codes_and_messages() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("pipeline p is valid (1 steps)"));
 
+    let out = twinloop(dir.path(), &["run", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot read missing.yaml: "),
+        "{}",
+        text(&out.stderr)
+    );
+
     let out = twinloop(dir.path(), &["run", &good, "-p", "nope=2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown param \"nope\""));
