@@ -8,12 +8,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cache::{Cas, Index};
+use crate::cache::Cas;
 use crate::error::Error;
 use crate::exec::prepare::prepare;
-use crate::exec::{cache_off, downstream_of};
+use crate::exec::{Start, cache_off};
 use crate::expr::Ref;
-use crate::resume::Resume;
 use crate::spec::{Input, Pipeline, Step};
 use crate::state::{OutputRecord, RunScope, StepState};
 
@@ -46,28 +45,19 @@ pub struct PlanOptions {
 
 /// Each step's decision, in the order a run would take them.
 pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedStep>, Error> {
-    let params = pipeline.resolve_params(&options.params)?;
-    for id in &options.refresh {
-        if pipeline.step(id).is_none() {
-            return Err(Error::UnknownStep(id.clone()));
-        }
-    }
-    let index = Index::open(&options.home).map_err(|e| {
-        Error::io(
-            format!(
-                "cannot read the cache index under {}",
-                options.home.display()
-            ),
-            e,
-        )
-    })?;
-    let resume = options
-        .resume
-        .as_deref()
-        .map(|r| Resume::load(&index, &pipeline.name, r))
-        .transpose()?;
+    let Start {
+        params,
+        index,
+        resume,
+        refresh,
+    } = Start::new(
+        pipeline,
+        &options.home,
+        &options.params,
+        &options.refresh,
+        options.resume.as_deref(),
+    )?;
     let cas = Cas::new(&options.home);
-    let refresh = downstream_of(pipeline, &options.refresh);
     let mut states: BTreeMap<String, StepState> = BTreeMap::new();
     let mut outputs: BTreeMap<String, BTreeMap<String, OutputRecord>> = BTreeMap::new();
     let mut planned = Vec::new();

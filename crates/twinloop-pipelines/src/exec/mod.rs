@@ -8,7 +8,7 @@ pub(crate) mod prepare;
 mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,32 +185,64 @@ pub struct AttemptReport {
     pub stderr: PathBuf,
 }
 
-/// Runs the pipeline to its end (success, failure or cancel) and reports every step.
-pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, Error> {
-    let params = pipeline.resolve_params(&options.params)?;
-    for id in &options.refresh {
-        if pipeline.step(id).is_none() {
+/// What a run and its `plan` both start from, so the two cannot disagree: the resolved params,
+/// the cache index, the run `--resume` names, and the steps `--refresh` re-executes (with
+/// everything downstream of them).
+pub(crate) struct Start {
+    pub params: BTreeMap<String, Value>,
+    pub index: Index,
+    pub resume: Option<Resume>,
+    pub refresh: BTreeSet<String>,
+}
+
+impl Start {
+    pub(crate) fn new(
+        pipeline: &Pipeline,
+        home: &Path,
+        params: &[(String, String)],
+        refresh: &[String],
+        resume: Option<&str>,
+    ) -> Result<Start, Error> {
+        let params = pipeline.resolve_params(params)?;
+        if let Some(id) = refresh.iter().find(|id| pipeline.step(id).is_none()) {
             return Err(Error::UnknownStep(id.clone()));
         }
+        let index = Index::open(home).map_err(|e| {
+            Error::io(
+                format!("cannot read the cache index under {}", home.display()),
+                e,
+            )
+        })?;
+        let resume = resume
+            .map(|r| Resume::load(&index, &pipeline.name, r))
+            .transpose()?;
+        Ok(Start {
+            params,
+            index,
+            resume,
+            refresh: downstream_of(pipeline, refresh),
+        })
     }
-    let index = Index::open(&options.home).map_err(|e| {
-        Error::io(
-            format!(
-                "cannot read the cache index under {}",
-                options.home.display()
-            ),
-            e,
-        )
-    })?;
-    let resume = options
-        .resume
-        .as_deref()
-        .map(|r| Resume::load(&index, &pipeline.name, r))
-        .transpose()?;
+}
+
+/// Runs the pipeline to its end (success, failure or cancel) and reports every step.
+pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, Error> {
+    let Start {
+        params,
+        index,
+        resume,
+        refresh,
+    } = Start::new(
+        pipeline,
+        &options.home,
+        &options.params,
+        &options.refresh,
+        options.resume.as_deref(),
+    )?;
     let run_id = twinloop_core::ids::new_run_id();
     let mut runner = Runner {
         resume,
-        refresh: downstream_of(pipeline, &options.refresh),
+        refresh,
         cas: Cas::new(&options.home),
         pipeline,
         run_dir: options.home.join("runs").join(&run_id),
