@@ -50,20 +50,28 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-artifacts", &["twinloop-core"]),
     ("twinloop-predlog", &["twinloop-core", "twinloop-artifacts"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
-    ("twinloop-pipelines", &["twinloop-core"]),
     ("twinloop-serving", &["twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog"]),
     ("twinloop-v2", &["twinloop-core", "twinloop-serving"]),
+    // Its tests load exported models in the serving runtime (dev-dependency only).
+    ("twinloop-learn", &["twinloop-serving"]),
     ("twinloop-watch", &[
         "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog", "twinloop-monitor",
+    ]),
+    // Built-in steps call the feature store, the drift engine, the trainers and the serving
+    // runtime in process; runs, triggers and their events persist in the metadata store.
+    ("twinloop-pipelines", &[
+        "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-features",
+        "twinloop-monitor", "twinloop-serving", "twinloop-learn",
     ]),
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
         "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
+        "twinloop-pipelines",
     ]),
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",
         "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
-        "twinloop-server", "twinloop-pipelines",
+        "twinloop-server", "twinloop-pipelines", "twinloop-learn",
     ]),
 ];
 
