@@ -3,3 +3,4 @@
 //! bootstrap. Pure library: typed values in and out, no I/O beyond reading a dataset file.
 
 pub mod dataset;
+pub mod metrics;
