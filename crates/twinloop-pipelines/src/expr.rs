@@ -15,6 +15,10 @@ pub enum Ref {
     Status(String),
     RunId,
     RunStatus,
+    /// `trigger.kind`: what started the run (`manual`, `cron`, `monitor`, …).
+    TriggerKind,
+    /// `trigger.payload.a.b`: a path into the event that started the run (empty: all of it).
+    TriggerPayload(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -404,12 +408,16 @@ fn reference(path: &[String]) -> Result<Ref, String> {
         ["steps", step, "status"] => Ok(Ref::Status((*step).to_owned())),
         ["run", "id"] => Ok(Ref::RunId),
         ["run", "status"] => Ok(Ref::RunStatus),
-        ["trigger", ..] | ["item"] => Err(format!(
-            "`{}` is not supported yet (triggers and foreach come later)",
+        ["trigger", "kind"] => Ok(Ref::TriggerKind),
+        ["trigger", "payload", path @ ..] => Ok(Ref::TriggerPayload(
+            path.iter().map(|p| (*p).to_owned()).collect(),
+        )),
+        ["item"] => Err(format!(
+            "`{}` is not supported yet (foreach comes later)",
             parts.join(".")
         )),
         _ => Err(format!(
-            "unknown reference `{}`: use params.*, steps.<id>.outputs.<name>, steps.<id>.status, run.id or run.status",
+            "unknown reference `{}`: use params.*, steps.<id>.outputs.<name>, steps.<id>.status, run.id, run.status, trigger.kind or trigger.payload.*",
             parts.join(".")
         )),
     }
@@ -486,10 +494,15 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown reference")
         );
+        assert!(Expr::parse("item").unwrap_err().contains("not supported yet"));
         assert!(
-            Expr::parse("trigger.kind")
+            Expr::parse("trigger.source")
                 .unwrap_err()
-                .contains("not supported yet")
+                .contains("unknown reference")
+        );
+        assert_eq!(
+            Expr::parse("trigger.payload.alert.rule").unwrap(),
+            Expr::Ref(Ref::TriggerPayload(vec!["alert".into(), "rule".into()]))
         );
         assert!(Expr::parse("'open").unwrap_err().contains("unclosed"));
         assert!(Expr::parse("a b").is_err());

@@ -76,6 +76,7 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                 params: &params,
                 states: &states,
                 outputs: &outputs,
+                trigger: None,
             };
             let when_false = step
                 .when

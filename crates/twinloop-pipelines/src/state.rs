@@ -94,6 +94,31 @@ pub struct RunScope<'a> {
     pub params: &'a BTreeMap<String, Value>,
     pub states: &'a BTreeMap<String, StepState>,
     pub outputs: &'a BTreeMap<String, BTreeMap<String, OutputRecord>>,
+    /// What started the run; `None` reads as a manual run with no payload.
+    pub trigger: Option<&'a TriggerContext>,
+}
+
+/// What started a run, as `trigger.kind` and `trigger.payload.*` read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerContext {
+    /// `manual`, `cron`, `every`, `monitor`, `registry`, `data` or `pipeline`.
+    pub kind: String,
+    /// The event: the alert, the registry event, the tick, the params of a manual run.
+    pub payload: Value,
+}
+
+impl TriggerContext {
+    /// The value at `path` inside the payload (`null` when absent).
+    pub fn lookup(&self, path: &[String]) -> Value {
+        path.iter()
+            .try_fold(&self.payload, |value, key| match value {
+                Value::Object(map) => map.get(key),
+                Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            })
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
 }
 
 impl Scope for RunScope<'_> {
@@ -114,6 +139,11 @@ impl Scope for RunScope<'_> {
             Ref::RunStatus => self
                 .run_status
                 .map_or(Value::Null, |s| Value::String(s.as_str().into())),
+            Ref::TriggerKind => Value::String(
+                self.trigger
+                    .map_or_else(|| "manual".to_owned(), |t| t.kind.clone()),
+            ),
+            Ref::TriggerPayload(path) => self.trigger.map_or(Value::Null, |t| t.lookup(path)),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::cache::{Cas, Execution, Index, KeyDoc};
 use crate::error::Error;
 use crate::resume::Resume;
 use crate::spec::{Pipeline, Step};
-use crate::state::{OutputRecord, RunScope, RunStatus, StepState};
+use crate::state::{OutputRecord, RunScope, RunStatus, StepState, TriggerContext};
 use prepare::{Prepared, prepare};
 use step::{StepEnd, StepJob};
 
@@ -121,6 +121,11 @@ pub struct RunOptions {
     pub kill_grace: Duration,
     pub cancel: Cancel,
     pub events: Events,
+    /// The run's id when the caller must know it before the run starts (a server records the
+    /// run first); a new one otherwise.
+    pub run_id: Option<String>,
+    /// What started the run, for `trigger.kind` and `trigger.payload.*`.
+    pub trigger: Option<TriggerContext>,
 }
 
 impl RunOptions {
@@ -138,6 +143,8 @@ impl RunOptions {
             kill_grace: Duration::from_secs(10),
             cancel: Cancel::default(),
             events: Events::default(),
+            run_id: None,
+            trigger: None,
         }
     }
 }
@@ -239,7 +246,10 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, 
         &options.refresh,
         options.resume.as_deref(),
     )?;
-    let run_id = twinloop_core::ids::new_run_id();
+    let run_id = options
+        .run_id
+        .clone()
+        .unwrap_or_else(twinloop_core::ids::new_run_id);
     let mut runner = Runner {
         resume,
         refresh,
@@ -520,6 +530,7 @@ impl Runner<'_> {
             params: &self.params,
             states: &self.states,
             outputs: &self.outputs,
+            trigger: self.options.trigger.as_ref(),
         };
         if let Some(when) = &step.when
             && !crate::expr::truthy(&when.eval(&scope))

@@ -16,6 +16,12 @@ use crate::expr::{Ref, Template};
 use crate::locate::locate;
 
 mod raw;
+mod triggers;
+
+pub use triggers::{
+    DataTrigger, MonitorTrigger, OnConflict, OnRestart, PipelineTrigger, Policy, RegistryTrigger,
+    Schedule, Trigger, When,
+};
 
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -27,6 +33,9 @@ pub struct Pipeline {
     pub fail_fast: bool,
     /// `steps:` in file order, then `finally:` (each with [`Step::finally`] set).
     pub steps: Vec<Step>,
+    /// What starts the pipeline inside `twinloop server`; a standalone run ignores them.
+    pub triggers: Vec<Trigger>,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone)]

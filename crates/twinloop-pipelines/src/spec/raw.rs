@@ -49,6 +49,7 @@ struct RawPolicy {
     cooldown: Option<Yaml>,
     max_runs_per_day: Option<Yaml>,
     on_restart: Option<Yaml>,
+    allow_self_trigger: Option<Yaml>,
 }
 
 #[derive(Deserialize)]
@@ -151,20 +152,15 @@ enum RawCache {
 }
 
 pub(super) fn convert(raw: RawPipeline, problems: &mut Problems<'_>) -> Pipeline {
-    if raw.triggers.is_some() {
-        problems.top("triggers", not_supported("`triggers:`"));
-    }
-    let policy = &raw.policy;
-    for (key, set) in [
-        ("concurrency", policy.concurrency.is_some()),
-        ("cooldown", policy.cooldown.is_some()),
-        ("max_runs_per_day", policy.max_runs_per_day.is_some()),
-        ("on_restart", policy.on_restart.is_some()),
-    ] {
-        if set {
-            problems.top("policy", not_supported(&format!("`policy.{key}`")));
-        }
-    }
+    let triggers = super::triggers::convert_triggers(raw.triggers.as_ref(), problems);
+    let keys = super::triggers::RawPolicyKeys {
+        concurrency: raw.policy.concurrency.as_ref(),
+        cooldown: raw.policy.cooldown.as_ref(),
+        max_runs_per_day: raw.policy.max_runs_per_day.as_ref(),
+        on_restart: raw.policy.on_restart.as_ref(),
+        allow_self_trigger: raw.policy.allow_self_trigger.as_ref(),
+    };
+    let policy = super::triggers::convert_policy(&keys, problems);
     let mut params = BTreeMap::new();
     for (name, value) in raw.params {
         match serde_json::to_value(&value) {
@@ -199,6 +195,8 @@ pub(super) fn convert(raw: RawPipeline, problems: &mut Problems<'_>) -> Pipeline
         params,
         fail_fast: raw.policy.fail_fast.unwrap_or(true),
         steps,
+        triggers,
+        policy,
     }
 }
 
