@@ -3,4 +3,5 @@
 //! bootstrap. Pure library: typed values in and out, no I/O beyond reading a dataset file.
 
 pub mod dataset;
+pub mod linear;
 pub mod metrics;
