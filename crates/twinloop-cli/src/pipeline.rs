@@ -285,10 +285,10 @@ fn execute(
     } else {
         summarize(&report);
     }
-    if report.status == RunStatus::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match report.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Rejected => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -319,6 +319,9 @@ fn print_event(event: Event) {
 fn summarize(report: &RunReport) {
     let seconds = (report.ended_ms - report.started_ms) as f64 / 1000.0;
     outln!("run {} {} in {seconds:.1}s", report.run_id, report.status);
+    if let Some(why) = &report.rejected {
+        outln!("  {why}");
+    }
     for step in &report.steps {
         if let Some(from) = &step.cached_from {
             outln!(

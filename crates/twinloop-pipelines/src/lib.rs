@@ -3,7 +3,9 @@
 //! explains. The library prints nothing: runs report typed [`exec::Event`]s and return a
 //! [`exec::RunReport`].
 
+pub mod builtins;
 pub mod cache;
+pub mod services;
 pub mod duration;
 pub mod error;
 pub mod exec;

@@ -57,6 +57,9 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Canceled,
+    /// The gate did not bless the candidate or its canary rolled back: the pipeline did its
+    /// job and the candidate lost. Not an error.
+    Rejected,
 }
 
 impl RunStatus {
@@ -66,6 +69,7 @@ impl RunStatus {
             RunStatus::Succeeded => "SUCCEEDED",
             RunStatus::Failed => "FAILED",
             RunStatus::Canceled => "CANCELED",
+            RunStatus::Rejected => "REJECTED",
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct OutputRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
 }
+
+/// A finished step's outputs by name.
+pub type StepOutputs = BTreeMap<String, OutputRecord>;
 
 /// What expressions see while a run is under way: params, finished steps, the run.
 pub struct RunScope<'a> {

@@ -95,6 +95,9 @@ fn check_step(pipeline: &Pipeline, step: &Step, problems: &mut Problems<'_>) {
         "env",
         step.env_vars.values().flat_map(|t| t.refs()).collect(),
     ));
+    if let Some(uses) = &step.uses {
+        fields.push(("with", uses.refs.clone()));
+    }
     for (field, refs) in fields {
         for r in refs {
             let problem = match &r {

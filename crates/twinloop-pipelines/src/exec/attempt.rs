@@ -32,6 +32,9 @@ pub(crate) struct AttemptJob<'a> {
     pub cas: &'a Cas,
     pub kill_grace: Duration,
     pub cancel: &'a Cancel,
+    pub services: Option<&'a crate::services::Services>,
+    /// The attempt's run in tracking, when the pipeline run is recorded there.
+    pub mlflow_run_id: Option<&'a str>,
 }
 
 pub(crate) struct AttemptEnd {
@@ -44,7 +47,7 @@ pub(crate) struct AttemptEnd {
 }
 
 impl AttemptEnd {
-    fn failed(state: StepState, exit_code: Option<i32>, reason: String) -> AttemptEnd {
+    pub(crate) fn failed(state: StepState, exit_code: Option<i32>, reason: String) -> AttemptEnd {
         AttemptEnd {
             state,
             exit_code,
@@ -93,6 +96,9 @@ pub(crate) fn env_name(name: &str) -> String {
 }
 
 pub(crate) async fn run_attempt(job: AttemptJob<'_>) -> AttemptEnd {
+    if let Some(uses) = &job.step.uses {
+        return super::builtin::run_builtin(&job, uses).await;
+    }
     let mut command = match setup(&job) {
         Ok(command) => command,
         Err(e) => {
@@ -151,7 +157,7 @@ pub(crate) async fn run_attempt(job: AttemptJob<'_>) -> AttemptEnd {
     }
 }
 
-fn humanize(d: Duration) -> String {
+pub(crate) fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
@@ -230,7 +236,7 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
 }
 
 /// Checks that every declared output exists, moves it into the store and drops the rest.
-fn collect_outputs(
+pub(crate) fn collect_outputs(
     job: &AttemptJob<'_>,
 ) -> Result<(BTreeMap<String, OutputRecord>, Vec<String>), String> {
     let outputs_dir = job.dir.join("outputs");

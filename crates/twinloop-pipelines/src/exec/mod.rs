@@ -3,6 +3,7 @@
 //! `fail_fast` and `finally`. It reports [`Event`]s as it goes and returns a [`RunReport`].
 
 mod attempt;
+mod builtin;
 mod kill;
 pub(crate) mod prepare;
 mod step;
@@ -126,6 +127,8 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// What started the run, for `trigger.kind` and `trigger.payload.*`.
     pub trigger: Option<TriggerContext>,
+    /// The store, artifacts and deployments built-ins use and the run is recorded in.
+    pub services: Option<crate::services::Services>,
 }
 
 impl RunOptions {
@@ -145,6 +148,7 @@ impl RunOptions {
             events: Events::default(),
             run_id: None,
             trigger: None,
+            services: None,
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct RunReport {
     pub run_id: String,
     pub pipeline: String,
     pub status: RunStatus,
+    /// Why the run is `REJECTED`.
+    pub rejected: Option<String>,
     pub started_ms: i64,
     pub ended_ms: i64,
     /// In the pipeline's order, `finally:` steps last.
@@ -338,11 +344,17 @@ impl Runner<'_> {
         let cancel = self.options.cancel.clone();
         self.phase(main, None, &cancel).await?;
         let mut status = self.status();
+        let rejected = self.rejection();
+        if status == RunStatus::Succeeded && rejected.is_some() {
+            status = RunStatus::Rejected;
+        }
         if !finally.is_empty() {
             // Finally steps run even after a cancel: they are the cleanup.
             self.phase(finally, Some(status), &Cancel::default())
                 .await?;
-            if status == RunStatus::Succeeded && self.status() != RunStatus::Succeeded {
+            if matches!(status, RunStatus::Succeeded | RunStatus::Rejected)
+                && self.status() != RunStatus::Succeeded
+            {
                 status = RunStatus::Failed;
             }
         }
@@ -360,9 +372,21 @@ impl Runner<'_> {
             run_id: self.run_id.clone(),
             pipeline: self.pipeline.name.clone(),
             status,
+            rejected: rejected.filter(|_| status == RunStatus::Rejected),
             started_ms,
             ended_ms: twinloop_core::time::now_ms(),
             steps,
+        })
+    }
+
+    /// Why the run is rejected, if a gate or canary step said so.
+    fn rejection(&self) -> Option<String> {
+        self.pipeline.steps.iter().find_map(|step| {
+            let uses = step.uses.as_ref()?;
+            self.outputs
+                .get(&step.id)
+                .and_then(|outputs| uses.builtin.rejection(outputs))
+                .map(|why| format!("step {}: {why}", step.id))
         })
     }
 
@@ -492,6 +516,7 @@ impl Runner<'_> {
             kill_grace: self.options.kill_grace,
             cancel: cancel.clone(),
             events: self.options.events.clone(),
+            services: self.options.services.clone(),
         };
         running.spawn(async move {
             let end = job.run(&prepared).await;

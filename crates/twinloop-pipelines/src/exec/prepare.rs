@@ -16,6 +16,8 @@ pub(crate) struct Prepared {
     pub doc: KeyDoc,
     pub key: String,
     pub command: String,
+    /// A built-in's `with:`, rendered up to its inputs (see `builtins::with::render`).
+    pub with: Option<Value>,
     pub params: BTreeMap<String, Value>,
     pub vars: BTreeMap<String, String>,
     pub inputs: BTreeMap<String, ResolvedInput>,
@@ -45,7 +47,13 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
             (p, value)
         })
         .collect();
-    let command = step.run.render(scope);
+    let with = step.uses.as_ref().map(|uses| {
+        crate::builtins::with::render(&uses.with, scope, uses.builtin.path_args(), repo)
+    });
+    let command = match &with {
+        Some(with) => format!("{} {with}", step.run.source),
+        None => step.run.render(scope),
+    };
     let vars: BTreeMap<String, String> = step
         .env_vars
         .iter()
@@ -85,6 +93,7 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
         key: doc.key(),
         doc,
         command,
+        with,
         params,
         vars,
         inputs,

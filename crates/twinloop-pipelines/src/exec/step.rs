@@ -23,6 +23,7 @@ pub(crate) struct StepJob {
     pub kill_grace: Duration,
     pub cancel: Cancel,
     pub events: Events,
+    pub services: Option<crate::services::Services>,
 }
 
 pub(crate) struct StepEnd {
@@ -55,6 +56,8 @@ impl StepJob {
                 cas: &self.cas,
                 kill_grace: self.kill_grace,
                 cancel: &self.cancel,
+                services: self.services.as_ref(),
+                mlflow_run_id: None,
             })
             .await;
             attempts.push(AttemptReport {

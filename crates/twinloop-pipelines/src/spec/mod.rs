@@ -1,5 +1,6 @@
 //! The pipeline YAML format (section 3 of the design), the part this phase runs: `run:` steps
-//! with inputs, outputs, code, env, retries, timeouts, cache policy, `when`, `finally`.
+//! and `uses:` built-ins, with inputs, outputs, code, env, retries, timeouts, cache policy,
+//! `when`, `finally`.
 //! What comes later (`uses:`, `foreach:`, `triggers:`, other executors, …) is refused with
 //! "not supported yet" rather than ignored, so a file never means less than it says.
 
@@ -41,7 +42,10 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub id: String,
+    /// The command; for a built-in, `uses:<name>@<version>` (what the cache key names).
     pub run: Template,
+    /// Set for a `uses:` step, which runs in process instead of `run:`.
+    pub uses: Option<Uses>,
     /// Explicit `needs:`; references add implicit ones (see [`Step::upstream`]).
     pub needs: Vec<String>,
     pub when: Option<Template>,
@@ -57,6 +61,15 @@ pub struct Step {
     pub cache: Cache,
     pub continue_on_error: bool,
     pub finally: bool,
+}
+
+/// A built-in and its `with:` as written. Strings that are exactly one upstream output reference
+/// are also in [`Step::inputs`], named by their key path; `refs` are the other references.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uses {
+    pub builtin: crate::builtins::Builtin,
+    pub with: Value,
+    pub refs: Vec<Ref>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +164,9 @@ impl Step {
         }
         for var in self.env_vars.values() {
             refs.extend(var.refs());
+        }
+        if let Some(uses) = &self.uses {
+            refs.extend(uses.refs.iter().cloned());
         }
         refs
     }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_norway::Value as Yaml;
 
-use super::{Cache, CacheMode, Input, OutputKind, Pipeline, Problems, Retries, Step};
+use serde_json::Value;
+
+use super::{Cache, CacheMode, Input, OutputKind, Pipeline, Problems, Retries, Step, Uses};
+use crate::builtins::{Builtin, with};
 use crate::duration::parse_duration;
 use crate::expr::{Ref, Template};
 
@@ -272,7 +275,6 @@ fn convert_step(
     let mut report =
         |field: &str, message: String| problems.step(section, &id, Some(field), message);
     for (field, set) in [
-        ("uses", raw.uses.is_some() || raw.with.is_some()),
         (
             "foreach",
             raw.foreach.is_some() || raw.max_parallel.is_some(),
@@ -289,23 +291,54 @@ fn convert_step(
             format!("executor {executor:?} is not supported yet: only `local` runs steps"),
         );
     }
-    let run = match raw.run.as_deref().map(Template::parse) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            report("run", e);
-            None
+    let mut inputs = BTreeMap::new();
+    let mut outputs = BTreeMap::new();
+    let (run, uses) = match (raw.run.as_deref(), raw.uses) {
+        (Some(_), Some(_)) => {
+            report("uses", "a step has `run:` or `uses:`, not both".into());
+            (None, None)
         }
-        None => {
-            if raw.uses.is_none() {
-                report("run", "a step needs `run:` (a command)".into());
+        (Some(command), None) => {
+            if raw.with.is_some() {
+                report("with", "`with:` belongs to `uses:` steps".into());
             }
-            None
+            (
+                Template::parse(command).map_err(|e| report("run", e)).ok(),
+                None,
+            )
+        }
+        (None, Some(uses)) => {
+            if !raw.outputs.is_empty() || !raw.inputs.is_empty() {
+                report(
+                    "uses",
+                    "a built-in declares its own inputs and outputs: give them in `with:`".into(),
+                );
+            }
+            match convert_uses(uses, raw.with, &mut inputs) {
+                Ok(uses) => {
+                    for (name, kind) in uses.builtin.outputs() {
+                        outputs.insert((*name).to_owned(), *kind);
+                    }
+                    let run = Template::parse(&format!("uses:{}", uses.builtin)).ok();
+                    (run, Some(uses))
+                }
+                Err((field, e)) => {
+                    report(field, e);
+                    (None, None)
+                }
+            }
+        }
+        (None, None) => {
+            report(
+                "run",
+                "a step needs `run:` (a command) or `uses:` (a built-in)".into(),
+            );
+            (None, None)
         }
     };
     let when = raw
         .when
         .and_then(|w| parse_when(w).map_err(|e| report("when", e)).ok());
-    let mut inputs = BTreeMap::new();
     for (name, text) in raw.inputs {
         match parse_input(&text) {
             Ok(input) => {
@@ -314,7 +347,6 @@ fn convert_step(
             Err(e) => report("inputs", format!("input {name}: {e}")),
         }
     }
-    let mut outputs = BTreeMap::new();
     for (name, output) in raw.outputs {
         match parse_output_kind(&output.kind) {
             Ok(kind) => {
@@ -364,6 +396,7 @@ fn convert_step(
     Some(Step {
         id,
         run: run?,
+        uses,
         needs: raw.needs,
         when,
         inputs,
@@ -376,6 +409,53 @@ fn convert_step(
         cache: cache?,
         continue_on_error: raw.continue_on_error,
         finally: section == "finally",
+    })
+}
+
+/// A `uses:` with its `with:`: the built-in named, its arguments checked, and the references
+/// that are inputs (exact upstream outputs, path arguments) added to `inputs`.
+fn convert_uses(
+    uses: Yaml,
+    with: Option<Yaml>,
+    inputs: &mut BTreeMap<String, Input>,
+) -> Result<Uses, (&'static str, String)> {
+    let Yaml::String(name) = uses else {
+        return Err((
+            "uses",
+            format!("`uses:` names a built-in such as model.evaluate@1, not {uses:?}"),
+        ));
+    };
+    let builtin = Builtin::parse(&name).map_err(|e| ("uses", e))?;
+    let with = match with {
+        None => Value::Object(serde_json::Map::new()),
+        Some(yaml) => serde_json::to_value(&yaml).map_err(|e| ("with", e.to_string()))?,
+    };
+    if !with.is_object() {
+        return Err(("with", "`with:` is a mapping of arguments".into()));
+    }
+    let problems = crate::builtins::check(builtin, &with);
+    if !problems.is_empty() {
+        return Err(("with", problems.join("; ")));
+    }
+    let mut refs = Vec::new();
+    for (path, template) in with::templates(&with).map_err(|e| ("with", e))? {
+        if let Some((step, output)) = with::exact_output(&template) {
+            inputs.insert(with::input_name(&path), Input::Output { step, output });
+        } else if template.refs().is_empty()
+            && builtin.path_args().contains(&path.as_str())
+            && !with::is_uri(&template.source)
+        {
+            let input =
+                parse_input(&template.source).map_err(|e| ("with", format!("with.{path}: {e}")))?;
+            inputs.insert(with::input_name(&path), input);
+        } else {
+            refs.extend(template.refs());
+        }
+    }
+    Ok(Uses {
+        builtin,
+        with,
+        refs,
     })
 }
 

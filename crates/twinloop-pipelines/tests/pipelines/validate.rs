@@ -38,10 +38,28 @@ fn a1_each_problem_names_file_line_and_field() {
         "p.yaml:6: steps[a].when: unexpected `>` in expression \"params.lr >> 2\""
     );
 
-    let uses = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with: {}\n";
+    let unknown_builtin = "pipeline: p\nsteps:\n  gate:\n    uses: model.magic@1\n";
+    assert!(
+        problems(unknown_builtin)
+            .starts_with("p.yaml:4: steps[gate].uses: unknown built-in \"model.magic\""),
+        "{}",
+        problems(unknown_builtin)
+    );
+    let no_thresholds = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with:\n      candidate: m.onnx\n      data: h.parquet\n      label: y\n      metrics: {roc_auc: {greater_is_better: true}}\n";
     assert_eq!(
-        problems(uses),
-        "p.yaml:4: steps[gate].uses: `uses:` is not supported yet"
+        problems(no_thresholds),
+        "p.yaml:5: steps[gate].with: metric roc_auc has no threshold, min_absolute_change or min_relative_change"
+    );
+    let empty_gate = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with: {candidate: m.onnx, data: h.parquet, label: y, metrics: {}}\n";
+    assert!(
+        problems(empty_gate).contains("with no thresholds would bless anything"),
+        "{}",
+        problems(empty_gate)
+    );
+    let unknown_arg = "pipeline: p\nsteps:\n  n:\n    uses: notify.webhook@1\n    with: {url: 'http://x', colour: red}\n";
+    assert_eq!(
+        problems(unknown_arg),
+        "p.yaml:5: steps[n].with: notify.webhook@1 has no argument \"colour\" (it takes: body, secret, url)"
     );
 
     let duplicate = "pipeline: p\nsteps:\n  a:\n    run: x\nfinally:\n  a:\n    run: y\n";
