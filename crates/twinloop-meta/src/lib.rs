@@ -5,11 +5,13 @@
 //! Search strings are parsed in [`search`] and evaluated in SQL. A caller that holds one store for
 //! every area passes it around as a [`StoreHandle`] (`Arc<dyn MetaStore>`).
 
+pub mod pipelines;
 pub mod search;
 mod sql;
 mod store;
 pub mod validation;
 
+pub use pipelines::PipelineStore;
 pub use sql::{Backend, SqlStore, StoreUri};
 pub use store::{
     DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry, LineageStore,

@@ -322,6 +322,7 @@ pub trait MetaStore:
     + FeatureRegistry
     + DeploymentStore
     + MonitorStore
+    + crate::pipelines::PipelineStore
 {
 }
 
@@ -333,6 +334,7 @@ impl<T> MetaStore for T where
         + FeatureRegistry
         + DeploymentStore
         + MonitorStore
+        + crate::pipelines::PipelineStore
         + ?Sized
 {
 }

@@ -17,6 +17,7 @@ mod lineage;
 mod logged_models;
 mod monitors;
 mod pairs;
+mod pipelines;
 mod query;
 mod registry;
 mod run_search;

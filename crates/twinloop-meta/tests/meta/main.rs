@@ -7,6 +7,7 @@ mod support;
 mod deployments_suite;
 mod features_suite;
 mod monitors_suite;
+mod pipelines;
 mod registry_suite;
 mod schema_agreement;
 mod store_suite;
