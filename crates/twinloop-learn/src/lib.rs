@@ -5,3 +5,4 @@
 pub mod dataset;
 pub mod linear;
 pub mod metrics;
+pub mod onnx;
