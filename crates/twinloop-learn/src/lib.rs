@@ -6,3 +6,4 @@ pub mod dataset;
 pub mod linear;
 pub mod metrics;
 pub mod onnx;
+pub mod train;

@@ -4,10 +4,10 @@
 //! Hessian is tiny, so each iteration costs one pass over the rows, it converges in about ten
 //! iterations with no learning rate to tune, and the same data always gives the same model.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Hyperparameters, as a step's `with:` gives them.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogisticParams {
     /// L2 penalty on the standardized weights (not the intercept), added to the mean log loss:

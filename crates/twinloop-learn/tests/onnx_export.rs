@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use twinloop_learn::dataset::read_table;
 use twinloop_learn::linear::{LogisticModel, LogisticParams, fit_logistic};
 use twinloop_learn::onnx::{self, Provenance, export_logistic};
+use twinloop_learn::train::{TrainConfig, train};
 use twinloop_serving::runtime::OnnxModel;
 use twinloop_serving::tensor::{Datatype, Tensor, TensorData};
 
@@ -157,4 +159,52 @@ fn the_metadata_names_the_features_and_the_trainer() {
     let err = export_logistic(&fitted, &wrong).unwrap_err().to_string();
     assert!(err.contains("4 features but 1"), "{err}");
     assert!(onnx::metadata(b"not a model").is_err());
+}
+
+/// The built-in's path: a CSV training set with an entity key and a timestamp → `train` →
+/// ONNX Runtime scores the rows as accurately as the training metrics say.
+#[test]
+fn a_csv_training_set_trains_into_a_servable_model() {
+    let (x, y) = synthetic(1000);
+    let mut csv = String::from("user_id,event_timestamp,amount,age,ratio,constant,is_fraud\n");
+    for (i, (row, label)) in x.chunks_exact(FEATURES).zip(&y).enumerate() {
+        csv += &format!(
+            "u{i},2024-01-01T00:00:{:02},{},{},{},{},{}\n",
+            i % 60,
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            *label == 1.0
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.csv");
+    std::fs::write(&path, csv).unwrap();
+    let config: TrainConfig =
+        serde_json::from_value(serde_json::json!({"label": "is_fraud"})).unwrap();
+    let table = read_table(&path, &config.columns()).unwrap();
+    let dropped: Vec<&str> = table.dropped.iter().map(|d| d.column.as_str()).collect();
+    assert_eq!(dropped, ["user_id", "event_timestamp"]);
+    let trained = train(&config, &table).unwrap();
+    assert_eq!(trained.features, names());
+
+    let model = load(dir.path(), &trained.onnx);
+    let x32: Vec<f32> = table.x.iter().map(|&v| v as f32).collect();
+    let (label, _) = infer(&model, &x32);
+    let TensorData::Int64(labels) = &label.data else {
+        panic!("label is {label:?}");
+    };
+    let right = labels
+        .iter()
+        .zip(&y)
+        .filter(|(l, y)| **l as f64 == **y)
+        .count();
+    let accuracy = right as f64 / y.len() as f64;
+    let recorded = trained.train_metrics["accuracy"];
+    assert!(
+        (accuracy - recorded).abs() < 0.005,
+        "{accuracy} vs {recorded}"
+    );
+    assert!(accuracy > 0.7, "{accuracy}");
 }
