@@ -7,3 +7,4 @@ pub mod linear;
 pub mod metrics;
 pub mod onnx;
 pub mod train;
+pub mod bootstrap;
