@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod onnx;
 pub mod train;
 pub mod bootstrap;
+pub mod gate;
