@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod lineage;
 pub mod monitors;
+pub mod pipelines;
 pub mod webhooks;
 
 /// `{}`: the answer of calls that only succeed or fail (deletes, lineage events), and the body

@@ -1,0 +1,158 @@
+//! Wire types of the native API: registered pipelines (`/pipelines`), their runs (`/runs`) and
+//! triggers (`/triggers`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The body of `POST /pipelines`: a pipeline file's text and the repository its steps run in
+/// (a directory on the server's machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyPipeline {
+    /// How errors name the file (`pipelines/train.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+}
+
+/// What changed from the registered version: the plan diff `apply` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineDiff {
+    pub policy_changed: bool,
+    pub steps_added: Vec<String>,
+    pub steps_changed: Vec<String>,
+    pub steps_removed: Vec<String>,
+    pub triggers_added: Vec<String>,
+    pub triggers_removed: Vec<String>,
+}
+
+/// The answer of `POST /pipelines`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineApplied {
+    /// Whether a new version was recorded (an unchanged file makes none).
+    pub created: bool,
+    pub diff: PipelineDiff,
+    pub pipeline: Pipeline,
+}
+
+/// A registered pipeline: its newest version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub applied_ms: i64,
+    pub digest: String,
+    pub file: String,
+    pub name: String,
+    pub repo: String,
+    /// The file's text; left out of listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    pub version: i64,
+}
+
+/// The answer of `GET /pipelines`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineList {
+    pub pipelines: Vec<Pipeline>,
+}
+
+/// The body of `POST /pipelines/{name}/runs`: `-p` overrides, each value read as YAML.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRun {
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// A pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRun {
+    /// What started it: the monitor event and its alert, the registry event, the tick, the user.
+    pub cause: serde_json::Value,
+    /// The pipelines whose runs led to this one, this one last (the loop guard reads it).
+    pub chain: Vec<String>,
+    pub created_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub id: String,
+    pub params: serde_json::Value,
+    pub pipeline: String,
+    pub reason: Option<String>,
+    pub started_ms: Option<i64>,
+    /// `QUEUED`, `RUNNING`, `SUCCEEDED`, `FAILED`, `CANCELED` or `REJECTED`.
+    pub state: String,
+    /// `manual`, `cron`, `every`, `monitor`, `registry` or `pipeline`.
+    pub trigger: String,
+    pub version: i64,
+}
+
+/// The answer of `GET /runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRunList {
+    pub runs: Vec<PipelineRun>,
+}
+
+/// A recorded trigger event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerEvent {
+    pub at_ms: i64,
+    /// The event's identity for exactly-once: a monitor or registry event id, a tick.
+    pub dedup_key: String,
+    pub id: i64,
+    /// `fired`, `suppressed` or `missed`.
+    pub outcome: String,
+    /// Why it was suppressed (`cooldown`, `concurrency`, `max_runs_per_day`, `loop_guard`) or
+    /// missed.
+    pub reason: Option<String>,
+    pub run_id: Option<String>,
+}
+
+/// One trigger of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub description: String,
+    pub index: i64,
+    pub kind: String,
+    /// The next tick of a schedule.
+    pub next_ms: Option<i64>,
+    pub pipeline: String,
+    /// Newest first.
+    pub recent: Vec<TriggerEvent>,
+}
+
+/// The answer of `GET /triggers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerList {
+    pub triggers: Vec<Trigger>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::round_trips;
+
+    #[test]
+    fn apply_and_pipelines_round_trip() {
+        round_trips::<ApplyPipeline>(
+            r#"{"file":"pipelines/train.yaml","repo":"/srv/repo","spec":"pipeline: train\n"}"#,
+        );
+        round_trips::<ApplyPipeline>("{}");
+        round_trips::<PipelineApplied>(
+            r#"{"created":true,"diff":{"policy_changed":false,"steps_added":["a"],"steps_changed":[],"steps_removed":[],"triggers_added":["every 2s"],"triggers_removed":[]},"pipeline":{"applied_ms":1764300000000,"digest":"ab12","file":"p.yaml","name":"train","repo":"/srv/repo","version":1}}"#,
+        );
+        round_trips::<PipelineList>(
+            r#"{"pipelines":[{"applied_ms":1,"digest":"ab","file":"p.yaml","name":"train","repo":"/r","spec":"pipeline: train\n","version":2}]}"#,
+        );
+        round_trips::<StartRun>(r#"{"params":{"lr":"0.2"}}"#);
+    }
+
+    #[test]
+    fn runs_and_triggers_round_trip() {
+        round_trips::<PipelineRunList>(
+            r#"{"runs":[{"cause":{"alert":{"rule":"drift"},"monitor":"m","monitor_event_id":7},"chain":["train"],"created_ms":10,"ended_ms":null,"id":"0123abcd","params":{},"pipeline":"train","reason":null,"started_ms":11,"state":"RUNNING","trigger":"monitor","version":1}]}"#,
+        );
+        round_trips::<TriggerList>(
+            r#"{"triggers":[{"description":"every 2s","index":0,"kind":"every","next_ms":12000,"pipeline":"train","recent":[{"at_ms":10000,"dedup_key":"10000","id":3,"outcome":"suppressed","reason":"cooldown","run_id":null}]}]}"#,
+        );
+    }
+}
