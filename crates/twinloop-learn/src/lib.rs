@@ -7,5 +7,6 @@ pub mod linear;
 pub mod metrics;
 pub mod onnx;
 pub mod train;
+pub mod trees;
 pub mod bootstrap;
 pub mod gate;

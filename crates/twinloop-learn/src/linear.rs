@@ -41,7 +41,7 @@ pub enum FitError {
     },
     #[error("{labels} labels for {rows} rows")]
     Labels { labels: usize, rows: usize },
-    #[error("the label of row {row} is {value}; logistic regression needs 0 or 1 (or booleans)")]
+    #[error("the label of row {row} is {value}; a binary classifier needs 0 or 1 (or booleans)")]
     NotBinary { row: usize, value: f64 },
     #[error("every label is {0}; a classifier needs both classes")]
     OneClass(f64),
@@ -139,7 +139,7 @@ impl LogisticModel {
     }
 }
 
-fn check_shape(x: &[f64], features: usize) -> Result<usize, FitError> {
+pub(crate) fn check_shape(x: &[f64], features: usize) -> Result<usize, FitError> {
     if features == 0 || !x.len().is_multiple_of(features) {
         return Err(FitError::Shape {
             values: x.len(),
@@ -150,7 +150,7 @@ fn check_shape(x: &[f64], features: usize) -> Result<usize, FitError> {
     Ok(x.len() / features)
 }
 
-fn sigmoid(t: f64) -> f64 {
+pub(crate) fn sigmoid(t: f64) -> f64 {
     if t >= 0.0 {
         1.0 / (1.0 + (-t).exp())
     } else {
@@ -185,7 +185,7 @@ fn check_params(params: &LogisticParams) -> Result<(), FitError> {
     Ok(())
 }
 
-fn check_labels(y: &[f64], rows: usize) -> Result<(), FitError> {
+pub(crate) fn check_labels(y: &[f64], rows: usize) -> Result<(), FitError> {
     if y.len() != rows {
         return Err(FitError::Labels {
             labels: y.len(),

@@ -1,5 +1,6 @@
 //! The entry point of the `model.train-linear` built-in: a training table and the step's
-//! settings in, an ONNX model and its training metrics out.
+//! settings in, an ONNX model and its training metrics out. Two algorithms: logistic regression
+//! (the default) and gradient-boosted trees (`algorithm: gradient_boosting`).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,8 @@ use serde_json::{Map, Value};
 use crate::dataset::{Columns, DatasetError, Table};
 use crate::linear::{FitError, LogisticModel, LogisticParams, fit_logistic};
 use crate::metrics::{Metric, MetricError, Scores, compute};
-use crate::onnx::{ExportError, Provenance, export_logistic};
+use crate::onnx::{ExportError, Provenance, export_logistic, export_trees};
+use crate::trees::{BoostedTrees, TreeParams, fit_trees};
 
 /// The step's `with:` settings, less its input (`data`), which the built-in resolves itself:
 ///
@@ -33,6 +35,7 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Algorithm {
     Logistic(LogisticParams),
+    GradientBoosting(TreeParams),
 }
 
 impl Algorithm {
@@ -40,12 +43,14 @@ impl Algorithm {
     pub fn name(&self) -> &'static str {
         match self {
             Algorithm::Logistic(_) => "logistic_regression",
+            Algorithm::GradientBoosting(_) => "gradient_boosting",
         }
     }
 
     fn params(&self) -> Result<Value, serde_json::Error> {
         match self {
             Algorithm::Logistic(p) => serde_json::to_value(p),
+            Algorithm::GradientBoosting(p) => serde_json::to_value(p),
         }
     }
 }
@@ -69,6 +74,7 @@ struct RawConfig {
 enum AlgorithmName {
     #[default]
     LogisticRegression,
+    GradientBoosting,
 }
 
 impl TryFrom<RawConfig> for TrainConfig {
@@ -80,6 +86,9 @@ impl TryFrom<RawConfig> for TrainConfig {
             AlgorithmName::LogisticRegression => serde_json::from_value(params)
                 .map(Algorithm::Logistic)
                 .map_err(|e| format!("params of logistic_regression: {e}"))?,
+            AlgorithmName::GradientBoosting => serde_json::from_value(params)
+                .map(Algorithm::GradientBoosting)
+                .map_err(|e| format!("params of gradient_boosting: {e}"))?,
         };
         Ok(TrainConfig {
             label: raw.label,
@@ -138,6 +147,7 @@ const TRAIN_METRICS: [Metric; 3] = [Metric::LogLoss, Metric::Accuracy, Metric::R
 /// A fitted model of any algorithm.
 enum Fitted {
     Logistic(LogisticModel),
+    Trees(BoostedTrees),
 }
 
 impl Fitted {
@@ -147,18 +157,23 @@ impl Fitted {
             Algorithm::Logistic(params) => {
                 Fitted::Logistic(fit_logistic(&table.x, y, features, params)?)
             }
+            Algorithm::GradientBoosting(params) => {
+                Fitted::Trees(fit_trees(&table.x, y, features, params)?)
+            }
         })
     }
 
     fn predict_proba(&self, x: &[f64]) -> Result<Vec<f64>, FitError> {
         match self {
             Fitted::Logistic(model) => model.predict_proba(x),
+            Fitted::Trees(model) => model.predict_proba(x),
         }
     }
 
     fn export(&self, provenance: &Provenance) -> Result<Vec<u8>, ExportError> {
         match self {
             Fitted::Logistic(model) => export_logistic(model, provenance),
+            Fitted::Trees(model) => export_trees(model, provenance),
         }
     }
 }
@@ -214,9 +229,22 @@ mod tests {
             "params": {"l2": 0.5, "max_iter": 3}
         }))
         .unwrap();
-        let Algorithm::Logistic(p) = c.algorithm;
+        let Algorithm::Logistic(p) = c.algorithm else {
+            panic!("{c:?}");
+        };
         assert_eq!((p.l2, p.max_iter), (0.5, 3));
         assert_eq!(c.exclude, ["user_id"]);
+        let c = config(json!({
+            "label": "y", "algorithm": "gradient_boosting", "params": {"n_trees": 7}
+        }))
+        .unwrap();
+        let Algorithm::GradientBoosting(p) = c.algorithm else {
+            panic!("{c:?}");
+        };
+        assert_eq!(
+            (p.n_trees, p.max_depth),
+            (7, TreeParams::default().max_depth)
+        );
     }
 
     #[test]
@@ -235,6 +263,10 @@ mod tests {
             (
                 json!({"label": "y", "params": {"l2": "big"}}),
                 "params of logistic_regression: invalid type",
+            ),
+            (
+                json!({"label": "y", "algorithm": "gradient_boosting", "params": {"l2": 1, "depth": 2}}),
+                "params of gradient_boosting: unknown field `depth`",
             ),
         ] {
             let err = config(with.clone()).unwrap_err().to_string();
@@ -286,6 +318,21 @@ mod tests {
             crate::onnx::features(&trained.onnx).unwrap(),
             Some(trained.features.clone())
         );
+    }
+
+    #[test]
+    fn gradient_boosting_trains_and_exports_too() {
+        let c = config(json!({"label": "y", "algorithm": "gradient_boosting"})).unwrap();
+        let trained = train(&c, &table()).unwrap();
+        assert_eq!(trained.trainer, "gradient_boosting");
+        assert_eq!(trained.params["n_trees"], json!(100));
+        assert!(
+            trained.train_metrics["accuracy"] > 0.9,
+            "{:?}",
+            trained.train_metrics
+        );
+        let metadata = crate::onnx::metadata(&trained.onnx).unwrap();
+        assert_eq!(metadata[crate::onnx::TRAINER_KEY], "gradient_boosting");
     }
 
     #[test]

@@ -15,7 +15,7 @@ const IR_VERSION: i64 = 8;
 /// The default domain's opset: every operator used here has had its current form since 13.
 const OPSET: i64 = 15;
 /// `ai.onnx.ml`, for the tree ensembles.
-pub(crate) const ML_DOMAIN: &str = "ai.onnx.ml";
+const ML_DOMAIN: &str = "ai.onnx.ml";
 const ML_OPSET: i64 = 3;
 
 pub(crate) fn tensor(name: &str, dims: &[usize], values: &[f64]) -> TensorProto {
@@ -44,6 +44,19 @@ pub(crate) fn node(
     }
 }
 
+/// A node of the `ai.onnx.ml` domain.
+pub(crate) fn ml_node(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        domain: Some(ML_DOMAIN.to_owned()),
+        ..node(op, inputs, output, attribute)
+    }
+}
+
 fn attribute(name: &str, kind: AttributeType) -> AttributeProto {
     AttributeProto {
         name: Some(name.to_owned()),
@@ -56,6 +69,34 @@ pub(crate) fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         i: Some(value),
         ..attribute(name, AttributeType::Int)
+    }
+}
+
+pub(crate) fn string(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        s: Some(value.as_bytes().to_vec()),
+        ..attribute(name, AttributeType::String)
+    }
+}
+
+pub(crate) fn ints(name: &str, values: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        ints: values,
+        ..attribute(name, AttributeType::Ints)
+    }
+}
+
+pub(crate) fn floats(name: &str, values: Vec<f32>) -> AttributeProto {
+    AttributeProto {
+        floats: values,
+        ..attribute(name, AttributeType::Floats)
+    }
+}
+
+pub(crate) fn strings(name: &str, values: &[&str]) -> AttributeProto {
+    AttributeProto {
+        strings: values.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..attribute(name, AttributeType::Strings)
     }
 }
 

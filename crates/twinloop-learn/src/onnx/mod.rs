@@ -8,12 +8,14 @@
 mod build;
 mod logistic;
 pub mod proto;
+mod trees;
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 
 pub use logistic::export_logistic;
+pub use trees::export_trees;
 
 pub const INPUT: &str = "input";
 pub const LABEL: &str = "label";
