@@ -105,6 +105,10 @@ pub struct CanarySpec {
     pub max_error_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_p99_ms: Option<f64>,
+    /// On promotion, point this registry alias at the candidate and leave the deployment
+    /// following the alias: one change, so the alias move is not heard as a second swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_promote_alias: Option<String>,
 }
 
 fn default_steps() -> Vec<u32> {

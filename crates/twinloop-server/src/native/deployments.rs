@@ -135,6 +135,7 @@ mod wire {
             interval_s: c.interval_s,
             max_error_rate: c.max_error_rate,
             max_p99_ms: c.max_p99_ms,
+            on_promote_alias: None,
         }
     }
 

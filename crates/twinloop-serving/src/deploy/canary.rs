@@ -109,6 +109,7 @@ mod tests {
             interval_s: 1.0,
             max_error_rate: Some(0.1),
             max_p99_ms: Some(50.0),
+            on_promote_alias: None,
         };
         let ok = WindowStats {
             requests: 100,

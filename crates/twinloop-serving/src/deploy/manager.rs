@@ -32,6 +32,9 @@ pub struct DeploymentManager {
     canaries: StdMutex<HashMap<String, AbortHandle>>,
 }
 
+/// Who the registry records as moving an alias on a canary's promotion.
+const PROMOTION_ACTOR: &str = "twinloop-canary";
+
 fn invalid(message: impl Into<String>) -> ServeError {
     ServeError::Invalid(message.into())
 }
@@ -395,7 +398,8 @@ impl DeploymentManager {
     }
 
     /// Finishes a canary: promoted gives the candidate all traffic, rolled back restores the
-    /// baseline.
+    /// baseline. The states lock is held throughout, so an alias the promotion moves is heard
+    /// by `alias_moved` only once the deployment already follows it.
     async fn end_canary(
         &self,
         name: &str,
@@ -407,13 +411,17 @@ impl DeploymentManager {
         let Some(canary) = states.get(name).and_then(|s| s.canary.clone()) else {
             return;
         };
-        let spec = match outcome {
-            CanaryStatus::Promoted => promoted(baseline, &canary.spec.candidate),
-            _ => baseline.clone(),
-        };
-        let note = match &reason {
+        let mut note = match &reason {
             Some(r) => format!("canary {}: {r}", outcome.as_str()),
             None => format!("canary {}", outcome.as_str()),
+        };
+        let spec = match outcome {
+            CanaryStatus::Promoted => {
+                let (route, said) = self.promoted_route(name, &canary.spec).await;
+                note = format!("{note}; {said}");
+                promoted(baseline, &route)
+            }
+            _ => baseline.clone(),
         };
         if let Err(e) = self.switch(&mut states, spec.clone(), note, false).await {
             tracing::error!(deployment = name, error = %e, "cannot finish the canary");
@@ -427,6 +435,72 @@ impl DeploymentManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+    }
+
+    /// The route a promoted candidate keeps, and what became of the alias. With
+    /// `on_promote_alias` the alias is pointed at the candidate's version and the route follows
+    /// it, so `build` finds the candidate already loaded under that version: no reload, one
+    /// swap. When the alias cannot be moved the candidate stays pinned: the promotion the gates
+    /// earned still happens, and the alias still names what it named.
+    async fn promoted_route(&self, name: &str, canary: &CanarySpec) -> (RouteSpec, String) {
+        let candidate = &canary.candidate;
+        let Some(alias) = &canary.on_promote_alias else {
+            return (candidate.clone(), format!("serving {}", candidate.uri()));
+        };
+        let moved = match self.candidate_version(name, candidate).await {
+            Ok(version) => self
+                .store
+                .set_alias(&candidate.model, alias, &version, PROMOTION_ACTOR)
+                .await
+                .map(|()| version)
+                .map_err(|e| e.message),
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(version) => {
+                let route = RouteSpec {
+                    version: None,
+                    alias: Some(alias.clone()),
+                    ..candidate.clone()
+                };
+                let said = format!(
+                    "{}@{alias} moved to version {version}; following it",
+                    candidate.model
+                );
+                (route, said)
+            }
+            Err(e) => {
+                tracing::error!(deployment = name, error = %e, "cannot move the promoted alias");
+                let said = format!(
+                    "cannot move {}@{alias} to the candidate ({e}): serving {} pinned",
+                    candidate.model,
+                    candidate.uri()
+                );
+                (candidate.clone(), said)
+            }
+        }
+    }
+
+    /// The version the canary's candidate route serves: the one loaded now, or else the one
+    /// its URI resolves to.
+    async fn candidate_version(&self, name: &str, candidate: &RouteSpec) -> Result<String, String> {
+        let same = |r: &RouteSpec| {
+            r.model == candidate.model
+                && r.version == candidate.version
+                && r.alias == candidate.alias
+        };
+        if let Some(current) = self.engine.get(name)
+            && let Some(i) = current.spec.routes.iter().rposition(same)
+            && let Some(model) = current.routes.get(i)
+        {
+            return Ok(model.version.clone());
+        }
+        let uri = ModelUri::parse(&candidate.uri()).map_err(|e| e.0)?;
+        self.registry
+            .resolve(&uri)
+            .await
+            .map(|r| r.version)
+            .map_err(|e| e.0)
     }
 
     fn stop_canary(&self, name: &str) -> bool {
@@ -569,6 +643,28 @@ impl DeploymentManager {
         });
     }
 
+    /// Whether every route of `endpoint` that `follows` the moved alias already serves the
+    /// version the alias names now, as after a promotion that moved it: then there is nothing
+    /// to swap. A route that cannot be resolved is left to `switch`, which reports it.
+    async fn serves_aliases_already(
+        &self,
+        endpoint: &Endpoint,
+        follows: &(dyn Fn(&RouteSpec) -> bool + Sync),
+    ) -> bool {
+        let routes = endpoint.spec.routes.iter().zip(&endpoint.routes);
+        let shadow = endpoint.spec.shadow.iter().zip(&endpoint.shadow);
+        for (route, served) in routes.chain(shadow).filter(|(r, _)| follows(r)) {
+            let Ok(uri) = ModelUri::parse(&route.uri()) else {
+                return false;
+            };
+            match self.registry.resolve(&uri).await {
+                Ok(resolved) if resolved.version == served.version => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
     async fn alias_moved(&self, model: &str, alias: &str) {
         let follows = |r: &RouteSpec| {
             r.model == model
@@ -587,6 +683,7 @@ impl DeploymentManager {
                 .iter()
                 .chain(&current.spec.shadow)
                 .any(follows)
+                || self.serves_aliases_already(&current, &follows).await
             {
                 continue;
             }
@@ -596,5 +693,192 @@ impl DeploymentManager {
                 tracing::error!(deployment = %name, error = %e, "cannot follow the alias");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use twinloop_core::registry::NewModelVersion;
+    use twinloop_meta::{SqlStore, StoreUri};
+
+    use super::*;
+    use crate::deploy::StoreRegistry;
+
+    /// A manager on a fresh SQLite store where model `m` has versions 1 and 2 (the same ONNX
+    /// model) and `m@champion` is version 1, with deployment `d` following `m@champion`.
+    async fn following_champion() -> (Arc<DeploymentManager>, Arc<Engine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = StoreUri::Sqlite(dir.path().join("t.db"));
+        let store: StoreHandle = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap());
+        let artifacts =
+            twinloop_artifacts::ArtifactStore::open(dir.path().join("a").to_str().unwrap())
+                .unwrap();
+        store
+            .create_registered_model("m", None, &[], "test")
+            .await
+            .unwrap();
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/logreg");
+        for _ in 0..2 {
+            let new = NewModelVersion {
+                name: "m".into(),
+                source: source.into(),
+                ..NewModelVersion::default()
+            };
+            store.create_model_version(new, "test").await.unwrap();
+        }
+        store.set_alias("m", "champion", "1", "test").await.unwrap();
+        let engine = Arc::new(Engine::default());
+        let registry = StoreRegistry {
+            store: store.clone(),
+            artifacts,
+        };
+        let manager = DeploymentManager::new(engine.clone(), store, Arc::new(registry), 1);
+        let spec = DeploymentSpec {
+            name: "d".into(),
+            routes: vec![RouteSpec {
+                model: "m".into(),
+                version: None,
+                alias: None,
+                weight: 100,
+            }],
+            shadow: None,
+            sticky_key: None,
+            feature_service: None,
+            batching: Default::default(),
+        };
+        manager.create(spec).await.unwrap();
+        (manager, engine, dir)
+    }
+
+    fn notes(status: &DeploymentStatus) -> Vec<String> {
+        status
+            .state
+            .events
+            .iter()
+            .map(|e| e.message.clone())
+            .collect()
+    }
+
+    async fn wait_until_promoted(manager: &DeploymentManager) -> DeploymentStatus {
+        for _ in 0..500 {
+            let status = manager.status("d").await.unwrap();
+            if status.state.running_canary().is_none() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the canary did not end");
+    }
+
+    #[tokio::test]
+    async fn a_promotion_moves_the_alias_and_follows_it_with_one_swap() {
+        let (manager, engine, _dir) = following_champion().await;
+        let canary = CanarySpec {
+            candidate: RouteSpec {
+                model: "m".into(),
+                version: Some("2".into()),
+                alias: None,
+                weight: 0,
+            },
+            steps: vec![50, 100],
+            interval_s: 0.02,
+            max_error_rate: None,
+            max_p99_ms: None,
+            on_promote_alias: Some("champion".into()),
+        };
+        manager.canary("d", canary).await.unwrap();
+        let candidate = engine.get("d").unwrap().routes.last().cloned().unwrap();
+        assert_eq!(candidate.version, "2");
+        let status = wait_until_promoted(&manager).await;
+        assert_eq!(
+            status.state.canary.as_ref().map(|c| c.status),
+            Some(CanaryStatus::Promoted)
+        );
+        let champion = manager
+            .store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap();
+        assert_eq!(champion.version, 2);
+        let endpoint = engine.get("d").unwrap();
+        assert_eq!(
+            endpoint.spec.routes,
+            vec![RouteSpec {
+                model: "m".into(),
+                version: None,
+                alias: Some("champion".into()),
+                weight: 100,
+            }]
+        );
+        assert!(
+            Arc::ptr_eq(&endpoint.routes[0], &candidate),
+            "the promoted deployment serves the candidate it canaried, not a reload"
+        );
+        assert_eq!(
+            notes(&status)[1..],
+            [
+                "canary models:/m/2: 50%",
+                "canary models:/m/2: 100%",
+                "canary promoted; m@champion moved to version 2; following it",
+            ]
+        );
+
+        // The alias event the promotion caused finds the deployment already there.
+        manager.alias_moved("m", "champion").await;
+        assert!(
+            Arc::ptr_eq(&engine.get("d").unwrap(), &endpoint),
+            "no second swap"
+        );
+        assert_eq!(notes(&manager.status("d").await.unwrap()), notes(&status));
+
+        // A real move is still followed.
+        manager
+            .store
+            .set_alias("m", "champion", "1", "test")
+            .await
+            .unwrap();
+        manager.alias_moved("m", "champion").await;
+        let moved = engine.get("d").unwrap();
+        assert_eq!(moved.routes[0].version, "1");
+        assert!(
+            notes(&manager.status("d").await.unwrap())
+                .last()
+                .unwrap()
+                .contains("alias m@champion moved")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_an_alias_to_move_a_promotion_pins_the_candidate() {
+        let (manager, engine, _dir) = following_champion().await;
+        let candidate = RouteSpec {
+            model: "m".into(),
+            version: Some("2".into()),
+            alias: None,
+            weight: 0,
+        };
+        let canary = CanarySpec {
+            candidate: candidate.clone(),
+            steps: vec![100],
+            interval_s: 0.02,
+            max_error_rate: None,
+            max_p99_ms: None,
+            on_promote_alias: None,
+        };
+        manager.canary("d", canary).await.unwrap();
+        wait_until_promoted(&manager).await;
+        let champion = manager
+            .store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap();
+        assert_eq!(champion.version, 1, "the alias is left alone");
+        assert_eq!(
+            engine.get("d").unwrap().spec.routes,
+            vec![RouteSpec {
+                weight: 100,
+                ..candidate
+            }]
+        );
     }
 }

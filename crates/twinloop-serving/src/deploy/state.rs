@@ -236,6 +236,7 @@ mod tests {
             interval_s: 1.0,
             max_error_rate: Some(0.1),
             max_p99_ms: None,
+            on_promote_alias: None,
         }
     }
 
