@@ -493,7 +493,9 @@ mod tests {
             let path = dir.path().join("t.csv");
             let mut rows = label.lines();
             let text = format!(
-                "id,when,x1,flag,label\na,2024-01-01T00:00:00,0.5,true,{}\nb,2024-01-02T00:00:00,1.5,false,{}\n",
+                "id,when,x1,flag,label\n\
+                 a,2024-01-01T00:00:00,0.5,true,{}\n\
+                 b,2024-01-02T00:00:00,1.5,false,{}\n",
                 rows.next().unwrap(),
                 rows.next().unwrap()
             );

@@ -265,7 +265,10 @@ mod tests {
                 "params of logistic_regression: invalid type",
             ),
             (
-                json!({"label": "y", "algorithm": "gradient_boosting", "params": {"l2": 1, "depth": 2}}),
+                json!({
+                    "label": "y", "algorithm": "gradient_boosting",
+                    "params": {"l2": 1, "depth": 2}
+                }),
                 "params of gradient_boosting: unknown field `depth`",
             ),
         ] {
