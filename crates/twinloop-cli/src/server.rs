@@ -153,9 +153,16 @@ async fn serve(args: ServerArgs) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(());
     #[cfg(feature = "serving")]
     let serving = RunningServing::start(&args, store.clone(), &artifacts, stopped).await?;
+    let pipelines = twinloop_pipelines::schedule::Scheduler::start(
+        store.clone(),
+        twinloop_pipelines::schedule::Config::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the pipeline scheduler: {e}"))?;
     let state = Arc::new(AppState {
         store: store.clone(),
         artifacts,
+        pipelines: pipelines.clone(),
         #[cfg(feature = "serving")]
         serving: serving.parts.clone(),
     });
@@ -167,6 +174,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
     twinloop_server::serve(listener, state, shutdown)
         .await
         .context("server error")?;
+    // Runs under way are canceled (their steps' process trees end) and recorded so.
+    pipelines.shutdown(std::time::Duration::from_secs(15)).await;
     #[cfg(feature = "serving")]
     serving.finish().await;
     store.close().await;

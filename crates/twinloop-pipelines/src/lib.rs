@@ -14,6 +14,7 @@ mod glob;
 mod locate;
 pub mod plan;
 mod resume;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod validate;

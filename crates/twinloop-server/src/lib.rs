@@ -44,6 +44,8 @@ pub struct AppState {
     /// traits' methods.
     pub store: StoreHandle,
     pub artifacts: ArtifactStore,
+    /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
+    pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
     pub serving: Serving,
 }

@@ -86,10 +86,14 @@ impl Trigger {
 
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        format!("{ms}ms")
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
     } else {
-        format!("{}s", ms / 1000)
+        format!("{ms}ms")
     }
 }
 

@@ -10,6 +10,7 @@ mod events;
 mod lineage;
 #[cfg(feature = "serving")]
 mod monitors;
+mod pipelines;
 mod webhooks;
 
 pub use events::event_json;
@@ -47,7 +48,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/lineage/events", post(lineage::put_event))
         .route("/lineage/memberships", post(lineage::put_membership))
         .route("/lineage/nodes/{*key}", get(lineage::get_node))
-        .route("/lineage/graph", get(lineage::graph));
+        .route("/lineage/graph", get(lineage::graph))
+        .route("/pipelines", post(pipelines::apply).get(pipelines::list))
+        .route("/pipelines/{name}", get(pipelines::get))
+        .route("/pipelines/{name}/runs", post(pipelines::start_run))
+        .route("/runs", get(pipelines::runs))
+        .route("/runs/{id}", get(pipelines::get_run))
+        .route("/runs/{id}/cancel", post(pipelines::cancel))
+        .route("/triggers", get(pipelines::triggers));
     #[cfg(feature = "serving")]
     let router = serving_routes(router);
     router.layer(DefaultBodyLimit::max(MAX_JSON_BODY))
