@@ -55,12 +55,38 @@ enum PipelineCommand {
         /// Print the run's report as JSON at the end instead of progress lines.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List and remove cache entries and the stored outputs nothing references any more.
     Cache {
         #[command(subcommand)]
         command: cache::CacheCommand,
     },
+}
+
+/// Where a standalone run records itself: the same store and artifacts `twinloop server` uses
+/// by default, opened in this process with a tracking server on a loopback port for the steps.
+#[derive(Args)]
+struct StoreArgs {
+    /// The metadata store, as `twinloop server` takes it.
+    #[arg(
+        long,
+        default_value = "sqlite:///twinloop-data/twinloop.db",
+        env = "TWINLOOP_BACKEND_STORE_URI"
+    )]
+    backend_store_uri: String,
+    /// Where artifacts (registered models) are stored.
+    #[arg(
+        long,
+        default_value = "twinloop-data/artifacts",
+        env = "TWINLOOP_ARTIFACTS_DESTINATION"
+    )]
+    artifacts_destination: String,
+    /// Run without the store: no MLflow runs, no lineage, and built-ins that need the registry
+    /// or deployments fail.
+    #[arg(long)]
+    no_store: bool,
 }
 
 #[derive(Args)]
@@ -108,9 +134,18 @@ pub fn run(args: PipelineArgs) -> ExitCode {
             cache,
             max_parallel,
             json,
+            store,
         } => load(&file).map_or_else(
             |code| code,
-            |pipeline| execute(&pipeline, &cache, args.repo, home, max_parallel, json),
+            |pipeline| {
+                let target = Target {
+                    repo: args.repo,
+                    home,
+                    max_parallel,
+                    json,
+                };
+                execute(&pipeline, &cache, &store, target)
+            },
         ),
         PipelineCommand::Cache { command } => cache::run(command, &home),
     }
@@ -231,14 +266,21 @@ fn plan(pipeline: &Pipeline, cache: &CacheArgs, repo: PathBuf, home: PathBuf) ->
     ExitCode::SUCCESS
 }
 
-fn execute(
-    pipeline: &Pipeline,
-    cache: &CacheArgs,
+/// Where and how a run goes.
+struct Target {
     repo: PathBuf,
     home: PathBuf,
     max_parallel: Option<usize>,
     json: bool,
-) -> ExitCode {
+}
+
+fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Target) -> ExitCode {
+    let Target {
+        repo,
+        home,
+        max_parallel,
+        json,
+    } = target;
     let mut options = RunOptions::new(repo, home);
     match cache.params() {
         Ok(params) => options.params = params,
@@ -271,11 +313,29 @@ fn execute(
                 cancel.cancel();
             }
         });
-        twinloop_pipelines::exec::run(pipeline, options).await
+        let server = if store.no_store {
+            None
+        } else {
+            let args = crate::server::ServerArgs::embedded(
+                store.backend_store_uri.clone(),
+                store.artifacts_destination.clone(),
+            );
+            Some(crate::server::Running::start(&args).await?)
+        };
+        options.services = server.as_ref().map(crate::server::Running::services);
+        let report = twinloop_pipelines::exec::run(pipeline, options).await;
+        if let Some(server) = server {
+            server.stop().await?;
+        }
+        anyhow::Ok(report)
     });
     let report = match report {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return fail(&e),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
     };
     if json {
         match serde_json::to_string_pretty(&report) {

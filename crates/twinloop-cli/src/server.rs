@@ -107,6 +107,33 @@ impl ServerArgs {
     }
 }
 
+impl ServerArgs {
+    /// A server for this process only: loopback, a free port, no gRPC, the given store and
+    /// artifacts (quickstart and standalone pipeline runs, whose steps' `mlflow` clients need
+    /// an address).
+    pub(crate) fn embedded(backend_store_uri: String, artifacts_destination: String) -> ServerArgs {
+        ServerArgs {
+            host: "127.0.0.1".into(),
+            port: 0,
+            backend_store_uri,
+            artifacts_destination: Some(artifacts_destination),
+            default_artifact_root: None,
+            serve_artifacts: false,
+            no_serve_artifacts: false,
+            workers: None,
+            #[cfg(feature = "serving")]
+            grpc_port: 0,
+            #[cfg(feature = "serving")]
+            sessions: None,
+            #[cfg(feature = "serving")]
+            prediction_log_flush_ms: 1_000,
+            #[cfg(all(feature = "serving", feature = "feature-store"))]
+            feature_repo: None,
+            help: None,
+        }
+    }
+}
+
 pub fn run(args: ServerArgs) -> Result<()> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -123,64 +150,121 @@ pub fn run(args: ServerArgs) -> Result<()> {
 }
 
 async fn serve(args: ServerArgs) -> Result<()> {
-    let uri: StoreUri = args
-        .backend_store_uri
-        .parse()
-        .map_err(|e: twinloop_core::Error| anyhow::anyhow!("{}", e.message))?;
-    let artifacts_destination = args.artifacts_destination()?;
-    // Bound before anything is created on disk, so a server that cannot listen leaves no trace.
-    let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
-        .parse()
-        .with_context(|| format!("invalid --host {:?}", args.host))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} (hint: is another server using the port? try --port)")
-    })?;
-    let artifacts =
-        ArtifactStore::open(artifacts_destination).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let store = SqlStore::open(&uri, "mlflow-artifacts:")
-        .await
-        .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
-    let store = Arc::new(store);
-    let local = listener.local_addr()?;
+    let running = Running::start(&args).await?;
     tracing::info!(
-        backend = %uri,
-        artifacts = artifacts.location(),
+        backend = %args.backend_store_uri,
+        artifacts = running.artifacts.location(),
         "twinloop server listening on {}",
-        browsable_url(local)
+        running.url
     );
-    // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
-    #[cfg(feature = "serving")]
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    #[cfg(feature = "serving")]
-    let serving = RunningServing::start(&args, store.clone(), &artifacts, stopped).await?;
-    let pipelines = twinloop_pipelines::schedule::Scheduler::start(
-        store.clone(),
-        twinloop_pipelines::schedule::Config::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot start the pipeline scheduler: {e}"))?;
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        artifacts,
-        pipelines: pipelines.clone(),
-        #[cfg(feature = "serving")]
-        serving: serving.parts.clone(),
-    });
-    let shutdown = async move {
-        shutdown_signal().await;
-        #[cfg(feature = "serving")]
-        drop(stop);
-    };
-    twinloop_server::serve(listener, state, shutdown)
-        .await
-        .context("server error")?;
-    // Runs under way are canceled (their steps' process trees end) and recorded so.
-    pipelines.shutdown(std::time::Duration::from_secs(15)).await;
-    #[cfg(feature = "serving")]
-    serving.finish().await;
-    store.close().await;
+    shutdown_signal().await;
+    running.stop().await?;
     tracing::info!("twinloop server stopped");
     Ok(())
+}
+
+/// A server answering in this process: its address, its store and artifacts and (with serving)
+/// its deployments, until [`Running::stop`].
+pub(crate) struct Running {
+    pub url: String,
+    pub store: Arc<SqlStore>,
+    pub artifacts: ArtifactStore,
+    #[cfg(feature = "serving")]
+    pub serving: Serving,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub(crate) async fn start(args: &ServerArgs) -> Result<Running> {
+        let uri: StoreUri = args
+            .backend_store_uri
+            .parse()
+            .map_err(|e: twinloop_core::Error| anyhow::anyhow!("{}", e.message))?;
+        let artifacts_destination = args.artifacts_destination()?;
+        // Bound before anything is created on disk, so a server that cannot listen leaves no trace.
+        let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
+            .parse()
+            .with_context(|| format!("invalid --host {:?}", args.host))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (hint: is another server using the port? try --port)")
+        })?;
+        let artifacts = ArtifactStore::open(artifacts_destination)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let store = SqlStore::open(&uri, "mlflow-artifacts:")
+            .await
+            .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
+        let store = Arc::new(store);
+        let url = browsable_url(listener.local_addr()?);
+        // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
+        #[cfg(feature = "serving")]
+        let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(());
+        #[cfg(feature = "serving")]
+        let serving = RunningServing::start(args, store.clone(), &artifacts, grpc_stopped).await?;
+        let pipelines = twinloop_pipelines::schedule::Scheduler::start(
+            store.clone(),
+            twinloop_pipelines::schedule::Config::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the pipeline scheduler: {e}"))?;
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            artifacts: artifacts.clone(),
+            pipelines: pipelines.clone(),
+            #[cfg(feature = "serving")]
+            serving: serving.parts.clone(),
+        });
+        #[cfg(feature = "serving")]
+        let parts = serving.parts.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let closing = store.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+                #[cfg(feature = "serving")]
+                drop(grpc_stop);
+            };
+            twinloop_server::serve(listener, state, shutdown)
+                .await
+                .context("server error")?;
+            // Runs under way are canceled (their steps' process trees end) and recorded so.
+            pipelines.shutdown(std::time::Duration::from_secs(15)).await;
+            #[cfg(feature = "serving")]
+            serving.finish().await;
+            closing.close().await;
+            Ok(())
+        });
+        Ok(Running {
+            url,
+            store,
+            artifacts,
+            #[cfg(feature = "serving")]
+            serving: parts,
+            stop,
+            task,
+        })
+    }
+
+    /// What pipeline runs in this process reach: the store, artifacts, deployments, and this
+    /// server as their steps' tracking server.
+    pub(crate) fn services(&self) -> twinloop_pipelines::services::Services {
+        twinloop_pipelines::services::Services {
+            store: self.store.clone(),
+            artifacts: self.artifacts.clone(),
+            #[cfg(feature = "serving")]
+            deployments: Some(self.serving.deployments.clone()),
+            #[cfg(not(feature = "serving"))]
+            deployments: None,
+            tracking_uri: Some(self.url.clone()),
+            webhooks: Some(Arc::new(twinloop_server::webhooks::HttpTransport::default())),
+        }
+    }
+
+    /// Stops answering once requests in flight are done, then closes the store.
+    pub(crate) async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the server task failed")?
+    }
 }
 
 /// The serving side of a server: the engine and its prediction log, deployments, monitors and

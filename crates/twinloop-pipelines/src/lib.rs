@@ -13,6 +13,7 @@ pub mod expr;
 mod glob;
 mod locate;
 pub mod plan;
+mod record;
 mod resume;
 pub mod schedule;
 pub mod spec;

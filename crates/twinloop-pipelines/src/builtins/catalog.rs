@@ -103,7 +103,7 @@ impl Builtin {
             Builtin::FeaturesTrainingSet => (&["entities", "features"], &["repo", "split"]),
             Builtin::ModelTrainLinear => (
                 &["data", "label"],
-                &["features", "exclude", "algorithm", "l2", "max_iter", "tol"],
+                &["features", "exclude", "algorithm", "params"],
             ),
             Builtin::ModelEvaluate => (
                 &["candidate", "data", "label", "metrics"],

@@ -1,7 +1,15 @@
 //! The built-in steps (`uses:`), which run in process: their catalog, their `with:` handling
 //! and their implementations.
 
+mod canary;
 mod catalog;
+mod evaluate;
+mod notify;
+mod register;
+mod score;
+mod train;
+mod training_set;
+mod validate_data;
 pub mod with;
 
 pub use catalog::Builtin;
@@ -32,30 +40,9 @@ pub fn check(builtin: Builtin, with: &Value) -> Vec<String> {
         }
     }
     if problems.is_empty() && builtin == Builtin::ModelEvaluate {
-        problems.extend(gate_problems(with));
+        problems.extend(evaluate::check(with));
     }
     problems
-}
-
-/// The gate's own rule: every metric it names has a threshold of some kind.
-fn gate_problems(with: &Value) -> Vec<String> {
-    let Some(metrics) = with.get("metrics").and_then(Value::as_object) else {
-        return vec!["model.evaluate@1 needs `with.metrics`: a map of metric → thresholds".into()];
-    };
-    if metrics.is_empty() {
-        return vec!["model.evaluate@1 with no thresholds would bless anything: name at least one metric with `threshold`, `min_absolute_change` or `min_relative_change`".into()];
-    }
-    metrics
-        .iter()
-        .filter(|(_, t)| {
-            ["threshold", "min_absolute_change", "min_relative_change"]
-                .iter()
-                .all(|k| t.get(k).is_none())
-        })
-        .map(|(name, _)| {
-            format!("metric {name} has no threshold, min_absolute_change or min_relative_change")
-        })
-        .collect()
 }
 
 /// What a built-in's attempt is given: its rendered `with:`, where to write its file outputs,
@@ -65,7 +52,6 @@ pub(crate) struct Ctx<'a> {
     pub run_id: &'a str,
     pub pipeline: &'a str,
     pub step: &'a str,
-    pub attempt: u32,
     pub repo: &'a std::path::Path,
     pub with: Value,
     /// `outputs/<name>` is where a file output goes.
@@ -116,9 +102,30 @@ impl Ctx<'_> {
 /// The value outputs a built-in produced; its file outputs are in `Ctx::outputs_dir`.
 pub(crate) type Values = std::collections::BTreeMap<String, Value>;
 
+/// What a built-in's result depends on besides its rendered `with:` and inputs, as
+/// `name → digest` entries of its cache key: the training set's feature definitions and sources.
+/// An `Err` says what could not be read; the step fails with it.
+pub(crate) fn extra_digests(
+    builtin: Builtin,
+    with: &Value,
+    repo: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    match builtin {
+        Builtin::FeaturesTrainingSet => training_set::source_digests(with, repo),
+        _ => Ok(std::collections::BTreeMap::new()),
+    }
+}
+
 /// Runs the built-in. An `Err` fails the attempt with that reason.
 pub(crate) async fn execute(ctx: &Ctx<'_>) -> Result<Values, String> {
     match ctx.builtin {
-        other => Err(format!("{other} is not available in this build")),
+        Builtin::FeaturesTrainingSet => training_set::run(ctx).await,
+        Builtin::ModelTrainLinear => train::run(ctx).await,
+        Builtin::ModelEvaluate => evaluate::run(ctx).await,
+        Builtin::DataValidate => validate_data::run(ctx).await,
+        Builtin::ModelRegister => register::run(ctx).await,
+        Builtin::DeploySetAlias => canary::set_alias_step(ctx).await,
+        Builtin::DeployCanary => canary::canary_step(ctx).await,
+        Builtin::NotifyWebhook => notify::run(ctx).await,
     }
 }

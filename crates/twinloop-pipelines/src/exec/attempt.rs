@@ -34,7 +34,7 @@ pub(crate) struct AttemptJob<'a> {
     pub cancel: &'a Cancel,
     pub services: Option<&'a crate::services::Services>,
     /// The attempt's run in tracking, when the pipeline run is recorded there.
-    pub mlflow_run_id: Option<&'a str>,
+    pub tracked: Option<&'a crate::record::TrackedAttempt>,
 }
 
 pub(crate) struct AttemptEnd {
@@ -197,6 +197,15 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
     };
     for (name, value) in &job.prepared.params {
         command.env(format!("TWINLOOP_PARAM_{}", env_name(name)), to_text(value));
+    }
+    // The step's own `mlflow` client resumes its run: `start_run()` picks up MLFLOW_RUN_ID.
+    if let Some(tracked) = job.tracked
+        && let Some(uri) = &tracked.tracking_uri
+    {
+        command
+            .env("MLFLOW_TRACKING_URI", uri)
+            .env("MLFLOW_EXPERIMENT_ID", &tracked.experiment_id)
+            .env("MLFLOW_RUN_ID", &tracked.run_id);
     }
     for (name, input) in &job.prepared.inputs {
         let (path, digest, kind) = match input {

@@ -25,12 +25,11 @@ pub(crate) async fn run_builtin(job: &AttemptJob<'_>, uses: &Uses) -> AttemptEnd
         run_id: job.run_id,
         pipeline: job.pipeline,
         step: &job.step.id,
-        attempt: job.attempt,
         repo: job.repo,
         with,
         outputs_dir: job.dir.join("outputs"),
         services: job.services,
-        mlflow_run_id: job.mlflow_run_id,
+        mlflow_run_id: job.tracked.map(|t| t.run_id.as_str()),
         log,
     };
     let timeout = job.step.timeout.unwrap_or(Duration::MAX);

@@ -20,9 +20,10 @@ use tokio::task::JoinSet;
 
 use crate::cache::{Cas, Execution, Index, KeyDoc};
 use crate::error::Error;
+use crate::record::Recorder;
 use crate::resume::Resume;
 use crate::spec::{Pipeline, Step};
-use crate::state::{OutputRecord, RunScope, RunStatus, StepState, TriggerContext};
+use crate::state::{OutputRecord, RunScope, RunStatus, StepOutputs, StepState, TriggerContext};
 use prepare::{Prepared, prepare};
 use step::{StepEnd, StepJob};
 
@@ -256,7 +257,21 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, 
         .run_id
         .clone()
         .unwrap_or_else(twinloop_core::ids::new_run_id);
+    let cause = options
+        .trigger
+        .as_ref()
+        .map(|t| serde_json::json!({"kind": t.kind, "payload": t.payload}));
+    let recorder = Recorder::start(
+        options.services.as_ref(),
+        &pipeline.name,
+        &run_id,
+        &params,
+        cause.as_ref(),
+    )
+    .await;
     let mut runner = Runner {
+        recorder,
+        reused: Vec::new(),
         resume,
         refresh,
         cas: Cas::new(&options.home),
@@ -281,6 +296,11 @@ pub(crate) fn cache_off(step: &Step, no_cache: bool, refresh: &BTreeSet<String>)
         Some("--refresh".into())
     } else if step.cacheable() {
         None
+    } else if let Some(uses) = step.uses.as_ref().filter(|u| !u.builtin.cacheable()) {
+        Some(format!(
+            "{} is never cached: it acts outside its outputs or reads a moving baseline",
+            uses.builtin
+        ))
     } else if step.cache.mode == crate::spec::CacheMode::Off {
         Some("cache: false".into())
     } else {
@@ -306,6 +326,10 @@ pub(crate) fn downstream_of(pipeline: &Pipeline, roots: &[String]) -> BTreeSet<S
 
 struct Runner<'a> {
     pipeline: &'a Pipeline,
+    recorder: Recorder,
+    /// Steps reused since the last flush: (step, run reused from, outputs), recorded in lineage
+    /// outside the synchronous scheduling pass.
+    reused: Vec<(String, String, StepOutputs)>,
     options: RunOptions,
     run_id: String,
     run_dir: PathBuf,
@@ -358,6 +382,7 @@ impl Runner<'_> {
                 status = RunStatus::Failed;
             }
         }
+        self.recorder.finish(status).await;
         self.options.events.send(Event::RunFinished {
             run_id: self.run_id.clone(),
             status,
@@ -428,6 +453,9 @@ impl Runner<'_> {
                 run_status,
                 cancel,
             )?;
+            for (step, from, outputs) in std::mem::take(&mut self.reused) {
+                self.recorder.reused(&step, &from, &outputs).await;
+            }
             if running.is_empty() {
                 // Pending steps are left only when their upstream is outside this phase and never
                 // ran; validation forbids it, so end rather than wait forever.
@@ -489,6 +517,10 @@ impl Runner<'_> {
             match self.decide(step, run_status) {
                 Decision::Done(report) => self.finish(report),
                 Decision::Reuse(report, execution) => {
+                    if let Some(from) = &execution.cached_from {
+                        let note = (step.id.clone(), from.clone(), execution.outputs.clone());
+                        self.reused.push(note);
+                    }
                     self.record(*execution)?;
                     self.finish(report);
                 }
@@ -517,6 +549,7 @@ impl Runner<'_> {
             cancel: cancel.clone(),
             events: self.options.events.clone(),
             services: self.options.services.clone(),
+            recorder: self.recorder.clone(),
         };
         running.spawn(async move {
             let end = job.run(&prepared).await;

@@ -23,6 +23,23 @@ pub(crate) struct Prepared {
     pub inputs: BTreeMap<String, ResolvedInput>,
 }
 
+impl Prepared {
+    /// Each input's kind and content digest, as lineage records what a step read.
+    pub fn digests(&self) -> BTreeMap<String, (OutputKind, String)> {
+        self.inputs
+            .iter()
+            .map(|(name, input)| {
+                let kind = match input {
+                    ResolvedInput::Stored { kind, .. } => *kind,
+                    ResolvedInput::External { path, .. } if path.is_dir() => OutputKind::Dir,
+                    ResolvedInput::External { .. } => OutputKind::File,
+                };
+                (name.clone(), (kind, input.digest().to_owned()))
+            })
+            .collect()
+    }
+}
+
 pub(crate) enum ResolvedInput {
     /// An upstream output in the store.
     Stored { kind: OutputKind, digest: String },
@@ -84,10 +101,13 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
         };
         inputs.insert(name.clone(), resolved);
     }
-    let digests = inputs
+    let mut digests: BTreeMap<String, String> = inputs
         .iter()
         .map(|(name, input)| (name.clone(), input.digest().to_owned()))
         .collect();
+    if let (Some(uses), Some(with)) = (&step.uses, &with) {
+        digests.extend(crate::builtins::extra_digests(uses.builtin, with, repo)?);
+    }
     let doc = KeyDoc::build(step, repo, params.clone(), &command, vars.clone(), digests)?;
     Ok(Prepared {
         key: doc.key(),

@@ -24,6 +24,7 @@ pub(crate) struct StepJob {
     pub cancel: Cancel,
     pub events: Events,
     pub services: Option<crate::services::Services>,
+    pub recorder: crate::record::Recorder,
 }
 
 pub(crate) struct StepEnd {
@@ -44,6 +45,7 @@ impl StepJob {
                 attempt,
             });
             let dir = self.dir.join(attempt.to_string());
+            let tracked = self.recorder.attempt(&self.step.id, attempt).await;
             let started_ms = twinloop_core::time::now_ms();
             let end = run_attempt(AttemptJob {
                 step: &self.step,
@@ -57,9 +59,20 @@ impl StepJob {
                 kill_grace: self.kill_grace,
                 cancel: &self.cancel,
                 services: self.services.as_ref(),
-                mlflow_run_id: None,
+                tracked: tracked.as_ref(),
             })
             .await;
+            if let Some(tracked) = &tracked {
+                self.recorder
+                    .attempt_ended(
+                        tracked,
+                        &self.step.id,
+                        end.state,
+                        &prepared.digests(),
+                        &end.outputs,
+                    )
+                    .await;
+            }
             attempts.push(AttemptReport {
                 attempt,
                 state: end.state,

@@ -149,6 +149,9 @@ impl Cache {
 impl Step {
     /// Whether this step's results may be reused at all (before `--no-cache` and `--refresh`).
     pub fn cacheable(&self) -> bool {
+        if self.uses.as_ref().is_some_and(|u| !u.builtin.cacheable()) {
+            return false;
+        }
         match self.cache.mode {
             CacheMode::On => true,
             CacheMode::Off => false,

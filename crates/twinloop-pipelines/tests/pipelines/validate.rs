@@ -48,11 +48,11 @@ fn a1_each_problem_names_file_line_and_field() {
     let no_thresholds = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with:\n      candidate: m.onnx\n      data: h.parquet\n      label: y\n      metrics: {roc_auc: {greater_is_better: true}}\n";
     assert_eq!(
         problems(no_thresholds),
-        "p.yaml:5: steps[gate].with: metric roc_auc has no threshold, min_absolute_change or min_relative_change"
+        "p.yaml:5: steps[gate].with: metrics.roc_auc: no threshold, min_absolute_change or min_relative_change; give at least one"
     );
     let empty_gate = "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with: {candidate: m.onnx, data: h.parquet, label: y, metrics: {}}\n";
     assert!(
-        problems(empty_gate).contains("with no thresholds would bless anything"),
+        problems(empty_gate).contains("p.yaml:5: steps[gate].with: metrics"),
         "{}",
         problems(empty_gate)
     );
