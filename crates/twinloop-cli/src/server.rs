@@ -175,6 +175,26 @@ pub(crate) struct Running {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
+/// What pipeline runs in a server's process reach: its store, artifacts and deployments, and the
+/// server itself as their steps' tracking server.
+fn services(
+    store: &Arc<SqlStore>,
+    artifacts: &ArtifactStore,
+    #[cfg(feature = "serving")] serving: &Serving,
+    url: &str,
+) -> twinloop_pipelines::services::Services {
+    twinloop_pipelines::services::Services {
+        store: store.clone(),
+        artifacts: artifacts.clone(),
+        #[cfg(feature = "serving")]
+        deployments: Some(serving.deployments.clone()),
+        #[cfg(not(feature = "serving"))]
+        deployments: None,
+        tracking_uri: Some(url.to_owned()),
+        webhooks: Some(Arc::new(twinloop_server::webhooks::HttpTransport::default())),
+    }
+}
+
 impl Running {
     pub(crate) async fn start(args: &ServerArgs) -> Result<Running> {
         let uri: StoreUri = args
@@ -201,12 +221,20 @@ impl Running {
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(());
         #[cfg(feature = "serving")]
         let serving = RunningServing::start(args, store.clone(), &artifacts, grpc_stopped).await?;
-        let pipelines = twinloop_pipelines::schedule::Scheduler::start(
-            store.clone(),
-            twinloop_pipelines::schedule::Config::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the pipeline scheduler: {e}"))?;
+        let services = services(
+            &store,
+            &artifacts,
+            #[cfg(feature = "serving")]
+            &serving.parts,
+            &url,
+        );
+        let config = twinloop_pipelines::schedule::Config {
+            services: Some(services),
+            ..twinloop_pipelines::schedule::Config::default()
+        };
+        let pipelines = twinloop_pipelines::schedule::Scheduler::start(store.clone(), config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the pipeline scheduler: {e}"))?;
         let state = Arc::new(AppState {
             store: store.clone(),
             artifacts: artifacts.clone(),
@@ -245,19 +273,15 @@ impl Running {
         })
     }
 
-    /// What pipeline runs in this process reach: the store, artifacts, deployments, and this
-    /// server as their steps' tracking server.
+    /// What pipeline runs in this process reach (see [`services`]).
     pub(crate) fn services(&self) -> twinloop_pipelines::services::Services {
-        twinloop_pipelines::services::Services {
-            store: self.store.clone(),
-            artifacts: self.artifacts.clone(),
+        services(
+            &self.store,
+            &self.artifacts,
             #[cfg(feature = "serving")]
-            deployments: Some(self.serving.deployments.clone()),
-            #[cfg(not(feature = "serving"))]
-            deployments: None,
-            tracking_uri: Some(self.url.clone()),
-            webhooks: Some(Arc::new(twinloop_server::webhooks::HttpTransport::default())),
-        }
+            &self.serving,
+            &self.url,
+        )
     }
 
     /// Stops answering once requests in flight are done, then closes the store.

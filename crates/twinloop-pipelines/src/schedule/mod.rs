@@ -58,7 +58,7 @@ pub enum ScheduleError {
 
 pub type Result<T> = std::result::Result<T, ScheduleError>;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// How often sources are polled and schedules checked.
     pub poll: Duration,
@@ -66,6 +66,9 @@ pub struct Config {
     pub max_parallel: Option<usize>,
     /// Between SIGTERM and SIGKILL when a run is canceled.
     pub kill_grace: Duration,
+    /// What runs record themselves in and built-ins reach (the server's own store, artifacts,
+    /// deployments and address).
+    pub services: Option<crate::services::Services>,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             poll: Duration::from_millis(250),
             max_parallel: None,
             kill_grace: Duration::from_secs(5),
+            services: None,
         }
     }
 }
@@ -648,6 +652,7 @@ impl Inner {
                 options.params = run_params(&run);
                 options.cancel = cancel;
                 options.kill_grace = self.config.kill_grace;
+                options.services.clone_from(&self.config.services);
                 if let Some(n) = self.config.max_parallel {
                     options.max_parallel = n;
                 }
