@@ -77,7 +77,12 @@ impl KeyDoc {
         Ok(KeyDoc {
             v: KEY_VERSION,
             kind: "run".into(),
-            command: step.run.source.clone(),
+            // A built-in's `run` only names it: its `with:` as written is what it was asked to
+            // do (the params it reads are keyed apart, like a command's).
+            command: match &step.uses {
+                Some(uses) => format!("{} {}", step.run.source, uses.with),
+                None => step.run.source.clone(),
+            },
             params,
             code,
             env: EnvDoc { lock, vars },

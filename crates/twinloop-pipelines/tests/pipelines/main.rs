@@ -5,6 +5,7 @@ mod support;
 
 mod caching;
 mod control;
+mod data_builtins;
 mod example;
 mod parallel;
 mod plan;
