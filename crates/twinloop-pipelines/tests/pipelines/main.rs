@@ -6,6 +6,7 @@ mod support;
 mod caching;
 mod control;
 mod data_builtins;
+mod deploy_builtins;
 mod example;
 mod parallel;
 mod plan;
