@@ -2,7 +2,10 @@
 //! `twinloop_pipelines`, and manage its cache. Exit codes follow the design: 0 succeeded,
 //! 1 failed or canceled, 2 invalid spec or usage.
 
+mod apply;
 mod cache;
+mod runs;
+mod triggers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +66,19 @@ enum PipelineCommand {
         #[command(subcommand)]
         command: cache::CacheCommand,
     },
+    /// Register pipeline files with a running server, which runs their triggers; prints what
+    /// changed (triggers and steps added, changed, removed).
+    Apply(apply::ApplyArgs),
+    /// The pipelines a server holds, with their newest version.
+    List(apply::ListArgs),
+    /// A server's pipeline runs, newest first.
+    Runs(runs::RunsArgs),
+    /// One run on a server: state, trigger and cause, times, why it failed.
+    Status(runs::RunArgs),
+    /// Cancel a run on a server (a queued one at once, a running one once its steps end).
+    Cancel(runs::RunArgs),
+    /// A server's triggers: next ticks and their newest events (fired, suppressed, missed).
+    Triggers(triggers::TriggersArgs),
 }
 
 /// Where a standalone run records itself: the same store and artifacts `twinloop server` uses
@@ -148,6 +164,12 @@ pub fn run(args: PipelineArgs) -> ExitCode {
             },
         ),
         PipelineCommand::Cache { command } => cache::run(command, &home),
+        PipelineCommand::Apply(a) => apply::apply(&a, &args.repo),
+        PipelineCommand::List(a) => apply::list(&a),
+        PipelineCommand::Runs(a) => runs::runs(&a),
+        PipelineCommand::Status(a) => runs::status(&a),
+        PipelineCommand::Cancel(a) => runs::cancel(&a),
+        PipelineCommand::Triggers(a) => triggers::triggers(&a),
     }
 }
 

@@ -14,6 +14,7 @@ mod hostile_v2;
 mod http_api;
 mod monitoring;
 mod pipeline;
+mod pipeline_server;
 mod predlog_flush;
 mod registry_cli;
 mod serve;
