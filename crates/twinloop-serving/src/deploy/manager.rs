@@ -14,7 +14,8 @@ use twinloop_meta::StoreHandle;
 
 use super::canary::{at_step, judge, promoted};
 use super::state::{
-    CanaryState, CanaryStatus, CanaryStep, DeploymentState, DeploymentStatus, ServingRoute,
+    CanaryState, CanaryStatus, CanaryStep, DeploymentState, DeploymentStatus, MovedAlias,
+    ServingRoute,
 };
 use crate::engine::{Endpoint, Engine, ServeError};
 use crate::served::ServedModel;
@@ -415,10 +416,12 @@ impl DeploymentManager {
             Some(r) => format!("canary {}: {r}", outcome.as_str()),
             None => format!("canary {}", outcome.as_str()),
         };
+        let mut moved_alias = None;
         let spec = match outcome {
             CanaryStatus::Promoted => {
-                let (route, said) = self.promoted_route(name, &canary.spec).await;
+                let (route, said, moved) = self.promoted_route(name, &canary.spec).await;
                 note = format!("{note}; {said}");
+                moved_alias = moved;
                 promoted(baseline, &route)
             }
             _ => baseline.clone(),
@@ -428,6 +431,9 @@ impl DeploymentManager {
         }
         if let Some(state) = states.get_mut(name) {
             state.finish_canary(outcome, reason);
+            if let Some(c) = state.canary.as_mut() {
+                c.moved_alias = moved_alias;
+            }
             let snapshot = state.clone();
             self.persist(&spec, &snapshot).await;
         }
@@ -442,11 +448,25 @@ impl DeploymentManager {
     /// it, so `build` finds the candidate already loaded under that version: no reload, one
     /// swap. When the alias cannot be moved the candidate stays pinned: the promotion the gates
     /// earned still happens, and the alias still names what it named.
-    async fn promoted_route(&self, name: &str, canary: &CanarySpec) -> (RouteSpec, String) {
+    async fn promoted_route(
+        &self,
+        name: &str,
+        canary: &CanarySpec,
+    ) -> (RouteSpec, String, Option<MovedAlias>) {
         let candidate = &canary.candidate;
         let Some(alias) = &canary.on_promote_alias else {
-            return (candidate.clone(), format!("serving {}", candidate.uri()));
+            return (
+                candidate.clone(),
+                format!("serving {}", candidate.uri()),
+                None,
+            );
         };
+        let from = self
+            .store
+            .get_model_version_by_alias(&candidate.model, alias)
+            .await
+            .ok()
+            .map(|v| v.version.to_string());
         let moved = match self.candidate_version(name, candidate).await {
             Ok(version) => self
                 .store
@@ -467,7 +487,13 @@ impl DeploymentManager {
                     "{}@{alias} moved to version {version}; following it",
                     candidate.model
                 );
-                (route, said)
+                let moved = MovedAlias {
+                    model: candidate.model.clone(),
+                    alias: alias.clone(),
+                    from,
+                    to: version,
+                };
+                (route, said, Some(moved))
             }
             Err(e) => {
                 tracing::error!(deployment = name, error = %e, "cannot move the promoted alias");
@@ -476,7 +502,7 @@ impl DeploymentManager {
                     candidate.model,
                     candidate.uri()
                 );
-                (candidate.clone(), said)
+                (candidate.clone(), said, None)
             }
         }
     }
@@ -570,10 +596,48 @@ impl DeploymentManager {
                     "deployment {name:?} has no earlier state to roll back to"
                 ))
             })?;
+        // Undoing a promotion that moved an alias moves it back first, so that the baseline,
+        // which follows it, resolves to the version it served; the registry then tells the
+        // truth again, and the alias event finds the deployment already there.
+        let restore = states
+            .get(name)
+            .and_then(|s| s.alias_to_restore(&previous))
+            .cloned();
+        if let Some(MovedAlias {
+            model,
+            alias,
+            from: Some(from),
+            ..
+        }) = &restore
+        {
+            self.store
+                .set_alias(model, alias, from, PROMOTION_ACTOR)
+                .await
+                .map_err(|e| {
+                    invalid(format!(
+                        "cannot move {model}@{alias} back to version {from}: {e}"
+                    ))
+                })?;
+        }
         // Taken from the history only once it serves: a previous spec that no longer loads
         // stays there.
-        self.switch(&mut states, previous.clone(), "rolled back".into(), false)
-            .await?;
+        let switched = self
+            .switch(&mut states, previous.clone(), "rolled back".into(), false)
+            .await;
+        if let (
+            Err(_),
+            Some(MovedAlias {
+                model, alias, to, ..
+            }),
+        ) = (&switched, &restore)
+            && let Err(e) = self
+                .store
+                .set_alias(model, alias, to, PROMOTION_ACTOR)
+                .await
+        {
+            tracing::error!(deployment = name, error = %e.message, "cannot put the alias back after a failed rollback");
+        }
+        switched?;
         if let Some(state) = states.get_mut(name) {
             state.undo();
             let snapshot = state.clone();
@@ -845,6 +909,46 @@ mod tests {
                 .last()
                 .unwrap()
                 .contains("alias m@champion moved")
+        );
+    }
+
+    #[tokio::test]
+    async fn rolling_back_a_promotion_moves_the_alias_back() {
+        let (manager, engine, _dir) = following_champion().await;
+        let canary = CanarySpec {
+            candidate: RouteSpec {
+                model: "m".into(),
+                version: Some("2".into()),
+                alias: None,
+                weight: 0,
+            },
+            steps: vec![100],
+            interval_s: 0.02,
+            max_error_rate: None,
+            max_p99_ms: None,
+            on_promote_alias: Some("champion".into()),
+        };
+        manager.canary("d", canary).await.unwrap();
+        let promoted = wait_until_promoted(&manager).await;
+        let moved = promoted.state.canary.unwrap().moved_alias.unwrap();
+        assert_eq!((moved.from.as_deref(), moved.to.as_str()), (Some("1"), "2"));
+
+        let back = manager.rollback("d").await.unwrap();
+        let champion = manager
+            .store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap();
+        assert_eq!(champion.version, 1);
+        assert_eq!(engine.get("d").unwrap().routes[0].version, "1");
+        assert_eq!(
+            back.spec.unwrap().routes[0].alias,
+            None,
+            "the baseline again"
+        );
+        assert_eq!(
+            back.state.canary.map(|c| c.status),
+            Some(CanaryStatus::RolledBack)
         );
     }
 

@@ -9,6 +9,6 @@ mod store_registry;
 pub use manager::DeploymentManager;
 pub use state::{
     CanaryState, CanaryStatus, CanaryStep, DeploymentEvent, DeploymentState, DeploymentStatus,
-    ServingRoute,
+    MovedAlias, ServingRoute,
 };
 pub use store_registry::StoreRegistry;

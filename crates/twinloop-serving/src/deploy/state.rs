@@ -71,6 +71,20 @@ pub struct CanaryState {
     /// The steps judged so far, in order.
     #[serde(default)]
     pub steps: Vec<CanaryStep>,
+    /// The alias the promotion moved, so that rolling the promotion back moves it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_alias: Option<MovedAlias>,
+}
+
+/// A registry alias a promotion pointed at its candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovedAlias {
+    pub model: String,
+    pub alias: String,
+    /// The version it named before; `None` when the promotion created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
 }
 
 /// Something that happened to a deployment, kept for people reading its status.
@@ -147,6 +161,7 @@ impl DeploymentState {
             reason: None,
             baseline,
             steps: Vec::new(),
+            moved_alias: None,
         });
     }
 
@@ -189,6 +204,16 @@ impl DeploymentState {
         if outcome == CanaryStatus::RolledBack && self.history.last() == Some(&c.baseline) {
             self.history.pop();
         }
+    }
+
+    /// The alias to move back when `rollback` returns to `previous`: the one a promoted canary
+    /// moved, if `previous` is that canary's baseline.
+    pub fn alias_to_restore(&self, previous: &DeploymentSpec) -> Option<&MovedAlias> {
+        self.canary
+            .as_ref()
+            .filter(|c| c.status == CanaryStatus::Promoted && c.baseline == *previous)?
+            .moved_alias
+            .as_ref()
     }
 
     /// `rollback` with no canary running: the spec before the last change, taken from the
