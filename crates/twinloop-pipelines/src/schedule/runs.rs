@@ -1,0 +1,344 @@
+//! A run's life in the scheduler: restored after a restart, taken through the policy when a
+//! trigger fires, queued or launched into a slot, executed with the spec of its version, and
+//! recorded when it ends (which frees the slot and may fire `pipeline:` triggers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use twinloop_core::time::now_ms;
+use twinloop_meta::pipelines::{PipelineRun, RunChange, TriggerEvent};
+
+use super::policy::{self, Decision, Reason};
+use super::{Active, Entry, Fire, Inner, QUEUED, Queued, RUNNING, Result, State, parse_version};
+use crate::exec::{Cancel, RunOptions};
+use crate::spec::Trigger;
+use crate::state::{RunStatus, StepState, TriggerContext};
+
+/// A new run record of `entry`'s newest version, `QUEUED`.
+pub(super) fn new_run(
+    entry: &Entry,
+    kind: &str,
+    cause: &Value,
+    params: &Value,
+    chain: &[String],
+    now: i64,
+) -> PipelineRun {
+    PipelineRun {
+        id: twinloop_core::ids::new_run_id(),
+        pipeline: entry.version.name.clone(),
+        version: entry.version.version,
+        state: QUEUED.into(),
+        trigger_kind: kind.into(),
+        cause: cause.to_string(),
+        params: params.to_string(),
+        chain: json!(chain).to_string(),
+        reason: None,
+        created_ms: now,
+        started_ms: None,
+        ended_ms: None,
+    }
+}
+
+/// The `-p` overrides a run record keeps, as the executor takes them.
+fn run_params(run: &PipelineRun) -> Vec<(String, String)> {
+    match serde_json::from_str::<Value>(&run.params) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| (k, crate::expr::to_text(&v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn run_chain(run: &PipelineRun) -> Vec<String> {
+    serde_json::from_str(&run.chain).unwrap_or_default()
+}
+
+/// Why a run ended as it did, from its report: the first step that failed or was canceled.
+fn end_reason(report: &crate::exec::RunReport) -> Option<String> {
+    report
+        .steps
+        .iter()
+        .find(|s| {
+            matches!(
+                s.state,
+                StepState::Failed | StepState::TimedOut | StepState::Canceled
+            )
+        })
+        .map(|s| match &s.reason {
+            Some(r) => format!("step {} {}: {r}", s.step, s.state),
+            None => format!("step {} {}", s.step, s.state),
+        })
+}
+
+impl Inner {
+    /// Settles what a previous server left: `RUNNING` runs failed (interrupted), `QUEUED` runs
+    /// queued again, the last day's trigger-started runs counted for the policy.
+    pub(super) async fn restore(self: &Arc<Self>) -> Result<()> {
+        let mut state = self.state.lock().await;
+        for version in self.store.pipelines().await? {
+            match parse_version(&version) {
+                Ok(spec) => {
+                    state
+                        .pipelines
+                        .insert(version.name.clone(), Entry::new(version, Arc::new(spec)));
+                }
+                Err(e) => tracing::error!(
+                    pipeline = %version.name,
+                    "the registered pipeline no longer parses and will not be scheduled: {e}"
+                ),
+            }
+        }
+        let now = now_ms();
+        for run in self
+            .store
+            .pipeline_runs(None, Some(RUNNING), 10_000)
+            .await?
+        {
+            self.store
+                .update_pipeline_run(
+                    &run.id,
+                    &RunChange {
+                        state: RunStatus::Failed.as_str().into(),
+                        reason: Some("interrupted: the server stopped during the run".into()),
+                        ended_ms: Some(now),
+                        ..RunChange::default()
+                    },
+                )
+                .await?;
+        }
+        let mut queued = self.store.pipeline_runs(None, Some(QUEUED), 10_000).await?;
+        queued.reverse();
+        for run in queued {
+            let Some(version) = self
+                .store
+                .pipeline_version(&run.pipeline, Some(run.version))
+                .await?
+            else {
+                continue;
+            };
+            let Ok(spec) = parse_version(&version) else {
+                continue;
+            };
+            if let Some(entry) = state.pipelines.get_mut(&run.pipeline) {
+                entry.queue.push_back(Queued {
+                    run,
+                    spec: Arc::new(spec),
+                    repo: version.repo,
+                });
+            }
+        }
+        for entry in state.pipelines.values_mut() {
+            let runs = self
+                .store
+                .pipeline_runs(Some(&entry.version.name), None, 1_000)
+                .await?;
+            entry.trigger_starts_ms = runs
+                .iter()
+                .filter(|r| r.trigger_kind != "manual" && now - r.created_ms < 86_400_000)
+                .map(|r| r.created_ms)
+                .collect();
+            self.drain(entry);
+        }
+        Ok(())
+    }
+
+    /// Starts queued runs while the pipeline has free slots.
+    pub(super) fn drain(self: &Arc<Self>, entry: &mut Entry) {
+        while entry.free_slot() {
+            let Some(next) = entry.queue.pop_front() else {
+                break;
+            };
+            self.launch(entry, next);
+        }
+    }
+
+    /// Takes a slot for `queued` and executes it in a task of its own.
+    pub(super) fn launch(self: &Arc<Self>, entry: &mut Entry, queued: Queued) {
+        let cancel = Cancel::default();
+        entry.active.push(Active {
+            id: queued.run.id.clone(),
+            cancel: cancel.clone(),
+            canceling: false,
+        });
+        let inner = self.clone();
+        tokio::spawn(async move { inner.execute(queued, cancel).await });
+    }
+
+    pub(super) async fn execute(self: Arc<Self>, queued: Queued, cancel: Cancel) {
+        let Queued { run, spec, repo } = queued;
+        let started = now_ms();
+        let marked = self
+            .store
+            .update_pipeline_run(
+                &run.id,
+                &RunChange {
+                    state: RUNNING.into(),
+                    started_ms: Some(started),
+                    ..RunChange::default()
+                },
+            )
+            .await;
+        let (state, reason) = match marked {
+            Err(e) => (
+                RunStatus::Failed,
+                Some(format!("cannot record the start: {e}")),
+            ),
+            Ok(()) => {
+                let repo = PathBuf::from(repo);
+                let mut options = RunOptions::new(repo.clone(), repo.join(".twinloop"));
+                options.run_id = Some(run.id.clone());
+                options.trigger = Some(TriggerContext {
+                    kind: run.trigger_kind.clone(),
+                    payload: serde_json::from_str(&run.cause).unwrap_or(Value::Null),
+                });
+                options.params = run_params(&run);
+                options.cancel = cancel;
+                options.kill_grace = self.config.kill_grace;
+                options.services.clone_from(&self.config.services);
+                if let Some(n) = self.config.max_parallel {
+                    options.max_parallel = n;
+                }
+                match crate::exec::run(&spec, options).await {
+                    Ok(report) => (report.status, end_reason(&report)),
+                    Err(e) => (RunStatus::Failed, Some(e.to_string())),
+                }
+            }
+        };
+        self.finished(&run, state, reason).await;
+    }
+
+    /// Records the run's end, frees its slot, starts what waits and fires `pipeline:` triggers
+    /// that listen for this end.
+    pub(super) async fn finished(
+        self: &Arc<Self>,
+        run: &PipelineRun,
+        status: RunStatus,
+        reason: Option<String>,
+    ) {
+        let recorded = self
+            .store
+            .update_pipeline_run(
+                &run.id,
+                &RunChange {
+                    state: status.as_str().into(),
+                    reason,
+                    ended_ms: Some(now_ms()),
+                    ..RunChange::default()
+                },
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(run = %run.id, "cannot record the end of a pipeline run: {e}");
+        }
+        let mut state = self.state.lock().await;
+        if let Some(entry) = state.pipelines.get_mut(&run.pipeline) {
+            entry.active.retain(|a| a.id != run.id);
+            self.drain(entry);
+        }
+        let listeners: Vec<(String, usize)> = state
+            .pipelines
+            .iter()
+            .flat_map(|(name, entry)| {
+                entry
+                    .spec
+                    .triggers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| match t {
+                        Trigger::Pipeline(p) => {
+                            p.name == run.pipeline
+                                && p.status.as_deref().is_none_or(|s| s == status.as_str())
+                        }
+                        _ => false,
+                    })
+                    .map(|(i, _)| (name.clone(), i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (name, index) in listeners {
+            let fire = Fire {
+                index,
+                dedup_key: run.id.clone(),
+                kind: "pipeline",
+                cause: json!({"pipeline": run.pipeline, "pipeline_run": run.id, "status": status.as_str()}),
+                chain: run_chain(run),
+                cursor: None,
+            };
+            if let Err(e) = self.fire(&mut state, &name, fire).await {
+                tracing::error!(pipeline = %name, "cannot record a pipeline trigger event: {e}");
+            }
+        }
+    }
+
+    /// Takes one trigger event through the loop guard and the policy, and records it: with its
+    /// run (started, queued, or started after canceling the running one) or as suppressed.
+    pub(super) async fn fire(
+        self: &Arc<Self>,
+        state: &mut State,
+        name: &str,
+        fire: Fire,
+    ) -> Result<()> {
+        let Some(entry) = state.pipelines.get_mut(name) else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let decision = if policy::loop_guard(&entry.spec.policy, name, &fire.chain) {
+            Decision::Suppress(Reason::LoopGuard)
+        } else {
+            policy::decide(&entry.spec.policy, &entry.load(now), now, false)
+        };
+        let cursor = fire.cursor.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut event = TriggerEvent {
+            id: 0,
+            pipeline: name.to_owned(),
+            trigger_index: i64::try_from(fire.index).unwrap_or(i64::MAX),
+            dedup_key: fire.dedup_key,
+            outcome: "fired".into(),
+            reason: None,
+            run_id: None,
+            at_ms: now,
+        };
+        if let Decision::Suppress(reason) = decision {
+            event.outcome = "suppressed".into();
+            event.reason = Some(reason.as_str().into());
+            self.store
+                .record_trigger_event(&event, None, cursor)
+                .await?;
+            return Ok(());
+        }
+        let mut chain = fire.chain;
+        chain.push(name.to_owned());
+        let run = new_run(entry, fire.kind, &fire.cause, &json!({}), &chain, now);
+        event.run_id = Some(run.id.clone());
+        if let Decision::Queue = decision {
+            event.reason = Some("queued: concurrency".into());
+        }
+        if !self
+            .store
+            .record_trigger_event(&event, Some(&run), cursor)
+            .await?
+        {
+            return Ok(());
+        }
+        entry.trigger_starts_ms.push(now);
+        let queued = Queued {
+            run,
+            spec: entry.spec.clone(),
+            repo: entry.version.repo.clone(),
+        };
+        match decision {
+            Decision::Queue => entry.queue.push_back(queued),
+            Decision::CancelAndStart(ids) => {
+                for active in entry.active.iter_mut().filter(|a| ids.contains(&a.id)) {
+                    active.canceling = true;
+                    active.cancel.cancel();
+                }
+                self.launch(entry, queued);
+            }
+            _ => self.launch(entry, queued),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! The scheduler on a real SQLite store: registry triggers with their `where:` filter and loop
+//! guard, versions on apply, runs keeping their version's spec, restart, cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twinloop_core::registry::NewModelVersion;
+use twinloop_core::tracking::Tag;
+use twinloop_meta::{SqlStore, StoreHandle, StoreUri};
+
+use super::*;
+
+struct Fixture {
+    scheduler: Scheduler,
+    store: StoreHandle,
+    repo: tempfile::TempDir,
+    _db: tempfile::TempDir,
+}
+
+async fn open(db: &tempfile::TempDir) -> StoreHandle {
+    let uri = StoreUri::Sqlite(db.path().join("t.db"));
+    Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap())
+}
+
+fn config() -> Config {
+    Config {
+        poll: Duration::from_millis(20),
+        max_parallel: Some(2),
+        kill_grace: Duration::from_millis(500),
+        services: None,
+    }
+}
+
+async fn fixture() -> Fixture {
+    let db = tempfile::tempdir().unwrap();
+    let store = open(&db).await;
+    Fixture {
+        scheduler: Scheduler::start(store.clone(), config()).await.unwrap(),
+        store,
+        repo: tempfile::tempdir().unwrap(),
+        _db: db,
+    }
+}
+
+impl Fixture {
+    async fn apply(&self, spec: &str) -> Result<Applied> {
+        let repo = self.repo.path().to_str().unwrap();
+        self.scheduler.apply(spec, "p.yaml", repo).await
+    }
+
+    /// Waits until `check` holds for the pipeline's runs (newest first).
+    async fn runs_until(
+        &self,
+        name: &str,
+        check: impl Fn(&[PipelineRun]) -> bool,
+    ) -> Vec<PipelineRun> {
+        for _ in 0..500 {
+            let runs = self.scheduler.runs(Some(name), None, 100).await.unwrap();
+            if check(&runs) {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("runs of {name} never got there");
+    }
+
+    async fn version(&self, tags: &[(&str, &str)]) -> i64 {
+        let new = NewModelVersion {
+            name: "fraud".into(),
+            source: "models:/m".into(),
+            run_id: None,
+            model_id: None,
+            description: None,
+            run_link: None,
+            tags: tags
+                .iter()
+                .map(|(k, v)| Tag {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            user_id: "test".into(),
+        };
+        self.store
+            .create_model_version(new, "test")
+            .await
+            .unwrap()
+            .version
+    }
+}
+
+fn ended(runs: &[PipelineRun]) -> bool {
+    !runs.is_empty() && runs.iter().all(|r| r.ended_ms.is_some())
+}
+
+#[tokio::test]
+async fn a_registry_trigger_filters_and_ignores_versions_its_own_runs_registered() {
+    let f = fixture().await;
+    f.store
+        .create_registered_model("fraud", None, &[], "test")
+        .await
+        .unwrap();
+    f.apply(
+        "pipeline: train\ntriggers:\n  - registry: {event: VERSION_CREATED, model: fraud, where: \"trigger.payload.source != 'manual'\"}\nsteps:\n  a:\n    run: 'true'\n",
+    )
+    .await
+    .unwrap();
+    let v1 = f.version(&[]).await;
+    let runs = f.runs_until("train", ended).await;
+    assert_eq!(runs.len(), 1);
+    let first = &runs[0];
+    assert_eq!(
+        (first.trigger_kind.as_str(), first.state.as_str()),
+        ("registry", "SUCCEEDED")
+    );
+    let cause: Value = serde_json::from_str(&first.cause).unwrap();
+    assert_eq!(cause["version"], v1);
+    // A version the run registered (its tags name the run) would trigger the pipeline again.
+    f.version(&[("twinloop.pipeline_run", &first.id)]).await;
+    // One the where: filter leaves out is no event of this trigger at all.
+    f.version(&[("source", "manual")]).await;
+    let v4 = f.version(&[]).await;
+    let runs = f.runs_until("train", |r| r.len() == 2 && ended(r)).await;
+    let cause: Value = serde_json::from_str(&runs[0].cause).unwrap();
+    assert_eq!(cause["version"], v4);
+    let events = f.store.trigger_events(Some("train"), 10).await.unwrap();
+    let outcomes: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("fired", None),
+            ("suppressed", Some("loop_guard")),
+            ("fired", None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_keeps_the_spec_it_started_with_when_a_new_version_is_applied() {
+    let f = fixture().await;
+    let v1 = "pipeline: p\nsteps:\n  a:\n    run: sleep 0.5; echo v1 > out.txt\n";
+    let applied = f.apply(v1).await.unwrap();
+    assert_eq!((applied.version.version, applied.created), (1, true));
+    let same = f.apply(v1).await.unwrap();
+    assert_eq!((same.version.version, same.created), (1, false));
+    let run = f.scheduler.run_now("p", &[]).await.unwrap();
+    let v2 = f
+        .apply("pipeline: p\nsteps:\n  a:\n    run: echo v2 > out.txt\n")
+        .await
+        .unwrap();
+    assert_eq!(v2.version.version, 2);
+    assert_eq!(v2.diff.steps_changed, ["a"]);
+    let runs = f.runs_until("p", ended).await;
+    assert_eq!((runs[0].id.as_str(), runs[0].version), (run.id.as_str(), 1));
+    assert_eq!(runs[0].state, "SUCCEEDED", "{:?}", runs[0].reason);
+    let out = std::fs::read_to_string(f.repo.path().join("out.txt")).unwrap();
+    assert_eq!(out.trim(), "v1");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_reason() {
+    let f = fixture().await;
+    let data = f
+        .apply("pipeline: d\ntriggers:\n  - data: {path: in/}\nsteps:\n  a: {run: 'true'}\n")
+        .await;
+    assert!(matches!(data, Err(ScheduleError::NotSupported(m)) if m.contains("data triggers")));
+    let invalid = f.apply("pipeline: d\nsteps: {}\ntriggers: 3\n").await;
+    assert!(matches!(invalid, Err(ScheduleError::Invalid(_))));
+    assert!(matches!(
+        f.scheduler.run_now("nope", &[]).await,
+        Err(ScheduleError::NotFound(_))
+    ));
+    f.apply("pipeline: p\nparams: {lr: 1}\nsteps:\n  a: {run: 'true'}\n")
+        .await
+        .unwrap();
+    let bad_param = f.scheduler.run_now("p", &[("x".into(), "1".into())]).await;
+    assert!(matches!(bad_param, Err(ScheduleError::BadRequest(m)) if m.contains("unknown param")));
+    let run = f
+        .scheduler
+        .run_now("p", &[("lr".into(), "2".into())])
+        .await
+        .unwrap();
+    f.runs_until("p", ended).await;
+    assert!(matches!(
+        f.scheduler.cancel(&run.id).await,
+        Err(ScheduleError::Conflict(m)) if m.contains("SUCCEEDED")
+    ));
+}
+
+#[tokio::test]
+async fn a_queued_run_cancels_at_once_and_a_running_one_when_its_steps_end() {
+    let f = fixture().await;
+    f.apply("pipeline: p\nsteps:\n  a:\n    run: sleep 30\n")
+        .await
+        .unwrap();
+    let running = f.scheduler.run_now("p", &[]).await.unwrap();
+    let queued = f.scheduler.run_now("p", &[]).await.unwrap();
+    assert_eq!(f.scheduler.run(&queued.id).await.unwrap().state, QUEUED);
+    let canceled = f.scheduler.cancel(&queued.id).await.unwrap();
+    assert_eq!(canceled.state, "CANCELED");
+    f.runs_until("p", |r| {
+        r.iter().any(|r| r.id == running.id && r.state == RUNNING)
+    })
+    .await;
+    f.scheduler.cancel(&running.id).await.unwrap();
+    let runs = f.runs_until("p", ended).await;
+    assert!(runs.iter().all(|r| r.state == "CANCELED"), "{runs:?}");
+}
+
+#[tokio::test]
+async fn a_restart_fails_the_runs_left_running_and_requeues_the_queued() {
+    let db = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = open(&db).await;
+    let first = Scheduler::start(store.clone(), config()).await.unwrap();
+    first
+        .apply(
+            "pipeline: p\nsteps:\n  a: {run: 'true'}\n",
+            "p.yaml",
+            repo.path().to_str().unwrap(),
+        )
+        .await
+        .unwrap();
+    first.shutdown(Duration::from_secs(1)).await;
+    let left = |id: &str, state: &str| PipelineRun {
+        id: id.into(),
+        pipeline: "p".into(),
+        version: 1,
+        state: state.into(),
+        trigger_kind: "manual".into(),
+        cause: "{}".into(),
+        params: "{}".into(),
+        chain: "[\"p\"]".into(),
+        reason: None,
+        created_ms: 1,
+        started_ms: None,
+        ended_ms: None,
+    };
+    store
+        .create_pipeline_run(&left("was-running", RUNNING))
+        .await
+        .unwrap();
+    store
+        .create_pipeline_run(&left("was-queued", QUEUED))
+        .await
+        .unwrap();
+    let second = Scheduler::start(store.clone(), config()).await.unwrap();
+    let interrupted = second.run("was-running").await.unwrap();
+    assert_eq!(interrupted.state, "FAILED");
+    assert!(interrupted.reason.unwrap().contains("interrupted"));
+    for _ in 0..500 {
+        if second.run("was-queued").await.unwrap().state == "SUCCEEDED" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the queued run never ran after the restart");
+}
