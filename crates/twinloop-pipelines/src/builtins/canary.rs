@@ -143,14 +143,27 @@ pub(crate) async fn canary_step(ctx: &Ctx<'_>) -> Result<Values, String> {
         max_p99_ms: args.max_p99_ms,
         on_promote_alias: args.on_promote.as_ref().map(|o| o.alias.clone()),
     };
-    deployments
-        .canary(&args.deployment, spec.clone())
-        .await
-        .map_err(|e| format!("cannot start the canary on {}: {e}", args.deployment))?;
-    ctx.log.line(format!(
-        "canary of {model} version {candidate} on {} started: steps {:?}, {interval:?} each",
-        args.deployment, args.steps
-    ));
+    // A retried attempt finds the canary its predecessor started still running (dropping the
+    // step's future does not stop it): it waits for that one instead of failing to start it.
+    if current
+        .state
+        .running_canary()
+        .is_some_and(|c| c.spec == spec)
+    {
+        ctx.log.line(format!(
+            "canary of {model} version {candidate} on {} already running: waiting for it",
+            args.deployment
+        ));
+    } else {
+        deployments
+            .canary(&args.deployment, spec.clone())
+            .await
+            .map_err(|e| format!("cannot start the canary on {}: {e}", args.deployment))?;
+        ctx.log.line(format!(
+            "canary of {model} version {candidate} on {} started: steps {:?}, {interval:?} each",
+            args.deployment, args.steps
+        ));
+    }
     if !args.wait {
         return Ok(outcome("started", "not waited for", &candidate));
     }

@@ -152,7 +152,7 @@ impl Builtin {
             Builtin::DataValidate => &["data", "reference", "schema"],
             Builtin::FeaturesTrainingSet => &["entities"],
             Builtin::ModelTrainLinear | Builtin::ModelEvaluate => &["data"],
-            Builtin::ModelRegister => &["model"],
+            Builtin::ModelRegister => &["model", "signature_from"],
             Builtin::DeployCanary | Builtin::DeploySetAlias | Builtin::NotifyWebhook => &[],
         }
     }
