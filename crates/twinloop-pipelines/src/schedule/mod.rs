@@ -5,8 +5,9 @@
 //! [`crate::exec::run`] with the spec text of the version they were started for, so applying a
 //! new version never changes a run under way.
 //!
-//! On start, runs the previous server left `RUNNING` are marked `FAILED` (interrupted): resuming
-//! them (`policy.on_restart: resume`) is not done yet. Runs left `QUEUED` are queued again.
+//! On start, runs the previous server left `RUNNING` are marked `FAILED` (interrupted); with
+//! `policy.on_restart: resume` (the default) a new run continues each, reusing the steps it
+//! finished (`--resume`). Runs left `QUEUED` are queued again.
 
 mod diff;
 pub mod policy;

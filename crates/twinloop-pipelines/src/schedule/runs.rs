@@ -12,7 +12,7 @@ use twinloop_meta::pipelines::{PipelineRun, RunChange, TriggerEvent};
 use super::policy::{self, Decision, Reason};
 use super::{Active, Entry, Fire, Inner, QUEUED, Queued, RUNNING, Result, State, parse_version};
 use crate::exec::{Cancel, RunOptions};
-use crate::spec::Trigger;
+use crate::spec::{OnRestart, Trigger};
 use crate::state::{RunStatus, StepState, TriggerContext};
 
 /// A new run record of `entry`'s newest version, `QUEUED`.
@@ -37,6 +37,29 @@ pub(super) fn new_run(
         created_ms: now,
         started_ms: None,
         ended_ms: None,
+    }
+}
+
+/// The run that continues `interrupted` after a restart: same version, trigger, params and
+/// chain; its cause says which run it resumes, and the executor reuses that run's finished steps.
+fn resumed(interrupted: &PipelineRun, now: i64) -> PipelineRun {
+    let cause = match serde_json::from_str::<Value>(&interrupted.cause) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("resumed_from".into(), Value::String(interrupted.id.clone()));
+            Value::Object(map)
+        }
+        Ok(other) => json!({"resumed_from": interrupted.id, "cause": other}),
+        Err(_) => json!({"resumed_from": interrupted.id}),
+    };
+    PipelineRun {
+        id: twinloop_core::ids::new_run_id(),
+        state: QUEUED.into(),
+        cause: cause.to_string(),
+        reason: None,
+        created_ms: now,
+        started_ms: None,
+        ended_ms: None,
+        ..interrupted.clone()
     }
 }
 
@@ -96,17 +119,28 @@ impl Inner {
             .pipeline_runs(None, Some(RUNNING), 10_000)
             .await?
         {
+            let again = self.resumes(&run).await?.then(|| resumed(&run, now));
+            let reason = match &again {
+                Some(next) => format!(
+                    "interrupted: the server stopped during the run; resumed as run {}",
+                    next.id
+                ),
+                None => "interrupted: the server stopped during the run".into(),
+            };
             self.store
                 .update_pipeline_run(
                     &run.id,
                     &RunChange {
                         state: RunStatus::Failed.as_str().into(),
-                        reason: Some("interrupted: the server stopped during the run".into()),
+                        reason: Some(reason),
                         ended_ms: Some(now),
                         ..RunChange::default()
                     },
                 )
                 .await?;
+            if let Some(next) = again {
+                self.store.create_pipeline_run(&next).await?;
+            }
         }
         let mut queued = self.store.pipeline_runs(None, Some(QUEUED), 10_000).await?;
         queued.reverse();
@@ -142,6 +176,17 @@ impl Inner {
             self.drain(entry);
         }
         Ok(())
+    }
+
+    /// Whether the policy of the run's version says to resume it after a restart.
+    async fn resumes(&self, run: &PipelineRun) -> Result<bool> {
+        let version = self
+            .store
+            .pipeline_version(&run.pipeline, Some(run.version))
+            .await?;
+        Ok(version
+            .and_then(|v| parse_version(&v).ok())
+            .is_some_and(|spec| spec.policy.on_restart == OnRestart::Resume))
     }
 
     /// Starts queued runs while the pipeline has free slots.
@@ -187,20 +232,34 @@ impl Inner {
             ),
             Ok(()) => {
                 let repo = PathBuf::from(repo);
-                let mut options = RunOptions::new(repo.clone(), repo.join(".twinloop"));
-                options.run_id = Some(run.id.clone());
-                options.trigger = Some(TriggerContext {
-                    kind: run.trigger_kind.clone(),
-                    payload: serde_json::from_str(&run.cause).unwrap_or(Value::Null),
-                });
-                options.params = run_params(&run);
-                options.cancel = cancel;
-                options.kill_grace = self.config.kill_grace;
-                options.services.clone_from(&self.config.services);
-                if let Some(n) = self.config.max_parallel {
-                    options.max_parallel = n;
+                let cause: Value = serde_json::from_str(&run.cause).unwrap_or(Value::Null);
+                let resume = cause
+                    .get("resumed_from")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let options = |resume: Option<String>| {
+                    let mut options = RunOptions::new(repo.clone(), repo.join(".twinloop"));
+                    options.run_id = Some(run.id.clone());
+                    options.trigger = Some(TriggerContext {
+                        kind: run.trigger_kind.clone(),
+                        payload: cause.clone(),
+                    });
+                    options.params = run_params(&run);
+                    options.cancel = cancel.clone();
+                    options.kill_grace = self.config.kill_grace;
+                    options.services.clone_from(&self.config.services);
+                    options.resume = resume;
+                    if let Some(n) = self.config.max_parallel {
+                        options.max_parallel = n;
+                    }
+                    options
+                };
+                let mut result = crate::exec::run(&spec, options(resume.clone())).await;
+                // An interrupted run that finished no step left nothing to reuse: start afresh.
+                if resume.is_some() && matches!(result, Err(crate::Error::UnknownRun(_))) {
+                    result = crate::exec::run(&spec, options(None)).await;
                 }
-                match crate::exec::run(&spec, options).await {
+                match result {
                     Ok(report) => (report.status, end_reason(&report)),
                     Err(e) => (RunStatus::Failed, Some(e.to_string())),
                 }

@@ -259,3 +259,66 @@ async fn a_restart_fails_the_runs_left_running_and_requeues_the_queued() {
     }
     panic!("the queued run never ran after the restart");
 }
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_with_the_steps_it_finished_unless_the_policy_says_fail() {
+    let db = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().to_str().unwrap();
+    let store = open(&db).await;
+    let first = Scheduler::start(store.clone(), config()).await.unwrap();
+    let steps =
+        "steps:\n  a:\n    run: echo a >> a.txt\n  b:\n    needs: [a]\n    run: echo b >> b.txt\n";
+    first
+        .apply(&format!("pipeline: p\n{steps}"), "p.yaml", dir)
+        .await
+        .unwrap();
+    first
+        .apply(
+            &format!("pipeline: q\npolicy: {{on_restart: fail}}\n{steps}"),
+            "q.yaml",
+            dir,
+        )
+        .await
+        .unwrap();
+    let p = first.run_now("p", &[]).await.unwrap();
+    let q = first.run_now("q", &[]).await.unwrap();
+    for id in [&p.id, &q.id] {
+        for _ in 0..500 {
+            if first.run(id).await.unwrap().state == "SUCCEEDED" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    first.shutdown(Duration::from_secs(1)).await;
+    // As if the server had died during both runs.
+    for id in [&p.id, &q.id] {
+        let change = RunChange {
+            state: RUNNING.into(),
+            ..RunChange::default()
+        };
+        store.update_pipeline_run(id, &change).await.unwrap();
+    }
+    let second = Scheduler::start(store.clone(), config()).await.unwrap();
+    let interrupted = second.run(&p.id).await.unwrap();
+    assert_eq!(interrupted.state, "FAILED");
+    assert!(interrupted.reason.unwrap().contains("resumed as run"));
+    let resumed = loop {
+        let runs = second.runs(Some("p"), None, 10).await.unwrap();
+        if let Some(r) = runs.iter().find(|r| r.id != p.id && r.ended_ms.is_some()) {
+            break r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resumed.state, "SUCCEEDED", "{:?}", resumed.reason);
+    let cause: Value = serde_json::from_str(&resumed.cause).unwrap();
+    assert_eq!(cause["resumed_from"], p.id.as_str());
+    assert_eq!(cause["user"], "api", "the original cause is kept");
+    // a and b ran once for p and once for q: the resumed run reused p's finished steps.
+    let lines = std::fs::read_to_string(repo.path().join("a.txt")).unwrap();
+    assert_eq!(lines.lines().count(), 2);
+    let q_runs = second.runs(Some("q"), None, 10).await.unwrap();
+    assert_eq!(q_runs.len(), 1, "on_restart: fail starts nothing");
+    assert!(!q_runs[0].reason.as_deref().unwrap().contains("resumed"));
+}
