@@ -322,3 +322,35 @@ async fn an_interrupted_run_resumes_with_the_steps_it_finished_unless_the_policy
     assert_eq!(q_runs.len(), 1, "on_restart: fail starts nothing");
     assert!(!q_runs[0].reason.as_deref().unwrap().contains("resumed"));
 }
+
+#[tokio::test]
+async fn a_pipeline_trigger_fires_when_the_other_pipeline_ends_with_its_status() {
+    let f = fixture().await;
+    f.apply("pipeline: up\nparams: {ok: 'true'}\nsteps:\n  a:\n    run: ${{ params.ok }}\n")
+        .await
+        .unwrap();
+    f.apply(
+        "pipeline: down\ntriggers:\n  - pipeline: {name: up, status: SUCCEEDED}\nsteps:\n  a:\n    run: test ${{ trigger.payload.status }} = SUCCEEDED\n",
+    )
+    .await
+    .unwrap();
+    let failed = f
+        .scheduler
+        .run_now("up", &[("ok".into(), "'false'".into())])
+        .await
+        .unwrap();
+    let up = f.scheduler.run_now("up", &[]).await.unwrap();
+    let runs = f.runs_until("down", ended).await;
+    assert_eq!(runs.len(), 1, "only the SUCCEEDED run of up triggers down");
+    let down = &runs[0];
+    assert_eq!(
+        (down.trigger_kind.as_str(), down.state.as_str()),
+        ("pipeline", "SUCCEEDED")
+    );
+    let cause: Value = serde_json::from_str(&down.cause).unwrap();
+    assert_eq!(cause["pipeline_run"], up.id.as_str());
+    assert_eq!(down.chain, r#"["up","down"]"#);
+    let up_runs = f.runs_until("up", |r| r.len() == 2 && ended(r)).await;
+    let first = up_runs.iter().find(|r| r.id == failed.id).unwrap();
+    assert_eq!(first.state, "FAILED");
+}
