@@ -39,6 +39,14 @@ impl ServerConnection {
         ServerConnection { tracking_uri }
     }
 
+    /// A server this process started (the quickstart's).
+    #[cfg(all(feature = "serving", feature = "feature-store"))]
+    pub fn to(url: &str) -> Self {
+        ServerConnection {
+            tracking_uri: url.to_owned(),
+        }
+    }
+
     /// For `twinloop serve`, which reads models through the server's MLflow API.
     #[cfg(feature = "serving")]
     pub fn tracking_uri(&self) -> &str {

@@ -17,6 +17,8 @@ mod models;
 mod monitor;
 mod output;
 mod pipeline;
+#[cfg(all(feature = "serving", feature = "feature-store"))]
+mod quickstart;
 #[cfg(feature = "serving")]
 mod serve;
 mod server;
@@ -91,6 +93,10 @@ enum Command {
     Webhooks(RemoteGroup<webhooks::WebhooksCommand>),
     /// Pipelines: validate, plan and run a YAML DAG of steps with the local engine and its cache.
     Pipeline(pipeline::PipelineArgs),
+    #[cfg(all(feature = "serving", feature = "feature-store"))]
+    /// The whole dual loop in one command, on generated data and embedded defaults: features,
+    /// training pipeline, gate, deployment, monitor, drift, retrain by itself, canary, promotion.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +125,8 @@ fn main() -> std::process::ExitCode {
         Command::Webhooks(c) => webhooks::run(&connect(&c.server), c.command),
         // It chooses its own exit codes: 2 for an invalid pipeline, 1 for a failed run.
         Command::Pipeline(args) => return pipeline::run(args),
+        #[cfg(all(feature = "serving", feature = "feature-store"))]
+        Command::Quickstart(args) => return quickstart::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

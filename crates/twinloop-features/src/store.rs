@@ -10,7 +10,7 @@ use twinloop_core::lineage::{EventKind, NewNode, NodeKind, NodeRef};
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::{Dataset, DatasetInput, Tag};
 use twinloop_core::{Error, Result};
-use twinloop_meta::{FeatureRegistry, LineageStore, RunStore, SqlStore, StoreUri};
+use twinloop_meta::{SqlStore, StoreHandle, StoreUri};
 
 use crate::materialize::{Materialized, materialize_view};
 use crate::offline::{HistoricalRequest, HistoricalSummary, get_historical};
@@ -58,7 +58,7 @@ impl std::fmt::Display for Plan {
 
 pub struct FeatureStore {
     pub repo: FeatureRepo,
-    meta: Arc<SqlStore>,
+    meta: StoreHandle,
 }
 
 impl FeatureStore {
@@ -79,6 +79,18 @@ impl FeatureStore {
         }
         let meta = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await?);
         Ok(FeatureStore { repo, meta })
+    }
+
+    /// Loads the repository at `dir` over a metadata store that is already open (a server's,
+    /// whose pipelines build training sets): one store, one lineage graph, and no second
+    /// connection pool writing the same SQLite file.
+    pub fn with_store(dir: &Path, meta: StoreHandle) -> Result<FeatureStore> {
+        let dir = std::path::absolute(dir)
+            .map_err(|e| Error::invalid(format!("{}", dir.display())).with_source(e))?;
+        Ok(FeatureStore {
+            repo: FeatureRepo::load(&dir)?,
+            meta,
+        })
     }
 
     pub async fn online_store(&self) -> Result<Arc<dyn OnlineStore>> {

@@ -59,6 +59,29 @@ fn node_type(kind: OutputKind) -> &'static str {
     }
 }
 
+/// Files and directories are artifacts; metrics and values are properties of the step that
+/// produced them (two steps answering `true` share no artifact).
+fn is_artifact(kind: OutputKind) -> bool {
+    matches!(kind, OutputKind::File | OutputKind::Dir)
+}
+
+/// The tracking run of the step that produced the file with this content digest, found
+/// through lineage: a model version registered from it belongs to the run that trained it.
+pub(crate) async fn producing_run(services: &Services, digest: &str) -> Option<String> {
+    let store = &services.store;
+    let node = store.resolve_node(&format!("cas:{digest}")).await.ok()?;
+    let graph = store
+        .lineage_graph(node.node, twinloop_core::lineage::Direction::Upstream, 1)
+        .await
+        .ok()?;
+    graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.external_id.as_deref()?.strip_prefix("run:"))
+        .next()
+        .map(str::to_owned)
+}
+
 /// The lineage node of stored content: one per digest, whoever produced or read it.
 fn content_node(name: &str, kind: OutputKind, digest: &str) -> NewNode {
     NewNode {
@@ -279,7 +302,7 @@ impl Recorder {
             .resolve_node(&format!("run:{}", tracked.run_id))
             .await?
             .node;
-        for (name, (kind, digest)) in inputs {
+        for (name, (kind, digest)) in inputs.iter().filter(|(_, (k, _))| is_artifact(*k)) {
             let node = store
                 .put_node(NodeKind::Artifact, content_node(name, *kind, digest))
                 .await?;
@@ -287,7 +310,7 @@ impl Recorder {
                 .put_event(node.node, execution, EventKind::Input)
                 .await?;
         }
-        for (name, output) in outputs {
+        for (name, output) in outputs.iter().filter(|(_, o)| is_artifact(o.kind)) {
             let node = store
                 .put_node(
                     NodeKind::Artifact,
@@ -328,7 +351,7 @@ impl Recorder {
             if let Some(context) = target.context {
                 store.put_membership(context, execution).await?;
             }
-            for (name, output) in outputs {
+            for (name, output) in outputs.iter().filter(|(_, o)| is_artifact(o.kind)) {
                 let node = store
                     .put_node(
                         NodeKind::Artifact,

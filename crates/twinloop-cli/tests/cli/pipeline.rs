@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Runs in `dir`, so that a run's default store (`twinloop-data/`) is made there too.
 fn twinloop(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .current_dir(dir)
         .args(["pipeline", "--repo"])
         .arg(dir)
         .args(args)

@@ -124,7 +124,12 @@ async fn register(
     let new = NewModelVersion {
         name: args.name.clone(),
         source: format!("mlflow-artifacts:/{root}"),
-        run_id: ctx.mlflow_run_id.map(str::to_owned),
+        // The version belongs to the run that trained it (MLflow's meaning of a version's run,
+        // and how a monitor's `reference: training` finds the training set), else this step's.
+        run_id: match crate::record::producing_run(services, digest).await {
+            Some(run) => Some(run),
+            None => ctx.mlflow_run_id.map(str::to_owned),
+        },
         description: args.description.clone(),
         tags: tags(ctx, args, digest).await?,
         user_id: ACTOR.into(),

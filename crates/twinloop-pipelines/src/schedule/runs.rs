@@ -80,6 +80,9 @@ fn run_chain(run: &PipelineRun) -> Vec<String> {
 
 /// Why a run ended as it did, from its report: the first step that failed or was canceled.
 fn end_reason(report: &crate::exec::RunReport) -> Option<String> {
+    if let Some(why) = &report.rejected {
+        return Some(why.clone());
+    }
     report
         .steps
         .iter()
