@@ -9,6 +9,7 @@
 //! `policy.on_restart: resume` (the default) a new run continues each, reusing the steps it
 //! finished (`--resume`). Runs left `QUEUED` are queued again.
 
+mod data;
 mod diff;
 pub mod policy;
 mod runs;
@@ -58,6 +59,9 @@ pub enum ScheduleError {
     BadRequest(String),
     #[error(transparent)]
     Store(#[from] twinloop_core::Error),
+    /// Reading or keeping a data trigger's files.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T> = std::result::Result<T, ScheduleError>;
@@ -124,6 +128,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     pipelines: BTreeMap<String, Entry>,
+    /// Data triggers' polling state, by (pipeline, trigger index).
+    watches: BTreeMap<(String, usize), data::Watch>,
 }
 
 /// A registered pipeline: its newest version and its runs in this process.
@@ -209,13 +215,16 @@ fn parse_version(version: &PipelineVersion) -> std::result::Result<Pipeline, Inv
     crate::spec::parse(&version.file, &version.spec)
 }
 
-/// `data:` triggers are parsed but not run yet: refusing them beats silently never firing.
+/// `data:` triggers watch local paths: a glob or an object store prefix is refused rather than
+/// never firing.
 fn refuse_unsupported(pipeline: &Pipeline) -> Result<()> {
     for (i, trigger) in pipeline.triggers.iter().enumerate() {
-        if let Trigger::Data(_) = trigger {
+        if let Trigger::Data(d) = trigger
+            && (d.path.contains("://") || d.path.contains(['*', '?', '[']))
+        {
             return Err(ScheduleError::NotSupported(format!(
-                "{}: triggers[{i}]: data triggers are not supported yet by the server's scheduler",
-                pipeline.file
+                "{}: triggers[{i}]: data path {:?}: only a local file or directory is supported yet",
+                pipeline.file, d.path
             )));
         }
     }
@@ -303,7 +312,7 @@ impl Scheduler {
             PlanDiff::default()
         };
         let pipeline = Arc::new(pipeline);
-        inner.init_cursors(&pipeline).await?;
+        inner.init_cursors(&pipeline, repo).await?;
         match state.pipelines.get_mut(&version.name) {
             Some(entry) => {
                 entry.version = version.clone();

@@ -2,6 +2,7 @@
 //! from a cursor the trigger keeps in the store. A new trigger's cursor starts at "now" (the
 //! newest event, the current time), so applying a pipeline never replays history.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -9,9 +10,10 @@ use twinloop_core::registry::RegistryEvent;
 use twinloop_core::time::now_ms;
 use twinloop_meta::pipelines::TriggerEvent;
 
-use super::{Fire, Inner, Result, State};
+use super::data::Snapshot;
+use super::{Fire, Inner, Result, ScheduleError, State};
 use crate::expr::{Ref, Scope};
-use crate::spec::{MonitorTrigger, Pipeline, RegistryTrigger, Schedule, Trigger};
+use crate::spec::{DataTrigger, MonitorTrigger, Pipeline, RegistryTrigger, Schedule, Trigger};
 use crate::state::TriggerContext;
 
 /// Events read per source per poll.
@@ -28,7 +30,7 @@ fn cursor_name(index: usize, trigger: &Trigger) -> String {
 
 impl Inner {
     /// Gives every trigger of `pipeline` that has no cursor one at the present.
-    pub(super) async fn init_cursors(&self, pipeline: &Pipeline) -> Result<()> {
+    pub(super) async fn init_cursors(&self, pipeline: &Pipeline, repo: &str) -> Result<()> {
         for (index, trigger) in pipeline.triggers.iter().enumerate() {
             let name = cursor_name(index, trigger);
             if self
@@ -43,7 +45,14 @@ impl Inner {
                 Trigger::Schedule(_) => now_ms(),
                 Trigger::Monitor(_) => self.newest_monitor_event().await?,
                 Trigger::Registry(_) => self.newest_registry_event().await?,
-                Trigger::Data(_) | Trigger::Pipeline(_) => continue,
+                Trigger::Data(d) => {
+                    let snapshot = read_snapshot(watched(repo, &d.path)).await?;
+                    self.store
+                        .set_pipeline_cursor(&pipeline.name, &name, &snapshot.to_cursor())
+                        .await?;
+                    continue;
+                }
+                Trigger::Pipeline(_) => continue,
             };
             self.store
                 .set_pipeline_cursor(&pipeline.name, &name, &start.to_string())
@@ -78,7 +87,7 @@ impl Inner {
     /// tried again on the next round (its cursor has not moved).
     pub(super) async fn poll(self: &Arc<Self>) {
         let mut state = self.state.lock().await;
-        let work: Vec<(String, usize, Trigger)> = state
+        let work: Vec<(String, String, usize, Trigger)> = state
             .pipelines
             .iter()
             .flat_map(|(name, entry)| {
@@ -87,11 +96,11 @@ impl Inner {
                     .triggers
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| (name.clone(), i, t.clone()))
+                    .map(|(i, t)| (name.clone(), entry.version.repo.clone(), i, t.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
-        for (name, index, trigger) in work {
+        for (name, repo, index, trigger) in work {
             let done = match &trigger {
                 Trigger::Schedule(s) => {
                     self.poll_schedule(&mut state, &name, index, &trigger, s)
@@ -105,7 +114,11 @@ impl Inner {
                     self.poll_registry(&mut state, &name, index, &trigger, r)
                         .await
                 }
-                Trigger::Data(_) | Trigger::Pipeline(_) => Ok(()),
+                Trigger::Data(d) => {
+                    let at = (index, &trigger);
+                    self.poll_data(&mut state, &name, &repo, at, d).await
+                }
+                Trigger::Pipeline(_) => Ok(()),
             };
             if let Err(e) = done {
                 tracing::warn!(pipeline = %name, trigger = index, "trigger poll failed: {e}");
@@ -267,6 +280,79 @@ impl Inner {
         Ok(())
     }
 
+    /// A data trigger: polls the path at its own pace, fires once a change has settled, with the
+    /// snapshot of what fired it.
+    async fn poll_data(
+        self: &Arc<Self>,
+        state: &mut State,
+        pipeline: &str,
+        repo: &str,
+        (index, trigger): (usize, &Trigger),
+        wanted: &DataTrigger,
+    ) -> Result<()> {
+        let now = now_ms();
+        let watch = state
+            .watches
+            .entry((pipeline.to_owned(), index))
+            .or_default();
+        if now < watch.next_poll_ms {
+            return Ok(());
+        }
+        watch.next_poll_ms = now + millis(wanted.poll);
+        let cursor = cursor_name(index, trigger);
+        let root = watched(repo, &wanted.path);
+        let current = read_snapshot(root.clone()).await?;
+        let Some(fired) = self
+            .store
+            .pipeline_cursor(pipeline, &cursor)
+            .await?
+            .and_then(|c| Snapshot::from_cursor(&c))
+        else {
+            return Ok(self
+                .store
+                .set_pipeline_cursor(pipeline, &cursor, &current.to_cursor())
+                .await?);
+        };
+        if !watch.settled(
+            &fired.fingerprint,
+            &current.fingerprint,
+            now,
+            millis(wanted.settle),
+        ) {
+            return Ok(());
+        }
+        watch.pending = None;
+        let snapshots = Path::new(repo).join(".twinloop").join("snapshots");
+        let keeping = current.clone();
+        let kept = tokio::task::spawn_blocking(move || keeping.keep(&root, &snapshots))
+            .await
+            .map_err(|e| ScheduleError::Io(format!("keeping a data snapshot: {e}")))?
+            .map_err(|e| ScheduleError::Io(format!("keeping a data snapshot: {e}")))?;
+        let Some(kept) = kept else {
+            // Changed while it was copied: it has not settled after all.
+            return Ok(());
+        };
+        let f = Fire {
+            index,
+            dedup_key: current.fingerprint.clone(),
+            kind: "data",
+            cause: json!({
+                "path": wanted.path,
+                "fingerprint": current.fingerprint,
+                "snapshot": kept.display().to_string(),
+                "files": current.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+                "changes": current.changes(&fired),
+            }),
+            chain: Vec::new(),
+            cursor: Some((cursor.clone(), current.to_cursor())),
+        };
+        self.fire(state, pipeline, f).await?;
+        self.store
+            .set_pipeline_cursor(pipeline, &cursor, &current.to_cursor())
+            .await?;
+        Ok(())
+    }
+
     /// The event as `trigger.payload` sees it (with the version's tags and its `source` tag),
     /// and the cause chain of the pipeline run that registered the version, if one did.
     async fn registry_payload(&self, event: &RegistryEvent) -> Result<(Value, Vec<String>)> {
@@ -305,6 +391,23 @@ impl Inner {
         });
         Ok((payload, chain))
     }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A data trigger's path: relative to the repository unless absolute.
+fn watched(repo: &str, path: &str) -> PathBuf {
+    Path::new(repo).join(path)
+}
+
+async fn read_snapshot(root: PathBuf) -> Result<Snapshot> {
+    let shown = root.display().to_string();
+    tokio::task::spawn_blocking(move || Snapshot::read(&root))
+        .await
+        .map_err(|e| ScheduleError::Io(format!("reading {shown}: {e}")))?
+        .map_err(|e| ScheduleError::Io(format!("reading {shown}: {e}")))
 }
 
 /// A `where:` filter's view: the trigger only.

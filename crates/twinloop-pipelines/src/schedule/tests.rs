@@ -164,9 +164,11 @@ async fn a_run_keeps_the_spec_it_started_with_when_a_new_version_is_applied() {
 async fn bad_requests_are_refused_with_a_reason() {
     let f = fixture().await;
     let data = f
-        .apply("pipeline: d\ntriggers:\n  - data: {path: in/}\nsteps:\n  a: {run: 'true'}\n")
+        .apply("pipeline: d\ntriggers:\n  - data: {path: 's3://bucket/in/'}\nsteps:\n  a: {run: 'true'}\n")
         .await;
-    assert!(matches!(data, Err(ScheduleError::NotSupported(m)) if m.contains("data triggers")));
+    assert!(
+        matches!(data, Err(ScheduleError::NotSupported(m)) if m.contains("only a local file or directory"))
+    );
     let invalid = f.apply("pipeline: d\nsteps: {}\ntriggers: 3\n").await;
     assert!(matches!(invalid, Err(ScheduleError::Invalid(_))));
     assert!(matches!(
@@ -353,4 +355,47 @@ async fn a_pipeline_trigger_fires_when_the_other_pipeline_ends_with_its_status()
     let up_runs = f.runs_until("up", |r| r.len() == 2 && ended(r)).await;
     let first = up_runs.iter().find(|r| r.id == failed.id).unwrap();
     assert_eq!(first.state, "FAILED");
+}
+
+#[tokio::test]
+async fn a_data_trigger_fires_once_the_files_settle_with_the_snapshot_that_fired_it() {
+    let f = fixture().await;
+    let input = f.repo.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("old.csv"), "x\n0\n").unwrap();
+    f.apply(
+        "pipeline: d\ntriggers:\n  - data: {path: in, poll: 20ms, settle: 300ms}\nsteps:\n  a:\n    run: cat ${{ trigger.payload.snapshot }}/a.csv > seen.txt\n",
+    )
+    .await
+    .unwrap();
+    // What is there when the pipeline is applied is not a change.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        f.scheduler
+            .runs(Some("d"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Written in three chunks inside the settle time: one run, reading all of it.
+    let mut text = String::new();
+    for chunk in ["x\n", "1\n", "2\n"] {
+        text.push_str(chunk);
+        std::fs::write(input.join("a.csv"), &text).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs = f.runs_until("d", ended).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, "SUCCEEDED", "{:?}", runs[0].reason);
+    let cause: Value = serde_json::from_str(&runs[0].cause).unwrap();
+    assert_eq!(cause["changes"]["added"], serde_json::json!(["a.csv"]));
+    let seen = std::fs::read_to_string(f.repo.path().join("seen.txt")).unwrap();
+    assert_eq!(seen, "x\n1\n2\n");
+    // The same bytes written again are no change.
+    std::fs::write(input.join("a.csv"), &text).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        f.scheduler.runs(Some("d"), None, 10).await.unwrap().len(),
+        1
+    );
 }

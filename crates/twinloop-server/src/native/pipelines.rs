@@ -37,6 +37,7 @@ fn api_error(e: ScheduleError) -> ApiError {
             ApiError::with_status(StatusCode::CONFLICT, "INVALID_STATE", m)
         }
         ScheduleError::Store(e) => e.into(),
+        ScheduleError::Io(m) => ApiError::of_kind(ErrorKind::Internal, m),
     }
 }
 
