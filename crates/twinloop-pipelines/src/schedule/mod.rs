@@ -254,8 +254,9 @@ impl Scheduler {
         Ok(Scheduler { inner })
     }
 
-    /// Stops polling and cancels the active runs, waiting up to `wait` for them to end (their
-    /// state is then recorded as `CANCELED`).
+    /// Stops polling and ends the active runs' steps, waiting up to `wait` for them. The runs
+    /// stay `RUNNING` in the store: the next start finds them interrupted and resumes or fails
+    /// them as `policy.on_restart` says. Queued runs stay queued.
     pub async fn shutdown(&self, wait: Duration) {
         self.inner.stop.cancel();
         {

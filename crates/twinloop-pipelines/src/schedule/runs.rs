@@ -194,7 +194,7 @@ impl Inner {
 
     /// Starts queued runs while the pipeline has free slots.
     pub(super) fn drain(self: &Arc<Self>, entry: &mut Entry) {
-        while entry.free_slot() {
+        while entry.free_slot() && !self.stop.is_canceled() {
             let Some(next) = entry.queue.pop_front() else {
                 break;
             };
@@ -279,6 +279,17 @@ impl Inner {
         status: RunStatus,
         reason: Option<String>,
     ) {
+        if status == RunStatus::Canceled && self.stop.is_canceled() {
+            let mut state = self.state.lock().await;
+            if let Some(entry) = state.pipelines.get_mut(&run.pipeline)
+                && entry.active.iter().any(|a| a.id == run.id && !a.canceling)
+            {
+                // Ended by the server stopping, not by a user: it stays RUNNING in the store, so
+                // the next start treats it as interrupted and `policy.on_restart` decides.
+                entry.active.retain(|a| a.id != run.id);
+                return;
+            }
+        }
         let recorded = self
             .store
             .update_pipeline_run(

@@ -399,3 +399,31 @@ async fn a_data_trigger_fires_once_the_files_settle_with_the_snapshot_that_fired
         1
     );
 }
+
+#[tokio::test]
+async fn a_server_stopping_leaves_its_runs_to_be_resumed_at_the_next_start() {
+    let db = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = open(&db).await;
+    let first = Scheduler::start(store.clone(), config()).await.unwrap();
+    let dir = repo.path().to_str().unwrap();
+    first
+        .apply("pipeline: p\nsteps:\n  a: {run: sleep 30}\n", "p.yaml", dir)
+        .await
+        .unwrap();
+    let run = first.run_now("p", &[]).await.unwrap();
+    for _ in 0..500 {
+        if first.run(&run.id).await.unwrap().state == RUNNING {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(first.run(&run.id).await.unwrap().state, RUNNING);
+    let second = Scheduler::start(store.clone(), config()).await.unwrap();
+    let interrupted = second.run(&run.id).await.unwrap();
+    assert_eq!(interrupted.state, "FAILED");
+    assert!(interrupted.reason.unwrap().contains("resumed as run"));
+    assert_eq!(second.runs(Some("p"), None, 10).await.unwrap().len(), 2);
+    second.shutdown(Duration::from_secs(5)).await;
+}
