@@ -2,6 +2,7 @@
 //! built by the same join as `twinloop features get-historical`, then split by time so that the
 //! evaluation never sees a training row.
 
+mod entities;
 mod sources;
 mod split;
 
@@ -94,7 +95,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<Values, String> {
         train: ctx.output_path("train"),
         holdout_path: ctx.output_path("holdout"),
         holdout,
-        record: ctx.services.is_some(),
+        store: ctx.services.map(|s| s.store.clone()),
+        run_id: ctx.mlflow_run_id.map(str::to_owned),
     };
     // The join and the split read and write files synchronously between their awaits: they run
     // on the blocking pool, not on the scheduler's workers.
@@ -132,8 +134,10 @@ struct Job {
     train: PathBuf,
     holdout_path: PathBuf,
     holdout: Option<(i64, String)>,
-    /// Whether the feature store records the retrieval in its registry and lineage.
-    record: bool,
+    /// The store the feature store records the retrieval in (registry and lineage): the run's.
+    store: Option<twinloop_meta::StoreHandle>,
+    /// The step's tracking run, which logs the training set as its dataset input.
+    run_id: Option<String>,
 }
 
 struct Done {
@@ -145,9 +149,13 @@ struct Done {
 impl Job {
     async fn run(self) -> Result<Done, String> {
         let mut log = Vec::new();
+        let entities = entities::entity_file(
+            &self.entities,
+            &self.joined.with_file_name("entities.parquet"),
+        )?;
         let request = |repo: &FeatureRepo| -> Result<HistoricalRequest, String> {
             Ok(HistoricalRequest {
-                entities: self.entities.clone(),
+                entities: entities.clone(),
                 features: self.features.resolve(repo)?,
                 full_feature_names: false,
                 timestamp_column: None,
@@ -157,15 +165,11 @@ impl Job {
             })
         };
         let feature_error = |e: twinloop_core::Error| format!("training set: {}", e.message);
-        let summary = if self.record {
-            let store = FeatureStore::open(&self.repo_dir)
-                .await
-                .map_err(feature_error)?;
+        let summary = if let Some(meta) = self.store.clone() {
+            let store = FeatureStore::with_store(&self.repo_dir, meta).map_err(feature_error)?;
             let request = request(&store.repo)?;
-            // The retrieval is recorded without a tracking run: the feature store's registry
-            // need not be the store that holds the step's run.
             let summary = store
-                .get_historical(&request, None)
+                .get_historical(&request, self.run_id.as_deref())
                 .await
                 .map_err(feature_error)?;
             log.push(format!(
@@ -199,7 +203,7 @@ impl Job {
         )?;
         log.push(counts.describe());
         // Without lineage nothing names the joined file, so only the split copies are kept.
-        if !self.record {
+        if self.store.is_none() {
             std::fs::remove_file(&self.joined)
                 .map_err(|e| format!("cannot remove {}: {e}", self.joined.display()))?;
         }

@@ -5,7 +5,7 @@
 
 mod quality;
 mod schema;
-mod table;
+pub(super) mod table;
 
 use std::path::{Path, PathBuf};
 

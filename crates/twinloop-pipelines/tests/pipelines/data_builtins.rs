@@ -121,19 +121,11 @@ fn write_stats(repo: &Repo, scale: f64) {
     );
 }
 
-/// Labels for driver 1 on days 1..=8 and driver 2 on day 9, with a row id to follow them.
-fn feature_repo(registry: Option<&Path>) -> Repo {
-    let repo = Repo::new();
-    let config = match registry {
-        Some(db) => format!("project: test\nregistry: sqlite:///{}\n", db.display()),
-        None => "project: test\n".to_owned(),
-    };
-    repo.write("features/twinloop.yaml", &config);
-    repo.write("features/defs.yaml", DEFS);
-    write_stats(&repo, 1.0);
-    let days: Vec<i64> = (1..=8).chain([9]).collect();
+/// Labels for driver 1 on days 1..=8 and driver 2 on day 9, with a row id (the day) to follow
+/// them.
+fn write_labels(repo: &Repo, relative: &str, days: &[i64]) {
     write_parquet(
-        &repo.path().join("data/labels.parquet"),
+        &repo.path().join(relative),
         vec![
             (
                 Field::new("driver_id", DataType::Int64, false),
@@ -155,6 +147,14 @@ fn feature_repo(registry: Option<&Path>) -> Repo {
             ),
         ],
     );
+}
+
+fn feature_repo() -> Repo {
+    let repo = Repo::new();
+    repo.write("features/twinloop.yaml", "project: test\n");
+    repo.write("features/defs.yaml", DEFS);
+    write_stats(&repo, 1.0);
+    write_labels(&repo, "data/labels.parquet", &(1..=9).collect::<Vec<_>>());
     repo
 }
 
@@ -171,7 +171,7 @@ steps:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_set_is_point_in_time_split_by_time_and_keyed_on_its_sources() {
-    let repo = feature_repo(None);
+    let repo = feature_repo();
     let pipeline = repo.pipeline(TRAINING_SET);
     let first = repo.run(&pipeline).await;
     let step = first.step("training_set").unwrap();
@@ -215,9 +215,15 @@ async fn training_set_is_point_in_time_split_by_time_and_keyed_on_its_sources() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn training_set_without_split_and_a_bad_reference() {
-    let repo = feature_repo(None);
-    let whole = repo.pipeline(&TRAINING_SET.replace("      split: {holdout: 3d}\n", ""));
+async fn training_set_from_a_directory_without_split_and_a_bad_reference() {
+    let repo = feature_repo();
+    write_labels(&repo, "data/labels/a.parquet", &[1, 2, 3, 4]);
+    write_labels(&repo, "data/labels/b.parquet", &[5, 6, 7, 8, 9]);
+    let whole = repo.pipeline(
+        &TRAINING_SET
+            .replace("      split: {holdout: 3d}\n", "")
+            .replace("data/labels.parquet", "data/labels/"),
+    );
     let report = repo.run(&whole).await;
     let step = report.step("training_set").unwrap();
     assert_eq!(step.state, Succeeded, "{:?}", step.reason);
@@ -225,6 +231,9 @@ async fn training_set_without_split_and_a_bad_reference() {
         step.outputs["rows"].value,
         Some(json!({"train": 9, "holdout": 0}))
     );
+    let train = read_parquet(&output_path(&repo, &report, "training_set", "train"));
+    assert_eq!(i64s(&train, "row"), (1..=9).collect::<Vec<_>>());
+    assert_eq!(f64s(&train, "rate")[8], Some(10.0));
     let holdout = read_parquet(&output_path(&repo, &report, "training_set", "holdout"));
     assert_eq!(holdout.num_rows(), 0);
     assert!(holdout.schema().column_with_name("rate").is_some());
@@ -240,17 +249,24 @@ async fn training_set_without_split_and_a_bad_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_set_is_recorded_in_the_feature_stores_lineage() {
     let db_dir = tempfile::tempdir().unwrap();
-    let db = db_dir.path().join("store.db");
-    let repo = feature_repo(Some(&db));
-    let features = twinloop_features::store::FeatureStore::open(&repo.path().join("features"))
-        .await
-        .unwrap();
-    features.apply().await.unwrap();
+    let repo = feature_repo();
     let store = Arc::new(
-        SqlStore::open(&StoreUri::Sqlite(db.clone()), "mlflow-artifacts:")
-            .await
-            .unwrap(),
+        SqlStore::open(
+            &StoreUri::Sqlite(db_dir.path().join("store.db")),
+            "mlflow-artifacts:",
+        )
+        .await
+        .unwrap(),
     );
+    // The views are applied to the run's store, as a server's feature store does.
+    twinloop_features::store::FeatureStore::with_store(
+        &repo.path().join("features"),
+        store.clone(),
+    )
+    .unwrap()
+    .apply()
+    .await
+    .unwrap();
     let artifacts = ArtifactStore::open(db_dir.path().join("artifacts").to_str().unwrap()).unwrap();
     let services = Services {
         store: store.clone(),
@@ -280,13 +296,19 @@ async fn training_set_is_recorded_in_the_feature_stores_lineage() {
         .find(|n| n.node_type == "feature_retrieval")
         .expect("a retrieval downstream of the view");
     assert!(retrieval.properties.contains("stats_view:rate"));
+    // Logged as the step run's dataset input: tracking's dataset node is the training set, so
+    // tracking and lineage name the same node.
     let training_set = graph
         .nodes
         .iter()
-        .find(|n| n.node_type == "dataset" && n.properties.contains("\"rows\":9"))
-        .expect("the training set downstream of the retrieval");
-    let uri = training_set.uri.clone().unwrap();
-    assert_eq!(read_parquet(Path::new(&uri)).num_rows(), 9, "{uri}");
+        .find(|n| n.node_type == "dataset")
+        .unwrap_or_else(|| panic!("no training set downstream of the view: {:#?}", graph.nodes));
+    let id = training_set.external_id.clone().unwrap_or_default();
+    assert!(id.starts_with("dataset:"), "{id}");
+    let source = training_set.uri.clone().unwrap_or_default();
+    let uri: serde_json::Value = serde_json::from_str(&source).unwrap();
+    let uri = uri["uri"].as_str().unwrap();
+    assert_eq!(read_parquet(Path::new(uri)).num_rows(), 9, "{uri}");
 }
 
 // ---- data.validate@1 ----

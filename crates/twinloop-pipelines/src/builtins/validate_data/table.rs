@@ -16,7 +16,7 @@ const BATCH_ROWS: usize = 65_536;
 
 /// Reads `path`; for a directory, every `.parquet`, `.pq` and `.csv` file under it (hidden ones
 /// aside) in path order, which must all have the same columns.
-pub(super) fn read(path: &Path) -> Result<Table, String> {
+pub(in crate::builtins) fn read(path: &Path) -> Result<Table, String> {
     if !path.is_dir() {
         return read_file(path);
     }
