@@ -255,7 +255,8 @@ impl Running {
             twinloop_server::serve(listener, state, shutdown)
                 .await
                 .context("server error")?;
-            // Runs under way are canceled (their steps' process trees end) and recorded so.
+            // Runs under way end their steps' process trees; they stay RUNNING, for the next
+            // start to resume or fail as their policy.on_restart says.
             pipelines.shutdown(std::time::Duration::from_secs(15)).await;
             #[cfg(feature = "serving")]
             serving.finish().await;
