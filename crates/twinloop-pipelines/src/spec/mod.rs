@@ -1,8 +1,8 @@
 //! The pipeline YAML format (section 3 of the design), the part this phase runs: `run:` steps
 //! and `uses:` built-ins, with inputs, outputs, code, env, retries, timeouts, cache policy,
-//! `when`, `finally`.
-//! What comes later (`uses:`, `foreach:`, `triggers:`, other executors, …) is refused with
-//! "not supported yet" rather than ignored, so a file never means less than it says.
+//! `when`, `finally`, and the `triggers:` and `policy:` the server's scheduler acts on
+//! (`triggers.rs`). What comes later (`foreach:`, other executors, …) is refused with "not
+//! supported yet" rather than ignored, so a file never means less than it says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
