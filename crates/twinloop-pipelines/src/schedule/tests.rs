@@ -427,3 +427,42 @@ async fn a_server_stopping_leaves_its_runs_to_be_resumed_at_the_next_start() {
     assert_eq!(second.runs(Some("p"), None, 10).await.unwrap().len(), 2);
     second.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_storm_of_a_thousand_events_starts_what_the_policy_allows_and_records_the_rest() {
+    let f = fixture().await;
+    f.apply(
+        "pipeline: s\ntriggers:\n  - monitor: {event: retrain_requested}\npolicy:\n  concurrency: {max: 1, on_conflict: queue}\n  max_runs_per_day: 3\nsteps:\n  a: {run: sleep 0.2}\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..1_000 {
+        f.store
+            .add_monitor_event("m", "retrain_requested", "{}")
+            .await
+            .unwrap();
+    }
+    let events = loop {
+        let events = f.store.trigger_events(Some("s"), 2_000).await.unwrap();
+        if events.len() == 1_000 {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let count = |outcome: &str, reason: Option<&str>| {
+        events
+            .iter()
+            .filter(|e| e.outcome == outcome && (reason.is_none() || e.reason.as_deref() == reason))
+            .count()
+    };
+    // One starts, one waits in the queue; the daily limit is reached at three, and everything
+    // else is recorded with the reason it did not run.
+    assert_eq!(count("fired", None), 3);
+    assert_eq!(
+        count("suppressed", Some("concurrency")) + count("suppressed", Some("max_runs_per_day")),
+        997
+    );
+    assert!(count("suppressed", Some("concurrency")) >= 1);
+    let runs = f.runs_until("s", |r| r.len() == 3 && ended(r)).await;
+    assert!(runs.iter().all(|r| r.state == "SUCCEEDED"));
+}
