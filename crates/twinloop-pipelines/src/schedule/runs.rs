@@ -395,6 +395,8 @@ impl Inner {
         {
             return Ok(());
         }
+        // Only the last day counts (cooldown, max_runs_per_day): older starts are let go.
+        entry.trigger_starts_ms.retain(|&t| now - t < 86_400_000);
         entry.trigger_starts_ms.push(now);
         let queued = Queued {
             run,
