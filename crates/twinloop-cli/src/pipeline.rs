@@ -134,11 +134,27 @@ impl CacheArgs {
     }
 }
 
-pub fn run(args: PipelineArgs) -> ExitCode {
+pub fn run(mut args: PipelineArgs) -> ExitCode {
+    // Steps run with the repo as their working directory, so every path handed to them (inputs,
+    // outputs, the context file) must not be relative to ours.
+    match std::path::absolute(&args.repo) {
+        Ok(repo) => args.repo = repo,
+        Err(e) => {
+            eprintln!("error: --repo {}: {e}", args.repo.display());
+            return ExitCode::from(INVALID);
+        }
+    }
     let home = args
         .home
         .clone()
-        .unwrap_or_else(|| args.repo.join(".twinloop"));
+        .map_or_else(|| Ok(args.repo.join(".twinloop")), std::path::absolute);
+    let home = match home {
+        Ok(home) => home,
+        Err(e) => {
+            eprintln!("error: --home: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
     match args.command {
         PipelineCommand::Validate { files } => validate(&files),
         PipelineCommand::Plan { file, cache } => load(&file).map_or_else(

@@ -299,6 +299,7 @@ struct RunningServing {
     parts: Serving,
     grpc: Option<tokio::task::JoinHandle<()>>,
     log_writer: tokio::task::JoinHandle<()>,
+    ticking: twinloop_watch::Ticking,
 }
 
 #[cfg(feature = "serving")]
@@ -358,7 +359,7 @@ impl RunningServing {
                 restored_monitors.join(", ")
             );
         }
-        monitors.start(std::time::Duration::from_secs(1));
+        let ticking = monitors.start(std::time::Duration::from_secs(1));
         // Models load in the background: the API answers at once, /v2/health/ready once they are in.
         let restoring = deployments.clone();
         tokio::spawn(async move {
@@ -385,11 +386,15 @@ impl RunningServing {
             },
             grpc,
             log_writer,
+            ticking,
         })
     }
 
-    /// Waits for gRPC's requests in flight, then writes whatever the prediction log still holds.
+    /// Stops the monitors, waits for gRPC's requests in flight, then writes whatever the
+    /// prediction log still holds.
     async fn finish(self) {
+        // Monitors write to the store, which closes after this.
+        self.ticking.stop().await;
         if let Some(grpc) = self.grpc {
             let _ = grpc.await;
         }

@@ -20,7 +20,7 @@ pub mod windows;
 
 pub use actions::{Deployments, RollbackError};
 pub use error::MonitorError;
-pub use monitors::Monitors;
+pub use monitors::{Monitors, Ticking};
 pub use reference::TRAINING_REFERENCE;
 pub use spec::MonitorSpec;
 pub use storage::{Event, Label, MonitorState};

@@ -238,15 +238,19 @@ impl Monitors {
         Ok(labels.len())
     }
 
-    /// Evaluates closed windows every `every` until the process ends.
-    pub fn start(self: &Arc<Self>, every: Duration) {
+    /// Evaluates closed windows every `every` until [`Ticking::stop`].
+    pub fn start(self: &Arc<Self>, every: Duration) -> Ticking {
         let me = self.clone();
-        tokio::spawn(async move {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
-                me.tick().await;
+                tokio::select! {
+                    () = tokio::time::sleep(every) => me.tick().await,
+                    _ = stopped.changed() => return,
+                }
             }
         });
+        Ticking { stop, task }
     }
 
     pub async fn tick(&self) {
@@ -331,6 +335,22 @@ impl Monitors {
             self.actions.act(rule, transition, &alert).await;
         }
         Ok(())
+    }
+}
+
+/// The monitors' evaluation loop, stopped between two ticks (never inside one, so a window's
+/// points and the monitor's state are written together) before the store closes.
+pub struct Ticking {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticking {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the monitors' loop failed");
+        }
     }
 }
 
