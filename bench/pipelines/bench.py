@@ -176,6 +176,12 @@ def inner_seconds(stdout):
     return None
 
 
+def peer_version(name, python):
+    code = f"import importlib.metadata as m; print(m.version({name!r}))"
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or "unknown"
+
+
 def run_peer(name, python, work, reps):
     work.mkdir()
     for script in (HERE / "peers").glob(f"{name}_*.py"):
@@ -319,6 +325,7 @@ def main():
     res = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
+        "versions": {name: peer_version(name, python) for name, python in peers.items()},
         "load_before": Path("/proc/loadavg").read_text().split()[0],
         "missing": missing,
     }
@@ -335,7 +342,9 @@ def main():
     text = report(res)
     header = (
         f"Run of {res['date']} on {res['machine']}; 1-minute load average "
-        f"{res['load_before']} before, {res['load_after']} after.\n"
+        f"{res['load_before']} before, {res['load_after']} after. Peers: "
+        + ", ".join(f"{name} {v}" for name, v in res["versions"].items())
+        + ".\n"
     )
     print(header + "\n" + text)
     if args.markdown:

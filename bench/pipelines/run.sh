@@ -10,8 +10,8 @@
 #                          built when missing with `cargo build --release -p twinloop-cli`, which
 #                          takes 15+ minutes on 2 cores)
 #   CARGO_TARGET_DIR       cargo's target dir (default ~/.cache/twinloop/target)
-#   TWINLOOP_PIPELINES_VENVS  where the peers' venvs go, one per peer since their pins conflict
-#                          (default ~/.cache/twinloop/bench-pipelines-venv)
+#   TWINLOOP_PIPELINES_VENVS  where the peers' venvs go, one per peer so that no peer's pins move
+#                          another's dependencies (default ~/.cache/twinloop/bench-pipelines-venv)
 #   PYTHON                 interpreter that makes the venvs (default python3, needs >= 3.10)
 # A peer that cannot be installed is reported as not measured, with pip's reason.
 set -euo pipefail
