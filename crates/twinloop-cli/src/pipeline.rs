@@ -4,6 +4,7 @@
 
 mod apply;
 mod cache;
+mod logs;
 mod runs;
 mod triggers;
 
@@ -79,6 +80,13 @@ enum PipelineCommand {
     Cancel(runs::RunArgs),
     /// A server's triggers: next ticks and their newest events (fired, suppressed, missed).
     Triggers(triggers::TriggersArgs),
+    /// A run's step logs (stdout and stderr of each attempt), from the pipeline home.
+    Logs(logs::LogsArgs),
+    /// Pause or resume a server's triggers: pipeline trigger pause|resume NAME[/INDEX].
+    Trigger {
+        #[command(subcommand)]
+        command: triggers::TriggerCommand,
+    },
 }
 
 /// Where a standalone run records itself: the same store and artifacts `twinloop server` uses
@@ -186,6 +194,8 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
         PipelineCommand::Status(a) => runs::status(&a),
         PipelineCommand::Cancel(a) => runs::cancel(&a),
         PipelineCommand::Triggers(a) => triggers::triggers(&a),
+        PipelineCommand::Logs(a) => logs::logs(&a, &home),
+        PipelineCommand::Trigger { command } => triggers::trigger(&command),
     }
 }
 

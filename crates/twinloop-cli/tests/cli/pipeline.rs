@@ -221,3 +221,37 @@ fn resume_and_cache_verbs() {
     let out = twinloop(dir.path(), &["cache", "gc", "--older-than", "soon"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses a bad age");
 }
+
+#[test]
+fn logs_show_each_attempt_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "pipeline: p\nsteps:\n  a:\n    run: echo hello from a; echo oops >&2\n  b:\n    run: echo hello from b\n    needs: [a]\n",
+    )
+    .unwrap();
+    let out = twinloop(
+        dir.path(),
+        &["run", path.to_str().unwrap(), "--no-store", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = report["run_id"].as_str().unwrap();
+    let all = text(&twinloop(dir.path(), &["logs", run]).stdout);
+    let a = all.find("hello from a").expect(&all);
+    let b = all.find("hello from b").expect(&all);
+    assert!(
+        a < b && all.contains("==> a attempt 1 stderr <==\noops"),
+        "{all}"
+    );
+    let one = text(&twinloop(dir.path(), &["logs", run, "b"]).stdout);
+    assert!(
+        one.contains("hello from b") && !one.contains("hello from a"),
+        "{one}"
+    );
+    assert_eq!(
+        twinloop(dir.path(), &["logs", "nope"]).status.code(),
+        Some(2)
+    );
+}
