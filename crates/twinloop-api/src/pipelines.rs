@@ -115,9 +115,21 @@ pub struct Trigger {
     pub kind: String,
     /// The next tick of a schedule.
     pub next_ms: Option<i64>,
+    /// Its events are recorded as suppressed (`paused`) instead of starting runs.
+    pub paused: bool,
     pub pipeline: String,
     /// Newest first.
     pub recent: Vec<TriggerEvent>,
+}
+
+/// The body of `POST /triggers/pause` and `/triggers/resume`: one trigger of a pipeline, or
+/// all of them when `index` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 /// The answer of `GET /triggers`.
@@ -144,6 +156,8 @@ mod tests {
             r#"{"pipelines":[{"applied_ms":1,"digest":"ab","file":"p.yaml","name":"train","repo":"/r","spec":"pipeline: train\n","version":2}]}"#,
         );
         round_trips::<StartRun>(r#"{"params":{"lr":"0.2"}}"#);
+        round_trips::<TriggerTarget>(r#"{"index":0,"pipeline":"train"}"#);
+        round_trips::<TriggerTarget>(r#"{"pipeline":"train"}"#);
     }
 
     #[test]
@@ -152,7 +166,7 @@ mod tests {
             r#"{"runs":[{"cause":{"alert":{"rule":"drift"},"monitor":"m","monitor_event_id":7},"chain":["train"],"created_ms":10,"ended_ms":null,"id":"0123abcd","params":{},"pipeline":"train","reason":null,"started_ms":11,"state":"RUNNING","trigger":"monitor","version":1}]}"#,
         );
         round_trips::<TriggerList>(
-            r#"{"triggers":[{"description":"every 2s","index":0,"kind":"every","next_ms":12000,"pipeline":"train","recent":[{"at_ms":10000,"dedup_key":"10000","id":3,"outcome":"suppressed","reason":"cooldown","run_id":null}]}]}"#,
+            r#"{"triggers":[{"description":"every 2s","index":0,"kind":"every","next_ms":12000,"paused":false,"pipeline":"train","recent":[{"at_ms":10000,"dedup_key":"10000","id":3,"outcome":"suppressed","reason":"cooldown","run_id":null}]}]}"#,
         );
     }
 }

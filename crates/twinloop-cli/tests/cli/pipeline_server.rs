@@ -189,10 +189,11 @@ async fn a_monitor_event_starts_exactly_one_run_and_cooldown_suppresses_the_next
     // recorded as suppressed, with its reason.
     retrain_requested(&store, "other").await;
     let second = retrain_requested(&store, "fraud").await;
+    let second_key = second.to_string();
     let suppressed = wait_for("the suppressed event", Duration::from_secs(10), || {
         events(&server, repo.path(), "retrain")
             .into_iter()
-            .find(|e| e["dedup_key"] == second.to_string())
+            .find(|e| e["dedup_key"] == second_key.as_str())
     });
     assert_eq!(suppressed["outcome"], "suppressed");
     assert_eq!(suppressed["reason"], "cooldown");
@@ -220,6 +221,21 @@ async fn a_monitor_event_starts_exactly_one_run_and_cooldown_suppresses_the_next
     );
     assert_eq!(runs(&server, repo.path(), "retrain").len(), 1);
     assert_eq!(events(&server, repo.path(), "retrain").len(), 2);
+
+    let paused = ok(&pipeline(
+        &server,
+        repo.path(),
+        &["trigger", "pause", "retrain/0"],
+    ));
+    assert!(
+        paused.contains("retrain[0] monitor retrain_requested deployment=fraud: paused"),
+        "{paused}"
+    );
+    let out = pipeline(&server, repo.path(), &["triggers", "retrain", "--json"]);
+    assert_eq!(json(&out)["triggers"][0]["paused"], true);
+    let unknown = pipeline(&server, repo.path(), &["trigger", "resume", "retrain/3"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no trigger 3"));
 }
 
 /// Polls a store future from the synchronous wait loop.

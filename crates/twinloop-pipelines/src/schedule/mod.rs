@@ -108,6 +108,8 @@ pub struct TriggerStatus {
     pub description: String,
     /// For schedules: the next tick.
     pub next_ms: Option<i64>,
+    /// Its events are recorded as suppressed (`paused`) instead of starting runs.
+    pub paused: bool,
     /// Its newest recorded events (fired, suppressed with the reason, missed), newest first.
     pub recent: Vec<TriggerEvent>,
 }
@@ -443,6 +445,35 @@ impl Scheduler {
         )))
     }
 
+    /// Pauses (or resumes) one trigger of a pipeline, or all of them when `index` is `None`.
+    /// A paused trigger still reads its source: each event is recorded as suppressed (`paused`),
+    /// so resuming does not replay what came meanwhile. Answers the pipeline's triggers.
+    pub async fn set_paused(
+        &self,
+        pipeline: &str,
+        index: Option<usize>,
+        paused: bool,
+    ) -> Result<Vec<TriggerStatus>> {
+        {
+            let state = self.inner.state.lock().await;
+            let entry = state.pipelines.get(pipeline).ok_or_else(|| {
+                ScheduleError::NotFound(format!("no pipeline named {pipeline:?}"))
+            })?;
+            let count = entry.spec.triggers.len();
+            if let Some(i) = index.filter(|&i| i >= count) {
+                return Err(ScheduleError::NotFound(format!(
+                    "pipeline {pipeline} has {count} trigger(s): no trigger {i}"
+                )));
+            }
+            for (i, trigger) in entry.spec.triggers.iter().enumerate() {
+                if index.is_none_or(|wanted| wanted == i) {
+                    self.inner.set_paused(pipeline, i, trigger, paused).await?;
+                }
+            }
+        }
+        self.triggers(Some(pipeline)).await
+    }
+
     /// The triggers of one pipeline or all: next tick, newest events.
     pub async fn triggers(&self, pipeline: Option<&str>) -> Result<Vec<TriggerStatus>> {
         let state = self.inner.state.lock().await;
@@ -477,6 +508,7 @@ impl Scheduler {
                     kind: trigger.kind().to_owned(),
                     description: trigger.describe(),
                     next_ms,
+                    paused: self.inner.is_paused(name, index, trigger).await?,
                     recent,
                 });
             }

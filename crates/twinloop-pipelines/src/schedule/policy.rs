@@ -30,6 +30,8 @@ pub enum Reason {
     MaxRunsPerDay,
     /// The event was caused by this pipeline's own run, or the chain of causes is too long.
     LoopGuard,
+    /// The trigger is paused (`pipeline trigger pause`).
+    Paused,
 }
 
 impl Reason {
@@ -39,6 +41,7 @@ impl Reason {
             Reason::Concurrency => "concurrency",
             Reason::MaxRunsPerDay => "max_runs_per_day",
             Reason::LoopGuard => "loop_guard",
+            Reason::Paused => "paused",
         }
     }
 }

@@ -357,7 +357,13 @@ impl Inner {
             return Ok(());
         };
         let now = now_ms();
-        let decision = if policy::loop_guard(&entry.spec.policy, name, &fire.chain) {
+        let paused = match entry.spec.triggers.get(fire.index) {
+            Some(trigger) => self.is_paused(name, fire.index, trigger).await?,
+            None => false,
+        };
+        let decision = if paused {
+            Decision::Suppress(Reason::Paused)
+        } else if policy::loop_guard(&entry.spec.policy, name, &fire.chain) {
             Decision::Suppress(Reason::LoopGuard)
         } else {
             policy::decide(&entry.spec.policy, &entry.load(now), now, false)

@@ -28,7 +28,40 @@ fn cursor_name(index: usize, trigger: &Trigger) -> String {
     format!("{index}:{}", trigger.describe())
 }
 
+/// The flag that pauses a trigger, beside its cursor.
+fn paused_name(index: usize, trigger: &Trigger) -> String {
+    format!("paused:{}", cursor_name(index, trigger))
+}
+
 impl Inner {
+    /// Whether the trigger at `index` of `pipeline` is paused.
+    pub(super) async fn is_paused(
+        &self,
+        pipeline: &str,
+        index: usize,
+        trigger: &Trigger,
+    ) -> Result<bool> {
+        let flag = self
+            .store
+            .pipeline_cursor(pipeline, &paused_name(index, trigger))
+            .await?;
+        Ok(flag.as_deref() == Some("true"))
+    }
+
+    pub(super) async fn set_paused(
+        &self,
+        pipeline: &str,
+        index: usize,
+        trigger: &Trigger,
+        paused: bool,
+    ) -> Result<()> {
+        let value = if paused { "true" } else { "false" };
+        Ok(self
+            .store
+            .set_pipeline_cursor(pipeline, &paused_name(index, trigger), value)
+            .await?)
+    }
+
     /// Gives every trigger of `pipeline` that has no cursor one at the present.
     pub(super) async fn init_cursors(&self, pipeline: &Pipeline, repo: &str) -> Result<()> {
         for (index, trigger) in pipeline.triggers.iter().enumerate() {

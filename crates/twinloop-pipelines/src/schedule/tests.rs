@@ -466,3 +466,40 @@ async fn a_storm_of_a_thousand_events_starts_what_the_policy_allows_and_records_
     let runs = f.runs_until("s", |r| r.len() == 3 && ended(r)).await;
     assert!(runs.iter().all(|r| r.state == "SUCCEEDED"));
 }
+
+#[tokio::test]
+async fn a_paused_trigger_records_its_events_as_suppressed_until_resumed() {
+    let f = fixture().await;
+    f.apply("pipeline: p\ntriggers:\n  - monitor: {event: retrain_requested}\nsteps:\n  a: {run: 'true'}\n")
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.scheduler.set_paused("p", Some(1), true).await,
+        Err(ScheduleError::NotFound(_))
+    ));
+    let paused = f.scheduler.set_paused("p", None, true).await.unwrap();
+    assert!(paused[0].paused);
+    f.store
+        .add_monitor_event("m", "retrain_requested", "{}")
+        .await
+        .unwrap();
+    let recorded = loop {
+        let events = f.store.trigger_events(Some("p"), 10).await.unwrap();
+        if let Some(e) = events.first() {
+            break e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (recorded.outcome.as_str(), recorded.reason.as_deref()),
+        ("suppressed", Some("paused"))
+    );
+    let resumed = f.scheduler.set_paused("p", Some(0), false).await.unwrap();
+    assert!(!resumed[0].paused);
+    f.store
+        .add_monitor_event("m", "retrain_requested", "{}")
+        .await
+        .unwrap();
+    let runs = f.runs_until("p", ended).await;
+    assert_eq!(runs.len(), 1, "the event while paused is not replayed");
+}

@@ -55,7 +55,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runs", get(pipelines::runs))
         .route("/runs/{id}", get(pipelines::get_run))
         .route("/runs/{id}/cancel", post(pipelines::cancel))
-        .route("/triggers", get(pipelines::triggers));
+        .route("/triggers", get(pipelines::triggers))
+        .route("/triggers/pause", post(pipelines::pause))
+        .route("/triggers/resume", post(pipelines::resume));
     #[cfg(feature = "serving")]
     let router = serving_routes(router);
     router.layer(DefaultBodyLimit::max(MAX_JSON_BODY))

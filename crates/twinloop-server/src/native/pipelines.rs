@@ -98,6 +98,7 @@ fn trigger(t: TriggerStatus) -> api::Trigger {
         index: i64::try_from(t.index).unwrap_or(i64::MAX),
         kind: t.kind,
         next_ms: t.next_ms,
+        paused: t.paused,
         pipeline: t.pipeline,
         recent: t.recent.into_iter().map(event).collect(),
     }
@@ -200,6 +201,44 @@ pub async fn triggers(State(s): S, q: QueryParams) -> ApiResult<Json<api::Trigge
     let found = s
         .pipelines
         .triggers(q.get("pipeline"))
+        .await
+        .map_err(api_error)?;
+    Ok(Json(api::TriggerList {
+        triggers: found.into_iter().map(trigger).collect(),
+    }))
+}
+
+/// `POST /triggers/pause`: events of the trigger(s) are recorded as suppressed (`paused`).
+pub async fn pause(
+    State(s): S,
+    JsonBody(req): JsonBody<api::TriggerTarget>,
+) -> ApiResult<Json<api::TriggerList>> {
+    set_paused(&s, req, true).await
+}
+
+/// `POST /triggers/resume`.
+pub async fn resume(
+    State(s): S,
+    JsonBody(req): JsonBody<api::TriggerTarget>,
+) -> ApiResult<Json<api::TriggerList>> {
+    set_paused(&s, req, false).await
+}
+
+async fn set_paused(
+    s: &AppState,
+    req: api::TriggerTarget,
+    paused: bool,
+) -> ApiResult<Json<api::TriggerList>> {
+    let pipeline = req.pipeline.ok_or_else(|| missing("pipeline"))?;
+    let index = req
+        .index
+        .map(|i| {
+            usize::try_from(i).map_err(|_| ApiError::invalid(format!("index={i}: give 0 or more")))
+        })
+        .transpose()?;
+    let found = s
+        .pipelines
+        .set_paused(&pipeline, index, paused)
         .await
         .map_err(api_error)?;
     Ok(Json(api::TriggerList {
