@@ -2,7 +2,8 @@
 //! [`Scope`] when a step is about to run.
 //!
 //! The language is small on purpose: references (`params.lr`, `steps.train.outputs.auc`,
-//! `steps.train.status`, `run.id`, `run.status`), literals, `== != < <= > >= && || !`,
+//! `steps.train.status`, `run.id`, `run.status`, `item` in a `foreach:` step), literals,
+//! `== != < <= > >= && || !`,
 //! parentheses and one function, `default(a, b)`.
 
 use serde_json::Value;
@@ -11,7 +12,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Ref {
     Param(String),
-    Output { step: String, output: String },
+    Output {
+        step: String,
+        output: String,
+    },
     Status(String),
     RunId,
     RunStatus,
@@ -19,6 +23,8 @@ pub enum Ref {
     TriggerKind,
     /// `trigger.payload.a.b`: a path into the event that started the run (empty: all of it).
     TriggerPayload(Vec<String>),
+    /// `item` (empty path) or `item.a.b`: the element a `foreach:` step's item runs with.
+    Item(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -412,12 +418,9 @@ fn reference(path: &[String]) -> Result<Ref, String> {
         ["trigger", "payload", path @ ..] => Ok(Ref::TriggerPayload(
             path.iter().map(|p| (*p).to_owned()).collect(),
         )),
-        ["item"] => Err(format!(
-            "`{}` is not supported yet (foreach comes later)",
-            parts.join(".")
-        )),
+        ["item", path @ ..] => Ok(Ref::Item(path.iter().map(|p| (*p).to_owned()).collect())),
         _ => Err(format!(
-            "unknown reference `{}`: use params.*, steps.<id>.outputs.<name>, steps.<id>.status, run.id, run.status, trigger.kind or trigger.payload.*",
+            "unknown reference `{}`: use params.*, steps.<id>.outputs.<name>, steps.<id>.status, run.id, run.status, trigger.kind, trigger.payload.* or item",
             parts.join(".")
         )),
     }
@@ -494,7 +497,14 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown reference")
         );
-        assert!(Expr::parse("item").unwrap_err().contains("not supported yet"));
+        assert_eq!(
+            Expr::parse("item").unwrap(),
+            Expr::Ref(Ref::Item(Vec::new()))
+        );
+        assert_eq!(
+            Expr::parse("item.name").unwrap(),
+            Expr::Ref(Ref::Item(vec!["name".into()]))
+        );
         assert!(
             Expr::parse("trigger.source")
                 .unwrap_err()

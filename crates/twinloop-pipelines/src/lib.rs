@@ -3,6 +3,7 @@
 //! explains. The library prints nothing: runs report typed [`exec::Event`]s and return a
 //! [`exec::RunReport`].
 
+pub mod bless;
 pub mod builtins;
 pub mod cache;
 pub mod services;

@@ -1,20 +1,24 @@
 //! `plan`: what a run would do with each step and why, creating no executions. A step is
 //! `RUN` (naming what changed since the newest execution of the same step), `CACHED` (from
 //! which run: a cache hit, or the run `--resume` names), `SKIPPED`, or `UNKNOWN` when it reads
-//! an output that only running upstream steps will produce.
+//! an output that only running upstream steps will produce. A `foreach:` step is `CACHED` when
+//! every item is, and otherwise `RUN` naming each item that runs and why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::cache::Cas;
+use crate::cache::{Cas, Index};
 use crate::error::Error;
-use crate::exec::prepare::prepare;
+use crate::exec::foreach;
+use crate::exec::prepare::{Prepared, prepare};
 use crate::exec::{Start, cache_off};
 use crate::expr::Ref;
-use crate::spec::{Input, Pipeline, Step};
-use crate::state::{OutputRecord, RunScope, StepState};
+use crate::resume::Resume;
+use crate::spec::{Foreach, Input, Pipeline, Step};
+use crate::state::{OutputRecord, RunScope, StepOutputs, StepState};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -58,10 +62,19 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
         options.resume.as_deref(),
     )?;
     let cas = Cas::new(&options.home);
+    let now = twinloop_core::time::now_ms();
+    let ctx = Ctx {
+        pipeline,
+        options,
+        index: &index,
+        cas: &cas,
+        resume: resume.as_ref(),
+        refresh: &refresh,
+        now,
+    };
     let mut states: BTreeMap<String, StepState> = BTreeMap::new();
     let mut outputs: BTreeMap<String, BTreeMap<String, OutputRecord>> = BTreeMap::new();
     let mut planned = Vec::new();
-    let now = twinloop_core::time::now_ms();
     for step in crate::validate::order(pipeline).unwrap_or_default() {
         let decision = if step.finally {
             Decision::Run {
@@ -77,6 +90,7 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                 states: &states,
                 outputs: &outputs,
                 trigger: None,
+                item: None,
             };
             let when_false = step
                 .when
@@ -91,6 +105,12 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                 Decision::Skipped {
                     reason: format!("when is false: {source}"),
                 }
+            } else if let Some(foreach) = &step.foreach {
+                let (decision, collected) = ctx.foreach(step, foreach, &scope);
+                if let Some(collected) = collected {
+                    outputs.insert(step.id.clone(), collected);
+                }
+                decision
             } else if let Some(resume) = &resume
                 && let Some(previous) = resume.reusable(&step.id, &cas, options.verify)
             {
@@ -112,20 +132,9 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
                                 from_run: hit.run_id.clone(),
                             }
                         } else {
-                            let reasons = match index.newest(&pipeline.name, &step.id) {
-                                None => vec!["never ran".to_owned()],
-                                Some(previous) => {
-                                    let changes = prepared.doc.changes(&previous.doc);
-                                    if !changes.is_empty() {
-                                        changes
-                                    } else if !previous.state.ok() {
-                                        vec![format!("its last execution {}", previous.state)]
-                                    } else {
-                                        vec!["its cached outputs are missing or expired".to_owned()]
-                                    }
-                                }
-                            };
-                            Decision::Run { reasons }
+                            Decision::Run {
+                                reasons: ctx.run_reasons(&step.id, &prepared),
+                            }
                         }
                     }
                 }
@@ -143,6 +152,122 @@ pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<Vec<PlannedSte
         });
     }
     Ok(planned)
+}
+
+/// What every step's plan reads.
+struct Ctx<'a> {
+    pipeline: &'a Pipeline,
+    options: &'a PlanOptions,
+    index: &'a Index,
+    cas: &'a Cas,
+    resume: Option<&'a Resume>,
+    refresh: &'a BTreeSet<String>,
+    now: i64,
+}
+
+impl Ctx<'_> {
+    /// Why a step (or item, `name`) that is no cache hit runs: what changed since its newest
+    /// execution, or why that one cannot be reused.
+    fn run_reasons(&self, name: &str, prepared: &Prepared) -> Vec<String> {
+        match self.index.newest(&self.pipeline.name, name) {
+            None => vec!["never ran".to_owned()],
+            Some(previous) => {
+                let changes = prepared.doc.changes(&previous.doc);
+                if !changes.is_empty() {
+                    changes
+                } else if !previous.state.ok() {
+                    vec![format!("its last execution {}", previous.state)]
+                } else {
+                    vec!["its cached outputs are missing or expired".to_owned()]
+                }
+            }
+        }
+    }
+
+    /// A `foreach:` step: `CACHED` (with its collected outputs, for downstream plans) when every
+    /// item would be reused, else `RUN` with a reason per item that executes.
+    fn foreach(
+        &self,
+        step: &Step,
+        foreach: &Foreach,
+        scope: &RunScope<'_>,
+    ) -> (Decision, Option<StepOutputs>) {
+        let items = match foreach::list(foreach, scope) {
+            Ok(items) => items,
+            Err(reason) => return (Decision::Unknown { reason }, None),
+        };
+        if items.is_empty() {
+            let reasons =
+                vec!["foreach: the list is empty; the step succeeds with empty lists".into()];
+            return (Decision::Run { reasons }, None);
+        }
+        let mut reused: Vec<(String, StepOutputs)> = Vec::new();
+        let mut reasons = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match self.item(step, index, item, scope) {
+                Ok(hit) => reused.push(hit),
+                Err(why) => reasons.push(format!(
+                    "item {index} ({}): {why}",
+                    crate::expr::to_text(item)
+                )),
+            }
+        }
+        if !reasons.is_empty() {
+            return (Decision::Run { reasons }, None);
+        }
+        let outputs: Vec<&StepOutputs> = reused.iter().map(|(_, o)| o).collect();
+        match foreach::collect(step, &outputs, self.cas) {
+            Ok(collected) => {
+                let from_run = reused
+                    .first()
+                    .map(|(run, _)| run.clone())
+                    .unwrap_or_default();
+                (Decision::Cached { from_run }, Some(collected.outputs))
+            }
+            Err(e) => (Decision::Run { reasons: vec![e] }, None),
+        }
+    }
+
+    /// One item: `Ok` the run and outputs it would reuse, `Err` why it executes.
+    fn item(
+        &self,
+        step: &Step,
+        index: usize,
+        item: &Value,
+        scope: &RunScope<'_>,
+    ) -> Result<(String, StepOutputs), String> {
+        let name = foreach::item_name(&step.id, index);
+        if let Some(resume) = self.resume
+            && let Some(previous) = resume.reusable(&name, self.cas, self.options.verify)
+            && foreach::same_item(previous, item)
+        {
+            return Ok((resume.run_id.clone(), previous.outputs.clone()));
+        }
+        let scope = RunScope {
+            item: Some(item),
+            run_id: scope.run_id,
+            run_status: scope.run_status,
+            params: scope.params,
+            states: scope.states,
+            outputs: scope.outputs,
+            trigger: scope.trigger,
+        };
+        let prepared = prepare(step, &self.options.repo, &scope)?;
+        if let Some(off) = cache_off(step, self.options.no_cache, self.refresh) {
+            return Err(off);
+        }
+        let max_age = step.cache.max_age;
+        match self.index.hit(
+            &prepared.key,
+            max_age,
+            self.cas,
+            self.options.verify,
+            self.now,
+        ) {
+            Some(hit) => Ok((hit.run_id.clone(), hit.outputs.clone())),
+            None => Err(self.run_reasons(&name, &prepared).join("; ")),
+        }
+    }
 }
 
 /// SKIPPED when an upstream step will be skipped; UNKNOWN when the step reads something (an
@@ -163,10 +288,15 @@ fn upstream_blocks(step: &Step, states: &BTreeMap<String, StepState>) -> Option<
             Input::Path(_) => None,
         })
         .collect();
-    reads.extend(step.refs().into_iter().filter_map(|r| match r {
-        Ref::Output { step, .. } | Ref::Status(step) => Some(step),
-        _ => None,
-    }));
+    reads.extend(
+        step.refs()
+            .into_iter()
+            .chain(step.foreach_refs())
+            .filter_map(|r| match r {
+                Ref::Output { step, .. } | Ref::Status(step) => Some(step),
+                _ => None,
+            }),
+    );
     reads
         .into_iter()
         .find(|up| states.get(up) != Some(&StepState::Cached))

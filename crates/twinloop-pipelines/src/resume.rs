@@ -1,9 +1,12 @@
 //! `--resume RUN_ID` (section 5 of the design): the steps that run ended `SUCCEEDED` or `CACHED`
 //! are reused whatever the cache settings, once their outputs are found in the store as a cache
-//! hit's are; the rest run again under a new run id.
+//! hit's are; the rest run again under a new run id. A gate overridden by `pipeline bless` is
+//! reused through the override's execution, the newest of its step in the run.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use crate::bless::Override;
 use crate::cache::{Cas, Execution, Index};
 use crate::error::Error;
 
@@ -11,12 +14,19 @@ use crate::error::Error;
 pub(crate) struct Resume {
     pub run_id: String,
     steps: BTreeMap<String, Execution>,
+    /// The gates `pipeline bless` overrode, by step.
+    overrides: BTreeMap<String, Override>,
 }
 
 impl Resume {
     /// The run's executions; a run the index does not know, or a run of another pipeline, is an
     /// error rather than a resume that silently reuses nothing.
-    pub(crate) fn load(index: &Index, pipeline: &str, run_id: &str) -> Result<Resume, Error> {
+    pub(crate) fn load(
+        index: &Index,
+        home: &Path,
+        pipeline: &str,
+        run_id: &str,
+    ) -> Result<Resume, Error> {
         let mut steps = BTreeMap::new();
         for execution in index.executions().iter().filter(|e| e.run_id == run_id) {
             if execution.pipeline != pipeline {
@@ -31,10 +41,21 @@ impl Resume {
         if steps.is_empty() {
             return Err(Error::UnknownRun(run_id.to_owned()));
         }
+        let overrides = crate::bless::overrides(home, run_id)
+            .map_err(|e| Error::io("cannot read the gate overrides", e))?
+            .into_iter()
+            .map(|o| (o.step.clone(), o))
+            .collect();
         Ok(Resume {
             run_id: run_id.to_owned(),
             steps,
+            overrides,
         })
+    }
+
+    /// Why a reused step is what it is when a person said so: "overridden by who: why".
+    pub(crate) fn note(&self, step: &str) -> Option<String> {
+        self.overrides.get(step).map(Override::note)
     }
 
     /// The execution of `step` to reuse: it ended well and its every output is still in the

@@ -103,6 +103,8 @@ pub struct RunScope<'a> {
     pub outputs: &'a BTreeMap<String, BTreeMap<String, OutputRecord>>,
     /// What started the run; `None` reads as a manual run with no payload.
     pub trigger: Option<&'a TriggerContext>,
+    /// The element of a `foreach:` step's item; `None` elsewhere.
+    pub item: Option<&'a Value>,
 }
 
 /// What started a run, as `trigger.kind` and `trigger.payload.*` read it.
@@ -117,15 +119,20 @@ pub struct TriggerContext {
 impl TriggerContext {
     /// The value at `path` inside the payload (`null` when absent).
     pub fn lookup(&self, path: &[String]) -> Value {
-        path.iter()
-            .try_fold(&self.payload, |value, key| match value {
-                Value::Object(map) => map.get(key),
-                Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
-                _ => None,
-            })
-            .cloned()
-            .unwrap_or(Value::Null)
+        lookup(&self.payload, path)
     }
+}
+
+/// The value at `path` inside `root`: object keys, array indexes; `null` when absent.
+fn lookup(root: &Value, path: &[String]) -> Value {
+    path.iter()
+        .try_fold(root, |value, key| match value {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 impl Scope for RunScope<'_> {
@@ -151,6 +158,7 @@ impl Scope for RunScope<'_> {
                     .map_or_else(|| "manual".to_owned(), |t| t.kind.clone()),
             ),
             Ref::TriggerPayload(path) => self.trigger.map_or(Value::Null, |t| t.lookup(path)),
+            Ref::Item(path) => self.item.map_or(Value::Null, |item| lookup(item, path)),
         }
     }
 }

@@ -98,9 +98,13 @@ fn check_step(pipeline: &Pipeline, step: &Step, problems: &mut Problems<'_>) {
     if let Some(uses) = &step.uses {
         fields.push(("with", uses.refs.clone()));
     }
+    if step.foreach.is_some() {
+        fields.push(("foreach", step.foreach_refs()));
+    }
     for (field, refs) in fields {
         for r in refs {
             let problem = match &r {
+                Ref::Item(_) => item_problem(step, field),
                 Ref::Param(p) if !pipeline.params.contains_key(p) => {
                     Some(format!("unknown param {p:?}: declare it under params:"))
                 }
@@ -124,6 +128,21 @@ fn check_step(pipeline: &Pipeline, step: &Step, problems: &mut Problems<'_>) {
                 report(field, message);
             }
         }
+    }
+}
+
+/// Why `item` cannot be read in `field` of the step, if it cannot.
+fn item_problem(step: &Step, field: &str) -> Option<String> {
+    if step.foreach.is_none() {
+        return Some("`item` is known only in a step with `foreach:`".into());
+    }
+    match field {
+        "foreach" => Some("the `foreach:` list cannot read `item`, its own element".into()),
+        "when" => Some(
+            "`when:` is decided once for the whole step, before its items: it cannot read `item`"
+                .into(),
+        ),
+        _ => None,
     }
 }
 
@@ -215,6 +234,40 @@ mod tests {
                 "p.yaml:10: steps[b].when: unknown step \"c\"",
             ]
         );
+    }
+
+    #[test]
+    fn item_is_read_only_inside_foreach_and_max_parallel_needs_it() {
+        let text = "pipeline: p\nparams: {xs: [1, 2]}\nsteps:\n  a:\n    run: echo ${{ item }}\n  b:\n    run: echo ${{ item.name }}\n    foreach: ${{ params.xs }}\n    when: ${{ item }}\n  c:\n    run: 'true'\n    max_parallel: 2\n  d:\n    run: 'true'\n    foreach: ${{ params.nope }}\n    max_parallel: 0\n  e:\n    run: 'true'\n    foreach: [1, 2]\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                "p.yaml:12: steps[c].max_parallel: `max_parallel:` bounds the items of a `foreach:` step; this step has no `foreach:`",
+                "p.yaml:16: steps[d].max_parallel: `max_parallel:` is a positive whole number, not Number(0)",
+                "p.yaml:19: steps[e].foreach: `foreach:` is one expression such as ${{ params.items }}, not Sequence [Number(1), Number(2)]; declare a literal list under params:",
+            ]
+        );
+        let text = "pipeline: p\nparams: {xs: [1, 2]}\nsteps:\n  a:\n    run: echo ${{ item }}\n  b:\n    run: echo ${{ item.name }}\n    foreach: ${{ params.xs }}\n    when: ${{ item }}\n  d:\n    run: 'true'\n    foreach: ${{ params.nope }}\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                "p.yaml:5: steps[a].run: `item` is known only in a step with `foreach:`",
+                "p.yaml:9: steps[b].when: `when:` is decided once for the whole step, before its items: it cannot read `item`",
+                "p.yaml:12: steps[d].foreach: unknown param \"nope\": declare it under params:",
+            ]
+        );
+        let ok = parse(
+            "p.yaml",
+            "pipeline: p\nsteps:\n  list:\n    run: x\n    outputs: {xs: {kind: value}}\n  fan:\n    run: echo ${{ item }}\n    foreach: ${{ steps.list.outputs.xs }}\n    max_parallel: 2\n",
+        )
+        .unwrap();
+        let fan = ok.step("fan").unwrap();
+        assert_eq!(fan.foreach.as_ref().and_then(|f| f.max_parallel), Some(2));
+        assert!(
+            fan.upstream().contains("list"),
+            "the list's step is upstream"
+        );
+        assert!(fan.params_used().is_empty());
     }
 
     #[test]

@@ -46,8 +46,14 @@ impl Cas {
         for (relative, digest) in &entries {
             self.place(&source.join(relative), digest)?;
         }
-        let digest = entries_digest(&entries);
-        let manifest = serde_json::to_vec(&entries).map_err(std::io::Error::other)?;
+        self.put_manifest(&entries)
+    }
+
+    /// Stores a directory made of blobs already in the store: its sorted (relative path, digest)
+    /// entries. Returns the directory's digest.
+    pub fn put_manifest(&self, entries: &[(String, String)]) -> std::io::Result<String> {
+        let digest = entries_digest(entries);
+        let manifest = serde_json::to_vec(entries).map_err(std::io::Error::other)?;
         let target = self.path(&digest);
         if !target.exists() {
             write_blob(&target, &manifest)?;
@@ -142,7 +148,8 @@ impl Cas {
         std::fs::remove_file(self.path(digest))
     }
 
-    fn manifest(&self, digest: &str) -> std::io::Result<Vec<(String, String)>> {
+    /// A stored directory's sorted (relative path, digest) entries.
+    pub fn manifest(&self, digest: &str) -> std::io::Result<Vec<(String, String)>> {
         let bytes = std::fs::read(self.path(digest))?;
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }

@@ -65,6 +65,9 @@ struct Context<'a> {
     step: &'a str,
     attempt: u32,
     params: &'a BTreeMap<String, Value>,
+    /// A `foreach:` item's element.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<&'a Value>,
     inputs: BTreeMap<&'a str, ContextInput>,
     outputs: BTreeMap<&'a str, ContextOutput>,
 }
@@ -192,6 +195,7 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
         step: &job.step.id,
         attempt: job.attempt,
         params: &job.prepared.params,
+        item: job.prepared.item.as_ref(),
         inputs: BTreeMap::new(),
         outputs: BTreeMap::new(),
     };

@@ -4,11 +4,12 @@
 
 mod attempt;
 mod builtin;
+pub(crate) mod foreach;
 mod kill;
 pub(crate) mod prepare;
 mod step;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,6 +187,12 @@ pub struct StepReport {
     pub outputs: BTreeMap<String, OutputRecord>,
     /// Files written to the outputs directory that no output declared; they were removed.
     pub dropped: Vec<String>,
+    /// For one item of a `foreach:` step (reported as `<step>[<index>]`): its element.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// A `foreach:` step's items in list order; the step's own `outputs` are theirs collected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<StepReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,7 +235,7 @@ impl Start {
             )
         })?;
         let resume = resume
-            .map(|r| Resume::load(&index, &pipeline.name, r))
+            .map(|r| Resume::load(&index, home, &pipeline.name, r))
             .transpose()?;
         Ok(Start {
             params,
@@ -284,6 +291,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, 
         states: BTreeMap::new(),
         outputs: BTreeMap::new(),
         reports: BTreeMap::new(),
+        fanouts: BTreeMap::new(),
     };
     runner.go().await
 }
@@ -341,10 +349,13 @@ struct Runner<'a> {
     states: BTreeMap<String, StepState>,
     outputs: BTreeMap<String, BTreeMap<String, OutputRecord>>,
     reports: BTreeMap<String, StepReport>,
+    /// `foreach:` steps whose items are under way.
+    fanouts: BTreeMap<String, Fanout>,
 }
 
-/// The executing steps' tasks, each ending with the step's id, what it ran with and its end.
-type Running = JoinSet<(String, Box<Prepared>, StepEnd)>;
+/// The executing tasks, each ending with the step's id, its item's index for a `foreach:`
+/// step, what it ran with and its end.
+type Running = JoinSet<(String, Option<usize>, Box<Prepared>, StepEnd)>;
 
 /// What to do with a step whose upstream steps have finished.
 enum Decision {
@@ -352,6 +363,22 @@ enum Decision {
     /// A cache hit or a step of the resumed run: reported `CACHED` and recorded as such.
     Reuse(StepReport, Box<Execution>),
     Execute(Box<Prepared>),
+    /// A `foreach:` step: its items, some decided already, the rest to execute.
+    Fan(Fanout),
+}
+
+/// A `foreach:` step under way. Its items take the run's slots like steps, at most `limit` at
+/// once; the step ends when every item has.
+struct Fanout {
+    /// Items waiting for a slot, in list order.
+    queue: VecDeque<(usize, Box<Prepared>)>,
+    running: usize,
+    limit: usize,
+    /// Items reused from the cache or the resumed run (by index), to record when the fan-out
+    /// starts.
+    reused: Vec<(usize, StepReport, Box<Execution>)>,
+    /// Ended items by index.
+    done: BTreeMap<usize, StepReport>,
 }
 
 impl Runner<'_> {
@@ -468,13 +495,14 @@ impl Runner<'_> {
             tokio::select! {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
-                    let (id, prepared, end) = joined
+                    let (id, item, prepared, end) = joined
                         .map_err(|e| Error::io("a step task failed", std::io::Error::other(e)))?;
                     if stop.is_none() && self.stops_the_run(&id, end.state) {
-                        let reason = format!("not started: step {id} {} (fail_fast)", end.state);
+                        let name = item.map_or_else(|| id.clone(), |i| foreach::item_name(&id, i));
+                        let reason = format!("not started: step {name} {} (fail_fast)", end.state);
                         stop = Some((StepState::Skipped, reason));
                     }
-                    self.executed(&id, &prepared, end)?;
+                    self.executed(&id, item, &prepared, end)?;
                 }
                 () = cancel.canceled(), if stop.as_ref().is_none_or(|(s, _)| *s != StepState::Canceled) => {
                     stop = Some((StepState::Canceled, "the run was canceled".into()));
@@ -493,6 +521,10 @@ impl Runner<'_> {
         run_status: Option<RunStatus>,
         cancel: &Cancel,
     ) -> Result<(), Error> {
+        match stop {
+            Some((state, reason)) => self.drain(*state, reason)?,
+            None => self.fill(running, cancel),
+        }
         let mut i = 0;
         while i < pending.len() {
             let step = pending[i];
@@ -524,25 +556,146 @@ impl Runner<'_> {
                     self.record(*execution)?;
                     self.finish(report);
                 }
-                Decision::Execute(prepared) => self.spawn(step, prepared, running, cancel),
+                Decision::Execute(prepared) => {
+                    self.states.insert(step.id.clone(), StepState::Running);
+                    self.spawn(step, None, prepared, running, cancel);
+                }
+                Decision::Fan(mut fanout) => {
+                    for (index, report, execution) in std::mem::take(&mut fanout.reused) {
+                        if let Some(from) = &execution.cached_from {
+                            let note = (report.step.clone(), from.clone(), report.outputs.clone());
+                            self.reused.push(note);
+                        }
+                        self.record(*execution)?;
+                        self.item_ended(&mut fanout, index, report);
+                    }
+                    self.states.insert(step.id.clone(), StepState::Running);
+                    self.fanouts.insert(step.id.clone(), fanout);
+                    self.fill(running, cancel);
+                    self.complete_if_done(&step.id)?;
+                }
             }
         }
         Ok(())
     }
 
+    /// Starts queued items of `foreach:` steps while the run's slots and each step's
+    /// `max_parallel` allow, steps in file order, items in list order.
+    fn fill(&mut self, running: &mut Running, cancel: &Cancel) {
+        let slots = self.options.max_parallel.max(1);
+        let pipeline = self.pipeline;
+        for step in &pipeline.steps {
+            while running.len() < slots {
+                let Some(fanout) = self.fanouts.get_mut(&step.id) else {
+                    break;
+                };
+                if fanout.running >= fanout.limit {
+                    break;
+                }
+                let Some((index, prepared)) = fanout.queue.pop_front() else {
+                    break;
+                };
+                fanout.running += 1;
+                self.spawn(step, Some(index), prepared, running, cancel);
+            }
+        }
+    }
+
+    /// After a stop, ends the items no slot was given with the stop's state, and the
+    /// `foreach:` steps that have no item left running.
+    fn drain(&mut self, state: StepState, reason: &str) -> Result<(), Error> {
+        let ids: Vec<String> = self.fanouts.keys().cloned().collect();
+        for id in ids {
+            let Some(mut fanout) = self.fanouts.remove(&id) else {
+                continue;
+            };
+            for (index, prepared) in std::mem::take(&mut fanout.queue) {
+                let mut report = item_report(&id, index, prepared.item.clone());
+                report.state = state;
+                report.reason = Some(reason.to_owned());
+                self.item_ended(&mut fanout, index, report);
+            }
+            self.fanouts.insert(id.clone(), fanout);
+            self.complete_if_done(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Reports an item's end and keeps it for its step.
+    fn item_ended(&self, fanout: &mut Fanout, index: usize, report: StepReport) {
+        self.options.events.send(Event::StepFinished {
+            step: report.step.clone(),
+            state: report.state,
+            reason: report.reason.clone(),
+        });
+        fanout.done.insert(index, report);
+    }
+
+    /// Ends a `foreach:` step once none of its items is queued or running: the worst of their
+    /// states, and their outputs collected in item order.
+    fn complete_if_done(&mut self, id: &str) -> Result<(), Error> {
+        let done = self
+            .fanouts
+            .get(id)
+            .is_some_and(|f| f.queue.is_empty() && f.running == 0);
+        if !done {
+            return Ok(());
+        }
+        let Some(fanout) = self.fanouts.remove(id) else {
+            return Ok(());
+        };
+        let pipeline = self.pipeline;
+        let Some(step) = pipeline.step(id) else {
+            return Ok(());
+        };
+        let items: Vec<StepReport> = fanout.done.into_values().collect();
+        let mut report = step_report(step, foreach::worst(items.iter().map(|i| i.state)), None);
+        if let Some(bad) = items.iter().find(|i| !i.state.ok()) {
+            let why = bad.reason.clone().unwrap_or_else(|| bad.state.to_string());
+            report.reason = Some(format!("item {}: {why}", bad.step));
+        } else {
+            let outputs: Vec<&StepOutputs> = items.iter().map(|i| &i.outputs).collect();
+            match foreach::collect(step, &outputs, &self.cas).and_then(|c| {
+                c.store(&self.cas)
+                    .map_err(|e| format!("cannot store the collected outputs: {e}"))
+            }) {
+                Ok(outputs) => report.outputs = outputs,
+                Err(e) => {
+                    report.state = StepState::Failed;
+                    report.reason = Some(e);
+                }
+            }
+        }
+        if report.state == StepState::Cached {
+            report.cached_from = items.first().and_then(|i| i.cached_from.clone());
+        }
+        report.items = items;
+        self.finish(report);
+        Ok(())
+    }
+
+    /// Starts the step, or one item of it (its logs under `<step>/<index>/`).
     fn spawn(
-        &mut self,
+        &self,
         step: &Step,
+        item: Option<usize>,
         prepared: Box<Prepared>,
         running: &mut Running,
         cancel: &Cancel,
     ) {
-        self.states.insert(step.id.clone(), StepState::Running);
+        let (name, dir) = match item {
+            Some(index) => (
+                foreach::item_name(&step.id, index),
+                self.run_dir.join(&step.id).join(index.to_string()),
+            ),
+            None => (step.id.clone(), self.run_dir.join(&step.id)),
+        };
         let job = StepJob {
             step: step.clone(),
+            name,
             pipeline: self.pipeline.name.clone(),
             run_id: self.run_id.clone(),
-            dir: self.run_dir.join(&step.id),
+            dir,
             repo: self.options.repo.clone(),
             cas: self.cas.clone(),
             kill_grace: self.options.kill_grace,
@@ -553,7 +706,7 @@ impl Runner<'_> {
         };
         running.spawn(async move {
             let end = job.run(&prepared).await;
-            (job.step.id, prepared, end)
+            (job.step.id, item, prepared, end)
         });
     }
 
@@ -582,14 +735,7 @@ impl Runner<'_> {
                 ));
             }
         }
-        let scope = RunScope {
-            run_id: &self.run_id,
-            run_status,
-            params: &self.params,
-            states: &self.states,
-            outputs: &self.outputs,
-            trigger: self.options.trigger.as_ref(),
-        };
+        let scope = self.scope(run_status, None);
         if let Some(when) = &step.when
             && !crate::expr::truthy(&when.eval(&scope))
         {
@@ -599,14 +745,42 @@ impl Runner<'_> {
                 Some(format!("when is false: {}", when.source)),
             ));
         }
+        if let Some(foreach) = &step.foreach {
+            return match foreach::list(foreach, &scope) {
+                Ok(items) => Decision::Fan(self.fan_out(step, foreach, items, run_status)),
+                Err(e) => Decision::Done(step_report(step, StepState::Failed, Some(e))),
+            };
+        }
         if let Some(resume) = &self.resume
             && let Some(previous) = resume.reusable(&step.id, &self.cas, self.options.verify)
         {
-            return self.reuse(step, previous, &resume.run_id, previous.doc.clone());
+            let (mut report, execution) =
+                self.reuse(&step.id, previous, &resume.run_id, previous.doc.clone());
+            report.reason = resume.note(&step.id);
+            return Decision::Reuse(report, execution);
         }
-        let prepared = match prepare(step, &self.options.repo, &scope) {
+        self.prepare_or_reuse(step, &step.id, &scope)
+    }
+
+    /// What expressions read now; `item` for one item of a `foreach:` step.
+    fn scope<'s>(&'s self, run_status: Option<RunStatus>, item: Option<&'s Value>) -> RunScope<'s> {
+        RunScope {
+            run_id: &self.run_id,
+            run_status,
+            params: &self.params,
+            states: &self.states,
+            outputs: &self.outputs,
+            trigger: self.options.trigger.as_ref(),
+            item,
+        }
+    }
+
+    /// The step (or item, named `name`): prepared to execute, a cache hit to reuse, or
+    /// `FAILED` when it cannot be prepared.
+    fn prepare_or_reuse(&self, step: &Step, name: &str, scope: &RunScope<'_>) -> Decision {
+        let prepared = match prepare(step, &self.options.repo, scope) {
             Ok(p) => p,
-            Err(e) => return Decision::Done(step_report(step, StepState::Failed, Some(e))),
+            Err(e) => return Decision::Done(named_report(name, StepState::Failed, Some(e))),
         };
         if self.cache_enabled(step) {
             let max_age = step.cache.max_age;
@@ -615,21 +789,74 @@ impl Runner<'_> {
                 self.index
                     .hit(&prepared.key, max_age, &self.cas, self.options.verify, now)
             {
-                return self.reuse(step, hit, &hit.run_id, prepared.doc);
+                let (report, execution) = self.reuse(name, hit, &hit.run_id, prepared.doc);
+                return Decision::Reuse(report, execution);
             }
         }
         Decision::Execute(Box::new(prepared))
     }
 
-    /// Reuses `previous`, an execution of run `from`, as this run's `CACHED` step.
-    fn reuse(&self, step: &Step, previous: &Execution, from: &str, doc: KeyDoc) -> Decision {
-        let mut report = step_report(step, StepState::Cached, None);
+    /// Each item of a `foreach:` step decided: reused from the resumed run (when it ran with
+    /// the same element) or the cache, failed to prepare, or queued to execute.
+    fn fan_out(
+        &self,
+        step: &Step,
+        foreach: &crate::spec::Foreach,
+        items: Vec<Value>,
+        run_status: Option<RunStatus>,
+    ) -> Fanout {
+        let mut fanout = Fanout {
+            queue: VecDeque::new(),
+            running: 0,
+            limit: foreach.max_parallel.unwrap_or(usize::MAX),
+            reused: Vec::new(),
+            done: BTreeMap::new(),
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            let name = foreach::item_name(&step.id, index);
+            if let Some(resume) = &self.resume
+                && let Some(previous) = resume.reusable(&name, &self.cas, self.options.verify)
+                && foreach::same_item(previous, &item)
+            {
+                let (mut report, execution) =
+                    self.reuse(&name, previous, &resume.run_id, previous.doc.clone());
+                report.item = Some(item);
+                fanout.reused.push((index, report, execution));
+                continue;
+            }
+            let scope = self.scope(run_status, Some(&item));
+            match self.prepare_or_reuse(step, &name, &scope) {
+                Decision::Execute(prepared) => fanout.queue.push_back((index, prepared)),
+                Decision::Reuse(mut report, execution) => {
+                    report.item = Some(item);
+                    fanout.reused.push((index, report, execution));
+                }
+                Decision::Done(mut report) => {
+                    report.item = Some(item);
+                    fanout.done.insert(index, report);
+                }
+                Decision::Fan(_) => {}
+            }
+        }
+        fanout
+    }
+
+    /// Reuses `previous`, an execution of run `from`, as this run's `CACHED` step or item
+    /// (`name`).
+    fn reuse(
+        &self,
+        name: &str,
+        previous: &Execution,
+        from: &str,
+        doc: KeyDoc,
+    ) -> (StepReport, Box<Execution>) {
+        let mut report = named_report(name, StepState::Cached, None);
         report.cached_from = Some(from.to_owned());
         report.key = Some(previous.key.clone());
         report.outputs = previous.outputs.clone();
         let execution = Execution {
             pipeline: self.pipeline.name.clone(),
-            step: step.id.clone(),
+            step: name.to_owned(),
             run_id: self.run_id.clone(),
             key: previous.key.clone(),
             doc,
@@ -638,7 +865,7 @@ impl Runner<'_> {
             outputs: previous.outputs.clone(),
             cached_from: Some(from.to_owned()),
         };
-        Decision::Reuse(report, Box::new(execution))
+        (report, Box::new(execution))
     }
 
     fn record(&mut self, execution: Execution) -> Result<(), Error> {
@@ -665,12 +892,20 @@ impl Runner<'_> {
         self.reports.insert(report.step.clone(), report);
     }
 
-    /// Records an executed step: in the report and, unless canceled, in the cache index.
-    fn executed(&mut self, id: &str, prepared: &Prepared, end: StepEnd) -> Result<(), Error> {
+    /// Records an executed step or item: in the report and, unless canceled, in the cache
+    /// index; the last item of a `foreach:` step ends the step.
+    fn executed(
+        &mut self,
+        id: &str,
+        item: Option<usize>,
+        prepared: &Prepared,
+        end: StepEnd,
+    ) -> Result<(), Error> {
+        let name = item.map_or_else(|| id.to_owned(), |i| foreach::item_name(id, i));
         if end.state != StepState::Canceled {
             self.record(Execution {
                 pipeline: self.pipeline.name.clone(),
-                step: id.to_owned(),
+                step: name.clone(),
                 run_id: self.run_id.clone(),
                 key: prepared.key.clone(),
                 doc: prepared.doc.clone(),
@@ -680,8 +915,8 @@ impl Runner<'_> {
                 cached_from: None,
             })?;
         }
-        self.finish(StepReport {
-            step: id.to_owned(),
+        let report = StepReport {
+            step: name,
             state: end.state,
             reason: end.reason,
             cached_from: None,
@@ -689,14 +924,30 @@ impl Runner<'_> {
             attempts: end.attempts,
             outputs: end.outputs,
             dropped: end.dropped,
-        });
-        Ok(())
+            item: prepared.item.clone(),
+            items: Vec::new(),
+        };
+        if item.is_none() {
+            self.finish(report);
+            return Ok(());
+        }
+        let Some(mut fanout) = self.fanouts.remove(id) else {
+            return Ok(());
+        };
+        fanout.running = fanout.running.saturating_sub(1);
+        self.item_ended(&mut fanout, item.unwrap_or_default(), report);
+        self.fanouts.insert(id.to_owned(), fanout);
+        self.complete_if_done(id)
     }
 }
 
 fn step_report(step: &Step, state: StepState, reason: Option<String>) -> StepReport {
+    named_report(&step.id, state, reason)
+}
+
+fn named_report(name: &str, state: StepState, reason: Option<String>) -> StepReport {
     StepReport {
-        step: step.id.clone(),
+        step: name.to_owned(),
         state,
         reason,
         cached_from: None,
@@ -704,5 +955,14 @@ fn step_report(step: &Step, state: StepState, reason: Option<String>) -> StepRep
         attempts: Vec::new(),
         outputs: BTreeMap::new(),
         dropped: Vec::new(),
+        item: None,
+        items: Vec::new(),
     }
+}
+
+/// The report of item `index` of step `id`, before it ends.
+fn item_report(id: &str, index: usize, item: Option<Value>) -> StepReport {
+    let mut report = named_report(&foreach::item_name(id, index), StepState::Pending, None);
+    report.item = item;
+    report
 }

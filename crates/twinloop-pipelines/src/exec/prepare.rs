@@ -21,6 +21,8 @@ pub(crate) struct Prepared {
     pub params: BTreeMap<String, Value>,
     pub vars: BTreeMap<String, String>,
     pub inputs: BTreeMap<String, ResolvedInput>,
+    /// A `foreach:` item's element (also in `vars` as `TWINLOOP_ITEM`, so the key covers it).
+    pub item: Option<Value>,
 }
 
 impl Prepared {
@@ -71,11 +73,14 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
         Some(with) => format!("{} {with}", step.run.source),
         None => step.run.render(scope),
     };
-    let vars: BTreeMap<String, String> = step
+    let mut vars: BTreeMap<String, String> = step
         .env_vars
         .iter()
         .map(|(name, t)| (name.clone(), to_text(&t.eval(scope))))
         .collect();
+    if let Some(item) = scope.item {
+        vars.insert(super::foreach::ITEM_VAR.to_owned(), to_text(item));
+    }
     let mut inputs = BTreeMap::new();
     for (name, input) in &step.inputs {
         let resolved = match input {
@@ -117,5 +122,6 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
         params,
         vars,
         inputs,
+        item: scope.item.cloned(),
     })
 }

@@ -14,9 +14,12 @@ use crate::state::{OutputRecord, StepState};
 
 pub(crate) struct StepJob {
     pub step: Step,
+    /// How events and tracking name it: the step's id, or `<step>[<index>]` for a `foreach:` item.
+    pub name: String,
     pub pipeline: String,
     pub run_id: String,
-    /// `<home>/runs/<run>/<step>`; each attempt gets a numbered directory in it.
+    /// `<home>/runs/<run>/<step>` (`…/<step>/<index>` for an item); each attempt gets a
+    /// numbered directory in it.
     pub dir: PathBuf,
     pub repo: PathBuf,
     pub cas: Cas,
@@ -41,11 +44,11 @@ impl StepJob {
         let mut attempt = 1;
         loop {
             self.events.send(Event::StepStarted {
-                step: self.step.id.clone(),
+                step: self.name.clone(),
                 attempt,
             });
             let dir = self.dir.join(attempt.to_string());
-            let tracked = self.recorder.attempt(&self.step.id, attempt).await;
+            let tracked = self.recorder.attempt(&self.name, attempt).await;
             let started_ms = twinloop_core::time::now_ms();
             let end = run_attempt(AttemptJob {
                 step: &self.step,
@@ -66,7 +69,7 @@ impl StepJob {
                 self.recorder
                     .attempt_ended(
                         tracked,
-                        &self.step.id,
+                        &self.name,
                         end.state,
                         &prepared.digests(),
                         &end.outputs,
@@ -95,7 +98,7 @@ impl StepJob {
             }
             let delay = self.step.retries.delay_after(attempt);
             self.events.send(Event::StepRetrying {
-                step: self.step.id.clone(),
+                step: self.name.clone(),
                 attempt,
                 delay,
                 reason: end.reason.unwrap_or_default(),

@@ -1,8 +1,8 @@
 //! The pipeline YAML format (section 3 of the design), the part this phase runs: `run:` steps
 //! and `uses:` built-ins, with inputs, outputs, code, env, retries, timeouts, cache policy,
-//! `when`, `finally`, and the `triggers:` and `policy:` the server's scheduler acts on
-//! (`triggers.rs`). What comes later (`foreach:`, other executors, …) is refused with "not
-//! supported yet" rather than ignored, so a file never means less than it says.
+//! `when`, `finally`, `foreach:` fan-out, and the `triggers:` and `policy:` the server's
+//! scheduler acts on (`triggers.rs`). What comes later (`resources:`, other executors, …) is
+//! refused with "not supported yet" rather than ignored, so a file never means less than it says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,6 +49,8 @@ pub struct Step {
     /// Explicit `needs:`; references add implicit ones (see [`Step::upstream`]).
     pub needs: Vec<String>,
     pub when: Option<Template>,
+    /// Set for a step that runs once per element of a list.
+    pub foreach: Option<Foreach>,
     pub inputs: BTreeMap<String, Input>,
     pub outputs: BTreeMap<String, OutputKind>,
     /// Globs of code files, the step's then `defaults.code`.
@@ -61,6 +63,17 @@ pub struct Step {
     pub cache: Cache,
     pub continue_on_error: bool,
     pub finally: bool,
+}
+
+/// `foreach: ${{ … }}` and its `max_parallel:`: the step runs once per element of the list, each
+/// an execution of its own (its own attempts, cache key and logs) reading the element as `item`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Foreach {
+    /// One expression whose value is the list: a param, or an upstream `value` output, so the
+    /// fan-out may be decided by an earlier step.
+    pub list: Template,
+    /// Items executing at once; `None` leaves it to the run's slots.
+    pub max_parallel: Option<usize>,
 }
 
 /// A built-in and its `with:` as written. Strings that are exactly one upstream output reference
@@ -185,6 +198,14 @@ impl Step {
             .collect()
     }
 
+    /// What the `foreach:` list reads. Not among [`Step::refs`]: each item's cache key covers its
+    /// own element, not the whole list, so that changing one element re-runs only its item.
+    pub fn foreach_refs(&self) -> Vec<Ref> {
+        self.foreach
+            .as_ref()
+            .map_or_else(Vec::new, |f| f.list.refs())
+    }
+
     /// Steps this one waits for: `needs:`, input references and expression references.
     pub fn upstream(&self) -> BTreeSet<String> {
         let mut up: BTreeSet<String> = self.needs.iter().cloned().collect();
@@ -193,7 +214,7 @@ impl Step {
                 up.insert(step.clone());
             }
         }
-        for r in self.refs() {
+        for r in self.refs().into_iter().chain(self.foreach_refs()) {
             if let Ref::Output { step, .. } | Ref::Status(step) = r {
                 up.insert(step);
             }

@@ -9,7 +9,9 @@ use serde_norway::Value as Yaml;
 
 use serde_json::Value;
 
-use super::{Cache, CacheMode, Input, OutputKind, Pipeline, Problems, Retries, Step, Uses};
+use super::{
+    Cache, CacheMode, Foreach, Input, OutputKind, Pipeline, Problems, Retries, Step, Uses,
+};
 use crate::builtins::{Builtin, with};
 use crate::duration::parse_duration;
 use crate::expr::{Ref, Template};
@@ -274,17 +276,23 @@ fn convert_step(
     let before = problems.list.len();
     let mut report =
         |field: &str, message: String| problems.step(section, &id, Some(field), message);
-    for (field, set) in [
-        (
-            "foreach",
-            raw.foreach.is_some() || raw.max_parallel.is_some(),
-        ),
-        ("resources", raw.resources.is_some()),
-    ] {
-        if set {
-            report(field, not_supported(&format!("`{field}:`")));
-        }
+    if raw.resources.is_some() {
+        report("resources", not_supported("`resources:`"));
     }
+    let foreach = match (raw.foreach, raw.max_parallel) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            report(
+                "max_parallel",
+                "`max_parallel:` bounds the items of a `foreach:` step; this step has no `foreach:`"
+                    .into(),
+            );
+            None
+        }
+        (Some(list), max_parallel) => parse_foreach(list, max_parallel)
+            .map_err(|(field, e)| report(field, e))
+            .ok(),
+    };
     if let Some(executor) = raw.executor.as_deref().filter(|e| *e != "local") {
         report(
             "executor",
@@ -399,6 +407,7 @@ fn convert_step(
         uses,
         needs: raw.needs,
         when,
+        foreach,
         inputs,
         outputs,
         code,
@@ -457,6 +466,41 @@ fn convert_uses(
         with,
         refs,
     })
+}
+
+/// `foreach:` is one `${{ }}` expression (a literal list belongs in `params:`, where `-p` can
+/// change it); `max_parallel:` a positive count.
+fn parse_foreach(
+    list: Yaml,
+    max_parallel: Option<Yaml>,
+) -> Result<Foreach, (&'static str, String)> {
+    let expression = || "`foreach:` is one expression such as ${{ params.items }}".to_owned();
+    let Yaml::String(text) = list else {
+        return Err((
+            "foreach",
+            format!(
+                "{}, not {list:?}; declare a literal list under params:",
+                expression()
+            ),
+        ));
+    };
+    let list = Template::parse(&text).map_err(|e| ("foreach", e))?;
+    if list.as_expr().is_none() {
+        return Err(("foreach", format!("{}, not {text:?}", expression())));
+    }
+    let max_parallel = match max_parallel {
+        None => None,
+        Some(Yaml::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
+            n.as_u64().and_then(|n| usize::try_from(n).ok())
+        }
+        Some(other) => {
+            return Err((
+                "max_parallel",
+                format!("`max_parallel:` is a positive whole number, not {other:?}"),
+            ));
+        }
+    };
+    Ok(Foreach { list, max_parallel })
 }
 
 /// `when:` is an expression with or without its `${{ }}`; a bare `true`/`false` too.

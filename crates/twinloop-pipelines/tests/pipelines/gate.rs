@@ -8,7 +8,7 @@ use crate::support::{Repo, state};
 
 /// A binary label that depends on `x1` (strongly) and `x2` (weakly), with noise: a logistic
 /// model scores well above 0.8 AUC on it, but far from 0.999. Deterministic (an LCG).
-fn csv(rows: usize, seed: u64, with_label: bool) -> String {
+pub(crate) fn csv(rows: usize, seed: u64, with_label: bool) -> String {
     let mut state = seed;
     let mut next = move || {
         state = state
@@ -30,7 +30,7 @@ fn csv(rows: usize, seed: u64, with_label: bool) -> String {
     out
 }
 
-fn pipeline(threshold: f64) -> String {
+pub(crate) fn pipeline(threshold: f64) -> String {
     format!(
         "pipeline: gate\nsteps:\n  train:\n    uses: model.train-linear@1\n    with: {{data: train.csv, label: y}}\n  evaluate:\n    uses: model.evaluate@1\n    with:\n      candidate: ${{{{ steps.train.outputs.model }}}}\n      data: holdout.csv\n      label: y\n      metrics:\n        roc_auc: {{threshold: {threshold}}}\n        log_loss: {{threshold: 0.7}}\n  after:\n    run: echo blessed > after.txt\n    when: ${{{{ steps.evaluate.outputs.blessed }}}}\n"
     )

@@ -3,11 +3,13 @@
 
 mod support;
 
+mod bless;
 mod caching;
 mod control;
 mod data_builtins;
 mod deploy_builtins;
 mod example;
+mod foreach;
 mod gate;
 mod parallel;
 mod plan;

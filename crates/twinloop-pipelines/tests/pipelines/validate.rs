@@ -72,10 +72,10 @@ fn a1_each_problem_names_file_line_and_field() {
 #[test]
 fn what_this_phase_does_not_run_is_refused_not_ignored() {
     let text = problems(
-        "pipeline: p\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  a:\n    run: x\n    executor: k8s\n    foreach: ${{ params.items }}\n",
+        "pipeline: p\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  a:\n    run: x\n    executor: k8s\n    resources: {cpu: 1}\n",
     );
     assert!(
-        text.contains("p.yaml:8: steps[a].foreach: `foreach:` is not supported yet"),
+        text.contains("p.yaml:8: steps[a].resources: `resources:` is not supported yet"),
         "{text}"
     );
     assert!(
