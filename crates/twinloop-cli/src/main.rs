@@ -22,6 +22,7 @@ mod quickstart;
 #[cfg(feature = "serving")]
 mod serve;
 mod server;
+mod step_exec;
 #[cfg(feature = "serving")]
 mod tracking_client;
 mod webhooks;
@@ -97,6 +98,10 @@ enum Command {
     /// The whole dual loop in one command, on generated data and embedded defaults: features,
     /// training pipeline, gate, deployment, monitor, drift, retrain by itself, canary, promotion.
     Quickstart(quickstart::QuickstartArgs),
+    /// Internal: runs one pipeline step's command so that its process tree dies with the
+    /// twinloop that started it.
+    #[command(hide = true)]
+    StepExec(step_exec::StepExecArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,6 +114,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    step_exec::register();
     let connect =
         |server: &TrackingUriArg| ServerConnection::resolve(server, cli.tracking_uri.as_deref());
     let result = match cli.command {
@@ -127,6 +133,7 @@ fn main() -> std::process::ExitCode {
         Command::Pipeline(args) => return pipeline::run(args),
         #[cfg(all(feature = "serving", feature = "feature-store"))]
         Command::Quickstart(args) => return quickstart::run(args),
+        Command::StepExec(args) => return step_exec::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

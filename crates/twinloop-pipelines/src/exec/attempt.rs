@@ -115,7 +115,11 @@ pub(crate) async fn run_attempt(job: AttemptJob<'_>) -> AttemptEnd {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            return AttemptEnd::failed(StepState::Failed, None, format!("cannot start sh: {e}"));
+            return AttemptEnd::failed(
+                StepState::Failed,
+                None,
+                format!("cannot start the step's shell: {e}"),
+            );
         }
     };
     let timeout = job.step.timeout.unwrap_or(Duration::MAX);
@@ -173,10 +177,9 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
     let inputs_dir = job.dir.join("inputs");
     std::fs::create_dir_all(&outputs_dir)?;
     std::fs::create_dir_all(&inputs_dir)?;
-    let mut command = Command::new("sh");
+    // Through `twinloop step-exec` when this binary has it, so the tree dies with the engine.
+    let mut command = super::launch::shell(&job.prepared.command, job.kill_grace);
     command
-        .arg("-c")
-        .arg(&job.prepared.command)
         .current_dir(job.repo)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(job.dir.join("stdout.log"))?)

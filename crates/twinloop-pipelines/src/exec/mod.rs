@@ -6,6 +6,7 @@ mod attempt;
 mod builtin;
 pub(crate) mod foreach;
 mod kill;
+pub mod launch;
 pub(crate) mod prepare;
 mod step;
 
