@@ -5,6 +5,7 @@
 mod apply;
 mod cache;
 mod logs;
+mod render;
 mod runs;
 mod triggers;
 
@@ -80,6 +81,9 @@ enum PipelineCommand {
     Cancel(runs::RunArgs),
     /// A server's triggers: next ticks and their newest events (fired, suppressed, missed).
     Triggers(triggers::TriggersArgs),
+    /// Print the Kubernetes Jobs a run would create (one YAML document per `run:` step);
+    /// runs nothing.
+    Render(render::RenderArgs),
     /// A run's step logs (stdout and stderr of each attempt), from the pipeline home.
     Logs(logs::LogsArgs),
     /// Pause or resume a server's triggers: pipeline trigger pause|resume NAME[/INDEX].
@@ -194,6 +198,7 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
         PipelineCommand::Status(a) => runs::status(&a),
         PipelineCommand::Cancel(a) => runs::cancel(&a),
         PipelineCommand::Triggers(a) => triggers::triggers(&a),
+        PipelineCommand::Render(a) => render::render(&a),
         PipelineCommand::Logs(a) => logs::logs(&a, &home),
         PipelineCommand::Trigger { command } => triggers::trigger(&command),
     }

@@ -36,6 +36,8 @@ const WIRE_ALLOWED: &[(&str, &str, &str, &str)] = &[
     ("twinloop-cli", "reqwest", "normal", "client commands talk to a running server; twinloop serve's TrackingClient fetches models over MLflow REST"),
     ("twinloop-artifacts", "reqwest", "dev", "the S3 test creates its bucket on moto"),
     ("twinloop-features", "reqwest", "dev", "the S3 source test creates its bucket on moto"),
+    ("twinloop-executors", "reqwest", "normal", "the Kubernetes API server and Ray's Jobs REST API, called by the remote executors"),
+    ("twinloop-executors", "axum", "dev", "mock Kubernetes and Ray Jobs API servers in its tests"),
 ];
 
 /// The workspace's crates, lowest first; each may depend (as normal, build or dev dependency)
@@ -63,6 +65,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-features",
         "twinloop-monitor", "twinloop-serving", "twinloop-learn",
     ]),
+    // Remote executors: one step attempt as a Kubernetes Job or a Ray job.
+    ("twinloop-executors", &["twinloop-core", "twinloop-pipelines"]),
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
         "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
@@ -71,7 +75,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",
         "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
-        "twinloop-server", "twinloop-pipelines", "twinloop-learn",
+        "twinloop-server", "twinloop-pipelines", "twinloop-learn", "twinloop-executors",
     ]),
 ];
 
