@@ -92,3 +92,20 @@ def test_mlflow_in_a_step_lands_in_the_step_run(twinloop_bin, tmp_path):
         assert parent.data.params["lr"] == "0.1"
     finally:
         _kill_group(proc)
+
+
+def test_quickstart_with_a_scikit_learn_trainer(twinloop_bin, tmp_path):
+    """The same loop with `src/train.py` (scikit-learn + skl2onnx) as the train step: the
+    script's mlflow calls land in the step's run, and the loop closes (v2 promoted)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # The step runs `python3`: this interpreter, which has scikit-learn, skl2onnx and mlflow.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TWINLOOP_LOG"] = "warn"
+    run = subprocess.run(
+        [twinloop_bin, "quickstart", "--python", "--dir", str(tmp_path / "qs")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "The loop closed" in run.stdout
+    train_py = (tmp_path / "qs" / "src" / "train.py").read_text()
+    assert "skl2onnx" in train_py

@@ -42,6 +42,10 @@ pub struct QuickstartArgs {
     /// Keep the server running at the end, to explore it (Ctrl-C stops it).
     #[arg(long)]
     keep: bool,
+    /// Train with scikit-learn (`src/train.py`, exported with skl2onnx) instead of the built-in
+    /// Rust trainer; needs `python3` with scikit-learn, skl2onnx, pandas and mlflow.
+    #[arg(long)]
+    python: bool,
     /// `bad-model`: the retrain is broken on purpose; the gate must reject it, the champion
     /// must stay and no canary may start.
     #[arg(long, value_enum, default_value_t = Scenario::Good)]
@@ -74,6 +78,25 @@ pub fn run(args: QuickstartArgs) -> ExitCode {
     }
 }
 
+/// `--python` needs an interpreter with the trainer's libraries: say which are missing now
+/// rather than fail in the middle of the loop.
+fn python_ready() -> Result<()> {
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import mlflow, pandas, sklearn, skl2onnx"])
+        .output()
+        .context("--python needs python3 on PATH")?;
+    if !check.status.success() {
+        bail!(
+            "--python needs scikit-learn, skl2onnx, pandas and mlflow in python3: {} (hint: pip install scikit-learn skl2onnx pandas mlflow, or leave out --python for the built-in trainer)",
+            String::from_utf8_lossy(&check.stderr)
+                .lines()
+                .last()
+                .unwrap_or("import failed")
+        );
+    }
+    Ok(())
+}
+
 /// The directory, empty and marked as the quickstart's.
 fn prepare(dir: &Path) -> Result<PathBuf> {
     if dir.exists() {
@@ -101,6 +124,9 @@ fn days(rows: &[Transaction], from: i64, to: i64) -> Vec<Transaction> {
 
 async fn quickstart(args: QuickstartArgs) -> Result<()> {
     let bad_model = args.scenario == Scenario::BadModel;
+    if args.python {
+        python_ready()?;
+    }
     let started = Instant::now();
     let mut summary = Summary::default();
     let dir = prepare(&args.dir)?;
@@ -115,7 +141,7 @@ async fn quickstart(args: QuickstartArgs) -> Result<()> {
         dir.join("twinloop-data/twinloop.db").display()
     );
     let artifacts = dir.join("twinloop-data/artifacts").display().to_string();
-    repo::write(&dir, &store_uri, false)?;
+    repo::write(&dir, &store_uri, false, args.python)?;
     summary.done(
         stage,
         format!("{} transactions over {SHIFT_DAY} days", past.len()),
@@ -131,7 +157,7 @@ async fn quickstart(args: QuickstartArgs) -> Result<()> {
         &history,
         &server,
         api.clone(),
-        bad_model,
+        (bad_model, args.python),
         &mut summary,
     )
     .await;
@@ -159,7 +185,7 @@ async fn close_the_loop(
     history: &[Transaction],
     server: &Running,
     api: Arc<Api>,
-    bad_model: bool,
+    (bad_model, python): (bool, bool),
     summary: &mut Summary,
 ) -> Result<()> {
     let lp = Loop { api: api.clone() };
@@ -230,7 +256,7 @@ async fn close_the_loop(
     if bad_model {
         std::fs::write(
             dir.join("pipelines/fraud-train.yaml"),
-            repo::pipeline_yaml(true),
+            repo::pipeline_yaml(true, python),
         )?;
         lp.apply(dir).await?;
     }

@@ -102,6 +102,24 @@ impl Cas {
         Ok(())
     }
 
+    /// Materializes a step's input `name` under `dir` and answers its path. A Parquet file gets
+    /// its extension back (the store names blobs by digest), so that readers that go by the
+    /// name — pandas, the monitors — know it.
+    pub fn materialize_input(
+        &self,
+        kind: OutputKind,
+        digest: &str,
+        dir: &Path,
+        name: &str,
+    ) -> std::io::Result<PathBuf> {
+        let mut path = dir.join(name);
+        if kind == OutputKind::File && is_parquet(&self.path(digest)) {
+            path.set_extension("parquet");
+        }
+        self.materialize(kind, digest, &path)?;
+        Ok(path)
+    }
+
     /// The blobs an output consists of: its own, and for a directory its files' too (those its
     /// manifest still lists).
     pub fn blobs(&self, kind: OutputKind, digest: &str) -> Vec<String> {
@@ -184,6 +202,14 @@ fn read_only(path: &Path) -> std::io::Result<()> {
     let mut permissions = std::fs::metadata(path)?.permissions();
     permissions.set_readonly(true);
     std::fs::set_permissions(path, permissions)
+}
+
+fn is_parquet(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"PAR1")
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {

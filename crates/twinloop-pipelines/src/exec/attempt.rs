@@ -217,8 +217,7 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
     for (name, input) in &job.prepared.inputs {
         let (path, digest, kind) = match input {
             ResolvedInput::Stored { kind, digest } => {
-                let path = inputs_dir.join(name);
-                job.cas.materialize(*kind, digest, &path)?;
+                let path = job.cas.materialize_input(*kind, digest, &inputs_dir, name)?;
                 (path, digest, Some(*kind))
             }
             ResolvedInput::External { path, digest } => (path.clone(), digest, None),

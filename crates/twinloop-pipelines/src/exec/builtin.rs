@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -85,7 +85,10 @@ fn setup(job: &AttemptJob<'_>) -> Result<(Value, Log), String> {
                     .map_err(|e| format!("input {name}: stored value is not JSON: {e}"))?
             }
             ResolvedInput::Stored { kind, digest } => {
-                let path = materialize(job, &inputs_dir, name, *kind, digest).map_err(io)?;
+                let path = job
+                    .cas
+                    .materialize_input(*kind, digest, &inputs_dir, name)
+                    .map_err(io)?;
                 Value::String(path.display().to_string())
             }
             ResolvedInput::External { path, .. } => Value::String(path.display().to_string()),
@@ -95,31 +98,6 @@ fn setup(job: &AttemptJob<'_>) -> Result<(Value, Log), String> {
     let mut with = job.prepared.with.clone().unwrap_or(Value::Null);
     with::fill(&mut with, &|name| resolved.get(name).cloned())?;
     Ok((with, log))
-}
-
-/// Links a stored output under `inputs/`; a Parquet file gets its extension back, so that
-/// readers that go by the name know it.
-fn materialize(
-    job: &AttemptJob<'_>,
-    inputs_dir: &Path,
-    name: &str,
-    kind: OutputKind,
-    digest: &str,
-) -> std::io::Result<PathBuf> {
-    let mut path = inputs_dir.join(name);
-    if kind == OutputKind::File && is_parquet(&job.cas.path(digest)) {
-        path.set_extension("parquet");
-    }
-    job.cas.materialize(kind, digest, &path)?;
-    Ok(path)
-}
-
-fn is_parquet(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| &magic == b"PAR1")
 }
 
 fn write_messages(path: &Path, values: &BTreeMap<String, Value>) -> Result<(), String> {
