@@ -3,6 +3,7 @@
 //! 1 failed or canceled, 2 invalid spec or usage.
 
 mod apply;
+mod bless;
 mod cache;
 mod logs;
 mod render;
@@ -81,6 +82,9 @@ enum PipelineCommand {
     Cancel(runs::RunArgs),
     /// A server's triggers: next ticks and their newest events (fired, suppressed, missed).
     Triggers(triggers::TriggersArgs),
+    /// Override a gate that did not bless: recorded with who, when and why; `run FILE --resume
+    /// RUN_ID` then treats the gate as blessed.
+    Bless(bless::BlessArgs),
     /// Print the Kubernetes Jobs a run would create (one YAML document per `run:` step);
     /// runs nothing.
     Render(render::RenderArgs),
@@ -198,6 +202,7 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
         PipelineCommand::Status(a) => runs::status(&a),
         PipelineCommand::Cancel(a) => runs::cancel(&a),
         PipelineCommand::Triggers(a) => triggers::triggers(&a),
+        PipelineCommand::Bless(a) => bless::bless_run(&a, &home),
         PipelineCommand::Render(a) => render::render(&a),
         PipelineCommand::Logs(a) => logs::logs(&a, &home),
         PipelineCommand::Trigger { command } => triggers::trigger(&command),
