@@ -243,3 +243,44 @@ steps:
     assert_eq!(state(&report, "after"), Skipped);
     assert_eq!(repo.read("ran.txt"), "ok\nbad\n");
 }
+
+#[tokio::test]
+async fn a11_resume_reuses_the_items_that_succeeded_with_the_same_element() {
+    let repo = Repo::new();
+    repo.write("fail-b", "");
+    let pipeline = repo.pipeline(
+        r#"pipeline: resumable
+params:
+  items: [a, b, c]
+steps:
+  each:
+    foreach: ${{ params.items }}
+    max_parallel: 1
+    run: echo ${{ item }} >> ran.txt && test ! -e "fail-${{ item }}"
+"#,
+    );
+    let first = repo.run(&pipeline).await;
+    assert_eq!(item_states(&first, "each"), [Succeeded, Failed, Skipped]);
+    std::fs::remove_file(repo.path().join("fail-b")).unwrap();
+
+    let resumed = repo
+        .run_with(&pipeline, |o| o.resume = Some(first.run_id.clone()))
+        .await;
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{resumed:#?}");
+    assert_eq!(
+        item_states(&resumed, "each"),
+        [Cached, Succeeded, Succeeded]
+    );
+    let reused = &resumed.step("each").unwrap().items[0];
+    assert_eq!(reused.cached_from.as_deref(), Some(first.run_id.as_str()));
+    assert_eq!(repo.read("ran.txt"), "a\nb\nb\nc\n");
+
+    // Another element at index 0 is not the item that ran there: it runs.
+    let other = repo
+        .run_with(&pipeline, |o| {
+            o.resume = Some(resumed.run_id.clone());
+            o.params = vec![("items".into(), "[z, b, c]".into())];
+        })
+        .await;
+    assert_eq!(item_states(&other, "each"), [Succeeded, Cached, Cached]);
+}
