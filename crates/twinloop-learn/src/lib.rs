@@ -2,11 +2,11 @@
 //! the metrics a model is judged by, and the evaluation gate's threshold semantics and paired
 //! bootstrap. Pure library: typed values in and out, no I/O beyond reading a dataset file.
 
+pub mod bootstrap;
 pub mod dataset;
+pub mod gate;
 pub mod linear;
 pub mod metrics;
 pub mod onnx;
 pub mod train;
 pub mod trees;
-pub mod bootstrap;
-pub mod gate;

@@ -6,7 +6,6 @@
 pub mod bless;
 pub mod builtins;
 pub mod cache;
-pub mod services;
 pub mod duration;
 pub mod error;
 pub mod exec;
@@ -17,6 +16,7 @@ pub mod plan;
 mod record;
 mod resume;
 pub mod schedule;
+pub mod services;
 pub mod spec;
 pub mod state;
 pub mod validate;

@@ -217,7 +217,9 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
     for (name, input) in &job.prepared.inputs {
         let (path, digest, kind) = match input {
             ResolvedInput::Stored { kind, digest } => {
-                let path = job.cas.materialize_input(*kind, digest, &inputs_dir, name)?;
+                let path = job
+                    .cas
+                    .materialize_input(*kind, digest, &inputs_dir, name)?;
                 (path, digest, Some(*kind))
             }
             ResolvedInput::External { path, digest } => (path.clone(), digest, None),
