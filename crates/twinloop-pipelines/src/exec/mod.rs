@@ -550,11 +550,7 @@ impl Runner<'_> {
             match self.decide(step, run_status) {
                 Decision::Done(report) => self.finish(report),
                 Decision::Reuse(report, execution) => {
-                    if let Some(from) = &execution.cached_from {
-                        let note = (step.id.clone(), from.clone(), execution.outputs.clone());
-                        self.reused.push(note);
-                    }
-                    self.record(*execution)?;
+                    self.record_reuse(*execution)?;
                     self.finish(report);
                 }
                 Decision::Execute(prepared) => {
@@ -563,11 +559,7 @@ impl Runner<'_> {
                 }
                 Decision::Fan(mut fanout) => {
                     for (index, report, execution) in std::mem::take(&mut fanout.reused) {
-                        if let Some(from) = &execution.cached_from {
-                            let note = (report.step.clone(), from.clone(), report.outputs.clone());
-                            self.reused.push(note);
-                        }
-                        self.record(*execution)?;
+                        self.record_reuse(*execution)?;
                         self.item_ended(&mut fanout, index, report);
                     }
                     self.states.insert(step.id.clone(), StepState::Running);
@@ -867,6 +859,19 @@ impl Runner<'_> {
             cached_from: Some(from.to_owned()),
         };
         (report, Box::new(execution))
+    }
+
+    /// Records a reused step or item in the index, and notes it for lineage.
+    fn record_reuse(&mut self, execution: Execution) -> Result<(), Error> {
+        if let Some(from) = &execution.cached_from {
+            let note = (
+                execution.step.clone(),
+                from.clone(),
+                execution.outputs.clone(),
+            );
+            self.reused.push(note);
+        }
+        self.record(execution)
     }
 
     fn record(&mut self, execution: Execution) -> Result<(), Error> {
