@@ -25,8 +25,16 @@ pub(crate) struct StepExecArgs {
     command: Vec<OsString>,
 }
 
+/// Linux's link to the running image: it still execs after an upgrade replaced or removed the
+/// file (the path `current_exe` gives then ends in " (deleted)").
+const RUNNING_IMAGE: &str = "/proc/self/exe";
+
 /// Makes this binary the launcher of the steps its pipelines run.
 pub(crate) fn register() {
+    if std::path::Path::new(RUNNING_IMAGE).exists() {
+        launch::set_launcher(RUNNING_IMAGE.into());
+        return;
+    }
     match std::env::current_exe() {
         Ok(exe) => launch::set_launcher(exe),
         Err(e) => tracing::warn!(

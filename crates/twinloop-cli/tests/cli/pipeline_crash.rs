@@ -258,3 +258,35 @@ fn a_timeout_through_the_launcher_still_ends_the_whole_tree() {
     let pgid = number(&dir.path().join("pgid")).expect("the step's process group");
     assert_eq!(group_ends(pgid), Vec::<u32>::new());
 }
+
+#[test]
+fn steps_still_launch_after_the_binary_was_replaced_under_a_running_twinloop() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("twinloop");
+    // A second name for the same file (a copy where links are refused): removing it is what an
+    // upgrade does to the path a running twinloop was started from.
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_twinloop"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_twinloop"), &bin).unwrap();
+    }
+    let file = dir.path().join("upgrade.yaml");
+    std::fs::write(
+        &file,
+        "pipeline: upgrade\nsteps:\n  remove:\n    run: rm twinloop\n  after:\n    run: echo ran > after\n    needs: [remove]\n",
+    )
+    .unwrap();
+    let out = Command::new(&bin)
+        .current_dir(dir.path())
+        .args(["pipeline", "--repo"])
+        .arg(dir.path())
+        .arg("run")
+        .arg(&file)
+        .output()
+        .expect("run twinloop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!bin.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("after")).unwrap(),
+        "ran\n"
+    );
+}
