@@ -281,7 +281,7 @@ async fn create_watch_to_complete_read_logs() {
     let step = &pod["containers"][0];
     assert_eq!(step["resources"]["limits"]["memory"], "2Gi");
     assert_eq!(step["command"][1], "step-exec");
-    assert_eq!(step["command"][5], "python src/train.py --lr 0.1");
+    assert_eq!(step["command"][7], "python src/train.py --lr 0.1");
     let env: BTreeMap<String, String> = step["env"]
         .as_array()
         .unwrap()

@@ -67,7 +67,7 @@ fn every_document_is_a_job_of_its_step() {
     assert_eq!(jobs[0]["spec"]["activeDeadlineSeconds"].as_u64(), Some(600));
     let step = &train["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(step["resources"]["requests"]["cpu"].as_str(), Some("1"));
-    let command = step["command"][5].as_str().unwrap();
+    let command = step["command"][7].as_str().unwrap();
     assert_eq!(command, "python src/train.py --lr 0.1 --run render");
     assert!(
         jobs[0]["spec"]["template"]["spec"]["containers"][0]

@@ -20,6 +20,8 @@ pub const LAUNCHER_DIR: &str = "/twinloop/bin";
 pub const WORK_DIR: &str = "/twinloop/work";
 /// The step's container, whose exit code and logs are the attempt's.
 pub const STEP_CONTAINER: &str = "step";
+/// SIGTERM to SIGKILL, as for local steps (design §5: 10 s).
+const LAUNCHER_GRACE_MS: &str = "10000";
 
 /// How every Job of an executor looks, beside what the attempt says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +210,18 @@ pub fn job(spec: &AttemptSpec, template: &JobTemplate) -> Job {
         .map(|(k, v)| (k, label_value(&v)))
         .chain([("app.kubernetes.io/managed-by".into(), "twinloop".into())])
         .collect();
-    let launcher = format!("{LAUNCHER_DIR}/twinloop");
-    let mut command = vec![launcher, "step-exec".into(), "--".into()];
-    command.extend(["sh".into(), "-c".into(), spec.command.clone()]);
+    // No `--parent`: in the container the launcher is PID 1 and there is no engine process to
+    // watch; it forwards the kubelet's SIGTERM to the step's group and exits with its code.
+    let command = vec![
+        format!("{LAUNCHER_DIR}/twinloop"),
+        "step-exec".into(),
+        "--grace-ms".into(),
+        LAUNCHER_GRACE_MS.into(),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        spec.command.clone(),
+    ];
     let env = spec
         .environment()
         .into_iter()
