@@ -20,3 +20,18 @@ pub(crate) fn line(args: std::fmt::Arguments<'_>) {
         std::process::exit(1);
     }
 }
+
+/// The multi-threaded runtime of a command that chooses its own exit code; `None` after saying
+/// why it could not start.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}

@@ -355,15 +355,8 @@ fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Ta
         options.events = Events::new(print_event);
     }
     let cancel = options.cancel.clone();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::output::runtime() else {
+        return ExitCode::FAILURE;
     };
     let report = runtime.block_on(async move {
         tokio::spawn(async move {

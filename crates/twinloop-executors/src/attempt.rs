@@ -80,19 +80,7 @@ fn scalar_text(value: &serde_norway::Value) -> Option<String> {
     }
 }
 
-/// The step protocol's name of a variable suffix: `train_set` → `TRAIN_SET`, as the local
-/// engine spells it.
-pub fn env_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use twinloop_pipelines::exec::env_name;
 
 impl AttemptSpec {
     /// Every variable the attempt runs with: the engine's, then identity, inputs and outputs

@@ -158,15 +158,16 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a few lines of wrapping integer arithmetic, so the same
 /// seed draws the same rows on every platform and with every dependency version — a blessing
-/// must replay bit for bit for a fixed run id.
-pub(crate) struct SplitMix64(u64);
+/// must replay bit for bit for a fixed run id. Public for others that need a seeded sequence
+/// with the same guarantee (the quickstart's generated data).
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -182,6 +183,15 @@ impl SplitMix64 {
     )]
     pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// A number in [0, 1) from the top 53 bits.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "53 bits are exactly representable in an f64"
+    )]
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -73,15 +73,8 @@ async fn open_store(args: &BlessArgs) -> Result<Option<StoreHandle>, String> {
 }
 
 pub(super) fn bless_run(args: &BlessArgs, home: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::output::runtime() else {
+        return ExitCode::FAILURE;
     };
     let who = who();
     let request = Request {

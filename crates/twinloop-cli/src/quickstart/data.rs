@@ -11,6 +11,7 @@ use arrow::array::{ArrayRef, Float64Array, Int64Array, TimestampMicrosecondArray
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use twinloop_learn::bootstrap::SplitMix64;
 
 /// Days of history; the last `DAYS - SHIFT_DAY` are the shifted ones.
 pub const DAYS: i64 = 24;
@@ -38,20 +39,12 @@ pub struct Transaction {
     pub is_fraud: bool,
 }
 
-/// A small, seeded generator (SplitMix64): the same transactions on every machine.
-struct Rng(u64);
+/// The gate's seeded generator, so the same transactions come out on every machine.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     fn normal(&mut self) -> f64 {
@@ -66,7 +59,7 @@ fn sigmoid(x: f64) -> f64 {
 
 /// Every transaction of the history, oldest first.
 pub fn generate(seed: u64) -> Vec<Transaction> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let mut out = Vec::with_capacity((DAYS * PER_DAY) as usize);
     for day in 0..DAYS {
         let shifted = day >= SHIFT_DAY;

@@ -59,15 +59,8 @@ enum Scenario {
 }
 
 pub fn run(args: QuickstartArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::output::runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(quickstart(args)) {
         Ok(()) => ExitCode::SUCCESS,

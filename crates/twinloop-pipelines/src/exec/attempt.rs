@@ -85,8 +85,9 @@ struct ContextOutput {
     kind: OutputKind,
 }
 
-/// The environment variable suffix of a name: `train_set` → `TRAIN_SET`.
-pub(crate) fn env_name(name: &str) -> String {
+/// The step protocol's variable suffix of a name: `train_set` → `TRAIN_SET` (every executor
+/// spells `TWINLOOP_INPUT_<NAME>` and the like with it).
+pub fn env_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {

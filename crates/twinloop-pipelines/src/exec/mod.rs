@@ -29,6 +29,8 @@ use crate::state::{OutputRecord, RunScope, RunStatus, StepOutputs, StepState, Tr
 use prepare::{Prepared, prepare};
 use step::{StepEnd, StepJob};
 
+pub use attempt::env_name;
+
 /// Stops a run: running steps' process trees get SIGTERM (then SIGKILL), nothing new starts
 /// except `finally:` steps. Cheap to clone; every clone cancels the same run.
 #[derive(Clone)]
