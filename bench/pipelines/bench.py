@@ -189,7 +189,10 @@ def run_peer(name, python, work, reps):
     env = peer_env(name, work)
     if name == "zenml":
         zenml = str(Path(python).parent / "zenml")
-        timed(isolated([zenml, "init"]), work, env)
+        try:
+            timed(isolated([zenml, "init"]), work, env)
+        except (Failed, subprocess.TimeoutExpired) as e:
+            return {shape: {"error": f"zenml init: {e}"} for shape in SHAPES}
     result = {}
     for shape in SHAPES:
         cmd = isolated(peer_cmd(name, python, shape, work))
@@ -262,7 +265,7 @@ def report(res):
             f"Engine overhead, {CHAIN}-step no-op chain (median of {len(e['spawns'])}; "
             f"{CHAIN} × `sh -c true` alone: {ms(spawn)} ms):",
             "",
-            "| run | wall ms | engine's own run time ms | engine time per step ms = (wall − spawns) / 50 |",
+            "| run | wall ms | engine's own run time ms | per step ms: executed (wall − spawns) / 50, cached wall / 50 |",
             "|---|---:|---:|---:|",
         ]
         rows = (

@@ -4,7 +4,7 @@
 # twinloop and in Metaflow (local runtime), kfp.local (SubprocessRunner), ZenML (local
 # orchestrator) and Dagster (execute_in_process), and `twinloop quickstart`'s wall time.
 #   bench/pipelines/run.sh [--quick] [--no-quickstart] [--json F] [--markdown F]
-# --quick: one peer run per shape and a single quickstart, about 3 minutes instead of about 12.
+# --quick: one peer run per shape and a single quickstart, about 3 minutes instead of about 8.
 # Environment:
 #   TWINLOOP_BIN           the twinloop release binary (default $CARGO_TARGET_DIR/release/twinloop;
 #                          built when missing with `cargo build --release -p twinloop-cli`, which

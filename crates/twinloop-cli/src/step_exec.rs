@@ -15,8 +15,9 @@ const LAUNCH_FAILED: u8 = 125;
 #[derive(Args, Debug)]
 pub(crate) struct StepExecArgs {
     /// The engine's process id: once it is not our parent any more, the step's group is ended.
+    /// Left out where nothing is to be watched (a Kubernetes Job's container).
     #[arg(long)]
-    parent: u32,
+    parent: Option<u32>,
     /// Milliseconds between SIGTERM and SIGKILL when the engine is gone.
     #[arg(long)]
     grace_ms: u64,
@@ -78,7 +79,7 @@ mod tests {
     #[test]
     fn parses_what_the_engine_passes() {
         let exec = StepExec {
-            parent: 4242,
+            parent: Some(4242),
             grace: Duration::from_millis(1500),
             command: vec!["sh".into(), "-c".into(), "echo --parent 1".into()],
         };
@@ -87,7 +88,7 @@ mod tests {
             .try_get_matches_from(std::iter::once(OsString::from("step-exec")).chain(exec.args()))
             .unwrap();
         let args = StepExecArgs::from_arg_matches(&matches).unwrap();
-        assert_eq!(args.parent, 4242);
+        assert_eq!(args.parent, Some(4242));
         assert_eq!(args.grace_ms, 1500);
         assert_eq!(args.command, exec.command);
     }

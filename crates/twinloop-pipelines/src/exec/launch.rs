@@ -42,8 +42,10 @@ pub fn set_launcher(program: PathBuf) {
 /// What `twinloop step-exec` runs, and for whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepExec {
-    /// The engine's process id: once our parent is another process, the engine is gone.
-    pub parent: u32,
+    /// The engine's process id: once our parent is another process, the engine is gone. `None`
+    /// where there is no engine to watch (a container's PID 1, which a Job's kubelet stops):
+    /// signals are still forwarded to the step's group and its exit code kept.
+    pub parent: Option<u32>,
     /// Between SIGTERM and SIGKILL when the engine is gone.
     pub grace: Duration,
     /// The program and its arguments.
@@ -51,15 +53,17 @@ pub struct StepExec {
 }
 
 impl StepExec {
-    /// The arguments after [`SUBCOMMAND`]: `--parent PID --grace-ms MS -- PROGRAM ARGS...`.
+    /// The arguments after [`SUBCOMMAND`]: `[--parent PID] --grace-ms MS -- PROGRAM ARGS...`.
     pub fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--parent".into(),
-            self.parent.to_string().into(),
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some(parent) = self.parent {
+            args.extend(["--parent".into(), parent.to_string().into()]);
+        }
+        args.extend([
             "--grace-ms".into(),
             self.grace.as_millis().to_string().into(),
             "--".into(),
-        ];
+        ]);
         args.extend(self.command.iter().cloned());
         args
     }
@@ -99,7 +103,7 @@ fn shell_with(launcher: Option<&Path>, parent: u32, script: &str, grace: Duratio
     match launcher {
         Some(program) => {
             let exec = StepExec {
-                parent,
+                parent: Some(parent),
                 grace,
                 command: sh.into(),
             };
@@ -191,7 +195,7 @@ async fn end_group(child: &mut Child, group: u32, grace: Duration) -> std::io::R
 
 /// The launcher's signals: the parent-death signal, and SIGTERM / SIGINT sent to it alone.
 struct OsWakes {
-    parent: u32,
+    parent: Option<u32>,
     death: unix::Signal,
     term: unix::Signal,
     int: unix::Signal,
@@ -203,7 +207,7 @@ impl OsWakes {
     /// Listens first, so that no signal ends us by its default action; then asks for the death
     /// signal; then checks the parent, as prctl(2) advises: an engine that died before the
     /// request will never have it sent.
-    fn arm(parent: u32) -> Result<OsWakes, LaunchError> {
+    fn arm(parent: Option<u32>) -> Result<OsWakes, LaunchError> {
         let listen = |kind| unix::signal(kind).map_err(io("listen for signals"));
         let wakes = OsWakes {
             parent,
@@ -212,6 +216,9 @@ impl OsWakes {
             int: listen(SignalKind::interrupt())?,
             term_forwarded: false,
             int_forwarded: false,
+        };
+        let Some(parent) = parent else {
+            return Ok(wakes);
         };
         // PR_SET_PDEATHSIG is Linux's; elsewhere a killed engine still leaves its steps running.
         #[cfg(target_os = "linux")]
@@ -230,7 +237,7 @@ impl Wakes for OsWakes {
             // Each signal is forwarded once: sent to the group, it comes back to us, its member.
             tokio::select! {
                 Some(()) = self.death.recv() => {
-                    if !parent_alive(self.parent) {
+                    if self.parent.is_some_and(|p| !parent_alive(p)) {
                         return Wake::ParentGone;
                     }
                 }
@@ -410,11 +417,11 @@ pub(crate) mod tests {
     async fn the_death_signal_counts_only_once_the_parent_changed() {
         let not_our_parent = std::process::id();
         assert!(matches!(
-            OsWakes::arm(not_our_parent),
+            OsWakes::arm(Some(not_our_parent)),
             Err(LaunchError::ParentGone(pid)) if pid == not_our_parent
         ));
         let parent = getppid().map(|p| p.as_raw_nonzero().get()).unwrap();
-        let mut wakes = OsWakes::arm(u32::try_from(parent).unwrap()).unwrap();
+        let mut wakes = OsWakes::arm(Some(u32::try_from(parent).unwrap())).unwrap();
         let to_self = |signal| rustix::process::kill_process(getpid(), signal).unwrap();
         let quiet = Duration::from_millis(200);
         // What a thread of the engine ending looks like: the signal, the same parent.
@@ -425,5 +432,24 @@ pub(crate) mod tests {
         // Our own SIGTERM coming back from the group is not forwarded again.
         to_self(Signal::TERM);
         assert!(tokio::time::timeout(quiet, wakes.next()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn with_no_engine_to_watch_nothing_is_armed_and_no_parent_is_passed() {
+        assert!(
+            OsWakes::arm(None).is_ok(),
+            "a container's PID 1 has no parent to check"
+        );
+        let exec = StepExec {
+            parent: None,
+            grace: Duration::from_millis(10),
+            command: vec!["true".into()],
+        };
+        let args: Vec<String> = exec
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, ["--grace-ms", "10", "--", "true"]);
     }
 }
