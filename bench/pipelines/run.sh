@@ -23,12 +23,13 @@ venvs="${TWINLOOP_PIPELINES_VENVS:-$HOME/.cache/twinloop/bench-pipelines-venv}"
 # Nothing may send telemetry off the machine.
 export DO_NOT_TRACK=true ZENML_ANALYTICS_OPT_IN=false
 
-source "$here/../common/lib.sh"
-
 peer_args=()
 for peer in metaflow kfp zenml dagster; do
   log="$(mktemp)"
-  if bench_venv "$venvs/$peer" "$here/requirements-$peer.txt" 2>"$log"; then
+  # A shell of its own: `set -e` is ignored inside a function called as an `if` condition, and a
+  # failed pip install must not be stamped as done.
+  if bash -c 'set -euo pipefail; source "$1"; bench_venv "$2" "$3"' _ "$here/../common/lib.sh" \
+    "$venvs/$peer" "$here/requirements-$peer.txt" 2>"$log"; then
     peer_args+=(--peer "$peer=$venvs/$peer/bin/python")
   else
     reason="$(grep -m1 -E '^ERROR' "$log" || tail -n1 "$log")"
