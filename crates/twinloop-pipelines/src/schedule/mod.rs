@@ -291,10 +291,12 @@ impl Scheduler {
     pub async fn apply(&self, spec: &str, file: &str, repo: &str) -> Result<Applied> {
         let pipeline = crate::spec::parse(file, spec)?;
         refuse_unsupported(&pipeline)?;
-        if repo.is_empty() {
-            return Err(ScheduleError::BadRequest(
-                "the repository directory is empty".into(),
-            ));
+        // Steps run there, on this machine: it must be a directory that exists, named whole.
+        let dir = std::path::Path::new(repo);
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(ScheduleError::BadRequest(format!(
+                "repo {repo:?} is not an absolute path of a directory on the server's machine (hint: twinloop pipeline apply sends its --repo, made absolute)"
+            )));
         }
         let inner = &self.inner;
         let mut state = inner.state.lock().await;

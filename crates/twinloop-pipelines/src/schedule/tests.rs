@@ -171,6 +171,14 @@ async fn bad_requests_are_refused_with_a_reason() {
     );
     let invalid = f.apply("pipeline: d\nsteps: {}\ntriggers: 3\n").await;
     assert!(matches!(invalid, Err(ScheduleError::Invalid(_))));
+    let spec = "pipeline: r\nsteps:\n  a: {run: 'true'}\n";
+    for repo in ["relative/dir", "/no/such/directory", ""] {
+        let refused = f.scheduler.apply(spec, "r.yaml", repo).await;
+        assert!(
+            matches!(&refused, Err(ScheduleError::BadRequest(m)) if m.contains("absolute path of a directory")),
+            "{repo:?}: {refused:?}"
+        );
+    }
     assert!(matches!(
         f.scheduler.run_now("nope", &[]).await,
         Err(ScheduleError::NotFound(_))
