@@ -82,6 +82,31 @@ pub(crate) async fn producing_run(services: &Services, digest: &str) -> Option<S
         .map(str::to_owned)
 }
 
+/// The event that started a run, as a lineage artifact its run read: a monitor's alert (one
+/// node per monitor event, however many runs it led to), a registry event, a tick, a data
+/// snapshot. A run started by hand has no such cause.
+fn cause_node(cause: &Value) -> Option<NewNode> {
+    let kind = cause.get("kind")?.as_str()?;
+    if kind == "manual" {
+        return None;
+    }
+    let payload = cause.get("payload").cloned().unwrap_or(Value::Null);
+    let external_id = match payload.get("monitor_event_id").and_then(Value::as_i64) {
+        Some(id) => format!("monitor_event:{id}"),
+        None => {
+            let digest = crate::cache::digest::bytes_digest(payload.to_string().as_bytes());
+            format!("trigger:{kind}:{}", &digest[..16])
+        }
+    };
+    Some(NewNode {
+        node_type: format!("{kind}_trigger"),
+        name: external_id.clone(),
+        uri: None,
+        external_id: Some(external_id),
+        properties: Some(payload.to_string()),
+    })
+}
+
 /// The lineage node of stored content: one per digest, whoever produced or read it.
 fn content_node(name: &str, kind: OutputKind, digest: &str) -> NewNode {
     NewNode {
@@ -170,6 +195,15 @@ impl Recorder {
                 },
             )
             .await?;
+        if let Some(cause) = cause.and_then(cause_node) {
+            let event = store.put_node(NodeKind::Artifact, cause).await?;
+            let execution = store
+                .resolve_node(&format!("run:{}", parent.info.run_id))
+                .await?;
+            store
+                .put_event(event.node, execution.node, EventKind::Input)
+                .await?;
+        }
         Ok(Target {
             services: services.clone(),
             experiment_id,
@@ -392,5 +426,27 @@ impl Recorder {
         if let Err(e) = store.update_run(&target.parent_run, update).await {
             warn("the pipeline run's end", &e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_one_node_per_event_and_a_manual_run_has_none() {
+        let alert = json!({"kind": "monitor", "payload": {"monitor_event_id": 7, "alert": {}}});
+        let node = cause_node(&alert).unwrap();
+        assert_eq!(node.external_id.as_deref(), Some("monitor_event:7"));
+        assert_eq!(node.node_type, "monitor_trigger");
+        let tick = json!({"kind": "every", "payload": {"tick_ms": 1}});
+        let again = cause_node(&tick).unwrap().external_id;
+        assert_eq!(
+            again,
+            cause_node(&tick).unwrap().external_id,
+            "stable per event"
+        );
+        assert!(again.unwrap().starts_with("trigger:every:"));
+        assert!(cause_node(&json!({"kind": "manual", "payload": {}})).is_none());
     }
 }

@@ -105,6 +105,25 @@ async fn a25_the_loop_closes_by_itself() {
         runs[1]["cause"]["alert"]["rule"], "auc_drop",
         "the retrain's cause is the alert"
     );
+    // The alert is in lineage: an input of the retrain's pipeline run.
+    let event = runs[1]["cause"]["monitor_event_id"].as_i64().unwrap();
+    let graph = get(
+        &server,
+        &format!(
+            "/api/twinloop/v1/lineage/graph?node=monitor_event:{event}&direction=downstream&depth=1"
+        ),
+    )
+    .await;
+    assert!(
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["external_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("run:"))),
+        "{graph:#}"
+    );
     let deployment = get(&server, "/api/twinloop/v1/deployments/fraud").await;
     let canary = &deployment["state"]["canary"];
     assert_eq!(canary["status"], "promoted", "{deployment:#}");

@@ -35,6 +35,7 @@ pub(crate) struct AttemptJob<'a> {
     pub services: Option<&'a crate::services::Services>,
     /// The attempt's run in tracking, when the pipeline run is recorded there.
     pub tracked: Option<&'a crate::record::TrackedAttempt>,
+    pub trigger: Option<&'a crate::state::TriggerContext>,
 }
 
 pub(crate) struct AttemptEnd {
@@ -68,6 +69,9 @@ struct Context<'a> {
     /// A `foreach:` item's element.
     #[serde(skip_serializing_if = "Option::is_none")]
     item: Option<&'a Value>,
+    /// What started the run (`kind` and `payload`: the alert, the registry event, the tick).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<&'a crate::state::TriggerContext>,
     inputs: BTreeMap<&'a str, ContextInput>,
     outputs: BTreeMap<&'a str, ContextOutput>,
 }
@@ -200,6 +204,7 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
         attempt: job.attempt,
         params: &job.prepared.params,
         item: job.prepared.item.as_ref(),
+        trigger: job.trigger,
         inputs: BTreeMap::new(),
         outputs: BTreeMap::new(),
     };

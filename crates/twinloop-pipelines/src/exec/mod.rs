@@ -698,6 +698,7 @@ impl Runner<'_> {
             events: self.options.events.clone(),
             services: self.options.services.clone(),
             recorder: self.recorder.clone(),
+            trigger: self.options.trigger.clone(),
         };
         running.spawn(async move {
             let end = job.run(&prepared).await;

@@ -28,6 +28,7 @@ pub(crate) struct StepJob {
     pub events: Events,
     pub services: Option<crate::services::Services>,
     pub recorder: crate::record::Recorder,
+    pub trigger: Option<crate::state::TriggerContext>,
 }
 
 pub(crate) struct StepEnd {
@@ -63,6 +64,7 @@ impl StepJob {
                 cancel: &self.cancel,
                 services: self.services.as_ref(),
                 tracked: tracked.as_ref(),
+                trigger: self.trigger.as_ref(),
             })
             .await;
             if let Some(tracked) = &tracked {

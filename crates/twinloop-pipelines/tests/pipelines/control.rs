@@ -124,3 +124,22 @@ steps:
             .contains("output model (a file) was not written")
     );
 }
+
+#[tokio::test]
+async fn a_step_reads_what_started_the_run_from_its_context_file() {
+    let repo = Repo::new();
+    let pipeline = repo.pipeline(
+        "pipeline: p\nsteps:\n  a:\n    run: cp \"$TWINLOOP_CONTEXT\" context.json\n    when: ${{ trigger.kind == 'monitor' }}\n",
+    );
+    let trigger = twinloop_pipelines::state::TriggerContext {
+        kind: "monitor".into(),
+        payload: serde_json::json!({"monitor_event_id": 7, "alert": {"rule": "auc_drop"}}),
+    };
+    let report = repo
+        .run_with(&pipeline, |o| o.trigger = Some(trigger.clone()))
+        .await;
+    assert_eq!(state(&report, "a"), StepState::Succeeded);
+    let context: serde_json::Value = serde_json::from_str(&repo.read("context.json")).unwrap();
+    assert_eq!(context["trigger"]["kind"], "monitor");
+    assert_eq!(context["trigger"]["payload"]["alert"]["rule"], "auc_drop");
+}
