@@ -138,10 +138,40 @@ pub struct TriggerList {
     pub triggers: Vec<Trigger>,
 }
 
+/// What a run under way did, as `GET /pipelines/events` streams it (server-sent events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineEvent {
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// `run_started`, `step_started`, `step_retrying`, `step_finished` or `run_finished`.
+    pub kind: String,
+    pub pipeline: String,
+    /// Why a step was skipped, failed or is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub run_id: String,
+    /// A step's or the run's end state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::round_trips;
+
+    #[test]
+    fn events_round_trip() {
+        round_trips::<PipelineEvent>(
+            r#"{"at_ms":1764300000000,"attempt":2,"kind":"step_retrying","pipeline":"p","reason":"exited with 1","run_id":"r","step":"train"}"#,
+        );
+        round_trips::<PipelineEvent>(
+            r#"{"at_ms":1,"kind":"run_finished","pipeline":"p","run_id":"r","state":"REJECTED"}"#,
+        );
+    }
 
     #[test]
     fn apply_and_pipelines_round_trip() {

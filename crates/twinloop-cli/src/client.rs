@@ -39,8 +39,7 @@ impl ServerConnection {
         ServerConnection { tracking_uri }
     }
 
-    /// A server this process started (the quickstart's).
-    #[cfg(all(feature = "serving", feature = "feature-store"))]
+    /// A server named by URL (the quickstart's own, or `pipeline run --server`).
     pub fn to(url: &str) -> Self {
         ServerConnection {
             tracking_uri: url.to_owned(),

@@ -6,6 +6,7 @@ mod apply;
 mod bless;
 mod cache;
 mod logs;
+mod remote;
 mod render;
 mod runs;
 mod triggers;
@@ -63,6 +64,10 @@ enum PipelineCommand {
         json: bool,
         #[command(flatten)]
         store: StoreArgs,
+        /// Run on this twinloop server instead (its steps run in --repo on the server's
+        /// machine): the file is applied, a run started with the -p overrides and followed.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["json", "max_parallel"])]
+        server: Option<String>,
     },
     /// List and remove cache entries and the stored outputs nothing references any more.
     Cache {
@@ -183,9 +188,13 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
             max_parallel,
             json,
             store,
+            server,
         } => load(&file).map_or_else(
             |code| code,
             |pipeline| {
+                if let Some(server) = server {
+                    return on_server(&file, &args.repo, &cache, &server);
+                }
                 let target = Target {
                     repo: args.repo,
                     home,
@@ -322,6 +331,20 @@ fn plan(pipeline: &Pipeline, cache: &CacheArgs, repo: PathBuf, home: PathBuf) ->
         outln!("{word:<8} {:<width$}  {detail}", step.step);
     }
     ExitCode::SUCCESS
+}
+
+/// `run --server`: what the server decides (its cache, its slots) is not chosen from here.
+fn on_server(file: &Path, repo: &Path, cache: &CacheArgs, server: &str) -> ExitCode {
+    if cache.no_cache || cache.verify || !cache.refresh.is_empty() || cache.resume.is_some() {
+        eprintln!(
+            "error: --no-cache, --refresh, --verify and --resume run locally only (hint: drop them, or --server)"
+        );
+        return ExitCode::from(INVALID);
+    }
+    match cache.params() {
+        Ok(params) => remote::run(file, repo, &params, server),
+        Err(e) => fail(&e),
+    }
 }
 
 /// Where and how a run goes.

@@ -255,3 +255,124 @@ fn logs_show_each_attempt_of_a_run() {
         Some(2)
     );
 }
+
+#[test]
+fn run_on_a_server_applies_starts_and_follows_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = crate::support::TestServer::start_sqlite(dir.path());
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let file = repo.join("p.yaml");
+    std::fs::write(
+        &file,
+        "pipeline: remote\nparams: {n: 1}\nsteps:\n  a:\n    run: echo ${{ params.n }} > out.txt\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = twinloop(&repo, &["run", file, "--server", &server.url, "-p", "n=7"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("of remote (version 1)") && stdout.contains("SUCCEEDED"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("out.txt")).unwrap(),
+        "7\n"
+    );
+    let local_only = twinloop(&repo, &["run", file, "--server", &server.url, "--no-cache"]);
+    assert_eq!(local_only.status.code(), Some(2));
+    std::fs::write(
+        repo.join("p.yaml"),
+        "pipeline: remote\nsteps:\n  a:\n    run: exit 4\n",
+    )
+    .unwrap();
+    let failed = twinloop(&repo, &["run", file, "--server", &server.url]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        text(&failed.stdout).contains("FAILED"),
+        "{}",
+        text(&failed.stdout)
+    );
+    server.stop();
+}
+
+/// The server-sent events of a run the server executes, read until it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_on_the_server_streams_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = crate::support::TestServer::start_sqlite(dir.path());
+    let base = format!("{}/api/twinloop/v1", server.url);
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .get(format!("{base}/pipelines/events"))
+        .send()
+        .await
+        .unwrap();
+    let repo = dir.path().to_str().unwrap();
+    let apply = serde_json::json!({
+        "repo": repo,
+        "spec": "pipeline: sse\nsteps:\n  a:\n    run: 'true'\n  b:\n    run: exit 3\n    needs: [a]\n",
+    });
+    let applied = http
+        .post(format!("{base}/pipelines"))
+        .json(&apply)
+        .send()
+        .await
+        .unwrap();
+    assert!(applied.status().is_success());
+    let run: serde_json::Value = http
+        .post(format!("{base}/pipelines/sse/runs"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !text.contains("run_finished") && std::time::Instant::now() < deadline {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .filter(|e: &serde_json::Value| e["run_id"] == run["id"])
+        .collect();
+    let kinds: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (field("kind"), field("step"), field("state"))
+        })
+        .collect();
+    let step = |kind: &str, step: &str, state: &str| (kind.into(), step.into(), state.into());
+    assert_eq!(
+        kinds.first(),
+        Some(&step("run_started", "", "")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&step("step_finished", "a", "SUCCEEDED")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&step("step_finished", "b", "FAILED")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last(),
+        Some(&step("run_finished", "", "FAILED")),
+        "{kinds:?}"
+    );
+    // A graceful stop waits for open responses, and this one never ends by itself.
+    drop(stream);
+    server.stop();
+}

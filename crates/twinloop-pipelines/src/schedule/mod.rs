@@ -125,6 +125,17 @@ struct Inner {
     config: Config,
     state: Mutex<State>,
     stop: Cancel,
+    /// What the runs under way do, as it happens (the server streams it).
+    events: tokio::sync::broadcast::Sender<RunEvent>,
+}
+
+/// One engine event of a run the scheduler executes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    pub run_id: String,
+    pub pipeline: String,
+    pub at_ms: i64,
+    pub event: crate::exec::Event,
 }
 
 #[derive(Default)]
@@ -242,6 +253,7 @@ impl Scheduler {
             config,
             state: Mutex::new(State::default()),
             stop: Cancel::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         inner.restore().await?;
         let polling = inner.clone();
@@ -284,6 +296,11 @@ impl Scheduler {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The events of runs from now on (a slow reader misses some rather than slowing runs).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RunEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Registers `spec` (the pipeline file's text; `file` is how errors name it) as the newest

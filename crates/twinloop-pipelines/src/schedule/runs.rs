@@ -252,6 +252,17 @@ impl Inner {
                     options.kill_grace = self.config.kill_grace;
                     options.services.clone_from(&self.config.services);
                     options.resume = resume;
+                    let (events, run_id, pipeline) =
+                        (self.events.clone(), run.id.clone(), run.pipeline.clone());
+                    options.events = crate::exec::Events::new(move |event| {
+                        // Nobody listening is not an error.
+                        let _ = events.send(super::RunEvent {
+                            run_id: run_id.clone(),
+                            pipeline: pipeline.clone(),
+                            at_ms: now_ms(),
+                            event,
+                        });
+                    });
                     if let Some(n) = self.config.max_parallel {
                         options.max_parallel = n;
                     }

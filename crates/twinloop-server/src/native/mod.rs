@@ -50,6 +50,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/lineage/nodes/{*key}", get(lineage::get_node))
         .route("/lineage/graph", get(lineage::graph))
         .route("/pipelines", post(pipelines::apply).get(pipelines::list))
+        .route("/pipelines/events", get(pipelines::events))
         .route("/pipelines/{name}", get(pipelines::get))
         .route("/pipelines/{name}/runs", post(pipelines::start_run))
         .route("/runs", get(pipelines::runs))

@@ -245,3 +245,75 @@ async fn set_paused(
         triggers: found.into_iter().map(trigger).collect(),
     }))
 }
+
+/// `GET /pipelines/events`: the engine events of the runs under way, as server-sent events,
+/// from the moment of the request (a run's record, `GET /runs/{id}`, has its past).
+pub async fn events(
+    State(s): S,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use futures::StreamExt;
+    let live = futures::stream::unfold(s.pipelines.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                // A slow reader skips what it missed; the runs' records keep the outcome.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .map(|e| {
+        let body = serde_json::to_string(&event_body(e)).unwrap_or_default();
+        Ok(axum::response::sse::Event::default()
+            .event("pipeline")
+            .data(body))
+    });
+    axum::response::sse::Sse::new(live).keep_alive(
+        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+    )
+}
+
+fn event_body(e: twinloop_pipelines::schedule::RunEvent) -> api::PipelineEvent {
+    use twinloop_pipelines::exec::Event;
+    let mut out = api::PipelineEvent {
+        at_ms: e.at_ms,
+        attempt: None,
+        kind: String::new(),
+        pipeline: e.pipeline,
+        reason: None,
+        run_id: e.run_id,
+        state: None,
+        step: None,
+    };
+    match e.event {
+        Event::RunStarted { .. } => out.kind = "run_started".into(),
+        Event::StepStarted { step, attempt } => {
+            out.kind = "step_started".into();
+            (out.step, out.attempt) = (Some(step), Some(attempt));
+        }
+        Event::StepRetrying {
+            step,
+            attempt,
+            reason,
+            ..
+        } => {
+            out.kind = "step_retrying".into();
+            (out.step, out.attempt, out.reason) = (Some(step), Some(attempt), Some(reason));
+        }
+        Event::StepFinished {
+            step,
+            state,
+            reason,
+        } => {
+            out.kind = "step_finished".into();
+            (out.step, out.state, out.reason) = (Some(step), Some(state.to_string()), reason);
+        }
+        Event::RunFinished { status, .. } => {
+            out.kind = "run_finished".into();
+            out.state = Some(status.to_string());
+        }
+    }
+    out
+}
