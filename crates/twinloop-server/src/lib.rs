@@ -117,7 +117,28 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    // Streams (server-sent events) never end by themselves: once stopping, requests in flight
+    // get DRAIN to finish, then the rest are dropped rather than holding the stop forever.
+    let drained = async {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(DRAIN).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serving => served,
+        () = drained => {
+            tracing::warn!("stopped with responses still open after {}s (event streams)", DRAIN.as_secs());
+            Ok(())
+        }
+    }
 }
+
+/// How long a graceful stop waits for responses in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
