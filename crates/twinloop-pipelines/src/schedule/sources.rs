@@ -210,19 +210,36 @@ impl Inner {
                 .record_trigger_event(&event, None, Some((&cursor, &value)))
                 .await?;
         }
-        for tick in fire {
-            let f = Fire {
+        let fires = fire
+            .into_iter()
+            .map(|tick| Fire {
                 index,
                 dedup_key: tick.to_string(),
                 kind: trigger.kind(),
                 cause: json!({"tick_ms": tick, "tick": iso(tick)}),
                 chain: Vec::new(),
                 cursor: Some((cursor.clone(), tick.to_string())),
-            };
+            })
+            .collect();
+        self.fire_batch(state, pipeline, &cursor, newest, fires)
+            .await
+    }
+
+    /// Fires what a batch of events asked for, each event's row moving the cursor with it, then
+    /// moves the cursor past the whole batch (events no trigger wanted included).
+    async fn fire_batch(
+        self: &Arc<Self>,
+        state: &mut State,
+        pipeline: &str,
+        cursor: &str,
+        newest: i64,
+        fires: Vec<Fire>,
+    ) -> Result<()> {
+        for f in fires {
             self.fire(state, pipeline, f).await?;
         }
         self.store
-            .set_pipeline_cursor(pipeline, &cursor, &newest.to_string())
+            .set_pipeline_cursor(pipeline, cursor, &newest.to_string())
             .await?;
         Ok(())
     }
@@ -246,25 +263,22 @@ impl Inner {
         let Some(newest) = events.last().map(|e| e.id) else {
             return Ok(());
         };
-        for event in events {
-            let alert: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
-            if !monitor_matches(wanted, &event.kind, &alert) {
-                continue;
-            }
-            let f = Fire {
-                index,
-                dedup_key: event.id.to_string(),
-                kind: "monitor",
-                cause: json!({"monitor_event_id": event.id, "monitor": event.monitor, "alert": alert}),
-                chain: Vec::new(),
-                cursor: Some((cursor.clone(), event.id.to_string())),
-            };
-            self.fire(state, pipeline, f).await?;
-        }
-        self.store
-            .set_pipeline_cursor(pipeline, &cursor, &newest.to_string())
-            .await?;
-        Ok(())
+        let fires = events
+            .into_iter()
+            .filter_map(|event| {
+                let alert: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
+                monitor_matches(wanted, &event.kind, &alert).then(|| Fire {
+                    index,
+                    dedup_key: event.id.to_string(),
+                    kind: "monitor",
+                    cause: json!({"monitor_event_id": event.id, "monitor": event.monitor, "alert": alert}),
+                    chain: Vec::new(),
+                    cursor: Some((cursor.clone(), event.id.to_string())),
+                })
+            })
+            .collect();
+        self.fire_batch(state, pipeline, &cursor, newest, fires)
+            .await
     }
 
     async fn poll_registry(
@@ -283,6 +297,7 @@ impl Inner {
         let Some(newest) = events.last().map(|e| e.id) else {
             return Ok(());
         };
+        let mut fires = Vec::new();
         for event in events {
             if event.kind.as_str() != wanted.event || event.model_name != wanted.model {
                 continue;
@@ -297,20 +312,17 @@ impl Inner {
             {
                 continue;
             }
-            let f = Fire {
+            fires.push(Fire {
                 index,
                 dedup_key: event.id.to_string(),
                 kind: "registry",
                 cause: payload,
                 chain,
                 cursor: Some((cursor.clone(), event.id.to_string())),
-            };
-            self.fire(state, pipeline, f).await?;
+            });
         }
-        self.store
-            .set_pipeline_cursor(pipeline, &cursor, &newest.to_string())
-            .await?;
-        Ok(())
+        self.fire_batch(state, pipeline, &cursor, newest, fires)
+            .await
     }
 
     /// A data trigger: polls the path at its own pace, fires once a change has settled, with the
