@@ -10,6 +10,7 @@ pub mod events;
 pub mod lineage;
 pub mod monitors;
 pub mod pipelines;
+pub mod run_columns;
 pub mod webhooks;
 
 /// `{}`: the answer of calls that only succeed or fail (deletes, lineage events), and the body

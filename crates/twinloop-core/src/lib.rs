@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod names;
 pub mod registry;
+pub mod run_columns;
 pub mod time;
 pub mod tracking;
 pub mod webhook;

@@ -12,10 +12,10 @@ mod store;
 pub mod validation;
 
 pub use pipelines::PipelineStore;
-pub use sql::{Backend, SqlStore, StoreUri};
+pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{
     DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry, LineageStore,
     LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
     ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery,
-    RegistryStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,
+    RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,
 };

@@ -12,6 +12,7 @@ use twinloop_core::registry::{
     ModelVersion, NewModelVersion, NewWebhook, RegisteredModel, RegistryEvent, Webhook,
     WebhookDelivery,
 };
+use twinloop_core::run_columns::{KeyList, KeyQuery, RunSummaries};
 use twinloop_core::tracking::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput, NewLoggedModel,
     NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
@@ -52,12 +53,30 @@ pub struct LoggedModelQuery {
     pub page_token: Option<String>,
 }
 
-/// Everything tracking needs from storage: experiments, runs and logged models. Every method
-/// validates its input and either applies all of a write or none of it; an `Ok` means the write
-/// is durable. Implemented for anything that implements its three parts.
-pub trait TrackingStore: ExperimentStore + RunStore + LoggedModelStore {}
+/// Everything tracking needs from storage: experiments, runs, logged models and the runs
+/// table's columns. Every method validates its input and either applies all of a write or none
+/// of it; an `Ok` means the write is durable. Implemented for anything that implements its parts.
+pub trait TrackingStore: ExperimentStore + RunStore + LoggedModelStore + RunColumnStore {}
 
-impl<T: ExperimentStore + RunStore + LoggedModelStore + ?Sized> TrackingStore for T {}
+impl<T: ExperimentStore + RunStore + LoggedModelStore + RunColumnStore + ?Sized> TrackingStore
+    for T
+{
+}
+
+/// What a runs table reads beside MLflow's runs, kept up to date by the run writes themselves.
+#[async_trait]
+pub trait RunColumnStore: Send + Sync {
+    /// Per run (in the order asked, each once), the summaries of `keys` (all its metrics when
+    /// `None`), by key. At most 1,000 runs and 1,000 keys; an unknown run has none.
+    async fn metric_summaries(
+        &self,
+        run_ids: &[String],
+        keys: Option<&[String]>,
+    ) -> Result<Vec<RunSummaries>>;
+    /// An experiment's distinct keys of one kind with how many runs have each, most used first,
+    /// then by key.
+    async fn experiment_keys(&self, experiment_id: &str, query: &KeyQuery) -> Result<KeyList>;
+}
 
 #[async_trait]
 pub trait ExperimentStore: Send + Sync {

@@ -1,4 +1,5 @@
 use super::lexer::{Spanned, Token, tokenize};
+use super::summary::{SummaryRef, resolve};
 use twinloop_core::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,9 @@ pub enum Literal {
 pub struct Clause {
     pub entity: Entity,
     pub key: String,
+    /// Set when a metric clause names a summary (`metrics.loss.min`); `key` is then the key as
+    /// written, which for the unquoted form is also the literal key it may mean.
+    pub summary: Option<SummaryRef>,
     pub comparator: Comparator,
     pub value: Literal,
 }
@@ -106,8 +110,12 @@ impl Clause {
                     .join(", ")
             ),
         };
+        let suffix = match &self.summary {
+            Some(s) if s.or_literal.is_none() => format!(".{}", s.summary.as_str()),
+            _ => String::new(),
+        };
         format!(
-            "{}.{} {} {}",
+            "{}.{}{suffix} {} {}",
             self.entity.name(),
             self.key,
             self.comparator.as_str(),
@@ -182,13 +190,17 @@ impl Parser<'_> {
         let Some(first) = self.next() else {
             return Err(self.error(self.end_pos(), "expected a clause"));
         };
-        let (entity, key) = match first.token {
+        let (entity, key, quoted, suffix) = match first.token {
             Token::Ident {
                 prefix: Some(p),
                 key,
+                quoted,
+                suffix,
             } => match Entity::from_prefix(&p) {
-                Some(e) => (e, key),
-                None if self.bare_is_attribute => (Entity::Attribute, format!("{p}.{key}")),
+                Some(e) => (e, key, quoted, suffix),
+                None if self.bare_is_attribute => {
+                    (Entity::Attribute, format!("{p}.{key}"), quoted, suffix)
+                }
                 None => {
                     return Err(self.error(
                         first.pos,
@@ -198,9 +210,14 @@ impl Parser<'_> {
                     ));
                 }
             },
-            Token::Ident { prefix: None, key } => {
+            Token::Ident {
+                prefix: None,
+                key,
+                quoted,
+                suffix,
+            } => {
                 if self.bare_is_attribute {
-                    (Entity::Attribute, key)
+                    (Entity::Attribute, key, quoted, suffix)
                 } else {
                     return Err(self.error(
                         first.pos,
@@ -212,11 +229,14 @@ impl Parser<'_> {
             }
             _ => return Err(self.error(first.pos, "expected an identifier such as metrics.acc")),
         };
+        let (key, summary) =
+            resolve(entity, key, quoted, suffix).map_err(|(pos, what)| self.error(pos, &what))?;
         let comparator = self.comparator()?;
         let value = self.value(comparator)?;
         Ok(Clause {
             entity,
             key,
+            summary,
             comparator,
             value,
         })
@@ -346,6 +366,54 @@ mod tests {
         assert_eq!((c.entity, c.key.as_str()), (Entity::Tag, "a b"));
         let c = one("tags.`mlflow.runName` = 'x'");
         assert_eq!(c.key, "mlflow.runName");
+    }
+
+    #[test]
+    fn metric_summaries_and_dotted_keys() {
+        use crate::search::{Summary, SummaryRef};
+        let summary = |summary, key: &str, or_literal: Option<&str>| {
+            Some(SummaryRef {
+                summary,
+                key: key.into(),
+                or_literal: or_literal.map(String::from),
+            })
+        };
+        let c = one("metrics.loss.min < 1");
+        assert_eq!(c.key, "loss.min");
+        assert_eq!(c.summary, summary(Summary::Min, "loss", Some("loss.min")));
+        let c = one("metrics.a.b.count >= 2");
+        assert_eq!(c.summary, summary(Summary::Count, "a.b", Some("a.b.count")));
+        let c = one("metrics.`a.b`.max > 1");
+        assert_eq!(c.summary, summary(Summary::Max, "a.b", None));
+        assert_eq!(c.describe(), "metric.a.b.max > 1");
+        let c = one("metrics.\"a b\".last = 1");
+        assert_eq!(c.summary, summary(Summary::Last, "a b", None));
+        for literal in [
+            "metrics.`a.min` > 1",
+            "metrics.min > 1",
+            "metrics.a.avg > 1",
+        ] {
+            assert_eq!(one(literal).summary, None, "{literal}");
+        }
+        assert_eq!(one("params.p.min = 'x'").summary, None);
+    }
+
+    #[test]
+    fn bad_summaries_name_their_position() {
+        for (bad, position) in [
+            ("metrics.`loss`.avg > 1", 15),
+            ("tags.`t`.max = 'x'", 9),
+            ("metrics.`loss`. > 1", 14),
+            ("metrics.`loss`.", 14),
+        ] {
+            let e = parse_filter(bad, false).unwrap_err();
+            assert_eq!(e.kind, twinloop_core::ErrorKind::InvalidArgument, "{bad}");
+            assert!(
+                e.message.contains(&format!("position {position}")),
+                "{bad}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

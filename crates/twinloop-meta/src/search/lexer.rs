@@ -3,10 +3,13 @@ use twinloop_core::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Token {
     /// An identifier such as `metrics.acc`, `tags.mlflow.runName` or ``params.`a b` ``, split
-    /// into its entity prefix (if any) and its key, with quoting removed.
+    /// into its entity prefix (if any) and its key, with quoting removed. A quoted key may be
+    /// followed by `.word` (``metrics.`a.b`.max``): `suffix` holds the word and its position.
     Ident {
         prefix: Option<String>,
         key: String,
+        quoted: bool,
+        suffix: Option<(String, usize)>,
     },
     Str(String),
     Num(String),
@@ -95,7 +98,12 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>> {
             let (key, end) =
                 read_quoted(&chars, i, '`').ok_or_else(|| err(pos, "unterminated backtick"))?;
             out.push(Spanned {
-                token: Token::Ident { prefix: None, key },
+                token: Token::Ident {
+                    prefix: None,
+                    key,
+                    quoted: true,
+                    suffix: None,
+                },
                 pos,
             });
             i = end;
@@ -144,10 +152,14 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>> {
             {
                 let (key, end) = read_quoted(&chars, i, q)
                     .ok_or_else(|| err(chars[i].0, "unterminated quoted key"))?;
+                let (suffix, end) = read_suffix(&chars, end)
+                    .map_err(|at| err(at, "expected a word after the dot"))?;
                 out.push(Spanned {
                     token: Token::Ident {
                         prefix: Some(prefix.to_string()),
                         key,
+                        quoted: true,
+                        suffix,
                     },
                     pos,
                 });
@@ -166,6 +178,8 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>> {
                 Some((prefix, key)) if !key.is_empty() => Token::Ident {
                     prefix: Some(prefix.to_string()),
                     key: key.to_string(),
+                    quoted: false,
+                    suffix: None,
                 },
                 Some(_) => {
                     return Err(err(
@@ -176,6 +190,8 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>> {
                 None => Token::Ident {
                     prefix: None,
                     key: word,
+                    quoted: false,
+                    suffix: None,
                 },
             };
             out.push(Spanned { token, pos });
@@ -184,6 +200,29 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>> {
         return Err(err(pos, &format!("unexpected character {c:?}")));
     }
     Ok(out)
+}
+
+/// Reads `.word` right after a quoted key at `chars[start]`, if there is a dot there. Returns
+/// the word with its position and the index past it, or the position of a dot with no word.
+#[allow(clippy::type_complexity)]
+fn read_suffix(
+    chars: &[(usize, char)],
+    start: usize,
+) -> std::result::Result<(Option<(String, usize)>, usize), usize> {
+    match chars.get(start) {
+        Some(&(dot, '.')) => {
+            let mut i = start + 1;
+            while i < chars.len() && (chars[i].1.is_ascii_alphanumeric() || chars[i].1 == '_') {
+                i += 1;
+            }
+            if i == start + 1 {
+                return Err(dot);
+            }
+            let word = chars[start + 1..i].iter().map(|&(_, c)| c).collect();
+            Ok((Some((word, chars[start + 1].0)), i))
+        }
+        _ => Ok((None, start)),
+    }
 }
 
 /// Reads a string quoted with `quote` starting at `chars[start]`; a doubled quote stands for one.

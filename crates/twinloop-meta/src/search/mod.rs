@@ -7,7 +7,9 @@ mod filter;
 mod lexer;
 mod order;
 mod page;
+mod summary;
 
 pub use filter::{Clause, Comparator, Entity, Literal, parse_filter};
 pub use order::{OrderKey, parse_order_by};
 pub use page::{decode_page_token, encode_page_token};
+pub use summary::{Summary, SummaryRef};

@@ -1,11 +1,14 @@
 use super::filter::Entity;
 use super::lexer::{Token, tokenize};
+use super::summary::{SummaryRef, resolve};
 use twinloop_core::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderKey {
     pub entity: Entity,
     pub key: String,
+    /// Set when a metric key names a summary (`metrics.loss.min`), as in [`super::Clause`].
+    pub summary: Option<SummaryRef>,
     pub ascending: bool,
 }
 
@@ -14,24 +17,35 @@ pub fn parse_order_by(text: &str, bare_is_attribute: bool) -> Result<OrderKey> {
     let err = |what: &str| Error::invalid(format!("Invalid order_by clause {text:?}: {what}"));
     let tokens = tokenize(text).map_err(|e| err(&e.message))?;
     let mut it = tokens.into_iter();
-    let (entity, key) = match it.next().map(|s| s.token) {
+    let (entity, key, quoted, suffix) = match it.next().map(|s| s.token) {
         Some(Token::Ident {
             prefix: Some(p),
             key,
+            quoted,
+            suffix,
         }) => match Entity::from_prefix(&p) {
             Some(Entity::Dataset) => return Err(err("datasets cannot be ordered by")),
-            Some(e) => (e, key),
-            None if bare_is_attribute => (Entity::Attribute, format!("{p}.{key}")),
+            Some(e) => (e, key, quoted, suffix),
+            None if bare_is_attribute => (Entity::Attribute, format!("{p}.{key}"), quoted, suffix),
             None => return Err(err(&format!("unknown entity type {p:?}"))),
         },
-        Some(Token::Ident { prefix: None, key }) if bare_is_attribute => (Entity::Attribute, key),
-        Some(Token::Ident { prefix: None, key }) => {
+        Some(Token::Ident {
+            prefix: None,
+            key,
+            quoted,
+            suffix,
+        }) if bare_is_attribute => (Entity::Attribute, key, quoted, suffix),
+        Some(Token::Ident {
+            prefix: None, key, ..
+        }) => {
             return Err(err(&format!(
                 "{key:?} needs an entity prefix (metrics., params., tags. or attributes.)"
             )));
         }
         _ => return Err(err("expected a key to order by")),
     };
+    let (key, summary) = resolve(entity, key, quoted, suffix)
+        .map_err(|(pos, what)| err(&format!("{what} (at position {pos})")))?;
     let ascending = match it.next().map(|s| s.token) {
         None => true,
         Some(Token::Word(w)) if w == "ASC" => true,
@@ -44,6 +58,7 @@ pub fn parse_order_by(text: &str, bare_is_attribute: bool) -> Result<OrderKey> {
     Ok(OrderKey {
         entity,
         key,
+        summary,
         ascending,
     })
 }
@@ -66,6 +81,26 @@ mod tests {
             (k.entity, k.key.as_str(), k.ascending),
             (Entity::Attribute, "name", false)
         );
+    }
+
+    #[test]
+    fn orders_by_metric_summaries() {
+        let k = parse_order_by("metrics.`val.acc`.min DESC", false).unwrap();
+        let summary = k.summary.unwrap();
+        assert_eq!(
+            (
+                summary.summary,
+                summary.key.as_str(),
+                summary.or_literal,
+                k.ascending
+            ),
+            (crate::search::Summary::Min, "val.acc", None, false)
+        );
+        let k = parse_order_by("metrics.loss.count", false).unwrap();
+        assert_eq!(k.summary.unwrap().or_literal.as_deref(), Some("loss.count"));
+        let e = parse_order_by("metrics.`loss`.median", false).unwrap_err();
+        assert!(e.message.contains("position 15"), "{}", e.message);
+        assert!(parse_order_by("params.`p`.max", false).is_err());
     }
 
     #[test]

@@ -341,6 +341,14 @@ impl LoggedModelStore for SqlStore {
                     }
                 }
                 Entity::Metric => {
+                    // The unquoted form keeps MLflow's meaning here: the literal key.
+                    if clause
+                        .summary
+                        .as_ref()
+                        .is_some_and(|s| s.or_literal.is_none())
+                    {
+                        return Err(clause.invalid("metric summaries can be searched on runs only"));
+                    }
                     latest_metric_sql(&mut sql, &clause.key, None);
                     sql.push(" IS NOT NULL AND ");
                     latest_metric_sql(&mut sql, &clause.key, None);

@@ -13,6 +13,7 @@ mod documents;
 mod experiments;
 mod features;
 mod filter;
+mod keys;
 mod lineage;
 mod logged_models;
 mod monitors;
@@ -20,8 +21,10 @@ mod pairs;
 mod pipelines;
 mod query;
 mod registry;
+mod run_columns;
 mod run_search;
 mod runs;
+mod summaries;
 mod uri;
 mod webhooks;
 
@@ -33,6 +36,8 @@ use tokio::sync::broadcast;
 use twinloop_core::registry::RegistryEvent;
 use twinloop_core::{Error, Result};
 
+pub use keys::MAX_KEY_LIMIT;
+pub use summaries::{MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS};
 pub use uri::StoreUri;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

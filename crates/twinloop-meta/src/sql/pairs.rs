@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 use twinloop_core::Result;
 use twinloop_core::tracking::Tag;
 
-use super::query::{Arg, MAX_ARGS, Sql, backend_of, chunks_for};
+use super::query::{Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for};
 
 /// What happens when a key is written again.
 #[derive(Clone, Copy)]
@@ -93,6 +93,40 @@ impl PairTable {
             sql.execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// Inserts the pairs whose key the owner does not have yet, leaving the others as they are;
+    /// returns the keys inserted (under concurrency, exactly one writer of a new key sees it).
+    pub async fn insert_new(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        owner: impl Into<Owner>,
+        pairs: &[Tag],
+    ) -> Result<Vec<String>> {
+        let Owner(owner) = owner.into();
+        let columns = self.owner_columns.join(", ");
+        let mut inserted = Vec::new();
+        for chunk in chunks_for(pairs, owner.len() + 2, MAX_ARGS) {
+            let mut sql = Sql::new(
+                backend_of(tx),
+                &format!("INSERT INTO {} ({columns}, key, value) VALUES ", self.table),
+            );
+            for (i, pair) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                let values = owner
+                    .iter()
+                    .cloned()
+                    .chain([Arg::from(&pair.key), Arg::from(&pair.value)]);
+                sql.tuple(values);
+            }
+            sql.push(" ON CONFLICT DO NOTHING RETURNING key");
+            for row in sql.fetch_all(&mut **tx).await? {
+                inserted.push(row.text(0)?);
+            }
+        }
+        Ok(inserted)
     }
 
     /// Deletes one key; returns whether it existed.

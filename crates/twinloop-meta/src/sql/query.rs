@@ -19,6 +19,7 @@ pub(crate) enum Arg {
     Int(i64),
     OptText(Option<String>),
     OptInt(Option<i64>),
+    OptFloat(Option<f64>),
 }
 
 impl From<&str> for Arg {
@@ -54,6 +55,11 @@ impl From<Option<String>> for Arg {
 impl From<Option<i64>> for Arg {
     fn from(v: Option<i64>) -> Arg {
         Arg::OptInt(v)
+    }
+}
+impl From<Option<f64>> for Arg {
+    fn from(v: Option<f64>) -> Arg {
+        Arg::OptFloat(v)
     }
 }
 
@@ -143,6 +149,7 @@ impl Sql {
                 Arg::Int(v) => q.bind(*v),
                 Arg::OptText(v) => q.bind(v.clone()),
                 Arg::OptInt(v) => q.bind(*v),
+                Arg::OptFloat(v) => q.bind(*v),
             };
         }
         q
@@ -233,6 +240,7 @@ pub(crate) trait RowExt {
     fn int(&self, idx: usize) -> Result<i64>;
     fn opt_int(&self, idx: usize) -> Result<Option<i64>>;
     fn float(&self, idx: usize) -> Result<f64>;
+    fn opt_float(&self, idx: usize) -> Result<Option<f64>>;
 }
 
 /// The same typed access for every row type a query can return.
@@ -252,6 +260,9 @@ macro_rules! impl_row_ext {
                 self.try_get(idx).map_err(db_err)
             }
             fn float(&self, idx: usize) -> Result<f64> {
+                self.try_get(idx).map_err(db_err)
+            }
+            fn opt_float(&self, idx: usize) -> Result<Option<f64>> {
                 self.try_get(idx).map_err(db_err)
             }
         }
@@ -304,6 +315,7 @@ impl Sql {
                         Arg::Int(v) => q.bind(*v),
                         Arg::OptText(v) => q.bind(v.clone()),
                         Arg::OptInt(v) => q.bind(*v),
+                        Arg::OptFloat(v) => q.bind(*v),
                     };
                 }
                 Ok(Rows::Sqlite(q.fetch_all(pool).await.map_err(db_err)?))

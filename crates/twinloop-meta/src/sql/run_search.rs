@@ -6,7 +6,9 @@ use twinloop_core::{Error, Result};
 use super::experiments::parse_experiment_id;
 use super::filter::{lookup, numeric_comparison, string_comparison};
 use super::query::{Sql, Window};
-use crate::search::{Clause, Comparator, Entity, parse_filter, parse_order_by};
+use crate::search::{
+    Clause, Comparator, Entity, OrderKey, Summary, SummaryRef, parse_filter, parse_order_by,
+};
 use crate::store::RunQuery;
 
 const STRING_ATTRIBUTES: &[(&str, &str)] = &[
@@ -25,17 +27,136 @@ const NUMERIC_ATTRIBUTES: &[(&str, &str)] = &[
     ("Created", "r.start_time"),
 ];
 
-fn run_clause(sql: &mut Sql, clause: &Clause) -> Result<()> {
-    match clause.entity {
-        Entity::Metric => {
-            sql.push(
-                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ",
-            )
-            .arg(&clause.key)
-            .push(" AND m.is_nan = 0 AND ");
-            numeric_comparison(sql, "m.value", clause, false)?;
-            sql.push(")");
+/// The column of `latest_metrics` (aliased `alias`) that holds `summary`.
+fn summary_column(alias: &str, summary: Summary) -> String {
+    let column = match summary {
+        Summary::Min => "min_value",
+        Summary::Max => "max_value",
+        Summary::Count => "value_count",
+        Summary::Last => "value",
+    };
+    format!("{alias}.{column}")
+}
+
+/// `EXISTS` a metric row of the run whose `summary` of `key` satisfies the clause. A NaN last
+/// value matches no comparison, as MLflow's; min and max are NULL (matching nothing) only while
+/// every point is NaN.
+fn metric_exists(sql: &mut Sql, key: &str, summary: Summary, clause: &Clause) -> Result<()> {
+    sql.push("EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ")
+        .arg(key)
+        .push(" AND ");
+    if summary == Summary::Last {
+        sql.push("m.is_nan = 0 AND ");
+    }
+    numeric_comparison(sql, &summary_column("m", summary), clause, false)?;
+    sql.push(")");
+    Ok(())
+}
+
+/// Whether a run of the searched experiments has logged the metric `key` (see
+/// `search::summary` for why an unquoted `metrics.a.min` asks).
+fn literal_key_exists(sql: &mut Sql, experiment_ids: &[i64], key: &str) {
+    sql.push("EXISTS (SELECT 1 FROM experiment_keys ek WHERE ek.experiment_id IN ")
+        .arg_list(experiment_ids)
+        .push(" AND ek.kind = 'metric' AND ek.key = ")
+        .arg(key)
+        .push(" AND ek.runs > 0)");
+}
+
+fn metric_clause(sql: &mut Sql, clause: &Clause, experiment_ids: &[i64]) -> Result<()> {
+    match &clause.summary {
+        None => metric_exists(sql, &clause.key, Summary::Last, clause),
+        Some(SummaryRef {
+            summary,
+            key,
+            or_literal: None,
+        }) => metric_exists(sql, key, *summary, clause),
+        Some(SummaryRef {
+            summary,
+            key,
+            or_literal: Some(literal),
+        }) => {
+            sql.push("((");
+            literal_key_exists(sql, experiment_ids, literal);
+            sql.push(" AND ");
+            metric_exists(sql, literal, Summary::Last, clause)?;
+            sql.push(") OR (NOT ");
+            literal_key_exists(sql, experiment_ids, literal);
+            sql.push(" AND ");
+            metric_exists(sql, key, *summary, clause)?;
+            sql.push("))");
+            Ok(())
         }
+    }
+}
+
+/// Joins what order key `i` sorts on and returns its terms: where a missing value (and a NaN or
+/// all-NaN one) goes, then the value. NaN sorts after every number, a missing value after NaN.
+fn metric_order(sql: &mut Sql, i: usize, order: &OrderKey, experiment_ids: &[i64]) -> Vec<String> {
+    let join = |sql: &mut Sql, alias: &str, key: &str| {
+        sql.push(&format!(
+            " LEFT JOIN latest_metrics {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = "
+        ))
+        .arg(key);
+    };
+    // (column, its "not a number" test) of the summary read from `alias`.
+    let target = |alias: &str, summary: Summary| match summary {
+        Summary::Last => (format!("{alias}.value"), format!("{alias}.is_nan = 1")),
+        other => {
+            let column = summary_column(alias, other);
+            let nan = format!("{column} IS NULL");
+            (column, nan)
+        }
+    };
+    let o = format!("o{i}");
+    let (column, nan, present) = match &order.summary {
+        None => {
+            join(sql, &o, &order.key);
+            let (column, nan) = target(&o, Summary::Last);
+            (column, nan, format!("{o}.key IS NOT NULL"))
+        }
+        Some(SummaryRef {
+            summary,
+            key,
+            or_literal: None,
+        }) => {
+            join(sql, &o, key);
+            let (column, nan) = target(&o, *summary);
+            (column, nan, format!("{o}.key IS NOT NULL"))
+        }
+        Some(SummaryRef {
+            summary,
+            key,
+            or_literal: Some(literal),
+        }) => {
+            // Both readings are joined; a one-row flag says which one this search means.
+            let (l, k) = (format!("l{i}"), format!("k{i}"));
+            sql.push(" CROSS JOIN (SELECT CASE WHEN ");
+            literal_key_exists(sql, experiment_ids, literal);
+            sql.push(&format!(" THEN 1 ELSE 0 END AS literal) {k}"));
+            join(sql, &l, literal);
+            join(sql, &o, key);
+            let (lit_column, lit_nan) = target(&l, Summary::Last);
+            let (column, nan) = target(&o, *summary);
+            (
+                format!("CASE WHEN {k}.literal = 1 THEN {lit_column} ELSE {column} END"),
+                format!("CASE WHEN {k}.literal = 1 THEN {lit_nan} ELSE {nan} END"),
+                format!(
+                    "CASE WHEN {k}.literal = 1 THEN {l}.key IS NOT NULL ELSE {o}.key IS NOT NULL END"
+                ),
+            )
+        }
+    };
+    let dir = if order.ascending { "ASC" } else { "DESC" };
+    vec![
+        format!("CASE WHEN NOT ({present}) THEN 2 WHEN {nan} THEN 1 ELSE 0 END ASC"),
+        format!("{column} {dir}"),
+    ]
+}
+
+fn run_clause(sql: &mut Sql, clause: &Clause, experiment_ids: &[i64]) -> Result<()> {
+    match clause.entity {
+        Entity::Metric => metric_clause(sql, clause, experiment_ids)?,
         Entity::Param | Entity::Tag => {
             if matches!(clause.comparator, Comparator::In | Comparator::NotIn) {
                 return Err(clause.invalid("IN and NOT IN are only supported on string attributes such as attributes.run_id"));
@@ -114,26 +235,23 @@ pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Wind
     for (i, order) in orders.iter().enumerate() {
         let dir = if order.ascending { "ASC" } else { "DESC" };
         let column = match order.entity {
-            Entity::Metric | Entity::Param | Entity::Tag => {
-                let table = match order.entity {
-                    Entity::Metric => "latest_metrics",
-                    Entity::Param => "params",
-                    _ => "tags",
+            Entity::Metric => {
+                order_terms.extend(metric_order(&mut sql, i, order, &experiment_ids));
+                continue;
+            }
+            Entity::Param | Entity::Tag => {
+                let table = if order.entity == Entity::Param {
+                    "params"
+                } else {
+                    "tags"
                 };
                 sql.push(&format!(
                     " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
                 ))
                 .arg(&order.key);
-                if order.entity == Entity::Metric {
-                    // NaN sorts after every number, and a missing value after NaN.
-                    order_terms.push(format!(
-                            "CASE WHEN o{i}.value IS NULL THEN 2 WHEN o{i}.is_nan = 1 THEN 1 ELSE 0 END ASC"
-                        ));
-                } else {
-                    order_terms.push(format!(
-                        "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC"
-                    ));
-                }
+                order_terms.push(format!(
+                    "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC"
+                ));
                 format!("o{i}.value")
             }
             Entity::Attribute => {
@@ -159,7 +277,7 @@ pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Wind
         .arg_list(q.view_type.stages());
     for clause in &clauses {
         sql.push(" AND ");
-        run_clause(&mut sql, clause)?;
+        run_clause(&mut sql, clause, &experiment_ids)?;
     }
     order_terms.push("r.start_time DESC".into());
     order_terms.push("r.run_uuid ASC".into());

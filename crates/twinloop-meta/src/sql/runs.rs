@@ -5,6 +5,7 @@ use sqlx::Any;
 use sqlx::Transaction;
 use twinloop_core::ids::{is_run_id, new_run_id, random_run_name};
 use twinloop_core::lineage::{EventKind, NewNode, NodeKind};
+use twinloop_core::run_columns::KeyKind;
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::*;
 use twinloop_core::{Error, Result};
@@ -16,7 +17,7 @@ use super::query::{
     Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
 };
 use super::run_search;
-use super::{SqlStore, db_err};
+use super::{SqlStore, db_err, keys, summaries};
 use crate::search::{decode_page_token, encode_page_token};
 use crate::store::{RunQuery, RunStore};
 use crate::validation::{validate_batch, validate_key, validate_tag};
@@ -71,9 +72,11 @@ async fn require_active_run(tx: &mut Transaction<'_, Any>, run_id: &str) -> Resu
 
 /// Writes run tags; `mlflow.runName` also renames the run, as in MLflow.
 async fn upsert_tags(tx: &mut Transaction<'_, Any>, run_id: &str, tags: &[Tag]) -> Result<()> {
+    let new_keys = RUN_TAGS.insert_new(tx, run_id, tags).await?;
     RUN_TAGS
         .write(tx, run_id, tags, OnConflict::Overwrite)
         .await?;
+    keys::count_new(tx, run_id, KeyKind::Tag, &new_keys).await?;
     if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
         let mut sql = Sql::new(backend_of(tx), "UPDATE runs SET name = ");
         sql.arg(&name.value).push(" WHERE run_uuid = ").arg(run_id);
@@ -92,9 +95,8 @@ async fn insert_params(
     if params.is_empty() {
         return Ok(());
     }
-    RUN_PARAMS
-        .write(tx, run_id, params, OnConflict::Keep)
-        .await?;
+    let new_keys = RUN_PARAMS.insert_new(tx, run_id, params).await?;
+    keys::count_new(tx, run_id, KeyKind::Param, &new_keys).await?;
     let keys: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
     let mut check = Sql::new(
         backend_of(tx),
@@ -118,11 +120,6 @@ async fn insert_params(
     Ok(())
 }
 
-/// Orders two metric points the way MLflow picks the latest: step, then timestamp.
-fn is_newer(a: &Metric, b: &Metric) -> bool {
-    (a.step, a.timestamp) >= (b.step, b.timestamp)
-}
-
 async fn insert_metrics(
     tx: &mut Transaction<'_, Any>,
     run_id: &str,
@@ -131,38 +128,22 @@ async fn insert_metrics(
     if metrics.is_empty() {
         return Ok(());
     }
+    // The points the insert adds, per key: a point stored before (a retried batch) is not
+    // counted again in the summaries.
+    let mut stored: HashMap<String, i64> = HashMap::new();
     for chunk in chunks_for(metrics, 6, MAX_ARGS) {
         let mut sql = Sql::new(
             backend_of(tx),
             "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
         );
         push_metric_rows(&mut sql, run_id, chunk);
-        sql.push(" ON CONFLICT DO NOTHING");
-        sql.execute(&mut **tx).await?;
-    }
-    let mut latest: Vec<&Metric> = Vec::new();
-    for m in metrics {
-        match latest.iter_mut().find(|l| l.key == m.key) {
-            Some(l) if is_newer(m, l) => *l = m,
-            Some(_) => {}
-            None => latest.push(m),
+        sql.push(" ON CONFLICT DO NOTHING RETURNING key");
+        for row in sql.fetch_all(&mut **tx).await? {
+            *stored.entry(row.text(0)?).or_default() += 1;
         }
     }
-    let latest: Vec<Metric> = latest.into_iter().cloned().collect();
-    for chunk in chunks_for(&latest, 6, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
-        );
-        push_metric_rows(&mut sql, run_id, chunk);
-        sql.push(
-            " ON CONFLICT (run_uuid, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
-             value = excluded.value, is_nan = excluded.is_nan \
-             WHERE excluded.step > latest_metrics.step \
-             OR (excluded.step = latest_metrics.step AND excluded.timestamp >= latest_metrics.timestamp)",
-        );
-        sql.execute(&mut **tx).await?;
-    }
+    let new_keys = summaries::record(tx, run_id, metrics, &stored).await?;
+    keys::count_new(tx, run_id, KeyKind::Metric, &new_keys).await?;
     let linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in linked.chunks(MAX_ARGS / 9) {
         let mut sql = Sql::new(
@@ -493,6 +474,7 @@ impl RunStore for SqlStore {
                 "No tag with name: {key} in run with id {run_id}"
             )));
         }
+        keys::uncount(&mut tx, run_id, KeyKind::Tag, key).await?;
         tx.commit().await.map_err(db_err)
     }
 

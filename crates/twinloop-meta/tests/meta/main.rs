@@ -9,5 +9,6 @@ mod features_suite;
 mod monitors_suite;
 mod pipelines;
 mod registry_suite;
+mod run_columns;
 mod schema_agreement;
 mod store_suite;
