@@ -11,6 +11,7 @@ pub mod lineage;
 pub mod monitors;
 pub mod pipelines;
 pub mod run_columns;
+pub mod series;
 pub mod webhooks;
 
 /// `{}`: the answer of calls that only succeed or fail (deletes, lineage events), and the body

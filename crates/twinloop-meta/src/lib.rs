@@ -5,8 +5,10 @@
 //! Search strings are parsed in [`search`] and evaluated in SQL. A caller that holds one store for
 //! every area passes it around as a [`StoreHandle`] (`Arc<dyn MetaStore>`).
 
+pub mod history;
 pub mod pipelines;
 pub mod search;
+pub mod series;
 mod sql;
 mod store;
 pub mod validation;

@@ -18,6 +18,9 @@ use twinloop_core::tracking::{
     NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
 };
 
+use crate::history::MetricHistory;
+use crate::series::{Series, SeriesQuery};
+
 #[derive(Debug, Clone)]
 pub struct ExperimentQuery {
     pub filter: Option<String>,
@@ -123,6 +126,18 @@ pub trait RunStore: Send + Sync {
         max_results: Option<i64>,
         page_token: Option<&str>,
     ) -> Result<Page<Metric>>;
+    /// The same page of a metric's history, handed over in chunks as it is read, so that a
+    /// million points are never held at once.
+    async fn stream_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<MetricHistory>;
+    /// One metric of up to 1,000 runs over an x range, downsampled into at most
+    /// `query.buckets` buckets per run, or every point when there are no more than that.
+    async fn metric_series(&self, query: &SeriesQuery) -> Result<Series>;
     async fn search_runs(&self, query: &RunQuery) -> Result<Page<Run>>;
 }
 

@@ -1,9 +1,11 @@
 //! A small SQL text builder that adds a placeholder per bound value, so dynamic queries
 //! (search filters, multi-row inserts) stay parameterised.
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Any, Row};
 use twinloop_core::Result;
 
@@ -306,21 +308,46 @@ impl Sql {
     pub async fn read(&self, reader: &Reader) -> Result<Rows> {
         match reader {
             Reader::Any(pool) => Ok(Rows::Any(self.fetch_all(pool).await?)),
-            Reader::Sqlite(pool) => {
-                let mut q = sqlx::query::<sqlx::Sqlite>(&self.text);
-                for arg in &self.args {
-                    q = match arg {
-                        Arg::Text(s) => q.bind(s.clone()),
-                        Arg::Float(v) => q.bind(*v),
-                        Arg::Int(v) => q.bind(*v),
-                        Arg::OptText(v) => q.bind(v.clone()),
-                        Arg::OptInt(v) => q.bind(*v),
-                        Arg::OptFloat(v) => q.bind(*v),
-                    };
-                }
-                Ok(Rows::Sqlite(q.fetch_all(pool).await.map_err(db_err)?))
-            }
+            Reader::Sqlite(pool) => Ok(Rows::Sqlite(
+                self.sqlite_query().fetch_all(pool).await.map_err(db_err)?,
+            )),
         }
+    }
+
+    /// Runs a read-only query on `reader` and decodes each row as it arrives, for reads too
+    /// large to hold at once: the driver buffers a bounded number of rows ahead of the reader.
+    pub fn stream<'a, T: Send + 'a>(
+        &'a self,
+        reader: &'a Reader,
+        decode: impl Fn(&dyn RowExt) -> Result<T> + Send + 'a,
+    ) -> BoxStream<'a, Result<T>> {
+        match reader {
+            Reader::Any(pool) => self
+                .query()
+                .fetch(pool)
+                .map(move |row| decode(&row.map_err(db_err)?))
+                .boxed(),
+            Reader::Sqlite(pool) => self
+                .sqlite_query()
+                .fetch(pool)
+                .map(move |row| decode(&row.map_err(db_err)?))
+                .boxed(),
+        }
+    }
+
+    fn sqlite_query(&self) -> Query<'_, sqlx::Sqlite, SqliteArguments<'_>> {
+        let mut q = sqlx::query::<sqlx::Sqlite>(&self.text);
+        for arg in &self.args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Float(v) => q.bind(*v),
+                Arg::Int(v) => q.bind(*v),
+                Arg::OptText(v) => q.bind(v.clone()),
+                Arg::OptInt(v) => q.bind(*v),
+                Arg::OptFloat(v) => q.bind(*v),
+            };
+        }
+        q
     }
 }
 

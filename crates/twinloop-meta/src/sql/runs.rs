@@ -17,10 +17,11 @@ use super::query::{
     Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
 };
 use super::run_search;
-use super::{SqlStore, db_err, keys, summaries};
-use crate::search::{decode_page_token, encode_page_token};
+use super::{SqlStore, db_err, keys, rollups, summaries};
+use crate::history::MetricHistory;
+use crate::series::{Series, SeriesQuery};
 use crate::store::{RunQuery, RunStore};
-use crate::validation::{validate_batch, validate_key, validate_tag};
+use crate::validation::{validate_batch, validate_tag};
 
 pub(super) const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
 
@@ -131,19 +132,22 @@ async fn insert_metrics(
     // The points the insert adds, per key: a point stored before (a retried batch) is not
     // counted again in the summaries.
     let mut stored: HashMap<String, i64> = HashMap::new();
+    let mut inserted: Vec<Metric> = Vec::new();
     for chunk in chunks_for(metrics, 6, MAX_ARGS) {
         let mut sql = Sql::new(
             backend_of(tx),
             "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
         );
         push_metric_rows(&mut sql, run_id, chunk);
-        sql.push(" ON CONFLICT DO NOTHING RETURNING key");
+        sql.push(" ON CONFLICT DO NOTHING RETURNING key, step, timestamp, value, is_nan");
         for row in sql.fetch_all(&mut **tx).await? {
             *stored.entry(row.text(0)?).or_default() += 1;
+            inserted.push(rollups::inserted_point(&row)?);
         }
     }
     let new_keys = summaries::record(tx, run_id, metrics, &stored).await?;
     keys::count_new(tx, run_id, KeyKind::Metric, &new_keys).await?;
+    rollups::record(tx, run_id, &inserted).await?;
     let linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
     for chunk in linked.chunks(MAX_ARGS / 9) {
         let mut sql = Sql::new(
@@ -602,50 +606,23 @@ impl RunStore for SqlStore {
         max_results: Option<i64>,
         page_token: Option<&str>,
     ) -> Result<Page<Metric>> {
-        validate_key("metric", key)?;
-        let limit = match max_results {
-            Some(n) => Some(crate::validation::validate_max_results(n)?),
-            None => None,
-        };
-        let offset = decode_page_token(page_token)?;
-        // The history of a run that does not exist is empty, as MLflow answers it.
-        if !is_run_id(run_id) {
-            return Ok(Page {
-                items: Vec::new(),
-                next_page_token: None,
-            });
-        }
-        let mut sql =
-            self.sql("SELECT value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
-        sql.arg(run_id)
-            .push(" AND key = ")
-            .arg(key)
-            .push(" ORDER BY timestamp, step, value");
-        // Without max_results every point comes back; LIMIT is still needed before OFFSET.
-        let sql_limit = limit.map(|l| (l + 1) as i64).unwrap_or(i64::MAX);
-        sql.push(" LIMIT ")
-            .arg(sql_limit)
-            .push(" OFFSET ")
-            .arg(offset as i64);
-        let mut items = sql.read(&self.bulk_reader).await?.decode(|r| {
-            Ok(Metric::new(
-                key,
-                decode_metric_value(r.float(0)?, r.int(1)?),
-                r.int(2)?,
-                r.int(3)?,
-            ))
-        })?;
-        let next_page_token = match limit {
-            Some(limit) if items.len() as u64 > limit => {
-                items.truncate(limit as usize);
-                Some(encode_page_token(offset + limit))
-            }
-            _ => None,
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        self.metric_history(run_id, key, max_results, page_token)?
+            .collect()
+            .await
+    }
+
+    async fn stream_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<MetricHistory> {
+        self.metric_history(run_id, key, max_results, page_token)
+    }
+
+    async fn metric_series(&self, query: &SeriesQuery) -> Result<Series> {
+        self.downsample(query).await
     }
 
     async fn search_runs(&self, q: &RunQuery) -> Result<Page<Run>> {

@@ -11,4 +11,5 @@ mod pipelines;
 mod registry_suite;
 mod run_columns;
 mod schema_agreement;
+mod series_suite;
 mod store_suite;
