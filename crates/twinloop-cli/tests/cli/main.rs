@@ -19,5 +19,6 @@ mod pipeline_server;
 mod predlog_flush;
 mod quickstart;
 mod registry_cli;
+mod run_columns;
 mod serve;
 mod webhooks;

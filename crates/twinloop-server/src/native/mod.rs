@@ -11,6 +11,7 @@ mod lineage;
 #[cfg(feature = "serving")]
 mod monitors;
 mod pipelines;
+mod run_columns;
 mod webhooks;
 
 pub use events::event_json;
@@ -49,6 +50,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/lineage/memberships", post(lineage::put_membership))
         .route("/lineage/nodes/{*key}", get(lineage::get_node))
         .route("/lineage/graph", get(lineage::graph))
+        .route("/experiments/{id}/keys", get(run_columns::keys))
+        .route("/metrics/summaries", get(run_columns::summaries))
         .route("/pipelines", post(pipelines::apply).get(pipelines::list))
         .route("/pipelines/events", get(pipelines::events))
         .route("/pipelines/{name}", get(pipelines::get))
