@@ -1,6 +1,7 @@
-//! `twinloop pipeline …`: validate, plan and run pipeline files with the local engine of
-//! `twinloop_pipelines`, and manage its cache. Exit codes follow the design: 0 succeeded,
-//! 1 failed or canceled, 2 invalid spec or usage.
+//! `twinloop pipeline …`: validate, plan and run pipeline files with the engine of
+//! `twinloop_pipelines`, and manage its cache. A step's `executor:` names one of the repository's
+//! `twinloop.yaml` executors, built here with `twinloop_executors` and handed to the engine.
+//! Exit codes follow the design: 0 succeeded, 1 failed or canceled, 2 invalid spec or usage.
 
 mod apply;
 mod bless;
@@ -15,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use twinloop_pipelines::config::RepoConfig;
+use twinloop_pipelines::exec::executor::Executors;
 use twinloop_pipelines::exec::{Event, Events, RunOptions, RunReport};
 use twinloop_pipelines::plan::{Decision, PlanOptions};
 use twinloop_pipelines::spec::{Pipeline, parse_param_override};
 use twinloop_pipelines::state::{RunStatus, StepState};
-use twinloop_pipelines::{Error, spec};
+use twinloop_pipelines::{Error, Invalid, spec};
 
 use crate::output::outln;
 
@@ -177,10 +180,10 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
         }
     };
     match args.command {
-        PipelineCommand::Validate { files } => validate(&files),
-        PipelineCommand::Plan { file, cache } => load(&file).map_or_else(
+        PipelineCommand::Validate { files } => validate(&files, &args.repo),
+        PipelineCommand::Plan { file, cache } => load(&file, &args.repo).map_or_else(
             |code| code,
-            |pipeline| plan(&pipeline, &cache, args.repo, home),
+            |(pipeline, _)| plan(&pipeline, &cache, args.repo, home),
         ),
         PipelineCommand::Run {
             file,
@@ -189,17 +192,22 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
             json,
             store,
             server,
-        } => load(&file).map_or_else(
+        } => load(&file, &args.repo).map_or_else(
             |code| code,
-            |pipeline| {
+            |(pipeline, config)| {
                 if let Some(server) = server {
                     return on_server(&file, &args.repo, &cache, &server);
                 }
+                let executors = match twinloop_executors::config::build_all(&config) {
+                    Ok(executors) => executors,
+                    Err(problems) => return fail(&Error::Invalid(Invalid(problems))),
+                };
                 let target = Target {
                     repo: args.repo,
                     home,
                     max_parallel,
                     json,
+                    executors,
                 };
                 execute(&pipeline, &cache, &store, target)
             },
@@ -218,8 +226,21 @@ pub fn run(mut args: PipelineArgs) -> ExitCode {
     }
 }
 
-fn load(file: &Path) -> Result<Pipeline, ExitCode> {
-    spec::load(file).map_err(|e| fail(&e))
+/// The pipeline of `file`, its executors checked against the repository's `twinloop.yaml`, and
+/// that configuration.
+fn load(file: &Path, repo: &Path) -> Result<(Pipeline, RepoConfig), ExitCode> {
+    load_checked(file, repo).map_err(|e| fail(&e))
+}
+
+fn load_checked(file: &Path, repo: &Path) -> Result<(Pipeline, RepoConfig), Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+        path: file.to_owned(),
+        source,
+    })?;
+    let pipeline = spec::parse(&file.display().to_string(), &text)?;
+    let config = RepoConfig::load(repo)?;
+    spec::check_executors(&pipeline, &text, &config.names())?;
+    Ok((pipeline, config))
 }
 
 /// Prints the error; invalid files and bad arguments exit 2, anything else 1.
@@ -251,6 +272,15 @@ fn fail(error: &Error) -> ExitCode {
             );
             ExitCode::from(INVALID)
         }
+        Error::Executors(_) => {
+            eprintln!("error: {error}");
+            ExitCode::from(INVALID)
+        }
+        Error::UnknownExecutor { .. } => {
+            eprintln!("error: {error}");
+            eprintln!("hint: declare it under executors: in the repository's twinloop.yaml");
+            ExitCode::from(INVALID)
+        }
         Error::UnknownKey(_) => {
             eprintln!("error: {error}");
             eprintln!("hint: `twinloop pipeline cache ls` lists the keys");
@@ -271,11 +301,11 @@ fn fail(error: &Error) -> ExitCode {
     }
 }
 
-fn validate(files: &[PathBuf]) -> ExitCode {
+fn validate(files: &[PathBuf], repo: &Path) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     for file in files {
-        let pipeline = match spec::load(file) {
-            Ok(p) => p,
+        let pipeline = match load_checked(file, repo) {
+            Ok((p, _)) => p,
             Err(e) => {
                 code = fail(&e);
                 continue;
@@ -353,6 +383,7 @@ struct Target {
     home: PathBuf,
     max_parallel: Option<usize>,
     json: bool,
+    executors: Executors,
 }
 
 fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Target) -> ExitCode {
@@ -361,8 +392,10 @@ fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Ta
         home,
         max_parallel,
         json,
+        executors,
     } = target;
     let mut options = RunOptions::new(repo, home);
+    options.executors = executors;
     match cache.params() {
         Ok(params) => options.params = params,
         Err(e) => return fail(&e),

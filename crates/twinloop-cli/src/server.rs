@@ -230,6 +230,8 @@ impl Running {
         );
         let config = twinloop_pipelines::schedule::Config {
             services: Some(services),
+            // Each run's executors come from its repository's twinloop.yaml.
+            executors: Some(Arc::new(twinloop_executors::config::build_all)),
             ..twinloop_pipelines::schedule::Config::default()
         };
         let pipelines = twinloop_pipelines::schedule::Scheduler::start(store.clone(), config)

@@ -1,18 +1,18 @@
-//! Executors beyond the local machine. The pipeline engine runs one step attempt through an
-//! [`Executor`]: it builds an [`AttemptSpec`] (what to run, where its inputs and outputs are,
-//! how much CPU and memory it gets), `start`s it, `wait`s for its [`Outcome`], `cancel`s it on
-//! a timeout or a cancel, reads its `logs`, and after a restart `reattach`es by the external id
-//! it recorded. [`k8s`] runs an attempt as a Kubernetes Job, [`ray`] as a Ray job, both through
-//! their REST APIs; [`render`] prints the Jobs a pipeline would create without running anything.
+//! Executors beyond the local machine: the implementations of the pipeline engine's
+//! [`Executor`] trait (defined in `twinloop_pipelines::exec::executor`, beside the engine that
+//! calls it). The engine builds an [`AttemptSpec`] per attempt of a step whose `executor:` names
+//! one of `twinloop.yaml`'s executors, `start`s it, `wait`s for its [`Outcome`], `cancel`s it on a
+//! timeout or a cancel, reads its `logs`, and after a restart `reattach`es by the external id it
+//! recorded. [`k8s`] runs an attempt as a Kubernetes Job, [`ray`] as a Ray job, both through
+//! their REST APIs; [`config`] builds them from `twinloop.yaml`'s settings; [`render`] prints the
+//! Jobs a pipeline would create without running anything.
 
-pub mod attempt;
-pub mod error;
-pub mod executor;
+pub mod config;
 pub mod k8s;
-mod quantity;
 pub mod ray;
 pub mod render;
 
-pub use attempt::{AttemptSpec, Resources};
-pub use error::ExecutorError;
-pub use executor::{Executor, Handle, Outcome};
+pub use twinloop_pipelines::exec::executor::{
+    AttemptSpec, Cpu, Executor, ExecutorError, Executors, Handle, MAX_FAILED_POLLS, Memory,
+    Outcome, Resources,
+};

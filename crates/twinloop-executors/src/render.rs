@@ -2,19 +2,22 @@
 //! document per `run:` step, without running or contacting anything. Values known only while
 //! running (upstream `value` outputs, step states) stay as their `${{ … }}` source.
 //!
-//! The pipeline loader refuses `resources:` and `executor:` until the engine runs remote
-//! steps, so render reads them itself and loads the pipeline without them.
+//! The pipeline loader refuses `resources:` (not honoured by any executor yet), and checks an
+//! `executor:` name against the repository's `twinloop.yaml`, which a render needs no access to:
+//! render reads both keys itself and loads the pipeline without them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use twinloop_pipelines::Invalid;
+use twinloop_pipelines::exec::env_name;
 use twinloop_pipelines::expr::{Ref, Scope, to_text};
 use twinloop_pipelines::spec::{self, Pipeline, Step};
 
-use crate::attempt::{AttemptSpec, Resources, env_name};
 use crate::k8s::manifest::{JobTemplate, WORK_DIR, job};
+use crate::{AttemptSpec, Resources};
 
 /// What a render needs beside the file.
 #[derive(Debug, Clone)]
@@ -132,6 +135,7 @@ fn attempt(
         run_id: run_id.to_owned(),
         pipeline: pipeline.name.clone(),
         step: step.id.clone(),
+        item: None,
         attempt: 1,
         command: step.run.render(&scope),
         env,
@@ -143,6 +147,9 @@ fn attempt(
         repo: ".".into(),
         code: Vec::new(),
         labels: BTreeMap::new(),
+        workdir: None,
+        launcher: None,
+        grace: Duration::from_secs(10),
     }
 }
 

@@ -212,6 +212,7 @@ fn spec(step: &str, attempt: u32) -> AttemptSpec {
         run_id: RUN.into(),
         pipeline: "fraud-train".into(),
         step: step.into(),
+        item: None,
         attempt,
         command: "python src/train.py --lr 0.1".into(),
         env: BTreeMap::from([("TWINLOOP_PARAM_LR".into(), "0.1".into())]),
@@ -226,6 +227,9 @@ fn spec(step: &str, attempt: u32) -> AttemptSpec {
         repo: ".".into(),
         code: Vec::new(),
         labels: BTreeMap::new(),
+        workdir: None,
+        launcher: None,
+        grace: Duration::from_secs(10),
     }
 }
 

@@ -192,6 +192,7 @@ fn spec(repo: &std::path::Path, step: &str, attempt: u32) -> AttemptSpec {
         run_id: RUN.into(),
         pipeline: "fraud-train".into(),
         step: step.into(),
+        item: None,
         attempt,
         command: "python src/train.py".into(),
         env: BTreeMap::from([("MLFLOW_RUN_ID".into(), "abc".into())]),
@@ -206,6 +207,9 @@ fn spec(repo: &std::path::Path, step: &str, attempt: u32) -> AttemptSpec {
         repo: repo.to_owned(),
         code: vec!["src/train.py".into()],
         labels: BTreeMap::new(),
+        workdir: None,
+        launcher: None,
+        grace: Duration::from_secs(10),
     }
 }
 

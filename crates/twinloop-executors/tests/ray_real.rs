@@ -23,6 +23,7 @@ fn spec(repo: &std::path::Path, run_id: &str, step: &str, command: &str) -> Atte
         run_id: run_id.into(),
         pipeline: "ray-real".into(),
         step: step.into(),
+        item: None,
         attempt: 1,
         command: command.into(),
         env: BTreeMap::from([("GREETING".into(), "hello".into())]),
@@ -37,6 +38,9 @@ fn spec(repo: &std::path::Path, run_id: &str, step: &str, command: &str) -> Atte
         repo: repo.to_owned(),
         code: vec!["step.sh".into()],
         labels: BTreeMap::new(),
+        workdir: None,
+        launcher: None,
+        grace: Duration::from_secs(10),
     }
 }
 

@@ -69,6 +69,13 @@ pub enum Error {
         theirs: String,
         ours: String,
     },
+    /// A step's `executor:` names none of the executors the run was given.
+    #[error("step {step}: executor {executor:?} is not one of twinloop.yaml's executors")]
+    UnknownExecutor { step: String, executor: String },
+    /// The repository's executors could not be built (a server's run; the CLI reports each
+    /// problem of `twinloop.yaml` itself).
+    #[error("the repository's executors: {0}")]
+    Executors(String),
     /// `cache rm KEY` names no entry.
     #[error("no cache entry with key {0:?}")]
     UnknownKey(String),

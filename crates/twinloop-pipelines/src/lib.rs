@@ -6,6 +6,7 @@
 pub mod bless;
 pub mod builtins;
 pub mod cache;
+pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exec;

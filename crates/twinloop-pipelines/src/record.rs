@@ -270,6 +270,32 @@ impl Recorder {
         })
     }
 
+    /// Notes on an attempt's run (its execution in lineage) which executor runs it and the id
+    /// that executor gave it.
+    pub async fn external(
+        &self,
+        tracked: &TrackedAttempt,
+        executor: &str,
+        handle: &crate::exec::executor::Handle,
+    ) {
+        let Some(target) = &self.target else {
+            return;
+        };
+        let tags = [
+            Tag::new("twinloop.executor", executor),
+            Tag::new("twinloop.executor_kind", &handle.executor),
+            Tag::new("twinloop.external_id", &handle.id),
+        ];
+        if let Err(e) = target
+            .services
+            .store
+            .log_batch(&tracked.run_id, &[], &[], &tags)
+            .await
+        {
+            warn("a remote attempt's handle", &e);
+        }
+    }
+
     /// Ends an attempt's run: its status, its metrics outputs as metrics, and lineage events
     /// for what it read (`inputs`: name → (kind, digest)) and wrote.
     pub async fn attempt_ended(

@@ -1,7 +1,9 @@
 //! `--resume RUN_ID` (section 5 of the design): the steps that run ended `SUCCEEDED` or `CACHED`
 //! are reused whatever the cache settings, once their outputs are found in the store as a cache
 //! hit's are; the rest run again under a new run id. A gate overridden by `pipeline bless` is
-//! reused through the override's execution, the newest of its step in the run.
+//! reused through the override's execution, the newest of its step in the run. A remote attempt
+//! the run left running (its executor's handle recorded, no end seen) is reattached to rather
+//! than started again, when the step's cache key is still the one it was started with.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::path::Path;
 use crate::bless::Override;
 use crate::cache::{Cas, Execution, Index};
 use crate::error::Error;
+use crate::exec::remote::Running;
 
 /// What a run being resumed left behind: its last execution of each step.
 pub(crate) struct Resume {
@@ -16,6 +19,8 @@ pub(crate) struct Resume {
     steps: BTreeMap<String, Execution>,
     /// The gates `pipeline bless` overrode, by step.
     overrides: BTreeMap<String, Override>,
+    /// Remote attempts that had not ended when the run stopped, by step (or item) name.
+    running: BTreeMap<String, Running>,
 }
 
 impl Resume {
@@ -38,7 +43,15 @@ impl Resume {
             }
             steps.insert(execution.step.clone(), execution.clone());
         }
-        if steps.is_empty() {
+        let running = crate::exec::remote::running(&home.join("runs").join(run_id));
+        if let Some(other) = running.values().find(|r| r.record.pipeline != pipeline) {
+            return Err(Error::ResumeOtherPipeline {
+                run_id: run_id.to_owned(),
+                theirs: other.record.pipeline.clone(),
+                ours: pipeline.to_owned(),
+            });
+        }
+        if steps.is_empty() && running.is_empty() {
             return Err(Error::UnknownRun(run_id.to_owned()));
         }
         let overrides = crate::bless::overrides(home, run_id)
@@ -50,7 +63,14 @@ impl Resume {
             run_id: run_id.to_owned(),
             steps,
             overrides,
+            running,
         })
+    }
+
+    /// The remote attempt of `step` (or item) to reattach to: it had not ended, and the step
+    /// about to run has the cache key it was started with.
+    pub(crate) fn running(&self, step: &str, key: &str) -> Option<&Running> {
+        self.running.get(step).filter(|r| r.record.key == key)
     }
 
     /// Why a reused step is what it is when a person said so: "overridden by who: why".

@@ -15,6 +15,7 @@ mod http_api;
 mod monitoring;
 mod pipeline;
 mod pipeline_crash;
+mod pipeline_executors;
 mod pipeline_server;
 mod predlog_flush;
 mod quickstart;

@@ -132,11 +132,9 @@ impl Api {
                 .map_err(|e| ExecutorError::Invalid(format!("the cluster CA certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
-        let client = builder.build().map_err(|source| ExecutorError::Transport {
-            engine: ENGINE,
-            action: "build the HTTP client".into(),
-            source,
-        })?;
+        let client = builder
+            .build()
+            .map_err(|source| transport("build the HTTP client", source))?;
         if !is_dns_label(namespace) {
             return Err(ExecutorError::Invalid(format!(
                 "namespace {namespace:?} is not a DNS label"
@@ -177,11 +175,7 @@ impl Api {
         self.authorized(request)
             .send()
             .await
-            .map_err(|source| ExecutorError::Transport {
-                engine: ENGINE,
-                action: action.to_owned(),
-                source,
-            })
+            .map_err(|source| transport(action, source))
     }
 
     /// Creates the Job; one that already exists (the same attempt, started before a restart)
@@ -252,11 +246,7 @@ impl Api {
         response
             .text()
             .await
-            .map_err(|source| ExecutorError::Transport {
-                engine: ENGINE,
-                action,
-                source,
-            })
+            .map_err(|source| transport(action, source))
     }
 
     /// Deletes the Job and, before the delete completes, its pods (which kills the step);
@@ -274,6 +264,14 @@ impl Api {
             return Ok(());
         }
         checked(response, &action).await.map(drop)
+    }
+}
+
+fn transport(action: impl Into<String>, source: reqwest::Error) -> ExecutorError {
+    ExecutorError::Transport {
+        engine: ENGINE,
+        action: action.into(),
+        source: Box::new(source),
     }
 }
 
@@ -323,11 +321,7 @@ async fn decode<T: serde::de::DeserializeOwned>(
     let bytes = response
         .bytes()
         .await
-        .map_err(|source| ExecutorError::Transport {
-            engine: ENGINE,
-            action: action.to_owned(),
-            source,
-        })?;
+        .map_err(|source| transport(action, source))?;
     serde_json::from_slice(&bytes).map_err(|e| ExecutorError::Decode {
         engine: ENGINE,
         action: action.to_owned(),

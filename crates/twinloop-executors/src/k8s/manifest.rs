@@ -20,8 +20,6 @@ pub const LAUNCHER_DIR: &str = "/twinloop/bin";
 pub const WORK_DIR: &str = "/twinloop/work";
 /// The step's container, whose exit code and logs are the attempt's.
 pub const STEP_CONTAINER: &str = "step";
-/// SIGTERM to SIGKILL, as for local steps (design §5: 10 s).
-const LAUNCHER_GRACE_MS: &str = "10000";
 
 /// How every Job of an executor looks, beside what the attempt says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +31,25 @@ pub struct JobTemplate {
     pub launcher_image: String,
     pub launcher_path: String,
     pub service_account: Option<String>,
-    /// The step's working directory in its image (where the repo's code is).
+    /// The step's working directory in its image (where the repo's code is), when the attempt
+    /// names none.
     pub working_dir: Option<String>,
+    /// The volume that holds the repository and the pipeline home at the same paths as on the
+    /// engine's machine (shared-volume staging), mounted into every step.
+    pub shared: Option<SharedVolume>,
+}
+
+/// A PersistentVolumeClaim or a node's directory, mounted at `mount_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedVolume {
+    pub mount_path: String,
+    pub source: SharedSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedSource {
+    Claim(String),
+    HostPath(String),
 }
 
 impl JobTemplate {
@@ -48,6 +63,7 @@ impl JobTemplate {
             launcher_path: "/usr/local/bin/twinloop".into(),
             service_account: None,
             working_dir: None,
+            shared: None,
         }
     }
 }
@@ -127,7 +143,7 @@ pub struct ResourceRequirements {
 #[serde(rename_all = "camelCase")]
 pub struct VolumeMount {
     pub name: &'static str,
-    pub mount_path: &'static str,
+    pub mount_path: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
 }
@@ -136,14 +152,42 @@ pub struct VolumeMount {
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: &'static str,
-    pub empty_dir: EmptyDir,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDir>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<ClaimSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathSource>,
+}
+
+impl Volume {
+    fn empty(name: &'static str) -> Volume {
+        Volume {
+            name,
+            empty_dir: Some(EmptyDir {}),
+            persistent_volume_claim: None,
+            host_path: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EmptyDir {}
 
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSource {
+    pub claim_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HostPathSource {
+    pub path: String,
+}
+
 const LAUNCHER_VOLUME: &str = "twinloop-bin";
 const WORK_VOLUME: &str = "twinloop-work";
+const SHARED_VOLUME: &str = "twinloop-shared";
 
 /// The Job's name: `twinloop-<run>-<step>-<attempt>`, a DNS label (Kubernetes copies it into
 /// the pods' `job-name` label, whose limit is 63 characters). The run id is cut to 12
@@ -212,16 +256,7 @@ pub fn job(spec: &AttemptSpec, template: &JobTemplate) -> Job {
         .collect();
     // No `--parent`: in the container the launcher is PID 1 and there is no engine process to
     // watch; it forwards the kubelet's SIGTERM to the step's group and exits with its code.
-    let command = vec![
-        format!("{LAUNCHER_DIR}/twinloop"),
-        "step-exec".into(),
-        "--grace-ms".into(),
-        LAUNCHER_GRACE_MS.into(),
-        "--".into(),
-        "sh".into(),
-        "-c".into(),
-        spec.command.clone(),
-    ];
+    let command = spec.launched(&format!("{LAUNCHER_DIR}/twinloop"));
     let env = spec
         .environment()
         .into_iter()
@@ -253,35 +288,64 @@ pub fn job(spec: &AttemptSpec, template: &JobTemplate) -> Job {
         resources: None,
         volume_mounts: vec![VolumeMount {
             name: LAUNCHER_VOLUME,
-            mount_path: LAUNCHER_DIR,
+            mount_path: LAUNCHER_DIR.into(),
             read_only: false,
         }],
     };
+    let mut volume_mounts = vec![
+        VolumeMount {
+            name: LAUNCHER_VOLUME,
+            mount_path: LAUNCHER_DIR.into(),
+            read_only: true,
+        },
+        VolumeMount {
+            name: WORK_VOLUME,
+            mount_path: WORK_DIR.into(),
+            read_only: false,
+        },
+    ];
+    let mut volumes = vec![Volume::empty(LAUNCHER_VOLUME), Volume::empty(WORK_VOLUME)];
+    if let Some(shared) = &template.shared {
+        volume_mounts.push(VolumeMount {
+            name: SHARED_VOLUME,
+            mount_path: shared.mount_path.clone(),
+            read_only: false,
+        });
+        let (claim, host) = match &shared.source {
+            SharedSource::Claim(name) => (
+                Some(ClaimSource {
+                    claim_name: name.clone(),
+                }),
+                None,
+            ),
+            SharedSource::HostPath(path) => (None, Some(HostPathSource { path: path.clone() })),
+        };
+        volumes.push(Volume {
+            name: SHARED_VOLUME,
+            empty_dir: None,
+            persistent_volume_claim: claim,
+            host_path: host,
+        });
+    }
+    let working_dir = spec
+        .workdir
+        .as_ref()
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .or_else(|| template.working_dir.clone());
     let step = Container {
         name: STEP_CONTAINER.into(),
         image: spec.image.clone().unwrap_or_else(|| template.image.clone()),
         command,
-        working_dir: template.working_dir.clone(),
+        working_dir,
         env,
         resources,
-        volume_mounts: vec![
-            VolumeMount {
-                name: LAUNCHER_VOLUME,
-                mount_path: LAUNCHER_DIR,
-                read_only: true,
-            },
-            VolumeMount {
-                name: WORK_VOLUME,
-                mount_path: WORK_DIR,
-                read_only: false,
-            },
-        ],
+        volume_mounts,
     };
     Job {
         api_version: "batch/v1",
         kind: "Job",
         metadata: Metadata {
-            name: Some(job_name(&spec.run_id, &spec.step, spec.attempt)),
+            name: Some(job_name(&spec.run_id, &spec.name(), spec.attempt)),
             namespace: Some(template.namespace.clone()),
             labels: labels.clone(),
         },
@@ -300,16 +364,7 @@ pub fn job(spec: &AttemptSpec, template: &JobTemplate) -> Job {
                     service_account_name: template.service_account.clone(),
                     init_containers: vec![init],
                     containers: vec![step],
-                    volumes: vec![
-                        Volume {
-                            name: LAUNCHER_VOLUME,
-                            empty_dir: EmptyDir {},
-                        },
-                        Volume {
-                            name: WORK_VOLUME,
-                            empty_dir: EmptyDir {},
-                        },
-                    ],
+                    volumes,
                 },
             },
         },

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use manifest::{Job, JobTemplate, job, job_name};
+pub use manifest::{Job, JobTemplate, SharedSource, SharedVolume, job, job_name};
 
 use crate::{AttemptSpec, Executor, ExecutorError, Handle, Outcome};
 
@@ -67,7 +67,7 @@ impl Executor for K8sExecutor {
 
     async fn start(&self, spec: &AttemptSpec) -> Result<Handle, ExecutorError> {
         let job = job(spec, &self.template);
-        let name = job_name(&spec.run_id, &spec.step, spec.attempt);
+        let name = job_name(&spec.run_id, &spec.name(), spec.attempt);
         self.api.create_job(&job).await?;
         Ok(K8sExecutor::handle(name))
     }

@@ -159,7 +159,7 @@ fn transport(action: &str, source: reqwest::Error) -> ExecutorError {
     ExecutorError::Transport {
         engine: ENGINE,
         action: action.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -21,6 +21,10 @@ struct FileContent {
     project: Option<String>,
     online_store: Option<OnlineStoreConfig>,
     registry: Option<String>,
+    /// The pipelines' named executors, which share `twinloop.yaml`; read by
+    /// `twinloop_pipelines::config`, not by the feature store.
+    #[serde(default, rename = "executors")]
+    _executors: Option<serde_norway::Value>,
     #[serde(default)]
     entities: Vec<Entity>,
     #[serde(default)]

@@ -2,6 +2,7 @@
 //! the process group it runs in and its end (exit, timeout or cancel), then its outputs.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,6 +24,10 @@ const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// What one attempt needs, owned, so that it runs in its own task.
 pub(crate) struct AttemptJob<'a> {
     pub step: &'a Step,
+    /// How events and records name it: the step's id, or `<step>[<index>]` for an item.
+    pub name: &'a str,
+    /// A `foreach:` item's index.
+    pub item: Option<usize>,
     pub prepared: &'a Prepared,
     pub pipeline: &'a str,
     pub run_id: &'a str,
@@ -35,7 +40,13 @@ pub(crate) struct AttemptJob<'a> {
     pub services: Option<&'a crate::services::Services>,
     /// The attempt's run in tracking, when the pipeline run is recorded there.
     pub tracked: Option<&'a crate::record::TrackedAttempt>,
+    pub recorder: &'a crate::record::Recorder,
     pub trigger: Option<&'a crate::state::TriggerContext>,
+    /// The named executors, for a step whose `executor:` is one of them.
+    pub executors: &'a super::executor::Executors,
+    /// The attempt is one a remote executor still runs from before a restart: follow it by this
+    /// id instead of starting it again.
+    pub reattach: Option<&'a str>,
 }
 
 pub(crate) struct AttemptEnd {
@@ -107,6 +118,9 @@ pub(crate) async fn run_attempt(job: AttemptJob<'_>) -> AttemptEnd {
     if let Some(uses) = &job.step.uses {
         return super::builtin::run_builtin(&job, uses).await;
     }
+    if let Some(name) = &job.step.executor {
+        return super::remote::run_remote(&job, name).await;
+    }
     let mut command = match setup(&job) {
         Ok(command) => command,
         Err(e) => {
@@ -177,11 +191,19 @@ pub(crate) fn humanize(d: Duration) -> String {
     }
 }
 
+/// The step protocol of one attempt, staged: its directories made, its inputs materialized,
+/// its context file written. Local and remote attempts run with exactly these variables.
+pub(crate) struct Protocol {
+    /// Every variable, in the order they apply (a later one of the same name wins).
+    pub vars: Vec<(String, OsString)>,
+    /// Input name → the path the step reads it at (`TWINLOOP_INPUT_<NAME>`).
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Output name → the path the step writes it to (`TWINLOOP_OUTPUT_<NAME>`).
+    pub outputs: BTreeMap<String, PathBuf>,
+}
+
 fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
-    let outputs_dir = job.dir.join("outputs");
-    let inputs_dir = job.dir.join("inputs");
-    std::fs::create_dir_all(&outputs_dir)?;
-    std::fs::create_dir_all(&inputs_dir)?;
+    let protocol = stage(job)?;
     // Through `twinloop step-exec` when this binary has it, so the tree dies with the engine.
     let mut command = super::launch::shell(&job.prepared.command, job.kill_grace);
     command
@@ -190,13 +212,37 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
         .stdout(std::fs::File::create(job.dir.join("stdout.log"))?)
         .stderr(std::fs::File::create(job.dir.join("stderr.log"))?)
         // Its own process group, so that a timeout or cancel reaches the whole tree.
-        .process_group(0)
-        .env("TWINLOOP_RUN_ID", job.run_id)
-        .env("TWINLOOP_STEP", &job.step.id)
-        .env("TWINLOOP_ATTEMPT", job.attempt.to_string())
-        .env("TWINLOOP_CONTEXT", job.dir.join("context.json"))
-        .env("TWINLOOP_MESSAGES", job.dir.join("messages.jsonl"))
-        .env("TWINLOOP_OUTPUTS", &outputs_dir);
+        .process_group(0);
+    for (name, value) in protocol.vars {
+        command.env(name, value);
+    }
+    Ok(command)
+}
+
+/// Stages the attempt's step protocol in its directory.
+pub(crate) fn stage(job: &AttemptJob<'_>) -> std::io::Result<Protocol> {
+    let outputs_dir = job.dir.join("outputs");
+    let inputs_dir = job.dir.join("inputs");
+    std::fs::create_dir_all(&outputs_dir)?;
+    std::fs::create_dir_all(&inputs_dir)?;
+    let mut protocol = Protocol {
+        vars: Vec::new(),
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+    };
+    let mut var = |name: String, value: OsString| protocol.vars.push((name, value));
+    var("TWINLOOP_RUN_ID".into(), job.run_id.into());
+    var("TWINLOOP_STEP".into(), job.step.id.clone().into());
+    var("TWINLOOP_ATTEMPT".into(), job.attempt.to_string().into());
+    var(
+        "TWINLOOP_CONTEXT".into(),
+        job.dir.join("context.json").into(),
+    );
+    var(
+        "TWINLOOP_MESSAGES".into(),
+        job.dir.join("messages.jsonl").into(),
+    );
+    var("TWINLOOP_OUTPUTS".into(), outputs_dir.clone().into());
     let mut context = Context {
         run_id: job.run_id,
         pipeline: job.pipeline,
@@ -209,16 +255,21 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
         outputs: BTreeMap::new(),
     };
     for (name, value) in &job.prepared.params {
-        command.env(format!("TWINLOOP_PARAM_{}", env_name(name)), to_text(value));
+        var(
+            format!("TWINLOOP_PARAM_{}", env_name(name)),
+            to_text(value).into(),
+        );
     }
     // The step's own `mlflow` client resumes its run: `start_run()` picks up MLFLOW_RUN_ID.
     if let Some(tracked) = job.tracked
         && let Some(uri) = &tracked.tracking_uri
     {
-        command
-            .env("MLFLOW_TRACKING_URI", uri)
-            .env("MLFLOW_EXPERIMENT_ID", &tracked.experiment_id)
-            .env("MLFLOW_RUN_ID", &tracked.run_id);
+        var("MLFLOW_TRACKING_URI".into(), uri.into());
+        var(
+            "MLFLOW_EXPERIMENT_ID".into(),
+            tracked.experiment_id.clone().into(),
+        );
+        var("MLFLOW_RUN_ID".into(), tracked.run_id.clone().into());
     }
     for (name, input) in &job.prepared.inputs {
         let (path, digest, kind) = match input {
@@ -230,7 +281,11 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
             }
             ResolvedInput::External { path, digest } => (path.clone(), digest, None),
         };
-        command.env(format!("TWINLOOP_INPUT_{}", env_name(name)), &path);
+        var(
+            format!("TWINLOOP_INPUT_{}", env_name(name)),
+            path.clone().into(),
+        );
+        protocol.inputs.insert(name.clone(), path.clone());
         context.inputs.insert(
             name,
             ContextInput {
@@ -245,17 +300,21 @@ fn setup(job: &AttemptJob<'_>) -> std::io::Result<Command> {
         if *kind == OutputKind::Dir {
             std::fs::create_dir_all(&path)?;
         }
-        command.env(format!("TWINLOOP_OUTPUT_{}", env_name(name)), &path);
+        var(
+            format!("TWINLOOP_OUTPUT_{}", env_name(name)),
+            path.clone().into(),
+        );
+        protocol.outputs.insert(name.clone(), path.clone());
         context
             .outputs
             .insert(name, ContextOutput { path, kind: *kind });
     }
     for (name, value) in &job.prepared.vars {
-        command.env(name, value);
+        var(name.clone(), value.into());
     }
     let json = serde_json::to_vec_pretty(&context).map_err(std::io::Error::other)?;
     std::fs::write(job.dir.join("context.json"), json)?;
-    Ok(command)
+    Ok(protocol)
 }
 
 /// Checks that every declared output exists, moves it into the store and drops the rest.

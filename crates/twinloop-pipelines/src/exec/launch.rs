@@ -39,6 +39,16 @@ pub fn set_launcher(program: PathBuf) {
     }
 }
 
+fn launcher() -> Option<&'static Path> {
+    LAUNCHER.get().map(PathBuf::as_path)
+}
+
+/// The launcher as another process names it, for remote attempts on a shared host: its real
+/// path (a link such as `/proc/self/exe` would name the remote side's own program).
+pub(crate) fn shared_launcher() -> Option<PathBuf> {
+    launcher().map(|path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()))
+}
+
 /// What `twinloop step-exec` runs, and for whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepExec {
@@ -90,12 +100,7 @@ fn io(doing: &'static str) -> impl FnOnce(std::io::Error) -> LaunchError {
 
 /// The engine's command for `sh -c script`: through the launcher when this binary has one.
 pub(crate) fn shell(script: &str, grace: Duration) -> Command {
-    shell_with(
-        LAUNCHER.get().map(PathBuf::as_path),
-        std::process::id(),
-        script,
-        grace,
-    )
+    shell_with(launcher(), std::process::id(), script, grace)
 }
 
 fn shell_with(launcher: Option<&Path>, parent: u32, script: &str, grace: Duration) -> Command {

@@ -1,13 +1,18 @@
-//! The local executor: topological scheduling with `max_parallel` slots, the cache, retries with
+//! The engine: topological scheduling with `max_parallel` slots, the cache, retries with
 //! backoff, timeouts and cancellation that end the step's whole process tree, `when`,
 //! `fail_fast` and `finally`. It reports [`Event`]s as it goes and returns a [`RunReport`].
+//! A step runs locally (`attempt.rs`, under the `step-exec` launcher) unless its `executor:`
+//! names one of [`RunOptions::executors`], which runs it through the [`executor::Executor`]
+//! trait (`remote.rs`).
 
 mod attempt;
 mod builtin;
+pub mod executor;
 pub(crate) mod foreach;
 mod kill;
 pub mod launch;
 pub(crate) mod prepare;
+pub(crate) mod remote;
 mod step;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -134,6 +139,9 @@ pub struct RunOptions {
     pub trigger: Option<TriggerContext>,
     /// The store, artifacts and deployments built-ins use and the run is recorded in.
     pub services: Option<crate::services::Services>,
+    /// The named executors (`twinloop.yaml`) steps with `executor:` run on; a step naming one
+    /// that is not here fails the run before anything starts.
+    pub executors: executor::Executors,
 }
 
 impl RunOptions {
@@ -154,6 +162,7 @@ impl RunOptions {
             run_id: None,
             trigger: None,
             services: None,
+            executors: executor::Executors::new(),
         }
     }
 }
@@ -251,6 +260,16 @@ impl Start {
 
 /// Runs the pipeline to its end (success, failure or cancel) and reports every step.
 pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunReport, Error> {
+    if let Some(step) = pipeline.steps.iter().find(|s| {
+        s.executor
+            .as_ref()
+            .is_some_and(|e| !options.executors.contains_key(e))
+    }) {
+        return Err(Error::UnknownExecutor {
+            step: step.id.clone(),
+            executor: step.executor.clone().unwrap_or_default(),
+        });
+    }
     let Start {
         params,
         index,
@@ -685,9 +704,15 @@ impl Runner<'_> {
             ),
             None => (step.id.clone(), self.run_dir.join(&step.id)),
         };
+        let reattach = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.running(&name, &prepared.key))
+            .cloned();
         let job = StepJob {
             step: step.clone(),
             name,
+            item,
             pipeline: self.pipeline.name.clone(),
             run_id: self.run_id.clone(),
             dir,
@@ -699,6 +724,8 @@ impl Runner<'_> {
             services: self.options.services.clone(),
             recorder: self.recorder.clone(),
             trigger: self.options.trigger.clone(),
+            executors: self.options.executors.clone(),
+            reattach,
         };
         running.spawn(async move {
             let end = job.run(&prepared).await;

@@ -16,6 +16,8 @@ pub(crate) struct StepJob {
     pub step: Step,
     /// How events and tracking name it: the step's id, or `<step>[<index>]` for a `foreach:` item.
     pub name: String,
+    /// A `foreach:` item's index.
+    pub item: Option<usize>,
     pub pipeline: String,
     pub run_id: String,
     /// `<home>/runs/<run>/<step>` (`…/<step>/<index>` for an item); each attempt gets a
@@ -29,6 +31,10 @@ pub(crate) struct StepJob {
     pub services: Option<crate::services::Services>,
     pub recorder: crate::record::Recorder,
     pub trigger: Option<crate::state::TriggerContext>,
+    pub executors: super::executor::Executors,
+    /// An attempt of the run being resumed that its executor still runs: the first attempt
+    /// follows it (with its number and directory) instead of starting a new one.
+    pub reattach: Option<super::remote::Running>,
 }
 
 pub(crate) struct StepEnd {
@@ -42,17 +48,21 @@ pub(crate) struct StepEnd {
 impl StepJob {
     pub async fn run(&self, prepared: &Prepared) -> StepEnd {
         let mut attempts = Vec::new();
-        let mut attempt = 1;
+        let mut attempt = self.reattach.as_ref().map_or(1, |r| r.record.attempt);
+        let mut reattach = self.reattach.as_ref();
         loop {
             self.events.send(Event::StepStarted {
                 step: self.name.clone(),
                 attempt,
             });
-            let dir = self.dir.join(attempt.to_string());
+            let dir =
+                reattach.map_or_else(|| self.dir.join(attempt.to_string()), |r| r.dir.clone());
             let tracked = self.recorder.attempt(&self.name, attempt).await;
             let started_ms = twinloop_core::time::now_ms();
             let end = run_attempt(AttemptJob {
                 step: &self.step,
+                name: &self.name,
+                item: self.item,
                 prepared,
                 pipeline: &self.pipeline,
                 run_id: &self.run_id,
@@ -64,9 +74,13 @@ impl StepJob {
                 cancel: &self.cancel,
                 services: self.services.as_ref(),
                 tracked: tracked.as_ref(),
+                recorder: &self.recorder,
                 trigger: self.trigger.as_ref(),
+                executors: &self.executors,
+                reattach: reattach.map(|r| r.record.id.as_str()),
             })
             .await;
+            reattach = None;
             if let Some(tracked) = &tracked {
                 self.recorder
                     .attempt_ended(

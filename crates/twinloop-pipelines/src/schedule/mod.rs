@@ -77,6 +77,9 @@ pub struct Config {
     /// What runs record themselves in and built-ins reach (the server's own store, artifacts,
     /// deployments and address).
     pub services: Option<crate::services::Services>,
+    /// Builds the executors of a run's repository (its `twinloop.yaml`); `None` runs only
+    /// pipelines whose steps are all local.
+    pub executors: Option<crate::exec::executor::BuildExecutors>,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             max_parallel: None,
             kill_grace: Duration::from_secs(5),
             services: None,
+            executors: None,
         }
     }
 }
@@ -315,6 +319,9 @@ impl Scheduler {
                 "repo {repo:?} is not an absolute path of a directory on the server's machine (hint: twinloop pipeline apply sends its --repo, made absolute)"
             )));
         }
+        let config = crate::config::RepoConfig::load(dir)
+            .map_err(|e| ScheduleError::BadRequest(e.to_string()))?;
+        crate::spec::check_executors(&pipeline, spec, &config.names())?;
         let inner = &self.inner;
         let mut state = inner.state.lock().await;
         let before = state.pipelines.get(&pipeline.name).map(|e| e.spec.clone());

@@ -240,6 +240,7 @@ impl Inner {
                     .get("resumed_from")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
+                let executors = self.executors(&repo);
                 let options = |resume: Option<String>| {
                     let mut options = RunOptions::new(repo.clone(), repo.join(".twinloop"));
                     options.run_id = Some(run.id.clone());
@@ -252,6 +253,7 @@ impl Inner {
                     options.kill_grace = self.config.kill_grace;
                     options.services.clone_from(&self.config.services);
                     options.resume = resume;
+                    options.executors = executors.clone().unwrap_or_default();
                     let (events, run_id, pipeline) =
                         (self.events.clone(), run.id.clone(), run.pipeline.clone());
                     options.events = crate::exec::Events::new(move |event| {
@@ -268,7 +270,10 @@ impl Inner {
                     }
                     options
                 };
-                let mut result = crate::exec::run(&spec, options(resume.clone())).await;
+                let mut result = match &executors {
+                    Err(e) => Err(crate::Error::Executors(e.clone())),
+                    Ok(_) => crate::exec::run(&spec, options(resume.clone())).await,
+                };
                 // An interrupted run that finished no step left nothing to reuse: start afresh.
                 if resume.is_some() && matches!(result, Err(crate::Error::UnknownRun(_))) {
                     result = crate::exec::run(&spec, options(None)).await;
@@ -280,6 +285,29 @@ impl Inner {
             }
         };
         self.finished(&run, state, reason).await;
+    }
+
+    /// The executors of the run's repository, built from its `twinloop.yaml` as it is now.
+    fn executors(
+        &self,
+        repo: &std::path::Path,
+    ) -> std::result::Result<crate::exec::executor::Executors, String> {
+        let config = crate::config::RepoConfig::load(repo).map_err(|e| e.to_string())?;
+        if config.executors.is_empty() {
+            return Ok(crate::exec::executor::Executors::new());
+        }
+        let Some(build) = &self.config.executors else {
+            return Err(
+                "this server runs local steps only: it was started without executors".into(),
+            );
+        };
+        build(&config).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     /// Records the run's end, frees its slot, starts what waits and fires `pipeline:` triggers

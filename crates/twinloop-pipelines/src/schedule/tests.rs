@@ -28,6 +28,7 @@ fn config() -> Config {
         max_parallel: Some(2),
         kill_grace: Duration::from_millis(500),
         services: None,
+        executors: None,
     }
 }
 
@@ -171,6 +172,14 @@ async fn bad_requests_are_refused_with_a_reason() {
     );
     let invalid = f.apply("pipeline: d\nsteps: {}\ntriggers: 3\n").await;
     assert!(matches!(invalid, Err(ScheduleError::Invalid(_))));
+    // The repository's twinloop.yaml declares no executor: naming one is refused at apply.
+    let remote = f
+        .apply("pipeline: d\nsteps:\n  a: {run: 'true', executor: cluster}\n")
+        .await;
+    assert!(
+        matches!(&remote, Err(ScheduleError::Invalid(i)) if i.to_string().contains("unknown executor \"cluster\"")),
+        "{remote:?}"
+    );
     let spec = "pipeline: r\nsteps:\n  a: {run: 'true'}\n";
     for repo in ["relative/dir", "/no/such/directory", ""] {
         let refused = f.scheduler.apply(spec, "r.yaml", repo).await;

@@ -1,7 +1,8 @@
 //! The pipeline YAML format (section 3 of the design), the part this phase runs: `run:` steps
 //! and `uses:` built-ins, with inputs, outputs, code, env, retries, timeouts, cache policy,
 //! `when`, `finally`, `foreach:` fan-out, and the `triggers:` and `policy:` the server's
-//! scheduler acts on (`triggers.rs`). What comes later (`resources:`, other executors, …) is
+//! scheduler acts on (`triggers.rs`), and `executor:` (a step run by one of `twinloop.yaml`'s
+//! executors, checked against them by [`check_executors`]). What comes later (`resources:`, …) is
 //! refused with "not supported yet" rather than ignored, so a file never means less than it says.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,9 @@ pub use triggers::{
     Schedule, Trigger, When,
 };
 
+/// The executor that needs no configuration: the engine's own process.
+pub const LOCAL: &str = "local";
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub name: String,
@@ -37,6 +41,8 @@ pub struct Pipeline {
     /// What starts the pipeline inside `twinloop server`; a standalone run ignores them.
     pub triggers: Vec<Trigger>,
     pub policy: Policy,
+    /// `defaults.executor`, when it names one other than `local`.
+    pub default_executor: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +69,10 @@ pub struct Step {
     pub cache: Cache,
     pub continue_on_error: bool,
     pub finally: bool,
+    /// The named executor (`twinloop.yaml`'s `executors:`) that runs the step's attempts;
+    /// `None` runs them locally. The step's own `executor:`, else `defaults.executor`; never
+    /// set for a built-in. Not part of the cache key: where a step ran does not change it.
+    pub executor: Option<String>,
 }
 
 /// `foreach: ${{ … }}` and its `max_parallel:`: the step runs once per element of the list, each
@@ -271,6 +281,71 @@ pub fn parse(file: &str, text: &str) -> Result<Pipeline, Invalid> {
     } else {
         Err(Invalid(problems.list))
     }
+}
+
+/// Checks that every executor `pipeline` (read from `text`) names is one of `known` (the
+/// repository's `twinloop.yaml` `executors:`), each unknown name a located problem.
+pub fn check_executors(
+    pipeline: &Pipeline,
+    text: &str,
+    known: &BTreeSet<String>,
+) -> Result<(), Invalid> {
+    let mut problems = Problems {
+        file: &pipeline.file,
+        text,
+        list: Vec::new(),
+    };
+    let declared = || {
+        if known.is_empty() {
+            "twinloop.yaml declares no executors".to_owned()
+        } else {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            format!("twinloop.yaml declares: {}", names.join(", "))
+        }
+    };
+    let default = pipeline.default_executor.as_ref();
+    if let Some(name) = default.filter(|n| !known.contains(*n)) {
+        let line = locate(text, "defaults", Some("executor"), None);
+        problems.push(
+            line,
+            "defaults.executor".into(),
+            format!(
+                "unknown executor {name:?} ({}; `local` runs in this process)",
+                declared()
+            ),
+        );
+    }
+    for step in &pipeline.steps {
+        let Some(name) = step.executor.as_ref() else {
+            continue;
+        };
+        // A step that only inherits an unknown default was reported once, at the default.
+        if known.contains(name) || (default == Some(name) && !names_executor(text, step)) {
+            continue;
+        }
+        let section = if step.finally { "finally" } else { "steps" };
+        problems.step(
+            section,
+            &step.id,
+            Some("executor"),
+            format!(
+                "unknown executor {name:?} ({}; `local` runs in this process)",
+                declared()
+            ),
+        );
+    }
+    if problems.list.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(problems.list))
+    }
+}
+
+/// Whether the step's own mapping has an `executor:` key (rather than inheriting the default).
+fn names_executor(text: &str, step: &Step) -> bool {
+    let section = if step.finally { "finally" } else { "steps" };
+    let step_line = locate(text, section, Some(&step.id), None);
+    locate(text, section, Some(&step.id), Some("executor")) != step_line
 }
 
 /// Problems found so far, with what locating them needs.

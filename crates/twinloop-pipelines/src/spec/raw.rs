@@ -10,7 +10,7 @@ use serde_norway::Value as Yaml;
 use serde_json::Value;
 
 use super::{
-    Cache, CacheMode, Foreach, Input, OutputKind, Pipeline, Problems, Retries, Step, Uses,
+    Cache, CacheMode, Foreach, Input, LOCAL, OutputKind, Pipeline, Problems, Retries, Step, Uses,
 };
 use crate::builtins::{Builtin, with};
 use crate::duration::parse_duration;
@@ -40,6 +40,7 @@ pub(super) struct RawPipeline {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
+    executor: Option<String>,
     timeout: Option<RawDuration>,
     retries: Option<RawRetries>,
     code: Option<OneOrMany>,
@@ -176,6 +177,7 @@ pub(super) fn convert(raw: RawPipeline, problems: &mut Problems<'_>) -> Pipeline
         }
     }
     let defaults = Defaults::convert(raw.defaults, problems);
+    let default_executor = defaults.executor.clone();
     let mut steps = Vec::new();
     for (section, mapping) in [("steps", raw.steps), ("finally", raw.finally)] {
         for (key, value) in mapping {
@@ -202,10 +204,12 @@ pub(super) fn convert(raw: RawPipeline, problems: &mut Problems<'_>) -> Pipeline
         steps,
         triggers,
         policy,
+        default_executor,
     }
 }
 
 struct Defaults {
+    executor: Option<String>,
     timeout: Option<Duration>,
     retries: Retries,
     code: Vec<String>,
@@ -230,6 +234,7 @@ impl Defaults {
             env_lock = env.lock.map(OneOrMany::into_vec).unwrap_or_default();
         }
         Defaults {
+            executor: raw.executor.filter(|e| e != LOCAL),
             timeout,
             retries,
             code: raw.code.map(OneOrMany::into_vec).unwrap_or_default(),
@@ -293,10 +298,14 @@ fn convert_step(
             .map_err(|(field, e)| report(field, e))
             .ok(),
     };
-    if let Some(executor) = raw.executor.as_deref().filter(|e| *e != "local") {
+    // `local` is the engine's own launcher; any other name is one of `twinloop.yaml`'s
+    // executors, checked against the repository's configuration (`spec::check_executors`).
+    let own = raw.executor;
+    if own.as_deref().is_some_and(|name| name != LOCAL) && raw.uses.is_some() {
         report(
             "executor",
-            format!("executor {executor:?} is not supported yet: only `local` runs steps"),
+            "a built-in runs inside the twinloop process; `executor:` belongs to `run:` steps"
+                .into(),
         );
     }
     let mut inputs = BTreeMap::new();
@@ -401,6 +410,12 @@ fn convert_step(
     if problems.list.len() > before {
         return None;
     }
+    // A built-in runs in process whatever `defaults.executor` says.
+    let executor = match (&uses, own) {
+        (Some(_), _) => None,
+        (None, Some(name)) => (name != LOCAL).then_some(name),
+        (None, None) => defaults.executor.clone(),
+    };
     Some(Step {
         id,
         run: run?,
@@ -418,6 +433,7 @@ fn convert_step(
         cache: cache?,
         continue_on_error: raw.continue_on_error,
         finally: section == "finally",
+        executor,
     })
 }
 

@@ -9,6 +9,7 @@ mod control;
 mod data_builtins;
 mod deploy_builtins;
 mod example;
+mod executors;
 mod foreach;
 mod gate;
 mod parallel;

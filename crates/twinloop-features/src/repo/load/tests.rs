@@ -153,3 +153,20 @@ fn causes_stay_reachable_behind_the_located_message() {
             .is_some()
     );
 }
+
+#[test]
+fn the_pipelines_executors_may_share_the_config_file() {
+    let repo = FeatureRepo::from_texts(
+        Path::new("/repo"),
+        &[
+            ("defs.yaml".into(), DEFS.into()),
+            (
+                CONFIG_FILE.into(),
+                "project: rides\nexecutors:\n  cluster: {kind: ray, address: 'http://head:8265'}\n"
+                    .into(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(repo.config.project, "rides");
+}

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::quantity::{Cpu, Memory};
+use super::quantity::{Cpu, Memory};
+use crate::exec::env_name;
 
 /// One attempt of one `run:` step, with every expression already resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,8 @@ pub struct AttemptSpec {
     pub run_id: String,
     pub pipeline: String,
     pub step: String,
+    /// A `foreach:` item's index: items of one step are different remote jobs.
+    pub item: Option<usize>,
     /// 1-based; a retry is a new attempt, so a new Job or Ray job.
     pub attempt: u32,
     /// The shell command (`sh -c` runs it), expressions substituted.
@@ -38,6 +41,15 @@ pub struct AttemptSpec {
     pub code: Vec<String>,
     /// Extra labels (Kubernetes labels, Ray job metadata) beside run, step and attempt.
     pub labels: BTreeMap<String, String>,
+    /// Where the command runs on the remote side; `None` leaves it to the executor. The engine
+    /// sets the repository: remote attempts see it at the same path (shared-volume staging).
+    pub workdir: Option<PathBuf>,
+    /// The `twinloop` binary as the remote side sees it, to run the command under
+    /// `twinloop step-exec` as local steps are; `None` where the executor brings its own (a
+    /// Kubernetes Job copies it in) or runs the shell bare.
+    pub launcher: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL when the attempt is stopped.
+    pub grace: Duration,
 }
 
 /// `resources:` of a step; both optional.
@@ -80,8 +92,6 @@ fn scalar_text(value: &serde_norway::Value) -> Option<String> {
     }
 }
 
-pub use twinloop_pipelines::exec::env_name;
-
 impl AttemptSpec {
     /// Every variable the attempt runs with: the engine's, then identity, inputs and outputs
     /// (which win: they are what this attempt is).
@@ -105,6 +115,34 @@ impl AttemptSpec {
         env
     }
 
+    /// What remote names (a Job name, a submission id) call the attempt's step: the step, or
+    /// `<step>-<index>` for a `foreach:` item.
+    pub fn name(&self) -> String {
+        match self.item {
+            Some(index) => format!("{}-{index}", self.step),
+            None => self.step.clone(),
+        }
+    }
+
+    /// The launcher's argv for this attempt with `program` as the `twinloop` binary: the same
+    /// `step-exec` arguments the local engine uses, less `--parent` (there is no engine process
+    /// beside a remote attempt to watch; the remote engine's stop reaches the launcher).
+    pub fn launched(&self, program: &str) -> Vec<String> {
+        let exec = crate::exec::launch::StepExec {
+            parent: None,
+            grace: self.grace,
+            command: vec!["sh".into(), "-c".into(), self.command.clone().into()],
+        };
+        std::iter::once(program.to_owned())
+            .chain(std::iter::once(crate::exec::launch::SUBCOMMAND.to_owned()))
+            .chain(
+                exec.args()
+                    .into_iter()
+                    .map(|a| a.to_string_lossy().into_owned()),
+            )
+            .collect()
+    }
+
     /// The labels every engine gets: the caller's, then pipeline, run, step and attempt.
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
@@ -112,6 +150,9 @@ impl AttemptSpec {
         labels.insert("twinloop.dev/run".into(), self.run_id.clone());
         labels.insert("twinloop.dev/step".into(), self.step.clone());
         labels.insert("twinloop.dev/attempt".into(), self.attempt.to_string());
+        if let Some(index) = self.item {
+            labels.insert("twinloop.dev/item".into(), index.to_string());
+        }
         labels
     }
 }
@@ -150,6 +191,7 @@ mod tests {
             run_id: "r1".into(),
             pipeline: "p".into(),
             step: "train".into(),
+            item: None,
             attempt: 2,
             command: "true".into(),
             env: BTreeMap::from([
@@ -164,6 +206,9 @@ mod tests {
             repo: PathBuf::from("."),
             code: Vec::new(),
             labels: BTreeMap::new(),
+            workdir: None,
+            launcher: None,
+            grace: Duration::from_millis(1500),
         };
         let env = spec.environment();
         assert_eq!(env["TWINLOOP_STEP"], "train");
@@ -172,5 +217,18 @@ mod tests {
         assert_eq!(env["TWINLOOP_OUTPUT_MODEL"], "/out/model");
         assert_eq!(env["LR"], "0.1");
         assert_eq!(spec.labels()["twinloop.dev/attempt"], "2");
+        assert_eq!(
+            spec.launched("/bin/twinloop"),
+            [
+                "/bin/twinloop",
+                "step-exec",
+                "--grace-ms",
+                "1500",
+                "--",
+                "sh",
+                "-c",
+                "true"
+            ]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! (bad spec: no retry helps) from an unreachable one.
 
 /// An executor's failure to start, watch, stop or read an attempt. An attempt that ran and
-/// failed is not an error: it is an [`crate::Outcome`].
+/// failed is not an error: it is an [`super::Outcome`].
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
     /// The attempt cannot be expressed on this engine (a bad quantity, a too-large package).
@@ -13,7 +13,8 @@ pub enum ExecutorError {
     Transport {
         engine: &'static str,
         action: String,
-        source: reqwest::Error,
+        /// The HTTP client's error; boxed so that this contract names no client library.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The engine answered with an error status; `body` is its message.
     #[error("{engine}: {action}: HTTP {status}: {body}")]

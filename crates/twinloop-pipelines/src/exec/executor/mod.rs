@@ -1,11 +1,20 @@
-//! The contract between the pipeline engine and an engine that runs one attempt elsewhere.
+//! The contract between the pipeline engine and an engine that runs one attempt elsewhere (a
+//! Kubernetes Job, a Ray job). It lives here, beside the engine that calls it, so that the
+//! implementations (`twinloop-executors`) depend on the engine and never the reverse: the
+//! binary builds them from `twinloop.yaml` and hands them to a run as [`Executors`].
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{AttemptSpec, ExecutorError};
+mod error;
+mod quantity;
+mod spec;
+
+pub use error::ExecutorError;
+pub use quantity::{Cpu, Memory};
+pub use spec::{AttemptSpec, Resources};
 
 /// How a finished attempt ended. A failure of the attempt is an outcome, not an error: the
 /// engine decides on retries from it.
@@ -82,6 +91,16 @@ pub trait Executor: Send + Sync {
         }
     }
 }
+
+/// The named executors a run may use (`executor: NAME` on a step), as `twinloop.yaml` declares
+/// them. `local` is not among them: it is the engine's own launcher.
+pub type Executors = std::collections::BTreeMap<String, std::sync::Arc<dyn Executor>>;
+
+/// Builds the executors a repository's `twinloop.yaml` declares: what the binary (which links
+/// their implementations) hands a server's scheduler, which reads each run's repository.
+pub type BuildExecutors = std::sync::Arc<
+    dyn Fn(&crate::config::RepoConfig) -> Result<Executors, Vec<crate::Problem>> + Send + Sync,
+>;
 
 /// Consecutive unanswered polls before [`Executor::wait`] gives up.
 pub const MAX_FAILED_POLLS: u32 = 5;
