@@ -21,7 +21,6 @@ pub(crate) enum Arg {
     Int(i64),
     OptText(Option<String>),
     OptInt(Option<i64>),
-    OptFloat(Option<f64>),
 }
 
 impl From<&str> for Arg {
@@ -57,11 +56,6 @@ impl From<Option<String>> for Arg {
 impl From<Option<i64>> for Arg {
     fn from(v: Option<i64>) -> Arg {
         Arg::OptInt(v)
-    }
-}
-impl From<Option<f64>> for Arg {
-    fn from(v: Option<f64>) -> Arg {
-        Arg::OptFloat(v)
     }
 }
 
@@ -151,7 +145,6 @@ impl Sql {
                 Arg::Int(v) => q.bind(*v),
                 Arg::OptText(v) => q.bind(v.clone()),
                 Arg::OptInt(v) => q.bind(*v),
-                Arg::OptFloat(v) => q.bind(*v),
             };
         }
         q
@@ -344,7 +337,6 @@ impl Sql {
                 Arg::Int(v) => q.bind(*v),
                 Arg::OptText(v) => q.bind(v.clone()),
                 Arg::OptInt(v) => q.bind(*v),
-                Arg::OptFloat(v) => q.bind(*v),
             };
         }
         q

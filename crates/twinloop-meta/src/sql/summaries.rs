@@ -11,7 +11,7 @@ use twinloop_core::tracking::Metric;
 use twinloop_core::{Error, Result};
 
 use super::SqlStore;
-use super::query::{Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, encode_metric_value};
+use super::query::{MAX_ARGS, RowExt, Sql, backend_of, chunks_for, encode_metric_value};
 
 /// The most runs one summaries read may name.
 pub const MAX_SUMMARY_RUNS: usize = 1000;
@@ -85,17 +85,28 @@ pub(super) async fn record(
             if i > 0 {
                 sql.push(", ");
             }
-            sql.tuple([
-                Arg::from(run_id),
-                Arg::from(*key),
-                Arg::from(s.latest.step),
-                Arg::from(s.latest.timestamp),
-                Arg::from(value),
-                Arg::from(is_nan),
-                Arg::from(s.min),
-                Arg::from(s.max),
-                Arg::from(s.count),
-            ]);
+            sql.push("(")
+                .arg(run_id)
+                .push(", ")
+                .arg(*key)
+                .push(", ")
+                .arg(s.latest.step)
+                .push(", ")
+                .arg(s.latest.timestamp)
+                .push(", ")
+                .arg(value)
+                .push(", ")
+                .arg(is_nan);
+            // A missing min or max is a literal NULL: sqlx 0.8's Any driver binds a NULL float
+            // as PostgreSQL float4, and a statement first prepared that way then refuses the
+            // float8 values of later batches.
+            for bound in [s.min, s.max] {
+                match bound {
+                    Some(v) => sql.push(", ").arg(v),
+                    None => sql.push(", NULL"),
+                };
+            }
+            sql.push(", ").arg(s.count).push(")");
         }
         // SQLite's two-argument MIN/MAX are NULL when either side is, so the merge spells the
         // NULL cases out (NULL: no non-NaN point yet).

@@ -146,6 +146,27 @@ on_every_backend!(summaries_follow_every_write, |s: &dyn TrackingStore| {
     assert!(e.message.contains("At most 1000 runs"), "{}", e.message);
 });
 
+// A batch of only NaN points has no min or max; the next batch of numbers must still be
+// written (on PostgreSQL a NULL bound as a parameter once typed the prepared statement wrongly).
+on_every_backend!(nan_only_batches_then_numbers, |s: &dyn TrackingStore| {
+    let exp = s.create_experiment("nan-first", None, &[]).await.unwrap();
+    let run = new_run(s, &exp, "r", 1).await;
+    for i in 0..8 {
+        let key = format!("k{i}");
+        s.log_batch(&run, &[m(&key, f64::NAN, 1, 0)], &[], &[])
+            .await
+            .unwrap();
+        s.log_batch(&run, &[m(&key, i as f64, 2, 1)], &[], &[])
+            .await
+            .unwrap();
+        let k = summary(s, &run, &key).await;
+        assert_eq!(
+            (k.min, k.max, k.count, k.last),
+            (Some(i as f64), Some(i as f64), 2, i as f64)
+        );
+    }
+});
+
 on_every_backend!(concurrent_batches_lose_no_summary, |s| {
     let exp = s.create_experiment("concurrent", None, &[]).await.unwrap();
     let run = new_run(&*s, &exp, "r", 1).await;
