@@ -373,7 +373,66 @@ pub fn job(spec: &AttemptSpec, template: &JobTemplate) -> Job {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
+    use crate::Resources;
+
+    #[test]
+    fn a_shared_volume_is_mounted_and_the_step_runs_in_the_attempts_directory() {
+        let spec = AttemptSpec {
+            run_id: "run".into(),
+            pipeline: "p".into(),
+            step: "each".into(),
+            item: Some(2),
+            attempt: 1,
+            command: "true".into(),
+            env: BTreeMap::new(),
+            image: None,
+            resources: Resources::default(),
+            timeout: None,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            repo: PathBuf::from("/data/repo"),
+            code: Vec::new(),
+            labels: BTreeMap::new(),
+            workdir: Some(PathBuf::from("/data/repo")),
+            launcher: None,
+            grace: Duration::from_millis(2500),
+        };
+        let mut template = JobTemplate::new("python:3.12-slim");
+        template.working_dir = Some("/app".into());
+        template.shared = Some(SharedVolume {
+            mount_path: "/data".into(),
+            source: SharedSource::Claim("twinloop-data".into()),
+        });
+        let job = job(&spec, &template);
+        assert_eq!(job.metadata.name.as_deref(), Some("twinloop-run-each-2-1"));
+        assert_eq!(job.metadata.labels["twinloop.dev/item"], "2");
+        let pod = &job.spec.template.spec;
+        let step = &pod.containers[0];
+        assert_eq!(step.working_dir.as_deref(), Some("/data/repo"));
+        assert_eq!(
+            step.command[..4],
+            ["/twinloop/bin/twinloop", "step-exec", "--grace-ms", "2500"]
+        );
+        let mount = step.volume_mounts.last().unwrap();
+        assert_eq!(
+            (mount.name, mount.mount_path.as_str()),
+            ("twinloop-shared", "/data")
+        );
+        let volume = pod.volumes.last().unwrap();
+        assert_eq!(volume.name, "twinloop-shared");
+        assert_eq!(
+            volume
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some("twinloop-data")
+        );
+        assert!(volume.empty_dir.is_none() && volume.host_path.is_none());
+    }
 
     #[test]
     fn job_names_are_dns_labels_unique_per_attempt() {
