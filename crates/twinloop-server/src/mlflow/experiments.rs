@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use twinloop_core::tracking::{Tag, ViewType};
+use twinloop_core::tracking::{Experiment, Tag, ViewType};
 use twinloop_meta::ExperimentQuery;
 
+use super::json::*;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryParams};
@@ -34,17 +35,17 @@ pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<J
     Ok(Json(json!({"experiment_id": id})))
 }
 
-pub async fn get(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get(State(s): S, q: QueryParams) -> ApiResult<Json<One<Experiment>>> {
     let experiment = s.store.get_experiment(q.required("experiment_id")?).await?;
-    Ok(Json(json!({"experiment": experiment_json(&experiment)})))
+    Ok(one("experiment", experiment))
 }
 
-pub async fn get_by_name(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get_by_name(State(s): S, q: QueryParams) -> ApiResult<Json<One<Experiment>>> {
     let experiment = s
         .store
         .get_experiment_by_name(q.required("experiment_name")?)
         .await?;
-    Ok(Json(json!({"experiment": experiment_json(&experiment)})))
+    Ok(one("experiment", experiment))
 }
 
 #[derive(Deserialize)]
@@ -59,7 +60,7 @@ pub struct Search {
     page_token: Option<String>,
 }
 
-async fn search(s: &AppState, req: Search) -> ApiResult<Json<Value>> {
+async fn search(s: &AppState, req: Search) -> ApiResult<Json<Listing<Experiment>>> {
     let query = ExperimentQuery {
         filter: req.filter,
         order_by: req.order_by,
@@ -73,14 +74,17 @@ async fn search(s: &AppState, req: Search) -> ApiResult<Json<Value>> {
         page_token: req.page_token,
     };
     let page = s.store.search_experiments(&query).await?;
-    Ok(Json(page_json("experiments", &page, experiment_json)))
+    Ok(listing("experiments", page))
 }
 
-pub async fn search_post(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<Json<Value>> {
+pub async fn search_post(
+    State(s): S,
+    JsonBody(req): JsonBody<Search>,
+) -> ApiResult<Json<Listing<Experiment>>> {
     search(&s, req).await
 }
 
-pub async fn search_get(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn search_get(State(s): S, q: QueryParams) -> ApiResult<Json<Listing<Experiment>>> {
     let req = Search {
         max_results: q.opt_i64("max_results")?,
         filter: q.get("filter").map(String::from),

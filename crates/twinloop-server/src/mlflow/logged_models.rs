@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use twinloop_core::tracking::{LoggedModelStatus, NewLoggedModel};
+use twinloop_core::tracking::{LoggedModel, LoggedModelStatus, NewLoggedModel};
 use twinloop_meta::{LoggedModelOrder, LoggedModelQuery};
 
+use super::json::*;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryParams};
@@ -29,7 +30,10 @@ pub struct Create {
     tags: Vec<WireTag>,
 }
 
-pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<Json<Value>> {
+pub async fn create(
+    State(s): S,
+    JsonBody(req): JsonBody<Create>,
+) -> ApiResult<Json<One<LoggedModel>>> {
     let model = s
         .store
         .create_logged_model(NewLoggedModel {
@@ -41,19 +45,19 @@ pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<J
             tags: into_tags(req.tags, "tags")?,
         })
         .await?;
-    Ok(Json(json!({"model": logged_model_json(&model)})))
+    Ok(one("model", model))
 }
 
 pub async fn get(
     State(s): S,
     Path(model_id): Path<String>,
     q: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<LoggedModel>>> {
     let model = s
         .store
         .get_logged_model(&model_id, q.flag("allow_deleted"))
         .await?;
-    Ok(Json(json!({"model": logged_model_json(&model)})))
+    Ok(one("model", model))
 }
 
 #[derive(Deserialize)]
@@ -66,10 +70,10 @@ pub async fn finalize(
     State(s): S,
     Path(model_id): Path<String>,
     JsonBody(req): JsonBody<Finalize>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<LoggedModel>>> {
     let status = LoggedModelStatus::parse(&required_str(req.status, "status")?)?;
     let model = s.store.finalize_logged_model(&model_id, status).await?;
-    Ok(Json(json!({"model": logged_model_json(&model)})))
+    Ok(one("model", model))
 }
 
 pub async fn delete(State(s): S, Path(model_id): Path<String>) -> ApiResult<Json<Value>> {
@@ -138,7 +142,10 @@ pub struct Search {
     page_token: Option<String>,
 }
 
-pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<Json<Value>> {
+pub async fn search(
+    State(s): S,
+    JsonBody(req): JsonBody<Search>,
+) -> ApiResult<Json<Listing<LoggedModel>>> {
     let order_by = req
         .order_by
         .into_iter()
@@ -158,5 +165,5 @@ pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<J
         page_token: req.page_token,
     };
     let page = s.store.search_logged_models(&query).await?;
-    Ok(Json(page_json("models", &page, logged_model_json)))
+    Ok(listing("models", page))
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel};
 use twinloop_core::tracking::Tag;
 use twinloop_meta::RegistryQuery;
 
+use super::json::*;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Actor, JsonBody, QueryParams};
@@ -19,74 +20,6 @@ type S = State<Arc<AppState>>;
 
 fn ok() -> Json<Value> {
     Json(json!({}))
-}
-
-fn tags_json(tags: &[Tag]) -> Value {
-    Value::Array(
-        tags.iter()
-            .map(|t| json!({"key": t.key, "value": t.value}))
-            .collect(),
-    )
-}
-
-pub fn model_version_json(v: &ModelVersion) -> Value {
-    let mut obj = Map::new();
-    obj.insert("name".into(), json!(v.name));
-    obj.insert("version".into(), json!(v.version.to_string()));
-    obj.insert("creation_timestamp".into(), json!(v.creation_timestamp));
-    obj.insert(
-        "last_updated_timestamp".into(),
-        json!(v.last_updated_timestamp),
-    );
-    obj.insert("current_stage".into(), json!(v.current_stage));
-    obj.insert("description".into(), json!(v.description));
-    if !v.user_id.is_empty() {
-        obj.insert("user_id".into(), json!(v.user_id));
-    }
-    obj.insert("source".into(), json!(v.source));
-    if !v.run_id.is_empty() {
-        obj.insert("run_id".into(), json!(v.run_id));
-    }
-    obj.insert("status".into(), json!(v.status));
-    obj.insert("run_link".into(), json!(v.run_link));
-    if !v.tags.is_empty() {
-        obj.insert("tags".into(), tags_json(&v.tags));
-    }
-    if !v.aliases.is_empty() {
-        obj.insert("aliases".into(), json!(v.aliases));
-    }
-    Value::Object(obj)
-}
-
-fn registered_model_json(m: &RegisteredModel) -> Value {
-    let mut obj = Map::new();
-    obj.insert("name".into(), json!(m.name));
-    obj.insert("creation_timestamp".into(), json!(m.creation_timestamp));
-    obj.insert(
-        "last_updated_timestamp".into(),
-        json!(m.last_updated_timestamp),
-    );
-    if let Some(d) = m.description.as_ref().filter(|d| !d.is_empty()) {
-        obj.insert("description".into(), json!(d));
-    }
-    if !m.latest_versions.is_empty() {
-        obj.insert(
-            "latest_versions".into(),
-            Value::Array(m.latest_versions.iter().map(model_version_json).collect()),
-        );
-    }
-    if !m.tags.is_empty() {
-        obj.insert("tags".into(), tags_json(&m.tags));
-    }
-    if !m.aliases.is_empty() {
-        let aliases: Vec<Value> = m
-            .aliases
-            .iter()
-            .map(|a| json!({"alias": a.alias, "version": a.version.to_string()}))
-            .collect();
-        obj.insert("aliases".into(), Value::Array(aliases));
-    }
-    Value::Object(obj)
 }
 
 #[derive(Deserialize)]
@@ -101,23 +34,19 @@ pub async fn create_model(
     State(s): S,
     actor: Actor,
     JsonBody(req): JsonBody<CreateModel>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<RegisteredModel>>> {
     let name = required_str(req.name, "name")?;
     let tags = into_tags(req.tags, "tags")?;
     let model = s
         .store
         .create_registered_model(&name, req.description.as_deref(), &tags, &actor.0)
         .await?;
-    Ok(Json(
-        json!({"registered_model": registered_model_json(&model)}),
-    ))
+    Ok(one("registered_model", model))
 }
 
-pub async fn get_model(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get_model(State(s): S, q: QueryParams) -> ApiResult<Json<One<RegisteredModel>>> {
     let model = s.store.get_registered_model(q.required("name")?).await?;
-    Ok(Json(
-        json!({"registered_model": registered_model_json(&model)}),
-    ))
+    Ok(one("registered_model", model))
 }
 
 #[derive(Deserialize)]
@@ -130,16 +59,14 @@ pub async fn rename_model(
     State(s): S,
     actor: Actor,
     JsonBody(req): JsonBody<RenameModel>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<RegisteredModel>>> {
     let name = required_str(req.name, "name")?;
     let new_name = required_str(req.new_name, "new_name")?;
     let model = s
         .store
         .rename_registered_model(&name, &new_name, &actor.0)
         .await?;
-    Ok(Json(
-        json!({"registered_model": registered_model_json(&model)}),
-    ))
+    Ok(one("registered_model", model))
 }
 
 #[derive(Deserialize)]
@@ -151,15 +78,13 @@ pub struct UpdateModel {
 pub async fn update_model(
     State(s): S,
     JsonBody(req): JsonBody<UpdateModel>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<RegisteredModel>>> {
     let name = required_str(req.name, "name")?;
     let model = s
         .store
         .update_registered_model(&name, &req.description.unwrap_or_default())
         .await?;
-    Ok(Json(
-        json!({"registered_model": registered_model_json(&model)}),
-    ))
+    Ok(one("registered_model", model))
 }
 
 #[derive(Deserialize)]
@@ -220,16 +145,15 @@ fn registry_query(q: &QueryParams, default_max: i64) -> ApiResult<RegistryQuery>
     })
 }
 
-pub async fn search_models(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn search_models(
+    State(s): S,
+    q: QueryParams,
+) -> ApiResult<Json<Listing<RegisteredModel>>> {
     let page = s
         .store
         .search_registered_models(&registry_query(&q, 100)?)
         .await?;
-    Ok(Json(page_json(
-        "registered_models",
-        &page,
-        registered_model_json,
-    )))
+    Ok(listing("registered_models", page))
 }
 
 #[derive(Deserialize)]
@@ -239,29 +163,28 @@ pub struct LatestVersions {
     stages: Vec<String>,
 }
 
-async fn latest_versions(s: &AppState, req: LatestVersions) -> ApiResult<Json<Value>> {
+async fn latest_versions(
+    s: &AppState,
+    req: LatestVersions,
+) -> ApiResult<Json<Listing<ModelVersion>>> {
     let versions = s
         .store
         .get_latest_versions(&required_str(req.name, "name")?, &req.stages)
         .await?;
-    let mut obj = Map::new();
-    if !versions.is_empty() {
-        obj.insert(
-            "model_versions".into(),
-            Value::Array(versions.iter().map(model_version_json).collect()),
-        );
-    }
-    Ok(Json(Value::Object(obj)))
+    Ok(list("model_versions", versions))
 }
 
 pub async fn latest_versions_post(
     State(s): S,
     JsonBody(req): JsonBody<LatestVersions>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Listing<ModelVersion>>> {
     latest_versions(&s, req).await
 }
 
-pub async fn latest_versions_get(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn latest_versions_get(
+    State(s): S,
+    q: QueryParams,
+) -> ApiResult<Json<Listing<ModelVersion>>> {
     latest_versions(
         &s,
         LatestVersions {
@@ -311,12 +234,12 @@ pub async fn delete_alias(
     Ok(ok())
 }
 
-pub async fn get_by_alias(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get_by_alias(State(s): S, q: QueryParams) -> ApiResult<Json<One<ModelVersion>>> {
     let v = s
         .store
         .get_model_version_by_alias(q.required("name")?, q.required("alias")?)
         .await?;
-    Ok(Json(json!({"model_version": model_version_json(&v)})))
+    Ok(one("model_version", v))
 }
 
 #[derive(Deserialize)]
@@ -335,7 +258,7 @@ pub async fn create_version(
     State(s): S,
     actor: Actor,
     JsonBody(req): JsonBody<CreateVersion>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<ModelVersion>>> {
     let new = NewModelVersion {
         name: required_str(req.name, "name")?,
         source: required_str(req.source, "source")?,
@@ -347,15 +270,15 @@ pub async fn create_version(
         user_id: String::new(),
     };
     let v = s.store.create_model_version(new, &actor.0).await?;
-    Ok(Json(json!({"model_version": model_version_json(&v)})))
+    Ok(one("model_version", v))
 }
 
-pub async fn get_version(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get_version(State(s): S, q: QueryParams) -> ApiResult<Json<One<ModelVersion>>> {
     let v = s
         .store
         .get_model_version(q.required("name")?, q.required("version")?)
         .await?;
-    Ok(Json(json!({"model_version": model_version_json(&v)})))
+    Ok(one("model_version", v))
 }
 
 #[derive(Deserialize)]
@@ -369,7 +292,7 @@ pub struct UpdateVersion {
 pub async fn update_version(
     State(s): S,
     JsonBody(req): JsonBody<UpdateVersion>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<ModelVersion>>> {
     let v = s
         .store
         .update_model_version(
@@ -378,7 +301,7 @@ pub async fn update_version(
             &req.description.unwrap_or_default(),
         )
         .await?;
-    Ok(Json(json!({"model_version": model_version_json(&v)})))
+    Ok(one("model_version", v))
 }
 
 pub async fn delete_version(
@@ -425,12 +348,15 @@ pub async fn delete_version_tag(
     Ok(ok())
 }
 
-pub async fn search_versions(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn search_versions(
+    State(s): S,
+    q: QueryParams,
+) -> ApiResult<Json<Listing<ModelVersion>>> {
     let page = s
         .store
         .search_model_versions(&registry_query(&q, 10_000)?)
         .await?;
-    Ok(Json(page_json("model_versions", &page, model_version_json)))
+    Ok(listing("model_versions", page))
 }
 
 pub async fn download_uri(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
@@ -455,7 +381,7 @@ pub async fn transition_stage(
     State(s): S,
     actor: Actor,
     JsonBody(req): JsonBody<Transition>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<One<ModelVersion>>> {
     let v = s
         .store
         .transition_model_version_stage(
@@ -466,5 +392,5 @@ pub async fn transition_stage(
             &actor.0,
         )
         .await?;
-    Ok(Json(json!({"model_version": model_version_json(&v)})))
+    Ok(one("model_version", v))
 }

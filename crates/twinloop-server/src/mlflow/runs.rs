@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use twinloop_core::tracking::*;
 use twinloop_meta::RunQuery;
 
+use super::json::*;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams, missing};
@@ -40,7 +41,7 @@ pub struct Create {
     tags: Vec<WireTag>,
 }
 
-pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<Json<Value>> {
+pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<Json<One<Run>>> {
     let run = s
         .store
         .create_run(NewRun {
@@ -51,16 +52,16 @@ pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<J
             tags: into_tags(req.tags, "tags")?,
         })
         .await?;
-    Ok(Json(json!({"run": run_json(&run)})))
+    Ok(one("run", run))
 }
 
-pub async fn get(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn get(State(s): S, q: QueryParams) -> ApiResult<Json<One<Run>>> {
     let id = run_id(
         q.get("run_id").map(String::from),
         q.get("run_uuid").map(String::from),
     )?;
     let run = s.store.get_run(&id).await?;
-    Ok(Json(json!({"run": run_json(&run)})))
+    Ok(one("run", run))
 }
 
 #[derive(Deserialize)]
@@ -74,7 +75,7 @@ pub struct Update {
     run_name: Option<String>,
 }
 
-pub async fn update(State(s): S, JsonBody(req): JsonBody<Update>) -> ApiResult<Json<Value>> {
+pub async fn update(State(s): S, JsonBody(req): JsonBody<Update>) -> ApiResult<Json<One<RunInfo>>> {
     let id = run_id(req.run_id, req.run_uuid)?;
     let update = RunUpdate {
         status: req.status.as_deref().map(RunStatus::parse).transpose()?,
@@ -82,7 +83,7 @@ pub async fn update(State(s): S, JsonBody(req): JsonBody<Update>) -> ApiResult<J
         run_name: req.run_name,
     };
     let info = s.store.update_run(&id, update).await?;
-    Ok(Json(json!({"run_info": run_info_json(&info)})))
+    Ok(one("run_info", info))
 }
 
 #[derive(Deserialize)]
@@ -119,7 +120,7 @@ pub struct Search {
     page_token: Option<String>,
 }
 
-pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<Json<Value>> {
+pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<Json<Listing<Run>>> {
     let query = RunQuery {
         experiment_ids: req.experiment_ids,
         filter: req.filter,
@@ -134,7 +135,7 @@ pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<J
         page_token: req.page_token,
     };
     let page = s.store.search_runs(&query).await?;
-    Ok(Json(page_json("runs", &page, run_json)))
+    Ok(listing("runs", page))
 }
 
 #[derive(Deserialize)]
@@ -301,7 +302,7 @@ pub async fn log_outputs(
     Ok(ok())
 }
 
-pub async fn metric_history(State(s): S, q: QueryParams) -> ApiResult<Json<Value>> {
+pub async fn metric_history(State(s): S, q: QueryParams) -> ApiResult<Json<Listing<Metric>>> {
     let id = run_id(
         q.get("run_id").map(String::from),
         q.get("run_uuid").map(String::from),
@@ -311,5 +312,5 @@ pub async fn metric_history(State(s): S, q: QueryParams) -> ApiResult<Json<Value
         .store
         .get_metric_history(&id, key, q.opt_i64("max_results")?, q.get("page_token"))
         .await?;
-    Ok(Json(page_json("metrics", &page, metric_json)))
+    Ok(listing("metrics", page))
 }
