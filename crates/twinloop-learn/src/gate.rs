@@ -1,6 +1,7 @@
 //! The evaluation gate of `model.evaluate@1` (design: pipelines.md §7): MLflow's
 //! `MetricThreshold` semantics over both models' metrics on the same holdout, and, with a
 //! `confidence`, a paired bootstrap so that a candidate better by noise only is not blessed.
+//! `model.gate@1` applies the same checks to metrics a step reported ([`judge_reported`]).
 //!
 //! [`judge`] returns a [`Blessing`], the artifact the step always writes. The fields that only the
 //! built-in knows (the baseline's version, model ids, the eval data's digest) are `None` here and
@@ -20,7 +21,7 @@ use thiserror::Error;
 use crate::bootstrap::{BootstrapError, Interval};
 use crate::metrics::MetricError;
 
-pub use judge::judge;
+pub use judge::{judge, judge_reported};
 pub use spec::{DEFAULT_BOOTSTRAP_SAMPLES, GateSpec, MetricThreshold, OnNoBaseline};
 
 /// The gate's verdict and everything it was based on.
@@ -104,4 +105,43 @@ pub enum GateError {
     Rows { candidate: usize, baseline: usize },
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
+    #[error(
+        "{side}: no metric `{metric}` among the reported ones ({})",
+        list(reported)
+    )]
+    MissingMetric {
+        side: Side,
+        metric: String,
+        reported: Vec<String>,
+    },
+    #[error("{side}: metric `{metric}` is {value}, not a finite number")]
+    NotFinite {
+        side: Side,
+        metric: String,
+        value: f64,
+    },
+}
+
+/// Which model a reported metric belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Candidate,
+    Baseline,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Candidate => "candidate",
+            Side::Baseline => "baseline",
+        })
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none were".to_owned()
+    } else {
+        format!("it has: {}", names.join(", "))
+    }
 }

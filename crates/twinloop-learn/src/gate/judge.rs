@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::reason;
 use super::spec::{GateSpec, Judged, OnNoBaseline};
-use super::{Blessing, Check, CheckKind, GateError};
+use super::{Blessing, Check, CheckKind, GateError, Side};
 use crate::bootstrap::{Interval, paired_bootstrap};
 use crate::metrics::{Metric, Scores, compute};
 
@@ -33,35 +33,113 @@ pub fn judge(
     }
     let mut candidate_values = Vec::with_capacity(judged.len());
     let mut baseline_values = Vec::with_capacity(judged.len());
-    for j in &judged {
-        candidate_values.push(compute(j.metric, truth, candidate).map_err(GateError::Candidate)?);
+    for (_, metric) in &judged {
+        candidate_values.push(compute(*metric, truth, candidate).map_err(GateError::Candidate)?);
         if let Some(b) = baseline {
-            baseline_values.push(compute(j.metric, truth, b).map_err(GateError::Baseline)?);
+            baseline_values.push(Some(
+                compute(*metric, truth, b).map_err(GateError::Baseline)?,
+            ));
         }
     }
     let intervals = match (baseline, spec.confidence) {
         (Some(b), Some(confidence)) => {
             let changes: Vec<Metric> = judged
                 .iter()
-                .filter(|j| j.threshold.has_change())
-                .map(|j| j.metric)
+                .filter(|(j, _)| j.threshold.has_change())
+                .map(|(_, m)| *m)
                 .collect();
             paired_bootstrap(truth, candidate, b, &changes, spec.bootstrap_samples, seed)?
                 .into_iter()
-                .map(|r| (r.metric, r.delta_interval(confidence)))
+                .map(|r| (r.metric.name().to_owned(), r.delta_interval(confidence)))
                 .collect()
         }
         _ => BTreeMap::new(),
     };
+    let judged: Vec<Judged<'_>> = judged.into_iter().map(|(j, _)| j).collect();
+    let baseline_values = baseline.map(|_| baseline_values.as_slice());
+    Ok(verdict(
+        spec,
+        &judged,
+        &candidate_values,
+        baseline_values,
+        intervals,
+        seed,
+    ))
+}
 
+/// Judges metrics a step computed itself (`model.gate@1`, for models the gate cannot score):
+/// the same checks as [`judge`] on the reported values, compared as points since there are no
+/// rows to resample. A judged metric the candidate did not report, or a baseline's value a
+/// change threshold needs, is an error: the gate never blesses what it could not measure.
+pub fn judge_reported(
+    spec: &GateSpec,
+    candidate: &BTreeMap<String, f64>,
+    baseline: Option<&BTreeMap<String, f64>>,
+) -> Result<Blessing, GateError> {
+    let judged = spec.judged_reported().map_err(GateError::Spec)?;
+    let candidate_values = judged
+        .iter()
+        .map(|j| reported(Side::Candidate, candidate, j.name))
+        .collect::<Result<Vec<f64>, _>>()?;
+    let baseline_values = baseline
+        .map(|b| {
+            judged
+                .iter()
+                .map(|j| {
+                    if j.threshold.has_change() {
+                        reported(Side::Baseline, b, j.name).map(Some)
+                    } else {
+                        Ok(b.get(j.name).copied().filter(|v| v.is_finite()))
+                    }
+                })
+                .collect::<Result<Vec<Option<f64>>, _>>()
+        })
+        .transpose()?;
+    Ok(verdict(
+        spec,
+        &judged,
+        &candidate_values,
+        baseline_values.as_deref(),
+        BTreeMap::new(),
+        0,
+    ))
+}
+
+fn reported(side: Side, values: &BTreeMap<String, f64>, name: &str) -> Result<f64, GateError> {
+    match values.get(name) {
+        Some(v) if v.is_finite() => Ok(*v),
+        Some(v) => Err(GateError::NotFinite {
+            side,
+            metric: name.to_owned(),
+            value: *v,
+        }),
+        None => Err(GateError::MissingMetric {
+            side,
+            metric: name.to_owned(),
+            reported: values.keys().cloned().collect(),
+        }),
+    }
+}
+
+/// The checks of every judged metric and the blessing they add up to. `baseline` holds a value
+/// per judged metric (`None` where the baseline has none and no change threshold needs one);
+/// `intervals` are the bootstrap's, by metric name.
+fn verdict(
+    spec: &GateSpec,
+    judged: &[Judged<'_>],
+    candidate: &[f64],
+    baseline: Option<&[Option<f64>]>,
+    intervals: BTreeMap<String, Interval>,
+    seed: u64,
+) -> Blessing {
     let mut checks = Vec::new();
     for (i, j) in judged.iter().enumerate() {
-        let c = candidate_values[i];
+        let c = candidate[i];
         if let Some(t) = j.threshold.threshold {
             checks.push(value_check(j, c, t));
         }
-        if let Some(&b) = baseline_values.get(i) {
-            let interval = intervals.get(&j.metric).copied();
+        if let Some(b) = baseline.and_then(|b| b.get(i).copied().flatten()) {
+            let interval = intervals.get(j.name).copied();
             if let Some(min) = j.threshold.min_absolute_change {
                 checks.push(absolute_check(j, c, b, min, interval));
             }
@@ -78,27 +156,31 @@ pub fn judge(
     reasons.extend(checks.iter().map(reason::line));
     let blessed = !(baseline.is_none() && spec.on_no_baseline == OnNoBaseline::Reject)
         && checks.iter().all(|c| c.passed);
-    let by_name = |values: &[f64]| -> BTreeMap<String, f64> {
+    let paired = |b: &[Option<f64>]| -> Vec<(String, f64, f64)> {
         judged
             .iter()
-            .zip(values)
-            .map(|(j, &v)| (j.name.to_owned(), v))
+            .zip(candidate.iter().zip(b))
+            .filter_map(|(j, (c, b))| Some((j.name.to_owned(), *c, (*b)?)))
             .collect()
     };
-    Ok(Blessing {
+    let pairs = baseline.map(paired);
+    Blessing {
         blessed,
         no_baseline: baseline.is_none(),
-        candidate: by_name(&candidate_values),
-        baseline: baseline.map(|_| by_name(&baseline_values)),
-        deltas: judged
+        candidate: judged
             .iter()
-            .zip(candidate_values.iter().zip(&baseline_values))
-            .map(|(j, (c, b))| (j.name.to_owned(), c - b))
+            .zip(candidate)
+            .map(|(j, &v)| (j.name.to_owned(), v))
             .collect(),
-        intervals: intervals
-            .into_iter()
-            .map(|(m, i)| (m.name().to_owned(), i))
+        baseline: pairs
+            .as_ref()
+            .map(|p| p.iter().map(|(n, _, b)| (n.clone(), *b)).collect()),
+        deltas: pairs
+            .iter()
+            .flatten()
+            .map(|(n, c, b)| (n.clone(), c - b))
             .collect(),
+        intervals,
         reasons,
         checks,
         confidence: spec.confidence,
@@ -107,7 +189,7 @@ pub fn judge(
         candidate_model: None,
         baseline_model: None,
         eval_data_digest: None,
-    })
+    }
 }
 
 /// `a` is at least as good as `b` in the metric's direction.

@@ -1,5 +1,5 @@
-//! What a gate asks: the `with:` of a `model.evaluate@1` step, less the inputs (candidate,
-//! baseline, data, label) that the built-in resolves itself.
+//! What a gate asks: the `with:` of a `model.evaluate@1` or `model.gate@1` step, less the
+//! inputs (candidate, baseline, data, label) that the built-in resolves itself.
 
 use std::collections::BTreeMap;
 
@@ -66,15 +66,36 @@ pub enum OnNoBaseline {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Judged<'a> {
     pub(super) name: &'a str,
-    pub(super) metric: Metric,
     pub(super) threshold: &'a MetricThreshold,
     pub(super) greater_is_better: bool,
 }
 
+/// Where the metrics' values come from, which decides the names a spec may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The gate computes them from both models' scores: only the metrics it knows.
+    Computed,
+    /// A step reported them: any name, but an unknown one must say which way is better, and
+    /// there are no rows for a bootstrap.
+    Reported,
+}
+
 impl GateSpec {
-    /// What parse-time validation reports: every problem, each naming its field. A gate with no
-    /// thresholds is an error here, so that it can never bless everything silently.
+    /// What parse-time validation of `model.evaluate@1` reports: every problem, each naming its
+    /// field. A gate with no thresholds is an error here, so that it can never bless everything
+    /// silently.
     pub fn check(&self) -> Result<(), Vec<String>> {
+        into_result(self.problems(Source::Computed))
+    }
+
+    /// The same for metrics a step computed (`model.gate@1`): a metric twinloop does not know
+    /// needs `greater_is_better`, and `confidence` is refused, since no rows are there to
+    /// resample.
+    pub fn check_reported(&self) -> Result<(), Vec<String>> {
+        into_result(self.problems(Source::Reported))
+    }
+
+    fn problems(&self, source: Source) -> Vec<String> {
         let mut errors = Vec::new();
         if self.metrics.is_empty() {
             errors.push(
@@ -83,8 +104,19 @@ impl GateSpec {
             );
         }
         for (name, t) in &self.metrics {
-            if let Err(e) = name.parse::<Metric>() {
-                errors.push(format!("metrics.{name}: {e}"));
+            match (name.parse::<Metric>(), source) {
+                (Ok(_), _) => {}
+                (Err(e), Source::Computed) => errors.push(format!("metrics.{name}: {e}")),
+                (Err(_), Source::Reported) if name.trim().is_empty() => {
+                    errors.push("metrics: a metric's name is empty".to_owned());
+                }
+                (Err(_), Source::Reported) if t.greater_is_better.is_none() => {
+                    errors.push(format!(
+                        "metrics.{name}: not a metric twinloop knows, so its direction must be \
+                         given: greater_is_better: true or false"
+                    ));
+                }
+                (Err(_), Source::Reported) => {}
             }
             errors.extend(
                 t.problems()
@@ -92,45 +124,74 @@ impl GateSpec {
                     .map(|p| format!("metrics.{name}: {p}")),
             );
         }
-        if let Some(c) = self.confidence
-            && !(c > 0.0 && c < 1.0)
-        {
-            errors.push(format!(
+        match (self.confidence, source) {
+            (Some(c), Source::Computed) if !(c > 0.0 && c < 1.0) => errors.push(format!(
                 "confidence: {c} is not between 0 and 1 (exclusive), e.g. 0.95"
-            ));
+            )),
+            (Some(_), Source::Reported) => errors.push(
+                "confidence: reported metrics have no rows to resample; compare the points \
+                 (or use model.evaluate@1, which scores both models)"
+                    .to_owned(),
+            ),
+            _ => {}
         }
-        if !(MIN_BOOTSTRAP_SAMPLES..=MAX_BOOTSTRAP_SAMPLES).contains(&self.bootstrap_samples) {
+        if source == Source::Computed
+            && !(MIN_BOOTSTRAP_SAMPLES..=MAX_BOOTSTRAP_SAMPLES).contains(&self.bootstrap_samples)
+        {
             errors.push(format!(
                 "bootstrap_samples: {} is not between {MIN_BOOTSTRAP_SAMPLES} and \
                  {MAX_BOOTSTRAP_SAMPLES}",
                 self.bootstrap_samples
             ));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        errors
     }
 
-    /// The metrics in name order, or `check`'s errors.
-    pub(super) fn judged(&self) -> Result<Vec<Judged<'_>>, Vec<String>> {
+    /// The metrics in name order with the metric each computes, or `check`'s errors.
+    pub(super) fn judged(&self) -> Result<Vec<(Judged<'_>, Metric)>, Vec<String>> {
         self.check()?;
         Ok(self
             .metrics
             .iter()
             .filter_map(|(name, threshold)| {
                 let metric = name.parse::<Metric>().ok()?;
-                Some(Judged {
+                let judged = Judged {
                     name,
-                    metric,
                     threshold,
                     greater_is_better: threshold
                         .greater_is_better
                         .unwrap_or_else(|| metric.greater_is_better()),
+                };
+                Some((judged, metric))
+            })
+            .collect())
+    }
+
+    /// The metrics in name order, or `check_reported`'s errors.
+    pub(super) fn judged_reported(&self) -> Result<Vec<Judged<'_>>, Vec<String>> {
+        self.check_reported()?;
+        Ok(self
+            .metrics
+            .iter()
+            .filter_map(|(name, threshold)| {
+                let greater_is_better = threshold
+                    .greater_is_better
+                    .or_else(|| name.parse::<Metric>().ok().map(Metric::greater_is_better))?;
+                Some(Judged {
+                    name,
+                    threshold,
+                    greater_is_better,
                 })
             })
             .collect())
+    }
+}
+
+fn into_result(errors: Vec<String>) -> Result<(), Vec<String>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
@@ -195,7 +256,7 @@ mod tests {
         assert_eq!(defaults.on_no_baseline, OnNoBaseline::Bless);
         assert_eq!(defaults.confidence, None);
         let judged = defaults.judged().unwrap();
-        assert!(!judged[0].greater_is_better, "mae is lower-is-better");
+        assert!(!judged[0].0.greater_is_better, "mae is lower-is-better");
     }
 
     #[test]
@@ -256,5 +317,36 @@ mod tests {
                 .check()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reported_metrics_may_have_any_name_that_says_its_direction() {
+        let s = spec(
+            r#"{"metrics": {"ndcg_at_10": {"threshold": 0.3, "greater_is_better": true},
+                            "mae": {"min_relative_change": 0.0}}}"#,
+        );
+        assert_eq!(s.check_reported(), Ok(()));
+        assert!(
+            s.check().is_err(),
+            "model.evaluate cannot compute ndcg_at_10"
+        );
+        let judged = s.judged_reported().unwrap();
+        let directions: Vec<(&str, bool)> = judged
+            .iter()
+            .map(|j| (j.name, j.greater_is_better))
+            .collect();
+        assert_eq!(directions, [("mae", false), ("ndcg_at_10", true)]);
+
+        let errors = spec(r#"{"metrics": {"ndcg_at_10": {"threshold": 0.3}}, "confidence": 0.95}"#)
+            .check_reported()
+            .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("metrics.ndcg_at_10: not a metric twinloop knows"),
+            "{errors:?}"
+        );
+        assert!(errors[1].starts_with("confidence: "), "{errors:?}");
+        let errors = spec(r#"{"metrics": {}}"#).check_reported().unwrap_err();
+        assert!(errors[0].starts_with("metrics: no metric"), "{errors:?}");
     }
 }

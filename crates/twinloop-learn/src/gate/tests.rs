@@ -1,5 +1,7 @@
 //! The gate's semantics table and acceptance test A16 (pipelines.md §13) at the library level.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::bootstrap::SplitMix64;
 use crate::metrics::{Metric, Problem, Scores};
@@ -22,102 +24,103 @@ fn mae_gate(thresholds: &str, c: f64, b: Option<f64>) -> Blessing {
     judge(&s, &ZERO, &mae_of(c), baseline.as_ref(), 1).unwrap()
 }
 
+/// (thresholds, candidate MAE, baseline MAE, blessed)
+const SEMANTICS: &[(&str, f64, Option<f64>, bool)] = &[
+    // threshold: a bound in the good direction, inclusive.
+    (r#"{"threshold": 0.5}"#, 0.4, None, true),
+    (r#"{"threshold": 0.5}"#, 0.5, None, true),
+    (r#"{"threshold": 0.5}"#, 0.6, None, false),
+    (
+        r#"{"threshold": 0.5, "greater_is_better": true}"#,
+        0.6,
+        None,
+        true,
+    ),
+    (
+        r#"{"threshold": 0.5, "greater_is_better": true}"#,
+        0.4,
+        None,
+        false,
+    ),
+    // min_absolute_change: beat the baseline by at least that much.
+    (r#"{"min_absolute_change": 0.1}"#, 0.35, Some(0.5), true),
+    (r#"{"min_absolute_change": 0.1}"#, 0.45, Some(0.5), false),
+    (
+        r#"{"min_absolute_change": 0.1, "greater_is_better": true}"#,
+        0.65,
+        Some(0.5),
+        true,
+    ),
+    (
+        r#"{"min_absolute_change": 0.1, "greater_is_better": true}"#,
+        0.55,
+        Some(0.5),
+        false,
+    ),
+    // 0 means "no worse": a tie passes, a worse candidate does not.
+    (r#"{"min_absolute_change": 0}"#, 0.5, Some(0.5), true),
+    (r#"{"min_absolute_change": 0}"#, 0.51, Some(0.5), false),
+    // min_relative_change: as a fraction of the baseline.
+    (r#"{"min_relative_change": 0.1}"#, 0.44, Some(0.5), true),
+    (r#"{"min_relative_change": 0.1}"#, 0.46, Some(0.5), false),
+    (
+        r#"{"min_relative_change": 0.1, "greater_is_better": true}"#,
+        0.56,
+        Some(0.5),
+        true,
+    ),
+    (
+        r#"{"min_relative_change": 0.1, "greater_is_better": true}"#,
+        0.54,
+        Some(0.5),
+        false,
+    ),
+    // A baseline of 0: MLflow's fallback, any strict improvement passes, a tie does not.
+    (
+        r#"{"min_relative_change": 0.5, "greater_is_better": true}"#,
+        0.01,
+        Some(0.0),
+        true,
+    ),
+    (
+        r#"{"min_relative_change": 0.5, "greater_is_better": true}"#,
+        0.0,
+        Some(0.0),
+        false,
+    ),
+    (r#"{"min_relative_change": 0.5}"#, 0.0, Some(0.0), false),
+    // No baseline with on_no_baseline: bless (the default): value thresholds only.
+    (
+        r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
+        0.4,
+        None,
+        true,
+    ),
+    (
+        r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
+        0.6,
+        None,
+        false,
+    ),
+    (r#"{"min_absolute_change": 0.1}"#, 0.9, None, true),
+    // All thresholds of a metric must pass.
+    (
+        r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
+        0.45,
+        Some(0.5),
+        false,
+    ),
+    (
+        r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
+        0.35,
+        Some(0.5),
+        true,
+    ),
+];
+
 #[test]
 fn threshold_semantics_table() {
-    // (thresholds, candidate, baseline, blessed)
-    let table: &[(&str, f64, Option<f64>, bool)] = &[
-        // threshold: a bound in the good direction, inclusive.
-        (r#"{"threshold": 0.5}"#, 0.4, None, true),
-        (r#"{"threshold": 0.5}"#, 0.5, None, true),
-        (r#"{"threshold": 0.5}"#, 0.6, None, false),
-        (
-            r#"{"threshold": 0.5, "greater_is_better": true}"#,
-            0.6,
-            None,
-            true,
-        ),
-        (
-            r#"{"threshold": 0.5, "greater_is_better": true}"#,
-            0.4,
-            None,
-            false,
-        ),
-        // min_absolute_change: beat the baseline by at least that much.
-        (r#"{"min_absolute_change": 0.1}"#, 0.35, Some(0.5), true),
-        (r#"{"min_absolute_change": 0.1}"#, 0.45, Some(0.5), false),
-        (
-            r#"{"min_absolute_change": 0.1, "greater_is_better": true}"#,
-            0.65,
-            Some(0.5),
-            true,
-        ),
-        (
-            r#"{"min_absolute_change": 0.1, "greater_is_better": true}"#,
-            0.55,
-            Some(0.5),
-            false,
-        ),
-        // 0 means "no worse": a tie passes, a worse candidate does not.
-        (r#"{"min_absolute_change": 0}"#, 0.5, Some(0.5), true),
-        (r#"{"min_absolute_change": 0}"#, 0.51, Some(0.5), false),
-        // min_relative_change: as a fraction of the baseline.
-        (r#"{"min_relative_change": 0.1}"#, 0.44, Some(0.5), true),
-        (r#"{"min_relative_change": 0.1}"#, 0.46, Some(0.5), false),
-        (
-            r#"{"min_relative_change": 0.1, "greater_is_better": true}"#,
-            0.56,
-            Some(0.5),
-            true,
-        ),
-        (
-            r#"{"min_relative_change": 0.1, "greater_is_better": true}"#,
-            0.54,
-            Some(0.5),
-            false,
-        ),
-        // A baseline of 0: MLflow's fallback, any strict improvement passes, a tie does not.
-        (
-            r#"{"min_relative_change": 0.5, "greater_is_better": true}"#,
-            0.01,
-            Some(0.0),
-            true,
-        ),
-        (
-            r#"{"min_relative_change": 0.5, "greater_is_better": true}"#,
-            0.0,
-            Some(0.0),
-            false,
-        ),
-        (r#"{"min_relative_change": 0.5}"#, 0.0, Some(0.0), false),
-        // No baseline with on_no_baseline: bless (the default): value thresholds only.
-        (
-            r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
-            0.4,
-            None,
-            true,
-        ),
-        (
-            r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
-            0.6,
-            None,
-            false,
-        ),
-        (r#"{"min_absolute_change": 0.1}"#, 0.9, None, true),
-        // All thresholds of a metric must pass.
-        (
-            r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
-            0.45,
-            Some(0.5),
-            false,
-        ),
-        (
-            r#"{"threshold": 0.5, "min_absolute_change": 0.1}"#,
-            0.35,
-            Some(0.5),
-            true,
-        ),
-    ];
-    for &(thresholds, c, b, want) in table {
+    for &(thresholds, c, b, want) in SEMANTICS {
         let blessing = mae_gate(thresholds, c, b);
         assert_eq!(
             blessing.blessed, want,
@@ -238,6 +241,74 @@ fn a_spec_without_thresholds_is_refused_by_judge_too() {
         matches!(&err, GateError::Spec(e) if e[0].starts_with("metrics.mae: no threshold")),
         "{err}"
     );
+}
+
+fn reported(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[test]
+fn reported_metrics_are_judged_as_computed_ones_are() {
+    for &(thresholds, c, b, _) in SEMANTICS {
+        let s = spec(&format!(r#"{{"metrics": {{"mae": {thresholds}}}}}"#));
+        let baseline = b.map(|b| reported(&[("mae", b)]));
+        let from_values = judge_reported(&s, &reported(&[("mae", c)]), baseline.as_ref()).unwrap();
+        let from_scores = Blessing {
+            seed: 0,
+            ..mae_gate(thresholds, c, b)
+        };
+        assert_eq!(from_values, from_scores, "{thresholds} {c} {b:?}");
+    }
+}
+
+#[test]
+fn a_reported_metric_may_be_anything_with_a_direction() {
+    let s = spec(
+        r#"{"metrics": {"ndcg": {"min_absolute_change": 0.01, "greater_is_better": true},
+                        "latency_ms": {"threshold": 50, "greater_is_better": false}}}"#,
+    );
+    let candidate = reported(&[("ndcg", 0.42), ("latency_ms", 40.0), ("other", 1.0)]);
+    // The baseline's latency is not needed: only a change threshold reads the baseline.
+    let baseline = reported(&[("ndcg", 0.40)]);
+    let blessing = judge_reported(&s, &candidate, Some(&baseline)).unwrap();
+    assert!(blessing.blessed, "{:?}", blessing.reasons);
+    assert_eq!(
+        blessing.reasons,
+        ["latency_ms 40.0000 ≤ 50 ✓", "ndcg Δ +0.0200 ≥ +0.01 ✓"]
+    );
+    assert_eq!(blessing.baseline, Some(reported(&[("ndcg", 0.40)])));
+    assert_eq!(blessing.candidate.len(), 2, "only judged metrics are kept");
+    let worse = reported(&[("ndcg", 0.405), ("latency_ms", 40.0)]);
+    assert!(!judge_reported(&s, &worse, Some(&baseline)).unwrap().blessed);
+}
+
+#[test]
+fn a_metric_that_was_not_reported_is_an_error_not_a_blessing() {
+    let s = spec(r#"{"metrics": {"f1": {"threshold": 0.5, "min_relative_change": 0}}}"#);
+    let err = judge_reported(&s, &reported(&[("acc", 0.9)]), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "candidate: no metric `f1` among the reported ones (it has: acc)"
+    );
+    let err = judge_reported(&s, &reported(&[("f1", 0.9)]), Some(&BTreeMap::new())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "baseline: no metric `f1` among the reported ones (none were)"
+    );
+    let err = judge_reported(&s, &reported(&[("f1", f64::NAN)]), None).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            GateError::NotFinite {
+                side: Side::Candidate,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let s = spec(r#"{"metrics": {"f1": {"threshold": 0.5}}, "on_no_baseline": "reject"}"#);
+    let rejected = judge_reported(&s, &reported(&[("f1", 0.9)]), None).unwrap();
+    assert!(!rejected.blessed && rejected.no_baseline);
 }
 
 /// A binary holdout where a model scores `weight·y + (1 − weight)·u` for uniform noise u.
