@@ -201,6 +201,17 @@ enum Kind {
     Skip(&'static str, String),
 }
 
+/// The column type Evidently would infer from these values alone: `num`, `cat`, `text`, or
+/// `unknown` for what it does not type (dates, unsigned integers, booleans with nulls, …).
+pub fn column_type(values: &ArrayRef) -> &'static str {
+    match infer_kind(values, None) {
+        Kind::Num => "num",
+        Kind::Cat => "cat",
+        Kind::Text => "text",
+        Kind::Skip(kind, _) => kind,
+    }
+}
+
 fn infer_kind(current: &ArrayRef, schema: Option<&ColumnSchema>) -> Kind {
     if let Some(k) = schema.and_then(|s| s.kind.as_deref()) {
         return match k {

@@ -15,10 +15,12 @@ pub mod profile;
 pub mod report;
 pub mod schema;
 pub mod stats;
+pub mod table_profile;
 
 pub use engine::{Options, run_drift};
 pub use report::Report;
 pub use schema::Schema;
+pub use table_profile::{ProfileOptions, TableProfile, profile_table};
 
 /// Errors are one line each; the CLI adds the hint. A file's error names the file and ends with
 /// its cause's text, which `source()` also gives (a chain printer skips what the line already
