@@ -1,5 +1,6 @@
 //! The gate override (design §7 "Override"): `twinloop pipeline bless RUN_ID --step STEP
-//! --reason TEXT`. A person overrides a gate (`model.evaluate@1`) that judged and did not bless.
+//! --reason TEXT`. A person overrides a gate (`model.evaluate@1` or `model.gate@1`) that judged
+//! and did not bless.
 //! The override is an execution of the gate step appended to that run's record in the cache
 //! index, its outputs the gate's with `blessed = true` and `reasons` gaining "overridden by
 //! <who>: <why>", so `run --resume RUN_ID` reuses the gate as blessed and the steps its
@@ -67,12 +68,12 @@ pub enum BlessError {
         step: String,
         steps: Vec<String>,
     },
-    #[error("step {step} is {what}, not a gate ({gate}): it has no blessing to override")]
-    NotAGate {
-        step: String,
-        what: String,
-        gate: Builtin,
-    },
+    #[error(
+        "step {step} is {what}, not a gate ({}, {}): it has no blessing to override",
+        Builtin::ModelEvaluate,
+        Builtin::ModelGate
+    )]
+    NotAGate { step: String, what: String },
     #[error(
         "step {step} of run {run_id} ended {state}: the gate never judged, so there is nothing to override"
     )]
@@ -201,16 +202,19 @@ fn judged_gate(index: &Index, request: &Request<'_>) -> Result<Execution, BlessE
             steps,
         });
     };
-    let gate_kind = format!("uses:{}", Builtin::ModelEvaluate);
-    if !gate.doc.command.starts_with(&gate_kind) {
-        let what = match gate.doc.command.split_whitespace().next() {
-            Some(uses) if uses.starts_with("uses:") => uses.trim_start_matches("uses:").to_owned(),
-            _ => "a `run:` step".to_owned(),
-        };
+    let uses = gate
+        .doc
+        .command
+        .split_whitespace()
+        .next()
+        .and_then(|first| first.strip_prefix("uses:"));
+    if !uses
+        .and_then(|name| Builtin::parse(name).ok())
+        .is_some_and(Builtin::is_gate)
+    {
         return Err(BlessError::NotAGate {
             step: request.step.to_owned(),
-            what,
-            gate: Builtin::ModelEvaluate,
+            what: uses.map_or_else(|| "a `run:` step".to_owned(), str::to_owned),
         });
     }
     let judged = gate.state.ok()

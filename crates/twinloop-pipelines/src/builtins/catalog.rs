@@ -8,20 +8,26 @@ use crate::spec::OutputKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Builtin {
     DataValidate,
+    DataProfile,
     FeaturesTrainingSet,
+    FeaturesMaterialize,
     ModelTrainLinear,
     ModelEvaluate,
+    ModelGate,
     ModelRegister,
     DeployCanary,
     DeploySetAlias,
     NotifyWebhook,
 }
 
-const ALL: [Builtin; 8] = [
+const ALL: [Builtin; 11] = [
     Builtin::DataValidate,
+    Builtin::DataProfile,
     Builtin::FeaturesTrainingSet,
+    Builtin::FeaturesMaterialize,
     Builtin::ModelTrainLinear,
     Builtin::ModelEvaluate,
+    Builtin::ModelGate,
     Builtin::ModelRegister,
     Builtin::DeployCanary,
     Builtin::DeploySetAlias,
@@ -56,9 +62,12 @@ impl Builtin {
     pub fn name(self) -> &'static str {
         match self {
             Builtin::DataValidate => "data.validate",
+            Builtin::DataProfile => "data.profile",
             Builtin::FeaturesTrainingSet => "features.training-set",
+            Builtin::FeaturesMaterialize => "features.materialize",
             Builtin::ModelTrainLinear => "model.train-linear",
             Builtin::ModelEvaluate => "model.evaluate",
+            Builtin::ModelGate => "model.gate",
             Builtin::ModelRegister => "model.register",
             Builtin::DeployCanary => "deploy.canary",
             Builtin::DeploySetAlias => "deploy.set-alias",
@@ -66,14 +75,19 @@ impl Builtin {
         }
     }
 
-    /// The outputs every run of the built-in produces, as `steps.<id>.outputs.<name>`.
+    /// The outputs every run of the built-in produces, as `steps.<id>.outputs.<name>`. A data
+    /// profile is a file: it is nested and holds text (types, top values), so it is not
+    /// `metrics`, and a wide dataset's would pass a `value`'s 64 KiB; its dataset-level numbers
+    /// are `metrics`, which also land on the step's tracking run.
     pub fn outputs(self) -> &'static [(&'static str, OutputKind)] {
         use OutputKind::{File, Metrics, Value};
         match self {
             Builtin::DataValidate => &[("report", File), ("drift", Value)],
+            Builtin::DataProfile => &[("profile", File), ("summary", File), ("metrics", Metrics)],
             Builtin::FeaturesTrainingSet => &[("train", File), ("holdout", File), ("rows", Value)],
+            Builtin::FeaturesMaterialize => &[("rows", Metrics), ("views", Value)],
             Builtin::ModelTrainLinear => &[("model", File), ("metrics", Metrics)],
-            Builtin::ModelEvaluate => &[
+            Builtin::ModelEvaluate | Builtin::ModelGate => &[
                 ("blessing", File),
                 ("blessed", Value),
                 ("reasons", Value),
@@ -100,7 +114,11 @@ impl Builtin {
                     "drift_share",
                 ],
             ),
+            Builtin::DataProfile => (&["data"], &["columns", "top", "quantiles"]),
             Builtin::FeaturesTrainingSet => (&["entities", "features"], &["repo", "split"]),
+            Builtin::FeaturesMaterialize => {
+                (&[], &["repo", "views", "start", "end", "incremental"])
+            }
             Builtin::ModelTrainLinear => (
                 &["data", "label"],
                 &["features", "exclude", "algorithm", "params"],
@@ -114,6 +132,7 @@ impl Builtin {
                     "bootstrap_samples",
                 ],
             ),
+            Builtin::ModelGate => (&["candidate", "metrics"], &["baseline", "on_no_baseline"]),
             Builtin::ModelRegister => (
                 &["name", "model"],
                 &["alias", "signature_from", "description", "tags"],
@@ -136,13 +155,23 @@ impl Builtin {
     }
 
     /// Whether a result may be reused from the cache. Steps with effects outside their outputs
-    /// (the registry, deployments, a webhook) are never cached: they are idempotent instead. The
-    /// gate is not cached either, because its baseline is resolved when it runs.
+    /// (the registry, deployments, the online store, a webhook) are never cached: they are
+    /// idempotent instead. The gates are not cached either, because a baseline from the registry
+    /// is resolved when they run.
     pub fn cacheable(self) -> bool {
         matches!(
             self,
-            Builtin::DataValidate | Builtin::FeaturesTrainingSet | Builtin::ModelTrainLinear
+            Builtin::DataValidate
+                | Builtin::DataProfile
+                | Builtin::FeaturesTrainingSet
+                | Builtin::ModelTrainLinear
         )
+    }
+
+    /// Whether the step judges a candidate and writes a blessing, which `pipeline bless` may
+    /// override.
+    pub fn is_gate(self) -> bool {
+        matches!(self, Builtin::ModelEvaluate | Builtin::ModelGate)
     }
 
     /// `with:` keys whose plain-string values name files of the repo: they are digested into the
@@ -150,10 +179,14 @@ impl Builtin {
     pub fn path_args(self) -> &'static [&'static str] {
         match self {
             Builtin::DataValidate => &["data", "reference", "schema"],
+            Builtin::DataProfile | Builtin::ModelTrainLinear | Builtin::ModelEvaluate => &["data"],
             Builtin::FeaturesTrainingSet => &["entities"],
-            Builtin::ModelTrainLinear | Builtin::ModelEvaluate => &["data"],
+            Builtin::ModelGate => &["candidate", "baseline"],
             Builtin::ModelRegister => &["model", "signature_from"],
-            Builtin::DeployCanary | Builtin::DeploySetAlias | Builtin::NotifyWebhook => &[],
+            Builtin::FeaturesMaterialize
+            | Builtin::DeployCanary
+            | Builtin::DeploySetAlias
+            | Builtin::NotifyWebhook => &[],
         }
     }
 
@@ -162,7 +195,7 @@ impl Builtin {
     pub fn rejection(self, outputs: &crate::state::StepOutputs) -> Option<String> {
         let value = |name: &str| outputs.get(name).and_then(|o| o.value.clone());
         match self {
-            Builtin::ModelEvaluate => match value("blessed") {
+            Builtin::ModelEvaluate | Builtin::ModelGate => match value("blessed") {
                 Some(serde_json::Value::Bool(false)) => {
                     let reasons = value("reasons")
                         .and_then(|r| serde_json::from_value::<Vec<String>>(r).ok())

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use twinloop_core::tracking::Metric;
-use twinloop_learn::gate::{GateSpec, judge};
+use twinloop_learn::gate::{Blessing, GateSpec, judge};
 use twinloop_serving::deploy::StoreRegistry;
 use twinloop_serving::source::{ModelUri, fetch};
 
@@ -135,6 +135,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<Values, String> {
     .await
     .map_err(|e| format!("the gate stopped: {e}"))??;
     blessing.baseline_version = baseline.map(|(_, v)| v);
+    finish(ctx, &blessing).await
+}
+
+/// What every gate does with its verdict: the reasons in the log, the blessing written, both
+/// sides' metrics on the step's tracking run, and the value outputs `when:` reads.
+pub(super) async fn finish(ctx: &Ctx<'_>, blessing: &Blessing) -> Result<Values, String> {
     for reason in &blessing.reasons {
         ctx.log.line(reason);
     }
@@ -143,10 +149,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<Values, String> {
     } else {
         "not blessed"
     });
-    let json = serde_json::to_vec_pretty(&blessing).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec_pretty(blessing).map_err(|e| e.to_string())?;
     std::fs::write(ctx.output_path("blessing"), json)
         .map_err(|e| format!("cannot write the blessing: {e}"))?;
-    log_metrics(ctx, &blessing).await;
+    log_metrics(ctx, blessing).await;
     Ok(Values::from([
         ("blessed".to_owned(), Value::Bool(blessing.blessed)),
         (
@@ -169,7 +175,7 @@ fn digest_of(path: &Path) -> Option<String> {
 
 /// The candidate's and baseline's holdout metrics on the step's tracking run, as
 /// `candidate_<metric>` and `baseline_<metric>`.
-async fn log_metrics(ctx: &Ctx<'_>, blessing: &twinloop_learn::gate::Blessing) {
+async fn log_metrics(ctx: &Ctx<'_>, blessing: &Blessing) {
     let (Some(services), Some(run_id)) = (ctx.services, ctx.mlflow_run_id) else {
         return;
     };

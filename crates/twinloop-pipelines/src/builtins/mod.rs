@@ -4,7 +4,10 @@
 mod canary;
 mod catalog;
 mod evaluate;
+mod gate;
+mod materialize;
 mod notify;
+mod profile;
 mod register;
 mod score;
 mod train;
@@ -39,8 +42,14 @@ pub fn check(builtin: Builtin, with: &Value) -> Vec<String> {
             ));
         }
     }
-    if problems.is_empty() && builtin == Builtin::ModelEvaluate {
-        problems.extend(evaluate::check(with));
+    if problems.is_empty() {
+        problems.extend(match builtin {
+            Builtin::ModelEvaluate => evaluate::check(with),
+            Builtin::ModelGate => gate::check(with),
+            Builtin::DataProfile => profile::check(with),
+            Builtin::FeaturesMaterialize => materialize::check(with),
+            _ => Vec::new(),
+        });
     }
     problems
 }
@@ -123,6 +132,9 @@ pub(crate) async fn execute(ctx: &Ctx<'_>) -> Result<Values, String> {
         Builtin::ModelTrainLinear => train::run(ctx).await,
         Builtin::ModelEvaluate => evaluate::run(ctx).await,
         Builtin::DataValidate => validate_data::run(ctx).await,
+        Builtin::DataProfile => profile::run(ctx).await,
+        Builtin::FeaturesMaterialize => materialize::run(ctx).await,
+        Builtin::ModelGate => gate::run(ctx).await,
         Builtin::ModelRegister => register::run(ctx).await,
         Builtin::DeploySetAlias => canary::set_alias_step(ctx).await,
         Builtin::DeployCanary => canary::canary_step(ctx).await,

@@ -254,7 +254,7 @@ fn examine(
 }
 
 /// The named columns, in that order; every column without `columns`.
-fn select(table: &Table, columns: Option<&[String]>) -> Result<Table, String> {
+pub(super) fn select(table: &Table, columns: Option<&[String]>) -> Result<Table, String> {
     let Some(names) = columns else {
         return Ok(Table {
             columns: table.columns.clone(),

@@ -1,6 +1,8 @@
 //! The data built-ins run by the engine: `features.training-set@1` from a small feature repo
 //! (point-in-time values, the time split, a cache key that follows the sources, the retrieval in
-//! lineage) and `data.validate@1` (schema, quality, drift against a shifted reference).
+//! lineage), `data.validate@1` (schema, quality, drift against a shifted reference),
+//! `data.profile@1` (keyed on its data) and `features.materialize@1` (the online store written
+//! and the run recorded, never cached).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -424,5 +426,177 @@ async fn drift_warns_by_default_and_fails_when_asked() {
             .unwrap_or_default()
             .contains("not supported yet"),
         "a reference through lineage is refused, not misread as a path"
+    );
+}
+
+// ---- data.profile@1 ----
+
+#[tokio::test]
+async fn a_profile_describes_each_column_and_is_keyed_on_the_data() {
+    let repo = data_repo();
+    let pipeline = repo.pipeline(
+        "pipeline: dp
+steps:
+  profile:
+    uses: data.profile@1
+    with: {data: data/current.parquet, top: 1}
+",
+    );
+    let report = repo.run(&pipeline).await;
+    let step = report.step("profile").unwrap();
+    assert_eq!(step.state, Succeeded, "{:?}", step.reason);
+    assert_eq!(
+        step.outputs["metrics"].value,
+        Some(json!({
+            "rows": 300, "columns": 2, "missing_cells": 0, "missing_share": 0.0,
+            "constant_columns": 0, "empty_columns": 0,
+        }))
+    );
+    let text = std::fs::read_to_string(output_path(&repo, &report, "profile", "profile")).unwrap();
+    let profile: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let amount = &profile["column_profiles"][0];
+    assert_eq!(amount["name"], json!("amount"));
+    assert_eq!(amount["type"], json!("num"));
+    assert_eq!(amount["distinct"], json!(100));
+    assert_eq!(amount["numeric"]["min"], json!(0.0));
+    assert_eq!(amount["numeric"]["max"], json!(99.0));
+    let mean = amount["numeric"]["mean"].as_f64().unwrap();
+    assert!((mean - 49.5).abs() < 1e-9, "{mean}");
+    let country = &profile["column_profiles"][1];
+    assert_eq!(country["type"], json!("cat"));
+    assert_eq!(
+        country["top"],
+        json!([{"value": "DE", "count": 150, "share": 0.5}])
+    );
+    let summary =
+        std::fs::read_to_string(output_path(&repo, &report, "profile", "summary")).unwrap();
+    assert!(
+        summary.starts_with("# Profile of current.parquet\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| country | cat | Utf8 | 300 |"),
+        "{summary}"
+    );
+
+    assert_eq!(state(&repo.run(&pipeline).await, "profile"), Cached);
+    write_data(&repo, "data/current.parquet", 5.0, &["DE", "FR"]);
+    let changed = repo.run(&pipeline).await;
+    assert_eq!(state(&changed, "profile"), Succeeded);
+}
+
+#[tokio::test]
+async fn an_upstream_file_is_profiled_and_unknown_columns_are_named() {
+    let repo = Repo::new();
+    let pipeline = repo.pipeline(
+        "pipeline: dp
+steps:
+  make:
+    run: printf 'x,label\\n1,a\\n2,\\n3,b\\n' > \"$TWINLOOP_OUTPUT_DATA\"
+    outputs:
+      data: {kind: file}
+  profile:
+    uses: data.profile@1
+    with:
+      data: ${{ steps.make.outputs.data }}
+      columns: [label]
+",
+    );
+    let report = repo.run(&pipeline).await;
+    let step = report.step("profile").unwrap();
+    assert_eq!(step.state, Succeeded, "{:?}", step.reason);
+    let metrics = step.outputs["metrics"].value.clone().unwrap();
+    assert_eq!(
+        (metrics["rows"].clone(), metrics["columns"].clone()),
+        (json!(3), json!(1))
+    );
+    assert_eq!(metrics["missing_cells"], json!(1));
+
+    let unknown = repo.pipeline(&repo.read("pipeline.yaml").replace("[label]", "[nope]"));
+    let step = repo.run(&unknown).await.step("profile").unwrap().clone();
+    assert_eq!(step.state, Failed);
+    assert_eq!(
+        step.reason.as_deref(),
+        Some("with.columns: no column \"nope\" (the data has: x, label)")
+    );
+}
+
+// ---- features.materialize@1 ----
+
+const MATERIALIZE: &str = "pipeline: fm
+steps:
+  materialize:
+    uses: features.materialize@1
+    with:
+      repo: features
+      start: 2024-01-01T00:00:00Z
+      end: 2024-01-31T00:00:00Z
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_writes_the_online_store_and_records_the_run() {
+    let repo = feature_repo();
+    let features = repo.path().join("features");
+    let store = twinloop_features::store::FeatureStore::open(&features)
+        .await
+        .unwrap();
+    store.apply().await.unwrap();
+
+    let pipeline = repo.pipeline(MATERIALIZE);
+    let report = repo.run(&pipeline).await;
+    let step = report.step("materialize").unwrap();
+    assert_eq!(step.state, Succeeded, "{:?}", step.reason);
+    assert_eq!(step.outputs["rows"].value, Some(json!({"stats_view": 2})));
+    let views = step.outputs["views"].value.clone().unwrap();
+    assert_eq!(views["stats_view"]["window_rows"], json!(3));
+    assert_eq!(views["stats_view"]["end"], json!("2024-01-31T00:00:00Z"));
+    // The same library call as the CLI's: the run is recorded in the repository's registry.
+    assert_eq!(
+        store.last_materialized_end("stats_view").await.unwrap(),
+        Some(T0 + 30 * DAY)
+    );
+    let view = store.repo.view("stats_view").unwrap();
+    let online = store.online_store().await.unwrap();
+    let table = twinloop_features::online::table_name("test", view);
+    assert_eq!(online.count(&table).await.unwrap(), 2);
+    drop(online);
+
+    // Never cached: a rerun materializes again, and writes the same rows (idempotent).
+    let again = repo.run(&pipeline).await;
+    assert_eq!(state(&again, "materialize"), Succeeded);
+    // Incremental: from the last end up to now, where there is nothing newer.
+    let incremental = repo.pipeline(
+        "pipeline: fm
+steps:
+  materialize:
+    uses: features.materialize@1
+    with: {repo: features, views: stats_view, incremental: true}
+",
+    );
+    let step = repo
+        .run(&incremental)
+        .await
+        .step("materialize")
+        .unwrap()
+        .clone();
+    assert_eq!(step.state, Succeeded, "{:?}", step.reason);
+    let views = step.outputs["views"].value.clone().unwrap();
+    assert_eq!(views["stats_view"]["start"], json!("2024-01-31T00:00:00Z"));
+    assert_eq!(views["stats_view"]["window_rows"], json!(0));
+
+    let unknown = repo
+        .pipeline(&MATERIALIZE.replace("repo: features", "repo: features\n      views: [nope]"));
+    let step = repo
+        .run(&unknown)
+        .await
+        .step("materialize")
+        .unwrap()
+        .clone();
+    assert_eq!(step.state, Failed);
+    assert!(
+        step.reason
+            .unwrap_or_default()
+            .contains("unknown feature view \"nope\""),
+        "the view is named"
     );
 }

@@ -12,6 +12,7 @@ mod example;
 mod executors;
 mod foreach;
 mod gate;
+mod metrics_gate;
 mod parallel;
 mod plan;
 mod recording;

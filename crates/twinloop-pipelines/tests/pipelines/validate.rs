@@ -56,6 +56,22 @@ fn a1_each_problem_names_file_line_and_field() {
         "{}",
         problems(empty_gate)
     );
+    let empty_metrics_gate = "pipeline: p\nsteps:\n  gate:\n    uses: model.gate@1\n    with: {candidate: m.json, metrics: {}}\n";
+    assert!(
+        problems(empty_metrics_gate)
+            .starts_with("p.yaml:5: steps[gate].with: metrics: no metric to judge by"),
+        "{}",
+        problems(empty_metrics_gate)
+    );
+    let no_window =
+        "pipeline: p\nsteps:\n  m:\n    uses: features.materialize@1\n    with: {views: [v]}\n";
+    assert!(
+        problems(no_window).starts_with(
+            "p.yaml:5: steps[m].with: features.materialize@1 needs with.start and with.end"
+        ),
+        "{}",
+        problems(no_window)
+    );
     let unknown_arg = "pipeline: p\nsteps:\n  n:\n    uses: notify.webhook@1\n    with: {url: 'http://x', colour: red}\n";
     assert_eq!(
         problems(unknown_arg),
