@@ -10,6 +10,7 @@ mod deploy;
 mod durability;
 mod features;
 mod first_run;
+mod history_memory;
 mod hostile_v2;
 mod http_api;
 mod monitoring;

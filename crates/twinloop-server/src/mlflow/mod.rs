@@ -1,6 +1,7 @@
 //! The MLflow tracking REST API. Each handler is a few lines: decode, call the store, encode.
 
 mod experiments;
+mod history;
 mod json;
 mod logged_models;
 mod registry;

@@ -2,11 +2,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use twinloop_core::tracking::*;
 use twinloop_meta::RunQuery;
 
+use super::history;
 use super::json::*;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -302,15 +304,15 @@ pub async fn log_outputs(
     Ok(ok())
 }
 
-pub async fn metric_history(State(s): S, q: QueryParams) -> ApiResult<Json<Listing<Metric>>> {
+pub async fn metric_history(State(s): S, q: QueryParams) -> ApiResult<Response> {
     let id = run_id(
         q.get("run_id").map(String::from),
         q.get("run_uuid").map(String::from),
     )?;
     let key = q.required("metric_key")?;
-    let page = s
+    let history = s
         .store
-        .get_metric_history(&id, key, q.opt_i64("max_results")?, q.get("page_token"))
+        .stream_metric_history(&id, key, q.opt_i64("max_results")?, q.get("page_token"))
         .await?;
-    Ok(listing("metrics", page))
+    history::reply(history).await
 }

@@ -12,6 +12,7 @@ mod lineage;
 mod monitors;
 mod pipelines;
 mod run_columns;
+mod series;
 mod webhooks;
 
 pub use events::event_json;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/lineage/graph", get(lineage::graph))
         .route("/experiments/{id}/keys", get(run_columns::keys))
         .route("/metrics/summaries", get(run_columns::summaries))
+        .route("/metrics/series", get(series::series))
         .route("/pipelines", post(pipelines::apply).get(pipelines::list))
         .route("/pipelines/events", get(pipelines::events))
         .route("/pipelines/{name}", get(pipelines::get))
