@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::attempt::{AttemptEnd, AttemptJob, collect_outputs, humanize, stage};
-use super::executor::{AttemptSpec, Executor, Handle, Outcome, Resources};
+use super::executor::{AttemptSpec, Executor, Handle, Outcome};
 use crate::state::StepState;
 
 /// The record of a remote attempt, in its directory.
@@ -229,7 +229,7 @@ async fn start(job: &AttemptJob<'_>, executor: &dyn Executor) -> Result<Handle, 
             .map(|(name, value)| (name.clone(), text(value)))
             .collect(),
         image: None,
-        resources: Resources::default(),
+        resources: job.step.resources.clone(),
         timeout: job.step.timeout,
         inputs: located(&protocol.inputs),
         outputs: located(&protocol.outputs),

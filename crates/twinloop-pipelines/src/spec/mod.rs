@@ -73,6 +73,10 @@ pub struct Step {
     /// `None` runs them locally. The step's own `executor:`, else `defaults.executor`; never
     /// set for a built-in. Not part of the cache key: where a step ran does not change it.
     pub executor: Option<String>,
+    /// `resources:` (`{cpu, memory}`), what the step asks of a remote executor (a Job's requests
+    /// and limits, a Ray job's CPUs). The local executor does not limit a step: `max_parallel`
+    /// slots bound how many run at once. Not part of the cache key.
+    pub resources: crate::exec::executor::Resources,
 }
 
 /// `foreach: ${{ … }}` and its `max_parallel:`: the step runs once per element of the list, each

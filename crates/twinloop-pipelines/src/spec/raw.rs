@@ -14,6 +14,7 @@ use super::{
 };
 use crate::builtins::{Builtin, with};
 use crate::duration::parse_duration;
+use crate::exec::executor::Resources;
 use crate::expr::{Ref, Template};
 
 fn not_supported(what: &str) -> String {
@@ -281,9 +282,21 @@ fn convert_step(
     let before = problems.list.len();
     let mut report =
         |field: &str, message: String| problems.step(section, &id, Some(field), message);
-    if raw.resources.is_some() {
-        report("resources", not_supported("`resources:`"));
-    }
+    let resources = match &raw.resources {
+        Some(_) if raw.uses.is_some() => {
+            report(
+                "resources",
+                "a built-in runs inside the twinloop process; `resources:` belongs to `run:` steps"
+                    .into(),
+            );
+            Resources::default()
+        }
+        Some(yaml) => Resources::from_yaml(yaml).unwrap_or_else(|e| {
+            report("resources", e);
+            Resources::default()
+        }),
+        None => Resources::default(),
+    };
     let foreach = match (raw.foreach, raw.max_parallel) {
         (None, None) => None,
         (None, Some(_)) => {
@@ -434,6 +447,7 @@ fn convert_step(
         continue_on_error: raw.continue_on_error,
         finally: section == "finally",
         executor,
+        resources,
     })
 }
 

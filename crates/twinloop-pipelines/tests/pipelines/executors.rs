@@ -14,7 +14,7 @@ use twinloop_core::tracking::ViewType;
 use twinloop_meta::{RunQuery, SqlStore, StoreHandle, StoreUri};
 use twinloop_pipelines::cache::digest::bytes_digest;
 use twinloop_pipelines::exec::executor::{
-    AttemptSpec, Executor, ExecutorError, Executors, Handle, Outcome,
+    AttemptSpec, Executor, ExecutorError, Executors, Handle, Outcome, Resources,
 };
 use twinloop_pipelines::exec::{Cancel, run};
 use twinloop_pipelines::services::Services;
@@ -35,6 +35,8 @@ struct Fake {
     jobs: Mutex<BTreeMap<String, Job>>,
     /// `start <id>`, `cancel <id>`, `reattach <id>` in call order.
     calls: Mutex<Vec<String>>,
+    /// The `resources:` each started attempt asked for, by id.
+    asked: Mutex<BTreeMap<String, Resources>>,
 }
 
 impl Default for Fake {
@@ -43,6 +45,7 @@ impl Default for Fake {
             logs: tempfile::tempdir().unwrap(),
             jobs: Mutex::default(),
             calls: Mutex::default(),
+            asked: Mutex::default(),
         }
     }
 }
@@ -89,6 +92,10 @@ impl Executor for Fake {
     async fn start(&self, spec: &AttemptSpec) -> Result<Handle, ExecutorError> {
         let id = format!("{}-{}-{}", spec.run_id, spec.name(), spec.attempt);
         self.note(format!("start {id}"));
+        self.asked
+            .lock()
+            .unwrap()
+            .insert(id.clone(), spec.resources.clone());
         if self.jobs.lock().unwrap().contains_key(&id) {
             return Ok(handle(&id));
         }
@@ -171,7 +178,7 @@ fn executors(fake: &Arc<Fake>) -> Executors {
     Executors::from([("cluster".to_owned(), executor)])
 }
 
-const TWO_STEPS: &str = "pipeline: r\ndefaults:\n  executor: cluster\nsteps:\n  prep:\n    run: echo prepared; printf 'a,b' > \"$TWINLOOP_OUTPUT_DATA\"\n    inputs: {raw: raw.csv}\n    outputs: {data: {kind: file}}\n  train:\n    run: cat \"$TWINLOOP_INPUT_DATA\" > \"$TWINLOOP_OUTPUT_MODEL\"; echo trained\n    inputs:\n      data: ${{ steps.prep.outputs.data }}\n    outputs: {model: {kind: file}}\n  check:\n    executor: local\n    run: test \"$(cat \"$TWINLOOP_INPUT_MODEL\")\" = a,b\n    inputs:\n      model: ${{ steps.train.outputs.model }}\n";
+const TWO_STEPS: &str = "pipeline: r\ndefaults:\n  executor: cluster\nsteps:\n  prep:\n    run: echo prepared; printf 'a,b' > \"$TWINLOOP_OUTPUT_DATA\"\n    inputs: {raw: raw.csv}\n    outputs: {data: {kind: file}}\n  train:\n    resources: {cpu: 2, memory: 1Gi}\n    run: cat \"$TWINLOOP_INPUT_DATA\" > \"$TWINLOOP_OUTPUT_MODEL\"; echo trained\n    inputs:\n      data: ${{ steps.prep.outputs.data }}\n    outputs: {model: {kind: file}}\n  check:\n    executor: local\n    run: test \"$(cat \"$TWINLOOP_INPUT_MODEL\")\" = a,b\n    inputs:\n      model: ${{ steps.train.outputs.model }}\n";
 
 #[tokio::test]
 async fn remote_steps_run_through_the_executor_and_their_outputs_reach_the_store() {
@@ -191,6 +198,10 @@ async fn remote_steps_run_through_the_executor_and_their_outputs_reach_the_store
         ["start one-prep-1", "start one-train-1"],
         "the local step did not go to the executor"
     );
+    let asked = fake.asked.lock().unwrap().clone();
+    let wanted = serde_norway::from_str("{cpu: 2, memory: 1Gi}").unwrap();
+    assert_eq!(asked["one-train-1"], Resources::from_yaml(&wanted).unwrap());
+    assert_eq!(asked["one-prep-1"], Resources::default());
     let train = report.step("train").unwrap();
     assert_eq!(
         train.outputs["model"].digest,

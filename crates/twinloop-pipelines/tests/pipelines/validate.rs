@@ -88,15 +88,22 @@ fn a1_each_problem_names_file_line_and_field() {
 #[test]
 fn what_this_phase_does_not_run_is_refused_not_ignored() {
     let text = problems(
-        "pipeline: p\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  a:\n    run: x\n    executor: k8s\n    resources: {cpu: 1}\n",
+        "pipeline: p\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  a:\n    run: x\n    executor: k8s\n    resources: {cpu: 1, gpu: 1}\n",
     );
     assert!(
-        text.contains("p.yaml:8: steps[a].resources: `resources:` is not supported yet"),
-        "{text}"
+        text.contains("p.yaml:8: steps[a].resources:") && text.contains("gpu"),
+        "a resource the executors cannot honour is refused, not ignored: {text}"
     );
     assert!(
         !text.contains("executor"),
         "a named executor is checked against twinloop.yaml, not refused: {text}"
+    );
+    let text = problems(
+        "pipeline: p\nsteps:\n  a:\n    uses: notify.webhook@1\n    with: {url: 'http://127.0.0.1:1/'}\n    resources: {cpu: 1}\n",
+    );
+    assert!(
+        text.contains("steps[a].resources: a built-in runs inside the twinloop process"),
+        "{text}"
     );
     let text =
         problems("pipeline: p\nsteps:\n  a:\n    run: x\n    outputs:\n      m: {kind: model}\n");
