@@ -1,9 +1,10 @@
 //! The pipeline YAML format (section 3 of the design), the part this phase runs: `run:` steps
 //! and `uses:` built-ins, with inputs, outputs, code, env, retries, timeouts, cache policy,
 //! `when`, `finally`, `foreach:` fan-out, and the `triggers:` and `policy:` the server's
-//! scheduler acts on (`triggers.rs`), and `executor:` (a step run by one of `twinloop.yaml`'s
-//! executors, checked against them by [`check_executors`]). What comes later (`resources:`, …) is
-//! refused with "not supported yet" rather than ignored, so a file never means less than it says.
+//! scheduler acts on (`triggers.rs`), `executor:` (a step run by one of `twinloop.yaml`'s
+//! executors, checked against them by [`check_executors`]) and the `resources:` it asks of one.
+//! What comes later (`env.secrets`, …) is refused with "not supported yet" rather than ignored, so
+//! a file never means less than it says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
