@@ -158,6 +158,18 @@ pub struct PipelineEvent {
     pub step: Option<String>,
 }
 
+/// The first event (`event: lost`) of a `GET /pipelines/events` that resumed after an event the
+/// server no longer keeps (too old, or sent by an earlier server process): the events between
+/// are gone, so re-read the runs (`GET /runs`); the stream goes on from the oldest kept event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineEventsLost {
+    /// The event id the client resumed after.
+    pub after: String,
+    /// The oldest event still kept, which comes next; absent when none is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +183,10 @@ mod tests {
         round_trips::<PipelineEvent>(
             r#"{"at_ms":1,"kind":"run_finished","pipeline":"p","run_id":"r","state":"REJECTED"}"#,
         );
+        round_trips::<PipelineEventsLost>(
+            r#"{"after":"1764300000000-12","oldest":"1764300000000-40"}"#,
+        );
+        round_trips::<PipelineEventsLost>(r#"{"after":"1764299999999-3"}"#);
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! `SUCCEEDED` without its outputs. A timeout through the launcher still ends the whole tree.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::TestServer;
+use crate::support::pipelines::{ok, pipeline, runs, wait_for};
 
 /// `second` writes its process group id and, while `hold` exists, starts a grandchild `sleep`
 /// (its pid in `grandchild`) and sleeps itself.
@@ -28,33 +29,6 @@ steps:
     outputs: {copy: {kind: file}}
 "#;
 
-fn pipeline(server: &TestServer, repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinloop"))
-        .args(["pipeline", "--repo"])
-        .arg(repo)
-        .args(args)
-        .args(["--server", &server.url])
-        .output()
-        .expect("run twinloop")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn runs(server: &TestServer, repo: &Path) -> Vec<Value> {
-    let out = pipeline(server, repo, &["runs", "crash", "--json"]);
-    let runs: Value = serde_json::from_str(&ok(&out)).expect("JSON output");
-    runs["runs"].as_array().cloned().unwrap_or_default()
-}
-
 fn start_run(server: &TestServer) -> Value {
     let reply = server.raw(
         "POST /api/twinloop/v1/pipelines/crash/runs HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
@@ -65,17 +39,6 @@ fn start_run(server: &TestServer) -> Value {
         "{reply}"
     );
     serde_json::from_str(body).expect("a run")
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A number a step wrote, once it is whole.
@@ -165,13 +128,13 @@ fn a22_kill_9_mid_step_leaves_no_orphan_and_the_restarted_server_resumes_the_run
         "the resumed run to succeed",
         Duration::from_secs(60),
         || {
-            runs(&server, repo).into_iter().find(|r| {
+            runs(&server, repo, "crash").into_iter().find(|r| {
                 r["cause"]["resumed_from"] == interrupted.as_str() && r["state"] == "SUCCEEDED"
             })
         },
     );
     let resumed = resumed["id"].as_str().unwrap().to_owned();
-    let first = runs(&server, repo)
+    let first = runs(&server, repo, "crash")
         .into_iter()
         .find(|r| r["id"] == interrupted.as_str())
         .unwrap();

@@ -5,43 +5,13 @@
 //! (`MonitorStore::add_monitor_event` on the same database).
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use twinloop_meta::{MonitorStore, PipelineStore, SqlStore, StoreUri};
 
 use crate::support::TestServer;
-
-fn pipeline(server: &TestServer, repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinloop"))
-        .args(["pipeline", "--repo"])
-        .arg(repo)
-        .args(args)
-        .args(["--server", &server.url])
-        .output()
-        .expect("run twinloop")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).expect("JSON output")
-}
-
-fn runs(server: &TestServer, repo: &Path, name: &str) -> Vec<Value> {
-    let out = pipeline(server, repo, &["runs", name, "--json"]);
-    json(&out)["runs"].as_array().cloned().unwrap_or_default()
-}
+use crate::support::pipelines::{json, ok, pipeline, runs, wait_for};
 
 /// The recorded events of the pipeline's first trigger, newest first.
 fn events(server: &TestServer, repo: &Path, name: &str) -> Vec<Value> {
@@ -50,17 +20,6 @@ fn events(server: &TestServer, repo: &Path, name: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn states(runs: &[Value]) -> Vec<String> {

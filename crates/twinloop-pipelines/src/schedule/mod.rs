@@ -9,6 +9,7 @@
 //! `policy.on_restart: resume` (the default) a new run continues each, reusing the steps it
 //! finished (`--resume`). Runs left `QUEUED` are queued again.
 
+pub mod backlog;
 mod data;
 mod diff;
 pub mod policy;
@@ -129,8 +130,9 @@ struct Inner {
     config: Config,
     state: Mutex<State>,
     stop: Cancel,
-    /// What the runs under way do, as it happens (the server streams it).
-    events: tokio::sync::broadcast::Sender<RunEvent>,
+    /// What the runs under way do, as it happens, numbered and the newest kept (the server
+    /// streams it).
+    events: backlog::Backlog,
 }
 
 /// One engine event of a run the scheduler executes.
@@ -257,7 +259,7 @@ impl Scheduler {
             config,
             state: Mutex::new(State::default()),
             stop: Cancel::default(),
-            events: tokio::sync::broadcast::channel(1024).0,
+            events: backlog::Backlog::new(now_ms(), backlog::CAPACITY),
         });
         inner.restore().await?;
         let polling = inner.clone();
@@ -302,9 +304,10 @@ impl Scheduler {
         }
     }
 
-    /// The events of runs from now on (a slow reader misses some rather than slowing runs).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RunEvent> {
-        self.inner.events.subscribe()
+    /// The events of runs from now on, or after the event `after` (those still kept first, or
+    /// word that they are lost). A slow reader never slows runs: it is refilled from what is kept.
+    pub fn follow(&self, after: Option<backlog::EventId>) -> backlog::Follower {
+        self.inner.events.follow(after)
     }
 
     /// Registers `spec` (the pipeline file's text; `file` is how errors name it) as the newest

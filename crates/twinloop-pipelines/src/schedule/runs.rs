@@ -257,8 +257,7 @@ impl Inner {
                     let (events, run_id, pipeline) =
                         (self.events.clone(), run.id.clone(), run.pipeline.clone());
                     options.events = crate::exec::Events::new(move |event| {
-                        // Nobody listening is not an error.
-                        let _ = events.send(super::RunEvent {
+                        events.publish(super::RunEvent {
                             run_id: run_id.clone(),
                             pipeline: pipeline.clone(),
                             at_ms: now_ms(),

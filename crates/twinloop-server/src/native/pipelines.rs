@@ -246,33 +246,58 @@ async fn set_paused(
     }))
 }
 
-/// `GET /pipelines/events`: the engine events of the runs under way, as server-sent events,
-/// from the moment of the request (a run's record, `GET /runs/{id}`, has its past).
+/// `GET /pipelines/events`: the engine events of the runs under way, as server-sent events with
+/// ids. From the moment of the request, or after an event id (`Last-Event-ID`, which a
+/// reconnecting `EventSource` sends and which wins, or `?after=`): the kept events after it
+/// first. When those are gone the stream still opens, with an `event: lost` first rather than
+/// an error status: an `EventSource` given a non-200 answer stops reconnecting for good, while
+/// a notice lets it re-read the runs (`GET /runs`, which has their past) and keep listening.
 pub async fn events(
     State(s): S,
-) -> axum::response::sse::Sse<
-    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    headers: axum::http::HeaderMap,
+    q: QueryParams,
+) -> ApiResult<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
 > {
-    use futures::StreamExt;
-    let live = futures::stream::unfold(s.pipelines.subscribe(), |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => return Some((event, rx)),
-                // A slow reader skips what it missed; the runs' records keep the outcome.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use twinloop_pipelines::schedule::backlog::{Delivery, EventId};
+    let header = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Last-Event-ID is not text"))
+        })
+        .transpose()?;
+    let after = header
+        .or_else(|| q.get("after"))
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| {
+            id.parse::<EventId>()
+                .map_err(|e| ApiError::invalid(e.to_string()))
+        })
+        .transpose()?;
+    let follower = s.pipelines.follow(after);
+    let stream = futures::stream::unfold(follower, |mut follower| async move {
+        let event = match follower.next().await? {
+            Delivery::Event(e) => Event::default()
+                .id(e.id.to_string())
+                .event("pipeline")
+                .data(serde_json::to_string(&event_body(e.event)).unwrap_or_default()),
+            Delivery::Lost(lost) => {
+                let body = api::PipelineEventsLost {
+                    after: lost.after.to_string(),
+                    oldest: lost.oldest.map(|id| id.to_string()),
+                };
+                Event::default()
+                    .event("lost")
+                    .data(serde_json::to_string(&body).unwrap_or_default())
             }
-        }
-    })
-    .map(|e| {
-        let body = serde_json::to_string(&event_body(e)).unwrap_or_default();
-        Ok(axum::response::sse::Event::default()
-            .event("pipeline")
-            .data(body))
+        };
+        Some((Ok(event), follower))
     });
-    axum::response::sse::Sse::new(live).keep_alive(
-        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
-    )
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
 
 fn event_body(e: twinloop_pipelines::schedule::RunEvent) -> api::PipelineEvent {

@@ -1,5 +1,7 @@
 //! Starts the real `twinloop` binary on a free port with its own data directory.
 
+pub mod pipelines;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
