@@ -179,7 +179,8 @@ impl Builtin {
     pub fn path_args(self) -> &'static [&'static str] {
         match self {
             Builtin::DataValidate => &["data", "reference", "schema"],
-            Builtin::DataProfile | Builtin::ModelTrainLinear | Builtin::ModelEvaluate => &["data"],
+            Builtin::DataProfile | Builtin::ModelTrainLinear => &["data"],
+            Builtin::ModelEvaluate => &["candidate", "data"],
             Builtin::FeaturesTrainingSet => &["entities"],
             Builtin::ModelGate => &["candidate", "baseline"],
             Builtin::ModelRegister => &["model", "signature_from"],

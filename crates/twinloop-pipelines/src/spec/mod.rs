@@ -441,6 +441,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gates_plain_candidate_path_is_a_repo_input_like_its_data() {
+        let pipeline = parse(
+            "p.yaml",
+            "pipeline: p\nsteps:\n  gate:\n    uses: model.evaluate@1\n    with:\n      candidate: models/c.onnx\n      baseline: models:/m@champion\n      data: holdout.parquet\n      label: y\n      metrics: {roc_auc: {threshold: 0.5}}\n",
+        )
+        .unwrap();
+        let gate = pipeline.step("gate").unwrap();
+        assert_eq!(
+            gate.inputs["candidate"],
+            Input::Path("models/c.onnx".into()),
+            "resolved against the repo, not the process's working directory"
+        );
+        assert_eq!(gate.inputs["data"], Input::Path("holdout.parquet".into()));
+    }
+
+    #[test]
     fn defaults_apply_unless_the_step_says_otherwise() {
         let pipeline = parse(
             "p.yaml",
