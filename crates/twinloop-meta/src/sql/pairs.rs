@@ -6,6 +6,7 @@ use sqlx::{Any, Transaction};
 use twinloop_core::Result;
 use twinloop_core::tracking::Tag;
 
+use super::Backend;
 use super::query::{Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for};
 
 /// What happens when a key is written again.
@@ -61,6 +62,25 @@ pub(crate) const REGISTERED_MODEL_TAGS: PairTable = table("registered_model_tags
 pub(crate) const MODEL_VERSION_TAGS: PairTable = table("model_version_tags", &["name", "version"]);
 
 impl PairTable {
+    /// `INSERT INTO table (owner columns, key, value) VALUES (…), (…)` for one chunk of pairs.
+    fn insert(self, backend: Backend, owner: &[Arg], columns: &str, chunk: &[Tag]) -> Sql {
+        let mut sql = Sql::new(
+            backend,
+            &format!("INSERT INTO {} ({columns}, key, value) VALUES ", self.table),
+        );
+        for (i, pair) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let values = owner
+                .iter()
+                .cloned()
+                .chain([Arg::from(&pair.key), Arg::from(&pair.value)]);
+            sql.tuple(values);
+        }
+        sql
+    }
+
     pub async fn write(
         self,
         tx: &mut Transaction<'_, Any>,
@@ -71,20 +91,7 @@ impl PairTable {
         let Owner(owner) = owner.into();
         let columns = self.owner_columns.join(", ");
         for chunk in chunks_for(pairs, owner.len() + 2, MAX_ARGS) {
-            let mut sql = Sql::new(
-                backend_of(tx),
-                &format!("INSERT INTO {} ({columns}, key, value) VALUES ", self.table),
-            );
-            for (i, pair) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                let values = owner
-                    .iter()
-                    .cloned()
-                    .chain([Arg::from(&pair.key), Arg::from(&pair.value)]);
-                sql.tuple(values);
-            }
+            let mut sql = self.insert(backend_of(tx), &owner, &columns, chunk);
             sql.push(&format!(" ON CONFLICT ({columns}, key) DO "));
             sql.push(match on_conflict {
                 OnConflict::Overwrite => "UPDATE SET value = excluded.value",
@@ -107,20 +114,7 @@ impl PairTable {
         let columns = self.owner_columns.join(", ");
         let mut inserted = Vec::new();
         for chunk in chunks_for(pairs, owner.len() + 2, MAX_ARGS) {
-            let mut sql = Sql::new(
-                backend_of(tx),
-                &format!("INSERT INTO {} ({columns}, key, value) VALUES ", self.table),
-            );
-            for (i, pair) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                let values = owner
-                    .iter()
-                    .cloned()
-                    .chain([Arg::from(&pair.key), Arg::from(&pair.value)]);
-                sql.tuple(values);
-            }
+            let mut sql = self.insert(backend_of(tx), &owner, &columns, chunk);
             sql.push(" ON CONFLICT DO NOTHING RETURNING key");
             for row in sql.fetch_all(&mut **tx).await? {
                 inserted.push(row.text(0)?);
