@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 from mlflow.exceptions import MlflowException
 
 BINARY = bytes(range(256)) * 800  # 200 KiB, every byte value
@@ -184,3 +185,204 @@ def test_artifact_storage_layout(server, client, experiment):
         assert obj["Body"].read() == b"layout"
     else:
         assert (server.artifact_root / rel).read_bytes() == b"layout"
+
+
+# --- the tracking server's own artifact routes (what MLflow's UI and REST users call) ---------
+
+API = "/api/2.0/mlflow"
+
+
+def _bad_path(response):
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
+    assert "Invalid path" in body["message"], body
+
+
+def _attachment_name(response) -> str:
+    from email.message import Message
+
+    msg = Message()
+    msg["Content-Disposition"] = response.headers["Content-Disposition"]
+    assert msg.get_content_disposition() == "attachment"
+    return msg.get_filename()
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/ajax-api"])
+def test_rest_list_artifacts(server, client, experiment, tmp_path, prefix):
+    with mlflow.start_run() as run:
+        mlflow.log_text("0", "a.txt")
+        mlflow.log_text("1", "dir/b.txt")
+        mlflow.log_text("", "dir/empty.txt")
+    run_id = run.info.run_id
+    url = f"{server}{prefix}/2.0/mlflow/artifacts/list"
+
+    root = requests.get(url, params={"run_id": run_id}, timeout=20).json()
+    assert root == {
+        "root_uri": run.info.artifact_uri,
+        "files": [{"path": "a.txt", "is_dir": False, "file_size": 1}, {"path": "dir", "is_dir": True}],
+    }
+    nested = requests.get(url, params={"run_id": run_id, "path": "dir"}, timeout=20).json()
+    assert [f["path"] for f in nested["files"]] == ["dir/b.txt", "dir/empty.txt"]
+    assert nested["root_uri"] == run.info.artifact_uri
+    # run_uuid is the older spelling MLflow still accepts
+    assert requests.get(url, params={"run_uuid": run_id}, timeout=20).json() == root
+    # a missing directory lists as empty: only root_uri is left
+    assert requests.get(url, params={"run_id": run_id, "path": "nope"}, timeout=20).json() == {
+        "root_uri": run.info.artifact_uri
+    }
+
+    for bad in ["../", "dir/../../x", "/etc", "/", ".."]:
+        _bad_path(requests.get(url, params={"run_id": run_id, "path": bad}, timeout=20))
+    missing = requests.get(url, params={"run_id": "0" * 32}, timeout=20)
+    assert missing.status_code == 404
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_rest_list_artifacts_pages_with_a_token(server, client, experiment):
+    if server.target == "mlflow":
+        pytest.skip("MLflow's server ignores page_token: it never pages a run's artifacts")
+    with mlflow.start_run() as run:
+        mlflow.log_text("x", "only.txt")
+    url = f"{server}{API}/artifacts/list"
+    # a token after the last entry leaves an empty page and no further token
+    after = requests.get(url, params={"run_id": run.info.run_id, "page_token": "only.txt"}, timeout=20).json()
+    assert after == {"root_uri": run.info.artifact_uri}
+
+
+@pytest.mark.parametrize(
+    ("filename", "mime"),
+    [
+        ("a.txt", "text/plain"),
+        ("b.pkl", "application/octet-stream"),
+        ("c.png", "image/png"),
+        ("d.pdf", "application/pdf"),
+        ("MLmodel", "text/plain"),
+        ("mlproject", "text/plain"),
+        ("conda.yaml", "text/plain"),
+    ],
+)
+def test_downloads_are_typed_attachments(server, client, experiment, tmp_path, filename, mime):
+    f = tmp_path / filename
+    f.write_bytes(b"content")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(f), artifact_path="dir")
+    proxied = f"{server}/api/2.0/mlflow-artifacts/artifacts/{run.info.artifact_uri.split(':', 1)[1].lstrip('/')}"
+    for response in [
+        requests.get(f"{proxied}/dir/{filename}", timeout=20),
+        requests.get(
+            f"{server}/get-artifact", params={"run_id": run.info.run_id, "path": f"dir/{filename}"}, timeout=20
+        ),
+        # a browser asking for HTML still gets the file's own type
+        requests.get(
+            f"{server}/get-artifact",
+            params={"run_uuid": run.info.run_id, "path": f"dir/{filename}"},
+            headers={"Accept": "text/html"},
+            timeout=20,
+        ),
+    ]:
+        assert response.status_code == 200, response.text
+        assert response.content == b"content"
+        assert response.headers["Content-Type"] == mime
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert _attachment_name(response) == filename
+
+
+def test_get_artifact_names_and_refusals(server, client, experiment):
+    with mlflow.start_run() as run:
+        mlflow.log_text("abcdefg", "a.txt")
+        mlflow.log_text("spaced", "dir/with space.txt")
+        mlflow.log_text("caf\u00e9", "dir/caf\u00e9.txt")
+    run_id = run.info.run_id
+    url = f"{server}/get-artifact"
+
+    got = requests.get(url, params={"run_id": run_id, "path": "a.txt"}, timeout=20)
+    assert got.text == "abcdefg"
+    assert got.headers["Content-Disposition"] == "attachment; filename=a.txt"
+    spaced = requests.get(url, params={"run_id": run_id, "path": "dir/with space.txt"}, timeout=20)
+    assert spaced.text == "spaced"
+    assert _attachment_name(spaced) == "with space.txt"
+    accented = requests.get(url, params={"run_id": run_id, "path": "dir/caf\u00e9.txt"}, timeout=20)
+    assert accented.content == "caf\u00e9".encode()
+    assert "filename*=UTF-8''caf%C3%A9.txt" in accented.headers["Content-Disposition"]
+
+    for bad in ["../../../etc/passwd", "/etc/passwd", "dir/../../a.txt"]:
+        _bad_path(requests.get(url, params={"run_id": run_id, "path": bad}, timeout=20))
+    directory = requests.get(url, params={"run_id": run_id, "path": "dir"}, timeout=20)
+    assert directory.status_code == 400
+    assert directory.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    absent = requests.get(url, params={"run_id": run_id, "path": "absent.txt"}, timeout=20)
+    assert absent.status_code == 404
+    assert absent.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_model_version_get_artifact(server, client, experiment, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    (tmp_path / "model" / "weights.bin").write_bytes(b"\x00\x01")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(tmp_path / "model"), artifact_path="model")
+    name = f"mv-artifact-{run.info.run_id[:8]}"
+    client.create_registered_model(name)
+    client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    url = f"{server}/model-versions/get-artifact"
+
+    # MLflow's server cannot read a runs:/ source (it answers 500); twinloop resolves the run
+    for version in ["1", "2"] if server.target == "twinloop" else ["1"]:
+        mlmodel = requests.get(url, params={"name": name, "version": version, "path": "MLmodel"}, timeout=20)
+        assert mlmodel.status_code == 200, mlmodel.text
+        assert mlmodel.text == "flavors: {}\n"
+        assert mlmodel.headers["Content-Type"] == "text/plain"
+        assert mlmodel.headers["X-Content-Type-Options"] == "nosniff"
+        weights = requests.get(url, params={"name": name, "version": version, "path": "weights.bin"}, timeout=20)
+        assert weights.content == b"\x00\x01"
+        assert weights.headers["Content-Type"] == "application/octet-stream"
+    _bad_path(requests.get(url, params={"name": name, "version": "1", "path": "../../x"}, timeout=20))
+    missing = requests.get(url, params={"name": name, "version": "9", "path": "MLmodel"}, timeout=20)
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/ajax-api"])
+def test_logged_model_artifact_routes(server, client, experiment, tmp_path, prefix):
+    exp_id, _ = experiment
+    src = tmp_path / "m"
+    (src / "sub").mkdir(parents=True)
+    (src / "MLmodel").write_text("artifact_path: m\n")
+    (src / "sub" / "data.bin").write_bytes(BINARY)
+    model = client.create_logged_model(experiment_id=exp_id)
+    client.log_model_artifacts(model.model_id, str(src))
+
+    # the stock client lists through the proxy; the UI through the tracking route
+    assert sorted(a.path for a in client.list_logged_model_artifacts(model.model_id)) == ["MLmodel", "sub"]
+    base = f"{server}{prefix}/2.0/mlflow/logged-models/{model.model_id}/artifacts"
+    root = requests.get(f"{base}/directories", timeout=20).json()
+    assert root == {
+        "root_uri": model.artifact_location,
+        "files": [
+            {"path": "MLmodel", "is_dir": False, "file_size": len("artifact_path: m\n")},
+            {"path": "sub", "is_dir": True},
+        ],
+    }
+    sub = requests.get(f"{base}/directories", params={"artifact_directory_path": "sub"}, timeout=20).json()
+    assert sub["files"] == [{"path": "sub/data.bin", "is_dir": False, "file_size": len(BINARY)}]
+    _bad_path(requests.get(f"{base}/directories", params={"artifact_directory_path": "../x"}, timeout=20))
+
+    # MLflow registers the download route under /ajax-api only (twinloop under both)
+    base = f"{server}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts"
+    mlmodel = requests.get(f"{base}/files", params={"artifact_file_path": "MLmodel"}, timeout=20)
+    assert mlmodel.status_code == 200, mlmodel.text
+    assert mlmodel.text == "artifact_path: m\n"
+    assert mlmodel.headers["Content-Type"] == "text/plain"
+    assert mlmodel.headers["X-Content-Type-Options"] == "nosniff"
+    assert _attachment_name(mlmodel) == "MLmodel"
+    data = requests.get(f"{base}/files", params={"artifact_file_path": "sub/data.bin"}, timeout=20)
+    assert data.content == BINARY
+    _bad_path(requests.get(f"{base}/files", params={"artifact_file_path": "/etc/passwd"}, timeout=20))
+    no_path = requests.get(f"{base}/files", timeout=20)
+    assert no_path.status_code == 400
+    assert no_path.json()["error_code"] == "BAD_REQUEST"
+    unknown = requests.get(
+        f"{server}{prefix}/2.0/mlflow/logged-models/m-{'0' * 32}/artifacts/directories", timeout=20
+    )
+    assert unknown.status_code == 404

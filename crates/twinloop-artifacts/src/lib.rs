@@ -27,6 +27,33 @@ pub struct ArtifactEntry {
     pub size: Option<u64>,
 }
 
+/// One page of a directory listing; `next_page_token` is set when entries remain after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactPage {
+    pub entries: Vec<ArtifactEntry>,
+    pub next_page_token: Option<String>,
+}
+
+impl ArtifactPage {
+    /// The page of sorted `entries` that follows `page_token`, at most `max` (at least one) long.
+    /// The token is the last path of the previous page, so a page stays right when entries are
+    /// added or removed between requests, and any string is a valid token.
+    fn of(entries: Vec<ArtifactEntry>, page_token: Option<&str>, max: usize) -> ArtifactPage {
+        let start = page_token.map_or(0, |after| {
+            entries.partition_point(|e| e.path.as_str() <= after)
+        });
+        let mut entries = entries;
+        let mut rest = entries.split_off(start);
+        let more = rest.len() > max.max(1);
+        rest.truncate(max.max(1));
+        let next_page_token = more.then(|| rest.last().map(|e| e.path.clone())).flatten();
+        ArtifactPage {
+            entries: rest,
+            next_page_token,
+        }
+    }
+}
+
 pub struct ArtifactFile {
     pub size: u64,
     pub stream: BoxStream<'static, Result<Bytes>>,
@@ -143,12 +170,22 @@ impl ArtifactStore {
         Ok(written)
     }
 
+    /// Opens the file at `path`. A directory is refused as an invalid argument, not reported
+    /// missing, as MLflow's server does.
     pub async fn get(&self, path: &ArtifactPath) -> Result<ArtifactFile> {
-        let result = self
-            .store
-            .get(&path.require_file()?)
-            .await
-            .map_err(store_err)?;
+        let result = match self.store.get(&path.require_file()?).await {
+            Ok(result) => result,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                if self.is_dir(path).await? {
+                    return Err(Error::invalid(format!(
+                        "Artifact path refers to a directory, not a file: '{}'",
+                        path.as_str()
+                    )));
+                }
+                return Err(store_err(e));
+            }
+            Err(e) => return Err(store_err(e)),
+        };
         let size = result.meta.size;
         let stream = result.into_stream().map_err(store_err).boxed();
         Ok(ArtifactFile { size, stream })
@@ -190,6 +227,26 @@ impl ArtifactStore {
             .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
+    }
+
+    /// One page of [`list`](Self::list): at most `max` entries after `page_token` (a previous
+    /// page's `next_page_token`).
+    pub async fn list_page(
+        &self,
+        dir: &ArtifactPath,
+        page_token: Option<&str>,
+        max: usize,
+    ) -> Result<ArtifactPage> {
+        Ok(ArtifactPage::of(self.list(dir).await?, page_token, max))
+    }
+
+    async fn is_dir(&self, path: &ArtifactPath) -> Result<bool> {
+        let listing = self
+            .store
+            .list_with_delimiter(path.object_path().as_ref())
+            .await
+            .map_err(store_err)?;
+        Ok(!listing.objects.is_empty() || !listing.common_prefixes.is_empty())
     }
 
     /// Deletes a file, or a directory with everything under it.
@@ -292,6 +349,76 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(missing.kind, twinloop_core::ErrorKind::NotFound);
+    }
+
+    fn entries(names: &[&str]) -> Vec<ArtifactEntry> {
+        names
+            .iter()
+            .map(|n| ArtifactEntry {
+                path: n.to_string(),
+                is_dir: false,
+                size: Some(1),
+            })
+            .collect()
+    }
+
+    fn paths(page: &ArtifactPage) -> Vec<&str> {
+        page.entries.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_the_last_path_of_the_previous_page() {
+        let all = entries(&["a", "b", "c", "d", "e"]);
+        let first = ArtifactPage::of(all.clone(), None, 2);
+        assert_eq!(paths(&first), ["a", "b"]);
+        assert_eq!(first.next_page_token.as_deref(), Some("b"));
+        let second = ArtifactPage::of(all.clone(), Some("b"), 2);
+        assert_eq!(paths(&second), ["c", "d"]);
+        let last = ArtifactPage::of(all.clone(), Some("d"), 2);
+        assert_eq!(paths(&last), ["e"]);
+        assert_eq!(last.next_page_token, None);
+        // exactly full: no token pointing at an empty page
+        let whole = ArtifactPage::of(all.clone(), None, 5);
+        assert_eq!((whole.entries.len(), whole.next_page_token), (5, None));
+        // a token between names (an entry deleted meanwhile) and one past the end
+        assert_eq!(
+            paths(&ArtifactPage::of(all.clone(), Some("bb"), 9)),
+            ["c", "d", "e"]
+        );
+        assert!(
+            ArtifactPage::of(all.clone(), Some("z"), 9)
+                .entries
+                .is_empty()
+        );
+        // a page size of 0 still makes progress
+        assert_eq!(paths(&ArtifactPage::of(all, None, 0)), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_not_a_file_and_lists_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let p = |s: &str| ArtifactPath::parse(s).unwrap();
+        for name in ["r/d/x.txt", "r/a.txt", "r/b.txt"] {
+            store.put(&p(name), chunks(&["x"])).await.unwrap();
+        }
+        let err = store.get(&p("r/d")).await.err().unwrap();
+        assert_eq!(err.kind, twinloop_core::ErrorKind::InvalidArgument);
+        assert_eq!(
+            err.message,
+            "Artifact path refers to a directory, not a file: 'r/d'"
+        );
+        let missing = store.get(&p("r/none")).await.err().unwrap();
+        assert_eq!(missing.kind, twinloop_core::ErrorKind::NotFound);
+
+        let first = store.list_page(&p("r"), None, 2).await.unwrap();
+        assert_eq!(paths(&first), ["a.txt", "b.txt"]);
+        let rest = store
+            .list_page(&p("r"), first.next_page_token.as_deref(), 2)
+            .await
+            .unwrap();
+        assert_eq!(paths(&rest), ["d"]);
+        assert!(rest.entries[0].is_dir && rest.next_page_token.is_none());
     }
 
     #[tokio::test]

@@ -66,6 +66,50 @@ impl ArtifactPath {
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or("")
     }
+
+    /// `relative` inside this directory.
+    pub fn join(&self, relative: &ArtifactPath) -> ArtifactPath {
+        match (self.is_root(), relative.is_root()) {
+            (true, _) => relative.clone(),
+            (_, true) => self.clone(),
+            _ => ArtifactPath(format!("{}/{}", self.0, relative.0)),
+        }
+    }
+
+    /// `relative` inside an artifact location this server proxies, resolved as MLflow's server
+    /// resolves a run's, logged model's or model version's location: `mlflow-artifacts:/root`,
+    /// `mlflow-artifacts://host/root`, or a URL of the proxy itself
+    /// (`http(s)://host/api/2.0/mlflow-artifacts/artifacts/root`). The root goes through the
+    /// same parsing as any request path, so a stored location cannot escape either.
+    pub fn in_location(location: &str, relative: &ArtifactPath) -> Result<ArtifactPath> {
+        const PROXY_ROUTE: &str = "/api/2.0/mlflow-artifacts/artifacts/";
+        let root = if let Some(rest) = location.strip_prefix("mlflow-artifacts:") {
+            match rest.strip_prefix("//") {
+                Some(authority_and_path) => authority_and_path
+                    .split_once('/')
+                    .map_or("", |(_, path)| path),
+                None => rest,
+            }
+        } else if location.starts_with("http://") || location.starts_with("https://") {
+            location
+                .split_once(PROXY_ROUTE)
+                .map(|(_, path)| path)
+                .ok_or_else(|| not_served(location))?
+        } else {
+            return Err(not_served(location));
+        };
+        let root = ArtifactPath::parse(root.trim_start_matches('/')).map_err(|e| {
+            Error::invalid(format!("Invalid artifact location {location:?}")).with_source(e)
+        })?;
+        Ok(root.join(relative))
+    }
+}
+
+fn not_served(location: &str) -> Error {
+    Error::invalid(format!(
+        "Artifact location {location:?} is not served by this server: it serves mlflow-artifacts: \
+         locations only"
+    ))
 }
 
 #[cfg(test)]
@@ -83,6 +127,61 @@ mod tests {
         assert_eq!(ArtifactPath::parse("a//b/").unwrap().as_str(), "a/b");
         assert!(ArtifactPath::parse("").unwrap().is_root());
         assert_eq!(ArtifactPath::parse("a/b.txt").unwrap().file_name(), "b.txt");
+    }
+
+    #[test]
+    fn resolves_proxied_locations() {
+        let rel = ArtifactPath::parse("dir/a.txt").unwrap();
+        for (location, expected) in [
+            (
+                "mlflow-artifacts:/1/abc/artifacts",
+                "1/abc/artifacts/dir/a.txt",
+            ),
+            (
+                "mlflow-artifacts:/1/abc/artifacts/",
+                "1/abc/artifacts/dir/a.txt",
+            ),
+            (
+                "mlflow-artifacts://host:5000/1/abc/artifacts",
+                "1/abc/artifacts/dir/a.txt",
+            ),
+            ("mlflow-artifacts://host:5000", "dir/a.txt"),
+            ("mlflow-artifacts:", "dir/a.txt"),
+            (
+                "http://h:1/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts",
+                "0/r/artifacts/dir/a.txt",
+            ),
+        ] {
+            assert_eq!(
+                ArtifactPath::in_location(location, &rel).unwrap().as_str(),
+                expected,
+                "{location}"
+            );
+        }
+        let root = ArtifactPath::parse("").unwrap();
+        assert_eq!(
+            ArtifactPath::in_location("mlflow-artifacts:/1/m", &root)
+                .unwrap()
+                .as_str(),
+            "1/m"
+        );
+    }
+
+    #[test]
+    fn refuses_locations_it_does_not_serve_or_that_escape() {
+        let rel = ArtifactPath::parse("a.txt").unwrap();
+        for bad in [
+            "s3://bucket/x",
+            "/var/data/x",
+            "file:///x",
+            "runs:/abc/model",
+            "http://h/elsewhere/x",
+            "mlflow-artifacts:/1/../../etc",
+            "mlflow-artifacts://h/../x",
+        ] {
+            let err = ArtifactPath::in_location(bad, &rel).unwrap_err();
+            assert_eq!(err.kind, twinloop_core::ErrorKind::InvalidArgument, "{bad}");
+        }
     }
 
     #[test]

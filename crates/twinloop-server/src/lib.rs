@@ -4,7 +4,8 @@
 //!
 //! Routes: the MLflow tracking and registry REST API (`/api/2.0/mlflow/…`, also under
 //! `/ajax-api/…` as MLflow serves its UI), the MLflow artifact proxy
-//! (`/api/2.0/mlflow-artifacts/…`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
+//! (`/api/2.0/mlflow-artifacts/…`), the UI's download routes (`/get-artifact`,
+//! `/model-versions/get-artifact`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
 //! events), `/health`, `/version`, `/api/3.0/mlflow/server-info`, and `/`: a page for browsers
 //! until the web UI lands.
 //!
@@ -91,6 +92,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .route("/api/3.0/mlflow/server-info", get(mlflow::server_info))
+        // MLflow's UI downloads through these two, outside the API prefixes.
+        .route("/get-artifact", get(mlflow::artifact_reads::get_run_file))
+        .route(
+            "/model-versions/get-artifact",
+            get(mlflow::artifact_reads::get_model_version_file),
+        )
         .nest("/api/2.0/mlflow", mlflow.clone())
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts::routes())

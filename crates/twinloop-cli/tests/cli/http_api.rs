@@ -265,6 +265,12 @@ async fn artifact_paths_cannot_escape_the_root() {
         "GET /api/2.0/mlflow-artifacts/artifacts?path=../../etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "GET /api/2.0/mlflow-artifacts/artifacts?path=/etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "DELETE /api/2.0/mlflow-artifacts/artifacts/%2e%2e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        // the tracking routes' artifact views check the path before looking up its owner
+        "GET /get-artifact?run_id=r&path=../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /model-versions/get-artifact?name=m&version=1&path=%2Fetc%2Fpasswd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow/artifacts/list?run_id=r&path=..%2F.. HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /ajax-api/2.0/mlflow/logged-models/m-1/artifacts/files?artifact_file_path=../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow/logged-models/m-1/artifacts/directories?artifact_directory_path=/etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ];
     for request in escapes {
         let reply = server.raw(request);

@@ -1,5 +1,6 @@
 //! The MLflow tracking REST API. Each handler is a few lines: decode, call the store, encode.
 
+pub(crate) mod artifact_reads;
 mod experiments;
 mod history;
 mod json;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runs/log-inputs", post(runs::log_inputs))
         .route("/runs/outputs", post(runs::log_outputs))
         .route("/metrics/get-history", get(runs::metric_history))
+        .route("/artifacts/list", get(artifact_reads::list_run))
         .route("/logged-models", post(logged_models::create))
         .route("/logged-models/search", post(logged_models::search))
         .route(
@@ -59,6 +61,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(logged_models::get)
                 .patch(logged_models::finalize)
                 .delete(logged_models::delete),
+        )
+        .route(
+            "/logged-models/{model_id}/artifacts/directories",
+            get(artifact_reads::list_logged_model),
+        )
+        .route(
+            "/logged-models/{model_id}/artifacts/files",
+            get(artifact_reads::get_logged_model_file),
         )
         .route(
             "/logged-models/{model_id}/params",
