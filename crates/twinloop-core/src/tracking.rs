@@ -196,6 +196,12 @@ pub struct DatasetInput {
     pub dataset: Dataset,
 }
 
+/// A logged model a run read (MLflow's `LoggedModelInput`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInput {
+    pub model_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelOutput {
     pub model_id: String,
@@ -206,7 +212,10 @@ pub struct ModelOutput {
 pub struct Run {
     pub info: RunInfo,
     pub data: RunData,
+    /// Dataset inputs in the order they were first logged.
     pub inputs: Vec<DatasetInput>,
+    /// Logged models the run read, in the order they were first logged.
+    pub model_inputs: Vec<ModelInput>,
     pub outputs: Vec<ModelOutput>,
 }
 
@@ -231,7 +240,7 @@ pub struct RunUpdate {
 pub enum LoggedModelStatus {
     Pending,
     Ready,
-    Failed,
+    UploadFailed,
 }
 
 impl LoggedModelStatus {
@@ -239,7 +248,7 @@ impl LoggedModelStatus {
         match self {
             LoggedModelStatus::Pending => "LOGGED_MODEL_PENDING",
             LoggedModelStatus::Ready => "LOGGED_MODEL_READY",
-            LoggedModelStatus::Failed => "LOGGED_MODEL_FAILED",
+            LoggedModelStatus::UploadFailed => "LOGGED_MODEL_UPLOAD_FAILED",
         }
     }
 
@@ -247,9 +256,9 @@ impl LoggedModelStatus {
         match s {
             "LOGGED_MODEL_PENDING" | "1" => Ok(LoggedModelStatus::Pending),
             "LOGGED_MODEL_READY" | "2" => Ok(LoggedModelStatus::Ready),
-            "LOGGED_MODEL_FAILED" | "3" => Ok(LoggedModelStatus::Failed),
+            "LOGGED_MODEL_UPLOAD_FAILED" | "3" => Ok(LoggedModelStatus::UploadFailed),
             other => Err(Error::invalid(format!(
-                "Invalid logged model status {other:?}: expected LOGGED_MODEL_PENDING, LOGGED_MODEL_READY or LOGGED_MODEL_FAILED"
+                "Invalid logged model status {other:?}: expected LOGGED_MODEL_PENDING, LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED"
             ))),
         }
     }

@@ -482,6 +482,7 @@ impl FeatureStore {
                         profile: Some(serde_json::json!({"num_rows": summary.rows}).to_string()),
                     },
                 }],
+                &[],
             )
             .await
     }

@@ -5,8 +5,10 @@
 //! Search strings are parsed in [`search`] and evaluated in SQL. A caller that holds one store for
 //! every area passes it around as a [`StoreHandle`] (`Arc<dyn MetaStore>`).
 
+mod artifact_uri;
 pub mod history;
 pub mod pipelines;
+pub mod pyjson;
 pub mod search;
 pub mod series;
 mod sql;
@@ -16,8 +18,8 @@ pub mod validation;
 pub use pipelines::PipelineStore;
 pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{
-    DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry, LineageStore,
-    LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
+    DatasetFilter, DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry,
+    LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
     ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery,
     RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,
 };

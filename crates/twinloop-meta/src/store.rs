@@ -14,8 +14,8 @@ use twinloop_core::registry::{
 };
 use twinloop_core::run_columns::{KeyList, KeyQuery, RunSummaries};
 use twinloop_core::tracking::{
-    DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput, NewLoggedModel,
-    NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
+    DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
+    NewLoggedModel, NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
 };
 
 use crate::history::MetricHistory;
@@ -47,10 +47,21 @@ pub struct LoggedModelOrder {
     pub dataset_name: Option<String>,
 }
 
+/// A dataset a logged-model search is restricted to: models with a metric logged on it. Without
+/// a digest, any digest of the name matches.
+#[derive(Debug, Clone)]
+pub struct DatasetFilter {
+    pub dataset_name: String,
+    pub dataset_digest: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoggedModelQuery {
     pub experiment_ids: Vec<String>,
     pub filter: Option<String>,
+    /// Models with a metric on any of these datasets; the filter's metric comparisons then
+    /// consider only metrics on them. Empty: no restriction.
+    pub datasets: Vec<DatasetFilter>,
     pub order_by: Vec<LoggedModelOrder>,
     pub max_results: i64,
     pub page_token: Option<String>,
@@ -117,7 +128,14 @@ pub trait RunStore: Send + Sync {
         tags: &[Tag],
     ) -> Result<()>;
     async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()>;
-    async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()>;
+    /// Dataset inputs and the logged models the run read, in one transaction. An input logged
+    /// before keeps its place in the run's order.
+    async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        models: &[ModelInput],
+    ) -> Result<()>;
     async fn log_outputs(&self, run_id: &str, outputs: &[ModelOutput]) -> Result<()>;
     async fn get_metric_history(
         &self,

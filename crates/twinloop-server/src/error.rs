@@ -68,6 +68,11 @@ impl ApiError {
         )
     }
 
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// No route answers the path.
     pub fn no_endpoint(path: &str) -> Self {
         ApiError::with_status(

@@ -4,7 +4,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use twinloop_core::{Error, ErrorKind};
+use twinloop_meta::pyjson::{self, Separators};
 
 use crate::error::ApiError;
 
@@ -13,7 +15,8 @@ use crate::error::ApiError;
 pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
 /// A JSON request body decoded into `T`. An empty body reads as `{}` (the client sends DELETEs
-/// without one); a body that is not JSON, or has a field of the wrong type, is a 400 naming it.
+/// without one); a body that is not JSON, or has a field of the wrong type, is a 400 naming it
+/// in MLflow's words ([`invalid_value`], [`missing`]), which MLflow's own tests match.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -72,10 +75,79 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::invalid("The request body must be a JSON object"));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid(format!("Invalid value for field '{path}': {}", e.inner()))
-    })
+    serde_path_to_error::deserialize(&value).map_err(|e| decode_error(&value, &e))
+}
+
+/// MLflow's sentence after every request-validation message.
+const SEE_THE_DOCS: &str = " See the API docs for more information about request parameters.";
+
+/// MLflow's message for a parameter of the wrong type (`_validate_param_against_schema`): the
+/// value as Python's `json.dumps(…, separators=(",", ":"), sort_keys=True)` writes it, and its
+/// Python type.
+pub fn invalid_value(param: &str, value: &Value) -> ApiError {
+    invalid_value_because(
+        param,
+        value,
+        &format!(" Hint: Value was of type '{}'.", pyjson::type_name(value)),
+    )
+}
+
+/// MLflow's `invalid_value(path, value, message)`.
+fn invalid_value_because(param: &str, value: &Value, why: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Invalid value {} for parameter '{param}' supplied: {why}{SEE_THE_DOCS}",
+        pyjson::dumps(value, Separators::Compact),
+    ))
+}
+
+pub fn missing(field: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Missing value for required parameter '{field}'.{SEE_THE_DOCS}"
+    ))
+}
+
+/// Names the parameter serde stopped at (`metrics[0].key`) and quotes the value found there.
+fn decode_error(body: &Value, e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_path_to_error::Segment;
+    let mut param = String::new();
+    let mut value = Some(body);
+    for segment in e.path().iter() {
+        match segment {
+            Segment::Seq { index } => {
+                param.push_str(&format!("[{index}]"));
+                value = value.and_then(|v| v.get(index));
+            }
+            Segment::Map { key } => {
+                if !param.is_empty() {
+                    param.push('.');
+                }
+                param.push_str(key);
+                value = value.and_then(|v| v.get(key));
+            }
+            Segment::Enum { .. } | Segment::Unknown => value = None,
+        }
+    }
+    let reason = e.inner().to_string();
+    if let Some(field) = reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return if param.is_empty() {
+            missing(field)
+        } else {
+            missing(&format!("{param}.{field}"))
+        };
+    }
+    match value {
+        // A name outside an enum (the native API's): the type is right, the names allowed help.
+        Some(value) if reason.starts_with("unknown variant") => {
+            invalid_value_because(&param, value, &format!("{reason}."))
+        }
+        Some(value) => invalid_value(&param, value),
+        None => ApiError::invalid(format!(
+            "Invalid value for parameter '{param}' supplied: {reason}.{SEE_THE_DOCS}"
+        )),
+    }
 }
 
 /// Query-string parameters, keeping repeated keys (`order_by=a&order_by=b`) as the MLflow
@@ -107,11 +179,9 @@ impl QueryParams {
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
         self.get(key)
             .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| {
-                    ApiError::invalid(format!(
-                        "Invalid value {v:?} for parameter '{key}': expected an integer"
-                    ))
-                })
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| invalid_value(key, &Value::String(v.to_string())))
             })
             .transpose()
     }
@@ -134,10 +204,6 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-pub fn missing(field: &str) -> ApiError {
-    ApiError::invalid(format!("Missing value for required parameter '{field}'"))
-}
-
 /// Who made a change, for the registry's event log: the `X-Twinloop-User` header, else
 /// `anonymous` (the MLflow protocol carries no identity of its own).
 pub struct Actor(pub String);
@@ -154,5 +220,128 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
             .filter(|v| !v.is_empty() && v.len() <= 256)
             .unwrap_or("anonymous");
         Ok(Actor(user.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::wire::{WireMetric, WireTag, de_opt_i64};
+
+    #[derive(Debug, Deserialize)]
+    #[expect(dead_code, reason = "only decoded, to see the errors")]
+    struct Create {
+        name: Option<String>,
+        artifact_location: Option<String>,
+        #[serde(default)]
+        tags: Vec<WireTag>,
+        #[serde(default, deserialize_with = "de_opt_i64")]
+        max_results: Option<i64>,
+        required: Option<Vec<Required>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[expect(dead_code, reason = "only decoded, to see the errors")]
+    struct Required {
+        key: String,
+    }
+
+    fn error_of<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> String {
+        parse_json::<T>(body.as_bytes())
+            .unwrap_err()
+            .message()
+            .to_string()
+    }
+
+    const DOCS: &str = " See the API docs for more information about request parameters.";
+
+    #[test]
+    fn wrong_types_are_reported_in_mlflows_words() {
+        // The texts MLflow's tests/tracking/test_rest_tracking.py matches.
+        let cases = [
+            (
+                r#"{"run_id": 31, "key": "m", "value": 41, "timestamp": 59}"#,
+                "Invalid value 31 for parameter 'run_id' supplied:  Hint: Value was of type 'int'.",
+            ),
+            (
+                r#"{"run_id": "r", "key": 31, "value": 41, "timestamp": 59}"#,
+                "Invalid value 31 for parameter 'key' supplied:  Hint: Value was of type 'int'.",
+            ),
+            (
+                r#"{"run_id": "r", "key": "m", "value": 31, "timestamp": 59, "step": "foo"}"#,
+                r#"Invalid value "foo" for parameter 'step' supplied:  Hint: Value was of type 'str'."#,
+            ),
+            (
+                r#"{"run_id": "r", "key": "m", "value": 31, "timestamp": "foo"}"#,
+                r#"Invalid value "foo" for parameter 'timestamp' supplied:  Hint: Value was of type 'str'."#,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                error_of::<WireMetric>(body),
+                format!("{want}{DOCS}"),
+                "{body}"
+            );
+        }
+        let cases = [
+            (
+                r#"{"name": 123}"#,
+                "Invalid value 123 for parameter 'name' supplied:  Hint: Value was of type 'int'.",
+            ),
+            (
+                r#"{"name": "e", "artifact_location": 9.0}"#,
+                "Invalid value 9.0 for parameter 'artifact_location' supplied:  Hint: Value was of type 'float'.",
+            ),
+            (
+                r#"{"name": "e", "tags": "5"}"#,
+                r#"Invalid value "5" for parameter 'tags' supplied:  Hint: Value was of type 'str'."#,
+            ),
+            (
+                r#"{"tags": [{"key": "k", "value": {"b": [1, "é"], "a": null}}]}"#,
+                r#"Invalid value {"a":null,"b":[1,"\u00e9"]} for parameter 'tags[0].value' supplied:  Hint: Value was of type 'dict'."#,
+            ),
+            (
+                r#"{"max_results": "ten"}"#,
+                r#"Invalid value "ten" for parameter 'max_results' supplied:  Hint: Value was of type 'str'."#,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(error_of::<Create>(body), format!("{want}{DOCS}"), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_enum_name_lists_the_known_ones() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Op {
+            Gt,
+            Lt,
+        }
+        #[derive(Debug, Deserialize)]
+        #[expect(dead_code, reason = "only decoded, to see the errors")]
+        struct Rule {
+            op: Op,
+        }
+        assert_eq!(
+            error_of::<Rule>(r#"{"op": "!="}"#),
+            format!(
+                "Invalid value \"!=\" for parameter 'op' supplied: unknown variant `!=`, expected `gt` or `lt`.{DOCS}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named_with_its_path() {
+        assert_eq!(
+            error_of::<Create>(r#"{"required": [{"key": "a"}, {}]}"#),
+            format!("Missing value for required parameter 'required[1].key'.{DOCS}")
+        );
+        assert_eq!(
+            missing("run_id").message(),
+            format!("Missing value for required parameter 'run_id'.{DOCS}")
+        );
     }
 }

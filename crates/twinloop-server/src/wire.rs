@@ -118,12 +118,21 @@ impl WireTag {
     }
 }
 
+/// A missing key is named by its place in the request, as MLflow names it: `tags[2].key`.
 pub fn into_tags(tags: Vec<WireTag>, what: &str) -> Result<Vec<Tag>, ApiError> {
-    tags.into_iter().map(|t| t.into_tag(what)).collect()
+    tags.into_iter()
+        .enumerate()
+        .map(|(i, t)| t.into_tag(&format!("{what}[{i}]")))
+        .collect()
 }
 
+/// A metric; also `log-metric`'s whole body, which adds the run it goes to. (Not a struct that
+/// flattens this one: serde loses the path of a field inside a flattened struct, and with it the
+/// parameter an error message must name.)
 #[derive(Debug, Deserialize)]
 pub struct WireMetric {
+    pub run_id: Option<String>,
+    pub run_uuid: Option<String>,
     pub key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_f64")]
     pub value: Option<f64>,
@@ -137,11 +146,13 @@ pub struct WireMetric {
 }
 
 impl WireMetric {
-    pub fn into_metric(self) -> Result<Metric, ApiError> {
+    /// `at` is where the metric sits in the request, for naming a missing field: empty for
+    /// `log-metric`'s top-level fields (`key`), `metrics[3].` in a batch (`metrics[3].key`).
+    pub fn into_metric(self, at: &str) -> Result<Metric, ApiError> {
         let mut m = Metric::new(
-            required_str(self.key, "metric.key")?,
-            required(self.value, "metric.value")?,
-            required(self.timestamp, "metric.timestamp")?,
+            required_str(self.key, &format!("{at}key"))?,
+            required(self.value, &format!("{at}value"))?,
+            required(self.timestamp, &format!("{at}timestamp"))?,
             self.step.unwrap_or(0),
         );
         m.model_id = self.model_id.filter(|s| !s.is_empty());

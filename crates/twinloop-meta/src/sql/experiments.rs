@@ -9,22 +9,21 @@ use super::filter::{numeric_comparison, string_comparison};
 use super::pairs::{EXPERIMENT_TAGS, OnConflict};
 use super::query::{RowExt, Sql, Window, backend_of};
 use super::{SqlStore, db_err};
+use crate::artifact_uri::{resolve_if_local, validate_location};
 use crate::search::{Entity, parse_filter, parse_order_by};
 use crate::store::{ExperimentQuery, ExperimentStore};
 use crate::validation::{validate_experiment_name, validate_tag};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
+/// Any integer is an id, as in MLflow: one that no experiment has (a negative one) is not found
+/// rather than invalid.
 pub(crate) fn parse_experiment_id(id: &str) -> Result<i64> {
-    id.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "Invalid experiment id {id:?}: expected a non-negative integer"
-            ))
-        })
+    id.trim().parse::<i64>().map_err(|_| {
+        Error::invalid(format!(
+            "Invalid experiment ID '{id}'. Experiment ID must be a valid integer."
+        ))
+    })
 }
 
 fn experiment_from_row(row: &dyn RowExt) -> Result<Experiment> {
@@ -153,6 +152,9 @@ impl ExperimentStore for SqlStore {
     ) -> Result<String> {
         validate_experiment_name(name)?;
         tags.iter().try_for_each(validate_tag)?;
+        if let Some(location) = artifact_location.filter(|l| !l.is_empty()) {
+            validate_location(location)?;
+        }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let mut existing = self.sql("SELECT lifecycle_stage FROM experiments WHERE name = ");
         existing.arg(name);
@@ -179,7 +181,12 @@ impl ExperimentStore for SqlStore {
             .push(") RETURNING experiment_id");
         let id = insert.fetch_one(&mut *tx).await?.int(0)?;
         let location = match artifact_location.filter(|l| !l.is_empty()) {
-            Some(l) => l.to_string(),
+            // Relative to the server's working directory, as MLflow resolves it.
+            Some(l) => {
+                let cwd = std::env::current_dir()
+                    .map_err(|e| Error::internal_from("cannot read the working directory", e))?;
+                resolve_if_local(l, &cwd)
+            }
             None => format!("{}/{id}", self.artifact_root),
         };
         let mut update = self.sql("UPDATE experiments SET artifact_location = ");

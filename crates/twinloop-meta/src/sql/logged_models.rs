@@ -13,8 +13,9 @@ use super::lineage::{self, ensure_node};
 use super::pairs::{MODEL_PARAMS, MODEL_TAGS, OnConflict};
 use super::query::{RowExt, Sql, Window, decode_metric_value};
 use super::{SqlStore, db_err};
+use crate::artifact_uri::append_to_uri_path;
 use crate::search::{Entity, parse_filter};
-use crate::store::{LoggedModelQuery, LoggedModelStore};
+use crate::store::{DatasetFilter, LoggedModelQuery, LoggedModelStore};
 use crate::validation::{validate_param, validate_tag};
 
 const COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact_uri, lm.status, lm.model_type, \
@@ -36,12 +37,41 @@ const NUMERIC_ATTRIBUTES: &[(&str, &str)] = &[
     ("last_updated_timestamp_ms", "lm.last_updated_timestamp_ms"),
 ];
 
+/// Which of a model's metrics a comparison or an ordering reads.
+enum OnDatasets<'a> {
+    Any,
+    /// Metrics on one dataset name (an order-by's `dataset_name`).
+    Named(&'a str),
+    /// Metrics on any of the search's `datasets`.
+    Listed(&'a [DatasetFilter]),
+}
+
+/// ` AND (…)`: the metric row `mm` is on one of `datasets`.
+fn on_datasets_sql(sql: &mut Sql, datasets: &[DatasetFilter]) {
+    sql.push(" AND (");
+    for (i, d) in datasets.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(mm.dataset_name = ").arg(&d.dataset_name);
+        if let Some(digest) = &d.dataset_digest {
+            sql.push(" AND mm.dataset_digest = ").arg(digest);
+        }
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
 /// The latest value of a model metric, as a scalar subquery usable in WHERE and ORDER BY.
-fn latest_metric_sql(sql: &mut Sql, key: &str, dataset_name: Option<&str>) {
+fn latest_metric_sql(sql: &mut Sql, key: &str, datasets: &OnDatasets) {
     sql.push("(SELECT mm.value FROM logged_model_metrics mm WHERE mm.model_id = lm.model_id AND mm.is_nan = 0 AND mm.key = ")
         .arg(key);
-    if let Some(dataset) = dataset_name {
-        sql.push(" AND mm.dataset_name = ").arg(dataset);
+    match datasets {
+        OnDatasets::Any => {}
+        OnDatasets::Named(name) => {
+            sql.push(" AND mm.dataset_name = ").arg(*name);
+        }
+        OnDatasets::Listed(listed) => on_datasets_sql(sql, listed),
     }
     sql.push(" ORDER BY mm.step DESC, mm.timestamp DESC LIMIT 1)");
 }
@@ -154,10 +184,7 @@ impl LoggedModelStore for SqlStore {
         let model_id = new_logged_model_id();
         let now = now_ms();
         let model = LoggedModel {
-            artifact_uri: format!(
-                "{}/models/{model_id}/artifacts",
-                row.text(0)?.trim_end_matches('/')
-            ),
+            artifact_uri: append_to_uri_path(&row.text(0)?, &["models", &model_id, "artifacts"]),
             model_id,
             experiment_id: exp_id.to_string(),
             name: new
@@ -321,11 +348,31 @@ impl LoggedModelStore for SqlStore {
                 "search_logged_models needs at least one experiment id",
             ));
         }
+        if q.datasets.iter().any(|d| d.dataset_name.is_empty()) {
+            return Err(Error::invalid(
+                "`dataset_name` in the `datasets` clause must be specified.",
+            ));
+        }
+        let on_datasets = if q.datasets.is_empty() {
+            OnDatasets::Any
+        } else {
+            OnDatasets::Listed(&q.datasets)
+        };
         let mut sql = self.sql(&format!(
             "SELECT {COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "
         ));
         sql.arg_list(&experiment_ids);
-        for clause in parse_filter(q.filter.as_deref().unwrap_or(""), true)? {
+        let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
+        // Without a metric comparison to restrict, the datasets still keep only the models
+        // with some metric on them.
+        if !q.datasets.is_empty() && !clauses.iter().any(|c| c.entity == Entity::Metric) {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM logged_model_metrics mm WHERE mm.model_id = lm.model_id",
+            );
+            on_datasets_sql(&mut sql, &q.datasets);
+            sql.push(")");
+        }
+        for clause in clauses {
             sql.push(" AND ");
             match clause.entity {
                 Entity::Attribute => {
@@ -349,9 +396,9 @@ impl LoggedModelStore for SqlStore {
                     {
                         return Err(clause.invalid("metric summaries can be searched on runs only"));
                     }
-                    latest_metric_sql(&mut sql, &clause.key, None);
+                    latest_metric_sql(&mut sql, &clause.key, &on_datasets);
                     sql.push(" IS NOT NULL AND ");
-                    latest_metric_sql(&mut sql, &clause.key, None);
+                    latest_metric_sql(&mut sql, &clause.key, &on_datasets);
                     numeric_comparison(&mut sql, "", &clause, false)?;
                 }
                 Entity::Param | Entity::Tag => {
@@ -377,10 +424,14 @@ impl LoggedModelStore for SqlStore {
         for order in &q.order_by {
             let dir = if order.ascending { " ASC, " } else { " DESC, " };
             if let Some(key) = order.field_name.strip_prefix("metrics.") {
+                let on = order
+                    .dataset_name
+                    .as_deref()
+                    .map_or(OnDatasets::Any, OnDatasets::Named);
                 sql.push("CASE WHEN ");
-                latest_metric_sql(&mut sql, key, order.dataset_name.as_deref());
+                latest_metric_sql(&mut sql, key, &on);
                 sql.push(" IS NULL THEN 1 ELSE 0 END ASC, ");
-                latest_metric_sql(&mut sql, key, order.dataset_name.as_deref());
+                latest_metric_sql(&mut sql, key, &on);
                 sql.push(dir);
             } else {
                 let column = lookup(STRING_ATTRIBUTES, &order.field_name)

@@ -18,6 +18,7 @@ use super::query::{
 };
 use super::run_search;
 use super::{SqlStore, db_err, keys, rollups, summaries};
+use crate::artifact_uri::append_to_uri_path;
 use crate::history::MetricHistory;
 use crate::series::{Series, SeriesQuery};
 use crate::store::{RunQuery, RunStore};
@@ -177,6 +178,16 @@ async fn insert_metrics(
     Ok(())
 }
 
+/// The position after the last of a run's rows in `table` (`run_inputs`, `run_model_inputs`).
+async fn next_position(tx: &mut Transaction<'_, Any>, table: &str, run_id: &str) -> Result<i64> {
+    let mut sql = Sql::new(
+        backend_of(tx),
+        &format!("SELECT COALESCE(MAX(position), -1) + 1 FROM {table} WHERE run_uuid = "),
+    );
+    sql.arg(run_id);
+    sql.fetch_one(&mut **tx).await?.int(0)
+}
+
 fn push_metric_rows(sql: &mut Sql, run_id: &str, metrics: &[Metric]) {
     for (i, m) in metrics.iter().enumerate() {
         let (value, is_nan) = encode_metric_value(m.value);
@@ -204,6 +215,7 @@ impl SqlStore {
                 info,
                 data: RunData::default(),
                 inputs: Vec::new(),
+                model_inputs: Vec::new(),
                 outputs: Vec::new(),
             })
             .collect();
@@ -248,7 +260,8 @@ impl SqlStore {
                 "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
                  FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid WHERE ri.run_uuid IN ",
             );
-            sql.arg_list(chunk).push(" ORDER BY d.name, d.digest");
+            sql.arg_list(chunk)
+                .push(" ORDER BY ri.position, d.name, d.digest");
             sql.read(&self.bulk_reader).await?.for_each(|row| {
                 let run = &mut runs[index[&row.text(0)?]];
                 let tags: Vec<(String, String)> =
@@ -263,6 +276,16 @@ impl SqlStore {
                         schema: row.opt_text(6)?,
                         profile: row.opt_text(7)?,
                     },
+                });
+                Ok(())
+            })?;
+            let mut sql =
+                self.sql("SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ");
+            sql.arg_list(chunk).push(" ORDER BY position");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let run = &mut runs[index[&row.text(0)?]];
+                run.model_inputs.push(ModelInput {
+                    model_id: row.text(1)?,
                 });
                 Ok(())
             })?;
@@ -340,7 +363,7 @@ impl RunStore for SqlStore {
         }
         let run_id = new_run_id();
         let info = RunInfo {
-            artifact_uri: format!("{}/{run_id}/artifacts", row.text(0)?.trim_end_matches('/')),
+            artifact_uri: append_to_uri_path(&row.text(0)?, &[&run_id, "artifacts"]),
             run_id,
             experiment_id,
             run_name,
@@ -402,6 +425,7 @@ impl RunStore for SqlStore {
                 ..RunData::default()
             },
             inputs: Vec::new(),
+            model_inputs: Vec::new(),
             outputs: Vec::new(),
         })
     }
@@ -482,7 +506,12 @@ impl RunStore for SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn log_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
+    async fn log_inputs(
+        &self,
+        run_id: &str,
+        inputs: &[DatasetInput],
+        models: &[ModelInput],
+    ) -> Result<()> {
         if inputs.len() > 1000 {
             return Err(Error::invalid(
                 "A log_inputs request can contain at most 1000 datasets",
@@ -496,12 +525,17 @@ impl RunStore for SqlStore {
             }
             input.tags.iter().try_for_each(validate_tag)?;
         }
+        if models.iter().any(|m| m.model_id.is_empty()) {
+            return Err(Error::invalid("Every model input needs a model_id"));
+        }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         let mut exp = self.sql("SELECT experiment_id FROM runs WHERE run_uuid = ");
         exp.arg(run_id);
         let exp_id = exp.fetch_one(&mut *tx).await?.int(0)?;
-        for input in inputs {
+        // New inputs go after those already logged; one logged again keeps its position.
+        let first_position = next_position(&mut tx, "run_inputs", run_id).await?;
+        for (position, input) in (first_position..).zip(inputs) {
             let d = &input.dataset;
             let mut upsert = self.sql(
                 "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, schema, profile) VALUES (",
@@ -544,8 +578,9 @@ impl RunStore for SqlStore {
                     .collect::<Vec<_>>(),
             )
             .map_err(|e| Error::internal_from("cannot encode dataset input tags", e))?;
-            let mut link =
-                self.sql("INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags) VALUES (");
+            let mut link = self.sql(
+                "INSERT INTO run_inputs (run_uuid, dataset_uuid, context, tags, position) VALUES (",
+            );
             link.arg(run_id)
                 .push(", ")
                 .arg(dataset_uuid)
@@ -553,6 +588,8 @@ impl RunStore for SqlStore {
                 .arg(context)
                 .push(", ")
                 .arg(tags_json)
+                .push(", ")
+                .arg(position)
                 .push(") ON CONFLICT (run_uuid, dataset_uuid) DO UPDATE SET context = excluded.context, tags = excluded.tags");
             link.execute(&mut *tx).await?;
             let dataset = ensure_node(
@@ -570,6 +607,28 @@ impl RunStore for SqlStore {
             let run_node =
                 ensure_node(&mut tx, NodeKind::Execution, &lineage::run_node(run_id)).await?;
             lineage::link(&mut tx, dataset, run_node, EventKind::Input).await?;
+        }
+        let first_position = next_position(&mut tx, "run_model_inputs", run_id).await?;
+        for (position, input) in (first_position..).zip(models) {
+            let mut sql =
+                self.sql("INSERT INTO run_model_inputs (run_uuid, model_id, position) VALUES (");
+            sql.arg(run_id)
+                .push(", ")
+                .arg(&input.model_id)
+                .push(", ")
+                .arg(position)
+                .push(") ON CONFLICT (run_uuid, model_id) DO NOTHING");
+            sql.execute(&mut *tx).await?;
+            // Lineage: a model the run read is one of its inputs, as a dataset is.
+            let model = ensure_node(
+                &mut tx,
+                NodeKind::Artifact,
+                &lineage::logged_model_node(&input.model_id, None),
+            )
+            .await?;
+            let run_node =
+                ensure_node(&mut tx, NodeKind::Execution, &lineage::run_node(run_id)).await?;
+            lineage::link(&mut tx, model, run_node, EventKind::Input).await?;
         }
         tx.commit().await.map_err(db_err)
     }

@@ -354,6 +354,7 @@ on_every_backend!(tracking_fills_lineage, |s: &SqlStore| {
             tags: vec![],
             dataset,
         }],
+        &[],
     )
     .await
     .unwrap();

@@ -3,8 +3,8 @@
 use twinloop_core::ErrorKind;
 use twinloop_core::tracking::*;
 use twinloop_meta::{
-    ExperimentQuery, ExperimentStore, LoggedModelOrder, LoggedModelQuery, RunQuery, RunStore,
-    TrackingStore,
+    DatasetFilter, ExperimentQuery, ExperimentStore, LoggedModelOrder, LoggedModelQuery, RunQuery,
+    RunStore, TrackingStore,
 };
 
 fn run_query(exp: &str, filter: &str, order_by: &[&str]) -> RunQuery {
@@ -75,6 +75,15 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
         s.get_experiment("999999").await.unwrap_err().kind,
         ErrorKind::NotFound
     );
+    // Any integer is an id, as in MLflow: a negative one is not found rather than invalid.
+    assert_eq!(
+        s.get_experiment("-1337").await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        s.get_experiment("abc").await.unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(
         s.create_experiment("", None, &[]).await.unwrap_err().kind,
         ErrorKind::InvalidArgument
@@ -126,6 +135,55 @@ on_every_backend!(experiment_lifecycle, |s: &dyn TrackingStore| {
     );
     assert!(s.delete_experiment("0").await.is_err());
 });
+
+on_every_backend!(
+    /// A relative location is made absolute against the working directory, and a run's artifact
+    /// URI goes into the location's path, before its query, as MLflow builds them.
+    artifact_locations_as_mlflow_builds_them,
+    |s: &dyn TrackingStore| {
+        let relative = s
+            .create_experiment("relative", Some("my_location"), &[])
+            .await
+            .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            s.get_experiment(&relative).await.unwrap().artifact_location,
+            cwd.join("my_location").to_string_lossy()
+        );
+        let queried = s
+            .create_experiment("queried", Some("s3://bucket/path?versionId=1"), &[])
+            .await
+            .unwrap();
+        let run = s
+            .create_run(NewRun {
+                experiment_id: queried.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            run.info.artifact_uri,
+            format!(
+                "s3://bucket/path/{}/artifacts?versionId=1",
+                run.info.run_id
+            )
+        );
+        let model = s
+            .create_logged_model(NewLoggedModel {
+                experiment_id: queried,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            model.artifact_uri,
+            format!(
+                "s3://bucket/path/models/{}/artifacts?versionId=1",
+                model.model_id
+            )
+        );
+    }
+);
 
 on_every_backend!(experiment_search, |s: &dyn TrackingStore| {
     for i in 0..5 {
@@ -517,15 +575,33 @@ on_every_backend!(inputs_and_dataset_filters, |s: &dyn TrackingStore| {
             profile: None,
         },
     };
-    s.log_inputs(&id, std::slice::from_ref(&input))
+    // Logged after iris but sorted before it by name and digest: it comes back second.
+    let later = DatasetInput {
+        tags: vec![],
+        dataset: Dataset {
+            name: "aaa".into(),
+            digest: "000".into(),
+            ..input.dataset.clone()
+        },
+    };
+    let model = |id: &str| ModelInput {
+        model_id: id.into(),
+    };
+    s.log_inputs(&id, std::slice::from_ref(&input), &[model("m-b")])
         .await
         .unwrap();
-    s.log_inputs(&id, std::slice::from_ref(&input))
-        .await
-        .unwrap();
+    s.log_inputs(
+        &id,
+        &[later.clone(), input.clone()],
+        &[model("m-a"), model("m-b")],
+    )
+    .await
+    .unwrap();
     let run = s.get_run(&id).await.unwrap();
-    assert_eq!(run.inputs, vec![input]);
-    assert!(s.get_run(&other).await.unwrap().inputs.is_empty());
+    assert_eq!(run.inputs, vec![input, later]);
+    assert_eq!(run.model_inputs, vec![model("m-b"), model("m-a")]);
+    let empty = s.get_run(&other).await.unwrap();
+    assert!(empty.inputs.is_empty() && empty.model_inputs.is_empty());
     assert_eq!(
         names(
             s,
@@ -599,6 +675,7 @@ on_every_backend!(logged_models, |s: &dyn TrackingStore| {
     let search = |filter: &str, order: Vec<LoggedModelOrder>| LoggedModelQuery {
         experiment_ids: vec![exp.clone()],
         filter: Some(filter.into()),
+        datasets: vec![],
         order_by: order,
         max_results: 100,
         page_token: None,
@@ -644,6 +721,82 @@ on_every_backend!(logged_models, |s: &dyn TrackingStore| {
         s.search_logged_models(&search("bogus = 'x'", vec![]))
             .await
             .is_err()
+    );
+
+    // The datasets restrict to models with metrics on them, and the metric comparisons to
+    // those metrics; without a digest any digest of the name matches.
+    for (i, (dataset, digest, value)) in [
+        ("eval", "d1", 0.9),
+        ("eval", "d2", 0.5),
+        ("train", "d1", 0.99),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut metric = Metric::new("acc", value, 7, 0);
+        metric.model_id = Some(ids[i].clone());
+        metric.dataset_name = Some(dataset.into());
+        metric.dataset_digest = Some(digest.into());
+        s.log_batch(&run, &[metric], &[], &[]).await.unwrap();
+    }
+    let on = |filter: &str, datasets: &[(&str, Option<&str>)]| {
+        let mut q = search(filter, vec![]);
+        q.datasets = datasets
+            .iter()
+            .map(|(name, digest)| DatasetFilter {
+                dataset_name: name.to_string(),
+                dataset_digest: digest.map(String::from),
+            })
+            .collect();
+        q
+    };
+    let found = |q: LoggedModelQuery| async move {
+        let mut got: Vec<String> = s
+            .search_logged_models(&q)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|m| m.model_id)
+            .collect();
+        got.sort();
+        got
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        found(on("", &[("eval", None)])).await,
+        sorted(vec![ids[0].clone(), ids[1].clone()])
+    );
+    assert_eq!(
+        found(on("", &[("eval", Some("d2"))])).await,
+        [ids[1].clone()]
+    );
+    assert_eq!(
+        found(on("metrics.acc >= 0.8", &[("eval", None)])).await,
+        [ids[0].clone()]
+    );
+    assert_eq!(
+        found(on("metrics.acc >= 0.8", &[("eval", None), ("train", None)])).await,
+        sorted(vec![ids[0].clone(), ids[2].clone()])
+    );
+    assert_eq!(
+        s.search_logged_models(&on("", &[("", Some("d1"))]))
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::InvalidArgument
+    );
+    let failed = s
+        .finalize_logged_model(&ids[2], LoggedModelStatus::UploadFailed)
+        .await
+        .unwrap();
+    assert_eq!(failed.status.as_str(), "LOGGED_MODEL_UPLOAD_FAILED");
+    assert_eq!(
+        found(search("status = 'LOGGED_MODEL_UPLOAD_FAILED'", vec![])).await,
+        [ids[2].clone()]
     );
 
     s.delete_logged_model(&ids[1]).await.unwrap();

@@ -87,7 +87,7 @@ async fn log_training_run(ctx: &Ctx<'_>, data: &str, rows: usize, trained: &Trai
             profile: Some(serde_json::json!({ "num_rows": rows }).to_string()),
         },
     };
-    if let Err(e) = store.log_inputs(run_id, &[input]).await {
+    if let Err(e) = store.log_inputs(run_id, &[input], &[]).await {
         tracing::warn!(error = %e, "cannot log the training set as the run's input");
     }
 }

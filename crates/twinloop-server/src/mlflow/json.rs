@@ -6,7 +6,7 @@
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use twinloop_core::registry::{ModelVersion, RegisteredModel};
 use twinloop_core::tracking::{
-    DatasetInput, Experiment, LoggedModel, Metric, ModelOutput, Page, Run, RunInfo, Tag,
+    DatasetInput, Experiment, LoggedModel, Metric, ModelInput, ModelOutput, Page, Run, RunInfo, Tag,
 };
 
 /// A domain value that has an MLflow wire shape.
@@ -230,6 +230,14 @@ impl ToWire for ModelOutput {
     }
 }
 
+impl ToWire for ModelInput {
+    fn wire<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry("model_id", &self.model_id)?;
+        map.end()
+    }
+}
+
 impl ToWire for Run {
     fn wire<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         /// `{field: [...]}`, the list left out when empty (the object itself always present).
@@ -238,6 +246,15 @@ impl ToWire for Run {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut map = s.serialize_map(None)?;
                 put_list(&mut map, self.0, self.1)?;
+                map.end()
+            }
+        }
+        struct Inputs<'a>(&'a Run);
+        impl Serialize for Inputs<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(None)?;
+                put_list(&mut map, "dataset_inputs", &self.0.inputs)?;
+                put_list(&mut map, "model_inputs", &self.0.model_inputs)?;
                 map.end()
             }
         }
@@ -255,7 +272,7 @@ impl ToWire for Run {
         let mut map = s.serialize_map(Some(4))?;
         map.serialize_entry("info", &Ref(&self.info))?;
         map.serialize_entry("data", &Data(self))?;
-        map.serialize_entry("inputs", &Section("dataset_inputs", &self.inputs))?;
+        map.serialize_entry("inputs", &Inputs(self))?;
         map.serialize_entry("outputs", &Section("model_outputs", &self.outputs))?;
         map.end()
     }
@@ -390,6 +407,9 @@ mod tests {
                     profile: Some("{}".into()),
                 },
             }],
+            model_inputs: vec![ModelInput {
+                model_id: "m-1".into(),
+            }],
             outputs: Vec::new(),
         }
     }
@@ -405,7 +425,8 @@ mod tests {
                 "data": {"metrics": [{"key": "m", "value": "NaN", "timestamp": 1, "step": 2}],
                          "params": [{"key": "p", "value": "1"}]},
                 "inputs": {"dataset_inputs": [{"dataset": {"name": "d", "digest": "x",
-                    "source_type": "local", "source": "s", "profile": "{}"}}]},
+                    "source_type": "local", "source": "s", "profile": "{}"}}],
+                           "model_inputs": [{"model_id": "m-1"}]},
                 "outputs": {},
             })
         );

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use twinloop_core::tracking::{LoggedModel, LoggedModelStatus, NewLoggedModel};
-use twinloop_meta::{LoggedModelOrder, LoggedModelQuery};
+use twinloop_meta::{DatasetFilter, LoggedModelOrder, LoggedModelQuery};
 
 use super::json::*;
 use crate::AppState;
@@ -131,10 +131,18 @@ pub struct WireOrder {
 }
 
 #[derive(Deserialize)]
+pub struct WireDatasetFilter {
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct Search {
     #[serde(default, deserialize_with = "de_ids")]
     experiment_ids: Vec<String>,
     filter: Option<String>,
+    #[serde(default)]
+    datasets: Vec<WireDatasetFilter>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
     #[serde(default)]
@@ -160,6 +168,15 @@ pub async fn search(
     let query = LoggedModelQuery {
         experiment_ids: req.experiment_ids,
         filter: req.filter,
+        // An empty name is the store's to refuse, in MLflow's words.
+        datasets: req
+            .datasets
+            .into_iter()
+            .map(|d| DatasetFilter {
+                dataset_name: d.dataset_name.unwrap_or_default(),
+                dataset_digest: d.dataset_digest.filter(|d| !d.is_empty()),
+            })
+            .collect(),
         order_by,
         max_results: req.max_results.unwrap_or(DEFAULT_MAX_RESULTS),
         page_token: req.page_token,

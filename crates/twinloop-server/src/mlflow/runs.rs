@@ -140,17 +140,12 @@ pub async fn search(State(s): S, JsonBody(req): JsonBody<Search>) -> ApiResult<J
     Ok(listing("runs", page))
 }
 
-#[derive(Deserialize)]
-pub struct LogMetric {
-    run_id: Option<String>,
-    run_uuid: Option<String>,
-    #[serde(flatten)]
-    metric: WireMetric,
-}
-
-pub async fn log_metric(State(s): S, JsonBody(req): JsonBody<LogMetric>) -> ApiResult<Json<Value>> {
-    let id = run_id(req.run_id, req.run_uuid)?;
-    let metric = req.metric.into_metric()?;
+pub async fn log_metric(
+    State(s): S,
+    JsonBody(mut req): JsonBody<WireMetric>,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(req.run_id.take(), req.run_uuid.take())?;
+    let metric = req.into_metric("")?;
     s.store.log_batch(&id, &[metric], &[], &[]).await?;
     Ok(ok())
 }
@@ -215,7 +210,8 @@ pub async fn log_batch(State(s): S, JsonBody(req): JsonBody<LogBatch>) -> ApiRes
     let metrics = req
         .metrics
         .into_iter()
-        .map(WireMetric::into_metric)
+        .enumerate()
+        .map(|(i, m)| m.into_metric(&format!("metrics[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let params = into_tags(req.params, "params")?;
     let tags = into_tags(req.tags, "tags")?;
@@ -241,10 +237,17 @@ pub struct WireDatasetInput {
 }
 
 #[derive(Deserialize)]
+pub struct WireModelInput {
+    model_id: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct LogInputs {
     run_id: Option<String>,
     #[serde(default)]
     datasets: Vec<WireDatasetInput>,
+    #[serde(default)]
+    models: Vec<WireModelInput>,
 }
 
 pub async fn log_inputs(State(s): S, JsonBody(req): JsonBody<LogInputs>) -> ApiResult<Json<Value>> {
@@ -252,13 +255,14 @@ pub async fn log_inputs(State(s): S, JsonBody(req): JsonBody<LogInputs>) -> ApiR
     let inputs = req
         .datasets
         .into_iter()
-        .map(|input| {
-            let d = required(input.dataset, "datasets.dataset")?;
+        .enumerate()
+        .map(|(i, input)| {
+            let d = required(input.dataset, &format!("datasets[{i}].dataset"))?;
             Ok(DatasetInput {
-                tags: into_tags(input.tags, "datasets.tags")?,
+                tags: into_tags(input.tags, &format!("datasets[{i}].tags"))?,
                 dataset: Dataset {
-                    name: required_str(d.name, "dataset.name")?,
-                    digest: required_str(d.digest, "dataset.digest")?,
+                    name: required_str(d.name, &format!("datasets[{i}].dataset.name"))?,
+                    digest: required_str(d.digest, &format!("datasets[{i}].dataset.digest"))?,
                     source_type: d.source_type.unwrap_or_default(),
                     source: d.source.unwrap_or_default(),
                     schema: d.schema,
@@ -267,7 +271,17 @@ pub async fn log_inputs(State(s): S, JsonBody(req): JsonBody<LogInputs>) -> ApiR
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    s.store.log_inputs(&id, &inputs).await?;
+    let models = req
+        .models
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Ok(ModelInput {
+                model_id: required_str(m.model_id, &format!("models[{i}].model_id"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    s.store.log_inputs(&id, &inputs, &models).await?;
     Ok(ok())
 }
 

@@ -15,6 +15,7 @@ use super::{
     VERSION_COLUMNS, parse_version, require_version, touch_model, validate_model_name,
     version_from_row, version_not_found,
 };
+use crate::pyjson::{self, Separators};
 use crate::sql::SqlStore;
 use crate::sql::lineage::{ensure_node, link, logged_model_node, run_node};
 use crate::sql::pairs::{MODEL_TAGS, MODEL_VERSION_TAGS, OnConflict};
@@ -23,7 +24,8 @@ use crate::store::{ModelVersionStore, RegistryQuery};
 use crate::validation::validate_tag;
 
 /// Adds `{name, version}` to the logged model's `mlflow.modelVersions` tag (a JSON list), as
-/// MLflow's server does when a version is registered from a logged model.
+/// MLflow's server does when a version is registered from a logged model: unless the list has
+/// it already, written by Python's `json.dumps` (clients compare the string).
 async fn note_version_on_logged_model(
     tx: &mut Transaction<'_, Any>,
     model_id: &str,
@@ -44,8 +46,11 @@ async fn note_version_on_logged_model(
     let mut list: Vec<serde_json::Value> = current
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or_default();
-    list.push(serde_json::json!({"name": name, "version": version}));
-    let value = serde_json::Value::Array(list).to_string();
+    let entry = serde_json::json!({"name": name, "version": version});
+    if !list.contains(&entry) {
+        list.push(entry);
+    }
+    let value = pyjson::dumps(&serde_json::Value::Array(list), Separators::Default);
     MODEL_TAGS
         .write(tx, model_id, &[Tag::new(TAG, value)], OnConflict::Overwrite)
         .await
