@@ -282,6 +282,9 @@ pub trait LineageStore: Send + Sync {
     async fn put_node(&self, kind: NodeKind, node: NewNode) -> Result<LineageNode>;
     async fn put_event(&self, artifact: NodeRef, execution: NodeRef, kind: EventKind)
     -> Result<()>;
+    /// Whether `node` is `of` or reachable from it along the edges' direction (what an edge
+    /// from `node` to `of` would make a cycle of).
+    async fn is_downstream(&self, of: NodeRef, node: NodeRef) -> Result<bool>;
     /// Adds an artifact or execution to a context.
     async fn put_membership(&self, context: NodeRef, member: NodeRef) -> Result<()>;
     /// Finds a node by address (`artifact:12`) or external id (`run:<id>`).

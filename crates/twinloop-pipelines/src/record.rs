@@ -118,6 +118,48 @@ fn content_node(name: &str, kind: OutputKind, digest: &str) -> NewNode {
     }
 }
 
+/// The node of bytes a step wrote that were already upstream of it (a copy, a passthrough, a
+/// step that reproduces its input's content): the content's own node belongs to whoever first
+/// produced it, and an output edge to it would close a cycle.
+fn reproduced_node(name: &str, kind: OutputKind, digest: &str, execution: NodeRef) -> NewNode {
+    NewNode {
+        external_id: Some(format!("cas:{digest}@{execution}")),
+        properties: Some(json!({"sha256": digest, "reproduced": true}).to_string()),
+        ..content_node(name, kind, digest)
+    }
+}
+
+/// Output events for a step's stored outputs: to the content's node, or to a node of its own
+/// where the content is already upstream of the step.
+async fn put_outputs(
+    store: &twinloop_meta::StoreHandle,
+    execution: NodeRef,
+    step: &str,
+    outputs: &StepOutputs,
+) -> twinloop_core::Result<()> {
+    for (name, output) in outputs.iter().filter(|(_, o)| is_artifact(o.kind)) {
+        let name = format!("{step}.{name}");
+        let node = store
+            .put_node(
+                NodeKind::Artifact,
+                content_node(&name, output.kind, &output.digest),
+            )
+            .await?;
+        if store.is_downstream(node.node, execution).await? {
+            let own = reproduced_node(&name, output.kind, &output.digest, execution);
+            let own = store.put_node(NodeKind::Artifact, own).await?;
+            store
+                .put_event(own.node, execution, EventKind::Output)
+                .await?;
+        } else {
+            store
+                .put_event(node.node, execution, EventKind::Output)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 impl Recorder {
     /// Opens the pipeline's experiment (created on first use) and the run's parent run.
     pub async fn start(
@@ -370,18 +412,7 @@ impl Recorder {
                 .put_event(node.node, execution, EventKind::Input)
                 .await?;
         }
-        for (name, output) in outputs.iter().filter(|(_, o)| is_artifact(o.kind)) {
-            let node = store
-                .put_node(
-                    NodeKind::Artifact,
-                    content_node(&format!("{step}.{name}"), output.kind, &output.digest),
-                )
-                .await?;
-            store
-                .put_event(node.node, execution, EventKind::Output)
-                .await?;
-        }
-        Ok(())
+        put_outputs(store, execution, step, outputs).await
     }
 
     /// A step reused from run `from`: an execution in state `CACHED` pointing at it, linked to
@@ -411,18 +442,7 @@ impl Recorder {
             if let Some(context) = target.context {
                 store.put_membership(context, execution).await?;
             }
-            for (name, output) in outputs.iter().filter(|(_, o)| is_artifact(o.kind)) {
-                let node = store
-                    .put_node(
-                        NodeKind::Artifact,
-                        content_node(&format!("{step}.{name}"), output.kind, &output.digest),
-                    )
-                    .await?;
-                store
-                    .put_event(node.node, execution, EventKind::Output)
-                    .await?;
-            }
-            twinloop_core::Result::Ok(())
+            put_outputs(store, execution, step, outputs).await
         };
         if let Err(e) = recorded.await {
             warn("a cached step", &e);

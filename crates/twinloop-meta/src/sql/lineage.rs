@@ -247,15 +247,19 @@ async fn expand(
 }
 
 /// Whether `to` can be reached from `from` following edges downstream.
-async fn reaches(tx: &mut Transaction<'_, Any>, from: NodeRef, to: NodeRef) -> Result<bool> {
-    let backend = backend_of(tx);
+async fn reaches(
+    backend: super::Backend,
+    conn: &mut sqlx::AnyConnection,
+    from: NodeRef,
+    to: NodeRef,
+) -> Result<bool> {
     let mut seen = HashSet::from([from]);
     let mut frontier = vec![from];
     while !frontier.is_empty() {
         if frontier.contains(&to) {
             return Ok(true);
         }
-        let edges = expand(backend, tx, &frontier, Direction::Downstream).await?;
+        let edges = expand(backend, conn, &frontier, Direction::Downstream).await?;
         frontier = edges
             .into_iter()
             .map(|e| e.target)
@@ -319,7 +323,7 @@ impl LineageStore for SqlStore {
             EventKind::Input => (artifact, execution),
             EventKind::Output => (execution, artifact),
         };
-        if reaches(&mut tx, to, from).await? {
+        if reaches(self.backend, &mut tx, to, from).await? {
             return Err(Error::invalid(format!(
                 "The edge {from} -> {to} would close a cycle: {from} is already downstream of {to}"
             )));
@@ -338,6 +342,11 @@ impl LineageStore for SqlStore {
         }
         associate(&mut tx, context, member).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn is_downstream(&self, of: NodeRef, node: NodeRef) -> Result<bool> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        reaches(self.backend, &mut conn, of, node).await
     }
 
     async fn resolve_node(&self, key: &str) -> Result<LineageNode> {

@@ -461,6 +461,9 @@ on_every_backend!(hand_recorded_lineage_refuses_cycles, |s: &SqlStore| {
         .unwrap()
         .node;
     s.put_event(b, e2, EventKind::Input).await.unwrap();
+    assert!(s.is_downstream(a, e2).await.unwrap(), "a -> e -> b -> e2");
+    assert!(s.is_downstream(a, a).await.unwrap());
+    assert!(!s.is_downstream(e2, a).await.unwrap());
     assert!(
         s.put_event(a, e2, EventKind::Output).await.is_err(),
         "a -> e -> b -> e2 -> a is a cycle"

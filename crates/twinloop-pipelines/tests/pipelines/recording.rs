@@ -127,3 +127,69 @@ async fn runs_are_mlflow_runs_and_lineage_reaches_the_training_file() {
         format!("pipeline_step:{}/train", first.run_id)
     );
 }
+
+/// A step that writes the bytes it read (a copy) has its own output node: the content's node
+/// is its first producer's, and an output edge to it would close a cycle.
+#[tokio::test]
+async fn a_step_that_copies_its_input_records_its_output_without_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = StoreUri::Sqlite(dir.path().join("store.db"));
+    let store: StoreHandle = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap());
+    let artifacts = ArtifactStore::open(dir.path().join("artifacts").to_str().unwrap()).unwrap();
+    let services = Services {
+        store: store.clone(),
+        artifacts,
+        deployments: None,
+        tracking_uri: None,
+        webhooks: None,
+    };
+    let repo = Repo::new();
+    let pipeline = repo.pipeline(
+        "pipeline: copy\nsteps:\n  first:\n    run: echo data > \"$TWINLOOP_OUTPUT_DATA\"\n    outputs: {data: {kind: file}}\n  second:\n    inputs: {data: '${{ steps.first.outputs.data }}'}\n    run: cp \"$TWINLOOP_INPUT_DATA\" \"$TWINLOOP_OUTPUT_COPY\"\n    outputs: {copy: {kind: file}}\n",
+    );
+    let run = repo
+        .run_with(&pipeline, |o| o.services = Some(services.clone()))
+        .await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+
+    let experiment = store.get_experiment_by_name("copy").await.unwrap();
+    let runs = store
+        .search_runs(&RunQuery {
+            experiment_ids: vec![experiment.experiment_id],
+            filter: Some("tags.`twinloop.step` = 'second'".into()),
+            order_by: Vec::new(),
+            view_type: twinloop_core::tracking::ViewType::ActiveOnly,
+            max_results: 10,
+            page_token: None,
+        })
+        .await
+        .unwrap()
+        .items;
+    let second = store
+        .resolve_node(&format!("run:{}", runs[0].info.run_id))
+        .await
+        .unwrap();
+    let written = store
+        .lineage_graph(second.node, Direction::Downstream, 1)
+        .await
+        .unwrap();
+    let copy = written
+        .nodes
+        .iter()
+        .find(|n| n.name == "second.copy")
+        .expect("the copy's output node");
+    let read = store
+        .lineage_graph(second.node, Direction::Upstream, 1)
+        .await
+        .unwrap();
+    let data = read
+        .nodes
+        .iter()
+        .find(|n| n.uri == copy.uri && n.node != second.node)
+        .expect("the input's content node, the same bytes");
+    assert_ne!(copy.node, data.node, "but not the same node");
+    assert_eq!(
+        data.name, "first.data",
+        "the content's node is its first producer's"
+    );
+}
