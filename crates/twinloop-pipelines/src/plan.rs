@@ -285,7 +285,7 @@ fn upstream_blocks(step: &Step, states: &BTreeMap<String, StepState>) -> Option<
         .values()
         .filter_map(|i| match i {
             Input::Output { step, .. } => Some(step.clone()),
-            Input::Path(_) => None,
+            Input::Path(_) | Input::Expr(_) => None,
         })
         .collect();
     reads.extend(

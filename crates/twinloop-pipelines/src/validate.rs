@@ -98,6 +98,17 @@ fn check_step(pipeline: &Pipeline, step: &Step, problems: &mut Problems<'_>) {
     if let Some(uses) = &step.uses {
         fields.push(("with", uses.refs.clone()));
     }
+    fields.push((
+        "inputs",
+        step.inputs
+            .values()
+            .filter_map(|i| match i {
+                Input::Expr(t) => Some(t.refs()),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+    ));
     if step.foreach.is_some() {
         fields.push(("foreach", step.foreach_refs()));
     }

@@ -21,15 +21,16 @@ use crate::support::pipelines::{ok, pipeline, runs, wait_for};
 /// Long enough that the chunks below (written 200 ms apart) always land inside it.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// The step copies the snapshot it was given, and says where it read it from.
+/// The step reads the snapshot as a declared input (so its content digest is in the step's
+/// key and lineage), copies it, and says where it read it from.
 const PIPELINE: &str = r#"pipeline: ingest
 triggers:
   - data: {path: incoming, poll: 100ms, settle: 2s}
 steps:
   read:
-    env:
-      vars: {SNAPSHOT: "${{ trigger.payload.snapshot }}"}
-    run: mkdir -p seen && cp -R "$SNAPSHOT" "seen/${{ run.id }}" && printf %s "$SNAPSHOT" > "seen/${{ run.id }}.from"
+    inputs:
+      data: ${{ trigger.payload.snapshot }}
+    run: mkdir -p seen && cp -R "$TWINLOOP_INPUT_DATA" "seen/${{ run.id }}" && printf %s "$TWINLOOP_INPUT_DATA" > "seen/${{ run.id }}.from"
 "#;
 
 /// A small Parquet file of `rows` rows.
@@ -83,6 +84,27 @@ fn seen(repo: &Path, run: &Value) -> (std::path::PathBuf, String) {
     (repo.join("seen").join(id), from)
 }
 
+/// The content digests of the inputs the run's `read` step was keyed on.
+fn input_digests(repo: &Path, run: &Value) -> Vec<String> {
+    let text = std::fs::read_to_string(repo.join(".twinloop/cache/executions.jsonl")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|e| e["run_id"] == run["id"] && e["step"] == "read")
+        .flat_map(|e| {
+            e["doc"]["inputs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|d| d.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn fingerprint_of(dir: &Path) -> String {
+    twinloop_pipelines::cache::digest::path_digest(dir).unwrap()
+}
+
 #[test]
 fn a_data_trigger_fires_once_per_settled_change_with_the_snapshot_as_input() {
     let root = tempfile::tempdir().unwrap();
@@ -127,7 +149,16 @@ fn a_data_trigger_fires_once_per_settled_change_with_the_snapshot_as_input() {
         "the snapshot is kept under the pipeline home: {snapshot}"
     );
     let (copy, from) = seen(repo.path(), run);
-    assert_eq!(from, snapshot, "the step was handed the snapshot");
+    assert_eq!(
+        Path::new(&from).canonicalize().unwrap(),
+        Path::new(snapshot).canonicalize().unwrap(),
+        "the step was handed the snapshot"
+    );
+    assert_eq!(
+        input_digests(repo.path(), run),
+        vec![fingerprint_of(Path::new(snapshot))],
+        "the step's key covers the snapshot's content"
+    );
     assert_eq!(std::fs::read(copy.join("batch.parquet")).unwrap(), first);
     assert_eq!(
         std::fs::read(Path::new(snapshot).join("batch.parquet")).unwrap(),
@@ -162,7 +193,11 @@ fn a_data_trigger_fires_once_per_settled_change_with_the_snapshot_as_input() {
         serde_json::json!({"added": ["batch2.parquet"], "changed": [], "removed": []})
     );
     let (copy, from) = seen(repo.path(), run);
-    assert_eq!(from, run["cause"]["snapshot"].as_str().unwrap());
+    let snapshot = run["cause"]["snapshot"].as_str().unwrap();
+    assert_eq!(
+        Path::new(&from).canonicalize().unwrap(),
+        Path::new(snapshot).canonicalize().unwrap()
+    );
     assert_eq!(std::fs::read(copy.join("batch2.parquet")).unwrap(), second);
     assert_eq!(std::fs::read(copy.join("batch.parquet")).unwrap(), first);
     past_settle();

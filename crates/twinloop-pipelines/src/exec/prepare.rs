@@ -97,11 +97,18 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
                     digest: record.digest.clone(),
                 }
             }
-            Input::Path(relative) => {
-                let path = repo.join(relative);
-                let digest = path_digest(&path)
-                    .map_err(|e| format!("input {name}: cannot read {relative}: {e}"))?;
-                ResolvedInput::External { path, digest }
+            Input::Path(relative) => external(name, repo, relative)?,
+            Input::Expr(template) => {
+                let text = template.render(scope);
+                if text.is_empty() {
+                    return Err(format!(
+                        "input {name}: `{}` is empty in this run (a trigger's payload is there only in runs that trigger started)",
+                        template.source
+                    ));
+                }
+                let path = inside_repo(repo, Path::new(&text))
+                    .map_err(|e| format!("input {name}: {e}"))?;
+                external(name, repo, &path.display().to_string())?
             }
         };
         inputs.insert(name.clone(), resolved);
@@ -124,4 +131,53 @@ pub(crate) fn prepare(step: &Step, repo: &Path, scope: &RunScope<'_>) -> Result<
         inputs,
         item: scope.item.cloned(),
     })
+}
+
+fn external(name: &str, repo: &Path, relative: &str) -> Result<ResolvedInput, String> {
+    let path = repo.join(relative);
+    let digest =
+        path_digest(&path).map_err(|e| format!("input {name}: cannot read {relative}: {e}"))?;
+    Ok(ResolvedInput::External { path, digest })
+}
+
+/// `path` (relative to the repo, or absolute) as a path inside the repo, or why it is not: an
+/// input chosen at run time — by an event's payload or a run's params — reads nothing outside
+/// the repository, whatever links or `..` it holds.
+fn inside_repo(repo: &Path, path: &Path) -> Result<PathBuf, String> {
+    let root = repo
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the repo {}: {e}", repo.display()))?;
+    let real = root
+        .join(path)
+        .canonicalize()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    real.strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .map_err(|_| format!("{} is outside the repository", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_time_path_stays_inside_the_repo() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("data")).unwrap();
+        std::fs::write(repo.path().join("data/a.csv"), "x\n").unwrap();
+        let inside = |p: &str| inside_repo(repo.path(), Path::new(p));
+        assert_eq!(inside("data/a.csv").unwrap(), PathBuf::from("data/a.csv"));
+        let absolute = repo.path().join("data").display().to_string();
+        assert_eq!(inside(&absolute).unwrap(), PathBuf::from("data"));
+        assert!(
+            inside("../")
+                .unwrap_err()
+                .contains("outside the repository")
+        );
+        assert!(inside("/etc/hostname").unwrap_err().contains("outside"));
+        assert!(inside("data/../../x").is_err());
+        std::os::unix::fs::symlink("/etc", repo.path().join("escape")).unwrap();
+        assert!(inside("escape/hostname").unwrap_err().contains("outside"));
+        assert!(inside("missing.csv").unwrap_err().contains("cannot read"));
+    }
 }

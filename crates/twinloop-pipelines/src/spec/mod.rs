@@ -100,12 +100,15 @@ pub struct Uses {
     pub refs: Vec<Ref>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// `${{ steps.<step>.outputs.<output> }}`.
     Output { step: String, output: String },
     /// A file or directory, relative to the repo; digested by content.
     Path(String),
+    /// A path of the repo known only when the run starts: `${{ trigger.payload.snapshot }}`
+    /// (the data a trigger fired on), `${{ params.data }}`, `${{ item }}`; digested like a path.
+    Expr(Template),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
@@ -187,7 +190,7 @@ impl Step {
         }
     }
 
-    /// Every expression reference of the step: command, `when`, env vars.
+    /// Every expression reference of the step: command, `when`, env vars, `with:`, inputs.
     pub fn refs(&self) -> Vec<Ref> {
         let mut refs = self.run.refs();
         if let Some(when) = &self.when {
@@ -198,6 +201,11 @@ impl Step {
         }
         if let Some(uses) = &self.uses {
             refs.extend(uses.refs.iter().cloned());
+        }
+        for input in self.inputs.values() {
+            if let Input::Expr(template) = input {
+                refs.extend(template.refs());
+            }
         }
         refs
     }
@@ -490,5 +498,39 @@ mod tests {
             Err(Error::Param(_))
         ));
         assert!(parse_param_override("novalue").is_err());
+    }
+
+    #[test]
+    fn an_input_may_be_chosen_when_the_run_starts_but_reads_an_output_only_whole() {
+        let pipeline = parse(
+            "p.yaml",
+            "pipeline: p\nparams: {day: '2026-01-01'}\nsteps:\n  a:\n    run: 'true'\n    inputs:\n      batch: ${{ trigger.payload.snapshot }}\n      day: data/${{ params.day }}.csv\n",
+        )
+        .unwrap();
+        let a = pipeline.step("a").unwrap();
+        assert!(
+            matches!(&a.inputs["batch"], Input::Expr(t) if t.source == "${{ trigger.payload.snapshot }}")
+        );
+        assert!(matches!(&a.inputs["day"], Input::Expr(_)));
+        assert_eq!(
+            a.params_used(),
+            BTreeSet::from(["day".to_owned()]),
+            "a param an input reads is in the step's key"
+        );
+        let unknown = parse(
+            "p.yaml",
+            "pipeline: p\nsteps:\n  a:\n    run: 'true'\n    inputs: {d: 'data/${{ params.nope }}.csv'}\n",
+        )
+        .unwrap_err();
+        assert!(unknown.to_string().contains("nope"), "{unknown}");
+        let partial = parse(
+            "p.yaml",
+            "pipeline: p\nsteps:\n  a:\n    run: 'true'\n    outputs: {o: {kind: dir}}\n  b:\n    run: 'true'\n    inputs: {d: '${{ steps.a.outputs.o }}/x.csv'}\n",
+        )
+        .unwrap_err();
+        assert!(
+            partial.to_string().contains("only as the whole"),
+            "{partial}"
+        );
     }
 }

@@ -579,12 +579,19 @@ fn parse_input(text: &str) -> Result<Input, String> {
     let text = text.trim();
     if text.contains("${{") {
         let template = Template::parse(text)?;
-        return match (template.as_expr(), template.refs().as_slice()) {
+        let refs = template.refs();
+        return match (template.as_expr(), refs.as_slice()) {
             (Some(_), [Ref::Output { step, output }]) => Ok(Input::Output {
                 step: step.clone(),
                 output: output.clone(),
             }),
-            _ => Err("an input is `${{ steps.<id>.outputs.<name> }}` or a path".into()),
+            _ if refs
+                .iter()
+                .any(|r| matches!(r, Ref::Output { .. } | Ref::Status(_))) =>
+            {
+                Err("a step's output is an input only as the whole `${{ steps.<id>.outputs.<name> }}`".into())
+            }
+            _ => Ok(Input::Expr(template)),
         };
     }
     for prefix in ["models:/", "features:", "s3://"] {
