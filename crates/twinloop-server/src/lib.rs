@@ -6,8 +6,8 @@
 //! `/ajax-api/…` as MLflow serves its UI), the MLflow artifact proxy
 //! (`/api/2.0/mlflow-artifacts/…`), the UI's download routes (`/get-artifact`,
 //! `/model-versions/get-artifact`), twinloop's own API (`/api/twinloop/v1/…`: lineage, registry
-//! events), `/health`, `/version`, `/api/3.0/mlflow/server-info`, and `/`: a page for browsers
-//! until the web UI lands.
+//! events), `/health`, `/version`, `/api/3.0/mlflow/server-info`, and the web UI (`/`,
+//! `/experiments/…`, `/static/…`: `ui`, rendering with `twinloop-ui`).
 //!
 //! Cargo features (see Cargo.toml): `serving` adds deployments (`/v2`, native `/deployments`)
 //! and production monitors; `feature-store` adds the feature server ([`features`]); feature
@@ -22,6 +22,7 @@ mod extract;
 pub mod features;
 mod mlflow;
 mod native;
+mod ui;
 pub mod webhooks;
 mod welcome;
 mod wire;
@@ -88,7 +89,7 @@ impl twinloop_watch::Deployments for MonitoredDeployments {
 pub fn router(state: Arc<AppState>) -> Router {
     let mlflow = mlflow::routes();
     let router = Router::new()
-        .route("/", get(welcome::index))
+        .merge(ui::routes())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .route("/api/3.0/mlflow/server-info", get(mlflow::server_info))

@@ -20,7 +20,7 @@ pub use layout::{error_page, not_found_page};
 pub use lifecycle::Lifecycle;
 pub use maud::Markup;
 pub use run::{RunView, run_page};
-pub use runs::{RunsQuery, RunsView, runs_page};
+pub use runs::{PARENT_TAG, RunsQuery, RunsView, parent_id as parent_run_id, runs_page};
 
 /// Page sizes and limits the server's queries must agree with.
 pub mod limits {

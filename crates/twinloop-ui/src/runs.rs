@@ -18,7 +18,7 @@ pub const PAGE_SIZE: i64 = 100;
 /// Columns of one kind a URL may ask for; more are dropped.
 pub const MAX_COLUMNS: usize = 50;
 /// The tag MLflow records a nested run's parent in.
-pub(crate) const PARENT_TAG: &str = "mlflow.parentRunId";
+pub const PARENT_TAG: &str = "mlflow.parentRunId";
 
 /// What the table shows, from its URL:
 /// `?filter=DSL&order=CLAUSE&view=all&page=TOKEN&metric=loss&metric=acc&param=lr`.
@@ -160,7 +160,8 @@ pub(crate) fn nest(runs: &[Run]) -> Vec<(usize, &Run)> {
     out
 }
 
-pub(crate) fn parent_id(run: &Run) -> Option<&str> {
+/// The id a nested run's parent tag names, if any.
+pub fn parent_id(run: &Run) -> Option<&str> {
     run.data
         .tags
         .iter()

@@ -139,44 +139,6 @@ fn logs_written_to_a_file_are_plain_and_name_a_clickable_url() {
     );
 }
 
-#[tokio::test]
-async fn browsers_get_a_page_and_api_clients_get_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_sqlite(dir.path());
-    let c = reqwest::Client::new();
-    let root = c.get(format!("{}/", server.url)).send().await.unwrap();
-    assert_eq!(root.status().as_u16(), 200);
-    assert!(
-        root.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let page = root.text().await.unwrap();
-    assert!(page.contains("/api/2.0/mlflow"), "{page}");
-    assert!(page.contains("web UI is not built yet"), "{page}");
-    assert!(page.contains(&format!("MLFLOW_TRACKING_URI={}", server.url)));
-
-    let html = c
-        .get(format!("{}/experiments/1", server.url))
-        .header("accept", "text/html,application/xhtml+xml")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(html.status().as_u16(), 404);
-    assert!(html.text().await.unwrap().contains("<h1>twinloop</h1>"));
-
-    let json: serde_json::Value = c
-        .get(format!("{}/experiments/1", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(json["error_code"], "ENDPOINT_NOT_FOUND");
-}
-
 #[test]
 fn tracking_uri_goes_before_or_after_the_command_and_may_be_https() {
     let dir = tempfile::tempdir().unwrap();

@@ -26,4 +26,5 @@ mod quickstart;
 mod registry_cli;
 mod run_columns;
 mod serve;
+mod ui;
 mod webhooks;
