@@ -226,6 +226,15 @@ def server(request, tmp_path_factory):
     env = dict(os.environ)
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         env.pop(var, None)
+    # test_webhooks_mlflow.py's receiver listens on loopback over plain HTTP, which MLflow's
+    # webhooks (and twinloop's MLflow webhooks) refuse by default; without the cache the real
+    # server sees a new webhook at once instead of up to a minute later.
+    env.setdefault("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+    env.setdefault("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+    env.setdefault("MLFLOW_WEBHOOK_CACHE_TTL", "0")
+    # The real server's workers each make their own key for webhook secrets unless given one,
+    # and then cannot read a secret another worker stored.
+    env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "dHdpbmxvb3AtY29tcGF0LXdlYmhvb2sta2V5LTMyYnk=")
 
     pg_db = None
     s3_bucket = s3_prefix = None

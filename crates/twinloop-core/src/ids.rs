@@ -11,6 +11,11 @@ pub fn new_logged_model_id() -> String {
     format!("m-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A hyphenated UUID v4: MLflow's webhook and webhook delivery ids.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// True when `id` has the shape of a run id; anything else cannot name a run.
 pub fn is_run_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())

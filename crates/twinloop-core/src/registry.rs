@@ -75,6 +75,8 @@ pub enum RegistryEventKind {
     StageChanged,
     AliasSet,
     AliasDeleted,
+    VersionTagSet,
+    VersionTagDeleted,
 }
 
 impl RegistryEventKind {
@@ -88,6 +90,8 @@ impl RegistryEventKind {
             RegistryEventKind::StageChanged => "STAGE_CHANGED",
             RegistryEventKind::AliasSet => "ALIAS_SET",
             RegistryEventKind::AliasDeleted => "ALIAS_DELETED",
+            RegistryEventKind::VersionTagSet => "VERSION_TAG_SET",
+            RegistryEventKind::VersionTagDeleted => "VERSION_TAG_DELETED",
         }
     }
 
@@ -101,6 +105,8 @@ impl RegistryEventKind {
             RegistryEventKind::StageChanged,
             RegistryEventKind::AliasSet,
             RegistryEventKind::AliasDeleted,
+            RegistryEventKind::VersionTagSet,
+            RegistryEventKind::VersionTagDeleted,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -120,6 +126,21 @@ pub struct RegistryEvent {
     pub alias: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
+    /// What the request carried that MLflow's webhook payloads repeat.
+    pub detail: EventDetail,
+}
+
+/// The parts of a change that a webhook payload repeats and the row no longer shows: the tags
+/// and description a model or version was created with, a version's source and run, a tag set
+/// or deleted. Empty for the other kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventDetail {
+    pub tags: Vec<Tag>,
+    pub description: Option<String>,
+    pub source: Option<String>,
+    pub run_id: Option<String>,
+    /// The tag set (its value) or deleted (an empty value).
+    pub tag: Option<Tag>,
 }
 
 /// A subscriber to registry events over HTTP: each matching event is POSTed to `url` with an
@@ -165,4 +186,90 @@ pub struct WebhookDelivery {
     pub error: Option<String>,
     pub delivered: bool,
     pub time: i64,
+}
+
+/// Every event an MLflow webhook may subscribe to, spelled as MLflow spells them
+/// (`entity.action`); the registry fires the model and version ones, a prompt's when the model
+/// is a prompt.
+pub const MLFLOW_EVENTS: [&str; 15] = [
+    "registered_model.created",
+    "model_version.created",
+    "model_version_tag.set",
+    "model_version_tag.deleted",
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+    "prompt.created",
+    "prompt_version.created",
+    "prompt_tag.set",
+    "prompt_tag.deleted",
+    "prompt_version_tag.set",
+    "prompt_version_tag.deleted",
+    "prompt_alias.created",
+    "prompt_alias.deleted",
+    "budget_policy.exceeded",
+];
+
+/// One of [`MLFLOW_EVENTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MlflowEvent(&'static str);
+
+impl MlflowEvent {
+    pub fn parse(s: &str) -> Option<MlflowEvent> {
+        MLFLOW_EVENTS
+            .iter()
+            .find(|e| **e == s)
+            .map(|e| MlflowEvent(e))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    pub fn entity(self) -> &'static str {
+        self.0.split_once('.').map_or(self.0, |(e, _)| e)
+    }
+
+    pub fn action(self) -> &'static str {
+        self.0.split_once('.').map_or("", |(_, a)| a)
+    }
+}
+
+/// A webhook made through MLflow's webhook API: named, switchable, subscribed to
+/// [`MlflowEvent`]s, signed by MLflow's scheme when it has a secret. It shares the id space and
+/// the delivery log of [`Webhook`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlflowWebhook {
+    /// The delivery log's key.
+    pub id: i64,
+    /// The id MLflow's API names it by (a UUID).
+    pub webhook_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub url: String,
+    pub events: Vec<MlflowEvent>,
+    pub secret: Option<String>,
+    pub active: bool,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewMlflowWebhook {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<MlflowEvent>,
+    pub description: Option<String>,
+    pub secret: Option<String>,
+    pub active: bool,
+}
+
+/// The fields an update replaces; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct MlflowWebhookUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub url: Option<String>,
+    pub events: Option<Vec<MlflowEvent>>,
+    pub secret: Option<String>,
+    pub active: Option<bool>,
 }

@@ -3,10 +3,17 @@
 //! tried at most [`ATTEMPTS`] times with doubling backoff, each attempt within [`TIMEOUT`] and
 //! each reported to the caller's [`DeliveryLog`]. The HTTP itself is a [`WebhookTransport`] that
 //! the server provides, so that domain crates send webhooks without speaking HTTP.
+//!
+//! Webhooks made through MLflow's API are signed by MLflow's scheme instead ([`mlflow_signature`],
+//! over the delivery id, the timestamp and the body), so that MLflow's documented verification
+//! recipe accepts them; they go through the same [`deliver_signed`] retries and delivery log.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -36,6 +43,104 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// MLflow's signature header: `v1,<base64 HMAC-SHA256 of "{delivery id}.{timestamp}.{body}">`.
+pub const MLFLOW_SIGNATURE_HEADER: &str = "X-MLflow-Signature";
+/// The delivery's id (a UUID), part of what MLflow's signature covers.
+pub const MLFLOW_DELIVERY_ID_HEADER: &str = "X-MLflow-Delivery-Id";
+/// Unix seconds when the delivery was signed, part of what MLflow's signature covers.
+pub const MLFLOW_TIMESTAMP_HEADER: &str = "X-MLflow-Timestamp";
+
+/// The value of [`MLFLOW_SIGNATURE_HEADER`] for `body` sent as delivery `delivery_id` at
+/// `timestamp` (Unix seconds, as sent in [`MLFLOW_TIMESTAMP_HEADER`]).
+pub fn mlflow_signature(secret: &str, delivery_id: &str, timestamp: &str, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(delivery_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The headers of one MLflow-style delivery of `body`: content type, delivery id, timestamp,
+/// and the signature when there is a secret (MLflow sends an unsecured webhook unsigned).
+pub fn mlflow_headers(
+    secret: Option<&str>,
+    delivery_id: &str,
+    unix_seconds: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let timestamp = unix_seconds.to_string();
+    let mut headers = vec![
+        ("content-type", "application/json".to_string()),
+        (MLFLOW_DELIVERY_ID_HEADER, delivery_id.to_string()),
+        (MLFLOW_TIMESTAMP_HEADER, timestamp.clone()),
+    ];
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        headers.push((
+            MLFLOW_SIGNATURE_HEADER,
+            mlflow_signature(secret, delivery_id, &timestamp, body),
+        ));
+    }
+    headers
+}
+
+/// Whether a webhook may be sent to `ip` when private targets are not allowed: not loopback,
+/// private, link-local (cloud metadata), shared, documentation, benchmarking, reserved,
+/// multicast or unspecified, also when wrapped in an IPv6 transition address (IPv4-mapped,
+/// 6to4, NAT64), as MLflow's `_is_public_ip` judges.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            if s[0] == 0x2002 {
+                return is_public_v4(embedded(s[1], s[2]));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public_v4(embedded(s[6], s[7]));
+            }
+            let non_global = v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || s[..6] == [0; 6] // IPv4-compatible (deprecated)
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments
+                || s[..4] == [0x100, 0, 0, 0]; // discard-only
+            !non_global
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    let non_global = a == 0
+        || a == 10
+        || a == 127
+        || a >= 224 // multicast and reserved, broadcast included
+        || (a == 100 && (64..128).contains(&b)) // shared address space
+        || (a == 169 && b == 254)
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 168)
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 192 && b == 0 && c == 2)
+        || (a == 198 && (18..20).contains(&b))
+        || (a == 198 && b == 51 && c == 100)
+        || (a == 203 && b == 0 && c == 113);
+    !non_global
+}
+
 /// The wait before attempt `attempt` (1 is the first, which does not wait).
 pub fn backoff(attempt: i64) -> Duration {
     if attempt <= 1 {
@@ -62,6 +167,17 @@ pub trait WebhookTransport: Send + Sync {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<u16, NoAnswer>;
+
+    /// Like [`WebhookTransport::post`], also returning the answer's body (at most a few
+    /// kilobytes are worth keeping); a transport that cannot read it answers an empty one.
+    async fn post_with_reply(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(u16, String), NoAnswer> {
+        Ok((self.post(url, headers, body).await?, String::new()))
+    }
 }
 
 /// One attempt, as every delivery log records it.
@@ -115,6 +231,18 @@ pub async fn deliver(
         (SIGNATURE_HEADER, signature(secret, body)),
     ];
     all_headers.extend(headers.iter().cloned());
+    deliver_signed(transport, log, url, &all_headers, body).await
+}
+
+/// [`deliver`] with every header given, the signature among them: how a webhook signed by
+/// another scheme ([`mlflow_headers`]) gets the same retries and delivery log.
+pub async fn deliver_signed(
+    transport: &dyn WebhookTransport,
+    log: &dyn DeliveryLog,
+    url: &str,
+    all_headers: &[(&str, String)],
+    body: &[u8],
+) -> Outcome {
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
         if attempt > 1 {
@@ -123,7 +251,7 @@ pub async fn deliver(
                 return Outcome::Withdrawn;
             }
         }
-        let (status_code, error) = match transport.post(url, &all_headers, body).await {
+        let (status_code, error) = match transport.post(url, all_headers, body).await {
             Ok(status) if (200..300).contains(&status) => (Some(i64::from(status)), None),
             Ok(status) => (Some(i64::from(status)), Some(format!("HTTP {status}"))),
             Err(e) => (None, Some(e.to_string())),
@@ -159,6 +287,58 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn mlflow_signature_is_what_mlflows_recipe_computes() {
+        // base64(hmac.new(b"s3cret", b"d-1.1700000000.{}", sha256).digest()), by Python.
+        assert_eq!(
+            mlflow_signature("s3cret", "d-1", "1700000000", b"{}"),
+            "v1,ffAlUwnIkZyROfdeDakYdx/QELuJ1gjEmzbfJrcVam0="
+        );
+        let headers = mlflow_headers(Some("s3cret"), "d-1", 1_700_000_000, b"{}");
+        assert!(headers.contains(&(
+            MLFLOW_SIGNATURE_HEADER,
+            mlflow_signature("s3cret", "d-1", "1700000000", b"{}")
+        )));
+        assert!(headers.contains(&(MLFLOW_TIMESTAMP_HEADER, "1700000000".into())));
+        assert!(headers.contains(&(MLFLOW_DELIVERY_ID_HEADER, "d-1".into())));
+        let unsigned = mlflow_headers(None, "d-1", 1_700_000_000, b"{}");
+        assert!(unsigned.iter().all(|(k, _)| *k != MLFLOW_SIGNATURE_HEADER));
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        let public = [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ];
+        let private = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "2002:7f00:1::",
+            "64:ff9b::a00:1",
+        ];
+        for ip in public {
+            assert!(is_public_ip(ip.parse().unwrap()), "{ip} is public");
+        }
+        for ip in private {
+            assert!(!is_public_ip(ip.parse().unwrap()), "{ip} is not public");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use twinloop_core::lineage::{
 };
 use twinloop_core::monitoring::{Label, MetricPoint, MonitorEvent, MonitorRecord};
 use twinloop_core::registry::{
-    ModelVersion, NewModelVersion, NewWebhook, RegisteredModel, RegistryEvent, Webhook,
-    WebhookDelivery,
+    MlflowWebhook, MlflowWebhookUpdate, ModelVersion, NewMlflowWebhook, NewModelVersion,
+    NewWebhook, RegisteredModel, RegistryEvent, Webhook, WebhookDelivery,
 };
 use twinloop_core::run_columns::{KeyList, KeyQuery, RunSummaries};
 use twinloop_core::tracking::{
@@ -252,8 +252,20 @@ pub trait ModelVersionStore: Send + Sync {
         actor: &str,
     ) -> Result<ModelVersion>;
     async fn search_model_versions(&self, query: &RegistryQuery) -> Result<Page<ModelVersion>>;
-    async fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> Result<()>;
-    async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()>;
+    async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        tag: &Tag,
+        actor: &str,
+    ) -> Result<()>;
+    async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        actor: &str,
+    ) -> Result<()>;
     /// Where the version's files are: the logged model's or run's artifact location.
     async fn get_model_version_download_uri(&self, name: &str, version: &str) -> Result<String>;
 }
@@ -310,6 +322,25 @@ pub trait WebhookStore: Send + Sync {
     async fn record_delivery(&self, delivery: &WebhookDelivery) -> Result<()>;
     /// The newest attempts for a webhook, newest first.
     async fn list_deliveries(&self, webhook_id: i64, limit: i64) -> Result<Vec<WebhookDelivery>>;
+
+    /// Webhooks made through MLflow's API: named by a UUID, kept apart from the ones above
+    /// (neither list shows the other's), sharing their ids and delivery log. The URL is checked
+    /// for form here; whether its host may be reached is the caller's policy.
+    async fn create_mlflow_webhook(&self, new: NewMlflowWebhook) -> Result<MlflowWebhook>;
+    async fn get_mlflow_webhook(&self, webhook_id: &str) -> Result<MlflowWebhook>;
+    /// Newest first, as MLflow lists them; `max_results` 1 to 1000.
+    async fn list_mlflow_webhooks(
+        &self,
+        max_results: i64,
+        page_token: Option<&str>,
+    ) -> Result<Page<MlflowWebhook>>;
+    async fn update_mlflow_webhook(
+        &self,
+        webhook_id: &str,
+        update: MlflowWebhookUpdate,
+    ) -> Result<MlflowWebhook>;
+    /// Removes the webhook and its delivery log.
+    async fn delete_mlflow_webhook(&self, webhook_id: &str) -> Result<()>;
 }
 
 /// The feature store's definitions and materialization runs.

@@ -13,6 +13,7 @@ mod first_run;
 mod history_memory;
 mod hostile_v2;
 mod http_api;
+mod mlflow_webhooks;
 mod monitoring;
 mod pipeline;
 mod pipeline_crash;

@@ -6,6 +6,7 @@ mod support;
 
 mod deployments_suite;
 mod features_suite;
+mod mlflow_webhooks;
 mod monitors_suite;
 mod pipelines;
 mod registry_suite;

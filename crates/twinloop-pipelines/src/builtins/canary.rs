@@ -180,7 +180,7 @@ pub(crate) async fn canary_step(ctx: &Ctx<'_>) -> Result<Values, String> {
     let tag = Tag::new("twinloop.canary", format!("rolled_back:{reason}"));
     services
         .store
-        .set_model_version_tag(&model, &candidate, &tag)
+        .set_model_version_tag(&model, &candidate, &tag, super::register::ACTOR)
         .await
         .map_err(|e| format!("cannot tag {model} version {candidate}: {e}"))?;
     Ok(outcome("rolled_back", reason, &candidate))

@@ -7,6 +7,7 @@ mod json;
 mod logged_models;
 mod registry;
 mod runs;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -121,6 +122,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/model-versions/transition-stage",
             post(registry::transition_stage),
         )
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{webhook_id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{webhook_id}/test", post(webhooks::test))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 

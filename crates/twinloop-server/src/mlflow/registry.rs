@@ -321,6 +321,7 @@ pub async fn delete_version(
 
 pub async fn set_version_tag(
     State(s): S,
+    actor: Actor,
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
     let tag = Tag::new(required_str(req.key, "key")?, req.value.unwrap_or_default());
@@ -329,6 +330,7 @@ pub async fn set_version_tag(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
             &tag,
+            &actor.0,
         )
         .await?;
     Ok(ok())
@@ -336,6 +338,7 @@ pub async fn set_version_tag(
 
 pub async fn delete_version_tag(
     State(s): S,
+    actor: Actor,
     JsonBody(req): JsonBody<ModelTag>,
 ) -> ApiResult<Json<Value>> {
     s.store
@@ -343,6 +346,7 @@ pub async fn delete_version_tag(
             &required_str(req.name, "name")?,
             &required_str(req.version, "version")?,
             &required_str(req.key, "key")?,
+            &actor.0,
         )
         .await?;
     Ok(ok())

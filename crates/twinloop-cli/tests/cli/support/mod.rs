@@ -39,12 +39,28 @@ impl TestServer {
         Self::start_with(root, backend_uri, &[])
     }
 
+    /// On SQLite, with these environment variables set for the server.
+    pub fn start_sqlite_env(root: &Path, vars: &[(&str, &str)]) -> TestServer {
+        let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
+        Self::start_full(root, &uri, &[], vars)
+    }
+
     fn start_with(root: &Path, backend_uri: &str, extra: &[&str]) -> TestServer {
+        Self::start_full(root, backend_uri, extra, &[])
+    }
+
+    fn start_full(
+        root: &Path,
+        backend_uri: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> TestServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--backend-store-uri", backend_uri])
             .args(extra)
+            .envs(vars.iter().copied())
             .arg("--artifacts-destination")
             .arg(root.join("artifacts"))
             .env(

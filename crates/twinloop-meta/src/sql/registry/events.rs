@@ -4,10 +4,12 @@
 use std::ops::{Deref, DerefMut};
 
 use async_trait::async_trait;
+use serde_json::{Map, Value, json};
 use sqlx::{Any, Transaction};
 use tokio::sync::broadcast;
-use twinloop_core::registry::{RegistryEvent, RegistryEventKind};
+use twinloop_core::registry::{EventDetail, RegistryEvent, RegistryEventKind};
 use twinloop_core::time::now_ms;
+use twinloop_core::tracking::Tag;
 use twinloop_core::{Error, Result};
 
 use crate::sql::query::{Arg, RowExt};
@@ -38,7 +40,7 @@ impl Change<'_> {
     pub(super) async fn record(&mut self, actor: &str, spec: EventSpec<'_>) -> Result<()> {
         let timestamp = now_ms();
         let mut sql = self.store.sql(
-            "INSERT INTO registry_events (timestamp, actor, kind, model_name, version, alias, before, after) VALUES ",
+            "INSERT INTO registry_events (timestamp, actor, kind, model_name, version, alias, before, after, detail) VALUES ",
         );
         sql.tuple([
             Arg::from(timestamp),
@@ -49,6 +51,7 @@ impl Change<'_> {
             Arg::from(spec.alias.map(String::from)),
             Arg::from(spec.before.clone()),
             Arg::from(spec.after.clone()),
+            Arg::from(encode_detail(&spec.detail)),
         ])
         .push(" RETURNING id");
         let id = sql.fetch_one(&mut *self.tx).await?.int(0)?;
@@ -62,6 +65,7 @@ impl Change<'_> {
             alias: spec.alias.map(String::from),
             before: spec.before,
             after: spec.after,
+            detail: spec.detail,
         });
         Ok(())
     }
@@ -98,6 +102,7 @@ pub(super) struct EventSpec<'a> {
     alias: Option<&'a str>,
     before: Option<String>,
     after: Option<String>,
+    detail: EventDetail,
 }
 
 impl<'a> EventSpec<'a> {
@@ -109,7 +114,14 @@ impl<'a> EventSpec<'a> {
             alias: None,
             before: None,
             after: None,
+            detail: EventDetail::default(),
         }
+    }
+
+    /// What the request carried that webhook payloads repeat.
+    pub(super) fn detail(mut self, detail: EventDetail) -> Self {
+        self.detail = detail;
+        self
     }
 
     pub(super) fn version(mut self, version: i64) -> Self {
@@ -133,7 +145,7 @@ impl<'a> EventSpec<'a> {
 #[async_trait]
 impl RegistryEventLog for SqlStore {
     async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>> {
-        let mut sql = self.sql("SELECT id, timestamp, actor, kind, model_name, version, alias, before, after FROM registry_events WHERE id > ");
+        let mut sql = self.sql("SELECT id, timestamp, actor, kind, model_name, version, alias, before, after, detail FROM registry_events WHERE id > ");
         sql.arg(after)
             .push(" ORDER BY id LIMIT ")
             .arg(limit.clamp(1, 10_000));
@@ -152,6 +164,7 @@ impl RegistryEventLog for SqlStore {
                     alias: r.opt_text(6)?,
                     before: r.opt_text(7)?,
                     after: r.opt_text(8)?,
+                    detail: decode_detail(r.opt_text(9)?.as_deref()),
                 })
             })
             .collect()
@@ -159,5 +172,81 @@ impl RegistryEventLog for SqlStore {
 
     fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.events.subscribe()
+    }
+}
+
+fn tags_json(tags: &[Tag]) -> Value {
+    tags.iter()
+        .map(|t| (t.key.clone(), Value::from(t.value.clone())))
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+/// The detail as a JSON document, or NULL when there is none.
+fn encode_detail(d: &EventDetail) -> Option<String> {
+    if *d == EventDetail::default() {
+        return None;
+    }
+    let doc = json!({
+        "tags": tags_json(&d.tags),
+        "description": d.description,
+        "source": d.source,
+        "run_id": d.run_id,
+        "tag": d.tag.as_ref().map(|t| json!({"key": t.key, "value": t.value})),
+    });
+    Some(doc.to_string())
+}
+
+/// Reads back what [`encode_detail`] wrote; a missing or unreadable one reads as empty, since
+/// the detail only enriches webhook payloads.
+fn decode_detail(doc: Option<&str>) -> EventDetail {
+    let Some(Ok(doc)) = doc.map(serde_json::from_str::<Value>) else {
+        return EventDetail::default();
+    };
+    let text = |v: &Value| v.as_str().map(String::from);
+    EventDetail {
+        tags: doc["tags"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| Tag {
+                        key: k.clone(),
+                        value: v.as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        description: text(&doc["description"]),
+        source: text(&doc["source"]),
+        run_id: text(&doc["run_id"]),
+        tag: doc["tag"]["key"].as_str().map(|key| Tag {
+            key: key.to_string(),
+            value: doc["tag"]["value"].as_str().unwrap_or_default().to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detail_reads_back_as_written() {
+        let tag = |k: &str, v: &str| Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let detail = EventDetail {
+            tags: vec![tag("a", "1"), tag("b", "")],
+            description: Some("d".into()),
+            source: Some("runs:/r/model".into()),
+            run_id: None,
+            tag: Some(tag("k", "v")),
+        };
+        let doc = encode_detail(&detail);
+        assert_eq!(decode_detail(doc.as_deref()), detail);
+        assert_eq!(encode_detail(&EventDetail::default()), None);
+        assert_eq!(decode_detail(None), EventDetail::default());
+        assert_eq!(decode_detail(Some("not json")), EventDetail::default());
     }
 }

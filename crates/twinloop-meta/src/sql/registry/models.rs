@@ -49,8 +49,16 @@ impl RegisteredModelStore for SqlStore {
         REGISTERED_MODEL_TAGS
             .write(&mut tx, name, tags, OnConflict::Overwrite)
             .await?;
-        tx.record(actor, EventSpec::new(RegistryEventKind::ModelCreated, name))
-            .await?;
+        let detail = EventDetail {
+            tags: tags.to_vec(),
+            description: description.map(String::from),
+            ..EventDetail::default()
+        };
+        tx.record(
+            actor,
+            EventSpec::new(RegistryEventKind::ModelCreated, name).detail(detail),
+        )
+        .await?;
         tx.commit().await?;
         self.get_registered_model(name).await
     }

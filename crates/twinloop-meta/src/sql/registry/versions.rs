@@ -188,7 +188,14 @@ impl ModelVersionStore for SqlStore {
             actor,
             EventSpec::new(RegistryEventKind::VersionCreated, &new.name)
                 .version(version)
-                .change(None, Some(version.to_string())),
+                .change(None, Some(version.to_string()))
+                .detail(EventDetail {
+                    tags: new.tags.clone(),
+                    description: new.description.clone(),
+                    source: Some(new.source.clone()),
+                    run_id: new.run_id.clone(),
+                    tag: None,
+                }),
         )
         .await?;
         tx.commit().await?;
@@ -363,7 +370,13 @@ impl ModelVersionStore for SqlStore {
         Ok(result)
     }
 
-    async fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> Result<()> {
+    async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        tag: &Tag,
+        actor: &str,
+    ) -> Result<()> {
         validate_tag(tag)?;
         let v = parse_version(version)?;
         let mut tx = self.change().await?;
@@ -376,14 +389,43 @@ impl ModelVersionStore for SqlStore {
                 OnConflict::Overwrite,
             )
             .await?;
+        tx.record(
+            actor,
+            EventSpec::new(RegistryEventKind::VersionTagSet, name)
+                .version(v)
+                .detail(EventDetail {
+                    tag: Some(tag.clone()),
+                    ..EventDetail::default()
+                }),
+        )
+        .await?;
         tx.commit().await
     }
 
-    async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()> {
+    async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        actor: &str,
+    ) -> Result<()> {
         let v = parse_version(version)?;
         let mut tx = self.change().await?;
         require_version(&mut tx, name, v).await?;
         MODEL_VERSION_TAGS.delete(&mut tx, (name, v), key).await?;
+        tx.record(
+            actor,
+            EventSpec::new(RegistryEventKind::VersionTagDeleted, name)
+                .version(v)
+                .detail(EventDetail {
+                    tag: Some(Tag {
+                        key: key.to_string(),
+                        value: String::new(),
+                    }),
+                    ..EventDetail::default()
+                }),
+        )
+        .await?;
         tx.commit().await
     }
 
