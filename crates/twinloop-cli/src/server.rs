@@ -41,23 +41,30 @@ pub struct ServerArgs {
     )]
     backend_store_uri: String,
 
-    /// Where artifacts are stored: a local directory or s3://bucket/prefix (credentials and
-    /// endpoint from AWS_* variables or MLFLOW_S3_ENDPOINT_URL) [default: twinloop-data/artifacts].
+    /// Where the server stores artifacts (those clients send through its mlflow-artifacts proxy,
+    /// and its own): a local directory or s3://bucket/prefix (credentials and endpoint from AWS_*
+    /// variables or MLFLOW_S3_ENDPOINT_URL) [default: twinloop-data/artifacts].
     #[arg(long, env = "TWINLOOP_ARTIFACTS_DESTINATION")]
     artifacts_destination: Option<String>,
 
-    /// mlflow's name for where artifacts go. twinloop always proxies artifacts, so this is taken
-    /// as --artifacts-destination (clients still see mlflow-artifacts:/ locations).
-    #[arg(long, value_name = "URI", conflicts_with = "artifacts_destination")]
+    /// Where new experiments' artifacts go, as in `mlflow server`: a directory (made absolute),
+    /// file://, s3://… or mlflow-artifacts:/ (through this server's proxy) [default:
+    /// mlflow-artifacts:/; with --no-serve-artifacts, the artifacts destination].
+    #[arg(long, value_name = "URI")]
     default_artifact_root: Option<String>,
 
-    /// Accepted for mlflow compatibility: artifacts are always served through the server.
-    #[arg(long)]
+    /// Proxy artifact uploads, downloads and listings to --artifacts-destination (the default).
+    #[arg(long, overrides_with = "no_serve_artifacts")]
     serve_artifacts: bool,
 
-    /// Refused: twinloop always proxies artifacts (clients never need storage credentials).
-    #[arg(long, conflicts_with = "serve_artifacts")]
+    /// Do not proxy artifacts: clients read and write experiments' locations themselves, and the
+    /// mlflow-artifacts routes answer 503 as mlflow's do.
+    #[arg(long, overrides_with = "serve_artifacts")]
     no_serve_artifacts: bool,
+
+    /// Refused: twinloop serves tracking and artifacts from one server.
+    #[arg(long)]
+    artifacts_only: bool,
 
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
@@ -92,18 +99,36 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn artifacts_destination(&self) -> Result<&str> {
-        if self.no_serve_artifacts {
+    fn artifacts_destination(&self) -> &str {
+        self.artifacts_destination
+            .as_deref()
+            .unwrap_or("twinloop-data/artifacts")
+    }
+
+    /// The artifact root of new experiments as `mlflow server` chooses it
+    /// (`resolve_default_artifact_root`), except that without serving the default is this
+    /// server's artifacts destination rather than `./mlruns`. Checked and made absolute as every
+    /// artifact location is (meta's `experiment_root`).
+    fn default_artifact_root(&self) -> Result<String> {
+        if self.artifacts_only {
             bail!(
-                "--no-serve-artifacts is not supported: twinloop always proxies artifacts (hint: drop the flag; \
-                 --artifacts-destination says where they are stored)"
+                "--artifacts-only is not supported: twinloop serves tracking and artifacts from one \
+                 server (hint: drop the flag; `twinloop server` proxies artifacts to --artifacts-destination)"
             );
         }
-        Ok(self
-            .artifacts_destination
-            .as_deref()
-            .or(self.default_artifact_root.as_deref())
-            .unwrap_or("twinloop-data/artifacts"))
+        let root = match &self.default_artifact_root {
+            Some(root) => root.as_str(),
+            None if self.no_serve_artifacts => self.artifacts_destination(),
+            None => "mlflow-artifacts:/",
+        };
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        twinloop_meta::experiment_root(root, &cwd).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid --default-artifact-root {root:?}: {} (hint: a directory, file://, s3://bucket/prefix \
+                 or mlflow-artifacts:/)",
+                e.message
+            )
+        })
     }
 }
 
@@ -120,6 +145,7 @@ impl ServerArgs {
             default_artifact_root: None,
             serve_artifacts: false,
             no_serve_artifacts: false,
+            artifacts_only: false,
             workers: None,
             #[cfg(feature = "serving")]
             grpc_port: 0,
@@ -201,7 +227,7 @@ impl Running {
             .backend_store_uri
             .parse()
             .map_err(|e: twinloop_core::Error| anyhow::anyhow!("{}", e.message))?;
-        let artifacts_destination = args.artifacts_destination()?;
+        let artifact_root = args.default_artifact_root()?;
         // Bound before anything is created on disk, so a server that cannot listen leaves no trace.
         let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
             .parse()
@@ -209,9 +235,9 @@ impl Running {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} (hint: is another server using the port? try --port)")
         })?;
-        let artifacts = ArtifactStore::open(artifacts_destination)
+        let artifacts = ArtifactStore::open(args.artifacts_destination())
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let store = SqlStore::open(&uri, "mlflow-artifacts:")
+        let store = SqlStore::open(&uri, &artifact_root)
             .await
             .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
         let store = Arc::new(store);
@@ -240,6 +266,7 @@ impl Running {
         let state = Arc::new(AppState {
             store: store.clone(),
             artifacts: artifacts.clone(),
+            serve_artifacts: !args.no_serve_artifacts,
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),

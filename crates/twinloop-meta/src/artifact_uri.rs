@@ -241,6 +241,26 @@ pub(crate) fn resolve_if_local(location: &str, cwd: &Path) -> String {
     }
 }
 
+/// The artifact root of new experiments (`--default-artifact-root`), as MLflow's SQL store takes
+/// it: checked as a location given to `create_experiment` is, and a relative local root made
+/// absolute against `cwd`. A bare scheme (`mlflow-artifacts:`) stands for that scheme's root, so
+/// that experiment `1` is `mlflow-artifacts:/1` whichever of the two a caller passes.
+pub fn experiment_root(root: &str, cwd: &Path) -> Result<String> {
+    if root.is_empty() {
+        return Err(Error::invalid("the default artifact root is empty"));
+    }
+    validate_location(root)?;
+    let root = resolve_if_local(root, cwd);
+    let parts = split(&root);
+    Ok(
+        if parts.path.is_empty() && parts.netloc.is_none() && !parts.scheme.is_empty() {
+            format!("{root}/")
+        } else {
+            root
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +324,35 @@ mod tests {
         ];
         for (location, want) in cases {
             assert_eq!(resolve_if_local(location, cwd), want, "{location}");
+        }
+    }
+
+    #[test]
+    fn experiment_roots_are_checked_and_made_absolute() {
+        let cwd = Path::new("/srv");
+        let cases = [
+            ("mlflow-artifacts:", "mlflow-artifacts:/"),
+            ("mlflow-artifacts:/", "mlflow-artifacts:/"),
+            ("art", "/srv/art"),
+            ("./a/b/", "/srv/a/b"),
+            ("file:rel", "file:///srv/rel"),
+            ("s3://b/p?versionId=1", "s3://b/p?versionId=1"),
+        ];
+        for (root, want) in cases {
+            let root = experiment_root(root, cwd).unwrap();
+            assert_eq!(root, want);
+        }
+        // Experiment 7's location under each, as MLflow's append_to_uri_path(root, "7") gave.
+        for (root, want) in [
+            ("mlflow-artifacts:/", "mlflow-artifacts:/7"),
+            ("/srv/art/", "/srv/art/7"),
+            ("s3://b/p?versionId=1", "s3://b/p/7?versionId=1"),
+            ("s3://b", "s3://b/7"),
+        ] {
+            assert_eq!(append_to_uri_path(root, &["7"]), want, "{root}");
+        }
+        for bad in ["", "s3://b/p#frag", "runs:/abc/model", "s3://b/p?x=../y"] {
+            assert!(experiment_root(bad, cwd).is_err(), "{bad}");
         }
     }
 }

@@ -15,6 +15,7 @@ mod sql;
 mod store;
 pub mod validation;
 
+pub use artifact_uri::experiment_root;
 pub use pipelines::PipelineStore;
 pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{

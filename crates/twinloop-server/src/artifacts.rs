@@ -10,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
@@ -29,6 +29,44 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/artifacts/{*path}",
             get(download).put(upload).delete(remove),
+        )
+}
+
+/// The proxy's routes on a server started with `--no-serve-artifacts`, mounted at `prefix`: each
+/// answers 503 with the words MLflow's server uses there (a JSON `detail` from its file routes, a
+/// plain sentence naming the endpoint from the others), so that a client sent to the proxy learns
+/// that the server is not one.
+pub fn disabled_routes(prefix: &'static str) -> Router<Arc<AppState>> {
+    let endpoint = move |rule: &'static str| {
+        let sentence = format!(
+            "Endpoint: {prefix}{rule} disabled due to the mlflow server running with \
+             `--no-serve-artifacts`. To enable artifacts server functionality, run `mlflow server` \
+             with `--serve-artifacts`"
+        );
+        move || async move {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                sentence,
+            )
+        }
+    };
+    let file = || async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "detail": "Artifact serving is disabled. Run `mlflow server` with `--serve-artifacts` to enable."
+            })),
+        )
+    };
+    Router::new()
+        .route("/artifacts", get(endpoint("/artifacts")))
+        .route("/artifacts/", get(endpoint("/artifacts")))
+        .route(
+            "/artifacts/{*path}",
+            get(file)
+                .put(file)
+                .delete(endpoint("/artifacts/<path:artifact_path>")),
         )
 }
 

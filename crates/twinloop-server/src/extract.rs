@@ -79,7 +79,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// MLflow's sentence after every request-validation message.
-const SEE_THE_DOCS: &str = " See the API docs for more information about request parameters.";
+pub(crate) const SEE_THE_DOCS: &str =
+    " See the API docs for more information about request parameters.";
 
 /// MLflow's message for a parameter of the wrong type (`_validate_param_against_schema`): the
 /// value as Python's `json.dumps(…, separators=(",", ":"), sort_keys=True)` writes it, and its

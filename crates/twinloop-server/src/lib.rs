@@ -46,6 +46,9 @@ pub struct AppState {
     /// traits' methods.
     pub store: StoreHandle,
     pub artifacts: ArtifactStore,
+    /// Whether the `mlflow-artifacts` proxy answers; off (`--no-serve-artifacts`), clients read
+    /// and write the experiments' artifact locations themselves.
+    pub serve_artifacts: bool,
     /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
     pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
@@ -87,7 +90,13 @@ impl twinloop_watch::Deployments for MonitoredDeployments {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mlflow = mlflow::routes();
+    let proxy = |prefix| {
+        if state.serve_artifacts {
+            artifacts::routes()
+        } else {
+            artifacts::disabled_routes(prefix)
+        }
+    };
     let router = Router::new()
         .merge(ui::routes())
         .route("/health", get(|| async { "OK" }))
@@ -99,10 +108,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/model-versions/get-artifact",
             get(mlflow::artifact_reads::get_model_version_file),
         )
-        .nest("/api/2.0/mlflow", mlflow.clone())
-        .nest("/ajax-api/2.0/mlflow", mlflow)
-        .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
-        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
+        .nest("/api/2.0/mlflow", mlflow::routes())
+        .nest("/ajax-api/2.0/mlflow", mlflow::ajax_routes())
+        .nest(
+            "/api/2.0/mlflow-artifacts",
+            proxy("/api/2.0/mlflow-artifacts"),
+        )
+        .nest(
+            "/ajax-api/2.0/mlflow-artifacts",
+            proxy("/ajax-api/2.0/mlflow-artifacts"),
+        )
         .nest("/api/twinloop/v1", native::routes())
         .fallback(welcome::not_found)
         .with_state(state.clone());

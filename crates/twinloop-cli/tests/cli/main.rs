@@ -6,6 +6,7 @@
 mod support;
 
 mod architecture;
+mod artifact_root;
 mod deploy;
 mod durability;
 mod features;

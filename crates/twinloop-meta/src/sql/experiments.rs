@@ -9,7 +9,7 @@ use super::filter::{numeric_comparison, string_comparison};
 use super::pairs::{EXPERIMENT_TAGS, OnConflict};
 use super::query::{RowExt, Sql, Window, backend_of};
 use super::{SqlStore, db_err};
-use crate::artifact_uri::{resolve_if_local, validate_location};
+use crate::artifact_uri::{append_to_uri_path, resolve_if_local, validate_location};
 use crate::search::{Entity, parse_filter, parse_order_by};
 use crate::store::{ExperimentQuery, ExperimentStore};
 use crate::validation::{validate_experiment_name, validate_tag};
@@ -44,7 +44,7 @@ impl SqlStore {
         let mut sql = self.sql(
             "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (0, 'Default', ",
         );
-        sql.arg(format!("{}/0", self.artifact_root))
+        sql.arg(append_to_uri_path(&self.artifact_root, &["0"]))
             .push(", 'active', ")
             .arg(now)
             .push(", ")
@@ -187,7 +187,7 @@ impl ExperimentStore for SqlStore {
                     .map_err(|e| Error::internal_from("cannot read the working directory", e))?;
                 resolve_if_local(l, &cwd)
             }
-            None => format!("{}/{id}", self.artifact_root),
+            None => append_to_uri_path(&self.artifact_root, &[&id.to_string()]),
         };
         let mut update = self.sql("UPDATE experiments SET artifact_location = ");
         update.arg(location).push(" WHERE experiment_id = ").arg(id);

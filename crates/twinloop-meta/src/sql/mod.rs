@@ -55,7 +55,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Large reads (metric history, run and version searches) go through this pool.
     bulk_reader: query::Reader,
-    /// Prefix of experiment artifact locations, e.g. `mlflow-artifacts:`.
+    /// Where new experiments' artifact locations go (`mlflow-artifacts:/`, a directory, `s3://…`),
+    /// as [`crate::experiment_root`] made it.
     artifact_root: String,
     /// Registry events committed by this process, for in-process subscribers.
     events: broadcast::Sender<RegistryEvent>,
@@ -66,8 +67,12 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
 
 impl SqlStore {
     /// Opens (creating if needed) the store at `uri` and brings its schema up to date.
-    /// `artifact_root` prefixes the default artifact location of new experiments.
+    /// New experiments' artifact locations go under `artifact_root` (see
+    /// [`crate::experiment_root`]), as MLflow's `--default-artifact-root`.
     pub async fn open(uri: &StoreUri, artifact_root: &str) -> Result<SqlStore> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::internal_from("cannot read the working directory", e))?;
+        let artifact_root = crate::experiment_root(artifact_root, &cwd)?;
         install_default_drivers();
         let (backend, writer, reader, bulk_reader) = match uri {
             StoreUri::Sqlite(path) => {
@@ -102,7 +107,7 @@ impl SqlStore {
             writer,
             reader,
             bulk_reader,
-            artifact_root: artifact_root.trim_end_matches('/').to_string(),
+            artifact_root,
             events: broadcast::channel(1024).0,
         };
         store.migrate().await?;

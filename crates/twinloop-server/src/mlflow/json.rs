@@ -54,6 +54,25 @@ impl<T: ToWire> Serialize for One<T> {
     }
 }
 
+/// `{field: [...]}` with the list written even when empty: the reply of the handlers that MLflow
+/// answers with a plain dict instead of a proto (`get-history-bulk`).
+pub struct Plain<T> {
+    field: &'static str,
+    items: Vec<T>,
+}
+
+pub fn plain_list<T: ToWire>(field: &'static str, items: Vec<T>) -> axum::Json<Plain<T>> {
+    axum::Json(Plain { field, items })
+}
+
+impl<T: ToWire> Serialize for Plain<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.field, &List(&self.items))?;
+        map.end()
+    }
+}
+
 /// A listing reply: `{field: [...], next_page_token}` with both left out when empty.
 pub struct Listing<T> {
     field: &'static str,
@@ -457,6 +476,22 @@ mod tests {
         assert_eq!(
             serde_json::to_value(listing("tags", page).0).unwrap(),
             json!({"tags": [{"key": "k", "value": "v"}], "next_page_token": "t"})
+        );
+    }
+
+    #[test]
+    fn a_plain_list_is_written_even_when_empty() {
+        assert_eq!(
+            serde_json::to_string(&plain_list::<Metric>("metrics", Vec::new()).0).unwrap(),
+            r#"{"metrics":[]}"#
+        );
+        let point = Metric {
+            run_id: Some("r".into()),
+            ..Metric::new("m", 1.5, 10, 2)
+        };
+        assert_eq!(
+            serde_json::to_string(&plain_list("metrics", vec![point]).0).unwrap(),
+            r#"{"metrics":[{"key":"m","value":1.5,"timestamp":10,"step":2,"run_id":"r"}]}"#
         );
     }
 

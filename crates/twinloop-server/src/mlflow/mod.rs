@@ -1,6 +1,7 @@
 //! The MLflow tracking REST API. Each handler is a few lines: decode, call the store, encode.
 
 pub(crate) mod artifact_reads;
+mod bulk_history;
 mod experiments;
 mod history;
 mod json;
@@ -54,6 +55,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runs/log-inputs", post(runs::log_inputs))
         .route("/runs/outputs", post(runs::log_outputs))
         .route("/metrics/get-history", get(runs::metric_history))
+        .route(
+            "/metrics/get-history-bulk-interval",
+            get(bulk_history::bulk_interval),
+        )
         .route("/artifacts/list", get(artifact_reads::list_run))
         .route("/logged-models", post(logged_models::create))
         .route("/logged-models/search", post(logged_models::search))
@@ -131,6 +136,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/webhooks/{webhook_id}/test", post(webhooks::test))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+/// The routes as MLflow mounts them under `/ajax-api/2.0/mlflow`: those of [`routes`], and
+/// `get-history-bulk`, which MLflow serves to its UI only.
+pub fn ajax_routes() -> Router<Arc<AppState>> {
+    routes().route("/metrics/get-history-bulk", get(bulk_history::bulk))
 }
 
 /// Tells the client which optional server features exist; twinloop offers none of the
