@@ -44,6 +44,8 @@ pub(crate) fn page(title: &str, crumbs: &[Crumb], body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · twinloop" }
+                // No icon: without this line every page load asks for /favicon.ico and gets a 404.
+                link rel="icon" href="data:,";
                 script src=(assets::href("hash-routes.js")) {}
                 link rel="stylesheet" href=(assets::href("ui.css"));
                 script src=(assets::href("htmx.min.js")) defer {}

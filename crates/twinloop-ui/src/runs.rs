@@ -128,6 +128,16 @@ pub struct RunsView<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The table's rows: nested under their parents in the default order, flat when the user
+/// sorted, since a ranking that moved children under parents would no longer be one.
+fn rows<'r>(runs: &'r [Run], order: &str) -> Vec<(usize, &'r Run)> {
+    if order.is_empty() {
+        nest(runs)
+    } else {
+        runs.iter().map(|r| (0, r)).collect()
+    }
+}
+
 /// Runs in page order, each child moved under its parent when the parent is on the page, with
 /// its depth. A parent tag naming a run elsewhere (or forming a loop) leaves the run at the top.
 pub(crate) fn nest(runs: &[Run]) -> Vec<(usize, &Run)> {
@@ -240,6 +250,9 @@ pub fn runs_page(v: &RunsView) -> Markup {
             @if let Some(message) = v.error {
                 div.error role="alert" #search-error { (message) }
             }
+            @if !q.order.is_empty() && v.runs.iter().any(|r| parent_id(r).is_some()) {
+                p.muted { "Sorted: nested runs are listed flat, in sort order." }
+            }
             @if v.runs.is_empty() {
                 p.muted { "No runs match." }
             } @else {
@@ -269,7 +282,7 @@ pub fn runs_page(v: &RunsView) -> Markup {
                             }
                         }
                         tbody {
-                            @for (depth, run) in nest(v.runs) {
+                            @for (depth, run) in rows(v.runs, &q.order) {
                                 tr data-run-id=(run.info.run_id) {
                                     td class={ "name depth-" (depth.min(MAX_INDENT)) } {
                                         @if depth > 0 { span.nest aria-hidden="true" { "↳" } }
@@ -484,6 +497,20 @@ pub(crate) mod tests {
         );
         let html = render(&runs, &RunsQuery::default(), None);
         assert!(html.contains(r#"<td class="name depth-2">"#), "{html}");
+        let sorted = RunsQuery {
+            order: "metrics.`loss`.min ASC".into(),
+            ..RunsQuery::default()
+        };
+        let html = render(&runs, &sorted, None);
+        assert!(
+            !html.contains("depth-1") && html.contains("listed flat"),
+            "{html}"
+        );
+        let first = html.find("data-run-id=\"c1\"").unwrap();
+        assert!(
+            first < html.find("data-run-id=\"p1\"").unwrap(),
+            "page order kept"
+        );
     }
 
     #[test]

@@ -1,0 +1,250 @@
+"""The web UI in a real browser: Debian's chromium driven by Playwright (no browser download).
+
+Runs are logged with the stock client; the tests open twinloop's pages and check the DOM: the runs
+table's rows and nesting, the filter giving the same run ids as ``mlflow.search_runs``, an invalid
+filter showing the server's message while the page keeps working, the link the stock client prints
+(``/#/experiments/E/runs/R``) opening the run, the pages with JavaScript off, no request leaving
+the server and no CSP violation. Each page is saved as a PNG (1280x800) into a gallery with an
+``index.html``: $TWINLOOP_UI_GALLERY, else /tmp/twinloop-ui-gallery.
+
+Needs ``playwright`` (tests/compat/requirements.txt) and chromium (``apt-get install
+--no-install-recommends chromium``; $TWINLOOP_CHROMIUM names another binary). Without either the
+tests skip; only the sqlite twinloop server is exercised (the pages are twinloop's own).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import unique
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+GALLERY = Path(os.environ.get("TWINLOOP_UI_GALLERY") or "/tmp/twinloop-ui-gallery")
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def _chromium() -> str | None:
+    return os.environ.get("TWINLOOP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = _chromium()
+    if not path:
+        pytest.skip("no chromium on PATH (apt-get install --no-install-recommends chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    if GALLERY.exists():
+        shutil.rmtree(GALLERY)
+    GALLERY.mkdir(parents=True)
+    shots: list[tuple[str, str]] = []
+    yield shots
+    items = "\n".join(
+        f'<figure><img src="{html.escape(f)}" width="640"><figcaption>{html.escape(t)}</figcaption></figure>'
+        for f, t in shots
+    )
+    (GALLERY / "index.html").write_text(
+        f"<!doctype html><meta charset=utf-8><title>twinloop UI gallery</title>"
+        f"<style>figure{{display:inline-block;margin:8px}}img{{border:1px solid #ccc}}</style>{items}\n"
+    )
+
+
+@pytest.fixture
+def ui_server(server):
+    if server.target != "twinloop" or server.backend != "sqlite":
+        pytest.skip("the web UI is twinloop's; one backend is enough")
+    return server
+
+
+@pytest.fixture
+def page_for(browser, ui_server, gallery):
+    """Opens a fresh page (JavaScript on or off) that fails the test on any request to another
+    host and records console errors (CSP violations among them)."""
+    host = urllib.parse.urlparse(ui_server).netloc
+    opened = []
+
+    def make(javascript: bool = True):
+        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, java_script_enabled=javascript)
+        page = context.new_page()
+        page.outside = []
+        page.console_errors = []
+        page.failed_loads = []
+
+        def route(r):
+            if urllib.parse.urlparse(r.request.url).netloc != host:
+                page.outside.append(r.request.url)
+                r.abort()
+            else:
+                r.continue_()
+
+        page.route("**/*", route)
+        page.on(
+            "console",
+            # A page answering 4xx (a 404 page, a refused filter) logs "Failed to load resource";
+            # the response check below covers those.
+            lambda m: m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and page.console_errors.append(m.text),
+        )
+        # What may fail is a page the test asked for, never what a page loads.
+        page.on(
+            "response",
+            lambda r: r.status >= 400
+            and r.request.resource_type not in ("document", "xhr", "fetch")
+            and page.failed_loads.append(f"{r.status} {r.url}"),
+        )
+        opened.append((context, page))
+        return page
+
+    yield make
+    for context, page in opened:
+        assert page.outside == [], f"requests left the server: {page.outside}"
+        assert page.console_errors == [], f"console errors: {page.console_errors}"
+        assert page.failed_loads == [], f"failed loads: {page.failed_loads}"
+        context.close()
+
+
+def shot(page, gallery, name: str, title: str) -> None:
+    file = f"{len(gallery):02d}-{name}.png"
+    page.screenshot(path=str(GALLERY / file), full_page=False)
+    gallery.append((file, title))
+
+
+def _log_sweep():
+    """A parent run with three nested trials and one unrelated run, as a user logs them."""
+    exp_id = mlflow.create_experiment(unique("ui"))
+    mlflow.set_experiment(experiment_id=exp_id)
+    with mlflow.start_run(run_name="sweep") as parent:
+        mlflow.log_param("optimizer", "adam")
+        for i, (lr, acc) in enumerate([(0.1, 0.95), (0.01, 0.7), (0.001, 0.3)]):
+            with mlflow.start_run(run_name=f"trial-{i}", nested=True):
+                mlflow.log_params({"lr": lr, "optimizer": "adam" if i < 2 else "sgd"})
+                for step in range(5):
+                    mlflow.log_metric("acc", acc * (step + 1) / 5, step=step)
+                    mlflow.log_metric("loss", 1 - acc * (step + 1) / 5 + (0.5 if step == 2 else 0), step=step)
+    with mlflow.start_run(run_name="<script>alert(1)</script>") as other:
+        mlflow.set_tag("mlflow.source.git.repoURL", "javascript:alert(1)")
+        mlflow.log_metric("acc", 0.99)
+    return exp_id, parent.info.run_id, other.info.run_id
+
+
+def _row_ids(page) -> list[str]:
+    return page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.runId)")
+
+
+def test_runs_table_filter_and_run_page(ui_server, page_for, gallery):
+    exp_id, parent_id, hostile_id = _log_sweep()
+    all_ids = {r.info.run_id for r in mlflow.search_runs([exp_id], output_format="list")}
+    page = page_for()
+
+    page.goto(f"{ui_server}/")
+    sync_api.expect(page.locator("#experiments")).to_be_visible()
+    shot(page, gallery, "experiments", "Experiments list")
+
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    assert set(_row_ids(page)) == all_ids
+    # The trials sit under their parent, indented.
+    assert page.locator("#runs td.depth-1").count() == 3
+    ids = _row_ids(page)
+    assert ids.index(parent_id) < min(ids.index(i) for i in all_ids - {parent_id, hostile_id})
+    # The hostile name is text, and no script ran.
+    sync_api.expect(page.locator(f'tr[data-run-id="{hostile_id}"] td.name a')).to_have_text(
+        "<script>alert(1)</script>"
+    )
+    shot(page, gallery, "runs", "Runs table: nested trials, metric last and min-max")
+
+    # The filter in the form gives what mlflow.search_runs gives.
+    query = "metrics.acc > 0.5 and params.optimizer = 'adam'"
+    page.fill("input[name=filter]", query)
+    page.click("form.bar button[type=submit]")
+    page.wait_for_url(re.compile(r".*filter=.*"))
+    expected = {r.info.run_id for r in mlflow.search_runs([exp_id], filter_string=query, output_format="list")}
+    assert expected and set(_row_ids(page)) == expected
+    shot(page, gallery, "runs-filtered", f"Runs filtered: {query}")
+
+    # An invalid filter: the server's message, the form keeps what was typed, and it recovers.
+    page.fill("input[name=filter]", "metrics.acc >> 1")
+    page.click("form.bar button[type=submit]")
+    sync_api.expect(page.locator("#search-error")).to_be_visible()
+    sync_api.expect(page.locator("input[name=filter]")).to_have_value("metrics.acc >> 1")
+    shot(page, gallery, "runs-bad-filter", "Runs: an invalid filter shows the server's message")
+    page.fill("input[name=filter]", "")
+    page.click("form.bar button[type=submit]")
+    sync_api.expect(page.locator("#search-error")).to_have_count(0)
+    assert set(_row_ids(page)) == all_ids
+
+    # Sorting by the minimum of a metric through the column header.
+    page.goto(f"{ui_server}/experiments/{exp_id}?metric=loss&order=metrics.%60loss%60.min%20ASC")
+    runs = [r for r in mlflow.search_runs([exp_id], output_format="list") if "loss" in r.data.metrics]
+    client = mlflow.MlflowClient()
+    smallest = min(runs, key=lambda r: min(m.value for m in client.get_metric_history(r.info.run_id, "loss")))
+    assert _row_ids(page)[0] == smallest.info.run_id
+
+    # The run page, reached by clicking its row.
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    page.click(f'tr[data-run-id="{parent_id}"] td.name a')
+    page.wait_for_url(f"**/experiments/{exp_id}/runs/{parent_id}")
+    sync_api.expect(page.locator("h1")).to_contain_text("sweep")
+    assert page.locator("#children tbody tr").count() == 3
+    shot(page, gallery, "run", "Run page: overview, params, children")
+
+    page.goto(f"{ui_server}/experiments/{exp_id}/runs/{hostile_id}")
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    sync_api.expect(page.locator("#overview")).to_contain_text("javascript:alert(1)")
+
+
+def test_the_link_the_stock_client_prints_opens_the_run(ui_server, page_for, gallery):
+    exp_id = mlflow.create_experiment(unique("ui-link"))
+    with mlflow.start_run(experiment_id=exp_id, run_name="printed") as run:
+        mlflow.log_metric("m", 1.0)
+    # What mlflow prints after a run ("View run printed at: …").
+    printed = f"{ui_server}/#/experiments/{exp_id}/runs/{run.info.run_id}"
+    page = page_for()
+    page.goto(printed)
+    page.wait_for_url(f"**/experiments/{exp_id}/runs/{run.info.run_id}")
+    sync_api.expect(page.locator("h1")).to_contain_text("printed")
+    page.goto(f"{ui_server}/#/experiments/{exp_id}")
+    page.wait_for_url(f"**/experiments/{exp_id}")
+    sync_api.expect(page.locator("#runs")).to_be_visible()
+
+
+def test_pages_work_without_javascript(ui_server, page_for, gallery):
+    exp_id, parent_id, _ = _log_sweep()
+    page = page_for(javascript=False)
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    assert parent_id in _row_ids_static(page)
+    page.fill("input[name=filter]", "params.optimizer = 'sgd'")
+    page.click("form.bar button[type=submit]")
+    page.wait_for_url(re.compile(r".*filter=.*"))
+    expected = {
+        r.info.run_id
+        for r in mlflow.search_runs([exp_id], filter_string="params.optimizer = 'sgd'", output_format="list")
+    }
+    assert set(_row_ids_static(page)) == expected
+    page.click("#runs td.name a")
+    sync_api.expect(page.locator("#metrics")).to_be_visible()
+    shot(page, gallery, "run-no-js", "Run page with JavaScript off")
+    page.goto(f"{ui_server}/experiments/424242")
+    sync_api.expect(page.locator("h1")).to_have_text("Not found")
+    shot(page, gallery, "not-found", "404 page")
+
+
+def _row_ids_static(page) -> list[str]:
+    # evaluate() needs JavaScript in the page; with it off, read the attributes one by one.
+    rows = page.locator("#runs tbody tr")
+    return [rows.nth(i).get_attribute("data-run-id") for i in range(rows.count())]
