@@ -467,7 +467,8 @@ def markdown_report(meta, results, rows, over):
         f"requests {meta['versions']['requests']}; twinloop {meta['versions']['twinloop']} "
         f"(git {meta['versions']['git']}, binary `{meta['twinloop_bin'] or '—'}`).",
         "",
-        f"Command: `{meta['command']}`" + (" (quick sizes)" if meta["quick"] else ""),
+        f"Command: `{meta['command']}`" + (" (quick sizes)" if meta["quick"] else "")
+        + f"; backend store: {meta.get('store', 'sqlite')}.",
         "",
         f"Sizes: (a) {sz['versions']:,} `create_model_version` calls into one model per mode "
         f"(source `runs:/<run>/model` with its run_id); (b) {sz['alias_moves']:,} "
@@ -528,6 +529,9 @@ def parse_args(argv=None):
     ap.add_argument("--start-timeout", type=float, default=120.0, help="seconds to wait for /health")
     ap.add_argument("--workdir", help="where the servers' temporary directories go (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directories and logs")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="run both servers on PostgreSQL: a URL of any database of a server the "
+                         "bench may CREATE DATABASE on (default: SQLite files)")
     return ap.parse_args(argv)
 
 
@@ -562,6 +566,7 @@ def main(argv=None):
         "command": command,
         "quick": args.quick,
         "only": args.only,
+        "store": "postgresql" if args.postgres else "sqlite",
         "sizes": sz,
         "machine": tb.machine_info(),
         "versions": {
@@ -575,7 +580,7 @@ def main(argv=None):
         "body_check": problems or "raw bodies equal the client's encoding",
     }
     print(f"twinloop registry benchmark — {meta['date']}; sizes: {sz}")
-    print(f"machine: {meta['machine']}")
+    print(f"machine: {meta['machine']}; store: {meta['store']}")
 
     results = {}
     base = Path(args.workdir) if args.workdir else None
@@ -586,7 +591,11 @@ def main(argv=None):
         for name in which:
             d = Path(tempfile.mkdtemp(prefix=f"bench-registry-{name}-", dir=base))
             dirs.append(d)
-            argv_for = tb.mlflow_argv if name == "mlflow" else tb.twinloop_argv_for(tl_bin)
+            argv_for = (
+                tb.mlflow_argv_for(args.postgres)
+                if name == "mlflow"
+                else tb.twinloop_argv_for(tl_bin, args.postgres)
+            )
             server = tb.Server(name, argv_for, d, args.start_timeout)
             try:
                 results[name] = bench_server(name, server, sz)

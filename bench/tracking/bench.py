@@ -305,26 +305,39 @@ for _sig in (signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, _on_signal)
 
 
-def mlflow_argv(port, workdir):
-    exe = Path(sys.executable).with_name("mlflow")
-    head = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
-    return head + [
-        "server",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
-        "--artifacts-destination", f"{workdir}/artifacts",
-    ]  # fmt: skip
+def store_uri(name, workdir, postgres):
+    """The backend store of one server: a SQLite file in its directory, or a fresh database on
+    the PostgreSQL server at `postgres` (a URL of any database there, e.g. .../postgres)."""
+    if not postgres:
+        return f"sqlite:///{workdir}/{name}.db"
+    db = f"bench_{name}_{os.getpid()}_{int(time.time())}"
+    subprocess.run(["psql", postgres, "-qXc", f"CREATE DATABASE {db}"], check=True)
+    return postgres.rsplit("/", 1)[0] + "/" + db
 
 
-def twinloop_argv_for(binary):
+def mlflow_argv_for(postgres=None):
+    def argv(port, workdir):
+        exe = Path(sys.executable).with_name("mlflow")
+        head = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
+        return head + [
+            "server",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--backend-store-uri", store_uri("mlflow", workdir, postgres),
+            "--artifacts-destination", f"{workdir}/artifacts",
+        ]  # fmt: skip
+
+    return argv
+
+
+def twinloop_argv_for(binary, postgres=None):
     def argv(port, workdir):
         return [
             str(binary),
             "server",
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{workdir}/twinloop.db",
+            "--backend-store-uri", store_uri("twinloop", workdir, postgres),
             "--artifacts-destination", f"{workdir}/artifacts",
         ]  # fmt: skip
 
@@ -1087,7 +1100,8 @@ def markdown_report(meta, results, rows, over):
         f"requests {meta['versions']['requests']}; twinloop {meta['versions']['twinloop']} "
         f"(git {meta['versions']['git']}, binary `{meta['twinloop_bin'] or '—'}`).",
         "",
-        f"Command: `{meta['command']}`" + (" (quick sizes)" if meta["quick"] else ""),
+        f"Command: `{meta['command']}`" + (" (quick sizes)" if meta["quick"] else "")
+        + f"; backend store: {meta.get('store', 'sqlite')}.",
         "",
         f"Sizes: (a) {sz['batch_runs']} runs × {sz['batch_size']:,} metrics "
         f"({sz['batch_keys']} keys × {sz['batch_size'] // sz['batch_keys']} steps), one log_batch "
@@ -1172,6 +1186,9 @@ def parse_args(argv=None):
     ap.add_argument("--workdir", help="where the servers' temporary directories go (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directories and logs")
     ap.add_argument("--seed", type=int, default=20261128)
+    ap.add_argument("--postgres", metavar="URL",
+                    help="run both servers on PostgreSQL: a URL of any database of a server the "
+                         "bench may CREATE DATABASE on (default: SQLite files)")
     return ap.parse_args(argv)
 
 
@@ -1205,6 +1222,7 @@ def main(argv=None):
         "command": command,
         "quick": args.quick,
         "only": args.only,
+        "store": "postgresql" if args.postgres else "sqlite",
         "sizes": sz,
         "seed": args.seed,
         "machine": machine_info(),
@@ -1219,7 +1237,7 @@ def main(argv=None):
         "body_check": problems or "raw bodies equal the client's encoding",
     }
     print(f"twinloop tracking benchmark — {meta['date']}; sizes: {sz}")
-    print(f"machine: {meta['machine']}")
+    print(f"machine: {meta['machine']}; store: {meta['store']}")
 
     results = {}
     base = Path(args.workdir) if args.workdir else None
@@ -1230,7 +1248,11 @@ def main(argv=None):
         for name in which:
             d = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=base))
             dirs.append(d)
-            argv_for = mlflow_argv if name == "mlflow" else twinloop_argv_for(tl_bin)
+            argv_for = (
+                mlflow_argv_for(args.postgres)
+                if name == "mlflow"
+                else twinloop_argv_for(tl_bin, args.postgres)
+            )
             server = Server(name, argv_for, d, args.start_timeout)
             try:
                 results[name] = bench_server(name, server, sz, args.seed)
