@@ -49,6 +49,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-monitor", &[]),
     ("twinloop-api", &[]),
     ("twinloop-meta", &["twinloop-core"]),
+    // The web UI's pages: domain types in, HTML out.
+    ("twinloop-ui", &["twinloop-core"]),
     ("twinloop-artifacts", &["twinloop-core"]),
     ("twinloop-predlog", &["twinloop-core", "twinloop-artifacts"]),
     ("twinloop-features", &["twinloop-core", "twinloop-meta", "twinloop-artifacts"]),
@@ -70,7 +72,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
         "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
-        "twinloop-pipelines",
+        "twinloop-pipelines", "twinloop-ui",
     ]),
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",
