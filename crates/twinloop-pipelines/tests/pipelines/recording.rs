@@ -28,12 +28,11 @@ fn rows() -> String {
     out
 }
 
-#[tokio::test]
-async fn runs_are_mlflow_runs_and_lineage_reaches_the_training_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let uri = StoreUri::Sqlite(dir.path().join("store.db"));
+/// A SQLite store and an artifact directory under `dir`, as a run records into them.
+async fn recorded_in(dir: &std::path::Path) -> (StoreHandle, Services) {
+    let uri = StoreUri::Sqlite(dir.join("store.db"));
     let store: StoreHandle = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap());
-    let artifacts = ArtifactStore::open(dir.path().join("artifacts").to_str().unwrap()).unwrap();
+    let artifacts = ArtifactStore::open(dir.join("artifacts").to_str().unwrap()).unwrap();
     let services = Services {
         store: store.clone(),
         artifacts,
@@ -41,6 +40,13 @@ async fn runs_are_mlflow_runs_and_lineage_reaches_the_training_file() {
         tracking_uri: None,
         webhooks: None,
     };
+    (store, services)
+}
+
+#[tokio::test]
+async fn runs_are_mlflow_runs_and_lineage_reaches_the_training_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, services) = recorded_in(dir.path()).await;
     let repo = Repo::new();
     repo.write("train.csv", &rows());
     let pipeline = repo.pipeline(PIPELINE);
@@ -133,16 +139,7 @@ async fn runs_are_mlflow_runs_and_lineage_reaches_the_training_file() {
 #[tokio::test]
 async fn a_step_that_copies_its_input_records_its_output_without_a_cycle() {
     let dir = tempfile::tempdir().unwrap();
-    let uri = StoreUri::Sqlite(dir.path().join("store.db"));
-    let store: StoreHandle = Arc::new(SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap());
-    let artifacts = ArtifactStore::open(dir.path().join("artifacts").to_str().unwrap()).unwrap();
-    let services = Services {
-        store: store.clone(),
-        artifacts,
-        deployments: None,
-        tracking_uri: None,
-        webhooks: None,
-    };
+    let (store, services) = recorded_in(dir.path()).await;
     let repo = Repo::new();
     let pipeline = repo.pipeline(
         "pipeline: copy\nsteps:\n  first:\n    run: echo data > \"$TWINLOOP_OUTPUT_DATA\"\n    outputs: {data: {kind: file}}\n  second:\n    inputs: {data: '${{ steps.first.outputs.data }}'}\n    run: cp \"$TWINLOOP_INPUT_DATA\" \"$TWINLOOP_OUTPUT_COPY\"\n    outputs: {copy: {kind: file}}\n",
