@@ -310,9 +310,15 @@ def store_uri(name, workdir, postgres):
     the PostgreSQL server at `postgres` (a URL of any database there, e.g. .../postgres)."""
     if not postgres:
         return f"sqlite:///{workdir}/{name}.db"
-    db = f"bench_{name}_{os.getpid()}_{int(time.time())}"
-    subprocess.run(["psql", postgres, "-qXc", f"CREATE DATABASE {db}"], check=True)
-    return postgres.rsplit("/", 1)[0] + "/" + db
+    # One database per server directory, however often the server is (re)started in it.
+    if (name, workdir) not in _PG_DATABASES:
+        db = f"bench_{name}_{os.getpid()}_{int(time.time())}"
+        subprocess.run(["psql", postgres, "-qXc", f"CREATE DATABASE {db}"], check=True)
+        _PG_DATABASES[(name, workdir)] = postgres.rsplit("/", 1)[0] + "/" + db
+    return _PG_DATABASES[(name, workdir)]
+
+
+_PG_DATABASES: dict = {}
 
 
 def mlflow_argv_for(postgres=None):
