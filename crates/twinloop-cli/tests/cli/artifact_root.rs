@@ -5,13 +5,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, free_port};
-
-async fn post(c: &reqwest::Client, url: &str, body: Value) -> Value {
-    let r = c.post(url).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.unwrap()
-}
+use crate::support::{TestServer, free_port, post_ok};
 
 async fn get(c: &reqwest::Client, url: &str) -> Value {
     let r = c.get(url).send().await.unwrap();
@@ -35,7 +29,7 @@ async fn without_serving_experiments_and_runs_live_under_the_root() {
         format!("{root_arg}/0")
     );
     let id =
-        post(&c, &server.api("experiments/create"), json!({"name": "e"})).await["experiment_id"]
+        post_ok(&c, &server.api("experiments/create"), json!({"name": "e"})).await["experiment_id"]
             .as_str()
             .unwrap()
             .to_string();
@@ -48,14 +42,14 @@ async fn without_serving_experiments_and_runs_live_under_the_root() {
         exp["experiment"]["artifact_location"],
         format!("{root_arg}/{id}")
     );
-    let run = post(&c, &server.api("runs/create"), json!({"experiment_id": id})).await;
+    let run = post_ok(&c, &server.api("runs/create"), json!({"experiment_id": id})).await;
     let run_id = run["run"]["info"]["run_id"].as_str().unwrap();
     assert_eq!(
         run["run"]["info"]["artifact_uri"],
         format!("{root_arg}/{id}/{run_id}/artifacts")
     );
     // A location given at creation is still the client's choice.
-    let mine = post(
+    let mine = post_ok(
         &c,
         &server.api("experiments/create"),
         json!({"name": "mine", "artifact_location": "s3://bucket/mine"}),

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, free_port};
+use crate::support::{TestServer, free_port, post_json};
 
 fn copy_example(to: &Path) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature_repo");
@@ -52,14 +52,6 @@ fn fails(output: Output) -> String {
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
-    let resp = client.post(url).json(&body).send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Value {
@@ -108,13 +100,13 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
     // A training set logged to a run: the run lists it, and lineage walks from the run back to
     // the feature views and the entity file.
     let client = reqwest::Client::new();
-    let (_, exp) = post(
+    let (_, exp) = post_json(
         &client,
         &server.api("experiments/create"),
         json!({"name": "rides"}),
     )
     .await;
-    let (_, run) = post(
+    let (_, run) = post_json(
         &client,
         &server.api("runs/create"),
         json!({"experiment_id": exp["experiment_id"]}),
@@ -203,7 +195,8 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
     assert!(ready, "feature server did not start");
 
     let ask = json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:avg_daily_trips"], "entities": {"driver_id": [1001, 4242]}});
-    let (status, reply) = post(&client, &format!("{base}/get-online-features"), ask.clone()).await;
+    let (status, reply) =
+        post_json(&client, &format!("{base}/get-online-features"), ask.clone()).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(
         reply["metadata"]["feature_names"],
@@ -216,7 +209,7 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
     );
 
     let now = chrono_now();
-    let (status, reply) = post(
+    let (status, reply) = post_json(
         &client,
         &format!("{base}/push"),
         json!({"push_source_name": "driver_stats", "to": "online_and_offline",
@@ -224,7 +217,7 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
     )
     .await;
     assert_eq!(status, 200, "{reply}");
-    let (_, reply) = post(&client, &format!("{base}/get-online-features"), ask).await;
+    let (_, reply) = post_json(&client, &format!("{base}/get-online-features"), ask).await;
     assert_eq!(reply["results"][1]["values"], json!([0.25, null]));
     assert_eq!(reply["results"][2]["values"], json!([12, null]));
     assert_eq!(
@@ -242,7 +235,7 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
         ],
     ));
     assert!(err.contains("POST /materialize"), "{err}");
-    let (status, reply) = post(
+    let (status, reply) = post_json(
         &client,
         &format!("{base}/materialize-incremental"),
         json!({"end_ts": "2024-01-05T00:00:00Z"}),
@@ -264,7 +257,8 @@ async fn training_sets_reach_runs_and_lineage_and_online_features_are_served() {
             "invalid JSON body",
         ),
     ] {
-        let (status, reply) = post(&client, &format!("{base}/get-online-features"), body).await;
+        let (status, reply) =
+            post_json(&client, &format!("{base}/get-online-features"), body).await;
         assert_eq!(status, 400, "{reply}");
         assert!(reply["error"].as_str().unwrap().contains(needle), "{reply}");
     }

@@ -2,13 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::TestServer;
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
-    let resp = client.post(url).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
+use crate::support::{TestServer, post_json};
 
 #[tokio::test]
 async fn health_version_and_unknown_routes() {
@@ -145,7 +139,7 @@ async fn bad_input_gets_mlflow_shaped_4xx() {
         ),
     ];
     for (path, body, status, code) in cases {
-        let (got, reply) = post(&c, &server.api(path), body.clone()).await;
+        let (got, reply) = post_json(&c, &server.api(path), body.clone()).await;
         assert_eq!(
             (got, reply["error_code"].as_str()),
             (status, Some(code)),
@@ -154,14 +148,14 @@ async fn bad_input_gets_mlflow_shaped_4xx() {
         assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
-    let (status, _) = post(
+    let (status, _) = post_json(
         &c,
         &server.api("experiments/create"),
         json!({"name": "dup"}),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, reply) = post(
+    let (status, reply) = post_json(
         &c,
         &server.api("experiments/create"),
         json!({"name": "dup"}),

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, post_json};
 
 const SECRET: &str = "mlflow-hook-secret";
 
@@ -67,11 +67,6 @@ fn verifies(headers: &axum::http::HeaderMap, body: &str, secret: &str) -> bool {
     STANDARD.encode(mac.finalize().into_bytes()) == sent
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
-    let reply = http.post(url).json(&body).send().await.unwrap();
-    (reply.status().as_u16(), reply.json().await.unwrap())
-}
-
 async fn wait_for(got: &Deliveries, n: usize) -> Vec<(axum::http::HeaderMap, String)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -96,7 +91,7 @@ async fn a_version_created_through_mlflow_reaches_an_mlflow_webhook_signed_and_r
     let http = reqwest::Client::new();
     let (url, got) = receiver(1).await;
     let event = json!({"entity": "MODEL_VERSION", "action": "CREATED"});
-    let (status, created) = post(
+    let (status, created) = post_json(
         &http,
         &server.api("webhooks"),
         json!({"name": "on-versions", "url": url, "events": [event], "secret": SECRET}),
@@ -104,7 +99,7 @@ async fn a_version_created_through_mlflow_reaches_an_mlflow_webhook_signed_and_r
     .await;
     assert_eq!(status, 200, "{created}");
     assert!(created["webhook"].get("secret").is_none());
-    let (status, _) = post(
+    let (status, _) = post_json(
         &http,
         &server.api("webhooks"),
         json!({"name": "off", "url": url, "events": [event], "status": "DISABLED"}),
@@ -112,14 +107,14 @@ async fn a_version_created_through_mlflow_reaches_an_mlflow_webhook_signed_and_r
     .await;
     assert_eq!(status, 200);
 
-    let (status, _) = post(
+    let (status, _) = post_json(
         &http,
         &server.api("registered-models/create"),
         json!({"name": "fraud"}),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _) = post(
+    let (status, _) = post_json(
         &http,
         &server.api("model-versions/create"),
         json!({"name": "fraud", "source": "s3://models/fraud", "tags": [{"key": "k", "value": "v"}]}),
@@ -178,7 +173,7 @@ async fn by_default_mlflow_webhooks_go_only_to_public_https_urls() {
         "https://[::ffff:10.0.0.1]/hook",
         "https://localhost/hook",
     ] {
-        let (status, body) = post(
+        let (status, body) = post_json(
             &http,
             &server.api("webhooks"),
             json!({"name": "h", "url": url, "events": events}),

@@ -262,11 +262,22 @@ pub fn serving_fixture(name: &str) -> PathBuf {
 pub async fn post_ok(
     http: &reqwest::Client,
     url: &str,
-    body: &serde_json::Value,
+    body: impl serde::Serialize,
 ) -> serde_json::Value {
-    let r = http.post(url).json(body).send().await.unwrap();
+    let r = http.post(url).json(&body).send().await.unwrap();
     let status = r.status();
     let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
     assert!(status.is_success(), "{url}: {status} {body}");
     body
+}
+
+/// POSTs JSON; returns the status and the answer's JSON (`null` when it is not JSON).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = http.post(url).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
