@@ -21,7 +21,7 @@ use twinloop_pipelines::services::Services;
 use twinloop_pipelines::spec;
 use twinloop_pipelines::state::{RunStatus, StepState};
 
-use crate::support::{Repo, live_processes_in_group, state};
+use crate::support::{Repo, processes_left_in_group, state};
 
 /// One attempt the fake runs: its process group and, once it ended, how.
 struct Job {
@@ -357,7 +357,7 @@ async fn a_timeout_cancels_the_remote_attempt() {
     assert_eq!(state(&report, "slow"), StepState::TimedOut);
     assert_eq!(fake.calls(), ["start r-slow-1", "cancel r-slow-1"]);
     assert_eq!(
-        live_processes_in_group(fake.pgid("r-slow-1")),
+        processes_left_in_group(fake.pgid("r-slow-1")).await,
         Vec::<u32>::new()
     );
 }
@@ -382,7 +382,7 @@ async fn a_canceled_run_cancels_the_remote_attempt() {
     assert_eq!(state(&report, "slow"), StepState::Canceled);
     assert_eq!(fake.calls(), ["start r-slow-1", "cancel r-slow-1"]);
     assert_eq!(
-        live_processes_in_group(fake.pgid("r-slow-1")),
+        processes_left_in_group(fake.pgid("r-slow-1")).await,
         Vec::<u32>::new()
     );
 }

@@ -80,6 +80,19 @@ pub fn state(report: &RunReport, step: &str) -> StepState {
         .state
 }
 
+/// The processes of `pgid` still alive once a signal sent to the group had up to ten seconds to
+/// take effect: a SIGKILL is delivered asynchronously, so a check right after `kill` can still
+/// see the group's members on their way out.
+pub async fn processes_left_in_group(pgid: u32) -> Vec<u32> {
+    for _ in 0..200 {
+        if live_processes_in_group(pgid).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    live_processes_in_group(pgid)
+}
+
 /// Processes (not zombies) in process group `pgid`, from /proc.
 pub fn live_processes_in_group(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
