@@ -78,9 +78,10 @@ async fn send_history(
     window: &Window,
     parts: &mpsc::Sender<Result<HistoryPart>>,
 ) -> Result<()> {
-    let mut rows = sql.stream(reader, |r| {
+    let key = key.to_owned();
+    let mut rows = sql.stream(reader, move |r| {
         Ok(Metric::new(
-            key,
+            &key,
             decode_metric_value(r.float(0)?, r.int(1)?),
             r.int(2)?,
             r.int(3)?,

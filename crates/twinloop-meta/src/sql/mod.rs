@@ -6,7 +6,8 @@
 //! same tables (`tests/meta/schema_agreement.rs`).
 //!
 //! SQLite gets one writer connection and a pool of readers: WAL lets readers run beside the
-//! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade.
+//! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade. Reads of many rows
+//! (`Reader`) bypass sqlx on SQLite: `native_sqlite.rs` runs them on a blocking thread.
 
 mod deployments;
 mod documents;
@@ -18,6 +19,7 @@ mod keys;
 mod lineage;
 mod logged_models;
 mod monitors;
+mod native_sqlite;
 mod pairs;
 mod pipelines;
 mod query;
@@ -84,7 +86,7 @@ impl SqlStore {
                 let url = uri.sqlx_url();
                 let writer = sqlite_pool(&url, 1).await?;
                 let reader = sqlite_pool(&url, 4).await?;
-                let bulk = query::Reader::Sqlite(native_sqlite_reader(&url).await?);
+                let bulk = query::Reader::Sqlite(native_sqlite::SqliteReader::new(path));
                 (Backend::Sqlite, writer, reader, bulk)
             }
             StoreUri::Postgres(_) => {
@@ -152,23 +154,6 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
             })
         })
         .connect(url)
-        .await
-        .map_err(|e| cannot_open(url, e))
-}
-
-/// A read-only native SQLite pool with a deep row buffer, for reads of thousands of rows.
-async fn native_sqlite_reader(url: &str) -> Result<sqlx::SqlitePool> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-    use std::str::FromStr;
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| cannot_open(url, e))?
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("case_sensitive_like", "ON")
-        .row_buffer_size(1024);
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
         .await
         .map_err(|e| cannot_open(url, e))
 }

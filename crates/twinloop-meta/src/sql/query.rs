@@ -5,10 +5,10 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Any, Row};
 use twinloop_core::Result;
 
+use super::native_sqlite::{OwnedRow, SqliteReader};
 use super::{Backend, db_err};
 use crate::search::{decode_page_token, encode_page_token};
 use crate::validation::validate_max_results;
@@ -264,20 +264,20 @@ macro_rules! impl_row_ext {
     )*};
 }
 
-impl_row_ext!(AnyRow, SqliteRow);
+impl_row_ext!(AnyRow);
 
-/// The pool large reads go through. On SQLite it is a native pool: sqlx's `Any` driver copies
-/// every value of every row once more, which more than doubles the cost of a 10,000-row read.
+/// The pool large reads go through. On SQLite they bypass sqlx (see `native_sqlite.rs`): its
+/// per-row hand-offs between threads more than doubled the cost of a 10,000-row read.
 #[derive(Clone)]
 pub(crate) enum Reader {
     Any(sqlx::AnyPool),
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(SqliteReader),
 }
 
 /// Rows from a [`Reader`], decoded through [`RowExt`] whatever their driver.
 pub(crate) enum Rows {
     Any(Vec<AnyRow>),
-    Sqlite(Vec<SqliteRow>),
+    Sqlite(Vec<OwnedRow>),
 }
 
 impl Rows {
@@ -301,18 +301,17 @@ impl Sql {
     pub async fn read(&self, reader: &Reader) -> Result<Rows> {
         match reader {
             Reader::Any(pool) => Ok(Rows::Any(self.fetch_all(pool).await?)),
-            Reader::Sqlite(pool) => Ok(Rows::Sqlite(
-                self.sqlite_query().fetch_all(pool).await.map_err(db_err)?,
-            )),
+            Reader::Sqlite(native) => Ok(Rows::Sqlite(native.read(&self.text, &self.args).await?)),
         }
     }
 
     /// Runs a read-only query on `reader` and decodes each row as it arrives, for reads too
-    /// large to hold at once: the driver buffers a bounded number of rows ahead of the reader.
-    pub fn stream<'a, T: Send + 'a>(
+    /// large to hold at once: a bounded number of rows is read ahead of the consumer, and
+    /// dropping the stream stops the query.
+    pub fn stream<'a, T: Send + 'static>(
         &'a self,
         reader: &'a Reader,
-        decode: impl Fn(&dyn RowExt) -> Result<T> + Send + 'a,
+        decode: impl Fn(&dyn RowExt) -> Result<T> + Send + 'static,
     ) -> BoxStream<'a, Result<T>> {
         match reader {
             Reader::Any(pool) => self
@@ -320,26 +319,19 @@ impl Sql {
                 .fetch(pool)
                 .map(move |row| decode(&row.map_err(db_err)?))
                 .boxed(),
-            Reader::Sqlite(pool) => self
-                .sqlite_query()
-                .fetch(pool)
-                .map(move |row| decode(&row.map_err(db_err)?))
-                .boxed(),
+            Reader::Sqlite(native) => futures::stream::unfold(
+                native.stream(&self.text, &self.args, decode),
+                |mut chunks| async move { chunks.recv().await.map(|chunk| (chunk, chunks)) },
+            )
+            .flat_map(|chunk| {
+                let items: Vec<Result<T>> = match chunk {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed(),
         }
-    }
-
-    fn sqlite_query(&self) -> Query<'_, sqlx::Sqlite, SqliteArguments<'_>> {
-        let mut q = sqlx::query::<sqlx::Sqlite>(&self.text);
-        for arg in &self.args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s.clone()),
-                Arg::Float(v) => q.bind(*v),
-                Arg::Int(v) => q.bind(*v),
-                Arg::OptText(v) => q.bind(v.clone()),
-                Arg::OptInt(v) => q.bind(*v),
-            };
-        }
-        q
     }
 }
 
