@@ -3,6 +3,7 @@
 //! crates follow, and the domain types of tracking and the model registry. Nothing here knows
 //! about HTTP (webhooks go through a transport the server provides), SQL or any wire format.
 
+pub mod auth;
 pub mod deployments;
 pub mod error;
 pub mod features;

@@ -19,7 +19,7 @@ pub use artifact_uri::experiment_root;
 pub use pipelines::PipelineStore;
 pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{
-    DatasetFilter, DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry,
+    AuthStore, DatasetFilter, DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry,
     LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
     ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery,
     RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,

@@ -2,6 +2,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use twinloop_core::Result;
+use twinloop_core::auth::{
+    ApiToken, Grant, Permission, ResourceType, TokenScope, User, UserCredentials,
+};
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
 use twinloop_core::lineage::{
@@ -395,6 +398,77 @@ pub trait MonitorStore: Send + Sync {
     ) -> Result<Vec<MonitorEvent>>;
 }
 
+/// Users, their grants on experiments and registered models, and API tokens (`--auth`).
+/// Passwords arrive hashed and tokens as digests (`twinloop_core::auth`): the store never sees
+/// a secret.
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// A taken username is `AlreadyExists`, with MLflow's message.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> Result<User>;
+    /// An unknown username is `NotFound`.
+    async fn user(&self, username: &str) -> Result<User>;
+    /// The user and their password hash, for a login; `None` when there is no such user.
+    async fn user_credentials(&self, username: &str) -> Result<Option<UserCredentials>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Whether any user is an admin (the first start with `--auth` makes one).
+    async fn has_admin(&self) -> Result<bool>;
+    async fn update_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    async fn update_admin(&self, username: &str, is_admin: bool) -> Result<()>;
+    /// The user goes with their grants and tokens, in one transaction.
+    async fn delete_user(&self, username: &str) -> Result<()>;
+
+    /// Sets the user's level on the resource, replacing any level it had.
+    async fn put_grant(&self, grant: &Grant) -> Result<()>;
+    async fn grant(
+        &self,
+        username: &str,
+        resource_type: ResourceType,
+        resource_id: &str,
+    ) -> Result<Option<Permission>>;
+    /// Whether there was one to delete.
+    async fn delete_grant(
+        &self,
+        username: &str,
+        resource_type: ResourceType,
+        resource_id: &str,
+    ) -> Result<bool>;
+    /// Every grant of one user.
+    async fn user_grants(&self, username: &str) -> Result<Vec<Grant>>;
+    /// Removes every grant on a resource (it was deleted, so a new one of the same name
+    /// starts with none).
+    async fn delete_resource_grants(
+        &self,
+        resource_type: ResourceType,
+        resource_id: &str,
+    ) -> Result<()>;
+    /// Moves every grant from one resource id to another (a registered model was renamed).
+    async fn rename_resource_grants(
+        &self,
+        resource_type: ResourceType,
+        from: &str,
+        to: &str,
+    ) -> Result<()>;
+
+    async fn create_token(
+        &self,
+        username: &str,
+        digest: &str,
+        scope: TokenScope,
+        description: &str,
+    ) -> Result<ApiToken>;
+    /// The token with this digest and its user, or `None`.
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<(ApiToken, User)>>;
+    /// One user's tokens, or everyone's, oldest first.
+    async fn list_tokens(&self, username: Option<&str>) -> Result<Vec<ApiToken>>;
+    /// An unknown id is `NotFound`.
+    async fn revoke_token(&self, id: i64) -> Result<()>;
+}
+
 /// Every area at once: what a server that keeps all its metadata in one database holds, so that
 /// it hands each component the same handle instead of one trait object per area. Stores are
 /// written against the per-area traits above; anything that implements all of them is a
@@ -409,6 +483,7 @@ pub trait MetaStore:
     + DeploymentStore
     + MonitorStore
     + crate::pipelines::PipelineStore
+    + AuthStore
 {
 }
 
@@ -421,6 +496,7 @@ impl<T> MetaStore for T where
         + DeploymentStore
         + MonitorStore
         + crate::pipelines::PipelineStore
+        + AuthStore
         + ?Sized
 {
 }

@@ -9,6 +9,7 @@
 //! writer, and a single writer never meets `SQLITE_BUSY` on a lock upgrade. Reads of many rows
 //! (`Reader`) bypass sqlx on SQLite: `native_sqlite.rs` runs them on a blocking thread.
 
+mod auth;
 mod deployments;
 mod documents;
 mod experiments;

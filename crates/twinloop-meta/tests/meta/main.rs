@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod auth_suite;
 mod deployments_suite;
 mod features_suite;
 mod mlflow_webhooks;

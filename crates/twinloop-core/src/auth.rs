@@ -1,0 +1,308 @@
+//! Users, permissions and API tokens, as MLflow 3.17.2's basic-auth app defines them
+//! (`mlflow/server/auth/permissions.py`), plus twinloop's scoped tokens. The credential
+//! functions are here so that the server (login) and the CLI (first admin, `twinloop auth`) hash
+//! and check alike.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// What a user may do with one experiment or registered model. The order is MLflow's priority:
+/// a higher level includes every capability of a lower one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    NoPermissions,
+    Read,
+    Use,
+    Edit,
+    Manage,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 5] = [
+        Permission::NoPermissions,
+        Permission::Read,
+        Permission::Use,
+        Permission::Edit,
+        Permission::Manage,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::NoPermissions => "NO_PERMISSIONS",
+            Permission::Read => "READ",
+            Permission::Use => "USE",
+            Permission::Edit => "EDIT",
+            Permission::Manage => "MANAGE",
+        }
+    }
+
+    pub fn can_read(self) -> bool {
+        self >= Permission::Read
+    }
+
+    pub fn can_use(self) -> bool {
+        self >= Permission::Use
+    }
+
+    pub fn can_update(self) -> bool {
+        self >= Permission::Edit
+    }
+
+    /// Deleting and granting others access need MANAGE (CVE-2024-4263: EDIT once could delete).
+    pub fn can_manage(self) -> bool {
+        self >= Permission::Manage
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Permission> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "Invalid permission '{s}'. Valid permissions are: ('READ', 'USE', 'EDIT', \
+                     'MANAGE', 'NO_PERMISSIONS')"
+                ))
+            })
+    }
+}
+
+/// The kinds of resource a permission is granted on (MLflow's `resource_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceType {
+    Experiment,
+    RegisteredModel,
+}
+
+impl ResourceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Experiment => "experiment",
+            ResourceType::RegisteredModel => "registered_model",
+        }
+    }
+}
+
+impl FromStr for ResourceType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ResourceType> {
+        match s {
+            "experiment" => Ok(ResourceType::Experiment),
+            "registered_model" => Ok(ResourceType::RegisteredModel),
+            other => Err(Error::invalid(format!(
+                "Unsupported resource_type '{other}'. Supported: 'experiment', 'registered_model'"
+            ))),
+        }
+    }
+}
+
+/// One user's level on one resource (an experiment id or a registered model's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub username: String,
+    pub resource_type: ResourceType,
+    pub resource_id: String,
+    pub permission: Permission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+/// A user with the stored hash of their password, for checking a login.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// What an API token may do, whatever its user's grants allow: the effective level is the lower
+/// of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenScope {
+    /// Reads only.
+    Read,
+    /// Reads and writes (logging runs, registering models).
+    Write,
+    /// Writes, and moving what serves: deployments, promotion, rollback.
+    Deploy,
+    /// Everything the user may do, user administration included.
+    Admin,
+    /// Only inference (`/v2` predictions): no resource is readable through it.
+    Infer,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 5] = [
+        TokenScope::Read,
+        TokenScope::Write,
+        TokenScope::Deploy,
+        TokenScope::Admin,
+        TokenScope::Infer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+            TokenScope::Deploy => "deploy",
+            TokenScope::Admin => "admin",
+            TokenScope::Infer => "infer",
+        }
+    }
+
+    /// The highest resource level a request through this token can use.
+    pub fn ceiling(self) -> Permission {
+        match self {
+            TokenScope::Infer => Permission::NoPermissions,
+            TokenScope::Read => Permission::Read,
+            TokenScope::Write => Permission::Edit,
+            TokenScope::Deploy | TokenScope::Admin => Permission::Manage,
+        }
+    }
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TokenScope {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<TokenScope> {
+        TokenScope::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "invalid token scope {s:?} (read, write, deploy, admin or infer)"
+                ))
+            })
+    }
+}
+
+/// An API token as stored: never the token itself, only its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub username: String,
+    pub scope: TokenScope,
+    pub description: String,
+    pub created_ms: i64,
+}
+
+/// Tokens start with this, so a token pasted where a password goes is recognised as one, and
+/// secret scanners can find leaked ones.
+pub const TOKEN_PREFIX: &str = "tlp_";
+
+/// A new API token: 256 random bits, shown to its owner once.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// What is stored of a token. A token has 256 bits of entropy, so a fast hash is enough: nobody
+/// can guess a preimage, and a lookup by digest costs no key stretching per request.
+pub fn token_digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Hashes a password with Argon2id (memory-hard, salted; the PHC string keeps its parameters).
+pub fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    // argon2's error type is not a std::error::Error without its `std` feature, hence the text.
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::internal(format!("cannot encode a password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::internal(format!("cannot hash a password: {e}")))
+}
+
+/// Whether `password` matches a hash made by [`hash_password`]; an unreadable hash matches
+/// nothing.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_order_as_mlflow_and_parse_their_names() {
+        assert!(Permission::Manage.can_manage() && !Permission::Edit.can_manage());
+        assert!(Permission::Edit.can_update() && !Permission::Use.can_update());
+        assert!(Permission::Use.can_use() && !Permission::Read.can_use());
+        assert!(Permission::Read.can_read() && !Permission::NoPermissions.can_read());
+        for p in Permission::ALL {
+            assert_eq!(p.name().parse::<Permission>().unwrap(), p);
+        }
+        assert!("read".parse::<Permission>().is_err());
+    }
+
+    #[test]
+    fn a_password_verifies_against_its_hash_only() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &hash));
+        assert!(!verify_password("s3cret ", &hash));
+        assert!(!verify_password("s3cret", "not a hash"));
+        assert_ne!(hash, hash_password("s3cret").unwrap(), "salted");
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_digests() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() == TOKEN_PREFIX.len() + 43);
+        assert_eq!(token_digest(&a), token_digest(&a));
+        assert_eq!(token_digest(&a).len(), 64);
+        assert_ne!(token_digest(&a), token_digest(&b));
+    }
+
+    #[test]
+    fn scopes_cap_levels() {
+        assert_eq!(TokenScope::Read.ceiling(), Permission::Read);
+        assert_eq!(TokenScope::Infer.ceiling(), Permission::NoPermissions);
+        assert_eq!(TokenScope::Write.ceiling(), Permission::Edit);
+        assert_eq!(TokenScope::Deploy.ceiling(), Permission::Manage);
+        for s in TokenScope::ALL {
+            assert_eq!(s.name().parse::<TokenScope>().unwrap(), s);
+        }
+    }
+}
