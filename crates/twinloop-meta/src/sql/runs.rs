@@ -135,15 +135,9 @@ async fn insert_metrics(
     let mut stored: HashMap<String, i64> = HashMap::new();
     let mut inserted: Vec<Metric> = Vec::new();
     for chunk in chunks_for(metrics, 6, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
-        );
-        push_metric_rows(&mut sql, run_id, chunk);
-        sql.push(" ON CONFLICT DO NOTHING RETURNING key, step, timestamp, value, is_nan");
-        for row in sql.fetch_all(&mut **tx).await? {
-            *stored.entry(row.text(0)?).or_default() += 1;
-            inserted.push(rollups::inserted_point(&row)?);
+        for m in insert_metric_chunk(tx, run_id, chunk).await? {
+            *stored.entry(m.key.clone()).or_default() += 1;
+            inserted.push(m);
         }
     }
     let new_keys = summaries::record(tx, run_id, metrics, &stored).await?;
@@ -176,6 +170,35 @@ async fn insert_metrics(
         sql.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Inserts `chunk` and returns the points it really added. Usually that is all of them, known
+/// from the count of rows changed; only when some were stored already (a retried batch) is the
+/// insert undone and redone with `RETURNING`, whose rows cost far more to read back than the
+/// insert itself.
+async fn insert_metric_chunk(
+    tx: &mut Transaction<'_, Any>,
+    run_id: &str,
+    chunk: &[Metric],
+) -> Result<Vec<Metric>> {
+    let mut sql = Sql::new(
+        backend_of(tx),
+        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES ",
+    );
+    push_metric_rows(&mut sql, run_id, chunk);
+    sql.push(" ON CONFLICT DO NOTHING");
+    let mut attempt = sqlx::Connection::begin(&mut **tx).await.map_err(db_err)?;
+    if sql.execute(&mut *attempt).await? == chunk.len() as u64 {
+        attempt.commit().await.map_err(db_err)?;
+        return Ok(chunk.to_vec());
+    }
+    attempt.rollback().await.map_err(db_err)?;
+    sql.push(" RETURNING key, step, timestamp, value, is_nan");
+    sql.fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| rollups::inserted_point(row))
+        .collect()
 }
 
 /// The position after the last of a run's rows in `table` (`run_inputs`, `run_model_inputs`).
