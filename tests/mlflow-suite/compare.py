@@ -4,12 +4,14 @@
 
 Each in-scope test is one of: passes on both; fails on both (the harness or the snapshot: the
 test does not pass against MLflow itself either); ours to fix (passes on MLflow, fails on
-twinloop); or passes only on twinloop. Skips are reported apart. A run that is missing is shown as
-such, and the tests are then classified against what there is.
+twinloop); or passes only on twinloop. Skips are counted by reason. A run that is missing is
+shown as such. out_of_scope.txt is applied again here (so it also covers runs recorded before a
+line was added), and known_causes.txt names the cause of each known failure in the lists.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -17,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 TARGETS = ("mlflow", "twinloop")
+HERE = Path(__file__).resolve().parent
 
 
 def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
@@ -39,6 +42,21 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
     return result
 
 
+def rules(name: str) -> list[tuple[str, str]]:
+    """``pattern | text`` lines of a file beside this script (out_of_scope.txt, known_causes.txt)."""
+    found = []
+    for raw in (HERE / name).read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            pattern, _, text = line.partition(" | ")
+            found.append((pattern.strip(), text.strip()))
+    return found
+
+
+def first_match(nodeid: str, found: list[tuple[str, str]]) -> str | None:
+    return next((text for pattern, text in found if fnmatch.fnmatchcase(nodeid, pattern)), None)
+
+
 def main(out: Path) -> None:
     runs = {t: outcomes(out / f"junit-{t}.xml") for t in TARGETS if (out / f"junit-{t}.xml").exists()}
     deselected: dict[str, str] = {}
@@ -46,6 +64,15 @@ def main(out: Path) -> None:
         path = out / f"deselected-{t}.json"
         if path.exists():
             deselected.update(json.loads(path.read_text()))
+    # The list as it is now also applies to runs recorded before a line was added to it.
+    scope = rules("out_of_scope.txt")
+    for run in runs.values():
+        for nodeid in list(run):
+            reason = first_match(nodeid, scope)
+            if reason:
+                deselected[nodeid] = reason
+                del run[nodeid]
+    causes = rules("known_causes.txt")
 
     print("# MLflow's own tracking tests: mlflow (control) vs twinloop\n")
     for t in TARGETS:
@@ -94,10 +121,24 @@ def main(out: Path) -> None:
         if not classes[key]:
             continue
         print(f"\n## {key}\n")
+        if key.startswith("skipped"):
+            reasons = Counter(
+                next((runs[t][n][1] for t in TARGETS if runs.get(t, {}).get(n, ("", ""))[0] == "skipped"), "")
+                for n in classes[key]
+            )
+            for reason, n in reasons.most_common():
+                print(f"- {n} × {reason or '(no reason given)'}")
+            continue
         for nodeid in classes[key]:
+            cause = first_match(nodeid, causes)
             notes = [f"{t}: {runs[t][nodeid][1]}" for t in TARGETS
                      if t in runs and nodeid in runs[t] and runs[t][nodeid][1]]
-            print(f"- `{nodeid}`" + (" — " + " / ".join(notes) if notes else ""))
+            line = f"- `{nodeid}`"
+            if cause:
+                line += f" — **{cause}**"
+            if notes:
+                line += " — " + " / ".join(notes)
+            print(line)
 
     if deselected:
         print("\n## Out of scope (deselected)\n")

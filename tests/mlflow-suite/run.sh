@@ -65,6 +65,9 @@ export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true GIT_PYTHON_REFRESH=quiet
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 unset MLFLOW_TRACKING_URI MLFLOW_REGISTRY_URI MLFLOW_EXPERIMENT_ID MLFLOW_EXPERIMENT_NAME MLFLOW_RUN_ID
 
+# test_mlflow_artifacts.py launches `mlflow server` by name: the pinned one, from the venv.
+export PATH="$venv/bin:$PATH"
+
 status=0
 for target in "${targets[@]}"; do
     if [[ "$target" == twinloop && ! -x "$bin" ]]; then

@@ -125,8 +125,14 @@ class TwinloopServerThread:
         self.url = None
 
     def __enter__(self) -> str:
+        import mlflow
+
         self._cm = twinloop_server(_last_init[1], port=self._port)
         self.url = self._cm.__enter__()
+        # In MLflow's run the in-process server shares the test's SQLite file with the fluent API
+        # and the CLI (the process-wide tracking URI); here they reach that store through the
+        # server instead. tracking_uri_mock restores the URI when the test ends.
+        mlflow.set_tracking_uri(self.url)
         return self.url
 
     def __exit__(self, *exc):
