@@ -124,7 +124,17 @@ pub fn router(state: Arc<AppState>) -> Router {
     #[cfg(feature = "serving")]
     let router = router.merge(twinloop_v2::http::router(state.serving.engine.clone()));
     // After the merge, so /v2 requests get a span too.
-    router.layer(TraceLayer::new_for_http())
+    let app = router.layer(TraceLayer::new_for_http());
+    // GraphQL answers each root field by sending the REST request it names through the app as
+    // built up to here, so every layer and rule of that route applies as to a direct request: a
+    // layer added after this line would not guard GraphQL's reads.
+    let inner = app.clone();
+    app.route(
+        "/graphql",
+        axum::routing::post(move |headers, body| {
+            mlflow::graphql::handle(inner.clone(), headers, body)
+        }),
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.

@@ -2,7 +2,9 @@
 
 pub(crate) mod artifact_reads;
 mod bulk_history;
+mod datasets;
 mod experiments;
+pub(crate) mod graphql;
 mod history;
 mod json;
 mod logged_models;
@@ -33,6 +35,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/experiments/update", post(experiments::update))
         .route("/experiments/delete", post(experiments::delete))
         .route("/experiments/restore", post(experiments::restore))
+        .route("/experiments/search-datasets", post(datasets::search))
         .route(
             "/experiments/set-experiment-tag",
             post(experiments::set_tag),
