@@ -53,6 +53,32 @@ impl ServerConnection {
     }
 }
 
+/// The credentials the stock mlflow client sends, from the same variables: Basic from
+/// MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD when both are set, else Bearer
+/// MLFLOW_TRACKING_TOKEN (for a server run with `--auth`).
+fn credentials() -> reqwest::header::HeaderMap {
+    use base64::Engine as _;
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let value = match (
+        var("MLFLOW_TRACKING_USERNAME"),
+        var("MLFLOW_TRACKING_PASSWORD"),
+        var("MLFLOW_TRACKING_TOKEN"),
+    ) {
+        (Some(user), Some(password), _) => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )),
+        (_, _, Some(token)) => Some(format!("Bearer {token}")),
+        _ => None,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(mut value) = value.and_then(|v| reqwest::header::HeaderValue::from_str(&v).ok()) {
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    headers
+}
+
 pub struct Api {
     base: String,
     http: reqwest::Client,
@@ -66,10 +92,11 @@ impl Api {
                 "tracking URI {base:?} is not an http:// or https:// URL (hint: pass --tracking-uri http://host:5000)"
             );
         }
-        Ok(Api {
-            base,
-            http: reqwest::Client::new(),
-        })
+        let http = reqwest::Client::builder()
+            .default_headers(credentials())
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Api { base, http })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value> {

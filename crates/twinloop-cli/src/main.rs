@@ -6,6 +6,7 @@
 
 // Cargo features (see Cargo.toml): `serving` brings `serve`, `deploy` and the monitor commands
 // that talk to a server; `feature-store` brings `features`.
+mod auth;
 mod client;
 #[cfg(feature = "serving")]
 mod deploy;
@@ -72,6 +73,8 @@ struct RemoteGroup<C: Subcommand> {
 enum Command {
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    /// Users and API tokens of a server run with --auth (written to its metadata store).
+    Auth(auth::AuthArgs),
     #[cfg(feature = "serving")]
     /// Serve models over KServe V2 (REST and gRPC) in a stateless process, without a server.
     ///
@@ -119,6 +122,7 @@ fn main() -> std::process::ExitCode {
         |server: &TrackingUriArg| ServerConnection::resolve(server, cli.tracking_uri.as_deref());
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Auth(args) => auth::run(args),
         #[cfg(feature = "serving")]
         Command::Serve(c) => serve::run(&connect(&c.server), c.args),
         #[cfg(feature = "serving")]

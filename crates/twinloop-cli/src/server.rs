@@ -70,6 +70,18 @@ pub struct ServerArgs {
     #[arg(long, short)]
     workers: Option<usize>,
 
+    /// Require credentials, as `mlflow server --app-name basic-auth` does: users and passwords
+    /// (MLFLOW_TRACKING_USERNAME/PASSWORD), API tokens (MLFLOW_TRACKING_TOKEN, `twinloop auth
+    /// token create`) and per-experiment and per-model permissions. The first start makes the
+    /// admin from TWINLOOP_ADMIN_PASSWORD (user TWINLOOP_ADMIN_USERNAME, default admin).
+    #[arg(long, env = "TWINLOOP_AUTH")]
+    auth: bool,
+
+    /// With --auth, the level every user has on experiments and models nobody granted them
+    /// anything on: READ (as mlflow), USE, EDIT, MANAGE or NO_PERMISSIONS.
+    #[arg(long, default_value = "READ", value_name = "PERMISSION")]
+    default_permission: String,
+
     #[cfg(feature = "serving")]
     /// Also answer the deployments' Open Inference Protocol over gRPC on this port (0: off; the
     /// REST form is always at /v2 on --port).
@@ -147,6 +159,8 @@ impl ServerArgs {
             no_serve_artifacts: false,
             artifacts_only: false,
             workers: None,
+            auth: false,
+            default_permission: "READ".into(),
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -241,6 +255,7 @@ impl Running {
             .await
             .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
         let store = Arc::new(store);
+        let auth = auth(args, &addr, &store).await?;
         let url = browsable_url(listener.local_addr()?);
         // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
         #[cfg(feature = "serving")]
@@ -267,6 +282,7 @@ impl Running {
             store: store.clone(),
             artifacts: artifacts.clone(),
             serve_artifacts: !args.no_serve_artifacts,
+            auth,
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),
@@ -319,6 +335,55 @@ impl Running {
         let _ = self.stop.send(());
         self.task.await.context("the server task failed")?
     }
+}
+
+/// `--auth`: the first admin on a store that has none, and the server's authenticator. Without
+/// it, a warning when the server is reachable from other hosts.
+async fn auth(
+    args: &ServerArgs,
+    addr: &SocketAddr,
+    store: &Arc<SqlStore>,
+) -> Result<Option<Arc<twinloop_server::auth::Auth>>> {
+    use twinloop_meta::AuthStore;
+    if !args.auth {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF on {addr}: anyone who can reach this address can read,                  change and delete every experiment, model and deployment (hint: --auth)"
+            );
+        }
+        return Ok(None);
+    }
+    let default_permission = args
+        .default_permission
+        .parse()
+        .map_err(|e: twinloop_core::Error| anyhow::anyhow!("--default-permission: {}", e.message))?;
+    let failed = |e: twinloop_core::Error| anyhow::anyhow!("{}", e.message);
+    if !store.has_admin().await.map_err(failed)? {
+        let password = ["TWINLOOP_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()));
+        let Some(password) = password else {
+            bail!(
+                "--auth needs a first admin and there is none yet (hint: set \
+                 TWINLOOP_ADMIN_PASSWORD for this first start; the user is TWINLOOP_ADMIN_USERNAME, \
+                 default admin)"
+            );
+        };
+        let username = std::env::var("TWINLOOP_ADMIN_USERNAME")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "admin".into());
+        let hash = twinloop_core::auth::hash_password(&password).map_err(failed)?;
+        store
+            .create_user(&username, &hash, true)
+            .await
+            .map_err(failed)?;
+        tracing::info!(user = %username, "first admin created");
+    }
+    Ok(Some(Arc::new(twinloop_server::auth::Auth::new(
+        store.clone(),
+        default_permission,
+    ))))
 }
 
 /// The serving side of a server: the engine and its prediction log, deployments, monitors and

@@ -14,6 +14,7 @@
 //! enrichment of serving ([`enrich`]) needs both.
 
 mod artifacts;
+pub mod auth;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
 mod error;
@@ -49,6 +50,9 @@ pub struct AppState {
     /// Whether the `mlflow-artifacts` proxy answers; off (`--no-serve-artifacts`), clients read
     /// and write the experiments' artifact locations themselves.
     pub serve_artifacts: bool,
+    /// Users, grants and tokens (`--auth`); `None`: every route is open, as without MLflow's
+    /// basic-auth app.
+    pub auth: Option<Arc<auth::Auth>>,
     /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
     pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
@@ -89,15 +93,17 @@ impl twinloop_watch::Deployments for MonitoredDeployments {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The routes of the server's own routers, before state: what [`router`] serves, and what the
+/// auth table's test enumerates.
+fn routes(serve_artifacts: bool) -> Router<Arc<AppState>> {
     let proxy = |prefix| {
-        if state.serve_artifacts {
+        if serve_artifacts {
             artifacts::routes()
         } else {
             artifacts::disabled_routes(prefix)
         }
     };
-    let router = Router::new()
+    Router::new()
         .merge(ui::routes())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
@@ -108,8 +114,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/model-versions/get-artifact",
             get(mlflow::artifact_reads::get_model_version_file),
         )
-        .nest("/api/2.0/mlflow", mlflow::routes())
-        .nest("/ajax-api/2.0/mlflow", mlflow::ajax_routes())
+        .nest(
+            "/api/2.0/mlflow",
+            mlflow::routes().merge(auth::users::v2_routes()),
+        )
+        .nest(
+            "/ajax-api/2.0/mlflow",
+            mlflow::ajax_routes().merge(auth::users::v2_routes()),
+        )
+        .nest("/api/3.0/mlflow", auth::users::v3_routes())
+        .nest("/ajax-api/3.0/mlflow", auth::users::v3_routes())
         .nest(
             "/api/2.0/mlflow-artifacts",
             proxy("/api/2.0/mlflow-artifacts"),
@@ -119,10 +133,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             proxy("/ajax-api/2.0/mlflow-artifacts"),
         )
         .nest("/api/twinloop/v1", native::routes())
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let router = routes(state.serve_artifacts)
         .fallback(welcome::not_found)
         .with_state(state.clone());
     #[cfg(feature = "serving")]
     let router = router.merge(twinloop_v2::http::router(state.serving.engine.clone()));
+    // After every merge, so no router escapes it; a route layer, so it sees the matched route.
+    let router = match &state.auth {
+        Some(auth) => router.route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::guard,
+        )),
+        None => router,
+    };
     // After the merge, so /v2 requests get a span too.
     let app = router.layer(TraceLayer::new_for_http());
     // GraphQL answers each root field by sending the REST request it names through the app as
@@ -155,7 +181,9 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(());
     };
-    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    // The peer's address keys the failed-login limit.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     // Streams (server-sent events) never end by themselves: once stopping, requests in flight
     // get DRAIN to finish, then the rest are dropped rather than holding the stop forever.
     let drained = async {

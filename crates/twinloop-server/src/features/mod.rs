@@ -92,6 +92,11 @@ fn observe(route: &'static str, started: Instant, ok: bool) {
 
 pub fn router(state: Arc<FeatureServerState>) -> Router {
     twinloop_core::metrics::prometheus();
+    routes().with_state(state)
+}
+
+/// The feature server's routes, before state (the auth table's test enumerates them).
+pub(crate) fn routes() -> Router<Arc<FeatureServerState>> {
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics_text))
@@ -103,7 +108,6 @@ pub fn router(state: Arc<FeatureServerState>) -> Router {
             FeatureError(Error::not_found(format!("no endpoint at {}", uri.path())))
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 async fn metrics_text() -> impl IntoResponse {
