@@ -6,6 +6,7 @@
 mod support;
 
 mod architecture;
+mod auth;
 mod artifact_root;
 mod deploy;
 mod durability;

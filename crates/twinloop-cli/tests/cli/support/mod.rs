@@ -45,6 +45,17 @@ impl TestServer {
         Self::start_full(root, &uri, &[], vars)
     }
 
+    /// On SQLite with `--auth`, its first admin (`admin`) signing in with `admin_password`.
+    pub fn start_sqlite_auth(root: &Path, admin_password: &str) -> TestServer {
+        let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
+        Self::start_full(
+            root,
+            &uri,
+            &["--auth"],
+            &[("TWINLOOP_ADMIN_PASSWORD", admin_password)],
+        )
+    }
+
     fn start_with(root: &Path, backend_uri: &str, extra: &[&str]) -> TestServer {
         Self::start_full(root, backend_uri, extra, &[])
     }
