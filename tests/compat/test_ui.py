@@ -248,3 +248,179 @@ def _row_ids_static(page) -> list[str]:
     # evaluate() needs JavaScript in the page; with it off, read the attributes one by one.
     rows = page.locator("#runs tbody tr")
     return [rows.nth(i).get_attribute("data-run-id") for i in range(rows.count())]
+
+
+def _canvas_ink(page, selector: str) -> int:
+    """Pixels of a chart's canvas that are not background: 0 for a blank chart."""
+    return page.locator(selector).first.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240)) n++;
+            return n;
+        }"""
+    )
+
+
+def test_charts_draw_bands_and_zoom_requeries(ui_server, page_for, gallery):
+    exp_id = mlflow.create_experiment(unique("ui-charts"))
+    client = mlflow.MlflowClient()
+    with mlflow.start_run(experiment_id=exp_id, run_name="long") as run:
+        run_id = run.info.run_id
+        metrics = [
+            mlflow.entities.Metric("loss", 50.0 if step == 3210 else 1.0 / (1 + step / 500), 0, step)
+            for step in range(6000)
+        ]
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        mlflow.log_metric("acc", 0.5, step=0)
+    page = page_for()
+    page.goto(f"{ui_server}/experiments/{exp_id}/runs/{run_id}")
+    sync_api.expect(page.locator('figure.chart[data-key="loss"][data-ready="1"]')).to_have_count(1)
+    assert _canvas_ink(page, 'figure.chart[data-key="loss"] canvas') > 500
+    page.locator("#charts-title").scroll_into_view_if_needed()
+    shot(page, gallery, "run-charts", "Run page: chart cards (line = last, band = min-max)")
+
+    # The metric page: buckets by default, the spike inside the drawn band.
+    page.goto(f"{ui_server}/experiments/{exp_id}/runs/{run_id}/metrics/loss")
+    fig = page.locator("figure.chart.wide")
+    sync_api.expect(fig).to_have_attribute("data-ready", "1")
+    assert fig.get_attribute("data-raw") == "0"
+    top = page.evaluate(
+        "() => { const c = document.querySelector('figure.chart.wide canvas'); return c.height; }"
+    )
+    assert top > 0
+    shot(page, gallery, "metric", "Metric page: 6,000 steps in buckets, the spike at 3,210 kept by the band")
+
+    # Drag-zoom: the range goes into the URL and comes back raw.
+    over = page.locator("figure.chart.wide .u-over")
+    box = over.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.50, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.52, y, steps=5)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r".*from=\d+&to=\d+"))
+    sync_api.expect(fig).to_have_attribute("data-raw", "1")
+    shot(page, gallery, "metric-zoomed", "Metric page zoomed: raw points re-queried")
+    # The zoomed URL opens zoomed.
+    page.goto(page.url)
+    sync_api.expect(page.locator("figure.chart.wide")).to_have_attribute("data-raw", "1")
+
+
+def test_compare_selected_runs(ui_server, page_for, gallery):
+    exp_id, parent_id, hostile_id = _log_sweep()
+    trials = [
+        r.info.run_id
+        for r in mlflow.search_runs([exp_id], output_format="list")
+        if r.info.run_id not in (parent_id, hostile_id)
+    ]
+    page = page_for()
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    for run_id in trials:
+        page.check(f'tr[data-run-id="{run_id}"] input[type=checkbox]')
+    page.click("#compare-button")
+    page.wait_for_url(re.compile(r".*/compare\?.*run="))
+    sync_api.expect(page.locator("h1")).to_have_text("Compare 3 runs")
+    differing = page.locator("#params-diff tr.differs td:first-child").all_inner_texts()
+    assert sorted(differing) == ["lr", "optimizer"]
+    # Overlays: one card per metric, three runs each, drawn.
+    sync_api.expect(page.locator('figure.chart[data-key="loss"]')).to_have_attribute("data-ready", "1")
+    assert len(page.locator('figure.chart[data-key="loss"]').get_attribute("data-runs").split(",")) == 3
+    assert _canvas_ink(page, 'figure.chart[data-key="loss"] canvas') > 200
+    assert page.locator("#scatter circle").count() == 3
+    assert page.locator("#parallel polyline").count() == 3
+    shot(page, gallery, "compare", "Compare: params diff, metrics, overlays")
+    page.locator("#scatter").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-scatter", "Compare: scatter and parallel coordinates")
+
+
+# A 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf0000000301010018dd8db00000000049454e44ae426082"
+)
+
+
+def test_artifact_previews(ui_server, page_for, gallery, tmp_path):
+    exp_id = mlflow.create_experiment(unique("ui-artifacts"))
+    with mlflow.start_run(experiment_id=exp_id, run_name="with files") as run:
+        mlflow.log_text("hello <script>alert(1)</script>\n" * 3, "notes/readme.txt")
+        mlflow.log_dict({"a": 1, "b": [1, 2]}, "config.json")
+        rows = "id,name\n" + "".join(f"{i},row-{i}\n" for i in range(150))
+        mlflow.log_text(rows, "data/table.csv")
+        (tmp_path / "pixel.png").write_bytes(PNG)
+        mlflow.log_artifact(str(tmp_path / "pixel.png"))
+        mlflow.log_text(
+            "<p id=r>report</p><script>"
+            "try { parent.document.title = 'pwned'; document.getElementById('r').textContent = 'reached parent'; }"
+            " catch (e) { document.getElementById('r').textContent = 'blocked'; }</script>",
+            "report.html",
+        )
+    run_id = run.info.run_id
+    base = f"{ui_server}/experiments/{exp_id}/runs/{run_id}"
+    page = page_for()
+    page.goto(base)
+    sync_api.expect(page.locator("#artifact-tree")).to_contain_text("table.csv")
+    page.click("#artifact-tree a:text('readme.txt')")
+    page.wait_for_url(re.compile(r".*/artifacts\?path=notes%2Freadme.txt"))
+    sync_api.expect(page.locator("#artifact-preview pre")).to_contain_text("<script>alert(1)</script>")
+    shot(page, gallery, "artifact-text", "Artifacts: text preview, escaped")
+
+    page.goto(f"{base}/artifacts?path=data%2Ftable.csv")
+    assert page.locator("#artifact-table tbody tr").count() == 100
+    sync_api.expect(page.locator("#artifact-table thead")).to_contain_text("name")
+    shot(page, gallery, "artifact-csv", "Artifacts: CSV, first 100 rows read server-side")
+
+    page.goto(f"{base}/artifacts?path=pixel.png")
+    img = page.locator("#artifact-preview img")
+    sync_api.expect(img).to_be_visible()
+    assert page.evaluate("() => document.querySelector('#artifact-preview img').naturalWidth") == 1
+
+    page.goto(f"{base}/artifacts?path=report.html")
+    frame = page.frame_locator("#artifact-preview iframe")
+    sync_api.expect(frame.locator("#r")).to_have_text("blocked")
+    assert page.title() != "pwned"
+    shot(page, gallery, "artifact-html", "Artifacts: HTML in a sandboxed frame, parent unreachable")
+
+
+def test_model_version_page_sets_an_alias(ui_server, page_for, gallery):
+    name = unique("ui-model")
+    client = mlflow.MlflowClient()
+    exp_id = mlflow.create_experiment(unique("ui-registry"))
+    versions = []
+    for auc in (0.81, 0.86):
+        with mlflow.start_run(experiment_id=exp_id) as run:
+            mlflow.log_metric("auc", auc)
+            mlflow.log_text(
+                "flavors: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"<x>\"}]'\n  outputs: null\n",
+                "model/MLmodel",
+            )
+        versions.append(mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version)
+    client.set_registered_model_alias(name, "champion", versions[0])
+    page = page_for()
+    page.goto(f"{ui_server}/models")
+    sync_api.expect(page.locator("#models")).to_contain_text(name)
+    sync_api.expect(page.locator("#models")).to_contain_text("@champion → v1")
+    shot(page, gallery, "models", "Registered models with aliases and latest version")
+    page.click(f"#models a:text('{name}')")
+    sync_api.expect(page.locator("#versions tbody tr")).to_have_count(2)
+    sync_api.expect(page.locator("#metric-over-versions circle")).to_have_count(2)
+    shot(page, gallery, "model", "Model: versions, aliases, metric over versions")
+
+    # The link MLflow prints for a version opens its page.
+    page.goto(f"{ui_server}/#/models/{urllib.parse.quote(name)}/versions/{versions[1]}")
+    page.wait_for_url(f"**/models/{urllib.parse.quote(name)}/versions/{versions[1]}")
+    sync_api.expect(page.locator("#source-run")).to_be_visible()
+    page.fill("#alias-form input[name=alias]", "champion")
+    page.click("#alias-form button")
+    sync_api.expect(page.locator("#alias-change")).to_contain_text("from version 1 to version 2")
+    shot(page, gallery, "alias-confirm", "Moving an alias asks for confirmation")
+    page.click("#alias-confirm button")
+    page.wait_for_url(f"**/models/{urllib.parse.quote(name)}/versions/{versions[1]}")
+    sync_api.expect(page.locator("#version-aliases")).to_contain_text("@champion")
+    assert client.get_model_version_by_alias(name, "champion").version == versions[1]
+    sync_api.expect(page.locator("#signature")).to_contain_text('"name": "<x>"')
+    shot(page, gallery, "version", "Model version: source run, aliases, signature")
+    page.click("#source-run")
+    sync_api.expect(page.locator("#overview")).to_be_visible()

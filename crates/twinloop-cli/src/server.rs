@@ -66,6 +66,11 @@ pub struct ServerArgs {
     #[arg(long)]
     artifacts_only: bool,
 
+    /// The web UI only shows: no form that changes anything, and its POSTs are refused (the API
+    /// is unaffected).
+    #[arg(long)]
+    ui_read_only: bool,
+
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
     workers: Option<usize>,
@@ -158,6 +163,7 @@ impl ServerArgs {
             serve_artifacts: false,
             no_serve_artifacts: false,
             artifacts_only: false,
+            ui_read_only: false,
             workers: None,
             auth: false,
             default_permission: "READ".into(),
@@ -282,6 +288,7 @@ impl Running {
             store: store.clone(),
             artifacts: artifacts.clone(),
             serve_artifacts: !args.no_serve_artifacts,
+            ui_read_only: args.ui_read_only,
             auth,
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]

@@ -50,6 +50,8 @@ pub struct AppState {
     /// Whether the `mlflow-artifacts` proxy answers; off (`--no-serve-artifacts`), clients read
     /// and write the experiments' artifact locations themselves.
     pub serve_artifacts: bool,
+    /// `--ui-read-only`: the web UI shows no form that changes anything and refuses its POSTs.
+    pub ui_read_only: bool,
     /// Users, grants and tokens (`--auth`); `None`: every route is open, as without MLflow's
     /// basic-auth app.
     pub auth: Option<Arc<auth::Auth>>,

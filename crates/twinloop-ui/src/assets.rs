@@ -24,6 +24,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/hash-routes.js"),
     ),
     (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/chart.js"),
+    ),
+    (
         "htmx.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/vendor/htmx.min.js"),

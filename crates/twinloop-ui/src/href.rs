@@ -8,7 +8,7 @@ use maud::{Markup, html};
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so the result is safe as
 /// one path segment or one query value.
-pub(crate) fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -35,6 +35,10 @@ impl Crumb {
 /// A whole page. Links and GET forms work without JavaScript; htmx (`hx-boost`) only turns them
 /// into swaps of the body. `hash-routes.js` loads first, before anything renders, since it may
 /// send the browser elsewhere.
+///
+/// Every page loads the chart scripts (cached for good after the first page): htmx swaps only
+/// the body on boosted navigation, so a page with charts reached from one without would
+/// otherwise have none.
 pub(crate) fn page(title: &str, crumbs: &[Crumb], body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -49,12 +53,16 @@ pub(crate) fn page(title: &str, crumbs: &[Crumb], body: Markup) -> Markup {
                 script src=(assets::href("hash-routes.js")) {}
                 link rel="stylesheet" href=(assets::href("ui.css"));
                 script src=(assets::href("htmx.min.js")) defer {}
+                link rel="stylesheet" href=(assets::href("uPlot.min.css"));
+                script src=(assets::href("uPlot.iife.min.js")) defer {}
+                script src=(assets::href("chart.js")) defer {}
             }
             body hx-boost="true" {
                 header.top {
                     a.brand href="/" { "twinloop" }
                     nav aria-label="Sections" {
                         a href="/experiments" { "Experiments" }
+                        a href="/models" { "Models" }
                     }
                 }
                 @if !crumbs.is_empty() {
@@ -125,7 +133,7 @@ mod tests {
             assert!(assets::lookup(file).is_some(), "{src}");
             assert!(part.contains("></script>"), "inline script: {part}");
         }
-        assert_eq!(scripts, 2);
+        assert_eq!(scripts, 4);
         assert!(!html.contains("style="), "inline style attribute");
         assert!(!html.contains("http://") && !html.contains("https://"));
     }

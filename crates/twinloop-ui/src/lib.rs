@@ -6,19 +6,35 @@
 //! swaps. Pages carry no inline script or style, so the server's CSP can forbid both, and every
 //! interpolated value is escaped by maud; URLs from user data become links only when http(s).
 
+mod artifacts;
 pub mod assets;
+mod charts;
+mod compare;
 mod experiments;
 mod format;
 mod href;
 mod layout;
 mod lifecycle;
+mod registry;
 mod run;
 mod runs;
 
+pub use artifacts::{
+    ArtifactNode, ArtifactsView, PREVIEW_MAX_BYTES, Preview, PreviewKind, TABLE_PREVIEW_ROWS,
+    TEXT_PREVIEW_BYTES, TablePreview, artifacts_page,
+};
+pub use charts::{ChartConfig, MetricView, XAxis, metric_page};
+pub use compare::{CompareQuery, CompareView, MAX_RUNS as MAX_COMPARED_RUNS, compare_page};
 pub use experiments::{ExperimentSort, ExperimentsQuery, ExperimentsView, experiments_page};
+pub use href::encode as encode_segment;
 pub use layout::{error_page, not_found_page};
 pub use lifecycle::Lifecycle;
 pub use maud::Markup;
+pub use registry::{
+    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, VERSIONS_SHOWN,
+    VersionMetric, VersionView, alias_confirm_page, mlmodel_signature, model_page, models_page,
+    version_page,
+};
 pub use run::{RunView, run_page};
 pub use runs::{PARENT_TAG, RunsQuery, RunsView, parent_id as parent_run_id, runs_page};
 

@@ -5,8 +5,10 @@ use maud::{Markup, html};
 use twinloop_core::run_columns::MetricSummary;
 use twinloop_core::tracking::{Experiment, Run, Tag};
 
+use crate::artifacts::{self, ArtifactNode};
+use crate::charts::{self, ChartConfig, Line};
 use crate::format;
-use crate::href;
+use crate::href::{self, Href};
 use crate::layout::{Crumb, page};
 use crate::runs::{parent_id, run_label, status};
 
@@ -19,7 +21,14 @@ pub struct RunView<'a> {
     pub parent: Option<&'a Run>,
     /// Runs whose parent tag names this one (the first page of them).
     pub children: &'a [Run],
+    pub chart: &'a ChartConfig,
+    /// The run's artifact tree, and whether the listing stopped at its cap.
+    pub artifacts: &'a [ArtifactNode],
+    pub artifacts_more: bool,
 }
+
+/// Chart cards on a run's page; the metrics table links every key to its own page.
+const CHARTS_SHOWN: usize = 60;
 
 fn tag<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
     run.data
@@ -52,6 +61,28 @@ pub fn run_page(v: &RunView) -> Markup {
         .tags
         .iter()
         .partition(|t| t.key.starts_with("mlflow."));
+    let run_href = href::run(&e.experiment_id, &info.run_id);
+    let keys: Vec<&str> = v
+        .metrics
+        .iter()
+        .take(CHARTS_SHOWN)
+        .map(|m| m.key.as_str())
+        .collect();
+    let lines = [Line {
+        run_id: &info.run_id,
+        label: run_label(run),
+    }];
+    let metric_href = |key: &str| {
+        Some(
+            v.chart
+                .add_to(Href::new(charts::metric_href(
+                    &e.experiment_id,
+                    &info.run_id,
+                    key,
+                )))
+                .build(),
+        )
+    };
     page(
         run_label(run),
         &[
@@ -105,7 +136,7 @@ pub fn run_page(v: &RunView) -> Markup {
                         tbody {
                             @for m in v.metrics {
                                 tr {
-                                    td.mono { (m.key) }
+                                    td.mono { a href=(metric_href(&m.key).unwrap_or_default()) { (m.key) } }
                                     td.num title=(m.last) { (format::value(m.last)) }
                                     td.num { @if let Some(x) = m.min { (format::value(x)) } }
                                     td.num { @if let Some(x) = m.max { (format::value(x)) } }
@@ -117,6 +148,18 @@ pub fn run_page(v: &RunView) -> Markup {
                     }
                 }
             }
+
+            @if !keys.is_empty() {
+                h2 #charts-title { "Charts" }
+                (v.chart.controls(&run_href, &[]))
+                @if v.metrics.len() > keys.len() {
+                    p.muted { "The first " (keys.len()) " of " (v.metrics.len()) " metrics; the table above links every one to its chart." }
+                }
+                (charts::grid(&keys, &lines, v.chart, &metric_href))
+            }
+
+            h2 { "Artifacts" }
+            (artifacts::tree(&e.experiment_id, &info.run_id, v.artifacts, None, v.artifacts_more))
 
             h2 { "Parameters" }
             @if params.is_empty() { p.muted { "No parameters logged." } } @else { (kv_table("params", &params)) }
@@ -199,6 +242,9 @@ mod tests {
             metrics: &metrics,
             parent: Some(&parent),
             children: &kids,
+            chart: &ChartConfig::default(),
+            artifacts: &[],
+            artifacts_more: false,
         })
         .into_string();
         assert!(
@@ -211,6 +257,9 @@ mod tests {
             assert!(html.contains(cell), "{cell} missing: {html}");
         }
         assert!(html.contains("MLflow system tags (2)"));
+        assert!(html.contains(r#"data-key="loss" data-runs="c1""#), "{html}");
+        assert!(html.contains(r#"<a href="/experiments/3/runs/c1/metrics/loss">loss</a>"#));
+        assert!(html.contains("chart.") && html.contains("uPlot.iife.min."));
     }
 
     #[test]
@@ -243,6 +292,9 @@ mod tests {
             metrics: &[],
             parent: None,
             children: &[],
+            chart: &ChartConfig::default(),
+            artifacts: &[],
+            artifacts_more: false,
         })
         .into_string();
         assert!(

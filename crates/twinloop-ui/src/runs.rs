@@ -256,10 +256,14 @@ pub fn runs_page(v: &RunsView) -> Markup {
             @if v.runs.is_empty() {
                 p.muted { "No runs match." }
             } @else {
+                // The checkboxes submit `run=ID` for each ticked run to the compare page.
+                form #compare-form method="get" action=(crate::compare::compare_href(&e.experiment_id)) {
+                div.bar { button type="submit" #compare-button { "Compare selected runs" } }
                 div.scroll {
                     table #runs {
                         thead {
                             tr {
+                                th { span.visually-hidden { "Select" } }
                                 th { (sort("Run", "attributes.run_name", true)) }
                                 th { "Status" }
                                 th { (sort("Started", "attributes.start_time", false)) }
@@ -284,6 +288,7 @@ pub fn runs_page(v: &RunsView) -> Markup {
                         tbody {
                             @for (depth, run) in rows(v.runs, &q.order) {
                                 tr data-run-id=(run.info.run_id) {
+                                    td { input type="checkbox" name="run" value=(run.info.run_id) aria-label={ "Select " (run_label(run)) }; }
                                     td class={ "name depth-" (depth.min(MAX_INDENT)) } {
                                         @if depth > 0 { span.nest aria-hidden="true" { "↳" } }
                                         a href=(href::run(&e.experiment_id, &run.info.run_id)) { (run_label(run)) }
@@ -315,6 +320,7 @@ pub fn runs_page(v: &RunsView) -> Markup {
                             }
                         }
                     }
+                }
                 }
             }
             div.pager {
@@ -423,6 +429,17 @@ pub(crate) mod tests {
         assert!(html.contains("&lt;b&gt;adam&lt;/b&gt;"));
         assert!(html.contains("4.2s"));
         assert!(html.contains(r#"class="status FINISHED""#));
+        assert!(
+            html.contains(
+                r#"<form id="compare-form" method="get" action="/experiments/3/compare">"#
+            )
+        );
+        assert!(
+            html.contains(
+                r#"<input type="checkbox" name="run" value="a1" aria-label="Select first">"#
+            ),
+            "{html}"
+        );
         assert!(
             html.contains(r#"href="/experiments/3?page=abc%3D""#),
             "{html}"

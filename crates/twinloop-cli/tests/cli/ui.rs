@@ -260,3 +260,330 @@ async fn pages_assets_and_errors() {
         assert_eq!(body["error_code"], "ENDPOINT_NOT_FOUND", "{path}");
     }
 }
+
+/// The value of `name="{field}"`'s `value` attribute in a page.
+fn form_value(body: &str, field: &str) -> String {
+    let at = body
+        .find(&format!("name=\"{field}\" value=\""))
+        .unwrap_or_else(|| panic!("no {field} in {body}"));
+    let rest = &body[at + format!("name=\"{field}\" value=\"").len()..];
+    rest.split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn charts_compare_artifacts_and_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ui = |path: &str| format!("{}{path}", server.url);
+    let exp = post(
+        &c,
+        &server.api("experiments/create"),
+        json!({"name": "charts"}),
+    )
+    .await["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = post(
+        &c,
+        &server.api("experiments/create"),
+        json!({"name": "other"}),
+    )
+    .await["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut runs = Vec::new();
+    for (name, lr) in [("a", "0.1"), ("b", "0.2")] {
+        let run = post(
+            &c,
+            &server.api("runs/create"),
+            json!({"experiment_id": exp, "run_name": name, "start_time": 1}),
+        )
+        .await["run"]["info"]
+            .clone();
+        let id = run["run_id"].as_str().unwrap().to_string();
+        let metrics: Vec<Value> = (0..50)
+            .flat_map(|step| {
+                [
+                    json!({"key": "loss", "value": 1.0 / f64::from(step + 1), "timestamp": step, "step": step}),
+                    json!({"key": "train/acc", "value": f64::from(step) / 50.0, "timestamp": step, "step": step}),
+                ]
+            })
+            .collect();
+        post(
+            &c,
+            &server.api("runs/log-batch"),
+            json!({"run_id": id, "metrics": metrics, "params": [
+                {"key": "lr", "value": lr}, {"key": "opt", "value": "adam"},
+            ]}),
+        )
+        .await;
+        runs.push((id, run["artifact_uri"].as_str().unwrap().to_string()));
+    }
+    let (a, a_root) = &runs[0];
+    let b = &runs[1].0;
+    let elsewhere = post(
+        &c,
+        &server.api("runs/create"),
+        json!({"experiment_id": other, "run_name": "x", "start_time": 1}),
+    )
+    .await["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Charts: a card per metric on the run page, each key's own page, scripts only from here.
+    let run_url = format!("/experiments/{exp}/runs/{a}");
+    let (status, h, body) = page(&c, &ui(&run_url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_html_headers(&run_url, &h);
+    assert_inert(&run_url, &body);
+    assert!(
+        body.contains(&format!("data-key=\"loss\" data-runs=\"{a}\"")),
+        "{body}"
+    );
+    assert!(body.contains("/static/chart."), "{body}");
+    let metric_url = format!("{run_url}/metrics/train%2Facc?log=1&from=10&to=20");
+    let (status, h, body) = page(&c, &ui(&metric_url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_html_headers(&metric_url, &h);
+    assert!(body.contains("data-key=\"train/acc\""), "{body}");
+    assert!(
+        body.contains("data-zoom=\"1\" data-from=\"10\" data-to=\"20\""),
+        "{body}"
+    );
+    // What the chart script asks for answers, and a zoomed range comes back raw.
+    let series: Value = c
+        .get(
+            server.url.clone()
+                + &format!(
+                    "/api/twinloop/v1/metrics/series?run_ids={a}&key=loss&from=10&to=20&buckets=400"
+                ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(series["runs"][0]["raw"], true, "{series}");
+
+    // Compare: the checkboxes' form, the diff, overlays, scatter, parallel coordinates.
+    let (_, _, table) = page(&c, &ui(&format!("/experiments/{exp}"))).await;
+    assert!(
+        table.contains(&format!("action=\"/experiments/{exp}/compare\"")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("name=\"run\" value=\"{a}\"")),
+        "{table}"
+    );
+    let compare = format!("/experiments/{exp}/compare?run={a}&run={b}&equal=hide");
+    let (status, h, body) = page(&c, &ui(&compare)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_html_headers(&compare, &h);
+    assert!(
+        body.contains("<tr class=\"differs\"><td class=\"mono\">lr</td>"),
+        "{body}"
+    );
+    assert!(!body.contains(">opt</td>"), "{body}");
+    assert!(body.contains(&format!("data-runs=\"{a},{b}\"")), "{body}");
+    assert!(body.contains("id=\"scatter\"") && body.contains("id=\"parallel\""));
+
+    // Artifacts: the tree, escaped text, a CSV table, sandboxed HTML, a download link.
+    let base = a_root.strip_prefix("mlflow-artifacts:/").unwrap();
+    for (path, content) in [
+        ("notes.txt", "<script>alert(1)</script>".to_string()),
+        ("data/table.csv", "x,y\n1,<b>\n2,3\n".to_string()),
+        (
+            "report.html",
+            "<script>parent.document.title='pwned'</script><p>report</p>".to_string(),
+        ),
+    ] {
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{base}/{path}",
+            server.url
+        );
+        let r = c.put(url).body(content).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}");
+    }
+    let (_, _, body) = page(&c, &ui(&run_url)).await;
+    assert!(
+        body.contains("id=\"artifact-tree\"") && body.contains(">table.csv</a>"),
+        "{body}"
+    );
+    let art = |path: &str| format!("/experiments/{exp}/runs/{a}/artifacts?path={path}");
+    let (status, h, body) = page(&c, &ui(&art("notes.txt"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_html_headers("artifacts", &h);
+    assert_inert("artifacts", &body);
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    assert!(body.contains(&format!(
+        "href=\"/get-artifact?run_id={a}&amp;path=notes.txt\""
+    )));
+    let (_, _, body) = page(&c, &ui(&art("data%2Ftable.csv"))).await;
+    assert!(
+        body.contains("<th>y</th>") && body.contains("<td>&lt;b&gt;</td>"),
+        "{body}"
+    );
+    let (_, _, body) = page(&c, &ui(&art("report.html"))).await;
+    assert!(body.contains("sandbox=\"allow-scripts\""), "{body}");
+    let raw = c
+        .get(ui(&format!(
+            "/experiments/{exp}/runs/{a}/artifacts/raw?path=report.html"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 200);
+    let csp = raw.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.starts_with("sandbox allow-scripts") && !csp.contains("same-origin"),
+        "{csp}"
+    );
+    for bad in [
+        format!("/experiments/{exp}/runs/{a}/artifacts/raw?path=notes.txt"),
+        art("missing.txt"),
+        art("..%2F..%2Fetc%2Fpasswd"),
+        format!("/experiments/{exp}/runs/{a}/metrics/nope"),
+        format!("/experiments/{exp}/compare?runs={a},{elsewhere}"),
+        format!("/experiments/{exp}/compare?runs=0123456789abcdef0123456789abcdef"),
+    ] {
+        let (status, h, body) = page(&c, &ui(&bad)).await;
+        assert_eq!(status, 404, "{bad}: {body}");
+        assert_html_headers(&bad, &h);
+    }
+
+    // The registry: list, model, version, then an alias set through the confirmation.
+    post(
+        &c,
+        &server.api("registered-models/create"),
+        json!({"name": "ui model"}),
+    )
+    .await;
+    let v = post(
+        &c,
+        &server.api("model-versions/create"),
+        json!({"name": "ui model", "source": a_root, "run_id": a}),
+    )
+    .await["model_version"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = page(&c, &ui("/models")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("href=\"/models/ui%20model\""), "{body}");
+    let (status, _, body) = page(&c, &ui("/models/ui%20model")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("href=\"/models/ui%20model/versions/{v}\"")),
+        "{body}"
+    );
+    assert!(body.contains("id=\"metric-over-versions\""), "{body}");
+    let version_url = format!("/models/ui%20model/versions/{v}");
+    let (status, h, body) = page(&c, &ui(&version_url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_html_headers(&version_url, &h);
+    assert!(body.contains(&format!("href=\"/runs/{a}\"")), "{body}");
+    assert!(body.contains("id=\"alias-form\""), "{body}");
+    let r = c.get(ui(&format!("/runs/{a}"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(r.headers()["location"], run_url.as_str());
+    let (status, _, body) = page(&c, &ui(&format!("{version_url}/alias?alias=champion"))).await;
+    assert_eq!(status, 200, "{body}");
+    let token = form_value(&body, "token");
+    let set = |token: String, origin: Option<&str>| {
+        let mut req = c.post(ui("/models/ui%20model/aliases")).form(&[
+            ("alias", "champion"),
+            ("version", v.as_str()),
+            ("token", &token),
+        ]);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(
+        set("1.00".into(), None).await.unwrap().status().as_u16(),
+        403
+    );
+    let evil = set(token.clone(), Some("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(evil.status().as_u16(), 403);
+    let ok = set(token, Some(&server.url)).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    assert_eq!(ok.headers()["location"], version_url.as_str());
+    let by_alias: Value = c
+        .get(server.api("registered-models/alias?name=ui%20model&alias=champion"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_alias["model_version"]["version"],
+        v.as_str(),
+        "{by_alias}"
+    );
+    for bad in [
+        "/models/no-such-model".to_string(),
+        "/models/ui%20model/versions/99".to_string(),
+        "/models/ui%20model/versions/abc".to_string(),
+        "/runs/0123456789abcdef0123456789abcdef".to_string(),
+    ] {
+        let (status, h, body) = page(&c, &ui(&bad)).await;
+        assert_eq!(status, 404, "{bad}: {body}");
+        assert_html_headers(&bad, &h);
+    }
+}
+
+#[tokio::test]
+async fn read_only_ui_shows_no_forms_and_refuses_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite_with(dir.path(), &["--ui-read-only"]);
+    let c = reqwest::Client::new();
+    post(
+        &c,
+        &server.api("registered-models/create"),
+        json!({"name": "m"}),
+    )
+    .await;
+    post(
+        &c,
+        &server.api("model-versions/create"),
+        json!({"name": "m", "source": "mlflow-artifacts:/x"}),
+    )
+    .await;
+    let (status, _, body) = page(&c, &format!("{}/models/m/versions/1", server.url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("alias-form") && !body.contains("<form"),
+        "{body}"
+    );
+    let (status, _, _) = page(
+        &c,
+        &format!("{}/models/m/versions/1/alias?alias=x", server.url),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let r = c
+        .post(format!("{}/models/m/aliases", server.url))
+        .form(&[("alias", "x"), ("version", "1"), ("token", "t")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}

@@ -3,7 +3,9 @@
 //! own scripts, styles and images only (no inline script or style, no other host), and every
 //! handler reports where its time went in `Server-Timing`.
 
+mod artifacts;
 mod pages;
+mod registry;
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use twinloop_core::{Error, ErrorKind};
 use twinloop_ui::Markup;
 
@@ -24,7 +26,29 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/", get(pages::experiments))
         .route("/experiments", get(pages::experiments))
         .route("/experiments/{id}", get(pages::runs))
+        .route("/experiments/{id}/compare", get(pages::compare))
         .route("/experiments/{id}/runs/{run_id}", get(pages::run))
+        .route(
+            "/experiments/{id}/runs/{run_id}/artifacts",
+            get(artifacts::page),
+        )
+        .route(
+            "/experiments/{id}/runs/{run_id}/artifacts/raw",
+            get(artifacts::raw),
+        )
+        .route(
+            "/experiments/{id}/runs/{run_id}/metrics/{key}",
+            get(pages::metric),
+        )
+        .route("/models", get(registry::models))
+        .route("/models/{name}", get(registry::model))
+        .route("/models/{name}/aliases", post(registry::set_alias))
+        .route("/models/{name}/versions/{version}", get(registry::version))
+        .route(
+            "/models/{name}/versions/{version}/alias",
+            get(registry::confirm_alias),
+        )
+        .route("/runs/{run_id}", get(registry::run_by_id))
         .route("/static/{file}", get(asset))
 }
 

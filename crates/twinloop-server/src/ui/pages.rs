@@ -8,10 +8,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use twinloop_core::run_columns::{KeyKind, KeyQuery, RunSummaries};
-use twinloop_core::tracking::{Page, Run, ViewType};
+use twinloop_core::tracking::{Experiment, Page, Run, ViewType};
 use twinloop_core::{Error, ErrorKind};
 use twinloop_meta::{ExperimentQuery, RunQuery};
-use twinloop_ui::{ExperimentsQuery, ExperimentsView, RunView, RunsQuery, RunsView, limits};
+use twinloop_ui::{
+    ChartConfig, CompareQuery, CompareView, ExperimentsQuery, ExperimentsView, MetricView, RunView,
+    RunsQuery, RunsView, limits,
+};
 
 use super::Timing;
 use crate::AppState;
@@ -24,7 +27,7 @@ const DEFAULT_PARAM_COLUMNS: u32 = 4;
 /// Children listed on a run's page.
 const CHILDREN_SHOWN: i64 = 100;
 
-fn pairs(raw: Option<String>) -> Vec<(String, String)> {
+pub(super) fn pairs(raw: Option<String>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
@@ -165,22 +168,42 @@ async fn runs_page(
 }
 
 /// `/experiments/{id}/runs/{run_id}`: one run.
-pub(super) async fn run(State(s): S, Path((id, run_id)): Path<(String, String)>) -> Response {
+pub(super) async fn run(
+    State(s): S,
+    Path((id, run_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let mut t = Timing::start();
-    match run_page(&s, &id, &run_id, &mut t).await {
+    let chart = ChartConfig::from_pairs(&pairs(raw));
+    match run_page(&s, &id, &run_id, &chart, &mut t).await {
         Ok(response) => response,
         Err(e) => t.failed(&e),
     }
 }
 
-async fn run_page(s: &AppState, id: &str, run_id: &str, t: &mut Timing) -> Result<Response, Error> {
+/// A run and its experiment, when the run is in that experiment.
+pub(super) async fn run_in(
+    s: &AppState,
+    id: &str,
+    run_id: &str,
+) -> Result<(Experiment, Run), Error> {
     let run = s.store.get_run(run_id).await?;
     if run.info.experiment_id != id {
         return Err(Error::not_found(format!(
             "Run '{run_id}' is not in experiment {id}."
         )));
     }
-    let experiment = s.store.get_experiment(id).await?;
+    Ok((s.store.get_experiment(id).await?, run))
+}
+
+async fn run_page(
+    s: &AppState,
+    id: &str,
+    run_id: &str,
+    chart: &ChartConfig,
+    t: &mut Timing,
+) -> Result<Response, Error> {
+    let (experiment, run) = run_in(s, id, run_id).await?;
     let metrics = s
         .store
         .metric_summaries(std::slice::from_ref(&run.info.run_id), None)
@@ -213,6 +236,15 @@ async fn run_page(s: &AppState, id: &str, run_id: &str, t: &mut Timing) -> Resul
         })
         .await?
         .items;
+    // The page stays readable when the artifact store is not: the tree is left out and logged.
+    let (artifacts, artifacts_more) =
+        match super::artifacts::tree(&s.artifacts, &run.info.artifact_uri).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, run_id, "listing a run's artifacts for its page failed");
+                (Vec::new(), false)
+            }
+        };
     t.lap("store");
     let page = twinloop_ui::run_page(&RunView {
         experiment: &experiment,
@@ -220,6 +252,96 @@ async fn run_page(s: &AppState, id: &str, run_id: &str, t: &mut Timing) -> Resul
         metrics: &metrics,
         parent: parent.as_ref(),
         children: &children,
+        chart,
+        artifacts: &artifacts,
+        artifacts_more,
+    });
+    t.lap("render");
+    Ok(t.page(StatusCode::OK, page))
+}
+
+/// `/experiments/{e}/runs/{r}/metrics/{key}`: one metric of one run, with zoom.
+pub(super) async fn metric(
+    State(s): S,
+    Path((id, run_id, key)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut t = Timing::start();
+    let config = ChartConfig::from_pairs(&pairs(raw));
+    match metric_page(&s, &id, &run_id, &key, &config, &mut t).await {
+        Ok(response) => response,
+        Err(e) => t.failed(&e),
+    }
+}
+
+async fn metric_page(
+    s: &AppState,
+    id: &str,
+    run_id: &str,
+    key: &str,
+    config: &ChartConfig,
+    t: &mut Timing,
+) -> Result<Response, Error> {
+    let (experiment, run) = run_in(s, id, run_id).await?;
+    let summary = s
+        .store
+        .metric_summaries(
+            std::slice::from_ref(&run.info.run_id),
+            Some(&[key.to_string()]),
+        )
+        .await?
+        .into_iter()
+        .flat_map(|r| r.metrics)
+        .find(|m| m.key == key)
+        .ok_or_else(|| Error::not_found(format!("Run '{run_id}' has no metric '{key}'.")))?;
+    t.lap("store");
+    let page = twinloop_ui::metric_page(&MetricView {
+        experiment: &experiment,
+        run: &run,
+        key,
+        summary: &summary,
+        config,
+    });
+    t.lap("render");
+    Ok(t.page(StatusCode::OK, page))
+}
+
+/// `/experiments/{e}/compare?runs=a,b,c`: runs side by side.
+pub(super) async fn compare(
+    State(s): S,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut t = Timing::start();
+    let query = CompareQuery::from_pairs(&pairs(raw));
+    match compare_page(&s, &id, &query, &mut t).await {
+        Ok(response) => response,
+        Err(e) => t.failed(&e),
+    }
+}
+
+async fn compare_page(
+    s: &AppState,
+    id: &str,
+    query: &CompareQuery,
+    t: &mut Timing,
+) -> Result<Response, Error> {
+    let experiment = s.store.get_experiment(id).await?;
+    let mut runs = Vec::with_capacity(query.run_ids.len());
+    for run_id in &query.run_ids {
+        runs.push(run_in(s, id, run_id).await?.1);
+    }
+    let summaries = if runs.is_empty() {
+        Vec::new()
+    } else {
+        s.store.metric_summaries(&query.run_ids, None).await?
+    };
+    t.lap("store");
+    let page = twinloop_ui::compare_page(&CompareView {
+        experiment: &experiment,
+        query,
+        runs: &runs,
+        summaries: &summaries,
     });
     t.lap("render");
     Ok(t.page(StatusCode::OK, page))

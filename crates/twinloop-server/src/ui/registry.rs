@@ -1,0 +1,434 @@
+//! The registry's pages, and the one change the UI makes there: setting or moving an alias.
+//! That change is a GET confirmation page minting a token for exactly (model, alias, version),
+//! then a POST carrying it. The token is keyed by a secret drawn when the process starts and
+//! expires, and a POST whose Origin is another site is refused, so another site cannot make a
+//! browser change an alias. `--ui-read-only` shows no form and refuses the POST.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use twinloop_core::{Error, ErrorKind, Result};
+use twinloop_meta::RegistryQuery;
+use twinloop_ui::{
+    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, VERSIONS_SHOWN,
+    VersionMetric, VersionView, encode_segment,
+};
+
+use super::Timing;
+use super::pages::pairs;
+use crate::AppState;
+
+type S = State<Arc<AppState>>;
+
+/// How long a confirmation page's token stays good.
+const TOKEN_TTL_SECS: u64 = 3600;
+/// Who the registry records as making a change from the UI.
+const UI_ACTOR: &str = "web-ui";
+
+/// Two independently keyed SipHashes, their keys drawn from the OS when the process starts.
+static TOKEN_KEYS: LazyLock<(std::hash::RandomState, std::hash::RandomState)> =
+    LazyLock::new(|| (std::hash::RandomState::new(), std::hash::RandomState::new()));
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn mac(name: &str, alias: &str, version: i64, expires: u64) -> String {
+    let what = (name, alias, version, expires);
+    format!(
+        "{:016x}{:016x}",
+        TOKEN_KEYS.0.hash_one(what),
+        TOKEN_KEYS.1.hash_one(what)
+    )
+}
+
+fn token(name: &str, alias: &str, version: i64) -> String {
+    let expires = now_secs() + TOKEN_TTL_SECS;
+    format!("{expires}.{}", mac(name, alias, version, expires))
+}
+
+fn token_ok(token: &str, name: &str, alias: &str, version: i64) -> bool {
+    let Some((expires, mac_hex)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<u64>() else {
+        return false;
+    };
+    expires >= now_secs() && mac(name, alias, version, expires) == mac_hex
+}
+
+/// Whether a request comes from this site's pages: no Origin (same-origin form posts from old
+/// browsers), or an Origin naming the Host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest == host)
+}
+
+fn refused(t: &Timing, status: StatusCode, message: &str) -> Response {
+    t.page(status, twinloop_ui::error_page(message))
+}
+
+/// `/models`.
+pub(super) async fn models(State(s): S, RawQuery(raw): RawQuery) -> Response {
+    let mut t = Timing::start();
+    let query = ModelsQuery::from_pairs(&pairs(raw));
+    let found = s
+        .store
+        .search_registered_models(&RegistryQuery {
+            filter: query.filter(),
+            order_by: vec!["name ASC".into()],
+            max_results: MODELS_PAGE,
+            page_token: query.page_token.clone(),
+        })
+        .await;
+    t.lap("store");
+    let (models, next, error) = match found {
+        Ok(page) => (page.items, page.next_page_token, None),
+        Err(e) if e.kind == ErrorKind::InvalidArgument => (Vec::new(), None, Some(e.message)),
+        Err(e) => return t.failed(&e),
+    };
+    let page = twinloop_ui::models_page(&ModelsView {
+        query: &query,
+        models: &models,
+        next_page_token: next.as_deref(),
+        error: error.as_deref(),
+    });
+    t.lap("render");
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    t.page(status, page)
+}
+
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `/models/{name}?metric=KEY`.
+pub(super) async fn model(
+    State(s): S,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut t = Timing::start();
+    let metric = pairs(raw)
+        .into_iter()
+        .find(|(k, _)| k == "metric")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty());
+    match model_page(&s, &name, metric, &mut t).await {
+        Ok(r) => r,
+        Err(e) => t.failed(&e),
+    }
+}
+
+async fn model_page(
+    s: &AppState,
+    name: &str,
+    metric: Option<String>,
+    t: &mut Timing,
+) -> Result<Response> {
+    let model = s.store.get_registered_model(name).await?;
+    let versions = s
+        .store
+        .search_model_versions(&RegistryQuery {
+            filter: Some(format!("name = {}", quoted(name))),
+            order_by: vec!["version_number DESC".into()],
+            max_results: VERSIONS_SHOWN,
+            page_token: None,
+        })
+        .await?
+        .items;
+    let run_ids: Vec<String> = versions
+        .iter()
+        .map(|v| v.run_id.clone())
+        .filter(|r| !r.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let summaries = if run_ids.is_empty() {
+        Vec::new()
+    } else {
+        s.store.metric_summaries(&run_ids, None).await?
+    };
+    t.lap("store");
+    let keys: Vec<String> = summaries
+        .iter()
+        .flat_map(|r| r.metrics.iter().map(|m| m.key.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let metric = metric
+        .filter(|m| keys.contains(m))
+        .or_else(|| keys.first().cloned());
+    let points: Vec<VersionMetric> = match &metric {
+        Some(key) => versions
+            .iter()
+            .filter_map(|v| {
+                let run = summaries.iter().find(|r| r.run_id == v.run_id)?;
+                let m = run.metrics.iter().find(|m| &m.key == key)?;
+                Some(VersionMetric {
+                    version: v.version,
+                    value: m.last,
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let page = twinloop_ui::model_page(&ModelView {
+        model: &model,
+        versions: &versions,
+        metric_keys: &keys,
+        metric: metric.as_deref(),
+        metric_points: &points,
+    });
+    t.lap("render");
+    Ok(t.page(StatusCode::OK, page))
+}
+
+fn version_number(raw: &str) -> Result<i64> {
+    raw.parse::<i64>()
+        .map_err(|_| Error::not_found(format!("No version '{raw}'.")))
+}
+
+/// `/models/{name}/versions/{v}`.
+pub(super) async fn version(State(s): S, Path((name, v)): Path<(String, String)>) -> Response {
+    let mut t = Timing::start();
+    match version_page(&s, &name, &v, &mut t).await {
+        Ok(r) => r,
+        Err(e) => t.failed(&e),
+    }
+}
+
+async fn version_page(s: &AppState, name: &str, v: &str, t: &mut Timing) -> Result<Response> {
+    let n = version_number(v)?;
+    let model = s.store.get_registered_model(name).await?;
+    let mv = s.store.get_model_version(name, &n.to_string()).await?;
+    let logged_model = match &mv.model_id {
+        Some(id) => match s.store.get_logged_model(id, true).await {
+            Ok(m) => Some(m),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let signature = signature(s, name, &mv.version.to_string()).await;
+    t.lap("store");
+    let confirm = format!("/models/{}/versions/{n}/alias", encode_segment(name));
+    let page = twinloop_ui::version_page(&VersionView {
+        model: &model,
+        version: &mv,
+        logged_model: logged_model.as_ref(),
+        signature: signature.as_deref(),
+        alias_form: AliasForm {
+            read_only: s.ui_read_only,
+            confirm_action: &confirm,
+        },
+    });
+    t.lap("render");
+    Ok(t.page(StatusCode::OK, page))
+}
+
+/// The `signature:` block of the MLmodel file where the version's files are (its logged
+/// model, or its source), if it is there; a missing or unreadable file is no signature.
+async fn signature(s: &AppState, name: &str, version: &str) -> Option<String> {
+    let mut location = s
+        .store
+        .get_model_version_download_uri(name, version)
+        .await
+        .ok()?;
+    // A `runs:/RUN/sub/path` source names a place in that run's artifacts.
+    if let Some(rest) = location.strip_prefix("runs:/") {
+        let (run, sub) = rest.split_once('/').unwrap_or((rest, ""));
+        let root = s.store.get_run(run).await.ok()?.info.artifact_uri;
+        location = format!("{}/{sub}", root.trim_end_matches('/'));
+    }
+    let path = twinloop_artifacts::ArtifactPath::parse("MLmodel").ok()?;
+    let at = twinloop_artifacts::ArtifactPath::in_location(&location, &path).ok()?;
+    let (bytes, _) = super::artifacts::head(&s.artifacts, &at, 256 * 1024)
+        .await
+        .ok()?;
+    twinloop_ui::mlmodel_signature(&String::from_utf8_lossy(&bytes))
+}
+
+fn aliases_action(name: &str) -> String {
+    format!("/models/{}/aliases", encode_segment(name))
+}
+
+/// `/models/{name}/versions/{v}/alias?alias=…`: what the change does, and the POST to make it.
+pub(super) async fn confirm_alias(
+    State(s): S,
+    Path((name, v)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut t = Timing::start();
+    if s.ui_read_only {
+        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+    }
+    let alias = pairs(raw)
+        .into_iter()
+        .find(|(k, _)| k == "alias")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let found = async {
+        let n = version_number(&v)?;
+        let model = s.store.get_registered_model(&name).await?;
+        s.store.get_model_version(&name, &n.to_string()).await?;
+        Ok::<_, Error>((n, model))
+    }
+    .await;
+    let (n, model) = match found {
+        Ok(found) => found,
+        Err(e) => return t.failed(&e),
+    };
+    if alias.is_empty() {
+        return refused(&t, StatusCode::BAD_REQUEST, "Name the alias to set.");
+    }
+    let current = model
+        .aliases
+        .iter()
+        .find(|a| a.alias == alias)
+        .map(|a| a.version);
+    t.lap("store");
+    let action = aliases_action(&name);
+    let token = token(&name, &alias, n);
+    let page = twinloop_ui::alias_confirm_page(&AliasConfirmView {
+        model: &model,
+        version: n,
+        alias: &alias,
+        current,
+        action: &action,
+        token: &token,
+    });
+    t.lap("render");
+    t.page(StatusCode::OK, page)
+}
+
+/// `POST /models/{name}/aliases` (form: alias, version, token): sets the alias, then back to
+/// the version's page.
+pub(super) async fn set_alias(
+    State(s): S,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut t = Timing::start();
+    if s.ui_read_only {
+        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+    }
+    if !same_origin(&headers) {
+        return refused(
+            &t,
+            StatusCode::FORBIDDEN,
+            "Refused: the form came from another site.",
+        );
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let alias = get("alias");
+    let Ok(version) = get("version").parse::<i64>() else {
+        return refused(&t, StatusCode::BAD_REQUEST, "No version given.");
+    };
+    if !token_ok(get("token"), &name, alias, version) {
+        return refused(
+            &t,
+            StatusCode::FORBIDDEN,
+            "This confirmation has expired or was not made by this server; review the change again.",
+        );
+    }
+    let result = s
+        .store
+        .set_alias(&name, alias, &version.to_string(), UI_ACTOR)
+        .await;
+    t.lap("store");
+    match result {
+        Ok(()) => {
+            let to = format!("/models/{}/versions/{version}", encode_segment(&name));
+            let mut r = (StatusCode::SEE_OTHER, "").into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            t.set_header(r.headers_mut());
+            r
+        }
+        Err(e) if e.kind == ErrorKind::InvalidArgument => {
+            refused(&t, StatusCode::BAD_REQUEST, &e.message)
+        }
+        Err(e) => t.failed(&e),
+    }
+}
+
+/// `/runs/{id}`: a run by id alone (registry pages know no experiment), sent to its page.
+pub(super) async fn run_by_id(State(s): S, Path(run_id): Path<String>) -> Response {
+    let t = Timing::start();
+    match s.store.get_run(&run_id).await {
+        Ok(run) => {
+            let to = format!(
+                "/experiments/{}/runs/{}",
+                encode_segment(&run.info.experiment_id),
+                encode_segment(&run.info.run_id)
+            );
+            let mut r = (StatusCode::FOUND, "").into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            t.set_header(r.headers_mut());
+            r
+        }
+        Err(e) => t.failed(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_authorizes_one_change_until_it_expires() {
+        let t = token("m", "champion", 3);
+        assert!(token_ok(&t, "m", "champion", 3));
+        assert!(!token_ok(&t, "m", "champion", 2));
+        assert!(!token_ok(&t, "m", "other", 3));
+        assert!(!token_ok(&t, "n", "champion", 3));
+        assert!(!token_ok("", "m", "champion", 3));
+        let expired = format!("1.{}", mac("m", "champion", 3, 1));
+        assert!(!token_ok(&expired, "m", "champion", 3));
+        let forged_expiry = format!("{}.{}", u64::MAX, t.split_once('.').unwrap().1);
+        assert!(!token_ok(&forged_expiry, "m", "champion", 3));
+    }
+
+    #[test]
+    fn only_this_sites_origin_may_post() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:5000".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, "http://127.0.0.1:5000".parse().unwrap());
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h));
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,257 @@
+// @ts-check
+// Metric charts. The server renders each chart as a <figure class="chart"> whose data-*
+// attributes say what to draw (runs, key, x axis, log y, smoothing, zoom); this script draws it
+// with uPlot from GET /api/twinloop/v1/metrics/series, which answers per bucket the min, max
+// and last value. `last` is the line and [min, max] a band behind it, so a spike squeezed into
+// a bucket still shows. A chart is fetched only once its card scrolls into view, and on the
+// metric page (data-zoom) a dragged selection re-queries the zoomed range, which comes back raw once it
+// holds few enough points, and is written into the URL.
+(function () {
+  "use strict";
+
+  /** Same order as the .c0 … .c9 legend swatches in ui.css. */
+  var COLORS = ["#2059c5", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285", "#c2255c", "#5c7cfa", "#74b816", "#495057"];
+  var MAX_BUCKETS = 4000;
+
+  /**
+   * @param {string} hex
+   * @param {number} alpha
+   */
+  function rgba(hex, alpha) {
+    var n = parseInt(hex.slice(1), 16);
+    return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
+  }
+
+  /**
+   * Exponential moving average with TensorBoard's debiasing, so the first points are not
+   * pulled towards zero.
+   * @param {number[]} ys
+   * @param {number} weight 0 (none) … <1
+   */
+  function smooth(ys, weight) {
+    if (!(weight > 0)) return ys;
+    var out = new Array(ys.length), acc = 0, n = 0;
+    for (var i = 0; i < ys.length; i++) {
+      var y = ys[i];
+      if (y == null || !isFinite(y)) { out[i] = y; continue; }
+      acc = acc * weight + (1 - weight) * y;
+      n++;
+      out[i] = acc / (1 - Math.pow(weight, n));
+    }
+    return out;
+  }
+
+  /**
+   * One run's answer as uPlot columns: x, line, min, max.
+   * @param {any} run
+   * @param {number} weight
+   * @returns {number[][]}
+   */
+  function columns(run, weight) {
+    if (run.raw || !run.buckets) {
+      var p = run.points || { x: [], value: [] };
+      return [p.x, smooth(p.value, weight), p.value, p.value];
+    }
+    var b = run.buckets, xs = new Array(b.x_lo.length);
+    for (var i = 0; i < xs.length; i++) xs[i] = Math.floor((b.x_lo[i] + b.x_hi[i]) / 2);
+    return [xs, smooth(b.last, weight), b.min, b.max];
+  }
+
+  /**
+   * @param {HTMLElement} fig
+   * @param {number | null} from
+   * @param {number | null} to
+   * @param {number} width
+   */
+  function url(fig, from, to, width) {
+    var d = fig.dataset;
+    var q = new URLSearchParams();
+    q.set("run_ids", d.runs || "");
+    q.set("key", d.key || "");
+    q.set("x", d.x || "step");
+    q.set("buckets", String(Math.max(10, Math.min(MAX_BUCKETS, Math.round(width * (window.devicePixelRatio || 1))))));
+    if (from != null) q.set("from", String(Math.floor(from)));
+    if (to != null) q.set("to", String(Math.ceil(to)));
+    return "/api/twinloop/v1/metrics/series?" + q.toString();
+  }
+
+  /**
+   * @param {HTMLElement} fig
+   * @param {any} answer
+   * @returns {{data: any[], runs: number, positive: boolean}}
+   */
+  function table(fig, answer) {
+    var weight = parseFloat(fig.dataset.smooth || "0");
+    var parts = answer.runs.map(function (/** @type {any} */ r) { return columns(r, weight); });
+    var positive = true;
+    parts.forEach(function (/** @type {number[][]} */ p) {
+      for (var i = 0; i < p[2].length; i++) if (!(p[2][i] > 0)) { positive = false; break; }
+    });
+    var data = parts.length === 1 ? parts[0] : window.uPlot.join(parts);
+    return { data: data, runs: parts.length, positive: positive };
+  }
+
+  /**
+   * @param {HTMLElement} fig
+   * @param {number} runs
+   * @param {boolean} positive
+   * @param {number} width
+   * @param {number} height
+   */
+  function options(fig, runs, positive, width, height) {
+    var d = fig.dataset, x = d.x || "step";
+    /** @type {any[]} */
+    var series = [{}];
+    /** @type {any[]} */
+    var bands = [];
+    for (var i = 0; i < runs; i++) {
+      var c = COLORS[i % COLORS.length];
+      series.push({ stroke: c, width: 1.5, spanGaps: true, points: { show: false } });
+      series.push({ stroke: rgba(c, 0.35), width: 0.5, spanGaps: true, points: { show: false } });
+      series.push({ stroke: rgba(c, 0.35), width: 0.5, spanGaps: true, points: { show: false } });
+      bands.push({ series: [3 * i + 3, 3 * i + 2], fill: rgba(c, 0.15) });
+    }
+    var log = d.log === "1";
+    return {
+      width: width,
+      height: height,
+      ms: 1,
+      series: series,
+      bands: bands,
+      legend: { show: false },
+      cursor: {
+        // A drag only selects; the selection's range is fetched again (see onSelect).
+        drag: { x: d.zoom === "1", y: false, setScale: false },
+        bind: { dblclick: function () { return null; } },
+      },
+      scales: {
+        x: { time: x === "time" },
+        // Log of a value at or below zero is undefined; asinh is log-like and takes them.
+        y: log ? (positive ? { distr: 3 } : { distr: 4 }) : {},
+      },
+      axes: [
+        {
+          label: x === "time" ? "" : x === "relative" ? "seconds since the first point" : "step",
+          values: x === "relative"
+            ? function (/** @type {any} */ _u, /** @type {number[]} */ vals) { return vals.map(function (v) { return String(v / 1000); }); }
+            : undefined,
+        },
+        { size: 60 },
+      ],
+    };
+  }
+
+  /**
+   * @param {HTMLElement} fig
+   * @param {string} text
+   */
+  function note(fig, text) {
+    var p = fig.querySelector(".chart-note");
+    if (p) p.textContent = text;
+  }
+
+  /** @param {HTMLElement} fig */
+  function mount(fig) {
+    if (fig.dataset.mounted) return;
+    fig.dataset.mounted = "1";
+    var box = /** @type {HTMLElement} */ (fig.querySelector(".plot"));
+    if (!box) return;
+    var width = Math.max(200, box.clientWidth || 400);
+    var height = fig.dataset.zoom === "1" ? 420 : 220;
+    var from = fig.dataset.from ? Number(fig.dataset.from) : null;
+    var to = fig.dataset.to ? Number(fig.dataset.to) : null;
+    /** @type {any} */
+    var plot = null;
+    var asked = 0;
+
+    /**
+     * @param {number | null} lo
+     * @param {number | null} hi
+     */
+    function load(lo, hi) {
+      var mine = ++asked;
+      return fetch(url(fig, lo, hi, width), { headers: { accept: "application/json" } })
+        .then(function (r) {
+          if (!r.ok) return r.json().then(function (e) { throw new Error(e.message || r.statusText); });
+          return r.json();
+        })
+        .then(function (answer) {
+          if (mine !== asked) return;
+          var t = table(fig, answer);
+          var raw = answer.runs.every(function (/** @type {any} */ r) { return r.raw; });
+          fig.dataset.raw = raw ? "1" : "0";
+          note(fig, answer.from == null ? "No points." : raw ? "All points." : "Buckets of " + answer.bucket_width + ": line = last, band = min–max.");
+          if (!plot) {
+            var opts = options(fig, t.runs, t.positive, width, height);
+            opts.hooks = { setSelect: [onSelect] };
+            plot = new window.uPlot(opts, t.data, box);
+            if (lo != null && hi != null) plot.setScale("x", { min: lo, max: hi });
+            if (fig.dataset.zoom === "1") {
+              plot.over.addEventListener("dblclick", function () { zoom(null, null); });
+            }
+          } else {
+            plot.setData(t.data, lo == null && hi == null);
+            if (lo != null && hi != null) plot.setScale("x", { min: lo, max: hi });
+          }
+          fig.dataset.ready = "1";
+          if (window.performance && performance.mark) performance.mark("chart:ready");
+        })
+        .catch(function (e) {
+          fig.dataset.ready = "error";
+          note(fig, "Could not load the series: " + e.message);
+        });
+    }
+
+    /**
+     * @param {number | null} lo
+     * @param {number | null} hi
+     */
+    function zoom(lo, hi) {
+      var q = new URLSearchParams(window.location.search);
+      if (lo == null || hi == null) { q.delete("from"); q.delete("to"); }
+      else { q.set("from", String(Math.floor(lo))); q.set("to", String(Math.ceil(hi))); }
+      var s = q.toString();
+      history.replaceState(history.state, "", window.location.pathname + (s ? "?" + s : ""));
+      load(lo, hi);
+    }
+
+    /**
+     * The end of a drag: zoom to the selected range by fetching it. uPlot's scale hooks fire
+     * for every change, ours included, so the selection is the only sign of the user's zoom.
+     * @param {any} u
+     */
+    function onSelect(u) {
+      if (fig.dataset.zoom !== "1" || u.select.width < 2) return;
+      var lo = u.posToVal(u.select.left, "x");
+      var hi = u.posToVal(u.select.left + u.select.width, "x");
+      u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+      zoom(lo, hi);
+    }
+
+    load(from, to);
+  }
+
+  /** @param {ParentNode} root */
+  function scan(root) {
+    var figs = root.querySelectorAll ? root.querySelectorAll("figure.chart") : [];
+    if (!figs.length) return;
+    if (!("IntersectionObserver" in window)) {
+      figs.forEach(function (f) { mount(/** @type {HTMLElement} */ (f)); });
+      return;
+    }
+    var seen = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) {
+        if (e.isIntersecting) {
+          seen.unobserve(e.target);
+          mount(/** @type {HTMLElement} */ (e.target));
+        }
+      });
+    }, { rootMargin: "200px" });
+    figs.forEach(function (f) { seen.observe(f); });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { scan(document); });
+  else scan(document);
+  // htmx swaps new bodies in on boosted navigation; their charts mount the same way.
+  document.addEventListener("htmx:load", function (e) { scan(/** @type {any} */ (e).detail.elt); });
+})();

@@ -1,0 +1,522 @@
+//! The model registry's pages: registered models (`/models`), one model with its versions,
+//! aliases and a metric over versions (`/models/{name}`), one version with its source run,
+//! logged model, signature, tags and aliases (`/models/{name}/versions/{v}`), and the page that
+//! confirms setting or moving an alias. Changing an alias is a POST carrying a token the server
+//! minted for exactly that change; in read-only mode no form is shown at all.
+
+use maud::{Markup, html};
+use twinloop_core::registry::{ModelVersion, RegisteredModel};
+use twinloop_core::tracking::LoggedModel;
+
+use crate::format;
+use crate::href::{self, Href};
+use crate::layout::{Crumb, page};
+
+/// Models listed per page.
+pub const MODELS_PAGE: i64 = 100;
+/// Versions listed on a model's page.
+pub const VERSIONS_SHOWN: i64 = 200;
+
+pub(crate) fn model_href(name: &str) -> String {
+    format!("/models/{}", href::encode(name))
+}
+
+pub(crate) fn version_href(name: &str, version: i64) -> String {
+    format!("{}/versions/{version}", model_href(name))
+}
+
+/// A run link that does not need the run's experiment: the server redirects.
+pub(crate) fn run_by_id_href(run_id: &str) -> String {
+    format!("/runs/{}", href::encode(run_id))
+}
+
+fn alias_chips(aliases: impl IntoIterator<Item = (String, Option<i64>)>, name: &str) -> Markup {
+    html! {
+        @for (alias, version) in aliases {
+            @if let Some(v) = version {
+                a.chip.alias href=(version_href(name, v)) { "@" (alias) " → v" (v) }
+            } @else {
+                span.chip.alias { "@" (alias) }
+            }
+        }
+    }
+}
+
+/// `/models?filter=…`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelsQuery {
+    /// A substring of the name.
+    pub name: String,
+    pub page_token: Option<String>,
+}
+
+impl ModelsQuery {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        ModelsQuery {
+            name: get("name").unwrap_or("").trim().to_string(),
+            page_token: get("page").filter(|t| !t.is_empty()).map(String::from),
+        }
+    }
+
+    /// The registry's filter for it: MLflow's `name ILIKE '%…%'`, quotes doubled.
+    pub fn filter(&self) -> Option<String> {
+        (!self.name.is_empty()).then(|| format!("name ILIKE '%{}%'", self.name.replace('\'', "''")))
+    }
+}
+
+pub struct ModelsView<'a> {
+    pub query: &'a ModelsQuery,
+    pub models: &'a [RegisteredModel],
+    pub next_page_token: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+pub fn models_page(v: &ModelsView) -> Markup {
+    page(
+        "Models",
+        &[Crumb::here("Models")],
+        html! {
+            h1 { "Registered models" }
+            form.bar method="get" action="/models" {
+                label { "Name contains" input type="text" name="name" value=(v.query.name); }
+                button type="submit" { "Search" }
+            }
+            @if let Some(message) = v.error { div.error role="alert" { (message) } }
+            @if v.models.is_empty() {
+                p.muted { "No registered models." }
+            } @else {
+                table #models {
+                    thead { tr { th { "Name" } th { "Latest version" } th { "Aliases" } th { "Tags" } th { "Updated" } } }
+                    tbody {
+                        @for m in v.models {
+                            @let latest = m.latest_versions.iter().map(|x| x.version).max();
+                            tr {
+                                td { a href=(model_href(&m.name)) { (m.name) } }
+                                td.num { @if let Some(l) = latest { a href=(version_href(&m.name, l)) { "v" (l) } } }
+                                td { (alias_chips(m.aliases.iter().map(|a| (a.alias.clone(), Some(a.version))), &m.name)) }
+                                td { @for t in &m.tags { span.chip { (t.key) "=" (t.value) } } }
+                                td { (format::time(m.last_updated_timestamp)) }
+                            }
+                        }
+                    }
+                }
+            }
+            div.pager {
+                @if v.query.page_token.is_some() {
+                    a href=(Href::new("/models").q("name", &v.query.name).build()) { "First page" }
+                }
+                @if let Some(token) = v.next_page_token {
+                    a rel="next" href=(Href::new("/models").q("name", &v.query.name).q("page", token).build()) { "Next page" }
+                }
+            }
+        },
+    )
+}
+
+/// One point of the metric-over-versions chart: a version and its source run's last value.
+pub struct VersionMetric {
+    pub version: i64,
+    pub value: f64,
+}
+
+pub struct ModelView<'a> {
+    pub model: &'a RegisteredModel,
+    /// Newest first.
+    pub versions: &'a [ModelVersion],
+    /// Metric keys the versions' source runs logged, and the one charted.
+    pub metric_keys: &'a [String],
+    pub metric: Option<&'a str>,
+    pub metric_points: &'a [VersionMetric],
+}
+
+const CHART_W: f64 = 640.0;
+const CHART_H: f64 = 260.0;
+const PAD: f64 = 50.0;
+
+/// The chosen metric across versions as an SVG line, oldest version on the left.
+fn over_versions(key: &str, points: &[VersionMetric]) -> Markup {
+    let finite: Vec<&VersionMetric> = points.iter().filter(|p| p.value.is_finite()).collect();
+    if finite.is_empty() {
+        return html! { p.muted #metric-over-versions { "No version's source run logged " span.mono { (key) } "." } };
+    }
+    let (vlo, vhi) = finite.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| {
+        (lo.min(p.version), hi.max(p.version))
+    });
+    let (ylo, yhi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.value), hi.max(p.value))
+        });
+    let x = |v: i64| {
+        if vhi > vlo {
+            PAD + (v - vlo) as f64 / (vhi - vlo) as f64 * (CHART_W - 2.0 * PAD)
+        } else {
+            CHART_W / 2.0
+        }
+    };
+    let y = |v: f64| {
+        if yhi > ylo {
+            CHART_H - PAD - (v - ylo) / (yhi - ylo) * (CHART_H - 2.0 * PAD)
+        } else {
+            CHART_H / 2.0
+        }
+    };
+    let mut sorted = finite.clone();
+    sorted.sort_by_key(|p| p.version);
+    let line: Vec<String> = sorted
+        .iter()
+        .map(|p| format!("{:.2},{:.2}", x(p.version), y(p.value)))
+        .collect();
+    html! {
+        svg #metric-over-versions.plot-svg role="img" aria-label={ (key) " by version" }
+            viewBox={ "0 0 " (CHART_W) " " (CHART_H) } width=(CHART_W) height=(CHART_H) {
+            rect.frame x=(PAD) y=(PAD) width=(CHART_W - 2.0 * PAD) height=(CHART_H - 2.0 * PAD) {}
+            text.tick x=(PAD - 6.0) y=(format!("{:.2}", y(yhi) + 4.0)) text-anchor="end" { (format::value(yhi)) }
+            text.tick x=(PAD - 6.0) y=(format!("{:.2}", y(ylo) + 4.0)) text-anchor="end" { (format::value(ylo)) }
+            polyline.line.c0 points=(line.join(" ")) {}
+            @for p in &sorted {
+                circle.dot.c0 cx=(format!("{:.2}", x(p.version))) cy=(format!("{:.2}", y(p.value))) r="4" {
+                    title { "v" (p.version) ": " (p.value) }
+                }
+                text.tick x=(format!("{:.2}", x(p.version))) y=(CHART_H - PAD + 16.0) text-anchor="middle" { "v" (p.version) }
+            }
+            text.axis-label x="8" y=(PAD - 16.0) { (key) }
+        }
+    }
+}
+
+pub fn model_page(v: &ModelView) -> Markup {
+    let m = v.model;
+    let here = model_href(&m.name);
+    page(
+        &m.name,
+        &[
+            Crumb::link("Models", "/models".into()),
+            Crumb::here(m.name.clone()),
+        ],
+        html! {
+            h1 { (m.name) }
+            @if let Some(d) = m.description.as_deref().filter(|d| !d.is_empty()) { p.description { (d) } }
+            @if !m.aliases.is_empty() {
+                p #aliases { "Aliases: " (alias_chips(m.aliases.iter().map(|a| (a.alias.clone(), Some(a.version))), &m.name)) }
+            }
+            @if !m.tags.is_empty() {
+                p { @for t in &m.tags { span.chip { (t.key) "=" (t.value) } } }
+            }
+            h2 { "Versions" }
+            @if v.versions.is_empty() {
+                p.muted { "No versions." }
+            } @else {
+                table #versions {
+                    thead { tr { th { "Version" } th { "Created" } th { "Status" } th { "Stage" } th { "Source run" } th { "Aliases" } } }
+                    tbody {
+                        @for mv in v.versions {
+                            tr {
+                                td { a href=(version_href(&m.name, mv.version)) { "v" (mv.version) } }
+                                td { (format::time(mv.creation_timestamp)) }
+                                td { (mv.status) }
+                                td { (mv.current_stage) }
+                                td.mono { @if !mv.run_id.is_empty() { a href=(run_by_id_href(&mv.run_id)) { (mv.run_id) } } }
+                                td { (alias_chips(mv.aliases.iter().map(|a| (a.clone(), None)), &m.name)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !v.metric_keys.is_empty() {
+                h2 { "Metric over versions" }
+                form.bar method="get" action=(here) {
+                    label {
+                        "Source run metric (last value)"
+                        select name="metric" {
+                            @for k in v.metric_keys { option value=(k) selected[Some(k.as_str()) == v.metric] { (k) } }
+                        }
+                    }
+                    button type="submit" { "Show" }
+                }
+                @if let Some(key) = v.metric { (over_versions(key, v.metric_points)) }
+            }
+        },
+    )
+}
+
+/// The alias-change form's state: whether forms show at all, and the token for a change.
+pub struct AliasForm<'a> {
+    /// `--ui-read-only`: no form that changes anything.
+    pub read_only: bool,
+    /// Path the confirmation page is at.
+    pub confirm_action: &'a str,
+}
+
+pub struct VersionView<'a> {
+    pub model: &'a RegisteredModel,
+    pub version: &'a ModelVersion,
+    pub logged_model: Option<&'a LoggedModel>,
+    /// The `signature:` section of the version's MLmodel file, when it has one.
+    pub signature: Option<&'a str>,
+    pub alias_form: AliasForm<'a>,
+}
+
+pub fn version_page(v: &VersionView) -> Markup {
+    let m = v.model;
+    let mv = v.version;
+    let title = format!("{} v{}", m.name, mv.version);
+    page(
+        &title,
+        &[
+            Crumb::link("Models", "/models".into()),
+            Crumb::link(m.name.clone(), model_href(&m.name)),
+            Crumb::here(format!("v{}", mv.version)),
+        ],
+        html! {
+            h1 { (m.name) " " span.muted { "version " (mv.version) } }
+            table.kv #version {
+                tbody {
+                    tr { td { "Status" } td { (mv.status) } }
+                    tr { td { "Stage" } td { (mv.current_stage) } }
+                    tr { td { "Created" } td { (format::time(mv.creation_timestamp)) } }
+                    tr { td { "User" } td { (mv.user_id) } }
+                    tr { td { "Source run" } td.mono { @if mv.run_id.is_empty() { span.muted { "none" } } @else { a #source-run href=(run_by_id_href(&mv.run_id)) { (mv.run_id) } } } }
+                    tr { td { "Source" } td.mono { (mv.source) } }
+                    @if let Some(id) = &mv.model_id {
+                        tr {
+                            td { "Logged model" }
+                            td {
+                                span.mono #logged-model { (id) }
+                                @if let Some(lm) = v.logged_model {
+                                    " " span.muted { (lm.name) " · " (lm.status.as_str()) }
+                                    @if !lm.source_run_id.is_empty() && lm.source_run_id != mv.run_id {
+                                        " · run " a href=(run_by_id_href(&lm.source_run_id)) { (lm.source_run_id) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if !mv.description.is_empty() { tr { td { "Description" } td { (mv.description) } } }
+                }
+            }
+            h2 { "Aliases" }
+            p #version-aliases {
+                @if mv.aliases.is_empty() { span.muted { "None." } }
+                @for a in &mv.aliases { span.chip.alias { "@" (a) } }
+            }
+            @if !v.alias_form.read_only {
+                form.bar #alias-form method="get" action=(v.alias_form.confirm_action) {
+                    label { "Set or move alias to this version" input type="text" name="alias" required placeholder="champion"; }
+                    button type="submit" { "Review" }
+                }
+            }
+            h2 { "Signature" }
+            @if let Some(sig) = v.signature { pre.text #signature { (sig) } } @else { p.muted { "No signature in the model's MLmodel file." } }
+            h2 { "Tags" }
+            @if mv.tags.is_empty() { p.muted { "No tags." } } @else {
+                table.kv #version-tags { tbody { @for t in &mv.tags { tr { td.mono { (t.key) } td { (t.value) } } } } }
+            }
+        },
+    )
+}
+
+pub struct AliasConfirmView<'a> {
+    pub model: &'a RegisteredModel,
+    pub version: i64,
+    pub alias: &'a str,
+    /// The version the alias names now, if any.
+    pub current: Option<i64>,
+    /// Where the form posts, and the token that authorizes exactly this change.
+    pub action: &'a str,
+    pub token: &'a str,
+}
+
+/// The confirmation of an alias change: what it was and what it becomes, and one POST button.
+pub fn alias_confirm_page(v: &AliasConfirmView) -> Markup {
+    let m = v.model;
+    page(
+        "Confirm alias",
+        &[
+            Crumb::link("Models", "/models".into()),
+            Crumb::link(m.name.clone(), model_href(&m.name)),
+            Crumb::link(format!("v{}", v.version), version_href(&m.name, v.version)),
+            Crumb::here("Alias"),
+        ],
+        html! {
+            h1 { "Set alias " span.mono { "@" (v.alias) } }
+            p #alias-change {
+                @match v.current {
+                    Some(c) if c == v.version => { "@" (v.alias) " already names version " (c) "." }
+                    Some(c) => { "Move @" (v.alias) " of " (m.name) " from version " (c) " to version " (v.version) "?" }
+                    None => { "Point the new alias @" (v.alias) " of " (m.name) " at version " (v.version) "?" }
+                }
+            }
+            form #alias-confirm method="post" action=(v.action) hx-boost="false" {
+                input type="hidden" name="alias" value=(v.alias);
+                input type="hidden" name="version" value=(v.version);
+                input type="hidden" name="token" value=(v.token);
+                button type="submit" { "Confirm" }
+                " "
+                a href=(version_href(&m.name, v.version)) { "Cancel" }
+            }
+        },
+    )
+}
+
+/// The lines of an MLmodel file's `signature:` block, which is YAML at the top level.
+pub fn mlmodel_signature(mlmodel: &str) -> Option<String> {
+    let mut lines = mlmodel.lines().skip_while(|l| !l.starts_with("signature:"));
+    let first = lines.next()?;
+    let mut out = vec![first];
+    out.extend(lines.take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('\t')));
+    Some(out.join("\n").trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use twinloop_core::registry::ModelAlias;
+    use twinloop_core::tracking::Tag;
+
+    use super::*;
+
+    fn model(name: &str) -> RegisteredModel {
+        RegisteredModel {
+            name: name.into(),
+            creation_timestamp: 1,
+            last_updated_timestamp: 2,
+            description: Some("<script>d</script>".into()),
+            tags: vec![Tag::new("<script>k</script>", "v")],
+            aliases: vec![ModelAlias {
+                alias: "champion".into(),
+                version: 2,
+            }],
+            latest_versions: vec![version(name, 2)],
+        }
+    }
+
+    fn version(name: &str, v: i64) -> ModelVersion {
+        ModelVersion {
+            name: name.into(),
+            version: v,
+            creation_timestamp: 1,
+            last_updated_timestamp: 1,
+            description: String::new(),
+            user_id: "u".into(),
+            current_stage: "None".into(),
+            source: format!("models:/m-{v}"),
+            run_id: format!("run{v}"),
+            run_link: String::new(),
+            status: "READY".into(),
+            model_id: Some(format!("m-{v}")),
+            tags: vec![],
+            aliases: if v == 2 {
+                vec!["champion".into()]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    #[test]
+    fn models_list_latest_versions_and_aliases() {
+        let ms = [model("fraud <b>x</b>")];
+        let html = models_page(&ModelsView {
+            query: &ModelsQuery::default(),
+            models: &ms,
+            next_page_token: None,
+            error: None,
+        })
+        .into_string();
+        assert!(
+            html.contains(
+                r#"<a href="/models/fraud%20%3Cb%3Ex%3C%2Fb%3E">fraud &lt;b&gt;x&lt;/b&gt;</a>"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(">v2</a>") && html.contains("@champion → v2"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>k"));
+        let q = ModelsQuery::from_pairs(&[("name".into(), "it's".into())]);
+        assert_eq!(q.filter().unwrap(), "name ILIKE '%it''s%'");
+    }
+
+    #[test]
+    fn the_model_page_lists_versions_and_charts_a_metric() {
+        let m = model("fraud");
+        let versions = [version("fraud", 2), version("fraud", 1)];
+        let keys = ["auc".to_string()];
+        let points = [
+            VersionMetric {
+                version: 1,
+                value: 0.8,
+            },
+            VersionMetric {
+                version: 2,
+                value: 0.9,
+            },
+        ];
+        let html = model_page(&ModelView {
+            model: &m,
+            versions: &versions,
+            metric_keys: &keys,
+            metric: Some("auc"),
+            metric_points: &points,
+        })
+        .into_string();
+        assert!(html.contains(r#"<a href="/models/fraud/versions/1">v1</a>"#));
+        assert!(html.contains(r#"<a href="/runs/run2">run2</a>"#));
+        assert!(html.contains(r#"id="metric-over-versions""#) && html.contains("<polyline"));
+        assert!(!html.contains("<script>d"), "{html}");
+    }
+
+    #[test]
+    fn the_version_page_offers_the_alias_form_unless_read_only() {
+        let m = model("fraud");
+        let mv = version("fraud", 2);
+        let render = |read_only| {
+            version_page(&VersionView {
+                model: &m,
+                version: &mv,
+                logged_model: None,
+                signature: Some("signature:\n  inputs: '[<script>]'"),
+                alias_form: AliasForm {
+                    read_only,
+                    confirm_action: "/models/fraud/versions/2/alias",
+                },
+            })
+            .into_string()
+        };
+        let html = render(false);
+        assert!(html.contains(r#"<form class="bar" id="alias-form" method="get" action="/models/fraud/versions/2/alias">"#), "{html}");
+        assert!(html.contains(r#"id="source-run" href="/runs/run2""#));
+        assert!(html.contains("m-2") && html.contains("inputs: '[&lt;script&gt;]'"));
+        assert!(!render(true).contains("alias-form"));
+    }
+
+    #[test]
+    fn the_confirmation_posts_the_token_and_says_what_moves() {
+        let m = model("fraud");
+        let html = alias_confirm_page(&AliasConfirmView {
+            model: &m,
+            version: 3,
+            alias: "champion\"><script>",
+            current: Some(2),
+            action: "/models/fraud/aliases",
+            token: "t0k",
+        })
+        .into_string();
+        assert!(html.contains("from version 2 to version 3"), "{html}");
+        assert!(html.contains(r#"method="post" action="/models/fraud/aliases""#));
+        assert!(html.contains(r#"name="token" value="t0k""#));
+        assert!(!html.contains("<script>"), "{html}");
+    }
+
+    #[test]
+    fn signature_is_cut_from_the_mlmodel() {
+        let mlmodel = "artifact_path: m\nflavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: null\nutc_time_created: x\n";
+        assert_eq!(
+            mlmodel_signature(mlmodel).unwrap(),
+            "signature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: null"
+        );
+        assert!(mlmodel_signature("flavors: {}\n").is_none());
+    }
+}
