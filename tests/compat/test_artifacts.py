@@ -340,6 +340,10 @@ def test_model_version_get_artifact(server, client, experiment, tmp_path):
         assert weights.content == b"\x00\x01"
         assert weights.headers["Content-Type"] == "application/octet-stream"
     _bad_path(requests.get(url, params={"name": name, "version": "1", "path": "../../x"}, timeout=20))
+    # A repeated slash is redirected to the merged path (Werkzeug's rule, which MLflow's tests use).
+    doubled = requests.get(f"{server}//model-versions/get-artifact",
+                           params={"name": name, "version": "1", "path": "MLmodel"}, timeout=20)
+    assert doubled.status_code == 200 and doubled.text == "flavors: {}\n", doubled.text
     missing = requests.get(url, params={"name": name, "version": "9", "path": "MLmodel"}, timeout=20)
     assert missing.status_code == 404
 

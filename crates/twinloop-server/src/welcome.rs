@@ -21,6 +21,15 @@ pub(crate) fn tracking_uri(headers: &HeaderMap) -> String {
 }
 
 pub(crate) async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    // Werkzeug, under MLflow's routes, redirects a path with repeated slashes to the merged one
+    // (308 keeps the method); the merged path starts with one slash, so it names no other host.
+    if uri.path().contains("//") {
+        return (
+            StatusCode::PERMANENT_REDIRECT,
+            [(header::LOCATION, merged_slashes(&uri))],
+        )
+            .into_response();
+    }
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
@@ -35,9 +44,34 @@ pub(crate) async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     crate::ApiError::no_endpoint(uri.path()).into_response()
 }
 
+fn merged_slashes(uri: &Uri) -> String {
+    let mut merged = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    if let Some(query) = uri.query() {
+        merged.push('?');
+        merged.push_str(query);
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_slashes_redirect_to_the_merged_path_on_this_host() {
+        let uri: Uri = "//model-versions//get-artifact?path=a//b".parse().unwrap();
+        assert_eq!(
+            merged_slashes(&uri),
+            "/model-versions/get-artifact?path=a//b"
+        );
+        let uri: Uri = "//evil.example/x".parse().unwrap();
+        assert_eq!(merged_slashes(&uri), "/evil.example/x");
+    }
 
     #[test]
     fn the_tracking_uri_is_the_address_the_browser_used() {
