@@ -71,6 +71,29 @@ pub struct ServerArgs {
     #[arg(long)]
     ui_read_only: bool,
 
+    /// Host header values this server answers, as `mlflow server --allowed-hosts` (`*` matches
+    /// any characters; `*` alone: any host). Default: localhost, 127.0.0.1, [::1] and
+    /// private-network addresses on any port, and the bound address. Other hosts get 403 (DNS
+    /// rebinding), except /health and /version.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "MLFLOW_SERVER_ALLOWED_HOSTS",
+        value_name = "HOSTS"
+    )]
+    allowed_hosts: Vec<String>,
+
+    /// Origins that get CORS headers and may change state from a browser, as `mlflow server
+    /// --cors-allowed-origins` (`*`: any, without credentials). Default: none; only same-origin
+    /// pages may POST, PUT, PATCH or DELETE.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS"
+    )]
+    cors_allowed_origins: Vec<String>,
+
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
     workers: Option<usize>,
@@ -167,6 +190,8 @@ impl ServerArgs {
             workers: None,
             auth: false,
             default_permission: "READ".into(),
+            allowed_hosts: Vec::new(),
+            cors_allowed_origins: Vec::new(),
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -290,6 +315,11 @@ impl Running {
             serve_artifacts: !args.no_serve_artifacts,
             ui_read_only: args.ui_read_only,
             auth,
+            browser: Arc::new(twinloop_server::browser::BrowserPolicy::new(
+                &args.allowed_hosts,
+                &args.cors_allowed_origins,
+                addr,
+            )),
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),

@@ -15,6 +15,7 @@
 
 mod artifacts;
 pub mod auth;
+pub mod browser;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
 mod error;
@@ -55,6 +56,8 @@ pub struct AppState {
     /// Users, grants and tokens (`--auth`); `None`: every route is open, as without MLflow's
     /// basic-auth app.
     pub auth: Option<Arc<auth::Auth>>,
+    /// `--allowed-hosts` and `--cors-allowed-origins`.
+    pub browser: Arc<browser::BrowserPolicy>,
     /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
     pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
@@ -157,12 +160,18 @@ pub fn router(state: Arc<AppState>) -> Router {
     // built up to here, so every layer and rule of that route applies as to a direct request: a
     // layer added after this line would not guard GraphQL's reads.
     let inner = app.clone();
-    app.route(
+    let app = app.route(
         "/graphql",
         axum::routing::post(move |headers, body| {
             mlflow::graphql::handle(inner.clone(), headers, body)
         }),
-    )
+    );
+    // Outermost: a foreign Host or origin is refused before anything else looks at the request,
+    // and GraphQL's own sub-requests (which carry no Host) are not checked twice.
+    app.layer(axum::middleware::from_fn_with_state(
+        state.browser.clone(),
+        browser::guard,
+    ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.

@@ -7,6 +7,7 @@ mod support;
 
 mod architecture;
 mod auth;
+mod browser;
 mod artifact_root;
 mod deploy;
 mod durability;
