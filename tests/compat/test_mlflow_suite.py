@@ -213,11 +213,14 @@ def test_get_experiment_with_a_negative_id_is_not_found(server):
     "location, expected",
     [
         ("s3://bucket/path?versionId=1", "s3://bucket/path/{run_id}/artifacts?versionId=1"),
-        ("file:///tmp/x/", "file:///tmp/x/{run_id}/artifacts"),
+        # Under the server's data directory: twinloop refuses local locations outside its roots.
+        ("file://{data}/x/", "file://{data}/x/{run_id}/artifacts"),
     ],
 )
-def test_run_artifact_uri_goes_into_the_location_path(client, location, expected):
+def test_run_artifact_uri_goes_into_the_location_path(server, client, location, expected):
+    data = server.data_dir.resolve()
+    location = location.format(data=data)
     exp_id = client.create_experiment(f"uri-{uuid.uuid4().hex[:8]}", artifact_location=location)
     run = client.create_run(exp_id)
-    assert run.info.artifact_uri == expected.format(run_id=run.info.run_id)
+    assert run.info.artifact_uri == expected.format(run_id=run.info.run_id, data=data)
     assert client.get_run(run.info.run_id).info.artifact_uri == run.info.artifact_uri

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use twinloop_core::{Error, Result};
 
-pub use path::ArtifactPath;
+pub use path::{ArtifactPath, INTERNAL};
 
 /// One entry of a directory listing, with its path relative to the listed directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,30 @@ impl ArtifactStore {
         })
     }
 
+    /// Whether `path`, in a local root, passes through or is a symbolic link. Links are never
+    /// followed: one planted in the root (by a client with file-system access, or a restored
+    /// backup) would otherwise serve, list, overwrite or delete files outside it.
+    async fn through_link(&self, path: &ArtifactPath) -> bool {
+        let Some(root) = &self.local_root else {
+            return false;
+        };
+        let mut at = root.clone();
+        for segment in path.as_str().split('/').filter(|s| !s.is_empty()) {
+            at.push(segment);
+            match tokio::fs::symlink_metadata(&at).await {
+                Ok(meta) if meta.file_type().is_symlink() => return true,
+                Ok(_) => {}
+                // Nothing further exists, so nothing further is a link.
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn refuse_links(path: &ArtifactPath) -> Error {
+        Error::not_found(format!("Artifact not found: {}", path.as_str()))
+    }
+
     /// Where the artifacts live, for logs and `--help` output.
     pub fn location(&self) -> &str {
         &self.location
@@ -146,6 +170,12 @@ impl ArtifactStore {
         E: Into<twinloop_core::error::BoxError>,
     {
         let file = path.require_file()?;
+        if self.through_link(path).await {
+            return Err(Error::invalid(format!(
+                "Invalid path {:?}: it passes through a symbolic link",
+                path.as_str()
+            )));
+        }
         let mut writer = BufWriter::new(self.store.clone(), file);
         let mut body = std::pin::pin!(body);
         let mut written = 0u64;
@@ -173,6 +203,9 @@ impl ArtifactStore {
     /// Opens the file at `path`. A directory is refused as an invalid argument, not reported
     /// missing, as MLflow's server does.
     pub async fn get(&self, path: &ArtifactPath) -> Result<ArtifactFile> {
+        if self.through_link(path).await {
+            return Err(Self::refuse_links(path));
+        }
         let result = match self.store.get(&path.require_file()?).await {
             Ok(result) => result,
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -194,6 +227,9 @@ impl ArtifactStore {
     /// Lists the direct children of directory `dir`. A missing directory, or a path naming a
     /// file, lists as empty, as MLflow's artifact API does.
     pub async fn list(&self, dir: &ArtifactPath) -> Result<Vec<ArtifactEntry>> {
+        if self.through_link(dir).await {
+            return Ok(Vec::new());
+        }
         let prefix = dir.object_path();
         let listing = self
             .store
@@ -225,6 +261,19 @@ impl ArtifactStore {
             }))
             .filter(|e| !e.path.is_empty())
             .collect();
+        if let Some(root) = &self.local_root {
+            let mut kept = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let full = root.join(dir.as_str()).join(&entry.path);
+                let link = tokio::fs::symlink_metadata(&full)
+                    .await
+                    .is_ok_and(|m| m.file_type().is_symlink());
+                if !link {
+                    kept.push(entry);
+                }
+            }
+            entries = kept;
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }
@@ -252,6 +301,9 @@ impl ArtifactStore {
     /// Deletes a file, or a directory with everything under it.
     pub async fn delete(&self, path: &ArtifactPath) -> Result<()> {
         let target = path.require_file()?;
+        if self.through_link(path).await {
+            return Err(Self::refuse_links(path));
+        }
         if let Some(root) = &self.local_root {
             let full = root.join(path.as_str());
             let removed = match tokio::fs::metadata(&full).await {
@@ -434,5 +486,37 @@ mod tests {
         assert_eq!(err.message, "upload interrupted: connection reset");
         assert!(std::error::Error::source(&err).is_some());
         assert!(store.get(&path).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn links_in_the_root_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "SECRET").unwrap();
+        let root = dir.path().join("root");
+        let store = ArtifactStore::open(root.to_str().unwrap()).unwrap();
+        let p = |s: &str| ArtifactPath::parse(s).unwrap();
+        store.put(&p("1/a.txt"), chunks(&["a"])).await.unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("1/dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("1/file")).unwrap();
+        for path in ["1/dir/secret", "1/file"] {
+            assert!(store.get(&p(path)).await.is_err(), "{path}");
+            assert!(store.delete(&p(path)).await.is_err(), "{path}");
+            assert!(store.put(&p(path), chunks(&["x"])).await.is_err(), "{path}");
+        }
+        assert!(store.list(&p("1/dir")).await.unwrap().is_empty());
+        let names: Vec<String> = store
+            .list(&p("1"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(names, ["a.txt"]);
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "SECRET"
+        );
     }
 }

@@ -7,7 +7,38 @@ use twinloop_core::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactPath(String);
 
+/// Top-level directories of the artifact root that hold the server's own files (the
+/// prediction log, `twinloop-predlog`'s root): never served to, listed for or written by
+/// clients, who could otherwise read every request's inputs or forge the segments monitors read.
+pub const INTERNAL: [&str; 1] = ["predictions"];
+
 impl ArtifactPath {
+    /// A path a client names: [`parse`](Self::parse), and refused when it lies under one of
+    /// the server's [`INTERNAL`] directories.
+    pub fn client(raw: &str) -> Result<ArtifactPath> {
+        let path = ArtifactPath::parse(raw)?;
+        path.refuse_internal()?;
+        Ok(path)
+    }
+
+    /// Whether this path is, or lies under, one of the server's [`INTERNAL`] directories.
+    pub fn is_internal(&self) -> bool {
+        self.0
+            .split('/')
+            .next()
+            .is_some_and(|first| INTERNAL.contains(&first))
+    }
+
+    fn refuse_internal(&self) -> Result<()> {
+        if self.is_internal() {
+            return Err(Error::invalid(format!(
+                "Invalid path {:?}: reserved for the server's own files",
+                self.0
+            )));
+        }
+        Ok(())
+    }
+
     pub fn parse(raw: &str) -> Result<ArtifactPath> {
         let invalid = |why: &str| Error::invalid(format!("Invalid path {raw:?}: {why}"));
         if raw.starts_with('/') {
@@ -101,7 +132,9 @@ impl ArtifactPath {
         let root = ArtifactPath::parse(root.trim_start_matches('/')).map_err(|e| {
             Error::invalid(format!("Invalid artifact location {location:?}")).with_source(e)
         })?;
-        Ok(root.join(relative))
+        let path = root.join(relative);
+        path.refuse_internal()?;
+        Ok(path)
     }
 }
 
@@ -115,6 +148,27 @@ fn not_served(location: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_own_directories_are_not_for_clients() {
+        for raw in [
+            "predictions",
+            "predictions/fraud/x.parquet",
+            "predictions//x",
+        ] {
+            assert!(ArtifactPath::client(raw).is_err(), "{raw}");
+            let relative = ArtifactPath::parse(raw).unwrap();
+            assert!(
+                ArtifactPath::in_location("mlflow-artifacts:/", &relative).is_err(),
+                "{raw}"
+            );
+        }
+        let inside = ArtifactPath::parse("fraud/x").unwrap();
+        assert!(ArtifactPath::in_location("mlflow-artifacts:/predictions", &inside).is_err());
+        for raw in ["1/predictions", "predictions.txt", "prediction/x", ""] {
+            assert!(ArtifactPath::client(raw).is_ok(), "{raw}");
+        }
+    }
 
     #[test]
     fn accepts_ordinary_paths() {

@@ -394,6 +394,7 @@ fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Ta
         json,
         executors,
     } = target;
+    let repo_root = repo.clone();
     let mut options = RunOptions::new(repo, home);
     options.executors = executors;
     match cache.params() {
@@ -426,6 +427,7 @@ fn execute(pipeline: &Pipeline, cache: &CacheArgs, store: &StoreArgs, target: Ta
             let args = crate::server::ServerArgs::embedded(
                 store.backend_store_uri.clone(),
                 store.artifacts_destination.clone(),
+                &repo_root,
             );
             Some(crate::server::Running::start(&args).await?)
         };

@@ -4,12 +4,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use twinloop_artifacts::ArtifactStore;
+use twinloop_core::location::LocationPolicy;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 use twinloop_features::{serving::OnlineService, store::FeatureStore};
 use twinloop_meta::{SqlStore, StoreUri};
 use twinloop_server::AppState;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 use twinloop_server::enrich::OnlineEnrichment;
+use twinloop_server::webhooks::{HttpTransport, Outbound};
 #[cfg(feature = "serving")]
 use {
     twinloop_meta::StoreHandle,
@@ -94,6 +96,34 @@ pub struct ServerArgs {
     )]
     cors_allowed_origins: Vec<String>,
 
+    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
+    /// sit idle, before the server closes it (slowloris).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    header_read_timeout: u64,
+
+    /// A directory (or remote prefix such as s3://bucket/prefix) clients may name as an
+    /// experiment's artifact location, a model version's source or a monitor's reference;
+    /// repeatable. The artifacts destination, the default artifact root and the SQLite
+    /// database's directory are always allowed; nothing else is.
+    #[arg(long = "allowed-root", value_name = "PATH|URI")]
+    allowed_roots: Vec<String>,
+
+    /// A remote scheme (s3, gs, …) clients may name anywhere, not only under an allowed root;
+    /// repeatable.
+    #[arg(long = "allowed-scheme", value_name = "SCHEME")]
+    allowed_schemes: Vec<String>,
+
+    /// An internal target webhooks and monitor alerts may reach although it is not a public
+    /// address: a CIDR (10.0.0.0/8), an address or a host name; repeatable. Loopback, private,
+    /// link-local and reserved addresses are refused otherwise.
+    #[arg(
+        long = "outbound-allow",
+        value_name = "CIDR|HOST",
+        env = "TWINLOOP_OUTBOUND_ALLOW",
+        value_delimiter = ','
+    )]
+    outbound_allow: Vec<String>,
+
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, short)]
     workers: Option<usize>,
@@ -173,10 +203,35 @@ impl ServerArgs {
 }
 
 impl ServerArgs {
+    /// The locations clients may name: the allowed roots and schemes, the artifacts destination,
+    /// the default artifact root (unless it is the proxy) and the SQLite database's directory.
+    fn location_policy(&self, uri: &StoreUri, artifact_root: &str) -> Result<LocationPolicy> {
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        let mut roots = self.allowed_roots.clone();
+        roots.push(self.artifacts_destination().to_string());
+        if !artifact_root.starts_with("mlflow-artifacts:") {
+            roots.push(artifact_root.to_string());
+        }
+        if let StoreUri::Sqlite(db) = uri
+            && let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            roots.push(dir.display().to_string());
+        }
+        LocationPolicy::new(&roots, &self.allowed_schemes, &cwd)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))
+    }
+}
+
+impl ServerArgs {
     /// A server for this process only: loopback, a free port, no gRPC, the given store and
     /// artifacts (quickstart and standalone pipeline runs, whose steps' `mlflow` clients need
-    /// an address).
-    pub(crate) fn embedded(backend_store_uri: String, artifacts_destination: String) -> ServerArgs {
+    /// an address). The repository is an allowed root: its files (a training set a monitor
+    /// finds through lineage) are the user's own.
+    pub(crate) fn embedded(
+        backend_store_uri: String,
+        artifacts_destination: String,
+        repo: &std::path::Path,
+    ) -> ServerArgs {
         ServerArgs {
             host: "127.0.0.1".into(),
             port: 0,
@@ -187,11 +242,15 @@ impl ServerArgs {
             no_serve_artifacts: false,
             artifacts_only: false,
             ui_read_only: false,
+            allowed_roots: vec![repo.display().to_string()],
+            allowed_schemes: Vec::new(),
+            outbound_allow: Vec::new(),
             workers: None,
             auth: false,
             default_permission: "READ".into(),
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
+            header_read_timeout: 30,
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -242,6 +301,7 @@ pub(crate) struct Running {
     pub artifacts: ArtifactStore,
     #[cfg(feature = "serving")]
     pub serving: Serving,
+    outbound: Outbound,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -253,6 +313,7 @@ fn services(
     artifacts: &ArtifactStore,
     #[cfg(feature = "serving")] serving: &Serving,
     url: &str,
+    outbound: &Outbound,
 ) -> twinloop_pipelines::services::Services {
     twinloop_pipelines::services::Services {
         store: store.clone(),
@@ -262,7 +323,7 @@ fn services(
         #[cfg(not(feature = "serving"))]
         deployments: None,
         tracking_uri: Some(url.to_owned()),
-        webhooks: Some(Arc::new(twinloop_server::webhooks::HttpTransport::default())),
+        webhooks: Some(Arc::new(HttpTransport::new(outbound.clone()))),
     }
 }
 
@@ -287,18 +348,30 @@ impl Running {
             .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
         let store = Arc::new(store);
         let auth = auth(args, &addr, &store).await?;
+        let locations = args.location_policy(&uri, &artifact_root)?;
+        let outbound =
+            Outbound::parse(&args.outbound_allow).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let url = browsable_url(listener.local_addr()?);
         // gRPC stops on the same signal as HTTP, so its requests in flight are logged too.
         #[cfg(feature = "serving")]
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(());
         #[cfg(feature = "serving")]
-        let serving = RunningServing::start(args, store.clone(), &artifacts, grpc_stopped).await?;
+        let serving = RunningServing::start(
+            args,
+            store.clone(),
+            &artifacts,
+            &locations,
+            &outbound,
+            grpc_stopped,
+        )
+        .await?;
         let services = services(
             &store,
             &artifacts,
             #[cfg(feature = "serving")]
             &serving.parts,
             &url,
+            &outbound,
         );
         let config = twinloop_pipelines::schedule::Config {
             services: Some(services),
@@ -313,13 +386,16 @@ impl Running {
             store: store.clone(),
             artifacts: artifacts.clone(),
             serve_artifacts: !args.no_serve_artifacts,
-            ui_read_only: args.ui_read_only,
             auth,
             browser: Arc::new(twinloop_server::browser::BrowserPolicy::new(
                 &args.allowed_hosts,
                 &args.cors_allowed_origins,
                 addr,
             )),
+            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
+            ui_read_only: args.ui_read_only,
+            locations,
+            outbound: outbound.clone(),
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),
@@ -351,6 +427,7 @@ impl Running {
             artifacts,
             #[cfg(feature = "serving")]
             serving: parts,
+            outbound,
             stop,
             task,
         })
@@ -364,6 +441,7 @@ impl Running {
             #[cfg(feature = "serving")]
             &self.serving,
             &self.url,
+            &self.outbound,
         )
     }
 
@@ -390,10 +468,12 @@ async fn auth(
         }
         return Ok(None);
     }
-    let default_permission = args
-        .default_permission
-        .parse()
-        .map_err(|e: twinloop_core::Error| anyhow::anyhow!("--default-permission: {}", e.message))?;
+    let default_permission =
+        args.default_permission
+            .parse()
+            .map_err(|e: twinloop_core::Error| {
+                anyhow::anyhow!("--default-permission: {}", e.message)
+            })?;
     let failed = |e: twinloop_core::Error| anyhow::anyhow!("{}", e.message);
     if !store.has_admin().await.map_err(failed)? {
         let password = ["TWINLOOP_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
@@ -440,6 +520,8 @@ impl RunningServing {
         args: &ServerArgs,
         store: StoreHandle,
         artifacts: &ArtifactStore,
+        locations: &LocationPolicy,
+        outbound: &Outbound,
         stopped: tokio::sync::watch::Receiver<()>,
     ) -> Result<RunningServing> {
         let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
@@ -452,6 +534,7 @@ impl RunningServing {
         let registry = StoreRegistry {
             store: store.clone(),
             artifacts: artifacts.clone(),
+            locations: Some(locations.clone()),
         };
         let sessions = args.sessions.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -474,7 +557,8 @@ impl RunningServing {
             store,
             artifacts.clone(),
             Arc::new(monitored),
-            Arc::new(twinloop_server::webhooks::HttpTransport::default()),
+            Arc::new(HttpTransport::new(outbound.clone())),
+            locations.clone(),
             flush + std::time::Duration::from_secs(1),
         );
         monitors

@@ -9,6 +9,7 @@ pub mod error;
 pub mod features;
 pub mod ids;
 pub mod lineage;
+pub mod location;
 pub mod metrics;
 pub mod monitoring;
 pub mod names;

@@ -147,7 +147,7 @@ const USES_PARAMS: &[&str] = &[
 
 /// MLflow's checks of a location given to `create_experiment` (`_validate_storage_location_uri`):
 /// no fragment or params, no `..` in the query, not a `runs:` URI.
-pub(crate) fn validate_location(location: &str) -> Result<()> {
+pub fn validate_location(location: &str) -> Result<()> {
     let parts = split(location);
     let params = USES_PARAMS.contains(&parts.scheme.as_str())
         && parts

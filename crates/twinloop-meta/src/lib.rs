@@ -15,7 +15,7 @@ mod sql;
 mod store;
 pub mod validation;
 
-pub use artifact_uri::experiment_root;
+pub use artifact_uri::{experiment_root, validate_location as validate_artifact_location};
 pub use pipelines::PipelineStore;
 pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{

@@ -154,6 +154,11 @@ pub fn decode(bytes: impl Into<Bytes>, path: &str) -> Result<Vec<Row>, PredlogEr
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn the_log_is_kept_from_clients_of_the_artifact_proxy() {
+        assert!(twinloop_artifacts::INTERNAL.contains(&ROOT));
+    }
+
     pub(crate) fn row(deployment: &str, time_us: i64, role: Role, status: Status) -> Row {
         Row {
             time_us,

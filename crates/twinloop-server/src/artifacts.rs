@@ -16,7 +16,7 @@ use axum::routing::get;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use twinloop_artifacts::{ArtifactEntry, ArtifactPath, ArtifactStore};
+use twinloop_artifacts::{ArtifactEntry, ArtifactPath, ArtifactStore, INTERNAL};
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -108,13 +108,14 @@ pub(crate) struct Listing {
 }
 
 async fn list(State(s): State<Arc<AppState>>, q: QueryParams) -> ApiResult<Json<Listing>> {
-    let dir = ArtifactPath::parse(q.get("path").unwrap_or(""))?;
+    let dir = ArtifactPath::client(q.get("path").unwrap_or(""))?;
     let root = ArtifactPath::parse("")?;
     let files = s.artifacts.list(&dir).await?;
     Ok(Json(Listing {
         root_uri: None,
         files: files
             .into_iter()
+            .filter(|e| !(dir.is_root() && INTERNAL.contains(&e.path.as_str())))
             .map(|e| FileInfo::under(&root, e))
             .collect(),
         next_page_token: None,
@@ -122,7 +123,7 @@ async fn list(State(s): State<Arc<AppState>>, q: QueryParams) -> ApiResult<Json<
 }
 
 async fn download(State(s): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Response> {
-    send(&s.artifacts, &ArtifactPath::parse(&path)?).await
+    send(&s.artifacts, &ArtifactPath::client(&path)?).await
 }
 
 /// A file as MLflow's server sends one: always as an attachment, with the type it would guess
@@ -248,7 +249,7 @@ async fn upload(
     Path(path): Path<String>,
     request: Request,
 ) -> ApiResult<()> {
-    let path = ArtifactPath::parse(&path)?;
+    let path = ArtifactPath::client(&path)?;
     s.artifacts
         .put(&path, request.into_body().into_data_stream())
         .await?;
@@ -259,7 +260,7 @@ async fn remove(
     State(s): State<Arc<AppState>>,
     Path(path): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let path = ArtifactPath::parse(&path)?;
+    let path = ArtifactPath::client(&path)?;
     s.artifacts.delete(&path).await?;
     Ok(Json(json!({})))
 }

@@ -34,67 +34,173 @@ use twinloop_meta::{RegistryStore, WebhookStore};
 
 use crate::native::event_json;
 
-/// Webhook POSTs over reqwest, each within `webhook::TIMEOUT`.
+/// Where the server's outbound requests may go: public addresses, plus the internal targets
+/// an operator names (`--outbound-allow CIDR|host`). Every request made from a URL a client
+/// gave (webhooks of both kinds, monitor alerts, the pipelines' notify step) is judged by it
+/// when the URL is saved and again on the addresses the connection uses.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// `MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS`: MLflow's own opt-out, for MLflow's webhooks.
+    anywhere: bool,
+    nets: Vec<(IpAddr, u8)>,
+    hosts: Vec<String>,
+}
+
+impl Outbound {
+    /// No address is refused.
+    pub fn anywhere() -> Outbound {
+        Outbound {
+            anywhere: true,
+            ..Outbound::default()
+        }
+    }
+
+    /// Public addresses and `allowed`: CIDRs (`10.0.0.0/8`), addresses (`127.0.0.1`) or host
+    /// names (`hooks.internal`), each allowed whatever it resolves to.
+    pub fn parse(allowed: &[String]) -> Result<Outbound, Error> {
+        let mut out = Outbound::default();
+        for item in allowed {
+            let item = item.trim();
+            let bad = || {
+                Error::invalid(format!(
+                    "invalid --outbound-allow {item:?}: expected CIDR, address or host name"
+                ))
+            };
+            if let Some((ip, bits)) = item.split_once('/') {
+                let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+                let bits: u8 = bits.parse().map_err(|_| bad())?;
+                if bits > if ip.is_ipv4() { 32 } else { 128 } {
+                    return Err(bad());
+                }
+                out.nets.push((ip, bits));
+            } else if let Ok(ip) = item.trim_matches(['[', ']']).parse::<IpAddr>() {
+                out.nets.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
+            } else if !item.is_empty()
+                && item
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+            {
+                out.hosts
+                    .push(item.trim_end_matches('.').to_ascii_lowercase());
+            } else {
+                return Err(bad());
+            }
+        }
+        Ok(out)
+    }
+
+    fn allows_ip(&self, ip: IpAddr) -> bool {
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.anywhere
+            || is_public_ip(ip)
+            || self
+                .nets
+                .iter()
+                .any(|net| in_net(*net, ip) || v4.is_some_and(|v4| in_net(*net, v4)))
+    }
+
+    fn allows_host(&self, host: &str) -> bool {
+        self.anywhere
+            || self
+                .hosts
+                .contains(&host.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// The checks made when a URL is saved: http(s), a host, and every address it resolves to
+    /// allowed. Literals are read as the connection will read them (`127.1`, `2130706433`,
+    /// `0x7f.1` and `017700000001` are all 127.0.0.1).
+    pub async fn check(&self, url: &str) -> Result<(), Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::invalid(format!("invalid URL {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::invalid(format!("URL {url:?} is not http(s)")));
+        }
+        let addresses: Vec<IpAddr> = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+            Some(url::Host::Domain(name)) if !name.is_empty() => {
+                if self.allows_host(name) {
+                    return Ok(());
+                }
+                tokio::net::lookup_host((name, 0))
+                    .await
+                    .map_err(|_| Error::invalid(format!("URL {url:?}: its host does not resolve")))?
+                    .map(|a| a.ip())
+                    .collect()
+            }
+            _ => return Err(Error::invalid(format!("URL {url:?} has no host"))),
+        };
+        if addresses.iter().all(|ip| self.allows_ip(*ip)) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "URL {url:?} leads to an address outbound requests may not reach (loopback, \
+                 private, link-local or reserved; hint: twinloop server --outbound-allow)"
+            )))
+        }
+    }
+}
+
+fn in_net((net, bits): (IpAddr, u8), ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Webhook POSTs over reqwest, each within `webhook::TIMEOUT`, only where an [`Outbound`]
+/// allows: no redirect and no proxy (either would move the request past the checks), and host
+/// names resolved to allowed addresses only, so a rebinding DNS answer cannot lead a delivery
+/// to a private address after the URL was checked.
 #[derive(Clone)]
 pub struct HttpTransport {
     http: reqwest::Client,
-    /// Refuse URLs whose host is a non-public address literal (a literal is never resolved, so
-    /// the guarded resolver would not see it).
-    public_only: bool,
-}
-
-impl Default for HttpTransport {
-    fn default() -> HttpTransport {
-        HttpTransport {
-            http: reqwest::Client::builder()
-                .timeout(webhook::TIMEOUT)
-                .build()
-                .unwrap_or_default(),
-            public_only: false,
-        }
-    }
+    /// A literal host is never resolved, so the resolver would not see it: judged here.
+    outbound: Outbound,
 }
 
 impl HttpTransport {
-    /// A transport for MLflow-style webhooks: no redirects and no proxy (either would move the
-    /// request past the checks), and, unless `allow_private`, connections only to public
-    /// addresses, judged on the addresses the connection uses.
-    pub fn guarded(allow_private: bool) -> HttpTransport {
-        let mut builder = reqwest::Client::builder()
+    pub fn new(outbound: Outbound) -> HttpTransport {
+        let http = reqwest::Client::builder()
             .timeout(webhook::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
-        HttpTransport {
-            http: builder.build().unwrap_or_default(),
-            public_only: !allow_private,
-        }
+            .no_proxy()
+            .dns_resolver(Arc::new(Guarded(outbound.clone())))
+            .build()
+            .unwrap_or_default();
+        HttpTransport { http, outbound }
     }
 }
 
-/// Resolves a host name to its public addresses only; a name with none is an error, so a
-/// rebinding DNS answer cannot lead a delivery to a private address after the URL was checked.
-struct PublicOnly;
+struct Guarded(Outbound);
 
-impl reqwest::dns::Resolve for PublicOnly {
+impl reqwest::dns::Resolve for Guarded {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
+        let outbound = self.0.clone();
         Box::pin(async move {
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = all
-                .iter()
-                .copied()
-                .filter(|a| is_public_ip(a.ip()))
+            let by_name = outbound.allows_host(&host);
+            let allowed: Vec<SocketAddr> = all
+                .into_iter()
+                .filter(|a| by_name || outbound.allows_ip(a.ip()))
                 .collect();
-            if public.is_empty() {
-                return Err(format!(
-                    "Webhook connection blocked: {host} resolves to no public IP address"
-                )
-                .into());
+            if allowed.is_empty() {
+                return Err(
+                    format!("connection blocked: {host} resolves to no allowed address").into(),
+                );
             }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
@@ -105,11 +211,12 @@ impl reqwest::dns::Resolve for PublicOnly {
 #[derive(Debug, Clone)]
 pub struct Reach {
     schemes: Vec<String>,
-    allow_private: bool,
+    /// The server's outbound policy, or anywhere under `MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS`.
+    outbound: Outbound,
 }
 
 impl Reach {
-    pub fn from_env() -> Reach {
+    pub fn from_env(outbound: &Outbound) -> Reach {
         let schemes = std::env::var("MLFLOW_WEBHOOK_ALLOWED_SCHEMES")
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_else(|_| vec!["https".to_string()]);
@@ -117,7 +224,11 @@ impl Reach {
             .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"));
         Reach {
             schemes,
-            allow_private,
+            outbound: if allow_private {
+                Outbound::anywhere()
+            } else {
+                outbound.clone()
+            },
         }
     }
 
@@ -146,12 +257,10 @@ impl Reach {
                 )));
             }
         };
-        if self.allow_private {
-            return Ok(());
-        }
         let addresses: Vec<IpAddr> = match host {
             url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
             url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
+            url::Host::Domain(name) if self.outbound.allows_host(name) => return Ok(()),
             url::Host::Domain(name) => tokio::net::lookup_host((name, 0))
                 .await
                 .map_err(|e| {
@@ -160,7 +269,10 @@ impl Reach {
                 .map(|a| a.ip())
                 .collect(),
         };
-        match addresses.into_iter().find(|ip| !is_public_ip(*ip)) {
+        match addresses
+            .into_iter()
+            .find(|ip| !self.outbound.allows_ip(*ip))
+        {
             Some(ip) => Err(Error::invalid(format!(
                 "Webhook URL must not resolve to a non-public IP address. '{host}' resolves to {ip}."
             ))),
@@ -210,33 +322,41 @@ impl HttpTransport {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<reqwest::Response, NoAnswer> {
-        if self.public_only {
-            let literal = match url::Url::parse(url)
-                .ok()
-                .and_then(|u| u.host().map(|h| h.to_owned()))
-            {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if let Some(ip) = literal.filter(|ip| !is_public_ip(*ip)) {
-                return Err(NoAnswer(
-                    format!("Webhook connection blocked: {ip} is not a public IP address").into(),
-                ));
-            }
+        let literal = match url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host().map(|h| h.to_owned()))
+        {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal.filter(|ip| !self.outbound.allows_ip(*ip)) {
+            return Err(NoAnswer(
+                format!("connection blocked: {ip} is not an address outbound requests may reach")
+                    .into(),
+            ));
         }
         let mut request = self.http.post(url).body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        request.send().await.map_err(|e| NoAnswer(Box::new(e)))
+        request.send().await.map_err(|e| {
+            // Refused, reset, timed out or blocked read the same in the delivery log, so that
+            // the log cannot be used to learn which ports answer; the cause goes to the logs.
+            tracing::debug!(url, error = %e, "webhook request failed");
+            NoAnswer("no answer: the connection failed or timed out".into())
+        })
     }
 }
 
 /// Follows committed registry events and hands each to the webhooks that want it.
-pub fn spawn(registry: Arc<dyn RegistryStore>, webhooks: Arc<dyn WebhookStore>) {
+pub fn spawn(
+    registry: Arc<dyn RegistryStore>,
+    webhooks: Arc<dyn WebhookStore>,
+    outbound: Outbound,
+) {
     let mut events = registry.subscribe_registry_events();
-    let transport = Arc::new(HttpTransport::default());
+    let transport = Arc::new(HttpTransport::new(outbound.clone()));
     tokio::spawn(async move {
         loop {
             let event = match events.recv().await {
@@ -262,7 +382,7 @@ pub fn spawn(registry: Arc<dyn RegistryStore>, webhooks: Arc<dyn WebhookStore>) 
                     event.clone(),
                 ));
             }
-            deliver_to_mlflow_hooks(registry.as_ref(), &webhooks, &event).await;
+            deliver_to_mlflow_hooks(registry.as_ref(), &webhooks, &outbound, &event).await;
         }
     });
 }
@@ -271,6 +391,7 @@ pub fn spawn(registry: Arc<dyn RegistryStore>, webhooks: Arc<dyn WebhookStore>) 
 async fn deliver_to_mlflow_hooks(
     registry: &dyn RegistryStore,
     webhooks: &Arc<dyn WebhookStore>,
+    outbound: &Outbound,
     event: &RegistryEvent,
 ) {
     let mut hooks = Vec::new();
@@ -306,7 +427,7 @@ async fn deliver_to_mlflow_hooks(
     let Some((topic, data)) = mlflow_event(event, prompt) else {
         return;
     };
-    let reach = Reach::from_env();
+    let reach = Reach::from_env(outbound);
     for hook in hooks.into_iter().filter(|h| h.events.contains(&topic)) {
         tokio::spawn(deliver_mlflow(
             webhooks.clone(),
@@ -512,7 +633,7 @@ async fn deliver_mlflow(
         tracing::warn!(webhook = %hook.webhook_id, url = %hook.url, error = %e.message, "webhook not sent");
         return;
     }
-    let transport = HttpTransport::guarded(reach.allow_private);
+    let transport = HttpTransport::new(reach.outbound.clone());
     let (body, headers) = mlflow_request(&hook, event, data);
     let outcome = webhook::deliver_signed(&transport, &log, &hook.url, &headers, &body).await;
     if let Outcome::Failed { last_error } = outcome {
@@ -537,7 +658,11 @@ pub struct TestResult {
 
 /// Sends `event`'s example payload (else the webhook's first event's) to `hook` once, through
 /// the same checks, signature and guarded transport as a delivery.
-pub async fn test_delivery(hook: &MlflowWebhook, event: Option<MlflowEvent>) -> TestResult {
+pub async fn test_delivery(
+    hook: &MlflowWebhook,
+    event: Option<MlflowEvent>,
+    outbound: &Outbound,
+) -> TestResult {
     let failed = |why: String| TestResult {
         success: false,
         response_status: None,
@@ -547,11 +672,11 @@ pub async fn test_delivery(hook: &MlflowWebhook, event: Option<MlflowEvent>) -> 
     let Some(event) = event.or_else(|| hook.events.first().copied()) else {
         return failed("the webhook has no events".into());
     };
-    let reach = Reach::from_env();
+    let reach = Reach::from_env(outbound);
     if let Err(e) = reach.check(&hook.url).await {
         return failed(e.message);
     }
-    let transport = HttpTransport::guarded(reach.allow_private);
+    let transport = HttpTransport::new(reach.outbound.clone());
     let (body, headers) = mlflow_request(hook, event, example_payload(event));
     match transport.post_with_reply(&hook.url, &headers, &body).await {
         Ok((status, text)) => TestResult {
@@ -751,7 +876,7 @@ mod tests {
     async fn reach_refuses_other_schemes_and_private_hosts_unless_allowed() {
         let strict = Reach {
             schemes: vec!["https".into()],
-            allow_private: false,
+            outbound: Outbound::default(),
         };
         for url in [
             "http://example.com/hook",
@@ -769,17 +894,93 @@ mod tests {
         assert!(strict.check("https://93.184.216.34/hook").await.is_ok());
         let open = Reach {
             schemes: vec!["http".into(), "https".into()],
-            allow_private: true,
+            outbound: Outbound::anywhere(),
         };
         assert!(open.check("http://127.0.0.1:9/hook").await.is_ok());
     }
 
     #[tokio::test]
     async fn a_guarded_transport_does_not_connect_to_a_private_literal() {
-        let err = HttpTransport::guarded(false)
-            .post("http://127.0.0.1:9/hook", &[], b"{}")
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("not a public IP address"), "{err}");
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "http://127.1:9/hook",
+            "http://2130706433:9/hook",
+            "http://0x7f.1:9/hook",
+            "http://017700000001:9/hook",
+            "http://0.0.0.0:9/hook",
+            "http://[::1]:9/hook",
+            "http://[::ffff:127.0.0.1]:9/hook",
+            "http://[::ffff:7f00:1]:9/hook",
+            "http://[2002:7f00:1::]:9/hook",
+            "http://[64:ff9b::7f00:1]:9/hook",
+            "http://169.254.169.254/latest",
+            "http://10.1.2.3/x",
+            "http://192.168.0.1/x",
+        ] {
+            let err = HttpTransport::new(Outbound::default())
+                .post(url, &[], b"{}")
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("connection blocked"),
+                "{url}: {err}"
+            );
+            assert!(Outbound::default().check(url).await.is_err(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_allow_list_opens_named_targets_only() {
+        let allow = Outbound::parse(&[
+            "127.0.0.1/32".into(),
+            "10.0.0.0/8".into(),
+            "hooks.internal".into(),
+        ])
+        .unwrap();
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://[::ffff:127.0.0.1]:9/x",
+            "http://10.9.9.9/x",
+            "http://hooks.internal/x",
+        ] {
+            assert!(allow.check(url).await.is_ok(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.2/x",
+            "http://[::1]/x",
+            "http://192.168.1.1/x",
+            "http://169.254.169.254/x",
+            "ftp://10.0.0.1/x",
+        ] {
+            assert!(allow.check(url).await.is_err(), "{url}");
+        }
+        for bad in ["10.0.0.0/33", "not a host", "1.2.3.4/x", ""] {
+            assert!(Outbound::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_says_nothing_about_the_port() {
+        // An allowed target with nothing listening, and one that accepts and closes: one reason.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = open.accept().await {
+                drop(socket);
+            }
+        });
+        let transport = HttpTransport::new(Outbound::parse(&["127.0.0.1".into()]).unwrap());
+        let mut reasons = Vec::new();
+        for port in [closed_port, open_port] {
+            let err = transport
+                .post(&format!("http://127.0.0.1:{port}/x"), &[], b"{}")
+                .await
+                .unwrap_err();
+            reasons.push(err.to_string());
+        }
+        assert_eq!(reasons[0], reasons[1]);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use twinloop_artifacts::ArtifactStore;
+use twinloop_core::location::LocationPolicy;
 use twinloop_core::time::{now_ms, now_us};
 use twinloop_core::webhook::WebhookTransport;
 use twinloop_meta::{RegistryStore, StoreHandle, TrackingStore};
@@ -34,6 +35,8 @@ struct Watched {
 /// Segments reach the store up to `flush_lag` after their rows: time windows wait for it.
 pub struct Monitors {
     storage: Storage,
+    /// Which files may be references (the server's allowed roots).
+    locations: LocationPolicy,
     registry: Arc<dyn RegistryStore>,
     tracking: Arc<dyn TrackingStore>,
     artifacts: ArtifactStore,
@@ -66,6 +69,7 @@ impl Monitors {
         artifacts: ArtifactStore,
         deployments: Arc<dyn Deployments>,
         webhooks: Arc<dyn WebhookTransport>,
+        locations: LocationPolicy,
         flush_lag: Duration,
     ) -> Arc<Monitors> {
         let storage = Storage::new(store.clone());
@@ -76,6 +80,7 @@ impl Monitors {
                 webhooks,
             },
             storage,
+            locations,
             registry: store.clone(),
             tracking: store,
             artifacts,
@@ -95,7 +100,7 @@ impl Monitors {
             } else {
                 &state.reference_path
             };
-            match reference::load(path).await {
+            match reference::load(path, &self.locations).await {
                 Ok(reference) => {
                     watched.insert(
                         spec.name.clone(),
@@ -130,7 +135,7 @@ impl Monitors {
             self.tracking.as_ref(),
         )
         .await?;
-        let reference = reference::load(&reference_path).await?;
+        let reference = reference::load(&reference_path, &self.locations).await?;
         let mut watched = self.watched.lock().await;
         if watched.contains_key(&spec.name) {
             return Err(MonitorError::Invalid(format!(
@@ -414,6 +419,7 @@ mod tests {
             artifacts.clone(),
             Arc::new(Serving),
             Arc::new(NoWebhooks),
+            LocationPolicy::new([dir.path().display().to_string()], [""; 0], dir.path()).unwrap(),
             Duration::ZERO,
         );
         let spec: MonitorSpec = serde_json::from_value(serde_json::json!({

@@ -1,9 +1,9 @@
 //! A monitor's reference dataset: a file, or the training set found through lineage.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
+use twinloop_core::location::{Location, LocationPolicy};
 use twinloop_meta::{RegistryStore, TrackingStore};
 use twinloop_monitor::io::{Table, read_table};
 
@@ -14,8 +14,24 @@ use crate::spec::MonitorSpec;
 /// `reference: "training"`: the dataset the serving version's run logged as its training input.
 pub const TRAINING_REFERENCE: &str = "training";
 
-pub async fn load(path: &str) -> Result<Arc<Table>, MonitorError> {
-    let p = PathBuf::from(path);
+/// Reads the reference at `path` when `locations` allows it: a file inside an allowed root,
+/// links resolved, so neither a client's path nor a `file://` URI logged as a training set
+/// makes the server read its own files.
+pub async fn load(path: &str, locations: &LocationPolicy) -> Result<Arc<Table>, MonitorError> {
+    let p = match locations.check(path) {
+        Ok(Location::Local(p)) => p,
+        Ok(_) => {
+            return Err(MonitorError::Invalid(format!(
+                "reference {path:?}: not a local file (hint: a CSV or Parquet file under an allowed root)"
+            )));
+        }
+        Err(e) => {
+            return Err(MonitorError::Invalid(format!(
+                "reference: {} (hint: twinloop server --allowed-root)",
+                e.message
+            )));
+        }
+    };
     let table = tokio::task::spawn_blocking(move || read_table(&p))
         .await?
         .map_err(MonitorError::Reference)?;

@@ -141,7 +141,7 @@ async fn quickstart(args: QuickstartArgs) -> Result<()> {
     );
 
     let stage = Stage::begin("start an embedded server");
-    let server = Running::start(&ServerArgs::embedded(store_uri.clone(), artifacts)).await?;
+    let server = Running::start(&ServerArgs::embedded(store_uri.clone(), artifacts, &dir)).await?;
     let api = Arc::new(Api::new(&ServerConnection::to(&server.url))?);
     summary.done(stage, server.url.clone());
 

@@ -20,7 +20,13 @@ async fn without_serving_experiments_and_runs_live_under_the_root() {
     let root_arg = root.to_str().unwrap();
     let server = TestServer::start_sqlite_with(
         dir.path(),
-        &["--no-serve-artifacts", "--default-artifact-root", root_arg],
+        &[
+            "--no-serve-artifacts",
+            "--default-artifact-root",
+            root_arg,
+            "--allowed-scheme",
+            "s3",
+        ],
     );
     let c = reqwest::Client::new();
     let default = get(&c, &server.api("experiments/get?experiment_id=0")).await;
@@ -48,7 +54,7 @@ async fn without_serving_experiments_and_runs_live_under_the_root() {
         run["run"]["info"]["artifact_uri"],
         format!("{root_arg}/{id}/{run_id}/artifacts")
     );
-    // A location given at creation is still the client's choice.
+    // A location given at creation is still the client's choice, among what the server allows.
     let mine = post_ok(
         &c,
         &server.api("experiments/create"),

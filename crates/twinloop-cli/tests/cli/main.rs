@@ -29,6 +29,7 @@ mod predlog_flush;
 mod quickstart;
 mod registry_cli;
 mod run_columns;
+mod security;
 mod serve;
 mod ui;
 mod webhooks;

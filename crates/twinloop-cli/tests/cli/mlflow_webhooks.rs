@@ -117,7 +117,7 @@ async fn a_version_created_through_mlflow_reaches_an_mlflow_webhook_signed_and_r
     let (status, _) = post_json(
         &http,
         &server.api("model-versions/create"),
-        json!({"name": "fraud", "source": "s3://models/fraud", "tags": [{"key": "k", "value": "v"}]}),
+        json!({"name": "fraud", "source": "mlflow-artifacts:/models/fraud", "tags": [{"key": "k", "value": "v"}]}),
     )
     .await;
     assert_eq!(status, 200);
@@ -154,7 +154,7 @@ async fn a_version_created_through_mlflow_reaches_an_mlflow_webhook_signed_and_r
         );
         assert_eq!(
             body["data"],
-            json!({"name": "fraud", "version": "1", "source": "s3://models/fraud",
+            json!({"name": "fraud", "version": "1", "source": "mlflow-artifacts:/models/fraud",
                    "run_id": null, "tags": {"k": "v"}, "description": null})
         );
     }

@@ -130,8 +130,15 @@ async fn wait_windows(http: &reqwest::Client, base: &str, windows: u64) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shifted_stream_is_flagged_scored_alerted_and_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        support::TestServer::start_sqlite_with(dir.path(), &["--prediction-log-flush-ms", "200"]);
+    let server = support::TestServer::start_sqlite_with(
+        dir.path(),
+        &[
+            "--prediction-log-flush-ms",
+            "200",
+            "--outbound-allow",
+            "127.0.0.1",
+        ],
+    );
     let base = server.url.clone();
     let http = reqwest::Client::new();
     // The training run logs its training set as an input: the monitor finds its reference there.
@@ -407,8 +414,15 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
 async fn monitors_need_their_deployment_read_the_callers_files_and_delete_with_their_history() {
     let dir = tempfile::tempdir().unwrap();
     // Time windows close once the log has had time to flush: keep that short.
-    let server =
-        support::TestServer::start_sqlite_with(dir.path(), &["--prediction-log-flush-ms", "200"]);
+    let server = support::TestServer::start_sqlite_with(
+        dir.path(),
+        &[
+            "--prediction-log-flush-ms",
+            "200",
+            "--outbound-allow",
+            "127.0.0.1",
+        ],
+    );
     let base = server.url.clone();
     let http = reqwest::Client::new();
     let api = format!("{base}/api/twinloop/v1");

@@ -60,7 +60,7 @@ async fn alias_moves_stream_as_events_and_the_cli_drives_the_registry() {
         post(
             &c,
             server.api("model-versions/create"),
-            json!({"name": "fraud", "source": "s3://b/m"}),
+            json!({"name": "fraud", "source": "mlflow-artifacts:/b/m"}),
         )
         .await;
     }

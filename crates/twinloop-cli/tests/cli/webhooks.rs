@@ -88,7 +88,7 @@ async fn call(
 #[tokio::test]
 async fn alias_moves_reach_a_webhook_signed_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_sqlite(dir.path());
+    let server = TestServer::start_sqlite_with(dir.path(), &["--outbound-allow", "127.0.0.1"]);
     let c = reqwest::Client::new();
     let hooks = format!("{}/api/twinloop/v1/registry/webhooks", server.url);
     let (port, received) = receiver(1);
@@ -132,7 +132,7 @@ async fn alias_moves_reach_a_webhook_signed_and_retried() {
         &c,
         reqwest::Method::POST,
         server.api("model-versions/create"),
-        json!({"name": "fraud", "source": "s3://b/m"}),
+        json!({"name": "fraud", "source": "mlflow-artifacts:/b/m"}),
     )
     .await;
     let (status, _) = call(
@@ -240,7 +240,7 @@ async fn model_with_a_version(c: &reqwest::Client, server: &TestServer, name: &s
         ("registered-models/create", json!({"name": name})),
         (
             "model-versions/create",
-            json!({"name": name, "source": "s3://b/m"}),
+            json!({"name": name, "source": "mlflow-artifacts:/b/m"}),
         ),
     ] {
         let (status, body) = call(c, reqwest::Method::POST, server.api(path), body).await;
@@ -271,7 +271,7 @@ async fn attempts(c: &reqwest::Client, server: &TestServer, id: i64) -> Vec<(i64
 #[tokio::test]
 async fn a_webhook_that_keeps_failing_gets_a_bounded_number_of_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_sqlite(dir.path());
+    let server = TestServer::start_sqlite_with(dir.path(), &["--outbound-allow", "127.0.0.1"]);
     let c = reqwest::Client::new();
     let (port, received) = receiver(usize::MAX);
     let (status, created) = call(
@@ -368,7 +368,7 @@ impl Drop for PythonReceiver {
 #[tokio::test]
 async fn the_cli_adds_lists_and_removes_webhooks_and_the_example_receiver_checks_them() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_sqlite(dir.path());
+    let server = TestServer::start_sqlite_with(dir.path(), &["--outbound-allow", "127.0.0.1"]);
     let c = reqwest::Client::new();
     let secret = "a-long-shared-secret";
     let receiver = PythonReceiver::start(secret);

@@ -75,9 +75,11 @@ async fn baseline(ctx: &Ctx<'_>, uri: &str) -> Result<Option<(PathBuf, String)>,
             Err(e) => return Err(format!("cannot resolve {uri}: {e}")),
         }
     }
+    // Pipelines register from the artifact store; a local source is not theirs to read.
     let registry = StoreRegistry {
         store: services.store.clone(),
         artifacts: services.artifacts.clone(),
+        locations: None,
     };
     let (resolved, files) = fetch(Some(&registry), &parsed)
         .await

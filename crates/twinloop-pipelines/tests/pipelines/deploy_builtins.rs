@@ -56,6 +56,7 @@ impl World {
         let registry = StoreRegistry {
             store: store.clone(),
             artifacts: artifacts.clone(),
+            locations: None,
         };
         let deployments =
             DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), 1);

@@ -28,6 +28,11 @@ pub struct Create {
 pub async fn create(State(s): S, JsonBody(req): JsonBody<Create>) -> ApiResult<Json<Value>> {
     let name = required_str(req.name, "name")?;
     let tags = into_tags(req.tags, "tags")?;
+    if let Some(location) = req.artifact_location.as_deref().filter(|l| !l.is_empty()) {
+        // MLflow's own checks first, so its messages are the ones its clients see.
+        twinloop_meta::validate_artifact_location(location)?;
+        s.locations.check(location)?;
+    }
     let id = s
         .store
         .create_experiment(&name, req.artifact_location.as_deref(), &tags)

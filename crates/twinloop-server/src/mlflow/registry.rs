@@ -259,9 +259,12 @@ pub async fn create_version(
     actor: Actor,
     JsonBody(req): JsonBody<CreateVersion>,
 ) -> ApiResult<Json<One<ModelVersion>>> {
+    let name = required_str(req.name, "name")?;
+    let source = required_str(req.source, "source")?;
+    s.locations.check(&source)?;
     let new = NewModelVersion {
-        name: required_str(req.name, "name")?,
-        source: required_str(req.source, "source")?,
+        name,
+        source,
         run_id: req.run_id.filter(|r| !r.is_empty()),
         model_id: req.model_id.filter(|m| !m.is_empty()),
         description: req.description,

@@ -110,7 +110,7 @@ pub async fn create(
             .ok_or_else(|| missing("events"))?,
     )?;
     let active = req.status.as_deref().map_or(Ok(true), active_of)?;
-    Reach::from_env().check(&url).await?;
+    Reach::from_env(&s.outbound).check(&url).await?;
     let hook = s
         .store
         .create_mlflow_webhook(NewMlflowWebhook {
@@ -174,7 +174,7 @@ pub async fn update(
     // The webhook must exist before its URL is judged, as MLflow reads it first.
     s.store.get_mlflow_webhook(&id).await?;
     if let Some(url) = &url {
-        Reach::from_env().check(url).await?;
+        Reach::from_env(&s.outbound).check(url).await?;
     }
     Ok(one(
         "webhook",
@@ -201,7 +201,7 @@ pub async fn test(
 ) -> ApiResult<Json<Value>> {
     let event = req.event.map(event_of).transpose()?;
     let hook = s.store.get_mlflow_webhook(&id).await?;
-    let result = test_delivery(&hook, event).await;
+    let result = test_delivery(&hook, event, &s.outbound).await;
     let mut answer = serde_json::Map::new();
     answer.insert("success".into(), result.success.into());
     if let Some(status) = result.response_status {

@@ -32,6 +32,15 @@ pub async fn create(
     State(s): S,
     JsonBody(spec): JsonBody<api::MonitorSpec>,
 ) -> ApiResult<(StatusCode, Json<api::MonitorStatus>)> {
+    for rule in &spec.rules {
+        for action in &rule.actions {
+            if let api::Action::Webhook { url, .. } = action {
+                s.outbound.check(url).await.map_err(|e| {
+                    ApiError::invalid(format!("rule {:?}: {}", rule.name, e.message))
+                })?;
+            }
+        }
+    }
     let created = s
         .serving
         .monitors

@@ -55,10 +55,12 @@ pub async fn create(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
+    let url = required_str(req.url, "url")?;
+    s.outbound.check(&url).await?;
     let hook = s
         .store
         .create_webhook(NewWebhook {
-            url: required_str(req.url, "url")?,
+            url,
             secret: required_str(req.secret, "secret")?,
             events,
             model_name: req.model_name.filter(|m| !m.is_empty()),

@@ -792,9 +792,14 @@ mod tests {
         }
         store.set_alias("m", "champion", "1", "test").await.unwrap();
         let engine = Arc::new(Engine::default());
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models");
         let registry = StoreRegistry {
             store: store.clone(),
             artifacts,
+            locations: Some(
+                twinloop_core::location::LocationPolicy::new([models], [""; 0], dir.path())
+                    .unwrap(),
+            ),
         };
         let manager = DeploymentManager::new(engine.clone(), store, Arc::new(registry), 1);
         let spec = DeploymentSpec {

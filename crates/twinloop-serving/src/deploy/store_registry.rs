@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use twinloop_artifacts::{ArtifactPath, ArtifactStore};
+use twinloop_core::location::{Location, LocationPolicy};
 use twinloop_meta::StoreHandle;
 
 use crate::source::{Entry, LocalFiles, ModelRegistry, ModelUri, ResolvedModel, SourceError};
@@ -11,6 +12,21 @@ pub struct StoreRegistry {
     /// Versions and aliases from the registry, runs' artifact locations from tracking.
     pub store: StoreHandle,
     pub artifacts: ArtifactStore,
+    /// Where a version's local source may lie (the server's `--allowed-root`s); `None` refuses
+    /// every local source, leaving only the artifact store's.
+    pub locations: Option<LocationPolicy>,
+}
+
+impl StoreRegistry {
+    /// A source outside the artifact store, as the policy resolves it, or a refusal naming only
+    /// the source.
+    fn local(&self, location: &str) -> Result<String, SourceError> {
+        let refused = || SourceError(format!("{location}: not a location this server reads"));
+        match self.locations.as_ref().map(|p| p.check(location)) {
+            Some(Ok(Location::Local(path))) => Ok(path.display().to_string()),
+            _ => Err(refused()),
+        }
+    }
 }
 
 fn proxied(location: &str) -> Option<&str> {
@@ -26,6 +42,12 @@ fn path(root: &str, rel: &str) -> Result<ArtifactPath, SourceError> {
         format!("{root}/{rel}")
     };
     ArtifactPath::parse(&joined).map_err(|e| SourceError(e.message))
+}
+
+/// The error with the resolved path put back as the source names it, so an answer shows the
+/// client only what it sent.
+fn as_sent(e: SourceError, local: &str, location: &str) -> SourceError {
+    SourceError(e.0.replace(local, location))
 }
 
 #[async_trait]
@@ -72,7 +94,11 @@ impl ModelRegistry for StoreRegistry {
 
     async fn list(&self, location: &str, dir: &str) -> Result<Vec<Entry>, SourceError> {
         let Some(root) = proxied(location) else {
-            return LocalFiles.list(location, dir).await;
+            let local = self.local(location)?;
+            return LocalFiles
+                .list(&local, dir)
+                .await
+                .map_err(|e| as_sent(e, &local, location));
         };
         let entries = self
             .artifacts
@@ -94,7 +120,11 @@ impl ModelRegistry for StoreRegistry {
 
     async fn read(&self, location: &str, file: &str) -> Result<Vec<u8>, SourceError> {
         let Some(root) = proxied(location) else {
-            return LocalFiles.read(location, file).await;
+            let local = self.local(location)?;
+            return LocalFiles
+                .read(&local, file)
+                .await
+                .map_err(|e| as_sent(e, &local, location));
         };
         let got = self
             .artifacts

@@ -159,7 +159,15 @@ impl ModelRegistry for LocalFiles {
         let mut out = Vec::new();
         while let Ok(Some(entry)) = read.next_entry().await {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let is_dir = entry.file_type().await.map(|t| t.is_dir()).unwrap_or(false);
+            let kind = entry.file_type().await.ok();
+            // A link could lead the copy out of the model's directory (an external-data file
+            // pointing at a secret came back through inference), so none is followed.
+            if kind.is_none_or(|t| t.is_symlink()) {
+                return Err(SourceError(format!(
+                    "{location}: refusing {name:?}, which is a symbolic link"
+                )));
+            }
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             let path = if dir.is_empty() {
                 name
             } else {
