@@ -96,11 +96,6 @@ pub struct ServerArgs {
     )]
     cors_allowed_origins: Vec<String>,
 
-    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
-    /// sit idle, before the server closes it (slowloris).
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    header_read_timeout: u64,
-
     /// A directory (or remote prefix such as s3://bucket/prefix) clients may name as an
     /// experiment's artifact location, a model version's source or a monitor's reference;
     /// repeatable. The artifacts destination, the default artifact root and the SQLite
@@ -250,7 +245,6 @@ impl ServerArgs {
             default_permission: "READ".into(),
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
-            header_read_timeout: 30,
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -386,16 +380,15 @@ impl Running {
             store: store.clone(),
             artifacts: artifacts.clone(),
             serve_artifacts: !args.no_serve_artifacts,
+            ui_read_only: args.ui_read_only,
+            locations,
+            outbound: outbound.clone(),
             auth,
             browser: Arc::new(twinloop_server::browser::BrowserPolicy::new(
                 &args.allowed_hosts,
                 &args.cors_allowed_origins,
                 addr,
             )),
-            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
-            ui_read_only: args.ui_read_only,
-            locations,
-            outbound: outbound.clone(),
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),
