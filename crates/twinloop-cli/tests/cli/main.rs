@@ -6,9 +6,9 @@
 mod support;
 
 mod architecture;
+mod artifact_root;
 mod auth;
 mod browser;
-mod artifact_root;
 mod deploy;
 mod durability;
 mod features;
