@@ -96,6 +96,11 @@ pub struct ServerArgs {
     )]
     cors_allowed_origins: Vec<String>,
 
+    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
+    /// sit idle, before the server closes it (slowloris).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    header_read_timeout: u64,
+
     /// A directory (or remote prefix such as s3://bucket/prefix) clients may name as an
     /// experiment's artifact location, a model version's source or a monitor's reference;
     /// repeatable. The artifacts destination, the default artifact root and the SQLite
@@ -245,6 +250,7 @@ impl ServerArgs {
             default_permission: "READ".into(),
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
+            header_read_timeout: 30,
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -389,6 +395,7 @@ impl Running {
                 &args.cors_allowed_origins,
                 addr,
             )),
+            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),

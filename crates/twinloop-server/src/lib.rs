@@ -63,6 +63,9 @@ pub struct AppState {
     pub auth: Option<Arc<auth::Auth>>,
     /// `--allowed-hosts` and `--cors-allowed-origins`.
     pub browser: Arc<browser::BrowserPolicy>,
+    /// How long a client may take to send a request's head, and a kept-alive connection may sit
+    /// idle between requests (`--header-read-timeout`).
+    pub header_read_timeout: std::time::Duration,
     /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
     pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
@@ -186,39 +189,70 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     webhooks::spawn(
         state.store.clone(),
         state.store.clone(),
         state.outbound.clone(),
     );
-    // Small JSON replies must not wait for the peer's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    // Our own accept loop rather than `axum::serve`, which sets no timer and so cannot time out
+    // a request head: without one, a client that sends half a request (or opens a connection
+    // and says nothing) holds its connection, task and file descriptor forever (slowloris).
+    // HTTP/1 only (gRPC has its own port), so the connection starts as HTTP/1 at once: the
+    // version sniffing of a dual builder would wait for a silent client's first bytes forever.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    // The head's clock also runs while a kept-alive connection waits for its next request, so
+    // this bounds idle connections too.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.header_read_timeout);
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before accept: the
+                    // listener itself is fine, so wait a little rather than spin or stop.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small JSON replies must not wait for the peer's delayed ACK (Nagle).
         let _ = tcp.set_nodelay(true);
-    });
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    // The peer's address keys the failed-login limit.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        // The peer's address keys the failed-login limit.
+        let service = hyper_util::service::TowerToHyperService::new(
+            tower::ServiceExt::map_request(app.clone(), move |mut req: axum::http::Request<_>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            }),
+        );
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .into_owned();
+        tokio::spawn(graceful.watch(connection));
+    }
+    drop(listener);
     // Streams (server-sent events) never end by themselves: once stopping, requests in flight
     // get DRAIN to finish, then the rest are dropped rather than holding the stop forever.
-    let drained = async {
-        match stopped.await {
-            Ok(()) => tokio::time::sleep(DRAIN).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        served = serving => served,
-        () = drained => {
-            tracing::warn!("stopped with responses still open after {}s (event streams)", DRAIN.as_secs());
-            Ok(())
-        }
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "stopped with responses still open after {}s (event streams)",
+            DRAIN.as_secs()
+        );
     }
+    Ok(())
 }
 
 /// How long a graceful stop waits for responses in flight.

@@ -1,6 +1,7 @@
 //! Browser safety and resource limits on the real binary: a foreign Host is refused (DNS
 //! rebinding) while /health answers probes; a cross-origin HTML form POST is refused while the
-//! JSON client works; every answer carries the security headers.
+//! JSON client works; every answer carries the security headers; half-sent and idle connections
+//! are closed; a search filter past the cost limit is a 400.
 
 use serde_json::json;
 
@@ -173,4 +174,57 @@ async fn cross_origin_form_post_is_refused_while_the_json_client_works() {
         .await
         .unwrap();
     assert_eq!(put.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn half_sent_and_idle_connections_are_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite_with(dir.path(), &["--header-read-timeout", "1"]);
+    let addr = format!("127.0.0.1:{}", server.port);
+    let closed = |first: &[u8]| {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        // Bounds the test, not the server: it must close well before.
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        conn.write_all(first).unwrap();
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest)
+            .expect("the server closes the connection");
+    };
+    closed(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    closed(b"");
+    let health = reqwest::get(format!("{}/health", server.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_filter_past_the_cost_limit_is_a_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite(dir.path());
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/2.0/mlflow/runs/search", server.url);
+    let filter = vec!["metrics.m > 0"; 300].join(" AND ");
+    let resp = c
+        .post(&url)
+        .json(&json!({"experiment_ids": ["0"], "filter": filter}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+    assert!(
+        body["message"].as_str().unwrap().contains("clauses"),
+        "{body}"
+    );
+    let ok = c
+        .post(&url)
+        .json(&json!({"experiment_ids": ["0"], "filter": "metrics.m > 0 AND params.p = 'a'"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
 }

@@ -128,9 +128,23 @@ impl Clause {
     }
 }
 
+/// The longest filter accepted, in bytes: far past any written by hand or by MLflow's UI, short
+/// enough that parsing and quoting it back in messages stays cheap.
+pub const MAX_FILTER_LEN: usize = 8192;
+
+/// The most clauses one filter may join: each becomes a join or subquery, and PostgreSQL's
+/// planning time grows steeply with their number (a 4 KB filter, about 100 clauses, took it 16 s).
+pub const MAX_FILTER_CLAUSES: usize = 25;
+
 /// Parses `clause (AND clause)*`. `bare_is_attribute` says how to read a key with no entity
 /// prefix: experiments and models treat `name` as an attribute; runs demand a prefix.
 pub fn parse_filter(filter: &str, bare_is_attribute: bool) -> Result<Vec<Clause>> {
+    if filter.len() > MAX_FILTER_LEN {
+        return Err(Error::invalid(format!(
+            "Invalid filter: {} characters exceed the limit of {MAX_FILTER_LEN}",
+            filter.len()
+        )));
+    }
     let tokens = tokenize(filter)?;
     let mut parser = Parser {
         filter,
@@ -143,6 +157,11 @@ pub fn parse_filter(filter: &str, bare_is_attribute: bool) -> Result<Vec<Clause>
         return Ok(clauses);
     }
     loop {
+        if clauses.len() == MAX_FILTER_CLAUSES {
+            return Err(Error::invalid(format!(
+                "Invalid filter: more than {MAX_FILTER_CLAUSES} clauses joined by AND"
+            )));
+        }
         clauses.push(parser.clause()?);
         match parser.next() {
             None => return Ok(clauses),
@@ -436,6 +455,22 @@ mod tests {
     #[test]
     fn empty_filter_has_no_clauses() {
         assert!(parse_filter("   ", false).unwrap().is_empty());
+        let many = vec!["metrics.m > 0"; MAX_FILTER_CLAUSES + 1].join(" AND ");
+        let e = parse_filter(&many, true).unwrap_err();
+        assert!(e.message.contains("more than 25 clauses"), "{}", e.message);
+        assert_eq!(
+            parse_filter(&many[..many.len() - " AND metrics.m > 0".len()], true)
+                .unwrap()
+                .len(),
+            MAX_FILTER_CLAUSES
+        );
+        let long = format!("params.p = '{}'", "x".repeat(MAX_FILTER_LEN));
+        let e = parse_filter(&long, true).unwrap_err();
+        assert!(
+            !e.message.contains("xxxx"),
+            "not echoed back: {}",
+            e.message
+        );
     }
 
     #[test]

@@ -91,10 +91,23 @@ impl SqlStore {
                 (Backend::Sqlite, writer, reader, bulk)
             }
             StoreUri::Postgres(_) => {
+                let url = uri.sqlx_url();
+                // A query a client gave up on (a costly search) would otherwise run on in
+                // PostgreSQL long after its request is gone. A URI that sets its own
+                // `options=-c statement_timeout=…` keeps it.
+                let limit = !url.contains("statement_timeout");
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect(&uri.sqlx_url())
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            if limit {
+                                conn.execute(PG_STATEMENT_TIMEOUT).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
                     .await
                     .map_err(|e| Error::internal_from(format!("cannot connect to {uri}"), e))?;
                 (
@@ -130,9 +143,24 @@ impl SqlStore {
         let result = match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.writer).await,
             Backend::Postgres => {
-                sqlx::migrate!("migrations/postgres")
-                    .run(&self.writer)
+                // Building an index on a large table may take longer than a request may.
+                let mut conn = self.writer.acquire().await.map_err(db_err)?;
+                let limit: String = sqlx::query_scalar("SHOW statement_timeout")
+                    .fetch_one(&mut *conn)
                     .await
+                    .map_err(db_err)?;
+                conn.execute("SET statement_timeout = 0")
+                    .await
+                    .map_err(db_err)?;
+                let migrated = sqlx::migrate!("migrations/postgres").run(&mut *conn).await;
+                sqlx::query(&format!(
+                    "SET statement_timeout = '{}'",
+                    limit.replace('\'', "")
+                ))
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+                migrated
             }
         };
         result.map_err(|e| Error::internal_from("database migration failed", e))
@@ -143,6 +171,10 @@ impl SqlStore {
         self.reader.close().await;
     }
 }
+
+/// Longer than any request of a client that has not given up (MLflow's client waits 120 s in
+/// all, over its retries).
+const PG_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '60s'";
 
 async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
     AnyPoolOptions::new()
