@@ -51,7 +51,9 @@ impl BrowserPolicy {
     fn host_allowed(&self, host: Option<&str>) -> bool {
         match (&self.hosts, host) {
             (None, _) => true,
-            (Some(_), None) => false,
+            // Unlike MLflow: browsers always send Host, so its absence (an HTTP/1.0 probe or
+            // script) is no rebinding attack.
+            (Some(_), None) => true,
             (Some(patterns), Some(host)) => patterns.iter().any(|p| wildcard(p, host)),
         }
     }
@@ -291,7 +293,7 @@ mod tests {
         ] {
             assert!(!p.host_allowed(Some(bad)), "{bad}");
         }
-        assert!(!p.host_allowed(None));
+        assert!(p.host_allowed(None));
         let bound = BrowserPolicy::new(&[], &[], "203.0.113.7:5000".parse().unwrap());
         assert!(bound.host_allowed(Some("203.0.113.7:5000")));
     }
