@@ -27,6 +27,7 @@ const WIRE_ALLOWED: &[(&str, &str, &str, &str)] = &[
     ("twinloop-server", "axum", "normal", "the MLflow, native and feature-server HTTP APIs"),
     ("twinloop-server", "tower-http", "normal", "the trace layer on the server's router"),
     ("twinloop-server", "reqwest", "normal", "the HTTP transport of webhooks (registry events, and monitors' alerts)"),
+    ("twinloop-server", "hyper-util", "normal", "serve()'s own accept loop, the only place a header-read timeout can be set (slowloris)"),
     ("twinloop-v2", "axum", "normal", "the Open Inference Protocol REST front (http.rs)"),
     ("twinloop-v2", "tonic", "normal", "the Open Inference Protocol gRPC front (grpc.rs)"),
     ("twinloop-v2", "tonic-prost", "normal", "the protobuf codec of grpc.rs"),

@@ -177,7 +177,7 @@ async fn bad_input_gets_mlflow_shaped_4xx() {
 
     // A body announced far over the limit is refused before it is read.
     let reply = server.raw(&format!(
-        "POST /api/2.0/mlflow/experiments/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"name\": \"xxxx",
+        "POST /api/2.0/mlflow/experiments/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"name\": \"xxxx",
         64 * 1024 * 1024
     ));
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
@@ -251,20 +251,20 @@ async fn artifact_paths_cannot_escape_the_root() {
     assert_eq!(missing.status().as_u16(), 404);
 
     let escapes = [
-        "PUT /api/2.0/mlflow-artifacts/artifacts/../../escaped.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
-        "PUT /api/2.0/mlflow-artifacts/artifacts/%2e%2e/%2e%2e/escaped.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
-        "PUT /api/2.0/mlflow-artifacts/artifacts/%2Fetc%2Fescaped.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
-        "PUT /api/2.0/mlflow-artifacts/artifacts/a/..%5C..%5Cescaped.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
-        "GET /api/2.0/mlflow-artifacts/artifacts/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /api/2.0/mlflow-artifacts/artifacts?path=../../etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /api/2.0/mlflow-artifacts/artifacts?path=/etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "DELETE /api/2.0/mlflow-artifacts/artifacts/%2e%2e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "PUT /api/2.0/mlflow-artifacts/artifacts/../../escaped.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+        "PUT /api/2.0/mlflow-artifacts/artifacts/%2e%2e/%2e%2e/escaped.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+        "PUT /api/2.0/mlflow-artifacts/artifacts/%2Fetc%2Fescaped.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+        "PUT /api/2.0/mlflow-artifacts/artifacts/a/..%5C..%5Cescaped.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil",
+        "GET /api/2.0/mlflow-artifacts/artifacts/../../../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow-artifacts/artifacts?path=../../etc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow-artifacts/artifacts?path=/etc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "DELETE /api/2.0/mlflow-artifacts/artifacts/%2e%2e HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         // the tracking routes' artifact views check the path before looking up its owner
-        "GET /get-artifact?run_id=r&path=../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /model-versions/get-artifact?name=m&version=1&path=%2Fetc%2Fpasswd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /api/2.0/mlflow/artifacts/list?run_id=r&path=..%2F.. HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /ajax-api/2.0/mlflow/logged-models/m-1/artifacts/files?artifact_file_path=../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "GET /api/2.0/mlflow/logged-models/m-1/artifacts/directories?artifact_directory_path=/etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /get-artifact?run_id=r&path=../../../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /model-versions/get-artifact?name=m&version=1&path=%2Fetc%2Fpasswd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow/artifacts/list?run_id=r&path=..%2F.. HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /ajax-api/2.0/mlflow/logged-models/m-1/artifacts/files?artifact_file_path=../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /api/2.0/mlflow/logged-models/m-1/artifacts/directories?artifact_directory_path=/etc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     ];
     for request in escapes {
         let reply = server.raw(request);
