@@ -67,6 +67,14 @@ fn static_urls(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// Creates an experiment named `name` and returns its id.
+async fn create_experiment(c: &reqwest::Client, server: &TestServer, name: &str) -> String {
+    post(c, &server.api("experiments/create"), json!({"name": name})).await["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn pages_assets_and_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,15 +82,7 @@ async fn pages_assets_and_errors() {
     let c = reqwest::Client::new();
     let ui = |path: &str| format!("{}{path}", server.url);
 
-    let exp = post(
-        &c,
-        &server.api("experiments/create"),
-        json!({"name": "ui <script>alert(1)</script>"}),
-    )
-    .await["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exp = create_experiment(&c, &server, "ui <script>alert(1)</script>").await;
     let create = |name: &str, tags: Value| {
         let body = json!({"experiment_id": exp, "run_name": name, "start_time": 1, "tags": tags});
         let c = c.clone();
@@ -279,24 +279,8 @@ async fn charts_compare_artifacts_and_the_registry() {
         .build()
         .unwrap();
     let ui = |path: &str| format!("{}{path}", server.url);
-    let exp = post(
-        &c,
-        &server.api("experiments/create"),
-        json!({"name": "charts"}),
-    )
-    .await["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let other = post(
-        &c,
-        &server.api("experiments/create"),
-        json!({"name": "other"}),
-    )
-    .await["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exp = create_experiment(&c, &server, "charts").await;
+    let other = create_experiment(&c, &server, "other").await;
     let mut runs = Vec::new();
     for (name, lr) in [("a", "0.1"), ("b", "0.2")] {
         let run = post(
