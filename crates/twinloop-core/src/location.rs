@@ -19,6 +19,12 @@ use crate::Error;
 /// artifacts, its artifact proxy), never through the file system or the network directly.
 const REFERENCE_SCHEMES: [&str; 3] = ["runs", "models", "mlflow-artifacts"];
 
+/// Schemes whose artifact repositories connect to the host the URI names (MLflow's
+/// `HOST_ADDRESSED_ARTIFACT_SCHEMES`): a server that recorded one could later be made to reach it.
+const HOST_ADDRESSED: [&str; 9] = [
+    "ftp", "sftp", "hdfs", "viewfs", "http", "https", "r2", "b2", "abfss",
+];
+
 /// Where the server may read and write on behalf of clients.
 #[derive(Debug, Clone)]
 pub struct LocationPolicy {
@@ -107,6 +113,43 @@ impl LocationPolicy {
                 .map(Location::Local)
                 .ok_or_else(|| refuse("outside the directories this server allows")),
         }
+    }
+
+    /// Judges a location the server only records for its clients (an experiment's
+    /// `artifact_location`, where MLflow's client writes and reads itself): what [`check`] allows,
+    /// plus a remote URI whose scheme makes no one connect to a host the URI names (`s3`, `gs`,
+    /// not `http` or `ftp`), and a relative local path (made absolute against the server's
+    /// working directory, as MLflow does). Every spelling [`check`] refuses is still refused;
+    /// whatever reads such a location later asks [`check`] or [`local_root`] again.
+    ///
+    /// [`check`]: Self::check
+    /// [`local_root`]: Self::local_root
+    pub fn check_recorded(&self, location: &str) -> Result<(), Error> {
+        let err = match self.check(location) {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        match classify(location) {
+            Ok(Parsed::Remote(remote)) if !HOST_ADDRESSED.contains(&remote.scheme.as_str()) => {
+                Ok(())
+            }
+            Ok(Parsed::Local(path)) if path.is_relative() => Ok(()),
+            _ => Err(err),
+        }
+    }
+
+    /// The allowed root a local location lies in, and the location relative to it, compared as
+    /// written (no link followed: whoever reads below the root must refuse links itself). `None`
+    /// for anything else: a reference, a remote URI, a refused spelling, or a path outside.
+    pub fn local_root(&self, location: &str) -> Option<(PathBuf, PathBuf)> {
+        let Ok(Parsed::Local(path)) = classify(location) else {
+            return None;
+        };
+        let path = self.base.join(path);
+        self.local_roots.iter().find_map(|root| {
+            let relative = path.strip_prefix(root).ok()?;
+            Some((root.clone(), relative.to_path_buf()))
+        })
     }
 
     /// Resolves a local path (links followed) and answers it only when it lies inside a root.
@@ -252,6 +295,28 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `path` made absolute and resolved as Python's `pathlib.Path.resolve()` does (MLflow's
+/// model-version source check): links followed while the path exists, `.` and `..` then taken
+/// in order, so `a/model/..` is `a` whether or not `model` exists.
+pub fn real_path(path: &Path, base: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in base.join(path).components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if let Ok(canonical) = out.canonicalize() {
+                    out = canonical;
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// The path as the kernel would reach it: the longest existing ancestor canonicalized (every
@@ -453,6 +518,86 @@ mod tests {
         assert_eq!(policy.check("s3://other/x").unwrap(), Location::Remote);
         assert!(policy.check("s3://other/../x").is_err());
         assert!(policy.check("wasbs://c@a.blob.core.windows.net/x").is_err());
+    }
+
+    #[test]
+    fn recorded_locations_add_remote_object_stores_and_relative_paths_only() {
+        let jail = Jail::new();
+        let policy = jail.policy(&[]);
+        for recorded in [
+            "s3://someone-elses-bucket/x",
+            "gs://bucket/root",
+            "mysql://user:password@host:port/dbname?driver=mydriver",
+            "dbfs:/",
+            "my_location",
+            "models/m",
+        ] {
+            assert!(policy.check_recorded(recorded).is_ok(), "{recorded}");
+        }
+        let root = jail.root().display().to_string();
+        for refused in [
+            "http://169.254.169.254/latest",
+            "https://attacker.example/x",
+            "ftp://host/x",
+            "hdfs://namenode/x",
+            "/etc",
+            "file:///etc",
+            "../outside",
+            "s3://bucket/../x",
+            "s3://bucket/x#frag",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([format!("{root}/out/key")])
+        {
+            assert!(policy.check_recorded(&refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn local_root_splits_a_location_under_a_root_without_following_links() {
+        let jail = Jail::new();
+        let policy = jail.policy(&[]);
+        let root = jail.root().canonicalize().unwrap();
+        assert_eq!(
+            policy.local_root(&format!("file://{}/1/abc/artifacts", root.display())),
+            Some((root.clone(), PathBuf::from("1/abc/artifacts")))
+        );
+        // A link is left for the reader to refuse, not followed here.
+        assert_eq!(
+            policy.local_root(&format!("{}/out/key", root.display())),
+            Some((root.clone(), PathBuf::from("out/key")))
+        );
+        for outside in [
+            format!("{}/secret/key", jail.dir.path().display()),
+            format!("{}/../secret", root.display()),
+            "mlflow-artifacts:/1".into(),
+            "s3://bucket/prefix/x".into(),
+        ] {
+            assert_eq!(policy.local_root(&outside), None, "{outside}");
+        }
+    }
+
+    #[test]
+    fn real_path_resolves_as_pathlib_does() {
+        let jail = Jail::new();
+        let root = jail.root().canonicalize().unwrap();
+        let base = Path::new("/");
+        for (path, expected) in [
+            (
+                format!("{}/models/m/..", root.display()),
+                root.join("models"),
+            ),
+            (format!("{}/new/./dir/..", root.display()), root.join("new")),
+            (format!("{}/in/m", root.display()), root.join("models/m")),
+            (
+                format!("{}/out/key", root.display()),
+                jail.dir.path().canonicalize().unwrap().join("secret/key"),
+            ),
+        ] {
+            assert_eq!(real_path(Path::new(&path), base), expected, "{path}");
+        }
+        assert_eq!(real_path(Path::new("models"), &root), root.join("models"));
     }
 
     #[test]
