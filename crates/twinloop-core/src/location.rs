@@ -152,6 +152,28 @@ impl LocationPolicy {
         })
     }
 
+    /// `path` made absolute (against the working directory) and resolved as Python's `pathlib.Path.resolve()` does (MLflow's
+    /// model-version source check): links followed while the path exists, `.` and `..` then taken
+    /// in order, so `a/model/..` is `a` whether or not `model` exists.
+    pub fn real_path(&self, path: &Path) -> PathBuf {
+        let mut out = PathBuf::from("/");
+        for component in self.base.join(path).components() {
+            match component {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => {
+                    out.push(name);
+                    if let Ok(canonical) = out.canonicalize() {
+                        out = canonical;
+                    }
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        out
+    }
+
     /// Resolves a local path (links followed) and answers it only when it lies inside a root.
     pub fn local(&self, path: &Path) -> Option<PathBuf> {
         let resolved = resolve(path).ok()?;
@@ -295,28 +317,6 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `path` made absolute and resolved as Python's `pathlib.Path.resolve()` does (MLflow's
-/// model-version source check): links followed while the path exists, `.` and `..` then taken
-/// in order, so `a/model/..` is `a` whether or not `model` exists.
-pub fn real_path(path: &Path, base: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for component in base.join(path).components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(name) => {
-                out.push(name);
-                if let Ok(canonical) = out.canonicalize() {
-                    out = canonical;
-                }
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 /// The path as the kernel would reach it: the longest existing ancestor canonicalized (every
@@ -582,7 +582,7 @@ mod tests {
     fn real_path_resolves_as_pathlib_does() {
         let jail = Jail::new();
         let root = jail.root().canonicalize().unwrap();
-        let base = Path::new("/");
+        let policy = jail.policy(&[]);
         for (path, expected) in [
             (
                 format!("{}/models/m/..", root.display()),
@@ -595,9 +595,9 @@ mod tests {
                 jail.dir.path().canonicalize().unwrap().join("secret/key"),
             ),
         ] {
-            assert_eq!(real_path(Path::new(&path), base), expected, "{path}");
+            assert_eq!(policy.real_path(Path::new(&path)), expected, "{path}");
         }
-        assert_eq!(real_path(Path::new("models"), &root), root.join("models"));
+        assert_eq!(policy.real_path(Path::new("models")), root.join("models"));
     }
 
     #[test]
