@@ -297,7 +297,8 @@ fn fully_decoded(text: &str) -> String {
     current
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded once, invalid UTF-8 replaced (Python's `urllib.parse.unquote`).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
