@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 
 /// What a user may do with one experiment or registered model. The order is MLflow's priority:
-/// a higher level includes every capability of a lower one.
+/// a higher level includes every capability of a lower one. `Deny` (a role's explicit veto) is
+/// below everything, so no `max` can pick it over a grant; [`resolve`] checks it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Permission {
+    Deny,
     NoPermissions,
     Read,
     Use,
@@ -25,7 +27,8 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
+        Permission::Deny,
         Permission::NoPermissions,
         Permission::Read,
         Permission::Use,
@@ -35,6 +38,7 @@ impl Permission {
 
     pub fn name(self) -> &'static str {
         match self {
+            Permission::Deny => "DENY",
             Permission::NoPermissions => "NO_PERMISSIONS",
             Permission::Read => "READ",
             Permission::Use => "USE",
@@ -77,7 +81,7 @@ impl FromStr for Permission {
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "Invalid permission '{s}'. Valid permissions are: ('READ', 'USE', 'EDIT', \
-                     'MANAGE', 'NO_PERMISSIONS')"
+                     'MANAGE', 'NO_PERMISSIONS', 'DENY')"
                 ))
             })
     }
@@ -127,6 +131,151 @@ pub struct User {
     pub id: i64,
     pub username: String,
     pub is_admin: bool,
+}
+
+/// The workspace every resource lives in: twinloop has no workspaces, so only roles of this
+/// one grant anything (as MLflow with workspaces disabled).
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// Role names MLflow keeps for each user's own grants (`__user_<id>__`); nobody may make one.
+pub const RESERVED_ROLE_PREFIX: &str = "__user_";
+
+/// A named set of grants, assigned to users (MLflow 3.17's RBAC role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub id: i64,
+    pub name: String,
+    pub workspace: String,
+    pub description: Option<String>,
+    pub permissions: Vec<RolePermission>,
+}
+
+impl Role {
+    /// Whether the role makes its members admins of its workspace (MANAGE on `workspace`/`*`).
+    pub fn administers_workspace(&self) -> bool {
+        self.permissions.iter().any(|p| {
+            p.resource_type == "workspace"
+                && p.resource_pattern == "*"
+                && p.permission == Permission::Manage
+        })
+    }
+}
+
+/// One grant of a role: a level on every resource of a type (`*`) or on one by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePermission {
+    pub id: i64,
+    pub role_id: i64,
+    /// Kept as MLflow's text: it accepts resource types twinloop has no routes for (prompts,
+    /// scorers, gateways), and a client that set them reads them back.
+    pub resource_type: String,
+    pub resource_pattern: String,
+    pub permission: Permission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    pub id: i64,
+    pub user_id: i64,
+    pub role_id: i64,
+}
+
+/// MLflow 3.17.2's resource types of a role permission, sorted as its messages list them, and
+/// whether each takes one resource's id (the others take only `*`).
+const ROLE_RESOURCE_TYPES: [(&str, bool); 18] = [
+    ("assessment", false),
+    ("experiment", true),
+    ("gateway_endpoint", true),
+    ("gateway_model_definition", true),
+    ("gateway_secret", true),
+    ("logged_model", false),
+    ("mcp_server", true),
+    ("mcp_server_version", false),
+    ("prompt", true),
+    ("prompt_version", false),
+    ("registered_model", true),
+    ("registered_model_version", false),
+    ("review_queue", false),
+    ("run", false),
+    ("scorer", true),
+    ("scorer_version", false),
+    ("trace", false),
+    ("workspace", false),
+];
+
+fn python_tuple(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
+/// The permission of a new or changed role grant, checked as MLflow's
+/// `_validate_permission_for_resource_type` and `_validate_resource_pattern` do (a pattern a
+/// type cannot take would be ignored silently when resolving, so it is refused here).
+pub fn role_permission(
+    resource_type: &str,
+    resource_pattern: Option<&str>,
+    permission: &str,
+) -> Result<Permission> {
+    let level: Permission = permission.parse()?;
+    let Some((_, takes_ids)) = ROLE_RESOURCE_TYPES
+        .iter()
+        .find(|(t, _)| *t == resource_type)
+    else {
+        let names: Vec<&str> = ROLE_RESOURCE_TYPES.iter().map(|(t, _)| *t).collect();
+        return Err(Error::invalid(format!(
+            "Invalid resource type '{resource_type}'. Valid resource types are: {}",
+            python_tuple(&names)
+        )));
+    };
+    if resource_type == "workspace" {
+        if !matches!(level, Permission::Use | Permission::Manage) {
+            return Err(Error::invalid(format!(
+                "Invalid permission '{permission}' for resource_type='workspace'. Workspace-wide \
+                 grants accept only: ('MANAGE', 'USE')."
+            )));
+        }
+    } else if level == Permission::NoPermissions {
+        return Err(Error::invalid(format!(
+            "Invalid permission '{permission}' for resource_type='{resource_type}'. \
+             Resource-level grants accept only: ('DENY', 'EDIT', 'MANAGE', 'READ', 'USE')."
+        )));
+    }
+    if let Some(pattern) = resource_pattern
+        && pattern != "*"
+        && !takes_ids
+    {
+        return Err(Error::invalid(format!(
+            "Invalid resource_pattern '{pattern}' for resource_type='{resource_type}'. This \
+             resource type supports only wildcard ('*') grants."
+        )));
+    }
+    Ok(level)
+}
+
+/// A grant that applies to one resource for one user: their own, or one of their roles' (on
+/// that resource, on `*`, or MANAGE on the whole workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedGrant {
+    pub workspace_admin: bool,
+    pub permission: Permission,
+}
+
+/// A user's level on a resource, from every grant that applies, as MLflow 3.17.2 folds them
+/// (`fold_grants_for_key`, then `_get_role_permission_or_default`): a workspace admin has
+/// MANAGE whatever else says; any DENY vetoes; else the highest grant, raised to
+/// `default_permission` unless it is NO_PERMISSIONS; no grant at all is `default_permission`.
+pub fn resolve(grants: &[AppliedGrant], default_permission: Permission) -> Permission {
+    if grants.iter().any(|g| g.workspace_admin) {
+        return Permission::Manage;
+    }
+    if grants.iter().any(|g| g.permission == Permission::Deny) {
+        return Permission::Deny;
+    }
+    match grants.iter().map(|g| g.permission).max() {
+        None => default_permission,
+        Some(Permission::NoPermissions) => Permission::NoPermissions,
+        Some(granted) => granted.max(default_permission),
+    }
 }
 
 /// A user with the stored hash of their password, for checking a login.
@@ -304,5 +453,60 @@ mod tests {
         for s in TokenScope::ALL {
             assert_eq!(s.name().parse::<TokenScope>().unwrap(), s);
         }
+    }
+
+    #[test]
+    fn grants_fold_as_mlflow_deny_first_then_the_highest_then_the_default() {
+        let g = |permission| AppliedGrant {
+            workspace_admin: false,
+            permission,
+        };
+        use Permission::*;
+        assert_eq!(resolve(&[], Read), Read);
+        assert_eq!(resolve(&[], NoPermissions), NoPermissions);
+        assert_eq!(resolve(&[g(Edit), g(Read)], Read), Edit);
+        assert_eq!(
+            resolve(&[g(Use)], Edit),
+            Edit,
+            "a grant is raised to the default"
+        );
+        assert_eq!(resolve(&[g(NoPermissions)], Read), NoPermissions);
+        assert_eq!(resolve(&[g(NoPermissions), g(Read)], NoPermissions), Read);
+        assert_eq!(
+            resolve(&[g(Manage), g(Deny)], Read),
+            Deny,
+            "a veto beats any grant"
+        );
+        let admin = AppliedGrant {
+            workspace_admin: true,
+            permission: Manage,
+        };
+        assert_eq!(resolve(&[g(Deny), admin], Read), Manage);
+        assert!(!Deny.can_read() && Deny < NoPermissions);
+    }
+
+    #[test]
+    fn role_permissions_are_checked_as_mlflow() {
+        assert_eq!(
+            role_permission("experiment", Some("1"), "DENY").unwrap(),
+            Permission::Deny
+        );
+        assert_eq!(
+            role_permission("workspace", Some("*"), "MANAGE").unwrap(),
+            Permission::Manage
+        );
+        let e = role_permission("workspace", Some("*"), "READ").unwrap_err();
+        assert!(e.message.contains("accept only: ('MANAGE', 'USE')"), "{e}");
+        let e = role_permission("run", Some("abc"), "READ").unwrap_err();
+        assert!(e.message.contains("supports only wildcard"), "{e}");
+        let e = role_permission("model", Some("*"), "READ").unwrap_err();
+        assert!(e.message.starts_with("Invalid resource type 'model'. Valid resource types are: ('assessment', 'experiment',"), "{e}");
+        let e = role_permission("experiment", Some("1"), "NO_PERMISSIONS").unwrap_err();
+        assert!(
+            e.message
+                .contains("('DENY', 'EDIT', 'MANAGE', 'READ', 'USE')"),
+            "{e}"
+        );
+        assert!(role_permission("experiment", Some("1"), "OWNER").is_err());
     }
 }

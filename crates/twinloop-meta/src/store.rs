@@ -3,7 +3,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use twinloop_core::Result;
 use twinloop_core::auth::{
-    ApiToken, Grant, Permission, ResourceType, TokenScope, User, UserCredentials,
+    ApiToken, AppliedGrant, Grant, Permission, ResourceType, Role, RoleAssignment, RolePermission,
+    TokenScope, User, UserCredentials,
 };
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::features::{FeatureChange, FeatureObject, MaterializationRun};
@@ -467,6 +468,56 @@ pub trait AuthStore: Send + Sync {
     async fn list_tokens(&self, username: Option<&str>) -> Result<Vec<ApiToken>>;
     /// An unknown id is `NotFound`.
     async fn revoke_token(&self, id: i64) -> Result<()>;
+
+    /// A new role (MLflow 3.17's RBAC). A name taken in its workspace is `AlreadyExists`, a
+    /// name with the reserved `__user_` prefix `InvalidArgument`.
+    async fn create_role(
+        &self,
+        name: &str,
+        workspace: &str,
+        description: Option<&str>,
+    ) -> Result<Role>;
+    /// A role with its permissions; an unknown id is `NotFound`.
+    async fn role(&self, id: i64) -> Result<Role>;
+    /// Every role, or only those of the workspaces named, oldest first.
+    async fn list_roles(&self, workspaces: Option<&[String]>) -> Result<Vec<Role>>;
+    async fn update_role(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Role>;
+    /// The role goes with its permissions and assignments.
+    async fn delete_role(&self, id: i64) -> Result<()>;
+    /// The same (type, pattern) twice on one role is `AlreadyExists`.
+    async fn add_role_permission(
+        &self,
+        role_id: i64,
+        resource_type: &str,
+        resource_pattern: &str,
+        permission: Permission,
+    ) -> Result<RolePermission>;
+    async fn role_permission(&self, id: i64) -> Result<RolePermission>;
+    async fn update_role_permission(
+        &self,
+        id: i64,
+        permission: Permission,
+    ) -> Result<RolePermission>;
+    async fn remove_role_permission(&self, id: i64) -> Result<()>;
+    /// Assigning a role twice is `AlreadyExists`.
+    async fn assign_role(&self, username: &str, role_id: i64) -> Result<RoleAssignment>;
+    async fn unassign_role(&self, username: &str, role_id: i64) -> Result<()>;
+    async fn user_roles(&self, username: &str) -> Result<Vec<Role>>;
+    async fn role_users(&self, role_id: i64) -> Result<Vec<RoleAssignment>>;
+    /// Every grant that applies to the user on one resource: their own, and their roles' in the
+    /// default workspace on it, on `*` of its type, or MANAGE on the workspace. One query: it
+    /// is asked on every request.
+    async fn applied_grants(
+        &self,
+        username: &str,
+        resource_type: ResourceType,
+        resource_id: &str,
+    ) -> Result<Vec<AppliedGrant>>;
 }
 
 /// Every area at once: what a server that keeps all its metadata in one database holds, so that

@@ -196,3 +196,169 @@ on_every_backend!(
         );
     }
 );
+
+on_every_backend!(
+    roles_hold_grants_that_apply_to_their_members,
+    |s: &SqlStore| {
+        use twinloop_core::auth::{AppliedGrant, resolve};
+        s.create_user("alice", "h", false).await.unwrap();
+        let readers = s
+            .create_role("readers", "default", Some("read all"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (readers.name.as_str(), readers.workspace.as_str()),
+            ("readers", "default")
+        );
+        assert_eq!(readers.description.as_deref(), Some("read all"));
+        let taken = s.create_role("readers", "default", None).await.unwrap_err();
+        assert_eq!(taken.kind, ErrorKind::AlreadyExists);
+        let elsewhere = s.create_role("readers", "other", None).await.unwrap();
+        assert_eq!(
+            s.create_role("__user_1__", "default", None)
+                .await
+                .unwrap_err()
+                .kind,
+            ErrorKind::InvalidArgument
+        );
+
+        let all = s
+            .add_role_permission(readers.id, "experiment", "*", Permission::Read)
+            .await
+            .unwrap();
+        let deny = s
+            .add_role_permission(readers.id, "experiment", "7", Permission::Deny)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.add_role_permission(readers.id, "experiment", "*", Permission::Edit)
+                .await
+                .unwrap_err()
+                .kind,
+            ErrorKind::AlreadyExists
+        );
+        s.add_role_permission(elsewhere.id, "experiment", "*", Permission::Manage)
+            .await
+            .unwrap();
+        let role = s.role(readers.id).await.unwrap();
+        assert_eq!(role.permissions, vec![all.clone(), deny.clone()]);
+
+        let applied = |id: &'static str| async move {
+            s.applied_grants("alice", ResourceType::Experiment, id)
+                .await
+                .unwrap()
+        };
+        assert!(applied("1").await.is_empty(), "not a member yet");
+        let assignment = s.assign_role("alice", readers.id).await.unwrap();
+        assert_eq!(assignment.role_id, readers.id);
+        assert_eq!(
+            s.assign_role("alice", readers.id).await.unwrap_err().kind,
+            ErrorKind::AlreadyExists
+        );
+        s.assign_role("alice", elsewhere.id).await.unwrap();
+        // The role of another workspace grants nothing: every resource is in `default`.
+        assert_eq!(
+            resolve(&applied("1").await, Permission::NoPermissions),
+            Permission::Read
+        );
+        s.put_grant(&grant("alice", "7", Permission::Manage))
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve(&applied("7").await, Permission::Read),
+            Permission::Deny
+        );
+        s.put_grant(&grant("alice", "1", Permission::Edit))
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve(&applied("1").await, Permission::Read),
+            Permission::Edit
+        );
+        assert!(
+            s.applied_grants("alice", ResourceType::RegisteredModel, "1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let admins = s.create_role("admins", "default", None).await.unwrap();
+        s.add_role_permission(admins.id, "workspace", "*", Permission::Manage)
+            .await
+            .unwrap();
+        s.assign_role("alice", admins.id).await.unwrap();
+        assert!(applied("7").await.contains(&AppliedGrant {
+            workspace_admin: true,
+            permission: Permission::Manage
+        }));
+        assert_eq!(
+            resolve(&applied("7").await, Permission::Read),
+            Permission::Manage
+        );
+        s.unassign_role("alice", admins.id).await.unwrap();
+        assert_eq!(
+            s.unassign_role("alice", admins.id).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+
+        let updated = s
+            .update_role_permission(deny.id, Permission::Read)
+            .await
+            .unwrap();
+        assert_eq!(updated.permission, Permission::Read);
+        assert_eq!(
+            resolve(&applied("7").await, Permission::Read),
+            Permission::Manage
+        );
+        s.remove_role_permission(all.id).await.unwrap();
+        assert_eq!(
+            s.role_permission(all.id).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+
+        let renamed = s
+            .update_role(readers.id, Some("viewers"), Some("d2"))
+            .await
+            .unwrap();
+        assert_eq!(renamed.name, "viewers");
+        assert_eq!(renamed.description.as_deref(), Some("d2"));
+        assert_eq!(
+            s.update_role(readers.id, Some("admins"), None)
+                .await
+                .unwrap_err()
+                .kind,
+            ErrorKind::AlreadyExists
+        );
+        let names = |roles: Vec<twinloop_core::auth::Role>| {
+            roles.into_iter().map(|r| r.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(s.list_roles(None).await.unwrap()),
+            ["viewers", "readers", "admins"]
+        );
+        assert_eq!(
+            names(s.list_roles(Some(&["other".to_owned()])).await.unwrap()),
+            ["readers"]
+        );
+        assert_eq!(
+            names(s.user_roles("alice").await.unwrap()),
+            ["viewers", "readers"]
+        );
+        assert_eq!(s.role_users(readers.id).await.unwrap().len(), 1);
+
+        s.delete_role(readers.id).await.unwrap();
+        assert_eq!(
+            s.role(readers.id).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            s.delete_role(readers.id).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+        assert_eq!(names(s.user_roles("alice").await.unwrap()), ["readers"]);
+        let again = s.create_role("viewers", "default", None).await.unwrap();
+        assert!(again.id > admins.id, "role ids are never reused");
+        s.delete_user("alice").await.unwrap();
+        assert!(s.role_users(elsewhere.id).await.unwrap().is_empty());
+    }
+);
