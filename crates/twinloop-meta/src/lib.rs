@@ -7,6 +7,7 @@
 
 mod artifact_uri;
 pub mod history;
+pub mod lease;
 pub mod pipelines;
 pub mod pyjson;
 pub mod search;
@@ -20,7 +21,8 @@ pub use pipelines::PipelineStore;
 pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
 pub use store::{
     AuthStore, DatasetFilter, DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry,
-    LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore, ModelAliasStore,
-    ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog, RegistryQuery,
-    RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore, WebhookStore,
+    LeaseStore, LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore,
+    ModelAliasStore, ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog,
+    RegistryQuery, RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore,
+    WebhookStore,
 };

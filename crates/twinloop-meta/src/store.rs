@@ -286,8 +286,27 @@ pub trait ModelAliasStore: Send + Sync {
 pub trait RegistryEventLog: Send + Sync {
     /// Recorded events with an id greater than `after`, oldest first.
     async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>>;
-    /// Events committed from now on, in this process.
+    /// Events committed from now on, by this process or another on the same database (each
+    /// replica tails the event table), each once.
     fn subscribe_registry_events(&self) -> tokio::sync::broadcast::Receiver<RegistryEvent>;
+}
+
+/// Leases: which of the replicas sharing a database runs a background loop. Expiry is judged by
+/// the database's clock, so replicas' clocks are never compared. Each new holder gets a greater
+/// token; a holder checks its token when it acts ([`LeaseStore::advance_lease`]), so a holder
+/// that was paused past its expiry and replaced cannot act again.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes `name` for `holder` for `ttl_ms` when it is free, expired or already `holder`'s (then
+    /// it is a renewal and the token stays). Answers the token, or `None` while another holds it.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>>;
+    /// Gives `name` up if `holder` holds it, so that another takes it over at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// The cursor the holders of `name` hand on to each other (`None` before the first).
+    async fn lease_cursor(&self, name: &str) -> Result<Option<i64>>;
+    /// Sets the cursor only while `token` is the current, unexpired holding; answers whether it
+    /// was: the fencing check a holder makes just before it acts.
+    async fn advance_lease(&self, name: &str, token: i64, cursor: i64) -> Result<bool>;
 }
 
 /// The lineage graph. Tracking and the registry fill it as they write; callers may also record
@@ -535,6 +554,7 @@ pub trait MetaStore:
     + MonitorStore
     + crate::pipelines::PipelineStore
     + AuthStore
+    + LeaseStore
 {
 }
 
@@ -548,6 +568,7 @@ impl<T> MetaStore for T where
         + MonitorStore
         + crate::pipelines::PipelineStore
         + AuthStore
+        + LeaseStore
         + ?Sized
 {
 }

@@ -17,6 +17,7 @@ mod features;
 mod filter;
 mod history;
 mod keys;
+mod leases;
 mod lineage;
 mod logged_models;
 mod monitors;
@@ -34,12 +35,12 @@ mod summaries;
 mod uri;
 mod webhooks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use query::RowExt;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
-use tokio::sync::broadcast;
-use twinloop_core::registry::RegistryEvent;
 use twinloop_core::{Error, Result};
 
 pub use keys::MAX_KEY_LIMIT;
@@ -61,8 +62,11 @@ pub struct SqlStore {
     /// Where new experiments' artifact locations go (`mlflow-artifacts:/`, a directory, `s3://…`),
     /// as [`crate::experiment_root`] made it.
     artifact_root: String,
-    /// Registry events committed by this process, for in-process subscribers.
-    events: broadcast::Sender<RegistryEvent>,
+    /// Committed registry events, this process's and other replicas', for in-process
+    /// subscribers.
+    feed: Arc<registry::tail::EventFeed>,
+    /// Dropped with the store, which ends the event tail.
+    _tail: tokio::sync::oneshot::Sender<()>,
 }
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
@@ -118,16 +122,33 @@ impl SqlStore {
                 )
             }
         };
+        let (tail, stop) = tokio::sync::oneshot::channel();
         let store = SqlStore {
             backend,
             writer,
             reader,
             bulk_reader,
             artifact_root,
-            events: broadcast::channel(1024).0,
+            feed: registry::tail::EventFeed::new(),
+            _tail: tail,
         };
         store.migrate().await?;
         store.ensure_default_experiment().await?;
+        // Events committed before this process started are history, read with `?after=`.
+        let floor = store
+            .sql("SELECT COALESCE(MAX(id), 0) FROM registry_events")
+            .fetch_one(&store.reader)
+            .await?
+            .int(0)?;
+        let pg_url = matches!(uri, StoreUri::Postgres(_)).then(|| uri.sqlx_url());
+        registry::tail::spawn(
+            backend,
+            store.reader.clone(),
+            pg_url,
+            store.feed.clone(),
+            floor,
+            stop,
+        );
         Ok(store)
     }
 

@@ -7,6 +7,7 @@ mod support;
 mod auth_suite;
 mod deployments_suite;
 mod features_suite;
+mod leases_suite;
 mod mlflow_webhooks;
 mod monitors_suite;
 mod pipelines;

@@ -5,15 +5,15 @@ use std::ops::{Deref, DerefMut};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::broadcast;
 use twinloop_core::registry::{EventDetail, RegistryEvent, RegistryEventKind};
 use twinloop_core::time::now_ms;
 use twinloop_core::tracking::Tag;
 use twinloop_core::{Error, Result};
 
-use crate::sql::query::{Arg, RowExt};
-use crate::sql::{SqlStore, db_err};
+use crate::sql::query::{Arg, RowExt, Sql};
+use crate::sql::{Backend, SqlStore, db_err};
 use crate::store::RegistryEventLog;
 
 /// One registry write: a transaction (which it dereferences to) and the events recorded in it.
@@ -73,8 +73,7 @@ impl Change<'_> {
     pub(super) async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(db_err)?;
         for event in self.events {
-            // Nobody listening is not an error.
-            let _ = self.store.events.send(event);
+            self.store.feed.publish(event);
         }
         Ok(())
     }
@@ -145,34 +144,48 @@ impl<'a> EventSpec<'a> {
 #[async_trait]
 impl RegistryEventLog for SqlStore {
     async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>> {
-        let mut sql = self.sql("SELECT id, timestamp, actor, kind, model_name, version, alias, before, after, detail FROM registry_events WHERE id > ");
-        sql.arg(after)
-            .push(" ORDER BY id LIMIT ")
-            .arg(limit.clamp(1, 10_000));
-        sql.fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(RegistryEvent {
-                    id: r.int(0)?,
-                    timestamp: r.int(1)?,
-                    actor: r.text(2)?,
-                    kind: RegistryEventKind::parse(&r.text(3)?)
-                        .ok_or_else(|| Error::internal("unknown registry event kind"))?,
-                    model_name: r.text(4)?,
-                    version: r.opt_int(5)?,
-                    alias: r.opt_text(6)?,
-                    before: r.opt_text(7)?,
-                    after: r.opt_text(8)?,
-                    detail: decode_detail(r.opt_text(9)?.as_deref()),
-                })
-            })
-            .collect()
+        read_events(self.backend, &self.reader, after, limit).await
     }
 
     fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
-        self.events.subscribe()
+        self.feed.subscribe()
     }
+}
+
+/// Recorded events with an id greater than `after`, oldest first: the log's one reader, which
+/// the event tail shares.
+pub(super) async fn read_events(
+    backend: Backend,
+    reader: &AnyPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RegistryEvent>> {
+    let mut sql = Sql::new(
+        backend,
+        "SELECT id, timestamp, actor, kind, model_name, version, alias, before, after, detail FROM registry_events WHERE id > ",
+    );
+    sql.arg(after)
+        .push(" ORDER BY id LIMIT ")
+        .arg(limit.clamp(1, 10_000));
+    sql.fetch_all(reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RegistryEvent {
+                id: r.int(0)?,
+                timestamp: r.int(1)?,
+                actor: r.text(2)?,
+                kind: RegistryEventKind::parse(&r.text(3)?)
+                    .ok_or_else(|| Error::internal("unknown registry event kind"))?,
+                model_name: r.text(4)?,
+                version: r.opt_int(5)?,
+                alias: r.opt_text(6)?,
+                before: r.opt_text(7)?,
+                after: r.opt_text(8)?,
+                detail: decode_detail(r.opt_text(9)?.as_deref()),
+            })
+        })
+        .collect()
 }
 
 fn tags_json(tags: &[Tag]) -> Value {

@@ -4,9 +4,10 @@
 //! This file holds what they share: row decoding and the checks every write starts with.
 
 mod aliases;
-mod events;
+pub(super) mod events;
 mod models;
 mod search;
+pub(super) mod tail;
 mod versions;
 
 use std::collections::HashMap;

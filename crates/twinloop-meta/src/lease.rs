@@ -1,0 +1,98 @@
+//! [`LeaseKeeper`]: holds a named lease for this process while it can, so that among replicas on
+//! one database exactly one runs the loop the lease names.
+//!
+//! The keeper tries to take or renew the lease every [`RENEW`]; the lease lasts [`TTL`], so a
+//! holder that dies (or loses the database) is replaced within `TTL + RENEW`. Locally the lease
+//! counts as lost as soon as one attempt fails, two attempts before it can expire, so a replica
+//! stops acting before another may start; the token checked when acting
+//! ([`crate::LeaseStore::advance_lease`]) covers a replica paused past that.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::store::LeaseStore;
+
+/// How long a lease lasts without renewal.
+pub const TTL: Duration = Duration::from_secs(6);
+/// How often the holder renews it, and others try to take it.
+pub const RENEW: Duration = Duration::from_secs(2);
+
+/// This process's name as a lease holder: unique per start, so a restarted replica is a new
+/// holder whose token is new.
+pub fn holder_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let uuid = twinloop_core::ids::new_uuid().replace('-', "");
+        format!("pid{}-{}", std::process::id(), &uuid[..12])
+    })
+}
+
+pub struct LeaseKeeper {
+    name: String,
+    token: watch::Receiver<Option<i64>>,
+    task: AbortHandle,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping `name`; the first attempt is made at once.
+    pub fn start(store: Arc<dyn LeaseStore>, name: &str) -> Arc<LeaseKeeper> {
+        let (tx, rx) = watch::channel(None);
+        let lease = name.to_string();
+        let task = tokio::spawn(async move {
+            let ttl = TTL.as_millis() as i64;
+            loop {
+                let attempt = store.acquire_lease(&lease, holder_id(), ttl);
+                let token = match tokio::time::timeout(RENEW, attempt).await {
+                    Ok(Ok(token)) => token,
+                    Ok(Err(e)) => {
+                        tracing::warn!(lease = %lease, error = %e, "cannot renew the lease");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                if *tx.borrow() != token {
+                    tracing::info!(lease = %lease, holder = holder_id(), ?token, "lease changed");
+                }
+                tx.send_replace(token);
+                tokio::time::sleep(RENEW).await;
+            }
+        });
+        Arc::new(LeaseKeeper {
+            name: name.to_string(),
+            token: rx,
+            task: task.abort_handle(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The token while this process holds the lease.
+    pub fn token(&self) -> Option<i64> {
+        *self.token.borrow()
+    }
+
+    /// Waits until this process holds the lease, and answers its token.
+    pub async fn acquired(&self) -> i64 {
+        let mut rx = self.token.clone();
+        loop {
+            if let Some(token) = *rx.borrow_and_update() {
+                return token;
+            }
+            if rx.changed().await.is_err() {
+                // The keeper is gone: wait forever, as nothing will be held again.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
