@@ -30,6 +30,11 @@ const HOST_ADDRESSED: [&str; 9] = [
 pub struct LocationPolicy {
     /// Canonical directories (links resolved when the policy was made).
     local_roots: Vec<PathBuf>,
+    /// Those of `local_roots` where runs' and logged models' artifacts live.
+    artifact_roots: Vec<PathBuf>,
+    /// Those of `local_roots` the server never reads or writes over HTTP (its data directory,
+    /// which holds the database).
+    private_roots: Vec<PathBuf>,
     /// Remote prefixes such as `s3://bucket/prefix`, allowed beneath themselves.
     remote_roots: Vec<Remote>,
     /// Remote schemes allowed anywhere (`--allowed-scheme s3`).
@@ -68,6 +73,8 @@ impl LocationPolicy {
     ) -> Result<LocationPolicy, Error> {
         let mut policy = LocationPolicy {
             local_roots: Vec::new(),
+            artifact_roots: Vec::new(),
+            private_roots: Vec::new(),
             remote_roots: Vec::new(),
             schemes: schemes
                 .into_iter()
@@ -89,6 +96,42 @@ impl LocationPolicy {
             }
         }
         Ok(policy)
+    }
+
+    /// Adds a local directory where runs' artifacts live (the artifacts destination, a local
+    /// default artifact root): clients may name it, the server reads and writes below it
+    /// ([`local_root`](Self::local_root)), and a model-version source inside it must belong to
+    /// the run or logged model named with it (MLflow's rule).
+    pub fn with_artifact_root(mut self, root: &str) -> Result<LocationPolicy, Error> {
+        let path = self.local_root_path(root)?;
+        self.local_roots.push(path.clone());
+        self.artifact_roots.push(path);
+        Ok(self)
+    }
+
+    /// Adds a local directory clients may name (a model directory under the server's data
+    /// directory) but whose files the server never serves or writes for them: the database
+    /// lives there.
+    pub fn with_private_root(mut self, root: &str) -> Result<LocationPolicy, Error> {
+        let path = self.local_root_path(root)?;
+        self.local_roots.push(path.clone());
+        self.private_roots.push(path);
+        Ok(self)
+    }
+
+    fn local_root_path(&self, root: &str) -> Result<PathBuf, Error> {
+        let bad = |why: &str| Error::invalid(format!("invalid allowed root {root:?}: {why}"));
+        match classify(root).map_err(|e| bad(&e))? {
+            Parsed::Local(path) => resolve(&self.base.join(path)).map_err(|e| bad(&e)),
+            _ => Err(bad("not a local directory")),
+        }
+    }
+
+    /// Whether a resolved local path lies inside a root where runs' artifacts live.
+    pub fn in_artifact_root(&self, path: &Path) -> bool {
+        self.artifact_roots
+            .iter()
+            .any(|root| path.starts_with(root))
     }
 
     /// Judges `location` as a client sent it.
@@ -139,17 +182,28 @@ impl LocationPolicy {
     }
 
     /// The allowed root a local location lies in, and the location relative to it, compared as
-    /// written (no link followed: whoever reads below the root must refuse links itself). `None`
-    /// for anything else: a reference, a remote URI, a refused spelling, or a path outside.
+    /// written (no link followed: whoever reads below the root must refuse links itself), for the
+    /// server to read or write there. `None` for anything else: a reference, a remote URI, a
+    /// refused spelling, a path outside, or one inside a private root.
     pub fn local_root(&self, location: &str) -> Option<(PathBuf, PathBuf)> {
         let Ok(Parsed::Local(path)) = classify(location) else {
             return None;
         };
         let path = self.base.join(path);
-        self.local_roots.iter().find_map(|root| {
-            let relative = path.strip_prefix(root).ok()?;
-            Some((root.clone(), relative.to_path_buf()))
-        })
+        if self.private_roots.iter().any(|root| path.starts_with(root))
+            && !self.in_artifact_root(&path)
+        {
+            return None;
+        }
+        // The innermost root: an artifact root may lie inside a private one.
+        self.local_roots
+            .iter()
+            .filter(|root| !self.private_roots.contains(root))
+            .filter_map(|root| {
+                let relative = path.strip_prefix(root).ok()?;
+                Some((root.clone(), relative.to_path_buf()))
+            })
+            .max_by_key(|(root, _)| root.components().count())
     }
 
     /// `path` made absolute (against the working directory) and resolved as Python's `pathlib.Path.resolve()` does (MLflow's
@@ -577,6 +631,29 @@ mod tests {
         ] {
             assert_eq!(policy.local_root(&outside), None, "{outside}");
         }
+    }
+
+    #[test]
+    fn private_roots_are_named_but_not_served_and_artifact_roots_are_known() {
+        let jail = Jail::new();
+        let root = jail.root().canonicalize().unwrap();
+        let policy = LocationPolicy::new([""; 0], [""; 0], &root)
+            .unwrap()
+            .with_private_root(&root.display().to_string())
+            .unwrap()
+            .with_artifact_root(&root.join("models").display().to_string())
+            .unwrap();
+        let db = root.join("twinloop.db").display().to_string();
+        assert!(policy.check(&db).is_ok());
+        assert_eq!(policy.local_root(&db), None);
+        let run = root.join("models/1/r/artifacts");
+        assert!(policy.in_artifact_root(&run));
+        assert!(!policy.in_artifact_root(&root.join("other")));
+        assert_eq!(
+            policy.local_root(&run.display().to_string()),
+            Some((root.join("models"), PathBuf::from("1/r/artifacts")))
+        );
+        assert!(policy.with_artifact_root("s3://bucket/x").is_err());
     }
 
     #[test]
