@@ -211,3 +211,73 @@ def test_tokens_work_as_bearer_and_as_password_within_their_scope(auth_server, m
     denied(lambda: as_token(monkeypatch, "tlp_" + "x" * 43).search_experiments(), 401)
     # A token names its own user: another name with it is refused.
     denied(lambda: as_user(monkeypatch, "admin", write).search_experiments(), 401)
+
+
+def test_roles_through_the_app_client_grant_deny_and_delegate(auth_server, monkeypatch):
+    alice, alice_pw = new_user(auth_server, monkeypatch)
+    bob, bob_pw = new_user(auth_server, monkeypatch)
+    exp = as_user(monkeypatch, alice, alice_pw).create_experiment(unique("exp"))
+    other = as_user(monkeypatch, alice, alice_pw).create_experiment(unique("exp"))
+
+    app = admin_app(auth_server, monkeypatch)
+    writers = app.create_role("default", unique("writers"), description="write all")
+    assert (writers.workspace, writers.description, writers.permissions) == ("default", "write all", [])
+    everything = app.add_role_permission(writers.id, "experiment", "*", "EDIT")
+    veto = app.add_role_permission(writers.id, "experiment", other, "DENY")
+    assert (everything.resource_pattern, veto.permission) == ("*", "DENY")
+    assignment = app.assign_role(bob, writers.id)
+    assert assignment.role_id == writers.id
+    assert [r.name for r in app.list_user_roles(bob)] == [writers.name]
+    assert [a.user_id for a in app.list_role_users(writers.id)] == [app.get_user(bob).id]
+    assert writers.id in [r.id for r in app.list_roles("default")]
+    assert {p.id for p in app.list_role_permissions(writers.id)} == {everything.id, veto.id}
+    listed = requests.get(f"{auth_server}/api/2.0/mlflow/users/list", auth=("admin", ADMIN_PASSWORD))
+    assert [r["name"] for u in listed.json()["users"] if u["username"] == bob for r in u["roles"]] == [
+        writers.name
+    ]
+
+    # The role's EDIT on every experiment lets bob write alice's; its DENY vetoes the other
+    # experiment even where the default (READ) would let him read it.
+    bob_client = as_user(monkeypatch, bob, bob_pw)
+    bob_client.create_run(exp)
+    denied(lambda: bob_client.get_experiment(other), 403)
+    app = admin_app(auth_server, monkeypatch)
+    assert app.get_user_permission(bob, "experiment", other).permission == "DENY"
+    app.update_role_permission(veto.id, "READ")
+    assert as_user(monkeypatch, bob, bob_pw).get_experiment(other).experiment_id == other
+    app = admin_app(auth_server, monkeypatch)
+    app.remove_role_permission(everything.id)
+    denied(lambda: as_user(monkeypatch, bob, bob_pw).create_run(exp), 403)
+
+    # Bad input is MLflow's 400, a role the caller may not manage a 403.
+    app = admin_app(auth_server, monkeypatch)
+    with pytest.raises(MlflowException, match="reserved '__user_' prefix"):
+        app.create_role("default", "__user_9__")
+    with pytest.raises(MlflowException, match="Workspace-wide grants accept only"):
+        app.add_role_permission(writers.id, "workspace", "*", "READ")
+    with pytest.raises(MlflowException, match="already exists"):
+        app.assign_role(bob, writers.id)
+    bob_app = mlflow.server.get_app_client("basic-auth", tracking_uri=auth_server)
+    as_user(monkeypatch, bob, bob_pw)
+    denied(lambda: bob_app.create_role("default", unique("mine")), 403)
+    # A member may read their role, not change it.
+    assert bob_app.get_role(writers.id).name == writers.name
+    denied(lambda: bob_app.update_role(writers.id, description="x"), 403)
+    denied(lambda: bob_app.list_all_roles(), 403)
+
+    # A workspace admin role lets its member manage roles of that workspace.
+    app = admin_app(auth_server, monkeypatch)
+    leads = app.create_role("default", unique("leads"))
+    app.add_role_permission(leads.id, "workspace", "*", "MANAGE")
+    app.assign_role(alice, leads.id)
+    as_user(monkeypatch, alice, alice_pw)
+    alice_app = mlflow.server.get_app_client("basic-auth", tracking_uri=auth_server)
+    renamed = alice_app.update_role(writers.id, name=unique("renamed"))
+    assert renamed.id == writers.id
+    assert [r.id for r in alice_app.list_user_roles(bob)] == [writers.id]
+    alice_app.unassign_role(bob, writers.id)
+    alice_app.delete_role(writers.id)
+    app = admin_app(auth_server, monkeypatch)
+    assert app.list_user_roles(bob) == []
+    with pytest.raises(MlflowException, match=f"Role with id={writers.id} not found"):
+        app.get_role(writers.id)

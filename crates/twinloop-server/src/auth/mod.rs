@@ -5,6 +5,7 @@
 //! permission endpoints are in [`users`].
 
 pub mod credentials;
+pub(crate) mod roles;
 pub mod rules;
 pub(crate) mod users;
 
@@ -18,7 +19,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use twinloop_core::auth::{Grant, Permission, ResourceType, TokenScope};
+use twinloop_core::auth::{Grant, Permission, ResourceType, TokenScope, resolve};
 use twinloop_core::{ErrorKind, Result};
 use twinloop_meta::StoreHandle;
 
@@ -26,7 +27,7 @@ use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
 pub use credentials::Caller;
 use credentials::{Authenticator, presented};
-use rules::{Exp, Listing, Need, Rule};
+use rules::{Exp, Listing, Need, RoleAccess, Rule};
 
 /// Authentication and authorization of one server.
 pub struct Auth {
@@ -46,10 +47,10 @@ impl Auth {
         }
     }
 
-    /// The caller's level on one experiment or registered model: an admin's is MANAGE; a grant
-    /// of NO_PERMISSIONS stands; any other grant is raised to `default_permission`, and no grant
-    /// is `default_permission` (MLflow's `_get_role_permission_or_default`); a token's scope
-    /// caps the result.
+    /// The caller's level on one experiment or registered model: an admin's is MANAGE; else
+    /// their own grants and their roles' folded as MLflow does ([`resolve`]: a workspace admin
+    /// role first, then any DENY, then the highest grant raised to `default_permission`); a
+    /// token's scope caps the result.
     pub async fn level(
         &self,
         caller: &Caller,
@@ -59,15 +60,11 @@ impl Auth {
         let base = if caller.user.is_admin {
             Permission::Manage
         } else {
-            match self
+            let grants = self
                 .store
-                .grant(&caller.user.username, resource_type, resource_id)
-                .await?
-            {
-                None => self.default_permission,
-                Some(Permission::NoPermissions) => Permission::NoPermissions,
-                Some(granted) => granted.max(self.default_permission),
-            }
+                .applied_grants(&caller.user.username, resource_type, resource_id)
+                .await?;
+            resolve(&grants, self.default_permission)
         };
         Ok(base.min(ceiling(caller)))
     }
@@ -329,11 +326,85 @@ async fn allowed(
             }
             true
         }
+        Rule::Roles(access) => role_access(auth, caller, access, params).await?,
         Rule::ManageTarget => match target(path, params) {
             Some((resource_type, id)) => auth.level(caller, resource_type, &id).await?.can_manage(),
             // The handler says what is missing.
             None => true,
         },
+    })
+}
+
+/// Whether a caller who is not an admin may make a role request: by the roles they hold in
+/// the workspace it names. A role or role permission that does not exist is a 403 for them, so
+/// its existence is not told (MLflow); a request naming no workspace reaches the handler, which
+/// says what is missing.
+async fn role_access(
+    auth: &Auth,
+    caller: &Caller,
+    access: RoleAccess,
+    params: &Params,
+) -> Result<bool> {
+    let store = &auth.store;
+    let mine = store.user_roles(&caller.user.username).await?;
+    let member = |workspace: &str| mine.iter().any(|r| r.workspace == workspace);
+    let administers = |workspace: &str| {
+        mine.iter()
+            .any(|r| r.workspace == workspace && r.administers_workspace())
+    };
+    let cap = ceiling(caller);
+    if access == RoleAccess::List {
+        let asked: Vec<String> = params
+            .all("workspace")
+            .into_iter()
+            .filter(|w| !w.trim().is_empty())
+            .collect();
+        return Ok(cap.can_read() && !asked.is_empty() && asked.iter().all(|w| member(w.trim())));
+    }
+    if access == RoleAccess::OfUser {
+        let Some(username) = params.get("username") else {
+            return Ok(true);
+        };
+        if username == caller.user.username {
+            return Ok(cap.can_read());
+        }
+        let theirs = match store.user_roles(&username).await {
+            Ok(roles) => roles,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        return Ok(cap.can_read() && theirs.iter().any(|r| administers(&r.workspace)));
+    }
+    let missing = |r: Result<String>| match r {
+        Ok(workspace) => Ok(Some(workspace)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    let workspace = if let Some(id) = params.get("role_id") {
+        let Ok(id) = id.trim().parse() else {
+            return Ok(true);
+        };
+        missing(store.role(id).await.map(|r| r.workspace))?
+    } else if let Some(id) = params.get("role_permission_id") {
+        let Ok(id) = id.trim().parse() else {
+            return Ok(true);
+        };
+        let role = match store.role_permission(id).await {
+            Ok(p) => store.role(p.role_id).await.map(|r| r.workspace),
+            Err(e) => Err(e),
+        };
+        missing(role)?
+    } else if let Some(workspace) = params.get("workspace") {
+        Some(workspace)
+    } else {
+        return Ok(true);
+    };
+    let Some(workspace) = workspace else {
+        return Ok(false);
+    };
+    Ok(match access {
+        RoleAccess::Manage => cap.can_manage() && administers(&workspace),
+        _ => cap.can_read() && member(&workspace),
     })
 }
 

@@ -71,6 +71,24 @@ pub enum Rule {
     Global(Need),
     /// Predictions (`/v2/…/infer`): an `infer` token, or a caller who may read.
     Infer,
+    /// MLflow's role administration, for admins and, in the workspace the request names (by
+    /// `role_id`, `role_permission_id` or `workspace`), that workspace's admins.
+    Roles(RoleAccess),
+}
+
+/// What a role request does, and so who besides admins may make it (MLflow's
+/// `validate_can_manage_roles`, `validate_can_view_roles`, `validate_can_list_roles`,
+/// `validate_can_view_user_roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleAccess {
+    /// Changes: an admin of the role's workspace (a role with MANAGE on `workspace`/`*`).
+    Manage,
+    /// Reads one role: any member of a role in its workspace.
+    View,
+    /// Lists the roles of the `workspace`s asked for: a member of a role in each.
+    List,
+    /// Lists one user's roles: themselves, or an admin of a workspace they have a role in.
+    OfUser,
 }
 
 /// MLflow serves its UI the same routes under `/ajax-api/`; one decision covers both.
@@ -103,6 +121,16 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             ("GET", "users/current/permissions") => Some(Authenticated),
             ("GET", "users/permissions/list" | "users/permissions/get") => Some(SelfOrAdmin),
             ("POST", "users/permissions/grant" | "users/permissions/revoke") => Some(ManageTarget),
+            ("POST", "roles/create" | "roles/permissions/add" | "roles/assign")
+            | ("PATCH", "roles/update" | "roles/permissions/update")
+            | ("DELETE", "roles/delete" | "roles/permissions/remove" | "roles/unassign") => {
+                Some(Roles(RoleAccess::Manage))
+            }
+            ("GET", "roles/get" | "roles/permissions/list" | "roles/users/list") => {
+                Some(Roles(RoleAccess::View))
+            }
+            ("GET", "roles/list") => Some(Roles(RoleAccess::List)),
+            ("GET", "users/roles/list") => Some(Roles(RoleAccess::OfUser)),
             _ => None,
         };
     }

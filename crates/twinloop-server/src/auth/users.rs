@@ -57,18 +57,19 @@ pub fn v3_routes() -> Router<Arc<AppState>> {
         .route("/users/permissions/get", get(get_permission))
         .route("/users/permissions/list", get(list_permissions))
         .route("/users/current/permissions", get(current_permissions))
+        .merge(super::roles::routes())
 }
 
 /// What a handler has to work with: the server's auth (404 without `--auth`, as a server without
 /// MLflow's basic-auth app has no such routes), the caller, and the request's parameters.
-struct Call {
-    auth: Arc<Auth>,
-    caller: Caller,
-    params: Value,
+pub(super) struct Call {
+    pub(super) auth: Arc<Auth>,
+    pub(super) caller: Caller,
+    pub(super) params: Value,
 }
 
 impl Call {
-    async fn read(state: &AppState, req: Request) -> Result<Call, Response> {
+    pub(super) async fn read(state: &AppState, req: Request) -> Result<Call, Response> {
         let Some(auth) = state.auth.clone() else {
             return Err(ApiError::no_endpoint(req.uri().path()).into_response());
         };
@@ -112,11 +113,11 @@ impl Call {
         })
     }
 
-    fn store(&self) -> &dyn AuthStore {
+    pub(super) fn store(&self) -> &dyn AuthStore {
         &*self.auth.store
     }
 
-    fn opt(&self, key: &str) -> Option<String> {
+    pub(super) fn opt(&self, key: &str) -> Option<String> {
         self.params.get(key).and_then(super::text_of)
     }
 
@@ -145,7 +146,7 @@ fn user_json(user: &User) -> Value {
     json!({"id": user.id, "username": user.username, "is_admin": user.is_admin})
 }
 
-fn empty() -> Response {
+pub(super) fn empty() -> Response {
     Json(json!({})).into_response()
 }
 
@@ -195,17 +196,13 @@ async fn current_user(State(s): S, req: Request) -> ApiResult<Response> {
 
 async fn list_users(State(s): S, req: Request) -> ApiResult<Response> {
     let call = call!(s, req);
-    let users: Vec<Value> = call
-        .store()
-        .list_users()
-        .await?
-        .iter()
-        .map(|u| {
-            let mut v = user_json(u);
-            v["roles"] = json!([]);
-            v
-        })
-        .collect();
+    let mut users = Vec::new();
+    for user in call.store().list_users().await? {
+        let roles = call.store().user_roles(&user.username).await?;
+        let mut v = user_json(&user);
+        v["roles"] = roles.iter().map(super::roles::role_json).collect();
+        users.push(v);
+    }
     Ok(Json(json!({"users": users})).into_response())
 }
 
