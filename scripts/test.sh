@@ -80,3 +80,10 @@ bash scripts/readme-test.sh
 
 step "compatibility suite (stock mlflow client)"
 "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+
+# The whole suite again with --auth on, signed in by Basic and by a token (about 3 minutes
+# each here, so both run whole rather than a subset).
+step "compatibility suite with --auth, Basic credentials"
+TWINLOOP_COMPAT_AUTH=basic "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+step "compatibility suite with --auth, a bearer token"
+TWINLOOP_COMPAT_AUTH=token "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider

@@ -16,6 +16,12 @@ Backends (the ``server`` fixture is parametrized, ids ``sqlite``, ``postgres``, 
              http://127.0.0.1:5001); sqlite metadata + s3://BUCKET/prefix artifacts.
   TWINLOOP_REQUIRE_ALL_BACKENDS=1 turns a missing backend env var into a failure instead of a skip.
 
+Auth: TWINLOOP_COMPAT_AUTH=basic|token starts twinloop with ``--auth`` (admin password from
+TWINLOOP_ADMIN_PASSWORD) and signs the client in as that admin: ``basic`` through
+MLFLOW_TRACKING_USERNAME/PASSWORD, ``token`` through MLFLOW_TRACKING_TOKEN (an ``admin``-scope
+token made with ``twinloop auth token create``). Raw ``requests`` calls to the session's server
+carry the same credentials, so every test runs as the stock client would with auth on.
+
 Other knobs: TWINLOOP_STARTUP_TIMEOUT (seconds to wait for /health; default 60 for twinloop,
 180 for the real mlflow server, which needs ~35 s on an idle 2-core machine),
 TWINLOOP_KEEP_DATA=1 keeps the temp data dirs.
@@ -56,6 +62,43 @@ import mlflow  # noqa: E402  (after the env above)
 
 BACKENDS = ("sqlite", "postgres", "s3")
 S3_KEY = "testing"
+COMPAT_ADMIN_PASSWORD = "compat-admin-pw"
+
+
+def _auth_mode() -> str:
+    mode = os.environ.get("TWINLOOP_COMPAT_AUTH", "").strip().lower()
+    if mode not in ("", "basic", "token"):
+        raise pytest.UsageError(f"TWINLOOP_COMPAT_AUTH={mode!r}: expected basic or token")
+    return mode
+
+
+# The servers signed in to, and the `requests` auth (a tuple or a bearer hook) for each.
+_SERVER_AUTH: dict[str, object] = {}
+_plain_request = requests.Session.request
+
+
+def _request_with_credentials(self, method, url, *args, **kwargs):
+    """Raw test requests to an auth-on session server carry its admin's credentials, unless the
+    test chose its own."""
+    headers = kwargs.get("headers") or {}
+    if kwargs.get("auth") is None and not any(k.lower() == "authorization" for k in headers):
+        for base, auth in _SERVER_AUTH.items():
+            if str(url).startswith(base):
+                kwargs["auth"] = auth
+                break
+    return _plain_request(self, method, url, *args, **kwargs)
+
+
+requests.Session.request = _request_with_credentials
+
+
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, r):
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
 
 
 def _target() -> str:
@@ -288,6 +331,9 @@ def server(request, tmp_path_factory):
         # under its working directory (the data dir); twinloop allows locations outside its own
         # roots only when told to (mlflow allows any).
         cmd += ["--allowed-scheme", "s3", "--allowed-root", str(data_dir)]
+        if _auth_mode():
+            cmd += ["--auth"]
+            env["TWINLOOP_ADMIN_PASSWORD"] = COMPAT_ADMIN_PASSWORD
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -305,6 +351,8 @@ def server(request, tmp_path_factory):
     try:
         _wait_healthy(url, proc, log_path, timeout, f"{target} server ({backend})")
         started = True
+        if target == "twinloop" and _auth_mode():
+            _sign_in(url, store_uri)
 
         srv = Server(url)
         srv.backend = backend
@@ -324,6 +372,7 @@ def server(request, tmp_path_factory):
             )
     finally:
         _kill_group(proc)
+        _SERVER_AUTH.pop(url, None)
         if pg_db:
             try:
                 _psql(pg_admin, f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
@@ -332,6 +381,25 @@ def server(request, tmp_path_factory):
         # keep the data dir (and server.log) of a server that never came up, for debugging
         if started and os.environ.get("TWINLOOP_KEEP_DATA") != "1":
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _sign_in(url: str, store_uri: str) -> None:
+    """The client process signs in to the auth-on server as its admin."""
+    if _auth_mode() == "basic":
+        os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = COMPAT_ADMIN_PASSWORD
+        _SERVER_AUTH[url] = ("admin", COMPAT_ADMIN_PASSWORD)
+        return
+    token = subprocess.run(
+        [
+            os.path.abspath(os.environ["TWINLOOP_BIN"].strip()),
+            "auth", "--backend-store-uri", store_uri,
+            "token", "create", "--user", "admin", "--scope", "admin",
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    _SERVER_AUTH[url] = _Bearer(token)
 
 
 @pytest.fixture(autouse=True)

@@ -56,7 +56,7 @@ impl ServerConnection {
 /// The credentials the stock mlflow client sends, from the same variables: Basic from
 /// MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD when both are set, else Bearer
 /// MLFLOW_TRACKING_TOKEN (for a server run with `--auth`).
-fn credentials() -> reqwest::header::HeaderMap {
+pub(crate) fn credentials() -> reqwest::header::HeaderMap {
     use base64::Engine as _;
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let value = match (

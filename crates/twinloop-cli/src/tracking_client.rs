@@ -71,10 +71,16 @@ pub struct TrackingClient {
 }
 
 impl TrackingClient {
+    /// Signs in as the stock client would (`MLFLOW_TRACKING_USERNAME`/`PASSWORD` or
+    /// `MLFLOW_TRACKING_TOKEN`), so models can be served from a server run with `--auth`.
     pub fn new(base: &str) -> TrackingClient {
+        let http = reqwest::Client::builder()
+            .default_headers(crate::client::credentials())
+            .build()
+            .unwrap_or_default();
         TrackingClient {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 
