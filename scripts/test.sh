@@ -41,6 +41,9 @@ for features in "" "--features serving" "--features feature-store"; do
   cargo clippy -p twinloop-server -p twinloop-cli --no-default-features $features --quiet -- -D warnings
 done
 
+step "deployment manifests render as deploy/golden says (scripts/check-deploy.sh)"
+bash scripts/check-deploy.sh
+
 step "build"
 cargo build --workspace --all-targets --quiet
 

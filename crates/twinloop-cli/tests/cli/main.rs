@@ -10,6 +10,7 @@ mod artifact_root;
 mod auth;
 mod browser;
 mod deploy;
+mod deploy_manifests;
 mod durability;
 mod features;
 mod first_run;
