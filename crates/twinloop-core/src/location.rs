@@ -168,9 +168,8 @@ impl LocationPolicy {
     /// [`check`]: Self::check
     /// [`local_root`]: Self::local_root
     pub fn check_recorded(&self, location: &str) -> Result<(), Error> {
-        let err = match self.check(location) {
-            Ok(_) => return Ok(()),
-            Err(err) => err,
+        let Err(err) = self.check(location) else {
+            return Ok(());
         };
         match classify(location) {
             Ok(Parsed::Remote(remote)) if !HOST_ADDRESSED.contains(&remote.scheme.as_str()) => {
