@@ -195,3 +195,161 @@ def test_get_history_bulk_interval_samples_as_mlflow(server, client, experiment,
         refused(f"max_results must be between 1 and 2500.{DOCS}", run_ids=a, metric_key="m", max_results=bad)
     refused(f"Invalid value \"x\" for parameter 'max_results' supplied:  Hint: Value was of type 'str'.{DOCS}",
             run_ids=a, metric_key="m", max_results="x")
+
+
+# --- What the server itself reads and writes in a location it does not proxy (issue 18) ---------
+
+UPLOAD = "/ajax-api/2.0/mlflow/upload-artifact"
+LOCAL_SOURCE = "To use a local path as a model version"
+
+
+def _local_run(url):
+    client = mlflow.MlflowClient(tracking_uri=url)
+    exp_id = client.create_experiment(f"local-{os.urandom(4).hex()}")
+    return client, client.create_run(exp_id)
+
+
+def test_a_relative_location_is_made_absolute_against_the_working_directory(on_unproxied):
+    url, root = on_unproxied
+    client = mlflow.MlflowClient(tracking_uri=url)
+    exp_id = client.create_experiment(f"relative-{os.urandom(4).hex()}", artifact_location="my_location")
+    # The server's working directory is the root's parent (the fixture's data directory).
+    assert client.get_experiment(exp_id).artifact_location == str(root.parent / "my_location")
+
+
+def test_remote_locations_are_recorded_for_the_client(on_unproxied):
+    url, _ = on_unproxied
+    client = mlflow.MlflowClient(tracking_uri=url)
+    for location in ["s3://bucketname/rootpath", "mysql://user:password@host:port/dbname?driver=mydriver"]:
+        exp_id = client.create_experiment(f"remote-{os.urandom(4).hex()}", artifact_location=location)
+        run = client.create_run(exp_id)
+        scheme_and_path, _, query = location.partition("?")
+        expected = f"{scheme_and_path}/{run.info.run_id}/artifacts" + (f"?{query}" if query else "")
+        assert run.info.artifact_uri == expected
+        if _target() == "twinloop":
+            # Recorded, never read by the server: listing it is refused, not attempted.
+            r = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run.info.run_id}, timeout=20)
+            assert r.status_code == 400, r.text
+            assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # A location whose repository would connect to the host it names is refused, as MLflow does.
+    r = requests.post(
+        f"{url}/api/2.0/mlflow/experiments/create",
+        json={"name": "http-location", "artifact_location": "http://169.254.169.254/latest"},
+        timeout=20,
+    )
+    assert r.status_code == 400, r.text
+
+
+def test_a_local_source_must_lie_in_the_artifacts_of_its_run(on_unproxied):
+    url, _ = on_unproxied
+    client, run = _local_run(url)
+    name = f"local-source-{os.urandom(4).hex()}"
+    client.create_registered_model(name)
+    create = f"{url}/api/2.0/mlflow/model-versions/create"
+    uri = Path(run.info.artifact_uri).as_uri()
+    for source in [run.info.artifact_uri, uri, f"{uri}/model", f"{uri}/.", f"{uri}/model/.."]:
+        r = requests.post(create, json={"name": name, "source": source, "run_id": run.info.run_id}, timeout=20)
+        assert r.status_code == 200, (source, r.text)
+    for body in [
+        {"source": run.info.artifact_uri},
+        {"source": uri},
+        {"source": "/tmp", "run_id": run.info.run_id},
+        {"source": "file:///tmp"},
+        {"source": f"{run.info.artifact_uri}/../..", "run_id": run.info.run_id},
+    ]:
+        r = requests.post(create, json={"name": name, **body}, timeout=20)
+        assert r.status_code == 400, (body, r.text)
+        assert LOCAL_SOURCE in r.json()["message"], r.text
+    r = requests.post(
+        create, json={"name": name, "source": "file:///x", "run_id": "0" * 32}, timeout=20,
+    )  # fmt: skip
+    assert r.status_code in (400, 404), r.text
+    # A file URI naming another host: MLflow's words, but a 400 on twinloop where MLflow answers
+    # 500 (which the stock client would retry for minutes).
+    r = requests.post(
+        create, json={"name": name, "source": "file://123.456.789.123/path/to/source", "run_id": run.info.run_id},
+        timeout=20,
+    )  # fmt: skip
+    assert r.status_code == (500 if _target() == "mlflow" else 400), r.text
+    assert "is not a valid remote uri" in r.json()["message"]
+
+
+def test_the_server_reads_a_local_run_and_logged_model_under_its_root(on_unproxied, tmp_path):
+    url, _ = on_unproxied
+    client, run = _local_run(url)
+    run_id = run.info.run_id
+    src = tmp_path / "test.txt"
+    src.write_text("hello world")
+    client.log_artifact(run_id, str(src))
+    client.log_artifact(run_id, str(src), "testDir")
+    r = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id}, timeout=20)
+    assert r.status_code == 200, r.text
+    assert [(f["path"], f["is_dir"]) for f in r.json()["files"]] == [("test.txt", False), ("testDir", True)]
+    r = requests.get(f"{url}/get-artifact", params={"run_uuid": run_id, "path": "testDir/test.txt"}, timeout=20)
+    assert (r.status_code, r.text) == (200, "hello world")
+    r = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, "path": "../"}, timeout=20)
+    assert r.status_code == 400, r.text
+
+    model = client.create_logged_model(run.info.experiment_id)
+    (tmp_path / "MLmodel").write_text(f"model_id: {model.model_id}\n")
+    client.log_model_artifact(model.model_id, str(tmp_path / "MLmodel"))
+    ajax = f"{url}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts"
+    r = requests.get(f"{ajax}/directories", timeout=20)
+    assert r.status_code == 200, r.text
+    assert [f["path"] for f in r.json()["files"]] == ["MLmodel"]
+    r = requests.get(f"{ajax}/files", params={"artifact_file_path": "MLmodel"}, timeout=20)
+    assert r.status_code == 200, r.text
+    assert model.model_id in r.text
+
+
+def test_links_and_locations_outside_the_roots_are_not_read(on_unproxied, tmp_path):
+    if _target() != "twinloop":
+        pytest.skip("twinloop's location policy: MLflow follows links and reads any local location")
+    url, _ = on_unproxied
+    client, run = _local_run(url)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    artifacts = Path(run.info.artifact_uri)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "leak.txt").symlink_to(secret)
+    (artifacts / "leakdir").symlink_to(tmp_path)
+    for path in ["leak.txt", "leakdir/secret.txt"]:
+        r = requests.get(f"{url}/get-artifact", params={"run_uuid": run.info.run_id, "path": path}, timeout=20)
+        assert r.status_code == 404 and "SECRET" not in r.text, (path, r.text)
+    r = requests.get(
+        f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run.info.run_id, "path": "leakdir"}, timeout=20,
+    )  # fmt: skip
+    assert "secret.txt" not in r.text
+    r = requests.post(
+        f"{url}{UPLOAD}", params={"run_uuid": run.info.run_id, "path": "leakdir/new.txt"}, data="x", timeout=20,
+    )  # fmt: skip
+    assert r.status_code == 400 and not (tmp_path / "new.txt").exists(), r.text
+
+
+
+def test_upload_artifact_rejects_invalid_requests(on_unproxied):
+    url, _ = on_unproxied
+    _, run = _local_run(url)
+    run_id = run.info.run_id
+    for params, message in [
+        ({}, "Request must specify run_uuid."),
+        ({"run_uuid": run_id}, "Request must specify path."),
+        ({"run_uuid": run_id, "path": ""}, "Request must specify path."),
+        ({"run_uuid": run_id, "path": "../test.txt"}, "Invalid path"),
+        ({"run_uuid": run_id, "path": "test.txt"}, "Request must specify data."),
+    ]:
+        r = requests.post(f"{url}{UPLOAD}", params=params, timeout=20)
+        assert r.status_code == 400, r.text
+        assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert message in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["local", "proxied"])
+def test_upload_artifact_writes_into_the_run(proxied, server, on_unproxied):
+    url = str(server) if proxied else on_unproxied[0]
+    _, run = _local_run(url)
+    r = requests.post(f"{url}{UPLOAD}", params={"run_uuid": run.info.run_id, "path": "dir/test.txt"},
+                      data="hello world", timeout=20)  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = requests.get(f"{url}/get-artifact", params={"run_uuid": run.info.run_id, "path": "dir/test.txt"}, timeout=20)
+    assert (r.status_code, r.text) == (200, "hello world")

@@ -205,20 +205,39 @@ impl ServerArgs {
 impl ServerArgs {
     /// The locations clients may name: the allowed roots and schemes, the artifacts destination,
     /// the default artifact root (unless it is the proxy) and the SQLite database's directory.
+    /// Local artifact roots are where runs' artifacts live; the database's directory is never
+    /// served.
     fn location_policy(&self, uri: &StoreUri, artifact_root: &str) -> Result<LocationPolicy> {
         let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        let err = |e: twinloop_core::Error| anyhow::anyhow!("{}", e.message);
         let mut roots = self.allowed_roots.clone();
-        roots.push(self.artifacts_destination().to_string());
-        if !artifact_root.starts_with("mlflow-artifacts:") {
-            roots.push(artifact_root.to_string());
+        let mut local_artifact_roots = Vec::new();
+        let proxied = artifact_root.starts_with("mlflow-artifacts:");
+        for root in [
+            Some(self.artifacts_destination()),
+            (!proxied).then_some(artifact_root),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if root.starts_with("file:") || !root.contains("://") {
+                local_artifact_roots.push(root);
+            } else {
+                roots.push(root.to_string());
+            }
+        }
+        let mut policy = LocationPolicy::new(&roots, &self.allowed_schemes, &cwd).map_err(err)?;
+        for root in local_artifact_roots {
+            policy = policy.with_artifact_root(root).map_err(err)?;
         }
         if let StoreUri::Sqlite(db) = uri
             && let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
         {
-            roots.push(dir.display().to_string());
+            policy = policy
+                .with_private_root(&dir.display().to_string())
+                .map_err(err)?;
         }
-        LocationPolicy::new(&roots, &self.allowed_schemes, &cwd)
-            .map_err(|e| anyhow::anyhow!("{}", e.message))
+        Ok(policy)
     }
 }
 

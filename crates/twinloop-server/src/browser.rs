@@ -124,12 +124,14 @@ fn changes_state(method: &Method) -> bool {
     )
 }
 
-/// Routes whose bodies are JSON. Not the artifact proxy (bytes), `/v2` (binary tensors) or the
-/// UI's own form (same-origin only, with its own token).
+/// Routes whose bodies are JSON. Not the artifact proxy or the UI's `upload-artifact` (bytes,
+/// whatever their type, as MLflow takes them), `/v2` (binary tensors) or the UI's own form
+/// (same-origin only, with its own token).
 fn is_json_api(path: &str) -> bool {
     let api = path.starts_with("/api/") || path.starts_with("/ajax-api/") || path == "/graphql";
     api && !path.starts_with("/api/2.0/mlflow-artifacts/")
         && !path.starts_with("/ajax-api/2.0/mlflow-artifacts/")
+        && path != "/ajax-api/2.0/mlflow/upload-artifact"
 }
 
 /// The origin of this server as the browser sees it: the Host it addressed.
@@ -355,6 +357,7 @@ mod tests {
         assert!(is_json_api("/api/twinloop/v1/deployments/d/rollback"));
         assert!(!is_json_api("/api/2.0/mlflow-artifacts/artifacts/a.bin"));
         assert!(!is_json_api("/v2/models/m/infer"));
+        assert!(!is_json_api("/ajax-api/2.0/mlflow/upload-artifact"));
         assert!(!is_json_api("/models/m/aliases"));
     }
 }

@@ -215,6 +215,8 @@ fn mlflow_rule(m: &str, route: &str) -> Option<Rule> {
         ("POST", "runs/delete" | "runs/restore") => Experiment(Manage, Run),
         ("POST", "runs/search") => Search(Listing::Runs),
         ("GET", "metrics/get-history" | "artifacts/list") => Experiment(Read, Run),
+        // The UI's upload into a run's artifacts (`/ajax-api/` only, as MLflow mounts it).
+        ("POST", "upload-artifact") => Experiment(Update, Run),
         ("GET", "metrics/get-history-bulk-interval" | "metrics/get-history-bulk") => {
             Experiment(Read, Runs)
         }

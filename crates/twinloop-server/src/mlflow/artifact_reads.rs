@@ -1,15 +1,17 @@
 //! Reading the artifacts of runs, logged models and model versions through the tracking and
 //! registry routes (MLflow's `ListArtifacts`, `ListLoggedModelArtifacts`, and the UI's download
-//! routes). Each resolves its owner's artifact location, then lists or sends from the artifact
-//! store; the request's path is checked before the owner is looked up, as MLflow does.
+//! routes), and the UI's `upload-artifact` into a run. Each resolves its owner's artifact
+//! location ([`locate`]), then lists, sends or writes there; the request's path is checked before
+//! the owner is looked up, as MLflow does.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use twinloop_artifacts::ArtifactPath;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use twinloop_artifacts::{ArtifactPath, ArtifactStore};
 
 use crate::AppState;
 use crate::artifacts::{FileInfo, Listing, send};
@@ -41,6 +43,33 @@ fn safe_path(raw: &str) -> ApiResult<ArtifactPath> {
         tracing::debug!("refused artifact path: {e}");
         ApiError::invalid("Invalid path")
     })
+}
+
+/// Where an owner's artifacts are: the proxy's store for a location it serves
+/// (`mlflow-artifacts:`), or, for a local location inside one of the policy's allowed roots (a
+/// `--no-serve-artifacts` server's runs, which MLflow's server also reads itself), a store over
+/// that root with the location below it. The store follows no link below its root, and the
+/// server's own directories stay refused there too; any other location (a remote one the server
+/// only recorded, a local one outside the roots) is not read.
+pub(crate) fn locate(
+    s: &AppState,
+    location: &str,
+    path: &ArtifactPath,
+) -> ApiResult<(ArtifactStore, ArtifactPath)> {
+    let not_served = match ArtifactPath::in_location(location, path) {
+        Ok(inside) => return Ok((s.artifacts.clone(), inside)),
+        Err(e) => e,
+    };
+    let Some((root, below)) = s.locations.local_root(location) else {
+        return Err(not_served.into());
+    };
+    let inside = below
+        .to_str()
+        .and_then(|below| ArtifactPath::parse(below).ok())
+        .map(|below| below.join(path))
+        .filter(|inside| !inside.is_internal())
+        .ok_or(not_served)?;
+    Ok((ArtifactStore::open(&root.display().to_string())?, inside))
 }
 
 async fn run_location(s: &AppState, run_id: &str) -> ApiResult<String> {
@@ -75,13 +104,9 @@ async fn list(
     dir: &ArtifactPath,
     page_token: Option<&str>,
 ) -> ApiResult<Json<Listing>> {
-    let page = s
-        .artifacts
-        .list_page(
-            &ArtifactPath::in_location(&root_uri, dir)?,
-            page_token.filter(|t| !t.is_empty()),
-            LIST_PAGE_SIZE,
-        )
+    let (store, at) = locate(s, &root_uri, dir)?;
+    let page = store
+        .list_page(&at, page_token.filter(|t| !t.is_empty()), LIST_PAGE_SIZE)
         .await?;
     Ok(Json(Listing {
         root_uri: Some(root_uri),
@@ -98,7 +123,8 @@ async fn list(
 pub async fn get_run_file(State(s): S, q: QueryParams) -> ApiResult<Response> {
     let path = safe_path(q.required("path")?)?;
     let location = run_location(&s, run_id(&q)?).await?;
-    send(&s.artifacts, &ArtifactPath::in_location(&location, &path)?).await
+    let (store, at) = locate(&s, &location, &path)?;
+    send(&store, &at).await
 }
 
 /// `GET /model-versions/get-artifact?name=&version=&path=`: from the version's download URI
@@ -115,7 +141,8 @@ pub async fn get_model_version_file(State(s): S, q: QueryParams) -> ApiResult<Re
         let run_root = run_location(&s, run).await?;
         location = format!("{}/{sub}", run_root.trim_end_matches('/'));
     }
-    send(&s.artifacts, &ArtifactPath::in_location(&location, &path)?).await
+    let (store, at) = locate(&s, &location, &path)?;
+    send(&store, &at).await
 }
 
 /// `GET /mlflow/logged-models/{model_id}/artifacts/files?artifact_file_path=`.
@@ -138,5 +165,50 @@ pub async fn get_logged_model_file(
         .get_logged_model(&model_id, false)
         .await?
         .artifact_uri;
-    send(&s.artifacts, &ArtifactPath::in_location(&location, &path)?).await
+    let (store, at) = locate(&s, &location, &path)?;
+    send(&store, &at).await
+}
+
+/// The most `upload-artifact` takes, as MLflow.
+const MAX_UPLOAD: usize = 10 * 1024 * 1024;
+
+/// `POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=&path=` (MLflow's
+/// `upload_artifact_handler`): the raw body becomes the file `path` in the run's artifacts,
+/// wherever [`locate`] allows. Checked in MLflow's order, with its messages.
+pub async fn upload_run_file(
+    State(s): S,
+    q: QueryParams,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let Some(run_id) = q.get("run_uuid").filter(|r| !r.is_empty()) else {
+        return Err(ApiError::invalid("Request must specify run_uuid."));
+    };
+    let Some(raw) = q.get("path").filter(|p| !p.is_empty()) else {
+        return Err(ApiError::invalid("Request must specify path."));
+    };
+    let path = safe_path(raw)?;
+    let too_large = || ApiError::invalid("Artifact size is too large. Max size is 10MB.");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD as u64) {
+        return Err(too_large());
+    }
+    let data = axum::body::to_bytes(body, MAX_UPLOAD)
+        .await
+        .map_err(|_| too_large())?;
+    if data.is_empty() {
+        return Err(ApiError::invalid("Request must specify data."));
+    }
+    let location = run_location(&s, run_id).await?;
+    let (store, at) = locate(&s, &location, &path)?;
+    store
+        .put(
+            &at,
+            futures::stream::once(async { Ok::<_, std::io::Error>(data) }),
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], "").into_response())
 }

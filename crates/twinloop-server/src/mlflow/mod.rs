@@ -142,9 +142,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// The routes as MLflow mounts them under `/ajax-api/2.0/mlflow`: those of [`routes`], and
-/// `get-history-bulk`, which MLflow serves to its UI only.
+/// `get-history-bulk` and `upload-artifact`, which MLflow serves to its UI only. The upload reads
+/// its raw body under its own limit, MLflow's 10 MB.
 pub fn ajax_routes() -> Router<Arc<AppState>> {
-    routes().route("/metrics/get-history-bulk", get(bulk_history::bulk))
+    routes()
+        .route("/metrics/get-history-bulk", get(bulk_history::bulk))
+        .route("/upload-artifact", post(artifact_reads::upload_run_file))
 }
 
 /// Tells the client which optional server features exist; twinloop offers none of the

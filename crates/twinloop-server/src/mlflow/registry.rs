@@ -6,13 +6,15 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use twinloop_core::ErrorKind;
+use twinloop_core::location::Location;
 use twinloop_core::registry::{ModelVersion, NewModelVersion, RegisteredModel};
 use twinloop_core::tracking::Tag;
 use twinloop_meta::RegistryQuery;
 
 use super::json::*;
 use crate::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Actor, JsonBody, QueryParams};
 use crate::wire::*;
 
@@ -261,12 +263,19 @@ pub async fn create_version(
 ) -> ApiResult<Json<One<ModelVersion>>> {
     let name = required_str(req.name, "name")?;
     let source = required_str(req.source, "source")?;
-    s.locations.check(&source)?;
+    let run_id = req.run_id.filter(|r| !r.is_empty());
+    let model_id = req.model_id.filter(|m| !m.is_empty());
+    match local_source(&source)? {
+        Some(path) => check_local_source(&s, &source, path, &run_id, &model_id).await?,
+        None => {
+            s.locations.check(&source)?;
+        }
+    }
     let new = NewModelVersion {
         name,
         source,
-        run_id: req.run_id.filter(|r| !r.is_empty()),
-        model_id: req.model_id.filter(|m| !m.is_empty()),
+        run_id,
+        model_id,
         description: req.description,
         run_link: req.run_link,
         tags: into_tags(req.tags, "tags")?,
@@ -274,6 +283,119 @@ pub async fn create_version(
     };
     let v = s.store.create_model_version(new, &actor.0).await?;
     Ok(one("model_version", v))
+}
+
+/// The path a local source names (MLflow's `is_local_uri`: no scheme, or `file:` naming no
+/// host but this one), or `None` for any other source.
+fn local_source(source: &str) -> ApiResult<Option<String>> {
+    let scheme = source
+        .split_once(':')
+        .map(|(scheme, _)| scheme)
+        .filter(|scheme| {
+            let mut chars = scheme.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+    let Some(scheme) = scheme else {
+        return Ok(Some(source.to_string()));
+    };
+    if !scheme.eq_ignore_ascii_case("file") {
+        return Ok(None);
+    }
+    let rest = &source[scheme.len() + 1..];
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let path = match rest.strip_prefix("//") {
+        Some(after) => {
+            let (authority, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            let host = host
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let local = host.is_empty()
+                || host == "."
+                || host.starts_with("localhost")
+                || host.starts_with("127.0.0.1");
+            if !local {
+                // MLflow's words; it answers them with a 500, which the client would retry for
+                // minutes, so this is its one deliberate difference: a 400.
+                return Err(ApiError::invalid(format!(
+                    "{source} is not a valid remote uri. For remote access on windows, please \
+                     consider using a different scheme such as SMB (e.g. smb://<hostname>/<path>)."
+                )));
+            }
+            path
+        }
+        None => rest,
+    };
+    Ok(Some(twinloop_core::location::percent_decode(path)))
+}
+
+/// MLflow's rule for a local source (`_validate_source_run`, `_validate_source_model`): it must
+/// name a run (or logged model) whose artifact directory contains it once both are resolved as
+/// the file system resolves them; then, like every location, it must lie inside an allowed root.
+/// twinloop's one addition: a directory the operator allowed that holds no run's artifacts (an
+/// `--allowed-root` of shared models, the data directory) needs no run. Refusals repeat the
+/// source as sent, never where it resolved.
+async fn check_local_source(
+    s: &AppState,
+    source: &str,
+    path: String,
+    run_id: &Option<String>,
+    model_id: &Option<String>,
+) -> ApiResult<()> {
+    let (owner, id) = match (model_id, run_id) {
+        (Some(model_id), _) => ("model_id", model_id),
+        (None, Some(run_id)) => ("run_id", run_id),
+        (None, None) => ("run_id", &String::new()),
+    };
+    let outside = || {
+        ApiError::invalid(format!(
+            "Invalid model version source: '{source}'. To use a local path as a model version \
+             source, the {owner} request parameter has to be specified and the local path has to \
+             be contained within the artifact directory of the run specified by the {owner}."
+        ))
+    };
+    if let Ok(Location::Local(resolved)) = s.locations.check(source)
+        && !s.locations.in_artifact_root(&resolved)
+    {
+        return Ok(());
+    }
+    if id.is_empty() {
+        return Err(outside());
+    }
+    let found = if owner == "model_id" {
+        s.store
+            .get_logged_model(id, false)
+            .await
+            .map(|m| m.artifact_uri)
+    } else {
+        s.store.get_run(id).await.map(|r| r.info.artifact_uri)
+    };
+    let owner_uri = match found {
+        Ok(uri) => uri,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Err(ApiError::invalid(format!(
+                "Invalid model version source: '{source}'. The {owner} request parameter must \
+                 identify the resource that contains the source."
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(Some(owner_dir)) = local_source(&owner_uri) else {
+        return Err(outside());
+    };
+    let resolved = s.locations.real_path(std::path::Path::new(&path));
+    if !resolved.starts_with(s.locations.real_path(std::path::Path::new(&owner_dir))) {
+        return Err(outside());
+    }
+    if s.locations.local(&resolved).is_none() {
+        return Err(ApiError::invalid(format!(
+            "Invalid location '{source}': outside the directories this server allows"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn get_version(State(s): S, q: QueryParams) -> ApiResult<Json<One<ModelVersion>>> {
