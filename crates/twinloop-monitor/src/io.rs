@@ -25,7 +25,19 @@ pub fn read_table(path: &Path) -> Result<Table, Error> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let (schema, batches) = match ext.as_str() {
-        "parquet" | "pq" => read_parquet(path)?,
+        // The parquet crate asserts on some malformed metadata (a negative column chunk
+        // offset) instead of answering an error: a hostile file must be a read error, not a
+        // panic that takes a monitor or the CLI down.
+        "parquet" | "pq" => {
+            std::panic::catch_unwind(|| read_parquet(path)).unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "malformed Parquet metadata".to_string());
+                Err(read_err(path, std::io::Error::other(what)))
+            })?
+        }
         "csv" => read_csv(path)?,
         _ => {
             return Err(Error::input(format!(

@@ -69,6 +69,18 @@ fn a_missing_file_names_it_and_keeps_the_io_error_as_the_source() {
 }
 
 #[test]
+fn a_parquet_file_the_reader_asserts_on_is_a_read_error() {
+    // fuzz/regressions/drift_parquet: a column chunk whose offset is negative.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/drift_parquet/negative-column-offset.parquet");
+    let err = read_table(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("negative-column-offset.parquet"),
+        "{err}"
+    );
+}
+
+#[test]
 fn empty_files_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let empty = csv(&d, "e.csv", "");
