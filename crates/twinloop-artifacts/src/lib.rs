@@ -69,6 +69,11 @@ pub struct ArtifactStore {
 
 fn store_err(e: object_store::Error) -> Error {
     match e {
+        // A local store reports the file's absolute path on the server: a client learns nothing
+        // from it but where the server keeps its data.
+        object_store::Error::NotFound { path, .. } if path.starts_with('/') => {
+            Error::not_found("Artifact not found")
+        }
         object_store::Error::NotFound { path, .. } => {
             Error::not_found(format!("Artifact not found: {path}"))
         }

@@ -101,6 +101,24 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     header_read_timeout: u64,
 
+    /// Searches (`…/search`, GraphQL) running at once; more are answered 429 with Retry-After
+    /// [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_search: Option<u32>,
+
+    /// Artifact downloads, uploads and listings running at once; more are answered 429
+    /// [default: 128].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_artifacts: Option<u32>,
+
+    /// `/v2` inference requests running at once; more are answered 429 [default: 512].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_infer: Option<u32>,
+
+    /// Any other requests running at once; more are answered 429 [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests: Option<u32>,
+
     /// A directory (or remote prefix such as s3://bucket/prefix) clients may name as an
     /// experiment's artifact location, a model version's source or a monitor's reference;
     /// repeatable. The artifacts destination, the default artifact root and the SQLite
@@ -203,6 +221,18 @@ impl ServerArgs {
 }
 
 impl ServerArgs {
+    /// `--max-concurrent-*`, each unset one at its default.
+    fn limit_config(&self) -> twinloop_server::limits::LimitConfig {
+        let defaults = twinloop_server::limits::LimitConfig::default();
+        let or = |flag: Option<u32>, default: usize| flag.map_or(default, |n| n as usize);
+        twinloop_server::limits::LimitConfig {
+            search: or(self.max_concurrent_search, defaults.search),
+            artifacts: or(self.max_concurrent_artifacts, defaults.artifacts),
+            infer: or(self.max_concurrent_infer, defaults.infer),
+            other: or(self.max_concurrent_requests, defaults.other),
+        }
+    }
+
     /// The locations clients may name: the allowed roots and schemes, the artifacts destination,
     /// the default artifact root (unless it is the proxy) and the SQLite database's directory.
     /// Local artifact roots are where runs' artifacts live; the database's directory is never
@@ -270,6 +300,10 @@ impl ServerArgs {
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
             header_read_timeout: 30,
+            max_concurrent_search: None,
+            max_concurrent_artifacts: None,
+            max_concurrent_infer: None,
+            max_concurrent_requests: None,
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -415,6 +449,7 @@ impl Running {
                 addr,
             )),
             header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
+            limits: Arc::new(twinloop_server::limits::Limits::new(args.limit_config())),
             pipelines: pipelines.clone(),
             #[cfg(feature = "serving")]
             serving: serving.parts.clone(),

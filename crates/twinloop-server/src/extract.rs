@@ -205,17 +205,25 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// Who made a change, for the registry's event log: the `X-Twinloop-User` header, else
-/// `anonymous` (the MLflow protocol carries no identity of its own).
+/// Who made a change, for the registry's event log. With `--auth`, the signed-in user the auth
+/// middleware put in the request (a client's own claim is worthless there; the middleware also
+/// drops the header), else `anonymous`. Without `--auth` nobody is signed in, so the
+/// `X-Twinloop-User` header is the only name there is: a label, not an identity.
 pub struct Actor(pub String);
+
+/// The header an unauthenticated server takes the actor's name from.
+pub const ACTOR_HEADER: &str = "x-twinloop-user";
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<crate::auth::credentials::Caller>() {
+            return Ok(Actor(caller.user.username.clone()));
+        }
         let user = parts
             .headers
-            .get("x-twinloop-user")
+            .get(ACTOR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 256)

@@ -22,6 +22,7 @@ mod error;
 mod extract;
 #[cfg(feature = "feature-store")]
 pub mod features;
+pub mod limits;
 mod mlflow;
 mod native;
 mod ui;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// How long a client may take to send a request's head, and a kept-alive connection may sit
     /// idle between requests (`--header-read-timeout`).
     pub header_read_timeout: std::time::Duration,
+    /// How many requests of each route class run at once (`--max-concurrent-*`).
+    pub limits: Arc<limits::Limits>,
     /// Registered pipelines, their runs and triggers (`/pipelines`, `/runs`, `/triggers`).
     pub pipelines: twinloop_pipelines::schedule::Scheduler,
     #[cfg(feature = "serving")]
@@ -174,6 +177,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             mlflow::graphql::handle(inner.clone(), headers, body)
         }),
     );
+    // Outside GraphQL, so a GraphQL request is one search, not one per field it asks.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        state.limits.clone(),
+        limits::guard,
+    ));
     // Outermost: a foreign Host or origin is refused before anything else looks at the request,
     // and GraphQL's own sub-requests (which carry no Host) are not checked twice.
     app.layer(axum::middleware::from_fn_with_state(

@@ -96,7 +96,7 @@ fn a22_kill_9_mid_step_leaves_no_orphan_and_the_restarted_server_resumes_the_run
     let file = repo.join("crash.yaml");
     std::fs::write(&file, PIPELINE).unwrap();
     std::fs::write(repo.join("hold"), "").unwrap();
-    let mut server = TestServer::start_sqlite(root.path());
+    let mut server = TestServer::start_pipelines(root.path(), repo);
     ok(&pipeline(&server, repo, &["apply", file.to_str().unwrap()]));
     let interrupted = start_run(&server)["id"].as_str().unwrap().to_owned();
 
@@ -123,7 +123,7 @@ fn a22_kill_9_mid_step_leaves_no_orphan_and_the_restarted_server_resumes_the_run
 
     // Fixed: the step no longer holds. The restarted server resumes the interrupted run.
     std::fs::remove_file(repo.join("hold")).unwrap();
-    let server = TestServer::start_sqlite(root.path());
+    let server = TestServer::start_pipelines(root.path(), repo);
     let resumed = wait_for(
         "the resumed run to succeed",
         Duration::from_secs(60),

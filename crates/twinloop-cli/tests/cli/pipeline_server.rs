@@ -61,7 +61,7 @@ fn a_schedule_ticks_and_a_restarted_server_records_missed_ticks_without_a_burst(
         "tick.yaml",
         "pipeline: tick\ntriggers:\n  - every: 2s\nsteps:\n  a:\n    run: echo tick\n",
     );
-    let mut server = TestServer::start_sqlite(root.path());
+    let mut server = TestServer::start_pipelines(root.path(), repo.path());
     let applied = ok(&pipeline(&server, repo.path(), &["apply", &file]));
     assert!(
         applied.contains("pipeline tick: version 1 registered"),
@@ -88,7 +88,7 @@ fn a_schedule_ticks_and_a_restarted_server_records_missed_ticks_without_a_burst(
     server.stop();
     // Down for 7 s: three ticks or more pass with nobody to run them.
     std::thread::sleep(Duration::from_secs(7));
-    let server = TestServer::start_sqlite(root.path());
+    let server = TestServer::start_pipelines(root.path(), repo.path());
     let missed = wait_for("a missed event", Duration::from_secs(10), || {
         events(&server, repo.path(), "tick")
             .into_iter()
@@ -131,7 +131,7 @@ async fn a_monitor_event_starts_exactly_one_run_and_cooldown_suppresses_the_next
         "retrain.yaml",
         "pipeline: retrain\ntriggers:\n  - monitor: {event: retrain_requested, deployment: fraud}\npolicy:\n  cooldown: 1h\nsteps:\n  train:\n    run: test \"${{ trigger.payload.alert.rule }}\" = drift\n",
     );
-    let server = TestServer::start_sqlite(root.path());
+    let server = TestServer::start_pipelines(root.path(), repo.path());
     ok(&pipeline(&server, repo.path(), &["apply", &file]));
     let store = store(&server).await;
 
@@ -218,7 +218,7 @@ async fn a_trigger_while_a_run_is_active_queues_skips_or_cancels_by_policy() {
             ),
         );
     }
-    let server = TestServer::start_sqlite(root.path());
+    let server = TestServer::start_pipelines(root.path(), repo.path());
     for conflict in ["queue", "skip", "cancel_running"] {
         let file = repo.path().join(format!("{conflict}.yaml"));
         ok(&pipeline(

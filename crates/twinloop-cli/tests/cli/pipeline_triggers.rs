@@ -113,7 +113,7 @@ fn a_data_trigger_fires_once_per_settled_change_with_the_snapshot_as_input() {
     std::fs::create_dir_all(&incoming).unwrap();
     let file = repo.path().join("ingest.yaml");
     std::fs::write(&file, PIPELINE).unwrap();
-    let server = TestServer::start_sqlite(root.path());
+    let server = TestServer::start_pipelines(root.path(), repo.path());
     let applied = ok(&pipeline(
         &server,
         repo.path(),

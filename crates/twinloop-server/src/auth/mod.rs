@@ -233,6 +233,8 @@ async fn read_params(
 
 /// The middleware: every route of every router passes here when `--auth` is on.
 pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    // The event actor is the signed-in caller here, never what a client claims to be.
+    req.headers_mut().remove(crate::extract::ACTOR_HEADER);
     let Some(path) = req
         .extensions()
         .get::<MatchedPath>()

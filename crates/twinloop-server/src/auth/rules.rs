@@ -302,10 +302,11 @@ fn native_rule(m: &str, route: &str) -> Option<Rule> {
             "pipelines" | "pipelines/events" | "pipelines/{name}" | "runs" | "runs/{id}"
             | "triggers",
         ) => Global(Read),
+        // A pipeline's steps run as the server: registering one is an operator's act.
+        ("POST", "pipelines") => Global(Manage),
         (
             "POST",
-            "pipelines"
-            | "pipelines/{name}/runs"
+            "pipelines/{name}/runs"
             | "runs/{id}/cancel"
             | "triggers/pause"
             | "triggers/resume",

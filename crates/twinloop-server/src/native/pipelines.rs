@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use twinloop_api::pipelines as api;
 use twinloop_core::ErrorKind;
+use twinloop_core::location::Location;
 use twinloop_meta::pipelines::{PipelineRun, PipelineVersion, TriggerEvent};
 use twinloop_pipelines::schedule::{PlanDiff, ScheduleError, TriggerStatus};
 
@@ -111,6 +112,16 @@ pub async fn apply(
 ) -> ApiResult<(StatusCode, Json<api::PipelineApplied>)> {
     let spec = req.spec.ok_or_else(|| missing("spec"))?;
     let repo = req.repo.ok_or_else(|| missing("repo"))?;
+    // The server runs the steps this directory holds: it must be one the operator allowed, with
+    // links resolved, like any other location a client names.
+    let repo = match s.locations.check(&repo)? {
+        Location::Local(path) => path.display().to_string(),
+        Location::Reference | Location::Remote => {
+            return Err(ApiError::invalid(format!(
+                "Invalid location '{repo}': a pipeline's repository is a directory on the server"
+            )));
+        }
+    };
     let file = req.file.unwrap_or_else(|| "pipeline.yaml".into());
     let applied = s
         .pipelines

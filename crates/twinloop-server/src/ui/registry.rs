@@ -27,7 +27,8 @@ type S = State<Arc<AppState>>;
 
 /// How long a confirmation page's token stays good.
 const TOKEN_TTL_SECS: u64 = 3600;
-/// Who the registry records as making a change from the UI.
+/// Who the registry records as making a change from the UI when nobody is signed in (no
+/// `--auth`); with `--auth`, the signed-in user.
 const UI_ACTOR: &str = "web-ui";
 
 /// Two independently keyed SipHashes, their keys drawn from the OS when the process starts.
@@ -326,6 +327,7 @@ pub(super) async fn confirm_alias(
 pub(super) async fn set_alias(
     State(s): S,
     Path(name): Path<String>,
+    caller: Option<axum::Extension<crate::auth::credentials::Caller>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -360,7 +362,14 @@ pub(super) async fn set_alias(
     }
     let result = s
         .store
-        .set_alias(&name, alias, &version.to_string(), UI_ACTOR)
+        .set_alias(
+            &name,
+            alias,
+            &version.to_string(),
+            caller
+                .as_ref()
+                .map_or(UI_ACTOR, |c| c.user.username.as_str()),
+        )
         .await;
     t.lap("store");
     match result {

