@@ -6,6 +6,7 @@
 
 // Cargo features (see Cargo.toml): `serving` brings `serve`, `deploy` and the monitor commands
 // that talk to a server; `feature-store` brings `features`.
+mod admin;
 mod auth;
 mod client;
 #[cfg(feature = "serving")]
@@ -75,6 +76,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Users and API tokens of a server run with --auth (written to its metadata store).
     Auth(auth::AuthArgs),
+    /// Operations on a server's stores: online backup, restore into a fresh store, verify that
+    /// every model's files are present.
+    Admin(admin::AdminArgs),
     #[cfg(feature = "serving")]
     /// Serve models over KServe V2 (REST and gRPC) in a stateless process, without a server.
     ///
@@ -123,6 +127,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Auth(args) => auth::run(args),
+        Command::Admin(args) => admin::run(args),
         #[cfg(feature = "serving")]
         Command::Serve(c) => serve::run(&connect(&c.server), c.args),
         #[cfg(feature = "serving")]

@@ -8,6 +8,7 @@ mod support;
 mod architecture;
 mod artifact_root;
 mod auth;
+mod backup;
 mod browser;
 mod deploy;
 mod deploy_manifests;
