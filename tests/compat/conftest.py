@@ -19,8 +19,10 @@ Backends (the ``server`` fixture is parametrized, ids ``sqlite``, ``postgres``, 
 Auth: TWINLOOP_COMPAT_AUTH=basic|token starts twinloop with ``--auth`` (admin password from
 TWINLOOP_ADMIN_PASSWORD) and signs the client in as that admin: ``basic`` through
 MLFLOW_TRACKING_USERNAME/PASSWORD, ``token`` through MLFLOW_TRACKING_TOKEN (an ``admin``-scope
-token made with ``twinloop auth token create``). Raw ``requests`` calls to the session's server
-carry the same credentials, so every test runs as the stock client would with auth on.
+token made with ``twinloop auth token create``). Hand-built requests to the session's server
+carry the same credentials (``credentials(url)``: ``requests`` calls get it automatically, raw
+``http.client`` requests and the UI tests' browser pass it), so every test runs as the stock
+client would with auth on.
 
 Other knobs: TWINLOOP_STARTUP_TIMEOUT (seconds to wait for /health; default 60 for twinloop,
 180 for the real mlflow server, which needs ~35 s on an idle 2-core machine),
@@ -29,6 +31,7 @@ TWINLOOP_KEEP_DATA=1 keeps the temp data dirs.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -72,9 +75,18 @@ def _auth_mode() -> str:
     return mode
 
 
-# The servers signed in to, and the `requests` auth (a tuple or a bearer hook) for each.
-_SERVER_AUTH: dict[str, object] = {}
+# The servers signed in to, and the `Authorization` header each expects.
+_SERVER_AUTH: dict[str, str] = {}
 _plain_request = requests.Session.request
+
+
+def credentials(url: str) -> dict[str, str]:
+    """The headers that sign a hand-built request to `url` in as the session's admin: an
+    `Authorization` header when `url` is an auth-on session server, else nothing."""
+    for base, authorization in _SERVER_AUTH.items():
+        if str(url).startswith(base):
+            return {"Authorization": authorization}
+    return {}
 
 
 def _request_with_credentials(self, method, url, *args, **kwargs):
@@ -82,23 +94,11 @@ def _request_with_credentials(self, method, url, *args, **kwargs):
     test chose its own."""
     headers = kwargs.get("headers") or {}
     if kwargs.get("auth") is None and not any(k.lower() == "authorization" for k in headers):
-        for base, auth in _SERVER_AUTH.items():
-            if str(url).startswith(base):
-                kwargs["auth"] = auth
-                break
+        kwargs["headers"] = {**headers, **credentials(url)}
     return _plain_request(self, method, url, *args, **kwargs)
 
 
 requests.Session.request = _request_with_credentials
-
-
-class _Bearer(requests.auth.AuthBase):
-    def __init__(self, token: str):
-        self.token = token
-
-    def __call__(self, r):
-        r.headers["Authorization"] = f"Bearer {self.token}"
-        return r
 
 
 def _target() -> str:
@@ -388,7 +388,8 @@ def _sign_in(url: str, store_uri: str) -> None:
     if _auth_mode() == "basic":
         os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
         os.environ["MLFLOW_TRACKING_PASSWORD"] = COMPAT_ADMIN_PASSWORD
-        _SERVER_AUTH[url] = ("admin", COMPAT_ADMIN_PASSWORD)
+        basic = base64.b64encode(f"admin:{COMPAT_ADMIN_PASSWORD}".encode()).decode()
+        _SERVER_AUTH[url] = f"Basic {basic}"
         return
     token = subprocess.run(
         [
@@ -399,7 +400,7 @@ def _sign_in(url: str, store_uri: str) -> None:
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     os.environ["MLFLOW_TRACKING_TOKEN"] = token
-    _SERVER_AUTH[url] = _Bearer(token)
+    _SERVER_AUTH[url] = f"Bearer {token}"
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import unique
+from conftest import credentials, unique
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -79,7 +79,12 @@ def page_for(browser, ui_server, gallery):
     opened = []
 
     def make(javascript: bool = True):
-        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, java_script_enabled=javascript)
+        context = browser.new_context(
+            viewport=VIEWPORT,
+            device_scale_factor=1,
+            java_script_enabled=javascript,
+            extra_http_headers=credentials(ui_server),
+        )
         page = context.new_page()
         page.outside = []
         page.console_errors = []

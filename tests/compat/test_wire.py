@@ -15,6 +15,8 @@ import mlflow
 import pytest
 import requests
 
+from conftest import credentials
+
 ART = "/api/2.0/mlflow-artifacts/artifacts"
 API = "/api/2.0/mlflow"
 JSON = {"Content-Type": "application/json"}
@@ -24,7 +26,7 @@ def _raw(server, method, path, body=None, headers=None):
     u = urllib.parse.urlsplit(server)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers={**credentials(server), **(headers or {})})
         resp = conn.getresponse()
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
