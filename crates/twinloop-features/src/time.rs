@@ -15,8 +15,28 @@ pub use twinloop_core::time::now_us as now_micros;
 /// taken as UTC.
 pub fn parse_timestamp(text: &str) -> Result<i64> {
     let text = text.trim();
+    let micros = parse_any(text).ok_or_else(|| {
+        Error::invalid(format!(
+            "{text:?} is not a timestamp: use RFC 3339, e.g. 2024-01-07T23:00:00Z"
+        ))
+    })?;
+    // chrono reads years past RFC 3339's 0000–9999 (`-024-01-01`), which would be answered
+    // as text (`-0024-…`) that no client, nor this function, reads back.
+    if !(RFC3339_FIRST..=RFC3339_LAST).contains(&micros) {
+        return Err(Error::invalid(format!(
+            "{text:?} is outside the years 0000 to 9999 that RFC 3339 can write"
+        )));
+    }
+    Ok(micros)
+}
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in microseconds.
+const RFC3339_FIRST: i64 = -62_167_219_200_000_000;
+const RFC3339_LAST: i64 = 253_402_300_799_999_999;
+
+fn parse_any(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_micros());
+        return Some(t.timestamp_micros());
     }
     for format in [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -25,19 +45,17 @@ pub fn parse_timestamp(text: &str) -> Result<i64> {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc().timestamp_micros());
+            return Some(t.and_utc().timestamp_micros());
         }
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc()
-            .timestamp_micros());
-    }
-    Err(Error::invalid(format!(
-        "{text:?} is not a timestamp: use RFC 3339, e.g. 2024-01-07T23:00:00Z"
-    )))
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| {
+            d.and_hms_opt(0, 0, 0)
+                .unwrap_or_default()
+                .and_utc()
+                .timestamp_micros()
+        })
 }
 
 /// RFC 3339 with `Z` and as many fractional digits as needed (0, 3 or 6), like Feast.
@@ -95,6 +113,18 @@ pub fn timestamp_array(values: Int64Array) -> ArrayRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn years_rfc3339_cannot_write_are_refused() {
+        // fuzz/regressions/feast_push: year -24 was read, then answered as `-0024-…Z`.
+        assert!(parse_timestamp("-024-01-01T00:00:00").is_err());
+        assert!(parse_timestamp("+10000-01-01").is_err());
+        for edge in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"] {
+            let micros = parse_timestamp(edge).unwrap();
+            assert_eq!(format_micros(micros), edge);
+            assert_eq!(parse_timestamp(&format_micros(micros)).unwrap(), micros);
+        }
+    }
 
     #[test]
     fn naive_times_are_utc() {
