@@ -607,6 +607,8 @@ impl RunningServing {
             manager: deployments.clone(),
             engine: engine.clone(),
         };
+        // One replica among those on this database evaluates monitors and fires their actions.
+        let monitor_lease = twinloop_meta::lease::LeaseKeeper::start(store.clone(), "monitors");
         let monitors = Monitors::new(
             store,
             artifacts.clone(),
@@ -628,7 +630,7 @@ impl RunningServing {
                 restored_monitors.join(", ")
             );
         }
-        let ticking = monitors.start(std::time::Duration::from_secs(1));
+        let ticking = monitors.start(std::time::Duration::from_secs(1), Some(monitor_lease));
         // Models load in the background: the API answers at once, /v2/health/ready once they are in.
         let restoring = deployments.clone();
         tokio::spawn(async move {

@@ -7,7 +7,7 @@
 //! stops acting before another may start; the token checked when acting
 //! ([`crate::LeaseStore::advance_lease`]) covers a replica paused past that.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -20,14 +20,11 @@ pub const TTL: Duration = Duration::from_secs(6);
 /// How often the holder renews it, and others try to take it.
 pub const RENEW: Duration = Duration::from_secs(2);
 
-/// This process's name as a lease holder: unique per start, so a restarted replica is a new
-/// holder whose token is new.
-pub fn holder_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let uuid = twinloop_core::ids::new_uuid().replace('-', "");
-        format!("pid{}-{}", std::process::id(), &uuid[..12])
-    })
+/// A new holder's name: unique per keeper, so a restarted replica (or a second server in one
+/// process) is a new holder whose token is new.
+fn new_holder() -> String {
+    let uuid = twinloop_core::ids::new_uuid().replace('-', "");
+    format!("pid{}-{}", std::process::id(), &uuid[..12])
 }
 
 pub struct LeaseKeeper {
@@ -41,10 +38,11 @@ impl LeaseKeeper {
     pub fn start(store: Arc<dyn LeaseStore>, name: &str) -> Arc<LeaseKeeper> {
         let (tx, rx) = watch::channel(None);
         let lease = name.to_string();
+        let holder = new_holder();
         let task = tokio::spawn(async move {
             let ttl = TTL.as_millis() as i64;
             loop {
-                let attempt = store.acquire_lease(&lease, holder_id(), ttl);
+                let attempt = store.acquire_lease(&lease, &holder, ttl);
                 let token = match tokio::time::timeout(RENEW, attempt).await {
                     Ok(Ok(token)) => token,
                     Ok(Err(e)) => {
@@ -54,7 +52,7 @@ impl LeaseKeeper {
                     Err(_) => None,
                 };
                 if *tx.borrow() != token {
-                    tracing::info!(lease = %lease, holder = holder_id(), ?token, "lease changed");
+                    tracing::info!(lease = %lease, %holder, ?token, "lease changed");
                 }
                 tx.send_replace(token);
                 tokio::time::sleep(RENEW).await;

@@ -6,6 +6,7 @@
 //! every area passes it around as a [`StoreHandle`] (`Arc<dyn MetaStore>`).
 
 mod artifact_uri;
+pub mod event_cursor;
 pub mod history;
 pub mod lease;
 pub mod pipelines;

@@ -286,6 +286,9 @@ pub trait ModelAliasStore: Send + Sync {
 pub trait RegistryEventLog: Send + Sync {
     /// Recorded events with an id greater than `after`, oldest first.
     async fn registry_events(&self, after: i64, limit: i64) -> Result<Vec<RegistryEvent>>;
+    /// The greatest id recorded so far (0 for none): where a reader that wants only what comes
+    /// next starts.
+    async fn latest_registry_event_id(&self) -> Result<i64>;
     /// Events committed from now on, by this process or another on the same database (each
     /// replica tails the event table), each once.
     fn subscribe_registry_events(&self) -> tokio::sync::broadcast::Receiver<RegistryEvent>;

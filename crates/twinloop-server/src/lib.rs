@@ -197,11 +197,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    webhooks::spawn(
-        state.store.clone(),
-        state.store.clone(),
-        state.outbound.clone(),
-    );
+    webhooks::spawn(state.store.clone(), state.outbound.clone()).await;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     // Our own accept loop rather than `axum::serve`, which sets no timer and so cannot time out

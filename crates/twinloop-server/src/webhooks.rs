@@ -16,6 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -29,8 +30,10 @@ use twinloop_core::webhook::{
     self, Attempt, DeliveryLog, NoAnswer, Outcome, WebhookTransport, is_public_ip,
 };
 use twinloop_core::{Error, ErrorKind};
+use twinloop_meta::event_cursor::EventCursor;
+use twinloop_meta::lease::LeaseKeeper;
 use twinloop_meta::pyjson::{self, Separators};
-use twinloop_meta::{RegistryStore, WebhookStore};
+use twinloop_meta::{RegistryStore, StoreHandle, WebhookStore};
 
 use crate::native::event_json;
 
@@ -349,42 +352,114 @@ impl HttpTransport {
     }
 }
 
-/// Follows committed registry events and hands each to the webhooks that want it.
-pub fn spawn(
-    registry: Arc<dyn RegistryStore>,
-    webhooks: Arc<dyn WebhookStore>,
-    outbound: Outbound,
-) {
-    let mut events = registry.subscribe_registry_events();
-    let transport = Arc::new(HttpTransport::new(outbound.clone()));
-    tokio::spawn(async move {
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "webhook delivery fell behind; events skipped");
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            let hooks = match webhooks.list_webhooks().await {
-                Ok(hooks) => hooks,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read webhooks");
-                    continue;
-                }
-            };
-            for hook in hooks.into_iter().filter(|h| h.wants(&event)) {
-                tokio::spawn(deliver(
-                    webhooks.clone(),
-                    transport.clone(),
-                    hook,
-                    event.clone(),
-                ));
+/// The lease under which one replica delivers webhooks; its cursor is the last event id handed
+/// on, so that a replica that takes over continues where the last holder stopped.
+pub const DELIVERY_LEASE: &str = "webhooks";
+
+/// Delivers committed registry events to the webhooks that want them, on the one replica that
+/// holds [`DELIVERY_LEASE`]. The holder reads the event log from the lease's cursor and moves
+/// the cursor past each event before delivering it: the move is refused to a holder that has
+/// been replaced, so an event is not delivered by two replicas (and one a holder took but died
+/// before delivering is lost, not repeated).
+pub async fn spawn(store: StoreHandle, outbound: Outbound) {
+    let mut events = store.subscribe_registry_events();
+    // Where a database that never had a holder starts: what was recorded before this server
+    // answered a request is history. Read before serving, so no event of a client is taken
+    // for history.
+    let head = loop {
+        match store.latest_registry_event_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the registry event log");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            deliver_to_mlflow_hooks(registry.as_ref(), &webhooks, &outbound, &event).await;
+        }
+    };
+    let transport = Arc::new(HttpTransport::new(outbound.clone()));
+    let lease = LeaseKeeper::start(store.clone(), DELIVERY_LEASE);
+    tokio::spawn(async move {
+        let mut held: Option<(i64, EventCursor)> = None;
+        loop {
+            tokio::select! {
+                heard = events.recv() => if let Err(RecvError::Closed) = heard { return },
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let Some(token) = lease.token() else {
+                held = None;
+                continue;
+            };
+            if held.as_ref().is_none_or(|(t, _)| *t != token) {
+                match store.lease_cursor(DELIVERY_LEASE).await {
+                    Ok(cursor) => held = Some((token, EventCursor::new(cursor.unwrap_or(head)))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the webhook cursor");
+                        continue;
+                    }
+                }
+            }
+            if let Some((_, cursor)) = held.as_mut()
+                && !deliver_new(&store, &transport, &outbound, token, cursor).await
+            {
+                held = None;
+            }
         }
     });
+}
+
+/// Hands on the events after `cursor`; answers false when the lease was lost meanwhile.
+async fn deliver_new(
+    store: &StoreHandle,
+    transport: &Arc<HttpTransport>,
+    outbound: &Outbound,
+    token: i64,
+    cursor: &mut EventCursor,
+) -> bool {
+    let page = match store.registry_events(cursor.floor(), 1000).await {
+        Ok(page) => page,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read registry events");
+            return true;
+        }
+    };
+    let fresh: Vec<RegistryEvent> = page.into_iter().filter(|e| cursor.see(e.id)).collect();
+    cursor.settle(std::time::Instant::now());
+    match store
+        .advance_lease(DELIVERY_LEASE, token, cursor.floor())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("the webhook delivery lease was lost; another replica delivers");
+            return false;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot move the webhook cursor");
+            return false;
+        }
+    }
+    if fresh.is_empty() {
+        return true;
+    }
+    let webhooks: Arc<dyn WebhookStore> = store.clone();
+    let hooks = match webhooks.list_webhooks().await {
+        Ok(hooks) => hooks,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read webhooks");
+            Vec::new()
+        }
+    };
+    for event in fresh {
+        for hook in hooks.iter().filter(|h| h.wants(&event)) {
+            tokio::spawn(deliver(
+                webhooks.clone(),
+                transport.clone(),
+                hook.clone(),
+                event.clone(),
+            ));
+        }
+        deliver_to_mlflow_hooks(store.as_ref(), &webhooks, outbound, &event).await;
+    }
+    true
 }
 
 /// Hands `event`, as MLflow names it, to the active MLflow-style webhooks subscribed to it.

@@ -12,6 +12,7 @@ use twinloop_artifacts::ArtifactStore;
 use twinloop_core::location::LocationPolicy;
 use twinloop_core::time::{now_ms, now_us};
 use twinloop_core::webhook::WebhookTransport;
+use twinloop_meta::lease::LeaseKeeper;
 use twinloop_meta::{RegistryStore, StoreHandle, TrackingStore};
 use twinloop_monitor::io::Table;
 
@@ -93,8 +94,17 @@ impl Monitors {
 
     /// Loads the stored monitors (one whose reference cannot be read is skipped, with a log line).
     pub async fn restore(&self) -> Result<(), MonitorError> {
+        self.load_stored(false).await
+    }
+
+    /// Reads the stored monitors: all of them, or (`only_new`) those this process does not
+    /// watch yet, as one created through another replica.
+    async fn load_stored(&self, only_new: bool) -> Result<(), MonitorError> {
         let mut watched = self.watched.lock().await;
         for (spec, state) in self.storage.load().await? {
+            if only_new && watched.contains_key(&spec.name) {
+                continue;
+            }
             let path = if state.reference_path.is_empty() {
                 &spec.reference
             } else {
@@ -243,14 +253,40 @@ impl Monitors {
         Ok(labels.len())
     }
 
-    /// Evaluates closed windows every `every` until [`Ticking::stop`].
-    pub fn start(self: &Arc<Self>, every: Duration) -> Ticking {
+    /// Evaluates closed windows every `every` until [`Ticking::stop`], while this process holds
+    /// `lease` (always without one): among replicas on one database, one evaluates and acts.
+    pub fn start(self: &Arc<Self>, every: Duration, lease: Option<Arc<LeaseKeeper>>) -> Ticking {
         let me = self.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
+            let mut held = None;
+            let mut ticks = 0u64;
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(every) => me.tick().await,
+                    () = tokio::time::sleep(every) => {
+                        let Some(lease) = &lease else {
+                            me.tick().await;
+                            continue;
+                        };
+                        let token = lease.token();
+                        if token.is_some() {
+                            // A new holder continues from what the last one stored, and
+                            // watches monitors created through other replicas.
+                            let reload = if held != token {
+                                Some(false)
+                            } else {
+                                ticks.is_multiple_of(10).then_some(true)
+                            };
+                            if let Some(only_new) = reload
+                                && let Err(e) = me.load_stored(only_new).await
+                            {
+                                tracing::warn!(error = %e, "cannot read the stored monitors");
+                            }
+                            me.tick().await;
+                            ticks += 1;
+                        }
+                        held = token;
+                    }
                     _ = stopped.changed() => return,
                 }
             }

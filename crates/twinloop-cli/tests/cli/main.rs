@@ -30,6 +30,7 @@ mod pipeline_triggers;
 mod predlog_flush;
 mod quickstart;
 mod registry_cli;
+mod replicas;
 mod run_columns;
 mod security;
 mod serve;

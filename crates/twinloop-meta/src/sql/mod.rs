@@ -38,7 +38,7 @@ mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use query::RowExt;
+use crate::store::RegistryEventLog;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use twinloop_core::{Error, Result};
@@ -135,11 +135,7 @@ impl SqlStore {
         store.migrate().await?;
         store.ensure_default_experiment().await?;
         // Events committed before this process started are history, read with `?after=`.
-        let floor = store
-            .sql("SELECT COALESCE(MAX(id), 0) FROM registry_events")
-            .fetch_one(&store.reader)
-            .await?
-            .int(0)?;
+        let floor = store.latest_registry_event_id().await?;
         let pg_url = matches!(uri, StoreUri::Postgres(_)).then(|| uri.sqlx_url());
         registry::tail::spawn(
             backend,

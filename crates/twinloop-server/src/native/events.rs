@@ -15,7 +15,7 @@ use twinloop_api::events as api;
 use twinloop_core::registry::RegistryEvent;
 
 use crate::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
 
 /// A registry event as the event page, the stream and webhook bodies carry it.
@@ -58,11 +58,27 @@ fn sse(e: &RegistryEvent) -> Result<Event, Infallible> {
         .data(event_json(e)))
 }
 
+/// Event ids are the log's, the same on every replica, so a client reconnecting through another
+/// replica resumes where it was: after `Last-Event-ID` (which a reconnecting `EventSource`
+/// sends, and which wins) or `?after=`.
 pub async fn stream(
     State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     q: QueryParams,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let after = q.opt_i64("after")?.unwrap_or(0);
+    let resumed = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|id| id.trim().parse::<i64>().ok())
+                .ok_or_else(|| ApiError::invalid("Last-Event-ID is not an event id"))
+        })
+        .transpose()?;
+    let after = match resumed {
+        Some(id) => id,
+        None => q.opt_i64("after")?.unwrap_or(0),
+    };
     // Subscribe before reading the backlog so nothing committed in between is missed; the
     // id check drops what both would deliver.
     let live = s.store.subscribe_registry_events();

@@ -147,6 +147,13 @@ impl RegistryEventLog for SqlStore {
         read_events(self.backend, &self.reader, after, limit).await
     }
 
+    async fn latest_registry_event_id(&self) -> Result<i64> {
+        self.sql("SELECT COALESCE(MAX(id), 0) FROM registry_events")
+            .fetch_one(&self.reader)
+            .await?
+            .int(0)
+    }
+
     fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.feed.subscribe()
     }

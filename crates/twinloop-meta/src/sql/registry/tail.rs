@@ -4,13 +4,11 @@
 //! A process publishes its own events as it commits them ([`EventFeed::publish`]); a task tails
 //! the table for the others' (and for any of its own it has not published yet), woken by
 //! PostgreSQL's `NOTIFY` (a trigger on the table) and polling besides, so a lost notification or a
-//! dropped listener only delays. On PostgreSQL ids are taken when a row is inserted, not when it
-//! commits, so id 7 can become visible before id 6: the tail keeps a floor below which every id is
-//! settled and remembers the ids above it it has seen; a missing id is waited for until
-//! [`SETTLE`] has passed (a transaction that rolled back leaves a hole forever), and an event
-//! that commits late is still published, after later ones.
+//! dropped listener only delays. Ids can become visible out of order on PostgreSQL: the tail reads
+//! through an [`EventCursor`], so an event that commits late is still published, after later
+//! ones.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +18,9 @@ use tokio::sync::{broadcast, oneshot};
 use twinloop_core::registry::RegistryEvent;
 
 use super::events::read_events;
+use crate::event_cursor::EventCursor;
 use crate::sql::Backend;
 
-/// How long a missing id is waited for: longer than a registry write's transaction lasts.
-const SETTLE: Duration = Duration::from_secs(30);
 /// How often the table is read when nothing wakes the tail.
 const POLL: Duration = Duration::from_millis(500);
 /// How long a published id is remembered, so that the tail and the committing writer, racing
@@ -65,70 +62,6 @@ impl EventFeed {
     }
 }
 
-/// Which ids the tail has settled: all up to `floor`, and `seen` above it.
-#[derive(Debug)]
-pub(crate) struct Settled {
-    floor: i64,
-    seen: BTreeSet<i64>,
-    missing: BTreeMap<i64, Instant>,
-}
-
-impl Settled {
-    pub(crate) fn new(floor: i64) -> Settled {
-        Settled {
-            floor,
-            seen: BTreeSet::new(),
-            missing: BTreeMap::new(),
-        }
-    }
-
-    /// Below this every id has been seen or given up on: the next read starts after it.
-    pub(crate) fn floor(&self) -> i64 {
-        self.floor
-    }
-
-    /// Records `id` as read; answers whether it is new.
-    pub(crate) fn see(&mut self, id: i64) -> bool {
-        if id <= self.floor {
-            return false;
-        }
-        self.missing.remove(&id);
-        self.seen.insert(id)
-    }
-
-    /// Notes the holes below the highest id seen, gives up on those older than `settle`, and
-    /// raises the floor over everything settled.
-    pub(crate) fn settle(&mut self, now: Instant, settle: Duration) {
-        if let Some(&top) = self.seen.last() {
-            for id in self.floor + 1..top {
-                if !self.seen.contains(&id) {
-                    self.missing.entry(id).or_insert(now);
-                }
-            }
-        }
-        loop {
-            let next = self.floor + 1;
-            if self.seen.remove(&next) {
-                self.floor = next;
-            } else if self
-                .missing
-                .get(&next)
-                .is_some_and(|since| now.duration_since(*since) >= settle)
-            {
-                self.missing.remove(&next);
-                self.floor = next;
-            } else {
-                return;
-            }
-        }
-    }
-
-    /// Whether an id is still awaited.
-    pub(crate) fn waiting(&self) -> bool {
-        !self.missing.is_empty()
-    }
-}
-
 /// Starts tailing the event table after `floor`; the task ends when `stop`'s sender is dropped.
 pub(crate) fn spawn(
     backend: Backend,
@@ -139,7 +72,7 @@ pub(crate) fn spawn(
     mut stop: oneshot::Receiver<()>,
 ) {
     tokio::spawn(async move {
-        let mut settled = Settled::new(floor);
+        let mut settled = EventCursor::new(floor);
         let mut listener: Option<PgListener> = None;
         loop {
             if reader.is_closed() {
@@ -181,7 +114,7 @@ async fn listen(url: &str) -> Option<PgListener> {
     }
 }
 
-async fn read_new(backend: Backend, reader: &AnyPool, feed: &EventFeed, settled: &mut Settled) {
+async fn read_new(backend: Backend, reader: &AnyPool, feed: &EventFeed, settled: &mut EventCursor) {
     let mut after = settled.floor();
     loop {
         let page = match read_events(backend, reader, after, PAGE).await {
@@ -203,7 +136,7 @@ async fn read_new(backend: Backend, reader: &AnyPool, feed: &EventFeed, settled:
             break;
         }
     }
-    settled.settle(Instant::now(), SETTLE);
+    settled.settle(Instant::now());
     feed.forget_settled(settled.floor());
     if settled.waiting() {
         tracing::debug!(
@@ -216,38 +149,6 @@ async fn read_new(backend: Backend, reader: &AnyPool, feed: &EventFeed, settled:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_late_commit_is_still_seen_and_the_floor_waits_for_it() {
-        let t0 = Instant::now();
-        let mut s = Settled::new(5);
-        assert!(s.see(6));
-        assert!(s.see(8));
-        s.settle(t0, SETTLE);
-        assert_eq!(s.floor(), 6, "7 is missing: the floor stops below it");
-        assert!(s.waiting());
-        assert!(!s.see(8), "seen once");
-        assert!(s.see(7), "7 committed late");
-        s.settle(t0, SETTLE);
-        assert_eq!(s.floor(), 8);
-        assert!(!s.waiting());
-        assert!(!s.see(7) && !s.see(3), "below the floor is old");
-    }
-
-    #[test]
-    fn a_hole_left_by_a_rollback_is_given_up_after_the_settle_time() {
-        let t0 = Instant::now();
-        let mut s = Settled::new(0);
-        s.see(1);
-        s.see(3);
-        s.settle(t0, SETTLE);
-        assert_eq!(s.floor(), 1);
-        s.settle(t0 + SETTLE / 2, SETTLE);
-        assert_eq!(s.floor(), 1);
-        s.settle(t0 + SETTLE, SETTLE);
-        assert_eq!(s.floor(), 3);
-        assert!(!s.waiting());
-    }
 
     #[test]
     fn an_event_is_published_once_whoever_comes_first() {
