@@ -40,6 +40,14 @@ pub(crate) fn cell_width(level: u32) -> i64 {
     1 << (2 * level)
 }
 
+/// The steps of cell `cell` of `level`, inclusive.
+pub(crate) fn cell_steps(level: u32, cell: i64) -> (i64, i64) {
+    let width = i128::from(cell_width(level));
+    let first = i128::from(cell) * width;
+    let clamp = |s: i128| s.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    (clamp(first), clamp(first + width - 1))
+}
+
 /// The x axis of a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XAxis {
@@ -47,7 +55,8 @@ pub enum XAxis {
     Step,
     /// The point's timestamp, milliseconds since the epoch.
     Time,
-    /// Milliseconds since the run's first point of the key (its smallest timestamp).
+    /// Milliseconds since the run's first point of the key (its smallest timestamp, NaN and
+    /// infinite points included).
     Relative,
 }
 
@@ -122,11 +131,14 @@ pub struct Series {
     pub runs: Vec<RunSeries>,
 }
 
+/// Bucket `i` spans `origin + i * bucket_width` for `bucket_width`, clipped to `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRange {
     pub from: i64,
     pub to: i64,
     pub bucket_width: i64,
+    /// Where the first bucket would start unclipped: `from` aligned down to rollup cells.
+    pub origin: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,13 +194,16 @@ impl Point {
     }
 }
 
-/// The summary of some finite points: what a bucket and a stored rollup cell hold.
+/// The summary of some finite points: what a bucket and a stored rollup cell hold. The
+/// timestamps' extent lets a time axis fold a cell whole when it lies inside one bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Cell {
     pub count: u64,
     pub min: f64,
     pub max: f64,
     pub last: Point,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
 }
 
 impl Cell {
@@ -198,6 +213,8 @@ impl Cell {
             min: p.value,
             max: p.value,
             last: p,
+            min_timestamp: p.timestamp,
+            max_timestamp: p.timestamp,
         }
     }
 
@@ -205,10 +222,50 @@ impl Cell {
         self.count += other.count;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+        self.min_timestamp = self.min_timestamp.min(other.min_timestamp);
+        self.max_timestamp = self.max_timestamp.max(other.max_timestamp);
         if other.last.order(&self.last) == Ordering::Greater {
             self.last = other.last;
         }
     }
+
+    /// What a time axis (x = timestamp − `t0`) does with a stored cell, whose `last` is the last
+    /// by step. Folded whole only when its timestamps lie in one bucket and its last point by
+    /// step also holds the greatest timestamp: then it is the last by (timestamp, step, value)
+    /// too, as the bucket's `last` is ordered on this axis. Otherwise its points must be read
+    /// from finer cells, or from the rows.
+    pub fn on_time_axis(&self, layout: &Layout, t0: i64) -> TimeFold {
+        let first = self.min_timestamp.saturating_sub(t0);
+        let last = self.max_timestamp.saturating_sub(t0);
+        if last < layout.lo || first > layout.hi {
+            return TimeFold::Outside;
+        }
+        if layout.lo <= first
+            && last <= layout.hi
+            && layout.index(first) == layout.index(last)
+            && self.last.timestamp == self.max_timestamp
+        {
+            return TimeFold::Whole(Cell {
+                last: Point {
+                    x: last,
+                    ..self.last
+                },
+                ..*self
+            });
+        }
+        TimeFold::Split
+    }
+}
+
+/// A stored cell's share of a time-axis series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum TimeFold {
+    /// No point of the cell lies in the range.
+    Outside,
+    /// The cell, its `last` placed on the axis, goes whole into one bucket.
+    Whole(Cell),
+    /// The cell straddles a bucket edge or the range's, or its `last` is not the last in time.
+    Split,
 }
 
 /// How a range `[lo, hi]` is cut: buckets of `width` starting at `origin` (at or below `lo`),
@@ -261,6 +318,10 @@ impl Layout {
 
     pub fn width(&self) -> i64 {
         i64::try_from(self.width).unwrap_or(i64::MAX)
+    }
+
+    pub fn origin(&self) -> i64 {
+        i64::try_from(self.origin).unwrap_or(i64::MIN)
     }
 
     /// The bucket of `x`, which must lie in `[lo, hi]`.
@@ -722,6 +783,46 @@ mod tests {
             }
         }
         assert_eq!(by_cells.finish(), by_points.finish());
+    }
+
+    #[test]
+    fn a_time_axis_folds_a_cell_whole_only_inside_one_bucket_with_its_last_last_in_time() {
+        // Buckets of 16 ms from t0 = 1,000 on the relative axis: 0..=15, 16..=31, …
+        let layout = Layout::new(0, 63, 4);
+        let cell = |stamps: &[i64]| {
+            let mut cell: Option<Cell> = None;
+            for (step, &timestamp) in stamps.iter().enumerate() {
+                let p = Cell::of(Point {
+                    x: step as i64,
+                    step: step as i64,
+                    timestamp,
+                    value: step as f64,
+                });
+                match &mut cell {
+                    Some(c) => c.merge(&p),
+                    None => cell = Some(p),
+                }
+            }
+            cell.unwrap()
+        };
+        let TimeFold::Whole(whole) = cell(&[1_016, 1_020, 1_031]).on_time_axis(&layout, 1_000)
+        else {
+            panic!("inside one bucket")
+        };
+        assert_eq!((whole.last.x, whole.last.value, whole.count), (31, 2.0, 3));
+        for (stamps, expected) in [
+            (&[1_010, 1_020][..], TimeFold::Split),
+            (&[1_020, 1_030, 1_025][..], TimeFold::Split),
+            (&[900, 950][..], TimeFold::Outside),
+            (&[1_064, 1_070][..], TimeFold::Outside),
+            (&[990, 1_005][..], TimeFold::Split),
+        ] {
+            assert_eq!(
+                cell(stamps).on_time_axis(&layout, 1_000),
+                expected,
+                "{stamps:?}"
+            );
+        }
     }
 
     #[test]

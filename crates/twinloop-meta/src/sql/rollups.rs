@@ -1,6 +1,8 @@
 //! The rollup pyramid behind metric series: per (run, key) and level 2 to 12, one row per cell
 //! of 4^level steps that holds a finite value, with how many such points it holds, their min and
-//! max, and the last of them by (step, timestamp, value) (`migrations/*/0010_metric_rollups.sql`).
+//! max, the last of them by (step, timestamp, value) (`migrations/*/0010_metric_rollups.sql`),
+//! and the smallest and greatest timestamp among them (`0017_rollup_timestamps.sql`), so that a
+//! time axis can tell which cells lie inside one of its buckets.
 //!
 //! Kept in the transaction that logs the points, from the points the insert really added (a
 //! point refused as a duplicate, e.g. in a retried batch, must not be counted twice). A batch is
@@ -24,6 +26,10 @@ const MERGE: &str = " ON CONFLICT (run_uuid, key, level, cell) DO UPDATE SET \
          THEN excluded.min_value ELSE metric_rollups.min_value END, \
      max_value = CASE WHEN excluded.max_value > metric_rollups.max_value \
          THEN excluded.max_value ELSE metric_rollups.max_value END, \
+     min_timestamp = CASE WHEN excluded.min_timestamp < metric_rollups.min_timestamp \
+         THEN excluded.min_timestamp ELSE metric_rollups.min_timestamp END, \
+     max_timestamp = CASE WHEN excluded.max_timestamp > metric_rollups.max_timestamp \
+         THEN excluded.max_timestamp ELSE metric_rollups.max_timestamp END, \
      last_step = CASE WHEN (excluded.last_step, excluded.last_timestamp, excluded.last_value) \
          > (metric_rollups.last_step, metric_rollups.last_timestamp, metric_rollups.last_value) \
          THEN excluded.last_step ELSE metric_rollups.last_step END, \
@@ -42,11 +48,11 @@ pub(super) async fn record(
     inserted: &[Metric],
 ) -> Result<()> {
     let cells = fold(inserted);
-    for chunk in chunks_for(&cells, 10, MAX_ARGS) {
+    for chunk in chunks_for(&cells, 12, MAX_ARGS) {
         let mut sql = Sql::new(
             backend_of(tx),
             "INSERT INTO metric_rollups (run_uuid, key, level, cell, points, min_value, max_value, \
-             last_step, last_timestamp, last_value) VALUES ",
+             last_step, last_timestamp, last_value, min_timestamp, max_timestamp) VALUES ",
         );
         for (i, ((key, level, cell), c)) in chunk.iter().enumerate() {
             if i > 0 {
@@ -63,6 +69,8 @@ pub(super) async fn record(
                 Arg::from(c.last.step),
                 Arg::from(c.last.timestamp),
                 Arg::from(c.last.value),
+                Arg::from(c.min_timestamp),
+                Arg::from(c.max_timestamp),
             ]);
         }
         sql.push(MERGE);
@@ -102,19 +110,25 @@ pub(super) fn inserted_point(row: &dyn RowExt) -> Result<Metric> {
     ))
 }
 
-/// A stored cell, from `points, min_value, max_value, last_step, last_timestamp, last_value`.
-pub(super) fn cell_from_row(row: &dyn RowExt) -> Result<Cell> {
-    let last_step = row.int(3)?;
+/// The columns [`cell_from_row`] reads, in its order.
+pub(super) const CELL_COLUMNS: &str = "points, min_value, max_value, last_step, last_timestamp, \
+     last_value, min_timestamp, max_timestamp";
+
+/// A stored cell, from [`CELL_COLUMNS`] starting at column `at`.
+pub(super) fn cell_from_row(row: &dyn RowExt, at: usize) -> Result<Cell> {
+    let last_step = row.int(at + 3)?;
     Ok(Cell {
-        count: u64::try_from(row.int(0)?).unwrap_or(0),
-        min: row.float(1)?,
-        max: row.float(2)?,
+        count: u64::try_from(row.int(at)?).unwrap_or(0),
+        min: row.float(at + 1)?,
+        max: row.float(at + 2)?,
         last: Point {
             x: last_step,
             step: last_step,
-            timestamp: row.int(4)?,
-            value: row.float(5)?,
+            timestamp: row.int(at + 4)?,
+            value: row.float(at + 5)?,
         },
+        min_timestamp: row.int(at + 6)?,
+        max_timestamp: row.int(at + 7)?,
     })
 }
 

@@ -1,6 +1,7 @@
-//! Reads metric series (`crate::series`): the runs' extents on the x axis, then per run either
-//! the rollup cells and edge rows that cover the range exactly (step axis, buckets of 16 steps
-//! or more) or one pass over the rows in range, folded as they arrive.
+//! Reads metric series (`crate::series`): the runs' extents on the x axis, then per run the
+//! rollup cells and edge rows that cover the range exactly (step axis, buckets of 16 steps or
+//! more), or a walk down the pyramid (time axes: see [`SqlStore::time_series`]), or one pass
+//! over the rows in range, folded as they arrive.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,11 +10,12 @@ use twinloop_core::Result;
 use twinloop_core::ids::is_run_id;
 
 use super::SqlStore;
+use super::query::MAX_ARGS;
 use super::query::{RowExt, Sql};
-use super::rollups::cell_from_row;
+use super::rollups::{CELL_COLUMNS, cell_from_row};
 use crate::series::{
-    Fold, Layout, Piece, Point, RawPoints, RunSeries, Series, SeriesData, SeriesQuery, SeriesRange,
-    XAxis, cover,
+    Cell, Fold, Layout, MIN_LEVEL, Piece, Point, RawPoints, RunSeries, Series, SeriesData,
+    SeriesQuery, SeriesRange, TOP_LEVEL, TimeFold, XAxis, cell_steps, cover,
 };
 
 /// Largest number of run ids put in one `IN (…)` list.
@@ -65,6 +67,7 @@ impl SqlStore {
                 from: l.lo,
                 to: l.hi,
                 bucket_width: l.width(),
+                origin: l.origin(),
             }),
             runs,
         })
@@ -89,7 +92,13 @@ impl SqlStore {
             }
             return Ok(extents);
         }
-        for chunk in ids.chunks(IN_CHUNK) {
+        let scan: Vec<&str> = if q.x == XAxis::Step {
+            ids
+        } else {
+            self.time_extents_from_rollups(q, &ids, &mut extents)
+                .await?
+        };
+        for chunk in scan.chunks(IN_CHUNK) {
             // One aggregate per subquery, so that SQLite reads the ends of each run's steps from
             // the primary key instead of scanning them; time has no index and is scanned.
             let mut sql = match q.x {
@@ -120,23 +129,59 @@ impl SqlStore {
                 let (Some(first), Some(last)) = (row.opt_int(1)?, row.opt_int(2)?) else {
                     return Ok(());
                 };
-                let extent = match q.x {
-                    XAxis::Step | XAxis::Time => Extent {
-                        lo: first,
-                        hi: last,
-                        t0: 0,
-                    },
-                    XAxis::Relative => Extent {
-                        lo: 0,
-                        hi: last.saturating_sub(first),
-                        t0: first,
-                    },
-                };
-                extents.insert(row.text(0)?, extent);
+                extents.insert(row.text(0)?, extent_of(q.x, first, last));
                 Ok(())
             })?;
         }
         Ok(extents)
+    }
+
+    /// Time extents of the runs whose every point of the key is charted, from the top level of
+    /// the pyramid: its cells count exactly the finite points, so when they count all the run's
+    /// points (`latest_metrics.value_count`) their timestamps are the run's. Answers the runs
+    /// left, which hold NaN or infinite points whose timestamps only the rows know.
+    async fn time_extents_from_rollups<'a>(
+        &self,
+        q: &SeriesQuery,
+        ids: &[&'a str],
+        extents: &mut HashMap<String, Extent>,
+    ) -> Result<Vec<&'a str>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let top = i64::from(TOP_LEVEL);
+            let mut sql = self.sql("SELECT l.run_uuid, l.value_count");
+            for aggregate in [
+                "CAST(SUM(c.points) AS BIGINT)",
+                "MIN(c.min_timestamp)",
+                "MAX(c.max_timestamp)",
+            ] {
+                sql.push(&format!(", (SELECT {aggregate} FROM metric_rollups c "))
+                    .push("WHERE c.run_uuid = l.run_uuid AND c.key = l.key AND c.level = ")
+                    .arg(top)
+                    .push(")");
+            }
+            sql.push(" FROM latest_metrics l WHERE l.key = ")
+                .arg(&q.key)
+                .push(" AND l.run_uuid IN ");
+            sql.arg_list(chunk);
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let charted = row.opt_int(2)?.unwrap_or(0);
+                if charted != row.int(1)? {
+                    return Ok(());
+                }
+                let run_id = row.text(0)?;
+                if let (Some(first), Some(last)) = (row.opt_int(3)?, row.opt_int(4)?) {
+                    extents.insert(run_id.clone(), extent_of(q.x, first, last));
+                }
+                found.insert(run_id);
+                Ok(())
+            })?;
+        }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains(*id))
+            .collect())
     }
 
     async fn run_series(
@@ -146,10 +191,11 @@ impl SqlStore {
         layout: Layout,
         extent: &Extent,
     ) -> Result<SeriesData> {
+        if q.x != XAxis::Step {
+            return self.time_series(run_id, q, layout, extent.t0).await;
+        }
         let limit = q.buckets as usize;
-        if q.x == XAxis::Step
-            && let Some(level) = layout.rollup_level()
-        {
+        if let Some(level) = layout.rollup_level() {
             let mut fold = Fold::of_cells(layout);
             for piece in cover(layout.lo, layout.hi, level) {
                 self.fold_piece(run_id, &q.key, piece, &mut fold).await?;
@@ -158,17 +204,127 @@ impl SqlStore {
                 return Ok(fold.finish());
             }
         }
-        // Few enough points to send them all, or buckets too narrow for rollups, or a time axis:
-        // one pass over the rows in range.
+        // Few enough points to send them all, or buckets too narrow for rollups: one pass over
+        // the rows in range.
         let mut fold = Fold::new(layout, limit);
-        let sql = self.rows_in_range(run_id, q, layout, extent.t0);
-        let x = q.x;
-        let t0 = extent.t0;
-        let mut rows = sql.stream(&self.bulk_reader, move |r| point(r, x, t0));
+        let sql = self.rows_in_range(run_id, &q.key, layout);
+        let mut rows = sql.stream(&self.bulk_reader, |r| point(r, XAxis::Step, 0));
         while let Some(p) = rows.try_next().await? {
             fold.add_point(p);
         }
         Ok(fold.finish())
+    }
+
+    /// A time axis (x = timestamp − `t0`) from the pyramid, for any order of timestamps: from
+    /// the top level down, a cell whose points all fall in one bucket is folded whole, one that
+    /// straddles a bucket's edge (or whose last by step is not its last in time) is read as its
+    /// four children, and at the finest level as its rows. With timestamps that grow with the
+    /// step only the cells across the buckets' edges are split, about four per edge and level;
+    /// scrambled timestamps split every cell, down to one pass over the rows. When the range
+    /// holds at most `buckets` points, the step ranges that held them are read again as points.
+    async fn time_series(
+        &self,
+        run_id: &str,
+        q: &SeriesQuery,
+        layout: Layout,
+        t0: i64,
+    ) -> Result<SeriesData> {
+        let mut fold = Fold::of_cells(layout);
+        // Steps whose points are in range, to read them again as points when they are few.
+        let mut charted = Vec::new();
+        let mut raw = Vec::new();
+        let mut level = TOP_LEVEL;
+        let mut cells = self.cells(run_id, &q.key, level, None).await?;
+        loop {
+            let mut split = Vec::new();
+            for (index, cell) in &cells {
+                match cell.on_time_axis(&layout, t0) {
+                    TimeFold::Outside => {}
+                    TimeFold::Whole(cell) => {
+                        fold.add_cell(&cell);
+                        charted.push(cell_steps(level, *index));
+                    }
+                    TimeFold::Split if level > MIN_LEVEL => {
+                        split.push((index * 4, index * 4 + 3));
+                    }
+                    TimeFold::Split => raw.push(cell_steps(level, *index)),
+                }
+            }
+            if split.is_empty() {
+                break;
+            }
+            level -= 1;
+            cells = self
+                .cells(run_id, &q.key, level, Some(&merged(split)))
+                .await?;
+        }
+        let raw = merged(raw);
+        self.rows_of_steps(run_id, &q.key, &raw, q.x, t0, &mut fold)
+            .await?;
+        let limit = q.buckets as usize;
+        if fold.total() > limit as u64 {
+            return Ok(fold.finish());
+        }
+        charted.extend(raw);
+        let mut fold = Fold::new(layout, limit);
+        self.rows_of_steps(run_id, &q.key, &merged(charted), q.x, t0, &mut fold)
+            .await?;
+        Ok(fold.finish())
+    }
+
+    /// The run's stored cells of `level`, all of them or those in the inclusive `ranges`.
+    async fn cells(
+        &self,
+        run_id: &str,
+        key: &str,
+        level: u32,
+        ranges: Option<&[(i64, i64)]>,
+    ) -> Result<Vec<(i64, Cell)>> {
+        let mut out = Vec::new();
+        let all = [(i64::MIN, i64::MAX)];
+        for chunk in ranges.unwrap_or(&all).chunks(MAX_ARGS / 2 - 8) {
+            let mut sql = self.sql(&format!("SELECT cell, {CELL_COLUMNS} FROM "));
+            values_of(&mut sql, chunk);
+            sql.push(" JOIN metric_rollups c ON c.cell BETWEEN r.column1 AND r.column2")
+                .push(" WHERE c.run_uuid = ")
+                .arg(run_id)
+                .push(" AND c.key = ")
+                .arg(key)
+                .push(" AND c.level = ")
+                .arg(i64::from(level));
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                out.push((row.int(0)?, cell_from_row(row, 1)?));
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Folds the run's rows (not NaN) whose steps lie in the inclusive `ranges`.
+    async fn rows_of_steps(
+        &self,
+        run_id: &str,
+        key: &str,
+        ranges: &[(i64, i64)],
+        x: XAxis,
+        t0: i64,
+        fold: &mut Fold,
+    ) -> Result<()> {
+        for chunk in ranges.chunks(MAX_ARGS / 2 - 8) {
+            let mut sql = self.sql("SELECT m.step, m.timestamp, m.value FROM ");
+            values_of(&mut sql, chunk);
+            sql.push(" JOIN metrics m ON m.step BETWEEN r.column1 AND r.column2")
+                .push(" WHERE m.run_uuid = ")
+                .arg(run_id)
+                .push(" AND m.key = ")
+                .arg(key)
+                .push(" AND m.is_nan = 0");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                fold.add_point(point(row, x, t0)?);
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Adds one piece of a cover: stored cells, or the raw rows at an edge of the range.
@@ -181,10 +337,9 @@ impl SqlStore {
     ) -> Result<()> {
         match piece {
             Piece::Cells { level, first, last } => {
-                let mut sql = self.sql(
-                    "SELECT points, min_value, max_value, last_step, last_timestamp, last_value \
-                     FROM metric_rollups WHERE run_uuid = ",
-                );
+                let mut sql = self.sql(&format!(
+                    "SELECT {CELL_COLUMNS} FROM metric_rollups WHERE run_uuid = "
+                ));
                 sql.arg(run_id)
                     .push(" AND key = ")
                     .arg(key)
@@ -195,7 +350,7 @@ impl SqlStore {
                     .push(" AND ")
                     .arg(last);
                 sql.read(&self.bulk_reader).await?.for_each(|row| {
-                    fold.add_cell(&cell_from_row(row)?);
+                    fold.add_cell(&cell_from_row(row, 0)?);
                     Ok(())
                 })
             }
@@ -218,26 +373,60 @@ impl SqlStore {
         }
     }
 
-    /// The run's finite-or-infinite (not NaN) rows whose x lies in the layout's range.
-    fn rows_in_range(&self, run_id: &str, q: &SeriesQuery, layout: Layout, t0: i64) -> Sql {
+    /// The run's finite-or-infinite (not NaN) rows whose step lies in the layout's range.
+    fn rows_in_range(&self, run_id: &str, key: &str, layout: Layout) -> Sql {
         let mut sql = self.sql("SELECT step, timestamp, value FROM metrics WHERE run_uuid = ");
-        sql.arg(run_id).push(" AND key = ").arg(&q.key);
-        let (column, lo, hi) = match q.x {
-            XAxis::Step => ("step", layout.lo, layout.hi),
-            XAxis::Time => ("timestamp", layout.lo, layout.hi),
-            XAxis::Relative => (
-                "timestamp",
-                layout.lo.saturating_add(t0),
-                layout.hi.saturating_add(t0),
-            ),
-        };
-        sql.push(&format!(" AND {column} BETWEEN "))
-            .arg(lo)
+        sql.arg(run_id)
+            .push(" AND key = ")
+            .arg(key)
+            .push(" AND step BETWEEN ")
+            .arg(layout.lo)
             .push(" AND ")
-            .arg(hi)
+            .arg(layout.hi)
             .push(" AND is_nan = 0");
         sql
     }
+}
+
+/// A run's extent on `x` from its smallest and greatest step or timestamp.
+fn extent_of(x: XAxis, first: i64, last: i64) -> Extent {
+    match x {
+        XAxis::Step | XAxis::Time => Extent {
+            lo: first,
+            hi: last,
+            t0: 0,
+        },
+        XAxis::Relative => Extent {
+            lo: 0,
+            hi: last.saturating_sub(first),
+            t0: first,
+        },
+    }
+}
+
+/// Appends `(VALUES (lo, hi), …) AS r`: inclusive ranges to join on, one index range each.
+fn values_of(sql: &mut Sql, ranges: &[(i64, i64)]) {
+    sql.push("(VALUES ");
+    for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.tuple([lo.into(), hi.into()]);
+    }
+    sql.push(") AS r");
+}
+
+/// `ranges` sorted, with overlapping and adjacent ones joined.
+fn merged(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// A row of `step, timestamp, value` placed on `x`.

@@ -179,7 +179,7 @@ on_every_backend!(series_buckets_are_exact, |s: &dyn TrackingStore| {
         2_100,
     );
 
-    // Time axes scan the rows.
+    // Time axes walk the pyramid.
     for x in [XAxis::Time, XAxis::Relative] {
         let series = s
             .metric_series(&query(&[&run], x, None, None, 300))
@@ -320,6 +320,153 @@ on_every_backend!(
     }
 );
 
+/// A seeded xorshift generator, so a failing series can be made again from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> i64 {
+        (self.next() % n) as i64
+    }
+}
+
+/// How a random series' timestamps relate to its steps.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Growing with the step, by 0 to 3 ms (so runs of equal timestamps).
+    Monotonic,
+    /// Anywhere in a window, whatever the step.
+    Scrambled,
+    /// Growing, but each stretch of steps logged again later with a later clock.
+    Restarted,
+    /// A handful of distinct timestamps.
+    Few,
+}
+
+/// `n` points of "loss" over steps from -300 on, with NaN, ±Infinity, repeated steps and values
+/// that tie, their timestamps as `clock` says.
+fn random_series(rng: &mut Rng, n: i64, clock: Clock) -> Vec<Metric> {
+    let mut t = T0;
+    let mut out = Vec::new();
+    let mut step = -300;
+    while (out.len() as i64) < n {
+        let timestamp = match clock {
+            Clock::Monotonic => {
+                t += rng.below(4);
+                t
+            }
+            Clock::Scrambled => T0 + rng.below(50_000),
+            Clock::Restarted if step % 2_000 == 0 => {
+                t -= 3_000;
+                t
+            }
+            Clock::Restarted => {
+                t += 1 + rng.below(3);
+                t
+            }
+            Clock::Few => T0 + 1_000 * rng.below(5),
+        };
+        let value = match rng.below(200) {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            2 => f64::NEG_INFINITY,
+            3 => 1e9,
+            _ => rng.below(50) as f64 / 4.0,
+        };
+        out.push(Metric::new("loss", value, timestamp, step));
+        // Now and then the same step again, at another time.
+        if rng.below(50) != 0 {
+            step += 1 + rng.below(3);
+        }
+    }
+    out
+}
+
+/// The charted points of `logged` in `from..=to` on `x`, in the order raw points come back.
+fn raw_oracle(logged: &[Metric], x: XAxis, from: i64, to: i64) -> Vec<(i64, i64, i64, f64)> {
+    let first = logged.iter().map(|m| m.timestamp).min().unwrap();
+    let mut expected: Vec<(i64, i64, i64, f64)> = logged
+        .iter()
+        .filter(|m| m.value.is_finite())
+        .map(|m| (x_of(m, x, first), m.step, m.timestamp, m.value))
+        .filter(|p| (from..=to).contains(&p.0))
+        .collect();
+    expected.sort_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then(a.3.total_cmp(&b.3))
+    });
+    expected.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3);
+    expected
+}
+
+on_every_backend!(
+    time_axes_from_the_pyramid_equal_the_rows,
+    |s: &dyn TrackingStore| {
+        let exp = s.create_experiment("time", None, &[]).await.unwrap();
+        let mut rng = Rng(0x5eed_0f5e_71e5);
+        for clock in [
+            Clock::Monotonic,
+            Clock::Scrambled,
+            Clock::Restarted,
+            Clock::Few,
+        ] {
+            let run = new_run(s, &exp).await;
+            let logged = random_series(&mut rng, 6_000, clock);
+            // Logged in shuffled batches: cells are merged across batches in any order.
+            let mut batches: Vec<&[Metric]> = logged.chunks(700).collect();
+            batches.reverse();
+            for batch in batches {
+                log(s, &run, batch).await;
+            }
+            let first = logged.iter().map(|m| m.timestamp).min().unwrap();
+            let last = logged.iter().map(|m| m.timestamp).max().unwrap();
+            for x in [XAxis::Time, XAxis::Relative] {
+                let shift = if x == XAxis::Relative { first } else { 0 };
+                let (lo, hi) = (first - shift, last - shift);
+                let mut ranges = vec![(None, None), (Some(lo), Some(hi))];
+                for _ in 0..4 {
+                    let a = lo + rng.below((hi - lo + 1) as u64);
+                    let b = a + rng.below((hi - a + 1) as u64);
+                    ranges.push((Some(a), Some(b)));
+                }
+                ranges.push((Some(lo - 1_000), Some(lo + 40)));
+                for (i, (from, to)) in ranges.into_iter().enumerate() {
+                    // The oracle reads every point per bucket: the widest count once.
+                    let widest = if i == 0 { 4000 } else { 500 };
+                    for n in [1, 7, 64, widest] {
+                        let q = query(&[&run], x, from, to, n);
+                        let series = s.metric_series(&q).await.unwrap();
+                        let range = series.range.unwrap();
+                        let context = format!("{clock:?} {x:?} {from:?}..{to:?} in {n}");
+                        let expected = raw_oracle(&logged, x, range.from, range.to);
+                        match &series.runs[0].data {
+                            SeriesData::Raw(r) => {
+                                assert!(expected.len() <= n as usize, "{context}");
+                                let got: Vec<(i64, i64, i64, f64)> = (0..r.x.len())
+                                    .map(|i| (r.x[i], r.step[i], r.timestamp[i], r.value[i]))
+                                    .collect();
+                                assert_eq!(got, expected, "{context}");
+                            }
+                            SeriesData::Buckets(b) => {
+                                assert!(expected.len() > n as usize, "{context}");
+                                assert!(b.count.len() <= n as usize, "{context}");
+                                check_buckets(b, &logged, x, range.from, range.to);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+);
+
 on_every_backend!(history_streams_in_chunks, |s: &dyn TrackingStore| {
     let exp = s.create_experiment("stream", None, &[]).await.unwrap();
     let run = new_run(s, &exp).await;
@@ -385,14 +532,15 @@ async fn rollup_rows(pool: &AnyPool) -> Vec<String> {
     let rows = pool
         .fetch_all(
             "SELECT run_uuid, key, level, cell, points, min_value, max_value, last_step, \
-             last_timestamp, last_value FROM metric_rollups ORDER BY run_uuid, key, level, cell",
+             last_timestamp, last_value, min_timestamp, max_timestamp FROM metric_rollups \
+             ORDER BY run_uuid, key, level, cell",
         )
         .await
         .unwrap();
     rows.iter()
         .map(|r| {
             format!(
-                "{} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
                 r.get::<String, _>(0),
                 r.get::<String, _>(1),
                 r.get::<i64, _>(2),
@@ -403,14 +551,17 @@ async fn rollup_rows(pool: &AnyPool) -> Vec<String> {
                 r.get::<i64, _>(7),
                 r.get::<i64, _>(8),
                 r.get::<f64, _>(9),
+                r.get::<i64, _>(10),
+                r.get::<i64, _>(11),
             )
         })
         .collect()
 }
 
 /// Logs points (negative steps, NaN, infinities, two keys, two runs), then recomputes the
-/// rollups with the migration's backfill and expects the very cells the writes kept.
-async fn backfill_matches_live_rollups(store: &SqlStore, url: &str, migration: &str) {
+/// rollups with the migrations' backfills (0010's cells, 0017's timestamps) and expects the very
+/// cells the writes kept.
+async fn backfill_matches_live_rollups(store: &SqlStore, url: &str, migrations: [&str; 2]) {
     let exp = store
         .create_experiment("backfill", None, &[])
         .await
@@ -430,7 +581,11 @@ async fn backfill_matches_live_rollups(store: &SqlStore, url: &str, migration: &
     let live = rollup_rows(&pool).await;
     assert!(live.len() > 1000, "{} cells", live.len());
     pool.execute("DELETE FROM metric_rollups").await.unwrap();
-    for statement in migration.split(";\n").filter(|s| s.contains("INSERT INTO")) {
+    for statement in migrations[0]
+        .split(";\n")
+        .filter(|s| s.contains("INSERT INTO"))
+        .chain(migrations[1].split(";\n").filter(|s| s.contains("UPDATE ")))
+    {
         pool.execute(statement).await.unwrap();
     }
     assert_eq!(rollup_rows(&pool).await, live);
@@ -442,8 +597,11 @@ async fn the_migration_backfill_keeps_the_same_cells_as_writes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let uri = StoreUri::Sqlite(dir.path().join("backfill.db"));
     let store = SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap();
-    let migration = include_str!("../../migrations/sqlite/0010_metric_rollups.sql");
-    backfill_matches_live_rollups(&store, &uri.sqlx_url(), migration).await;
+    let migrations = [
+        include_str!("../../migrations/sqlite/0010_metric_rollups.sql"),
+        include_str!("../../migrations/sqlite/0017_rollup_timestamps.sql"),
+    ];
+    backfill_matches_live_rollups(&store, &uri.sqlx_url(), migrations).await;
 }
 
 #[tokio::test]
@@ -455,6 +613,9 @@ async fn the_migration_backfill_keeps_the_same_cells_as_writes_on_postgres() {
     let store = SqlStore::open(&url.parse().unwrap(), "mlflow-artifacts:")
         .await
         .unwrap();
-    let migration = include_str!("../../migrations/postgres/0010_metric_rollups.sql");
-    backfill_matches_live_rollups(&store, &url, migration).await;
+    let migrations = [
+        include_str!("../../migrations/postgres/0010_metric_rollups.sql"),
+        include_str!("../../migrations/postgres/0017_rollup_timestamps.sql"),
+    ];
+    backfill_matches_live_rollups(&store, &url, migrations).await;
 }
