@@ -39,6 +39,8 @@ use twinloop_artifacts::ArtifactStore;
 use twinloop_meta::StoreHandle;
 
 pub use error::ApiError;
+#[doc(hidden)]
+pub use mlflow::fuzz::decode_request_body as fuzz_mlflow_request_body;
 
 /// The MLflow release whose client protocol this server speaks; `/version` reports it because
 /// clients compare it against their own.

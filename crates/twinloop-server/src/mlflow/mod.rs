@@ -4,6 +4,7 @@ pub(crate) mod artifact_reads;
 mod bulk_history;
 mod datasets;
 mod experiments;
+pub mod fuzz;
 pub(crate) mod graphql;
 mod history;
 mod json;
