@@ -4,9 +4,9 @@
 Logs one metric of 1,000,000 steps (raw HTTP log-batch, 1,000 a call, a spike at step 654,321),
 then measures:
 
-  * GET /api/twinloop/v1/metrics/series on the whole series at several bucket counts (step axis:
-    rollup cells), a zoom, and the time axis (one pass over the rows): median wall time of the
-    call from this client on loopback, and the reply's size;
+  * GET /api/twinloop/v1/metrics/series on the whole series at several bucket counts, zooms, on
+    the step axis (rollup cells) and the time and relative axes (a walk down the rollup pyramid):
+    median wall time of the call from this client on loopback, and the reply's size;
   * the plain-SQL alternative the series endpoint would otherwise be, the spec's GROUP BY over
     the metrics primary key, run by Python's sqlite3 on the server's database file;
   * GET /api/2.0/mlflow/metrics/get-history of all 1,000,000 steps: wall time, reply size and
@@ -184,14 +184,21 @@ def main() -> None:
             ("zoom 650,000-660,000, 1,000 buckets", {"buckets": 1000, "from": 650_000, "to": 660_000}),
             ("zoom 650,000-652,000, 4,000 buckets (raw)", {"buckets": 4000, "from": 650_000, "to": 652_000}),
             ("time axis, whole series, 1,000 buckets", {"buckets": 1000, "x": "time"}),
+            ("time axis, whole series, 4,000 buckets", {"buckets": 4000, "x": "time"}),
+            ("relative axis, whole series, 1,000 buckets", {"buckets": 1000, "x": "relative"}),
+            ("time zoom 650,000-660,000 ms, 1,000 buckets",
+             {"buckets": 1000, "x": "time", "from": T0 + 650_000, "to": T0 + 660_000}),
+            ("time zoom 650,000-652,000 ms, 4,000 buckets (raw)",
+             {"buckets": 4000, "x": "time", "from": T0 + 650_000, "to": T0 + 652_000}),
         ]:
             ms, size, answer = timed(client, series, {"run_ids": run_id, "key": "loss", **params}, args.calls)
             run = answer["runs"][0]
             shape = f"{len(run['points']['x'])} raw points" if run["raw"] else f"{len(run['buckets']['count'])} buckets"
-            if not run["raw"] and "from" not in params and params.get("x", "step") == "step":
+            if not run["raw"] and "from" not in params:
                 b = run["buckets"]
-                spike = spike_step(args.steps)
-                i = max(i for i, lo in enumerate(b["x_lo"]) if lo <= spike)
+                # Each point's timestamp is T0 + its step.
+                spike = spike_step(args.steps) + {"step": 0, "time": T0, "relative": 0}[params.get("x", "step")]
+                i = max(i for i, n in enumerate(b["index"]) if answer["origin"] + n * answer["bucket_width"] <= spike)
                 assert b["max"][i] == 1e6, "the spike is inside its bucket's band"
                 assert sum(b["count"]) == args.steps
             rows.append((label, ms, size, shape))

@@ -42,18 +42,23 @@
   }
 
   /**
-   * One run's answer as uPlot columns: x, line, min, max.
+   * One run's answer as uPlot columns: x, line, min, max. A bucket is drawn at the middle of
+   * its share of the range: bucket i spans origin + i * width for width, clipped to from..to.
+   * @param {any} answer
    * @param {any} run
    * @param {number} weight
    * @returns {number[][]}
    */
-  function columns(run, weight) {
+  function columns(answer, run, weight) {
     if (run.raw || !run.buckets) {
       var p = run.points || { x: [], value: [] };
       return [p.x, smooth(p.value, weight), p.value, p.value];
     }
-    var b = run.buckets, xs = new Array(b.x_lo.length);
-    for (var i = 0; i < xs.length; i++) xs[i] = Math.floor((b.x_lo[i] + b.x_hi[i]) / 2);
+    var b = run.buckets, w = answer.bucket_width, xs = new Array(b.index.length);
+    for (var i = 0; i < xs.length; i++) {
+      var lo = answer.origin + b.index[i] * w;
+      xs[i] = Math.floor((Math.max(lo, answer.from) + Math.min(lo + w - 1, answer.to)) / 2);
+    }
     return [xs, smooth(b.last, weight), b.min, b.max];
   }
 
@@ -82,7 +87,7 @@
    */
   function table(fig, answer) {
     var weight = parseFloat(fig.dataset.smooth || "0");
-    var parts = answer.runs.map(function (/** @type {any} */ r) { return columns(r, weight); });
+    var parts = answer.runs.map(function (/** @type {any} */ r) { return columns(answer, r, weight); });
     var positive = true;
     parts.forEach(function (/** @type {number[][]} */ p) {
       for (var i = 0; i < p[2].length; i++) if (!(p[2][i] > 0)) { positive = false; break; }
