@@ -12,6 +12,7 @@ pub mod monitors;
 pub mod pipelines;
 pub mod run_columns;
 pub mod series;
+pub mod tokens;
 pub mod webhooks;
 
 /// `{}`: the answer of calls that only succeed or fail (deletes, lineage events), and the body

@@ -147,3 +147,209 @@ fn tokens_from_the_cli_sign_in_within_their_scope_until_revoked() {
     assert!(ok, "{err}");
     assert_eq!(status(&server, "GET", search, &bearer, ""), 401);
 }
+
+/// The status and JSON body of a request with this `Authorization` header.
+fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let reply = server.raw(&format!(
+        "{method} {path} HTTP/1.0\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[test]
+fn tokens_over_http_for_oneself_or_by_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite_auth(dir.path(), ADMIN_PASSWORD);
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let carol = basic("carol", "carol-pw");
+    let tokens = "/api/twinloop/v1/auth/tokens";
+    let (s, _) = call(
+        &server,
+        "POST",
+        "/api/2.0/mlflow/users/create",
+        &admin,
+        r#"{"username": "carol", "password": "carol-pw"}"#,
+    );
+    assert_eq!(s, 200);
+
+    let (s, made) = call(&server, "POST", tokens, &carol, r#"{"scope": "read"}"#);
+    assert_eq!(s, 200, "{made}");
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tlp_"), "{made}");
+    assert_eq!(made["token_info"]["username"], "carol");
+    assert_eq!(made["token_info"]["scope"], "read");
+    let bearer = format!("Bearer {token}");
+    let search = "/api/2.0/mlflow/experiments/search?max_results=1";
+    assert_eq!(status(&server, "GET", search, &bearer, ""), 200);
+    // A narrower token mints nothing, a user no deploy token, nor anyone's but their own.
+    assert_eq!(
+        call(&server, "POST", tokens, &bearer, r#"{"scope": "read"}"#).0,
+        403
+    );
+    assert_eq!(
+        call(&server, "POST", tokens, &carol, r#"{"scope": "deploy"}"#).0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            tokens,
+            &carol,
+            r#"{"scope": "read", "username": "admin"}"#
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&server, "POST", tokens, &carol, r#"{"scope": "root"}"#).0,
+        400
+    );
+    let (s, theirs) = call(
+        &server,
+        "POST",
+        tokens,
+        &admin,
+        r#"{"scope": "deploy", "username": "carol", "description": "ci"}"#,
+    );
+    assert_eq!(s, 200, "{theirs}");
+    let (s, admins) = call(&server, "POST", tokens, &admin, r#"{"scope": "admin"}"#);
+    assert_eq!(s, 200, "{admins}");
+
+    let (s, listed) = call(&server, "GET", tokens, &carol, "");
+    assert_eq!(s, 200, "{listed}");
+    let listed = listed["tokens"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|t| t["username"] == "carol" && t.get("token").is_none())
+    );
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            &format!("{tokens}?username=admin"),
+            &carol,
+            ""
+        )
+        .0,
+        403
+    );
+    let (_, everyone) = call(&server, "GET", tokens, &admin, "");
+    assert_eq!(
+        everyone["tokens"].as_array().unwrap().len(),
+        3,
+        "{everyone}"
+    );
+
+    let admins_id = admins["token_info"]["id"].as_i64().unwrap();
+    assert_eq!(
+        call(
+            &server,
+            "DELETE",
+            &format!("{tokens}/{admins_id}"),
+            &carol,
+            ""
+        )
+        .0,
+        404,
+        "another user's token is not there for carol"
+    );
+    let id = made["token_info"]["id"].as_i64().unwrap();
+    assert_eq!(
+        call(&server, "DELETE", &format!("{tokens}/{id}"), &carol, "").0,
+        200
+    );
+    assert_eq!(status(&server, "GET", search, &bearer, ""), 401);
+}
+
+#[test]
+fn the_ui_lists_only_what_the_caller_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_sqlite_auth(dir.path(), ADMIN_PASSWORD);
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let carol = basic("carol", "carol-pw");
+    let api = |method: &str, path: &str, body: &str| {
+        let (s, answer) = call(
+            &server,
+            method,
+            &format!("/api/2.0/mlflow/{path}"),
+            &admin,
+            body,
+        );
+        assert_eq!(s, 200, "{path}: {answer}");
+        answer
+    };
+    api(
+        "POST",
+        "users/create",
+        r#"{"username": "carol", "password": "carol-pw"}"#,
+    );
+    for name in ["shown-exp", "hidden-exp"] {
+        api(
+            "POST",
+            "experiments/create",
+            &format!(r#"{{"name": "{name}"}}"#),
+        );
+    }
+    for name in ["shown-model", "hidden-model"] {
+        api(
+            "POST",
+            "registered-models/create",
+            &format!(r#"{{"name": "{name}"}}"#),
+        );
+    }
+    let hidden = api(
+        "GET",
+        "experiments/get-by-name?experiment_name=hidden-exp",
+        "",
+    );
+    let hidden_id = hidden["experiment"]["experiment_id"].as_str().unwrap();
+    api(
+        "POST",
+        "experiments/permissions/create",
+        &format!(
+            r#"{{"experiment_id": "{hidden_id}", "username": "carol", "permission": "NO_PERMISSIONS"}}"#
+        ),
+    );
+    api(
+        "POST",
+        "registered-models/permissions/create",
+        r#"{"name": "hidden-model", "username": "carol", "permission": "NO_PERMISSIONS"}"#,
+    );
+    let page = |path: &str, who: &str| {
+        let reply = server.raw(&format!(
+            "GET {path} HTTP/1.0\r\nAuthorization: {who}\r\n\r\n"
+        ));
+        assert_eq!(reply.split(' ').nth(1), Some("200"), "{reply:.300}");
+        reply
+    };
+    let experiments = page("/experiments", &carol);
+    assert!(experiments.contains("shown-exp"), "{experiments}");
+    assert!(!experiments.contains("hidden-exp"), "{experiments}");
+    let models = page("/models", &carol);
+    assert!(models.contains("shown-model"), "{models}");
+    assert!(!models.contains("hidden-model"), "{models}");
+    let everything = page("/experiments", &admin);
+    assert!(everything.contains("hidden-exp"));
+    assert!(page("/models", &admin).contains("hidden-model"));
+}

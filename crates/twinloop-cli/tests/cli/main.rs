@@ -31,6 +31,7 @@ mod predlog_flush;
 mod quickstart;
 mod registry_cli;
 mod replicas;
+mod role_matrix;
 mod run_columns;
 mod security;
 mod serve;

@@ -7,6 +7,8 @@
 pub mod credentials;
 pub(crate) mod roles;
 pub mod rules;
+pub mod table;
+pub(crate) mod tokens;
 pub(crate) mod users;
 
 use std::collections::HashMap;
@@ -303,6 +305,12 @@ async fn allowed(
         Rule::Open | Rule::Authenticated => true,
         Rule::Admin => false,
         Rule::SelfOrAdmin => params.get("username").as_deref() == Some(&caller.user.username),
+        Rule::Tokens => {
+            matches!(caller.scope, None | Some(TokenScope::Admin))
+                && params
+                    .get("username")
+                    .is_none_or(|u| u == caller.user.username)
+        }
         Rule::CreateExperiment | Rule::CreateModel => ceiling(caller).can_update(),
         Rule::Search(_) => true,
         Rule::Global(need) => meets(auth.global_level(caller), need),
@@ -546,6 +554,31 @@ async fn after(
         }
         _ => Ok(response),
     }
+}
+
+/// The items of a list that the caller may read, for lists that are not MLflow searches (the
+/// UI's experiment and model lists): each item's resource is looked up once.
+pub async fn readable<T>(
+    auth: &Auth,
+    caller: &Caller,
+    resource_type: ResourceType,
+    items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>> {
+    if acts_as_admin(caller) {
+        return Ok(items);
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        if auth
+            .level(caller, resource_type, id(&item))
+            .await?
+            .can_read()
+        {
+            kept.push(item);
+        }
+    }
+    Ok(kept)
 }
 
 fn creator(caller: &Caller, resource_type: ResourceType, resource_id: String) -> Grant {

@@ -54,6 +54,9 @@ pub enum Rule {
     Admin,
     /// Signed in; the answer is about the user named by `username`: themselves, or an admin.
     SelfOrAdmin,
+    /// API tokens of the user named by `username` (the caller when none): their own, or an
+    /// admin's, signed in with a password or an `admin` token, so no token mints a wider one.
+    Tokens,
     /// A level on the experiment the request names.
     Experiment(Need, Exp),
     /// A level on the registered model named by `name`.
@@ -282,6 +285,7 @@ fn native_rule(m: &str, route: &str) -> Option<Rule> {
     use Rule::*;
     Some(match (m, route) {
         ("GET", "openapi.json") => Open,
+        ("GET" | "POST", "auth/tokens") | ("DELETE", "auth/tokens/{id}") => Tokens,
         ("GET", "registry/events" | "registry/events/stream") => Global(Read),
         ("GET" | "POST", "registry/webhooks")
         | ("DELETE", "registry/webhooks/{id}")
@@ -306,10 +310,7 @@ fn native_rule(m: &str, route: &str) -> Option<Rule> {
         ("POST", "pipelines") => Global(Manage),
         (
             "POST",
-            "pipelines/{name}/runs"
-            | "runs/{id}/cancel"
-            | "triggers/pause"
-            | "triggers/resume",
+            "pipelines/{name}/runs" | "runs/{id}/cancel" | "triggers/pause" | "triggers/resume",
         ) => Global(Update),
         (
             "GET",
@@ -340,51 +341,18 @@ fn native_rule(m: &str, route: &str) -> Option<Rule> {
 mod tests {
     use super::*;
 
-    /// Every (method, route) a router answers, read from axum's `Debug` of the router (the only
-    /// place it lists its routes): the paths of its route ids and, per id, which methods have a
-    /// handler. Only the first `PathRouter` is read: the fallback router's are not routes.
-    fn routes_of(router: &impl std::fmt::Debug) -> Vec<(Method, String)> {
-        let text = format!("{router:?}");
-        let text = text.split("fallback_router").next().unwrap();
-        let mut paths = std::collections::HashMap::new();
-        let mut methods = std::collections::HashMap::new();
-        for chunk in text.split("RouteId(").skip(1) {
-            let (id, rest) = chunk.split_once("): ").unwrap();
-            if let Some(path) = rest.strip_prefix('"') {
-                paths.insert(id.to_owned(), path.split('"').next().unwrap().to_owned());
-            } else if let Some(fields) = rest.strip_prefix("MethodRouter(MethodRouter { ") {
-                let answered: Vec<Method> = ["get", "delete", "patch", "post", "put"]
-                    .into_iter()
-                    .filter(|m| !fields.contains(&format!("{m}: None")))
-                    .map(|m| m.to_uppercase().parse().unwrap())
-                    .collect();
-                methods.insert(id.to_owned(), answered);
-            } else {
-                panic!("a route that is not a method router: {rest:.80}");
-            }
-        }
-        assert!(!paths.is_empty(), "no routes read from {text:.200}");
-        let mut routes = Vec::new();
-        for (id, path) in paths {
-            for method in &methods[&id] {
-                routes.push((method.clone(), path.clone()));
-            }
-        }
-        routes
-    }
-
     #[test]
     fn every_route_has_a_decision() {
-        let mut routes = routes_of(&crate::routes(true));
-        routes.extend(routes_of(&crate::routes(false)));
-        #[cfg(feature = "serving")]
-        routes.extend(routes_of(&twinloop_v2::http::router(std::sync::Arc::new(
-            twinloop_serving::engine::Engine::new(
-                twinloop_serving::predlog::PredictionLog::disabled(),
-            ),
-        ))));
+        let mut routes: Vec<(Method, String)> = super::super::table::server_routes()
+            .into_iter()
+            .map(|r| (r.method, r.path))
+            .collect();
         #[cfg(feature = "feature-store")]
-        routes.extend(routes_of(&crate::features::routes()));
+        routes.extend(
+            super::super::table::feature_server_routes()
+                .into_iter()
+                .map(|r| (r.method, r.path)),
+        );
         assert!(routes.len() > 100, "{} routes", routes.len());
         let undeclared: Vec<String> = routes
             .iter()

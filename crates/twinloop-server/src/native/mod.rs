@@ -63,7 +63,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runs/{id}/cancel", post(pipelines::cancel))
         .route("/triggers", get(pipelines::triggers))
         .route("/triggers/pause", post(pipelines::pause))
-        .route("/triggers/resume", post(pipelines::resume));
+        .route("/triggers/resume", post(pipelines::resume))
+        .merge(crate::auth::tokens::routes());
     #[cfg(feature = "serving")]
     let router = serving_routes(router);
     router.layer(DefaultBodyLimit::max(MAX_JSON_BODY))

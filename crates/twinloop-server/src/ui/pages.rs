@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use twinloop_core::auth::ResourceType;
 use twinloop_core::run_columns::{KeyKind, KeyQuery, RunSummaries};
 use twinloop_core::tracking::{Experiment, Page, Run, ViewType};
 use twinloop_core::{Error, ErrorKind};
@@ -18,6 +20,7 @@ use twinloop_ui::{
 
 use super::Timing;
 use crate::AppState;
+use crate::auth::{self, Caller};
 
 type S = State<Arc<AppState>>;
 
@@ -60,6 +63,7 @@ fn status_of(error: Option<&String>) -> StatusCode {
 pub(super) async fn experiments(
     State(s): S,
     RawQuery(raw): RawQuery,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
     let mut t = Timing::start();
@@ -75,10 +79,22 @@ pub(super) async fn experiments(
         })
         .await;
     t.lap("store");
-    let (found, error) = match searched(found) {
+    let (mut found, error) = match searched(found) {
         Ok(found) => found,
         Err(e) => return t.failed(&e),
     };
+    // With --auth the list shows what the caller may read, as the experiments search does.
+    if let (Some(checks), Some(Extension(caller))) = (&s.auth, caller) {
+        let items = std::mem::take(&mut found.items);
+        found.items = match auth::readable(checks, &caller, ResourceType::Experiment, items, |e| {
+            e.experiment_id.as_str()
+        })
+        .await
+        {
+            Ok(items) => items,
+            Err(e) => return t.failed(&e),
+        };
+    }
     let tracking_uri = crate::welcome::tracking_uri(&headers);
     let page = twinloop_ui::experiments_page(&ExperimentsView {
         query: &query,

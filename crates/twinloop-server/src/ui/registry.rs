@@ -85,7 +85,11 @@ fn refused(t: &Timing, status: StatusCode, message: &str) -> Response {
 }
 
 /// `/models`.
-pub(super) async fn models(State(s): S, RawQuery(raw): RawQuery) -> Response {
+pub(super) async fn models(
+    State(s): S,
+    RawQuery(raw): RawQuery,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
     let mut t = Timing::start();
     let query = ModelsQuery::from_pairs(&pairs(raw));
     let found = s
@@ -98,11 +102,20 @@ pub(super) async fn models(State(s): S, RawQuery(raw): RawQuery) -> Response {
         })
         .await;
     t.lap("store");
-    let (models, next, error) = match found {
+    let (mut models, next, error) = match found {
         Ok(page) => (page.items, page.next_page_token, None),
         Err(e) if e.kind == ErrorKind::InvalidArgument => (Vec::new(), None, Some(e.message)),
         Err(e) => return t.failed(&e),
     };
+    // With --auth the list shows what the caller may read, as the registered-model search does.
+    if let (Some(auth), Some(axum::Extension(caller))) = (&s.auth, caller) {
+        let kind = twinloop_core::auth::ResourceType::RegisteredModel;
+        models = match crate::auth::readable(auth, &caller, kind, models, |m| m.name.as_str()).await
+        {
+            Ok(models) => models,
+            Err(e) => return t.failed(&e),
+        };
+    }
     let page = twinloop_ui::models_page(&ModelsView {
         query: &query,
         models: &models,
