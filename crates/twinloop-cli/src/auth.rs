@@ -74,6 +74,32 @@ enum UserCommand {
     },
 }
 
+/// `--auth` on the standalone servers (`serve`, `features serve`): the credential checks and
+/// rules of `twinloop server --auth`, over the store that keeps the users and tokens (the
+/// tracking server's). They make no first admin: users come from the tracking server.
+pub async fn standalone(
+    backend_store_uri: Option<&str>,
+    default_permission: &str,
+) -> Result<std::sync::Arc<twinloop_server::auth::Auth>> {
+    let Some(uri) = backend_store_uri else {
+        bail!("--auth needs the store that holds the users and tokens (hint: --backend-store-uri)");
+    };
+    let failed = |e: twinloop_core::Error| anyhow::anyhow!("{}", e.message);
+    let default_permission = default_permission
+        .parse()
+        .map_err(|e: twinloop_core::Error| {
+            anyhow::anyhow!("--default-permission: {}", e.message)
+        })?;
+    let uri: StoreUri = uri.parse().map_err(failed)?;
+    let store = SqlStore::open(&uri, "mlflow-artifacts:/")
+        .await
+        .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
+    Ok(std::sync::Arc::new(twinloop_server::auth::Auth::new(
+        std::sync::Arc::new(store),
+        default_permission,
+    )))
+}
+
 pub fn run(args: AuthArgs) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -44,6 +44,32 @@ pub struct ServeArgs {
     /// without it nothing is logged.
     #[arg(long)]
     prediction_log: Option<String>,
+    /// Check credentials as `twinloop server --auth` does, against the users and tokens of the
+    /// store at --backend-store-uri (the tracking server's): predictions need an `infer` token or
+    /// a caller who may read, metadata a caller who may read; health stays open. gRPC checks no
+    /// credentials yet, so --auth needs --grpc-port 0.
+    #[arg(long)]
+    auth: bool,
+    /// The metadata store whose users and tokens --auth checks.
+    #[arg(long, env = "TWINLOOP_BACKEND_STORE_URI")]
+    backend_store_uri: Option<String>,
+    /// With --auth, a user's level where nobody granted them anything (as the tracking server's
+    /// --default-permission).
+    #[arg(long, default_value = "READ", value_name = "PERMISSION")]
+    default_permission: String,
+}
+
+/// The credential checks of `--auth`; gRPC checks none yet, so it must be off.
+async fn auth_of(args: &ServeArgs) -> Result<Option<Arc<twinloop_server::auth::Auth>>> {
+    if !args.auth {
+        return Ok(None);
+    }
+    if args.grpc_port != 0 {
+        bail!("--auth checks REST requests only: gRPC would answer anyone (hint: --grpc-port 0)");
+    }
+    let auth = crate::auth::standalone(args.backend_store_uri.as_deref(), &args.default_permission)
+        .await?;
+    Ok(Some(auth))
 }
 
 fn split_name(arg: &str) -> (Option<&str>, &str) {
@@ -77,6 +103,7 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         }
         None => (PredictionLog::disabled(), None),
     };
+    let auth = auth_of(&args).await?;
     let engine = Arc::new(Engine::new(log));
     let addr: SocketAddr = format!("{}:{}", bracket_v6(&args.host), args.port)
         .parse()
@@ -84,8 +111,16 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (hint: is the port in use? try --port)")
     })?;
-    let app = twinloop_v2::http::router(engine.clone())
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = twinloop_v2::http::router(engine.clone());
+    // A route layer, so the guard sees the matched route and applies the server's rules table.
+    let app = match auth {
+        Some(auth) => app.route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            twinloop_server::auth::guard,
+        )),
+        None => app,
+    };
+    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
     let (stop, stopped) = tokio::sync::watch::channel(());
     let http = tokio::spawn(async move {
         use axum::serve::ListenerExt;
@@ -94,6 +129,8 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
             let _ = tcp.set_nodelay(true);
         });
         let mut stopped = stopped;
+        // The peer's address keys the failed-login limit of --auth.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.changed().await;

@@ -73,6 +73,17 @@ enum FeaturesCommand {
         /// Port to listen on (Feast's feature server uses 6566 too).
         #[arg(long, short, default_value_t = 6566)]
         port: u16,
+        /// Check credentials as `twinloop server --auth` does, against the users and tokens of
+        /// the store at --backend-store-uri (the tracking server's): reads need a caller who may
+        /// read (a `read` token will do), /push and materialization one who may write.
+        #[arg(long)]
+        auth: bool,
+        /// The metadata store whose users and tokens --auth checks.
+        #[arg(long, env = "TWINLOOP_BACKEND_STORE_URI")]
+        backend_store_uri: Option<String>,
+        /// With --auth, a user's level where nobody granted them anything.
+        #[arg(long, default_value = "READ", value_name = "PERMISSION")]
+        default_permission: String,
     },
 }
 
@@ -117,9 +128,23 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if let FeaturesCommand::Serve { host, port } = &args.command {
+    if let FeaturesCommand::Serve {
+        host,
+        port,
+        auth,
+        backend_store_uri,
+        default_permission,
+    } = &args.command
+    {
         let (host, port) = (host.clone(), *port);
-        return runtime.block_on(serve(args.repo, host, port));
+        let auth = match auth {
+            true => Some(runtime.block_on(crate::auth::standalone(
+                backend_store_uri.as_deref(),
+                default_permission,
+            ))?),
+            false => None,
+        };
+        return runtime.block_on(serve(args.repo, host, port, auth));
     }
     runtime.block_on(async move {
         let store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
@@ -400,7 +425,12 @@ async fn describe(store: &FeatureStore, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn serve(repo: PathBuf, host: String, port: u16) -> Result<()> {
+async fn serve(
+    repo: PathBuf,
+    host: String,
+    port: u16,
+    auth: Option<Arc<twinloop_server::auth::Auth>>,
+) -> Result<()> {
     let features = FeatureStore::open(&repo).await.map_err(user_error)?;
     let online = features.online_store().await.map_err(user_error)?;
     let service = OnlineService::new(features.repo.clone(), online)
@@ -414,7 +444,7 @@ async fn serve(repo: PathBuf, host: String, port: u16) -> Result<()> {
     })?;
     tracing::info!(address = %listener.local_addr()?, project = %features.repo.config.project, "feature server listening");
     let state = Arc::new(FeatureServerState { service, features });
-    twinloop_server::features::serve(listener, state, shutdown_signal())
+    twinloop_server::features::serve(listener, state, auth, shutdown_signal())
         .await
         .context("feature server error")?;
     tracing::info!("feature server stopped");

@@ -319,3 +319,85 @@ fn chrono_now() -> String {
         .unwrap();
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
+
+/// `twinloop features serve --auth` checks the tracking server's users and tokens with the same
+/// rules: health open, reads for a caller who may read, /push for one who may write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feature_server_with_auth_checks_the_stores_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = copy_example(dir.path());
+    let root = dir.path().join("tracking");
+    std::fs::create_dir_all(&root).unwrap();
+    let tracking = TestServer::start_sqlite_auth(&root, "features-admin-pw");
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["auth", "--backend-store-uri", &tracking.backend_uri])
+        .args(["token", "create", "--user", "admin", "--scope", "read"])
+        .output()
+        .unwrap();
+    let read_token = ok(out).trim().to_owned();
+    let port = free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args([
+            "features",
+            "--repo",
+            repo.to_str().unwrap(),
+            "serve",
+            "--auth",
+        ])
+        .args(["--port", &port.to_string()])
+        .args(["--backend-store-uri", &tracking.backend_uri])
+        .env("TWINLOOP_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "feature server did not start");
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    let ask =
+        json!({"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001]}});
+    let read = format!("{base}/get-online-features");
+    assert_eq!(status(client.post(&read).json(&ask)).await, 401);
+    assert_eq!(
+        status(client.post(&read).json(&ask).bearer_auth("tlp_forged")).await,
+        401
+    );
+    assert_eq!(
+        status(client.post(&read).json(&ask).bearer_auth(&read_token)).await,
+        200
+    );
+    let now = chrono_now();
+    let push = json!({"push_source_name": "driver_stats", "to": "online",
+        "df": {"driver_id": [1001], "event_timestamp": [now], "created": [now], "conv_rate": [0.25], "acc_rate": [0.5], "avg_daily_trips": [12]}});
+    let push_url = format!("{base}/push");
+    assert_eq!(
+        status(client.post(&push_url).json(&push).bearer_auth(&read_token)).await,
+        403
+    );
+    assert_eq!(
+        status(
+            client
+                .post(&push_url)
+                .json(&push)
+                .basic_auth("admin", Some("features-admin-pw"))
+        )
+        .await,
+        200
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

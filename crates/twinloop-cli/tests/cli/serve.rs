@@ -97,3 +97,95 @@ async fn limits_are_json_errors_and_nan_is_returned_and_counted() {
         "{logged:?}"
     );
 }
+
+/// `twinloop serve --auth` checks the tracking server's users and tokens: predictions need an
+/// `infer` token or a caller who may read; model metadata needs a caller who may read (not an
+/// `infer` token); health stays open; gRPC, which checks nothing yet, must be off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_auth_checks_the_stores_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let tracking = support::TestServer::start_sqlite_auth(dir.path(), "serve-admin-pw");
+    let token = |scope: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .args(["auth", "--backend-store-uri", &tracking.backend_uri])
+            .args(["token", "create", "--user", "admin", "--scope", scope])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (infer_token, read_token) = (token("infer"), token("read"));
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../twinloop-serving/tests/models/feature_sum");
+    let serve = |grpc_port: &str| {
+        let port = support::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .args(["serve", "--auth", "--port", &port.to_string()])
+            .args(["--grpc-port", grpc_port])
+            .args(["--backend-store-uri", &tracking.backend_uri])
+            .arg("--model")
+            .arg(format!("sum={}", model.display()))
+            .env("TWINLOOP_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (port, child)
+    };
+    let (_, refused) = serve("8081");
+    let refused = refused.wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--grpc-port 0"),
+        "{refused:?}"
+    );
+
+    let (port, mut child) = serve("0");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    support::wait_v2_ready(&http, &base).await;
+    let body = json!({"inputs": [
+        {"name": "conv_rate", "shape": [1, 1], "datatype": "FP32", "data": [0.5]},
+        {"name": "acc_rate", "shape": [1, 1], "datatype": "FP32", "data": [1.0]},
+    ]});
+    let infer = format!("{base}/v2/models/sum/infer");
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(status(http.post(&infer).json(&body)).await, 401);
+    assert_eq!(
+        status(http.post(&infer).json(&body).bearer_auth("tlp_forged")).await,
+        401
+    );
+    assert_eq!(
+        status(http.post(&infer).json(&body).bearer_auth(&infer_token)).await,
+        200
+    );
+    assert_eq!(
+        status(http.post(&infer).json(&body).bearer_auth(&read_token)).await,
+        200
+    );
+    assert_eq!(
+        status(
+            http.post(&infer)
+                .json(&body)
+                .basic_auth("admin", Some("serve-admin-pw"))
+        )
+        .await,
+        200
+    );
+    let metadata = format!("{base}/v2/models/sum");
+    assert_eq!(
+        status(http.get(&metadata).bearer_auth(&infer_token)).await,
+        403
+    );
+    assert_eq!(
+        status(http.get(&metadata).bearer_auth(&read_token)).await,
+        200
+    );
+    assert_eq!(
+        status(http.get(format!("{base}/v2/health/live"))).await,
+        200
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

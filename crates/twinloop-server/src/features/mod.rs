@@ -209,13 +209,24 @@ async fn run_materialize(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<FeatureServerState>,
+    auth: Option<Arc<crate::auth::Auth>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
+    // `--auth`: the tracking server's rules table, which has the feature server's routes; a
+    // route layer, so the guard sees the matched route.
+    let app = match auth {
+        Some(auth) => router(state).route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::guard,
+        )),
+        None => router(state),
+    };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
