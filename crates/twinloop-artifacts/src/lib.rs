@@ -229,6 +229,21 @@ impl ArtifactStore {
         Ok(ArtifactFile { size, stream })
     }
 
+    /// Copies the file at `path` to the local file `to`, for readers that need to seek (a
+    /// Parquet footer is at the end); returns its size. Refused as [`get`](Self::get) refuses.
+    pub async fn copy_to_file(&self, path: &ArtifactPath, to: &std::path::Path) -> Result<u64> {
+        let mut stream = self.get(path).await?.stream;
+        let local_err = |e: std::io::Error| Error::internal_from("cannot write a local copy", e);
+        let mut out = tokio::fs::File::create(to).await.map_err(local_err)?;
+        let mut written = 0;
+        while let Some(chunk) = stream.try_next().await? {
+            out.write_all(&chunk).await.map_err(local_err)?;
+            written += chunk.len() as u64;
+        }
+        out.flush().await.map_err(local_err)?;
+        Ok(written)
+    }
+
     /// Lists the direct children of directory `dir`. A missing directory, or a path naming a
     /// file, lists as empty, as MLflow's artifact API does.
     pub async fn list(&self, dir: &ArtifactPath) -> Result<Vec<ArtifactEntry>> {

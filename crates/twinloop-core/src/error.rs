@@ -78,6 +78,15 @@ impl Error {
         self.source = Some(source);
         self
     }
+
+    /// The same error, caused by `source`, whose text stays out of the message: for a cause
+    /// that must not reach a client (a database's own words name its tables and statements).
+    /// A chain printer (logs, the CLI) still shows it.
+    #[must_use]
+    pub fn with_hidden_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
 }
 
 impl fmt::Display for Error {

@@ -8,6 +8,11 @@ pub const MAX_KEY_LENGTH: usize = 250;
 pub const MAX_PARAM_VALUE_LENGTH: usize = 6000;
 pub const MAX_TAG_VALUE_LENGTH: usize = 8000;
 pub const MAX_EXPERIMENT_NAME_LENGTH: usize = 500;
+pub const MAX_EXPERIMENT_TAG_VALUE_LENGTH: usize = 20_000;
+pub const MAX_REGISTRY_TAG_VALUE_LENGTH: usize = 100_000;
+/// MLflow's default for `MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH`, which its message tells users to
+/// set, so it is read here too.
+pub const MAX_ARTIFACT_LOCATION_LENGTH: usize = 2048;
 pub const MAX_METRICS_PER_BATCH: usize = 1000;
 pub const MAX_PARAMS_PER_BATCH: usize = 100;
 pub const MAX_TAGS_PER_BATCH: usize = 100;
@@ -74,6 +79,42 @@ pub fn validate_tag(tag: &Tag) -> Result<()> {
     Ok(())
 }
 
+/// MLflow's message for a value past its limit (`exceeds_maximum_length`).
+fn exceeds(what: &str, value: &str, limit: usize) -> Result<()> {
+    if value.chars().count() > limit {
+        return Err(Error::invalid(format!(
+            "'{what}' exceeds the maximum length of {limit} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An experiment's tag: a run tag's key, a longer value (MLflow's `_validate_experiment_tag`).
+pub fn validate_experiment_tag(tag: &Tag) -> Result<()> {
+    validate_key("tag", &tag.key)?;
+    exceeds("value", &tag.value, MAX_EXPERIMENT_TAG_VALUE_LENGTH)
+}
+
+/// A registered model's or model version's tag (MLflow's `_validate_registered_model_tag`).
+pub fn validate_registry_tag(tag: &Tag) -> Result<()> {
+    validate_key("tag", &tag.key)?;
+    exceeds("value", &tag.value, MAX_REGISTRY_TAG_VALUE_LENGTH)
+}
+
+/// An experiment's `artifact_location` (MLflow's `_validate_experiment_artifact_location_length`).
+pub fn validate_artifact_location_length(location: &str) -> Result<()> {
+    let max = std::env::var("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(MAX_ARTIFACT_LOCATION_LENGTH);
+    if location.chars().count() > max {
+        return Err(Error::invalid(format!(
+            "Invalid artifact path length. The length of the artifact path cannot be greater than {max} characters. To configure this limit, please set the MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH environment variable."
+        )));
+    }
+    Ok(())
+}
+
 pub fn validate_metric(metric: &Metric) -> Result<()> {
     validate_key("metric", &metric.key)
 }
@@ -116,12 +157,7 @@ pub fn validate_experiment_name(name: &str) -> Result<()> {
             "Invalid experiment name: ''. Experiment names must be non-empty strings",
         ));
     }
-    if name.chars().count() > MAX_EXPERIMENT_NAME_LENGTH {
-        return Err(Error::invalid(format!(
-            "Experiment name exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters"
-        )));
-    }
-    Ok(())
+    exceeds("name", name, MAX_EXPERIMENT_NAME_LENGTH)
 }
 
 /// Validates `max_results` of a search and returns it as a row count.

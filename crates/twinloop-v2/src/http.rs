@@ -5,8 +5,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -74,7 +75,29 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_announced_oversize))
         .with_state(engine)
+}
+
+/// A body announced past [`BODY_LIMIT`] is refused before any of it is read: the body limit
+/// alone would wait for the client to send the bytes it announced.
+async fn refuse_announced_oversize(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return too_large().into_response();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> HttpError {
+    HttpError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {} MiB", BODY_LIMIT >> 20),
+    )
 }
 
 async fn metrics_text() -> impl IntoResponse {
@@ -156,13 +179,11 @@ async fn model_ready_version(
 /// The body, or the JSON error a client can read when it is too large or cut short.
 fn body(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
     body.map_err(|e| {
-        let status = e.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the request body is larger than {} MiB", BODY_LIMIT >> 20)
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
         } else {
-            format!("cannot read the request body: {e}")
-        };
-        HttpError(status, message)
+            HttpError(e.status(), format!("cannot read the request body: {e}"))
+        }
     })
 }
 

@@ -110,7 +110,7 @@ impl Monitors {
             } else {
                 &state.reference_path
             };
-            match reference::load(path, &self.locations).await {
+            match reference::load(path, &self.locations, &self.artifacts, &*self.tracking).await {
                 Ok(reference) => {
                     watched.insert(
                         spec.name.clone(),
@@ -145,7 +145,13 @@ impl Monitors {
             self.tracking.as_ref(),
         )
         .await?;
-        let reference = reference::load(&reference_path, &self.locations).await?;
+        let reference = reference::load(
+            &reference_path,
+            &self.locations,
+            &self.artifacts,
+            &*self.tracking,
+        )
+        .await?;
         let mut watched = self.watched.lock().await;
         if watched.contains_key(&spec.name) {
             return Err(MonitorError::Invalid(format!(

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use twinloop_api::Empty;
 use twinloop_api::monitors as api;
 use twinloop_watch::TRAINING_REFERENCE;
+use twinloop_watch::reference::in_artifact_store;
 
 use super::utc;
 use crate::client::{Api, ServerConnection, TrackingUriArg, block_on};
@@ -185,9 +186,11 @@ pub(super) fn run(before_command: Option<&str>, command: MonitorsCommand) -> Res
 
 /// The reference as the server should read it: the server resolves a relative path against
 /// its own directory, so one given here is made absolute against `cwd`, where the caller meant
-/// it. URIs and "training" are the server's to resolve.
+/// it. URIs (`mlflow-artifacts:/…` and `runs:/…` among them) and "training" are the server's to
+/// resolve.
 fn server_reference(reference: &str, cwd: &Path) -> String {
-    if reference == TRAINING_REFERENCE || reference.contains("://") {
+    if reference == TRAINING_REFERENCE || reference.contains("://") || in_artifact_store(reference)
+    {
         return reference.to_string();
     }
     cwd.join(reference).display().to_string()

@@ -12,7 +12,9 @@ use super::{SqlStore, db_err};
 use crate::artifact_uri::{append_to_uri_path, resolve_if_local, validate_location};
 use crate::search::{Entity, parse_filter, parse_order_by};
 use crate::store::{ExperimentQuery, ExperimentStore};
-use crate::validation::{validate_experiment_name, validate_tag};
+use crate::validation::{
+    validate_artifact_location_length, validate_experiment_name, validate_experiment_tag,
+};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
@@ -151,8 +153,9 @@ impl ExperimentStore for SqlStore {
         tags: &[Tag],
     ) -> Result<String> {
         validate_experiment_name(name)?;
-        tags.iter().try_for_each(validate_tag)?;
+        tags.iter().try_for_each(validate_experiment_tag)?;
         if let Some(location) = artifact_location.filter(|l| !l.is_empty()) {
+            validate_artifact_location_length(location)?;
             validate_location(location)?;
         }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
@@ -336,7 +339,7 @@ impl ExperimentStore for SqlStore {
     }
 
     async fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()> {
-        validate_tag(tag)?;
+        validate_experiment_tag(tag)?;
         let id = parse_experiment_id(experiment_id)?;
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         if experiment_stage(&mut tx, id).await? != LifecycleStage::Active {

@@ -212,15 +212,46 @@ fn cannot_open(url: &str, e: sqlx::Error) -> Error {
     Error::internal_from(format!("cannot open SQLite database {url}"), e)
 }
 
-/// Maps a database failure to the error a caller sees. Constraint violations are the caller's
-/// doing; anything else is ours.
+/// Maps a database failure to the error a caller sees. The database's own text names tables,
+/// columns and statements, so it never reaches the message: a failure that is ours gets an id,
+/// logged with the cause, that an operator can find from what the client shows. Constraint
+/// violations and values the database cannot hold are the caller's doing.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return Error::already_exists(db.message().to_string());
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return Error::already_exists(
+                "The resource already exists (a concurrent request may have created it)",
+            )
+            .with_hidden_source(e);
+        }
+        // PostgreSQL's class 22, data exceptions: a NUL character, a value too long or out of
+        // range for its column.
+        if db.code().is_some_and(|c| c.starts_with("22")) {
+            let id = error_id();
+            tracing::info!(error_id = %id, error = %e, "value refused by the database");
+            return Error::invalid(format!(
+                "Invalid value: the store cannot hold one of the request's values (error id {id})"
+            ))
+            .with_hidden_source(e);
+        }
     }
-    Error::internal_from("database error", e)
+    db_failure(e)
+}
+
+/// A failure of ours in the database (any driver): the client gets an id, the log gets it with
+/// the cause.
+pub(crate) fn db_failure(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    let id = error_id();
+    tracing::error!(error_id = %id, error = %e, "database error");
+    Error::internal(format!(
+        "Database failure (error id {id}; the server's log has the details)"
+    ))
+    .with_hidden_source(e)
+}
+
+/// A short id that ties a client's error to the server's log line.
+fn error_id() -> String {
+    twinloop_core::ids::new_uuid()[..8].to_string()
 }
 
 #[cfg(test)]
@@ -239,9 +270,12 @@ mod tests {
             e.source().and_then(|s| s.downcast_ref::<sqlx::Error>()),
             Some(sqlx::Error::PoolTimedOut)
         ));
-        assert_eq!(
-            e.message,
-            format!("database error: {}", sqlx::Error::PoolTimedOut)
+        // The driver's words stay out of what a client sees; the id ties it to the log.
+        assert!(
+            e.message.starts_with("Database failure (error id "),
+            "{}",
+            e.message
         );
+        assert!(!e.message.contains(&sqlx::Error::PoolTimedOut.to_string()));
     }
 }

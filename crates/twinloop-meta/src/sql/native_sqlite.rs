@@ -166,7 +166,7 @@ fn bound(arg: &Arg) -> &dyn ToSql {
 }
 
 fn sqlite_err(e: rusqlite::Error) -> Error {
-    Error::internal_from("SQLite read failed", e)
+    super::db_failure(e)
 }
 
 /// One row's values, read out of SQLite.

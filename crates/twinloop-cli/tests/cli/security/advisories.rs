@@ -754,6 +754,8 @@ pub async fn triton_cve_2025_23310_oversized_bodies_are_refused() {
     for path in [
         "/api/2.0/mlflow/runs/log-batch",
         "/api/twinloop/v1/deployments",
+        "/v2/models/x/infer",
+        "/v2/models/x/versions/1/infer",
     ] {
         let (status, reply) = raw(
             &jail,

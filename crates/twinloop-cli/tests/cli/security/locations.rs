@@ -348,6 +348,14 @@ pub async fn a_monitor_reference_outside_the_roots_is_not_read() {
         format!("file://{secret}"),
         format!("//proc/self/root{secret}"),
         "/etc/passwd".into(),
+        // Artifact-store references that would leave the store, or read the server's own files.
+        "mlflow-artifacts:/../../etc/passwd".into(),
+        "mlflow-artifacts:/%2e%2e/%2e%2e/etc/passwd".into(),
+        "mlflow-artifacts:/predictions/fraud/x.parquet".into(),
+        format!("runs:/{run_id}/../../x.csv"),
+        format!("runs:/{run_id}/../../../../{secret}"),
+        format!("runs:/{run_id}"),
+        "runs:/0123456789abcdef0123456789abcdef/x.csv".into(),
     ] {
         jail.refused(
             "POST",
@@ -359,6 +367,98 @@ pub async fn a_monitor_reference_outside_the_roots_is_not_read() {
         )
         .await;
     }
+    jail.check();
+}
+
+/// References in the artifact store are read through it, whatever its destination (a local
+/// directory here, S3 on the other backend): a file uploaded through the proxy, one in a run's
+/// artifacts, and a training set logged with an artifact-store URI.
+pub async fn monitor_references_are_read_through_the_artifact_store() {
+    let jail = Jail::new();
+    let base = jail.server.url.clone();
+    let mut csv = String::from("f0,f1,f2,f3\n");
+    for i in 0..40 {
+        let x = f64::from(i) / 10.0;
+        csv.push_str(&format!("{x},{},{},{}\n", x * 2.0, 1.0 - x, x * x));
+    }
+    let put = |path: String| {
+        let http = jail.http.clone();
+        let url = format!("{base}/api/2.0/mlflow-artifacts/artifacts/{path}");
+        let body = csv.clone();
+        async move {
+            let reply = http.put(url).body(body).send().await.unwrap();
+            assert!(reply.status().is_success(), "{}", reply.status());
+        }
+    };
+    put("refs/ref.csv".into()).await;
+    let run = crate::support::post_ok(
+        &jail.http,
+        &format!("{base}{API}/runs/create"),
+        &json!({"experiment_id": "0"}),
+    )
+    .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    let artifact_uri = run["run"]["info"]["artifact_uri"].as_str().unwrap();
+    let run_root = artifact_uri
+        .strip_prefix("mlflow-artifacts:/")
+        .unwrap_or_else(|| panic!("runs' artifacts are proxied: {artifact_uri}"));
+    put(format!("{}/data/ref.csv", run_root.trim_start_matches('/'))).await;
+    crate::support::post_ok(
+        &jail.http,
+        &format!("{base}{API}/runs/log-inputs"),
+        &json!({"run_id": run_id, "datasets": [{
+            "tags": [{"key": "mlflow.data.context", "value": "training"}],
+            "dataset": {"name": "train", "digest": "d1", "source_type": "local",
+                        "source": json!({"uri": "mlflow-artifacts:/refs/ref.csv"}).to_string()}}]}),
+    )
+    .await;
+    crate::support::register_model(
+        &jail.http,
+        &base,
+        "fraud",
+        &crate::support::serving_fixture("logreg"),
+        "src/v1",
+        Some(&run_id),
+    )
+    .await;
+    crate::support::post_ok(
+        &jail.http,
+        &format!("{base}/api/twinloop/v1/deployments"),
+        &json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+    for (name, reference) in [
+        ("proxied", "mlflow-artifacts:/refs/ref.csv".to_string()),
+        ("in-run", format!("runs:/{run_id}/data/ref.csv")),
+        ("training", "training".to_string()),
+    ] {
+        let (status, text) = jail
+            .call(
+                "POST",
+                "/api/twinloop/v1/monitors",
+                Some(
+                    json!({"name": name, "deployment": "fraud", "reference": reference,
+                            "window": {"rows": 5}}),
+                ),
+            )
+            .await;
+        assert!((200..300).contains(&status), "{reference}: {status} {text}");
+    }
+    // A missing file is the client's mistake, named by its reference only.
+    let refused = jail
+        .refused(
+            "POST",
+            "/api/twinloop/v1/monitors",
+            Some(json!({"name": "missing", "deployment": "fraud",
+                        "reference": "mlflow-artifacts:/refs/nope.csv", "window": {"rows": 5}})),
+        )
+        .await;
+    assert!(
+        refused
+            .to_string()
+            .contains("mlflow-artifacts:/refs/nope.csv"),
+        "{refused}"
+    );
     jail.check();
 }
 

@@ -107,6 +107,7 @@ corpus! {
         locations::an_allowed_root_and_scheme_widen_the_policy,
         locations::cve_2026_27489_a_model_whose_file_links_out_of_its_directory_is_not_deployed,
         locations::a_monitor_reference_outside_the_roots_is_not_read,
+        locations::monitor_references_are_read_through_the_artifact_store,
         locations::pipeline_repositories_outside_the_roots_are_refused,
         outbound::cve_2026_2393_native_webhooks_to_internal_addresses_are_refused_at_create,
         outbound::cve_2026_2393_mlflow_webhooks_to_internal_addresses_are_refused_at_create,

@@ -129,6 +129,12 @@ pub async fn client_errors_name_no_server_path_and_no_sql() {
             "/api/2.0/mlflow/runs/log-parameter".to_string(),
             Some(json!({"run_id": run, "key": "q", "value": "2"})),
         ),
+        // A value PostgreSQL cannot hold (SQLite stores it): the database's own refusal.
+        (
+            "POST",
+            "/api/2.0/mlflow/experiments/create".to_string(),
+            Some(json!({"name": "nul\u{0}name"})),
+        ),
         // Bad filters and orderings.
         (
             "POST",
@@ -180,5 +186,12 @@ pub async fn client_errors_name_no_server_path_and_no_sql() {
         answers.iter().filter(|(_, _, s, _)| *s >= 400).count() >= 8,
         "{answers:?}"
     );
+    if super::Backend::current() == super::Backend::PostgresS3 {
+        let (_, _, status, text) = answers
+            .iter()
+            .find(|(_, _, _, text)| text.contains("error id"))
+            .expect("the NUL character is the database's refusal, answered with an error id");
+        assert_eq!(*status, 400, "{text}");
+    }
     jail.check();
 }

@@ -18,7 +18,7 @@ use crate::sql::SqlStore;
 use crate::sql::pairs::{OnConflict, REGISTERED_MODEL_TAGS};
 use crate::sql::query::{Arg, RowExt};
 use crate::store::{RegisteredModelStore, RegistryQuery};
-use crate::validation::validate_tag;
+use crate::validation::validate_registry_tag;
 
 #[async_trait]
 impl RegisteredModelStore for SqlStore {
@@ -30,7 +30,7 @@ impl RegisteredModelStore for SqlStore {
         actor: &str,
     ) -> Result<RegisteredModel> {
         validate_model_name(name)?;
-        tags.iter().try_for_each(validate_tag)?;
+        tags.iter().try_for_each(validate_registry_tag)?;
         let now = now_ms();
         let mut tx = self.change().await?;
         let mut sql = self.sql("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ");
@@ -156,7 +156,7 @@ impl RegisteredModelStore for SqlStore {
     }
 
     async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<()> {
-        validate_tag(tag)?;
+        validate_registry_tag(tag)?;
         let mut tx = self.change().await?;
         touch_model(&mut tx, name, now_ms()).await?;
         REGISTERED_MODEL_TAGS

@@ -21,7 +21,7 @@ use crate::sql::lineage::{ensure_node, link, logged_model_node, run_node};
 use crate::sql::pairs::{MODEL_TAGS, MODEL_VERSION_TAGS, OnConflict};
 use crate::sql::query::{Arg, RowExt, Sql, backend_of};
 use crate::store::{ModelVersionStore, RegistryQuery};
-use crate::validation::validate_tag;
+use crate::validation::validate_registry_tag;
 
 /// Adds `{name, version}` to the logged model's `mlflow.modelVersions` tag (a JSON list), as
 /// MLflow's server does when a version is registered from a logged model: unless the list has
@@ -68,7 +68,7 @@ impl ModelVersionStore for SqlStore {
         actor: &str,
     ) -> Result<ModelVersion> {
         validate_model_name(&new.name)?;
-        new.tags.iter().try_for_each(validate_tag)?;
+        new.tags.iter().try_for_each(validate_registry_tag)?;
         if new.source.is_empty() {
             return Err(Error::invalid(
                 "Missing value for required parameter 'source'",
@@ -377,7 +377,7 @@ impl ModelVersionStore for SqlStore {
         tag: &Tag,
         actor: &str,
     ) -> Result<()> {
-        validate_tag(tag)?;
+        validate_registry_tag(tag)?;
         let v = parse_version(version)?;
         let mut tx = self.change().await?;
         require_version(&mut tx, name, v).await?;
