@@ -7,6 +7,9 @@ use super::{datasets, experiments, logged_models, registry, runs, webhooks};
 use crate::ApiError;
 use crate::extract::parse_json;
 
+/// One request type's decoder, as `JsonBody` runs it.
+type Decoder = fn(&[u8]) -> Result<(), ApiError>;
+
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(), ApiError> {
     parse_json::<T>(body).map(drop)
 }
@@ -15,7 +18,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(), ApiError> {
 /// `JsonBody` would, and answers whether it was accepted. A refusal must be a client error: a
 /// 5xx for a bad body is the bug this looks for.
 pub fn decode_request_body(kind: u8, body: &[u8]) -> bool {
-    let decoders: [fn(&[u8]) -> Result<(), ApiError>; 34] = [
+    let decoders: [Decoder; 34] = [
         decode::<datasets::SearchDatasets>,
         decode::<experiments::Create>,
         decode::<experiments::Update>,
