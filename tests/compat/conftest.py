@@ -160,6 +160,7 @@ class Server(str):
     s3_prefix: str | None
     s3_endpoint: str | None
     log_path: Path
+    store_uri: str  # --backend-store-uri (the users and tokens of an auth-on server)
 
     def s3_client(self):
         import boto3
@@ -363,6 +364,7 @@ def server(request, tmp_path_factory):
         srv.s3_prefix = s3_prefix
         srv.s3_endpoint = s3_endpoint or None
         srv.log_path = log_path
+        srv.store_uri = store_uri
         yield srv
 
         if proc.poll() is not None:

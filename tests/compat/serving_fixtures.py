@@ -320,10 +320,13 @@ class ServeProcess:
     """``$TWINLOOP_BIN serve --tracking-uri URL --model models:/NAME@champion ... --host
     127.0.0.1 --port HP --grpc-port GP``, with ORT_DYLIB_PATH set; output goes to serve.log."""
 
-    def __init__(self, binary: str, tracking_uri: str, model_uris: list[str]):
+    def __init__(
+        self, binary: str, tracking_uri: str, model_uris: list[str], extra_args: tuple[str, ...] = (), grpc: bool = True
+    ):
         self.data_dir = Path(tempfile.mkdtemp(prefix="tl-compat-serve-"))
         self.http_port = _free_port()
-        self.grpc_port = _free_port()
+        # 0: gRPC off (`--auth` needs it off), and readiness is HTTP's alone.
+        self.grpc_port = _free_port() if grpc else 0
         while self.grpc_port == self.http_port:
             self.grpc_port = _free_port()
         self.http_url = f"http://127.0.0.1:{self.http_port}"
@@ -332,6 +335,7 @@ class ServeProcess:
         for uri in model_uris:
             cmd += ["--model", uri]
         cmd += ["--host", "127.0.0.1", "--port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
+        cmd += list(extra_args)
         self.cmd = cmd
         env = dict(os.environ)
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
@@ -374,6 +378,8 @@ class ServeProcess:
                     last = f"GET /v2/health/ready: HTTP {r.status_code}: {r.text[:200]!r}"
                 except requests.RequestException as e:
                     last = f"GET /v2/health/ready: {e!r}"
+            if http_ready and not self.grpc_port:
+                return
             if http_ready:
                 try:
                     with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=2):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 
 import mlflow
@@ -659,3 +660,39 @@ def test_champion_alias_resolves_to_version_2(serve, http, grpc, alias_cases):
         timeout=30,
     )
     assert r.status_code == 404, (r.status_code, r.text)
+
+
+def test_serve_with_auth_takes_an_infer_token(server, serve, cases):
+    """`twinloop serve --auth` against the session server's store: the stock tritonclient predicts
+    with an `infer` token in its headers, and without credentials gets a 401."""
+    if not os.environ.get("TWINLOOP_COMPAT_AUTH") or server.target != "twinloop":
+        pytest.skip("the session's server needs --auth (TWINLOOP_COMPAT_AUTH=basic|token)")
+    case = cases["lr"]
+    binary = _serve_binary()
+    token = subprocess.run(
+        [binary, "auth", "--backend-store-uri", server.store_uri,
+         "token", "create", "--user", "admin", "--scope", "infer"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    proc = ServeProcess(
+        binary,
+        str(server),
+        [f"models:/{case.name}@champion"],
+        extra_args=("--auth", "--backend-store-uri", server.store_uri),
+        grpc=False,
+    )
+    try:
+        proc.wait_ready(float(os.environ.get("TWINLOOP_SERVE_TIMEOUT", "60")))
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{proc.http_port}")
+        try:
+            result = client.infer(case.name, _http_inputs(case), headers={"Authorization": f"Bearer {token}"})
+            for name in case.output_names:
+                _check_output(case, name, result.as_numpy(name), where="http with an infer token")
+            with pytest.raises(InferenceServerException) as refused:
+                client.infer(case.name, _http_inputs(case))
+            assert refused.value.status() == "401", refused.value
+        finally:
+            client.close()
+    finally:
+        proc.stop()
+        shutil.rmtree(proc.data_dir, ignore_errors=True)
