@@ -522,6 +522,11 @@ async fn auth(
         }
         return Ok(None);
     }
+    // gRPC checks no credentials yet: with --auth it would answer anyone's predictions.
+    #[cfg(feature = "serving")]
+    if args.grpc_port != 0 {
+        bail!("--auth checks REST requests only: gRPC would answer anyone (hint: --grpc-port 0)");
+    }
     let default_permission =
         args.default_permission
             .parse()

@@ -77,6 +77,22 @@ fn auth_without_a_first_admin_refuses_to_start_with_a_hint() {
 }
 
 #[test]
+fn auth_with_grpc_on_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["server", "--auth", "--port", "0", "--grpc-port", "1"])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.path().join("db").display()))
+        .env("TWINLOOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--grpc-port 0"), "{stderr}");
+}
+
+#[test]
 fn tokens_from_the_cli_sign_in_within_their_scope_until_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_sqlite_auth(dir.path(), ADMIN_PASSWORD);
