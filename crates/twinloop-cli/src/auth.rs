@@ -77,6 +77,7 @@ enum UserCommand {
 /// `--auth` on the standalone servers (`serve`, `features serve`): the credential checks and
 /// rules of `twinloop server --auth`, over the store that keeps the users and tokens (the
 /// tracking server's). They make no first admin: users come from the tracking server.
+#[cfg(any(feature = "serving", feature = "feature-store"))]
 pub async fn standalone(
     backend_store_uri: Option<&str>,
     default_permission: &str,
