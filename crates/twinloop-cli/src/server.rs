@@ -517,7 +517,7 @@ async fn auth(
     if !args.auth {
         if !addr.ip().is_loopback() {
             tracing::warn!(
-                "AUTHENTICATION IS OFF on {addr}: anyone who can reach this address can read,                  change and delete every experiment, model and deployment (hint: --auth)"
+                "AUTHENTICATION IS OFF on {addr}: anyone who can reach this address can read, change and delete every experiment, model and deployment (hint: --auth)"
             );
         }
         return Ok(None);
