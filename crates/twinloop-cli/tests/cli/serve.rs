@@ -73,6 +73,20 @@ async fn limits_are_json_errors_and_nan_is_returned_and_counted() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("MiB"), "{body}");
 
+    // A body announced past the limit is refused from its Content-Length, before any of it
+    // arrives: the client here never sends it.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"POST /v2/models/sum/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\n\r\n{",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut raw, &mut head).expect("an answer within 5 s");
+    assert_eq!(&head, b"HTTP/1.1 413", "{}", String::from_utf8_lossy(&head));
+
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
