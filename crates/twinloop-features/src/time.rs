@@ -30,6 +30,14 @@ pub fn parse_timestamp(text: &str) -> Result<i64> {
     Ok(micros)
 }
 
+/// Seconds since the epoch (Feast's numeric timestamps) as microseconds, when they fall in the
+/// years RFC 3339 can write: a larger number would be answered as text no client reads back.
+pub fn epoch_seconds_micros(seconds: f64) -> Option<i64> {
+    let micros = (seconds * 1e6).round();
+    (micros.is_finite() && (RFC3339_FIRST as f64..=RFC3339_LAST as f64).contains(&micros))
+        .then_some(micros as i64)
+}
+
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in microseconds.
 const RFC3339_FIRST: i64 = -62_167_219_200_000_000;
 const RFC3339_LAST: i64 = 253_402_300_799_999_999;
@@ -113,6 +121,14 @@ pub fn timestamp_array(values: Int64Array) -> ArrayRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_seconds_outside_rfc3339_years_are_refused() {
+        assert_eq!(epoch_seconds_micros(1.5), Some(1_500_000));
+        assert_eq!(epoch_seconds_micros(1.7e19), None);
+        assert_eq!(epoch_seconds_micros(-1e12), None);
+        assert_eq!(epoch_seconds_micros(f64::NAN), None);
+    }
 
     #[test]
     fn years_rfc3339_cannot_write_are_refused() {

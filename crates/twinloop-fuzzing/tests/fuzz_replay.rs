@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestError, TestRunner};
+use proptest::test_runner::{Config, TestError, TestRng, TestRunner};
 
 type Target = fn(&[u8]);
 
@@ -107,7 +107,10 @@ fn run(name: &str, target: Target, cases: u32) {
         prop::sample::select(seeds.clone()),
         prop::collection::vec(mutation(), 1..6),
     );
-    let result = TestRunner::new(config).run(&strategy, |(seed, mutations)| {
+    // A fixed seed: CI runs the same cases every time, so a red run is this change's doing and
+    // reproduces; exploring new inputs is the long libFuzzer runs' job.
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    let result = TestRunner::new_with_rng(config, rng).run(&strategy, |(seed, mutations)| {
         target(&mutate(seed, &mutations, &seeds));
         Ok(())
     });

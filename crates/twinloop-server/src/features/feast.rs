@@ -13,7 +13,7 @@ use twinloop_features::repo::DType;
 use twinloop_features::serving::{
     FeatureSelection, FeatureStatus, OnlineFeatures, OnlineQuery, PushOutcome, PushTarget, PushTo,
 };
-use twinloop_features::time::{format_micros, parse_timestamp};
+use twinloop_features::time::{epoch_seconds_micros, format_micros, parse_timestamp};
 use twinloop_features::value::{SentColumn, Value};
 
 /// One column of a request as JSON values, typed on demand: `"1001"` is accepted for an
@@ -289,7 +289,7 @@ fn json_f64(v: &Json) -> Option<f64> {
 fn json_timestamp(v: &Json) -> Option<i64> {
     match v {
         Json::String(s) => parse_timestamp(s).ok(),
-        Json::Number(n) => n.as_f64().map(|s| (s * 1e6).round() as i64),
+        Json::Number(n) => n.as_f64().and_then(epoch_seconds_micros),
         _ => None,
     }
 }
