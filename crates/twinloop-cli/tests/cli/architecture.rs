@@ -80,6 +80,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
         "twinloop-server", "twinloop-pipelines", "twinloop-learn", "twinloop-executors",
     ]),
+    // The fuzz targets: one entry per parser of untrusted bytes, wherever the parser lives.
+    ("twinloop-fuzzing", &[
+        "twinloop-api", "twinloop-artifacts", "twinloop-core", "twinloop-features", "twinloop-meta",
+        "twinloop-monitor", "twinloop-pipelines", "twinloop-server", "twinloop-serving",
+        "twinloop-v2",
+    ]),
 ];
 
 /// Each workspace crate's declared dependencies as (package name, kind). `--no-deps` still lists

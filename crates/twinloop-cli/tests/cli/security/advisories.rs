@@ -24,16 +24,7 @@ fn auth_jail() -> Jail {
 }
 
 async fn run_id(jail: &Jail) -> String {
-    let (status, text) = jail
-        .call(
-            "POST",
-            &format!("{API}/runs/create"),
-            Some(json!({"experiment_id": "0"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let run: serde_json::Value = serde_json::from_str(&text).unwrap();
-    run["run"]["info"]["run_id"].as_str().unwrap().to_string()
+    jail.run("0").await
 }
 
 fn status_of(reply: &str) -> u16 {
@@ -195,26 +186,14 @@ pub async fn cve_2023_6568_errors_are_json_and_echo_no_header() {
 pub async fn cve_2023_6709_no_server_side_templating_of_names() {
     let jail = Jail::new();
     for name in ["{{7*7}}", "${7*7}", "<%= 7*7 %>", "#{7*7}"] {
-        let (status, text) = jail
-            .call(
-                "POST",
-                &format!("{API}/experiments/create"),
-                Some(json!({"name": name})),
-            )
-            .await;
-        assert_eq!(status, 200, "{text}");
-        let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["experiment_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (_, text) = jail
-            .call(
+        let id = jail.experiment(json!({"name": name})).await;
+        let got = jail
+            .ok(
                 "GET",
                 &format!("{API}/experiments/get?experiment_id={id}"),
                 None,
             )
             .await;
-        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(got["experiment"]["name"], name);
     }
     jail.check();
@@ -308,26 +287,16 @@ pub async fn cve_2024_1558_validated_and_stored_locations_are_the_same_string() 
     }
     // An accepted location is stored as sent, so what was checked is what is used.
     let inside = format!("{data}/artifacts/with space");
-    let (status, text) = jail
-        .call(
-            "POST",
-            &format!("{API}/experiments/create"),
-            Some(json!({"name": "kept", "artifact_location": inside})),
-        )
+    let id = jail
+        .experiment(json!({"name": "kept", "artifact_location": inside}))
         .await;
-    assert_eq!(status, 200, "{text}");
-    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, text) = jail
-        .call(
+    let got = jail
+        .ok(
             "GET",
             &format!("{API}/experiments/get?experiment_id={id}"),
             None,
         )
         .await;
-    let got: serde_json::Value = serde_json::from_str(&text).unwrap();
     let stored = got["experiment"]["artifact_location"].as_str().unwrap();
     assert!(stored.ends_with("with space"), "{stored}");
     jail.check();

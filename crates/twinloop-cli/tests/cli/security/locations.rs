@@ -150,29 +150,10 @@ pub async fn cve_2023_6909_cve_2024_1483_2928_8859_artifact_locations_are_refuse
         ("bucket", "s3://someone-elses-bucket/x"),
         ("dbfs", "dbfs:/"),
     ] {
-        let (status, text) = jail
-            .call(
-                "POST",
-                &format!("{API}/experiments/create"),
-                Some(json!({"name": name, "artifact_location": location})),
-            )
+        let id = jail
+            .experiment(json!({"name": name, "artifact_location": location}))
             .await;
-        assert_eq!(status, 200, "{location}: {text}");
-        let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["experiment_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (_, run) = jail
-            .call(
-                "POST",
-                &format!("{API}/runs/create"),
-                Some(json!({"experiment_id": id})),
-            )
-            .await;
-        let run = serde_json::from_str::<serde_json::Value>(&run).unwrap()["run"]["info"]["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let run = jail.run(&id).await;
         jail.refused("GET", &format!("{API}/artifacts/list?run_id={run}"), None)
             .await;
         jail.refused("GET", &format!("/get-artifact?run_uuid={run}&path=x"), None)

@@ -304,6 +304,39 @@ impl Jail {
         (status, text)
     }
 
+    /// `call`, expecting a 2xx; the answer's JSON.
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, text) = self.call(method, path, body.clone()).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} {body:?}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Creates an experiment from `body` (its name, location, …); its id.
+    pub async fn experiment(&self, body: Value) -> String {
+        let created = self
+            .ok("POST", "/api/2.0/mlflow/experiments/create", Some(body))
+            .await;
+        created["experiment_id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a run in experiment `id`; its id.
+    pub async fn run(&self, experiment_id: &str) -> String {
+        let created = self
+            .ok(
+                "POST",
+                "/api/2.0/mlflow/runs/create",
+                Some(serde_json::json!({"experiment_id": experiment_id})),
+            )
+            .await;
+        created["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// `call`, expecting a 4xx in MLflow's error shape.
     pub async fn refused(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, text) = self.call(method, path, body.clone()).await;
