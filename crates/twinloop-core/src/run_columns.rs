@@ -86,6 +86,27 @@ pub struct KeyList {
     pub total: i64,
 }
 
+/// Runs grouped by the value of one param: `metric`'s last values (NaN left out) are aggregated
+/// per group. At most `limit` groups, most runs first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupQuery {
+    pub param: String,
+    pub metric: Option<String>,
+    pub limit: u32,
+}
+
+/// One group of runs: those whose param has `value` (`None`: runs without the param).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunGroup {
+    pub value: Option<String>,
+    pub runs: i64,
+    /// How many of the group's runs have a (non-NaN) value of the grouped metric.
+    pub with_metric: i64,
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

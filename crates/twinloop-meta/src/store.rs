@@ -16,7 +16,7 @@ use twinloop_core::registry::{
     MlflowWebhook, MlflowWebhookUpdate, ModelVersion, NewMlflowWebhook, NewModelVersion,
     NewWebhook, RegisteredModel, RegistryEvent, Webhook, WebhookDelivery,
 };
-use twinloop_core::run_columns::{KeyList, KeyQuery, RunSummaries};
+use twinloop_core::run_columns::{GroupQuery, KeyList, KeyQuery, RunGroup, RunSummaries};
 use twinloop_core::tracking::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
     NewLoggedModel, NewRun, Page, Param, Run, RunInfo, RunUpdate, Tag, ViewType,
@@ -94,6 +94,11 @@ pub trait RunColumnStore: Send + Sync {
     /// An experiment's distinct keys of one kind with how many runs have each, most used first,
     /// then by key.
     async fn experiment_keys(&self, experiment_id: &str, query: &KeyQuery) -> Result<KeyList>;
+    /// How many runs a search matches; its order and page are ignored. A runs table of 100,000
+    /// runs needs the total to size its scrollbar.
+    async fn count_runs(&self, query: &RunQuery) -> Result<i64>;
+    /// The runs a search matches, grouped by a param's value; its order and page are ignored.
+    async fn group_runs(&self, query: &RunQuery, group: &GroupQuery) -> Result<Vec<RunGroup>>;
 }
 
 #[async_trait]

@@ -1,12 +1,13 @@
-//! [`RunColumnStore`] over `latest_metrics`' summaries (`summaries.rs`) and `experiment_keys`
-//! (`keys.rs`).
+//! [`RunColumnStore`] over `latest_metrics`' summaries (`summaries.rs`), `experiment_keys`
+//! (`keys.rs`) and the run search's filter (`run_search.rs`) for counts and groups.
 
 use async_trait::async_trait;
 use twinloop_core::Result;
-use twinloop_core::run_columns::{KeyList, KeyQuery, RunSummaries};
+use twinloop_core::run_columns::{GroupQuery, KeyList, KeyQuery, RunGroup, RunSummaries};
 
 use super::SqlStore;
-use crate::store::RunColumnStore;
+use super::run_search::{count_query, group_query};
+use crate::store::{RunColumnStore, RunQuery};
 
 #[async_trait]
 impl RunColumnStore for SqlStore {
@@ -20,5 +21,33 @@ impl RunColumnStore for SqlStore {
 
     async fn experiment_keys(&self, experiment_id: &str, query: &KeyQuery) -> Result<KeyList> {
         self.list_experiment_keys(experiment_id, query).await
+    }
+
+    async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
+        let Some(sql) = count_query(self.sql("SELECT COUNT(*) FROM runs r"), query)? else {
+            return Ok(0);
+        };
+        let mut count = 0;
+        sql.read(&self.bulk_reader).await?.for_each(|row| {
+            count = row.int(0)?;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    async fn group_runs(&self, query: &RunQuery, group: &GroupQuery) -> Result<Vec<RunGroup>> {
+        let Some(sql) = group_query(self.sql(""), query, group)? else {
+            return Ok(Vec::new());
+        };
+        sql.read(&self.bulk_reader).await?.decode(|row| {
+            Ok(RunGroup {
+                value: row.opt_text(0)?,
+                runs: row.int(1)?,
+                with_metric: row.int(2)?,
+                mean: row.opt_float(3)?,
+                min: row.opt_float(4)?,
+                max: row.opt_float(5)?,
+            })
+        })
     }
 }

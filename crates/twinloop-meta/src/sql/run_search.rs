@@ -10,6 +10,7 @@ use crate::search::{
     Clause, Comparator, Entity, OrderKey, Summary, SummaryRef, parse_filter, parse_order_by,
 };
 use crate::store::RunQuery;
+use twinloop_core::run_columns::GroupQuery;
 
 const STRING_ATTRIBUTES: &[(&str, &str)] = &[
     ("run_id", "r.run_uuid"),
@@ -212,24 +213,88 @@ fn run_clause(sql: &mut Sql, clause: &Clause, experiment_ids: &[i64]) -> Result<
     Ok(())
 }
 
-/// The runs `q` asks for, in its order, within its page; `None` when it names no experiment.
-pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
-    let window = Window::parse(q.max_results, q.page_token.as_deref())?;
+/// The experiments and filter clauses of a search; `None` when it names no experiment.
+fn scope(q: &RunQuery) -> Result<Option<(Vec<i64>, Vec<Clause>)>> {
     // Like MLflow, a key without an entity prefix names an attribute (`status = 'FAILED'`).
     let clauses = parse_filter(q.filter.as_deref().unwrap_or(""), true)?;
-    let orders = q
-        .order_by
-        .iter()
-        .map(|o| parse_order_by(o, true))
-        .collect::<Result<Vec<_>>>()?;
     let experiment_ids = q
         .experiment_ids
         .iter()
         .map(|id| parse_experiment_id(id))
         .collect::<Result<Vec<_>>>()?;
-    if experiment_ids.is_empty() {
-        return Ok(None);
+    Ok((!experiment_ids.is_empty()).then_some((experiment_ids, clauses)))
+}
+
+/// ` WHERE …`: the runs of the searched experiments and stages that satisfy every clause.
+fn push_where(
+    sql: &mut Sql,
+    q: &RunQuery,
+    experiment_ids: &[i64],
+    clauses: &[Clause],
+) -> Result<()> {
+    sql.push(" WHERE r.experiment_id IN ")
+        .arg_list(experiment_ids)
+        .push(" AND r.lifecycle_stage IN ")
+        .arg_list(q.view_type.stages());
+    for clause in clauses {
+        sql.push(" AND ");
+        run_clause(sql, clause, experiment_ids)?;
     }
+    Ok(())
+}
+
+/// How many runs `q` matches (`SELECT COUNT(*) FROM runs r` given as `sql`); `None` when it
+/// names no experiment.
+pub(super) fn count_query(mut sql: Sql, q: &RunQuery) -> Result<Option<Sql>> {
+    let Some((experiment_ids, clauses)) = scope(q)? else {
+        return Ok(None);
+    };
+    push_where(&mut sql, q, &experiment_ids, &clauses)?;
+    Ok(Some(sql))
+}
+
+/// `q`'s runs grouped by a param's value, `sql` being the backend's empty statement: value, runs,
+/// runs with the metric, and the metric's mean, min and max (of last values, NaN left out).
+pub(super) fn group_query(mut sql: Sql, q: &RunQuery, group: &GroupQuery) -> Result<Option<Sql>> {
+    let Some((experiment_ids, clauses)) = scope(q)? else {
+        return Ok(None);
+    };
+    sql.push("SELECT g.value, COUNT(*), ");
+    match &group.metric {
+        Some(metric) => {
+            sql.push(
+                "COUNT(gm.value), AVG(gm.value), MIN(gm.value), MAX(gm.value) FROM runs r \
+                 LEFT JOIN params g ON g.run_uuid = r.run_uuid AND g.key = ",
+            )
+            .arg(&group.param)
+            .push(" LEFT JOIN latest_metrics gm ON gm.run_uuid = r.run_uuid AND gm.is_nan = 0 AND gm.key = ")
+            .arg(metric);
+        }
+        None => {
+            sql.push(
+                "CAST(0 AS BIGINT), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION), \
+                 CAST(NULL AS DOUBLE PRECISION) FROM runs r LEFT JOIN params g ON g.run_uuid = r.run_uuid AND g.key = ",
+            )
+            .arg(&group.param);
+        }
+    }
+    push_where(&mut sql, q, &experiment_ids, &clauses)?;
+    sql.push(" GROUP BY g.value ORDER BY COUNT(*) DESC, g.value ASC LIMIT ")
+        .arg(i64::from(group.limit));
+    Ok(Some(sql))
+}
+
+/// The runs `q` asks for, in its order, within its page; `None` when it names no experiment.
+pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
+    let window = Window::parse(q.max_results, q.page_token.as_deref())?;
+    let orders = q
+        .order_by
+        .iter()
+        .map(|o| parse_order_by(o, true))
+        .collect::<Result<Vec<_>>>()?;
+    let Some((experiment_ids, clauses)) = scope(q)? else {
+        return Ok(None);
+    };
 
     let mut order_terms = Vec::new();
     for (i, order) in orders.iter().enumerate() {
@@ -271,14 +336,7 @@ pub(super) fn runs_query(mut sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Wind
         };
         order_terms.push(format!("{column} {dir}"));
     }
-    sql.push(" WHERE r.experiment_id IN ")
-        .arg_list(&experiment_ids)
-        .push(" AND r.lifecycle_stage IN ")
-        .arg_list(q.view_type.stages());
-    for clause in &clauses {
-        sql.push(" AND ");
-        run_clause(&mut sql, clause, &experiment_ids)?;
-    }
+    push_where(&mut sql, q, &experiment_ids, &clauses)?;
     order_terms.push("r.start_time DESC".into());
     order_terms.push("r.run_uuid ASC".into());
     sql.push(" ORDER BY ").push(&order_terms.join(", "));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use twinloop_core::ErrorKind;
-use twinloop_core::run_columns::{KeyCount, KeyKind, KeyQuery, MetricSummary};
+use twinloop_core::run_columns::{GroupQuery, KeyCount, KeyKind, KeyQuery, MetricSummary};
 use twinloop_core::tracking::*;
 use twinloop_meta::{ExperimentStore, RunQuery, RunStore, SqlStore, StoreUri, TrackingStore};
 
@@ -474,6 +474,79 @@ on_every_backend!(summaries_in_the_search_language, |s: &dyn TrackingStore| {
         }
     }
 });
+
+on_every_backend!(
+    counts_and_groups_follow_the_filter,
+    |s: &dyn TrackingStore| {
+        let exp = s.create_experiment("groups", None, &[]).await.unwrap();
+        // (optimizer, loss): adam thrice (one NaN), sgd twice, one run without the param.
+        let runs: [(Option<&str>, f64); 6] = [
+            (Some("adam"), 1.0),
+            (Some("adam"), 3.0),
+            (Some("adam"), f64::NAN),
+            (Some("sgd"), 5.0),
+            (Some("sgd"), 7.0),
+            (None, 2.0),
+        ];
+        for (i, (opt, loss)) in runs.iter().enumerate() {
+            let run = new_run(s, &exp, &format!("r{i}"), i as i64).await;
+            let params: Vec<Param> = opt.iter().map(|o| Param::new("optimizer", *o)).collect();
+            s.log_batch(&run, &[m("loss", *loss, 0, 0)], &params, &[])
+                .await
+                .unwrap();
+        }
+        let q = |f: &str| run_query(&exp, f, &[]);
+        assert_eq!(s.count_runs(&q("")).await.unwrap(), 6);
+        assert_eq!(s.count_runs(&q("metrics.loss > 2")).await.unwrap(), 3);
+        assert_eq!(
+            s.count_runs(&q("metrics.loss >> 2"))
+                .await
+                .unwrap_err()
+                .kind,
+            ErrorKind::InvalidArgument
+        );
+        let group = GroupQuery {
+            param: "optimizer".into(),
+            metric: Some("loss".into()),
+            limit: 10,
+        };
+        let groups = s.group_runs(&q(""), &group).await.unwrap();
+        let shape: Vec<(Option<&str>, i64, i64)> = groups
+            .iter()
+            .map(|g| (g.value.as_deref(), g.runs, g.with_metric))
+            .collect();
+        assert_eq!(
+            shape,
+            [(Some("adam"), 3, 2), (Some("sgd"), 2, 2), (None, 1, 1)]
+        );
+        assert_eq!(
+            (groups[0].mean, groups[0].min, groups[0].max),
+            (Some(2.0), Some(1.0), Some(3.0))
+        );
+        assert_eq!(groups[1].mean, Some(6.0));
+        // The filter applies before grouping; no metric, no aggregates.
+        let filtered = s
+            .group_runs(
+                &q("metrics.loss >= 3"),
+                &GroupQuery {
+                    metric: None,
+                    ..group.clone()
+                },
+            )
+            .await
+            .unwrap();
+        let shape: Vec<(Option<&str>, i64, Option<f64>)> = filtered
+            .iter()
+            .map(|g| (g.value.as_deref(), g.runs, g.mean))
+            .collect();
+        assert_eq!(shape, [(Some("sgd"), 2, None), (Some("adam"), 1, None)]);
+        // Windows by position: the page token is the offset of the first row.
+        let mut window = q("");
+        window.max_results = 2;
+        window.page_token = Some(twinloop_meta::search::encode_page_token(4));
+        assert_eq!(names(s, window).await, ["r1", "r0"]);
+    }
+);
 
 /// A database written before migration 0009 gets its summaries and keys from that migration.
 #[tokio::test]
