@@ -8,10 +8,11 @@
 //! ([`crate::LeaseStore::advance_lease`]) covers a replica paused past that.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use crate::store::LeaseStore;
 
@@ -29,8 +30,11 @@ fn new_holder() -> String {
 
 pub struct LeaseKeeper {
     name: String,
+    holder: String,
+    store: Arc<dyn LeaseStore>,
     token: watch::Receiver<Option<i64>>,
-    task: AbortHandle,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    released: AtomicBool,
 }
 
 impl LeaseKeeper {
@@ -39,7 +43,9 @@ impl LeaseKeeper {
         let (tx, rx) = watch::channel(None);
         let lease = name.to_string();
         let holder = new_holder();
+        let (keeping, me) = (store.clone(), holder.clone());
         let task = tokio::spawn(async move {
+            let (store, holder) = (keeping, me);
             let ttl = TTL.as_millis() as i64;
             loop {
                 let attempt = store.acquire_lease(&lease, &holder, ttl);
@@ -60,8 +66,11 @@ impl LeaseKeeper {
         });
         Arc::new(LeaseKeeper {
             name: name.to_string(),
+            holder,
+            store,
             token: rx,
-            task: task.abort_handle(),
+            task: std::sync::Mutex::new(Some(task)),
+            released: AtomicBool::new(false),
         })
     }
 
@@ -71,6 +80,9 @@ impl LeaseKeeper {
 
     /// The token while this process holds the lease.
     pub fn token(&self) -> Option<i64> {
+        if self.released.load(Ordering::Acquire) {
+            return None;
+        }
         *self.token.borrow()
     }
 
@@ -87,10 +99,27 @@ impl LeaseKeeper {
             }
         }
     }
+
+    /// Stops renewing and gives the lease up, so that another replica takes it over at once
+    /// instead of after [`TTL`]: for a graceful stop, once nothing acts under it any more.
+    pub async fn release(&self) {
+        self.released.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            // An attempt in flight could otherwise renew the lease after it was given up.
+            let _ = task.await;
+        }
+        if let Err(e) = self.store.release_lease(&self.name, &self.holder).await {
+            tracing::warn!(lease = %self.name, error = %e, "cannot release the lease");
+        }
+    }
 }
 
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
     }
 }

@@ -56,6 +56,9 @@ pub struct PipelineRun {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub ended_ms: Option<i64>,
+    /// The liveness lease of the replica that executes it (or will, when queued): while that
+    /// lease lives, no other replica settles the run.
+    pub executor: Option<String>,
 }
 
 /// A trigger event as recorded: it started a run (`fired`), was held back by the policy
@@ -123,6 +126,12 @@ pub trait PipelineStore: Send + Sync {
     async fn trigger_events(&self, pipeline: Option<&str>, limit: i64)
     -> Result<Vec<TriggerEvent>>;
     /// A trigger's saved position (the last event id or tick it has seen), by name.
+    /// Runs in `state` whose executor is gone: its liveness lease has expired, or it has none.
+    /// Oldest first.
+    async fn orphaned_pipeline_runs(&self, state: &str, limit: i64) -> Result<Vec<PipelineRun>>;
+    /// Makes `executor` the run's executor if the run is still in `state` and still orphaned;
+    /// answers whether it did. Of replicas racing to settle one run, one wins.
+    async fn adopt_pipeline_run(&self, id: &str, state: &str, executor: &str) -> Result<bool>;
     async fn pipeline_cursor(&self, pipeline: &str, name: &str) -> Result<Option<String>>;
     async fn set_pipeline_cursor(&self, pipeline: &str, name: &str, value: &str) -> Result<()>;
 }

@@ -12,7 +12,7 @@ use crate::store::LeaseStore;
 impl SqlStore {
     /// The database's clock in ms since the epoch, so that expiry never compares two replicas'
     /// clocks.
-    fn db_now_ms(&self) -> &'static str {
+    pub(super) fn db_now_ms(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",

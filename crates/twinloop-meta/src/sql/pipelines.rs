@@ -13,7 +13,7 @@ use crate::pipelines::{
 
 const VERSION_COLUMNS: &str = "name, version, spec, digest, repo, file, applied_ms";
 const RUN_COLUMNS: &str = "id, pipeline, version, state, trigger_kind, cause, params, chain, \
-     reason, created_ms, started_ms, ended_ms";
+     reason, created_ms, started_ms, ended_ms, executor";
 
 fn version_of(row: &dyn RowExt) -> Result<PipelineVersion> {
     Ok(PipelineVersion {
@@ -41,6 +41,7 @@ fn run_of(row: &dyn RowExt) -> Result<PipelineRun> {
         created_ms: row.int(9)?,
         started_ms: row.opt_int(10)?,
         ended_ms: row.opt_int(11)?,
+        executor: row.opt_text(12)?,
     })
 }
 
@@ -62,8 +63,18 @@ impl SqlStore {
             Arg::from(run.created_ms),
             Arg::from(run.started_ms),
             Arg::from(run.ended_ms),
+            Arg::from(run.executor.clone()),
         ]);
         sql
+    }
+
+    /// True for a run whose executor's liveness lease has expired or never existed.
+    fn orphaned(&self) -> String {
+        format!(
+            "(executor IS NULL OR NOT EXISTS (SELECT 1 FROM leases l \
+             WHERE l.name = pipeline_runs.executor AND l.expires_at > {}))",
+            self.db_now_ms()
+        )
     }
 
     fn upsert_cursor(&self, pipeline: &str, name: &str, value: &str) -> super::query::Sql {
@@ -270,6 +281,32 @@ impl PipelineStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn orphaned_pipeline_runs(&self, state: &str, limit: i64) -> Result<Vec<PipelineRun>> {
+        let mut sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE state = "
+        ));
+        sql.arg(state)
+            .push(&format!(" AND {}", self.orphaned()))
+            .push(" ORDER BY created_ms, id LIMIT ")
+            .arg(limit);
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|row| run_of(row))
+            .collect()
+    }
+
+    async fn adopt_pipeline_run(&self, id: &str, state: &str, executor: &str) -> Result<bool> {
+        let mut sql = self.sql("UPDATE pipeline_runs SET executor = ");
+        sql.arg(executor)
+            .push(" WHERE id = ")
+            .arg(id)
+            .push(" AND state = ")
+            .arg(state)
+            .push(&format!(" AND {}", self.orphaned()));
+        Ok(sql.execute(&self.writer).await? == 1)
     }
 
     async fn pipeline_cursor(&self, pipeline: &str, name: &str) -> Result<Option<String>> {

@@ -145,3 +145,19 @@ async fn events_committed_by_one_process_reach_the_other_postgres() {
     );
     events_cross_stores(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
 }
+
+on_every_backend!(a_released_lease_is_taken_over_at_once, |s| {
+    use twinloop_meta::lease::LeaseKeeper;
+    let first = LeaseKeeper::start(s.clone(), "handed");
+    let token = first.acquired().await;
+    let second = LeaseKeeper::start(s.clone(), "handed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(second.token(), None, "held by the first");
+    first.release().await;
+    assert_eq!(first.token(), None, "released: it acts no more");
+    // Its next attempt is at most RENEW away, well before the lease would have expired.
+    let next = tokio::time::timeout(Duration::from_secs(3), second.acquired())
+        .await
+        .expect("taken over without waiting for the expiry");
+    assert_eq!(next, token + 1);
+});

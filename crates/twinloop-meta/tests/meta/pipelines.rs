@@ -1,10 +1,10 @@
 //! The PipelineStore behaviour, run against every backend: versions on apply, runs, and the
 //! exactly-once rule of trigger events.
 
-use twinloop_meta::SqlStore;
 use twinloop_meta::pipelines::{
     NewPipelineVersion, PipelineRun, PipelineStore, RunChange, TriggerEvent,
 };
+use twinloop_meta::{LeaseStore, SqlStore};
 
 fn spec(text: &str) -> NewPipelineVersion {
     NewPipelineVersion {
@@ -30,6 +30,7 @@ fn run(id: &str, created_ms: i64) -> PipelineRun {
         created_ms,
         started_ms: None,
         ended_ms: None,
+        executor: None,
     }
 }
 
@@ -194,3 +195,70 @@ on_every_backend!(runs_change_state_and_filter, |s: &SqlStore| {
         Some("200")
     );
 });
+
+on_every_backend!(
+    only_runs_whose_executor_is_gone_are_adopted_and_by_one_replica,
+    |s: &SqlStore| {
+        let with = |id: &str, created_ms: i64, executor: Option<&str>| PipelineRun {
+            executor: executor.map(str::to_owned),
+            ..run(id, created_ms)
+        };
+        assert_eq!(
+            s.acquire_lease("exec:live", "me", 60_000).await.unwrap(),
+            Some(1)
+        );
+        s.acquire_lease("exec:dead", "it", 60_000).await.unwrap();
+        s.release_lease("exec:dead", "it").await.unwrap();
+        s.create_pipeline_run(&with("live", 1, Some("exec:live")))
+            .await
+            .unwrap();
+        s.create_pipeline_run(&with("dead", 2, Some("exec:dead")))
+            .await
+            .unwrap();
+        s.create_pipeline_run(&with("unknown", 3, Some("exec:never")))
+            .await
+            .unwrap();
+        s.create_pipeline_run(&with("old", 4, None)).await.unwrap();
+        let orphans = s.orphaned_pipeline_runs("QUEUED", 10).await.unwrap();
+        assert_eq!(
+            orphans.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["dead", "unknown", "old"],
+            "a live executor's run is nobody's to settle"
+        );
+        assert!(
+            s.orphaned_pipeline_runs("RUNNING", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !s.adopt_pipeline_run("live", "QUEUED", "exec:live")
+                .await
+                .unwrap(),
+            "not orphaned"
+        );
+        assert!(
+            !s.adopt_pipeline_run("dead", "RUNNING", "exec:live")
+                .await
+                .unwrap(),
+            "not in that state"
+        );
+        assert!(
+            s.adopt_pipeline_run("dead", "QUEUED", "exec:live")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.adopt_pipeline_run("dead", "QUEUED", "exec:other")
+                .await
+                .unwrap(),
+            "adopted once: its new executor lives"
+        );
+        let dead = s.pipeline_run("dead").await.unwrap().unwrap();
+        assert_eq!(dead.executor.as_deref(), Some("exec:live"));
+        assert_eq!(
+            s.orphaned_pipeline_runs("QUEUED", 10).await.unwrap().len(),
+            2
+        );
+    }
+);

@@ -5,9 +5,13 @@
 //! [`crate::exec::run`] with the spec text of the version they were started for, so applying a
 //! new version never changes a run under way.
 //!
-//! On start, runs the previous server left `RUNNING` are marked `FAILED` (interrupted); with
-//! `policy.on_restart: resume` (the default) a new run continues each, reusing the steps it
-//! finished (`--resume`). Runs left `QUEUED` are queued again.
+//! Among replicas on one database, the holder of the `pipelines` lease ([`Config::lease`]) polls
+//! the triggers and settles what dead replicas left; every replica executes the runs started
+//! through it (manual runs, the runs its triggers fired) and keeps its view of the applied
+//! pipelines current. A run records its executor (the replica's own liveness lease), and only a
+//! run whose executor's lease has expired is settled: `RUNNING` ones are marked `FAILED`
+//! (interrupted), and with `policy.on_restart: resume` (the default) a new run continues each,
+//! reusing the steps it finished (`--resume`); `QUEUED` ones are queued again, on the settler.
 
 pub mod backlog;
 mod data;
@@ -18,7 +22,7 @@ mod sources;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use twinloop_core::time::now_ms;
 use twinloop_meta::StoreHandle;
+use twinloop_meta::event_cursor::EventCursor;
+use twinloop_meta::lease::LeaseKeeper;
 use twinloop_meta::pipelines::{
     NewPipelineVersion, PipelineRun, PipelineVersion, RunChange, TriggerEvent,
 };
@@ -81,6 +87,9 @@ pub struct Config {
     /// Builds the executors of a run's repository (its `twinloop.yaml`); `None` runs only
     /// pipelines whose steps are all local.
     pub executors: Option<crate::exec::executor::BuildExecutors>,
+    /// The lease under which one replica among those on the database polls triggers and
+    /// settles runs; `None`: this scheduler is the only one, and settles at once on start.
+    pub lease: Option<Arc<LeaseKeeper>>,
 }
 
 impl Default for Config {
@@ -91,9 +100,17 @@ impl Default for Config {
             kill_grace: Duration::from_secs(5),
             services: None,
             executors: None,
+            lease: None,
         }
     }
 }
+
+/// The lease a server's scheduler polls triggers and settles runs under.
+pub const LEASE: &str = "pipelines";
+
+/// Every this many polls a replica rereads the applied pipelines, and the lease holder looks
+/// for runs whose executor died.
+const REFRESH_EVERY: u64 = 8;
 
 /// What `apply` did.
 #[derive(Debug, Clone)]
@@ -128,6 +145,9 @@ pub struct Scheduler {
 struct Inner {
     store: StoreHandle,
     config: Config,
+    /// This process's liveness lease; its name is recorded as the executor of the runs it
+    /// starts.
+    executor: Arc<LeaseKeeper>,
     state: Mutex<State>,
     stop: Cancel,
     /// What the runs under way do, as it happens, numbered and the newest kept (the server
@@ -149,6 +169,12 @@ struct State {
     pipelines: BTreeMap<String, Entry>,
     /// Data triggers' polling state, by (pipeline, trigger index).
     watches: BTreeMap<(String, usize), data::Watch>,
+    /// Registry triggers' place in the event log, by (pipeline, cursor name): read from the
+    /// stored cursor when the lease is taken, kept here so that an event committed late is
+    /// still seen.
+    registry_cursors: BTreeMap<(String, String), EventCursor>,
+    /// Stored versions that no longer parse, each reported once.
+    unparsable: BTreeSet<(String, i64)>,
 }
 
 /// A registered pipeline: its newest version and its runs in this process.
@@ -250,25 +276,86 @@ fn refuse_unsupported(pipeline: &Pipeline) -> Result<()> {
     Ok(())
 }
 
+impl Inner {
+    /// One turn of the polling loop; `held` is the lease token of the last turn, and the
+    /// answer is this turn's. Only the holder polls triggers and settles; a new holder first
+    /// rereads the pipelines and the registry cursors, and settles what was left.
+    async fn round(self: &Arc<Self>, round: u64, held: Option<i64>) -> Option<i64> {
+        let token = match &self.config.lease {
+            Some(lease) => lease.token(),
+            None => Some(0),
+        };
+        let taken = token.is_some() && token != held;
+        if taken {
+            self.state.lock().await.registry_cursors.clear();
+        }
+        if taken || round.is_multiple_of(REFRESH_EVERY) {
+            if let Err(e) = self.reload().await {
+                tracing::warn!("cannot read the applied pipelines: {e}");
+            }
+            if token.is_some()
+                && let Err(e) = self.settle().await
+            {
+                tracing::warn!("cannot settle the runs of replicas that are gone: {e}");
+            }
+        }
+        if token.is_some() {
+            self.poll().await;
+        }
+        token
+    }
+
+    /// Fails with `NotFound` unless `name` is applied (rereading the store first, in case it
+    /// was applied through another replica).
+    async fn known(self: &Arc<Self>, name: &str) -> Result<()> {
+        if self.state.lock().await.pipelines.contains_key(name) {
+            return Ok(());
+        }
+        self.reload().await?;
+        if self.state.lock().await.pipelines.contains_key(name) {
+            return Ok(());
+        }
+        Err(ScheduleError::NotFound(format!(
+            "no pipeline named {name:?}"
+        )))
+    }
+}
+
 impl Scheduler {
-    /// Loads the registered pipelines, settles the runs a previous server left behind, and
-    /// starts polling the triggers' sources.
+    /// Loads the registered pipelines, settles the runs replicas that are gone left behind (at
+    /// once without a lease; under one, once this replica holds it), and starts polling the
+    /// triggers' sources.
     pub async fn start(store: StoreHandle, config: Config) -> Result<Scheduler> {
+        let name = format!("pipeline-executor:{}", twinloop_core::ids::new_uuid());
+        let executor = LeaseKeeper::start(store.clone(), &name);
+        // Held before any run names it, or a holder would take those runs for a dead replica's.
+        let live = tokio::time::timeout(Duration::from_secs(10), executor.acquired()).await;
+        if live.is_err() {
+            return Err(ScheduleError::Store(twinloop_core::Error::internal(
+                "cannot record this replica as a pipeline executor in the store",
+            )));
+        }
         let inner = Arc::new(Inner {
             store,
             config,
+            executor,
             state: Mutex::new(State::default()),
             stop: Cancel::default(),
             events: backlog::Backlog::new(now_ms(), backlog::CAPACITY),
         });
-        inner.restore().await?;
+        inner.reload().await?;
+        if inner.config.lease.is_none() {
+            inner.settle().await?;
+        }
         let polling = inner.clone();
         tokio::spawn(async move {
-            loop {
+            let mut held = None;
+            for round in 1u64.. {
                 tokio::select! {
                     () = polling.stop.canceled() => break,
-                    () = tokio::time::sleep(polling.config.poll) => polling.poll().await,
+                    () = tokio::time::sleep(polling.config.poll) => {}
                 }
+                held = polling.round(round, held).await;
             }
         });
         Ok(Scheduler { inner })
@@ -287,6 +374,9 @@ impl Scheduler {
                 }
             }
         }
+        if let Some(lease) = &self.inner.config.lease {
+            lease.release().await;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             let busy = self
@@ -298,6 +388,8 @@ impl Scheduler {
                 .values()
                 .any(|e| !e.active.is_empty());
             if !busy {
+                // Nothing runs here any more: what this replica leaves is settled at once.
+                self.inner.executor.release().await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -378,6 +470,7 @@ impl Scheduler {
     /// Starts (or queues, when every slot is taken) a manual run with `-p`-style params.
     pub async fn run_now(&self, name: &str, params: &[(String, String)]) -> Result<PipelineRun> {
         let inner = &self.inner;
+        inner.known(name).await?;
         let mut state = inner.state.lock().await;
         let entry = state
             .pipelines
@@ -394,6 +487,7 @@ impl Scheduler {
         let now = now_ms();
         let run = new_run(
             entry,
+            inner.executor.name(),
             "manual",
             &json!({"user": "api"}),
             &Value::Object(params),
@@ -483,6 +577,7 @@ impl Scheduler {
         index: Option<usize>,
         paused: bool,
     ) -> Result<Vec<TriggerStatus>> {
+        self.inner.known(pipeline).await?;
         {
             let state = self.inner.state.lock().await;
             let entry = state.pipelines.get(pipeline).ok_or_else(|| {
@@ -505,6 +600,9 @@ impl Scheduler {
 
     /// The triggers of one pipeline or all: next tick, newest events.
     pub async fn triggers(&self, pipeline: Option<&str>) -> Result<Vec<TriggerStatus>> {
+        if let Some(name) = pipeline {
+            self.inner.known(name).await?;
+        }
         let state = self.inner.state.lock().await;
         if let Some(name) = pipeline
             && !state.pipelines.contains_key(name)

@@ -1,4 +1,4 @@
-//! A run's life in the scheduler: restored after a restart, taken through the policy when a
+//! A run's life in the scheduler: settled when its replica is gone, taken through the policy when a
 //! trigger fires, queued or launched into a slot, executed with the spec of its version, and
 //! recorded when it ends (which frees the slot and may fire `pipeline:` triggers).
 
@@ -18,6 +18,7 @@ use crate::state::{RunStatus, StepState, TriggerContext};
 /// A new run record of `entry`'s newest version, `QUEUED`.
 pub(super) fn new_run(
     entry: &Entry,
+    executor: &str,
     kind: &str,
     cause: &Value,
     params: &Value,
@@ -37,12 +38,13 @@ pub(super) fn new_run(
         created_ms: now,
         started_ms: None,
         ended_ms: None,
+        executor: Some(executor.to_owned()),
     }
 }
 
 /// The run that continues `interrupted` after a restart: same version, trigger, params and
 /// chain; its cause says which run it resumes, and the executor reuses that run's finished steps.
-fn resumed(interrupted: &PipelineRun, now: i64) -> PipelineRun {
+fn resumed(interrupted: &PipelineRun, executor: &str, now: i64) -> PipelineRun {
     let cause = match serde_json::from_str::<Value>(&interrupted.cause) {
         Ok(Value::Object(mut map)) => {
             map.insert("resumed_from".into(), Value::String(interrupted.id.clone()));
@@ -59,6 +61,7 @@ fn resumed(interrupted: &PipelineRun, now: i64) -> PipelineRun {
         created_ms: now,
         started_ms: None,
         ended_ms: None,
+        executor: Some(executor.to_owned()),
         ..interrupted.clone()
     }
 }
@@ -99,37 +102,77 @@ fn end_reason(report: &crate::exec::RunReport) -> Option<String> {
 }
 
 impl Inner {
-    /// Settles what a previous server left: `RUNNING` runs failed (interrupted), `QUEUED` runs
-    /// queued again, the last day's trigger-started runs counted for the policy.
-    pub(super) async fn restore(self: &Arc<Self>) -> Result<()> {
+    /// Brings this replica's view of the applied pipelines up to date with the store: a
+    /// pipeline applied through another replica appears, a new version replaces the old one
+    /// (runs under way keep the version they started with).
+    pub(super) async fn reload(self: &Arc<Self>) -> Result<()> {
+        let versions = self.store.pipelines().await?;
         let mut state = self.state.lock().await;
-        for version in self.store.pipelines().await? {
-            match parse_version(&version) {
-                Ok(spec) => {
-                    state
-                        .pipelines
-                        .insert(version.name.clone(), Entry::new(version, Arc::new(spec)));
-                }
-                Err(e) => tracing::error!(
-                    pipeline = %version.name,
-                    "the registered pipeline no longer parses and will not be scheduled: {e}"
-                ),
+        for version in versions {
+            if state
+                .pipelines
+                .get(&version.name)
+                .is_some_and(|e| e.version.version == version.version)
+            {
+                continue;
             }
+            let spec = match parse_version(&version) {
+                Ok(spec) => Arc::new(spec),
+                Err(e) => {
+                    if state
+                        .unparsable
+                        .insert((version.name.clone(), version.version))
+                    {
+                        tracing::error!(
+                            pipeline = %version.name,
+                            "the registered pipeline no longer parses and will not be scheduled: {e}"
+                        );
+                    }
+                    continue;
+                }
+            };
+            if let Some(entry) = state.pipelines.get_mut(&version.name) {
+                entry.version = version;
+                entry.spec = spec;
+                continue;
+            }
+            let mut entry = Entry::new(version, spec);
+            let now = now_ms();
+            let runs = self
+                .store
+                .pipeline_runs(Some(&entry.version.name), None, 1_000)
+                .await?;
+            entry.trigger_starts_ms = runs
+                .iter()
+                .filter(|r| r.trigger_kind != "manual" && now - r.created_ms < 86_400_000)
+                .map(|r| r.created_ms)
+                .collect();
+            state.pipelines.insert(entry.version.name.clone(), entry);
         }
+        Ok(())
+    }
+
+    /// Settles what replicas that are gone left (a previous server, a replica killed): their
+    /// `RUNNING` runs failed (interrupted) and resumed here when the policy says so, their
+    /// `QUEUED` runs queued here. A run is taken over only once its executor's lease has
+    /// expired, and by one replica.
+    pub(super) async fn settle(self: &Arc<Self>) -> Result<()> {
+        let me = self.executor.name();
         let now = now_ms();
-        for run in self
-            .store
-            .pipeline_runs(None, Some(RUNNING), 10_000)
-            .await?
-        {
-            let again = self.resumes(&run).await?.then(|| resumed(&run, now));
-            let reason = match &again {
+        let mut again = Vec::new();
+        for run in self.store.orphaned_pipeline_runs(RUNNING, 10_000).await? {
+            if !self.store.adopt_pipeline_run(&run.id, RUNNING, me).await? {
+                continue;
+            }
+            let next = self.resumes(&run).await?.then(|| resumed(&run, me, now));
+            let reason = match &next {
                 Some(next) => format!(
                     "interrupted: the server stopped during the run; resumed as run {}",
                     next.id
                 ),
                 None => "interrupted: the server stopped during the run".into(),
             };
+            tracing::info!(run = %run.id, pipeline = %run.pipeline, "{reason}");
             self.store
                 .update_pipeline_run(
                     &run.id,
@@ -141,13 +184,20 @@ impl Inner {
                     },
                 )
                 .await?;
-            if let Some(next) = again {
+            if let Some(next) = next {
                 self.store.create_pipeline_run(&next).await?;
+                again.push(next);
             }
         }
-        let mut queued = self.store.pipeline_runs(None, Some(QUEUED), 10_000).await?;
-        queued.reverse();
-        for run in queued {
+        for run in self.store.orphaned_pipeline_runs(QUEUED, 10_000).await? {
+            if self.store.adopt_pipeline_run(&run.id, QUEUED, me).await? {
+                again.push(run);
+            }
+        }
+        // The oldest first, as they were queued.
+        again.sort_by_key(|r| r.created_ms);
+        let mut state = self.state.lock().await;
+        for run in again {
             let Some(version) = self
                 .store
                 .pipeline_version(&run.pipeline, Some(run.version))
@@ -167,15 +217,6 @@ impl Inner {
             }
         }
         for entry in state.pipelines.values_mut() {
-            let runs = self
-                .store
-                .pipeline_runs(Some(&entry.version.name), None, 1_000)
-                .await?;
-            entry.trigger_starts_ms = runs
-                .iter()
-                .filter(|r| r.trigger_kind != "manual" && now - r.created_ms < 86_400_000)
-                .map(|r| r.created_ms)
-                .collect();
             self.drain(entry);
         }
         Ok(())
@@ -427,7 +468,16 @@ impl Inner {
         }
         let mut chain = fire.chain;
         chain.push(name.to_owned());
-        let run = new_run(entry, fire.kind, &fire.cause, &json!({}), &chain, now);
+        let executor = self.executor.name();
+        let run = new_run(
+            entry,
+            executor,
+            fire.kind,
+            &fire.cause,
+            &json!({}),
+            &chain,
+            now,
+        );
         event.run_id = Some(run.id.clone());
         if let Decision::Queue = decision {
             event.reason = Some("queued: concurrency".into());

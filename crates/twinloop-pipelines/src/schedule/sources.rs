@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use twinloop_core::registry::RegistryEvent;
 use twinloop_core::time::now_ms;
+use twinloop_meta::event_cursor::EventCursor;
 use twinloop_meta::pipelines::TriggerEvent;
 
 use super::data::Snapshot;
@@ -281,6 +283,10 @@ impl Inner {
             .await
     }
 
+    /// Reads the registry's events through an [`EventCursor`]: on PostgreSQL an event can
+    /// commit after one with a higher id, and a plain "last id" would skip it. The stored cursor
+    /// is the floor below which every event is settled; events above it already fired are
+    /// refused by their unique row if read again after a failover.
     async fn poll_registry(
         self: &Arc<Self>,
         state: &mut State,
@@ -290,19 +296,39 @@ impl Inner {
         wanted: &RegistryTrigger,
     ) -> Result<()> {
         let cursor = cursor_name(index, trigger);
-        let Some(after) = self.cursor(pipeline, &cursor).await? else {
+        let key = (pipeline.to_owned(), cursor.clone());
+        if !state.registry_cursors.contains_key(&key) {
+            let Some(after) = self.cursor(pipeline, &cursor).await? else {
+                return Ok(());
+            };
+            state
+                .registry_cursors
+                .insert(key.clone(), EventCursor::new(after));
+        }
+        let Some(reading) = state.registry_cursors.get_mut(&key) else {
             return Ok(());
         };
-        let events = self.store.registry_events(after, BATCH).await?;
-        let Some(newest) = events.last().map(|e| e.id) else {
+        let before = reading.floor();
+        let events = self.store.registry_events(before, BATCH).await?;
+        let fresh: Vec<RegistryEvent> = events.into_iter().filter(|e| reading.see(e.id)).collect();
+        reading.settle(Instant::now());
+        let floor = reading.floor();
+        if fresh.is_empty() && floor == before {
             return Ok(());
-        };
+        }
         let mut fires = Vec::new();
-        for event in events {
+        for event in fresh {
             if event.kind.as_str() != wanted.event || event.model_name != wanted.model {
                 continue;
             }
-            let (payload, chain) = self.registry_payload(&event).await?;
+            let (payload, chain) = match self.registry_payload(&event).await {
+                Ok(found) => found,
+                Err(e) => {
+                    // Read again from the stored floor next time: this event has not fired.
+                    state.registry_cursors.remove(&key);
+                    return Err(e);
+                }
+            };
             let context = TriggerContext {
                 kind: "registry".into(),
                 payload: payload.clone(),
@@ -318,11 +344,16 @@ impl Inner {
                 kind: "registry",
                 cause: payload,
                 chain,
-                cursor: Some((cursor.clone(), event.id.to_string())),
+                cursor: Some((cursor.clone(), floor.to_string())),
             });
         }
-        self.fire_batch(state, pipeline, &cursor, newest, fires)
-            .await
+        let fired = self
+            .fire_batch(state, pipeline, &cursor, floor, fires)
+            .await;
+        if fired.is_err() {
+            state.registry_cursors.remove(&key);
+        }
+        fired
     }
 
     /// A data trigger: polls the path at its own pace, fires once a change has settled, with the

@@ -29,6 +29,7 @@ fn config() -> Config {
         kill_grace: Duration::from_millis(500),
         services: None,
         executors: None,
+        lease: None,
     }
 }
 
@@ -257,6 +258,7 @@ async fn a_restart_fails_the_runs_left_running_and_requeues_the_queued() {
         created_ms: 1,
         started_ms: None,
         ended_ms: None,
+        executor: None,
     };
     store
         .create_pipeline_run(&left("was-running", RUNNING))

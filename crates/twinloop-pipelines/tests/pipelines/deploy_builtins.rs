@@ -61,6 +61,7 @@ impl World {
         let deployments =
             DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), 1);
         deployments.follow_aliases();
+        deployments.control(None);
         World {
             store,
             artifacts,

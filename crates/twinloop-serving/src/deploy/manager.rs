@@ -1,21 +1,26 @@
 //! Changes to deployments. Each change loads and warms whatever new versions it needs first and
 //! only then swaps the deployment in the engine, so a failed change leaves the old one serving
 //! and a successful one fails no request.
+//!
+//! Among replicas on one database, as a KServe controller is one leader, the holder of the
+//! `deployments` lease makes the decisions nobody asked for — a canary's next step, its
+//! promotion or rollback — and stores each with the deployment; every replica serves what the
+//! store says ([`DeploymentManager::control`]), and follows aliases itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio::task::AbortHandle;
 use twinloop_core::deployments::DeploymentRecord;
 use twinloop_core::registry::RegistryEventKind;
+use twinloop_core::time::now_ms;
 use twinloop_meta::StoreHandle;
+use twinloop_meta::lease::LeaseKeeper;
 
 use super::canary::{at_step, judge, promoted};
 use super::state::{
-    CanaryState, CanaryStatus, CanaryStep, DeploymentState, DeploymentStatus, MovedAlias,
-    ServingRoute,
+    CanaryState, CanaryStatus, DeploymentState, DeploymentStatus, MovedAlias, ServingRoute,
 };
 use crate::engine::{Endpoint, Engine, ServeError};
 use crate::served::ServedModel;
@@ -30,11 +35,33 @@ pub struct DeploymentManager {
     sessions: usize,
     /// Every deployment's state; the lock also puts changes in a line.
     states: Mutex<HashMap<String, DeploymentState>>,
-    canaries: StdMutex<HashMap<String, AbortHandle>>,
+    /// The lease under which this replica decides (see [`DeploymentManager::control`]); unset:
+    /// it is the only one, and always decides.
+    lease: OnceLock<Arc<LeaseKeeper>>,
+    /// Stored specs this replica could not load, so that it does not retry them every second.
+    unloadable: StdMutex<HashMap<String, DeploymentSpec>>,
 }
+
+/// The lease a server's deployment decisions are made under.
+pub const LEASE: &str = "deployments";
+
+/// How often canaries are looked at; a step lasts its interval rounded up to this.
+const CONTROL_EVERY: Duration = Duration::from_millis(100);
+/// Every this many looks, a replica under a lease rereads the stored deployments.
+const SYNC_EVERY: u64 = 10;
 
 /// Who the registry records as moving an alias on a canary's promotion.
 const PROMOTION_ACTOR: &str = "twinloop-canary";
+
+/// The running canaries whose current step has lasted its interval.
+fn due_canaries(states: &HashMap<String, DeploymentState>) -> Vec<(String, CanaryState)> {
+    let now = now_ms();
+    states
+        .iter()
+        .filter_map(|(name, s)| Some((name.clone(), s.running_canary()?.clone())))
+        .filter(|(_, c)| now - c.step_started_ms >= (c.spec.interval_s * 1000.0) as i64)
+        .collect()
+}
 
 fn invalid(message: impl Into<String>) -> ServeError {
     ServeError::Invalid(message.into())
@@ -57,12 +84,186 @@ impl DeploymentManager {
             registry,
             sessions,
             states: Mutex::new(HashMap::new()),
-            canaries: StdMutex::new(HashMap::new()),
+            lease: OnceLock::new(),
+            unloadable: StdMutex::new(HashMap::new()),
         })
     }
 
-    /// Starts every stored deployment (a running canary resumes from its baseline), then marks
-    /// the engine ready. A deployment that cannot start is kept with status `failed`.
+    /// Whether this replica makes the decisions now: it holds the lease, or there is none.
+    fn decides(&self) -> bool {
+        self.lease.get().is_none_or(|l| l.token().is_some())
+    }
+
+    /// Steps running canaries, whatever replica started them, while this one decides; under a
+    /// `lease`, also rereads the stored deployments every second and serves what they say (a
+    /// deployment created, changed or deleted through another replica, a canary's step taken
+    /// there). Call once.
+    pub fn control(self: &Arc<Self>, lease: Option<Arc<LeaseKeeper>>) {
+        let shared = lease.is_some();
+        if let Some(lease) = lease {
+            let _ = self.lease.set(lease);
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            for tick in 1u64.. {
+                tokio::time::sleep(CONTROL_EVERY).await;
+                let Some(me) = me.upgrade() else { return };
+                let mut states = me.states.lock().await;
+                // Before `restore` has loaded what is stored, there is nothing to compare.
+                if shared && tick.is_multiple_of(SYNC_EVERY) && me.engine.is_ready() {
+                    me.sync(&mut states).await;
+                }
+                if me.decides() {
+                    me.step_canaries(&mut states, shared).await;
+                }
+            }
+        });
+    }
+
+    /// Serves what the store says: deployments created elsewhere are loaded, changed ones
+    /// switched to (loaded and warmed first), deleted ones dropped; the stored state (the
+    /// decisions, the notes) replaces this replica's, except for what it serves itself.
+    async fn sync(&self, states: &mut HashMap<String, DeploymentState>) {
+        let records = match self.store.deployments().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "cannot read the stored deployments");
+                return;
+            }
+        };
+        let stored: HashMap<String, (DeploymentSpec, DeploymentState)> = records
+            .iter()
+            .filter_map(|r| {
+                let spec = serde_json::from_str::<DeploymentSpec>(&r.spec).ok()?;
+                let state = serde_json::from_str::<DeploymentState>(&r.state).ok()?;
+                Some((r.name.clone(), (spec, state)))
+            })
+            .collect();
+        let gone: Vec<String> = states
+            .keys()
+            .filter(|name| !records.iter().any(|r| &&r.name == name))
+            .cloned()
+            .collect();
+        for name in gone {
+            states.remove(&name);
+            self.engine.remove(&name);
+        }
+        for (name, (spec, mut state)) in stored {
+            let current = self.engine.get(&name);
+            if current.as_ref().is_some_and(|c| c.spec == spec) {
+                if let Some(mine) = states.get(&name) {
+                    state.serving.clone_from(&mine.serving);
+                    state.shadow.clone_from(&mine.shadow);
+                }
+                states.insert(name, state);
+                continue;
+            }
+            let failed_before = self
+                .unloadable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&name)
+                == Some(&spec);
+            if failed_before {
+                states.entry(name).or_insert(state);
+                continue;
+            }
+            match self.build(&spec, current.as_deref()).await {
+                Ok(endpoint) => {
+                    self.install(&mut state, endpoint);
+                    states.insert(name, state);
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %name, error = %e, "cannot serve the stored deployment");
+                    self.unloadable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), spec);
+                    states.entry(name).or_insert(state);
+                }
+            }
+        }
+    }
+
+    /// Judges each running canary whose step has lasted its interval, and takes the next step,
+    /// promotes or rolls back. Each decision is stored with the deployment in one write, so a
+    /// replica that takes over continues from the last one stored.
+    async fn step_canaries(&self, states: &mut HashMap<String, DeploymentState>, shared: bool) {
+        if due_canaries(states).is_empty() {
+            return;
+        }
+        // A canary promoted, rolled back or replaced through another replica since the last
+        // reading must not be stepped from this replica's older view.
+        if shared {
+            self.sync(states).await;
+        }
+        for (name, canary) in due_canaries(states) {
+            // The lease may have been lost during the pass: a replica that no longer decides
+            // must not act on what it read.
+            if !self.decides() {
+                return;
+            }
+            let Some(candidate) = self
+                .engine
+                .get(&name)
+                .and_then(|e| e.routes.last().cloned())
+            else {
+                continue;
+            };
+            let step = judge(&canary.spec, canary.percent, &candidate.window.take());
+            tracing::info!(deployment = %name, percent = step.percent, requests = step.requests, errors = step.errors, p99_ms = ?step.p99_ms, passed = step.passed, "canary step");
+            let failed = step.reason.clone();
+            if let Some(state) = states.get_mut(&name) {
+                state.canary_judged(step);
+            }
+            let next = canary.spec.steps.get(canary.steps.len() + 1).copied();
+            let baseline = &canary.baseline;
+            match (failed, next) {
+                (Some(reason), _) => {
+                    self.end_canary_locked(
+                        states,
+                        &name,
+                        baseline,
+                        CanaryStatus::RolledBack,
+                        Some(reason),
+                    )
+                    .await;
+                }
+                (None, None) => {
+                    self.end_canary_locked(states, &name, baseline, CanaryStatus::Promoted, None)
+                        .await;
+                }
+                (None, Some(percent)) => {
+                    if let Some(state) = states.get_mut(&name) {
+                        state.canary_moved(percent, now_ms());
+                    }
+                    let spec = at_step(baseline, &canary.spec.candidate, percent);
+                    let note = format!("canary {}: {percent}%", canary.spec.candidate.uri());
+                    if let Err(e) = self.switch(states, spec, note, false, true).await {
+                        self.end_canary_locked(
+                            states,
+                            &name,
+                            baseline,
+                            CanaryStatus::RolledBack,
+                            Some(e.to_string()),
+                        )
+                        .await;
+                        continue;
+                    }
+                    if let Some(moved) = self
+                        .engine
+                        .get(&name)
+                        .and_then(|e| e.routes.last().cloned())
+                    {
+                        moved.window.take();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts every stored deployment as stored (a running canary goes on from its step), then
+    /// marks the engine ready. A deployment that cannot start is kept with status `failed`.
     pub async fn restore(self: &Arc<Self>) -> Result<(), ServeError> {
         let records = self
             .store
@@ -78,15 +279,6 @@ impl DeploymentManager {
                 tracing::error!(deployment = %record.name, "stored deployment is unreadable; skipped");
                 continue;
             };
-            let spec = match state.running_canary().map(|c| c.baseline.clone()) {
-                Some(baseline) => {
-                    let reason = "the server restarted during the canary: back to its baseline";
-                    state.finish_canary(CanaryStatus::RolledBack, Some(reason.into()));
-                    state.note(reason);
-                    baseline
-                }
-                None => spec,
-            };
             match self.build(&spec, None).await {
                 Ok(endpoint) => {
                     self.install(&mut state, endpoint);
@@ -97,9 +289,12 @@ impl DeploymentManager {
                     state.status = "failed".into();
                     state.error = Some(e.to_string());
                     state.note(format!("could not start: {e}"));
+                    // Other replicas may serve it: only the one that decides says it failed.
+                    if self.decides() {
+                        self.persist(&spec, &state).await;
+                    }
                 }
             }
-            self.persist(&spec, &state).await;
             states.insert(spec.name.clone(), state);
         }
         self.engine.set_ready(true);
@@ -208,13 +403,15 @@ impl DeploymentManager {
         }
     }
 
-    /// Moves `name` to `spec` (the caller holds the states lock).
+    /// Moves `name` to `spec` (the caller holds the states lock), and stores the result when
+    /// `save`.
     async fn switch(
         &self,
         states: &mut HashMap<String, DeploymentState>,
         spec: DeploymentSpec,
         note: String,
         remember: bool,
+        save: bool,
     ) -> Result<(), ServeError> {
         spec.validate().map_err(|e| invalid(e.to_string()))?;
         let current = self.engine.get(&spec.name);
@@ -227,8 +424,10 @@ impl DeploymentManager {
                 state.error = Some(e.to_string());
                 state.note(format!("change refused, still serving as before: {e}"));
                 let state = state.clone();
-                self.persist(&current.map(|c| c.spec.clone()).unwrap_or(spec), &state)
-                    .await;
+                if save {
+                    self.persist(&current.map(|c| c.spec.clone()).unwrap_or(spec), &state)
+                        .await;
+                }
                 return Err(e);
             }
         };
@@ -240,7 +439,9 @@ impl DeploymentManager {
         state.error = None;
         state.note(note);
         let state = state.clone();
-        self.persist(&spec, &state).await;
+        if save {
+            self.persist(&spec, &state).await;
+        }
         Ok(())
     }
 
@@ -269,7 +470,6 @@ impl DeploymentManager {
         name: &str,
         routes: Vec<RouteSpec>,
     ) -> Result<DeploymentStatus, ServeError> {
-        self.stop_canary(name);
         let mut states = self.states.lock().await;
         let current = self.engine.get(name).ok_or_else(|| unknown(name))?;
         if let Some(state) = states.get_mut(name) {
@@ -279,7 +479,7 @@ impl DeploymentManager {
             routes,
             ..current.spec.clone()
         };
-        self.switch(&mut states, spec, "traffic set".into(), true)
+        self.switch(&mut states, spec, "traffic set".into(), true, true)
             .await?;
         drop(states);
         self.status(name).await
@@ -307,95 +507,25 @@ impl DeploymentManager {
         let baseline = current.spec.clone();
         let first = canary.steps[0];
         let spec = at_step(&baseline, &canary.candidate, first);
-        self.switch(
-            &mut states,
-            spec,
-            format!("canary {}: {first}%", canary.candidate.uri()),
-            true,
-        )
-        .await?;
+        // Started in the state the switch stores, so the step and the canary are one write.
+        let before = states.get(name).and_then(|s| s.canary.clone());
         if let Some(state) = states.get_mut(name) {
-            state.start_canary(canary.clone(), baseline.clone());
-            let snapshot = state.clone();
-            self.persist(&at_step(&baseline, &canary.candidate, first), &snapshot)
-                .await;
+            state.start_canary(canary.clone(), baseline.clone(), now_ms());
+        }
+        let note = format!("canary {}: {first}%", canary.candidate.uri());
+        if let Err(e) = self.switch(&mut states, spec, note, true, true).await {
+            if let Some(state) = states.get_mut(name) {
+                state.canary = before;
+                let snapshot = state.clone();
+                self.persist(&baseline, &snapshot).await;
+            }
+            return Err(e);
+        }
+        if let Some(candidate) = self.engine.get(name).and_then(|e| e.routes.last().cloned()) {
+            candidate.window.take();
         }
         drop(states);
-        let me = self.clone();
-        let task_name = name.to_string();
-        let handle = tokio::spawn(async move { me.run_canary(task_name, canary, baseline).await });
-        self.canaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), handle.abort_handle());
         self.status(name).await
-    }
-
-    async fn run_canary(
-        self: Arc<Self>,
-        name: String,
-        canary: CanarySpec,
-        baseline: DeploymentSpec,
-    ) {
-        for (i, &percent) in canary.steps.iter().enumerate() {
-            if i > 0 {
-                let mut states = self.states.lock().await;
-                let spec = at_step(&baseline, &canary.candidate, percent);
-                let moved = self
-                    .switch(
-                        &mut states,
-                        spec,
-                        format!("canary {}: {percent}%", canary.candidate.uri()),
-                        false,
-                    )
-                    .await;
-                if let Err(e) = moved {
-                    drop(states);
-                    self.end_canary(
-                        &name,
-                        &baseline,
-                        CanaryStatus::RolledBack,
-                        Some(e.to_string()),
-                    )
-                    .await;
-                    return;
-                }
-                if let Some(state) = states.get_mut(&name) {
-                    state.canary_moved(percent);
-                }
-            }
-            let Some(candidate) = self
-                .engine
-                .get(&name)
-                .and_then(|e| e.routes.last().cloned())
-            else {
-                return;
-            };
-            candidate.window.take();
-            tokio::time::sleep(Duration::from_secs_f64(canary.interval_s)).await;
-            let step = judge(&canary, percent, &candidate.window.take());
-            let failed = step.reason.clone();
-            self.canary_judged(&name, step).await;
-            if let Some(reason) = failed {
-                self.end_canary(&name, &baseline, CanaryStatus::RolledBack, Some(reason))
-                    .await;
-                return;
-            }
-        }
-        self.end_canary(&name, &baseline, CanaryStatus::Promoted, None)
-            .await;
-    }
-
-    /// Keeps what a step of the running canary saw, so that `status` shows each gate's figures.
-    async fn canary_judged(&self, name: &str, step: CanaryStep) {
-        tracing::info!(deployment = %name, percent = step.percent, requests = step.requests, errors = step.errors, p99_ms = ?step.p99_ms, passed = step.passed, "canary step");
-        let mut states = self.states.lock().await;
-        let (Some(state), Some(current)) = (states.get_mut(name), self.engine.get(name)) else {
-            return;
-        };
-        state.canary_judged(step);
-        let snapshot = state.clone();
-        self.persist(&current.spec, &snapshot).await;
     }
 
     /// Finishes a canary: promoted gives the candidate all traffic, rolled back restores the
@@ -409,6 +539,18 @@ impl DeploymentManager {
         reason: Option<String>,
     ) {
         let mut states = self.states.lock().await;
+        self.end_canary_locked(&mut states, name, baseline, outcome, reason)
+            .await;
+    }
+
+    async fn end_canary_locked(
+        &self,
+        states: &mut HashMap<String, DeploymentState>,
+        name: &str,
+        baseline: &DeploymentSpec,
+        outcome: CanaryStatus,
+        reason: Option<String>,
+    ) {
         let Some(canary) = states.get(name).and_then(|s| s.canary.clone()) else {
             return;
         };
@@ -426,7 +568,7 @@ impl DeploymentManager {
             }
             _ => baseline.clone(),
         };
-        if let Err(e) = self.switch(&mut states, spec.clone(), note, false).await {
+        if let Err(e) = self.switch(states, spec.clone(), note, false, true).await {
             tracing::error!(deployment = name, error = %e, "cannot finish the canary");
         }
         if let Some(state) = states.get_mut(name) {
@@ -437,10 +579,6 @@ impl DeploymentManager {
             let snapshot = state.clone();
             self.persist(&spec, &snapshot).await;
         }
-        self.canaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
     }
 
     /// The route a promoted candidate keeps, and what became of the alias. With
@@ -529,21 +667,6 @@ impl DeploymentManager {
             .map_err(|e| e.0)
     }
 
-    fn stop_canary(&self, name: &str) -> bool {
-        match self
-            .canaries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-        {
-            Some(handle) => {
-                handle.abort();
-                true
-            }
-            None => false,
-        }
-    }
-
     fn running_canary(
         states: &HashMap<String, DeploymentState>,
         name: &str,
@@ -558,7 +681,6 @@ impl DeploymentManager {
                 "deployment {name:?} has no canary running to promote"
             ))
         })?;
-        self.stop_canary(name);
         self.end_canary(
             name,
             &canary.baseline,
@@ -573,7 +695,6 @@ impl DeploymentManager {
     pub async fn rollback(&self, name: &str) -> Result<DeploymentStatus, ServeError> {
         let canary = Self::running_canary(&*self.states.lock().await, name);
         if let Some(canary) = canary {
-            self.stop_canary(name);
             // The caller may be a person or a monitor's rollback action.
             self.end_canary(
                 name,
@@ -622,7 +743,13 @@ impl DeploymentManager {
         // Taken from the history only once it serves: a previous spec that no longer loads
         // stays there.
         let switched = self
-            .switch(&mut states, previous.clone(), "rolled back".into(), false)
+            .switch(
+                &mut states,
+                previous.clone(),
+                "rolled back".into(),
+                false,
+                true,
+            )
             .await;
         if let (
             Err(_),
@@ -648,7 +775,6 @@ impl DeploymentManager {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), ServeError> {
-        self.stop_canary(name);
         let mut states = self.states.lock().await;
         if states.remove(name).is_none() {
             return Err(unknown(name));
@@ -753,7 +879,10 @@ impl DeploymentManager {
             }
             let spec = current.spec.clone();
             let note = format!("alias {model}@{alias} moved: following it");
-            if let Err(e) = self.switch(&mut states, spec, note, false).await {
+            // Every replica follows the alias itself; only the one that decides stores it, so
+            // that a replica's older view never overwrites a decision stored meanwhile.
+            let save = self.decides();
+            if let Err(e) = self.switch(&mut states, spec, note, false, save).await {
                 tracing::error!(deployment = %name, error = %e, "cannot follow the alias");
             }
         }
@@ -802,6 +931,7 @@ mod tests {
             ),
         };
         let manager = DeploymentManager::new(engine.clone(), store, Arc::new(registry), 1);
+        manager.control(None);
         let spec = DeploymentSpec {
             name: "d".into(),
             routes: vec![RouteSpec {

@@ -6,7 +6,7 @@ mod manager;
 mod state;
 mod store_registry;
 
-pub use manager::DeploymentManager;
+pub use manager::{DeploymentManager, LEASE};
 pub use state::{
     CanaryState, CanaryStatus, CanaryStep, DeploymentEvent, DeploymentState, DeploymentStatus,
     MovedAlias, ServingRoute,

@@ -74,6 +74,10 @@ pub struct CanaryState {
     /// The alias the promotion moved, so that rolling the promotion back moves it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_alias: Option<MovedAlias>,
+    /// When the current step began (ms since the epoch): the replica that decides judges it
+    /// once its interval has passed, whichever replica began it.
+    #[serde(default)]
+    pub step_started_ms: i64,
 }
 
 /// A registry alias a promotion pointed at its candidate.
@@ -153,7 +157,7 @@ impl DeploymentState {
     }
 
     /// A canary has taken its first step (the caller has remembered `baseline` in the history).
-    pub fn start_canary(&mut self, spec: CanarySpec, baseline: DeploymentSpec) {
+    pub fn start_canary(&mut self, spec: CanarySpec, baseline: DeploymentSpec, now_ms: i64) {
         self.canary = Some(CanaryState {
             percent: spec.steps[0],
             spec,
@@ -162,17 +166,19 @@ impl DeploymentState {
             baseline,
             steps: Vec::new(),
             moved_alias: None,
+            step_started_ms: now_ms,
         });
     }
 
-    /// The running canary moved its candidate to `percent` of traffic.
-    pub fn canary_moved(&mut self, percent: u32) {
+    /// The running canary moved its candidate to `percent` of traffic, at `now_ms`.
+    pub fn canary_moved(&mut self, percent: u32, now_ms: i64) {
         if let Some(c) = self
             .canary
             .as_mut()
             .filter(|c| c.status == CanaryStatus::Running)
         {
             c.percent = percent;
+            c.step_started_ms = now_ms;
         }
     }
 
@@ -269,7 +275,7 @@ mod tests {
     fn canarying() -> DeploymentState {
         let mut s = DeploymentState::default();
         s.remember(spec("1"));
-        s.start_canary(canary_spec(), spec("1"));
+        s.start_canary(canary_spec(), spec("1"), 0);
         s
     }
 
@@ -291,7 +297,7 @@ mod tests {
     fn a_rollback_after_a_promotion_says_rolled_back() {
         let mut s = canarying();
         s.canary_judged(step(10, true));
-        s.canary_moved(100);
+        s.canary_moved(100, 1);
         s.canary_judged(step(100, true));
         s.finish_canary(CanaryStatus::Promoted, None);
         let c = s.canary.as_ref().unwrap();
@@ -312,7 +318,7 @@ mod tests {
         let mut s = DeploymentState::default();
         s.remember(spec("0"));
         s.remember(spec("1"));
-        s.start_canary(canary_spec(), spec("1"));
+        s.start_canary(canary_spec(), spec("1"), 0);
         s.canary_judged(step(10, false));
         s.finish_canary(CanaryStatus::RolledBack, Some("too many errors".into()));
         assert_eq!(s.history, vec![spec("0")]);
@@ -329,7 +335,7 @@ mod tests {
     fn only_a_running_canary_moves_and_records_steps() {
         let mut s = canarying();
         s.finish_canary(CanaryStatus::Promoted, Some("promoted by hand".into()));
-        s.canary_moved(50);
+        s.canary_moved(50, 1);
         s.canary_judged(step(50, true));
         let c = s.canary.as_ref().unwrap();
         assert_eq!((c.percent, c.steps.len()), (100, 0));
