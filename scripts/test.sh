@@ -3,7 +3,8 @@
 #   1. style: cargo fmt --check, cargo clippy -D warnings
 #   2. Rust unit and integration tests (cargo nextest), on SQLite, on a throwaway PostgreSQL and,
 #      for artifacts, on a local S3-compatible server (moto); the feature store's online-store
-#      suite also runs on a throwaway redis-server that the tests start themselves
+#      suite also runs on a throwaway redis-server and a three-node Redis Cluster that the tests
+#      start themselves
 #   3. the drift engine against Evidently itself (tests/monitor, its own venv)
 #   4. README.md's commands, run literally in order against the binary just built
 #   5. the compatibility suite: the stock mlflow client (pinned, in a venv made here) against the

@@ -1,5 +1,6 @@
 //! The online store: the latest feature row per entity key and view, behind one trait with two
-//! implementations, [`EmbeddedStore`] (redb files) and [`RedisStore`].
+//! implementations, [`EmbeddedStore`] (redb files) and [`RedisStore`] (one Redis server or a
+//! Redis Cluster).
 //!
 //! Every write is conditional: a row replaces the stored one only when its (event time,
 //! created time) is not older, so materializing windows in any order, or re-running one, ends
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 use twinloop_core::{Error, Result};
 
 pub use embedded::EmbeddedStore;
-pub use redis_store::RedisStore;
+pub use redis_store::{RedisStore, row_key};
 
 use crate::repo::{FeatureRepo, FeatureView, OnlineStoreConfig};
 use crate::value::Value;
@@ -126,7 +127,8 @@ pub async fn open(repo: &FeatureRepo) -> Result<Arc<dyn OnlineStore>> {
             };
             Ok(Arc::new(EmbeddedStore::open(&dir)?))
         }
-        OnlineStoreConfig::Redis { url } => Ok(Arc::new(RedisStore::connect(url).await?)),
+        OnlineStoreConfig::Redis { url } => redis_store::connect(url).await,
+        OnlineStoreConfig::RedisCluster { nodes } => redis_store::connect_cluster(nodes).await,
     }
 }
 

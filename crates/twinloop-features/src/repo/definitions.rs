@@ -17,16 +17,16 @@ impl std::fmt::Display for Origin {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// Where online rows live, as `load` resolves `twinloop.yaml`'s `online_store`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum OnlineStoreConfig {
     /// redb files under `path` (default `DIR/.twinloop/online`).
-    Embedded {
-        path: Option<String>,
-    },
-    Redis {
-        url: String,
-    },
+    Embedded { path: Option<String> },
+    /// One Redis server, as a `redis://` URL.
+    Redis { url: String },
+    /// A Redis Cluster, reached through any of its nodes (`redis://` URLs, each with the
+    /// credentials).
+    RedisCluster { nodes: Vec<String> },
 }
 
 impl Default for OnlineStoreConfig {

@@ -8,6 +8,7 @@ use twinloop_core::{Error, Result};
 
 use super::definitions::TtlText;
 use super::names::{check_name, check_project_name};
+use super::online_config::OnlineStoreText;
 use super::{
     Entity, FeatureRef, FeatureService, FeatureView, OnlineStoreConfig, Origin, RepoConfig, Source,
     locate, parse_ttl,
@@ -19,7 +20,7 @@ pub const CONFIG_FILE: &str = "twinloop.yaml";
 #[serde(deny_unknown_fields)]
 struct FileContent {
     project: Option<String>,
-    online_store: Option<OnlineStoreConfig>,
+    online_store: Option<OnlineStoreText>,
     registry: Option<String>,
     /// The pipelines' named executors, which share `twinloop.yaml`; read by
     /// `twinloop_pipelines::config`, not by the feature store.
@@ -108,11 +109,17 @@ impl FeatureRepo {
                     .ok_or_else(|| Error::invalid(format!("{file}:1: `project` is required")))?;
                 check_project_name(&project)
                     .map_err(|m| Error::invalid(format!("{file}:1: project")).with_source(m))?;
-                config = Some((
-                    project,
-                    content.online_store.clone(),
-                    content.registry.clone(),
-                ));
+                let online_store = match content.online_store.clone() {
+                    None => OnlineStoreConfig::default(),
+                    Some(written) => written.resolve().map_err(|m| {
+                        let line = text
+                            .lines()
+                            .position(|l| l.starts_with("online_store"))
+                            .map_or(1, |i| i + 1);
+                        Error::invalid(format!("{file}:{line}: online_store: {m}"))
+                    })?,
+                };
+                config = Some((project, online_store, content.registry.clone()));
             } else if content.project.is_some()
                 || content.online_store.is_some()
                 || content.registry.is_some()
@@ -170,7 +177,7 @@ impl FeatureRepo {
         let (project, online_store, registry) =
             config.ok_or_else(|| Error::invalid(format!("{CONFIG_FILE} is missing")))?;
         repo.config.project = project;
-        repo.config.online_store = online_store.unwrap_or_default();
+        repo.config.online_store = online_store;
         repo.config.registry = registry.unwrap_or_else(|| {
             format!("sqlite:///{}", dir.join(".twinloop/registry.db").display())
         });

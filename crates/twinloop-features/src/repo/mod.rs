@@ -8,6 +8,7 @@ mod duration;
 mod load;
 mod locate;
 mod names;
+mod online_config;
 
 pub use definitions::{
     Entity, FeatureDef, FeatureRef, FeatureService, FeatureView, OnlineStoreConfig, Origin,

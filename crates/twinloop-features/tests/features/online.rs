@@ -1,10 +1,11 @@
-//! The online store suite, run against the embedded store and a real Redis: newer-wins
-//! writes, materialization windows in any order, incremental materialization, and online reads
-//! with TTL, null values and unknown keys.
+//! The online store suite, run against the embedded store, a real Redis and a three-node Redis
+//! Cluster: newer-wins writes, materialization windows in any order, incremental
+//! materialization, and online reads with TTL, null values and unknown keys.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use twinloop_features::online::{OnlineRow, OnlineStore, OnlineWrite};
+use twinloop_features::online::{OnlineRow, OnlineStore, OnlineWrite, row_key, table_name};
 use twinloop_features::progress::Progress;
 use twinloop_features::serving::{
     FeatureSelection, FeatureStatus, OnlineQuery, OnlineService, PushRequest, PushTarget, PushTo,
@@ -12,6 +13,7 @@ use twinloop_features::serving::{
 use twinloop_features::store::FeatureStore;
 use twinloop_features::value::Value as FeatureValue;
 
+use crate::support::redis_cluster::RedisCluster;
 use crate::support::*;
 
 const SECOND: i64 = 1_000_000;
@@ -57,6 +59,16 @@ async fn each_store(test: impl AsyncFn(&str)) {
         ))
         .await;
     }
+    if let Some(cluster) = RedisCluster::start() {
+        test(&cluster_config(&cluster)).await;
+    }
+}
+
+fn cluster_config(cluster: &RedisCluster) -> String {
+    format!(
+        "online_store: {{type: redis, redis_type: redis_cluster, connection_string: \"{}\"}}\n",
+        cluster.connection_string
+    )
 }
 
 fn online_row(ts: i64, created: i64, value: f64) -> Vec<u8> {
@@ -420,4 +432,118 @@ async fn online_reads_enforce_ttl_and_report_every_status() {
         }
     })
     .await;
+}
+
+/// On a cluster, entities spread over every node while one entity's rows of all views share a
+/// slot (the hash tag), and one read gathers many entities from every node.
+#[tokio::test]
+async fn a_cluster_spreads_entities_over_its_nodes_and_keeps_an_entity_in_one_slot() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let now = twinloop_features::time::now_micros();
+    let rows: Vec<FeatureRow> = (1..=200)
+        .map(|k| row(k, now - SECOND, now, k as f64))
+        .collect();
+    write_features(&dir.path().join("data/f.parquet"), &rows);
+    repo(dir.path(), &cluster_config(&cluster), DEFS);
+    let store = FeatureStore::open(dir.path()).await.unwrap();
+    store.apply().await.unwrap();
+    let online = store.online_store().await.unwrap();
+    store
+        .materialize(online.as_ref(), 0, now, &[], &Progress::none())
+        .await
+        .unwrap();
+
+    let tables = ["recent", "forever"]
+        .map(|v| table_name(&store.repo.config.project, store.repo.view(v).unwrap()));
+    for table in &tables {
+        assert_eq!(online.count(table).await.unwrap(), 200, "{table}");
+    }
+    let node = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.ports[0])).unwrap();
+    let mut node = node.get_connection().unwrap();
+    let mut slots = HashSet::new();
+    for k in 1..=200i64 {
+        let key = [b"i".as_slice(), &k.to_be_bytes()].concat();
+        let entity_slots: HashSet<u16> = tables
+            .iter()
+            .map(|table| {
+                redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(row_key(table, &key))
+                    .query::<u16>(&mut node)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(entity_slots.len(), 1, "entity {k}: {entity_slots:?}");
+        slots.extend(entity_slots);
+    }
+    assert!(slots.len() > 100, "{} slots", slots.len());
+    for &port in &cluster.ports {
+        let keys: u64 = cluster.cli(port, &["dbsize"]).trim().parse().unwrap();
+        assert!(keys > 100, "node {port} holds {keys} keys");
+    }
+
+    let service = OnlineService::new(store.repo.clone(), online.clone())
+        .await
+        .unwrap();
+    let all: Vec<i64> = (0..=201).collect();
+    let reply = service
+        .get_online_features(&query(&["forever:value"], vec![("driver_id", ids(&all))]))
+        .await
+        .unwrap();
+    let mut want: Vec<FeatureValue> = (1..=200).map(|k| FeatureValue::Float64(k as f64)).collect();
+    want.insert(0, FeatureValue::Null);
+    want.push(FeatureValue::Null);
+    assert_eq!(reply.features[0].values, want);
+}
+
+/// Rows written before keys carried a hash tag (`twinloop:TABLE:KEY`) are moved into the
+/// tagged layout the first time a process touches their table, and still win over older rows.
+#[tokio::test]
+async fn rows_of_the_untagged_layout_are_adopted() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for key in [b"k1", b"k2"] {
+        let legacy = [b"twinloop:t:".as_slice(), key.as_slice()].concat();
+        redis::cmd("SET")
+            .arg(&legacy)
+            .arg(online_row(10, 0, 1.0))
+            .query::<()>(&mut connection)
+            .unwrap();
+        redis::cmd("SADD")
+            .arg("twinloop:t")
+            .arg(&legacy)
+            .query::<()>(&mut connection)
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("online_store: {{type: redis, url: \"{}\"}}\n", redis.url);
+    let store = twinloop_features::online::open(&repo(dir.path(), &config, DEFS))
+        .await
+        .unwrap();
+    let older = OnlineWrite {
+        key: b"k1".to_vec(),
+        row: online_row(5, 0, 2.0),
+    };
+    assert_eq!(store.write("t", vec![older]).await.unwrap(), 0);
+    for key in [b"k1", b"k2"] {
+        let row = stored_value(store.as_ref(), key).await.unwrap();
+        assert_eq!(
+            (row.event_ts, row.values),
+            (10, vec![FeatureValue::Float64(1.0)])
+        );
+    }
+    assert_eq!(store.count("t").await.unwrap(), 2);
+    let left: u64 = redis::cmd("EXISTS")
+        .arg("twinloop:t")
+        .arg(b"twinloop:t:k1")
+        .arg(b"twinloop:t:k2")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(left, 0);
 }

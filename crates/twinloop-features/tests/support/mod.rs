@@ -1,5 +1,5 @@
 //! Test helpers: feature repositories in temporary directories, Parquet files written from
-//! rows, training sets read back, and a throwaway Redis.
+//! rows, training sets read back, and a throwaway Redis (one server or a cluster).
 
 #![allow(dead_code)]
 
@@ -14,6 +14,8 @@ use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use twinloop_features::repo::FeatureRepo;
+
+pub mod redis_cluster;
 
 pub const CONFIG: &str = "project: test\n";
 

@@ -170,3 +170,36 @@ fn the_pipelines_executors_may_share_the_config_file() {
     .unwrap();
     assert_eq!(repo.config.project, "rides");
 }
+
+#[test]
+fn a_redis_cluster_is_configured_as_feast_writes_it() {
+    let load_config = |config: &str| {
+        FeatureRepo::from_texts(
+            Path::new("/repo"),
+            &[
+                ("defs.yaml".into(), DEFS.into()),
+                (CONFIG_FILE.into(), format!("project: rides\n{config}")),
+            ],
+        )
+    };
+    let repo = load_config(
+        "online_store:\n  type: redis\n  redis_type: redis_cluster\n  \
+         connection_string: \"a:7000,b:7001\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        repo.config.online_store,
+        OnlineStoreConfig::RedisCluster {
+            nodes: vec!["redis://a:7000/0".into(), "redis://b:7001/0".into()]
+        }
+    );
+    let msg = load_config("online_store: {type: redis, redis_type: redis_cluster}\n")
+        .unwrap_err()
+        .message;
+    assert!(
+        msg.starts_with(
+            "twinloop.yaml:2: online_store: redis_type: redis_cluster needs connection_string"
+        ),
+        "{msg}"
+    );
+}
