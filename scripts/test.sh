@@ -45,6 +45,10 @@ done
 step "deployment manifests render as deploy/golden says (scripts/check-deploy.sh)"
 bash scripts/check-deploy.sh
 
+step "web UI scripts: node --check, and node --test for their pure helpers (no npm)"
+for js in crates/twinloop-ui/assets/*.js; do node --check "$js"; done
+node --test crates/twinloop-ui/assets/test/
+
 step "build"
 cargo build --workspace --all-targets --quiet
 

@@ -5,13 +5,14 @@
 // and last value. `last` is the line and [min, max] a band behind it, so a spike squeezed into
 // a bucket still shows. A chart is fetched only once its card scrolls into view, and on the
 // metric page (data-zoom) a dragged selection re-queries the zoomed range, which comes back raw once it
-// holds few enough points, and is written into the URL.
+// holds few enough points, and is written into the URL. The pure parts (bucket decoding,
+// smoothing, scales, URL state) are ui-lib.js's, tested under node.
 (function () {
   "use strict";
 
+  var lib = window.TwinloopUI;
   /** Same order as the .c0 … .c9 legend swatches in ui.css. */
   var COLORS = ["#2059c5", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285", "#c2255c", "#5c7cfa", "#74b816", "#495057"];
-  var MAX_BUCKETS = 4000;
 
   /**
    * @param {string} hex
@@ -20,46 +21,6 @@
   function rgba(hex, alpha) {
     var n = parseInt(hex.slice(1), 16);
     return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
-  }
-
-  /**
-   * Exponential moving average with TensorBoard's debiasing, so the first points are not
-   * pulled towards zero.
-   * @param {number[]} ys
-   * @param {number} weight 0 (none) … <1
-   */
-  function smooth(ys, weight) {
-    if (!(weight > 0)) return ys;
-    var out = new Array(ys.length), acc = 0, n = 0;
-    for (var i = 0; i < ys.length; i++) {
-      var y = ys[i];
-      if (y == null || !isFinite(y)) { out[i] = y; continue; }
-      acc = acc * weight + (1 - weight) * y;
-      n++;
-      out[i] = acc / (1 - Math.pow(weight, n));
-    }
-    return out;
-  }
-
-  /**
-   * One run's answer as uPlot columns: x, line, min, max. A bucket is drawn at the middle of
-   * its share of the range: bucket i spans origin + i * width for width, clipped to from..to.
-   * @param {any} answer
-   * @param {any} run
-   * @param {number} weight
-   * @returns {number[][]}
-   */
-  function columns(answer, run, weight) {
-    if (run.raw || !run.buckets) {
-      var p = run.points || { x: [], value: [] };
-      return [p.x, smooth(p.value, weight), p.value, p.value];
-    }
-    var b = run.buckets, w = answer.bucket_width, xs = new Array(b.index.length);
-    for (var i = 0; i < xs.length; i++) {
-      var lo = answer.origin + b.index[i] * w;
-      xs[i] = Math.floor((Math.max(lo, answer.from) + Math.min(lo + w - 1, answer.to)) / 2);
-    }
-    return [xs, smooth(b.last, weight), b.min, b.max];
   }
 
   /**
@@ -74,7 +35,7 @@
     q.set("run_ids", d.runs || "");
     q.set("key", d.key || "");
     q.set("x", d.x || "step");
-    q.set("buckets", String(Math.max(10, Math.min(MAX_BUCKETS, Math.round(width * (window.devicePixelRatio || 1))))));
+    q.set("buckets", String(lib.bucketCount(width, window.devicePixelRatio)));
     if (from != null) q.set("from", String(Math.floor(from)));
     if (to != null) q.set("to", String(Math.ceil(to)));
     return "/api/twinloop/v1/metrics/series?" + q.toString();
@@ -87,11 +48,8 @@
    */
   function table(fig, answer) {
     var weight = parseFloat(fig.dataset.smooth || "0");
-    var parts = answer.runs.map(function (/** @type {any} */ r) { return columns(answer, r, weight); });
-    var positive = true;
-    parts.forEach(function (/** @type {number[][]} */ p) {
-      for (var i = 0; i < p[2].length; i++) if (!(p[2][i] > 0)) { positive = false; break; }
-    });
+    var parts = answer.runs.map(function (/** @type {any} */ r) { return lib.columns(answer, r, weight); });
+    var positive = lib.allPositive(parts);
     var data = parts.length === 1 ? parts[0] : window.uPlot.join(parts);
     return { data: data, runs: parts.length, positive: positive };
   }
@@ -131,8 +89,7 @@
       },
       scales: {
         x: { time: x === "time" },
-        // Log of a value at or below zero is undefined; asinh is log-like and takes them.
-        y: log ? (positive ? { distr: 3 } : { distr: 4 }) : {},
+        y: lib.yScale(log, positive),
       },
       axes: [
         {
@@ -212,11 +169,10 @@
      * @param {number | null} hi
      */
     function zoom(lo, hi) {
-      var q = new URLSearchParams(window.location.search);
-      if (lo == null || hi == null) { q.delete("from"); q.delete("to"); }
-      else { q.set("from", String(Math.floor(lo))); q.set("to", String(Math.ceil(hi))); }
-      var s = q.toString();
-      history.replaceState(history.state, "", window.location.pathname + (s ? "?" + s : ""));
+      var s = lo == null || hi == null
+        ? lib.withParams(window.location.search, { from: null, to: null })
+        : lib.withParams(window.location.search, { from: String(Math.floor(lo)), to: String(Math.ceil(hi)) });
+      history.replaceState(history.state, "", window.location.pathname + s);
       load(lo, hi);
     }
 

@@ -24,9 +24,19 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/hash-routes.js"),
     ),
     (
+        "ui-lib.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/ui-lib.js"),
+    ),
+    (
         "chart.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/chart.js"),
+    ),
+    (
+        "compare.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/compare.js"),
     ),
     (
         "htmx.min.js",

@@ -17,6 +17,8 @@ use crate::runs::run_label;
 
 /// Legend colours `chart.js` and `ui.css` share (`.c0` … `.c9`).
 const COLORS: usize = 10;
+/// Runs a card's legend names; a chart of 1,000 runs would otherwise repeat 1,000 names per card.
+const LEGEND_SHOWN: usize = 20;
 
 /// The x axis a chart plots against, as the series endpoint names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -170,8 +172,11 @@ pub(crate) fn card(
             }
             @if lines.len() > 1 {
                 ul.legend {
-                    @for (i, l) in lines.iter().enumerate() {
+                    @for (i, l) in lines.iter().enumerate().take(LEGEND_SHOWN) {
                         li { span class={ "swatch c" (i % COLORS) } {} (l.label) }
+                    }
+                    @if lines.len() > LEGEND_SHOWN {
+                        li.muted { "and " (lines.len() - LEGEND_SHOWN) " more runs" }
                     }
                 }
             }

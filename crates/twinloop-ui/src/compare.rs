@@ -1,8 +1,14 @@
 //! Comparing runs (`/experiments/{e}/compare?runs=a,b,c`): the params that differ (equal ones
 //! can be hidden), each metric's last, min and max side by side, overlaid charts, a scatter of
-//! two chosen columns and parallel coordinates over the differing columns. The scatter and the
-//! parallel coordinates are SVG drawn here, so they need no script; categorical values get one
-//! position each on their axis, labelled in full.
+//! two chosen columns, a box plot of one column per group of a param, and parallel coordinates
+//! over the differing columns. The scatter, box plot and parallel coordinates are SVG drawn
+//! here, so they need no script; categorical values get one position each on their axis,
+//! labelled in full.
+//!
+//! Brushing: `brush=COLUMN:LO:HI` (repeated) keeps the runs whose position on that axis (0 at
+//! the bottom, 1 at the top) lies in [LO, HI]; the others are dimmed in the plots and hidden in
+//! the runs table. The page renders a brushed URL as such, and `compare.js` (with the same
+//! rule in `ui-lib.js`) brushes by dragging along an axis and writes the brushes into the URL.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,21 +16,67 @@ use maud::{Markup, html};
 use twinloop_core::run_columns::{MetricSummary, RunSummaries};
 use twinloop_core::tracking::{Experiment, Run};
 
-use crate::charts::{self, ChartConfig, Line};
+use crate::charts::{self, ChartConfig, Line, XAxis};
 use crate::format;
 use crate::href::{self, Href};
 use crate::layout::{Crumb, page};
 use crate::runs::{run_label, status};
 
-/// Runs one comparison may hold; more are dropped.
-pub const MAX_RUNS: usize = 100;
+/// Runs one comparison may hold; more are dropped. The series endpoint takes as many per call.
+pub const MAX_RUNS: usize = 1000;
 /// Overlaid chart cards shown.
 const CHARTS_SHOWN: usize = 30;
-/// Axes of the parallel coordinates.
+/// Axes of the parallel coordinates by default (the differing params, then the metrics).
 const MAX_AXES: usize = 12;
+/// Axes a user may pick (`axis=…`, or `axis=*` for every column).
+const MAX_PICKED_AXES: usize = 40;
+
+/// Groups a box plot draws; the rest are left out, and the page says so.
+const MAX_BOXES: usize = 24;
+/// Decimals of a position written into the page or a brush's URL: finer than a pixel.
+const POS_DECIMALS: usize = 4;
+
+/// One axis's brush: runs whose position on `column`'s axis is in `[lo, hi]` are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Brush {
+    pub column: String,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// Slack on a brush's bounds, so a value drawn on its edge is inside (as `ui-lib.js`'s).
+const EDGE: f64 = 5e-4;
+
+impl Brush {
+    /// `COLUMN:LO:HI`; the column may hold colons, the bounds never do. Bounds are ordered and
+    /// clamped to [0, 1].
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.rsplitn(3, ':');
+        let hi: f64 = parts.next()?.parse().ok()?;
+        let lo: f64 = parts.next()?.parse().ok()?;
+        let column = parts.next().filter(|c| !c.is_empty())?;
+        if !lo.is_finite() || !hi.is_finite() {
+            return None;
+        }
+        Some(Brush {
+            column: column.to_string(),
+            lo: lo.min(hi).clamp(0.0, 1.0),
+            hi: lo.max(hi).clamp(0.0, 1.0),
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!("{}:{:.3}:{:.3}", self.column, self.lo, self.hi)
+    }
+
+    fn keeps(&self, pos: Option<f64>) -> bool {
+        pos.is_some_and(|p| p >= self.lo - EDGE && p <= self.hi + EDGE)
+    }
+}
 
 /// What the compare page shows, from its URL:
-/// `?runs=a,b,c&equal=hide&sx=params.lr&sy=metrics.loss` plus the chart settings.
+/// `?runs=a,b,c&equal=hide&sx=params.lr&sy=metrics.loss&box=metrics.loss&by=params.opt`,
+/// `brush=…` and the chart settings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompareQuery {
     /// `runs=a,b` or repeated `run=a&run=b` (what the runs table's checkboxes submit).
@@ -32,6 +84,13 @@ pub struct CompareQuery {
     pub hide_equal: bool,
     pub scatter_x: Option<String>,
     pub scatter_y: Option<String>,
+    /// The box plot's column, and the param whose values group it.
+    pub box_column: Option<String>,
+    pub box_by: Option<String>,
+    /// The parallel coordinates' axes (`axis=` repeated, `*` for all); empty for the default.
+    pub axes: Vec<String>,
+    /// At most one per column.
+    pub brushes: Vec<Brush>,
     pub chart: ChartConfig,
 }
 
@@ -54,21 +113,49 @@ impl CompareQuery {
                 }
             }
         }
+        let mut brushes: Vec<Brush> = Vec::new();
+        for b in pairs
+            .iter()
+            .filter(|(n, _)| n == "brush")
+            .filter_map(|(_, v)| Brush::parse(v))
+        {
+            brushes.retain(|o| o.column != b.column);
+            brushes.push(b);
+        }
         CompareQuery {
             run_ids,
             hide_equal: get("equal") == Some("hide"),
             scatter_x: get("sx").map(String::from),
             scatter_y: get("sy").map(String::from),
+            box_column: get("box").map(String::from),
+            box_by: get("by").map(String::from),
+            axes: pairs
+                .iter()
+                .filter(|(n, v)| n == "axis" && !v.is_empty())
+                .map(|(_, v)| v.clone())
+                .collect(),
+            brushes,
             chart: ChartConfig::from_pairs(pairs),
         }
     }
 
-    fn href(&self, experiment_id: &str, hide_equal: bool) -> String {
-        let h = Href::new(compare_href(experiment_id))
+    /// This view's link, with equal params hidden or not and with or without its brushes.
+    fn href(&self, experiment_id: &str, hide_equal: bool, brushed: bool) -> String {
+        let mut h = Href::new(compare_href(experiment_id))
             .q("runs", &self.run_ids.join(","))
             .q("equal", if hide_equal { "hide" } else { "" })
             .q("sx", self.scatter_x.as_deref().unwrap_or(""))
-            .q("sy", self.scatter_y.as_deref().unwrap_or(""));
+            .q("sy", self.scatter_y.as_deref().unwrap_or(""))
+            .q("box", self.box_column.as_deref().unwrap_or(""))
+            .q("by", self.box_by.as_deref().unwrap_or(""));
+        for a in &self.axes {
+            h = h.q("axis", a);
+        }
+        if brushed {
+            for b in &self.brushes {
+                h = h.q("brush", &b.encode());
+            }
+        }
         self.chart.add_to(h).build()
     }
 }
@@ -187,6 +274,11 @@ fn label(v: &Value) -> String {
     }
 }
 
+/// A run's mark in a plot: its colour, dimmed when a brush leaves it out.
+fn series_class(kind: &str, i: usize, kept: bool) -> String {
+    format!("{kind} c{}{}", i % 10, if kept { "" } else { " dim" })
+}
+
 /// SVG numbers with two decimals: enough for a pixel, short in the page.
 fn px(v: f64) -> String {
     format!("{v:.2}")
@@ -203,7 +295,7 @@ fn summary_of<'a>(by_run: &ByRun<'a>, run: &Run) -> Option<&'a RunSummaries> {
     by_run.get(run.info.run_id.as_str()).copied()
 }
 
-fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str) -> Markup {
+fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str, kept: &[bool]) -> Markup {
     let points: Vec<(usize, &Run, Value, Value)> = runs
         .iter()
         .enumerate()
@@ -237,7 +329,7 @@ fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str) -> Markup {
             text.axis-label x=(px(MARGIN + w / 2.0)) y=(px(SCATTER_H - 12.0)) text-anchor="middle" { (x) }
             text.axis-label x="12" y=(px(MARGIN - 14.0)) { (y) }
             @for (i, run, vx, vy) in &points {
-                circle class={ "dot c" (i % 10) } cx=(px(sx(ax.pos(vx)))) cy=(px(sy(ay.pos(vy)))) r="5" {
+                circle class=(series_class("dot", *i, kept[*i])) cx=(px(sx(ax.pos(vx)))) cy=(px(sy(ay.pos(vy)))) r="5" data-run=(run.info.run_id) {
                     title { (run_label(run)) ": " (label(vx)) ", " (label(vy)) }
                 }
             }
@@ -247,44 +339,245 @@ fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str) -> Markup {
 
 const PAR_W: f64 = 1000.0;
 const PAR_H: f64 = 340.0;
+const PAR_TOP: f64 = 40.0;
+const PAR_BOTTOM: f64 = PAR_H - 30.0;
+/// Category labels an axis writes at most; past that, every k-th (each line's tooltip names its
+/// run, and the table its values).
+const MAX_CATEGORY_LABELS: usize = 24;
 
-fn parallel(runs: &[Run], by_run: &ByRun, columns: &[String]) -> Markup {
-    let values: Vec<Vec<Option<Value>>> = runs
-        .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| column_value(r, summary_of(by_run, r), c))
-                .collect()
-        })
-        .collect();
-    let axes: Vec<Axis> = (0..columns.len())
-        .map(|j| Axis::of(values.iter().filter_map(|row| row[j].as_ref())))
-        .collect();
-    let (top, bottom) = (40.0, PAR_H - 30.0);
+/// Each run's position on each column's axis, `None` where it has no value.
+struct Parallel {
+    axes: Vec<Axis>,
+    positions: Vec<Vec<Option<f64>>>,
+}
+
+impl Parallel {
+    fn of(runs: &[Run], by_run: &ByRun, columns: &[String]) -> Self {
+        let values: Vec<Vec<Option<Value>>> = runs
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| column_value(r, summary_of(by_run, r), c))
+                    .collect()
+            })
+            .collect();
+        let axes: Vec<Axis> = (0..columns.len())
+            .map(|j| Axis::of(values.iter().filter_map(|row| row[j].as_ref())))
+            .collect();
+        let positions = values
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&axes)
+                    .map(|(v, axis)| v.as_ref().map(|v| axis.pos(v)))
+                    .collect()
+            })
+            .collect();
+        Parallel { axes, positions }
+    }
+
+    /// Whether run `i` passes every brush on these columns (brushes on other columns are
+    /// ignored: the axis they named is not shown).
+    fn kept(&self, i: usize, columns: &[String], brushes: &[Brush]) -> bool {
+        brushes
+            .iter()
+            .all(|b| match columns.iter().position(|c| *c == b.column) {
+                Some(j) => b.keeps(self.positions[i][j]),
+                None => true,
+            })
+    }
+}
+
+fn pos_text(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.POS_DECIMALS$}")).unwrap_or_default()
+}
+
+fn parallel(
+    runs: &[Run],
+    par: &Parallel,
+    columns: &[String],
+    brushes: &[Brush],
+    kept: &[bool],
+) -> Markup {
     let step = if columns.len() > 1 {
         (PAR_W - 2.0 * 90.0) / (columns.len() - 1) as f64
     } else {
         0.0
     };
     let ax_x = |j: usize| 90.0 + step * j as f64;
-    let y = |f: f64| bottom - f * (bottom - top);
+    let y = |f: f64| PAR_BOTTOM - f * (PAR_BOTTOM - PAR_TOP);
+    let last = columns.len().saturating_sub(1);
     html! {
         svg #parallel.plot-svg role="img" aria-label="Parallel coordinates"
-            viewBox={ "0 0 " (PAR_W) " " (PAR_H) } width=(PAR_W) height=(PAR_H) {
-            @for (i, row) in values.iter().enumerate() {
+            viewBox={ "0 0 " (PAR_W) " " (PAR_H) } width=(PAR_W) height=(PAR_H)
+            data-top=(PAR_TOP) data-bottom=(PAR_BOTTOM) {
+            @for (i, row) in par.positions.iter().enumerate() {
                 @let pts: Vec<String> = row.iter().enumerate()
-                    .filter_map(|(j, v)| v.as_ref().map(|v| format!("{},{}", px(ax_x(j)), px(y(axes[j].pos(v))))))
+                    .filter_map(|(j, p)| p.map(|p| format!("{},{}", px(ax_x(j)), px(y(p)))))
                     .collect();
-                polyline class={ "line c" (i % 10) } points=(pts.join(" ")) {
+                @let pos: Vec<String> = row.iter().map(|p| pos_text(*p)).collect();
+                polyline class=(series_class("line", i, kept[i]))
+                    points=(pts.join(" ")) data-run=(runs[i].info.run_id) data-pos=(pos.join(",")) {
                     title { (run_label(&runs[i])) }
                 }
             }
-            @for (j, (column, axis)) in columns.iter().zip(&axes).enumerate() {
-                line.axis x1=(px(ax_x(j))) x2=(px(ax_x(j))) y1=(px(top)) y2=(px(bottom)) {}
-                text.axis-label x=(px(ax_x(j))) y="20" text-anchor="middle" { (column) }
-                @for (f, t) in axis.ticks() {
-                    text.tick x=(px(ax_x(j) + 5.0)) y=(px(y(f) + 4.0)) { (t) }
+            @for (j, (column, axis)) in columns.iter().zip(&par.axes).enumerate() {
+                @let brush = brushes.iter().find(|b| b.column == *column);
+                g.pc-axis data-col=(column) {
+                    line.axis x1=(px(ax_x(j))) x2=(px(ax_x(j))) y1=(px(PAR_TOP)) y2=(px(PAR_BOTTOM)) {}
+                    text.axis-label x=(px(ax_x(j))) y="20" text-anchor="middle" { (column) }
+                    @let ticks = axis.ticks();
+                    @let every = ticks.len().div_ceil(MAX_CATEGORY_LABELS).max(1);
+                    @for (f, t) in ticks.iter().step_by(every) {
+                        @if j == last && j > 0 {
+                            text.tick x=(px(ax_x(j) - 5.0)) y=(px(y(*f) + 4.0)) text-anchor="end" { (t) }
+                        } @else {
+                            text.tick x=(px(ax_x(j) + 5.0)) y=(px(y(*f) + 4.0)) { (t) }
+                        }
+                    }
+                    @match brush {
+                        Some(b) => {
+                            rect.brush x=(px(ax_x(j) - 7.0)) width="14" y=(px(y(b.hi))) height=(px(y(b.lo) - y(b.hi))) {}
+                        }
+                        None => {
+                            rect.brush.off x=(px(ax_x(j) - 7.0)) width="14" y=(px(PAR_TOP)) height="0" {}
+                        }
+                    }
+                    rect.brush-area x=(px(ax_x(j) - 12.0)) width="24" y=(px(PAR_TOP - 4.0)) height=(px(PAR_BOTTOM - PAR_TOP + 8.0)) {
+                        title { "Drag along " (column) " to brush; click to clear" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A box's five numbers (whiskers at the furthest values within 1.5 IQR of the box) and the
+/// values beyond them.
+#[derive(Debug, Clone, PartialEq)]
+struct BoxStats {
+    n: usize,
+    q1: f64,
+    median: f64,
+    q3: f64,
+    low: f64,
+    high: f64,
+    outliers: Vec<(f64, usize)>,
+}
+
+/// The `q` quantile of sorted values, linearly interpolated (numpy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let at = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
+}
+
+/// Stats of (value, run index) pairs; `None` for no values.
+fn box_stats(mut values: Vec<(f64, usize)>) -> Option<BoxStats> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let sorted: Vec<f64> = values.iter().map(|v| v.0).collect();
+    let (q1, median, q3) = (
+        quantile(&sorted, 0.25),
+        quantile(&sorted, 0.5),
+        quantile(&sorted, 0.75),
+    );
+    let reach = 1.5 * (q3 - q1);
+    let inside = |v: f64| v >= q1 - reach && v <= q3 + reach;
+    let low = sorted.iter().copied().find(|v| inside(*v)).unwrap_or(q1);
+    let high = sorted
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| inside(*v))
+        .unwrap_or(q3);
+    Some(BoxStats {
+        n: sorted.len(),
+        q1,
+        median,
+        q3,
+        low,
+        high,
+        outliers: values.into_iter().filter(|(v, _)| !inside(*v)).collect(),
+    })
+}
+
+const BOX_H: f64 = 320.0;
+const BOX_SLOT: f64 = 72.0;
+
+/// A box per group of runs (by the values of `by`, or one for all runs) of `column`'s values.
+fn box_plot(runs: &[Run], by_run: &ByRun, column: &str, by: Option<&str>) -> Markup {
+    let mut groups: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        let Some(Value::Num(v)) = column_value(r, summary_of(by_run, r), column) else {
+            continue;
+        };
+        let group = match by {
+            Some(by) => column_value(r, summary_of(by_run, r), by)
+                .map_or_else(|| "(none)".to_string(), |g| label(&g)),
+            None => "all runs".to_string(),
+        };
+        groups.entry(group).or_default().push((v, i));
+    }
+    let total = groups.len();
+    let stats: Vec<(String, BoxStats)> = groups
+        .into_iter()
+        .take(MAX_BOXES)
+        .filter_map(|(g, values)| Some((g, box_stats(values)?)))
+        .collect();
+    if stats.is_empty() {
+        return html! { p.muted #box-plot { "No run has a number for " span.mono { (column) } "." } };
+    }
+    let (lo, hi) = stats
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, s)| {
+            let extremes = s.outliers.iter().map(|o| o.0).chain([s.low, s.high]);
+            extremes.fold((lo, hi), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        });
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
+    let (lo, hi) = (lo - pad, hi + pad);
+    let width = (MARGIN * 2.0 + BOX_SLOT * stats.len() as f64).max(360.0);
+    let (top, bottom) = (MARGIN * 0.6, BOX_H - MARGIN);
+    let y = |v: f64| bottom - (v - lo) / (hi - lo) * (bottom - top);
+    let cx = |k: usize| MARGIN + BOX_SLOT * (k as f64 + 0.5);
+    let half = BOX_SLOT * 0.3;
+    html! {
+        @if total > MAX_BOXES {
+            p.muted { "The first " (MAX_BOXES) " of " (total) " groups." }
+        }
+        svg #box-plot.plot-svg role="img"
+            aria-label={ (column) @if let Some(by) = by { " by " (by) } }
+            viewBox={ "0 0 " (px(width)) " " (BOX_H) } width=(px(width)) height=(BOX_H) {
+            rect.frame x=(MARGIN) y=(px(top)) width=(px(width - 2.0 * MARGIN)) height=(px(bottom - top)) {}
+            @for f in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                @let v = lo + f * (hi - lo);
+                text.tick x=(px(MARGIN - 6.0)) y=(px(y(v) + 4.0)) text-anchor="end" { (format::value(v)) }
+            }
+            text.axis-label x="8" y="14" { (column) }
+            @for (k, (group, s)) in stats.iter().enumerate() {
+                g.box data-group=(group) {
+                    title { (group) ": n=" (s.n) ", median " (format::value(s.median)) ", quartiles " (format::value(s.q1)) " … " (format::value(s.q3)) }
+                    line.whisker x1=(px(cx(k))) x2=(px(cx(k))) y1=(px(y(s.high))) y2=(px(y(s.q3))) {}
+                    line.whisker x1=(px(cx(k))) x2=(px(cx(k))) y1=(px(y(s.q1))) y2=(px(y(s.low))) {}
+                    line.whisker x1=(px(cx(k) - half / 2.0)) x2=(px(cx(k) + half / 2.0)) y1=(px(y(s.high))) y2=(px(y(s.high))) {}
+                    line.whisker x1=(px(cx(k) - half / 2.0)) x2=(px(cx(k) + half / 2.0)) y1=(px(y(s.low))) y2=(px(y(s.low))) {}
+                    rect class={ "quartiles c" (k % 10) } x=(px(cx(k) - half)) width=(px(2.0 * half))
+                        y=(px(y(s.q3))) height=(px((y(s.q1) - y(s.q3)).max(1.0))) {}
+                    line.median x1=(px(cx(k) - half)) x2=(px(cx(k) + half)) y1=(px(y(s.median))) y2=(px(y(s.median))) {}
+                    @for (v, i) in &s.outliers {
+                        circle.outlier cx=(px(cx(k))) cy=(px(y(*v))) r="3" data-run=(runs[*i].info.run_id) {
+                            title { (run_label(&runs[*i])) ": " (format::value(*v)) }
+                        }
+                    }
+                    text.tick x=(px(cx(k))) y=(px(bottom + 16.0)) text-anchor="middle" { (group) }
+                    text.tick x=(px(cx(k))) y=(px(bottom + 30.0)) text-anchor="middle" { "n=" (s.n) }
                 }
             }
         }
@@ -325,12 +618,29 @@ pub fn compare_page(v: &CompareView) -> Markup {
     } else {
         param_keys.iter().copied().collect()
     };
-    let mut columns: Vec<String> = differing_params
+    let all_columns: Vec<String> = param_keys
         .iter()
         .map(|k| format!("params.{k}"))
         .chain(metric_keys.iter().map(|k| format!("metrics.{k}")))
         .collect();
-    columns.truncate(MAX_AXES);
+    let mut columns: Vec<String> = if q.axes.iter().any(|a| a == "*") {
+        all_columns.clone()
+    } else if !q.axes.is_empty() {
+        all_columns
+            .iter()
+            .filter(|c| q.axes.contains(c))
+            .cloned()
+            .collect()
+    } else {
+        let mut default: Vec<String> = differing_params
+            .iter()
+            .map(|k| format!("params.{k}"))
+            .chain(metric_keys.iter().map(|k| format!("metrics.{k}")))
+            .collect();
+        default.truncate(MAX_AXES);
+        default
+    };
+    columns.truncate(MAX_PICKED_AXES);
     let default_x = columns.first().cloned().unwrap_or_default();
     let default_y = columns
         .iter()
@@ -340,11 +650,6 @@ pub fn compare_page(v: &CompareView) -> Markup {
         .unwrap_or_default();
     let sx = q.scatter_x.clone().unwrap_or(default_x);
     let sy = q.scatter_y.clone().unwrap_or(default_y);
-    let all_columns: Vec<String> = param_keys
-        .iter()
-        .map(|k| format!("params.{k}"))
-        .chain(metric_keys.iter().map(|k| format!("metrics.{k}")))
-        .collect();
     let lines: Vec<Line> = v
         .runs
         .iter()
@@ -356,6 +661,74 @@ pub fn compare_page(v: &CompareView) -> Markup {
     let chart_keys: Vec<&str> = metric_keys.iter().copied().take(CHARTS_SHOWN).collect();
     let here = compare_href(&e.experiment_id);
     let runs_csv = q.run_ids.join(",");
+    let par = Parallel::of(v.runs, &by_run, &columns);
+    let kept: Vec<bool> = (0..v.runs.len())
+        .map(|i| columns.len() < 2 || par.kept(i, &columns, &q.brushes))
+        .collect();
+    let kept_count = kept.iter().filter(|k| **k).count();
+    let brushed = columns.len() > 1 && q.brushes.iter().any(|b| columns.contains(&b.column));
+    let numeric_columns: Vec<&String> = all_columns
+        .iter()
+        .filter(|c| {
+            v.runs.iter().any(|r| {
+                matches!(
+                    column_value(r, summary_of(&by_run, r), c),
+                    Some(Value::Num(_))
+                )
+            })
+        })
+        .collect();
+    let box_column = q
+        .box_column
+        .clone()
+        .or_else(|| {
+            numeric_columns
+                .iter()
+                .find(|c| c.starts_with("metrics."))
+                .or(numeric_columns.first())
+                .map(|c| (*c).clone())
+        })
+        .unwrap_or_default();
+    let box_by = q.box_by.as_deref().filter(|b| b.starts_with("params."));
+    // The other settings of this view, carried by each GET form that changes one of them.
+    let keep_except = |names: &[&str]| -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = vec![("runs", runs_csv.clone())];
+        if q.hide_equal {
+            out.push(("equal", "hide".into()));
+        }
+        let chart = [
+            (
+                "x",
+                (q.chart.x != XAxis::Step).then(|| q.chart.x.as_str().to_string()),
+            ),
+            ("log", q.chart.log.then(|| "1".to_string())),
+            (
+                "smooth",
+                (q.chart.smooth > 0.0).then(|| q.chart.smooth.to_string()),
+            ),
+        ];
+        let chosen = [
+            ("sx", q.scatter_x.clone()),
+            ("sy", q.scatter_y.clone()),
+            ("box", q.box_column.clone()),
+            ("by", q.box_by.clone()),
+        ];
+        for (name, value) in chosen.into_iter().chain(chart) {
+            if let Some(value) = value.filter(|_| !names.contains(&name)) {
+                out.push((name, value));
+            }
+        }
+        if !names.contains(&"axis") {
+            out.extend(q.axes.iter().map(|a| ("axis", a.clone())));
+        }
+        out.extend(q.brushes.iter().map(|b| ("brush", b.encode())));
+        out
+    };
+    let keep_for_chart = keep_except(&["x", "log", "smooth"]);
+    let keep_for_chart: Vec<(&str, &str)> = keep_for_chart
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
     page(
         &format!("Compare {} runs", v.runs.len()),
         &[
@@ -373,7 +746,7 @@ pub fn compare_page(v: &CompareView) -> Markup {
                     thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Duration" } } }
                     tbody {
                         @for (i, r) in v.runs.iter().enumerate() {
-                            tr {
+                            tr data-run-id=(r.info.run_id) hidden[!kept[i]] {
                                 td.name { span class={ "swatch c" (i % 10) } {} a href=(href::run(&e.experiment_id, &r.info.run_id)) { (run_label(r)) } }
                                 td { (status(r)) }
                                 td { (format::opt_time(r.info.start_time)) }
@@ -387,9 +760,9 @@ pub fn compare_page(v: &CompareView) -> Markup {
                 p {
                     (differing_params.len()) " of " (param_keys.len()) " differ. "
                     @if q.hide_equal {
-                        a #show-equal href=(q.href(&e.experiment_id, false)) { "Show equal parameters" }
+                        a #show-equal href=(q.href(&e.experiment_id, false, true)) { "Show equal parameters" }
                     } @else {
-                        a #hide-equal href=(q.href(&e.experiment_id, true)) { "Hide equal parameters" }
+                        a #hide-equal href=(q.href(&e.experiment_id, true, true)) { "Hide equal parameters" }
                     }
                 }
                 @if !shown_params.is_empty() {
@@ -436,15 +809,16 @@ pub fn compare_page(v: &CompareView) -> Markup {
                     }
 
                     h2 { "Charts" }
-                    (q.chart.controls(&here, &[("runs", &runs_csv)]))
+                    (q.chart.controls(&here, &keep_for_chart))
                     (charts::grid(&chart_keys, &lines, &q.chart, &|_| None))
                 }
 
                 @if !all_columns.is_empty() {
                     h2 { "Scatter" }
-                    form.bar method="get" action=(here) {
-                        input type="hidden" name="runs" value=(runs_csv);
-                        @if q.hide_equal { input type="hidden" name="equal" value="hide"; }
+                    form.bar #scatter-form method="get" action=(here) {
+                        @for (name, value) in keep_except(&["sx", "sy"]) {
+                            input type="hidden" name=(name) value=(value);
+                        }
                         @for (name, label, chosen) in [("sx", "X", &sx), ("sy", "Y", &sy)] {
                             label {
                                 (label)
@@ -455,13 +829,68 @@ pub fn compare_page(v: &CompareView) -> Markup {
                         }
                         button type="submit" { "Plot" }
                     }
-                    (scatter(v.runs, &by_run, &sx, &sy))
+                    (scatter(v.runs, &by_run, &sx, &sy, &kept))
                 }
 
-                @if columns.len() > 1 {
+                @if all_columns.len() > 1 {
                     h2 { "Parallel coordinates" }
-                    p.muted { "Differing parameters and metrics (last value); text values get one place each on their axis." }
-                    div.scroll { (parallel(v.runs, &by_run, &columns)) }
+                    p.muted { "Differing parameters and metrics by default (a metric's last value); text values get one place each on their axis, labelled in full." }
+                    details #axis-picker {
+                        summary { "Axes: " (columns.len()) " of " (all_columns.len()) " columns" }
+                        form.bar method="get" action=(here) {
+                            @for (name, value) in keep_except(&["axis"]) {
+                                input type="hidden" name=(name) value=(value);
+                            }
+                            fieldset.axes {
+                                legend { "Columns on the axes" }
+                                @for c in &all_columns {
+                                    label.check { input type="checkbox" name="axis" value=(c) checked[columns.contains(c)]; span.mono { (c) } }
+                                }
+                            }
+                            button type="submit" { "Show" }
+                            " "
+                            a #all-axes href=(CompareQuery { axes: vec!["*".into()], ..q.clone() }.href(&e.experiment_id, q.hide_equal, true)) { "All columns" }
+                        }
+                    }
+                    @if columns.len() > 1 {
+                        p #brush-status {
+                            "Drag along an axis to keep only the runs in that range (click the axis to clear it): "
+                            span #brush-kept { (kept_count) } " of " (v.runs.len()) " runs kept. "
+                            @if brushed {
+                                a #clear-brushes href=(q.href(&e.experiment_id, q.hide_equal, false)) { "Clear brushes" }
+                            }
+                        }
+                        div.scroll { (parallel(v.runs, &par, &columns, &q.brushes, &kept)) }
+                    } @else {
+                        p.muted { "Pick two or more columns to draw." }
+                    }
+                }
+
+                @if !numeric_columns.is_empty() {
+                    h2 { "Box plot" }
+                    form.bar #box-form method="get" action=(here) {
+                        @for (name, value) in keep_except(&["box", "by"]) {
+                            input type="hidden" name=(name) value=(value);
+                        }
+                        label {
+                            "Values of"
+                            select name="box" {
+                                @for c in &numeric_columns { option value=(c) selected[**c == box_column] { (c) } }
+                            }
+                        }
+                        label {
+                            "Grouped by"
+                            select name="by" {
+                                option value="" selected[box_by.is_none()] { "(all runs)" }
+                                @for k in &param_keys {
+                                    @let c = format!("params.{k}");
+                                    option value=(c) selected[box_by == Some(c.as_str())] { (c) }
+                                }
+                            }
+                        }
+                        button type="submit" { "Plot" }
+                    }
+                    div.scroll { (box_plot(v.runs, &by_run, &box_column, box_by)) }
                 }
             }
         },
@@ -512,8 +941,172 @@ mod tests {
         assert!(q.hide_equal);
         assert_eq!(q.scatter_x.as_deref(), Some("params.lr"));
         assert_eq!(
-            q.href("1", false),
+            q.href("1", false, true),
             "/experiments/1/compare?runs=a%2Cb%2Cc&sx=params.lr"
+        );
+        let many: Vec<String> = (0..1500).map(|i| format!("r{i}")).collect();
+        let q = CompareQuery::from_pairs(&pairs(&[("runs", &many.join(","))]));
+        assert_eq!(q.run_ids.len(), MAX_RUNS);
+    }
+
+    #[test]
+    fn brushes_read_from_the_url_one_per_column() {
+        let q = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a"),
+            ("brush", "params.lr:0.9:0.1"),
+            ("brush", "metrics.val:acc:-1:0.5"),
+            ("brush", "params.lr:0.2:0.4"),
+            ("brush", "nonsense"),
+            ("brush", ":0:1"),
+            ("brush", "p:NaN:1"),
+            ("box", "metrics.loss"),
+            ("by", "params.opt"),
+        ]));
+        let b = |column: &str, lo, hi| Brush {
+            column: column.into(),
+            lo,
+            hi,
+        };
+        assert_eq!(
+            q.brushes,
+            [b("metrics.val:acc", 0.0, 0.5), b("params.lr", 0.2, 0.4)]
+        );
+        assert_eq!(
+            q.href("1", false, true),
+            "/experiments/1/compare?runs=a&box=metrics.loss&by=params.opt\
+             &brush=metrics.val%3Aacc%3A0.000%3A0.500&brush=params.lr%3A0.200%3A0.400"
+        );
+        assert_eq!(
+            q.href("1", false, false),
+            "/experiments/1/compare?runs=a&box=metrics.loss&by=params.opt"
+        );
+    }
+
+    #[test]
+    fn a_brushed_url_hides_the_runs_outside_and_dims_their_lines() {
+        let runs = [
+            with_params("a", "ra", &[("lr", "0.1")]),
+            with_params("b", "rb", &[("lr", "0.2")]),
+            with_params("c", "rc", &[("lr", "0.3")]),
+        ];
+        // lr 0.1, 0.2, 0.3 sit at 0, 0.5 and 1 on their axis; loss 0.5, 0.25, 1 at 1/3, 0, 1.
+        let q =
+            CompareQuery::from_pairs(&pairs(&[("runs", "a,b,c"), ("brush", "params.lr:0.4:1")]));
+        let html = render(&q, &runs);
+        assert!(html.contains(r#"<tr data-run-id="a" hidden>"#), "{html}");
+        assert!(html.contains(r#"<tr data-run-id="b">"#), "{html}");
+        assert!(html.contains(r#"<span id="brush-kept">2</span> of 3 runs kept"#));
+        assert!(html.contains(r#"class="line c0 dim""#) && !html.contains("line c1 dim"));
+        assert!(
+            html.contains(r#"data-run="b" data-pos="0.5000,0.0000""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"id="clear-brushes" href="/experiments/3/compare?runs=a%2Cb%2Cc""#)
+        );
+        assert!(html.contains(r#"class="dot c0 dim""#), "{html}");
+        // The brush rides along in every form that changes something else.
+        assert!(
+            html.contains(r#"name="brush" value="params.lr:0.400:1.000""#),
+            "{html}"
+        );
+        let both = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a,b,c"),
+            ("brush", "params.lr:0.4:1"),
+            ("brush", "metrics.loss:0.9:1"),
+        ]));
+        let html = render(&both, &runs);
+        assert!(
+            html.contains(r#"<span id="brush-kept">1</span> of 3"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<tr data-run-id="c">"#), "{html}");
+    }
+
+    #[test]
+    fn the_axes_can_be_picked_or_all_shown() {
+        let runs = [
+            with_params("a", "ra", &[("lr", "0.1"), ("seed", "1")]),
+            with_params("b", "rb", &[("lr", "0.2"), ("seed", "1")]),
+        ];
+        let axes = |html: &str| -> Vec<String> {
+            html.split(r#"<g class="pc-axis" data-col=""#)
+                .skip(1)
+                .map(|s| s.split('"').next().unwrap().to_string())
+                .collect()
+        };
+        // By default the differing params and the metrics; seed is equal.
+        let html = render(&CompareQuery::from_pairs(&pairs(&[("runs", "a,b")])), &runs);
+        assert_eq!(axes(&html), ["params.lr", "metrics.loss"]);
+        assert!(html.contains(r#"<input type="checkbox" name="axis" value="params.seed">"#));
+        assert!(
+            html.contains(r#"id="all-axes" href="/experiments/3/compare?runs=a%2Cb&amp;axis=%2A""#),
+            "{html}"
+        );
+        let all = render(
+            &CompareQuery::from_pairs(&pairs(&[("runs", "a,b"), ("axis", "*")])),
+            &runs,
+        );
+        assert_eq!(axes(&all), ["params.lr", "params.seed", "metrics.loss"]);
+        let picked = render(
+            &CompareQuery::from_pairs(&pairs(&[
+                ("runs", "a,b"),
+                ("axis", "metrics.loss"),
+                ("axis", "params.seed"),
+                ("axis", "params.nope"),
+            ])),
+            &runs,
+        );
+        assert_eq!(axes(&picked), ["params.seed", "metrics.loss"]);
+        // The pick rides along in the other forms.
+        assert!(picked.contains(r#"<input type="hidden" name="axis" value="params.seed">"#));
+        let one = render(
+            &CompareQuery::from_pairs(&pairs(&[("runs", "a,b"), ("axis", "params.lr")])),
+            &runs,
+        );
+        assert!(one.contains("Pick two or more columns") && !one.contains(r#"id="parallel""#));
+    }
+
+    #[test]
+    fn box_stats_are_quartiles_with_whiskers_and_outliers() {
+        let values: Vec<(f64, usize)> = [1.0, 2.0, 3.0, 4.0, 100.0]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (v, i))
+            .collect();
+        let s = box_stats(values).unwrap();
+        assert_eq!((s.q1, s.median, s.q3), (2.0, 3.0, 4.0));
+        assert_eq!((s.low, s.high), (1.0, 4.0));
+        assert_eq!(s.outliers, [(100.0, 4)]);
+        let one = box_stats(vec![(5.0, 0)]).unwrap();
+        assert_eq!(
+            (one.q1, one.median, one.q3, one.low, one.high),
+            (5.0, 5.0, 5.0, 5.0, 5.0)
+        );
+        assert!(box_stats(Vec::new()).is_none());
+        assert_eq!(quantile(&[0.0, 10.0], 0.25), 2.5);
+    }
+
+    #[test]
+    fn the_box_plot_groups_by_a_param() {
+        let runs = [
+            with_params("a", "ra", &[("opt", "adam")]),
+            with_params("b", "rb", &[("opt", "adam")]),
+            with_params("c", "rc", &[("opt", "<script>s</script>")]),
+        ];
+        let q = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a,b,c"),
+            ("box", "metrics.loss"),
+            ("by", "params.opt"),
+        ]));
+        let html = render(&q, &runs);
+        assert!(html.contains(r#"id="box-plot""#), "{html}");
+        assert_eq!(html.matches(r#"<g class="box""#).count(), 2, "{html}");
+        assert!(html.contains(r#"data-group="adam""#) && html.contains("n=2"));
+        assert!(html.contains("&lt;script&gt;s&lt;/script&gt;") && !html.contains("<script>s"));
+        assert!(
+            html.contains(r#"<option value="params.opt" selected>"#),
+            "{html}"
         );
     }
 
@@ -559,6 +1152,8 @@ mod tests {
             "{hidden}"
         );
         assert!(hidden.contains(r#"data-runs="a,b""#), "{hidden}");
+        // Without a brush every run is in the table.
+        assert!(!hidden.contains(" hidden>"), "{hidden}");
         assert!(hidden.contains(r#"id="scatter""#) && hidden.contains("<circle"));
     }
 

@@ -55,7 +55,10 @@ pub(crate) fn page(title: &str, crumbs: &[Crumb], body: Markup) -> Markup {
                 script src=(assets::href("htmx.min.js")) defer {}
                 link rel="stylesheet" href=(assets::href("uPlot.min.css"));
                 script src=(assets::href("uPlot.iife.min.js")) defer {}
+                // ui-lib.js first: the two after it use its helpers (deferred scripts run in order).
+                script src=(assets::href("ui-lib.js")) defer {}
                 script src=(assets::href("chart.js")) defer {}
+                script src=(assets::href("compare.js")) defer {}
             }
             body hx-boost="true" {
                 header.top {
@@ -133,7 +136,7 @@ mod tests {
             assert!(assets::lookup(file).is_some(), "{src}");
             assert!(part.contains("></script>"), "inline script: {part}");
         }
-        assert_eq!(scripts, 4);
+        assert_eq!(scripts, 6);
         assert!(!html.contains("style="), "inline style attribute");
         assert!(!html.contains("http://") && !html.contains("https://"));
     }

@@ -31,9 +31,9 @@ pub use layout::{error_page, not_found_page};
 pub use lifecycle::Lifecycle;
 pub use maud::Markup;
 pub use registry::{
-    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, VERSIONS_SHOWN,
-    VersionMetric, VersionView, alias_confirm_page, mlmodel_signature, model_page, models_page,
-    version_page,
+    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, Signature,
+    SignatureField, VERSIONS_SHOWN, VersionMetric, VersionView, alias_confirm_page,
+    mlmodel_signature, model_page, models_page, version_page,
 };
 pub use run::{RunView, run_page};
 pub use runs::{PARENT_TAG, RunsQuery, RunsView, parent_id as parent_run_id, runs_page};

@@ -209,7 +209,12 @@ pub fn model_page(v: &ModelView) -> Markup {
                 p.muted { "No versions." }
             } @else {
                 table #versions {
-                    thead { tr { th { "Version" } th { "Created" } th { "Status" } th { "Stage" } th { "Source run" } th { "Aliases" } } }
+                    thead {
+                        tr {
+                            th { "Version" } th { "Created" } th { "Status" } th { "Stage" } th { "Source run" } th { "Aliases" }
+                            @if let Some(key) = v.metric { th.mono { (key) } }
+                        }
+                    }
                     tbody {
                         @for mv in v.versions {
                             tr {
@@ -219,6 +224,13 @@ pub fn model_page(v: &ModelView) -> Markup {
                                 td { (mv.current_stage) }
                                 td.mono { @if !mv.run_id.is_empty() { a href=(run_by_id_href(&mv.run_id)) { (mv.run_id) } } }
                                 td { (alias_chips(mv.aliases.iter().map(|a| (a.clone(), None)), &m.name)) }
+                                @if v.metric.is_some() {
+                                    td.num {
+                                        @if let Some(p) = v.metric_points.iter().find(|p| p.version == mv.version) {
+                                            span title=(p.value) { (format::value(p.value)) }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -253,9 +265,106 @@ pub struct VersionView<'a> {
     pub model: &'a RegisteredModel,
     pub version: &'a ModelVersion,
     pub logged_model: Option<&'a LoggedModel>,
-    /// The `signature:` section of the version's MLmodel file, when it has one.
-    pub signature: Option<&'a str>,
+    /// The signature of the version's MLmodel file, when it has one.
+    pub signature: Option<&'a Signature>,
     pub alias_form: AliasForm<'a>,
+}
+
+/// One input, output or parameter of a model's signature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignatureField {
+    /// None for an unnamed tensor.
+    pub name: Option<String>,
+    /// `double`, `tensor<float32>`, `array<string>`, `object{a: long}` …
+    pub kind: String,
+    /// A tensor's shape, `(-1, 4)`; a parameter's shape when it has one.
+    pub shape: Option<String>,
+    pub required: bool,
+    /// A parameter's default, as JSON.
+    pub default: Option<String>,
+}
+
+/// An MLmodel file's `signature:`: its inputs, outputs and params, as MLflow writes them (each
+/// a JSON list inside the YAML), or the block as text where a part is not in that form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub inputs: Vec<SignatureField>,
+    pub outputs: Vec<SignatureField>,
+    pub params: Vec<SignatureField>,
+    /// The YAML block as written, shown when `parsed` is false.
+    pub raw: String,
+    pub parsed: bool,
+}
+
+/// A signature type as one line: MLflow's column types, tensors, and the nested array, map and
+/// object types of its newer schemas.
+fn describe_type(spec: &serde_json::Value) -> String {
+    let field = |k: &str| spec.get(k);
+    match field("type").and_then(|t| t.as_str()) {
+        Some("tensor") => format!(
+            "tensor<{}>",
+            field("tensor-spec")
+                .and_then(|t| t.get("dtype"))
+                .and_then(|d| d.as_str())
+                .unwrap_or("?")
+        ),
+        Some("array") => format!(
+            "array<{}>",
+            field("items").map_or_else(|| "?".into(), describe_type)
+        ),
+        Some("map") => format!(
+            "map<{}>",
+            field("values").map_or_else(|| "?".into(), describe_type)
+        ),
+        Some("object") => {
+            let props: Vec<String> = field("properties")
+                .and_then(|p| p.as_object())
+                .map(|p| {
+                    p.iter()
+                        .map(|(k, v)| format!("{k}: {}", describe_type(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("object{{{}}}", props.join(", "))
+        }
+        Some(other) => other.to_string(),
+        None => "?".into(),
+    }
+}
+
+fn shape_text(shape: &serde_json::Value) -> Option<String> {
+    let dims: Vec<String> = shape.as_array()?.iter().map(|d| d.to_string()).collect();
+    Some(format!("({})", dims.join(", ")))
+}
+
+fn signature_fields(part: Option<&serde_norway::Value>) -> Option<Vec<SignatureField>> {
+    let text = match part {
+        None | Some(serde_norway::Value::Null) => return Some(Vec::new()),
+        Some(serde_norway::Value::String(s)) => s,
+        Some(_) => return None,
+    };
+    let specs: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    specs
+        .iter()
+        .map(|spec| {
+            spec.as_object()?;
+            let shape = spec
+                .get("tensor-spec")
+                .and_then(|t| t.get("shape"))
+                .or_else(|| spec.get("shape"))
+                .and_then(shape_text);
+            Some(SignatureField {
+                name: spec.get("name").and_then(|n| n.as_str()).map(String::from),
+                kind: describe_type(spec),
+                shape,
+                required: spec
+                    .get("required")
+                    .and_then(|r| r.as_bool())
+                    .unwrap_or(true),
+                default: spec.get("default").map(|d| d.to_string()),
+            })
+        })
+        .collect()
 }
 
 pub fn version_page(v: &VersionView) -> Markup {
@@ -303,12 +412,24 @@ pub fn version_page(v: &VersionView) -> Markup {
             }
             @if !v.alias_form.read_only {
                 form.bar #alias-form method="get" action=(v.alias_form.confirm_action) {
-                    label { "Set or move alias to this version" input type="text" name="alias" required placeholder="champion"; }
+                    label { "Set or move alias to this version" input type="text" name="alias" required placeholder="champion" list="known-aliases"; }
+                    datalist #known-aliases {
+                        @for known in &m.aliases { option value=(known.alias) { "@" (known.alias) " → v" (known.version) } }
+                    }
                     button type="submit" { "Review" }
+                }
+                @let elsewhere: Vec<_> = m.aliases.iter().filter(|a| a.version != mv.version).collect();
+                @if !elsewhere.is_empty() {
+                    p.muted #other-aliases {
+                        "Move here: "
+                        @for other in elsewhere {
+                            a.chip.alias href=(Href::new(v.alias_form.confirm_action).q("alias", &other.alias).build()) { "@" (other.alias) " (now v" (other.version) ")" }
+                        }
+                    }
                 }
             }
             h2 { "Signature" }
-            @if let Some(sig) = v.signature { pre.text #signature { (sig) } } @else { p.muted { "No signature in the model's MLmodel file." } }
+            (signature_section(v.signature))
             h2 { "Tags" }
             @if mv.tags.is_empty() { p.muted { "No tags." } } @else {
                 table.kv #version-tags { tbody { @for t in &mv.tags { tr { td.mono { (t.key) } td { (t.value) } } } } }
@@ -361,12 +482,85 @@ pub fn alias_confirm_page(v: &AliasConfirmView) -> Markup {
 }
 
 /// The lines of an MLmodel file's `signature:` block, which is YAML at the top level.
-pub fn mlmodel_signature(mlmodel: &str) -> Option<String> {
+fn signature_block(mlmodel: &str) -> Option<String> {
     let mut lines = mlmodel.lines().skip_while(|l| !l.starts_with("signature:"));
     let first = lines.next()?;
     let mut out = vec![first];
     out.extend(lines.take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('\t')));
     Some(out.join("\n").trim_end().to_string())
+}
+
+/// The signature of an MLmodel file, if it has one. The block is read on its own, so the rest
+/// of the file (flavors of any shape) cannot make it unreadable.
+pub fn mlmodel_signature(mlmodel: &str) -> Option<Signature> {
+    let raw = signature_block(mlmodel)?;
+    let parts = serde_norway::from_str::<serde_norway::Value>(&raw)
+        .ok()
+        .and_then(|doc| doc.get("signature").cloned());
+    let fields = parts.as_ref().and_then(|p| {
+        Some((
+            signature_fields(p.get("inputs"))?,
+            signature_fields(p.get("outputs"))?,
+            signature_fields(p.get("params"))?,
+        ))
+    });
+    Some(match fields {
+        Some((inputs, outputs, params)) => Signature {
+            inputs,
+            outputs,
+            params,
+            raw,
+            parsed: true,
+        },
+        None => Signature {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            params: Vec::new(),
+            raw,
+            parsed: false,
+        },
+    })
+}
+
+fn signature_table(id: &str, caption: &str, fields: &[SignatureField], params: bool) -> Markup {
+    html! {
+        table.signature id=(id) {
+            caption { (caption) }
+            thead { tr { th { "Name" } th { "Type" } th { "Shape" } @if params { th { "Default" } } @else { th { "Required" } } } }
+            tbody {
+                @for f in fields {
+                    tr {
+                        td.mono { @if let Some(n) = &f.name { (n) } @else { span.muted { "(unnamed)" } } }
+                        td.mono { (f.kind) }
+                        td.mono { @if let Some(s) = &f.shape { (s) } }
+                        @if params {
+                            td.mono { @if let Some(d) = &f.default { (d) } }
+                        } @else {
+                            td { @if f.required { "yes" } @else { "no" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn signature_section(sig: Option<&Signature>) -> Markup {
+    html! {
+        div #signature {
+            @match sig {
+                None => { p.muted { "No signature in the model's MLmodel file." } }
+                Some(s) if !s.parsed => { pre.text { (s.raw) } }
+                Some(s) => {
+                    @if s.inputs.is_empty() { p.muted { "No inputs in the signature." } }
+                    @else { (signature_table("signature-inputs", "Inputs", &s.inputs, false)) }
+                    @if s.outputs.is_empty() { p.muted { "No outputs in the signature." } }
+                    @else { (signature_table("signature-outputs", "Outputs", &s.outputs, false)) }
+                    @if !s.params.is_empty() { (signature_table("signature-params", "Parameters", &s.params, true)) }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,19 +659,27 @@ mod tests {
         assert!(html.contains(r#"<a href="/models/fraud/versions/1">v1</a>"#));
         assert!(html.contains(r#"<a href="/runs/run2">run2</a>"#));
         assert!(html.contains(r#"id="metric-over-versions""#) && html.contains("<polyline"));
+        // The chosen metric is a column of the versions table too.
+        assert!(html.contains(r#"<th class="mono">auc</th>"#), "{html}");
+        assert!(html.contains(r#"<span title="0.9">0.9</span>"#), "{html}");
         assert!(!html.contains("<script>d"), "{html}");
     }
 
     #[test]
     fn the_version_page_offers_the_alias_form_unless_read_only() {
-        let m = model("fraud");
+        let mut m = model("fraud");
+        m.aliases.push(ModelAlias {
+            alias: "challenger".into(),
+            version: 1,
+        });
         let mv = version("fraud", 2);
+        let sig = mlmodel_signature("signature:\n  inputs: '[<script>]'\n").unwrap();
         let render = |read_only| {
             version_page(&VersionView {
                 model: &m,
                 version: &mv,
                 logged_model: None,
-                signature: Some("signature:\n  inputs: '[<script>]'"),
+                signature: Some(&sig),
                 alias_form: AliasForm {
                     read_only,
                     confirm_action: "/models/fraud/versions/2/alias",
@@ -488,8 +690,18 @@ mod tests {
         let html = render(false);
         assert!(html.contains(r#"<form class="bar" id="alias-form" method="get" action="/models/fraud/versions/2/alias">"#), "{html}");
         assert!(html.contains(r#"id="source-run" href="/runs/run2""#));
+        // A signature that is not MLflow's JSON shows as the text it is.
         assert!(html.contains("m-2") && html.contains("inputs: '[&lt;script&gt;]'"));
-        assert!(!render(true).contains("alias-form"));
+        // An alias of another version is one click from moving here.
+        assert!(
+            html.contains(
+                r#"href="/models/fraud/versions/2/alias?alias=challenger">@challenger (now v1)"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"<option value="champion">"#), "{html}");
+        let read_only = render(true);
+        assert!(!read_only.contains("alias-form") && !read_only.contains("other-aliases"));
     }
 
     #[test]
@@ -513,10 +725,86 @@ mod tests {
     #[test]
     fn signature_is_cut_from_the_mlmodel() {
         let mlmodel = "artifact_path: m\nflavors:\n  sklearn: {}\nsignature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: null\nutc_time_created: x\n";
+        let sig = mlmodel_signature(mlmodel).unwrap();
         assert_eq!(
-            mlmodel_signature(mlmodel).unwrap(),
+            sig.raw,
             "signature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: null"
         );
+        assert!(sig.parsed && sig.outputs.is_empty());
+        assert_eq!(sig.inputs[0].kind, "double");
         assert!(mlmodel_signature("flavors: {}\n").is_none());
+    }
+
+    fn field(
+        name: Option<&str>,
+        kind: &str,
+        shape: Option<&str>,
+        required: bool,
+    ) -> SignatureField {
+        SignatureField {
+            name: name.map(String::from),
+            kind: kind.into(),
+            shape: shape.map(String::from),
+            required,
+            default: None,
+        }
+    }
+
+    #[test]
+    fn signatures_read_as_mlflow_writes_them() {
+        // As PyYAML writes MLflow's MLmodel: the JSON folded over lines inside single quotes.
+        let mlmodel = r#"flavors:
+  python_function: {}
+signature:
+  inputs: '[{"type": "double", "name": "sepal length (cm)", "required": true}, {"type":
+    "string", "name": "it''s", "required": false}, {"type": "array", "items": {"type":
+    "long"}, "name": "ids"}, {"type": "object", "properties": {"a": {"type": "double"}},
+    "name": "o"}]'
+  outputs: '[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 3]}}]'
+  params: '[{"name": "temperature", "type": "double", "default": 0.5, "shape": null}]'
+mlflow_version: 3.1.0
+"#;
+        let sig = mlmodel_signature(mlmodel).unwrap();
+        assert!(sig.parsed, "{sig:?}");
+        assert_eq!(
+            sig.inputs,
+            [
+                field(Some("sepal length (cm)"), "double", None, true),
+                field(Some("it's"), "string", None, false),
+                field(Some("ids"), "array<long>", None, true),
+                field(Some("o"), "object{a: double}", None, true),
+            ]
+        );
+        assert_eq!(
+            sig.outputs,
+            [field(None, "tensor<float32>", Some("(-1, 3)"), true)]
+        );
+        assert_eq!(sig.params[0].default.as_deref(), Some("0.5"));
+        let m = model("m");
+        let mv = version("m", 2);
+        let html = version_page(&VersionView {
+            model: &m,
+            version: &mv,
+            logged_model: None,
+            signature: Some(&sig),
+            alias_form: AliasForm {
+                read_only: true,
+                confirm_action: "/x",
+            },
+        })
+        .into_string();
+        assert!(
+            html.contains(r#"<table class="signature" id="signature-inputs">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<td class=\"mono\">sepal length (cm)</td><td class=\"mono\">double</td>"
+            )
+        );
+        assert!(html.contains(
+            "<td class=\"mono\">tensor&lt;float32&gt;</td><td class=\"mono\">(-1, 3)</td>"
+        ));
+        assert!(html.contains(r#"id="signature-params""#) && html.contains(">0.5</td>"));
     }
 }

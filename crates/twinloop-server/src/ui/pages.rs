@@ -29,6 +29,8 @@ const DEFAULT_METRIC_COLUMNS: u32 = 6;
 const DEFAULT_PARAM_COLUMNS: u32 = 4;
 /// Children listed on a run's page.
 const CHILDREN_SHOWN: i64 = 100;
+/// Run ids per search of the compare page's runs: the filter's length limit holds about 230.
+const COMPARE_IDS_PER_SEARCH: usize = 200;
 
 pub(super) fn pairs(raw: Option<String>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
@@ -343,9 +345,36 @@ async fn compare_page(
     t: &mut Timing,
 ) -> Result<Response, Error> {
     let experiment = s.store.get_experiment(id).await?;
+    let mut found: std::collections::HashMap<String, Run> = std::collections::HashMap::new();
+    // Up to 1,000 runs: a few searches by id, not one read per run.
+    for chunk in query.run_ids.chunks(COMPARE_IDS_PER_SEARCH) {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|r| format!("'{}'", r.replace('\'', "''")))
+            .collect();
+        let page = s
+            .store
+            .search_runs(&RunQuery {
+                experiment_ids: vec![experiment.experiment_id.clone()],
+                filter: Some(format!("attributes.run_id IN ({})", ids.join(","))),
+                order_by: Vec::new(),
+                view_type: ViewType::All,
+                max_results: i64::try_from(chunk.len()).unwrap_or(i64::MAX),
+                page_token: None,
+            })
+            .await?;
+        found.extend(page.items.into_iter().map(|r| (r.info.run_id.clone(), r)));
+    }
     let mut runs = Vec::with_capacity(query.run_ids.len());
     for run_id in &query.run_ids {
-        runs.push(run_in(s, id, run_id).await?.1);
+        match found.remove(run_id) {
+            Some(run) => runs.push(run),
+            None => {
+                return Err(Error::not_found(format!(
+                    "Run '{run_id}' is not in experiment {id}."
+                )));
+            }
+        }
     }
     let summaries = if runs.is_empty() {
         Vec::new()

@@ -250,7 +250,7 @@ async fn version_page(s: &AppState, name: &str, v: &str, t: &mut Timing) -> Resu
         model: &model,
         version: &mv,
         logged_model: logged_model.as_ref(),
-        signature: signature.as_deref(),
+        signature: signature.as_ref(),
         alias_form: AliasForm {
             read_only: s.ui_read_only,
             confirm_action: &confirm,
@@ -260,9 +260,9 @@ async fn version_page(s: &AppState, name: &str, v: &str, t: &mut Timing) -> Resu
     Ok(t.page(StatusCode::OK, page))
 }
 
-/// The `signature:` block of the MLmodel file where the version's files are (its logged
-/// model, or its source), if it is there; a missing or unreadable file is no signature.
-async fn signature(s: &AppState, name: &str, version: &str) -> Option<String> {
+/// The signature in the MLmodel file where the version's files are (its logged model, or its
+/// source), if it is there; a missing or unreadable file is no signature.
+async fn signature(s: &AppState, name: &str, version: &str) -> Option<twinloop_ui::Signature> {
     let mut location = s
         .store
         .get_model_version_download_uri(name, version)
