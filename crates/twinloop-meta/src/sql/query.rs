@@ -203,10 +203,16 @@ impl Window {
     }
 
     pub fn apply(&self, sql: &mut Sql) {
+        self.apply_from(sql, self.offset);
+    }
+
+    /// The window's rows from `offset` of a query already narrowed to start nearer them; the
+    /// next page token still counts from the start of the whole order.
+    pub fn apply_from(&self, sql: &mut Sql, offset: u64) {
         sql.push(" LIMIT ")
             .arg((self.limit + 1) as i64)
             .push(" OFFSET ")
-            .arg(self.offset as i64);
+            .arg(offset as i64);
     }
 
     pub fn page<T>(

@@ -342,6 +342,49 @@ impl SqlStore {
     }
 }
 
+/// From this position on, a window of the default order is sought through the index rather
+/// than skipped (below it, skipping is as cheap as the two extra reads).
+const SEEK_FROM: u64 = 500;
+
+impl SqlStore {
+    /// Where a window deep in a plain newest-first listing starts, on SQLite (PostgreSQL sorts
+    /// NULL start times first, and its plans differ): the start time at its position, read from
+    /// `runs_by_experiment` alone, and how many runs of that same start time to skip.
+    async fn seek(&self, q: &RunQuery) -> Result<Option<run_search::Seek>> {
+        let offset = crate::search::decode_page_token(q.page_token.as_deref())?;
+        if self.backend != super::Backend::Sqlite || offset < SEEK_FROM || !run_search::seekable(q)
+        {
+            return Ok(None);
+        }
+        let at = self.sql("SELECT r.start_time FROM runs r");
+        let Some(sql) = run_search::start_time_at(at, q, offset)? else {
+            return Ok(None);
+        };
+        let mut start_time = None;
+        sql.read(&self.bulk_reader).await?.for_each(|row| {
+            start_time = row.opt_int(0)?;
+            Ok(())
+        })?;
+        // Past the end, or among runs without a start time: skip as usual.
+        let Some(start_time) = start_time else {
+            return Ok(None);
+        };
+        let count = self.sql("SELECT COUNT(*) FROM runs r");
+        let Some(sql) = run_search::started_after(count, q, start_time)? else {
+            return Ok(None);
+        };
+        let mut newer = 0;
+        sql.read(&self.bulk_reader).await?.for_each(|row| {
+            newer = row.int(0)?;
+            Ok(())
+        })?;
+        Ok(Some(run_search::Seek {
+            start_time,
+            skip: offset.saturating_sub(u64::try_from(newer).unwrap_or(0)),
+        }))
+    }
+}
+
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run> {
@@ -709,7 +752,8 @@ impl RunStore for SqlStore {
 
     async fn search_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
         let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
-        let Some((sql, window)) = run_search::runs_query(select, q)? else {
+        let seek = self.seek(q).await?;
+        let Some((sql, window)) = run_search::runs_query_from(select, q, seek)? else {
             return Ok(Page {
                 items: Vec::new(),
                 next_page_token: None,

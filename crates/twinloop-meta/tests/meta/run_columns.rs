@@ -548,6 +548,45 @@ on_every_backend!(
     }
 );
 
+on_every_backend!(
+    a_deep_window_is_the_same_rows_as_the_full_order,
+    |s: &dyn TrackingStore| {
+        // Past 500 rows a newest-first window is sought through the index on SQLite; ties of start
+        // time (seven runs each) and runs without one must land exactly where the full order has them.
+        let exp = s.create_experiment("deep", None, &[]).await.unwrap();
+        for i in 0..640i64 {
+            let start = (i % 90 != 0).then_some(i / 7);
+            s.create_run(NewRun {
+                experiment_id: exp.clone(),
+                user_id: "u".into(),
+                run_name: Some(format!("r{i}")),
+                start_time: start,
+                tags: vec![],
+            })
+            .await
+            .unwrap();
+        }
+        let mut all = run_query(&exp, "", &[]);
+        all.max_results = 1000;
+        let all = names(s, all).await;
+        assert_eq!(all.len(), 640);
+        for offset in [500usize, 503, 561, 600, 630, 639, 640] {
+            let mut window = run_query(&exp, "", &[]);
+            window.max_results = 17;
+            window.page_token = Some(twinloop_meta::search::encode_page_token(offset as u64));
+            let page = s.search_runs(&window).await.unwrap();
+            let got: Vec<String> = page.items.into_iter().map(|r| r.info.run_name).collect();
+            let want = &all[offset.min(640)..(offset + 17).min(640)];
+            assert_eq!(got, want, "window at {offset}");
+            assert_eq!(
+                page.next_page_token.is_some(),
+                offset + 17 < 640,
+                "window at {offset}"
+            );
+        }
+    }
+);
+
 /// A database written before migration 0009 gets its summaries and keys from that migration.
 #[tokio::test]
 async fn the_migration_summarises_existing_data() {
