@@ -1,6 +1,9 @@
 //! The feature store end to end through the real binary: plan/apply against the tracking
 //! server's store, a training set logged to a run and visible in lineage, materialization,
-//! and the feature server's HTTP routes.
+//! and the feature server's HTTP routes, on the embedded store and on a Redis Cluster.
+
+#[path = "../../../twinloop-features/tests/support/redis_cluster.rs"]
+mod redis_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -397,6 +400,107 @@ async fn the_feature_server_with_auth_checks_the_stores_tokens() {
         )
         .await,
         200
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
+/// Materialization and the feature server on a three-node Redis Cluster (Feast's
+/// `redis_type: redis_cluster`): the CLI writes into the cluster while the server reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_and_serve_on_a_redis_cluster() {
+    let Some(cluster) = redis_cluster::RedisCluster::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = copy_example(dir.path());
+    std::fs::write(
+        repo.join("twinloop.yaml"),
+        format!(
+            "project: rides\nonline_store:\n  type: redis\n  redis_type: redis_cluster\n  \
+             connection_string: \"{}\"\n",
+            cluster.connection_string
+        ),
+    )
+    .unwrap();
+    ok(features(&repo, &["apply"]));
+    let out = ok(features(
+        &repo,
+        &[
+            "materialize",
+            "2024-01-01T00:00:00Z",
+            "2024-01-04T00:00:00Z",
+        ],
+    ));
+    assert!(
+        out.contains("driver_hourly_stats: 361 source rows"),
+        "{out}"
+    );
+    let stored: u64 = cluster
+        .ports
+        .iter()
+        .map(|&p| cluster.cli(p, &["dbsize"]).trim().parse::<u64>().unwrap())
+        .sum();
+    assert!(stored > 0, "nothing reached the cluster");
+
+    let port = free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["features", "--repo", repo.to_str().unwrap(), "serve"])
+        .args(["--port", &port.to_string()])
+        .env("TWINLOOP_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "feature server did not start");
+
+    let ask = json!({"features": ["driver_hourly_stats:conv_rate", "driver_daily_activity:trips"],
+                     "entities": {"driver_id": [1001, 1005, 4242]}});
+    let (status, reply) =
+        post_json(&client, &format!("{base}/get-online-features"), ask.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    // The example's rows are from 2024, older than the views' TTLs, yet found.
+    for column in [1, 2] {
+        assert_eq!(
+            reply["results"][column]["statuses"],
+            json!(["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE", "NOT_FOUND"]),
+            "{reply}"
+        );
+    }
+
+    // Unlike the embedded store, the cluster is not held by the server: the CLI materializes
+    // beside it, and a push reaches the readers at once.
+    ok(features(
+        &repo,
+        &["materialize-incremental", "2024-01-05T00:00:00Z"],
+    ));
+    let now = chrono_now();
+    let (status, reply) = post_json(
+        &client,
+        &format!("{base}/push"),
+        json!({"push_source_name": "driver_stats", "to": "online",
+               "df": {"driver_id": [4242], "event_timestamp": [now], "created": [now], "conv_rate": [0.25], "acc_rate": [0.5], "avg_daily_trips": [12]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let (_, reply) = post_json(&client, &format!("{base}/get-online-features"), ask).await;
+    assert_eq!(reply["results"][1]["values"][2], json!(0.25), "{reply}");
+    assert_eq!(
+        reply["results"][1]["statuses"],
+        json!(["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE", "PRESENT"])
     );
     let _ = serve.kill();
     let _ = serve.wait();
