@@ -64,6 +64,9 @@ moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 export TWINLOOP_TEST_S3_ENDPOINT="http://127.0.0.1:$moto_port"
+# The Spark engine's cell-by-cell check (CLI test features_spark, one local Spark job) runs the
+# spark-submit that pyspark brings into the venv.
+export TWINLOOP_SPARK_SUBMIT="$venv/bin/spark-submit"
 for _ in $(seq 1 100); do
   curl -fsS "$TWINLOOP_TEST_S3_ENDPOINT/" >/dev/null 2>&1 && break
   sleep 0.2

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use twinloop_features::describe::view_statistics;
 use twinloop_features::offline::HistoricalRequest;
 use twinloop_features::progress::Progress;
-use twinloop_features::repo::format_ttl;
+use twinloop_features::repo::{OfflineStoreConfig, SparkConfig, format_ttl};
 use twinloop_features::serving::OnlineService;
 use twinloop_features::store::FeatureStore;
 use twinloop_features::time::{format_micros, parse_timestamp};
@@ -120,6 +120,31 @@ struct HistoricalArgs {
     /// Memory for join partitions before they spill to disk: bytes, or with K, M, G.
     #[arg(long, default_value = "2G")]
     memory_limit: String,
+    /// Where the join runs: in this process, or as a Spark job through spark-submit (with
+    /// twinloop.yaml's offline_store settings when it names spark, else local[*]). Default:
+    /// twinloop.yaml's offline_store.
+    #[arg(long, value_enum)]
+    engine: Option<Engine>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Engine {
+    Embedded,
+    Spark,
+}
+
+impl Engine {
+    fn config(self, configured: &OfflineStoreConfig) -> OfflineStoreConfig {
+        match (self, configured) {
+            (Engine::Embedded, _) => OfflineStoreConfig::Embedded {},
+            (Engine::Spark, OfflineStoreConfig::Spark(spark)) => {
+                OfflineStoreConfig::Spark(spark.clone())
+            }
+            (Engine::Spark, OfflineStoreConfig::Embedded {}) => {
+                OfflineStoreConfig::Spark(SparkConfig::default())
+            }
+        }
+    }
 }
 
 pub fn run(args: FeaturesArgs) -> Result<()> {
@@ -147,7 +172,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         return runtime.block_on(serve(args.repo, host, port, auth));
     }
     runtime.block_on(async move {
-        let store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
+        let mut store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
         let progress = if std::io::stderr().is_terminal() {
             terminal_progress()
         } else {
@@ -165,7 +190,13 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             }
             FeaturesCommand::List => list(&store).await?,
             FeaturesCommand::Describe { name } => describe(&store, &name).await?,
-            FeaturesCommand::GetHistorical(h) => historical(&store, h, progress).await?,
+            FeaturesCommand::GetHistorical(h) => {
+                if let Some(engine) = h.engine {
+                    store.repo.config.offline_store =
+                        engine.config(&store.repo.config.offline_store);
+                }
+                historical(&store, h, progress).await?
+            }
             FeaturesCommand::Materialize { start, end, views } => {
                 let (start, end) = (time_arg(&start)?, time_arg(&end)?);
                 let online = store.online_store().await.map_err(user_error)?;
@@ -232,8 +263,12 @@ async fn historical(store: &FeatureStore, args: HistoricalArgs, progress: Progre
         .get_historical(&request, args.run_id.as_deref())
         .await
         .map_err(user_error)?;
+    let engine = match store.repo.config.offline_store {
+        OfflineStoreConfig::Embedded {} => "",
+        OfflineStoreConfig::Spark(_) => " on Spark",
+    };
     outln!(
-        "wrote {} rows with {} feature columns to {} in {:.2} s",
+        "wrote {} rows with {} feature columns to {} in {:.2} s{engine}",
         summary.rows,
         summary.feature_columns.len(),
         args.output.display(),

@@ -14,6 +14,7 @@ mod deploy;
 mod deploy_manifests;
 mod durability;
 mod features;
+mod features_spark;
 mod first_run;
 mod history_memory;
 mod hostile_v2;

@@ -6,6 +6,9 @@
 //! back into the input order while the output is written. Partitions live in memory until the
 //! memory limit is reached and then spill to Arrow IPC files ([`spill`]), so no step holds more
 //! than one partition of one view, whatever the size of the inputs.
+//!
+//! With `offline_store: {type: spark}` the same join runs as Spark SQL instead ([`spark`]): the
+//! plan and the output are shared, the join between them is Spark's.
 
 mod asof;
 mod entities;
@@ -13,6 +16,7 @@ mod join;
 mod merge;
 mod partition;
 mod plan;
+mod spark;
 mod spill;
 
 use std::path::PathBuf;
@@ -21,7 +25,7 @@ use arrow::datatypes::SchemaRef;
 use twinloop_core::{Error, Result};
 
 use crate::progress::Progress;
-use crate::repo::{FeatureRef, FeatureRepo};
+use crate::repo::{FeatureRef, FeatureRepo, OfflineStoreConfig};
 pub use entities::EntityReader;
 use merge::MergeInput;
 
@@ -52,13 +56,21 @@ pub struct HistoricalSummary {
     pub schema: SchemaRef,
 }
 
-/// Builds the training set in stages: plan the views, partition the entity rows, then per view
-/// partition its source rows and join partition by partition, and finally merge the results
-/// back into input order while writing.
+/// Builds the training set with the repository's offline engine.
 pub async fn get_historical(
     repo: &FeatureRepo,
     request: &HistoricalRequest,
 ) -> Result<HistoricalSummary> {
+    match &repo.config.offline_store {
+        OfflineStoreConfig::Embedded {} => embedded(repo, request).await,
+        OfflineStoreConfig::Spark(config) => spark::get_historical(repo, request, config).await,
+    }
+}
+
+/// Builds the training set in stages: plan the views, partition the entity rows, then per view
+/// partition its source rows and join partition by partition, and finally merge the results
+/// back into input order while writing.
+async fn embedded(repo: &FeatureRepo, request: &HistoricalRequest) -> Result<HistoricalSummary> {
     let spill_dir = tempfile::Builder::new()
         .prefix("twinloop-pit-")
         .tempdir()

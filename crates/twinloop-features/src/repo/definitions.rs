@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::DType;
+use super::OfflineStoreConfig;
 
 /// Where a definition was written, for error messages: `features.yaml:12`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct RepoConfig {
     /// `--backend-store-uri`; default `sqlite:///DIR/.twinloop/registry.db`. Point it at the
     /// server's store so that the server's lineage graph sees the feature store.
     pub registry: String,
+    /// Where training sets are computed (`offline_store`): in process by default.
+    pub offline_store: OfflineStoreConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use twinloop_core::{Error, Result};
 
+use super::OfflineStoreConfig;
 use super::definitions::TtlText;
 use super::names::{check_name, check_project_name};
 use super::online_config::OnlineStoreText;
@@ -26,6 +27,7 @@ struct FileContent {
     /// `twinloop_pipelines::config`, not by the feature store.
     #[serde(default, rename = "executors")]
     _executors: Option<serde_norway::Value>,
+    offline_store: Option<OfflineStoreConfig>,
     #[serde(default)]
     entities: Vec<Entity>,
     #[serde(default)]
@@ -87,6 +89,7 @@ impl FeatureRepo {
                 project: String::new(),
                 online_store: OnlineStoreConfig::default(),
                 registry: String::new(),
+                offline_store: OfflineStoreConfig::default(),
             },
             entities: Vec::new(),
             sources: Vec::new(),
@@ -94,6 +97,7 @@ impl FeatureRepo {
             services: Vec::new(),
         };
         let mut seen = Occurrences::default();
+        let mut offline_store = OfflineStoreConfig::default();
         for (file, text) in texts {
             let content: FileContent = if text.trim().is_empty() {
                 FileContent::default()
@@ -101,6 +105,14 @@ impl FeatureRepo {
                 serde_norway::from_str(text)
                     .map_err(|e| Error::invalid(file.as_str()).with_source(e))?
             };
+            if let Some(written) = content.offline_store.clone() {
+                if file != CONFIG_FILE {
+                    return Err(Error::invalid(format!(
+                        "{file}:1: offline_store belongs in {CONFIG_FILE}"
+                    )));
+                }
+                offline_store = written;
+            }
             let is_config = file == CONFIG_FILE;
             if is_config {
                 let project = content
@@ -181,6 +193,7 @@ impl FeatureRepo {
         repo.config.registry = registry.unwrap_or_else(|| {
             format!("sqlite:///{}", dir.join(".twinloop/registry.db").display())
         });
+        repo.config.offline_store = offline_store;
         repo.check(texts)?;
         Ok(repo)
     }

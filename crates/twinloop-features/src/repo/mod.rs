@@ -8,6 +8,7 @@ mod duration;
 mod load;
 mod locate;
 mod names;
+mod offline_config;
 mod online_config;
 
 pub use definitions::{
@@ -18,3 +19,4 @@ pub use dtype::DType;
 pub use duration::{format_ttl, parse_ttl};
 pub use load::FeatureRepo;
 pub(crate) use locate::locate;
+pub use offline_config::{ConfValue, OfflineStoreConfig, SparkConfig};
