@@ -5,7 +5,10 @@ table's rows and nesting, the filter giving the same run ids as ``mlflow.search_
 filter showing the server's message while the page keeps working, the link the stock client prints
 (``/#/experiments/E/runs/R``) opening the run, the pages with JavaScript off, no request leaving
 the server and no CSP violation. Each page is saved as a PNG (1280x800) into a gallery with an
-``index.html``: $TWINLOOP_UI_GALLERY, else /tmp/twinloop-ui-gallery.
+``index.html``: $TWINLOOP_UI_GALLERY, else /tmp/twinloop-ui-gallery. Each page saved with
+JavaScript on is also checked by axe-core, which Playwright injects into every page (never part
+of the binary; ``scripts/fetch-axe.sh`` fetches the pinned version, $TWINLOOP_AXE names the
+file): no serious or critical violation.
 
 Needs ``playwright`` (tests/compat/requirements.txt) and chromium (``apt-get install
 --no-install-recommends chromium``; $TWINLOOP_CHROMIUM names another binary). Without either the
@@ -18,6 +21,7 @@ import html
 import os
 import re
 import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -30,6 +34,22 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 GALLERY = Path(os.environ.get("TWINLOOP_UI_GALLERY") or "/tmp/twinloop-ui-gallery")
 VIEWPORT = {"width": 1280, "height": 800}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _axe() -> Path | None:
+    """axe-core's file: $TWINLOOP_AXE, else what scripts/fetch-axe.sh fetched (run here once)."""
+    if os.environ.get("TWINLOOP_AXE"):
+        return Path(os.environ["TWINLOOP_AXE"])
+    try:
+        out = subprocess.run(
+            ["bash", str(REPO / "scripts" / "fetch-axe.sh")], capture_output=True, text=True, timeout=120, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        if os.environ.get("TWINLOOP_REQUIRE_ALL_BACKENDS"):
+            raise
+        return None
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def _chromium() -> str | None:
@@ -45,6 +65,11 @@ def browser():
         b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def axe_script():
+    return _axe()
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +97,11 @@ def ui_server(server):
 
 
 @pytest.fixture
-def page_for(browser, ui_server, gallery):
+def page_for(browser, ui_server, gallery, axe_script):
     """Opens a fresh page (JavaScript on or off) that fails the test on any request to another
-    host and records console errors (CSP violations among them)."""
+    host and records console errors (CSP violations among them). With JavaScript on, axe-core
+    is injected into every document the page opens (as Playwright's init script, which the
+    pages' CSP does not apply to)."""
     host = urllib.parse.urlparse(ui_server).netloc
     opened = []
 
@@ -85,7 +112,10 @@ def page_for(browser, ui_server, gallery):
             java_script_enabled=javascript,
             extra_http_headers=credentials(ui_server),
         )
+        if javascript and axe_script:
+            context.add_init_script(path=str(axe_script))
         page = context.new_page()
+        page.javascript = javascript
         page.outside = []
         page.console_errors = []
         page.failed_loads = []
@@ -128,6 +158,21 @@ def shot(page, gallery, name: str, title: str) -> None:
     file = f"{len(gallery):02d}-{name}.png"
     page.screenshot(path=str(GALLERY / file), full_page=False)
     gallery.append((file, title))
+    check_accessibility(page, name)
+
+
+def check_accessibility(page, name: str) -> None:
+    """axe-core over the whole page: no serious or critical violation. Frames (sandboxed
+    artifact previews, whose content is the user's) are left out."""
+    if not getattr(page, "javascript", False) or not page.evaluate("() => typeof axe === 'object'"):
+        return
+    found = page.evaluate(
+        """() => axe.run(document, {iframes: false, resultTypes: ['violations']}).then(r =>
+            r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v =>
+                v.impact + ' ' + v.id + ': ' + v.help + ' @ ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')
+                + ' (' + v.nodes[0].failureSummary + ')'))"""
+    )
+    assert found == [], f"accessibility ({name}): {found}"
 
 
 def _log_sweep():
@@ -340,6 +385,67 @@ def test_compare_selected_runs(ui_server, page_for, gallery):
     shot(page, gallery, "compare-scatter", "Compare: scatter and parallel coordinates")
 
 
+def _visible_compare_rows(page) -> list[str]:
+    return page.locator("#compare-runs tbody tr:not([hidden])").evaluate_all(
+        "rows => rows.map(r => r.dataset.runId)"
+    )
+
+
+def test_compare_brushing_box_plot_and_hostile_names(ui_server, page_for, gallery):
+    exp_id, parent_id, hostile_id = _log_sweep()
+    runs = {r.info.run_name: r.info.run_id for r in mlflow.search_runs([exp_id], output_format="list")}
+    chosen = [runs["trial-0"], runs["trial-1"], runs["trial-2"], hostile_id]
+    url = f"{ui_server}/experiments/{exp_id}/compare?runs={','.join(chosen)}"
+    page = page_for()
+    page.goto(url)
+    # The hostile run's name is text wherever it shows.
+    sync_api.expect(page.locator(f'#compare-runs tr[data-run-id="{hostile_id}"] a')).to_have_text(
+        "<script>alert(1)</script>"
+    )
+    sync_api.expect(page.locator("#params-diff thead")).to_contain_text("<script>alert(1)</script>")
+    assert page.locator('a[href^="javascript:"]').count() == 0
+
+    # Drag along the lr axis from its top to its middle: lr 0.1 sits at the top, 0.01 and 0.001
+    # near the bottom, and the hostile run has no lr, so one run is left.
+    svg = page.locator("svg#parallel[data-brush-ready='1']")
+    svg.scroll_into_view_if_needed()
+    area = page.locator('g.pc-axis[data-col="params.lr"] rect.brush-area')
+    box = area.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] / 2, steps=6)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r".*brush=params\.lr%3A"))
+    assert _visible_compare_rows(page) == [runs["trial-0"]]
+    sync_api.expect(page.locator("#brush-kept")).to_have_text("1")
+    assert page.locator("svg#parallel polyline.dim").count() == 3
+    shot(page, gallery, "compare-brushed", "Compare: the lr axis brushed, the table down to the runs inside")
+
+    # The brushed URL opens brushed, rendered by the server (JavaScript or not).
+    brushed = page.url
+    page.goto(brushed)
+    assert _visible_compare_rows(page) == [runs["trial-0"]]
+    no_js = page_for(javascript=False)
+    no_js.goto(brushed)
+    rows = no_js.locator("#compare-runs tbody tr")
+    visible = [rows.nth(i).get_attribute("data-run-id") for i in range(rows.count()) if rows.nth(i).is_visible()]
+    assert visible == [runs["trial-0"]]
+    # A click on the axis clears its brush.
+    area = page.locator('g.pc-axis[data-col="params.lr"] rect.brush-area')
+    area.scroll_into_view_if_needed()
+    area.click()
+    sync_api.expect(page.locator("#brush-kept")).to_have_text("4")
+    assert "brush=" not in page.url
+
+    # The box plot of a metric grouped by a param: adam, sgd and the run without one.
+    page.goto(f"{url}&box=metrics.acc&by=params.optimizer")
+    groups = page.locator("#box-plot g.box").evaluate_all("gs => gs.map(g => g.dataset.group)")
+    assert sorted(groups) == ["(none)", "adam", "sgd"]
+    page.locator("#box-plot").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-box", "Compare: box plot of acc by optimizer")
+
+
 # A 1x1 PNG.
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -397,12 +503,18 @@ def test_model_version_page_sets_an_alias(ui_server, page_for, gallery):
     for auc in (0.81, 0.86):
         with mlflow.start_run(experiment_id=exp_id) as run:
             mlflow.log_metric("auc", auc)
+            # As PyYAML writes MLflow's MLmodel: the signature's JSON folded inside single quotes.
             mlflow.log_text(
-                "flavors: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"<x>\"}]'\n  outputs: null\n",
+                "flavors: {}\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"<x>\", \"required\": true},\n"
+                "    {\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float32\", \"shape\": [-1, 4]}, \"name\": \"t\"}]'\n"
+                "  outputs: null\n",
                 "model/MLmodel",
             )
         versions.append(mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version)
     client.set_registered_model_alias(name, "champion", versions[0])
+    client.set_model_version_tag(name, versions[1], "note", "<script>alert(1)</script>")
+    client.update_model_version(name, versions[1], description="javascript:alert(1)")
+    client.set_registered_model_tag(name, "note", "<script>document.title='pwned'</script>")
     page = page_for()
     page.goto(f"{ui_server}/models")
     sync_api.expect(page.locator("#models")).to_contain_text(name)
@@ -425,7 +537,15 @@ def test_model_version_page_sets_an_alias(ui_server, page_for, gallery):
     page.wait_for_url(f"**/models/{urllib.parse.quote(name)}/versions/{versions[1]}")
     sync_api.expect(page.locator("#version-aliases")).to_contain_text("@champion")
     assert client.get_model_version_by_alias(name, "champion").version == versions[1]
-    sync_api.expect(page.locator("#signature")).to_contain_text('"name": "<x>"')
+    sync_api.expect(page.locator("#signature-inputs tbody tr")).to_have_count(2)
+    sync_api.expect(page.locator("#signature-inputs tbody tr").first).to_contain_text("<x>")
+    sync_api.expect(page.locator("#signature-inputs")).to_contain_text("tensor<float32>")
+    sync_api.expect(page.locator("#signature-inputs")).to_contain_text("(-1, 4)")
+    # Hostile tags and descriptions are text, and no javascript: link is followed.
+    sync_api.expect(page.locator("#version-tags")).to_contain_text("<script>alert(1)</script>")
+    sync_api.expect(page.locator("#version")).to_contain_text("javascript:alert(1)")
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    assert page.title() != "pwned"
     shot(page, gallery, "version", "Model version: source run, aliases, signature")
     page.click("#source-run")
     sync_api.expect(page.locator("#overview")).to_be_visible()
