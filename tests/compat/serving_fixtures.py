@@ -321,12 +321,11 @@ class ServeProcess:
     127.0.0.1 --port HP --grpc-port GP``, with ORT_DYLIB_PATH set; output goes to serve.log."""
 
     def __init__(
-        self, binary: str, tracking_uri: str, model_uris: list[str], extra_args: tuple[str, ...] = (), grpc: bool = True
+        self, binary: str, tracking_uri: str, model_uris: list[str], extra_args: tuple[str, ...] = ()
     ):
         self.data_dir = Path(tempfile.mkdtemp(prefix="tl-compat-serve-"))
         self.http_port = _free_port()
-        # 0: gRPC off (`--auth` needs it off), and readiness is HTTP's alone.
-        self.grpc_port = _free_port() if grpc else 0
+        self.grpc_port = _free_port()
         while self.grpc_port == self.http_port:
             self.grpc_port = _free_port()
         self.http_url = f"http://127.0.0.1:{self.http_port}"

@@ -664,7 +664,9 @@ def test_champion_alias_resolves_to_version_2(serve, http, grpc, alias_cases):
 
 def test_serve_with_auth_takes_an_infer_token(server, serve, cases):
     """`twinloop serve --auth` against the session server's store: the stock tritonclient predicts
-    with an `infer` token in its headers, and without credentials gets a 401."""
+    with an `infer` token in its headers over HTTP and gRPC; without credentials (or with a forged
+    token) it gets a 401 / UNAUTHENTICATED, and the `infer` token reads no metadata (403 /
+    PERMISSION_DENIED)."""
     if not os.environ.get("TWINLOOP_COMPAT_AUTH") or server.target != "twinloop":
         pytest.skip("the session's server needs --auth (TWINLOOP_COMPAT_AUTH=basic|token)")
     case = cases["lr"]
@@ -679,13 +681,16 @@ def test_serve_with_auth_takes_an_infer_token(server, serve, cases):
         str(server),
         [f"models:/{case.name}@champion"],
         extra_args=("--auth", "--backend-store-uri", server.store_uri),
-        grpc=False,
     )
+    def headers() -> dict:
+        # A fresh dict each call: tritonclient's HTTP infer adds its own entries to the one given.
+        return {"authorization": f"Bearer {token}"}
+
     try:
         proc.wait_ready(float(os.environ.get("TWINLOOP_SERVE_TIMEOUT", "60")))
         client = httpclient.InferenceServerClient(url=f"127.0.0.1:{proc.http_port}")
         try:
-            result = client.infer(case.name, _http_inputs(case), headers={"Authorization": f"Bearer {token}"})
+            result = client.infer(case.name, _http_inputs(case), headers=headers())
             for name in case.output_names:
                 _check_output(case, name, result.as_numpy(name), where="http with an infer token")
             with pytest.raises(InferenceServerException) as refused:
@@ -693,6 +698,21 @@ def test_serve_with_auth_takes_an_infer_token(server, serve, cases):
             assert refused.value.status() == "401", refused.value
         finally:
             client.close()
+        rpc = grpcclient.InferenceServerClient(url=f"127.0.0.1:{proc.grpc_port}")
+        try:
+            assert rpc.is_server_live()
+            result = rpc.infer(case.name, _grpc_inputs(case), headers=headers())
+            for name in case.output_names:
+                _check_output(case, name, result.as_numpy(name), where="grpc with an infer token")
+            for refused_headers in (None, {"authorization": "Bearer tlp_forged"}):
+                with pytest.raises(InferenceServerException) as refused:
+                    rpc.infer(case.name, _grpc_inputs(case), headers=refused_headers)
+                assert refused.value.status() == "StatusCode.UNAUTHENTICATED", refused.value
+            with pytest.raises(InferenceServerException) as refused:
+                rpc.get_model_metadata(case.name, headers=headers())
+            assert refused.value.status() == "StatusCode.PERMISSION_DENIED", refused.value
+        finally:
+            rpc.close()
     finally:
         proc.stop()
         shutil.rmtree(proc.data_dir, ignore_errors=True)

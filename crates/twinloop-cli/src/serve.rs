@@ -45,9 +45,9 @@ pub struct ServeArgs {
     #[arg(long)]
     prediction_log: Option<String>,
     /// Check credentials as `twinloop server --auth` does, against the users and tokens of the
-    /// store at --backend-store-uri (the tracking server's): predictions need an `infer` token or
-    /// a caller who may read, metadata a caller who may read; health stays open. gRPC checks no
-    /// credentials yet, so --auth needs --grpc-port 0.
+    /// store at --backend-store-uri (the tracking server's), over REST and gRPC alike:
+    /// predictions need an `infer` token or a caller who may read, metadata a caller who may
+    /// read; health stays open.
     #[arg(long)]
     auth: bool,
     /// The metadata store whose users and tokens --auth checks.
@@ -59,13 +59,10 @@ pub struct ServeArgs {
     default_permission: String,
 }
 
-/// The credential checks of `--auth`; gRPC checks none yet, so it must be off.
+/// The credential checks of `--auth`.
 async fn auth_of(args: &ServeArgs) -> Result<Option<Arc<twinloop_server::auth::Auth>>> {
     if !args.auth {
         return Ok(None);
-    }
-    if args.grpc_port != 0 {
-        bail!("--auth checks REST requests only: gRPC would answer anyone (hint: --grpc-port 0)");
     }
     let auth = crate::auth::standalone(args.backend_store_uri.as_deref(), &args.default_permission)
         .await?;
@@ -112,6 +109,7 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         format!("cannot listen on {addr} (hint: is the port in use? try --port)")
     })?;
     let app = twinloop_v2::http::router(engine.clone());
+    let gate = auth.clone().map(|a| a as Arc<dyn twinloop_v2::grpc::Gate>);
     // A route layer, so the guard sees the matched route and applies the server's rules table.
     let app = match auth {
         Some(auth) => app.route_layer(axum::middleware::from_fn_with_state(
@@ -137,7 +135,8 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
             })
             .await
     });
-    let grpc_server = spawn_grpc(&args.host, args.grpc_port, &engine, stop.subscribe()).await?;
+    let grpc_server =
+        spawn_grpc(&args.host, args.grpc_port, &engine, gate, stop.subscribe()).await?;
     let tracking = TrackingClient::new(conn.tracking_uri());
     let registry: &dyn ModelRegistry = &tracking;
     let batching = BatchingSpec {

@@ -415,6 +415,7 @@ impl Running {
             &artifacts,
             &locations,
             &outbound,
+            auth.clone(),
             grpc_stopped,
         )
         .await?;
@@ -522,11 +523,6 @@ async fn auth(
         }
         return Ok(None);
     }
-    // gRPC checks no credentials yet: with --auth it would answer anyone's predictions.
-    #[cfg(feature = "serving")]
-    if args.grpc_port != 0 {
-        bail!("--auth checks REST requests only: gRPC would answer anyone (hint: --grpc-port 0)");
-    }
     let default_permission =
         args.default_permission
             .parse()
@@ -574,13 +570,15 @@ struct RunningServing {
 
 #[cfg(feature = "serving")]
 impl RunningServing {
-    /// gRPC runs until `stopped` changes or its sender is dropped.
+    /// gRPC runs until `stopped` changes or its sender is dropped, behind `auth`'s checks when
+    /// there are any.
     async fn start(
         args: &ServerArgs,
         store: StoreHandle,
         artifacts: &ArtifactStore,
         locations: &LocationPolicy,
         outbound: &Outbound,
+        auth: Option<Arc<twinloop_server::auth::Auth>>,
         stopped: tokio::sync::watch::Receiver<()>,
     ) -> Result<RunningServing> {
         let flush = std::time::Duration::from_millis(args.prediction_log_flush_ms.max(1));
@@ -607,7 +605,8 @@ impl RunningServing {
         let deployments =
             DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
         deployments.follow_aliases();
-        let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, stopped).await?;
+        let gate = auth.map(|a| a as Arc<dyn twinloop_v2::grpc::Gate>);
+        let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, gate, stopped).await?;
         let monitored = MonitoredDeployments {
             manager: deployments.clone(),
             engine: engine.clone(),
@@ -694,12 +693,14 @@ async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
 }
 
 #[cfg(feature = "serving")]
-/// Starts the Open Inference Protocol over gRPC on `port` (0: off) until `stopped` changes or
-/// its sender is dropped; the handle resolves once its requests in flight are answered.
+/// Starts the Open Inference Protocol over gRPC on `port` (0: off), every call through `gate`
+/// when there is one, until `stopped` changes or its sender is dropped; the handle resolves once
+/// its requests in flight are answered.
 pub(crate) async fn spawn_grpc(
     host: &str,
     port: u16,
     engine: &Arc<Engine>,
+    gate: Option<Arc<dyn twinloop_v2::grpc::Gate>>,
     mut stopped: tokio::sync::watch::Receiver<()>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     if port == 0 {
@@ -719,6 +720,7 @@ pub(crate) async fn spawn_grpc(
     Ok(Some(tokio::spawn(twinloop_v2::grpc::serve(
         listener,
         engine.clone(),
+        gate,
         shutdown,
     ))))
 }

@@ -3,9 +3,17 @@
 //! `raw_output_contents`, which is what tritonclient reads.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use serde_json::{Map, Value};
+use tonic::codegen::{Service as TowerService, http};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
 use tonic::{Request, Response, Status};
 use twinloop_serving::engine::{Engine, ServeError};
 use twinloop_serving::infer::InferRequest;
@@ -279,19 +287,151 @@ impl GrpcInferenceService for Service {
     }
 }
 
+/// The service's name on the wire: its methods are called at `/{SERVICE}/{method}`.
+pub const SERVICE: &str = proto::grpc_inference_service_server::SERVICE_NAME;
+
+/// Every method of the service, as `proto/inference.proto` declares them.
+pub const METHODS: [&str; 6] = [
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+];
+
+/// The REST route (its method and `http.rs` pattern) that answers what the gRPC method answers,
+/// so that whatever decides who may call a REST route decides its gRPC twin the same way.
+pub fn rest_twin(method: &str) -> Option<(http::Method, &'static str)> {
+    Some(match method {
+        "ServerLive" => (http::Method::GET, "/v2/health/live"),
+        "ServerReady" => (http::Method::GET, "/v2/health/ready"),
+        "ModelReady" => (http::Method::GET, "/v2/models/{name}/ready"),
+        "ServerMetadata" => (http::Method::GET, "/v2"),
+        "ModelMetadata" => (http::Method::GET, "/v2/models/{name}"),
+        "ModelInfer" => (http::Method::POST, "/v2/models/{name}/infer"),
+        _ => return None,
+    })
+}
+
+/// A call as a [`Gate`] sees it, before its message is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// `/inference.GRPCInferenceService/ModelInfer`, or whatever path the client called.
+    pub path: &'a str,
+    /// The `authorization` metadata (tritonclient sends its `headers` as metadata).
+    pub authorization: Option<&'a str>,
+    pub peer: Option<IpAddr>,
+}
+
+/// Why a gate turned a call away; answered as the gRPC status of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated(String),
+    PermissionDenied(String),
+    /// The gate could not decide (its store failed).
+    Internal(String),
+}
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Status {
+        match refusal {
+            Refusal::Unauthenticated(m) => Status::unauthenticated(m),
+            Refusal::PermissionDenied(m) => Status::permission_denied(m),
+            Refusal::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+/// Decides whether a call may go on (the server's credentials and rules, under `--auth`).
+#[tonic::async_trait]
+pub trait Gate: Send + Sync {
+    async fn admit(&self, call: Call<'_>) -> Result<(), Refusal>;
+}
+
+/// A service whose every call passes its gate first: a refused one is answered with the
+/// refusal's status and its message is never read.
+#[derive(Clone)]
+struct Gated<S> {
+    inner: S,
+    gate: Arc<dyn Gate>,
+}
+
+impl<S: NamedService> NamedService for Gated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+type Body = tonic::body::Body;
+
+impl<S> TowerService<http::Request<Body>> for Gated<S>
+where
+    S: TowerService<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone made ready by `poll_ready` serves this call; a fresh one waits for the next.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let gate = self.gate.clone();
+        // Owned copies: the request's body is not `Sync`, so no borrow of it may cross an await.
+        let path = request.uri().path().to_owned();
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .map(|a| a.ip());
+        Box::pin(async move {
+            let call = Call {
+                path: &path,
+                authorization: authorization.as_deref(),
+                peer,
+            };
+            if let Err(refusal) = gate.admit(call).await {
+                return Ok(Status::from(refusal).into_http());
+            }
+            inner.call(request).await
+        })
+    }
+}
+
 /// Serves the gRPC service on `listener` until `shutdown` resolves; requests in flight then
-/// finish before it returns, so their answers reach the prediction log before it closes.
+/// finish before it returns, so their answers reach the prediction log before it closes. With a
+/// `gate`, every call passes it before anything else happens.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
+    gate: Option<Arc<dyn Gate>>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let service = GrpcInferenceServiceServer::new(Service { engine })
         .max_decoding_message_size(BODY_LIMIT)
         .max_encoding_message_size(BODY_LIMIT);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    if let Err(e) = tonic::transport::Server::builder()
-        .add_service(service)
+    let mut server = tonic::transport::Server::builder();
+    let router = match gate {
+        Some(gate) => server.add_service(Gated {
+            inner: service,
+            gate,
+        }),
+        None => server.add_service(service),
+    };
+    if let Err(e) = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
     {
@@ -332,6 +472,22 @@ mod tests {
         })
         .unwrap_err()
         .0
+    }
+
+    #[test]
+    fn every_method_of_the_proto_is_listed_with_a_rest_twin() {
+        let declared: Vec<&str> = include_str!("../proto/inference.proto")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(declared, METHODS);
+        assert_eq!(SERVICE, "inference.GRPCInferenceService");
+        for method in METHODS {
+            assert!(rest_twin(method).is_some(), "{method} has no REST twin");
+        }
+        assert_eq!(rest_twin("Reflect"), None);
     }
 
     #[test]

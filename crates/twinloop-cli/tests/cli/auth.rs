@@ -76,20 +76,49 @@ fn auth_without_a_first_admin_refuses_to_start_with_a_hint() {
     assert!(stderr.contains("TWINLOOP_ADMIN_PASSWORD"), "{stderr}");
 }
 
-#[test]
-fn auth_with_grpc_on_refuses_to_start() {
+/// gRPC inference on `twinloop server --auth --grpc-port N` checks what REST checks: no model
+/// is deployed, so a call that gets through is answered NOT_FOUND (5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_on_the_server_checks_the_same_credentials() {
+    use crate::support::grpc;
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
-        .args(["server", "--auth", "--port", "0", "--grpc-port", "1"])
-        .arg("--backend-store-uri")
-        .arg(format!("sqlite:///{}", dir.path().join("db").display()))
-        .env("TWINLOOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("--grpc-port 0"), "{stderr}");
+    let port = crate::support::free_port();
+    let server = TestServer::start_sqlite_auth_with(
+        dir.path(),
+        ADMIN_PASSWORD,
+        &["--grpc-port", &port.to_string()],
+    );
+    let token = |scope: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+            .args(["auth", "--backend-store-uri", &server.backend_uri])
+            .args(["token", "create", "--user", "admin", "--scope", scope])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        format!("Bearer {}", String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let infer = token("infer");
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let wrong = basic("admin", "wrong");
+    let rpc = grpc::client(std::time::Duration::from_secs(30));
+    let url =
+        |method: &str| format!("http://127.0.0.1:{port}/inference.GRPCInferenceService/{method}");
+    let cases = [
+        ("ModelInfer", None, 16),
+        ("ModelInfer", Some(wrong.as_str()), 16),
+        ("ModelInfer", Some("Bearer tlp_forged"), 16),
+        ("ModelInfer", Some(infer.as_str()), 5),
+        ("ModelInfer", Some(admin.as_str()), 5),
+        ("ModelMetadata", Some(infer.as_str()), 7),
+        ("ModelMetadata", Some(admin.as_str()), 5),
+        ("ServerMetadata", None, 16),
+        ("ServerLive", None, 0),
+    ];
+    for (method, authorization, want) in cases {
+        let (code, message, _) =
+            grpc::call(&rpc, &url(method), &grpc::named("nothing"), authorization).await;
+        assert_eq!(code, want, "{method} with {authorization:?}: {message}");
+    }
 }
 
 #[test]

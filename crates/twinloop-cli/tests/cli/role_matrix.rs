@@ -1,7 +1,7 @@
 //! The role matrix on the real binary: every route of the auth table (read from the server's
-//! routers, so a new route is walked the day it is added) × every kind of caller × a resource
-//! the caller was granted their level on ("own") and one nobody granted them anything on
-//! ("other's", at `default_permission`). Allowed (not 401/403) must be exactly what the route's
+//! routers, so a new route is walked the day it is added, and every gRPC inference method) ×
+//! every kind of caller × a resource the caller was granted their level on ("own") and one
+//! nobody granted them anything on ("other's", at `default_permission`). Allowed (not 401/403) must be exactly what the route's
 //! rule says. Requests name existing experiments, runs, logged models and registered models, so
 //! a denial is never hidden behind a 404, and a request that changed something gets fresh
 //! resources for the next caller, so one caller's delete or grant never decides another's case.
@@ -13,9 +13,9 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use twinloop_core::auth::{Permission, TokenScope};
 use twinloop_server::auth::rules::{Need, RoleAccess, Rule};
-use twinloop_server::auth::table::{Route, server_routes};
+use twinloop_server::auth::table::{Route, grpc_routes, server_routes};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, free_port, grpc};
 
 const ADMIN_PASSWORD: &str = "matrix-admin-pw";
 /// Who permission and user requests are about, so no case changes a caller's own grants.
@@ -116,6 +116,8 @@ struct Resources {
 struct Matrix {
     http: Client,
     url: String,
+    /// The server's gRPC inference port, whose methods are walked as routes of their own.
+    grpc_port: u16,
     backend_uri: String,
     tokens: HashMap<TokenScope, String>,
     role_id: String,
@@ -381,22 +383,28 @@ struct Counts {
 #[test]
 fn every_route_by_every_caller_is_allowed_exactly_as_its_rule_says() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_sqlite_auth(dir.path(), ADMIN_PASSWORD);
+    let grpc_port = free_port();
+    let server = TestServer::start_sqlite_auth_with(
+        dir.path(),
+        ADMIN_PASSWORD,
+        &["--grpc-port", &grpc_port.to_string()],
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(walk(&server));
+    runtime.block_on(walk(&server, grpc_port));
 }
 
-async fn walk(server: &TestServer) {
+async fn walk(server: &TestServer, grpc_port: u16) {
     let mut matrix = Matrix {
         http: Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .unwrap(),
         url: server.url.clone(),
+        grpc_port,
         backend_uri: server.backend_uri.clone(),
         tokens: HashMap::new(),
         role_id: String::new(),
@@ -494,10 +502,49 @@ async fn walk(server: &TestServer) {
             }
         }
     }
+    // gRPC methods name no experiment or model the rules look at: each once per caller.
+    let rpc = grpc::client(std::time::Duration::from_secs(10));
+    let methods = grpc_routes();
+    for route in &methods {
+        let rule = route.rule.expect("every gRPC method has a decision");
+        for who in callers() {
+            let want = expected(rule, who, false);
+            let url = format!("http://127.0.0.1:{}{}", matrix.grpc_port, route.path);
+            let authorization = matrix.authorization(who);
+            let (code, message, _) = grpc::call(
+                &rpc,
+                &url,
+                &grpc::named("nothing"),
+                authorization.as_deref(),
+            )
+            .await;
+            // UNAUTHENTICATED, or the guard's PERMISSION_DENIED in its words.
+            let denied = code == 16 || (code == 7 && message == "Permission denied");
+            let case = format!(
+                "gRPC {} as {who:?} ({rule:?}): code {code} {message:.120}",
+                route.path
+            );
+            let tally = per_rule.entry(format!("{rule:?}")).or_default();
+            tally.0 += 1;
+            match (want, denied) {
+                (true, false) => counts.allowed_as_expected += 1,
+                (false, true) => counts.denied_as_expected += 1,
+                (false, false) => {
+                    tally.1 += 1;
+                    counts.unauthorized_successes.push(case);
+                }
+                (true, true) => {
+                    tally.1 += 1;
+                    counts.wrong_denials.push(case);
+                }
+            }
+        }
+    }
     println!(
-        "role matrix: {} routes × {} callers × own/other's: {} allowed and {} denied as the rules \
-         say, {} unauthorized successes, {} wrong denials",
+        "role matrix: {} routes and {} gRPC methods × {} callers × own/other's: {} allowed and {} \
+         denied as the rules say, {} unauthorized successes, {} wrong denials",
         routes.len(),
+        methods.len(),
         callers().len(),
         counts.allowed_as_expected,
         counts.denied_as_expected,

@@ -129,94 +129,145 @@ async fn limits_are_json_errors_and_nan_is_returned_and_counted() {
     );
 }
 
-/// `twinloop serve --auth` checks the tracking server's users and tokens: predictions need an
-/// `infer` token or a caller who may read; model metadata needs a caller who may read (not an
-/// `infer` token); health stays open; gRPC, which checks nothing yet, must be off.
+/// `twinloop serve --auth` checks the tracking server's users and tokens, on its REST and gRPC
+/// ports alike: predictions need an `infer` token or a caller who may read; model metadata needs
+/// a caller who may read (not an `infer` token); health stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_with_auth_checks_the_stores_tokens() {
+async fn serve_with_auth_checks_the_stores_tokens_over_rest_and_grpc() {
+    use support::grpc;
     let dir = tempfile::tempdir().unwrap();
     let tracking = support::TestServer::start_sqlite_auth(dir.path(), "serve-admin-pw");
-    let token = |scope: &str| {
+    // A user without the admin's reach: with NO_PERMISSIONS as the default level, their `read`
+    // token may read nothing, and so may not predict either (it is no `infer` token).
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/api/2.0/mlflow/users/create", tracking.url))
+        .basic_auth("admin", Some("serve-admin-pw"))
+        .json(&json!({"username": "carol", "password": "carol-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 200);
+    let token = |user: &str, scope: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_twinloop"))
             .args(["auth", "--backend-store-uri", &tracking.backend_uri])
-            .args(["token", "create", "--user", "admin", "--scope", scope])
+            .args(["token", "create", "--user", user, "--scope", scope])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
-    let (infer_token, read_token) = (token("infer"), token("read"));
+    let bearer = |token: String| format!("Bearer {token}");
+    let infer_token = bearer(token("admin", "infer"));
+    let read_token = bearer(token("admin", "read"));
+    let carols_read_token = bearer(token("carol", "read"));
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../twinloop-serving/tests/models/feature_sum");
-    let serve = |grpc_port: &str| {
-        let port = support::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
-            .args(["serve", "--auth", "--port", &port.to_string()])
-            .args(["--grpc-port", grpc_port])
-            .args(["--backend-store-uri", &tracking.backend_uri])
-            .arg("--model")
-            .arg(format!("sum={}", model.display()))
-            .env("TWINLOOP_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        (port, child)
-    };
-    let (_, refused) = serve("8081");
-    let refused = refused.wait_with_output().unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("--grpc-port 0"),
-        "{refused:?}"
-    );
-
-    let (port, mut child) = serve("0");
+    let (port, grpc_port) = (support::free_port(), support::free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        .args(["serve", "--auth", "--port", &port.to_string()])
+        .args(["--grpc-port", &grpc_port.to_string()])
+        .args(["--backend-store-uri", &tracking.backend_uri])
+        .args(["--default-permission", "NO_PERMISSIONS"])
+        .arg("--model")
+        .arg(format!("sum={}", model.display()))
+        .env("TWINLOOP_LOG", "warn")
+        .spawn()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
     support::wait_v2_ready(&http, &base).await;
     let body = json!({"inputs": [
         {"name": "conv_rate", "shape": [1, 1], "datatype": "FP32", "data": [0.5]},
         {"name": "acc_rate", "shape": [1, 1], "datatype": "FP32", "data": [1.0]},
     ]});
-    let infer = format!("{base}/v2/models/sum/infer");
-    let status = |request: reqwest::RequestBuilder| async move {
-        request.send().await.unwrap().status().as_u16()
-    };
-    assert_eq!(status(http.post(&infer).json(&body)).await, 401);
-    assert_eq!(
-        status(http.post(&infer).json(&body).bearer_auth("tlp_forged")).await,
-        401
+    let rpc = grpc::client(std::time::Duration::from_secs(30));
+    let method =
+        |name: &str| format!("http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/{name}");
+    let grpc_infer = grpc::infer_request(
+        &[
+            grpc::input("conv_rate", "FP32", &[1, 1], None),
+            grpc::input("acc_rate", "FP32", &[1, 1], None),
+        ],
+        &[&0.5f32.to_le_bytes(), &1.0f32.to_le_bytes()],
     );
-    assert_eq!(
-        status(http.post(&infer).json(&body).bearer_auth(&infer_token)).await,
-        200
-    );
-    assert_eq!(
-        status(http.post(&infer).json(&body).bearer_auth(&read_token)).await,
-        200
-    );
-    assert_eq!(
-        status(
-            http.post(&infer)
-                .json(&body)
-                .basic_auth("admin", Some("serve-admin-pw"))
+    let bad_password = basic("admin", "wrong");
+    let admin = basic("admin", "serve-admin-pw");
+    // (who, authorization, REST status, gRPC code): 401 is UNAUTHENTICATED (16), 403
+    // PERMISSION_DENIED (7).
+    let infer_cases = [
+        ("anonymous", None, 401, 16),
+        ("a wrong password", Some(bad_password.as_str()), 401, 16),
+        ("a forged token", Some("Bearer tlp_forged"), 401, 16),
+        (
+            "a read token that may read nothing",
+            Some(carols_read_token.as_str()),
+            403,
+            7,
+        ),
+        ("an infer token", Some(infer_token.as_str()), 200, 0),
+        ("a read token", Some(read_token.as_str()), 200, 0),
+        ("the admin's password", Some(admin.as_str()), 200, 0),
+    ];
+    for (who, authorization, rest_status, grpc_code) in infer_cases {
+        let mut request = http.post(format!("{base}/v2/models/sum/infer")).json(&body);
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let status = request.send().await.unwrap().status().as_u16();
+        assert_eq!(status, rest_status, "REST infer as {who}");
+        let (code, message, reply) =
+            grpc::call(&rpc, &method("ModelInfer"), &grpc_infer, authorization).await;
+        assert_eq!(code, grpc_code, "gRPC ModelInfer as {who}: {message}");
+        match code {
+            0 => assert_eq!(
+                grpc::raw_output_contents(&reply),
+                vec![1.5f32.to_le_bytes().to_vec()],
+                "{who}"
+            ),
+            16 => assert!(message.contains("not authenticated"), "{message}"),
+            _ => assert_eq!(message, "Permission denied"),
+        }
+    }
+    let metadata_cases = [
+        ("an infer token", infer_token.as_str(), 403, 7),
+        ("a read token", read_token.as_str(), 200, 0),
+    ];
+    for (who, authorization, rest_status, grpc_code) in metadata_cases {
+        let status = http
+            .get(format!("{base}/v2/models/sum"))
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, rest_status, "REST metadata as {who}");
+        let (code, message, _) = grpc::call(
+            &rpc,
+            &method("ModelMetadata"),
+            &grpc::named("sum"),
+            Some(authorization),
         )
-        .await,
-        200
-    );
-    let metadata = format!("{base}/v2/models/sum");
-    assert_eq!(
-        status(http.get(&metadata).bearer_auth(&infer_token)).await,
-        403
-    );
-    assert_eq!(
-        status(http.get(&metadata).bearer_auth(&read_token)).await,
-        200
-    );
-    assert_eq!(
-        status(http.get(format!("{base}/v2/health/live"))).await,
-        200
-    );
+        .await;
+        assert_eq!(code, grpc_code, "gRPC ModelMetadata as {who}: {message}");
+    }
+    let live = http
+        .get(format!("{base}/v2/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    let (code, message, _) = grpc::call(&rpc, &method("ServerLive"), &[], None).await;
+    assert_eq!(code, 0, "{message}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }

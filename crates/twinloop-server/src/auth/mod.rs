@@ -5,6 +5,8 @@
 //! permission endpoints are in [`users`].
 
 pub mod credentials;
+#[cfg(feature = "serving")]
+mod grpc;
 pub(crate) mod roles;
 pub mod rules;
 pub mod table;
@@ -12,7 +14,7 @@ pub(crate) mod tokens;
 pub(crate) mod users;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -71,6 +73,20 @@ impl Auth {
         Ok(base.min(ceiling(caller)))
     }
 
+    /// Who an `Authorization` value signs in: `Ok(None)` when it is absent, unreadable or wrong.
+    async fn caller(
+        &self,
+        authorization: Option<&str>,
+        address: Option<IpAddr>,
+    ) -> Result<Option<Caller>> {
+        let Some(presented) = presented(authorization) else {
+            return Ok(None);
+        };
+        self.authenticator
+            .authenticate(&*self.store, presented, address)
+            .await
+    }
+
     /// The caller's level on the planes without grants (deployments, monitors, pipelines,
     /// lineage, features, the UI's lists).
     fn global_level(&self, caller: &Caller) -> Permission {
@@ -101,6 +117,14 @@ fn meets(level: Permission, need: Need) -> bool {
     }
 }
 
+/// MLflow's words for a request without valid credentials.
+const NOT_AUTHENTICATED: &str = "You are not authenticated. Please see \
+     https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow \
+     on how to authenticate.";
+
+/// MLflow's words for a caller the rules turn away.
+const PERMISSION_DENIED: &str = "Permission denied";
+
 /// MLflow's 401: its words, and the header that makes a browser ask for a password.
 pub fn unauthenticated() -> Response {
     (
@@ -115,9 +139,7 @@ pub fn unauthenticated() -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
         ],
-        "You are not authenticated. Please see \
-         https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow \
-         on how to authenticate.",
+        NOT_AUTHENTICATED,
     )
         .into_response()
 }
@@ -130,7 +152,7 @@ pub fn forbidden() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         )],
-        "Permission denied",
+        PERMISSION_DENIED,
     )
         .into_response()
 }
@@ -251,22 +273,17 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
     if rule == Rule::Open {
         return next.run(req).await;
     }
+    // Owned: the request's body is not `Sync`, so no borrow of the request may cross an await.
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(presented) = presented(header) else {
-        return unauthenticated();
-    };
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let caller = match auth
-        .authenticator
-        .authenticate(&*auth.store, presented, address)
-        .await
-    {
+    let caller = match auth.caller(header.as_deref(), address).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return unauthenticated(),
         Err(e) => return ApiError::from(e).into_response(),

@@ -1,7 +1,8 @@
-//! The one table of auth decisions: every route every router of the server answers, with what
-//! a caller needs to reach it. MLflow shipped routes without auth twice (a second router added
-//! beside the first); here a route missing from [`rule`] is refused when `--auth` is on, and
-//! `every_route_has_a_decision` in the tests fails before that can ship.
+//! The one table of auth decisions: every route every router of the server answers (and every
+//! method of the gRPC inference service, as its REST twin), with what a caller needs to reach
+//! it. MLflow shipped routes without auth twice (a second router added beside the first); here a
+//! route missing from [`rule`] is refused when `--auth` is on, and `every_route_has_a_decision`
+//! in the tests fails before that can ship.
 
 use axum::http::Method;
 
@@ -114,6 +115,20 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
     } else {
         method.as_str()
     };
+    #[cfg(feature = "serving")]
+    if let Some(grpc) = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(twinloop_v2::grpc::SERVICE))
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        // A gRPC call (always a POST) is decided as the REST route that answers the same.
+        let (twin_method, twin) = twinloop_v2::grpc::rest_twin(grpc)?;
+        return if m == "POST" {
+            rule(&twin_method, twin)
+        } else {
+            None
+        };
+    }
     let mlflow = path.strip_prefix("/api/2.0/mlflow/");
     if let Some(route) = mlflow {
         return mlflow_rule(m, route);
@@ -158,7 +173,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         // The UI's lists; a page of one experiment, run or model needs READ on it (a run's
         // by the run's own experiment, whatever experiment the address names).
         ("GET", "/" | "/experiments" | "/models") => Global(Read),
-        ("GET", "/experiments/{id}" | "/experiments/{id}/compare") => Experiment(Read, Id),
+        ("GET", "/experiments/{id}" | "/experiments/{id}/compare" | "/experiments/{id}/rows") => {
+            Experiment(Read, Id)
+        }
         (
             "GET",
             "/experiments/{id}/runs/{run_id}"
@@ -353,6 +370,12 @@ mod tests {
                 .into_iter()
                 .map(|r| (r.method, r.path)),
         );
+        #[cfg(feature = "serving")]
+        routes.extend(
+            super::super::table::grpc_routes()
+                .into_iter()
+                .map(|r| (r.method, r.path)),
+        );
         assert!(routes.len() > 100, "{} routes", routes.len());
         let undeclared: Vec<String> = routes
             .iter()
@@ -378,6 +401,8 @@ mod tests {
                 "/api/3.0/mlflow/server-info",
                 "/api/twinloop/v1/openapi.json",
                 "/health",
+                "/inference.GRPCInferenceService/ServerLive",
+                "/inference.GRPCInferenceService/ServerReady",
                 "/static/{file}",
                 "/v2/health/live",
                 "/v2/health/ready",

@@ -33,6 +33,19 @@ pub fn feature_server_routes() -> Vec<Route> {
     decided(routes_of(&crate::features::routes()))
 }
 
+/// Every method of the gRPC inference service (`--grpc-port`), as the POST to its path that a
+/// call is.
+#[cfg(feature = "serving")]
+pub fn grpc_routes() -> Vec<Route> {
+    use twinloop_v2::grpc::{METHODS, SERVICE};
+    decided(
+        METHODS
+            .iter()
+            .map(|m| (Method::POST, format!("/{SERVICE}/{m}")))
+            .collect(),
+    )
+}
+
 fn decided(mut routes: Vec<(Method, String)>) -> Vec<Route> {
     routes.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
     routes.dedup();

@@ -1,5 +1,6 @@
 //! Starts the real `twinloop` binary on a free port with its own data directory.
 
+pub mod grpc;
 pub mod pipelines;
 
 use std::net::TcpListener;
@@ -52,11 +53,17 @@ impl TestServer {
 
     /// On SQLite with `--auth`, its first admin (`admin`) signing in with `admin_password`.
     pub fn start_sqlite_auth(root: &Path, admin_password: &str) -> TestServer {
+        Self::start_sqlite_auth_with(root, admin_password, &[])
+    }
+
+    /// On SQLite with `--auth` and more `twinloop server` flags.
+    pub fn start_sqlite_auth_with(root: &Path, admin_password: &str, extra: &[&str]) -> TestServer {
         let uri = format!("sqlite:///{}", root.join("twinloop.db").display());
+        let flags: Vec<&str> = ["--auth"].iter().chain(extra).copied().collect();
         Self::start_full(
             root,
             &uri,
-            &["--auth"],
+            &flags,
             &[("TWINLOOP_ADMIN_PASSWORD", admin_password)],
         )
     }
