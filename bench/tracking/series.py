@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Metric series and a million-step history on one twinloop server (SQLite).
+"""Metric series and a million-step history on one twinloop server (SQLite, or the store given).
 
 Logs one metric of 1,000,000 steps (raw HTTP log-batch, 1,000 a call, a spike at step 654,321),
-then measures:
+and the same on a second run with a NaN and an infinite point, then measures:
 
   * GET /api/twinloop/v1/metrics/series on the whole series at several bucket counts, zooms, on
     the step axis (rollup cells) and the time and relative axes (a walk down the rollup pyramid):
@@ -16,6 +16,7 @@ Standard library only. Nothing here asserts on a time; it prints what it measure
 
     cargo build --release -p twinloop-cli
     python3 bench/tracking/series.py [--twinloop-bin PATH] [--steps N] [--calls N] [--json FILE]
+        [--keep] [--backend-store-uri postgresql://...]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -89,7 +91,9 @@ def value_at(step: int, spike: int, rng: random.Random) -> float:
     return 1.0 / math.sqrt(step + 1) + rng.gauss(0, 0.01)
 
 
-def log_series(client: Client, run_id: str, steps: int) -> float:
+def log_series(client: Client, run_id: str, steps: int, non_finite: bool = False) -> float:
+    """Logs the series; with `non_finite`, step 1 is NaN and the last step +Infinity (JSON's
+    "NaN" and "Infinity", as MLflow's client sends them)."""
     rng = random.Random(7)
     spike = spike_step(steps)
     started = time.perf_counter()
@@ -98,6 +102,12 @@ def log_series(client: Client, run_id: str, steps: int) -> float:
             {"key": "loss", "value": value_at(s, spike, rng), "timestamp": T0 + s, "step": s}
             for s in range(first, min(first + 1000, steps))
         ]
+        if non_finite:
+            for m in metrics:
+                if m["step"] == 1:
+                    m["value"] = math.nan
+                elif m["step"] == steps - 1:
+                    m["value"] = math.inf
         body = json.dumps({"run_id": run_id, "metrics": metrics}).encode()
         status, reply = client.request("POST", "/api/2.0/mlflow/runs/log-batch", body)
         if status != 200:
@@ -141,6 +151,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the server's data directory (printed) instead of deleting it")
+    parser.add_argument("--backend-store-uri", help="the server's store (default: SQLite in the data directory; the plain-SQL row needs SQLite)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="twinloop-series-")
@@ -148,7 +160,7 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen(
         [args.twinloop_bin, "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{db}",
+         "--backend-store-uri", args.backend_store_uri or f"sqlite:///{db}",
          "--artifacts-destination", os.path.join(workdir, "artifacts")],
         stdout=subprocess.DEVNULL,
     )
@@ -174,6 +186,12 @@ def main() -> None:
             "log_batch_metrics_per_s": args.steps / log_s,
         }
         print(f"logged {args.steps:,} steps in {log_s:.1f} s ({args.steps / log_s:,.0f} metrics/s, raw HTTP, one client)")
+        # The same series with a NaN and an infinite point: its time extent counts them too.
+        status, reply = client.request(
+            "POST", "/api/2.0/mlflow/runs/create", json.dumps({"experiment_id": "0"}).encode()
+        )
+        nan_run = json.loads(reply)["run"]["info"]["run_id"]
+        log_series(client, nan_run, args.steps, non_finite=True)
 
         series = "/api/twinloop/v1/metrics/series"
         rows = []
@@ -190,6 +208,10 @@ def main() -> None:
              {"buckets": 1000, "x": "time", "from": T0 + 650_000, "to": T0 + 660_000}),
             ("time zoom 650,000-652,000 ms, 4,000 buckets (raw)",
              {"buckets": 4000, "x": "time", "from": T0 + 650_000, "to": T0 + 652_000}),
+            ("time axis, whole series with NaN and +Inf points, 1,000 buckets",
+             {"buckets": 1000, "x": "time", "run_ids": nan_run}),
+            ("relative axis, whole series with NaN and +Inf points, 1,000 buckets",
+             {"buckets": 1000, "x": "relative", "run_ids": nan_run}),
         ]:
             ms, size, answer = timed(client, series, {"run_ids": run_id, "key": "loss", **params}, args.calls)
             run = answer["runs"][0]
@@ -200,13 +222,14 @@ def main() -> None:
                 spike = spike_step(args.steps) + {"step": 0, "time": T0, "relative": 0}[params.get("x", "step")]
                 i = max(i for i, n in enumerate(b["index"]) if answer["origin"] + n * answer["bucket_width"] <= spike)
                 assert b["max"][i] == 1e6, "the spike is inside its bucket's band"
-                assert sum(b["count"]) == args.steps
+                assert sum(b["count"]) == args.steps - 2 * (params.get("run_ids") == nan_run)
             rows.append((label, ms, size, shape))
             results[label] = {"p50_ms": ms, "bytes": size, "shape": shape}
 
-        gb_ms = group_by_ms(db, run_id, 0, args.steps - 1, 1000, max(3, args.calls // 4))
-        results["plain SQL GROUP BY over the range, 1,000 buckets (sqlite3)"] = {"p50_ms": gb_ms}
-        rows.append(("plain SQL GROUP BY over the range, 1,000 buckets (sqlite3, no HTTP)", gb_ms, 0, ""))
+        if not args.backend_store_uri:
+            gb_ms = group_by_ms(db, run_id, 0, args.steps - 1, 1000, max(3, args.calls // 4))
+            results["plain SQL GROUP BY over the range, 1,000 buckets (sqlite3)"] = {"p50_ms": gb_ms}
+            rows.append(("plain SQL GROUP BY over the range, 1,000 buckets (sqlite3, no HTTP)", gb_ms, 0, ""))
 
         pid = server.pid
         before = status_kib(pid, "VmRSS")
@@ -240,7 +263,16 @@ def main() -> None:
                 json.dump(results, f, indent=2)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        # A million points leave about 80 MB of database behind.
+        if args.keep:
+            print(f"data kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

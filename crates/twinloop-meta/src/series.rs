@@ -343,6 +343,21 @@ impl Layout {
         self.lo <= x && x <= self.hi
     }
 
+    /// The buckets of a time axis (x = timestamp − `t0`) in timestamps, for a database to group
+    /// points by `(timestamp - origin) / width`: `None` when a bound or an offset inside the
+    /// range does not fit an i64, where that arithmetic would overflow.
+    pub fn timestamp_grid(&self, t0: i64) -> Option<TimestampGrid> {
+        let shift = |x: i128| i64::try_from(x + i128::from(t0)).ok();
+        let grid = TimestampGrid {
+            lo: shift(i128::from(self.lo))?,
+            hi: shift(i128::from(self.hi))?,
+            origin: shift(self.origin)?,
+            width: i64::try_from(self.width).ok()?,
+        };
+        i64::try_from(i128::from(self.hi) - self.origin).ok()?;
+        Some(grid)
+    }
+
     /// The coarsest rollup level whose cells each lie inside one bucket, if the buckets are
     /// wide enough for rollups.
     pub fn rollup_level(&self) -> Option<u32> {
@@ -350,6 +365,16 @@ impl Layout {
             .rev()
             .find(|&level| i128::from(cell_width(level)) == self.granule)
     }
+}
+
+/// A layout's range and buckets in timestamps: bucket `(timestamp - origin) / width` for a
+/// timestamp in `lo..=hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimestampGrid {
+    pub lo: i64,
+    pub hi: i64,
+    pub origin: i64,
+    pub width: i64,
 }
 
 /// The cell width a bucket of about `width` is rounded up to a multiple of: at most a quarter of

@@ -4,6 +4,10 @@
 //! and the smallest and greatest timestamp among them (`0017_rollup_timestamps.sql`), so that a
 //! time axis can tell which cells lie inside one of its buckets.
 //!
+//! Beside the pyramid, one row per (run, key) at [`NON_FINITE_LEVEL`] counts the NaN and infinite
+//! points the pyramid leaves out, with their timestamps' extent: with it a time axis knows a
+//! run's whole extent without reading its rows.
+//!
 //! Kept in the transaction that logs the points, from the points the insert really added (a
 //! point refused as a duplicate, e.g. in a retried batch, must not be counted twice). A batch is
 //! folded in memory first, so 1,000 consecutive steps of one key touch about 90 rows, written
@@ -17,6 +21,13 @@ use twinloop_core::tracking::Metric;
 
 use super::query::{Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value};
 use crate::series::{Cell, MIN_LEVEL, Point, TOP_LEVEL, cell_width};
+
+/// The level of the row that holds a (run, key)'s NaN and infinite points: how many (`points`),
+/// the extent of their timestamps, and the last of them by (step, timestamp); its value columns
+/// hold 0. Outside the pyramid's levels, which every read of cells names, so no bucket ever
+/// folds it. Points logged before it was kept are not in it: a reader compares its count and the
+/// pyramid's with `latest_metrics.value_count` and reads the rows when they differ.
+pub(super) const NON_FINITE_LEVEL: i64 = -1;
 
 /// A stored cell is merged with the batch's: counts add, extremes combine, the later last wins
 /// (compared as the series compares points, step then timestamp then value).
@@ -61,7 +72,7 @@ pub(super) async fn record(
             sql.tuple([
                 Arg::from(run_id),
                 Arg::from(*key),
-                Arg::from(i64::from(*level)),
+                Arg::from(*level),
                 Arg::from(*cell),
                 Arg::from(i64::try_from(c.count).unwrap_or(i64::MAX)),
                 Arg::from(c.min),
@@ -79,22 +90,37 @@ pub(super) async fn record(
     Ok(())
 }
 
-/// The batch's finite points summed per (key, level, cell).
-fn fold(points: &[Metric]) -> Vec<((&str, u32, i64), Cell)> {
-    let mut cells: BTreeMap<(&str, u32, i64), Cell> = BTreeMap::new();
-    for m in points.iter().filter(|m| m.value.is_finite()) {
-        let point = Cell::of(Point {
-            x: m.step,
-            step: m.step,
-            timestamp: m.timestamp,
-            value: m.value,
-        });
+/// The batch's finite points summed per (key, level, cell), and its others per key in cell 0 of
+/// [`NON_FINITE_LEVEL`].
+fn fold(points: &[Metric]) -> Vec<((&str, i64, i64), Cell)> {
+    fn merge<'a>(
+        cells: &mut BTreeMap<(&'a str, i64, i64), Cell>,
+        at: (&'a str, i64, i64),
+        point: Cell,
+    ) {
+        cells
+            .entry(at)
+            .and_modify(|c| c.merge(&point))
+            .or_insert(point);
+    }
+    let mut cells = BTreeMap::new();
+    for m in points {
+        let key = m.key.as_str();
+        let point = |value| {
+            Cell::of(Point {
+                x: m.step,
+                step: m.step,
+                timestamp: m.timestamp,
+                value,
+            })
+        };
+        if !m.value.is_finite() {
+            merge(&mut cells, (key, NON_FINITE_LEVEL, 0), point(0.0));
+            continue;
+        }
         for level in MIN_LEVEL..=TOP_LEVEL {
             let cell = m.step.div_euclid(cell_width(level));
-            cells
-                .entry((m.key.as_str(), level, cell))
-                .and_modify(|c| c.merge(&point))
-                .or_insert(point);
+            merge(&mut cells, (key, i64::from(level), cell), point(m.value));
         }
     }
     cells.into_iter().collect()
@@ -137,14 +163,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_of_consecutive_steps_touches_few_cells_and_skips_non_finite_values() {
+    fn a_batch_of_consecutive_steps_touches_few_cells_and_counts_non_finite_values_apart() {
         let mut batch: Vec<Metric> = (0..1000)
             .map(|s| Metric::new("loss", s as f64, 1, s))
             .collect();
-        batch.push(Metric::new("loss", f64::NAN, 1, 5000));
-        batch.push(Metric::new("loss", f64::INFINITY, 1, 6000));
+        batch.push(Metric::new("loss", f64::NAN, 7, 5000));
+        batch.push(Metric::new("loss", f64::INFINITY, 3, 6000));
         let cells = fold(&batch);
         assert!(cells.len() < 100, "{} cells", cells.len());
+        let others: Vec<_> = cells
+            .iter()
+            .filter(|((_, l, _), _)| *l == NON_FINITE_LEVEL)
+            .collect();
+        assert_eq!(others.len(), 1);
+        let (_, c) = others[0];
+        assert_eq!(
+            (
+                c.count,
+                c.min_timestamp,
+                c.max_timestamp,
+                c.last.step,
+                c.max
+            ),
+            (2, 3, 7, 6000, 0.0)
+        );
         let level2: Vec<_> = cells.iter().filter(|((_, l, _), _)| *l == 2).collect();
         assert_eq!(level2.len(), 63);
         let ((_, _, first), c) = level2[0];
@@ -155,7 +197,7 @@ mod tests {
         for level in MIN_LEVEL..=TOP_LEVEL {
             let total: u64 = cells
                 .iter()
-                .filter(|((_, l, _), _)| *l == level)
+                .filter(|((_, l, _), _)| *l == i64::from(level))
                 .map(|(_, c)| c.count)
                 .sum();
             assert_eq!(total, 1000, "level {level}");

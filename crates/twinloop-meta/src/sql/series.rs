@@ -12,7 +12,7 @@ use twinloop_core::ids::is_run_id;
 use super::SqlStore;
 use super::query::MAX_ARGS;
 use super::query::{RowExt, Sql};
-use super::rollups::{CELL_COLUMNS, cell_from_row};
+use super::rollups::{CELL_COLUMNS, NON_FINITE_LEVEL, cell_from_row};
 use crate::series::{
     Cell, Fold, Layout, MIN_LEVEL, Piece, Point, RawPoints, RunSeries, Series, SeriesData,
     SeriesQuery, SeriesRange, TOP_LEVEL, TimeFold, XAxis, cell_steps, cover,
@@ -136,10 +136,11 @@ impl SqlStore {
         Ok(extents)
     }
 
-    /// Time extents of the runs whose every point of the key is charted, from the top level of
-    /// the pyramid: its cells count exactly the finite points, so when they count all the run's
-    /// points (`latest_metrics.value_count`) their timestamps are the run's. Answers the runs
-    /// left, which hold NaN or infinite points whose timestamps only the rows know.
+    /// Time extents of the runs whose every point of the key the rollups count, from the top
+    /// level of the pyramid (the finite points) and the row of NaN and infinite points beside
+    /// it: when together they count all the run's points (`latest_metrics.value_count`), their
+    /// timestamps are the run's. Answers the runs left, whose non-finite points were logged
+    /// before that row was kept, so that only their rows know those points' timestamps.
     async fn time_extents_from_rollups<'a>(
         &self,
         q: &SeriesQuery,
@@ -148,29 +149,38 @@ impl SqlStore {
     ) -> Result<Vec<&'a str>> {
         let mut found = HashSet::new();
         for chunk in ids.chunks(IN_CHUNK) {
-            let top = i64::from(TOP_LEVEL);
             let mut sql = self.sql("SELECT l.run_uuid, l.value_count");
-            for aggregate in [
-                "CAST(SUM(c.points) AS BIGINT)",
-                "MIN(c.min_timestamp)",
-                "MAX(c.max_timestamp)",
-            ] {
-                sql.push(&format!(", (SELECT {aggregate} FROM metric_rollups c "))
-                    .push("WHERE c.run_uuid = l.run_uuid AND c.key = l.key AND c.level = ")
-                    .arg(top)
-                    .push(")");
+            for level in [i64::from(TOP_LEVEL), NON_FINITE_LEVEL] {
+                for aggregate in [
+                    "CAST(SUM(c.points) AS BIGINT)",
+                    "MIN(c.min_timestamp)",
+                    "MAX(c.max_timestamp)",
+                ] {
+                    sql.push(&format!(", (SELECT {aggregate} FROM metric_rollups c "))
+                        .push("WHERE c.run_uuid = l.run_uuid AND c.key = l.key AND c.level = ")
+                        .arg(level)
+                        .push(")");
+                }
             }
             sql.push(" FROM latest_metrics l WHERE l.key = ")
                 .arg(&q.key)
                 .push(" AND l.run_uuid IN ");
             sql.arg_list(chunk);
             sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let charted = row.opt_int(2)?.unwrap_or(0);
-                if charted != row.int(1)? {
+                let counted = row.opt_int(2)?.unwrap_or(0) + row.opt_int(5)?.unwrap_or(0);
+                if counted != row.int(1)? {
                     return Ok(());
                 }
                 let run_id = row.text(0)?;
-                if let (Some(first), Some(last)) = (row.opt_int(3)?, row.opt_int(4)?) {
+                let first = [row.opt_int(3)?, row.opt_int(6)?]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let last = [row.opt_int(4)?, row.opt_int(7)?]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                if let (Some(first), Some(last)) = (first, last) {
                     extents.insert(run_id.clone(), extent_of(q.x, first, last));
                 }
                 found.insert(run_id);
@@ -259,7 +269,7 @@ impl SqlStore {
                 .await?;
         }
         let raw = merged(raw);
-        self.rows_of_steps(run_id, &q.key, &raw, q.x, t0, &mut fold)
+        self.grouped_rows_of_steps(run_id, q, &raw, layout, t0, &mut fold)
             .await?;
         let limit = q.buckets as usize;
         if fold.total() > limit as u64 {
@@ -321,6 +331,75 @@ impl SqlStore {
                 .push(" AND m.is_nan = 0");
             sql.read(&self.bulk_reader).await?.for_each(|row| {
                 fold.add_point(point(row, x, t0)?);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Folds the run's charted rows whose steps lie in the inclusive `ranges` into the layout's
+    /// buckets on a time axis (x = timestamp − `t0`), grouped by the database: one row per
+    /// bucket comes back (count, extremes, timestamps' extent and the last point) instead of
+    /// every point. The finest cells of a zoom into buckets narrower than a cell all straddle
+    /// an edge, so this is most of such a zoom's reading. Folded here, row by row, when the
+    /// range's offsets would not fit the database's 64-bit integers.
+    async fn grouped_rows_of_steps(
+        &self,
+        run_id: &str,
+        q: &SeriesQuery,
+        ranges: &[(i64, i64)],
+        layout: Layout,
+        t0: i64,
+        fold: &mut Fold,
+    ) -> Result<()> {
+        let Some(grid) = layout.timestamp_grid(t0) else {
+            return self
+                .rows_of_steps(run_id, &q.key, ranges, q.x, t0, fold)
+                .await;
+        };
+        for chunk in ranges.chunks(MAX_ARGS / 2 - 16) {
+            // The last point of a bucket is its greatest by (timestamp, step, value), as the
+            // time axis orders points; the primary key makes that row unique.
+            let mut sql = self.sql(
+                "SELECT points, min_value, max_value, step, timestamp, value, min_timestamp, \
+                 max_timestamp FROM (SELECT step, timestamp, value, \
+                 COUNT(*) OVER w AS points, MIN(value) OVER w AS min_value, \
+                 MAX(value) OVER w AS max_value, MIN(timestamp) OVER w AS min_timestamp, \
+                 MAX(timestamp) OVER w AS max_timestamp, ROW_NUMBER() OVER (PARTITION BY b \
+                 ORDER BY timestamp DESC, step DESC, value DESC) AS nth FROM (SELECT (m.timestamp - ",
+            );
+            sql.arg(grid.origin)
+                .push(") / ")
+                .arg(grid.width)
+                .push(" AS b, m.step, m.timestamp, m.value FROM ");
+            values_of(&mut sql, chunk);
+            sql.push(" JOIN metrics m ON m.step BETWEEN r.column1 AND r.column2")
+                .push(" WHERE m.run_uuid = ")
+                .arg(run_id)
+                .push(" AND m.key = ")
+                .arg(&q.key)
+                .push(" AND m.is_nan = 0")
+                .push(" AND m.value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308")
+                .push(" AND m.timestamp BETWEEN ")
+                .arg(grid.lo)
+                .push(" AND ")
+                .arg(grid.hi)
+                .push(") AS p WINDOW w AS (PARTITION BY b)) AS ranked WHERE nth = 1");
+            sql.read(&self.bulk_reader).await?.for_each(|row| {
+                let (step, timestamp) = (row.int(3)?, row.int(4)?);
+                fold.add_cell(&Cell {
+                    count: u64::try_from(row.int(0)?).unwrap_or(0),
+                    min: row.float(1)?,
+                    max: row.float(2)?,
+                    last: Point {
+                        x: timestamp - t0,
+                        step,
+                        timestamp,
+                        value: row.float(5)?,
+                    },
+                    min_timestamp: row.int(6)?,
+                    max_timestamp: row.int(7)?,
+                });
                 Ok(())
             })?;
         }

@@ -527,13 +527,15 @@ on_every_backend!(history_streams_in_chunks, |s: &dyn TrackingStore| {
     );
 });
 
-/// Every stored rollup cell, in key order, as text.
+/// Every stored cell of the pyramid (levels 2 to 12), in key order, as text. The row of NaN
+/// and infinite points is kept from writes on, not backfilled: for points logged before it,
+/// time extents are read from the rows.
 async fn rollup_rows(pool: &AnyPool) -> Vec<String> {
     let rows = pool
         .fetch_all(
             "SELECT run_uuid, key, level, cell, points, min_value, max_value, last_step, \
              last_timestamp, last_value, min_timestamp, max_timestamp FROM metric_rollups \
-             ORDER BY run_uuid, key, level, cell",
+             WHERE level BETWEEN 2 AND 12 ORDER BY run_uuid, key, level, cell",
         )
         .await
         .unwrap();
@@ -560,21 +562,39 @@ async fn rollup_rows(pool: &AnyPool) -> Vec<String> {
 
 /// Logs points (negative steps, NaN, infinities, two keys, two runs), then recomputes the
 /// rollups with the migrations' backfills (0010's cells, 0017's timestamps) and expects the very
-/// cells the writes kept.
+/// cells the writes kept. The backfill keeps no row of non-finite points, so the time axes then
+/// read the runs' extents from their rows: the same series as before.
 async fn backfill_matches_live_rollups(store: &SqlStore, url: &str, migrations: [&str; 2]) {
     let exp = store
         .create_experiment("backfill", None, &[])
         .await
         .unwrap();
+    // The last point in time is infinite: only the non-finite row or the rows know it.
+    let latest = T0 + 1_000_000_000;
+    let mut queries = Vec::new();
     for key in ["loss", "acc"] {
         let run = new_run(store, &exp).await;
         let mut logged: Vec<Metric> = points(8_000)
             .into_iter()
             .map(|m| Metric::new(key, m.value, m.timestamp, m.step - 2_000))
             .collect();
-        logged.push(Metric::new(key, f64::NEG_INFINITY, T0, -3));
+        logged.push(Metric::new(key, f64::NEG_INFINITY, latest, -3));
         logged.reverse();
         log(store, &run, &logged).await;
+        for x in [XAxis::Time, XAxis::Relative] {
+            let mut q = query(&[&run], x, None, None, 100);
+            q.key = key.into();
+            queries.push(q);
+        }
+    }
+    let tracking: &dyn TrackingStore = store;
+    let mut before = Vec::new();
+    for q in &queries {
+        let series = tracking.metric_series(q).await.unwrap();
+        if q.x == XAxis::Time {
+            assert_eq!(series.range.unwrap().to, latest);
+        }
+        before.push(series);
     }
     sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(url).await.unwrap();
@@ -589,6 +609,9 @@ async fn backfill_matches_live_rollups(store: &SqlStore, url: &str, migrations: 
         pool.execute(statement).await.unwrap();
     }
     assert_eq!(rollup_rows(&pool).await, live);
+    for (q, before) in queries.iter().zip(before) {
+        assert_eq!(tracking.metric_series(q).await.unwrap(), before, "{q:?}");
+    }
     pool.close().await;
 }
 
