@@ -8,6 +8,7 @@
 //! both times, which lets Redis compare them in a script without decoding the values.
 
 mod embedded;
+mod reconnect;
 mod redis_store;
 
 use std::sync::Arc;

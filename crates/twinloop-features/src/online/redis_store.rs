@@ -24,6 +24,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use redis::aio::ConnectionLike;
 use twinloop_core::{Error, Result};
 
+use super::reconnect::{RESPONSE_TIMEOUT, Reconnecting};
 use super::{OnlineRow, OnlineStore, OnlineWrite};
 
 /// KEYS[1] is the members set, KEYS[2..] the rows, ARGV[i] the row for KEYS[i + 1]. Compares
@@ -90,12 +91,11 @@ pub struct RedisStore<C> {
     legacy: Option<Mutex<HashSet<String>>>,
 }
 
-/// Connects to one Redis server (`redis://` URL).
+/// Connects to one Redis server (`redis://` URL), again after it restarts ([`Reconnecting`]).
 pub async fn connect(url: &str) -> Result<Arc<dyn OnlineStore>> {
     let client = redis::Client::open(url)
         .map_err(|e| Error::invalid(format!("redis url {url:?}")).with_source(e))?;
-    let connection = client
-        .get_multiplexed_async_connection()
+    let connection = Reconnecting::connect(client)
         .await
         .map_err(|e| Error::invalid(format!("cannot connect to redis at {url}")).with_source(e))?;
     Ok(Arc::new(RedisStore::new(
@@ -108,7 +108,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn OnlineStore>> {
 /// the slot map and follows its changes.
 pub async fn connect_cluster(nodes: &[String]) -> Result<Arc<dyn OnlineStore>> {
     let shown = nodes.join(",");
-    let client = redis::cluster::ClusterClient::new(nodes.to_vec())
+    // The cluster client connects again by itself, and bounds connecting (1 s) but not waiting
+    // for an answer: a node that stopped answering would hold every read on it.
+    let client = redis::cluster::ClusterClient::builder(nodes.to_vec())
+        .response_timeout(RESPONSE_TIMEOUT)
+        .build()
         .map_err(|e| Error::invalid(format!("redis cluster nodes {shown}")).with_source(e))?;
     let connection = client.get_async_connection().await.map_err(|e| {
         Error::invalid(format!("cannot connect to the redis cluster at {shown}")).with_source(e)
