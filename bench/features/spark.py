@@ -3,7 +3,8 @@
 benchmark's data, with the Spark output checked against the embedded one row by row.
 
   python bench/features/spark.py --twinloop BIN --spark-submit SPARK_SUBMIT \
-      [--duckdb-python PY] [--scale medium] [--repeat 3] [--data-dir DIR] [--workdir DIR]
+      [--embedded-twinloop BIN] [--duckdb-python PY] [--scale medium] [--repeat 3] \
+      [--data-dir DIR] [--workdir DIR]
 
 Run it with a Python that has pyarrow and numpy (the compat venv, which also has pyspark):
 the data come from gen_data.py (cached per scale in ~/.cache/twinloop/bench-features-data), the
@@ -70,6 +71,7 @@ def differences(a_path, b_path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--twinloop", required=True)
+    ap.add_argument("--embedded-twinloop", help="the binary for the embedded runs (default: --twinloop)")
     ap.add_argument("--spark-submit", required=True)
     ap.add_argument("--duckdb-python")
     ap.add_argument("--scale", default="medium")
@@ -85,27 +87,36 @@ def main(argv=None):
     if not (data / "meta.json").exists():
         subprocess.run([sys.executable, HERE / "gen_data.py", "--scale", a.scale, "--out", data], check=True)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench-spark-"))
-    repo = work / "twinloop-repo"
-    if repo.exists():
-        shutil.rmtree(repo)
-    repo.mkdir(parents=True)
-    shutil.copy(HERE / "repo/twinloop.yaml", repo / "twinloop.yaml")
-    (repo / "data").symlink_to(data)
+    work.mkdir(parents=True, exist_ok=True)
     log = work / "runs.log"
-    twinloop = [a.twinloop, "features", "--repo", str(repo)]
-    timed(twinloop + ["apply"], log=log)
     entities = str(data / "entities.parquet")
     spark_env = dict(os.environ, TWINLOOP_SPARK_SUBMIT=a.spark_submit)
 
-    def get_historical(engine):
-        out = work / f"{engine}.parquet"
-        cmd = twinloop + ["get-historical", "--entities", entities, "--features", ",".join(FEATURES),
-                          "--output", str(out), "--engine", engine]  # fmt: skip
-        return cmd, out
+    def applied_repo(name, binary):
+        """A repo applied by `binary` (each build keeps its own registry: migrations differ)."""
+        repo = work / name
+        if repo.exists():
+            shutil.rmtree(repo)
+        repo.mkdir()
+        shutil.copy(HERE / "repo/twinloop.yaml", repo / "twinloop.yaml")
+        (repo / "data").symlink_to(data)
+        timed([binary, "features", "--repo", str(repo), "apply"], log=log)
+        return repo
 
+    def get_historical(binary, repo, out, *extra):
+        return [binary, "features", "--repo", str(repo), "get-historical", "--entities", entities,
+                "--features", ",".join(FEATURES), "--output", str(work / out), *extra]  # fmt: skip
+
+    # The repo names no offline_store, so the embedded engine is the default: any build runs it.
+    embedded = a.embedded_twinloop or a.twinloop
+    repo = applied_repo("twinloop-repo", a.twinloop)
+    embedded_repo = repo if embedded == a.twinloop else applied_repo("embedded-repo", embedded)
     tools = {
-        "twinloop embedded": (get_historical("embedded")[0], None),
-        "twinloop --engine spark": (get_historical("spark")[0], spark_env),
+        "twinloop embedded": (get_historical(embedded, embedded_repo, "embedded.parquet"), None),
+        "twinloop --engine spark": (
+            get_historical(a.twinloop, repo, "spark.parquet", "--engine", "spark"),
+            spark_env,
+        ),
     }
     if a.duckdb_python:
         tools["duckdb ASOF JOIN"] = (
