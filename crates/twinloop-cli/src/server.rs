@@ -431,6 +431,11 @@ impl Running {
             services: Some(services),
             // Each run's executors come from its repository's twinloop.yaml.
             executors: Some(Arc::new(twinloop_executors::config::build_all)),
+            // One replica among those on this database polls triggers and settles runs.
+            lease: Some(twinloop_meta::lease::LeaseKeeper::start(
+                store.clone(),
+                twinloop_pipelines::schedule::LEASE,
+            )),
             ..twinloop_pipelines::schedule::Config::default()
         };
         let pipelines = twinloop_pipelines::schedule::Scheduler::start(store.clone(), config)
@@ -605,6 +610,12 @@ impl RunningServing {
         let deployments =
             DeploymentManager::new(engine.clone(), store.clone(), Arc::new(registry), sessions);
         deployments.follow_aliases();
+        // One replica among those on this database steps canaries; every one serves what the
+        // store says.
+        deployments.control(Some(twinloop_meta::lease::LeaseKeeper::start(
+            store.clone(),
+            twinloop_serving::deploy::LEASE,
+        )));
         let gate = auth.map(|a| a as Arc<dyn twinloop_v2::grpc::Gate>);
         let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, gate, stopped).await?;
         let monitored = MonitoredDeployments {

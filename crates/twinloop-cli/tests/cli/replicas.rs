@@ -2,8 +2,11 @@
 //! load balancer: started together on an empty database, they number versions and refuse
 //! duplicate names as one server would; an alias moved through one reaches the other's event
 //! stream and a deployment hosted on the other; webhooks are delivered by the lease holder alone,
-//! and when it is killed the other takes over within 10 s without delivering anything twice.
-//! Skipped without `TWINLOOP_TEST_POSTGRES_URL`.
+//! and when it is killed the other takes over within 10 s without delivering anything twice;
+//! pipeline triggers fire once, and only a dead replica's runs are settled; a canary steps once
+//! per step and finishes on the survivor when the replica deciding it is killed; four replicas
+//! started together on an empty database all come up. Skipped without
+//! `TWINLOOP_TEST_POSTGRES_URL`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -18,27 +21,34 @@ use crate::support::{self, TestServer};
 
 /// Both replicas, started at the same moment against `db` (an empty database).
 fn start_two(root: &Path, db: &str) -> (TestServer, TestServer) {
+    let mut both = start_replicas(root, db, 2, &[]);
+    let b = both.pop().unwrap();
+    (both.pop().unwrap(), b)
+}
+
+/// `n` replicas started at the same moment against `db`, sharing `root/artifacts`, each with
+/// the `extra` flags.
+fn start_replicas(root: &Path, db: &str, n: usize, extra: &[&str]) -> Vec<TestServer> {
     let shared = root.join("artifacts");
-    let start = |name: &str| {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (db, shared) = (db.to_string(), shared.clone());
-        std::thread::spawn(move || {
-            TestServer::start_full(
-                &dir,
-                &db,
-                &[
+    let starting: Vec<_> = (0..n)
+        .map(|i| {
+            let dir = root.join(format!("replica{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (db, shared) = (db.to_string(), shared.clone());
+            let extra: Vec<String> = extra.iter().map(|s| (*s).to_string()).collect();
+            std::thread::spawn(move || {
+                let mut flags = vec![
                     "--artifacts-destination",
                     shared.to_str().unwrap(),
                     "--outbound-allow",
                     "127.0.0.1",
-                ],
-                &[],
-            )
+                ];
+                flags.extend(extra.iter().map(String::as_str));
+                TestServer::start_full(&dir, &db, &flags, &[])
+            })
         })
-    };
-    let (a, b) = (start("a"), start("b"));
-    (a.join().unwrap(), b.join().unwrap())
+        .collect();
+    starting.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
@@ -368,4 +378,338 @@ async fn killing_the_webhook_lease_holder_hands_delivery_over_within_ten_seconds
         .map(|d| d["after"].as_str().unwrap_or("?"))
         .collect();
     assert_eq!(versions, ["1", "2", "1"], "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_replicas_started_together_on_an_empty_database_all_come_up() {
+    let c = reqwest::Client::new();
+    for round in 0..3 {
+        let Some(db) = support::postgres_database() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = start_replicas(dir.path(), &db, 4, &[]);
+        for (i, r) in replicas.iter().enumerate() {
+            let (status, body) = post(
+                &c,
+                r.api("experiments/create"),
+                json!({"name": format!("e{i}")}),
+            )
+            .await;
+            assert_eq!(status, 200, "round {round}, replica {i}: {body}");
+        }
+    }
+}
+
+async fn get(c: &reqwest::Client, url: String) -> Value {
+    let r = c.get(&url).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// The runs of `pipeline` as `server` reports them, newest first.
+async fn pipeline_runs(c: &reqwest::Client, server: &TestServer, pipeline: &str) -> Vec<Value> {
+    let url = format!(
+        "{}/api/twinloop/v1/runs?pipeline={pipeline}&limit=1000",
+        server.url
+    );
+    get(c, url).await["runs"].as_array().cloned().unwrap()
+}
+
+async fn run_state(c: &reqwest::Client, server: &TestServer, id: &str) -> Value {
+    get(c, format!("{}/api/twinloop/v1/runs/{id}", server.url)).await
+}
+
+/// Polls `check` every 100 ms until it answers, failing after `within`.
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    check: impl Fn() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The replica whose pid holds lease `name`, and the other.
+fn holder_and_other(
+    db: &str,
+    name: &str,
+    a: TestServer,
+    b: TestServer,
+) -> (TestServer, TestServer) {
+    let holder = lease_holder_pid(db, name).unwrap_or_else(|| panic!("nobody holds {name}"));
+    if holder == a.child.id() {
+        (a, b)
+    } else {
+        assert_eq!(holder, b.child.id(), "the holder is one of the replicas");
+        (b, a)
+    }
+}
+
+const RETRAIN: &str = "pipeline: retrain
+triggers:
+  - registry: {event: VERSION_CREATED, model: fraud}
+policy:
+  concurrency: {max: 10, on_conflict: queue}
+steps:
+  a: {run: 'true'}
+";
+
+const SLOW: &str = "pipeline: slow
+policy: {on_restart: fail}
+steps:
+  a: {run: sleep 15}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_triggers_fire_once_and_only_a_dead_replicas_runs_are_settled() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let repo_flag = repo.to_str().unwrap().to_string();
+    let mut both = start_replicas(dir.path(), &db, 2, &["--allowed-root", &repo_flag]);
+    let (b, a) = (both.pop().unwrap(), both.pop().unwrap());
+    let client = reqwest::Client::new();
+    let c = &client;
+    for (server, spec) in [(&a, RETRAIN), (&b, SLOW)] {
+        let (status, body) = post(
+            c,
+            format!("{}/api/twinloop/v1/pipelines", server.url),
+            json!({"spec": spec, "repo": repo_flag, "file": "p.yaml"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    post(
+        c,
+        a.api("registered-models/create"),
+        json!({"name": "fraud"}),
+    )
+    .await;
+    // Versions through both replicas: each event starts one run, whoever polls.
+    for i in 0..6 {
+        let (status, body) = post(
+            c,
+            [&a, &b][i % 2].api("model-versions/create"),
+            json!({"name": "fraud", "source": format!("mlflow-artifacts:/m/{i}")}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let b_ref = &b;
+    let fired = until(
+        "six registry runs",
+        Duration::from_secs(15),
+        move || async move {
+            let runs = pipeline_runs(c, b_ref, "retrain").await;
+            let ended = |r: &Value| r["state"] != "QUEUED" && r["state"] != "RUNNING";
+            (runs.len() >= 6 && runs.iter().all(ended)).then_some(runs)
+        },
+    )
+    .await;
+    assert!(
+        fired.iter().all(|r| r["state"] == "SUCCEEDED"),
+        "{fired:#?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = pipeline_runs(c, &a, "retrain").await;
+    assert_eq!(again.len(), 6, "one run per event: {again:?}");
+    let mut events: Vec<i64> = fired
+        .iter()
+        .map(|r| r["cause"]["registry_event_id"].as_i64().unwrap())
+        .collect();
+    events.sort();
+    events.dedup();
+    assert_eq!(events.len(), 6, "{fired:?}");
+
+    // A run on each replica; then the lease holder dies.
+    let (mut holder, survivor) = holder_and_other(&db, "pipelines", a, b);
+    let mut ids = Vec::new();
+    for server in [&holder, &survivor] {
+        let url = format!("{}/api/twinloop/v1/pipelines/slow/runs", server.url);
+        let (status, body) = post(c, url, json!({})).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (on_holder, on_survivor) = (ids[0].as_str(), ids[1].as_str());
+    let s = &survivor;
+    for id in [on_holder, on_survivor] {
+        until(
+            "the run to start",
+            Duration::from_secs(10),
+            move || async move { (run_state(c, s, id).await["state"] == "RUNNING").then_some(()) },
+        )
+        .await;
+    }
+    holder.kill9();
+    let killed = Instant::now();
+    let settled = until(
+        "the dead replica's run settled",
+        Duration::from_secs(12),
+        move || async move {
+            let run = run_state(c, s, on_holder).await;
+            (run["state"] == "FAILED").then_some(run)
+        },
+    )
+    .await;
+    eprintln!(
+        "the dead replica's run was settled {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(
+        settled["reason"].as_str().unwrap().contains("interrupted"),
+        "{settled}"
+    );
+    let own = run_state(c, s, on_survivor).await;
+    assert_ne!(
+        own["state"], "FAILED",
+        "the survivor's own run goes on: {own}"
+    );
+    assert_eq!(
+        lease_holder_pid(&db, "pipelines"),
+        Some(survivor.child.id()),
+        "the survivor holds the lease now"
+    );
+
+    // Triggers fire on the survivor now.
+    let (status, body) = post(
+        c,
+        survivor.api("model-versions/create"),
+        json!({"name": "fraud", "source": "mlflow-artifacts:/m/late"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        "a registry run on the survivor",
+        Duration::from_secs(10),
+        move || async move { (pipeline_runs(c, s, "retrain").await.len() == 7).then_some(()) },
+    )
+    .await;
+    let finished = until(
+        "the survivor's run to end",
+        Duration::from_secs(20),
+        move || async move {
+            let run = run_state(c, s, on_survivor).await;
+            (run["state"] != "RUNNING").then_some(run)
+        },
+    )
+    .await;
+    assert_eq!(finished["state"], "SUCCEEDED", "{finished}");
+}
+
+/// A deployment's status as `server` reports it, or `None` while it has none of that name.
+async fn deployment(c: &reqwest::Client, server: &TestServer, name: &str) -> Option<Value> {
+    let url = format!("{}/api/twinloop/v1/deployments/{name}", server.url);
+    let r = c.get(&url).send().await.unwrap();
+    if !r.status().is_success() {
+        return None;
+    }
+    Some(r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_steps_once_per_step_and_finishes_on_the_survivor() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = start_two(dir.path(), &db);
+    let client = reqwest::Client::new();
+    let c = &client;
+    let model = support::serving_fixture("logreg");
+    for _ in 0..2 {
+        support::register_model(c, &a.url, "fraud", &model, "sources/fraud", None).await;
+    }
+    let (mut decider, survivor) = holder_and_other(&db, "deployments", a, b);
+    let s = &survivor;
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments", decider.url),
+        json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    until(
+        "the other replica to serve it, from the store",
+        Duration::from_secs(10),
+        move || async move { deployment(c, s, "fraud").await },
+    )
+    .await;
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments/fraud/canary", decider.url),
+        json!({"candidate": {"model": "fraud", "version": "2"}, "steps": [20, 50, 100], "interval_s": 3.0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        "the first step judged",
+        Duration::from_secs(10),
+        move || async move {
+            let d = deployment(c, s, "fraud").await?;
+            (d["state"]["canary"]["percent"] == 50).then_some(())
+        },
+    )
+    .await;
+    decider.kill9();
+    let done = until(
+        "the canary to finish on the survivor",
+        Duration::from_secs(30),
+        move || async move {
+            let d = deployment(c, s, "fraud").await?;
+            (d["state"]["canary"]["status"] != "running").then_some(d)
+        },
+    )
+    .await;
+    let canary = &done["state"]["canary"];
+    assert_eq!(canary["status"], "promoted", "{done}");
+    let percents: Vec<i64> = canary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["percent"].as_i64().unwrap())
+        .collect();
+    assert_eq!(percents, [20, 50, 100], "each step judged once: {done}");
+    let notes: Vec<&str> = done["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    for step in ["20%", "50%", "100%"] {
+        let note = format!("canary models:/fraud/2: {step}");
+        assert_eq!(
+            notes.iter().filter(|n| **n == note).count(),
+            1,
+            "{note} once: {notes:?}"
+        );
+    }
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with("canary promoted"))
+            .count(),
+        1,
+        "{notes:?}"
+    );
+    let infer = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [0.5, -1.0, 2.0, 0.1]}]});
+    let answer: Value = c
+        .post(format!("{}/v2/models/fraud/infer", survivor.url))
+        .json(&infer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["model_version"], "2", "{answer}");
 }
