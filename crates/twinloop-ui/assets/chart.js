@@ -42,37 +42,42 @@
   }
 
   /**
+   * The answer as uPlot's table. A raw run is its line alone: its band would lie on the line,
+   * and three series per run made a 1,000-run chart three times slower to draw.
    * @param {HTMLElement} fig
    * @param {any} answer
-   * @returns {{data: any[], runs: number, positive: boolean}}
+   * @returns {{data: any[], banded: boolean[], positive: boolean}}
    */
   function table(fig, answer) {
     var weight = parseFloat(fig.dataset.smooth || "0");
     var parts = answer.runs.map(function (/** @type {any} */ r) { return lib.columns(answer, r, weight); });
     var positive = lib.allPositive(parts);
-    var data = parts.length === 1 ? parts[0] : window.uPlot.join(parts);
-    return { data: data, runs: parts.length, positive: positive };
+    var banded = answer.runs.map(function (/** @type {any} */ r) { return !(r.raw || !r.buckets); });
+    var tables = parts.map(function (/** @type {any[][]} */ p, /** @type {number} */ i) { return banded[i] ? p : [p[0], p[1]]; });
+    var data = tables.length === 1 ? tables[0] : window.uPlot.join(tables);
+    return { data: data, banded: banded, positive: positive };
   }
 
   /**
    * @param {HTMLElement} fig
-   * @param {number} runs
+   * @param {boolean[]} banded per run, whether it has a min and a max series after its line
    * @param {boolean} positive
    * @param {number} width
    * @param {number} height
    */
-  function options(fig, runs, positive, width, height) {
+  function options(fig, banded, positive, width, height) {
     var d = fig.dataset, x = d.x || "step";
     /** @type {any[]} */
     var series = [{}];
     /** @type {any[]} */
     var bands = [];
-    for (var i = 0; i < runs; i++) {
+    for (var i = 0; i < banded.length; i++) {
       var c = COLORS[i % COLORS.length];
       series.push({ stroke: c, width: 1.5, spanGaps: true, points: { show: false } });
+      if (!banded[i]) continue;
       series.push({ stroke: rgba(c, 0.35), width: 0.5, spanGaps: true, points: { show: false } });
       series.push({ stroke: rgba(c, 0.35), width: 0.5, spanGaps: true, points: { show: false } });
-      bands.push({ series: [3 * i + 3, 3 * i + 2], fill: rgba(c, 0.15) });
+      bands.push({ series: [series.length - 1, series.length - 2], fill: rgba(c, 0.15) });
     }
     var log = d.log === "1";
     return {
@@ -124,6 +129,7 @@
     var to = fig.dataset.to ? Number(fig.dataset.to) : null;
     /** @type {any} */
     var plot = null;
+    var drawn = "";
     var asked = 0;
 
     /**
@@ -143,8 +149,12 @@
           var raw = answer.runs.every(function (/** @type {any} */ r) { return r.raw; });
           fig.dataset.raw = raw ? "1" : "0";
           note(fig, answer.from == null ? "No points." : raw ? "All points." : "Buckets of " + answer.bucket_width + ": line = last, band = min–max.");
+          // A zoom can turn buckets into raw points, which changes the series: draw anew.
+          var shape = t.banded.join();
+          if (plot && shape !== drawn) { plot.destroy(); plot = null; }
+          drawn = shape;
           if (!plot) {
-            var opts = options(fig, t.runs, t.positive, width, height);
+            var opts = options(fig, t.banded, t.positive, width, height);
             opts.hooks = { setSelect: [onSelect] };
             plot = new window.uPlot(opts, t.data, box);
             if (lo != null && hi != null) plot.setScale("x", { min: lo, max: hi });
