@@ -221,6 +221,19 @@ impl ArtifactStore {
             .shutdown()
             .await
             .map_err(|e| Error::internal_from("cannot write artifact", e))?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_str());
+            let (root, synced) = (root.clone(), file.clone());
+            let durable = tokio::task::spawn_blocking(move || sync_to_disk(&root, &synced))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = durable {
+                // What the disk holds of it is unknown: an upload that was not acknowledged must
+                // not stay readable as if it were whole.
+                let _ = tokio::fs::remove_file(&file).await;
+                return Err(Error::internal_from("cannot write artifact", e));
+            }
+        }
         Ok(written)
     }
 
@@ -370,6 +383,21 @@ impl ArtifactStore {
         }
         Ok(())
     }
+}
+
+/// fsyncs `file` and every directory from its own up to `root`: object_store renames a finished
+/// upload into place and syncs nothing, so without this an acknowledged artifact (or a directory
+/// created for it) could be lost with the page cache. An error is never retried: after a failed
+/// fsync the kernel may have dropped the unwritten pages and a second fsync would succeed
+/// without them (PostgreSQL's fsyncgate).
+fn sync_to_disk(root: &std::path::Path, file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(root)) {
+        std::fs::File::open(d)?.sync_all()?;
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub enum ErrorKind {
     TooLarge,
     /// Our fault, or the fault of something we depend on (database, object store, disk).
     Internal,
+    /// Something we depend on cannot be reached right now (the database is down or restarting,
+    /// no connection could be had in time): the same request may succeed if retried.
+    Unavailable,
 }
 
 /// The cause of an [`Error`]. Shared rather than boxed so that `Error` stays `Clone`, which
@@ -61,6 +64,10 @@ impl Error {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
     }
 
     /// An internal error `context` caused by `source`: the usual shape of a failed database,

@@ -17,6 +17,7 @@ pub fn mlflow_code(kind: ErrorKind) -> &'static str {
         ErrorKind::NotFound => "RESOURCE_DOES_NOT_EXIST",
         ErrorKind::AlreadyExists => "RESOURCE_ALREADY_EXISTS",
         ErrorKind::Internal => "INTERNAL_ERROR",
+        ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
     }
 }
 
@@ -29,6 +30,7 @@ fn mlflow_status(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -135,6 +137,11 @@ mod tests {
                 ErrorKind::Internal,
                 "INTERNAL_ERROR",
                 StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                ErrorKind::Unavailable,
+                "TEMPORARILY_UNAVAILABLE",
+                StatusCode::SERVICE_UNAVAILABLE,
             ),
         ];
         for (kind, code, status) in table {

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crate::store::RegistryEventLog;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 use twinloop_core::{Error, Result};
 
 pub use keys::MAX_KEY_LIMIT;
@@ -89,7 +89,7 @@ impl SqlStore {
                     })?;
                 }
                 let url = uri.sqlx_url();
-                let writer = sqlite_pool(&url, 1).await?;
+                let writer = sqlite_writer(&url).await?;
                 let reader = sqlite_pool(&url, 4).await?;
                 let bulk = query::Reader::Sqlite(native_sqlite::SqliteReader::new(path));
                 (Backend::Sqlite, writer, reader, bulk)
@@ -102,7 +102,7 @@ impl SqlStore {
                 let limit = !url.contains("statement_timeout");
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(PG_ACQUIRE_TIMEOUT)
                     .after_connect(move |conn, _meta| {
                         Box::pin(async move {
                             if limit {
@@ -111,7 +111,9 @@ impl SqlStore {
                             Ok(())
                         })
                     })
-                    .connect(&url)
+                    .connect_lazy(&url)
+                    .map_err(|e| Error::internal_from(format!("cannot connect to {uri}"), e))?;
+                first_connection(&pool)
                     .await
                     .map_err(|e| Error::internal_from(format!("cannot connect to {uri}"), e))?;
                 (
@@ -189,11 +191,65 @@ impl SqlStore {
     }
 }
 
+/// How long a request waits for a PostgreSQL connection before it is answered 503. sqlx keeps
+/// retrying a refused connection until then, so this is also how long a request waits while the
+/// database is down or restarting: short, so a client hears at once that it should retry, as the
+/// stock MLflow client does with a 503.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a starting server waits for PostgreSQL (replicas started with their database).
+const PG_STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits for the pool's first connection, up to [`PG_STARTUP_WAIT`].
+async fn first_connection(pool: &AnyPool) -> std::result::Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + PG_STARTUP_WAIT;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(e) if unreachable(&e) && std::time::Instant::now() < deadline => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Longer than any request of a client that has not given up (MLflow's client waits 120 s in
 /// all, over its retries).
 const PG_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '60s'";
 
 async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
+    sqlite_options(connections)
+        .connect(url)
+        .await
+        .map_err(|e| cannot_open(url, e))
+}
+
+/// The writer's pool, whose one connection is closed when a transaction left it out of step
+/// with SQLite. On some errors (a full disk, an I/O error) SQLite rolls the whole transaction
+/// back by itself; sqlx's ROLLBACK then fails and sqlx goes on counting a transaction open, so
+/// its next `begin` is a SAVEPOINT, and a failure inside that leaves a transaction open that the
+/// later commits (RELEASEs of inner savepoints) never end: writes acknowledged, visible to no
+/// reader, lost with the connection (found by the fault suite's full disk). A new connection
+/// starts in step.
+async fn sqlite_writer(url: &str) -> Result<AnyPool> {
+    sqlite_options(1)
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                // Queued after the ROLLBACK of a dropped transaction, so both answers below are
+                // about the connection as the next caller would get it. SQLite refuses BEGIN
+                // inside a transaction.
+                let closed = conn.execute("BEGIN").await.is_ok();
+                if closed {
+                    conn.execute("ROLLBACK").await?;
+                }
+                Ok(closed && !conn.is_in_transaction())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(|e| cannot_open(url, e))
+}
+
+fn sqlite_options(connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(30))
@@ -203,9 +259,6 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
                 Ok(())
             })
         })
-        .connect(url)
-        .await
-        .map_err(|e| cannot_open(url, e))
 }
 
 fn cannot_open(url: &str, e: sqlx::Error) -> Error {
@@ -217,6 +270,14 @@ fn cannot_open(url: &str, e: sqlx::Error) -> Error {
 /// logged with the cause, that an operator can find from what the client shows. Constraint
 /// violations and values the database cannot hold are the caller's doing.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    if unreachable(&e) {
+        let id = error_id();
+        tracing::warn!(error_id = %id, error = %e, "database unreachable");
+        return Error::unavailable(format!(
+            "The metadata store cannot be reached right now; retry (error id {id})"
+        ))
+        .with_hidden_source(e);
+    }
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {
             return Error::already_exists(
@@ -236,6 +297,24 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
         }
     }
     db_failure(e)
+}
+
+/// Whether `e` says the database cannot be reached, is restarting or has no connection to
+/// spare, rather than that it refused the request: a retry may succeed.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's connection exceptions (class 08), shutdown, crash and start-up (57P01–3)
+        // and too many connections (53300).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// A failure of ours in the database (any driver): the client gets an id, the log gets it with
@@ -264,11 +343,11 @@ mod tests {
 
     #[test]
     fn a_database_failure_keeps_the_sqlx_error_as_its_source() {
-        let e = db_err(sqlx::Error::PoolTimedOut);
+        let e = db_err(sqlx::Error::Protocol("unexpected message".into()));
         assert_eq!(e.kind, ErrorKind::Internal);
         assert!(matches!(
             e.source().and_then(|s| s.downcast_ref::<sqlx::Error>()),
-            Some(sqlx::Error::PoolTimedOut)
+            Some(sqlx::Error::Protocol(_))
         ));
         // The driver's words stay out of what a client sees; the id ties it to the log.
         assert!(
@@ -276,6 +355,59 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(!e.message.contains(&sqlx::Error::PoolTimedOut.to_string()));
+        assert!(!e.message.contains("unexpected message"));
+    }
+
+    /// SQLite rolls a transaction back by itself on some errors (a full disk in the fault suite;
+    /// here `RAISE(ROLLBACK)`), and sqlx keeps counting it open; a plain failure in the next
+    /// transaction must not leave the writer in a transaction that later commits never end.
+    #[tokio::test]
+    async fn the_writer_commits_after_sqlite_rolled_a_transaction_back_by_itself() {
+        install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let writer = sqlite_writer(&url).await.unwrap();
+        writer
+            .execute(
+                "CREATE TABLE t (x INTEGER CHECK (x <> 0)); \
+                 CREATE TRIGGER refuse BEFORE INSERT ON t WHEN NEW.x < 0 \
+                 BEGIN SELECT RAISE(ROLLBACK, 'refused'); END;",
+            )
+            .await
+            .unwrap();
+        let insert = |x: i64| sqlx::query("INSERT INTO t VALUES ($1)").bind(x);
+
+        let mut tx = writer.begin().await.unwrap();
+        assert!(insert(-1).execute(&mut *tx).await.is_err());
+        drop(tx);
+        let mut tx = writer.begin().await.unwrap();
+        assert!(insert(0).execute(&mut *tx).await.is_err());
+        drop(tx);
+        let mut tx = writer.begin().await.unwrap();
+        insert(1).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let reader = sqlite_pool(&url, 1).await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&reader)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows, 1,
+            "the committed row is visible to another connection"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_internal() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for cause in [sqlx::Error::PoolTimedOut, sqlx::Error::Io(refused)] {
+            let text = cause.to_string();
+            let e = db_err(cause);
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{text}");
+            assert!(e.message.contains("retry"), "{}", e.message);
+            assert!(!e.message.contains(&text), "{}", e.message);
+            assert!(e.source().is_some());
+        }
     }
 }

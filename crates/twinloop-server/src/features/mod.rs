@@ -39,6 +39,7 @@ impl IntoResponse for FeatureError {
             ErrorKind::AlreadyExists => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = json!({"error": self.0.message, "code": crate::error::mlflow_code(self.0.kind)});
         (status, axum::Json(body)).into_response()
