@@ -39,6 +39,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/compare.js"),
     ),
     (
+        "vtable.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/vtable.js"),
+    ),
+    (
         "htmx.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/vendor/htmx.min.js"),

@@ -59,6 +59,7 @@ pub(crate) fn page(title: &str, crumbs: &[Crumb], body: Markup) -> Markup {
                 script src=(assets::href("ui-lib.js")) defer {}
                 script src=(assets::href("chart.js")) defer {}
                 script src=(assets::href("compare.js")) defer {}
+                script src=(assets::href("vtable.js")) defer {}
             }
             body hx-boost="true" {
                 header.top {
@@ -136,7 +137,7 @@ mod tests {
             assert!(assets::lookup(file).is_some(), "{src}");
             assert!(part.contains("></script>"), "inline script: {part}");
         }
-        assert_eq!(scripts, 6);
+        assert_eq!(scripts, 7);
         assert!(!html.contains("style="), "inline style attribute");
         assert!(!html.contains("http://") && !html.contains("https://"));
     }

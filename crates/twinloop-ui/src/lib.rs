@@ -36,10 +36,15 @@ pub use registry::{
     mlmodel_signature, model_page, models_page, version_page,
 };
 pub use run::{RunView, run_page};
-pub use runs::{PARENT_TAG, RunsQuery, RunsView, parent_id as parent_run_id, runs_page};
+pub use runs::{
+    Columns, PARENT_TAG, RowsView, RunsQuery, RunsView, Stat, parent_id as parent_run_id,
+    runs_page, runs_rows,
+};
 
 /// Page sizes and limits the server's queries must agree with.
 pub mod limits {
     pub use crate::experiments::PAGE_SIZE as EXPERIMENTS_PAGE;
-    pub use crate::runs::{MAX_COLUMNS, PAGE_SIZE as RUNS_PAGE};
+    pub use crate::runs::{
+        MAX_COLUMNS, MAX_GROUPS, MAX_WINDOW as RUNS_WINDOW, PAGE_SIZE as RUNS_PAGE,
+    };
 }

@@ -1,11 +1,16 @@
 //! An experiment's runs table (`/experiments/{id}`): the MLflow filter language in a form field,
-//! server-side pages, sorting by any column, metric columns with last, min and max from the
-//! store's summaries, and nested runs under their parent.
+//! sorting by any column, param, tag and metric columns (last, min, max and count from the
+//! store's summaries), nested runs under their parent, and grouping by a param.
+//!
+//! The table is virtual: the page carries the first rows and the total, and `vtable.js` keeps
+//! only the rows in view (plus an overscan) in the DOM, fetching windows of [`PAGE_SIZE`] rows by
+//! position from `/experiments/{id}/rows` ([`runs_rows`]). Without JavaScript the same page is
+//! paged by `offset=` links.
 
 use std::collections::HashMap;
 
 use maud::{Markup, html};
-use twinloop_core::run_columns::{MetricSummary, RunSummaries};
+use twinloop_core::run_columns::{MetricSummary, RunGroup, RunSummaries};
 use twinloop_core::tracking::{Experiment, Run};
 
 use crate::format;
@@ -13,15 +18,75 @@ use crate::href::{self, Href};
 use crate::layout::{Crumb, page};
 use crate::lifecycle::{self, Lifecycle};
 
-/// Runs shown per page.
+/// Runs per page without JavaScript, and per window fetched by position with it.
 pub const PAGE_SIZE: i64 = 100;
+/// The largest window `/experiments/{id}/rows` answers.
+pub const MAX_WINDOW: i64 = 200;
 /// Columns of one kind a URL may ask for; more are dropped.
 pub const MAX_COLUMNS: usize = 50;
+/// Groups shown when grouping by a param.
+pub const MAX_GROUPS: u32 = 500;
+/// The id of the search form, which the column picker's fields belong to.
+const SEARCH_FORM: &str = "runs-search";
 /// The tag MLflow records a nested run's parent in.
 pub const PARENT_TAG: &str = "mlflow.parentRunId";
 
-/// What the table shows, from its URL:
-/// `?filter=DSL&order=CLAUSE&view=all&page=TOKEN&metric=loss&metric=acc&param=lr`.
+/// Which summaries of a metric column show, each its own sortable sub-column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Last,
+    Min,
+    Max,
+    Count,
+}
+
+impl Stat {
+    const ALL: [Stat; 4] = [Stat::Last, Stat::Min, Stat::Max, Stat::Count];
+    const DEFAULT: [Stat; 3] = [Stat::Last, Stat::Min, Stat::Max];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stat::Last => "last",
+            Stat::Min => "min",
+            Stat::Max => "max",
+            Stat::Count => "count",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Stat> {
+        Stat::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// The order-by expression of this summary of `key` (last is MLflow's plain metric).
+    fn order_expr(self, key: &str) -> String {
+        let base = format!("metrics.{}", quoted(key));
+        match self {
+            Stat::Last => base,
+            other => format!("{base}.{}", other.name()),
+        }
+    }
+
+    /// Whether a header's first click sorts ascending: smallest minimum first, largest rest.
+    fn first_ascending(self) -> bool {
+        self == Stat::Min
+    }
+
+    fn cell(self, s: &MetricSummary) -> Markup {
+        let shown = |v: Option<f64>| {
+            html! { @if let Some(v) = v { span title=(v) { (format::value(v)) } } }
+        };
+        match self {
+            Stat::Last => shown(Some(s.last)),
+            Stat::Min => shown(s.min),
+            Stat::Max => shown(s.max),
+            Stat::Count => html! { (s.count) },
+        }
+    }
+}
+
+/// What the table shows, from its URL: `?filter=DSL&order=CLAUSE&view=all&offset=N&metric=loss&
+/// param=lr&tag=team&stat=last&stat=min&group=optimizer&gmetric=loss`, with `#row=N` (the first
+/// row in view) kept by the script.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunsQuery {
     /// An MLflow filter (`metrics.acc > 0.9 and params.p = 'a'`), passed to the store as typed.
@@ -29,10 +94,18 @@ pub struct RunsQuery {
     /// One MLflow order-by clause (``metrics.`loss`.min ASC``); empty is MLflow's default order.
     pub order: String,
     pub lifecycle: Lifecycle,
-    pub page_token: Option<String>,
-    /// Metric and param columns; `None` when the URL names none, and the server picks.
+    /// The position of the first row of this page, rounded down to a whole page.
+    pub offset: i64,
+    /// Metric, param and tag columns; `None` when the URL names none, and the server picks.
     pub metrics: Option<Vec<String>>,
     pub params: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    /// The summaries each metric column shows; empty is last, min and max.
+    pub stats: Vec<Stat>,
+    /// A param whose values group the runs; empty for the flat table.
+    pub group: String,
+    /// The metric aggregated per group; empty is the first metric column.
+    pub group_metric: String,
 }
 
 impl RunsQuery {
@@ -47,21 +120,43 @@ impl RunsQuery {
                 .collect();
             (!named.is_empty()).then(|| {
                 let mut keys: Vec<String> = Vec::new();
-                for key in named.into_iter().filter(|v| !v.is_empty()) {
-                    if !keys.contains(key) && keys.len() < MAX_COLUMNS {
-                        keys.push(key.clone());
+                for key in named
+                    .into_iter()
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty())
+                {
+                    if !keys.iter().any(|k| k == key) && keys.len() < MAX_COLUMNS {
+                        keys.push(key.to_string());
                     }
                 }
                 keys
             })
         };
+        let mut stats: Vec<Stat> = Vec::new();
+        for stat in pairs
+            .iter()
+            .filter(|(n, _)| n == "stat")
+            .filter_map(|(_, v)| Stat::parse(v))
+        {
+            if !stats.contains(&stat) {
+                stats.push(stat);
+            }
+        }
+        let offset = get("offset")
+            .and_then(|o| o.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0);
         RunsQuery {
             filter: get("filter").unwrap_or("").trim().to_string(),
             order: get("order").unwrap_or("").trim().to_string(),
             lifecycle: Lifecycle::parse(get("view").unwrap_or("")),
-            page_token: get("page").filter(|t| !t.is_empty()).map(String::from),
+            offset: offset - offset % PAGE_SIZE,
             metrics: columns("metric"),
             params: columns("param"),
+            tags: columns("tag"),
+            stats,
+            group: get("group").unwrap_or("").trim().to_string(),
+            group_metric: get("gmetric").unwrap_or("").trim().to_string(),
         }
     }
 
@@ -77,14 +172,44 @@ impl RunsQuery {
         }
     }
 
-    /// This view's URL with another order and page; explicit columns are kept.
-    fn href(&self, experiment_id: &str, order: &str, page: Option<&str>) -> String {
-        let mut h = Href::new(href::experiment(experiment_id))
-            .q("filter", &self.filter)
+    /// The summaries each metric column shows.
+    pub fn stats(&self) -> &[Stat] {
+        if self.stats.is_empty() {
+            &Stat::DEFAULT
+        } else {
+            &self.stats
+        }
+    }
+
+    /// The filter that picks one group's runs out of this view's: the view's filter and the
+    /// grouped param's value (MLflow's language has `and` but no parentheses, so they chain).
+    pub fn group_filter(&self, value: &str) -> String {
+        let clause = format!(
+            "params.{} = '{}'",
+            quoted(&self.group),
+            value.replace('\'', "''")
+        );
+        if self.filter.is_empty() {
+            clause
+        } else {
+            format!("{} and {clause}", self.filter)
+        }
+    }
+
+    /// `path` with this view's state; `order`, `offset`, `filter` and `group` as given.
+    fn link(&self, path: String, filter: &str, order: &str, offset: i64, group: &str) -> Href {
+        let mut h = Href::new(path)
+            .q("filter", filter)
             .q("order", order)
-            .q("view", self.lifecycle.param())
-            .q("page", page.unwrap_or(""));
-        for (name, keys) in [("metric", &self.metrics), ("param", &self.params)] {
+            .q("view", self.lifecycle.param());
+        if offset > 0 {
+            h = h.q("offset", &offset.to_string());
+        }
+        for (name, keys) in [
+            ("metric", &self.metrics),
+            ("param", &self.params),
+            ("tag", &self.tags),
+        ] {
             match keys {
                 Some(keys) if keys.is_empty() => h = h.q_always(name, ""),
                 Some(keys) => {
@@ -95,7 +220,34 @@ impl RunsQuery {
                 None => {}
             }
         }
-        h.build()
+        for stat in &self.stats {
+            h = h.q("stat", stat.name());
+        }
+        h.q("group", group).q("gmetric", &self.group_metric)
+    }
+
+    /// This view's URL with another order and first row; columns and grouping are kept.
+    fn href(&self, experiment_id: &str, order: &str, offset: i64) -> String {
+        self.link(
+            href::experiment(experiment_id),
+            &self.filter,
+            order,
+            offset,
+            &self.group,
+        )
+        .build()
+    }
+
+    /// Where the script fetches windows of rows (it adds `offset` and `limit`).
+    fn rows_href(&self, experiment_id: &str, filter: &str) -> String {
+        self.link(
+            format!("{}/rows", href::experiment(experiment_id)),
+            filter,
+            &self.order,
+            0,
+            "",
+        )
+        .build()
     }
 }
 
@@ -114,27 +266,48 @@ fn split_order(order: &str) -> (&str, bool) {
     }
 }
 
-pub struct RunsView<'a> {
-    pub experiment: &'a Experiment,
-    pub query: &'a RunsQuery,
-    /// One page of runs in the order asked.
+/// The columns a table shows beside each run's own attributes.
+#[derive(Clone, Copy)]
+pub struct Columns<'a> {
+    pub metrics: &'a [String],
+    pub params: &'a [String],
+    pub tags: &'a [String],
+    pub stats: &'a [Stat],
+}
+
+/// One window of rows: the runs at some position of a search, in its order.
+pub struct RowsView<'a> {
+    pub experiment_id: &'a str,
     pub runs: &'a [Run],
     /// The metric summaries of these runs (any order, any subset).
     pub summaries: &'a [RunSummaries],
-    pub metric_columns: &'a [String],
-    pub param_columns: &'a [String],
-    pub next_page_token: Option<&'a str>,
-    /// The server's message for a filter, order or page token it refused.
+    pub columns: Columns<'a>,
+    /// Whether the user sorted; unsorted windows nest children under their parent.
+    pub sorted: bool,
+}
+
+pub struct RunsView<'a> {
+    pub experiment: &'a Experiment,
+    pub query: &'a RunsQuery,
+    /// The runs from `query.offset` on, in the order asked.
+    pub rows: RowsView<'a>,
+    /// How many runs the search matches.
+    pub total: i64,
+    /// With `query.group`: the groups, most runs first.
+    pub groups: Option<&'a [RunGroup]>,
+    /// The metric the groups aggregate, if any.
+    pub group_metric: Option<&'a str>,
+    /// The server's message for a filter or order it refused.
     pub error: Option<&'a str>,
 }
 
 /// The table's rows: nested under their parents in the default order, flat when the user
 /// sorted, since a ranking that moved children under parents would no longer be one.
-fn rows<'r>(runs: &'r [Run], order: &str) -> Vec<(usize, &'r Run)> {
-    if order.is_empty() {
-        nest(runs)
-    } else {
+fn rows(runs: &[Run], sorted: bool) -> Vec<(usize, &Run)> {
+    if sorted {
         runs.iter().map(|r| (0, r)).collect()
+    } else {
+        nest(runs)
     }
 }
 
@@ -197,9 +370,150 @@ pub(crate) fn status(run: &Run) -> Markup {
 /// The deepest nesting the table indents (CSS classes `depth-1` to `depth-6`).
 const MAX_INDENT: usize = 6;
 
+/// The `<tr>`s of one window, also what `/experiments/{id}/rows` answers.
+pub fn runs_rows(v: &RowsView) -> Markup {
+    let by_run: HashMap<&str, &RunSummaries> =
+        v.summaries.iter().map(|s| (s.run_id.as_str(), s)).collect();
+    let summary = |run: &Run, key: &str| -> Option<&MetricSummary> {
+        by_run
+            .get(run.info.run_id.as_str())
+            .and_then(|s| s.metrics.iter().find(|m| m.key == key))
+    };
+    let c = v.columns;
+    html! {
+        @for (depth, run) in rows(v.runs, v.sorted) {
+            tr data-run-id=(run.info.run_id) {
+                td { input type="checkbox" name="run" value=(run.info.run_id) aria-label={ "Select " (run_label(run)) }; }
+                td class={ "name depth-" (depth.min(MAX_INDENT)) } {
+                    @if depth > 0 { span.nest aria-hidden="true" { "↳" } }
+                    a href=(href::run(v.experiment_id, &run.info.run_id)) title=(run_label(run)) { (run_label(run)) }
+                }
+                td { (status(run)) }
+                td { (format::opt_time(run.info.start_time)) }
+                td.num { (format::duration(run.info.start_time, run.info.end_time)) }
+                td { (run.info.user_id) }
+                @for p in c.params {
+                    @let value = run.data.params.iter().find(|x| &x.key == p).map(|x| x.value.as_str());
+                    td.v title=[value] { @if let Some(value) = value { (value) } }
+                }
+                @for t in c.tags {
+                    @let value = run.data.tags.iter().find(|x| &x.key == t).map(|x| x.value.as_str());
+                    td.v title=[value] { @if let Some(value) = value { (value) } }
+                }
+                @for m in c.metrics {
+                    @let s = summary(run, m);
+                    @for stat in c.stats {
+                        td.num { @if let Some(s) = s { (stat.cell(s)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The column picker: the columns shown as ticked boxes, the experiment's keys loaded by the
+/// script when the picker opens (searchable), and plain fields to add a key without it.
+fn picker(e: &Experiment, c: &Columns) -> Markup {
+    let keys_url = format!(
+        "/api/twinloop/v1/experiments/{}/keys",
+        href::encode(&e.experiment_id)
+    );
+    // Its fields belong to the search form (`form=`), so one submission carries the filter,
+    // order and columns together, and no field is repeated.
+    html! {
+        details #column-picker .picker data-keys-url=(keys_url) {
+            summary { "Columns" }
+            div.picker-body {
+                fieldset {
+                    legend { "Metric values" }
+                    @for stat in Stat::ALL {
+                        label.check { input form=(SEARCH_FORM) type="checkbox" name="stat" value=(stat.name()) checked[c.stats.contains(&stat)]; (stat.name()) }
+                    }
+                }
+                fieldset #picker-chosen {
+                    legend { "Shown" }
+                    // An empty value keeps "no columns of this kind" when every box is cleared.
+                    @for (kind, keys) in [("metric", c.metrics), ("param", c.params), ("tag", c.tags)] {
+                        input form=(SEARCH_FORM) type="hidden" name=(kind) value="";
+                        @for k in keys {
+                            label.check { input form=(SEARCH_FORM) type="checkbox" name=(kind) value=(k) checked; (kind) " " span.mono { (k) } }
+                        }
+                    }
+                }
+                fieldset.picker-search {
+                    legend { "Add" }
+                    label { "Kind" select.picker-kind {
+                        option value="metric" { "metric" } option value="param" { "param" } option value="tag" { "tag" }
+                    } }
+                    label { "Search keys" input.picker-q type="search" placeholder="loss" autocomplete="off"; }
+                    p.picker-status.muted aria-live="polite" {}
+                    ul.picker-keys data-form=(SEARCH_FORM) {}
+                    p.picker-plain {
+                        label { "metric " input form=(SEARCH_FORM) type="text" name="metric" placeholder="key"; }
+                        label { "param " input form=(SEARCH_FORM) type="text" name="param" placeholder="key"; }
+                        label { "tag " input form=(SEARCH_FORM) type="text" name="tag" placeholder="key"; }
+                    }
+                }
+                button type="submit" form=(SEARCH_FORM) { "Apply" }
+            }
+        }
+    }
+}
+
+/// The groups of a grouped view: each with its run count and the metric's mean, min and max,
+/// and the group's runs fetched on expanding it (a link to them without JavaScript).
+fn groups_table(
+    e: &Experiment,
+    q: &RunsQuery,
+    groups: &[RunGroup],
+    metric: Option<&str>,
+) -> Markup {
+    html! {
+        table #groups {
+            thead {
+                tr {
+                    th { "params." (q.group) }
+                    th { "Runs" }
+                    @if let Some(m) = metric {
+                        th { (m) " mean" } th { (m) " min" } th { (m) " max" }
+                    }
+                }
+            }
+            @for g in groups {
+                tbody.group.collapsed data-value=[g.value.as_deref()] {
+                    tr.group-head {
+                        td {
+                            @match &g.value {
+                                Some(value) => {
+                                    a.expand href=(q.link(href::experiment(&e.experiment_id), &q.group_filter(value), &q.order, 0, "").build())
+                                        data-rows-url=(q.rows_href(&e.experiment_id, &q.group_filter(value)))
+                                        hx-boost="false" aria-expanded="false" {
+                                        span.caret aria-hidden="true" {} span.value { (value) }
+                                    }
+                                }
+                                None => { span.muted { "(not set)" } }
+                            }
+                        }
+                        td.num.count { (g.runs) }
+                        @if metric.is_some() {
+                            @for v in [g.mean, g.min, g.max] {
+                                td.num { @if let Some(v) = v { span title=(v) { (format::value(v)) } } }
+                            }
+                        }
+                    }
+                    tr.members { td colspan=(if metric.is_some() { 5 } else { 2 }) {
+                        div.scroll { table.members-table { tbody {} } }
+                    } }
+                }
+            }
+        }
+    }
+}
+
 pub fn runs_page(v: &RunsView) -> Markup {
     let e = v.experiment;
     let q = v.query;
+    let c = v.rows.columns;
     let (sorted_by, ascending) = split_order(&q.order);
     // A header's sort link: the current column flips direction, another starts at `first_asc`.
     let sort = |label: &str, expr: &str, first_asc: bool| {
@@ -211,15 +525,11 @@ pub fn runs_page(v: &RunsView) -> Markup {
             (true, true) => " ▲",
             (true, false) => " ▼",
         };
-        html! { a.on[on] href=(q.href(&e.experiment_id, &order, None)) { (label) (arrow) } }
+        html! { a.on[on] href=(q.href(&e.experiment_id, &order, 0)) { (label) (arrow) } }
     };
-    let by_run: HashMap<&str, &RunSummaries> =
-        v.summaries.iter().map(|s| (s.run_id.as_str(), s)).collect();
-    let summary = |run: &Run, key: &str| -> Option<&MetricSummary> {
-        by_run
-            .get(run.info.run_id.as_str())
-            .and_then(|s| s.metrics.iter().find(|m| m.key == key))
-    };
+    let shown = v.rows.runs.len() as i64;
+    let two_rows = !c.metrics.is_empty();
+    let span = if two_rows { 2 } else { 1 };
     page(
         &e.name,
         &[
@@ -228,7 +538,7 @@ pub fn runs_page(v: &RunsView) -> Markup {
         ],
         html! {
             h1 { (e.name) " " span.muted.mono { "#" (e.experiment_id) } }
-            form.bar method="get" action=(href::experiment(&e.experiment_id)) {
+            form.bar #runs-search method="get" action=(href::experiment(&e.experiment_id)) {
                 label {
                     "Filter (MLflow search syntax)"
                     input.wide type="text" name="filter" value=(q.filter)
@@ -238,97 +548,75 @@ pub fn runs_page(v: &RunsView) -> Markup {
                     "Order by"
                     input type="text" name="order" value=(q.order) placeholder="metrics.`loss`.min ASC";
                 }
-                (lifecycle::select(q.lifecycle))
-                @for (name, keys) in [("metric", &q.metrics), ("param", &q.params)] {
-                    @if let Some(keys) = keys {
-                        @if keys.is_empty() { input type="hidden" name=(name) value=""; }
-                        @for k in keys { input type="hidden" name=(name) value=(k); }
-                    }
+                label {
+                    "Group by param"
+                    input type="text" name="group" value=(q.group) placeholder="optimizer";
                 }
+                (lifecycle::select(q.lifecycle))
+                @if !q.group_metric.is_empty() { input type="hidden" name="gmetric" value=(q.group_metric); }
                 button type="submit" { "Search" }
             }
+            (picker(e, &c))
             @if let Some(message) = v.error {
                 div.error role="alert" #search-error { (message) }
             }
-            @if !q.order.is_empty() && v.runs.iter().any(|r| parent_id(r).is_some()) {
-                p.muted { "Sorted: nested runs are listed flat, in sort order." }
+            p.muted #run-count {
+                @if v.total == 1 { "1 run" } @else { (v.total) " runs" }
+                @if let Some(groups) = v.groups { " in " (groups.len()) " groups" }
+                @if q.order.is_empty() && v.groups.is_none() { "; nested runs follow their parent" }
             }
-            @if v.runs.is_empty() {
+            @if let Some(groups) = v.groups {
+                (groups_table(e, q, groups, v.group_metric))
+            } @else if v.rows.runs.is_empty() {
                 p.muted { "No runs match." }
             } @else {
                 // The checkboxes submit `run=ID` for each ticked run to the compare page.
                 form #compare-form method="get" action=(crate::compare::compare_href(&e.experiment_id)) {
                 div.bar { button type="submit" #compare-button { "Compare selected runs" } }
-                div.scroll {
+                div.scroll.vtable #runs-box data-total=(v.total) data-offset=(q.offset)
+                    data-page=(PAGE_SIZE) data-rows-url=(q.rows_href(&e.experiment_id, &q.filter)) {
                     table #runs {
                         thead {
                             tr {
-                                th { span.visually-hidden { "Select" } }
-                                th { (sort("Run", "attributes.run_name", true)) }
-                                th { "Status" }
-                                th { (sort("Started", "attributes.start_time", false)) }
-                                th { "Duration" }
-                                th { "User" }
-                                @for p in v.param_columns {
-                                    th.param { (sort(p, &format!("params.{}", quoted(p)), true)) }
+                                th rowspan=(span) { span.visually-hidden { "Select" } }
+                                th rowspan=(span) { (sort("Run", "attributes.run_name", true)) }
+                                th rowspan=(span) { "Status" }
+                                th rowspan=(span) { (sort("Started", "attributes.start_time", false)) }
+                                th rowspan=(span) { "Duration" }
+                                th rowspan=(span) { "User" }
+                                @for p in c.params {
+                                    th.param rowspan=(span) { (sort(p, &format!("params.{}", quoted(p)), true)) }
                                 }
-                                @for m in v.metric_columns {
-                                    @let key = format!("metrics.{}", quoted(m));
-                                    th.metric {
-                                        (m)
-                                        div.sorts {
-                                            (sort("last", &key, false))
-                                            (sort("min", &format!("{key}.min"), true))
-                                            (sort("max", &format!("{key}.max"), false))
+                                @for t in c.tags {
+                                    th.tag rowspan=(span) { (sort(t, &format!("tags.{}", quoted(t)), true)) }
+                                }
+                                @for m in c.metrics {
+                                    th.metric colspan=(c.stats.len()) title=(m) { (m) }
+                                }
+                            }
+                            @if two_rows {
+                                tr.stats {
+                                    @for m in c.metrics {
+                                        @for stat in c.stats {
+                                            th.stat { (sort(stat.name(), &stat.order_expr(m), stat.first_ascending())) }
                                         }
                                     }
                                 }
                             }
                         }
-                        tbody {
-                            @for (depth, run) in rows(v.runs, &q.order) {
-                                tr data-run-id=(run.info.run_id) {
-                                    td { input type="checkbox" name="run" value=(run.info.run_id) aria-label={ "Select " (run_label(run)) }; }
-                                    td class={ "name depth-" (depth.min(MAX_INDENT)) } {
-                                        @if depth > 0 { span.nest aria-hidden="true" { "↳" } }
-                                        a href=(href::run(&e.experiment_id, &run.info.run_id)) { (run_label(run)) }
-                                    }
-                                    td { (status(run)) }
-                                    td { (format::opt_time(run.info.start_time)) }
-                                    td.num { (format::duration(run.info.start_time, run.info.end_time)) }
-                                    td { (run.info.user_id) }
-                                    @for p in v.param_columns {
-                                        td.v {
-                                            @if let Some(param) = run.data.params.iter().find(|x| &x.key == p) {
-                                                (param.value)
-                                            }
-                                        }
-                                    }
-                                    @for m in v.metric_columns {
-                                        td.num {
-                                            @if let Some(s) = summary(run, m) {
-                                                span title=(s.last) { (format::value(s.last)) }
-                                                @if let (Some(min), Some(max)) = (s.min, s.max) {
-                                                    span.range title={ "min " (min) ", max " (max) ", " (s.count) " points" } {
-                                                        (format::value(min)) " … " (format::value(max))
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                        tbody { (runs_rows(&v.rows)) }
                     }
                 }
                 }
-            }
-            div.pager {
-                @if q.page_token.is_some() {
-                    a href=(q.href(&e.experiment_id, &q.order, None)) { "First page" }
-                }
-                @if let Some(token) = v.next_page_token {
-                    a rel="next" href=(q.href(&e.experiment_id, &q.order, Some(token))) { "Next page" }
+                div.pager {
+                    @if q.offset > 0 {
+                        a href=(q.href(&e.experiment_id, &q.order, 0)) { "First page" }
+                        a rel="prev" href=(q.href(&e.experiment_id, &q.order, (q.offset - PAGE_SIZE).max(0))) { "Previous page" }
+                    }
+                    span.muted { "Rows " (q.offset + 1) "–" (q.offset + shown) " of " (v.total) }
+                    @if q.offset + shown < v.total {
+                        a rel="next" href=(q.href(&e.experiment_id, &q.order, q.offset + PAGE_SIZE)) { "Next page" }
+                    }
                 }
             }
         },
@@ -400,33 +688,65 @@ pub(crate) mod tests {
     }
 
     fn render(runs: &[Run], query: &RunsQuery, error: Option<&str>) -> String {
+        render_with(runs, query, error, None)
+    }
+
+    fn render_with(
+        runs: &[Run],
+        query: &RunsQuery,
+        error: Option<&str>,
+        groups: Option<&[RunGroup]>,
+    ) -> String {
         let summaries = [RunSummaries {
             run_id: "a1".into(),
             metrics: vec![loss(0.25, 0.125, 2.5)],
         }];
+        let metrics = ["loss".to_string()];
+        let params = ["opt".to_string()];
+        let tags = ["team".to_string()];
         runs_page(&RunsView {
             experiment: &experiment(),
             query,
-            runs,
-            summaries: &summaries,
-            metric_columns: &["loss".to_string()],
-            param_columns: &["opt".to_string()],
-            next_page_token: Some("abc="),
+            rows: RowsView {
+                experiment_id: "3",
+                runs,
+                summaries: &summaries,
+                columns: Columns {
+                    metrics: &metrics,
+                    params: &params,
+                    tags: &tags,
+                    stats: query.stats(),
+                },
+                sorted: !query.order.is_empty(),
+            },
+            total: 250,
+            groups,
+            group_metric: Some("loss"),
             error,
         })
         .into_string()
     }
 
     #[test]
-    fn rows_link_to_runs_with_metric_summaries_and_params() {
-        let html = render(&[run("a1", "first", None)], &RunsQuery::default(), None);
+    fn rows_link_to_runs_with_metric_summaries_params_and_tags() {
+        let mut first = run("a1", "first", None);
+        first.data.tags.push(Tag::new("team", "vision"));
+        let html = render(&[first], &RunsQuery::default(), None);
         assert!(
-            html.contains(r#"<a href="/experiments/3/runs/a1">first</a>"#),
+            html.contains(r#"<a href="/experiments/3/runs/a1" title="first">first</a>"#),
             "{html}"
         );
         assert!(html.contains(r#"<span title="0.25">0.25</span>"#), "{html}");
-        assert!(html.contains("0.125 … 2.5"), "{html}");
+        assert!(
+            html.contains(r#"<span title="0.125">0.125</span>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<span title="2.5">2.5</span>"#), "{html}");
         assert!(html.contains("&lt;b&gt;adam&lt;/b&gt;"));
+        assert!(
+            html.contains(r#"<td class="v" title="vision">vision</td>"#),
+            "{html}"
+        );
         assert!(html.contains("4.2s"));
         assert!(html.contains(r#"class="status FINISHED""#));
         assert!(
@@ -440,13 +760,52 @@ pub(crate) mod tests {
             ),
             "{html}"
         );
+        // The total and the window source for the script; paging links without it.
+        assert!(html.contains(r#"data-total="250""#), "{html}");
         assert!(
-            html.contains(r#"href="/experiments/3?page=abc%3D""#),
+            html.contains(r#"data-rows-url="/experiments/3/rows""#),
             "{html}"
         );
+        assert!(
+            html.contains(r#"href="/experiments/3?offset=100""#),
+            "{html}"
+        );
+        assert!(html.contains("Rows 1–1 of 250"), "{html}");
         // Sorting by the min of loss: the summary clause of the order-by language.
         assert!(
             html.contains(r#"href="/experiments/3?order=metrics.%60loss%60.min%20ASC">min</a>"#),
+            "{html}"
+        );
+        // The picker: lazy keys, the shown columns ticked, count available but not shown.
+        assert!(
+            html.contains(r#"data-keys-url="/api/twinloop/v1/experiments/3/keys""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"<input form="runs-search" type="checkbox" name="tag" value="team" checked>"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"<input form="runs-search" type="checkbox" name="stat" value="count">"#
+            ),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn count_is_a_column_when_asked() {
+        let query = RunsQuery::from_pairs(&pairs(&[("stat", "count"), ("stat", "last")]));
+        assert_eq!(query.stats(), [Stat::Count, Stat::Last]);
+        let html = render(&[run("a1", "first", None)], &query, None);
+        assert!(
+            html.contains(r#"<td class="num">10</td><td class="num"><span title="0.25">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/experiments/3?order=metrics.%60loss%60.count%20DESC&amp;stat=count&amp;stat=last">count</a>"#),
             "{html}"
         );
     }
@@ -461,15 +820,27 @@ pub(crate) mod tests {
         let query = RunsQuery::from_pairs(&pairs(&[
             ("filter", "params.x = '\"><script>alert(1)</script>'"),
             ("param", "<script>k</script>"),
+            ("group", "<script>g</script>"),
         ]));
         let html = render(&[hostile], &query, Some("<script>alert(2)</script>"));
         assert!(
             !html.contains("<script>alert") && !html.contains("<script>k"),
             "{html}"
         );
+        assert!(!html.contains("<script>g"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("&lt;script&gt;alert(2)&lt;/script&gt;"));
         assert!(!html.contains("href=\"javascript:"), "{html}");
+        let groups = [RunGroup {
+            value: Some("<script>v</script>'".into()),
+            runs: 2,
+            with_metric: 0,
+            mean: None,
+            min: None,
+            max: None,
+        }];
+        let html = render_with(&[], &query, None, Some(&groups));
+        assert!(!html.contains("<script>v"), "{html}");
     }
 
     #[test]
@@ -483,6 +854,49 @@ pub(crate) mod tests {
             "{html}"
         );
         assert!(html.contains("No runs match."));
+    }
+
+    #[test]
+    fn groups_show_counts_aggregates_and_a_link_to_their_runs() {
+        let query =
+            RunsQuery::from_pairs(&pairs(&[("group", "opt"), ("filter", "metrics.acc > 0.5")]));
+        assert_eq!(
+            query.group_filter("it's"),
+            "metrics.acc > 0.5 and params.`opt` = 'it''s'"
+        );
+        let groups = [
+            RunGroup {
+                value: Some("adam".into()),
+                runs: 7,
+                with_metric: 7,
+                mean: Some(0.5),
+                min: Some(0.25),
+                max: Some(0.75),
+            },
+            RunGroup {
+                value: None,
+                runs: 2,
+                with_metric: 0,
+                mean: None,
+                min: None,
+                max: None,
+            },
+        ];
+        let html = render_with(&[], &query, None, Some(&groups));
+        assert!(html.contains(r#"id="groups""#), "{html}");
+        assert!(html.contains("250 runs in 2 groups"), "{html}");
+        assert!(html.contains(r#"<td class="num count">7</td>"#), "{html}");
+        assert!(html.contains(r#"<span title="0.5">0.5</span>"#), "{html}");
+        assert!(html.contains("(not set)"), "{html}");
+        // Each group links to the runs table filtered to it, and names its rows' source.
+        assert!(
+            html.contains(r#"href="/experiments/3?filter=metrics.acc%20%3E%200.5%20and%20params.%60opt%60%20%3D%20%27adam%27""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"data-rows-url="/experiments/3/rows?filter=metrics.acc%20%3E%200.5%20and%20params.%60opt%60%20%3D%20%27adam%27""#),
+            "{html}"
+        );
     }
 
     #[test]
@@ -519,10 +933,7 @@ pub(crate) mod tests {
             ..RunsQuery::default()
         };
         let html = render(&runs, &sorted, None);
-        assert!(
-            !html.contains("depth-1") && html.contains("listed flat"),
-            "{html}"
-        );
+        assert!(!html.contains("depth-1"), "{html}");
         let first = html.find("data-run-id=\"c1\"").unwrap();
         assert!(
             first < html.find("data-run-id=\"p1\"").unwrap(),
@@ -531,7 +942,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_url_keeps_columns_filter_and_order() {
+    fn the_url_keeps_columns_filter_order_and_position() {
         let query = RunsQuery::from_pairs(&pairs(&[
             ("filter", " metrics.acc > 0.9 "),
             ("order", "metrics.`loss`.min asc"),
@@ -539,23 +950,35 @@ pub(crate) mod tests {
             ("metric", "loss"),
             ("metric", "acc"),
             ("param", ""),
+            ("tag", "team"),
             ("view", "all"),
-            ("page", "t"),
+            ("offset", "250"),
+            ("stat", "max"),
+            ("stat", "nonsense"),
+            ("group", "opt"),
         ]));
         assert_eq!(query.filter().unwrap(), "metrics.acc > 0.9");
         assert_eq!(query.order_by(), ["metrics.`loss`.min asc"]);
         assert_eq!(query.metrics.as_deref().unwrap(), ["loss", "acc"]);
         assert_eq!(query.params.as_deref().unwrap(), [] as [String; 0]);
+        assert_eq!(query.offset, 200, "rounded down to a page");
+        assert_eq!(query.stats(), [Stat::Max]);
         assert_eq!(split_order(&query.order), ("metrics.`loss`.min", true));
         assert_eq!(
-            query.href("3", &query.order, None),
-            "/experiments/3?filter=metrics.acc%20%3E%200.9&order=metrics.%60loss%60.min%20asc&view=all&metric=loss&metric=acc&param="
+            query.href("3", &query.order, query.offset),
+            "/experiments/3?filter=metrics.acc%20%3E%200.9&order=metrics.%60loss%60.min%20asc&view=all&offset=200&metric=loss&metric=acc&param=&tag=team&stat=max&group=opt"
         );
         assert_eq!(quoted("a`b"), "`a``b`");
-        let none = RunsQuery::from_pairs(&[]);
+        let none = RunsQuery::from_pairs(&[("offset".into(), "-5".into())]);
+        assert_eq!(none.stats(), Stat::DEFAULT);
         assert_eq!(
-            (none.filter(), none.order_by().len(), none.metrics),
-            (None, 0, None)
+            (
+                none.filter(),
+                none.order_by().len(),
+                none.metrics,
+                none.offset
+            ),
+            (None, 0, None, 0)
         );
     }
 }

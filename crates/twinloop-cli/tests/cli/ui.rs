@@ -190,8 +190,37 @@ async fn pages_assets_and_errors() {
     let child_row = body.find(&format!("data-run-id=\"{child}\"")).unwrap();
     assert!(parent_row < child_row, "the child follows its parent");
     assert!(body.contains("<td class=\"name depth-1\">"), "{body}");
-    assert!(body.contains("0.5 … 3"), "{body}");
+    // loss: last 2, min 0.5, max 3, each its own column.
+    assert!(
+        body.contains(
+            "<td class=\"num\"><span title=\"2\">2</span></td><td class=\"num\"><span title=\"0.5\">0.5</span></td><td class=\"num\"><span title=\"3\">3</span></td>"
+        ),
+        "{body}"
+    );
     assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(body.contains("data-total=\"2\""), "{body}");
+
+    // A window of rows by position, as the table's script fetches it; a window too large is
+    // refused with a message, not a page.
+    let window = format!("{runs_url}/rows?offset=0&limit=1");
+    let (status, h, rows) = page(&c, &ui(&window)).await;
+    assert_eq!(status, 200, "{rows}");
+    assert!(h.contains_key("server-timing"), "{h:?}");
+    assert_eq!(rows.matches("<tr ").count(), 1, "{rows}");
+    assert_inert(&window, &rows);
+    let (status, _, message) = page(&c, &ui(&format!("{runs_url}/rows?limit=500"))).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("expected 1 to 200"), "{message}");
+    let (status, _, _) = page(&c, &ui("/experiments/987654/rows")).await;
+    assert_eq!(status, 404);
+
+    // Grouped by a param: one group per value, with its run count.
+    let (status, _, body) = page(&c, &ui(&format!("{runs_url}?group=lr"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<tbody class=\"group collapsed\" data-value=\"0.1\">"),
+        "{body}"
+    );
 
     // A filter in the MLflow language, and an ordering by a metric summary.
     let filtered =

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/", get(pages::experiments))
         .route("/experiments", get(pages::experiments))
         .route("/experiments/{id}", get(pages::runs))
+        .route("/experiments/{id}/rows", get(pages::rows))
         .route("/experiments/{id}/compare", get(pages::compare))
         .route("/experiments/{id}/runs/{run_id}", get(pages::run))
         .route(
@@ -134,6 +135,18 @@ impl Timing {
             HeaderValue::from_static("same-origin"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        self.set_header(h);
+        response
+    }
+
+    /// A plain-text refusal for a page's script (a window of rows), with this handler's timing.
+    pub(crate) fn text(&self, status: StatusCode, message: &str) -> Response {
+        let mut response = (status, message.to_string()).into_response();
+        let h = response.headers_mut();
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         self.set_header(h);
         response
     }

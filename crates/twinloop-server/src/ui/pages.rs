@@ -9,13 +9,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use twinloop_core::auth::ResourceType;
-use twinloop_core::run_columns::{KeyKind, KeyQuery, RunSummaries};
+use twinloop_core::run_columns::{GroupQuery, KeyKind, KeyQuery, RunSummaries};
 use twinloop_core::tracking::{Experiment, Page, Run, ViewType};
 use twinloop_core::{Error, ErrorKind};
+use twinloop_meta::search::encode_page_token;
 use twinloop_meta::{ExperimentQuery, RunQuery};
 use twinloop_ui::{
-    ChartConfig, CompareQuery, CompareView, ExperimentsQuery, ExperimentsView, MetricView, RunView,
-    RunsQuery, RunsView, limits,
+    ChartConfig, Columns, CompareQuery, CompareView, ExperimentsQuery, ExperimentsView, MetricView,
+    RowsView, RunView, RunsQuery, RunsView, limits,
 };
 
 use super::Timing;
@@ -134,6 +135,53 @@ pub(super) async fn runs(State(s): S, Path(id): Path<String>, RawQuery(raw): Raw
     }
 }
 
+/// The search behind a runs table: its filter, order and lifecycle, `limit` runs from `offset`.
+fn runs_search(experiment_id: &str, query: &RunsQuery, offset: i64, limit: i64) -> RunQuery {
+    RunQuery {
+        experiment_ids: vec![experiment_id.to_string()],
+        filter: query.filter(),
+        order_by: query.order_by(),
+        view_type: query.lifecycle.view_type(),
+        max_results: limit,
+        // Page tokens are positions, so a window anywhere in the order is one read.
+        page_token: (offset > 0).then(|| encode_page_token(offset.unsigned_abs())),
+    }
+}
+
+/// The URL's columns, or for a kind it names none of, the keys most runs have (no tags): every
+/// link the page renders then names its columns, so the windows the script fetches match them.
+async fn resolve_columns(s: &AppState, id: &str, query: &mut RunsQuery) -> Result<(), Error> {
+    if query.metrics.is_none() {
+        query.metrics = Some(top_keys(s, id, KeyKind::Metric, DEFAULT_METRIC_COLUMNS).await?);
+    }
+    if query.params.is_none() {
+        query.params = Some(top_keys(s, id, KeyKind::Param, DEFAULT_PARAM_COLUMNS).await?);
+    }
+    query.tags.get_or_insert_with(Vec::new);
+    Ok(())
+}
+
+/// The summaries of `columns` for `runs`.
+async fn summaries_of(
+    s: &AppState,
+    runs: &[Run],
+    columns: &[String],
+) -> Result<Vec<RunSummaries>, Error> {
+    if runs.is_empty() || columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    s.store.metric_summaries(&ids, Some(columns)).await
+}
+
+fn columns_of(query: &RunsQuery) -> (&[String], &[String], &[String]) {
+    (
+        query.metrics.as_deref().unwrap_or_default(),
+        query.params.as_deref().unwrap_or_default(),
+        query.tags.as_deref().unwrap_or_default(),
+    )
+}
+
 async fn runs_page(
     s: &AppState,
     id: &str,
@@ -141,48 +189,123 @@ async fn runs_page(
     t: &mut Timing,
 ) -> Result<Response, Error> {
     let experiment = s.store.get_experiment(id).await?;
-    let query = RunsQuery::from_pairs(&pairs(raw));
-    let metric_columns = match &query.metrics {
-        Some(keys) => keys.clone(),
-        None => top_keys(s, id, KeyKind::Metric, DEFAULT_METRIC_COLUMNS).await?,
+    let mut query = RunsQuery::from_pairs(&pairs(raw));
+    resolve_columns(s, id, &mut query).await?;
+    let (metrics, params, tags) = columns_of(&query);
+    let search = runs_search(
+        &experiment.experiment_id,
+        &query,
+        query.offset,
+        limits::RUNS_PAGE,
+    );
+    let mut error = None;
+    let total = match s.store.count_runs(&search).await {
+        Ok(total) => total,
+        Err(e) if e.kind == ErrorKind::InvalidArgument => {
+            error = Some(e.message);
+            0
+        }
+        Err(e) => return Err(e),
     };
-    let param_columns = match &query.params {
-        Some(keys) => keys.clone(),
-        None => top_keys(s, id, KeyKind::Param, DEFAULT_PARAM_COLUMNS).await?,
+    let group_metric = match (query.group_metric.as_str(), metrics.first()) {
+        ("", first) => first.cloned(),
+        (named, _) => Some(named.to_string()),
     };
-    let found = s
-        .store
-        .search_runs(&RunQuery {
-            experiment_ids: vec![experiment.experiment_id.clone()],
-            filter: query.filter(),
-            order_by: query.order_by(),
-            view_type: query.lifecycle.view_type(),
-            max_results: limits::RUNS_PAGE,
-            page_token: query.page_token.clone(),
-        })
-        .await;
-    let (found, error) = searched(found)?;
-    let summaries: Vec<RunSummaries> = if found.items.is_empty() || metric_columns.is_empty() {
-        Vec::new()
-    } else {
-        let ids: Vec<String> = found.items.iter().map(|r| r.info.run_id.clone()).collect();
-        s.store
-            .metric_summaries(&ids, Some(&metric_columns))
-            .await?
-    };
+    let mut groups = None;
+    let mut runs = Vec::new();
+    if error.is_none() && !query.group.is_empty() {
+        let group = GroupQuery {
+            param: query.group.clone(),
+            metric: group_metric.clone(),
+            limit: limits::MAX_GROUPS,
+        };
+        groups = Some(s.store.group_runs(&search, &group).await?);
+    } else if error.is_none() {
+        let (found, refused) = searched(s.store.search_runs(&search).await)?;
+        runs = found.items;
+        error = refused;
+    }
+    let summaries = summaries_of(s, &runs, metrics).await?;
     t.lap("store");
     let page = twinloop_ui::runs_page(&RunsView {
         experiment: &experiment,
         query: &query,
-        runs: &found.items,
-        summaries: &summaries,
-        metric_columns: &metric_columns,
-        param_columns: &param_columns,
-        next_page_token: found.next_page_token.as_deref(),
+        rows: RowsView {
+            experiment_id: &experiment.experiment_id,
+            runs: &runs,
+            summaries: &summaries,
+            columns: Columns {
+                metrics,
+                params,
+                tags,
+                stats: query.stats(),
+            },
+            sorted: !query.order.is_empty(),
+        },
+        total,
+        groups: groups.as_deref(),
+        group_metric: group_metric.as_deref(),
         error: error.as_deref(),
     });
     t.lap("render");
     Ok(t.page(status_of(error.as_ref()), page))
+}
+
+/// `/experiments/{id}/rows?…&offset=N&limit=M`: the `<tr>`s of one window of a runs table, for
+/// its script: the same query as the page's, `limit` (at most 200) runs from position `offset`.
+pub(super) async fn rows(State(s): S, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let mut t = Timing::start();
+    match rows_window(&s, &id, raw, &mut t).await {
+        Ok(response) => response,
+        Err(e) if e.kind == ErrorKind::InvalidArgument => {
+            t.text(StatusCode::BAD_REQUEST, &e.message)
+        }
+        Err(e) => t.failed(&e),
+    }
+}
+
+async fn rows_window(
+    s: &AppState,
+    id: &str,
+    raw: Option<String>,
+    t: &mut Timing,
+) -> Result<Response, Error> {
+    let pairs = pairs(raw);
+    let mut query = RunsQuery::from_pairs(&pairs);
+    let limit = match pairs.iter().find(|(k, _)| k == "limit") {
+        None => limits::RUNS_PAGE,
+        Some((_, v)) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=limits::RUNS_WINDOW).contains(n))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "Invalid limit {v:?}: expected 1 to {}",
+                    limits::RUNS_WINDOW
+                ))
+            })?,
+    };
+    let experiment = s.store.get_experiment(id).await?;
+    resolve_columns(s, id, &mut query).await?;
+    let (metrics, params, tags) = columns_of(&query);
+    let search = runs_search(&experiment.experiment_id, &query, query.offset, limit);
+    let runs = s.store.search_runs(&search).await?.items;
+    let summaries = summaries_of(s, &runs, metrics).await?;
+    t.lap("store");
+    let rows = twinloop_ui::runs_rows(&RowsView {
+        experiment_id: &experiment.experiment_id,
+        runs: &runs,
+        summaries: &summaries,
+        columns: Columns {
+            metrics,
+            params,
+            tags,
+            stats: query.stats(),
+        },
+        sorted: !query.order.is_empty(),
+    });
+    t.lap("render");
+    Ok(t.page(StatusCode::OK, rows))
 }
 
 /// `/experiments/{id}/runs/{run_id}`: one run.
