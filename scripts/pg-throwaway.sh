@@ -2,9 +2,11 @@
 # Starts a throwaway PostgreSQL 15 on a random loopback port and prints its admin URL.
 #   scripts/pg-throwaway.sh start DIR   -> prints postgresql://postgres@127.0.0.1:PORT/postgres
 #   scripts/pg-throwaway.sh stop DIR
+#   scripts/pg-throwaway.sh crash DIR    -> stops it as a crash would (-m immediate), keeps its data
+#   scripts/pg-throwaway.sh resume DIR   -> starts it again on the same port (crash recovery)
 # PostgreSQL refuses to run as root, so the server runs as the `postgres` user.
 set -euo pipefail
-cmd=${1:?start|stop}
+cmd=${1:?start|stop|crash|resume}
 dir=${2:?data directory}
 
 pg_bin() {
@@ -39,12 +41,19 @@ start)
     -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200\" start >/dev/null"
   echo "postgresql://postgres@127.0.0.1:$port/postgres"
   ;;
+crash)
+  as_postgres "'$(pg_bin pg_ctl)' -D '$dir/data' -m immediate stop >/dev/null"
+  ;;
+resume)
+  # `restart` reuses the options of the last start (postmaster.opts), the port among them.
+  as_postgres "'$(pg_bin pg_ctl)' -D '$dir/data' -l '$dir/server.log' -w -t 60 restart >/dev/null 2>&1"
+  ;;
 stop)
   [ -d "$dir/data" ] && as_postgres "'$(pg_bin pg_ctl)' -D '$dir/data' -m immediate stop >/dev/null 2>&1" || true
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: $0 start|stop DIR" >&2
+  echo "usage: $0 start|stop|crash|resume DIR" >&2
   exit 2
   ;;
 esac

@@ -566,7 +566,7 @@ impl Rng {
         seed
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -576,13 +576,13 @@ impl Rng {
 
     /// Uniform in `lo..=hi`.
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.next_u64() % (hi - lo + 1)
     }
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
         }
         out.truncate(len);
         out
@@ -649,7 +649,7 @@ impl Workload {
                 let client = LedgerClient::new(ledger.clone(), base, mix.timeout);
                 let (stop, observed, mix) = (stop.clone(), observed.clone(), mix.clone());
                 let (experiment_id, model) = (experiment_id.to_string(), model.to_string());
-                let mut rng = Rng::new(rng.next());
+                let mut rng = Rng::new(rng.next_u64());
                 tokio::spawn(async move {
                     let mut run: Option<String> = None;
                     while !stop.load(Ordering::Relaxed) {
