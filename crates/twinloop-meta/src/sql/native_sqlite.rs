@@ -18,6 +18,11 @@ use super::query::{Arg, RowExt};
 /// Connections open at once: as many as sqlx's reader pool had.
 const CONNECTIONS: usize = 4;
 
+/// Page cache of each connection, in KiB. SQLite's default (2 MiB) holds a small fraction of a
+/// tracking database, so a search over a few thousand runs read most of its pages back from the
+/// OS on every call (a fifth of its time, profiled); the cache only fills as pages are read.
+const CACHE_KIB: i64 = 32 * 1024;
+
 /// Rows a streamed read decodes before handing them to the reader.
 const STREAM_CHUNK: usize = 1024;
 
@@ -150,6 +155,7 @@ fn connect(path: &Path) -> Result<Connection> {
     connection
         .busy_timeout(Duration::from_secs(10))
         .and_then(|()| connection.pragma_update(None, "case_sensitive_like", "ON"))
+        .and_then(|()| connection.pragma_update(None, "cache_size", -CACHE_KIB))
         .map_err(sqlite_err)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)

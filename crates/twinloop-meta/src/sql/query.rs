@@ -202,6 +202,12 @@ impl Window {
         })
     }
 
+    /// The rows of the whole order a query reads to answer this window: those before it, its
+    /// own and the one past it.
+    pub fn rows_wanted(&self) -> u64 {
+        self.offset.saturating_add(self.limit).saturating_add(1)
+    }
+
     pub fn apply(&self, sql: &mut Sql) {
         self.apply_from(sql, self.offset);
     }

@@ -327,9 +327,41 @@ pub(super) struct Seek {
 /// The runs `q` asks for, in its order, within its page, the window starting at `seek` when
 /// given (see [`seekable`]); `None` when it names no experiment.
 pub(super) fn runs_query_from(
+    sql: Sql,
+    q: &RunQuery,
+    seek: Option<Seek>,
+) -> Result<Option<(Sql, Window)>> {
+    build_runs_query(sql, q, seek, false)
+}
+
+/// The key of `q`'s first order when it is a metric's last value (`metrics.loss DESC`), with
+/// the searched experiments: the searches [`finite_lead_query`] can answer.
+pub(super) fn lead_metric(q: &RunQuery) -> Result<Option<(String, Vec<i64>)>> {
+    let Some(first) = q.order_by.first() else {
+        return Ok(None);
+    };
+    let order = parse_order_by(first, true)?;
+    if order.entity != Entity::Metric || order.summary.is_some() {
+        return Ok(None);
+    }
+    Ok(scope(q)?.map(|(experiment_ids, _)| (order.key, experiment_ids)))
+}
+
+/// [`runs_query_from`] over the runs whose first order key, a metric's last value (see
+/// [`lead_metric`]), is a number: those sort before the runs where it is NaN or missing, so
+/// when this query fills the page (a row past it included) its rows are exactly the page's.
+/// Joined rather than left-joined and ordered by the plain value, the metric's
+/// `(key, value)` index yields the runs in order and the read stops at the page, instead of
+/// reading every run of the experiment into a sort.
+pub(super) fn finite_lead_query(sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
+    build_runs_query(sql, q, None, true)
+}
+
+fn build_runs_query(
     mut sql: Sql,
     q: &RunQuery,
     seek: Option<Seek>,
+    finite_lead: bool,
 ) -> Result<Option<(Sql, Window)>> {
     let window = Window::parse(q.max_results, q.page_token.as_deref())?;
     let orders = q
@@ -345,6 +377,11 @@ pub(super) fn runs_query_from(
     for (i, order) in orders.iter().enumerate() {
         let dir = if order.ascending { "ASC" } else { "DESC" };
         let column = match order.entity {
+            Entity::Metric if finite_lead && i == 0 => {
+                sql.push(" JOIN latest_metrics o0 ON o0.run_uuid = r.run_uuid AND o0.is_nan = 0 AND o0.key = ")
+                    .arg(&order.key);
+                "o0.value".to_string()
+            }
             Entity::Metric => {
                 order_terms.extend(metric_order(&mut sql, i, order, &experiment_ids));
                 continue;

@@ -14,7 +14,8 @@ use super::experiments::parse_experiment_id;
 use super::lineage::{self, ensure_node};
 use super::pairs::{OnConflict, RUN_PARAMS, RUN_TAGS};
 use super::query::{
-    Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for, decode_metric_value, encode_metric_value,
+    Arg, MAX_ARGS, RowExt, Sql, Window, backend_of, chunks_for, decode_metric_value,
+    encode_metric_value,
 };
 use super::run_search;
 use super::{SqlStore, db_err, keys, rollups, summaries};
@@ -385,6 +386,47 @@ impl SqlStore {
     }
 }
 
+/// How many times the searched experiments' runs with the lead metric the metric's index may
+/// hold in all before walking it would read more than sorting the experiments' runs.
+const LEAD_INDEX_SPREAD: u128 = 4;
+
+impl SqlStore {
+    /// The page of a search ordered first by a metric's last value, read from the runs where
+    /// that value is a number (`run_search::finite_lead_query`) when they fill it; `None` when
+    /// they do not, or when the metric's index is mostly other experiments' runs, whose walk
+    /// could cost more than the general query.
+    async fn finite_lead_page(&self, q: &RunQuery) -> Result<Option<Page<RunInfo>>> {
+        let Some((key, experiment_ids)) = run_search::lead_metric(q)? else {
+            return Ok(None);
+        };
+        let wanted =
+            u128::from(Window::parse(q.max_results, q.page_token.as_deref())?.rows_wanted());
+        let mut counts = self.sql("SELECT CAST(COALESCE(SUM(CASE WHEN experiment_id IN ");
+        counts
+            .arg_list(&experiment_ids)
+            .push(
+                " THEN runs ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(runs), 0) AS BIGINT) \
+                   FROM experiment_keys WHERE kind = 'metric' AND key = ",
+            )
+            .arg(&key);
+        let (mut searched, mut all) = (0u128, 0u128);
+        counts.read(&self.bulk_reader).await?.for_each(|row| {
+            searched = u128::try_from(row.int(0)?).unwrap_or(0);
+            all = u128::try_from(row.int(1)?).unwrap_or(0);
+            Ok(())
+        })?;
+        if searched < wanted || all > LEAD_INDEX_SPREAD * searched {
+            return Ok(None);
+        }
+        let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        let Some((sql, window)) = run_search::finite_lead_query(select, q)? else {
+            return Ok(None);
+        };
+        let page = window.page(&sql.read(&self.bulk_reader).await?, run_info_from_row)?;
+        Ok(page.next_page_token.is_some().then_some(page))
+    }
+}
+
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run> {
@@ -751,17 +793,21 @@ impl RunStore for SqlStore {
     }
 
     async fn search_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
-        let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
-        let seek = self.seek(q).await?;
-        let Some((sql, window)) = run_search::runs_query_from(select, q, seek)? else {
-            return Ok(Page {
-                items: Vec::new(),
-                next_page_token: None,
-            });
+        let page = match self.finite_lead_page(q).await? {
+            Some(page) => page,
+            None => {
+                let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+                let seek = self.seek(q).await?;
+                let Some((sql, window)) = run_search::runs_query_from(select, q, seek)? else {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_page_token: None,
+                    });
+                };
+                let rows = sql.read(&self.bulk_reader).await?;
+                window.page(&rows, run_info_from_row)?
+            }
         };
-
-        let rows = sql.read(&self.bulk_reader).await?;
-        let page = window.page(&rows, run_info_from_row)?;
         let items = self.load_runs(page.items).await?;
         let next_page_token = page.next_page_token;
         Ok(Page {

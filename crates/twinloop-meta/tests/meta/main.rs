@@ -8,6 +8,7 @@ mod auth_suite;
 mod deployments_suite;
 mod features_suite;
 mod leases_suite;
+mod metric_order;
 mod mlflow_webhooks;
 mod monitors_suite;
 mod pipelines;
