@@ -92,8 +92,8 @@ def value_at(step: int, spike: int, rng: random.Random) -> float:
 
 
 def log_series(client: Client, run_id: str, steps: int, non_finite: bool = False) -> float:
-    """Logs the series; with `non_finite`, step 1 is NaN and the last step +Infinity (JSON's
-    "NaN" and "Infinity", as MLflow's client sends them)."""
+    """Logs the series; with `non_finite`, step 1 is NaN and the last step +Infinity (the
+    strings "NaN" and "Infinity", as MLflow's client sends them in protobuf's JSON)."""
     rng = random.Random(7)
     spike = spike_step(steps)
     started = time.perf_counter()
@@ -105,9 +105,9 @@ def log_series(client: Client, run_id: str, steps: int, non_finite: bool = False
         if non_finite:
             for m in metrics:
                 if m["step"] == 1:
-                    m["value"] = math.nan
+                    m["value"] = "NaN"
                 elif m["step"] == steps - 1:
-                    m["value"] = math.inf
+                    m["value"] = "Infinity"
         body = json.dumps({"run_id": run_id, "metrics": metrics}).encode()
         status, reply = client.request("POST", "/api/2.0/mlflow/runs/log-batch", body)
         if status != 200:
