@@ -21,8 +21,8 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-tgz="$work/axe-core.tgz"
-curl -fsSL "https://registry.npmjs.org/axe-core/-/axe-core-$version.tgz" -o "$tgz"
+# npm fetches the package by name from the registry it is configured with.
+tgz="$work/$(cd "$work" && npm pack --silent "axe-core@$version" | tail -n 1)"
 got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
 if [[ "$got" != "$integrity" ]]; then
   echo "fetch-axe: axe-core@$version: tarball integrity $got, expected $integrity" >&2

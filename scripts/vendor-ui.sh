@@ -32,8 +32,8 @@ new_lock="$work/VENDOR.lock"
 
 for entry in "${packages[@]}"; do
   read -r name version integrity files <<<"$entry"
-  tgz="$work/$name-$version.tgz"
-  curl -fsSL "https://registry.npmjs.org/$name/-/${name##*/}-$version.tgz" -o "$tgz"
+  # npm fetches the package by name from the registry it is configured with.
+  tgz="$work/$(cd "$work" && npm pack --silent "$name@$version" | tail -n 1)"
   got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
   if [ "$got" != "$integrity" ]; then
     echo "vendor-ui: $name@$version: tarball integrity $got, expected $integrity" >&2
