@@ -352,7 +352,9 @@ pub(super) fn lead_metric(q: &RunQuery) -> Result<Option<(String, Vec<i64>)>> {
 /// when this query fills the page (a row past it included) its rows are exactly the page's.
 /// Joined rather than left-joined and ordered by the plain value, the metric's
 /// `(key, value)` index yields the runs in order and the read stops at the page, instead of
-/// reading every run of the experiment into a sort.
+/// reading every run of the experiment into a sort. `sql` ends with `runs r` and
+/// `latest_metrics o0` joined, their condition left to this function (see
+/// `SqlStore::finite_lead_page` for why the order of the two differs by backend).
 pub(super) fn finite_lead_query(sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
     build_runs_query(sql, q, None, true)
 }
@@ -378,7 +380,7 @@ fn build_runs_query(
         let dir = if order.ascending { "ASC" } else { "DESC" };
         let column = match order.entity {
             Entity::Metric if finite_lead && i == 0 => {
-                sql.push(" JOIN latest_metrics o0 ON o0.run_uuid = r.run_uuid AND o0.is_nan = 0 AND o0.key = ")
+                sql.push(" ON o0.run_uuid = r.run_uuid AND o0.is_nan = 0 AND o0.key = ")
                     .arg(&order.key);
                 "o0.value".to_string()
             }

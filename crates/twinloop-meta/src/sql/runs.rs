@@ -418,7 +418,13 @@ impl SqlStore {
         if searched < wanted || all > LEAD_INDEX_SPREAD * searched {
             return Ok(None);
         }
-        let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        // SQLite's planner (3.46 on) drives from `runs_by_experiment` when left to choose, which
+        // is the sort this read avoids; CROSS JOIN makes it walk the metric's index first.
+        let tables = match self.backend {
+            super::Backend::Sqlite => "latest_metrics o0 CROSS JOIN runs r",
+            super::Backend::Postgres => "runs r JOIN latest_metrics o0",
+        };
+        let select = self.sql(&format!("SELECT {RUN_COLUMNS} FROM {tables}"));
         let Some((sql, window)) = run_search::finite_lead_query(select, q)? else {
             return Ok(None);
         };
