@@ -65,6 +65,10 @@ pub struct ArtifactStore {
     location: String,
     /// Set for a local directory, where deleting must also remove emptied directories.
     local_root: Option<std::path::PathBuf>,
+    /// The same local directory as `store`, for where a path lies on disk: object_store
+    /// percent-encodes characters such as `%` or `?` in file names, so the file of
+    /// `a%3F/b` is not `root/a%3F/b`.
+    local_fs: Option<Arc<LocalFileSystem>>,
 }
 
 fn store_err(e: object_store::Error) -> Error {
@@ -140,6 +144,7 @@ impl ArtifactStore {
                 store,
                 location: destination.to_string(),
                 local_root: None,
+                local_fs: None,
             });
         }
         let dir = destination.strip_prefix("file://").unwrap_or(destination);
@@ -150,10 +155,12 @@ impl ArtifactStore {
             Error::invalid(format!("cannot use artifact directory {dir:?}")).with_source(e)
         })?;
         let root = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+        let local = Arc::new(local);
         Ok(ArtifactStore {
-            store: Arc::new(local),
+            store: local.clone(),
             location: root.display().to_string(),
             local_root: Some(root),
+            local_fs: Some(local),
         })
     }
 
@@ -200,6 +207,10 @@ impl ArtifactStore {
                 path.as_str()
             )));
         }
+        let on_disk = match &self.local_fs {
+            Some(fs) => Some(fs.path_to_filesystem(&file).map_err(store_err)?),
+            None => None,
+        };
         let mut writer = BufWriter::new(self.store.clone(), file);
         let mut body = std::pin::pin!(body);
         let mut written = 0u64;
@@ -221,8 +232,7 @@ impl ArtifactStore {
             .shutdown()
             .await
             .map_err(|e| Error::internal_from("cannot write artifact", e))?;
-        if let Some(root) = &self.local_root {
-            let file = root.join(path.as_str());
+        if let (Some(root), Some(file)) = (&self.local_root, on_disk) {
             let (root, synced) = (root.clone(), file.clone());
             let durable = tokio::task::spawn_blocking(move || sync_to_disk(&root, &synced))
                 .await

@@ -47,6 +47,9 @@ impl LeaseKeeper {
         let task = tokio::spawn(async move {
             let (store, holder) = (keeping, me);
             let ttl = TTL.as_millis() as i64;
+            // Taking a lease nobody held is every process's start (a local `twinloop run`
+            // too): told at debug level; a lease lost or taken over is an operator's news.
+            let mut held_before = false;
             loop {
                 let attempt = store.acquire_lease(&lease, &holder, ttl);
                 let token = match tokio::time::timeout(RENEW, attempt).await {
@@ -58,7 +61,12 @@ impl LeaseKeeper {
                     Err(_) => None,
                 };
                 if *tx.borrow() != token {
-                    tracing::info!(lease = %lease, %holder, ?token, "lease changed");
+                    if held_before {
+                        tracing::info!(lease = %lease, %holder, ?token, "lease changed");
+                    } else {
+                        tracing::debug!(lease = %lease, %holder, ?token, "lease taken");
+                    }
+                    held_before |= token.is_some();
                 }
                 tx.send_replace(token);
                 tokio::time::sleep(RENEW).await;
