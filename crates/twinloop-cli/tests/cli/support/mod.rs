@@ -81,7 +81,7 @@ impl TestServer {
         vars: &[(&str, &str)],
     ) -> TestServer {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_twinloop"))
+        let child = Command::new(server_binary())
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--backend-store-uri", backend_uri])
             .args(extra)
@@ -309,4 +309,12 @@ pub async fn post_json(
     let r = http.post(url).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The binary servers are started from: this build's, or `TWINLOOP_TEST_SERVER_BIN`. A long
+/// fault run copies the binary aside and names it there, so builds during the run (which replace
+/// this build's binary) do not change what is being killed halfway through.
+fn server_binary() -> std::ffi::OsString {
+    std::env::var_os("TWINLOOP_TEST_SERVER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_twinloop").into())
 }
