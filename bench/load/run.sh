@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Load benchmark (issue 17 part 6; docs/reliability.md, "Load"): the full runs of the load tests
 # in crates/twinloop-cli/tests/cli/load.rs, against a release build of twinloop.
-#   bench/load/run.sh [tracking|overload|v2|all] [--clients N] [--seconds S]
+#   bench/load/run.sh [tracking|overload|v2|soak|all] [--clients N] [--seconds S]
 #     tracking  N keep-alive clients (default 1000) of mixed tracking traffic for S s (default 60):
 #               60 % log-batch, 10 % get run, 10 % search, 10 % history, 5 % artifact upload and
 #               5 % download of 16 KiB; SQLite store, local artifacts
 #     overload  log-batch offered at twice the measured saturation rate for S s (default 20),
 #               default limits: how much is shed, p99 of the rest, peak RSS, time to recover
 #     v2        N concurrent V2 clients (default 256) of `twinloop serve` for S s (default 60)
+#     soak      the tracking mix from N clients (default 200) for S s (default 600) on one server,
+#               a line a minute; RSS at the end within 5 % of RSS after minute 2 (not in `all`)
 # Each prints one line: throughput, p50/p99, errors, shed (429/503, retried), peak server RSS.
 # Environment:
 #   TWINLOOP_BIN      the server binary to load (default: cargo build --release -p twinloop-cli)
@@ -31,9 +33,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 case "$what" in
-  tracking | overload | v2) tests=("load::bench_$what") ;;
+  tracking | overload | v2 | soak) tests=("load::bench_$what") ;;
   all) tests=(load::bench_tracking load::bench_overload load::bench_v2) ;;
-  *) echo "usage: $0 [tracking|overload|v2|all] [--clients N] [--seconds S]" >&2; exit 2 ;;
+  *) echo "usage: $0 [tracking|overload|v2|soak|all] [--clients N] [--seconds S]" >&2; exit 2 ;;
 esac
 
 cd "$repo"
