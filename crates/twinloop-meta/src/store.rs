@@ -294,6 +294,14 @@ pub trait RegistryEventLog: Send + Sync {
     /// The greatest id recorded so far (0 for none): where a reader that wants only what comes
     /// next starts.
     async fn latest_registry_event_id(&self) -> Result<i64>;
+    /// One model's events, newest first, with an id below `before` when given: those recorded
+    /// under its name, and under the names it had before a rename, up to that rename.
+    async fn model_registry_events(
+        &self,
+        name: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RegistryEvent>>;
     /// Events committed from now on, by this process or another on the same database (each
     /// replica tails the event table), each once.
     fn subscribe_registry_events(&self) -> tokio::sync::broadcast::Receiver<RegistryEvent>;

@@ -485,3 +485,47 @@ on_every_backend!(hand_recorded_lineage_refuses_cycles, |s: &SqlStore| {
     s.put_membership(ctx, e).await.unwrap();
     assert!(s.lineage_graph(ctx, Direction::Both, 3).await.is_err());
 });
+
+on_every_backend!(a_models_timeline_follows_its_renames, |s: &SqlStore| {
+    s.create_registered_model("old", None, &[], "a")
+        .await
+        .unwrap();
+    s.create_model_version(version("old", "s3://b/1"), "a")
+        .await
+        .unwrap();
+    s.create_registered_model("other", None, &[], "a")
+        .await
+        .unwrap();
+    s.rename_registered_model("old", "new", "a").await.unwrap();
+    // A model that takes the old name later has a history of its own.
+    s.create_registered_model("old", None, &[], "b")
+        .await
+        .unwrap();
+    s.set_alias("new", "champion", "1", "a").await.unwrap();
+    s.delete_alias("new", "champion", "a").await.unwrap();
+
+    let kinds = |events: &[twinloop_core::registry::RegistryEvent]| {
+        events.iter().map(|e| e.kind).collect::<Vec<_>>()
+    };
+    let all = s.model_registry_events("new", None, 100).await.unwrap();
+    assert_eq!(
+        kinds(&all),
+        [
+            RegistryEventKind::AliasDeleted,
+            RegistryEventKind::AliasSet,
+            RegistryEventKind::ModelRenamed,
+            RegistryEventKind::VersionCreated,
+            RegistryEventKind::ModelCreated,
+        ]
+    );
+    // Pages by id, newest first.
+    let first = s.model_registry_events("new", None, 2).await.unwrap();
+    let rest = s
+        .model_registry_events("new", Some(first[1].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&rest), kinds(&all[2..]));
+    let reused = s.model_registry_events("old", None, 100).await.unwrap();
+    assert_eq!(kinds(&reused), [RegistryEventKind::ModelCreated]);
+    assert_eq!(reused[0].actor, "b");
+});

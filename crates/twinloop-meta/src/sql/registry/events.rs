@@ -154,9 +154,98 @@ impl RegistryEventLog for SqlStore {
             .int(0)
     }
 
+    async fn model_registry_events(
+        &self,
+        name: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RegistryEvent>> {
+        // The names the model had, newest first, each with the ids its events lie between: a
+        // name's history starts where the model was created or renamed to it (what the name
+        // held before belonged to another model) and ends at the rename away from it.
+        let mut names: Vec<(String, Option<i64>, Option<i64>)> = Vec::new();
+        let (mut current, mut until) = (name.to_string(), None);
+        while names.len() < MAX_RENAMES {
+            let mut sql =
+                self.sql("SELECT id, kind, before FROM registry_events WHERE model_name = ");
+            sql.arg(current.clone())
+                .push(" AND kind IN (")
+                .arg(RegistryEventKind::ModelCreated.as_str())
+                .push(", ")
+                .arg(RegistryEventKind::ModelRenamed.as_str())
+                .push(")");
+            if let Some(until) = until {
+                sql.push(" AND id < ").arg(until);
+            }
+            sql.push(" ORDER BY id DESC LIMIT 1");
+            let start = sql.fetch_optional(&self.reader).await?;
+            let from = start.as_ref().map(|r| r.int(0)).transpose()?;
+            names.push((current.clone(), from, until));
+            let Some(row) = start else { break };
+            let renamed = row.text(1)? == RegistryEventKind::ModelRenamed.as_str();
+            match row.opt_text(2)? {
+                Some(old) if renamed && !names.iter().any(|(n, _, _)| *n == old) => {
+                    (current, until) = (old, from);
+                }
+                _ => break,
+            }
+        }
+        let mut sql = self.sql(&format!(
+            "SELECT {EVENT_COLUMNS} FROM registry_events WHERE ("
+        ));
+        for (i, (n, from, until)) in names.iter().enumerate() {
+            sql.push(if i == 0 {
+                "(model_name = "
+            } else {
+                " OR (model_name = "
+            })
+            .arg(n.clone());
+            if let Some(from) = from {
+                sql.push(" AND id >= ").arg(*from);
+            }
+            if let Some(until) = until {
+                sql.push(" AND id < ").arg(*until);
+            }
+            sql.push(")");
+        }
+        sql.push(")");
+        if let Some(before) = before {
+            sql.push(" AND id < ").arg(before);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .arg(limit.clamp(1, 10_000));
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
     fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.feed.subscribe()
     }
+}
+
+/// How many renames back a model's history is followed.
+const MAX_RENAMES: usize = 16;
+
+const EVENT_COLUMNS: &str =
+    "id, timestamp, actor, kind, model_name, version, alias, before, after, detail";
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<RegistryEvent> {
+    Ok(RegistryEvent {
+        id: r.int(0)?,
+        timestamp: r.int(1)?,
+        actor: r.text(2)?,
+        kind: RegistryEventKind::parse(&r.text(3)?)
+            .ok_or_else(|| Error::internal("unknown registry event kind"))?,
+        model_name: r.text(4)?,
+        version: r.opt_int(5)?,
+        alias: r.opt_text(6)?,
+        before: r.opt_text(7)?,
+        after: r.opt_text(8)?,
+        detail: decode_detail(r.opt_text(9)?.as_deref()),
+    })
 }
 
 /// Recorded events with an id greater than `after`, oldest first: the log's one reader, which
@@ -169,7 +258,7 @@ pub(super) async fn read_events(
 ) -> Result<Vec<RegistryEvent>> {
     let mut sql = Sql::new(
         backend,
-        "SELECT id, timestamp, actor, kind, model_name, version, alias, before, after, detail FROM registry_events WHERE id > ",
+        &format!("SELECT {EVENT_COLUMNS} FROM registry_events WHERE id > "),
     );
     sql.arg(after)
         .push(" ORDER BY id LIMIT ")
@@ -177,21 +266,7 @@ pub(super) async fn read_events(
     sql.fetch_all(reader)
         .await?
         .iter()
-        .map(|r| {
-            Ok(RegistryEvent {
-                id: r.int(0)?,
-                timestamp: r.int(1)?,
-                actor: r.text(2)?,
-                kind: RegistryEventKind::parse(&r.text(3)?)
-                    .ok_or_else(|| Error::internal("unknown registry event kind"))?,
-                model_name: r.text(4)?,
-                version: r.opt_int(5)?,
-                alias: r.opt_text(6)?,
-                before: r.opt_text(7)?,
-                after: r.opt_text(8)?,
-                detail: decode_detail(r.opt_text(9)?.as_deref()),
-            })
-        })
+        .map(event_from_row)
         .collect()
 }
 
