@@ -15,6 +15,14 @@ use super::query::{Arg, MAX_ARGS, RowExt, Sql, backend_of, chunks_for};
 /// The most keys one listing returns.
 pub const MAX_KEY_LIMIT: u32 = 50_000;
 
+/// The head of the key-count upsert; a row is `(experiment, kind, key, 1)`, followed by
+/// [`COUNT_ONE_MORE`].
+pub(super) const INSERT: &str =
+    "INSERT INTO experiment_keys (experiment_id, kind, key, runs) VALUES ";
+
+pub(super) const COUNT_ONE_MORE: &str =
+    " ON CONFLICT (experiment_id, kind, key) DO UPDATE SET runs = experiment_keys.runs + 1";
+
 async fn experiment_of(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<i64> {
     let mut sql = Sql::new(
         backend_of(tx),
@@ -50,10 +58,7 @@ pub(super) async fn count_new_in(
     keys.sort();
     keys.dedup();
     for chunk in chunks_for(&keys, 4, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO experiment_keys (experiment_id, kind, key, runs) VALUES ",
-        );
+        let mut sql = Sql::new(backend_of(tx), INSERT);
         for (i, key) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -65,9 +70,7 @@ pub(super) async fn count_new_in(
                 Arg::from(1i64),
             ]);
         }
-        sql.push(
-            " ON CONFLICT (experiment_id, kind, key) DO UPDATE SET runs = experiment_keys.runs + 1",
-        );
+        sql.push(COUNT_ONE_MORE);
         sql.execute(&mut **tx).await?;
     }
     Ok(())

@@ -22,6 +22,7 @@ mod lineage;
 mod logged_models;
 mod monitors;
 mod native_sqlite;
+mod native_writer;
 mod pairs;
 mod pipelines;
 mod query;
@@ -59,6 +60,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Large reads (metric history, run and version searches) go through this pool.
     bulk_reader: query::Reader,
+    /// SQLite's `log_batch` writer, which takes `writer`'s connection as its lock.
+    native_writer: Option<native_writer::NativeWriter>,
     /// Where new experiments' artifact locations go (`mlflow-artifacts:/`, a directory, `s3://…`),
     /// as [`crate::experiment_root`] made it.
     artifact_root: String,
@@ -81,7 +84,7 @@ impl SqlStore {
             .map_err(|e| Error::internal_from("cannot read the working directory", e))?;
         let artifact_root = crate::experiment_root(artifact_root, &cwd)?;
         install_default_drivers();
-        let (backend, writer, reader, bulk_reader) = match uri {
+        let (backend, writer, reader, bulk_reader, native_writer) = match uri {
             StoreUri::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
@@ -92,7 +95,8 @@ impl SqlStore {
                 let writer = sqlite_writer(&url).await?;
                 let reader = sqlite_pool(&url, 4).await?;
                 let bulk = query::Reader::Sqlite(native_sqlite::SqliteReader::new(path));
-                (Backend::Sqlite, writer, reader, bulk)
+                let native = native_writer::NativeWriter::start(path, writer.clone())?;
+                (Backend::Sqlite, writer, reader, bulk, Some(native))
             }
             StoreUri::Postgres(_) => {
                 let url = uri.sqlx_url();
@@ -121,6 +125,7 @@ impl SqlStore {
                     pool.clone(),
                     pool.clone(),
                     query::Reader::Any(pool),
+                    None,
                 )
             }
         };
@@ -130,6 +135,7 @@ impl SqlStore {
             writer,
             reader,
             bulk_reader,
+            native_writer,
             artifact_root,
             feed: registry::tail::EventFeed::new(),
             _tail: tail,
@@ -186,6 +192,9 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(native) = &self.native_writer {
+            native.close();
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

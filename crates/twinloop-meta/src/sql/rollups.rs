@@ -29,9 +29,13 @@ use crate::series::{Cell, MIN_LEVEL, Point, TOP_LEVEL, cell_width};
 /// pyramid's with `latest_metrics.value_count` and reads the rows when they differ.
 pub(super) const NON_FINITE_LEVEL: i64 = -1;
 
+/// The head of the cells upsert, whose rows are followed by [`MERGE`].
+pub(super) const INSERT: &str = "INSERT INTO metric_rollups (run_uuid, key, level, cell, points, \
+     min_value, max_value, last_step, last_timestamp, last_value, min_timestamp, max_timestamp) VALUES ";
+
 /// A stored cell is merged with the batch's: counts add, extremes combine, the later last wins
 /// (compared as the series compares points, step then timestamp then value).
-const MERGE: &str = " ON CONFLICT (run_uuid, key, level, cell) DO UPDATE SET \
+pub(super) const MERGE: &str = " ON CONFLICT (run_uuid, key, level, cell) DO UPDATE SET \
      points = metric_rollups.points + excluded.points, \
      min_value = CASE WHEN excluded.min_value < metric_rollups.min_value \
          THEN excluded.min_value ELSE metric_rollups.min_value END, \
@@ -60,11 +64,7 @@ pub(super) async fn record(
 ) -> Result<()> {
     let cells = fold(inserted);
     for chunk in chunks_for(&cells, 12, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO metric_rollups (run_uuid, key, level, cell, points, min_value, max_value, \
-             last_step, last_timestamp, last_value, min_timestamp, max_timestamp) VALUES ",
-        );
+        let mut sql = Sql::new(backend_of(tx), INSERT);
         for (i, ((key, level, cell), c)) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -92,7 +92,9 @@ pub(super) async fn record(
 
 /// The batch's finite points summed per (key, level, cell), and its others per key in cell 0 of
 /// [`NON_FINITE_LEVEL`].
-fn fold(points: &[Metric]) -> Vec<((&str, i64, i64), Cell)> {
+pub(super) fn fold<'a>(
+    points: impl IntoIterator<Item = &'a Metric>,
+) -> Vec<((&'a str, i64, i64), Cell)> {
     fn merge<'a>(
         cells: &mut BTreeMap<(&'a str, i64, i64), Cell>,
         at: (&'a str, i64, i64),

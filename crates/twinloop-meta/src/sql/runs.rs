@@ -12,6 +12,7 @@ use twinloop_core::{Error, Result};
 
 use super::experiments::parse_experiment_id;
 use super::lineage::{self, ensure_node};
+use super::native_writer::Batch;
 use super::pairs::{OnConflict, RUN_PARAMS, RUN_TAGS};
 use super::query::{
     Arg, MAX_ARGS, RowExt, Sql, Window, backend_of, chunks_for, decode_metric_value,
@@ -27,7 +28,7 @@ use crate::validation::{validate_batch, validate_tag};
 
 pub(super) const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
 
-const RUN_NAME_TAG: &str = "mlflow.runName";
+pub(super) const RUN_NAME_TAG: &str = "mlflow.runName";
 
 /// Largest number of run ids put in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
@@ -46,7 +47,7 @@ pub(super) fn run_info_from_row(row: &dyn RowExt) -> Result<RunInfo> {
     })
 }
 
-fn run_not_found(run_id: &str) -> Error {
+pub(super) fn run_not_found(run_id: &str) -> Error {
     Error::not_found(format!("Run with id={run_id} not found"))
 }
 
@@ -65,12 +66,25 @@ async fn run_stage(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<Lifecy
 }
 
 async fn require_active_run(tx: &mut Transaction<'_, Any>, run_id: &str) -> Result<()> {
-    match run_stage(tx, run_id).await? {
+    require_active(run_id, run_stage(tx, run_id).await?)
+}
+
+/// Refuses writes to a deleted run, as MLflow does.
+pub(super) fn require_active(run_id: &str, stage: LifecycleStage) -> Result<()> {
+    match stage {
         LifecycleStage::Active => Ok(()),
         LifecycleStage::Deleted => Err(Error::invalid(format!(
             "The run {run_id} must be in the 'active' state. Current state is deleted."
         ))),
     }
+}
+
+/// A param logged again with another value: MLflow keeps the first and refuses the request.
+pub(super) fn param_changed(run_id: &str, param: &Param, old: &str) -> Error {
+    Error::invalid(format!(
+        "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+        param.key, param.value
+    ))
 }
 
 /// Writes run tags; `mlflow.runName` also renames the run, as in MLflow.
@@ -114,10 +128,7 @@ async fn insert_params(
         .collect::<Result<_>>()?;
     for p in params {
         if let Some(old) = stored.get(&p.key).filter(|old| **old != p.value) {
-            return Err(Error::invalid(format!(
-                "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                p.key, p.value
-            )));
+            return Err(param_changed(run_id, p, old));
         }
     }
     Ok(())
@@ -598,6 +609,15 @@ impl RunStore for SqlStore {
         tags: &[Tag],
     ) -> Result<()> {
         validate_batch(metrics, params, tags)?;
+        if let Some(native) = &self.native_writer {
+            let batch = Batch {
+                run_id: run_id.to_owned(),
+                metrics: metrics.to_vec(),
+                params: params.to_vec(),
+                tags: tags.to_vec(),
+            };
+            return native.log_batch(batch).await;
+        }
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         require_active_run(&mut tx, run_id).await?;
         insert_params(&mut tx, run_id, params).await?;

@@ -65,6 +65,35 @@ pub(super) fn summarise<'a>(
 const NEWER: &str = "(excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step \
                      AND excluded.timestamp >= latest_metrics.timestamp))";
 
+/// The head of the summaries upsert; a row is `(run, key, latest point, min, max, count)`.
+pub(super) const INSERT: &str = "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan, min_value, max_value, value_count) VALUES ";
+
+/// What follows [`INSERT`]'s rows: the merge with a stored row, answering each key's count after
+/// it (`key, value_count`).
+pub(super) fn merge() -> String {
+    // SQLite's two-argument MIN/MAX are NULL when either side is, so the merge spells the NULL
+    // cases out (NULL: no non-NaN point yet).
+    format!(
+        " ON CONFLICT (run_uuid, key) DO UPDATE SET \
+         step = CASE WHEN {NEWER} THEN excluded.step ELSE latest_metrics.step END, \
+         timestamp = CASE WHEN {NEWER} THEN excluded.timestamp ELSE latest_metrics.timestamp END, \
+         value = CASE WHEN {NEWER} THEN excluded.value ELSE latest_metrics.value END, \
+         is_nan = CASE WHEN {NEWER} THEN excluded.is_nan ELSE latest_metrics.is_nan END, \
+         min_value = CASE WHEN excluded.min_value IS NULL OR latest_metrics.min_value <= excluded.min_value \
+             THEN latest_metrics.min_value ELSE excluded.min_value END, \
+         max_value = CASE WHEN excluded.max_value IS NULL OR latest_metrics.max_value >= excluded.max_value \
+             THEN latest_metrics.max_value ELSE excluded.max_value END, \
+         value_count = latest_metrics.value_count + excluded.value_count \
+         RETURNING key, value_count"
+    )
+}
+
+/// Whether a key's row, holding `count` points after the merge of a batch that added `batch` of
+/// them, was inserted by that batch: a row that existed already held at least one point more.
+pub(super) fn is_new_key(batch: i64, count: i64) -> bool {
+    batch > 0 && count == batch
+}
+
 /// Merges a batch's summaries into `latest_metrics`; returns the keys the run had no row for
 /// before.
 pub(super) async fn record(
@@ -76,10 +105,7 @@ pub(super) async fn record(
     let summaries: Vec<(&str, KeySummary)> = summarise(metrics, stored).into_iter().collect();
     let mut new_keys = Vec::new();
     for chunk in chunks_for(&summaries, 9, MAX_ARGS) {
-        let mut sql = Sql::new(
-            backend_of(tx),
-            "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan, min_value, max_value, value_count) VALUES ",
-        );
+        let mut sql = Sql::new(backend_of(tx), INSERT);
         for (i, (key, s)) in chunk.iter().enumerate() {
             let (value, is_nan) = encode_metric_value(s.latest.value);
             if i > 0 {
@@ -108,23 +134,7 @@ pub(super) async fn record(
             }
             sql.push(", ").arg(s.count).push(")");
         }
-        // SQLite's two-argument MIN/MAX are NULL when either side is, so the merge spells the
-        // NULL cases out (NULL: no non-NaN point yet).
-        sql.push(&format!(
-            " ON CONFLICT (run_uuid, key) DO UPDATE SET \
-             step = CASE WHEN {NEWER} THEN excluded.step ELSE latest_metrics.step END, \
-             timestamp = CASE WHEN {NEWER} THEN excluded.timestamp ELSE latest_metrics.timestamp END, \
-             value = CASE WHEN {NEWER} THEN excluded.value ELSE latest_metrics.value END, \
-             is_nan = CASE WHEN {NEWER} THEN excluded.is_nan ELSE latest_metrics.is_nan END, \
-             min_value = CASE WHEN excluded.min_value IS NULL OR latest_metrics.min_value <= excluded.min_value \
-                 THEN latest_metrics.min_value ELSE excluded.min_value END, \
-             max_value = CASE WHEN excluded.max_value IS NULL OR latest_metrics.max_value >= excluded.max_value \
-                 THEN latest_metrics.max_value ELSE excluded.max_value END, \
-             value_count = latest_metrics.value_count + excluded.value_count \
-             RETURNING key, value_count"
-        ));
-        // A row holding exactly this batch's points (and at least one) was inserted by it: a
-        // row that existed already held at least one point more.
+        sql.push(&merge());
         for row in sql.fetch_all(&mut **tx).await? {
             let key = row.text(0)?;
             let count = row.int(1)?;
@@ -132,7 +142,7 @@ pub(super) async fn record(
                 .binary_search_by(|(k, _)| (*k).cmp(key.as_str()))
                 .map(|i| summaries[i].1.count)
                 .unwrap_or(0);
-            if batch > 0 && count == batch {
+            if is_new_key(batch, count) {
                 new_keys.push(key);
             }
         }
