@@ -19,11 +19,13 @@ pub mod validation;
 
 pub use artifact_uri::{experiment_root, validate_location as validate_artifact_location};
 pub use pipelines::PipelineStore;
-pub use sql::{Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, SqlStore, StoreUri};
+pub use sql::{
+    Backend, MAX_KEY_LIMIT, MAX_SUMMARY_KEYS, MAX_SUMMARY_RUNS, OpenOptions, SqlStore, StoreUri,
+};
 pub use store::{
     AuthStore, DatasetFilter, DeploymentStore, ExperimentQuery, ExperimentStore, FeatureRegistry,
-    LeaseStore, LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore, MetaStore,
-    ModelAliasStore, ModelVersionStore, MonitorStore, RegisteredModelStore, RegistryEventLog,
-    RegistryQuery, RegistryStore, RunColumnStore, RunQuery, RunStore, StoreHandle, TrackingStore,
-    WebhookStore,
+    HealthStore, LeaseStore, LineageStore, LoggedModelOrder, LoggedModelQuery, LoggedModelStore,
+    MetaStore, ModelAliasStore, ModelVersionStore, MonitorStore, RegisteredModelStore,
+    RegistryEventLog, RegistryQuery, RegistryStore, RunColumnStore, RunQuery, RunStore,
+    StoreHandle, TrackingStore, WebhookStore,
 };

@@ -555,6 +555,14 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<Vec<AppliedGrant>>;
 }
 
+/// Whether the database answers at all, asked on a connection of its own: a pool whose
+/// connections are all busy is not an outage. The server's circuit breaker probes with it.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// `Unavailable` when the database cannot be reached or refuses connections.
+    async fn probe(&self) -> Result<()>;
+}
+
 /// Every area at once: what a server that keeps all its metadata in one database holds, so that
 /// it hands each component the same handle instead of one trait object per area. Stores are
 /// written against the per-area traits above; anything that implements all of them is a
@@ -571,6 +579,7 @@ pub trait MetaStore:
     + crate::pipelines::PipelineStore
     + AuthStore
     + LeaseStore
+    + HealthStore
 {
 }
 
@@ -585,6 +594,7 @@ impl<T> MetaStore for T where
         + crate::pipelines::PipelineStore
         + AuthStore
         + LeaseStore
+        + HealthStore
         + ?Sized
 {
 }

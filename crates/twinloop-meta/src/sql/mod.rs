@@ -75,11 +75,40 @@ pub struct SqlStore {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
 
+/// How a store is opened, beyond its location.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// How long a request may wait for a connection (SQLite's one writer, a reader, a
+    /// PostgreSQL connection) before it is refused `Unavailable`, unwritten: under overload the
+    /// queue for the database is bounded by time, whatever the writer's speed, and during a
+    /// PostgreSQL outage (sqlx retries a refused connection until then) a client hears soon
+    /// that it should retry, as the stock MLflow client does with a 503.
+    pub max_wait: Duration,
+}
+
+impl Default for OpenOptions {
+    /// Several times a normal burst's queue on a slow disk, far below a client's 30 s timeout.
+    fn default() -> Self {
+        OpenOptions {
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
 impl SqlStore {
     /// Opens (creating if needed) the store at `uri` and brings its schema up to date.
     /// New experiments' artifact locations go under `artifact_root` (see
     /// [`crate::experiment_root`]), as MLflow's `--default-artifact-root`.
     pub async fn open(uri: &StoreUri, artifact_root: &str) -> Result<SqlStore> {
+        SqlStore::open_with(uri, artifact_root, OpenOptions::default()).await
+    }
+
+    /// [`SqlStore::open`] with `options`.
+    pub async fn open_with(
+        uri: &StoreUri,
+        artifact_root: &str,
+        options: OpenOptions,
+    ) -> Result<SqlStore> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::internal_from("cannot read the working directory", e))?;
         let artifact_root = crate::experiment_root(artifact_root, &cwd)?;
@@ -92,8 +121,8 @@ impl SqlStore {
                     })?;
                 }
                 let url = uri.sqlx_url();
-                let writer = sqlite_writer(&url).await?;
-                let reader = sqlite_pool(&url, 4).await?;
+                let writer = sqlite_writer(&url, options.max_wait).await?;
+                let reader = sqlite_pool(&url, 4, options.max_wait).await?;
                 let bulk = query::Reader::Sqlite(native_sqlite::SqliteReader::new(path));
                 let native = native_writer::NativeWriter::start(path, writer.clone())?;
                 (Backend::Sqlite, writer, reader, bulk, Some(native))
@@ -106,7 +135,8 @@ impl SqlStore {
                 let limit = !url.contains("statement_timeout");
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+                    .acquire_timeout(options.max_wait)
+                    .acquire_slow_threshold(options.max_wait)
                     .after_connect(move |conn, _meta| {
                         Box::pin(async move {
                             if limit {
@@ -200,11 +230,31 @@ impl SqlStore {
     }
 }
 
-/// How long a request waits for a PostgreSQL connection before it is answered 503. sqlx keeps
-/// retrying a refused connection until then, so this is also how long a request waits while the
-/// database is down or restarting: short, so a client hears at once that it should retry, as the
-/// stock MLflow client does with a 503.
-const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A database that is up accepts a connection in milliseconds; one that takes longer is treated
+/// as down by the breaker that probes it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[async_trait::async_trait]
+impl crate::store::HealthStore for SqlStore {
+    /// A connection of its own, outside the pools: their queue may be long under load while the
+    /// database is fine.
+    async fn probe(&self) -> Result<()> {
+        let options = self.reader.connect_options();
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+            conn.execute("SELECT 1").await?;
+            conn.close().await
+        })
+        .await;
+        match answered {
+            Ok(answered) => answered.map_err(db_err),
+            Err(_) => Err(Error::unavailable(format!(
+                "The metadata store accepted no connection within {} ms; retry",
+                PROBE_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+}
 
 /// How long a starting server waits for PostgreSQL (replicas started with their database).
 const PG_STARTUP_WAIT: Duration = Duration::from_secs(30);
@@ -225,8 +275,8 @@ async fn first_connection(pool: &AnyPool) -> std::result::Result<(), sqlx::Error
 /// all, over its retries).
 const PG_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '60s'";
 
-async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
-    sqlite_options(connections)
+async fn sqlite_pool(url: &str, connections: u32, max_wait: Duration) -> Result<AnyPool> {
+    sqlite_options(connections, max_wait)
         .connect(url)
         .await
         .map_err(|e| cannot_open(url, e))
@@ -239,8 +289,8 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
 /// later commits (RELEASEs of inner savepoints) never end: writes acknowledged, visible to no
 /// reader, lost with the connection (found by the fault suite's full disk). A new connection
 /// starts in step.
-async fn sqlite_writer(url: &str) -> Result<AnyPool> {
-    sqlite_options(1)
+async fn sqlite_writer(url: &str, max_wait: Duration) -> Result<AnyPool> {
+    sqlite_options(1, max_wait)
         .after_release(|conn, _meta| {
             Box::pin(async move {
                 // Queued after the ROLLBACK of a dropped transaction, so both answers below are
@@ -258,10 +308,13 @@ async fn sqlite_writer(url: &str) -> Result<AnyPool> {
         .map_err(|e| cannot_open(url, e))
 }
 
-fn sqlite_options(connections: u32) -> AnyPoolOptions {
+/// A wait within `max_wait` is the queue doing its job, not a warning (sqlx warns past 2 s,
+/// which under load was nearly every request).
+fn sqlite_options(connections: u32, max_wait: Duration) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(max_wait)
+        .acquire_slow_threshold(max_wait)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(SQLITE_PRAGMAS).await?;
@@ -279,6 +332,16 @@ fn cannot_open(url: &str, e: sqlx::Error) -> Error {
 /// logged with the cause, that an operator can find from what the client shows. Constraint
 /// violations and values the database cannot hold are the caller's doing.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        // Under overload this is the queue's time budget doing its job, request after request:
+        // not a warning. During an outage the server's breaker says so, once.
+        let id = error_id();
+        tracing::info!(error_id = %id, "no database connection within the wait budget");
+        return Error::unavailable(format!(
+            "The metadata store is busy or cannot be reached right now; retry (error id {id})"
+        ))
+        .with_hidden_source(e);
+    }
     if unreachable(&e) {
         let id = error_id();
         tracing::warn!(error_id = %id, error = %e, "database unreachable");
@@ -375,7 +438,9 @@ mod tests {
         install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let writer = sqlite_writer(&url).await.unwrap();
+        let writer = sqlite_writer(&url, OpenOptions::default().max_wait)
+            .await
+            .unwrap();
         writer
             .execute(
                 "CREATE TABLE t (x INTEGER CHECK (x <> 0)); \
@@ -396,7 +461,9 @@ mod tests {
         insert(1).execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
 
-        let reader = sqlite_pool(&url, 1).await.unwrap();
+        let reader = sqlite_pool(&url, 1, OpenOptions::default().max_wait)
+            .await
+            .unwrap();
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(&reader)
             .await
@@ -405,6 +472,47 @@ mod tests {
             rows, 1,
             "the committed row is visible to another connection"
         );
+    }
+
+    /// The queue for the writer is bounded by time: a write that waited past the budget is
+    /// refused as a retryable `Unavailable` before it began, and the writer serves the next.
+    #[tokio::test]
+    async fn a_write_that_waited_past_the_budget_is_refused_before_it_began() {
+        install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let budget = Duration::from_millis(200);
+        let writer = sqlite_writer(&url, budget).await.unwrap();
+        writer.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+
+        let held = writer.begin().await.unwrap();
+        let began = std::time::Instant::now();
+        let refused = writer.begin().await.map_err(db_err).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Unavailable);
+        assert!(refused.message.contains("retry"), "{}", refused.message);
+        assert!(
+            began.elapsed() >= budget,
+            "refused before the budget ran out"
+        );
+        drop(held);
+
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reachable_database_answers_the_probe() {
+        use crate::store::HealthStore;
+        let dir = tempfile::tempdir().unwrap();
+        let uri: StoreUri = format!("sqlite:///{}", dir.path().join("t.db").display())
+            .parse()
+            .unwrap();
+        let store = SqlStore::open(&uri, "mlflow-artifacts:/").await.unwrap();
+        store.probe().await.unwrap();
     }
 
     #[test]
