@@ -13,6 +13,11 @@
   var lib = window.TwinloopUI;
   /** Same order as the .c0 … .c9 legend swatches in ui.css. */
   var COLORS = ["#2059c5", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285", "#c2255c", "#5c7cfa", "#74b816", "#495057"];
+  /**
+   * Runs up to which a bucketed run gets its min–max band. Past that the bands of the runs
+   * cover each other, and each would cost two more uPlot series.
+   */
+  var BAND_RUNS = 10;
 
   /**
    * @param {string} hex
@@ -32,10 +37,11 @@
   function url(fig, from, to, width) {
     var d = fig.dataset;
     var q = new URLSearchParams();
-    q.set("run_ids", d.runs || "");
+    var runs = d.runs || "";
+    q.set("run_ids", runs);
     q.set("key", d.key || "");
     q.set("x", d.x || "step");
-    q.set("buckets", String(lib.bucketCount(width, window.devicePixelRatio)));
+    q.set("buckets", String(lib.bucketCount(width, window.devicePixelRatio, runs.split(",").length)));
     if (from != null) q.set("from", String(Math.floor(from)));
     if (to != null) q.set("to", String(Math.ceil(to)));
     return "/api/twinloop/v1/metrics/series?" + q.toString();
@@ -43,7 +49,8 @@
 
   /**
    * The answer as uPlot's table. A raw run is its line alone: its band would lie on the line,
-   * and three series per run made a 1,000-run chart three times slower to draw.
+   * and three series per run made a 1,000-run chart three times slower to draw. So is every run
+   * of a chart of more than BAND_RUNS runs.
    * @param {HTMLElement} fig
    * @param {any} answer
    * @returns {{data: any[], banded: boolean[], positive: boolean}}
@@ -52,7 +59,8 @@
     var weight = parseFloat(fig.dataset.smooth || "0");
     var parts = answer.runs.map(function (/** @type {any} */ r) { return lib.columns(answer, r, weight); });
     var positive = lib.allPositive(parts);
-    var banded = answer.runs.map(function (/** @type {any} */ r) { return !(r.raw || !r.buckets); });
+    var few = answer.runs.length <= BAND_RUNS;
+    var banded = answer.runs.map(function (/** @type {any} */ r) { return few && !(r.raw || !r.buckets); });
     var tables = parts.map(function (/** @type {any[][]} */ p, /** @type {number} */ i) { return banded[i] ? p : [p[0], p[1]]; });
     var data = tables.length === 1 ? tables[0] : window.uPlot.join(tables);
     return { data: data, banded: banded, positive: positive };
@@ -148,7 +156,8 @@
           var t = table(fig, answer);
           var raw = answer.runs.every(function (/** @type {any} */ r) { return r.raw; });
           fig.dataset.raw = raw ? "1" : "0";
-          note(fig, answer.from == null ? "No points." : raw ? "All points." : "Buckets of " + answer.bucket_width + ": line = last, band = min–max.");
+          var band = answer.runs.length <= BAND_RUNS ? ", band = min–max." : " (min–max bands up to " + BAND_RUNS + " runs).";
+          note(fig, answer.from == null ? "No points." : raw ? "All points." : "Buckets of " + answer.bucket_width + ": line = last" + band);
           // A zoom can turn buckets into raw points, which changes the series: draw anew.
           var shape = t.banded.join();
           if (plot && shape !== drawn) { plot.destroy(); plot = null; }

@@ -106,6 +106,12 @@ test("bucket counts follow the plot's pixels within bounds", () => {
   assert.equal(lib.bucketCount(3000, 2), lib.MAX_BUCKETS);
   assert.equal(lib.bucketCount(0, 1), 10);
   assert.equal(lib.bucketCount(NaN), 10);
+  // Many runs share the chart's values: 100 runs get 500 buckets each, 1,000 runs 50.
+  assert.equal(lib.bucketCount(1280, 1, 1), 1280);
+  assert.equal(lib.bucketCount(1280, 1, 10), 1280);
+  assert.equal(lib.bucketCount(1280, 1, 100), 500);
+  assert.equal(lib.bucketCount(1280, 2, 1000), 50);
+  assert.equal(lib.bucketCount(1280, 1, 100000), 10);
 });
 
 test("a log scale only when every value is positive, else asinh", () => {
