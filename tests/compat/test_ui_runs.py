@@ -12,6 +12,7 @@ build); bench/ui applies them as they are. Screenshots go to the gallery's ``run
 from __future__ import annotations
 
 import html
+import re
 import tomllib
 import urllib.parse
 from collections import Counter
@@ -190,6 +191,30 @@ def test_100k_runs_scroll_with_a_small_dom(big, ui_server, page_for, gallery):
     assert jump <= FACTOR * TABLE["jump_ms"], jump
     # Opening the link is loading the page, then jumping.
     assert linked_ms <= FACTOR * (TABLE["first_rows_ms"] + TABLE["jump_ms"]), linked_ms
+
+
+def test_100k_runs_sorted_jump_reads_a_snapshot_of_the_order(big, ui_server, page_for, gallery):
+    """Sorted by loss's minimum, a deep window is a slice of the order's snapshot (the server
+    sorts the run ids once per scrolling session), in the order the search gives: the minimum
+    ascending, then newest first, then run id."""
+    exp_id, ids = big
+    expected = sorted(range(BIG), key=lambda i: (1.0 / (1 + i % 997), -i, ids[i]))
+    page = page_for()
+    page.goto(f"{ui_server}/experiments/{exp_id}?" + urllib.parse.urlencode({"order": "metrics.`loss`.min ASC"}))
+    box = page.locator("#runs-box")
+    sync_api.expect(box).to_have_attribute("data-visible", "0")
+    assert page.locator("#runs tbody tr").first.get_attribute("data-run-id") == ids[expected[0]]
+    # The table asks for the snapshot as it mounts; the jump is timed once the page has it.
+    sync_api.expect(box).to_have_attribute("data-snapshot", re.compile(r"^[0-9]+$"), timeout=60_000)
+    jump = page.evaluate(JUMP, 90_000)
+    for pos in (90_000, 90_001, 90_030):
+        assert page.locator(f'#runs tbody tr[data-pos="{pos}"]').get_attribute("data-run-id") == ids[expected[pos]], pos
+    page.evaluate(JUMP, 99_000)
+    for pos in (99_000, 99_020):
+        assert page.locator(f'#runs tbody tr[data-pos="{pos}"]').get_attribute("data-run-id") == ids[expected[pos]], pos
+    assert _box_rows(page) <= TABLE["max_dom_rows"]
+    shot(page, gallery, "runs-100k-sorted-row-90000", f"Sorted by loss (min), jumped to row 90,000 in {jump:.0f} ms")
+    assert jump <= FACTOR * TABLE["jump_ms"], jump
 
 
 def test_100k_runs_page_without_javascript(big, ui_server, page_for, gallery):

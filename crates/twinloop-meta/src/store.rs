@@ -97,6 +97,10 @@ pub trait RunColumnStore: Send + Sync {
     /// How many runs a search matches; its order and page are ignored. A runs table of 100,000
     /// runs needs the total to size its scrollbar.
     async fn count_runs(&self, query: &RunQuery) -> Result<i64>;
+    /// The ids of every run a search matches, in its order (its page ignored), or `None` when
+    /// there are more than `at_most`: a table reads a deep window of a sorted or filtered view
+    /// from this list instead of sorting every run again to skip to it.
+    async fn run_order(&self, query: &RunQuery, at_most: usize) -> Result<Option<Vec<String>>>;
     /// The runs a search matches, grouped by a param's value; its order and page are ignored.
     async fn group_runs(&self, query: &RunQuery, group: &GroupQuery) -> Result<Vec<RunGroup>>;
 }

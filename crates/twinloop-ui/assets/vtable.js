@@ -9,6 +9,11 @@
   "use strict";
 
   var OVERSCAN = 20;
+  /**
+   * Rows past which a table asks the server for a snapshot of its order when it mounts: a deep
+   * window of a sorted or filtered view is then a slice of that order, not a sort of every run.
+   */
+  var SNAPSHOT_ROWS = 1000;
   /** Windows kept in memory (detached), beyond which the oldest are dropped. */
   var CACHED_WINDOWS = 30;
 
@@ -75,16 +80,28 @@
       box.parentElement.parentElement.querySelector(".pager");
     if (pager) pager.classList.add("virtual");
     var wanted = -1, scheduled = false, hashTimer = 0;
+    /** The snapshot of the order the server read the last window from (x-rows-snapshot). */
+    var snap = "";
+    /** @type {Promise<unknown>} the snapshot being taken; windows wait for it rather than take another */
+    var ready = Promise.resolve();
+
+    /** @param {string} query */
+    function rows(query) {
+      return fetch(withParams(url, query + (snap ? "&snap=" + snap : "")), { credentials: "same-origin" })
+        .then(function (r) {
+          if (!r.ok) throw new Error("rows " + r.status);
+          snap = r.headers.get("x-rows-snapshot") || (snap === "new" ? "" : snap);
+          if (snap) box.dataset.snapshot = snap;
+          return r.text();
+        });
+    }
 
     /** @param {number} w */
     function load(w) {
       var pending = loading.get(w);
       if (pending) return pending;
-      var p = fetch(withParams(url, "offset=" + w * page + "&limit=" + page), { credentials: "same-origin" })
-        .then(function (r) {
-          if (!r.ok) throw new Error("rows " + r.status);
-          return r.text();
-        })
+      var p = ready
+        .then(function () { return rows("offset=" + w * page + "&limit=" + page); })
         .then(function (html) {
           windows.set(w, parseRows(html));
           if (windows.size > CACHED_WINDOWS) {
@@ -155,6 +172,11 @@
     // Size the scrollbar for every row before scrolling, or the jump would be clamped.
     top.style.height = offset * rowHeight + "px";
     bottom.style.height = Math.max(0, total - offset - tbody.rows.length) * rowHeight + "px";
+    if (total > SNAPSHOT_ROWS) {
+      // The server answers with no snapshot where it needs none (the default order).
+      snap = "new";
+      ready = rows("offset=0&limit=1").catch(function () { snap = ""; });
+    }
     box.scrollTop = start * rowHeight;
     render();
   }

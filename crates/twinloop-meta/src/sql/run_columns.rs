@@ -6,7 +6,7 @@ use twinloop_core::Result;
 use twinloop_core::run_columns::{GroupQuery, KeyList, KeyQuery, RunGroup, RunSummaries};
 
 use super::SqlStore;
-use super::run_search::{count_query, group_query};
+use super::run_search::{count_query, group_query, run_order_query};
 use crate::store::{RunColumnStore, RunQuery};
 
 #[async_trait]
@@ -33,6 +33,21 @@ impl RunColumnStore for SqlStore {
             Ok(())
         })?;
         Ok(count)
+    }
+
+    async fn run_order(&self, query: &RunQuery, at_most: usize) -> Result<Option<Vec<String>>> {
+        let Some(mut sql) = run_order_query(self.sql("SELECT r.run_uuid FROM runs r"), query)?
+        else {
+            return Ok(Some(Vec::new()));
+        };
+        // One past the bound tells a search that has more from one that has exactly that many.
+        sql.push(" LIMIT ")
+            .arg(i64::try_from(at_most).unwrap_or(i64::MAX - 1) + 1);
+        let ids = sql
+            .read(&self.bulk_reader)
+            .await?
+            .decode(|row| row.text(0))?;
+        Ok((ids.len() <= at_most).then_some(ids))
     }
 
     async fn group_runs(&self, query: &RunQuery, group: &GroupQuery) -> Result<Vec<RunGroup>> {

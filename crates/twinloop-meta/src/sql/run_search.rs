@@ -331,7 +331,13 @@ pub(super) fn runs_query_from(
     q: &RunQuery,
     seek: Option<Seek>,
 ) -> Result<Option<(Sql, Window)>> {
-    build_runs_query(sql, q, seek, false)
+    build_runs_query(sql, q, seek, false, true)
+}
+
+/// Every run `q` matches, in its order, with no page (`sql`: `SELECT r.run_uuid FROM runs r`):
+/// one sort read once, from which a runs table takes any window by position.
+pub(super) fn run_order_query(sql: Sql, q: &RunQuery) -> Result<Option<Sql>> {
+    Ok(build_runs_query(sql, q, None, false, false)?.map(|(sql, _)| sql))
 }
 
 /// The key of `q`'s first order when it is a metric's last value (`metrics.loss DESC`), with
@@ -356,7 +362,7 @@ pub(super) fn lead_metric(q: &RunQuery) -> Result<Option<(String, Vec<i64>)>> {
 /// `latest_metrics o0` joined, their condition left to this function (see
 /// `SqlStore::finite_lead_page` for why the order of the two differs by backend).
 pub(super) fn finite_lead_query(sql: Sql, q: &RunQuery) -> Result<Option<(Sql, Window)>> {
-    build_runs_query(sql, q, None, true)
+    build_runs_query(sql, q, None, true, true)
 }
 
 fn build_runs_query(
@@ -364,6 +370,7 @@ fn build_runs_query(
     q: &RunQuery,
     seek: Option<Seek>,
     finite_lead: bool,
+    paged: bool,
 ) -> Result<Option<(Sql, Window)>> {
     let window = Window::parse(q.max_results, q.page_token.as_deref())?;
     let orders = q
@@ -428,6 +435,7 @@ fn build_runs_query(
     order_terms.push("r.run_uuid ASC".into());
     sql.push(" ORDER BY ").push(&order_terms.join(", "));
     match seek {
+        _ if !paged => {}
         Some(seek) => window.apply_from(&mut sql, seek.skip),
         None => window.apply(&mut sql),
     }

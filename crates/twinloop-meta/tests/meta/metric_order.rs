@@ -147,3 +147,63 @@ on_every_backend!(
         }
     }
 );
+
+on_every_backend!(
+    a_run_order_is_every_page_of_the_search,
+    |s: &dyn TrackingStore| {
+        let searched = s.create_experiment("snapshot", None, &[]).await.unwrap();
+        let other = s.create_experiment("beside", None, &[]).await.unwrap();
+        seed(s, &searched, 90, 3).await;
+        seed(s, &other, 20, 1).await;
+        for (filter, order) in [
+            ("", "metrics.m ASC"),
+            ("", "metrics.m DESC"),
+            ("", "metrics.`m`.min ASC"),
+            ("", "attributes.run_name DESC"),
+            ("metrics.m > 0", "metrics.m DESC"),
+            ("metrics.other < 50", ""),
+        ] {
+            let q = RunQuery {
+                experiment_ids: vec![searched.clone()],
+                filter: Some(filter.to_string()),
+                order_by: (!order.is_empty())
+                    .then(|| order.to_string())
+                    .into_iter()
+                    .collect(),
+                view_type: ViewType::ActiveOnly,
+                max_results: 3,
+                page_token: None,
+            };
+            let ids = s.run_order(&q, 1000).await.unwrap().unwrap();
+            let pages = if order.is_empty() {
+                let mut ids = Vec::new();
+                let mut token = None;
+                loop {
+                    let reply = s
+                        .search_runs(&RunQuery {
+                            page_token: token,
+                            max_results: 7,
+                            ..q.clone()
+                        })
+                        .await
+                        .unwrap();
+                    ids.extend(reply.items.into_iter().map(|r| r.info.run_id));
+                    token = reply.next_page_token;
+                    if token.is_none() {
+                        break ids;
+                    }
+                }
+            } else {
+                all_pages(s, &searched, filter, order, 7).await
+            };
+            assert_eq!(ids, pages, "{filter:?} {order:?}");
+            // A view larger than the bound gets no order at all, not a cut one.
+            assert_eq!(
+                s.run_order(&q, ids.len() - 1).await.unwrap(),
+                None,
+                "{filter:?} {order:?}"
+            );
+            assert_eq!(s.run_order(&q, ids.len()).await.unwrap(), Some(ids));
+        }
+    }
+);

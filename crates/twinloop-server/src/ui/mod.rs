@@ -6,6 +6,7 @@
 mod artifacts;
 mod pages;
 mod registry;
+mod row_orders;
 
 use std::fmt::Write;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use twinloop_core::auth::ResourceType;
 use twinloop_core::run_columns::{GroupQuery, KeyKind, KeyQuery, RunSummaries};
@@ -19,7 +19,7 @@ use twinloop_ui::{
     RowsView, RunView, RunsQuery, RunsView, limits,
 };
 
-use super::Timing;
+use super::{Timing, row_orders};
 use crate::AppState;
 use crate::auth::{self, Caller};
 
@@ -289,7 +289,29 @@ async fn rows_window(
     resolve_columns(s, id, &mut query).await?;
     let (metrics, params, tags) = columns_of(&query);
     let search = runs_search(&experiment.experiment_id, &query, query.offset, limit);
-    let runs = s.store.search_runs(&search).await?.items;
+    // `snap=new` asks for a snapshot of the order, `snap=N` reads snapshot N (or a new one);
+    // without either a window is read by offset, as a script that knows no snapshots asks.
+    let snap = pairs
+        .iter()
+        .find(|(k, _)| k == "snap")
+        .map(|(_, v)| v.as_str());
+    let mut taken = None;
+    let snapshot = if row_orders::worth_it(&search) && snap.is_some() {
+        row_orders::order(&s.store, &search, snap.and_then(|v| v.parse().ok())).await?
+    } else {
+        None
+    };
+    let runs = match snapshot {
+        Some((id, ids)) => {
+            taken = Some(id);
+            let from = usize::try_from(query.offset).unwrap_or(0).min(ids.len());
+            let to = from
+                .saturating_add(usize::try_from(limit).unwrap_or(0))
+                .min(ids.len());
+            row_orders::runs_by_id(&s.store, &search, &ids[from..to]).await?
+        }
+        None => s.store.search_runs(&search).await?.items,
+    };
     let summaries = summaries_of(s, &runs, metrics).await?;
     t.lap("store");
     let rows = twinloop_ui::runs_rows(&RowsView {
@@ -305,7 +327,13 @@ async fn rows_window(
         sorted: !query.order.is_empty(),
     });
     t.lap("render");
-    Ok(t.page(StatusCode::OK, rows))
+    let mut response = t.page(StatusCode::OK, rows);
+    if let Some(id) = taken {
+        response
+            .headers_mut()
+            .insert(row_orders::HEADER, HeaderValue::from(id));
+    }
+    Ok(response)
 }
 
 /// `/experiments/{id}/runs/{run_id}`: one run.
