@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use redis::aio::ConnectionLike;
-use twinloop_core::{Error, Result};
+use twinloop_core::{Error, ErrorKind, Result};
 
 use super::reconnect::{RESPONSE_TIMEOUT, Reconnecting};
 use super::{OnlineRow, OnlineStore, OnlineWrite};
@@ -77,8 +77,19 @@ fn members_key(table: &str, bucket: u32) -> String {
     format!("twinloop:{{{bucket}}}:{table}")
 }
 
-fn store_error(e: impl Into<twinloop_core::error::BoxError>) -> Error {
-    Error::internal("redis online store").with_source(e)
+/// A Redis that cannot be reached, restarts or stopped answering may be back on a retry, so
+/// its clients hear 503, not 500; anything else (a reply error, a script that failed) is ours.
+fn store_error(e: redis::RedisError) -> Error {
+    let kind = if unreachable(&e) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    };
+    Error::new(kind, "redis online store").with_source(e)
+}
+
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
 /// Over one server's multiplexed connection or a cluster connection, which routes each
@@ -292,5 +303,21 @@ mod tests {
             .map(|i| bucket(&[b"i".as_slice(), &i.to_be_bytes()].concat()))
             .collect();
         assert_eq!(spread.len(), BUCKETS as usize);
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_unavailable_and_a_refused_command_internal() {
+        for cause in [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::TimedOut,
+        ] {
+            let e = store_error(redis::RedisError::from(std::io::Error::from(cause)));
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{cause:?}");
+            assert!(e.message.starts_with("redis online store"), "{}", e.message);
+        }
+        let refused = redis::RedisError::from((redis::ErrorKind::ResponseError, "WRONGTYPE"));
+        assert_eq!(store_error(refused).kind, ErrorKind::Internal);
     }
 }
