@@ -66,6 +66,37 @@ pub fn sqlite_integrity(db: &Path) -> String {
     rows.join("; ")
 }
 
+/// `pg_amcheck` of the database at `uri` (its B-tree indexes against their heaps, every heap
+/// page's tuples): "ok", or what it found. Crash recovery that left a torn page or an index
+/// pointing at a missing row shows here, not in the queries the ledger replays.
+pub fn pg_amcheck(uri: &str) -> String {
+    // Debian keeps PostgreSQL's own tools off PATH.
+    let debian = Path::new("/usr/lib/postgresql/15/bin/pg_amcheck");
+    let binary = if debian.exists() {
+        debian
+    } else {
+        Path::new("pg_amcheck")
+    };
+    let out = Command::new(binary)
+        .args([
+            "--install-missing",
+            "--heapallindexed",
+            "--rootdescend",
+            uri,
+        ])
+        .output()
+        .expect("run pg_amcheck");
+    if out.status.success() && out.stdout.is_empty() {
+        "ok".into()
+    } else {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
 /// Summary of durations: median, 95th percentile, maximum, in milliseconds.
 pub fn spread(times: &[Duration]) -> String {
     let mut ms: Vec<u128> = times.iter().map(Duration::as_millis).collect();

@@ -82,4 +82,5 @@ async fn kill_9_cycles_under_load_lose_no_acknowledged_write_on_postgres() {
     };
     let dir = tempfile::tempdir().unwrap();
     kill_cycles(dir.path(), &uri, "PostgreSQL").await;
+    assert_eq!(harness::pg_amcheck(&uri), "ok");
 }
