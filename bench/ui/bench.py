@@ -15,6 +15,11 @@ Measured (median of --repeats fresh page loads each):
   1,000,000-point metric, time to first chart               twinloop: ``chart:ready``; MLflow: the
                                                            run page's metric chart drawn
   zoom re-query (drag -> the zoomed range drawn)            twinloop
+  runs table sorted by a metric's min: the first jump to row 90,000 right after the page loaded
+  (it waits for the order's snapshot) and later jumps                                 twinloop
+  one chart of 100 runs x 10,000 steps and of 1,000 runs x 50 steps (the compare page, its
+  first card scrolled into view once the page is parsed): chart drawn since navigation, the
+  series answer's bytes and time, and drawing after it                                twinloop
   assets, uncompressed bytes a runs page loads             both
   server time p95 per page (``Server-Timing`` total)       twinloop, --repeats x 5 requests a page
 
@@ -31,6 +36,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 import argparse
+import concurrent.futures
 import datetime
 import importlib.util
 import platform
@@ -42,6 +48,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.parse
 from pathlib import Path
 
 import requests
@@ -143,7 +150,28 @@ class Setup:
             self.log_series(server, client, db, kind, run.info.run_id)
             client.set_terminated(run.info.run_id)
             print(f"  {name}: {self.args.points} points written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            if kind == "twinloop":
+                for label, runs, steps in (("overlay", 100, self.args.overlay_steps), ("many", 1_000, 50)):
+                    t0 = time.perf_counter()
+                    ids[f"exp_{label}"], ids[f"runs_{label}"] = self.log_overlay(client, label, runs, steps)
+                    print(f"  {name}: {runs} runs x {steps} steps written in {time.perf_counter() - t0:.1f} s",
+                          file=sys.stderr)
             self.ids[name] = ids
+
+    @staticmethod
+    def log_overlay(client, label, runs, steps):
+        """`runs` runs of `steps` points of `loss` each, through the client, so rollups are kept."""
+        exp = client.create_experiment(f"ui-bench-{label}")
+
+        def one(i):
+            run = client.create_run(exp, run_name=f"{label}-{i}")
+            points = [Metric("loss", 1.0 / (1 + s / 100) + (i % 10) / 100, BASE_TIME + s, s) for s in range(steps)]
+            for lo in range(0, steps, 1000):
+                client.log_batch(run.info.run_id, metrics=points[lo : lo + 1000])
+            return run.info.run_id
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            return exp, list(pool.map(one, range(runs)))
 
     def log_series(self, server, client, db, kind, run_id):
         n = self.args.points
@@ -193,10 +221,21 @@ def twinloop_first_rows(browser, url: str, repeats: int):
     return median(times), max(doms)
 
 
-def twinloop_jump(browser, url: str, target: int, repeats: int):
+def twinloop_jump(browser, url: str, target: int, repeats: int, sorted_view: bool = False):
+    """Median jump, DOM rows, longest task; and for a sorted view the first jump made as soon as
+    the rows show, which waits for the order's snapshot (later jumps are slices of it)."""
+    first = None
+    if sorted_view:
+        context, page = fresh_page(browser)
+        page.goto(url)
+        page.wait_for_selector("#runs-box[data-visible='0']", state="attached")
+        first = page.evaluate(JUMP, target)
+        context.close()
     context, page = fresh_page(browser)
     page.goto(url)
     page.wait_for_selector("#runs-box[data-visible='0']", state="attached")
+    if sorted_view:
+        page.wait_for_selector("#runs-box[data-snapshot]", state="attached")
     page.evaluate(
         "() => { window.__long = [0]; new PerformanceObserver(l => l.getEntries()"
         ".forEach(e => window.__long.push(e.duration))).observe({ type: 'longtask' }); }"
@@ -216,7 +255,28 @@ def twinloop_jump(browser, url: str, target: int, repeats: int):
     doms.append(page.evaluate("() => document.querySelectorAll('#runs tbody tr').length"))
     longest = page.evaluate("() => Math.max(...window.__long)")
     context.close()
-    return median(times), max(doms), longest
+    return median(times), max(doms), longest, first
+
+
+def twinloop_compare_chart(browser, url: str, repeats: int):
+    """The compare page's first chart card: scrolled into view once the page is parsed; chart
+    drawn since navigation (median), the series answer's bytes, its time and drawing after it."""
+    firsts, sizes, fetches, draws = [], [], [], []
+    for _ in range(repeats):
+        context, page = fresh_page(browser)
+        page.goto(url, wait_until="domcontentloaded")
+        page.evaluate("() => document.querySelector('figure.chart').scrollIntoView()")
+        page.wait_for_selector("figure.chart[data-ready='1']", state="attached")
+        ready, size, start, end = page.evaluate(
+            "() => { const e = performance.getEntriesByType('resource').filter(r => r.name.includes('/metrics/series'))[0];"
+            " return [performance.getEntriesByName('chart:ready')[0].startTime, e.decodedBodySize, e.startTime, e.responseEnd]; }"
+        )
+        firsts.append(ready)
+        sizes.append(size)
+        fetches.append(end - start)
+        draws.append(ready - end)
+        context.close()
+    return median(firsts), max(sizes), median(fetches), median(draws)
 
 
 def mlflow_first_rows(browser, url: str, newest: str, repeats: int):
@@ -299,11 +359,12 @@ def main():
     ap.add_argument("--runs", type=int, default=100_000, help="runs of the large experiment")
     ap.add_argument("--points", type=int, default=1_000_000, help="points of the long metric")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--overlay-steps", type=int, default=10_000, help="steps of each of the overlay's 100 runs")
     ap.add_argument("--markdown", help="append the result table to this file")
     ap.add_argument("--quick", action="store_true", help="10,000 runs, 100,000 points, 3 repeats")
     args = ap.parse_args()
     if args.quick:
-        args.runs, args.points, args.repeats = 10_000, 100_000, 3
+        args.runs, args.points, args.repeats, args.overlay_steps = 10_000, 100_000, 3, 1_000
     if args.only == "mlflow":
         args.only = "both"  # twinloop's side is what the ratios divide by
     from playwright.sync_api import sync_playwright
@@ -347,11 +408,26 @@ def main():
                 row(f"runs table, first rows, {n:,} runs", t, m, budget=big["first_rows_ms"])
                 row(f"runs table, <tr> in the DOM, {n:,} runs", dom, unit="rows", budget=big["max_dom_rows"])
             target = min(90_000, args.runs * 9 // 1000 * 100)
-            t, dom, longest = twinloop_jump(browser, f"{base}/experiments/{tl['exp_100k']}", target, args.repeats)
+            t, dom, longest, _ = twinloop_jump(browser, f"{base}/experiments/{tl['exp_100k']}", target, args.repeats)
             row(f"runs table, jump to row {target:,} of {args.runs:,}", t, budget=big["jump_ms"])
             row("runs table, <tr> in the DOM after jumps and 5 s of scrolling", dom, unit="rows",
                 budget=big["max_dom_rows"])
             row("runs table, longest task while jumping and scrolling", longest, budget=big["long_task_ms"])
+            by_min = f"{base}/experiments/{tl['exp_100k']}?order=" + urllib.parse.quote("metrics.`loss`.min ASC")
+            t, dom, longest, first_jump = twinloop_jump(browser, by_min, target, args.repeats, sorted_view=True)
+            row(f"sorted by min, first jump to row {target:,} (with snapshot)", first_jump)
+            row(f"sorted by min, jump to row {target:,}", t, budget=big["jump_ms"])
+            row("sorted by min, longest task while jumping and scrolling", longest)
+            for label, what, budget_ms, budget_bytes in (
+                ("overlay", f"100 runs x {args.overlay_steps:,} steps", "overlay_ms", "overlay_bytes"),
+                ("many", "1,000 runs x 50 steps", "many_runs_ms", "many_runs_bytes"),
+            ):
+                url = f"{base}/experiments/{tl['exp_' + label]}/compare?runs=" + ",".join(tl["runs_" + label])
+                ready, size, fetched, drawn = twinloop_compare_chart(browser, url, args.repeats)
+                row(f"chart of {what}, drawn since navigation", ready, budget=charts[budget_ms])
+                row(f"chart of {what}, series answer", size, unit="bytes", budget=charts[budget_bytes])
+                row(f"chart of {what}, series request", fetched)
+                row(f"chart of {what}, drawing after the answer", drawn)
             first, zoom = twinloop_chart(
                 browser, f"{base}/experiments/{tl['exp_series']}/runs/{tl['run_series']}/metrics/loss", args.repeats
             )
