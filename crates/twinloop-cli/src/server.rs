@@ -571,6 +571,7 @@ struct RunningServing {
     grpc: Option<tokio::task::JoinHandle<()>>,
     log_writer: tokio::task::JoinHandle<()>,
     ticking: twinloop_watch::Ticking,
+    monitor_lease: Arc<twinloop_meta::lease::LeaseKeeper>,
 }
 
 #[cfg(feature = "serving")]
@@ -645,7 +646,10 @@ impl RunningServing {
                 restored_monitors.join(", ")
             );
         }
-        let ticking = monitors.start(std::time::Duration::from_secs(1), Some(monitor_lease));
+        let ticking = monitors.start(
+            std::time::Duration::from_secs(1),
+            Some(monitor_lease.clone()),
+        );
         // Models load in the background: the API answers at once, /v2/health/ready once they are in.
         let restoring = deployments.clone();
         tokio::spawn(async move {
@@ -673,6 +677,7 @@ impl RunningServing {
             grpc,
             log_writer,
             ticking,
+            monitor_lease,
         })
     }
 
@@ -681,6 +686,9 @@ impl RunningServing {
     async fn finish(self) {
         // Monitors write to the store, which closes after this.
         self.ticking.stop().await;
+        // Given up rather than left to expire, so another replica takes the work over at once.
+        self.monitor_lease.release().await;
+        self.parts.deployments.release().await;
         if let Some(grpc) = self.grpc {
             let _ = grpc.await;
         }

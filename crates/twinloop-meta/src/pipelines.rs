@@ -132,6 +132,11 @@ pub trait PipelineStore: Send + Sync {
     /// Makes `executor` the run's executor if the run is still in `state` and still orphaned;
     /// answers whether it did. Of replicas racing to settle one run, one wins.
     async fn adopt_pipeline_run(&self, id: &str, state: &str, executor: &str) -> Result<bool>;
+    /// Records that someone asked to cancel the run, if it is still `QUEUED` or `RUNNING`;
+    /// answers whether it is. The replica executing it acts on the request.
+    async fn request_pipeline_run_cancel(&self, id: &str) -> Result<bool>;
+    /// The `QUEUED` or `RUNNING` runs of `executor` that someone asked to cancel.
+    async fn pipeline_runs_to_cancel(&self, executor: &str) -> Result<Vec<String>>;
     async fn pipeline_cursor(&self, pipeline: &str, name: &str) -> Result<Option<String>>;
     async fn set_pipeline_cursor(&self, pipeline: &str, name: &str, value: &str) -> Result<()>;
 }

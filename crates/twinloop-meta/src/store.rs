@@ -411,6 +411,24 @@ pub trait DeploymentStore: Send + Sync {
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
     /// Whether there was one to delete.
     async fn delete_deployment(&self, name: &str) -> Result<bool>;
+    /// Adds `counts` (bucket, count) to what the canary candidate `version` of `model` has
+    /// answered in `deployment`, summed over every replica that serves it.
+    async fn add_canary_traffic(
+        &self,
+        deployment: &str,
+        model: &str,
+        version: &str,
+        counts: &[(i64, i64)],
+    ) -> Result<()>;
+    /// Every bucket's sum of that candidate's traffic, by bucket.
+    async fn canary_traffic(
+        &self,
+        deployment: &str,
+        model: &str,
+        version: &str,
+    ) -> Result<Vec<(i64, i64)>>;
+    /// Forgets the canary traffic of `deployment`: a new canary starts, or it is deleted.
+    async fn clear_canary_traffic(&self, deployment: &str) -> Result<()>;
 }
 
 /// Production monitors: their documents, metric series, the labels they join, their events.

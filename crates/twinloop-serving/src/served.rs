@@ -1,7 +1,7 @@
 //! A model version ready to answer: its ONNX sessions, its batcher, and the counters a canary
 //! gate reads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,15 +26,14 @@ impl std::fmt::Debug for ServedModel {
     }
 }
 
-/// Requests, failures and latencies since the last [`Window::take`] (what a canary step saw).
+/// What this replica has answered since the last [`Window::take`] (what it adds to a canary's
+/// traffic in the store).
 #[derive(Default)]
 pub struct Window {
-    requests: AtomicU64,
-    errors: AtomicU64,
-    latencies_us: Mutex<Vec<u64>>,
+    traffic: Mutex<Traffic>,
 }
 
-/// A summary of one window.
+/// A summary of what a canary step saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowStats {
     pub requests: u64,
@@ -42,35 +41,118 @@ pub struct WindowStats {
     pub p99_ms: f64,
 }
 
-/// Latencies kept per window; past this the window keeps the first ones (enough for a p99).
-const WINDOW_SAMPLES: usize = 100_000;
+/// Latency buckets per doubling: a bucket's upper bound is at most 9 % above any latency in it.
+const BUCKETS_PER_DOUBLING: f64 = 8.0;
 
-impl Window {
-    pub fn record(&self, latency: Duration, ok: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+/// Requests counted by latency bucket, and how many failed. Buckets, not samples, so that
+/// replicas add theirs up in the store and a p99 is read from the sum; a bucket `b` holds the
+/// latencies in (2^((b-1)/8), 2^(b/8)] µs.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    pub errors: u64,
+    pub latency: BTreeMap<u32, u64>,
+}
+
+/// The store's bucket for failed requests, beside the latency buckets.
+const ERRORS_BUCKET: i64 = -1;
+
+impl Traffic {
+    pub fn record(&mut self, latency: Duration, ok: bool) {
+        let us = latency.as_micros().max(1) as f64;
+        let bucket = (us.log2() * BUCKETS_PER_DOUBLING).ceil() as u32;
+        *self.latency.entry(bucket).or_default() += 1;
         if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut l = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() < WINDOW_SAMPLES {
-            l.push(latency.as_micros() as u64);
+            self.errors += 1;
         }
     }
 
-    pub fn take(&self) -> WindowStats {
-        let mut l =
-            std::mem::take(&mut *self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
-        l.sort_unstable();
-        let p99 = if l.is_empty() {
-            0.0
-        } else {
-            l[((l.len() as f64 * 0.99).ceil() as usize).clamp(1, l.len()) - 1] as f64 / 1000.0
-        };
-        WindowStats {
-            requests: self.requests.swap(0, Ordering::Relaxed),
-            errors: self.errors.swap(0, Ordering::Relaxed),
-            p99_ms: p99,
+    pub fn requests(&self) -> u64 {
+        self.latency.values().sum()
+    }
+
+    pub fn add(&mut self, other: &Traffic) {
+        self.errors += other.errors;
+        for (bucket, n) in &other.latency {
+            *self.latency.entry(*bucket).or_default() += n;
         }
+    }
+
+    /// What was added after `before`, an earlier reading of the same sums.
+    pub fn since(&self, before: &Traffic) -> Traffic {
+        let latency = self
+            .latency
+            .iter()
+            .map(|(b, n)| (*b, n.saturating_sub(*before.latency.get(b).unwrap_or(&0))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Traffic {
+            errors: self.errors.saturating_sub(before.errors),
+            latency,
+        }
+    }
+
+    /// Requests, failures and the p99 latency, as the upper bound of its bucket (never below
+    /// the true p99).
+    pub fn stats(&self) -> WindowStats {
+        let requests = self.requests();
+        let rank = ((requests as f64 * 0.99).ceil() as u64).clamp(1, requests.max(1));
+        let mut seen = 0;
+        let mut p99_ms = 0.0;
+        for (bucket, n) in &self.latency {
+            seen += n;
+            if seen >= rank {
+                p99_ms = (f64::from(*bucket) / BUCKETS_PER_DOUBLING).exp2() / 1000.0;
+                break;
+            }
+        }
+        WindowStats {
+            requests,
+            errors: self.errors,
+            p99_ms,
+        }
+    }
+
+    /// As the store keeps it: (bucket, count), failures in bucket -1.
+    pub fn to_rows(&self) -> Vec<(i64, i64)> {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let errors = (self.errors > 0).then(|| (ERRORS_BUCKET, count(self.errors)));
+        errors
+            .into_iter()
+            .chain(self.latency.iter().map(|(b, n)| (i64::from(*b), count(*n))))
+            .collect()
+    }
+
+    pub fn from_rows(rows: &[(i64, i64)]) -> Traffic {
+        let mut traffic = Traffic::default();
+        for &(bucket, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            match u32::try_from(bucket) {
+                Ok(b) => *traffic.latency.entry(b).or_default() += n,
+                Err(_) if bucket == ERRORS_BUCKET => traffic.errors += n,
+                Err(_) => {}
+            }
+        }
+        traffic
+    }
+}
+
+impl Window {
+    pub fn record(&self, latency: Duration, ok: bool) {
+        self.lock().record(latency, ok);
+    }
+
+    /// What was answered since the last take.
+    pub fn take(&self) -> Traffic {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Puts back what a take could not hand on, to be handed on with the next.
+    pub fn put_back(&self, traffic: &Traffic) {
+        self.lock().add(traffic);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Traffic> {
+        self.traffic.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -203,5 +285,34 @@ fn zero_row(spec: &TensorSpec) -> Tensor {
         name: spec.name.clone(),
         shape,
         data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_traffic_adds_up_and_a_step_reads_what_came_since() {
+        let (mut a, mut b) = (Traffic::default(), Traffic::default());
+        for ms in 1..=99 {
+            a.record(Duration::from_millis(ms), true);
+        }
+        b.record(Duration::from_millis(500), false);
+        let mut sum = Traffic::from_rows(&a.to_rows());
+        sum.add(&Traffic::from_rows(&b.to_rows()));
+        let stats = sum.stats();
+        assert_eq!((stats.requests, stats.errors), (100, 1));
+        // The 99th of 100 latencies is 99 ms: its bucket's bound is at most 9 % above.
+        assert!((99.0..=99.0 * 1.091).contains(&stats.p99_ms), "{stats:?}");
+        let later = {
+            let mut t = sum.clone();
+            t.record(Duration::from_millis(2), false);
+            t
+        };
+        let step = later.since(&sum).stats();
+        assert_eq!((step.requests, step.errors), (1, 1));
+        assert!((2.0..=2.0 * 1.091).contains(&step.p99_ms), "{step:?}");
+        assert_eq!(Traffic::default().stats().p99_ms, 0.0);
     }
 }

@@ -4,9 +4,11 @@
 //! stream and a deployment hosted on the other; webhooks are delivered by the lease holder alone,
 //! and when it is killed the other takes over within 10 s without delivering anything twice;
 //! pipeline triggers fire once, and only a dead replica's runs are settled; a canary steps once
-//! per step and finishes on the survivor when the replica deciding it is killed; four replicas
-//! started together on an empty database all come up. Skipped without
-//! `TWINLOOP_TEST_POSTGRES_URL`.
+//! per step and finishes on the survivor when the replica deciding it is killed, and is judged
+//! on the traffic of every replica; a replica stopped gracefully gives its leases up at once;
+//! monitor events committed out of order each start one run; a pipeline run is canceled through
+//! any replica, and its concurrency policy counts every replica's runs; four replicas started
+//! together on an empty database all come up. Skipped without `TWINLOOP_TEST_POSTGRES_URL`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -461,8 +463,9 @@ steps:
   a: {run: 'true'}
 ";
 
+// Two slots: the concurrency policy counts the runs of every replica.
 const SLOW: &str = "pipeline: slow
-policy: {on_restart: fail}
+policy: {on_restart: fail, concurrency: {max: 2}}
 steps:
   a: {run: sleep 15}
 ";
@@ -712,4 +715,347 @@ async fn a_canary_steps_once_per_step_and_finishes_on_the_survivor() {
         .await
         .unwrap();
     assert_eq!(answer["model_version"], "2", "{answer}");
+}
+
+const ON_ALERT: &str = "pipeline: onalert
+triggers:
+  - monitor: {event: retrain_requested}
+policy:
+  concurrency: {max: 10, on_conflict: queue}
+steps:
+  a: {run: 'true'}
+";
+
+/// Whether a session of `db` is inside `pg_sleep` now.
+fn someone_sleeps(db: &str) -> bool {
+    let out = Command::new("psql")
+        .arg(db)
+        .args(["-At", "-c"])
+        .arg("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+        .output()
+        .expect("run psql");
+    String::from_utf8_lossy(&out.stdout).trim() != "0"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_events_committed_out_of_order_each_start_one_run() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let repo_flag = repo.to_str().unwrap().to_string();
+    let mut both = start_replicas(dir.path(), &db, 2, &["--allowed-root", &repo_flag]);
+    let (b, a) = (both.pop().unwrap(), both.pop().unwrap());
+    let client = reqwest::Client::new();
+    let c = &client;
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/pipelines", a.url),
+        json!({"spec": ON_ALERT, "repo": repo_flag, "file": "p.yaml"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let insert = "INSERT INTO monitor_events (monitor, kind, time, payload) \
+                  VALUES ('m', 'retrain_requested', 0, '{}') RETURNING id";
+    // The lower id is taken first and committed seconds after the higher one.
+    let mut late = Command::new("psql")
+        .arg(&db)
+        .args(["-q", "-c"])
+        .arg(format!("BEGIN; {insert}; SELECT pg_sleep(4); COMMIT;"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run psql");
+    let dbr = db.as_str();
+    until(
+        "the late transaction to hold its id",
+        Duration::from_secs(10),
+        move || async move { someone_sleeps(dbr).then_some(()) },
+    )
+    .await;
+    let out = Command::new("psql")
+        .arg(&db)
+        .args(["-At", "-c", insert])
+        .output()
+        .unwrap();
+    let early: i64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the early event's id");
+    let b_ref = &b;
+    until(
+        "a run for the event committed first",
+        Duration::from_secs(10),
+        move || async move { (!pipeline_runs(c, b_ref, "onalert").await.is_empty()).then_some(()) },
+    )
+    .await;
+    assert!(late.wait().unwrap().success());
+    let runs = until(
+        "a run for the event committed late",
+        Duration::from_secs(15),
+        move || async move {
+            let runs = pipeline_runs(c, b_ref, "onalert").await;
+            (runs.len() >= 2).then_some(runs)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let runs_now = pipeline_runs(c, &a, "onalert").await;
+    assert_eq!(runs_now.len(), 2, "one run per event: {runs_now:#?}");
+    let mut ids: Vec<i64> = runs
+        .iter()
+        .map(|r| r["cause"]["monitor_event_id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [early - 1, early], "{runs:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_hands_its_leases_over_at_once() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = start_two(dir.path(), &db);
+    let client = reqwest::Client::new();
+    let c = &client;
+    let model = support::serving_fixture("logreg");
+    for _ in 0..2 {
+        support::register_model(c, &a.url, "fraud", &model, "sources/fraud", None).await;
+    }
+    let (mut decider, survivor) = holder_and_other(&db, "deployments", a, b);
+    let s = &survivor;
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments", survivor.url),
+        json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments/fraud/canary", survivor.url),
+        json!({"candidate": {"model": "fraud", "version": "2"}, "steps": [50, 100], "interval_s": 1.0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pid = decider.child.id();
+    decider.stop();
+    let stopped = Instant::now();
+    for lease in ["deployments", "pipelines", "monitors"] {
+        assert_ne!(
+            lease_holder_pid(&db, lease),
+            Some(pid),
+            "{lease} is given up by a graceful stop, not left to expire"
+        );
+    }
+    let dbr = db.as_str();
+    let sid = survivor.child.id();
+    until(
+        "the survivor to hold the deployments lease",
+        Duration::from_secs(10),
+        move || async move { (lease_holder_pid(dbr, "deployments") == Some(sid)).then_some(()) },
+    )
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("the survivor decides {took:?} after the graceful stop");
+    // Its next attempt, every 2 s; the stopped holder's lease had up to 6 s left.
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    let done = until(
+        "the canary to finish on the survivor",
+        Duration::from_secs(15),
+        move || async move {
+            let d = deployment(c, s, "fraud").await?;
+            (d["state"]["canary"]["status"] != "running").then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(done["state"]["canary"]["status"], "promoted", "{done}");
+}
+
+/// Sends `n` inference requests for version `version` of deployment `fraud` through `server`,
+/// well-formed or with a row the model refuses; answers how many failed.
+async fn infer_version(
+    c: &reqwest::Client,
+    server: &TestServer,
+    version: &str,
+    n: usize,
+    good: bool,
+) -> usize {
+    let row = if good {
+        json!({"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [0.5, -1.0, 2.0, 0.1]})
+    } else {
+        json!({"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [0.5, -1.0, 2.0]})
+    };
+    let url = format!("{}/v2/models/fraud/versions/{version}/infer", server.url);
+    let mut failed = 0;
+    for _ in 0..n {
+        let r = c
+            .post(&url)
+            .json(&json!({"inputs": [row]}))
+            .send()
+            .await
+            .unwrap();
+        failed += usize::from(!r.status().is_success());
+    }
+    failed
+}
+
+/// Starts a canary of version 2 through `server` and sends it requests there (well-formed or
+/// not) until it ends; answers the canary's final state.
+async fn canary_fed_through(c: &reqwest::Client, server: &TestServer, good: bool) -> Value {
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments/fraud/canary", server.url),
+        json!({"candidate": {"model": "fraud", "version": "2"}, "steps": [50, 100], "interval_s": 2.0, "max_error_rate": 0.1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let start = Instant::now();
+    loop {
+        let failed = infer_version(c, server, "2", 5, good).await;
+        assert_eq!(failed == 0, good, "{failed} of 5 failed");
+        let d = deployment(c, server, "fraud").await.unwrap();
+        if d["state"]["canary"]["status"] != "running" {
+            return d["state"]["canary"].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the canary did not end: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_judged_on_the_traffic_of_every_replica() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = start_two(dir.path(), &db);
+    let client = reqwest::Client::new();
+    let c = &client;
+    let model = support::serving_fixture("logreg");
+    for _ in 0..2 {
+        support::register_model(c, &a.url, "fraud", &model, "sources/fraud", None).await;
+    }
+    // Every request goes through the replica that does not decide.
+    let (decider, other) = holder_and_other(&db, "deployments", a, b);
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/deployments", other.url),
+        json!({"name": "fraud", "routes": [{"model": "fraud", "version": "1"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let failing = canary_fed_through(c, &other, false).await;
+    assert_eq!(failing["status"], "rolled_back", "{failing}");
+    let step = &failing["steps"][0];
+    assert!(step["requests"].as_i64().unwrap() > 0, "{failing}");
+    assert_eq!(step["errors"], step["requests"], "{failing}");
+    assert!(
+        failing["reason"].as_str().unwrap().contains("error rate"),
+        "{failing}"
+    );
+
+    let healthy = canary_fed_through(c, &other, true).await;
+    assert_eq!(healthy["status"], "promoted", "{healthy}");
+    for step in healthy["steps"].as_array().unwrap() {
+        assert!(step["requests"].as_i64().unwrap() > 0, "{healthy}");
+        assert_eq!(step["errors"], 0, "{healthy}");
+    }
+    assert_eq!(
+        lease_holder_pid(&db, "deployments"),
+        Some(decider.child.id()),
+        "the same replica decided throughout"
+    );
+}
+
+const ONE_AT_A_TIME: &str = "pipeline: one
+policy:
+  concurrency: {max: 1, on_conflict: queue}
+steps:
+  a: {run: sleep 30}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_canceled_and_counted_through_any_replica() {
+    let Some(db) = support::postgres_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let repo_flag = repo.to_str().unwrap().to_string();
+    let mut both = start_replicas(dir.path(), &db, 2, &["--allowed-root", &repo_flag]);
+    let (b, a) = (both.pop().unwrap(), both.pop().unwrap());
+    let client = reqwest::Client::new();
+    let c = &client;
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/pipelines", a.url),
+        json!({"spec": ONE_AT_A_TIME, "repo": repo_flag, "file": "p.yaml"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let start = |server: &TestServer| {
+        let url = format!("{}/api/twinloop/v1/pipelines/one/runs", server.url);
+        async move {
+            let (status, body) = post(c, url, json!({})).await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let state_is = |server: &TestServer, id: String, wanted: &'static str| {
+        let url = server.url.clone();
+        move || {
+            let (url, id) = (url.clone(), id.clone());
+            async move {
+                let run = get(c, format!("{url}/api/twinloop/v1/runs/{id}")).await;
+                (run["state"] == wanted).then_some(run)
+            }
+        }
+    };
+    let first = start(&a).await;
+    until(
+        "the first run to start",
+        Duration::from_secs(10),
+        state_is(&b, first.clone(), "RUNNING"),
+    )
+    .await;
+    // One slot, taken on the other replica: the second run waits.
+    let second = start(&b).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = run_state(c, &a, &second).await;
+    assert_eq!(waiting["state"], "QUEUED", "{waiting}");
+
+    // Canceled through the replica that does not execute it.
+    let url = format!("{}/api/twinloop/v1/runs/{first}/cancel", b.url);
+    let (status, body) = post(c, url, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        "the first run canceled by its executor",
+        Duration::from_secs(10),
+        state_is(&a, first.clone(), "CANCELED"),
+    )
+    .await;
+    until(
+        "the second run to take the freed slot",
+        Duration::from_secs(10),
+        state_is(&a, second.clone(), "RUNNING"),
+    )
+    .await;
+    let url = format!("{}/api/twinloop/v1/runs/{second}/cancel", a.url);
+    let (status, body) = post(c, url, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        "the second run canceled by its executor",
+        Duration::from_secs(10),
+        state_is(&b, second.clone(), "CANCELED"),
+    )
+    .await;
 }

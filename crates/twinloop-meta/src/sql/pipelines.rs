@@ -309,6 +309,27 @@ impl PipelineStore for SqlStore {
         Ok(sql.execute(&self.writer).await? == 1)
     }
 
+    async fn request_pipeline_run_cancel(&self, id: &str) -> Result<bool> {
+        let mut sql = self.sql("UPDATE pipeline_runs SET cancel_requested_ms = ");
+        sql.arg(now_ms())
+            .push(" WHERE id = ")
+            .arg(id)
+            .push(" AND state IN ('QUEUED', 'RUNNING')");
+        Ok(sql.execute(&self.writer).await? == 1)
+    }
+
+    async fn pipeline_runs_to_cancel(&self, executor: &str) -> Result<Vec<String>> {
+        let mut sql = self.sql("SELECT id FROM pipeline_runs WHERE executor = ");
+        sql.arg(executor).push(
+            " AND cancel_requested_ms IS NOT NULL AND state IN ('QUEUED', 'RUNNING') ORDER BY id",
+        );
+        sql.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|row| row.text(0))
+            .collect()
+    }
+
     async fn pipeline_cursor(&self, pipeline: &str, name: &str) -> Result<Option<String>> {
         let mut sql = self.sql("SELECT value FROM pipeline_cursors WHERE pipeline = ");
         sql.arg(pipeline).push(" AND name = ").arg(name);

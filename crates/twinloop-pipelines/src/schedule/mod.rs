@@ -169,10 +169,10 @@ struct State {
     pipelines: BTreeMap<String, Entry>,
     /// Data triggers' polling state, by (pipeline, trigger index).
     watches: BTreeMap<(String, usize), data::Watch>,
-    /// Registry triggers' place in the event log, by (pipeline, cursor name): read from the
-    /// stored cursor when the lease is taken, kept here so that an event committed late is
-    /// still seen.
-    registry_cursors: BTreeMap<(String, String), EventCursor>,
+    /// Registry and monitor triggers' place in their event logs, by (pipeline, cursor name):
+    /// read from the stored cursor when the lease is taken, kept here so that an event
+    /// committed late is still seen.
+    event_cursors: BTreeMap<(String, String), EventCursor>,
     /// Stored versions that no longer parse, each reported once.
     unparsable: BTreeSet<(String, i64)>,
 }
@@ -185,6 +185,9 @@ struct Entry {
     queue: VecDeque<Queued>,
     /// Creation times of trigger-started runs of the last day (cooldown, max_runs_per_day).
     trigger_starts_ms: Vec<i64>,
+    /// Its `RUNNING` runs that other replicas execute, oldest first, as last read from the
+    /// store: the concurrency policy counts them with this replica's own.
+    elsewhere: Vec<String>,
 }
 
 struct Active {
@@ -221,17 +224,24 @@ impl Entry {
             active: Vec::new(),
             queue: VecDeque::new(),
             trigger_starts_ms: Vec::new(),
+            elsewhere: Vec::new(),
         }
+    }
+
+    /// Its active runs on every replica, oldest first on others, then this one's (those asked
+    /// to stop left out).
+    fn active(&self) -> Vec<String> {
+        let here = self.active.iter().filter(|a| !a.canceling).map(|a| &a.id);
+        let there = self
+            .elsewhere
+            .iter()
+            .filter(|id| !self.active.iter().any(|a| &a.id == *id));
+        there.chain(here).cloned().collect()
     }
 
     fn load(&self, now: i64) -> Load {
         Load {
-            active: self
-                .active
-                .iter()
-                .filter(|a| !a.canceling)
-                .map(|a| a.id.clone())
-                .collect(),
+            active: self.active(),
             queued: self.queue.len(),
             trigger_starts_ms: self
                 .trigger_starts_ms
@@ -244,7 +254,7 @@ impl Entry {
 
     fn free_slot(&self) -> bool {
         let max = usize::try_from(self.spec.policy.max_concurrent).unwrap_or(usize::MAX);
-        self.active.iter().filter(|a| !a.canceling).count() < max.max(1)
+        self.active().len() < max.max(1)
     }
 }
 
@@ -279,7 +289,7 @@ fn refuse_unsupported(pipeline: &Pipeline) -> Result<()> {
 impl Inner {
     /// One turn of the polling loop; `held` is the lease token of the last turn, and the
     /// answer is this turn's. Only the holder polls triggers and settles; a new holder first
-    /// rereads the pipelines and the registry cursors, and settles what was left.
+    /// rereads the pipelines and the event cursors, and settles what was left.
     async fn round(self: &Arc<Self>, round: u64, held: Option<i64>) -> Option<i64> {
         let token = match &self.config.lease {
             Some(lease) => lease.token(),
@@ -287,7 +297,7 @@ impl Inner {
         };
         let taken = token.is_some() && token != held;
         if taken {
-            self.state.lock().await.registry_cursors.clear();
+            self.state.lock().await.event_cursors.clear();
         }
         if taken || round.is_multiple_of(REFRESH_EVERY) {
             if let Err(e) = self.reload().await {
@@ -302,7 +312,91 @@ impl Inner {
         if token.is_some() {
             self.poll().await;
         }
+        self.act_on_requests().await;
         token
+    }
+
+    /// What other replicas ask of this one's runs: a cancel requested through any replica is
+    /// acted on here, and a queued run starts once runs on other replicas have left it a slot.
+    async fn act_on_requests(self: &Arc<Self>) {
+        let mut state = self.state.lock().await;
+        let busy = state
+            .pipelines
+            .values()
+            .any(|e| !e.active.is_empty() || !e.queue.is_empty());
+        if !busy {
+            return;
+        }
+        match self
+            .store
+            .pipeline_runs_to_cancel(self.executor.name())
+            .await
+        {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = self.cancel_here(&mut state, &id).await {
+                        tracing::warn!(run = %id, "cannot cancel the pipeline run: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the cancel requests: {e}"),
+        }
+        for entry in state.pipelines.values_mut() {
+            if !entry.queue.is_empty() {
+                self.look_elsewhere(entry).await;
+                self.drain(entry);
+            }
+        }
+    }
+
+    /// Rereads which of the pipeline's runs other replicas are running.
+    async fn look_elsewhere(&self, entry: &mut Entry) {
+        let me = self.executor.name();
+        match self
+            .store
+            .pipeline_runs(Some(&entry.version.name), Some(RUNNING), 1000)
+            .await
+        {
+            Ok(runs) => {
+                entry.elsewhere = runs
+                    .into_iter()
+                    .rev()
+                    .filter(|r| r.executor.as_deref() != Some(me))
+                    .map(|r| r.id)
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %entry.version.name, "cannot read the runs of other replicas: {e}")
+            }
+        }
+    }
+
+    /// Cancels run `id` if this replica has it: a queued one at once, a running one by asking
+    /// it to stop (it is recorded `CANCELED` when it has). Answers whether it had it.
+    async fn cancel_here(&self, state: &mut State, id: &str) -> Result<bool> {
+        for entry in state.pipelines.values_mut() {
+            if let Some(active) = entry.active.iter_mut().find(|a| a.id == id) {
+                active.canceling = true;
+                active.cancel.cancel();
+                return Ok(true);
+            }
+            if let Some(at) = entry.queue.iter().position(|q| q.run.id == id) {
+                entry.queue.remove(at);
+                self.store
+                    .update_pipeline_run(
+                        id,
+                        &RunChange {
+                            state: RunStatus::Canceled.as_str().into(),
+                            reason: Some("canceled while queued".into()),
+                            ended_ms: Some(now_ms()),
+                            ..RunChange::default()
+                        },
+                    )
+                    .await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Fails with `NotFound` unless `name` is applied (rereading the store first, in case it
@@ -495,6 +589,7 @@ impl Scheduler {
             now,
         );
         inner.store.create_pipeline_run(&run).await?;
+        inner.look_elsewhere(entry).await;
         let decision = policy::decide(&entry.spec.policy, &entry.load(now), now, true);
         let queued = Queued {
             run: run.clone(),
@@ -531,36 +626,16 @@ impl Scheduler {
     }
 
     /// Cancels a queued run at once, or asks a running one to stop (its steps' process trees
-    /// end; it is recorded `CANCELED` when it has).
+    /// end; it is recorded `CANCELED` when it has). A run another replica executes is asked
+    /// through the store: that replica acts on it within a poll.
     pub async fn cancel(&self, id: &str) -> Result<PipelineRun> {
         let inner = &self.inner;
         let mut state = inner.state.lock().await;
-        for entry in state.pipelines.values_mut() {
-            if let Some(active) = entry.active.iter_mut().find(|a| a.id == id) {
-                active.canceling = true;
-                active.cancel.cancel();
-                drop(state);
-                return self.run(id).await;
-            }
-            if let Some(at) = entry.queue.iter().position(|q| q.run.id == id) {
-                entry.queue.remove(at);
-                inner
-                    .store
-                    .update_pipeline_run(
-                        id,
-                        &RunChange {
-                            state: RunStatus::Canceled.as_str().into(),
-                            reason: Some("canceled while queued".into()),
-                            ended_ms: Some(now_ms()),
-                            ..RunChange::default()
-                        },
-                    )
-                    .await?;
-                drop(state);
-                return self.run(id).await;
-            }
-        }
+        let here = inner.cancel_here(&mut state, id).await?;
         drop(state);
+        if here || inner.store.request_pipeline_run_cancel(id).await? {
+            return self.run(id).await;
+        }
         let run = self.run(id).await?;
         Err(ScheduleError::Conflict(format!(
             "run {id} is {}: nothing to cancel",

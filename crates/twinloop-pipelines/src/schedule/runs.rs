@@ -387,6 +387,7 @@ impl Inner {
         let mut state = self.state.lock().await;
         if let Some(entry) = state.pipelines.get_mut(&run.pipeline) {
             entry.active.retain(|a| a.id != run.id);
+            self.look_elsewhere(entry).await;
             self.drain(entry);
         }
         let listeners: Vec<(String, usize)> = state
@@ -445,6 +446,7 @@ impl Inner {
         } else if policy::loop_guard(&entry.spec.policy, name, &fire.chain) {
             Decision::Suppress(Reason::LoopGuard)
         } else {
+            self.look_elsewhere(entry).await;
             policy::decide(&entry.spec.policy, &entry.load(now), now, false)
         };
         let cursor = fire.cursor.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -504,6 +506,11 @@ impl Inner {
                     active.canceling = true;
                     active.cancel.cancel();
                 }
+                // Runs other replicas execute are stopped by them, asked through the store.
+                for id in ids.iter().filter(|id| entry.elsewhere.contains(id)) {
+                    self.store.request_pipeline_run_cancel(id).await?;
+                }
+                entry.elsewhere.retain(|id| !ids.contains(id));
                 self.launch(entry, queued);
             }
             _ => self.launch(entry, queued),

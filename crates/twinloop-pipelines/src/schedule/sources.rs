@@ -246,6 +246,9 @@ impl Inner {
         Ok(())
     }
 
+    /// Reads monitor events through an [`EventCursor`], as registry events are: on PostgreSQL
+    /// an event can commit after one with a higher id. Every monitor's events are read and
+    /// filtered here, so that the only holes the cursor waits for are ids not committed yet.
     async fn poll_monitor(
         self: &Arc<Self>,
         state: &mut State,
@@ -255,18 +258,29 @@ impl Inner {
         wanted: &MonitorTrigger,
     ) -> Result<()> {
         let cursor = cursor_name(index, trigger);
-        let Some(after) = self.cursor(pipeline, &cursor).await? else {
+        let key = (pipeline.to_owned(), cursor.clone());
+        if !state.event_cursors.contains_key(&key) {
+            let Some(after) = self.cursor(pipeline, &cursor).await? else {
+                return Ok(());
+            };
+            state
+                .event_cursors
+                .insert(key.clone(), EventCursor::new(after));
+        }
+        let Some(reading) = state.event_cursors.get_mut(&key) else {
             return Ok(());
         };
-        let events = self
-            .store
-            .monitor_events(wanted.monitor.as_deref(), after, BATCH)
-            .await?;
-        let Some(newest) = events.last().map(|e| e.id) else {
+        let before = reading.floor();
+        let events = self.store.monitor_events(None, before, BATCH).await?;
+        let fresh: Vec<_> = events.into_iter().filter(|e| reading.see(e.id)).collect();
+        reading.settle(Instant::now());
+        let floor = reading.floor();
+        if fresh.is_empty() && floor == before {
             return Ok(());
-        };
-        let fires = events
+        }
+        let fires = fresh
             .into_iter()
+            .filter(|event| wanted.monitor.as_ref().is_none_or(|m| *m == event.monitor))
             .filter_map(|event| {
                 let alert: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
                 monitor_matches(wanted, &event.kind, &alert).then(|| Fire {
@@ -275,12 +289,18 @@ impl Inner {
                     kind: "monitor",
                     cause: json!({"monitor_event_id": event.id, "monitor": event.monitor, "alert": alert}),
                     chain: Vec::new(),
-                    cursor: Some((cursor.clone(), event.id.to_string())),
+                    cursor: Some((cursor.clone(), floor.to_string())),
                 })
             })
             .collect();
-        self.fire_batch(state, pipeline, &cursor, newest, fires)
-            .await
+        let fired = self
+            .fire_batch(state, pipeline, &cursor, floor, fires)
+            .await;
+        if fired.is_err() {
+            // Read again from the stored floor next time: what did not fire is read again.
+            state.event_cursors.remove(&key);
+        }
+        fired
     }
 
     /// Reads the registry's events through an [`EventCursor`]: on PostgreSQL an event can
@@ -297,15 +317,15 @@ impl Inner {
     ) -> Result<()> {
         let cursor = cursor_name(index, trigger);
         let key = (pipeline.to_owned(), cursor.clone());
-        if !state.registry_cursors.contains_key(&key) {
+        if !state.event_cursors.contains_key(&key) {
             let Some(after) = self.cursor(pipeline, &cursor).await? else {
                 return Ok(());
             };
             state
-                .registry_cursors
+                .event_cursors
                 .insert(key.clone(), EventCursor::new(after));
         }
-        let Some(reading) = state.registry_cursors.get_mut(&key) else {
+        let Some(reading) = state.event_cursors.get_mut(&key) else {
             return Ok(());
         };
         let before = reading.floor();
@@ -325,7 +345,7 @@ impl Inner {
                 Ok(found) => found,
                 Err(e) => {
                     // Read again from the stored floor next time: this event has not fired.
-                    state.registry_cursors.remove(&key);
+                    state.event_cursors.remove(&key);
                     return Err(e);
                 }
             };
@@ -351,7 +371,7 @@ impl Inner {
             .fire_batch(state, pipeline, &cursor, floor, fires)
             .await;
         if fired.is_err() {
-            state.registry_cursors.remove(&key);
+            state.event_cursors.remove(&key);
         }
         fired
     }

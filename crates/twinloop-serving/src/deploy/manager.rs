@@ -23,7 +23,7 @@ use super::state::{
     CanaryState, CanaryStatus, DeploymentState, DeploymentStatus, MovedAlias, ServingRoute,
 };
 use crate::engine::{Endpoint, Engine, ServeError};
-use crate::served::ServedModel;
+use crate::served::{ServedModel, Traffic};
 use crate::source::{ModelRegistry, ModelUri};
 use crate::spec::{CanarySpec, DeploymentSpec, RouteSpec};
 
@@ -109,6 +109,9 @@ impl DeploymentManager {
                 tokio::time::sleep(CONTROL_EVERY).await;
                 let Some(me) = me.upgrade() else { return };
                 let mut states = me.states.lock().await;
+                if tick.is_multiple_of(SYNC_EVERY) {
+                    me.flush_canaries(&states).await;
+                }
                 // Before `restore` has loaded what is stored, there is nothing to compare.
                 if shared && tick.is_multiple_of(SYNC_EVERY) && me.engine.is_ready() {
                     me.sync(&mut states).await;
@@ -118,6 +121,59 @@ impl DeploymentManager {
                 }
             }
         });
+    }
+
+    /// Stops deciding and gives the `deployments` lease up, so that another replica takes the
+    /// decisions over at once instead of after the lease's expiry: for a graceful stop.
+    pub async fn release(&self) {
+        if let Some(lease) = self.lease.get() {
+            // Held across the release, so that no step is half taken when the lease goes.
+            let _states = self.states.lock().await;
+            lease.release().await;
+        }
+    }
+
+    /// Adds what each running canary's candidate answered here since the last time to its
+    /// traffic in the store, where the replica that decides reads every replica's.
+    async fn flush_canaries(&self, states: &HashMap<String, DeploymentState>) {
+        for (name, state) in states {
+            if state.running_canary().is_some() {
+                self.flush_candidate(name).await;
+            }
+        }
+    }
+
+    /// Hands this replica's traffic of the candidate (the last route) of `name` to the store,
+    /// and answers the candidate.
+    async fn flush_candidate(&self, name: &str) -> Option<Arc<ServedModel>> {
+        let candidate = self.engine.get(name)?.routes.last().cloned()?;
+        let traffic = candidate.window.take();
+        if traffic == Traffic::default() {
+            return Some(candidate);
+        }
+        let (model, version) = (&candidate.name, &candidate.version);
+        let added = self
+            .store
+            .add_canary_traffic(name, model, version, &traffic.to_rows())
+            .await;
+        if let Err(e) = added {
+            tracing::warn!(deployment = %name, error = %e.message, "cannot store the canary's traffic");
+            candidate.window.put_back(&traffic);
+        }
+        Some(candidate)
+    }
+
+    /// The candidate's traffic in `name` summed over every replica, this one's included.
+    async fn candidate_traffic(&self, name: &str) -> Option<Traffic> {
+        let candidate = self.flush_candidate(name).await?;
+        let (model, version) = (&candidate.name, &candidate.version);
+        match self.store.canary_traffic(name, model, version).await {
+            Ok(rows) => Some(Traffic::from_rows(&rows)),
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e.message, "cannot read the canary's traffic");
+                None
+            }
+        }
     }
 
     /// Serves what the store says: deployments created elsewhere are loaded, changed ones
@@ -203,14 +259,12 @@ impl DeploymentManager {
             if !self.decides() {
                 return;
             }
-            let Some(candidate) = self
-                .engine
-                .get(&name)
-                .and_then(|e| e.routes.last().cloned())
-            else {
+            // Judged on every replica's traffic; unreadable now, it is tried again next time.
+            let Some(traffic) = self.candidate_traffic(&name).await else {
                 continue;
             };
-            let step = judge(&canary.spec, canary.percent, &candidate.window.take());
+            let seen = traffic.since(&canary.traffic_before);
+            let step = judge(&canary.spec, canary.percent, &seen.stats());
             tracing::info!(deployment = %name, percent = step.percent, requests = step.requests, errors = step.errors, p99_ms = ?step.p99_ms, passed = step.passed, "canary step");
             let failed = step.reason.clone();
             if let Some(state) = states.get_mut(&name) {
@@ -235,7 +289,7 @@ impl DeploymentManager {
                 }
                 (None, Some(percent)) => {
                     if let Some(state) = states.get_mut(&name) {
-                        state.canary_moved(percent, now_ms());
+                        state.canary_moved(percent, now_ms(), traffic);
                     }
                     let spec = at_step(baseline, &canary.spec.candidate, percent);
                     let note = format!("canary {}: {percent}%", canary.spec.candidate.uri());
@@ -248,14 +302,6 @@ impl DeploymentManager {
                             Some(e.to_string()),
                         )
                         .await;
-                        continue;
-                    }
-                    if let Some(moved) = self
-                        .engine
-                        .get(&name)
-                        .and_then(|e| e.routes.last().cloned())
-                    {
-                        moved.window.take();
                     }
                 }
             }
@@ -504,6 +550,11 @@ impl DeploymentManager {
                 "deployment {name:?} already has a canary running (hint: promote or rollback it first)"
             )));
         }
+        // A new canary's traffic starts from nothing, whatever an earlier one left.
+        self.store
+            .clear_canary_traffic(name)
+            .await
+            .map_err(ServeError::Internal)?;
         let baseline = current.spec.clone();
         let first = canary.steps[0];
         let spec = at_step(&baseline, &canary.candidate, first);
@@ -784,6 +835,9 @@ impl DeploymentManager {
             .delete_deployment(name)
             .await
             .map_err(ServeError::Internal)?;
+        if let Err(e) = self.store.clear_canary_traffic(name).await {
+            tracing::warn!(deployment = %name, error = %e.message, "cannot forget the canary's traffic");
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::served::Traffic;
 use crate::spec::{CanarySpec, DeploymentSpec};
 
 /// A route as it resolved: the version actually answering.
@@ -78,6 +79,10 @@ pub struct CanaryState {
     /// once its interval has passed, whichever replica began it.
     #[serde(default)]
     pub step_started_ms: i64,
+    /// The candidate's traffic summed over every replica when the current step began: the step
+    /// is judged on what was added since.
+    #[serde(default)]
+    pub traffic_before: Traffic,
 }
 
 /// A registry alias a promotion pointed at its candidate.
@@ -167,11 +172,13 @@ impl DeploymentState {
             steps: Vec::new(),
             moved_alias: None,
             step_started_ms: now_ms,
+            traffic_before: Traffic::default(),
         });
     }
 
-    /// The running canary moved its candidate to `percent` of traffic, at `now_ms`.
-    pub fn canary_moved(&mut self, percent: u32, now_ms: i64) {
+    /// The running canary moved its candidate to `percent` of traffic, at `now_ms`, when the
+    /// candidate's traffic summed to `traffic`.
+    pub fn canary_moved(&mut self, percent: u32, now_ms: i64, traffic: Traffic) {
         if let Some(c) = self
             .canary
             .as_mut()
@@ -179,6 +186,7 @@ impl DeploymentState {
         {
             c.percent = percent;
             c.step_started_ms = now_ms;
+            c.traffic_before = traffic;
         }
     }
 
@@ -297,7 +305,7 @@ mod tests {
     fn a_rollback_after_a_promotion_says_rolled_back() {
         let mut s = canarying();
         s.canary_judged(step(10, true));
-        s.canary_moved(100, 1);
+        s.canary_moved(100, 1, Traffic::default());
         s.canary_judged(step(100, true));
         s.finish_canary(CanaryStatus::Promoted, None);
         let c = s.canary.as_ref().unwrap();
@@ -335,7 +343,7 @@ mod tests {
     fn only_a_running_canary_moves_and_records_steps() {
         let mut s = canarying();
         s.finish_canary(CanaryStatus::Promoted, Some("promoted by hand".into()));
-        s.canary_moved(50, 1);
+        s.canary_moved(50, 1, Traffic::default());
         s.canary_judged(step(50, true));
         let c = s.canary.as_ref().unwrap();
         assert_eq!((c.percent, c.steps.len()), (100, 0));
