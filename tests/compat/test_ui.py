@@ -549,3 +549,110 @@ def test_model_version_page_sets_an_alias(ui_server, page_for, gallery):
     shot(page, gallery, "version", "Model version: source run, aliases, signature")
     page.click("#source-run")
     sync_api.expect(page.locator("#overview")).to_be_visible()
+
+
+def test_alias_deletion_and_the_registry_timeline(ui_server, page_for, gallery):
+    """Deleting an alias goes through a confirmation and works with JavaScript off; the model's
+    page lists its registry events newest first, hostile values as text, paged by id."""
+    name = unique("ui-timeline")
+    client = mlflow.MlflowClient()
+    client.create_registered_model(name)
+    versions = [client.create_model_version(name, f"mlflow-artifacts:/t/{i}").version for i in range(2)]
+    client.set_registered_model_alias(name, "champion", versions[0])
+    client.set_registered_model_alias(name, "champion", versions[1])
+    client.set_registered_model_alias(name, "challenger", versions[0])
+    client.set_model_version_tag(name, versions[0], "note", "<script>document.title='pwned'</script>")
+    client.transition_model_version_stage(name, versions[1], "Staging")
+
+    page = page_for(javascript=False)
+    quoted = urllib.parse.quote(name)
+    page.goto(f"{ui_server}/models/{quoted}/versions/{versions[1]}")
+    page.click("#version-aliases a.remove-alias[aria-label='Delete alias @champion']")
+    sync_api.expect(page.locator("#alias-change")).to_contain_text(f"It names version {versions[1]} now")
+    page.click("#alias-confirm button")
+    page.wait_for_url(f"**/models/{quoted}/versions/{versions[1]}")
+    sync_api.expect(page.locator("#version-aliases")).not_to_contain_text("@champion")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(name, "champion")
+    assert client.get_model_version_by_alias(name, "challenger").version == versions[0]
+
+    page = page_for()
+    page.goto(f"{ui_server}/models/{quoted}")
+    kinds = page.locator("#events tbody tr").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    assert kinds == [
+        "ALIAS_DELETED",
+        "STAGE_CHANGED",
+        "VERSION_TAG_SET",
+        "ALIAS_SET",
+        "ALIAS_SET",
+        "ALIAS_SET",
+        "VERSION_CREATED",
+        "VERSION_CREATED",
+        "MODEL_CREATED",
+    ], kinds
+    first = page.locator("#events tbody tr").first
+    sync_api.expect(first).to_contain_text("@champion deleted")
+    sync_api.expect(page.locator("#events")).to_contain_text("<script>document.title='pwned'</script>")
+    sync_api.expect(page.locator("#events")).to_contain_text("stage None → Staging")
+    assert page.title() != "pwned"
+    shot(page, gallery, "model-events", "Model: registry event timeline, newest first")
+
+    # Older pages by id: more events than a page (50) than fit.
+    for i in range(55):
+        client.set_model_version_tag(name, versions[0], f"t{i}", str(i))
+    page.goto(f"{ui_server}/models/{quoted}")
+    sync_api.expect(page.locator("#events tbody tr")).to_have_count(50)
+    sync_api.expect(page.locator("#events tbody tr").first).to_contain_text("t54")
+    page.click("#events-pager a[rel=next]")
+    rows = page.locator("#events tbody tr")
+    sync_api.expect(rows).to_have_count(55 + 9 - 50)
+    sync_api.expect(rows.first).to_contain_text("t4")
+    sync_api.expect(rows.last).to_contain_text("Model created")
+    assert page.locator("#events-pager a[rel=next]").count() == 0
+
+
+def test_compare_diffs_a_text_artifact_of_two_runs(ui_server, page_for, gallery):
+    """The compare page diffs one path in two runs server-side, with JavaScript off: changed
+    lines marked and numbered, hostile text inert, a file over the cap named, not read."""
+    exp_id = mlflow.create_experiment(unique("ui-diff"))
+    ids = []
+    for i, lr in enumerate(("0.1", "0.2")):
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"cfg-{i}") as run:
+            lines = [f"line {n}" for n in range(1, 30)]
+            lines[9] = f"lr: {lr}"
+            if i == 1:
+                lines.insert(20, "<script>document.title='pwned'</script>")
+            mlflow.log_text("\n".join(lines) + "\n", "conf/train.yaml")
+            mlflow.log_text("x" * (600 * 1024 + i), "big.txt")
+        ids.append(run.info.run_id)
+    page = page_for(javascript=False)
+    page.goto(f"{ui_server}/experiments/{exp_id}/compare?runs={','.join(ids)}")
+    page.fill("#diff-form input[name=diff]", "conf/train.yaml")
+    page.click("#diff-form button")
+    page.wait_for_url(re.compile(r".*diff=conf%2Ftrain\.yaml.*"))
+    sync_api.expect(page.locator("#diff-summary")).to_contain_text("−1")
+    sync_api.expect(page.locator("#diff-summary")).to_contain_text("+2")
+    deleted = page.locator("table.diff tr.del")
+    sync_api.expect(deleted).to_have_count(1)
+    sync_api.expect(deleted.locator("td.code")).to_have_text("lr: 0.1")
+    sync_api.expect(deleted.locator("td.ln").first).to_have_text("10")
+    added = page.locator("table.diff tr.add td.code").all_inner_texts()
+    assert added == ["lr: 0.2", "<script>document.title='pwned'</script>"], added
+    assert page.title() != "pwned"
+    # Swapping the runs swaps the sides.
+    page.select_option("#diff-form select[name=da]", ids[1])
+    page.select_option("#diff-form select[name=db]", ids[0])
+    page.click("#diff-form button")
+    sync_api.expect(page.locator("table.diff tr.add td.code")).to_have_text(["lr: 0.1"])
+    page.fill("#diff-form input[name=diff]", "big.txt")
+    page.click("#diff-form button")
+    sync_api.expect(page.locator("#artifact-diff")).to_contain_text("was not read")
+    page.fill("#diff-form input[name=diff]", "nope.txt")
+    page.click("#diff-form button")
+    sync_api.expect(page.locator("#artifact-diff")).to_contain_text("has no file nope.txt")
+
+    page = page_for()
+    page.goto(f"{ui_server}/experiments/{exp_id}/compare?runs={','.join(ids)}&diff=conf/train.yaml")
+    sync_api.expect(page.locator("table.diff tr.del")).to_have_count(1)
+    page.locator("#artifact-diff").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-diff", "Compare: a text artifact diffed between two runs")

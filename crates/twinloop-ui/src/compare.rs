@@ -17,6 +17,7 @@ use twinloop_core::run_columns::{MetricSummary, RunSummaries};
 use twinloop_core::tracking::{Experiment, Run};
 
 use crate::charts::{self, ChartConfig, Line, XAxis};
+use crate::diff::{self, ArtifactDiff};
 use crate::format;
 use crate::href::{self, Href};
 use crate::layout::{Crumb, page};
@@ -92,6 +93,11 @@ pub struct CompareQuery {
     /// At most one per column.
     pub brushes: Vec<Brush>,
     pub chart: ChartConfig,
+    /// An artifact path diffed between two of the runs (`diff=`, `da=`, `db=`; the first two
+    /// runs by default).
+    pub diff_path: Option<String>,
+    pub diff_a: Option<String>,
+    pub diff_b: Option<String>,
 }
 
 impl CompareQuery {
@@ -136,6 +142,11 @@ impl CompareQuery {
                 .collect(),
             brushes,
             chart: ChartConfig::from_pairs(pairs),
+            diff_path: get("diff")
+                .map(|p| p.trim().trim_matches('/').to_string())
+                .filter(|p| !p.is_empty()),
+            diff_a: get("da").map(String::from),
+            diff_b: get("db").map(String::from),
         }
     }
 
@@ -147,7 +158,10 @@ impl CompareQuery {
             .q("sx", self.scatter_x.as_deref().unwrap_or(""))
             .q("sy", self.scatter_y.as_deref().unwrap_or(""))
             .q("box", self.box_column.as_deref().unwrap_or(""))
-            .q("by", self.box_by.as_deref().unwrap_or(""));
+            .q("by", self.box_by.as_deref().unwrap_or(""))
+            .q("diff", self.diff_path.as_deref().unwrap_or(""))
+            .q("da", self.diff_a.as_deref().unwrap_or(""))
+            .q("db", self.diff_b.as_deref().unwrap_or(""));
         for a in &self.axes {
             h = h.q("axis", a);
         }
@@ -157,6 +171,16 @@ impl CompareQuery {
             }
         }
         self.chart.add_to(h).build()
+    }
+
+    /// The two runs the artifact diff compares: those named, else the first two.
+    pub fn diff_runs(&self) -> Option<(&str, &str)> {
+        let known = |id: &&str| self.run_ids.iter().any(|x| x == id);
+        let a =
+            (self.diff_a.as_deref().filter(known)).or(self.run_ids.first().map(String::as_str))?;
+        let b = (self.diff_b.as_deref().filter(known))
+            .or_else(|| self.run_ids.iter().map(String::as_str).find(|r| *r != a))?;
+        Some((a, b))
     }
 }
 
@@ -170,6 +194,8 @@ pub struct CompareView<'a> {
     /// The runs, in the order the URL names them.
     pub runs: &'a [Run],
     pub summaries: &'a [RunSummaries],
+    /// The artifact diff `query.diff_path` asks for, when it names a path and two runs.
+    pub diff: Option<&'a ArtifactDiff>,
 }
 
 /// A cell of a column: a number, or text (a param that is not one), or nothing.
@@ -712,6 +738,9 @@ pub fn compare_page(v: &CompareView) -> Markup {
             ("sy", q.scatter_y.clone()),
             ("box", q.box_column.clone()),
             ("by", q.box_by.clone()),
+            ("diff", q.diff_path.clone()),
+            ("da", q.diff_a.clone()),
+            ("db", q.diff_b.clone()),
         ];
         for (name, value) in chosen.into_iter().chain(chart) {
             if let Some(value) = value.filter(|_| !names.contains(&name)) {
@@ -892,9 +921,39 @@ pub fn compare_page(v: &CompareView) -> Markup {
                     }
                     div.scroll { (box_plot(v.runs, &by_run, &box_column, box_by)) }
                 }
+
+                @if let Some((da, db)) = q.diff_runs() {
+                    h2 #artifact-diff-heading { "Artifact diff" }
+                    form.bar #diff-form method="get" action={ (here) "#artifact-diff-heading" } {
+                        @for (name, value) in keep_except(&["diff", "da", "db"]) {
+                            input type="hidden" name=(name) value=(value);
+                        }
+                        @for (name, text, chosen) in [("da", "From run", da), ("db", "To run", db)] {
+                            label {
+                                (text)
+                                select name=(name) {
+                                    @for r in v.runs { option value=(r.info.run_id) selected[r.info.run_id == chosen] { (run_label(r)) } }
+                                }
+                            }
+                        }
+                        label { "Text file (same path in both runs)" input type="text" name="diff" value=[q.diff_path.as_deref()] placeholder="config.yaml" required; }
+                        button type="submit" { "Diff" }
+                    }
+                    @if let (Some(path), Some(d)) = (q.diff_path.as_deref(), v.diff) {
+                        (diff::render(path, &label_of(v.runs, da), &label_of(v.runs, db), d))
+                    }
+                }
             }
         },
     )
+}
+
+/// A run's label by id, among the compared runs.
+fn label_of(runs: &[Run], id: &str) -> String {
+    runs.iter()
+        .find(|r| r.info.run_id == id)
+        .map_or(id, run_label)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -1121,8 +1180,64 @@ mod tests {
             query: q,
             runs,
             summaries: &s,
+            diff: None,
         })
         .into_string()
+    }
+
+    #[test]
+    fn the_artifact_diff_names_its_runs_and_keeps_the_view() {
+        let runs = [
+            with_params("a", "ra", &[("lr", "0.1")]),
+            with_params("b", "<b>rb</b>", &[("lr", "0.2")]),
+        ];
+        let q = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a,b"),
+            ("diff", "/conf/a.yaml"),
+            ("db", "a"),
+            ("da", "b"),
+            ("equal", "hide"),
+        ]));
+        assert_eq!(q.diff_runs(), Some(("b", "a")));
+        assert_eq!(q.diff_path.as_deref(), Some("conf/a.yaml"));
+        let d = crate::diff::ArtifactDiff::Lines(crate::diff::line_diff("x\n", "y\n"));
+        let s = [summaries("a", 0.5), summaries("b", 0.25)];
+        let html = compare_page(&CompareView {
+            experiment: &experiment(),
+            query: &q,
+            runs: &runs,
+            summaries: &s,
+            diff: Some(&d),
+        })
+        .into_string();
+        assert!(
+            html.contains(r#"<option value="b" selected>&lt;b&gt;rb&lt;/b&gt;</option>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"name="diff" value="conf/a.yaml""#),
+            "{html}"
+        );
+        // The diff's form carries the other settings, but not its own twice; other forms
+        // carry the diff.
+        let form = &html[html.find(r#"id="diff-form""#).unwrap()..];
+        let form = &form[..form.find("</form>").unwrap()];
+        assert!(
+            form.contains(r#"<input type="hidden" name="equal" value="hide">"#),
+            "{form}"
+        );
+        assert!(!form.contains(r#"type="hidden" name="diff""#), "{form}");
+        assert!(
+            html.contains("−1</span> lines of &lt;b&gt;rb&lt;/b&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<input type="hidden" name="diff" value="conf/a.yaml">"#),
+            "{html}"
+        );
+        // One run has nothing to diff against.
+        let one = CompareQuery::from_pairs(&pairs(&[("runs", "a"), ("diff", "x")]));
+        assert_eq!(one.diff_runs(), None);
     }
 
     #[test]

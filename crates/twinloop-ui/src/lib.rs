@@ -10,6 +10,7 @@ mod artifacts;
 pub mod assets;
 mod charts;
 mod compare;
+mod diff;
 mod experiments;
 mod format;
 mod href;
@@ -25,14 +26,15 @@ pub use artifacts::{
 };
 pub use charts::{ChartConfig, MetricView, XAxis, metric_page};
 pub use compare::{CompareQuery, CompareView, MAX_RUNS as MAX_COMPARED_RUNS, compare_page};
+pub use diff::{ArtifactDiff, DIFF_MAX_BYTES, line_diff};
 pub use experiments::{ExperimentSort, ExperimentsQuery, ExperimentsView, experiments_page};
 pub use href::encode as encode_segment;
 pub use layout::{error_page, not_found_page};
 pub use lifecycle::Lifecycle;
 pub use maud::Markup;
 pub use registry::{
-    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, Signature,
-    SignatureField, VERSIONS_SHOWN, VersionMetric, VersionView, alias_confirm_page,
+    AliasConfirmView, AliasForm, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery, ModelsView,
+    Signature, SignatureField, VERSIONS_SHOWN, VersionMetric, VersionView, alias_confirm_page,
     mlmodel_signature, model_page, models_page, version_page,
 };
 pub use run::{RunView, run_page};

@@ -1,11 +1,12 @@
 //! The model registry's pages: registered models (`/models`), one model with its versions,
 //! aliases and a metric over versions (`/models/{name}`), one version with its source run,
 //! logged model, signature, tags and aliases (`/models/{name}/versions/{v}`), and the page that
-//! confirms setting or moving an alias. Changing an alias is a POST carrying a token the server
-//! minted for exactly that change; in read-only mode no form is shown at all.
+//! confirms setting, moving or deleting an alias. Changing an alias is a POST carrying a token
+//! the server minted for exactly that change; in read-only mode no form is shown at all. A
+//! model's page also lists its registry events, newest first.
 
 use maud::{Markup, html};
-use twinloop_core::registry::{ModelVersion, RegisteredModel};
+use twinloop_core::registry::{ModelVersion, RegisteredModel, RegistryEvent, RegistryEventKind};
 use twinloop_core::tracking::LoggedModel;
 
 use crate::format;
@@ -16,6 +17,8 @@ use crate::layout::{Crumb, page};
 pub const MODELS_PAGE: i64 = 100;
 /// Versions listed on a model's page.
 pub const VERSIONS_SHOWN: i64 = 200;
+/// Registry events listed per page of a model's timeline.
+pub const EVENTS_PAGE: i64 = 50;
 
 pub(crate) fn model_href(name: &str) -> String {
     format!("/models/{}", href::encode(name))
@@ -23,6 +26,35 @@ pub(crate) fn model_href(name: &str) -> String {
 
 pub(crate) fn version_href(name: &str, version: i64) -> String {
     format!("{}/versions/{version}", model_href(name))
+}
+
+/// The confirmation page of deleting `alias` from model `name`.
+pub(crate) fn alias_delete_href(name: &str, alias: &str) -> String {
+    Href::new(format!("{}/aliases/delete", model_href(name)))
+        .q("alias", alias)
+        .build()
+}
+
+/// Alias chips, each with a link to the confirmation of its deletion unless `read_only`.
+fn removable_chips<'a>(
+    name: &str,
+    aliases: impl IntoIterator<Item = (&'a str, Option<i64>)>,
+    read_only: bool,
+) -> Markup {
+    html! {
+        @for (alias, version) in aliases {
+            span.alias-item {
+                @if let Some(v) = version {
+                    a.chip.alias href=(version_href(name, v)) { "@" (alias) " → v" (v) }
+                } @else {
+                    span.chip.alias { "@" (alias) }
+                }
+                @if !read_only {
+                    a.remove-alias href=(alias_delete_href(name, alias)) aria-label={ "Delete alias @" (alias) } title={ "Delete alias @" (alias) } { "×" }
+                }
+            }
+        }
+    }
 }
 
 /// A run link that does not need the run's experiment: the server redirects.
@@ -128,6 +160,14 @@ pub struct ModelView<'a> {
     pub metric_keys: &'a [String],
     pub metric: Option<&'a str>,
     pub metric_points: &'a [VersionMetric],
+    /// `--ui-read-only`: no link to delete an alias.
+    pub read_only: bool,
+    /// One page of the model's registry events, newest first.
+    pub events: &'a [RegistryEvent],
+    /// The id the page's events are older than (`events_before=`), if not the newest page.
+    pub events_before: Option<i64>,
+    /// Whether older events than this page's exist.
+    pub more_events: bool,
 }
 
 const CHART_W: f64 = 640.0;
@@ -199,7 +239,7 @@ pub fn model_page(v: &ModelView) -> Markup {
             h1 { (m.name) }
             @if let Some(d) = m.description.as_deref().filter(|d| !d.is_empty()) { p.description { (d) } }
             @if !m.aliases.is_empty() {
-                p #aliases { "Aliases: " (alias_chips(m.aliases.iter().map(|a| (a.alias.clone(), Some(a.version))), &m.name)) }
+                p #aliases { "Aliases: " (removable_chips(&m.name, m.aliases.iter().map(|a| (a.alias.as_str(), Some(a.version))), v.read_only)) }
             }
             @if !m.tags.is_empty() {
                 p { @for t in &m.tags { span.chip { (t.key) "=" (t.value) } } }
@@ -249,8 +289,94 @@ pub fn model_page(v: &ModelView) -> Markup {
                 }
                 @if let Some(key) = v.metric { (over_versions(key, v.metric_points)) }
             }
+            h2 #events-heading { "Events" }
+            (timeline(v, &here))
         },
     )
+}
+
+/// What one event did, in words; versions link to their page.
+fn event_text(name: &str, e: &RegistryEvent) -> Markup {
+    let v = |version: Option<i64>| {
+        html! { @if let Some(n) = version { a href=(version_href(name, n)) { "v" (n) } } }
+    };
+    let or_none = |s: &Option<String>| s.clone().unwrap_or_else(|| "None".into());
+    let alias = e.alias.as_deref().unwrap_or("");
+    let tag = e.detail.tag.as_ref();
+    html! {
+        @match e.kind {
+            RegistryEventKind::ModelCreated => { "Model created" }
+            RegistryEventKind::ModelRenamed => {
+                "Renamed from " span.mono { (or_none(&e.before)) } " to " span.mono { (or_none(&e.after)) }
+            }
+            RegistryEventKind::ModelDeleted => { "Model deleted" }
+            RegistryEventKind::VersionCreated => {
+                "Version " (v(e.version)) " created"
+                @if let Some(run) = e.detail.run_id.as_deref().filter(|r| !r.is_empty()) {
+                    " from run " a.mono href=(run_by_id_href(run)) { (run) }
+                }
+            }
+            RegistryEventKind::VersionDeleted => { "Version " (v(e.version)) " deleted" }
+            RegistryEventKind::StageChanged => {
+                (v(e.version)) " stage " (or_none(&e.before)) " → " (or_none(&e.after))
+            }
+            RegistryEventKind::AliasSet => {
+                span.chip.alias { "@" (alias) } " → " (v(e.version))
+                @if let Some(before) = e.before.as_deref().filter(|b| Some(*b) != e.after.as_deref()) {
+                    " (was v" (before) ")"
+                }
+            }
+            RegistryEventKind::AliasDeleted => {
+                span.chip.alias { "@" (alias) } " deleted (was " (v(e.version)) ")"
+            }
+            RegistryEventKind::VersionTagSet => {
+                (v(e.version)) " tag "
+                @if let Some(t) = tag { span.mono { (t.key) } " = " span.mono { (t.value) } }
+            }
+            RegistryEventKind::VersionTagDeleted => {
+                (v(e.version)) " tag "
+                @if let Some(t) = tag { span.mono { (t.key) } }
+                " deleted"
+            }
+        }
+    }
+}
+
+/// The model's events, newest first, paged by id (`events_before=`) with plain links.
+fn timeline(v: &ModelView, here: &str) -> Markup {
+    let page_link = |before: Option<i64>| {
+        let mut h = Href::new(here).q("metric", v.metric.unwrap_or(""));
+        if let Some(b) = before {
+            h = h.q("events_before", &b.to_string());
+        }
+        format!("{}#events-heading", h.build())
+    };
+    html! {
+        @if v.events.is_empty() {
+            p.muted #events-none { "No recorded events." }
+        } @else {
+            table #events {
+                thead { tr { th { "When" } th { "Who" } th { "What" } } }
+                tbody {
+                    @for e in v.events {
+                        tr data-event-id=(e.id) data-kind=(e.kind.as_str()) {
+                            td { (format::time(e.timestamp)) }
+                            td { (e.actor) }
+                            td { (event_text(&v.model.name, e)) }
+                        }
+                    }
+                }
+            }
+        }
+        div.pager #events-pager {
+            @if v.events_before.is_some() {
+                a href=(page_link(None)) { "Newest events" }
+            }
+            @if let (true, Some(last)) = (v.more_events, v.events.last()) {
+                a rel="next" href=(page_link(Some(last.id))) { "Older events" }
+            }
+        }
+    }
 }
 
 /// The alias-change form's state: whether forms show at all, and the token for a change.
@@ -408,7 +534,7 @@ pub fn version_page(v: &VersionView) -> Markup {
             h2 { "Aliases" }
             p #version-aliases {
                 @if mv.aliases.is_empty() { span.muted { "None." } }
-                @for a in &mv.aliases { span.chip.alias { "@" (a) } }
+                (removable_chips(&m.name, mv.aliases.iter().map(|a| (a.as_str(), None)), v.alias_form.read_only))
             }
             @if !v.alias_form.read_only {
                 form.bar #alias-form method="get" action=(v.alias_form.confirm_action) {
@@ -447,11 +573,18 @@ pub struct AliasConfirmView<'a> {
     /// Where the form posts, and the token that authorizes exactly this change.
     pub action: &'a str,
     pub token: &'a str,
+    /// Deleting the alias (which names `version` now) rather than pointing it at `version`.
+    pub deleting: bool,
 }
 
 /// The confirmation of an alias change: what it was and what it becomes, and one POST button.
 pub fn alias_confirm_page(v: &AliasConfirmView) -> Markup {
     let m = v.model;
+    let verb = if v.deleting {
+        "Delete alias "
+    } else {
+        "Set alias "
+    };
     page(
         "Confirm alias",
         &[
@@ -461,9 +594,10 @@ pub fn alias_confirm_page(v: &AliasConfirmView) -> Markup {
             Crumb::here("Alias"),
         ],
         html! {
-            h1 { "Set alias " span.mono { "@" (v.alias) } }
+            h1 { (verb) span.mono { "@" (v.alias) } }
             p #alias-change {
                 @match v.current {
+                    _ if v.deleting => { "Delete @" (v.alias) " of " (m.name) "? It names version " (v.version) " now." }
                     Some(c) if c == v.version => { "@" (v.alias) " already names version " (c) "." }
                     Some(c) => { "Move @" (v.alias) " of " (m.name) " from version " (c) " to version " (v.version) "?" }
                     None => { "Point the new alias @" (v.alias) " of " (m.name) " at version " (v.version) "?" }
@@ -654,6 +788,10 @@ mod tests {
             metric_keys: &keys,
             metric: Some("auc"),
             metric_points: &points,
+            read_only: false,
+            events: &[],
+            events_before: None,
+            more_events: false,
         })
         .into_string();
         assert!(html.contains(r#"<a href="/models/fraud/versions/1">v1</a>"#));
@@ -702,6 +840,11 @@ mod tests {
         assert!(html.contains(r#"<option value="champion">"#), "{html}");
         let read_only = render(true);
         assert!(!read_only.contains("alias-form") && !read_only.contains("other-aliases"));
+        assert!(
+            html.contains(r#"href="/models/fraud/aliases/delete?alias=champion" aria-label="Delete alias @champion""#),
+            "{html}"
+        );
+        assert!(!read_only.contains("remove-alias"));
     }
 
     #[test]
@@ -714,12 +857,119 @@ mod tests {
             current: Some(2),
             action: "/models/fraud/aliases",
             token: "t0k",
+            deleting: false,
         })
         .into_string();
         assert!(html.contains("from version 2 to version 3"), "{html}");
         assert!(html.contains(r#"method="post" action="/models/fraud/aliases""#));
         assert!(html.contains(r#"name="token" value="t0k""#));
         assert!(!html.contains("<script>"), "{html}");
+    }
+
+    fn event(id: i64, kind: RegistryEventKind, version: Option<i64>) -> RegistryEvent {
+        RegistryEvent {
+            id,
+            timestamp: 1_700_000_000_000,
+            actor: "<script>actor</script>".into(),
+            kind,
+            model_name: "fraud".into(),
+            version,
+            alias: None,
+            before: None,
+            after: None,
+            detail: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_timeline_says_what_each_event_did_and_pages_by_id() {
+        let m = model("fraud");
+        let mut created = event(9, RegistryEventKind::VersionCreated, Some(2));
+        created.detail.run_id = Some("run2".into());
+        let mut moved = event(8, RegistryEventKind::AliasSet, Some(2));
+        moved.alias = Some("champion\"><script>".into());
+        (moved.before, moved.after) = (Some("1".into()), Some("2".into()));
+        let mut tagged = event(7, RegistryEventKind::VersionTagSet, Some(1));
+        tagged.detail.tag = Some(Tag::new("note", "<img src=x onerror=alert(1)>"));
+        let mut staged = event(6, RegistryEventKind::StageChanged, Some(1));
+        (staged.before, staged.after) = (Some("None".into()), Some("Production".into()));
+        let deleted = RegistryEvent {
+            alias: Some("old".into()),
+            ..event(5, RegistryEventKind::AliasDeleted, Some(1))
+        };
+        let events = [created, moved, tagged, staged, deleted];
+        let render = |read_only, events_before, more_events| {
+            model_page(&ModelView {
+                model: &m,
+                versions: &[],
+                metric_keys: &[],
+                metric: None,
+                metric_points: &[],
+                read_only,
+                events: &events,
+                events_before,
+                more_events,
+            })
+            .into_string()
+        };
+        let html = render(false, None, true);
+        assert!(
+            html.contains(r#"<tr data-event-id="9" data-kind="VERSION_CREATED">"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"Version <a href="/models/fraud/versions/2">v2</a> created from run <a class="mono" href="/runs/run2">run2</a>"#), "{html}");
+        assert!(
+            html.contains("→ <a href=\"/models/fraud/versions/2\">v2</a> (was v1)"),
+            "{html}"
+        );
+        assert!(html.contains("stage None → Production"), "{html}");
+        assert!(html.contains(r#"<span class="chip alias">@old</span> deleted (was <a href="/models/fraud/versions/1">v1</a>)"#), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        // Older events are the ids below the page's last; the newest page has no link to itself.
+        assert!(html.contains(r#"<a rel="next" href="/models/fraud?events_before=5#events-heading">Older events</a>"#), "{html}");
+        assert!(!html.contains("Newest events"));
+        let last = render(false, Some(10), false);
+        assert!(
+            last.contains(r#"<a href="/models/fraud#events-heading">Newest events</a>"#),
+            "{last}"
+        );
+        assert!(!last.contains("Older events"));
+        // Each alias can be deleted, through its confirmation, unless read-only.
+        assert!(
+            html.contains(
+                r#"<a class="remove-alias" href="/models/fraud/aliases/delete?alias=champion""#
+            ),
+            "{html}"
+        );
+        assert!(!render(true, None, false).contains("remove-alias"));
+    }
+
+    #[test]
+    fn deleting_an_alias_is_confirmed_first() {
+        let m = model("fraud");
+        let html = alias_confirm_page(&AliasConfirmView {
+            model: &m,
+            version: 2,
+            alias: "champion",
+            current: Some(2),
+            action: "/models/fraud/aliases/delete",
+            token: "t0k",
+            deleting: true,
+        })
+        .into_string();
+        assert!(
+            html.contains("Delete @champion of fraud? It names version 2 now."),
+            "{html}"
+        );
+        assert!(html.contains(r#"method="post" action="/models/fraud/aliases/delete""#));
+        assert!(html.contains(r#"name="version" value="2""#));
     }
 
     #[test]

@@ -551,6 +551,44 @@ async fn charts_compare_artifacts_and_the_registry() {
         v.as_str(),
         "{by_alias}"
     );
+    // Deleting it: a confirmation naming the version it leaves, whose token only deletes.
+    let (status, _, body) = page(&c, &ui("/models/ui%20model/aliases/delete?alias=champion")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("It names version"), "{body}");
+    let delete_token = form_value(&body, "token");
+    let delete = |token: String| {
+        c.post(ui("/models/ui%20model/aliases/delete"))
+            .header("origin", server.url.as_str())
+            .form(&[
+                ("alias", "champion"),
+                ("version", v.as_str()),
+                ("token", &token),
+            ])
+            .send()
+    };
+    let (_, _, body) = page(&c, &ui(&format!("{version_url}/alias?alias=champion"))).await;
+    let set_token = form_value(&body, "token");
+    assert_eq!(delete(set_token).await.unwrap().status().as_u16(), 403);
+    let ok = delete(delete_token).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    assert_eq!(ok.headers()["location"], version_url.as_str());
+    let gone = c
+        .get(server.api("registered-models/alias?name=ui%20model&alias=champion"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 400);
+    let (status, _, body) = page(&c, &ui("/models/ui%20model/aliases/delete?alias=champion")).await;
+    assert_eq!(status, 404, "{body}");
+    // The model's timeline lists the changes, newest first.
+    let (status, _, body) = page(&c, &ui("/models/ui%20model")).await;
+    assert_eq!(status, 200, "{body}");
+    let deleted = body.find(r#"data-kind="ALIAS_DELETED""#).expect(&body);
+    let set = body.find(r#"data-kind="ALIAS_SET""#).expect(&body);
+    let created = body.find(r#"data-kind="VERSION_CREATED""#).expect(&body);
+    assert!(deleted < set && set < created, "{body}");
+    let (status, _, _) = page(&c, &ui("/models/ui%20model?events_before=x")).await;
+    assert_eq!(status, 400);
     for bad in [
         "/models/no-such-model".to_string(),
         "/models/ui%20model/versions/99".to_string(),
@@ -599,4 +637,20 @@ async fn read_only_ui_shows_no_forms_and_refuses_posts() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+    let (status, _, _) = page(
+        &c,
+        &format!("{}/models/m/aliases/delete?alias=x", server.url),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let r = c
+        .post(format!("{}/models/m/aliases/delete", server.url))
+        .form(&[("alias", "x"), ("version", "1"), ("token", "t")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (status, _, body) = page(&c, &format!("{}/models/m", server.url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("remove-alias"), "{body}");
 }

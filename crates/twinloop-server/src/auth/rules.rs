@@ -188,9 +188,10 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             "GET",
             "/models/{name}"
             | "/models/{name}/versions/{version}"
-            | "/models/{name}/versions/{version}/alias",
+            | "/models/{name}/versions/{version}/alias"
+            | "/models/{name}/aliases/delete",
         ) => Model(Read),
-        ("POST", "/models/{name}/aliases") => Model(Update),
+        ("POST", "/models/{name}/aliases" | "/models/{name}/aliases/delete") => Model(Update),
         ("GET", "/metrics") => Global(Read),
         ("GET", "/v2") => Global(Read),
         (

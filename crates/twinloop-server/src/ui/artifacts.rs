@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use twinloop_artifacts::{ArtifactPath, ArtifactStore};
-use twinloop_core::{Error, Result};
+use twinloop_core::tracking::Run;
+use twinloop_core::{Error, ErrorKind, Result};
 use twinloop_ui::{
-    ArtifactNode, ArtifactsView, PREVIEW_MAX_BYTES, Preview, PreviewKind, TABLE_PREVIEW_ROWS,
-    TEXT_PREVIEW_BYTES, TablePreview,
+    ArtifactDiff, ArtifactNode, ArtifactsView, DIFF_MAX_BYTES, PREVIEW_MAX_BYTES, Preview,
+    PreviewKind, TABLE_PREVIEW_ROWS, TEXT_PREVIEW_BYTES, TablePreview,
 };
 
 use super::Timing;
@@ -91,6 +92,49 @@ pub(super) async fn head(
         }
     }
     Ok((out, false))
+}
+
+/// The line diff of the text file at `path` in runs `a` and `b`. Each file is opened for its
+/// size first; one over [`DIFF_MAX_BYTES`] is not read.
+pub(super) async fn diff(
+    store: &ArtifactStore,
+    a: &Run,
+    b: &Run,
+    path: &str,
+) -> Result<ArtifactDiff> {
+    let rel = ArtifactPath::parse(path)?;
+    let mut texts = Vec::with_capacity(2);
+    for run in [a, b] {
+        let label = if run.info.run_name.is_empty() {
+            run.info.run_id.clone()
+        } else {
+            run.info.run_name.clone()
+        };
+        let at = ArtifactPath::in_location(&run.info.artifact_uri, &rel)?;
+        let mut file = match store.get(&at).await {
+            Ok(file) => file,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(ArtifactDiff::Missing(label)),
+            Err(e) => return Err(e),
+        };
+        if file.size > DIFF_MAX_BYTES {
+            return Ok(ArtifactDiff::TooBig(label, file.size));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = file.stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+            // The size was read before the body: a file that grew since stops here.
+            if bytes.len() as u64 > DIFF_MAX_BYTES {
+                return Ok(ArtifactDiff::TooBig(label, bytes.len() as u64));
+            }
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => texts.push(text),
+            _ => return Ok(ArtifactDiff::NotText(label)),
+        }
+    }
+    Ok(ArtifactDiff::Lines(twinloop_ui::line_diff(
+        &texts[0], &texts[1],
+    )))
 }
 
 fn formatted(batch: &RecordBatch) -> std::result::Result<TablePreview, arrow::error::ArrowError> {

@@ -45,6 +45,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/models", get(registry::models))
         .route("/models/{name}", get(registry::model))
         .route("/models/{name}/aliases", post(registry::set_alias))
+        .route(
+            "/models/{name}/aliases/delete",
+            get(registry::confirm_delete_alias).post(registry::delete_alias),
+        )
         .route("/models/{name}/versions/{version}", get(registry::version))
         .route(
             "/models/{name}/versions/{version}/alias",

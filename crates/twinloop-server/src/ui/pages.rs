@@ -532,12 +532,21 @@ async fn compare_page(
     } else {
         s.store.metric_summaries(&query.run_ids, None).await?
     };
+    let run = |id: &str| runs.iter().find(|r| r.info.run_id == id);
+    let diff = match (query.diff_path.as_deref(), query.diff_runs()) {
+        (Some(path), Some((a, b))) => match (run(a), run(b)) {
+            (Some(a), Some(b)) => Some(super::artifacts::diff(&s.artifacts, a, b, path).await?),
+            _ => None,
+        },
+        _ => None,
+    };
     t.lap("store");
     let page = twinloop_ui::compare_page(&CompareView {
         experiment: &experiment,
         query,
         runs: &runs,
         summaries: &summaries,
+        diff: diff.as_ref(),
     });
     t.lap("render");
     Ok(t.page(StatusCode::OK, page))

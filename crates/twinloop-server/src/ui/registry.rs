@@ -1,6 +1,6 @@
-//! The registry's pages, and the one change the UI makes there: setting or moving an alias.
-//! That change is a GET confirmation page minting a token for exactly (model, alias, version),
-//! then a POST carrying it. The token is keyed by a secret drawn when the process starts and
+//! The registry's pages, and the changes the UI makes there: setting, moving or deleting an
+//! alias. Each is a GET confirmation page minting a token for exactly (change, model, alias,
+//! version), then a POST carrying it. The token is keyed by a secret drawn when the process starts and
 //! expires, and a POST whose Origin is another site is refused, so another site cannot make a
 //! browser change an alias. `--ui-read-only` shows no form and refuses the POST.
 
@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use twinloop_core::{Error, ErrorKind, Result};
 use twinloop_meta::RegistryQuery;
 use twinloop_ui::{
-    AliasConfirmView, AliasForm, MODELS_PAGE, ModelView, ModelsQuery, ModelsView, VERSIONS_SHOWN,
-    VersionMetric, VersionView, encode_segment,
+    AliasConfirmView, AliasForm, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery, ModelsView,
+    VERSIONS_SHOWN, VersionMetric, VersionView, encode_segment,
 };
 
 use super::Timing;
@@ -41,8 +41,15 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn mac(name: &str, alias: &str, version: i64, expires: u64) -> String {
-    let what = (name, alias, version, expires);
+/// What a confirmation token authorizes: an alias pointed at a version, or taken off it.
+#[derive(Debug, Clone, Copy, Hash)]
+enum Op {
+    Set,
+    Delete,
+}
+
+fn mac(op: Op, name: &str, alias: &str, version: i64, expires: u64) -> String {
+    let what = (op, name, alias, version, expires);
     format!(
         "{:016x}{:016x}",
         TOKEN_KEYS.0.hash_one(what),
@@ -50,19 +57,19 @@ fn mac(name: &str, alias: &str, version: i64, expires: u64) -> String {
     )
 }
 
-fn token(name: &str, alias: &str, version: i64) -> String {
+fn token(op: Op, name: &str, alias: &str, version: i64) -> String {
     let expires = now_secs() + TOKEN_TTL_SECS;
-    format!("{expires}.{}", mac(name, alias, version, expires))
+    format!("{expires}.{}", mac(op, name, alias, version, expires))
 }
 
-fn token_ok(token: &str, name: &str, alias: &str, version: i64) -> bool {
+fn token_ok(op: Op, token: &str, name: &str, alias: &str, version: i64) -> bool {
     let Some((expires, mac_hex)) = token.split_once('.') else {
         return false;
     };
     let Ok(expires) = expires.parse::<u64>() else {
         return false;
     };
-    expires >= now_secs() && mac(name, alias, version, expires) == mac_hex
+    expires >= now_secs() && mac(op, name, alias, version, expires) == mac_hex
 }
 
 /// Whether a request comes from this site's pages: no Origin (same-origin form posts from old
@@ -135,19 +142,34 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// `/models/{name}?metric=KEY`.
+/// `/models/{name}?metric=KEY&events_before=ID`.
 pub(super) async fn model(
     State(s): S,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let mut t = Timing::start();
-    let metric = pairs(raw)
-        .into_iter()
-        .find(|(k, _)| k == "metric")
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty());
-    match model_page(&s, &name, metric, &mut t).await {
+    let pairs = pairs(raw);
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let metric = get("metric");
+    let events_before = match get("events_before").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return refused(
+                &t,
+                StatusCode::BAD_REQUEST,
+                "events_before must be an event id.",
+            );
+        }
+    };
+    match model_page(&s, &name, metric, events_before, &mut t).await {
         Ok(r) => r,
         Err(e) => t.failed(&e),
     }
@@ -157,9 +179,17 @@ async fn model_page(
     s: &AppState,
     name: &str,
     metric: Option<String>,
+    events_before: Option<i64>,
     t: &mut Timing,
 ) -> Result<Response> {
     let model = s.store.get_registered_model(name).await?;
+    // One more than a page tells whether older events exist.
+    let mut events = s
+        .store
+        .model_registry_events(name, events_before, EVENTS_PAGE + 1)
+        .await?;
+    let more_events = events.len() as i64 > EVENTS_PAGE;
+    events.truncate(EVENTS_PAGE as usize);
     let versions = s
         .store
         .search_model_versions(&RegistryQuery {
@@ -212,6 +242,10 @@ async fn model_page(
         metric_keys: &keys,
         metric: metric.as_deref(),
         metric_points: &points,
+        read_only: s.ui_read_only,
+        events: &events,
+        events_before,
+        more_events,
     });
     t.lap("render");
     Ok(t.page(StatusCode::OK, page))
@@ -322,7 +356,7 @@ pub(super) async fn confirm_alias(
         .map(|a| a.version);
     t.lap("store");
     let action = aliases_action(&name);
-    let token = token(&name, &alias, n);
+    let token = token(Op::Set, &name, &alias, n);
     let page = twinloop_ui::alias_confirm_page(&AliasConfirmView {
         model: &model,
         version: n,
@@ -330,6 +364,7 @@ pub(super) async fn confirm_alias(
         current,
         action: &action,
         token: &token,
+        deleting: false,
     });
     t.lap("render");
     t.page(StatusCode::OK, page)
@@ -366,28 +401,29 @@ pub(super) async fn set_alias(
     let Ok(version) = get("version").parse::<i64>() else {
         return refused(&t, StatusCode::BAD_REQUEST, "No version given.");
     };
-    if !token_ok(get("token"), &name, alias, version) {
-        return refused(
-            &t,
-            StatusCode::FORBIDDEN,
-            "This confirmation has expired or was not made by this server; review the change again.",
-        );
+    if !token_ok(Op::Set, get("token"), &name, alias, version) {
+        return refused(&t, StatusCode::FORBIDDEN, STALE);
     }
     let result = s
         .store
-        .set_alias(
-            &name,
-            alias,
-            &version.to_string(),
-            caller
-                .as_ref()
-                .map_or(UI_ACTOR, |c| c.user.username.as_str()),
-        )
+        .set_alias(&name, alias, &version.to_string(), actor(caller.as_ref()))
         .await;
     t.lap("store");
+    back_to_version(&t, result, &name, version)
+}
+
+const STALE: &str =
+    "This confirmation has expired or was not made by this server; review the change again.";
+
+fn actor(caller: Option<&axum::Extension<crate::auth::credentials::Caller>>) -> &str {
+    caller.map_or(UI_ACTOR, |c| c.user.username.as_str())
+}
+
+/// After a change: the version's page, or why the registry refused it.
+fn back_to_version(t: &Timing, result: Result<()>, name: &str, version: i64) -> Response {
     match result {
         Ok(()) => {
-            let to = format!("/models/{}/versions/{version}", encode_segment(&name));
+            let to = format!("/models/{}/versions/{version}", encode_segment(name));
             let mut r = (StatusCode::SEE_OTHER, "").into_response();
             if let Ok(v) = HeaderValue::from_str(&to) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -396,10 +432,123 @@ pub(super) async fn set_alias(
             r
         }
         Err(e) if e.kind == ErrorKind::InvalidArgument => {
-            refused(&t, StatusCode::BAD_REQUEST, &e.message)
+            refused(t, StatusCode::BAD_REQUEST, &e.message)
         }
         Err(e) => t.failed(&e),
     }
+}
+
+fn alias_delete_action(name: &str) -> String {
+    format!("/models/{}/aliases/delete", encode_segment(name))
+}
+
+/// `/models/{name}/aliases/delete?alias=…`: which version the alias leaves, and the POST that
+/// deletes it.
+pub(super) async fn confirm_delete_alias(
+    State(s): S,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut t = Timing::start();
+    if s.ui_read_only {
+        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+    }
+    let alias = pairs(raw)
+        .into_iter()
+        .find(|(k, _)| k == "alias")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let model = match s.store.get_registered_model(&name).await {
+        Ok(model) => model,
+        Err(e) => return t.failed(&e),
+    };
+    t.lap("store");
+    let Some(version) = model
+        .aliases
+        .iter()
+        .find(|a| a.alias == alias)
+        .map(|a| a.version)
+    else {
+        return refused(
+            &t,
+            StatusCode::NOT_FOUND,
+            &format!("Model {name} has no alias @{alias}."),
+        );
+    };
+    let action = alias_delete_action(&name);
+    let token = token(Op::Delete, &name, &alias, version);
+    let page = twinloop_ui::alias_confirm_page(&AliasConfirmView {
+        model: &model,
+        version,
+        alias: &alias,
+        current: Some(version),
+        action: &action,
+        token: &token,
+        deleting: true,
+    });
+    t.lap("render");
+    t.page(StatusCode::OK, page)
+}
+
+/// `POST /models/{name}/aliases/delete` (form: alias, version, token): deletes the alias if it
+/// still names the version the confirmation showed, then back to that version's page.
+pub(super) async fn delete_alias(
+    State(s): S,
+    Path(name): Path<String>,
+    caller: Option<axum::Extension<crate::auth::credentials::Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut t = Timing::start();
+    if s.ui_read_only {
+        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+    }
+    if !same_origin(&headers) {
+        return refused(
+            &t,
+            StatusCode::FORBIDDEN,
+            "Refused: the form came from another site.",
+        );
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let alias = get("alias");
+    let Ok(version) = get("version").parse::<i64>() else {
+        return refused(&t, StatusCode::BAD_REQUEST, "No version given.");
+    };
+    if !token_ok(Op::Delete, get("token"), &name, alias, version) {
+        return refused(&t, StatusCode::FORBIDDEN, STALE);
+    }
+    // The confirmation showed which version loses the alias; if it has moved since, deleting
+    // it would take it off a version the user never saw.
+    let now = match s.store.get_registered_model(&name).await {
+        Ok(model) => model
+            .aliases
+            .iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version),
+        Err(e) => return t.failed(&e),
+    };
+    if now.is_some_and(|v| v != version) {
+        return refused(
+            &t,
+            StatusCode::CONFLICT,
+            &format!(
+                "@{alias} has moved since this confirmation was made; review the change again."
+            ),
+        );
+    }
+    let result = s
+        .store
+        .delete_alias(&name, alias, actor(caller.as_ref()))
+        .await;
+    t.lap("store");
+    back_to_version(&t, result, &name, version)
 }
 
 /// `/runs/{id}`: a run by id alone (registry pages know no experiment), sent to its page.
@@ -429,16 +578,21 @@ mod tests {
 
     #[test]
     fn a_token_authorizes_one_change_until_it_expires() {
-        let t = token("m", "champion", 3);
-        assert!(token_ok(&t, "m", "champion", 3));
-        assert!(!token_ok(&t, "m", "champion", 2));
-        assert!(!token_ok(&t, "m", "other", 3));
-        assert!(!token_ok(&t, "n", "champion", 3));
-        assert!(!token_ok("", "m", "champion", 3));
-        let expired = format!("1.{}", mac("m", "champion", 3, 1));
-        assert!(!token_ok(&expired, "m", "champion", 3));
+        let t = token(Op::Set, "m", "champion", 3);
+        assert!(token_ok(Op::Set, &t, "m", "champion", 3));
+        assert!(!token_ok(Op::Set, &t, "m", "champion", 2));
+        assert!(!token_ok(Op::Set, &t, "m", "other", 3));
+        assert!(!token_ok(Op::Set, &t, "n", "champion", 3));
+        assert!(!token_ok(Op::Set, "", "m", "champion", 3));
+        // Confirming a move is no confirmation of a deletion, nor the other way round.
+        assert!(!token_ok(Op::Delete, &t, "m", "champion", 3));
+        let d = token(Op::Delete, "m", "champion", 3);
+        assert!(token_ok(Op::Delete, &d, "m", "champion", 3));
+        assert!(!token_ok(Op::Set, &d, "m", "champion", 3));
+        let expired = format!("1.{}", mac(Op::Set, "m", "champion", 3, 1));
+        assert!(!token_ok(Op::Set, &expired, "m", "champion", 3));
         let forged_expiry = format!("{}.{}", u64::MAX, t.split_once('.').unwrap().1);
-        assert!(!token_ok(&forged_expiry, "m", "champion", 3));
+        assert!(!token_ok(Op::Set, &forged_expiry, "m", "champion", 3));
     }
 
     #[test]
