@@ -100,7 +100,16 @@ impl IntoResponse for ApiError {
             error_code: self.code.to_string(),
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // A 503 is worth a retry (the store busy past its wait budget, or unreachable); clients
+        // other than MLflow's, which backs off by itself, learn when.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -161,6 +170,20 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no deployment \"x\""}"#
+        );
+    }
+
+    #[test]
+    fn a_503_says_when_to_retry() {
+        let response = ApiError::from(Error::unavailable("busy")).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+        let response = ApiError::of_kind(ErrorKind::Internal, "m").into_response();
+        assert!(
+            response
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .is_none()
         );
     }
 

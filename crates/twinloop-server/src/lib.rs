@@ -15,6 +15,7 @@
 
 mod artifacts;
 pub mod auth;
+mod breaker;
 pub mod browser;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
@@ -179,6 +180,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             mlflow::graphql::handle(inner.clone(), headers, body)
         }),
     );
+    // Outside GraphQL too: one GraphQL request is one request that needs the store.
+    let app = breaker::guarded(app, breaker::Breaker::for_store(state.store.clone()));
     // Outside GraphQL, so a GraphQL request is one search, not one per field it asks.
     let app = app.layer(axum::middleware::from_fn_with_state(
         state.limits.clone(),
