@@ -226,17 +226,21 @@ impl Window {
         rows: &Rows,
         decode: impl Fn(&dyn RowExt) -> Result<T>,
     ) -> Result<Page<T>> {
-        let mut items = rows.decode(decode)?;
+        Ok(self.page_of(rows.decode(decode)?))
+    }
+
+    /// The page of the window's rows, already decoded (with the one past it, if any).
+    pub fn page_of<T>(&self, mut items: Vec<T>) -> Page<T> {
         let next_page_token = if items.len() as u64 > self.limit {
             items.truncate(self.limit as usize);
             Some(encode_page_token(self.offset + self.limit))
         } else {
             None
         };
-        Ok(Page {
+        Page {
             items,
             next_page_token,
-        })
+        }
     }
 }
 
@@ -314,6 +318,24 @@ impl Sql {
         match reader {
             Reader::Any(pool) => Ok(Rows::Any(self.fetch_all(pool).await?)),
             Reader::Sqlite(native) => Ok(Rows::Sqlite(native.read(&self.text, &self.args).await?)),
+        }
+    }
+
+    /// Runs a read-only query on `reader` and decodes its rows; on SQLite they are decoded on
+    /// the reading thread, without an intermediate row.
+    pub async fn read_as<T: Send + 'static>(
+        &self,
+        reader: &Reader,
+        decode: impl Fn(&dyn RowExt) -> Result<T> + Send + 'static,
+    ) -> Result<Vec<T>> {
+        match reader {
+            Reader::Any(pool) => self
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| decode(row))
+                .collect(),
+            Reader::Sqlite(native) => native.read_as(&self.text, &self.args, decode).await,
         }
     }
 

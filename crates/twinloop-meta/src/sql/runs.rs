@@ -242,7 +242,8 @@ fn push_metric_rows(sql: &mut Sql, run_id: &str, metrics: &[Metric]) {
 
 impl SqlStore {
     /// Attaches latest metrics, params, tags, inputs and outputs to runs, a few queries per
-    /// batch of runs rather than per run.
+    /// batch of runs rather than per run. Each query's rows are decoded where they are read
+    /// (`Sql::read_as`) and then handed to their runs.
     pub(super) async fn load_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
         let mut runs: Vec<Run> = infos
             .into_iter()
@@ -259,37 +260,43 @@ impl SqlStore {
             .enumerate()
             .map(|(i, r)| (r.info.run_id.clone(), i))
             .collect();
-        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+        let ids: Vec<&str> = runs.iter().map(|r| r.info.run_id.as_str()).collect();
+        let mut metrics = Vec::new();
+        let mut params = Vec::new();
+        let mut tags = Vec::new();
+        let mut inputs = Vec::new();
+        let mut model_inputs = Vec::new();
+        let mut outputs = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
             let mut sql = self.sql(
                 "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
             );
             sql.arg_list(chunk).push(" ORDER BY key");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                run.data.metrics.push(Metric::new(
-                    row.text(1)?,
-                    decode_metric_value(row.float(2)?, row.int(3)?),
-                    row.int(4)?,
-                    row.int(5)?,
-                ));
-                Ok(())
-            })?;
-            for (table, is_param) in [("params", true), ("tags", false)] {
+            metrics.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    Ok((
+                        row.text(0)?,
+                        Metric::new(
+                            row.text(1)?,
+                            decode_metric_value(row.float(2)?, row.int(3)?),
+                            row.int(4)?,
+                            row.int(5)?,
+                        ),
+                    ))
+                })
+                .await?,
+            );
+            for (table, out) in [("params", &mut params), ("tags", &mut tags)] {
                 let mut sql = self.sql(&format!(
                     "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
                 ));
                 sql.arg_list(chunk).push(" ORDER BY key");
-                sql.read(&self.bulk_reader).await?.for_each(|row| {
-                    let run = &mut runs[index[&row.text(0)?]];
-                    let item = Tag::new(row.text(1)?, row.text(2)?);
-                    if is_param {
-                        run.data.params.push(item)
-                    } else {
-                        run.data.tags.push(item)
-                    }
-                    Ok(())
-                })?;
+                out.extend(
+                    sql.read_as(&self.bulk_reader, |row| {
+                        Ok((row.text(0)?, Tag::new(row.text(1)?, row.text(2)?)))
+                    })
+                    .await?,
+                );
             }
             let mut sql = self.sql(
                 "SELECT ri.run_uuid, ri.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
@@ -297,44 +304,83 @@ impl SqlStore {
             );
             sql.arg_list(chunk)
                 .push(" ORDER BY ri.position, d.name, d.digest");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                let tags: Vec<(String, String)> =
-                    serde_json::from_str(&row.text(1)?).unwrap_or_default();
-                run.inputs.push(DatasetInput {
-                    tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
-                    dataset: Dataset {
-                        name: row.text(2)?,
-                        digest: row.text(3)?,
-                        source_type: row.text(4)?,
-                        source: row.text(5)?,
-                        schema: row.opt_text(6)?,
-                        profile: row.opt_text(7)?,
-                    },
-                });
-                Ok(())
-            })?;
+            inputs.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    let tags: Vec<(String, String)> =
+                        serde_json::from_str(&row.text(1)?).unwrap_or_default();
+                    Ok((
+                        row.text(0)?,
+                        DatasetInput {
+                            tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
+                            dataset: Dataset {
+                                name: row.text(2)?,
+                                digest: row.text(3)?,
+                                source_type: row.text(4)?,
+                                source: row.text(5)?,
+                                schema: row.opt_text(6)?,
+                                profile: row.opt_text(7)?,
+                            },
+                        },
+                    ))
+                })
+                .await?,
+            );
             let mut sql =
                 self.sql("SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ");
             sql.arg_list(chunk).push(" ORDER BY position");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                run.model_inputs.push(ModelInput {
-                    model_id: row.text(1)?,
-                });
-                Ok(())
-            })?;
+            model_inputs.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    Ok((
+                        row.text(0)?,
+                        ModelInput {
+                            model_id: row.text(1)?,
+                        },
+                    ))
+                })
+                .await?,
+            );
             let mut sql =
                 self.sql("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
             sql.arg_list(chunk).push(" ORDER BY step, model_id");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                let run = &mut runs[index[&row.text(0)?]];
-                run.outputs.push(ModelOutput {
-                    model_id: row.text(1)?,
-                    step: row.int(2)?,
-                });
-                Ok(())
-            })?;
+            outputs.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    Ok((
+                        row.text(0)?,
+                        ModelOutput {
+                            model_id: row.text(1)?,
+                            step: row.int(2)?,
+                        },
+                    ))
+                })
+                .await?,
+            );
+        }
+        fn owner<'a>(
+            runs: &'a mut [Run],
+            index: &HashMap<String, usize>,
+            run_id: &str,
+        ) -> Result<&'a mut Run> {
+            index.get(run_id).map(|&i| &mut runs[i]).ok_or_else(|| {
+                Error::internal(format!("a row of run {run_id}, which was not asked for"))
+            })
+        }
+        for (run_id, metric) in metrics {
+            owner(&mut runs, &index, &run_id)?.data.metrics.push(metric);
+        }
+        for (run_id, param) in params {
+            owner(&mut runs, &index, &run_id)?.data.params.push(param);
+        }
+        for (run_id, tag) in tags {
+            owner(&mut runs, &index, &run_id)?.data.tags.push(tag);
+        }
+        for (run_id, input) in inputs {
+            owner(&mut runs, &index, &run_id)?.inputs.push(input);
+        }
+        for (run_id, input) in model_inputs {
+            owner(&mut runs, &index, &run_id)?.model_inputs.push(input);
+        }
+        for (run_id, output) in outputs {
+            owner(&mut runs, &index, &run_id)?.outputs.push(output);
         }
         Ok(runs)
     }
@@ -439,7 +485,7 @@ impl SqlStore {
         let Some((sql, window)) = run_search::finite_lead_query(select, q)? else {
             return Ok(None);
         };
-        let page = window.page(&sql.read(&self.bulk_reader).await?, run_info_from_row)?;
+        let page = window.page_of(sql.read_as(&self.bulk_reader, run_info_from_row).await?);
         Ok(page.next_page_token.is_some().then_some(page))
     }
 }
@@ -830,8 +876,7 @@ impl RunStore for SqlStore {
                         next_page_token: None,
                     });
                 };
-                let rows = sql.read(&self.bulk_reader).await?;
-                window.page(&rows, run_info_from_row)?
+                window.page_of(sql.read_as(&self.bulk_reader, run_info_from_row).await?)
             }
         };
         let items = self.load_runs(page.items).await?;

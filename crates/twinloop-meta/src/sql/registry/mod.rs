@@ -121,33 +121,53 @@ impl SqlStore {
         if versions.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<String> = versions.iter().map(|v| v.name.clone()).collect();
-        names.sort();
+        let mut names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
+        names.sort_unstable();
         names.dedup();
+        let mut tags = Vec::new();
+        let mut aliases = Vec::new();
+        for chunk in names.chunks(500) {
+            let mut sql =
+                self.sql("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
+            sql.arg_list(chunk).push(" ORDER BY key");
+            tags.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    Ok((
+                        row.text(0)?,
+                        row.int(1)?,
+                        Tag::new(row.text(2)?, row.text(3)?),
+                    ))
+                })
+                .await?,
+            );
+            let mut sql = self
+                .sql("SELECT name, version, alias FROM registered_model_aliases WHERE name IN ");
+            sql.arg_list(chunk).push(" ORDER BY alias");
+            aliases.extend(
+                sql.read_as(&self.bulk_reader, |row| {
+                    Ok((row.text(0)?, row.int(1)?, row.text(2)?))
+                })
+                .await?,
+            );
+        }
+        // Most searches find neither, and the index costs a copy of every version's name.
+        if tags.is_empty() && aliases.is_empty() {
+            return Ok(());
+        }
         let index: HashMap<(String, i64), usize> = versions
             .iter()
             .enumerate()
             .map(|(i, v)| ((v.name.clone(), v.version), i))
             .collect();
-        for chunk in names.chunks(500) {
-            let mut sql =
-                self.sql("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
-            sql.arg_list(chunk).push(" ORDER BY key");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                if let Some(&i) = index.get(&(row.text(0)?, row.int(1)?)) {
-                    versions[i].tags.push(Tag::new(row.text(2)?, row.text(3)?));
-                }
-                Ok(())
-            })?;
-            let mut sql = self
-                .sql("SELECT name, version, alias FROM registered_model_aliases WHERE name IN ");
-            sql.arg_list(chunk).push(" ORDER BY alias");
-            sql.read(&self.bulk_reader).await?.for_each(|row| {
-                if let Some(&i) = index.get(&(row.text(0)?, row.int(1)?)) {
-                    versions[i].aliases.push(row.text(2)?);
-                }
-                Ok(())
-            })?;
+        for (name, version, tag) in tags {
+            if let Some(&i) = index.get(&(name, version)) {
+                versions[i].tags.push(tag);
+            }
+        }
+        for (name, version, alias) in aliases {
+            if let Some(&i) = index.get(&(name, version)) {
+                versions[i].aliases.push(alias);
+            }
         }
         Ok(())
     }

@@ -364,8 +364,7 @@ impl ModelVersionStore for SqlStore {
             "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> "
         ));
         let (sql, window) = search::versions_query(select, q)?;
-        let rows = sql.read(&self.bulk_reader).await?;
-        let mut result = window.page(&rows, version_from_row)?;
+        let mut result = window.page_of(sql.read_as(&self.bulk_reader, version_from_row).await?);
         self.attach_version_details(&mut result.items).await?;
         Ok(result)
     }
