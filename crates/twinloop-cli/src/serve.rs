@@ -57,6 +57,14 @@ pub struct ServeArgs {
     /// --default-permission).
     #[arg(long, default_value = "READ", value_name = "PERMISSION")]
     default_permission: String,
+    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
+    /// sit idle, before the REST port closes it (slowloris).
+    #[arg(long, default_value_t = twinloop_server::listen::DEFAULT_HEADER_READ_TIMEOUT_SECS, value_name = "SECONDS")]
+    header_read_timeout: u64,
+    /// REST requests running at once (health and /metrics aside); more are answered 429 with
+    /// Retry-After at once, never queued.
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests: u32,
 }
 
 /// The credential checks of `--auth`.
@@ -119,21 +127,19 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         None => app,
     };
     let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+    let limits = twinloop_server::limits::Limits::shared(
+        args.max_concurrent_requests as usize,
+        twinloop_server::limits::Shape::OpenInference,
+    );
+    let app = twinloop_server::limits::bounded(app, Arc::new(limits));
+    let header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout.max(1));
     let (stop, stopped) = tokio::sync::watch::channel(());
     let http = tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        // Small replies must not wait for the peer's delayed ACK (Nagle).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let mut stopped = stopped;
-        // The peer's address keys the failed-login limit of --auth.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.changed().await;
-            })
-            .await
+        let stopping = async move {
+            let _ = stopped.changed().await;
+        };
+        twinloop_server::listen::serve(listener, app, header_read_timeout, stopping).await
     });
     let grpc_server =
         spawn_grpc(&args.host, args.grpc_port, &engine, gate, stop.subscribe()).await?;

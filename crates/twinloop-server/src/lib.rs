@@ -15,7 +15,6 @@
 
 mod artifacts;
 pub mod auth;
-mod breaker;
 pub mod browser;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
@@ -24,6 +23,7 @@ mod extract;
 #[cfg(feature = "feature-store")]
 pub mod features;
 pub mod limits;
+pub mod listen;
 mod mlflow;
 mod native;
 mod ui;
@@ -180,13 +180,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             mlflow::graphql::handle(inner.clone(), headers, body)
         }),
     );
-    // Outside GraphQL too: one GraphQL request is one request that needs the store.
-    let app = breaker::guarded(app, breaker::Breaker::for_store(state.store.clone()));
     // Outside GraphQL, so a GraphQL request is one search, not one per field it asks.
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        state.limits.clone(),
-        limits::guard,
-    ));
+    let app = limits::bounded(app, state.limits.clone());
     // Outermost: a foreign Host or origin is refused before anything else looks at the request,
     // and GraphQL's own sub-requests (which carry no Host) are not checked twice.
     app.layer(axum::middleware::from_fn_with_state(
@@ -203,66 +198,6 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     webhooks::spawn(state.store.clone(), state.outbound.clone()).await;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    // Our own accept loop rather than `axum::serve`, which sets no timer and so cannot time out
-    // a request head: without one, a client that sends half a request (or opens a connection
-    // and says nothing) holds its connection, task and file descriptor forever (slowloris).
-    // HTTP/1 only (gRPC has its own port), so the connection starts as HTTP/1 at once: the
-    // version sniffing of a dual builder would wait for a silent client's first bytes forever.
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    // The head's clock also runs while a kept-alive connection waits for its next request, so
-    // this bounds idle connections too.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.header_read_timeout);
-    let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset before accept: the
-                    // listener itself is fine, so wait a little rather than spin or stop.
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Small JSON replies must not wait for the peer's delayed ACK (Nagle).
-        let _ = tcp.set_nodelay(true);
-        // The peer's address keys the failed-login limit.
-        let service = hyper_util::service::TowerToHyperService::new(
-            tower::ServiceExt::map_request(app.clone(), move |mut req: axum::http::Request<_>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            }),
-        );
-        let connection = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .into_owned();
-        tokio::spawn(graceful.watch(connection));
-    }
-    drop(listener);
-    // Streams (server-sent events) never end by themselves: once stopping, requests in flight
-    // get DRAIN to finish, then the rest are dropped rather than holding the stop forever.
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "stopped with responses still open after {}s (event streams)",
-            DRAIN.as_secs()
-        );
-    }
-    Ok(())
+    let header_read_timeout = state.header_read_timeout;
+    listen::serve(listener, router(state), header_read_timeout, shutdown).await
 }
-
-/// How long a graceful stop waits for responses in flight.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);

@@ -6,6 +6,9 @@
 //!
 //! A request holds its permit until its answer's body has been sent, so a download that streams
 //! for a minute counts for that minute (a body already in memory frees it at once).
+//!
+//! `twinloop serve` and the feature server use the same guard with one bound shared by all
+//! their routes ([`Limits::shared`]), each answering in its own protocol's error shape.
 
 use std::sync::Arc;
 
@@ -84,6 +87,17 @@ impl Class {
     }
 }
 
+/// The body of a refusal, in the error shape of the listener's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// MLflow's `{"error_code", "message"}` (`twinloop server`).
+    Mlflow,
+    /// The Open Inference Protocol's `{"error"}` (`twinloop serve`).
+    OpenInference,
+    /// The feature server's `{"error", "code"}`.
+    Feast,
+}
+
 /// One semaphore per class.
 #[derive(Debug)]
 pub struct Limits {
@@ -91,9 +105,11 @@ pub struct Limits {
     artifacts: Arc<Semaphore>,
     infer: Arc<Semaphore>,
     other: Arc<Semaphore>,
+    shape: Shape,
 }
 
 impl Limits {
+    /// The tracking server's bounds, one per class, refused in MLflow's shape.
     pub fn new(config: LimitConfig) -> Limits {
         let bound = |n: usize| Arc::new(Semaphore::new(n.max(1)));
         Limits {
@@ -101,6 +117,21 @@ impl Limits {
             artifacts: bound(config.artifacts),
             infer: bound(config.infer),
             other: bound(config.other),
+            shape: Shape::Mlflow,
+        }
+    }
+
+    /// One bound for every route of a single-purpose listener (`twinloop serve`, the feature
+    /// server): what it serves costs alike, so a class of its own would only let a burst of one
+    /// route through past the bound.
+    pub fn shared(requests: usize, shape: Shape) -> Limits {
+        let one = Arc::new(Semaphore::new(requests.max(1)));
+        Limits {
+            search: one.clone(),
+            artifacts: one.clone(),
+            infer: one.clone(),
+            other: one,
+            shape,
         }
     }
 
@@ -114,18 +145,24 @@ impl Limits {
     }
 }
 
+/// `app` with every request through [`guard`].
+pub fn bounded(app: axum::Router, limits: Arc<Limits>) -> axum::Router {
+    app.layer(axum::middleware::from_fn_with_state(limits, guard))
+}
+
 /// The middleware: a permit of the request's class, or 429 at once.
-pub async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
     // Probes must answer even when every class is full, or an orchestrator would restart a
-    // server that is merely busy.
+    // server that is merely busy; a scrape must too, or metrics would go blank exactly while
+    // the server is overloaded.
     let path = req.uri().path();
-    if matches!(path, "/health" | "/version") || path.starts_with("/v2/health") {
+    if matches!(path, "/health" | "/version" | "/metrics") || path.starts_with("/v2/health") {
         return next.run(req).await;
     }
     let class = Class::of(path);
     let Ok(permit) = limits.semaphore(class).clone().try_acquire_owned() else {
         tracing::debug!(class = class.name(), "a request refused: its class is full");
-        return busy(class);
+        return busy(class, limits.shape);
     };
     let response = next.run(req).await;
     // A body already in memory costs nothing more to send.
@@ -141,16 +178,23 @@ pub async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
     Response::from_parts(parts, Body::from_stream(streamed))
 }
 
-/// MLflow's error shape with the code MLflow gives a resource limit; `Retry-After` tells
+/// The listener's error shape with the code MLflow gives a resource limit; `Retry-After` tells
 /// clients other than MLflow's (which backs off by itself) when to come back.
-fn busy(class: Class) -> Response {
-    let body = serde_json::json!({
-        "error_code": "RESOURCE_EXHAUSTED",
-        "message": format!(
+fn busy(class: Class, shape: Shape) -> Response {
+    let message = match class {
+        Class::Other => "Too many concurrent requests; retry shortly".to_string(),
+        _ => format!(
             "Too many concurrent {} requests; retry shortly",
             class.name()
         ),
-    });
+    };
+    let body = match shape {
+        Shape::Mlflow => {
+            serde_json::json!({"error_code": "RESOURCE_EXHAUSTED", "message": message})
+        }
+        Shape::OpenInference => serde_json::json!({"error": message}),
+        Shape::Feast => serde_json::json!({"error": message, "code": "RESOURCE_EXHAUSTED"}),
+    };
     let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -199,8 +243,44 @@ mod tests {
         assert!(limits.other.clone().try_acquire_owned().is_ok());
         drop(held);
         assert!(limits.search.clone().try_acquire_owned().is_ok());
-        let response = super::busy(Class::Search);
+        let response = super::busy(Class::Search, Shape::Mlflow);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_shared_bound_counts_every_class_once() {
+        let limits = Limits::shared(2, Shape::OpenInference);
+        let _infer = limits.infer.clone().try_acquire_owned().unwrap();
+        let _other = limits.other.clone().try_acquire_owned().unwrap();
+        for class in [Class::Search, Class::Artifacts, Class::Infer, Class::Other] {
+            assert!(limits.semaphore(class).clone().try_acquire_owned().is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn each_shape_is_its_protocols_error() {
+        for (shape, expected) in [
+            (
+                Shape::Mlflow,
+                serde_json::json!({"error_code": "RESOURCE_EXHAUSTED", "message": "Too many concurrent inference requests; retry shortly"}),
+            ),
+            (
+                Shape::OpenInference,
+                serde_json::json!({"error": "Too many concurrent inference requests; retry shortly"}),
+            ),
+            (
+                Shape::Feast,
+                serde_json::json!({"error": "Too many concurrent inference requests; retry shortly", "code": "RESOURCE_EXHAUSTED"}),
+            ),
+        ] {
+            let response = super::busy(Class::Infer, shape);
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, expected, "{shape:?}");
+        }
     }
 }

@@ -410,6 +410,10 @@ where
     }
 }
 
+/// How often the server pings an HTTP/2 connection's peer, and how long it waits for the answer.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves the gRPC service on `listener` until `shutdown` resolves; requests in flight then
 /// finish before it returns, so their answers reach the prediction log before it closes. With a
 /// `gate`, every call passes it before anything else happens.
@@ -423,7 +427,12 @@ pub async fn serve(
         .max_decoding_message_size(BODY_LIMIT)
         .max_encoding_message_size(BODY_LIMIT);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = tonic::transport::Server::builder();
+    // A peer that stops answering HTTP/2 pings (a dead client, or a slow one that never
+    // finishes its frames) is dropped after a minute instead of holding its streams forever;
+    // each connection already runs at most hyper's 200 streams at once.
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     let router = match gate {
         Some(gate) => server.add_service(Gated {
             inner: service,

@@ -84,6 +84,14 @@ enum FeaturesCommand {
         /// With --auth, a user's level where nobody granted them anything.
         #[arg(long, default_value = "READ", value_name = "PERMISSION")]
         default_permission: String,
+        /// Seconds a client may take to send a request's headers, and a kept-alive connection
+        /// may sit idle, before the server closes it (slowloris).
+        #[arg(long, default_value_t = twinloop_server::listen::DEFAULT_HEADER_READ_TIMEOUT_SECS, value_name = "SECONDS")]
+        header_read_timeout: u64,
+        /// Requests running at once (health and metrics aside); more are answered 429 with
+        /// Retry-After at once, never queued.
+        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrent_requests: u32,
     },
 }
 
@@ -159,9 +167,15 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         auth,
         backend_store_uri,
         default_permission,
+        header_read_timeout,
+        max_concurrent_requests,
     } = &args.command
     {
         let (host, port) = (host.clone(), *port);
+        let bounds = twinloop_server::features::Bounds {
+            header_read_timeout: std::time::Duration::from_secs((*header_read_timeout).max(1)),
+            max_concurrent_requests: *max_concurrent_requests as usize,
+        };
         let auth = match auth {
             true => Some(runtime.block_on(crate::auth::standalone(
                 backend_store_uri.as_deref(),
@@ -169,7 +183,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             ))?),
             false => None,
         };
-        return runtime.block_on(serve(args.repo, host, port, auth));
+        return runtime.block_on(serve(args.repo, host, port, auth, bounds));
     }
     runtime.block_on(async move {
         let mut store = FeatureStore::open(&args.repo).await.map_err(user_error)?;
@@ -465,6 +479,7 @@ async fn serve(
     host: String,
     port: u16,
     auth: Option<Arc<twinloop_server::auth::Auth>>,
+    bounds: twinloop_server::features::Bounds,
 ) -> Result<()> {
     let features = FeatureStore::open(&repo).await.map_err(user_error)?;
     let online = features.online_store().await.map_err(user_error)?;
@@ -479,7 +494,7 @@ async fn serve(
     })?;
     tracing::info!(address = %listener.local_addr()?, project = %features.repo.config.project, "feature server listening");
     let state = Arc::new(FeatureServerState { service, features });
-    twinloop_server::features::serve(listener, state, auth, shutdown_signal())
+    twinloop_server::features::serve(listener, state, auth, bounds, shutdown_signal())
         .await
         .context("feature server error")?;
     tracing::info!("feature server stopped");

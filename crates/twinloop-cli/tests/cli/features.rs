@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestServer, free_port, post_json};
 
-fn copy_example(to: &Path) -> PathBuf {
+pub(crate) fn copy_example(to: &Path) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature_repo");
     let repo = to.join("repo");
     for dir in ["", "data"] {

@@ -19,6 +19,7 @@ mod first_run;
 mod history_memory;
 mod hostile_v2;
 mod http_api;
+mod listeners;
 mod load;
 mod mlflow_webhooks;
 mod monitoring;

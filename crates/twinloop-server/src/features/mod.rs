@@ -206,17 +206,21 @@ async fn run_materialize(
     }
 }
 
+/// How the feature server treats its clients (`--header-read-timeout`,
+/// `--max-concurrent-requests`).
+pub struct Bounds {
+    pub header_read_timeout: std::time::Duration,
+    pub max_concurrent_requests: usize,
+}
+
 /// Serves the feature server on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<FeatureServerState>,
     auth: Option<Arc<crate::auth::Auth>>,
+    bounds: Bounds,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     // `--auth`: the tracking server's rules table, which has the feature server's routes; a
     // route layer, so the guard sees the matched route.
     let app = match auth {
@@ -226,8 +230,9 @@ pub async fn serve(
         )),
         None => router(state),
     };
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Outside auth, so a flood of bad credentials is bounded too.
+    let limits =
+        crate::limits::Limits::shared(bounds.max_concurrent_requests, crate::limits::Shape::Feast);
+    let app = crate::limits::bounded(app, Arc::new(limits));
+    crate::listen::serve(listener, app, bounds.header_read_timeout, shutdown).await
 }
