@@ -119,6 +119,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_requests: Option<u32>,
 
+    /// How long a request may wait for a database connection (SQLite's one writer, a
+    /// PostgreSQL connection) before it is answered 503 with Retry-After, unwritten: bounds the
+    /// queue behind the database by time when more is offered than it can write [default: 5].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_database_wait: Option<u64>,
+
     /// A directory (or remote prefix such as s3://bucket/prefix) clients may name as an
     /// experiment's artifact location, a model version's source or a monitor's reference;
     /// repeatable. The artifacts destination, the default artifact root and the SQLite
@@ -233,6 +239,16 @@ impl ServerArgs {
         }
     }
 
+    /// `--max-database-wait`, or the store's default.
+    fn open_options(&self) -> twinloop_meta::OpenOptions {
+        match self.max_database_wait {
+            Some(seconds) => twinloop_meta::OpenOptions {
+                max_wait: std::time::Duration::from_secs(seconds),
+            },
+            None => twinloop_meta::OpenOptions::default(),
+        }
+    }
+
     /// The locations clients may name: the allowed roots and schemes, the artifacts destination,
     /// the default artifact root (unless it is the proxy) and the SQLite database's directory.
     /// Local artifact roots are where runs' artifacts live; the database's directory is never
@@ -304,6 +320,7 @@ impl ServerArgs {
             max_concurrent_artifacts: None,
             max_concurrent_infer: None,
             max_concurrent_requests: None,
+            max_database_wait: None,
             #[cfg(feature = "serving")]
             grpc_port: 0,
             #[cfg(feature = "serving")]
@@ -396,7 +413,7 @@ impl Running {
         })?;
         let artifacts = ArtifactStore::open(args.artifacts_destination())
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let store = SqlStore::open(&uri, &artifact_root)
+        let store = SqlStore::open_with(&uri, &artifact_root, args.open_options())
             .await
             .map_err(|e| anyhow::anyhow!("{} (hint: check --backend-store-uri)", e.message))?;
         let store = Arc::new(store);
