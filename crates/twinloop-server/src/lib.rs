@@ -15,6 +15,7 @@
 
 mod artifacts;
 pub mod auth;
+mod breaker;
 pub mod browser;
 #[cfg(all(feature = "serving", feature = "feature-store"))]
 pub mod enrich;
@@ -180,6 +181,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             mlflow::graphql::handle(inner.clone(), headers, body)
         }),
     );
+    // Outside GraphQL too: one GraphQL request is one request that needs the store.
+    let app = breaker::guarded(app, breaker::Breaker::for_store(state.store.clone()));
     // Outside GraphQL, so a GraphQL request is one search, not one per field it asks.
     let app = limits::bounded(app, state.limits.clone());
     // Outermost: a foreign Host or origin is refused before anything else looks at the request,
