@@ -1,7 +1,8 @@
 //! D4: PostgreSQL crashes (`pg_ctl stop -m immediate`) under load and comes back a few seconds
 //! later. While it is down every request is answered, soon, and a refusal is a 5xx in MLflow's
-//! shape (the stock client retries those); once it is back the same server process writes again
-//! within seconds, and the ledger finds every acknowledged write.
+//! shape (the stock client retries those); once the server's breaker has seen the outage, reads
+//! and writes are answered 503 within a second; once it is back the same server process writes
+//! again within 5 s, and the ledger finds every acknowledged write.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,13 @@ const OUTAGE: Duration = Duration::from_secs(8);
 /// Longest a request may take while PostgreSQL is down: it must be answered, not left waiting
 /// for the database to come back.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// The issue's bound on a 503 once the breaker has seen the outage (a design bound: without the
+/// breaker each request waits for a connection up to the store's 5 s budget).
+const REFUSED_WITHIN: Duration = Duration::from_secs(1);
+
+/// The issue's bound on the first acknowledged write after PostgreSQL is back.
+const RECOVERED_WITHIN: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgresql_crash_mid_load_is_answered_with_5xx_and_the_server_recovers_by_itself() {
@@ -44,7 +52,50 @@ async fn a_postgresql_crash_mid_load_is_answered_with_5xx_and_the_server_recover
 
     pg.crash();
     let down = Instant::now();
-    tokio::time::sleep(OUTAGE).await;
+    let read_url = format!(
+        "{}/api/2.0/mlflow/experiments/get?experiment_id={experiment}",
+        server.url
+    );
+    let (http, read_url) = (&client.http, read_url.as_str());
+    let read = move || async move {
+        let began = Instant::now();
+        let status = http
+            .get(read_url)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16());
+        (status, began.elapsed())
+    };
+    // The breaker has seen the outage once a read is refused at once.
+    let opened = loop {
+        let (status, took) = read().await;
+        if status == Some(503) && took <= REFUSED_WITHIN {
+            break down.elapsed();
+        }
+        assert!(
+            down.elapsed() < OUTAGE - Duration::from_secs(2),
+            "no read was refused within {} ms while PostgreSQL was down (last: {status:?} after \
+             {} ms)",
+            REFUSED_WITHIN.as_millis(),
+            took.as_millis()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // From then on, every read and write for the rest of the outage.
+    let mut refused_after_open = Vec::new();
+    while down.elapsed() < OUTAGE {
+        let (status, took) = read().await;
+        assert_eq!(status, Some(503), "a read once the breaker was open");
+        refused_after_open.push(took);
+        let began = Instant::now();
+        let status = client.create_run(&experiment).await.status();
+        let took = began.elapsed();
+        assert_eq!(status, Some(503), "a write once the breaker was open");
+        refused_after_open.push(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    refused_after_open.sort();
     pg.resume();
     let up = Instant::now();
     let recovered = loop {
@@ -72,14 +123,38 @@ async fn a_postgresql_crash_mid_load_is_answered_with_5xx_and_the_server_recover
     let slowest = during.iter().map(|o| o.took).max().unwrap_or_default();
     let statuses: BTreeSet<_> = during.iter().map(|o| o.status).collect();
     let refused_ops: BTreeSet<_> = refused.iter().map(|o| o.op).collect();
+    let slowest_refusal = refused_after_open.last().copied().unwrap_or_default();
     eprintln!(
         "PostgreSQL down {} ms: {} requests in flight meanwhile, {} refused ({refused_ops:?}; \
-         statuses {statuses:?}), slowest answer {} ms; first write acknowledged {} ms after it \
-         was back",
+         statuses {statuses:?}), slowest answer {} ms; breaker open {} ms after the crash, then \
+         {} reads and writes refused, median {} ms, slowest {} ms; first write acknowledged {} ms \
+         after it was back",
         OUTAGE.as_millis(),
         during.len(),
         refused.len(),
         slowest.as_millis(),
+        opened.as_millis(),
+        refused_after_open.len(),
+        refused_after_open
+            .get(refused_after_open.len() / 2)
+            .copied()
+            .unwrap_or_default()
+            .as_millis(),
+        slowest_refusal.as_millis(),
+        recovered.as_millis()
+    );
+    assert!(
+        !refused_after_open.is_empty(),
+        "no request was sent while the breaker was open"
+    );
+    assert!(
+        slowest_refusal <= REFUSED_WITHIN,
+        "a request waited {} ms for its 503 once the breaker had seen the outage",
+        slowest_refusal.as_millis()
+    );
+    assert!(
+        recovered <= RECOVERED_WITHIN,
+        "the first write was acknowledged {} ms after PostgreSQL was back",
         recovered.as_millis()
     );
     assert!(
