@@ -652,57 +652,60 @@ async fn the_migration_summarises_existing_data() {
 // On SQLite concurrent batches share transactions (group commit) and take turns with the
 // store's other writes: each batch must still stand or fall alone, and neither writer may meet
 // "database is locked".
-on_every_backend!(grouped_batches_stand_or_fall_alone_beside_other_writes, |s| {
-    let exp = s.create_experiment("grouped", None, &[]).await.unwrap();
-    let run = new_run(&*s, &exp, "r", 1).await;
-    let first = [Tag::new("p", "first")];
-    s.log_batch(&run, &[], &first, &[]).await.unwrap();
-    const TASKS: i64 = 8;
-    const BATCHES: i64 = 12;
-    let refused = |n: i64| n % 3 == 0;
-    let mut handles = Vec::new();
-    for t in 0..TASKS {
-        let (s, run, exp) = (Arc::clone(&s), run.clone(), exp.clone());
-        handles.push(tokio::spawn(async move {
-            for b in 0..BATCHES {
-                let n = t * BATCHES + b;
-                let points = [m(&format!("k{n}"), n as f64, n, n)];
-                let tags = [Tag::new(format!("t{n}"), "v")];
-                if refused(n) {
-                    let changed = [Tag::new("p", format!("other{n}"))];
-                    let e = s
-                        .log_batch(&run, &points, &changed, &tags)
+on_every_backend!(
+    grouped_batches_stand_or_fall_alone_beside_other_writes,
+    |s| {
+        let exp = s.create_experiment("grouped", None, &[]).await.unwrap();
+        let run = new_run(&*s, &exp, "r", 1).await;
+        let first = [Tag::new("p", "first")];
+        s.log_batch(&run, &[], &first, &[]).await.unwrap();
+        const TASKS: i64 = 8;
+        const BATCHES: i64 = 12;
+        let refused = |n: i64| n % 3 == 0;
+        let mut handles = Vec::new();
+        for t in 0..TASKS {
+            let (s, run, exp) = (Arc::clone(&s), run.clone(), exp.clone());
+            handles.push(tokio::spawn(async move {
+                for b in 0..BATCHES {
+                    let n = t * BATCHES + b;
+                    let points = [m(&format!("k{n}"), n as f64, n, n)];
+                    let tags = [Tag::new(format!("t{n}"), "v")];
+                    if refused(n) {
+                        let changed = [Tag::new("p", format!("other{n}"))];
+                        let e = s
+                            .log_batch(&run, &points, &changed, &tags)
+                            .await
+                            .unwrap_err();
+                        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
+                        assert!(e.message.contains("Changing param values"), "{}", e.message);
+                    } else {
+                        let same = [Tag::new("p", "first")];
+                        s.log_batch(&run, &points, &same, &tags).await.unwrap();
+                    }
+                    s.set_experiment_tag(&exp, &Tag::new(format!("e{n}"), "v"))
                         .await
-                        .unwrap_err();
-                    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
-                    assert!(e.message.contains("Changing param values"), "{}", e.message);
-                } else {
-                    let same = [Tag::new("p", "first")];
-                    s.log_batch(&run, &points, &same, &tags).await.unwrap();
+                        .unwrap();
                 }
-                s.set_experiment_tag(&exp, &Tag::new(format!("e{n}"), "v"))
-                    .await
-                    .unwrap();
-            }
-        }));
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let kept: Vec<i64> = (0..TASKS * BATCHES).filter(|n| !refused(*n)).collect();
+        let mut want_metrics: Vec<String> = kept.iter().map(|n| format!("k{n}")).collect();
+        let mut want_tags: Vec<String> = kept.iter().map(|n| format!("t{n}")).collect();
+        want_metrics.sort();
+        want_tags.push("mlflow.runName".into());
+        want_tags.sort();
+        let got = s.get_run(&run).await.unwrap();
+        let metric_keys: Vec<String> = got.data.metrics.iter().map(|m| m.key.clone()).collect();
+        let tag_keys: Vec<String> = got.data.tags.iter().map(|t| t.key.clone()).collect();
+        assert_eq!(metric_keys, want_metrics);
+        assert_eq!(tag_keys, want_tags);
+        assert_eq!(got.data.params, first);
+        let counted = keys(&*s, &exp, KeyKind::Metric, "").await;
+        assert_eq!(counted.len(), kept.len());
+        let experiment = s.get_experiment(&exp).await.unwrap();
+        assert_eq!(experiment.tags.len() as i64, TASKS * BATCHES);
     }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let kept: Vec<i64> = (0..TASKS * BATCHES).filter(|n| !refused(*n)).collect();
-    let mut want_metrics: Vec<String> = kept.iter().map(|n| format!("k{n}")).collect();
-    let mut want_tags: Vec<String> = kept.iter().map(|n| format!("t{n}")).collect();
-    want_metrics.sort();
-    want_tags.push("mlflow.runName".into());
-    want_tags.sort();
-    let got = s.get_run(&run).await.unwrap();
-    let metric_keys: Vec<String> = got.data.metrics.iter().map(|m| m.key.clone()).collect();
-    let tag_keys: Vec<String> = got.data.tags.iter().map(|t| t.key.clone()).collect();
-    assert_eq!(metric_keys, want_metrics);
-    assert_eq!(tag_keys, want_tags);
-    assert_eq!(got.data.params, first);
-    let counted = keys(&*s, &exp, KeyKind::Metric, "").await;
-    assert_eq!(counted.len(), kept.len());
-    let experiment = s.get_experiment(&exp).await.unwrap();
-    assert_eq!(experiment.tags.len() as i64, TASKS * BATCHES);
-});
+);
