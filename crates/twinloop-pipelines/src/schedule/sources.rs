@@ -259,17 +259,18 @@ impl Inner {
     ) -> Result<()> {
         let cursor = cursor_name(index, trigger);
         let key = (pipeline.to_owned(), cursor.clone());
-        if !state.event_cursors.contains_key(&key) {
-            let Some(after) = self.cursor(pipeline, &cursor).await? else {
-                return Ok(());
-            };
-            state
-                .event_cursors
-                .insert(key.clone(), EventCursor::new(after));
-        }
-        let Some(reading) = state.event_cursors.get_mut(&key) else {
+        let Some(stored) = self.cursor(pipeline, &cursor).await? else {
             return Ok(());
         };
+        // Each poll stores its floor, so a stored cursor that differs was moved by someone else
+        // (an operator replaying events, a replica that held the lease meanwhile): it wins.
+        let reading = state
+            .event_cursors
+            .entry(key.clone())
+            .or_insert_with(|| EventCursor::new(stored));
+        if reading.floor() != stored {
+            *reading = EventCursor::new(stored);
+        }
         let before = reading.floor();
         let events = self.store.monitor_events(None, before, BATCH).await?;
         let fresh: Vec<_> = events.into_iter().filter(|e| reading.see(e.id)).collect();
