@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -182,17 +182,14 @@ async fn guard(State(breaker): State<Arc<Breaker>>, req: Request, next: Next) ->
     response
 }
 
-/// MLflow's shape and code for a store that cannot be reached; the stock client retries 503.
+/// MLflow's shape and code for a store that cannot be reached, written by the one MLflow error
+/// writer (which adds `Retry-After` to a 503); the stock client retries 503.
 fn refused() -> Response {
-    let body = serde_json::json!({
-        "error_code": "TEMPORARILY_UNAVAILABLE",
-        "message": "The metadata store cannot be reached right now; retry",
-    });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    crate::error::ApiError::of_kind(
+        twinloop_core::ErrorKind::Unavailable,
+        "The metadata store cannot be reached right now; retry",
+    )
+    .into_response()
 }
 
 #[cfg(test)]
@@ -298,7 +295,7 @@ mod tests {
         ] {
             let response = app.clone().oneshot(get(path)).await.unwrap();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
-            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
             let body = axum::body::to_bytes(response.into_body(), 1 << 10)
                 .await
                 .unwrap();
