@@ -190,30 +190,7 @@ impl RegistryEventLog for SqlStore {
                 _ => break,
             }
         }
-        let mut sql = self.sql(&format!(
-            "SELECT {EVENT_COLUMNS} FROM registry_events WHERE ("
-        ));
-        for (i, (n, from, until)) in names.iter().enumerate() {
-            sql.push(if i == 0 {
-                "(model_name = "
-            } else {
-                " OR (model_name = "
-            })
-            .arg(n.clone());
-            if let Some(from) = from {
-                sql.push(" AND id >= ").arg(*from);
-            }
-            if let Some(until) = until {
-                sql.push(" AND id < ").arg(*until);
-            }
-            sql.push(")");
-        }
-        sql.push(")");
-        if let Some(before) = before {
-            sql.push(" AND id < ").arg(before);
-        }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .arg(limit.clamp(1, 10_000));
+        let sql = model_events_query(self.sql(""), &names, before, limit);
         sql.fetch_all(&self.reader)
             .await?
             .iter()
@@ -224,6 +201,41 @@ impl RegistryEventLog for SqlStore {
     fn subscribe_registry_events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.feed.subscribe()
     }
+}
+
+/// The events of the names a model had (each `(name, from id, until id)`), newest first, before
+/// `before`, at most `limit`: for one name a backwards walk of `registry_events_by_model`.
+fn model_events_query(
+    mut sql: Sql,
+    names: &[(String, Option<i64>, Option<i64>)],
+    before: Option<i64>,
+    limit: i64,
+) -> Sql {
+    sql.push(&format!(
+        "SELECT {EVENT_COLUMNS} FROM registry_events WHERE ("
+    ));
+    for (i, (n, from, until)) in names.iter().enumerate() {
+        sql.push(if i == 0 {
+            "(model_name = "
+        } else {
+            " OR (model_name = "
+        })
+        .arg(n.clone());
+        if let Some(from) = from {
+            sql.push(" AND id >= ").arg(*from);
+        }
+        if let Some(until) = until {
+            sql.push(" AND id < ").arg(*until);
+        }
+        sql.push(")");
+    }
+    sql.push(")");
+    if let Some(before) = before {
+        sql.push(" AND id < ").arg(before);
+    }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .arg(limit.clamp(1, 10_000));
+    sql
 }
 
 /// How many renames back a model's history is followed.
@@ -343,5 +355,29 @@ mod tests {
         assert_eq!(encode_detail(&EventDetail::default()), None);
         assert_eq!(decode_detail(None), EventDetail::default());
         assert_eq!(decode_detail(Some("not json")), EventDetail::default());
+    }
+
+    /// A model's timeline stays one index walk however many events other models have.
+    #[tokio::test]
+    async fn a_models_events_are_read_by_index_not_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = crate::sql::StoreUri::Sqlite(dir.path().join("plan.db"));
+        let store = SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap();
+        let names = [("churn".to_string(), Some(3), None)];
+        let plan = model_events_query(store.sql(""), &names, Some(90), 50).explained();
+        let details: Vec<String> = plan
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.text(3).unwrap())
+            .collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("USING INDEX registry_events_by_model"))
+                && !details.iter().any(|d| d.contains("TEMP B-TREE")),
+            "{details:?}"
+        );
     }
 }
