@@ -85,10 +85,29 @@ impl ApiError {
     }
 }
 
+/// How loudly a failure answered with `kind` is logged, if at all. A refusal of the client's
+/// request is the client's business; a store that cannot be reached or is busy past the wait
+/// budget is expected under overload and in an outage (the breaker warns once of an outage), so
+/// each request shed that way is told at info, not as a fault of ours.
+fn log_level(kind: ErrorKind) -> Option<tracing::Level> {
+    match kind {
+        ErrorKind::Internal => Some(tracing::Level::ERROR),
+        ErrorKind::Unavailable => Some(tracing::Level::INFO),
+        ErrorKind::InvalidArgument
+        | ErrorKind::NotFound
+        | ErrorKind::AlreadyExists
+        | ErrorKind::TooLarge => None,
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        if mlflow_status(e.kind).is_server_error() {
-            tracing::error!(message = %e.message, "internal error");
+        match log_level(e.kind) {
+            Some(tracing::Level::ERROR) => tracing::error!(message = %e.message, "internal error"),
+            Some(_) => {
+                tracing::info!(message = %e.message, "request answered 503: unavailable for now")
+            }
+            None => {}
         }
         ApiError::of_kind(e.kind, e.message)
     }
@@ -185,6 +204,24 @@ mod tests {
                 .get(axum::http::header::RETRY_AFTER)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_a_fault_of_ours_is_logged_as_an_error() {
+        assert_eq!(log_level(ErrorKind::Internal), Some(tracing::Level::ERROR));
+        // Shed under overload or in an outage: expected, and answered 503 with Retry-After.
+        assert_eq!(
+            log_level(ErrorKind::Unavailable),
+            Some(tracing::Level::INFO)
+        );
+        for kind in [
+            ErrorKind::InvalidArgument,
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::TooLarge,
+        ] {
+            assert_eq!(log_level(kind), None, "{kind:?}");
+        }
     }
 
     #[test]
