@@ -57,12 +57,13 @@ pub struct ServeArgs {
     /// --default-permission).
     #[arg(long, default_value = "READ", value_name = "PERMISSION")]
     default_permission: String,
-    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
-    /// sit idle, before the REST port closes it (slowloris).
+    /// Seconds a client may take to send a request's headers, or go silent while sending its
+    /// body, and a kept-alive connection may sit idle, before the REST port closes it
+    /// (slowloris); and a gRPC connection to send HTTP/2's preface.
     #[arg(long, default_value_t = twinloop_server::listen::DEFAULT_HEADER_READ_TIMEOUT_SECS, value_name = "SECONDS")]
     header_read_timeout: u64,
-    /// REST requests running at once (health and /metrics aside); more are answered 429 with
-    /// Retry-After at once, never queued.
+    /// Requests running at once on each port (health and /metrics aside): past it REST answers
+    /// 429 with Retry-After and gRPC RESOURCE_EXHAUSTED, at once, never queued.
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_requests: u32,
 }
@@ -139,10 +140,29 @@ async fn serve(conn: &ServerConnection, args: ServeArgs) -> Result<()> {
         let stopping = async move {
             let _ = stopped.changed().await;
         };
-        twinloop_server::listen::serve(listener, app, header_read_timeout, stopping).await
+        twinloop_server::listen::serve(
+            listener,
+            app,
+            header_read_timeout,
+            twinloop_server::limits::Shape::OpenInference,
+            stopping,
+        )
+        .await
     });
-    let grpc_server =
-        spawn_grpc(&args.host, args.grpc_port, &engine, gate, stop.subscribe()).await?;
+    // The same bounds as the REST port, each port with a semaphore of its own.
+    let bounds = twinloop_v2::grpc::Bounds {
+        max_concurrent_calls: args.max_concurrent_requests as usize,
+        preface_timeout: header_read_timeout,
+    };
+    let grpc_server = spawn_grpc(
+        &args.host,
+        args.grpc_port,
+        &engine,
+        gate,
+        bounds,
+        stop.subscribe(),
+    )
+    .await?;
     let tracking = TrackingClient::new(conn.tracking_uri());
     let registry: &dyn ModelRegistry = &tracking;
     let batching = BatchingSpec {

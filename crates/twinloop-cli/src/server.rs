@@ -96,8 +96,9 @@ pub struct ServerArgs {
     )]
     cors_allowed_origins: Vec<String>,
 
-    /// Seconds a client may take to send a request's headers, and a kept-alive connection may
-    /// sit idle, before the server closes it (slowloris).
+    /// Seconds a client may take to send a request's headers, or go silent while sending its
+    /// body, and a kept-alive connection may sit idle, before the server closes it (slowloris);
+    /// also how long a --grpc-port connection may take to send HTTP/2's preface.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     header_read_timeout: u64,
 
@@ -111,7 +112,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_artifacts: Option<u32>,
 
-    /// `/v2` inference requests running at once; more are answered 429 [default: 512].
+    /// `/v2` inference requests running at once; more are answered 429 [default: 512]. The
+    /// --grpc-port has a bound of its own of this size (health calls aside), past which calls
+    /// are answered RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_infer: Option<u32>,
 
@@ -635,7 +638,13 @@ impl RunningServing {
             twinloop_serving::deploy::LEASE,
         )));
         let gate = auth.map(|a| a as Arc<dyn twinloop_v2::grpc::Gate>);
-        let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, gate, stopped).await?;
+        // The gRPC service is inference's other transport, so its port is bounded as /v2
+        // inference is, with a bound of its own.
+        let bounds = twinloop_v2::grpc::Bounds {
+            max_concurrent_calls: args.limit_config().infer,
+            preface_timeout: std::time::Duration::from_secs(args.header_read_timeout.max(1)),
+        };
+        let grpc = spawn_grpc(&args.host, args.grpc_port, &engine, gate, bounds, stopped).await?;
         let monitored = MonitoredDeployments {
             manager: deployments.clone(),
             engine: engine.clone(),
@@ -730,13 +739,14 @@ async fn online_enrichment(repo: &std::path::Path) -> Result<OnlineEnrichment> {
 
 #[cfg(feature = "serving")]
 /// Starts the Open Inference Protocol over gRPC on `port` (0: off), every call through `gate`
-/// when there is one, until `stopped` changes or its sender is dropped; the handle resolves once
-/// its requests in flight are answered.
+/// when there is one and within `bounds`, until `stopped` changes or its sender is dropped; the
+/// handle resolves once its requests in flight are answered.
 pub(crate) async fn spawn_grpc(
     host: &str,
     port: u16,
     engine: &Arc<Engine>,
     gate: Option<Arc<dyn twinloop_v2::grpc::Gate>>,
+    bounds: twinloop_v2::grpc::Bounds,
     mut stopped: tokio::sync::watch::Receiver<()>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     if port == 0 {
@@ -757,6 +767,7 @@ pub(crate) async fn spawn_grpc(
         listener,
         engine.clone(),
         gate,
+        bounds,
         shutdown,
     ))))
 }

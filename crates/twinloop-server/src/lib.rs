@@ -202,5 +202,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     webhooks::spawn(state.store.clone(), state.outbound.clone()).await;
     let header_read_timeout = state.header_read_timeout;
-    listen::serve(listener, router(state), header_read_timeout, shutdown).await
+    listen::serve(
+        listener,
+        router(state),
+        header_read_timeout,
+        limits::Shape::Mlflow,
+        shutdown,
+    )
+    .await
 }

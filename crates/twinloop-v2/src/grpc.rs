@@ -9,11 +9,16 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{Service as TowerService, http};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
 use twinloop_serving::engine::{Engine, ServeError};
 use twinloop_serving::infer::InferRequest;
@@ -411,35 +416,226 @@ where
 }
 
 /// How often the server pings an HTTP/2 connection's peer, and how long it waits for the answer.
-const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The methods a full port still answers: probes must, or an orchestrator would restart a
+/// server that is merely busy (as `/v2/health` over REST).
+const ALWAYS_ANSWERED: [&str; 3] = ["ServerLive", "ServerReady", "ModelReady"];
+
+/// How the gRPC port bounds its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Calls running at once over all of the port's connections, [`ALWAYS_ANSWERED`] aside;
+    /// one more is refused with `RESOURCE_EXHAUSTED` at once.
+    pub max_concurrent_calls: usize,
+    /// How long a new connection may take to send HTTP/2's preface.
+    pub preface_timeout: Duration,
+}
+
+/// A service whose calls take a permit of one semaphore shared by every connection: per
+/// connection bounds (tonic's) would let a client open more connections. A call that finds none
+/// is refused at once, never queued, which is what tritonclient's and gRPC's retry policies
+/// expect of a busy server.
+#[derive(Clone)]
+struct Bounded<S> {
+    inner: S,
+    calls: Arc<Semaphore>,
+}
+
+impl<S: NamedService> NamedService for Bounded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> TowerService<http::Request<Body>> for Bounded<S>
+where
+    S: TowerService<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(SERVICE))
+            .and_then(|p| p.strip_prefix('/'));
+        if method.is_some_and(|m| ALWAYS_ANSWERED.contains(&m)) {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(permit) = self.calls.clone().try_acquire_owned() else {
+            tracing::debug!("a gRPC call refused: the port's bound is full");
+            let refusal = Status::resource_exhausted("Too many concurrent requests; retry shortly");
+            return Box::pin(std::future::ready(Ok(refusal.into_http())));
+        };
+        // A unary answer is whole once its future resolves, so the permit goes with it.
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+/// HTTP/2's connection preface, which every client sends first.
+const PREFACE_LEN: usize = 24;
+
+/// An accepted connection whose preface was read to time it, handed back to the reader first.
+struct Prefaced {
+    preface: [u8; PREFACE_LEN],
+    given: usize,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Prefaced {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.given < PREFACE_LEN {
+            let n = buf.remaining().min(PREFACE_LEN - this.given);
+            buf.put_slice(&this.preface[this.given..this.given + n]);
+            this.given += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefaced {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Prefaced {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.tcp.connect_info()
+    }
+}
+
+/// The connections of `listener` that sent their first 24 bytes within `preface_timeout`, for
+/// tonic, which has no handshake timer: hyper would wait for a silent client's preface forever.
+/// Each new connection waits in a task of its own, so one slow client never holds up the
+/// accepting; the accepting stops once tonic drops the stream.
+fn prefaced(
+    listener: TcpListener,
+    preface_timeout: Duration,
+) -> ReceiverStream<Result<Prefaced, Infallible>> {
+    let (ready, incoming) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of file descriptors, or a connection reset before accept: the
+                        // listener itself is fine, so wait a little rather than spin or stop.
+                        tracing::warn!("accepting a gRPC connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = ready.closed() => break,
+            };
+            // Small answers must not wait for the peer's delayed ACK (Nagle).
+            let _ = tcp.set_nodelay(true);
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                let mut preface = [0; PREFACE_LEN];
+                // Too slow, or closed first: dropping the stream closes the connection.
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(preface_timeout, tcp.read_exact(&mut preface)).await
+                {
+                    let _ = ready
+                        .send(Ok(Prefaced {
+                            preface,
+                            given: 0,
+                            tcp,
+                        }))
+                        .await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(incoming)
+}
 
 /// Serves the gRPC service on `listener` until `shutdown` resolves; requests in flight then
 /// finish before it returns, so their answers reach the prediction log before it closes. With a
-/// `gate`, every call passes it before anything else happens.
+/// `gate`, every call passes it before anything else happens, and past `bounds`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     engine: Arc<Engine>,
     gate: Option<Arc<dyn Gate>>,
+    bounds: Bounds,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let service = GrpcInferenceServiceServer::new(Service { engine })
         .max_decoding_message_size(BODY_LIMIT)
         .max_encoding_message_size(BODY_LIMIT);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let calls = Arc::new(Semaphore::new(bounds.max_concurrent_calls.max(1)));
     // A peer that stops answering HTTP/2 pings (a dead client, or a slow one that never
-    // finishes its frames) is dropped after a minute instead of holding its streams forever;
-    // each connection already runs at most hyper's 200 streams at once.
+    // finishes its frames) is dropped after a minute instead of holding its streams forever.
     let mut server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+    // The bound outside the gate, as over REST: a flood of bad credentials is bounded too.
     let router = match gate {
-        Some(gate) => server.add_service(Gated {
-            inner: service,
-            gate,
+        Some(gate) => server.add_service(Bounded {
+            inner: Gated {
+                inner: service,
+                gate,
+            },
+            calls,
         }),
-        None => server.add_service(service),
+        None => server.add_service(Bounded {
+            inner: service,
+            calls,
+        }),
     };
+    let incoming = prefaced(listener, bounds.preface_timeout);
     if let Err(e) = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -84,8 +84,9 @@ enum FeaturesCommand {
         /// With --auth, a user's level where nobody granted them anything.
         #[arg(long, default_value = "READ", value_name = "PERMISSION")]
         default_permission: String,
-        /// Seconds a client may take to send a request's headers, and a kept-alive connection
-        /// may sit idle, before the server closes it (slowloris).
+        /// Seconds a client may take to send a request's headers, or go silent while sending
+        /// its body, and a kept-alive connection may sit idle, before the server closes it
+        /// (slowloris).
         #[arg(long, default_value_t = twinloop_server::listen::DEFAULT_HEADER_READ_TIMEOUT_SECS, value_name = "SECONDS")]
         header_read_timeout: u64,
         /// Requests running at once (health and metrics aside); more are answered 429 with

@@ -234,5 +234,12 @@ pub async fn serve(
     let limits =
         crate::limits::Limits::shared(bounds.max_concurrent_requests, crate::limits::Shape::Feast);
     let app = crate::limits::bounded(app, Arc::new(limits));
-    crate::listen::serve(listener, app, bounds.header_read_timeout, shutdown).await
+    crate::listen::serve(
+        listener,
+        app,
+        bounds.header_read_timeout,
+        crate::limits::Shape::Feast,
+        shutdown,
+    )
+    .await
 }
