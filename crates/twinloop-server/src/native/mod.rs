@@ -53,7 +53,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/lineage/graph", get(lineage::graph))
         .route("/experiments/{id}/keys", get(run_columns::keys))
         .route("/metrics/summaries", get(run_columns::summaries))
-        .route("/metrics/series", get(series::series))
+        .route(
+            "/metrics/series",
+            get(series::series).layer(crate::ui::compressed()),
+        )
         .route("/pipelines", post(pipelines::apply).get(pipelines::list))
         .route("/pipelines/events", get(pipelines::events))
         .route("/pipelines/{name}", get(pipelines::get))

@@ -17,6 +17,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
 use twinloop_core::{Error, ErrorKind};
 use twinloop_ui::Markup;
 
@@ -35,10 +36,6 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(artifacts::page),
         )
         .route(
-            "/experiments/{id}/runs/{run_id}/artifacts/raw",
-            get(artifacts::raw),
-        )
-        .route(
             "/experiments/{id}/runs/{run_id}/metrics/{key}",
             get(pages::metric),
         )
@@ -55,7 +52,22 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             get(registry::confirm_alias),
         )
         .route("/runs/{run_id}", get(registry::run_by_id))
+        .layer(compressed())
+        // Added after the layer, so it leaves them alone: assets are stored gzipped already, and
+        // an artifact is the user's bytes, often compressed, served with their length.
+        .route(
+            "/experiments/{id}/runs/{run_id}/artifacts/raw",
+            get(artifacts::raw),
+        )
         .route("/static/{file}", get(asset))
+}
+
+/// Gzip for the UI's HTML and data answers when the client accepts it: they are text that
+/// shrinks several times over (the 1,000-run compare page is 723 KB of HTML). Not on MLflow's
+/// REST routes, whose clients measure raw throughput. The default predicate skips bodies under
+/// 32 bytes, images and event streams, and a streamed body is compressed as it goes.
+pub(crate) fn compressed() -> CompressionLayer {
+    CompressionLayer::new()
 }
 
 /// `frame-src 'self'` is for artifact previews, which load in sandboxed frames.
