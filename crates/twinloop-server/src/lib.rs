@@ -194,20 +194,23 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-/// Also delivers registry events to webhooks while it runs.
+/// Also delivers registry events to webhooks while it runs, and then gives delivery up.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    webhooks::spawn(state.store.clone(), state.outbound.clone()).await;
+    let delivery = webhooks::spawn(state.store.clone(), state.outbound.clone()).await;
     let header_read_timeout = state.header_read_timeout;
-    listen::serve(
+    let served = listen::serve(
         listener,
         router(state),
         header_read_timeout,
         limits::Shape::Mlflow,
         shutdown,
     )
-    .await
+    .await;
+    // After the last request's events, so that they are delivered here or by the next holder.
+    delivery.stop().await;
+    served
 }

@@ -361,7 +361,7 @@ pub const DELIVERY_LEASE: &str = "webhooks";
 /// the cursor past each event before delivering it: the move is refused to a holder that has
 /// been replaced, so an event is not delivered by two replicas (and one a holder took but died
 /// before delivering is lost, not repeated).
-pub async fn spawn(store: StoreHandle, outbound: Outbound) {
+pub async fn spawn(store: StoreHandle, outbound: Outbound) -> Delivery {
     let mut events = store.subscribe_registry_events();
     // Where a database that never had a holder starts: what was recorded before this server
     // answered a request is history. Read before serving, so no event of a client is taken
@@ -377,12 +377,15 @@ pub async fn spawn(store: StoreHandle, outbound: Outbound) {
     };
     let transport = Arc::new(HttpTransport::new(outbound.clone()));
     let lease = LeaseKeeper::start(store.clone(), DELIVERY_LEASE);
-    tokio::spawn(async move {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let keeper = lease.clone();
+    let task = tokio::spawn(async move {
         let mut held: Option<(i64, EventCursor)> = None;
         loop {
             tokio::select! {
                 heard = events.recv() => if let Err(RecvError::Closed) = heard { return },
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut stopped => return,
             }
             let Some(token) = lease.token() else {
                 held = None;
@@ -404,6 +407,29 @@ pub async fn spawn(store: StoreHandle, outbound: Outbound) {
             }
         }
     });
+    Delivery {
+        lease: keeper,
+        stop,
+        task,
+    }
+}
+
+/// Webhook delivery under way in this process (see [`spawn`]); dropped, it stops.
+pub struct Delivery {
+    lease: Arc<LeaseKeeper>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Stops once the pass under way has handed its events on, then gives [`DELIVERY_LEASE`]
+    /// up, so that another replica delivers at its next attempt instead of after the lease's
+    /// expiry: for a graceful stop. Deliveries already handed on finish by themselves.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        self.lease.release().await;
+    }
 }
 
 /// Hands on the events after `cursor`; answers false when the lease was lost meanwhile.

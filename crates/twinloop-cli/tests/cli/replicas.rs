@@ -31,26 +31,32 @@ fn start_two(root: &Path, db: &str) -> (TestServer, TestServer) {
 /// `n` replicas started at the same moment against `db`, sharing `root/artifacts`, each with
 /// the `extra` flags.
 fn start_replicas(root: &Path, db: &str, n: usize, extra: &[&str]) -> Vec<TestServer> {
-    let shared = root.join("artifacts");
     let starting: Vec<_> = (0..n)
         .map(|i| {
-            let dir = root.join(format!("replica{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let (db, shared) = (db.to_string(), shared.clone());
+            let (root, db) = (root.to_path_buf(), db.to_string());
             let extra: Vec<String> = extra.iter().map(|s| (*s).to_string()).collect();
             std::thread::spawn(move || {
-                let mut flags = vec![
-                    "--artifacts-destination",
-                    shared.to_str().unwrap(),
-                    "--outbound-allow",
-                    "127.0.0.1",
-                ];
-                flags.extend(extra.iter().map(String::as_str));
-                TestServer::start_full(&dir, &db, &flags, &[])
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                start_replica(&root, &db, i, &extra)
             })
         })
         .collect();
     starting.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Replica `i` against `db`, sharing `root/artifacts`, with the `extra` flags.
+fn start_replica(root: &Path, db: &str, i: usize, extra: &[&str]) -> TestServer {
+    let dir = root.join(format!("replica{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shared = root.join("artifacts");
+    let mut flags = vec![
+        "--artifacts-destination",
+        shared.to_str().unwrap(),
+        "--outbound-allow",
+        "127.0.0.1",
+    ];
+    flags.extend(extra);
+    TestServer::start_full(&dir, db, &flags, &[])
 }
 
 async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
@@ -817,15 +823,37 @@ async fn a_replica_stopped_gracefully_hands_its_leases_over_at_once() {
     let Some(db) = support::postgres_database() else {
         return;
     };
+    const LEASES: [&str; 4] = ["deployments", "pipelines", "monitors", "webhooks"];
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = start_two(dir.path(), &db);
+    // The first replica alone until it holds every lease, so that the one stopped holds them all.
+    let mut decider = start_replica(dir.path(), &db, 0, &[]);
+    let (dbr, pid) = (db.as_str(), decider.child.id());
+    until(
+        "the first replica to hold every lease",
+        Duration::from_secs(10),
+        move || async move {
+            LEASES
+                .iter()
+                .all(|l| lease_holder_pid(dbr, l) == Some(pid))
+                .then_some(())
+        },
+    )
+    .await;
+    let survivor = start_replica(dir.path(), &db, 1, &[]);
     let client = reqwest::Client::new();
     let c = &client;
+    let (port, got) = receiver();
+    let (status, body) = post(
+        c,
+        format!("{}/api/twinloop/v1/registry/webhooks", survivor.url),
+        json!({"url": format!("http://127.0.0.1:{port}/hook"), "secret": "a-long-shared-secret", "events": ["ALIAS_SET"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let model = support::serving_fixture("logreg");
     for _ in 0..2 {
-        support::register_model(c, &a.url, "fraud", &model, "sources/fraud", None).await;
+        support::register_model(c, &decider.url, "fraud", &model, "sources/fraud", None).await;
     }
-    let (mut decider, survivor) = holder_and_other(&db, "deployments", a, b);
     let s = &survivor;
     let (status, body) = post(
         c,
@@ -841,27 +869,27 @@ async fn a_replica_stopped_gracefully_hands_its_leases_over_at_once() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let pid = decider.child.id();
     decider.stop();
     let stopped = Instant::now();
-    for lease in ["deployments", "pipelines", "monitors"] {
+    for lease in LEASES {
         assert_ne!(
             lease_holder_pid(&db, lease),
             Some(pid),
             "{lease} is given up by a graceful stop, not left to expire"
         );
     }
-    let dbr = db.as_str();
     let sid = survivor.child.id();
-    until(
-        "the survivor to hold the deployments lease",
-        Duration::from_secs(10),
-        move || async move { (lease_holder_pid(dbr, "deployments") == Some(sid)).then_some(()) },
-    )
-    .await;
+    for lease in LEASES {
+        until(
+            &format!("the survivor to hold the {lease} lease"),
+            Duration::from_secs(10),
+            move || async move { (lease_holder_pid(dbr, lease) == Some(sid)).then_some(()) },
+        )
+        .await;
+    }
     let took = stopped.elapsed();
-    eprintln!("the survivor decides {took:?} after the graceful stop");
-    // Its next attempt, every 2 s; the stopped holder's lease had up to 6 s left.
+    eprintln!("the survivor holds every lease {took:?} after the graceful stop");
+    // Its next attempt, every 2 s; the stopped holder's leases had up to 6 s left.
     assert!(took < Duration::from_millis(3500), "{took:?}");
     let done = until(
         "the canary to finish on the survivor",
@@ -873,6 +901,15 @@ async fn a_replica_stopped_gracefully_hands_its_leases_over_at_once() {
     )
     .await;
     assert_eq!(done["state"]["canary"]["status"], "promoted", "{done}");
+    // Moved through the survivor, delivered by it: webhook delivery was handed over too.
+    let (status, body) = post(
+        c,
+        survivor.api("registered-models/alias"),
+        json!({"name": "fraud", "alias": "champion", "version": "1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_deliveries(&got, 1, Duration::from_secs(10)).await;
 }
 
 /// Sends `n` inference requests for version `version` of deployment `fraud` through `server`,
