@@ -101,6 +101,14 @@ pub trait RunColumnStore: Send + Sync {
     /// there are more than `at_most`: a table reads a deep window of a sorted or filtered view
     /// from this list instead of sorting every run again to skip to it.
     async fn run_order(&self, query: &RunQuery, at_most: usize) -> Result<Option<Vec<String>>>;
+    /// The runs a search matches (its order and page ignored) that name a parent in MLflow's
+    /// `mlflow.parentRunId` tag, each as (run id, parent id), or `None` when there are more than
+    /// `at_most`: a runs table shows the view's nested runs as a tree from these.
+    async fn run_parents(
+        &self,
+        query: &RunQuery,
+        at_most: usize,
+    ) -> Result<Option<Vec<(String, String)>>>;
     /// The runs a search matches, grouped by a param's value; its order and page are ignored.
     async fn group_runs(&self, query: &RunQuery, group: &GroupQuery) -> Result<Vec<RunGroup>>;
 }

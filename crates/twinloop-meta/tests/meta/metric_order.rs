@@ -207,3 +207,57 @@ on_every_backend!(
         }
     }
 );
+
+on_every_backend!(
+    a_views_nested_runs_are_its_runs_with_a_parent_tag,
+    |s: &dyn TrackingStore| {
+        let searched = s.create_experiment("nested", None, &[]).await.unwrap();
+        let other = s
+            .create_experiment("nested-beside", None, &[])
+            .await
+            .unwrap();
+        let run = |exp: &str, name: &str, parent: Option<&str>| {
+            let tags: Vec<Tag> = parent
+                .map(|p| Tag::new("mlflow.parentRunId", p))
+                .into_iter()
+                .collect();
+            let new = NewRun {
+                experiment_id: exp.into(),
+                user_id: "u".into(),
+                run_name: Some(name.into()),
+                start_time: Some(1_000),
+                tags,
+            };
+            async move { s.create_run(new).await.unwrap().info.run_id }
+        };
+        let query = |filter: &str| RunQuery {
+            experiment_ids: vec![searched.clone()],
+            filter: (!filter.is_empty()).then(|| filter.to_string()),
+            order_by: vec![],
+            view_type: ViewType::ActiveOnly,
+            max_results: 10,
+            page_token: None,
+        };
+        run(&searched, "lone", None).await;
+        assert_eq!(s.run_parents(&query(""), 10).await.unwrap(), Some(vec![]));
+        let parent = run(&searched, "parent", None).await;
+        let a = run(&searched, "a", Some(&parent)).await;
+        let b = run(&searched, "b", Some(&parent)).await;
+        // An empty parent tag names no parent.
+        run(&searched, "empty", Some("")).await;
+        run(&other, "elsewhere", Some(&parent)).await;
+        let mut found = s.run_parents(&query(""), 10).await.unwrap().unwrap();
+        found.sort();
+        let mut want = vec![(a.clone(), parent.clone()), (b.clone(), parent.clone())];
+        want.sort();
+        assert_eq!(found, want);
+        // The view's filter applies; more than the bound is none at all.
+        assert_eq!(
+            s.run_parents(&query("attributes.run_name = 'a'"), 10)
+                .await
+                .unwrap(),
+            Some(vec![(a.clone(), parent.clone())])
+        );
+        assert_eq!(s.run_parents(&query(""), 1).await.unwrap(), None);
+    }
+);
