@@ -329,11 +329,19 @@ def mlflow_argv_for(postgres=None):
             "server",
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--backend-store-uri", store_uri("mlflow", workdir, postgres),
+            "--backend-store-uri", mlflow_store_uri(store_uri("mlflow", workdir, postgres)),
             "--artifacts-destination", f"{workdir}/artifacts",
         ]  # fmt: skip
 
     return argv
+
+
+def mlflow_store_uri(uri):
+    """SQLAlchemy 2.1 (which mlflow 3.17.2 installs) reads a plain postgresql:// URL with the
+    psycopg 3 driver, not installed here; the venv's driver is psycopg2, named explicitly."""
+    if uri.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + uri[len("postgresql://"):]
+    return uri
 
 
 def twinloop_argv_for(binary, postgres=None):
