@@ -207,8 +207,11 @@ def test_runs_table_filter_and_run_page(ui_server, page_for, gallery):
     shot(page, gallery, "experiments", "Experiments list")
 
     page.goto(f"{ui_server}/experiments/{exp_id}")
+    # Top-level runs only; the parent's expander shows its trials under it, indented.
+    assert set(_row_ids(page)) == {parent_id, hostile_id}
+    page.click(f'tr[data-run-id="{parent_id}"] a.expander')
+    sync_api.expect(page.locator("#runs td.depth-1")).to_have_count(3)
     assert set(_row_ids(page)) == all_ids
-    # The trials sit under their parent, indented.
     assert page.locator("#runs td.depth-1").count() == 3
     ids = _row_ids(page)
     assert ids.index(parent_id) < min(ids.index(i) for i in all_ids - {parent_id, hostile_id})
@@ -239,15 +242,19 @@ def test_runs_table_filter_and_run_page(ui_server, page_for, gallery):
     assert set(_row_ids(page)) == all_ids
 
     # Sorting by the minimum of a metric through the column header.
-    page.goto(f"{ui_server}/experiments/{exp_id}?metric=loss&order=metrics.%60loss%60.min%20ASC")
+    # The trials are nested, so they are ranked under their parent.
+    page.goto(
+        f"{ui_server}/experiments/{exp_id}?metric=loss&order=metrics.%60loss%60.min%20ASC&expand={parent_id}"
+    )
     runs = [r for r in mlflow.search_runs([exp_id], output_format="list") if "loss" in r.data.metrics]
     client = mlflow.MlflowClient()
     smallest = min(runs, key=lambda r: min(m.value for m in client.get_metric_history(r.info.run_id, "loss")))
-    assert _row_ids(page)[0] == smallest.info.run_id
+    trial_ids = {r.info.run_id for r in runs}
+    assert [i for i in _row_ids(page) if i in trial_ids][0] == smallest.info.run_id
 
     # The run page, reached by clicking its row.
     page.goto(f"{ui_server}/experiments/{exp_id}")
-    page.click(f'tr[data-run-id="{parent_id}"] td.name a')
+    page.click(f'tr[data-run-id="{parent_id}"] td.name a:not(.expander)')
     page.wait_for_url(f"**/experiments/{exp_id}/runs/{parent_id}")
     sync_api.expect(page.locator("h1")).to_contain_text("sweep")
     assert page.locator("#children tbody tr").count() == 3
@@ -366,7 +373,8 @@ def test_compare_selected_runs(ui_server, page_for, gallery):
         if r.info.run_id not in (parent_id, hostile_id)
     ]
     page = page_for()
-    page.goto(f"{ui_server}/experiments/{exp_id}")
+    # The trials are nested runs: shown under their parent, expanded.
+    page.goto(f"{ui_server}/experiments/{exp_id}?expand={parent_id}")
     for run_id in trials:
         page.check(f'tr[data-run-id="{run_id}"] input[type=checkbox]')
     page.click("#compare-button")

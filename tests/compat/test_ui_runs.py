@@ -11,10 +11,14 @@ build); bench/ui applies them as they are. Screenshots go to the gallery's ``run
 
 from __future__ import annotations
 
+import gzip
 import html
+import json
 import re
+import sqlite3
 import tomllib
 import urllib.parse
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -337,3 +341,166 @@ def test_column_picker_over_12000_metric_keys(server, ui_server, page_for, galle
 
     assert ready <= FACTOR * TABLE["keys_page_ready_ms"], ready
     assert search_ms <= FACTOR * TABLE["picker_search_ms"], search_ms
+
+
+NESTED = 250
+
+
+@pytest.fixture(scope="module")
+def nested(server):
+    """250 runs (run i starts at i, newest first) where run 245 (position 4) is the parent of
+    runs 0, 1 and 2 (positions 247-249: a later window), and run 3's parent is not a run."""
+    _twinloop_sqlite(server)
+    exp_id = mlflow.MlflowClient(tracking_uri=server).create_experiment(unique("ui-nested"))
+    ids = seed_twinloop(
+        _db(server),
+        exp_id,
+        NESTED,
+        params=lambda i: {"p": "x"},
+        metrics=lambda i: {"loss": 1.0 / (1 + i)},
+        prefix="nest",
+    )
+    con = sqlite3.connect(_db(server), timeout=120)
+    with con:
+        con.executemany(
+            "INSERT INTO tags (run_uuid, key, value) VALUES (?, 'mlflow.parentRunId', ?)",
+            [(ids[0], ids[245]), (ids[1], ids[245]), (ids[2], ids[245]), (ids[3], "f" * 32)],
+        )
+    con.close()
+    return exp_id, ids
+
+
+BOTTOM = """async () => {
+    const box = document.getElementById('runs-box');
+    box.scrollTop = box.scrollHeight;
+    const last = () => box.querySelector(`tbody tr[data-pos="${parseInt(box.dataset.total, 10) - 1}"]`);
+    while (!last()) await new Promise(r => requestAnimationFrame(r));
+}"""
+
+
+def _pos(page, pos: int):
+    return page.locator(f'#runs tbody tr[data-pos="{pos}"]')
+
+
+def test_nested_runs_show_as_a_tree_across_windows(nested, ui_server, page_for, gallery):
+    exp_id, ids = nested
+    parent, children = ids[245], [ids[2], ids[1], ids[0]]
+    page = page_for()
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    box = page.locator("#runs-box")
+    sync_api.expect(box).to_have_attribute("data-visible", "0")
+    # Top-level runs only: the three children are counted under their parent, not listed.
+    sync_api.expect(page.locator("#run-count")).to_contain_text(f"{NESTED} runs; {NESTED - 3} rows")
+    assert box.get_attribute("data-total") == str(NESTED - 3)
+    expander = page.locator(f'#runs tbody tr[data-run-id="{parent}"] a.expander')
+    sync_api.expect(expander).to_have_attribute("aria-expanded", "false")
+    assert expander.inner_text().strip().endswith("3")
+    assert page.locator("#runs a.expander").count() == 1, "a run whose parent is not in the view is top-level"
+    for child in children:
+        assert page.locator(f'#runs tbody tr[data-run-id="{child}"]').count() == 0
+    # The orphan is the last top-level row.
+    page.evaluate(BOTTOM)
+    assert _pos(page, NESTED - 4).get_attribute("data-run-id") == ids[3]
+
+    # Expanding loads the children (a later window of the flat order) under their parent.
+    page.evaluate(JUMP, 0)
+    expander.click()
+    sync_api.expect(box).to_have_attribute("data-total", str(NESTED))
+    sync_api.expect(page.locator("#row-total")).to_have_text(str(NESTED))
+    sync_api.expect(page.locator(f'#runs tbody tr[data-run-id="{children[0]}"]')).to_be_visible()
+    for k, child in enumerate(children):
+        row = _pos(page, 5 + k)
+        assert row.get_attribute("data-run-id") == child, k
+        assert row.get_attribute("data-depth") == "1"
+    assert _pos(page, 4).get_attribute("data-run-id") == parent
+    assert _pos(page, 8).get_attribute("data-run-id") == ids[244]
+    page.wait_for_function(f"() => new URLSearchParams(location.search).getAll('expand').includes('{parent}')")
+    shot(page, gallery, "runs-nested-expanded", "A parent expanded: its 3 children, from a later window, under it")
+    # Every later row moved down by three; scrolling to the end finds the orphan there.
+    page.evaluate(BOTTOM)
+    assert _pos(page, NESTED - 1).get_attribute("data-run-id") == ids[3]
+    assert _box_rows(page) <= TABLE["max_dom_rows"]
+
+    # Collapsing hides them again.
+    page.evaluate(JUMP, 0)
+    page.locator(f'#runs tbody tr[data-run-id="{parent}"] a.expander').click()
+    sync_api.expect(box).to_have_attribute("data-total", str(NESTED - 3))
+    sync_api.expect(page.locator(f'#runs tbody tr[data-run-id="{children[0]}"]')).to_have_count(0)
+    assert _pos(page, 5).get_attribute("data-run-id") == ids[244]
+
+    # Sorted oldest first, the parent is deep in the order and its children follow it in that
+    # order; the expanded state is in the URL.
+    query = urllib.parse.urlencode({"order": "attributes.start_time ASC", "expand": parent})
+    page.goto(f"{ui_server}/experiments/{exp_id}?{query}")
+    sync_api.expect(box).to_have_attribute("data-visible", "0")
+    assert _pos(page, 0).get_attribute("data-run-id") == ids[3]
+    page.evaluate(BOTTOM)
+    got = [_pos(page, p).get_attribute("data-run-id") for p in range(242, 247)]
+    assert got == [parent, ids[0], ids[1], ids[2], ids[246]]
+    shot(page, gallery, "runs-nested-sorted", "Sorted oldest first: the children follow their parent in the same order")
+
+
+def test_nested_runs_without_javascript_and_under_a_filter(nested, ui_server, page_for, gallery):
+    exp_id, ids = nested
+    parent, children = ids[245], [ids[2], ids[1], ids[0]]
+    page = page_for(javascript=False)
+    page.goto(f"{ui_server}/experiments/{exp_id}")
+    sync_api.expect(page.locator(".pager")).to_contain_text(f"Rows 1–100 of {NESTED - 3}")
+    page.click(f'#runs tbody tr[data-run-id="{parent}"] a.expander')
+    page.wait_for_url(lambda u: parent in u)
+    rows = page.locator("#runs tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.runId, r.dataset.depth])")
+    assert rows[4:9] == [[parent, "0"], [children[0], "1"], [children[1], "1"], [children[2], "1"], [ids[244], "0"]]
+    assert page.locator(f'#runs tbody tr[data-run-id="{children[0]}"] td.name.depth-1').count() == 1
+    sync_api.expect(page.locator(".pager")).to_contain_text(f"Rows 1–100 of {NESTED}")
+    shot(page, gallery, "runs-nested-no-js", "Without JavaScript: the expander is a link to the page with the parent open")
+    page.click(f'#runs tbody tr[data-run-id="{parent}"] a.expander')
+    page.wait_for_url(lambda u: parent not in u)
+    assert page.locator(f'#runs tbody tr[data-run-id="{children[0]}"]').count() == 0
+
+    # The filter applies to every run: without their parent in the result, the children are
+    # top-level rows, as in MLflow.
+    page = page_for()
+    query = "attributes.run_name != 'nest-245'"
+    page.goto(f"{ui_server}/experiments/{exp_id}?filter={urllib.parse.quote(query)}")
+    sync_api.expect(page.locator("#run-count")).to_contain_text(f"{NESTED - 1} runs")
+    url = page.locator("#runs-box").get_attribute("data-rows-url")
+    expected = [ids[i] for i in range(NESTED - 1, -1, -1) if i != 245]
+    assert page.evaluate(ALL_IDS, url) == expected
+    assert page.locator("#runs a.expander").count() == 0
+
+
+def _get(url: str, gzip_ok: bool):
+    headers = dict(credentials(url))
+    if gzip_ok:
+        headers["Accept-Encoding"] = "gzip"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as r:
+        return r.headers, r.read()
+
+
+def test_ui_answers_are_gzipped_when_accepted(nested, ui_server):
+    """Pages, windows of rows and the series endpoint are gzipped for a client that accepts it,
+    and not otherwise; MLflow's REST routes never are; stored-gzipped assets are not twice."""
+    exp_id, ids = nested
+    series = f"{ui_server}/api/twinloop/v1/metrics/series?run_ids={','.join(ids[:50])}&key=loss"
+    for url, marker in [
+        (f"{ui_server}/experiments/{exp_id}", b'id="runs-box"'),
+        (f"{ui_server}/experiments/{exp_id}/rows?offset=100&limit=100", b"<tr data-run-id="),
+        (series, b'"key":"loss"'),
+    ]:
+        plain_headers, plain = _get(url, gzip_ok=False)
+        assert plain_headers.get("Content-Encoding") is None, url
+        assert marker in plain, url
+        headers, body = _get(url, gzip_ok=True)
+        assert headers.get("Content-Encoding") == "gzip", url
+        assert "accept-encoding" in headers.get("Vary", "").lower(), url
+        unpacked = gzip.decompress(body)
+        assert marker in unpacked, url
+        assert len(body) < len(unpacked), (url, len(body), len(unpacked))
+    headers, body = _get(f"{ui_server}/api/2.0/mlflow/experiments/get?experiment_id={exp_id}", gzip_ok=True)
+    assert headers.get("Content-Encoding") is None
+    assert json.loads(body)["experiment"]["experiment_id"] == exp_id
+    _, page = _get(f"{ui_server}/experiments/{exp_id}", gzip_ok=False)
+    script = re.search(rb'src="(/static/vtable[^"]*\.js)"', page).group(1).decode()
+    headers, body = _get(f"{ui_server}{script}", gzip_ok=True)
+    assert headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(body).startswith(b"// @ts-check")

@@ -4,7 +4,10 @@
 // DOM, fetching windows of rows by position as they come near, so 100,000 runs cost the same
 // DOM as 60. The first row in view lives in the URL as `#row=N`, so a view can be shared and a
 // jump is a link. It also loads the column picker's keys when the picker opens, and a group's
-// runs when the group is expanded. Without JavaScript the page is paged by links instead.
+// runs when the group is expanded. A parent's expander (▸) shows its child runs under it by
+// reloading the windows of the view with the parent added to its `expand=` list (the server lays
+// the tree out, so positions and the total stay the server's). Without JavaScript the page is
+// paged by links instead, and an expander is a link to the page with the parent expanded.
 (function () {
   "use strict";
 
@@ -47,6 +50,19 @@
     return Array.prototype.slice.call(t.content.querySelectorAll("tbody > tr"));
   }
 
+  /**
+   * `url` (path and query) with `id` added to or removed from its `expand` list.
+   * @param {string} url @param {string} id @param {boolean} open
+   */
+  function withExpanded(url, id, open) {
+    var u = new URL(url, "http://x");
+    var list = u.searchParams.getAll("expand").filter(function (e) { return e !== id; });
+    if (open) list.push(id);
+    u.searchParams.delete("expand");
+    list.forEach(function (e) { u.searchParams.append("expand", e); });
+    return u.pathname + u.search;
+  }
+
   /** @param {string} hash @returns {number | null} */
   function rowFromHash(hash) {
     var m = /(?:^#|&)row=(\d+)/.exec(hash);
@@ -81,7 +97,9 @@
     if (pager) pager.classList.add("virtual");
     var wanted = -1, scheduled = false, hashTimer = 0;
     /** The snapshot of the order the server read the last window from (x-rows-snapshot). */
-    var snap = "";
+    var snap = box.dataset.snapshot || "";
+    /** Bumped when the view changes (a parent expanded): windows of the old view are dropped. */
+    var generation = 0;
     /** @type {Promise<unknown>} the snapshot being taken; windows wait for it rather than take another */
     var ready = Promise.resolve();
 
@@ -92,6 +110,13 @@
           if (!r.ok) throw new Error("rows " + r.status);
           snap = r.headers.get("x-rows-snapshot") || (snap === "new" ? "" : snap);
           if (snap) box.dataset.snapshot = snap;
+          var rowsTotal = r.headers.get("x-rows-total");
+          if (rowsTotal) {
+            total = parseInt(rowsTotal, 10);
+            box.dataset.total = rowsTotal;
+            var shown = document.getElementById("row-total");
+            if (shown) shown.textContent = rowsTotal;
+          }
           return r.text();
         });
     }
@@ -100,9 +125,11 @@
     function load(w) {
       var pending = loading.get(w);
       if (pending) return pending;
+      var gen = generation;
       var p = ready
         .then(function () { return rows("offset=" + w * page + "&limit=" + page); })
         .then(function (html) {
+          if (gen !== generation) return;
           windows.set(w, parseRows(html));
           if (windows.size > CACHED_WINDOWS) {
             var cur = Math.floor(wanted / page);
@@ -161,6 +188,59 @@
       requestAnimationFrame(render);
     }
 
+    /**
+     * Shows or hides a parent's children: the window holding the parent is read again with the
+     * new `expand=` list, then replaces every window, as every later row has moved.
+     * @param {HTMLAnchorElement} link
+     */
+    function toggle(link) {
+      var id = link.dataset.expand || "";
+      var open = link.getAttribute("aria-expanded") !== "true";
+      var tr = /** @type {HTMLElement} */ (link.closest("tr"));
+      var pos = parseInt(tr.dataset.pos || "0", 10);
+      url = withExpanded(url, id, open);
+      box.dataset.rowsUrl = url;
+      history.replaceState(history.state, "", withExpanded(location.pathname + location.search, id, open) + location.hash);
+      // The search form carries the open parents to a new filter or order.
+      var form = document.getElementById("runs-search");
+      if (form) {
+        form.querySelectorAll("input[name=expand]").forEach(function (el) {
+          if (/** @type {HTMLInputElement} */ (el).value === id) el.remove();
+        });
+        if (open) {
+          var keep = document.createElement("input");
+          keep.type = "hidden";
+          keep.name = "expand";
+          keep.value = id;
+          form.appendChild(keep);
+        }
+      }
+      generation++;
+      loading.clear();
+      var gen = generation, w = Math.floor(pos / page);
+      box.dataset.expanding = id;
+      var p = ready
+        .then(function () { return rows("offset=" + w * page + "&limit=" + page); })
+        .then(function (html) {
+          if (gen !== generation) return;
+          windows.clear();
+          windows.set(w, parseRows(html));
+          loading.delete(w);
+          delete box.dataset.expanding;
+          schedule();
+        }, function (e) {
+          loading.delete(w);
+          box.dataset.error = String(e);
+        });
+      loading.set(w, p);
+    }
+
+    tbody.addEventListener("click", function (ev) {
+      var link = ev.target instanceof Element && ev.target.closest("a.expander");
+      if (!link || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+      ev.preventDefault();
+      toggle(/** @type {HTMLAnchorElement} */ (link));
+    });
     box.addEventListener("scroll", schedule, { passive: true });
     window.addEventListener("resize", schedule);
     window.addEventListener("hashchange", function () {
@@ -172,7 +252,7 @@
     // Size the scrollbar for every row before scrolling, or the jump would be clamped.
     top.style.height = offset * rowHeight + "px";
     bottom.style.height = Math.max(0, total - offset - tbody.rows.length) * rowHeight + "px";
-    if (total > SNAPSHOT_ROWS) {
+    if (total > SNAPSHOT_ROWS && !snap) {
       // The server answers with no snapshot where it needs none (the default order).
       snap = "new";
       ready = rows("offset=0&limit=1").catch(function () { snap = ""; });
@@ -288,7 +368,7 @@
   if (typeof document === "undefined") {
     // Loaded by node --test for the pure helpers.
     // @ts-ignore
-    module.exports = { windowFor: windowFor, rowFromHash: rowFromHash, withParams: withParams };
+    module.exports = { windowFor: windowFor, rowFromHash: rowFromHash, withParams: withParams, withExpanded: withExpanded };
     return;
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { scan(document); });

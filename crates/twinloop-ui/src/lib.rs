@@ -39,7 +39,7 @@ pub use registry::{
 };
 pub use run::{RunView, run_page};
 pub use runs::{
-    Columns, PARENT_TAG, RowsView, RunsQuery, RunsView, Stat, parent_id as parent_run_id,
+    Columns, PARENT_TAG, RowsView, RunsQuery, RunsView, Stat, TreeNode, parent_id as parent_run_id,
     runs_page, runs_rows,
 };
 

@@ -30,6 +30,8 @@ pub const MAX_GROUPS: u32 = 500;
 const SEARCH_FORM: &str = "runs-search";
 /// The tag MLflow records a nested run's parent in.
 pub const PARENT_TAG: &str = "mlflow.parentRunId";
+/// Parents a URL may show expanded at once; more are dropped.
+pub const MAX_EXPANDED: usize = 100;
 
 /// Which summaries of a metric column show, each its own sortable sub-column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,8 @@ pub struct RunsQuery {
     pub group: String,
     /// The metric aggregated per group; empty is the first metric column.
     pub group_metric: String,
+    /// Runs whose children show under them (`expand=ID`, repeated); the rest show collapsed.
+    pub expanded: Vec<String>,
 }
 
 impl RunsQuery {
@@ -142,6 +146,17 @@ impl RunsQuery {
                 stats.push(stat);
             }
         }
+        let mut expanded: Vec<String> = Vec::new();
+        for id in pairs
+            .iter()
+            .filter(|(n, _)| n == "expand")
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            if !expanded.iter().any(|e| e == id) && expanded.len() < MAX_EXPANDED {
+                expanded.push(id.to_string());
+            }
+        }
         let offset = get("offset")
             .and_then(|o| o.parse::<i64>().ok())
             .unwrap_or(0)
@@ -157,6 +172,7 @@ impl RunsQuery {
             stats,
             group: get("group").unwrap_or("").trim().to_string(),
             group_metric: get("gmetric").unwrap_or("").trim().to_string(),
+            expanded,
         }
     }
 
@@ -223,7 +239,22 @@ impl RunsQuery {
         for stat in &self.stats {
             h = h.q("stat", stat.name());
         }
+        for id in &self.expanded {
+            h = h.q("expand", id);
+        }
         h.q("group", group).q("gmetric", &self.group_metric)
+    }
+
+    /// This page with `run_id`'s children shown, or hidden when they are.
+    fn toggled(&self, experiment_id: &str, run_id: &str) -> String {
+        let mut q = self.clone();
+        match q.expanded.iter().position(|e| e == run_id) {
+            Some(i) => {
+                q.expanded.remove(i);
+            }
+            None => q.expanded.push(run_id.to_string()),
+        }
+        q.href(experiment_id, &self.order, self.offset)
     }
 
     /// This view's URL with another order and first row; columns and grouping are kept.
@@ -275,15 +306,32 @@ pub struct Columns<'a> {
     pub stats: &'a [Stat],
 }
 
+/// A run's place in the view's tree of nested runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeNode {
+    /// 0 for a run shown at the top: no parent, or one the view does not hold.
+    pub depth: usize,
+    /// Its children in the view.
+    pub children: usize,
+    /// Whether they show under it.
+    pub expanded: bool,
+}
+
 /// One window of rows: the runs at some position of a search, in its order.
 pub struct RowsView<'a> {
     pub experiment_id: &'a str,
+    /// The view, for the links that expand a parent.
+    pub query: &'a RunsQuery,
     pub runs: &'a [Run],
     /// The metric summaries of these runs (any order, any subset).
     pub summaries: &'a [RunSummaries],
     pub columns: Columns<'a>,
-    /// Whether the user sorted; unsorted windows nest children under their parent.
+    /// Whether the user sorted; without a tree, unsorted windows nest children under a parent
+    /// in the same window.
     pub sorted: bool,
+    /// One per run: its place in the view's tree, which the server laid the runs out by. `None`
+    /// when the view holds no nested runs or too many runs for a tree.
+    pub tree: Option<&'a [TreeNode]>,
 }
 
 pub struct RunsView<'a> {
@@ -293,6 +341,10 @@ pub struct RunsView<'a> {
     pub rows: RowsView<'a>,
     /// How many runs the search matches.
     pub total: i64,
+    /// How many rows the table has: `total`, less the children of collapsed parents.
+    pub rows_total: i64,
+    /// The snapshot of the view's order the rows were read from, for the script's windows.
+    pub snapshot: Option<u64>,
     /// With `query.group`: the groups, most runs first.
     pub groups: Option<&'a [RunGroup]>,
     /// The metric the groups aggregate, if any.
@@ -301,13 +353,19 @@ pub struct RunsView<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The table's rows: nested under their parents in the default order, flat when the user
+/// The table's rows with their places in the tree: as the server laid them out when it did;
+/// else nested under a parent in the same window in the default order, flat when the user
 /// sorted, since a ranking that moved children under parents would no longer be one.
-fn rows(runs: &[Run], sorted: bool) -> Vec<(usize, &Run)> {
-    if sorted {
-        runs.iter().map(|r| (0, r)).collect()
-    } else {
-        nest(runs)
+fn rows<'r>(runs: &'r [Run], sorted: bool, tree: Option<&[TreeNode]>) -> Vec<(TreeNode, &'r Run)> {
+    let flat = |depth| TreeNode {
+        depth,
+        children: 0,
+        expanded: false,
+    };
+    match tree {
+        Some(tree) => tree.iter().copied().zip(runs).collect(),
+        None if sorted => runs.iter().map(|r| (flat(0), r)).collect(),
+        None => nest(runs).into_iter().map(|(d, r)| (flat(d), r)).collect(),
     }
 }
 
@@ -381,11 +439,20 @@ pub fn runs_rows(v: &RowsView) -> Markup {
     };
     let c = v.columns;
     html! {
-        @for (depth, run) in rows(v.runs, v.sorted) {
-            tr data-run-id=(run.info.run_id) {
+        @for (node, run) in rows(v.runs, v.sorted, v.tree) {
+            @let depth = node.depth;
+            tr data-run-id=(run.info.run_id) data-depth=(depth) {
                 td { input type="checkbox" name="run" value=(run.info.run_id) aria-label={ "Select " (run_label(run)) }; }
                 td class={ "name depth-" (depth.min(MAX_INDENT)) } {
                     @if depth > 0 { span.nest aria-hidden="true" { "↳" } }
+                    @if node.children > 0 {
+                        a.expander href=(v.query.toggled(v.experiment_id, &run.info.run_id))
+                            data-expand=(run.info.run_id) aria-expanded=(node.expanded) hx-boost="false"
+                            title={ @if node.expanded { "Hide" } @else { "Show" } " " (node.children) " child runs" } {
+                            span.caret aria-hidden="true" { @if node.expanded { "▾" } @else { "▸" } }
+                            span.children { (node.children) }
+                        }
+                    }
                     a href=(href::run(v.experiment_id, &run.info.run_id)) title=(run_label(run)) { (run_label(run)) }
                 }
                 td { (status(run)) }
@@ -554,6 +621,8 @@ pub fn runs_page(v: &RunsView) -> Markup {
                 }
                 (lifecycle::select(q.lifecycle))
                 @if !q.group_metric.is_empty() { input type="hidden" name="gmetric" value=(q.group_metric); }
+                // A new filter or order keeps the parents that were open.
+                @for id in &q.expanded { input type="hidden" name="expand" value=(id); }
                 button type="submit" { "Search" }
             }
             (picker(e, &c))
@@ -563,7 +632,9 @@ pub fn runs_page(v: &RunsView) -> Markup {
             p.muted #run-count {
                 @if v.total == 1 { "1 run" } @else { (v.total) " runs" }
                 @if let Some(groups) = v.groups { " in " (groups.len()) " groups" }
-                @if q.order.is_empty() && v.groups.is_none() { "; nested runs follow their parent" }
+                @if v.rows.tree.is_some() && v.groups.is_none() {
+                    "; " span #row-total { (v.rows_total) } " rows, child runs under their parent"
+                } @else if q.order.is_empty() && v.groups.is_none() { "; nested runs follow their parent" }
             }
             @if let Some(groups) = v.groups {
                 (groups_table(e, q, groups, v.group_metric))
@@ -573,8 +644,9 @@ pub fn runs_page(v: &RunsView) -> Markup {
                 // The checkboxes submit `run=ID` for each ticked run to the compare page.
                 form #compare-form method="get" action=(crate::compare::compare_href(&e.experiment_id)) {
                 div.bar { button type="submit" #compare-button { "Compare selected runs" } }
-                div.scroll.vtable #runs-box data-total=(v.total) data-offset=(q.offset)
-                    data-page=(PAGE_SIZE) data-rows-url=(q.rows_href(&e.experiment_id, &q.filter)) {
+                div.scroll.vtable #runs-box data-total=(v.rows_total) data-offset=(q.offset)
+                    data-page=(PAGE_SIZE) data-rows-url=(q.rows_href(&e.experiment_id, &q.filter))
+                    data-snapshot=[v.snapshot] {
                     table #runs {
                         thead {
                             tr {
@@ -613,8 +685,8 @@ pub fn runs_page(v: &RunsView) -> Markup {
                         a href=(q.href(&e.experiment_id, &q.order, 0)) { "First page" }
                         a rel="prev" href=(q.href(&e.experiment_id, &q.order, (q.offset - PAGE_SIZE).max(0))) { "Previous page" }
                     }
-                    span.muted { "Rows " (q.offset + 1) "–" (q.offset + shown) " of " (v.total) }
-                    @if q.offset + shown < v.total {
+                    span.muted { "Rows " (q.offset + 1) "–" (q.offset + shown) " of " (v.rows_total) }
+                    @if q.offset + shown < v.rows_total {
                         a rel="next" href=(q.href(&e.experiment_id, &q.order, q.offset + PAGE_SIZE)) { "Next page" }
                     }
                 }
@@ -709,6 +781,7 @@ pub(crate) mod tests {
             query,
             rows: RowsView {
                 experiment_id: "3",
+                query,
                 runs,
                 summaries: &summaries,
                 columns: Columns {
@@ -718,8 +791,11 @@ pub(crate) mod tests {
                     stats: query.stats(),
                 },
                 sorted: !query.order.is_empty(),
+                tree: None,
             },
             total: 250,
+            rows_total: 250,
+            snapshot: None,
             groups,
             group_metric: Some("loss"),
             error,
@@ -938,6 +1014,117 @@ pub(crate) mod tests {
         assert!(
             first < html.find("data-run-id=\"p1\"").unwrap(),
             "page order kept"
+        );
+    }
+
+    #[test]
+    fn a_tree_shows_expanders_with_child_counts_and_keeps_the_servers_layout() {
+        let query = RunsQuery::from_pairs(&pairs(&[
+            ("order", "metrics.`loss`.min ASC"),
+            ("expand", "p1"),
+            ("expand", "p1"),
+            ("expand", " "),
+            ("offset", "100"),
+        ]));
+        assert_eq!(query.expanded, ["p1"]);
+        let runs = [
+            run("p1", "parent", None),
+            run("c1", "child", Some("p1")),
+            run("c2", "child-2", Some("p1")),
+            run("q1", "other-parent", None),
+            run("lone", "<b>lone</b>", None),
+        ];
+        let node = |depth, children, expanded| TreeNode {
+            depth,
+            children,
+            expanded,
+        };
+        let tree = [
+            node(0, 2, true),
+            node(1, 0, false),
+            node(1, 0, false),
+            node(0, 3, false),
+            node(0, 0, false),
+        ];
+        let metrics: [String; 0] = [];
+        let html = runs_rows(&RowsView {
+            experiment_id: "3",
+            query: &query,
+            runs: &runs,
+            summaries: &[],
+            columns: Columns {
+                metrics: &metrics,
+                params: &metrics,
+                tags: &metrics,
+                stats: query.stats(),
+            },
+            sorted: true,
+            tree: Some(&tree),
+        })
+        .into_string();
+        // The server's layout is kept: children under the parent though the view is sorted.
+        let at = |id: &str| html.find(&format!("data-run-id=\"{id}\"")).unwrap();
+        assert!(at("p1") < at("c1") && at("c1") < at("c2") && at("c2") < at("q1"));
+        assert!(
+            html.contains(r#"<tr data-run-id="c1" data-depth="1"><td><input"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<td class="name depth-1">"#), "{html}");
+        // An expanded parent's link hides its children; a collapsed one's adds it to the view,
+        // keeping the order, the page and the other expanded parents.
+        assert!(
+            html.contains(r#"<a class="expander" href="/experiments/3?order=metrics.%60loss%60.min%20ASC&amp;offset=100" data-expand="p1" aria-expanded="true" hx-boost="false" title="Hide 2 child runs"><span class="caret" aria-hidden="true">▾</span><span class="children">2</span></a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/experiments/3?order=metrics.%60loss%60.min%20ASC&amp;offset=100&amp;expand=p1&amp;expand=q1" data-expand="q1" aria-expanded="false""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"title="Show 3 child runs""#), "{html}");
+        // A run without children in the view has no expander; hostile names stay text.
+        assert_eq!(html.matches("class=\"expander\"").count(), 2, "{html}");
+        assert!(html.contains("&lt;b&gt;lone&lt;/b&gt;"), "{html}");
+        // The page: rows (not runs) size the table, and the snapshot is handed to the script.
+        let summaries = [];
+        let page = runs_page(&RunsView {
+            experiment: &experiment(),
+            query: &query,
+            rows: RowsView {
+                experiment_id: "3",
+                query: &query,
+                runs: &runs,
+                summaries: &summaries,
+                columns: Columns {
+                    metrics: &metrics,
+                    params: &metrics,
+                    tags: &metrics,
+                    stats: query.stats(),
+                },
+                sorted: true,
+                tree: Some(&tree),
+            },
+            total: 900,
+            rows_total: 420,
+            snapshot: Some(7),
+            groups: None,
+            group_metric: None,
+            error: None,
+        })
+        .into_string();
+        assert!(page.contains(r#"data-total="420""#), "{page}");
+        assert!(page.contains(r#"data-snapshot="7""#), "{page}");
+        assert!(
+            page.contains(r#"<input type="hidden" name="expand" value="p1">"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"900 runs; <span id="row-total">420</span> rows"#),
+            "{page}"
+        );
+        assert!(page.contains("Rows 101–105 of 420"), "{page}");
+        assert!(
+            page.contains(r#"data-rows-url="/experiments/3/rows?order=metrics.%60loss%60.min%20ASC&amp;expand=p1""#),
+            "{page}"
         );
     }
 

@@ -178,7 +178,8 @@ async fn pages_assets_and_errors() {
 
     // The runs table: escaped, nested, with loss's last and min–max.
     let runs_url = format!("/experiments/{exp}");
-    let (status, h, body) = page(&c, &ui(&runs_url)).await;
+    // The child shows under its parent once the parent is expanded (top-level runs otherwise).
+    let (status, h, body) = page(&c, &ui(&format!("{runs_url}?expand={parent}"))).await;
     assert_eq!(status, 200, "{body}");
     assert_html_headers(&runs_url, &h);
     assert_inert(&runs_url, &body);

@@ -213,6 +213,7 @@ async fn runs_page(
     };
     let mut groups = None;
     let mut runs = Vec::new();
+    let (mut tree, mut rows_total, mut snapshot) = (None, total, None);
     if error.is_none() && !query.group.is_empty() {
         let group = GroupQuery {
             param: query.group.clone(),
@@ -221,9 +222,25 @@ async fn runs_page(
         };
         groups = Some(s.store.group_runs(&search, &group).await?);
     } else if error.is_none() {
-        let (found, refused) = searched(s.store.search_runs(&search).await)?;
-        runs = found.items;
-        error = refused;
+        // A view with nested runs is laid out as a tree from a snapshot, which the page hands
+        // to its script so that the windows it fetches are the same tree's.
+        match row_orders::order(&s.store, &search, None, false).await? {
+            Some((id, order)) => {
+                let window = order.window(
+                    &query.expanded,
+                    usize::try_from(query.offset).unwrap_or(0),
+                    usize::try_from(limits::RUNS_PAGE).unwrap_or(0),
+                );
+                rows_total = i64::try_from(window.total).unwrap_or(i64::MAX);
+                (runs, tree) = row_orders::window_runs(&s.store, &search, &window).await?;
+                snapshot = Some(id);
+            }
+            None => {
+                let (found, refused) = searched(s.store.search_runs(&search).await)?;
+                runs = found.items;
+                error = refused;
+            }
+        }
     }
     let summaries = summaries_of(s, &runs, metrics).await?;
     t.lap("store");
@@ -232,6 +249,7 @@ async fn runs_page(
         query: &query,
         rows: RowsView {
             experiment_id: &experiment.experiment_id,
+            query: &query,
             runs: &runs,
             summaries: &summaries,
             columns: Columns {
@@ -241,8 +259,11 @@ async fn runs_page(
                 stats: query.stats(),
             },
             sorted: !query.order.is_empty(),
+            tree: tree.as_deref(),
         },
         total,
+        rows_total,
+        snapshot,
         groups: groups.as_deref(),
         group_metric: group_metric.as_deref(),
         error: error.as_deref(),
@@ -295,27 +316,30 @@ async fn rows_window(
         .iter()
         .find(|(k, _)| k == "snap")
         .map(|(_, v)| v.as_str());
+    // A view with nested runs is read from a snapshot whether or not one was asked for, as
+    // its positions are the tree's.
+    let wanted = row_orders::worth_it(&search) && snap.is_some();
     let mut taken = None;
-    let snapshot = if row_orders::worth_it(&search) && snap.is_some() {
-        row_orders::order(&s.store, &search, snap.and_then(|v| v.parse().ok())).await?
-    } else {
-        None
-    };
-    let runs = match snapshot {
-        Some((id, ids)) => {
-            taken = Some(id);
-            let from = usize::try_from(query.offset).unwrap_or(0).min(ids.len());
-            let to = from
-                .saturating_add(usize::try_from(limit).unwrap_or(0))
-                .min(ids.len());
-            row_orders::runs_by_id(&s.store, &search, &ids[from..to]).await?
-        }
-        None => s.store.search_runs(&search).await?.items,
-    };
+    let (runs, tree) =
+        match row_orders::order(&s.store, &search, snap.and_then(|v| v.parse().ok()), wanted)
+            .await?
+        {
+            Some((id, order)) => {
+                let window = order.window(
+                    &query.expanded,
+                    usize::try_from(query.offset).unwrap_or(0),
+                    usize::try_from(limit).unwrap_or(0),
+                );
+                taken = Some((id, window.total));
+                row_orders::window_runs(&s.store, &search, &window).await?
+            }
+            None => (s.store.search_runs(&search).await?.items, None),
+        };
     let summaries = summaries_of(s, &runs, metrics).await?;
     t.lap("store");
     let rows = twinloop_ui::runs_rows(&RowsView {
         experiment_id: &experiment.experiment_id,
+        query: &query,
         runs: &runs,
         summaries: &summaries,
         columns: Columns {
@@ -325,13 +349,15 @@ async fn rows_window(
             stats: query.stats(),
         },
         sorted: !query.order.is_empty(),
+        tree: tree.as_deref(),
     });
     t.lap("render");
     let mut response = t.page(StatusCode::OK, rows);
-    if let Some(id) = taken {
-        response
-            .headers_mut()
-            .insert(row_orders::HEADER, HeaderValue::from(id));
+    if let Some((id, total)) = taken {
+        let h = response.headers_mut();
+        h.insert(row_orders::HEADER, HeaderValue::from(id));
+        // Expanding a parent changes how many rows the view has; the script resizes by this.
+        h.insert(row_orders::TOTAL_HEADER, HeaderValue::from(total));
     }
     Ok(response)
 }

@@ -35,3 +35,12 @@ test("window parameters join the page's query", () => {
   assert.equal(vt.withParams("/experiments/3/rows", "offset=100"), "/experiments/3/rows?offset=100");
   assert.equal(vt.withParams("/experiments/3/rows?filter=a", "offset=100"), "/experiments/3/rows?filter=a&offset=100");
 });
+
+test("expanding a parent adds it to the view's expand list, collapsing removes it", () => {
+  const url = "/experiments/3/rows?order=metrics.%60loss%60.min%20ASC&expand=a";
+  assert.equal(vt.withExpanded(url, "b", true), "/experiments/3/rows?order=metrics.%60loss%60.min+ASC&expand=a&expand=b");
+  assert.equal(vt.withExpanded(url, "a", false), "/experiments/3/rows?order=metrics.%60loss%60.min+ASC");
+  assert.equal(vt.withExpanded("/experiments/3", "a", true), "/experiments/3?expand=a");
+  // Expanding twice lists the parent once.
+  assert.equal(vt.withExpanded(url, "a", true), "/experiments/3/rows?order=metrics.%60loss%60.min+ASC&expand=a");
+});
