@@ -416,6 +416,18 @@ pub trait FeatureRegistry: Send + Sync {
 pub trait DeploymentStore: Send + Sync {
     /// Creates or replaces `record` (by name), stamping its update time.
     async fn put_deployment(&self, record: &DeploymentRecord) -> Result<()>;
+    /// Stores `record` and points `alias` of `model` at `version` (recording the registry
+    /// event as `actor`) in one transaction, the event announced after it commits: a canary's
+    /// promotion onto an alias, which no crash leaves half done (the alias moved, the
+    /// deployment still mid-canary). Nothing is written if the alias cannot be set.
+    async fn promote_deployment(
+        &self,
+        record: &DeploymentRecord,
+        model: &str,
+        alias: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<()>;
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
     /// Whether there was one to delete.
     async fn delete_deployment(&self, name: &str) -> Result<bool>;

@@ -16,6 +16,19 @@ impl DeploymentStore for SqlStore {
             .await
     }
 
+    async fn promote_deployment(
+        &self,
+        record: &DeploymentRecord,
+        model: &str,
+        alias: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let put = self.document_upsert("deployments", &record.name, &record.spec, &record.state);
+        self.set_alias_with(model, alias, version, actor, Some(put))
+            .await
+    }
+
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
         Ok(self
             .documents("deployments")
@@ -94,5 +107,61 @@ impl DeploymentStore for SqlStore {
         sql.arg(deployment);
         sql.execute(&self.writer).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use twinloop_core::registry::NewModelVersion;
+
+    use super::*;
+    use crate::store::{
+        ModelAliasStore, ModelVersionStore, RegisteredModelStore, RegistryEventLog,
+    };
+
+    /// The other half of the one transaction (the suite's case refuses the alias): a deployment
+    /// that cannot be stored takes the alias move and its event with it.
+    #[tokio::test]
+    async fn a_promotion_whose_deployment_cannot_be_stored_leaves_the_alias_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = crate::sql::StoreUri::Sqlite(dir.path().join("t.db"));
+        let store = SqlStore::open(&uri, "mlflow-artifacts:").await.unwrap();
+        store
+            .create_registered_model("m", None, &[], "a")
+            .await
+            .unwrap();
+        for i in 1..=2 {
+            let version = NewModelVersion {
+                name: "m".into(),
+                source: format!("s3://b/{i}"),
+                ..Default::default()
+            };
+            store.create_model_version(version, "a").await.unwrap();
+        }
+        store.set_alias("m", "champion", "1", "a").await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON deployments \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let mut events = store.subscribe_registry_events();
+        let before = store.latest_registry_event_id().await.unwrap();
+        let record = DeploymentRecord {
+            name: "d".into(),
+            spec: "{}".into(),
+            state: "{}".into(),
+            update_time: 0,
+        };
+        store
+            .promote_deployment(&record, "m", "champion", "2", "c")
+            .await
+            .unwrap_err();
+        let champion = store.get_model_version_by_alias("m", "champion").await;
+        assert_eq!(champion.unwrap().version, 1);
+        assert_eq!(store.latest_registry_event_id().await.unwrap(), before);
+        assert!(events.try_recv().is_err());
+        assert!(store.deployments().await.unwrap().is_empty());
     }
 }

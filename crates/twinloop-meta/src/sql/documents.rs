@@ -5,7 +5,7 @@ use twinloop_core::Result;
 use twinloop_core::time::now_ms;
 
 use super::SqlStore;
-use super::query::{Arg, RowExt};
+use super::query::{Arg, RowExt, Sql};
 
 /// A document as stored: (name, spec, state, update time in ms).
 pub(super) type Document = (String, String, String, i64);
@@ -19,6 +19,15 @@ impl SqlStore {
         spec: &str,
         state: &str,
     ) -> Result<()> {
+        self.document_upsert(table, name, spec, state)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The statement [`SqlStore::put_document`] runs, for a transaction that writes the
+    /// document with something else.
+    pub(super) fn document_upsert(&self, table: &str, name: &str, spec: &str, state: &str) -> Sql {
         let mut sql = self.sql(&format!(
             "INSERT INTO {table} (name, spec, state, update_time) VALUES "
         ));
@@ -32,8 +41,7 @@ impl SqlStore {
             " ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state, \
              update_time = excluded.update_time",
         );
-        sql.execute(&self.writer).await?;
-        Ok(())
+        sql
     }
 
     pub(super) async fn documents(&self, table: &str) -> Result<Vec<Document>> {

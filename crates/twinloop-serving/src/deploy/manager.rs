@@ -406,6 +406,12 @@ impl DeploymentManager {
     }
 
     fn install(&self, state: &mut DeploymentState, endpoint: Endpoint) {
+        Self::describe(state, &endpoint);
+        self.engine.put(endpoint);
+    }
+
+    /// Records in `state` what `endpoint` serves.
+    fn describe(state: &mut DeploymentState, endpoint: &Endpoint) {
         let describe = |route: &RouteSpec, m: &ServedModel| ServingRoute {
             model: m.name.clone(),
             version: m.version.clone(),
@@ -425,24 +431,28 @@ impl DeploymentManager {
             .as_ref()
             .zip(endpoint.shadow.as_ref())
             .map(|(r, m)| describe(r, m));
-        self.engine.put(endpoint);
+    }
+
+    /// The deployment as stored.
+    fn record(
+        spec: &DeploymentSpec,
+        state: &DeploymentState,
+    ) -> Result<DeploymentRecord, serde_json::Error> {
+        Ok(DeploymentRecord {
+            name: spec.name.clone(),
+            spec: serde_json::to_string(spec)?,
+            state: serde_json::to_string(state)?,
+            update_time: 0,
+        })
     }
 
     async fn persist(&self, spec: &DeploymentSpec, state: &DeploymentState) {
-        let encoded =
-            serde_json::to_string(spec).and_then(|s| Ok((s, serde_json::to_string(state)?)));
-        let (spec_json, state_json) = match encoded {
-            Ok(pair) => pair,
+        let record = match Self::record(spec, state) {
+            Ok(record) => record,
             Err(e) => {
                 tracing::error!(deployment = %spec.name, error = %e, "cannot encode the deployment");
                 return;
             }
-        };
-        let record = DeploymentRecord {
-            name: spec.name.clone(),
-            spec: spec_json,
-            state: state_json,
-            update_time: 0,
         };
         if let Err(e) = self.store.put_deployment(&record).await {
             tracing::error!(deployment = %spec.name, error = %e.message, "cannot save the deployment");
@@ -609,13 +619,26 @@ impl DeploymentManager {
             Some(r) => format!("canary {}: {r}", outcome.as_str()),
             None => format!("canary {}", outcome.as_str()),
         };
-        let mut moved_alias = None;
+        let candidate = &canary.spec.candidate;
         let spec = match outcome {
             CanaryStatus::Promoted => {
-                let (route, said, moved) = self.promoted_route(name, &canary.spec).await;
-                note = format!("{note}; {said}");
-                moved_alias = moved;
-                promoted(baseline, &route)
+                if let Some(alias) = &canary.spec.on_promote_alias {
+                    let onto = self
+                        .promote_onto_alias(states, name, &canary, alias, &note, reason.clone())
+                        .await;
+                    let Err(e) = onto else { return };
+                    // The promotion the gates earned still happens, and the alias still names
+                    // what it named.
+                    tracing::error!(deployment = name, error = %e, "cannot move the promoted alias");
+                    note = format!(
+                        "{note}; cannot move {}@{alias} to the candidate ({e}): serving {} pinned",
+                        candidate.model,
+                        candidate.uri()
+                    );
+                } else {
+                    note = format!("{note}; serving {}", candidate.uri());
+                }
+                promoted(baseline, candidate)
             }
             _ => baseline.clone(),
         };
@@ -624,76 +647,87 @@ impl DeploymentManager {
         }
         if let Some(state) = states.get_mut(name) {
             state.finish_canary(outcome, reason);
-            if let Some(c) = state.canary.as_mut() {
-                c.moved_alias = moved_alias;
-            }
             let snapshot = state.clone();
             self.persist(&spec, &snapshot).await;
         }
     }
 
-    /// The route a promoted candidate keeps, and what became of the alias. With
-    /// `on_promote_alias` the alias is pointed at the candidate's version and the route follows
-    /// it, so `build` finds the candidate already loaded under that version: no reload, one
-    /// swap. When the alias cannot be moved the candidate stays pinned: the promotion the gates
-    /// earned still happens, and the alias still names what it named.
-    async fn promoted_route(
+    /// Promotes the canary of `name` by pointing `alias` at the candidate's version, with the
+    /// route following the alias. The alias move, its registry event and the deployment's
+    /// stored promotion are one transaction, so no crash leaves the alias moved under a
+    /// deployment still mid-canary; the engine swaps once it has committed, and the alias
+    /// event (announced after the commit) finds the deployment already following it. The
+    /// candidate is already loaded under that version: no reload, one swap. On an error
+    /// nothing has changed.
+    async fn promote_onto_alias(
         &self,
+        states: &mut HashMap<String, DeploymentState>,
         name: &str,
-        canary: &CanarySpec,
-    ) -> (RouteSpec, String, Option<MovedAlias>) {
-        let candidate = &canary.candidate;
-        let Some(alias) = &canary.on_promote_alias else {
-            return (
-                candidate.clone(),
-                format!("serving {}", candidate.uri()),
-                None,
-            );
-        };
+        canary: &CanaryState,
+        alias: &str,
+        note: &str,
+        reason: Option<String>,
+    ) -> Result<(), String> {
+        let (baseline, candidate) = (&canary.baseline, &canary.spec.candidate);
+        let version = self.candidate_version(name, candidate).await?;
+        let following = promoted(
+            baseline,
+            &RouteSpec {
+                version: None,
+                alias: Some(alias.to_string()),
+                ..candidate.clone()
+            },
+        );
+        following.validate().map_err(|e| e.to_string())?;
+        // Built pinned to that version, as the alias names the old one until the commit.
+        let pinned = promoted(
+            baseline,
+            &RouteSpec {
+                version: Some(version.clone()),
+                alias: None,
+                ..candidate.clone()
+            },
+        );
+        let current = self.engine.get(name);
+        let mut endpoint = self
+            .build(&pinned, current.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        endpoint.spec = following;
         let from = self
             .store
             .get_model_version_by_alias(&candidate.model, alias)
             .await
             .ok()
             .map(|v| v.version.to_string());
-        let moved = match self.candidate_version(name, candidate).await {
-            Ok(version) => self
-                .store
-                .set_alias(&candidate.model, alias, &version, PROMOTION_ACTOR)
-                .await
-                .map(|()| version)
-                .map_err(|e| e.message),
-            Err(e) => Err(e),
-        };
-        match moved {
-            Ok(version) => {
-                let route = RouteSpec {
-                    version: None,
-                    alias: Some(alias.clone()),
-                    ..candidate.clone()
-                };
-                let said = format!(
-                    "{}@{alias} moved to version {version}; following it",
-                    candidate.model
-                );
-                let moved = MovedAlias {
-                    model: candidate.model.clone(),
-                    alias: alias.clone(),
-                    from,
-                    to: version,
-                };
-                (route, said, Some(moved))
-            }
-            Err(e) => {
-                tracing::error!(deployment = name, error = %e, "cannot move the promoted alias");
-                let said = format!(
-                    "cannot move {}@{alias} to the candidate ({e}): serving {} pinned",
-                    candidate.model,
-                    candidate.uri()
-                );
-                (candidate.clone(), said, None)
-            }
+        let mut state = states
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown(name).to_string())?;
+        Self::describe(&mut state, &endpoint);
+        state.status = "ready".into();
+        state.error = None;
+        state.note(format!(
+            "{note}; {}@{alias} moved to version {version}; following it",
+            candidate.model
+        ));
+        state.finish_canary(CanaryStatus::Promoted, reason);
+        if let Some(c) = state.canary.as_mut() {
+            c.moved_alias = Some(MovedAlias {
+                model: candidate.model.clone(),
+                alias: alias.to_string(),
+                from,
+                to: version.clone(),
+            });
         }
+        let record = Self::record(&endpoint.spec, &state).map_err(|e| e.to_string())?;
+        self.store
+            .promote_deployment(&record, &candidate.model, alias, &version, PROMOTION_ACTOR)
+            .await
+            .map_err(|e| e.message)?;
+        self.engine.put(endpoint);
+        states.insert(name.to_string(), state);
+        Ok(())
     }
 
     /// The version the canary's candidate route serves: the one loaded now, or else the one
@@ -1099,6 +1133,92 @@ mod tests {
                 .unwrap()
                 .contains("alias m@champion moved")
         );
+    }
+
+    /// The canary of `following_champion`'s deployment: version 2 in one step, promoted onto
+    /// `alias`.
+    fn canary_onto(alias: &str) -> CanarySpec {
+        CanarySpec {
+            candidate: RouteSpec {
+                model: "m".into(),
+                version: Some("2".into()),
+                alias: None,
+                weight: 0,
+            },
+            steps: vec![100],
+            interval_s: 0.02,
+            max_error_rate: None,
+            max_p99_ms: None,
+            on_promote_alias: Some(alias.into()),
+        }
+    }
+
+    /// The deployment `d` as stored.
+    async fn stored(manager: &DeploymentManager) -> (DeploymentSpec, DeploymentState) {
+        let records = manager.store.deployments().await.unwrap();
+        let record = records.iter().find(|r| r.name == "d").unwrap();
+        (
+            serde_json::from_str(&record.spec).unwrap(),
+            serde_json::from_str(&record.state).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_alias_event_of_a_promotion_finds_the_promotion_stored() {
+        let (manager, _engine, _dir) = following_champion().await;
+        let mut events = manager.store.subscribe_registry_events();
+        manager.canary("d", canary_onto("champion")).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (event.kind, event.actor.as_str(), event.after.as_deref()),
+            (RegistryEventKind::AliasSet, PROMOTION_ACTOR, Some("2"))
+        );
+        // Read as soon as the event is heard: the same commit stored the promotion.
+        let (spec, state) = stored(&manager).await;
+        assert_eq!(spec.routes[0].alias.as_deref(), Some("champion"));
+        let canary = state.canary.unwrap();
+        assert_eq!(canary.status, CanaryStatus::Promoted);
+        let moved = canary.moved_alias.unwrap();
+        assert_eq!((moved.from.as_deref(), moved.to.as_str()), (Some("1"), "2"));
+        assert_eq!(state.serving[0].version, "2");
+    }
+
+    #[tokio::test]
+    async fn a_promotion_whose_alias_cannot_move_pins_the_candidate_and_moves_nothing() {
+        let (manager, engine, _dir) = following_champion().await;
+        let before = manager.store.latest_registry_event_id().await.unwrap();
+        // `latest` names the highest version and cannot be set.
+        manager.canary("d", canary_onto("latest")).await.unwrap();
+        let status = wait_until_promoted(&manager).await;
+        assert_eq!(
+            manager.store.latest_registry_event_id().await.unwrap(),
+            before,
+            "no alias event"
+        );
+        let champion = manager
+            .store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap();
+        assert_eq!(champion.version, 1);
+        let served = engine.get("d").unwrap();
+        assert_eq!(served.spec.routes[0].version.as_deref(), Some("2"));
+        assert!(
+            notes(&status)
+                .last()
+                .unwrap()
+                .contains("cannot move m@latest to the candidate"),
+            "{:?}",
+            notes(&status)
+        );
+        let (spec, state) = stored(&manager).await;
+        assert_eq!(spec, served.spec);
+        let canary = state.canary.unwrap();
+        assert_eq!(canary.status, CanaryStatus::Promoted);
+        assert!(canary.moved_alias.is_none());
     }
 
     #[tokio::test]

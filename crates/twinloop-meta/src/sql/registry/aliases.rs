@@ -8,7 +8,7 @@ use twinloop_core::{Error, Result};
 use super::events::EventSpec;
 use super::{model_not_found, parse_version, require_version, touch_model};
 use crate::sql::SqlStore;
-use crate::sql::query::{Arg, RowExt};
+use crate::sql::query::{Arg, RowExt, Sql};
 use crate::store::{ModelAliasStore, ModelVersionStore};
 
 /// MLflow's alias rules: word characters and dashes; `latest` and `v<number>` would be read as
@@ -34,33 +34,7 @@ fn validate_alias(alias: &str) -> Result<()> {
 #[async_trait]
 impl ModelAliasStore for SqlStore {
     async fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &str) -> Result<()> {
-        validate_alias(alias)?;
-        let v = parse_version(version)?;
-        let now = now_ms();
-        let mut tx = self.change().await?;
-        touch_model(&mut tx, name, now).await?;
-        require_version(&mut tx, name, v).await?;
-        let mut before = self.sql("SELECT version FROM registered_model_aliases WHERE name = ");
-        before.arg(name).push(" AND alias = ").arg(alias);
-        let previous = before
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.int(0))
-            .transpose()?;
-        let mut sql =
-            self.sql("INSERT INTO registered_model_aliases (name, alias, version) VALUES ");
-        sql.tuple([Arg::from(name), Arg::from(alias), Arg::from(v)])
-            .push(" ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version");
-        sql.execute(&mut **tx).await?;
-        tx.record(
-            actor,
-            EventSpec::new(RegistryEventKind::AliasSet, name)
-                .version(v)
-                .alias(alias)
-                .change(previous.map(|p| p.to_string()), Some(v.to_string())),
-        )
-        .await?;
-        tx.commit().await
+        self.set_alias_with(name, alias, version, actor, None).await
     }
 
     async fn delete_alias(&self, name: &str, alias: &str, actor: &str) -> Result<()> {
@@ -113,5 +87,50 @@ impl ModelAliasStore for SqlStore {
                 "Registered model alias {alias} not found."
             ))),
         }
+    }
+}
+
+impl SqlStore {
+    /// Sets an alias as [`ModelAliasStore::set_alias`] does, and runs `also` in the same
+    /// transaction: the alias, its event and what must move with it commit together or not at
+    /// all, and the event is announced only after the commit.
+    pub(in crate::sql) async fn set_alias_with(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        actor: &str,
+        also: Option<Sql>,
+    ) -> Result<()> {
+        validate_alias(alias)?;
+        let v = parse_version(version)?;
+        let now = now_ms();
+        let mut tx = self.change().await?;
+        touch_model(&mut tx, name, now).await?;
+        require_version(&mut tx, name, v).await?;
+        let mut before = self.sql("SELECT version FROM registered_model_aliases WHERE name = ");
+        before.arg(name).push(" AND alias = ").arg(alias);
+        let previous = before
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.int(0))
+            .transpose()?;
+        let mut sql =
+            self.sql("INSERT INTO registered_model_aliases (name, alias, version) VALUES ");
+        sql.tuple([Arg::from(name), Arg::from(alias), Arg::from(v)])
+            .push(" ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version");
+        sql.execute(&mut **tx).await?;
+        tx.record(
+            actor,
+            EventSpec::new(RegistryEventKind::AliasSet, name)
+                .version(v)
+                .alias(alias)
+                .change(previous.map(|p| p.to_string()), Some(v.to_string())),
+        )
+        .await?;
+        if let Some(also) = also {
+            also.execute(&mut **tx).await?;
+        }
+        tx.commit().await
     }
 }
