@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -384,7 +385,7 @@ def test_compare_selected_runs(ui_server, page_for, gallery):
     assert sorted(differing) == ["lr", "optimizer"]
     # Overlays: one card per metric, three runs each, drawn.
     sync_api.expect(page.locator('figure.chart[data-key="loss"]')).to_have_attribute("data-ready", "1")
-    assert len(page.locator('figure.chart[data-key="loss"]').get_attribute("data-runs").split(",")) == 3
+    assert len(page.locator("div.charts").get_attribute("data-runs").split(",")) == 3
     assert _canvas_ink(page, 'figure.chart[data-key="loss"] canvas') > 200
     assert page.locator("#scatter circle").count() == 3
     assert page.locator("#parallel polyline").count() == 3
@@ -452,6 +453,144 @@ def test_compare_brushing_box_plot_and_hostile_names(ui_server, page_for, galler
     assert sorted(groups) == ["(none)", "adam", "sgd"]
     page.locator("#box-plot").scroll_into_view_if_needed()
     shot(page, gallery, "compare-box", "Compare: box plot of acc by optimizer")
+
+
+def test_compare_scatter_colour_and_log_axes(ui_server, page_for, gallery):
+    exp_id, parent_id, hostile_id = _log_sweep()
+    runs = {r.info.run_name: r.info.run_id for r in mlflow.search_runs([exp_id], output_format="list")}
+    chosen = [runs["trial-0"], runs["trial-1"], runs["trial-2"], hostile_id]
+    base = f"{ui_server}/experiments/{exp_id}/compare?runs={','.join(chosen)}"
+    page = page_for()
+    page.goto(base)
+    # Colour by a number, through the page's one form: the scale and its legend.
+    page.select_option("#scatter-form select[name=sx]", "params.lr")
+    page.select_option("#scatter-form select[name=sy]", "metrics.loss")
+    page.select_option("#scatter-form select[name=sc]", "metrics.acc")
+    page.click("#scatter-form button")
+    page.wait_for_url(re.compile(r".*sc=metrics\.acc"))
+    assert page.url.count("runs=") == 1
+    sync_api.expect(page.locator("#scatter-legend rect.ramp")).to_have_count(1)
+    fills = page.locator("#scatter circle").evaluate_all("cs => cs.map(c => c.getAttribute('fill'))")
+    assert len(fills) == 3 and len(set(fills)) == 3 and all(f.startswith("#") for f in fills)
+    page.locator("#scatter").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-colour-scale", "Compare: scatter coloured by acc (a scale)")
+    # By text: one colour per optimizer, named in the legend; the run without one is grey.
+    page.goto(f"{base}&sx=params.lr&sy=metrics.acc&sc=params.optimizer")
+    legend = page.locator("#scatter-legend text").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert "adam" in legend and "sgd" in legend, legend
+    page.locator("#scatter").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-colour-text", "Compare: scatter coloured by optimizer (a palette)")
+
+    # A log axis: lr spans three decades, so its runs sit evenly apart (linear, two crowd the
+    # bottom); the hostile run has no lr and is not on that axis.
+    page.goto(base)
+    page.check('#log-axes input[value="params.lr"]')
+    page.click("#log-axes button")
+    page.wait_for_url(re.compile(r".*plog=params\.lr"))
+    sync_api.expect(page.locator('g.pc-axis[data-col="params.lr"]')).to_have_attribute("data-log", "1")
+    lr = page.locator("#parallel polyline").evaluate_all(
+        "ls => ls.map(l => l.dataset.pos.split(',')[0]).filter(p => p !== '').map(Number).sort()"
+    )
+    assert lr == [0.0, 0.5, 1.0], lr
+    page.locator("#parallel").scroll_into_view_if_needed()
+    shot(page, gallery, "compare-log-axis", "Compare: parallel coordinates with lr on a log axis")
+    # Without JavaScript the same URL draws the same axis.
+    no_js = page_for(javascript=False)
+    no_js.goto(page.url)
+    assert no_js.locator('g.pc-axis[data-col="params.lr"] text.axis-label').text_content() == "params.lr (log)"
+    # A value at or below zero cannot go on a log axis: it sits at the foot, and the page says so.
+    with mlflow.start_run(experiment_id=exp_id, run_name="zero-lr") as zero:
+        mlflow.log_params({"lr": 0, "optimizer": "adam"})
+        mlflow.log_metric("acc", 0.5)
+    page.goto(f"{base},{zero.info.run_id}&plog=params.lr")
+    sync_api.expect(page.locator('.log-note[data-col="params.lr"]')).to_contain_text("(1 of 5 runs) cannot go on a log scale")
+    assert "≤ 0" in page.locator('g.pc-axis[data-col="params.lr"]').text_content()
+
+
+def test_version_page_sets_offline_beside_online(ui_server, page_for, gallery, tmp_path):
+    """A registered ONNX model deployed on the tracking server, watched by a monitor whose first
+    window has closed: the version page shows the source run's accuracy beside the monitor's, the
+    model page's versions table its online figure; a version served nowhere says so."""
+    import requests
+
+    serving_fixtures = pytest.importorskip("serving_fixtures")
+    case = serving_fixtures.make_lr_case()
+    exp_id = mlflow.create_experiment(unique("ui-online"))
+    name = unique("ui-online-model")
+    X, y = serving_fixtures._iris()
+    reference = tmp_path / "reference.csv"
+    reference.write_text("f0,f1,f2,f3,label\n" + "".join(",".join(map(str, [*x, int(c)])) + "\n" for x, c in zip(X, y)))
+    with mlflow.start_run(experiment_id=exp_id, run_name="train") as run:
+        mlflow.log_metric("accuracy", 0.97)
+        mlflow.log_metric("train_loss", 0.1)
+        mlflow.log_artifact(str(reference))
+        mlflow.onnx.log_model(case.onnx_model, name="model", registered_model_name=name)
+    with mlflow.start_run(experiment_id=exp_id, run_name="unserved"):
+        mlflow.onnx.log_model(case.onnx_model, name="model", registered_model_name=name)
+    api = f"{ui_server}/api/twinloop/v1"
+    deployment = f"d-{uuid_hex()}"
+    r = requests.post(f"{api}/deployments", json={"name": deployment, "routes": [{"model": name, "version": "1"}]}, timeout=60)
+    if r.status_code >= 500 and "onnx" in r.text.lower():
+        pytest.skip(f"the server cannot load ONNX models here: {r.text[:200]}")
+    assert r.ok, r.text
+    monitor = f"m-{uuid_hex()}"
+    spec = {
+        "name": monitor,
+        "deployment": deployment,
+        "reference": f"runs:/{run.info.run_id}/reference.csv",
+        "window": {"rows": 30},
+        "features": {"features": ["f0", "f1", "f2", "f3"]},
+        "prediction": "label",
+    }
+    r = requests.post(f"{api}/monitors", json=spec, timeout=30)
+    assert r.ok, r.text
+    labels = []
+    for i in range(30):
+        rid = f"{monitor}-{i}"
+        body = {"id": rid, "inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": X[i * 5].tolist()}]}
+        r = requests.post(f"{ui_server}/v2/models/{deployment}/infer", json=body, timeout=30)
+        assert r.ok, r.text
+        predicted = next(o for o in r.json()["outputs"] if o["name"] == "label")["data"][0]
+        # The prediction is right but one time in ten: a live accuracy of 0.9, against 0.97 offline.
+        labels.append({"request_id": rid, "label": predicted if i % 10 else (predicted + 1) % 3})
+    assert requests.post(f"{api}/labels", json=labels, timeout=30).ok
+    # The prediction log is flushed every 10 s by default, then the monitor's tick closes the window.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = requests.get(f"{api}/monitors/{monitor}", timeout=30).json()
+        if status.get("state", {}).get("windows", 0) >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the monitor closed no window: {status}")
+
+    page = page_for()
+    page.goto(f"{ui_server}/models/{urllib.parse.quote(name)}/versions/1")
+    row = page.locator('#offline-online tr[data-metric="accuracy"]')
+    sync_api.expect(row).to_have_class(re.compile("matched"))
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0] == "accuracy" and cells[1] == "0.97", cells
+    assert abs(float(cells[2]) - 0.9) < 1e-9, cells
+    sync_api.expect(page.locator("#online-deployments")).to_contain_text(f"{deployment} (100% of its traffic)")
+    assert page.locator('#offline-online tr[data-metric="train_loss"] td').nth(2).inner_text() == ""
+    page.locator("#offline-online-heading").scroll_into_view_if_needed()
+    shot(page, gallery, "version-offline-online", "Model version: offline metrics beside the monitor's live ones")
+    # Version 2 is served nowhere.
+    page.goto(f"{ui_server}/models/{urllib.parse.quote(name)}/versions/2")
+    sync_api.expect(page.locator("#online-none")).to_contain_text("No deployment serves this version")
+    # The model page's versions table, with JavaScript off: v1's live accuracy, nothing for v2.
+    no_js = page_for(javascript=False)
+    no_js.goto(f"{ui_server}/models/{urllib.parse.quote(name)}?metric=accuracy")
+    online = no_js.locator("#versions tbody tr td.online").all_inner_texts()
+    assert online[0] == "" and online[1].startswith("accuracy 0.9"), online
+    assert requests.delete(f"{api}/monitors/{monitor}", timeout=30).ok
+    assert requests.delete(f"{api}/deployments/{deployment}", timeout=30).ok
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
 
 
 # A 1x1 PNG.

@@ -1,8 +1,8 @@
 // @ts-check
 // Metric charts. The server renders each chart as a <figure class="chart"> whose data-*
-// attributes say what to draw (runs, key, x axis, log y, smoothing, zoom); this script draws it
-// with uPlot from GET /api/twinloop/v1/metrics/series, which answers per bucket the min, max
-// and last value. `last` is the line and [min, max] a band behind it, so a spike squeezed into
+// attributes (for the runs, its grid's) say what to draw (runs, key, x axis, log y, smoothing,
+// zoom); this script draws it with uPlot from GET /api/twinloop/v1/metrics/series, which
+// answers per bucket the min, max and last value. `last` is the line and [min, max] a band behind it, so a spike squeezed into
 // a bucket still shows. A chart is fetched only once its card scrolls into view, and on the
 // metric page (data-zoom) a dragged selection re-queries the zoomed range, which comes back raw once it
 // holds few enough points, and is written into the URL. The pure parts (bucket decoding,
@@ -37,7 +37,9 @@
   function url(fig, from, to, width) {
     var d = fig.dataset;
     var q = new URLSearchParams();
-    var runs = d.runs || "";
+    // A grid of cards names its runs once, on itself.
+    var named = /** @type {HTMLElement | null} */ (fig.closest("[data-runs]"));
+    var runs = (named && named.dataset.runs) || "";
     q.set("run_ids", runs);
     q.set("key", d.key || "");
     q.set("x", d.x || "step");

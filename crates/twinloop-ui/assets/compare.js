@@ -3,7 +3,9 @@
 // polyline whose data-pos holds its position on every axis) and renders a brushed URL already
 // filtered; this script lets a drag along an axis set that axis's brush, then dims the lines
 // and scatter dots of the runs it leaves out, hides their rows in the runs table, and writes the
-// brushes into the URL (`brush=COLUMN:LO:HI`). The rule itself is ui-lib.js's `passes`.
+// brushes into the URL (`brush=COLUMN:LO:HI`) and into the page's form, so the next view the form
+// asks for keeps them. Lines and dots name their run by its place in the runs table (`data-i`).
+// The rule itself is ui-lib.js's `passes`.
 (function () {
   "use strict";
 
@@ -30,8 +32,8 @@
     var top = Number(svg.dataset.top), bottom = Number(svg.dataset.bottom);
     var axes = /** @type {SVGGElement[]} */ (Array.prototype.slice.call(svg.querySelectorAll("g.pc-axis")));
     var columns = axes.map(function (a) { return a.dataset.col || ""; });
-    var lines = Array.prototype.slice.call(svg.querySelectorAll("polyline[data-run]")).map(function (/** @type {SVGElement} */ el) {
-      return { el: el, run: el.dataset.run || "", pos: lib.positionsOf(el.dataset.pos || "", columns) };
+    var lines = Array.prototype.slice.call(svg.querySelectorAll("polyline[data-i]")).map(function (/** @type {SVGElement} */ el) {
+      return { el: el, run: el.dataset.i || "", pos: lib.positionsOf(el.dataset.pos || "", columns) };
     });
     var brushes = lib.brushesFrom(window.location.search).filter(function (/** @type {any} */ b) {
       return columns.indexOf(b.column) >= 0;
@@ -49,11 +51,11 @@
         l.el.classList.toggle("dim", !ok);
         if (ok) { keep[l.run] = true; kept++; }
       });
-      document.querySelectorAll("#compare-runs tbody tr[data-run-id]").forEach(function (tr) {
-        /** @type {HTMLElement} */ (tr).hidden = !keep[/** @type {HTMLElement} */ (tr).dataset.runId || ""];
+      document.querySelectorAll("#compare-runs tbody tr[data-run-id]").forEach(function (tr, i) {
+        /** @type {HTMLElement} */ (tr).hidden = !keep[String(i)];
       });
-      document.querySelectorAll("#scatter circle[data-run]").forEach(function (c) {
-        c.classList.toggle("dim", !keep[/** @type {SVGElement} */ (c).dataset.run || ""]);
+      document.querySelectorAll("#scatter circle[data-i]").forEach(function (c) {
+        c.classList.toggle("dim", !keep[/** @type {SVGElement} */ (c).dataset.i || ""]);
       });
       var count = document.getElementById("brush-kept");
       if (count) count.textContent = String(kept);
@@ -70,8 +72,32 @@
       if (write) {
         var s = lib.withParams(window.location.search, { brush: brushes.map(lib.encodeBrush) });
         history.replaceState(history.state, "", window.location.pathname + s);
+        formBrushes();
       }
     }
+
+    /** The page form's brushes, as this script holds them. */
+    function formBrushes() {
+      var form = document.getElementById("view");
+      if (!form) return;
+      form.querySelectorAll('input[name="brush"]').forEach(function (el) { el.remove(); });
+      brushes.forEach(function (/** @type {any} */ b) {
+        var el = document.createElement("input");
+        el.type = "hidden";
+        el.name = "brush";
+        el.value = lib.encodeBrush(b);
+        form.appendChild(el);
+      });
+    }
+
+    // A brush holds positions on its axis, which a change of scale moves: switching an axis to
+    // or from log drops its brush.
+    document.querySelectorAll('#log-axes input[name="plog"]').forEach(function (box) {
+      box.addEventListener("change", function () {
+        brushes = lib.setBrush(brushes, /** @type {HTMLInputElement} */ (box).value, null);
+        apply(true);
+      });
+    });
 
     axes.forEach(function (a) {
       var area = /** @type {SVGRectElement | null} */ (a.querySelector("rect.brush-area"));

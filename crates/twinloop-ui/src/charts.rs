@@ -112,9 +112,28 @@ impl ChartConfig {
                 @for (name, value) in keep {
                     input type="hidden" name=(name) value=(value);
                 }
+                (self.fields(None))
+                button type="submit" { "Apply" }
+            }
+        }
+    }
+
+    /// The settings' fields and button belonging to the page's form `form` (a page of several
+    /// sections submits one form, so what they share is written once).
+    pub(crate) fn controls_of(&self, form: &str) -> Markup {
+        html! {
+            div.bar.chart-controls {
+                (self.fields(Some(form)))
+                button type="submit" form=(form) { "Apply" }
+            }
+        }
+    }
+
+    fn fields(&self, form: Option<&str>) -> Markup {
+        html! {
                 label {
                     "X axis"
-                    select name="x" {
+                    select name="x" form=[form] {
                         @for (v, label) in [(XAxis::Step, "Step"), (XAxis::Time, "Time"), (XAxis::Relative, "Relative time")] {
                             option value=(v.as_str()) selected[self.x == v] { (label) }
                         }
@@ -122,21 +141,19 @@ impl ChartConfig {
                 }
                 label {
                     "Y scale"
-                    select name="log" {
+                    select name="log" form=[form] {
                         option value="0" selected[!self.log] { "Linear" }
                         option value="1" selected[self.log] { "Log" }
                     }
                 }
                 label {
                     "Smoothing"
-                    select name="smooth" {
+                    select name="smooth" form=[form] {
                         @for w in SMOOTHING {
                             option value=(w) selected[self.smooth == w] { @if w == 0.0 { "None" } @else { (w) } }
                         }
                     }
                 }
-                button type="submit" { "Apply" }
-            }
         }
     }
 }
@@ -147,6 +164,12 @@ pub(crate) struct Line<'a> {
     pub label: &'a str,
 }
 
+/// The runs of a chart as its `data-runs`.
+fn run_ids(lines: &[Line]) -> String {
+    let ids: Vec<&str> = lines.iter().map(|l| l.run_id).collect();
+    ids.join(",")
+}
+
 /// A chart card. `title_href` links the title (to the metric page); `zoom` enables drag-zoom.
 pub(crate) fn card(
     key: &str,
@@ -155,11 +178,23 @@ pub(crate) fn card(
     title_href: Option<&str>,
     zoom: bool,
 ) -> Markup {
-    let ids: Vec<&str> = lines.iter().map(|l| l.run_id).collect();
+    card_of(key, lines, cfg, title_href, zoom, Some(&run_ids(lines)))
+}
+
+/// A card; `runs` is `None` in a grid, which names the runs once for all its cards (1,000 run
+/// ids are 33 KB a card).
+fn card_of(
+    key: &str,
+    lines: &[Line],
+    cfg: &ChartConfig,
+    title_href: Option<&str>,
+    zoom: bool,
+    runs: Option<&str>,
+) -> Markup {
     html! {
         figure.chart.wide[zoom]
             data-key=(key)
-            data-runs=(ids.join(","))
+            data-runs=[runs]
             data-x=(cfg.x.as_str())
             data-log=(if cfg.log { "1" } else { "0" })
             data-smooth=(cfg.smooth)
@@ -194,9 +229,9 @@ pub(crate) fn grid(
     title_href: &dyn Fn(&str) -> Option<String>,
 ) -> Markup {
     html! {
-        div.charts {
+        div.charts data-runs=(run_ids(lines)) {
             @for key in keys {
-                (card(key, lines, cfg, title_href(key).as_deref(), false))
+                (card_of(key, lines, cfg, title_href(key).as_deref(), false, None))
             }
         }
     }

@@ -25,6 +25,16 @@ use crate::runs::{run_label, status};
 
 /// Runs one comparison may hold; more are dropped. The series endpoint takes as many per call.
 pub const MAX_RUNS: usize = 1000;
+/// The page's one GET form: every section's fields belong to it (`form="view"`), so the ids of
+/// the compared runs, up to 33 KB for 1,000, are written once, not once per section. It comes
+/// last in the page, so a button that sets a value (`equal=show`) precedes the form's own copy
+/// of it and wins: `CompareQuery` reads the first value of a name.
+const VIEW_FORM: &str = "view";
+/// Runs the params and metrics tables show as columns (a table 1,000 runs wide was a third of
+/// the page and unreadable); the runs table, charts and plots show every run.
+const TABLE_RUNS: usize = 100;
+/// Runs up to which the diff's two runs are picked from lists; past that, by id.
+const DIFF_LIST_RUNS: usize = 50;
 /// Overlaid chart cards shown.
 const CHARTS_SHOWN: usize = 30;
 /// Axes of the parallel coordinates by default (the differing params, then the metrics).
@@ -85,6 +95,8 @@ pub struct CompareQuery {
     pub hide_equal: bool,
     pub scatter_x: Option<String>,
     pub scatter_y: Option<String>,
+    /// The column that colours the scatter's dots (`sc=`); none: each run its own colour.
+    pub scatter_color: Option<String>,
     /// The box plot's column, and the param whose values group it.
     pub box_column: Option<String>,
     pub box_by: Option<String>,
@@ -92,6 +104,8 @@ pub struct CompareQuery {
     pub axes: Vec<String>,
     /// At most one per column.
     pub brushes: Vec<Brush>,
+    /// Parallel-coordinates axes drawn on a log scale (`plog=` repeated; numeric axes only).
+    pub log_axes: Vec<String>,
     pub chart: ChartConfig,
     /// An artifact path diffed between two of the runs (`diff=`, `da=`, `db=`; the first two
     /// runs by default).
@@ -133,6 +147,7 @@ impl CompareQuery {
             hide_equal: get("equal") == Some("hide"),
             scatter_x: get("sx").map(String::from),
             scatter_y: get("sy").map(String::from),
+            scatter_color: get("sc").map(String::from),
             box_column: get("box").map(String::from),
             box_by: get("by").map(String::from),
             axes: pairs
@@ -141,6 +156,11 @@ impl CompareQuery {
                 .map(|(_, v)| v.clone())
                 .collect(),
             brushes,
+            log_axes: pairs
+                .iter()
+                .filter(|(n, v)| n == "plog" && !v.is_empty())
+                .map(|(_, v)| v.clone())
+                .collect(),
             chart: ChartConfig::from_pairs(pairs),
             diff_path: get("diff")
                 .map(|p| p.trim().trim_matches('/').to_string())
@@ -157,6 +177,7 @@ impl CompareQuery {
             .q("equal", if hide_equal { "hide" } else { "" })
             .q("sx", self.scatter_x.as_deref().unwrap_or(""))
             .q("sy", self.scatter_y.as_deref().unwrap_or(""))
+            .q("sc", self.scatter_color.as_deref().unwrap_or(""))
             .q("box", self.box_column.as_deref().unwrap_or(""))
             .q("by", self.box_by.as_deref().unwrap_or(""))
             .q("diff", self.diff_path.as_deref().unwrap_or(""))
@@ -164,6 +185,9 @@ impl CompareQuery {
             .q("db", self.diff_b.as_deref().unwrap_or(""));
         for a in &self.axes {
             h = h.q("axis", a);
+        }
+        for a in &self.log_axes {
+            h = h.q("plog", a);
         }
         if brushed {
             for b in &self.brushes {
@@ -221,38 +245,81 @@ fn column_value(run: &Run, summaries: Option<&RunSummaries>, column: &str) -> Op
     }
 }
 
-/// Maps a column's values onto 0..=1: linearly when all are numbers, else one evenly spaced
-/// position per distinct value (sorted), so values sharing a long prefix stay apart.
+/// Where the values of a log axis that are not positive sit: at its foot, below the positive
+/// ones, which fill the rest of the axis.
+const LOG_FOOT: f64 = 0.08;
+
+/// How an axis places numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scale {
+    Linear {
+        lo: f64,
+        hi: f64,
+    },
+    /// Over the positive values' range; `nonpositive` values sit at the foot.
+    Log {
+        lo: f64,
+        hi: f64,
+        nonpositive: usize,
+    },
+}
+
+/// Maps a column's values onto 0..=1: linearly (or logarithmically) when all are numbers, else
+/// one evenly spaced position per distinct value (sorted), so values sharing a long prefix stay
+/// apart.
+#[derive(Debug)]
 struct Axis {
-    numeric: Option<(f64, f64)>,
+    /// `None`: categorical.
+    scale: Option<Scale>,
     categories: Vec<String>,
 }
 
 impl Axis {
-    fn of<'v>(values: impl Iterator<Item = &'v Value> + Clone) -> Self {
+    /// `log` asks for a log scale; a column of text, or without any positive number, stays as
+    /// it is (`is_log` tells).
+    fn of<'v>(values: impl Iterator<Item = &'v Value> + Clone, log: bool) -> Self {
         let all_numeric = values.clone().all(|v| matches!(v, Value::Num(_)));
-        if all_numeric {
-            let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                let Value::Num(n) = v else { return (lo, hi) };
-                (lo.min(*n), hi.max(*n))
-            });
-            Axis {
-                numeric: Some((lo, hi)),
-                categories: Vec::new(),
+        if !all_numeric {
+            let set: BTreeSet<String> = values.map(label).collect();
+            return Axis {
+                scale: None,
+                categories: set.into_iter().collect(),
+            };
+        }
+        let numbers = values.filter_map(|v| match v {
+            Value::Num(n) => Some(*n),
+            Value::Text(_) => None,
+        });
+        let range = |it: &mut dyn Iterator<Item = f64>| {
+            it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), n| {
+                (lo.min(n), hi.max(n))
+            })
+        };
+        let (plo, phi) = range(&mut numbers.clone().filter(|n| *n > 0.0));
+        let scale = if log && plo <= phi {
+            Scale::Log {
+                lo: plo,
+                hi: phi,
+                nonpositive: numbers.clone().filter(|n| *n <= 0.0).count(),
             }
         } else {
-            let set: BTreeSet<String> = values.map(label).collect();
-            Axis {
-                numeric: None,
-                categories: set.into_iter().collect(),
-            }
+            let (lo, hi) = range(&mut numbers.clone());
+            Scale::Linear { lo, hi }
+        };
+        Axis {
+            scale: Some(scale),
+            categories: Vec::new(),
         }
     }
 
+    fn is_log(&self) -> bool {
+        matches!(self.scale, Some(Scale::Log { .. }))
+    }
+
     fn pos(&self, v: &Value) -> f64 {
-        match (self.numeric, v) {
-            (Some((lo, hi)), Value::Num(n)) if hi > lo => (n - lo) / (hi - lo),
-            (Some(_), _) => 0.5,
+        match (self.scale, v) {
+            (Some(scale), Value::Num(n)) => scale_pos(scale, *n),
+            (Some(_), Value::Text(_)) => 0.5,
             (None, v) => {
                 let l = label(v);
                 let i = self.categories.iter().position(|c| *c == l).unwrap_or(0);
@@ -267,15 +334,31 @@ impl Axis {
 
     /// Tick labels with their positions.
     fn ticks(&self) -> Vec<(f64, String)> {
-        match self.numeric {
-            Some((lo, hi)) if hi > lo => (0..=4)
+        match self.scale {
+            Some(Scale::Linear { lo, hi }) if hi > lo => (0..=4)
                 .map(|i| {
                     let f = f64::from(i) / 4.0;
                     (f, format::value(lo + f * (hi - lo)))
                 })
                 .collect(),
-            Some((lo, _)) if lo.is_finite() => vec![(0.5, format::value(lo))],
-            Some(_) => Vec::new(),
+            Some(Scale::Linear { lo, .. }) if lo.is_finite() => vec![(0.5, format::value(lo))],
+            Some(Scale::Linear { .. }) => Vec::new(),
+            Some(
+                scale @ Scale::Log {
+                    lo,
+                    hi,
+                    nonpositive,
+                },
+            ) => {
+                let mut ticks: Vec<(f64, String)> = log_ticks(lo, hi)
+                    .into_iter()
+                    .map(|v| (scale_pos(scale, v), format::value(v)))
+                    .collect();
+                if nonpositive > 0 {
+                    ticks.insert(0, (0.0, "≤ 0".to_string()));
+                }
+                ticks
+            }
             None => self
                 .categories
                 .iter()
@@ -291,6 +374,49 @@ impl Axis {
                 .collect(),
         }
     }
+}
+
+/// A number's position on a numeric axis.
+fn scale_pos(scale: Scale, n: f64) -> f64 {
+    match scale {
+        Scale::Linear { lo, hi } if hi > lo => (n - lo) / (hi - lo),
+        Scale::Linear { .. } => 0.5,
+        Scale::Log {
+            lo,
+            hi,
+            nonpositive,
+        } => {
+            let base = if nonpositive > 0 { LOG_FOOT } else { 0.0 };
+            if n <= 0.0 {
+                0.0
+            } else if hi > lo {
+                let f = (n.ln() - lo.ln()) / (hi.ln() - lo.ln());
+                base + f.clamp(0.0, 1.0) * (1.0 - base)
+            } else {
+                base + (1.0 - base) / 2.0
+            }
+        }
+    }
+}
+
+/// A log axis's ticks over positive `[lo, hi]`: the powers of ten inside (every k-th when there
+/// are many), or the ends and their geometric middle when the range holds fewer than two.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi >= lo && hi.is_finite()) {
+        return Vec::new();
+    }
+    if hi == lo {
+        return vec![lo];
+    }
+    let (first, last) = (lo.log10().ceil() as i32, hi.log10().floor() as i32);
+    if last - first < 1 {
+        return vec![lo, (lo * hi).sqrt(), hi];
+    }
+    let every = usize::try_from((last - first) / 6 + 1).unwrap_or(1);
+    (first..=last)
+        .step_by(every)
+        .map(|e| 10f64.powi(e))
+        .collect()
 }
 
 fn label(v: &Value) -> String {
@@ -321,7 +447,161 @@ fn summary_of<'a>(by_run: &ByRun<'a>, run: &Run) -> Option<&'a RunSummaries> {
     by_run.get(run.info.run_id.as_str()).copied()
 }
 
-fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str, kept: &[bool]) -> Markup {
+/// Stops of the colour scale of a numeric column (viridis), low to high.
+const RAMP: [(u8, u8, u8); 5] = [
+    (0x44, 0x01, 0x54),
+    (0x3b, 0x52, 0x8b),
+    (0x21, 0x91, 0x8c),
+    (0x5e, 0xc9, 0x62),
+    (0xfd, 0xe7, 0x25),
+];
+/// A dot whose run has no value in the colour column.
+const NO_COLOR: &str = "#ced4da";
+/// Values of a text colour column that get colours of their own (`.c0` … `.c8`), the most
+/// frequent first; the others share `.c9` (grey) as "other".
+const PALETTE: usize = 9;
+/// The scatter's room on the right for a colour legend.
+const LEGEND_W: f64 = 150.0;
+
+/// The colour of `t` in 0..=1 on the scale, as `#rrggbb`.
+fn ramp(t: f64) -> String {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let at = t * (RAMP.len() - 1) as f64;
+    let i = (at.floor() as usize).min(RAMP.len() - 2);
+    let f = at - i as f64;
+    let (a, b) = (RAMP[i], RAMP[i + 1]);
+    let mix = |x: u8, y: u8| (f64::from(x) + (f64::from(y) - f64::from(x)) * f).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
+}
+
+/// How the scatter colours its dots by a column: a scale over its numbers, or a palette over
+/// its text values.
+#[derive(Debug, PartialEq)]
+enum Coloring {
+    Scale {
+        lo: f64,
+        hi: f64,
+    },
+    /// The values with a colour of their own, by colour index; `other` whether some share the
+    /// last one.
+    Palette {
+        values: Vec<String>,
+        other: bool,
+    },
+}
+
+/// A dot's paint: a `.cN` class, or a fill.
+#[derive(Debug, PartialEq)]
+enum Paint {
+    Class(usize),
+    Fill(String),
+}
+
+impl Coloring {
+    /// `None` when no run has a value.
+    fn of(values: &[&Value]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        if values.iter().all(|v| matches!(v, Value::Num(_))) {
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    let Value::Num(n) = v else { return (lo, hi) };
+                    (lo.min(*n), hi.max(*n))
+                });
+            return Some(Coloring::Scale { lo, hi });
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for v in values {
+            *counts.entry(label(v)).or_default() += 1;
+        }
+        let mut by_count: Vec<(String, usize)> = counts.into_iter().collect();
+        // Most frequent first; ties in the values' order, so the page is the same each time.
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let other = by_count.len() > PALETTE + 1;
+        let own = if other { PALETTE } else { by_count.len() };
+        Some(Coloring::Palette {
+            values: by_count.into_iter().take(own).map(|(v, _)| v).collect(),
+            other,
+        })
+    }
+
+    fn paint(&self, v: Option<&Value>) -> Paint {
+        match (self, v) {
+            (_, None) => Paint::Fill(NO_COLOR.into()),
+            (Coloring::Scale { lo, hi }, Some(Value::Num(n))) => {
+                Paint::Fill(ramp(if hi > lo { (n - lo) / (hi - lo) } else { 0.5 }))
+            }
+            (Coloring::Scale { .. }, Some(Value::Text(_))) => Paint::Fill(NO_COLOR.into()),
+            (Coloring::Palette { values, .. }, Some(v)) => {
+                let l = label(v);
+                Paint::Class(values.iter().position(|c| *c == l).unwrap_or(PALETTE))
+            }
+        }
+    }
+}
+
+/// The colour legend beside the plot, from `left`: a bar from the scale's low to high end, or a
+/// swatch per value.
+fn color_legend(column: &str, coloring: &Coloring, missing: bool, left: f64) -> Markup {
+    let (top, bar_h) = (MARGIN, SCATTER_H - 2.0 * MARGIN);
+    html! {
+        g #scatter-legend data-col=(column) {
+            text.axis-label x=(px(left)) y=(px(MARGIN - 14.0)) { (column) }
+            @match coloring {
+                Coloring::Scale { lo, hi } => {
+                    defs {
+                        linearGradient #scatter-ramp x1="0" y1="1" x2="0" y2="0" {
+                            @for (i, _) in RAMP.iter().enumerate() {
+                                @let t = i as f64 / (RAMP.len() - 1) as f64;
+                                stop offset=(t) stop-color=(ramp(t)) {}
+                            }
+                        }
+                    }
+                    rect.ramp x=(px(left)) y=(px(top)) width="14" height=(px(bar_h)) fill="url(#scatter-ramp)" {}
+                    text.tick x=(px(left + 20.0)) y=(px(top + 8.0)) { (format::value(*hi)) }
+                    @if hi > lo {
+                        text.tick x=(px(left + 20.0)) y=(px(top + bar_h / 2.0 + 4.0)) { (format::value((lo + hi) / 2.0)) }
+                    }
+                    text.tick x=(px(left + 20.0)) y=(px(top + bar_h)) { (format::value(*lo)) }
+                }
+                Coloring::Palette { values, other } => {
+                    @for (k, v) in values.iter().enumerate() {
+                        rect class={ "key c" (k) } x=(px(left)) y=(px(top + 18.0 * k as f64)) width="12" height="12" {}
+                        text.tick x=(px(left + 18.0)) y=(px(top + 18.0 * k as f64 + 10.0)) { (v) }
+                    }
+                    @if *other {
+                        rect class={ "key c" (PALETTE) } x=(px(left)) y=(px(top + 18.0 * values.len() as f64)) width="12" height="12" {}
+                        text.tick x=(px(left + 18.0)) y=(px(top + 18.0 * values.len() as f64 + 10.0)) { "other values" }
+                    }
+                }
+            }
+            @if missing {
+                rect x=(px(left)) y=(px(SCATTER_H - MARGIN + 8.0)) width="12" height="12" fill=(NO_COLOR) {}
+                text.tick x=(px(left + 18.0)) y=(px(SCATTER_H - MARGIN + 18.0)) { "no value" }
+            }
+        }
+    }
+}
+
+/// The scatter of `y` against `x`, each run's dot in its own colour, or coloured by `color`'s
+/// value. Dots name their run by its place in the page's runs (`data-i`).
+fn scatter(
+    runs: &[Run],
+    by_run: &ByRun,
+    (x, y, color): (&str, &str, Option<&str>),
+    kept: &[bool],
+) -> Markup {
     let points: Vec<(usize, &Run, Value, Value)> = runs
         .iter()
         .enumerate()
@@ -337,14 +617,25 @@ fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str, kept: &[bool]) -> Mar
     if points.is_empty() {
         return html! { p.muted #scatter { "No run has both " span.mono { (x) } " and " span.mono { (y) } "." } };
     }
-    let ax = Axis::of(points.iter().map(|p| &p.2));
-    let ay = Axis::of(points.iter().map(|p| &p.3));
+    let colors: Vec<Option<Value>> = match color {
+        Some(c) => points
+            .iter()
+            .map(|(_, r, _, _)| column_value(r, summary_of(by_run, r), c))
+            .collect(),
+        None => Vec::new(),
+    };
+    let present: Vec<&Value> = colors.iter().flatten().collect();
+    let coloring = color.and_then(|_| Coloring::of(&present));
+    let ax = Axis::of(points.iter().map(|p| &p.2), false);
+    let ay = Axis::of(points.iter().map(|p| &p.3), false);
     let (w, h) = (SCATTER_W - 2.0 * MARGIN, SCATTER_H - 2.0 * MARGIN);
+    let width = SCATTER_W + if color.is_some() { LEGEND_W } else { 0.0 };
     let sx = |f: f64| MARGIN + f * w;
     let sy = |f: f64| SCATTER_H - MARGIN - f * h;
     html! {
-        svg #scatter.plot-svg role="img" aria-label={ (y) " against " (x) }
-            viewBox={ "0 0 " (SCATTER_W) " " (SCATTER_H) } width=(SCATTER_W) height=(SCATTER_H) {
+        svg #scatter.plot-svg role="img"
+            aria-label={ (y) " against " (x) @if let Some(c) = color { ", coloured by " (c) } }
+            viewBox={ "0 0 " (width) " " (SCATTER_H) } width=(width) height=(SCATTER_H) {
             rect.frame x=(MARGIN) y=(MARGIN) width=(w) height=(h) {}
             @for (f, t) in ax.ticks() {
                 text.tick x=(px(sx(f))) y=(px(SCATTER_H - MARGIN + 16.0)) text-anchor="middle" { (t) }
@@ -354,10 +645,26 @@ fn scatter(runs: &[Run], by_run: &ByRun, x: &str, y: &str, kept: &[bool]) -> Mar
             }
             text.axis-label x=(px(MARGIN + w / 2.0)) y=(px(SCATTER_H - 12.0)) text-anchor="middle" { (x) }
             text.axis-label x="12" y=(px(MARGIN - 14.0)) { (y) }
-            @for (i, run, vx, vy) in &points {
-                circle class=(series_class("dot", *i, kept[*i])) cx=(px(sx(ax.pos(vx)))) cy=(px(sy(ay.pos(vy)))) r="5" data-run=(run.info.run_id) {
-                    title { (run_label(run)) ": " (label(vx)) ", " (label(vy)) }
+            @for (k, (i, run, vx, vy)) in points.iter().enumerate() {
+                @let paint = coloring.as_ref().map(|c| c.paint(colors[k].as_ref()));
+                @let dim = if kept[*i] { "" } else { " dim" };
+                @let (class, fill) = match &paint {
+                    None => (series_class("dot", *i, kept[*i]), None),
+                    Some(Paint::Class(c)) => (format!("dot c{c}{dim}"), None),
+                    Some(Paint::Fill(f)) => (format!("dot{dim}"), Some(f.as_str())),
+                };
+                circle class=(class) fill=[fill] cx=(px(sx(ax.pos(vx)))) cy=(px(sy(ay.pos(vy)))) r="5" data-i=(i) {
+                    title {
+                        (run_label(run)) ": " (label(vx)) ", " (label(vy))
+                        @if let Some(c) = color { "; " (c) " " (colors[k].as_ref().map_or_else(|| "none".to_string(), label)) }
+                    }
                 }
+            }
+            @if let (Some(column), Some(coloring)) = (color, &coloring) {
+                (color_legend(column, coloring, present.len() < points.len(), SCATTER_W - MARGIN + 16.0))
+            }
+            @if let (Some(column), None) = (color, &coloring) {
+                text.tick #scatter-legend x=(px(SCATTER_W - MARGIN + 16.0)) y=(px(MARGIN)) { "No run has " (column) "." }
             }
         }
     }
@@ -378,7 +685,8 @@ struct Parallel {
 }
 
 impl Parallel {
-    fn of(runs: &[Run], by_run: &ByRun, columns: &[String]) -> Self {
+    /// `log`: the columns asked for on a log scale.
+    fn of(runs: &[Run], by_run: &ByRun, columns: &[String], log: &[String]) -> Self {
         let values: Vec<Vec<Option<Value>>> = runs
             .iter()
             .map(|r| {
@@ -389,7 +697,12 @@ impl Parallel {
             })
             .collect();
         let axes: Vec<Axis> = (0..columns.len())
-            .map(|j| Axis::of(values.iter().filter_map(|row| row[j].as_ref())))
+            .map(|j| {
+                Axis::of(
+                    values.iter().filter_map(|row| row[j].as_ref()),
+                    log.contains(&columns[j]),
+                )
+            })
             .collect();
         let positions = values
             .iter()
@@ -444,15 +757,15 @@ fn parallel(
                     .collect();
                 @let pos: Vec<String> = row.iter().map(|p| pos_text(*p)).collect();
                 polyline class=(series_class("line", i, kept[i]))
-                    points=(pts.join(" ")) data-run=(runs[i].info.run_id) data-pos=(pos.join(",")) {
+                    points=(pts.join(" ")) data-i=(i) data-pos=(pos.join(",")) {
                     title { (run_label(&runs[i])) }
                 }
             }
             @for (j, (column, axis)) in columns.iter().zip(&par.axes).enumerate() {
                 @let brush = brushes.iter().find(|b| b.column == *column);
-                g.pc-axis data-col=(column) {
+                g.pc-axis data-col=(column) data-log=[axis.is_log().then_some("1")] {
                     line.axis x1=(px(ax_x(j))) x2=(px(ax_x(j))) y1=(px(PAR_TOP)) y2=(px(PAR_BOTTOM)) {}
-                    text.axis-label x=(px(ax_x(j))) y="20" text-anchor="middle" { (column) }
+                    text.axis-label x=(px(ax_x(j))) y="20" text-anchor="middle" { (column) @if axis.is_log() { " (log)" } }
                     @let ticks = axis.ticks();
                     @let every = ticks.len().div_ceil(MAX_CATEGORY_LABELS).max(1);
                     @for (f, t) in ticks.iter().step_by(every) {
@@ -686,8 +999,7 @@ pub fn compare_page(v: &CompareView) -> Markup {
         .collect();
     let chart_keys: Vec<&str> = metric_keys.iter().copied().take(CHARTS_SHOWN).collect();
     let here = compare_href(&e.experiment_id);
-    let runs_csv = q.run_ids.join(",");
-    let par = Parallel::of(v.runs, &by_run, &columns);
+    let par = Parallel::of(v.runs, &by_run, &columns, &q.log_axes);
     let kept: Vec<bool> = (0..v.runs.len())
         .map(|i| columns.len() < 2 || par.kept(i, &columns, &q.brushes))
         .collect();
@@ -716,48 +1028,20 @@ pub fn compare_page(v: &CompareView) -> Markup {
         })
         .unwrap_or_default();
     let box_by = q.box_by.as_deref().filter(|b| b.starts_with("params."));
-    // The other settings of this view, carried by each GET form that changes one of them.
-    let keep_except = |names: &[&str]| -> Vec<(&'static str, String)> {
-        let mut out: Vec<(&'static str, String)> = vec![("runs", runs_csv.clone())];
-        if q.hide_equal {
-            out.push(("equal", "hide".into()));
-        }
-        let chart = [
-            (
-                "x",
-                (q.chart.x != XAxis::Step).then(|| q.chart.x.as_str().to_string()),
-            ),
-            ("log", q.chart.log.then(|| "1".to_string())),
-            (
-                "smooth",
-                (q.chart.smooth > 0.0).then(|| q.chart.smooth.to_string()),
-            ),
-        ];
-        let chosen = [
-            ("sx", q.scatter_x.clone()),
-            ("sy", q.scatter_y.clone()),
-            ("box", q.box_column.clone()),
-            ("by", q.box_by.clone()),
-            ("diff", q.diff_path.clone()),
-            ("da", q.diff_a.clone()),
-            ("db", q.diff_b.clone()),
-        ];
-        for (name, value) in chosen.into_iter().chain(chart) {
-            if let Some(value) = value.filter(|_| !names.contains(&name)) {
-                out.push((name, value));
-            }
-        }
-        if !names.contains(&"axis") {
-            out.extend(q.axes.iter().map(|a| ("axis", a.clone())));
-        }
-        out.extend(q.brushes.iter().map(|b| ("brush", b.encode())));
-        out
-    };
-    let keep_for_chart = keep_except(&["x", "log", "smooth"]);
-    let keep_for_chart: Vec<(&str, &str)> = keep_for_chart
+    let numeric_axes: Vec<(&String, &Axis)> = columns
         .iter()
-        .map(|(n, v)| (*n, v.as_str()))
+        .zip(&par.axes)
+        .filter(|(_, a)| a.scale.is_some())
         .collect();
+    let sections = Sections {
+        charts: !metric_keys.is_empty(),
+        scatter: !all_columns.is_empty(),
+        axes: all_columns.len() > 1,
+        boxes: !numeric_columns.is_empty(),
+        diff: q.diff_runs().is_some(),
+    };
+    let table_runs = &v.runs[..v.runs.len().min(TABLE_RUNS)];
+    let section_action = |anchor: &str| format!("{here}#{anchor}");
     page(
         &format!("Compare {} runs", v.runs.len()),
         &[
@@ -784,25 +1068,31 @@ pub fn compare_page(v: &CompareView) -> Markup {
                         }
                     }
                 }
+                @if table_runs.len() < v.runs.len() {
+                    p.muted #tables-capped {
+                        "The parameter and metric tables show the first " (TABLE_RUNS) " of " (v.runs.len())
+                        " runs; the runs table, charts and plots show them all."
+                    }
+                }
 
-                h2 { "Parameters" }
+                h2 #params-heading { "Parameters" }
                 p {
                     (differing_params.len()) " of " (param_keys.len()) " differ. "
                     @if q.hide_equal {
-                        a #show-equal href=(q.href(&e.experiment_id, false, true)) { "Show equal parameters" }
+                        button #show-equal type="submit" form=(VIEW_FORM) formaction=(section_action("params-heading")) name="equal" value="show" { "Show equal parameters" }
                     } @else {
-                        a #hide-equal href=(q.href(&e.experiment_id, true, true)) { "Hide equal parameters" }
+                        button #hide-equal type="submit" form=(VIEW_FORM) formaction=(section_action("params-heading")) name="equal" value="hide" { "Hide equal parameters" }
                     }
                 }
                 @if !shown_params.is_empty() {
                     div.scroll {
                         table #params-diff {
-                            thead { tr { th { "Param" } @for r in v.runs { th { (run_label(r)) } } } }
+                            thead { tr { th { "Param" } @for r in table_runs { th { (run_label(r)) } } } }
                             tbody {
                                 @for key in &shown_params {
                                     tr.differs[differs(key)] {
                                         td.mono { (key) }
-                                        @for r in v.runs { td.v { @if let Some(p) = param(r, key) { (p) } } }
+                                        @for r in table_runs { td.v { @if let Some(p) = param(r, key) { (p) } } }
                                     }
                                 }
                             }
@@ -816,12 +1106,12 @@ pub fn compare_page(v: &CompareView) -> Markup {
                 } @else {
                     div.scroll {
                         table #metrics-compare {
-                            thead { tr { th { "Metric" } @for r in v.runs { th { (run_label(r)) } } } }
+                            thead { tr { th { "Metric" } @for r in table_runs { th { (run_label(r)) } } } }
                             tbody {
                                 @for key in &metric_keys {
                                     tr {
                                         td.mono { (key) }
-                                        @for r in v.runs {
+                                        @for r in table_runs {
                                             td.num {
                                                 @if let Some(s) = metric(r, key) {
                                                     span title=(s.last) { (format::value(s.last)) }
@@ -838,50 +1128,75 @@ pub fn compare_page(v: &CompareView) -> Markup {
                     }
 
                     h2 { "Charts" }
-                    (q.chart.controls(&here, &keep_for_chart))
+                    (q.chart.controls_of(VIEW_FORM))
                     (charts::grid(&chart_keys, &lines, &q.chart, &|_| None))
                 }
 
-                @if !all_columns.is_empty() {
-                    h2 { "Scatter" }
-                    form.bar #scatter-form method="get" action=(here) {
-                        @for (name, value) in keep_except(&["sx", "sy"]) {
-                            input type="hidden" name=(name) value=(value);
-                        }
+                @if sections.scatter {
+                    h2 #scatter-heading { "Scatter" }
+                    div.bar #scatter-form {
                         @for (name, label, chosen) in [("sx", "X", &sx), ("sy", "Y", &sy)] {
                             label {
                                 (label)
-                                select name=(name) {
+                                select name=(name) form=(VIEW_FORM) {
                                     @for c in &all_columns { option value=(c) selected[c == chosen] { (c) } }
                                 }
                             }
                         }
-                        button type="submit" { "Plot" }
+                        label {
+                            "Colour"
+                            select name="sc" form=(VIEW_FORM) {
+                                option value="" selected[q.scatter_color.is_none()] { "(each run its own)" }
+                                @for c in &all_columns { option value=(c) selected[q.scatter_color.as_ref() == Some(c)] { (c) } }
+                            }
+                        }
+                        button type="submit" form=(VIEW_FORM) formaction=(section_action("scatter-heading")) { "Plot" }
                     }
-                    (scatter(v.runs, &by_run, &sx, &sy, &kept))
+                    (scatter(v.runs, &by_run, (&sx, &sy, q.scatter_color.as_deref()), &kept))
                 }
 
-                @if all_columns.len() > 1 {
-                    h2 { "Parallel coordinates" }
+                @if sections.axes {
+                    h2 #parallel-heading { "Parallel coordinates" }
                     p.muted { "Differing parameters and metrics by default (a metric's last value); text values get one place each on their axis, labelled in full." }
                     details #axis-picker {
                         summary { "Axes: " (columns.len()) " of " (all_columns.len()) " columns" }
-                        form.bar method="get" action=(here) {
-                            @for (name, value) in keep_except(&["axis"]) {
-                                input type="hidden" name=(name) value=(value);
-                            }
+                        div.bar {
                             fieldset.axes {
                                 legend { "Columns on the axes" }
                                 @for c in &all_columns {
-                                    label.check { input type="checkbox" name="axis" value=(c) checked[columns.contains(c)]; span.mono { (c) } }
+                                    label.check { input type="checkbox" name="axis" value=(c) form=(VIEW_FORM) checked[columns.contains(c)]; span.mono { (c) } }
                                 }
                             }
-                            button type="submit" { "Show" }
+                            button type="submit" form=(VIEW_FORM) formaction=(section_action("parallel-heading")) { "Show" }
                             " "
-                            a #all-axes href=(CompareQuery { axes: vec!["*".into()], ..q.clone() }.href(&e.experiment_id, q.hide_equal, true)) { "All columns" }
+                            button #all-axes type="submit" form=(VIEW_FORM) formaction=(section_action("parallel-heading")) name="axis" value="*" { "All columns" }
                         }
                     }
                     @if columns.len() > 1 {
+                        @if !numeric_axes.is_empty() {
+                            div.bar #log-axes {
+                                fieldset.axes {
+                                    legend { "Log scale" }
+                                    @for (c, _) in &numeric_axes {
+                                        label.check { input type="checkbox" name="plog" value=(c) form=(VIEW_FORM) checked[q.log_axes.contains(c)]; span.mono { (c) } }
+                                    }
+                                }
+                                button type="submit" form=(VIEW_FORM) formaction=(section_action("parallel-heading")) { "Apply" }
+                            }
+                        }
+                        @for (c, axis) in &numeric_axes {
+                            @if let Some(Scale::Log { nonpositive, .. }) = axis.scale.filter(|_| axis.is_log()) {
+                                @if nonpositive > 0 {
+                                    p.muted.log-note data-col=(c) {
+                                        "Values ≤ 0 in " span.mono { (c) } " (" (nonpositive) " of " (v.runs.len()) " runs) cannot go on a log scale: they sit at the foot of its axis, marked ≤ 0."
+                                    }
+                                }
+                            } @else if q.log_axes.contains(c) {
+                                p.muted.log-note data-col=(c) {
+                                    span.mono { (c) } " has no value above 0, so its axis stays linear."
+                                }
+                            }
+                        }
                         p #brush-status {
                             "Drag along an axis to keep only the runs in that range (click the axis to clear it): "
                             span #brush-kept { (kept_count) } " of " (v.runs.len()) " runs kept. "
@@ -895,21 +1210,18 @@ pub fn compare_page(v: &CompareView) -> Markup {
                     }
                 }
 
-                @if !numeric_columns.is_empty() {
-                    h2 { "Box plot" }
-                    form.bar #box-form method="get" action=(here) {
-                        @for (name, value) in keep_except(&["box", "by"]) {
-                            input type="hidden" name=(name) value=(value);
-                        }
+                @if sections.boxes {
+                    h2 #box-heading { "Box plot" }
+                    div.bar #box-form {
                         label {
                             "Values of"
-                            select name="box" {
+                            select name="box" form=(VIEW_FORM) {
                                 @for c in &numeric_columns { option value=(c) selected[**c == box_column] { (c) } }
                             }
                         }
                         label {
                             "Grouped by"
-                            select name="by" {
+                            select name="by" form=(VIEW_FORM) {
                                 option value="" selected[box_by.is_none()] { "(all runs)" }
                                 @for k in &param_keys {
                                     @let c = format!("params.{k}");
@@ -917,35 +1229,102 @@ pub fn compare_page(v: &CompareView) -> Markup {
                                 }
                             }
                         }
-                        button type="submit" { "Plot" }
+                        button type="submit" form=(VIEW_FORM) formaction=(section_action("box-heading")) { "Plot" }
                     }
                     div.scroll { (box_plot(v.runs, &by_run, &box_column, box_by)) }
                 }
 
                 @if let Some((da, db)) = q.diff_runs() {
                     h2 #artifact-diff-heading { "Artifact diff" }
-                    form.bar #diff-form method="get" action={ (here) "#artifact-diff-heading" } {
-                        @for (name, value) in keep_except(&["diff", "da", "db"]) {
-                            input type="hidden" name=(name) value=(value);
-                        }
+                    div.bar #diff-form {
                         @for (name, text, chosen) in [("da", "From run", da), ("db", "To run", db)] {
                             label {
                                 (text)
-                                select name=(name) {
-                                    @for r in v.runs { option value=(r.info.run_id) selected[r.info.run_id == chosen] { (run_label(r)) } }
+                                @if v.runs.len() <= DIFF_LIST_RUNS {
+                                    select name=(name) form=(VIEW_FORM) {
+                                        @for r in v.runs { option value=(r.info.run_id) selected[r.info.run_id == chosen] { (run_label(r)) } }
+                                    }
+                                } @else {
+                                    input.mono type="text" name=(name) form=(VIEW_FORM) value=(chosen) size="34";
                                 }
                             }
                         }
-                        label { "Text file (same path in both runs)" input type="text" name="diff" value=[q.diff_path.as_deref()] placeholder="config.yaml" required; }
-                        button type="submit" { "Diff" }
+                        label { "Text file (same path in both runs)" input type="text" name="diff" form=(VIEW_FORM) value=[q.diff_path.as_deref()] placeholder="config.yaml"; }
+                        button type="submit" form=(VIEW_FORM) formaction=(section_action("artifact-diff-heading")) { "Diff" }
                     }
                     @if let (Some(path), Some(d)) = (q.diff_path.as_deref(), v.diff) {
                         (diff::render(path, &label_of(v.runs, da), &label_of(v.runs, db), d))
                     }
                 }
+
+                form #view method="get" action=(here) {
+                    @for (name, value) in view_state(q, &sections) {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                }
             }
         },
     )
+}
+
+/// Which of the page's sections show, each with the fields of its settings.
+struct Sections {
+    charts: bool,
+    scatter: bool,
+    axes: bool,
+    boxes: bool,
+    diff: bool,
+}
+
+/// What the page's form carries besides its sections' fields: the runs, the brushes, whether
+/// equal params are hidden, and the settings of sections the page does not show.
+fn view_state(q: &CompareQuery, shown: &Sections) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = vec![("runs", q.run_ids.join(","))];
+    if q.hide_equal {
+        out.push(("equal", "hide".into()));
+    }
+    let mut unshown = |section: bool, values: Vec<(&'static str, Option<String>)>| {
+        if !section {
+            out.extend(values.into_iter().filter_map(|(n, v)| Some((n, v?))));
+        }
+    };
+    let c = &q.chart;
+    unshown(
+        shown.charts,
+        vec![
+            ("x", (c.x != XAxis::Step).then(|| c.x.as_str().to_string())),
+            ("log", c.log.then(|| "1".to_string())),
+            ("smooth", (c.smooth > 0.0).then(|| c.smooth.to_string())),
+        ],
+    );
+    unshown(
+        shown.scatter,
+        vec![
+            ("sx", q.scatter_x.clone()),
+            ("sy", q.scatter_y.clone()),
+            ("sc", q.scatter_color.clone()),
+        ],
+    );
+    unshown(
+        shown.axes,
+        (q.axes.iter().map(|a| ("axis", Some(a.clone()))))
+            .chain(q.log_axes.iter().map(|a| ("plog", Some(a.clone()))))
+            .collect(),
+    );
+    unshown(
+        shown.boxes,
+        vec![("box", q.box_column.clone()), ("by", q.box_by.clone())],
+    );
+    unshown(
+        shown.diff,
+        vec![
+            ("diff", q.diff_path.clone()),
+            ("da", q.diff_a.clone()),
+            ("db", q.diff_b.clone()),
+        ],
+    );
+    out.extend(q.brushes.iter().map(|b| ("brush", b.encode())));
+    out
 }
 
 /// A run's label by id, among the compared runs.
@@ -1057,7 +1436,7 @@ mod tests {
         assert!(html.contains(r#"<span id="brush-kept">2</span> of 3 runs kept"#));
         assert!(html.contains(r#"class="line c0 dim""#) && !html.contains("line c1 dim"));
         assert!(
-            html.contains(r#"data-run="b" data-pos="0.5000,0.0000""#),
+            html.contains(r#"data-i="1" data-pos="0.5000,0.0000""#),
             "{html}"
         );
         assert!(
@@ -1097,9 +1476,11 @@ mod tests {
         // By default the differing params and the metrics; seed is equal.
         let html = render(&CompareQuery::from_pairs(&pairs(&[("runs", "a,b")])), &runs);
         assert_eq!(axes(&html), ["params.lr", "metrics.loss"]);
-        assert!(html.contains(r#"<input type="checkbox" name="axis" value="params.seed">"#));
         assert!(
-            html.contains(r#"id="all-axes" href="/experiments/3/compare?runs=a%2Cb&amp;axis=%2A""#),
+            html.contains(r#"<input type="checkbox" name="axis" value="params.seed" form="view">"#)
+        );
+        assert!(
+            html.contains(r#"id="all-axes" type="submit" form="view" formaction="/experiments/3/compare#parallel-heading" name="axis" value="*""#),
             "{html}"
         );
         let all = render(
@@ -1117,13 +1498,266 @@ mod tests {
             &runs,
         );
         assert_eq!(axes(&picked), ["params.seed", "metrics.loss"]);
-        // The pick rides along in the other forms.
-        assert!(picked.contains(r#"<input type="hidden" name="axis" value="params.seed">"#));
+        // The pick is the page form's, whichever section's button sends it.
+        assert!(picked.contains(
+            r#"<input type="checkbox" name="axis" value="params.seed" form="view" checked>"#
+        ));
         let one = render(
             &CompareQuery::from_pairs(&pairs(&[("runs", "a,b"), ("axis", "params.lr")])),
             &runs,
         );
         assert!(one.contains("Pick two or more columns") && !one.contains(r#"id="parallel""#));
+    }
+
+    #[test]
+    fn the_runs_are_written_once_for_all_sections() {
+        let runs: Vec<Run> = (0..300)
+            .map(|i| {
+                let lr = format!("{}", 1 + i % 4);
+                with_params(
+                    &format!("r{i:03}"),
+                    &format!("n{i}"),
+                    &[("lr", &lr), ("opt", "x")],
+                )
+            })
+            .collect();
+        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+        let q = CompareQuery::from_pairs(&pairs(&[("runs", &ids.join(",")), ("diff", "a.txt")]));
+        let s: Vec<RunSummaries> = ids.iter().map(|id| summaries(id, 1.0)).collect();
+        let html = compare_page(&CompareView {
+            experiment: &experiment(),
+            query: &q,
+            runs: &runs,
+            summaries: &s,
+            diff: None,
+        })
+        .into_string();
+        // Once in the page's form, once on the charts' grid: not per form, card or dot.
+        assert_eq!(html.matches(&ids.join(",")).count(), 2, "{html}");
+        assert_eq!(html.matches("<form").count(), 1, "{html}");
+        // A run's id: its row, its link, the form and the grid.
+        assert_eq!(html.matches("r123").count(), 4);
+        // The wide tables stop at TABLE_RUNS columns, and say so.
+        let params = &html[html.find(r#"id="params-diff""#).unwrap()..];
+        let params = &params[..params.find("</thead>").unwrap()];
+        assert_eq!(params.matches("<th>").count(), TABLE_RUNS + 1);
+        assert!(html.contains(r#"id="tables-capped""#));
+        // Past DIFF_LIST_RUNS the diff names its runs by id, without two lists of 300.
+        assert!(!html.contains(r#"<select name="da""#), "{html}");
+        assert!(
+            html.contains(r#"name="da" form="view" value="r000""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<circle class="dot c3" "#) && html.contains(r#"data-i="299""#));
+    }
+
+    #[test]
+    fn the_form_carries_the_settings_of_sections_not_shown() {
+        let q = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a"),
+            ("equal", "hide"),
+            ("sx", "params.lr"),
+            ("sc", "metrics.loss"),
+            ("x", "time"),
+            ("plog", "metrics.loss"),
+            ("brush", "params.lr:0:0.5"),
+        ]));
+        let none = Sections {
+            charts: false,
+            scatter: false,
+            axes: false,
+            boxes: false,
+            diff: false,
+        };
+        let all = Sections {
+            charts: true,
+            scatter: true,
+            axes: true,
+            boxes: true,
+            diff: true,
+        };
+        let names = |shown| -> Vec<&'static str> {
+            view_state(&q, shown).into_iter().map(|(n, _)| n).collect()
+        };
+        assert_eq!(
+            names(&none),
+            ["runs", "equal", "x", "sx", "sc", "plog", "brush"]
+        );
+        assert_eq!(names(&all), ["runs", "equal", "brush"]);
+        assert_eq!(
+            q.href("1", true, true),
+            "/experiments/1/compare?runs=a&equal=hide&sx=params.lr&sc=metrics.loss\
+             &plog=metrics.loss&brush=params.lr%3A0.000%3A0.500&x=time"
+        );
+    }
+
+    #[test]
+    fn the_colour_scale_runs_from_its_low_to_its_high_stop() {
+        assert_eq!(ramp(0.0), "#440154");
+        assert_eq!(ramp(0.5), "#21918c");
+        assert_eq!(ramp(1.0), "#fde725");
+        assert_eq!(ramp(7.0), "#fde725");
+        assert_eq!(ramp(f64::NAN), "#440154");
+        // Between stops, each channel in between.
+        assert_eq!(ramp(0.125), "#402a70");
+    }
+
+    #[test]
+    fn text_colours_go_to_the_most_frequent_values_and_the_rest_is_other() {
+        let values: Vec<Value> = (0..12)
+            .flat_map(|k| std::iter::repeat_n(Value::Text(format!("v{k:02}")), 12 - k))
+            .collect();
+        let refs: Vec<&Value> = values.iter().collect();
+        let Some(Coloring::Palette { values: own, other }) = Coloring::of(&refs) else {
+            panic!("a palette");
+        };
+        assert!(other);
+        assert_eq!(own.len(), PALETTE);
+        assert_eq!(own[0], "v00");
+        let c = Coloring::of(&refs).unwrap();
+        assert_eq!(c.paint(Some(&Value::Text("v01".into()))), Paint::Class(1));
+        assert_eq!(
+            c.paint(Some(&Value::Text("v11".into()))),
+            Paint::Class(PALETTE)
+        );
+        assert_eq!(c.paint(None), Paint::Fill(NO_COLOR.into()));
+        // Ten values fit the palette: no "other".
+        let ten: Vec<Value> = (0..10).map(|k| Value::Text(format!("{k}"))).collect();
+        let refs: Vec<&Value> = ten.iter().collect();
+        assert!(matches!(
+            Coloring::of(&refs),
+            Some(Coloring::Palette { other: false, .. })
+        ));
+        assert_eq!(Coloring::of(&[]), None);
+    }
+
+    #[test]
+    fn the_scatter_is_coloured_by_a_number_or_by_text() {
+        let runs = [
+            with_params("a", "ra", &[("opt", "adam"), ("lr", "0.1")]),
+            with_params("b", "rb", &[("opt", "<b>sgd</b>"), ("lr", "0.2")]),
+            with_params("c", "rc", &[("lr", "0.3")]),
+        ];
+        let by_number = render(
+            &CompareQuery::from_pairs(&pairs(&[
+                ("runs", "a,b,c"),
+                ("sx", "params.lr"),
+                ("sy", "metrics.loss"),
+                ("sc", "metrics.loss"),
+            ])),
+            &runs,
+        );
+        // loss 0.5, 0.25, 1: the scale's middle-ish, its low and its high end.
+        assert!(
+            by_number.contains(r##"<circle class="dot" fill="#440154""##),
+            "{by_number}"
+        );
+        assert!(by_number.contains(r##"<circle class="dot" fill="#fde725""##));
+        assert!(
+            by_number.contains(r#"id="scatter-ramp""#)
+                && by_number.contains("fill=\"url(#scatter-ramp)\"")
+        );
+        assert!(by_number.contains(r#"<option value="metrics.loss" selected>"#));
+        let by_text = render(
+            &CompareQuery::from_pairs(&pairs(&[
+                ("runs", "a,b,c"),
+                ("sx", "params.lr"),
+                ("sy", "metrics.loss"),
+                ("sc", "params.opt"),
+            ])),
+            &runs,
+        );
+        let legend = &by_text[by_text.find(r#"id="scatter-legend""#).unwrap()..];
+        assert!(
+            legend.contains(">&lt;b&gt;sgd&lt;/b&gt;</text>"),
+            "{legend}"
+        );
+        assert!(legend.contains(">adam</text>") && legend.contains("no value"));
+        // Run c has no opt: the grey of no value.
+        assert!(by_text.contains(&format!(r#"<circle class="dot" fill="{NO_COLOR}""#)));
+        assert!(
+            by_text.contains(r#"<circle class="dot c0" "#)
+                && by_text.contains(r#"<circle class="dot c1" "#)
+        );
+        assert!(!by_text.contains("<b>sgd"));
+        // Without a colour column each run keeps its own colour, and there is no legend.
+        let plain = render(
+            &CompareQuery::from_pairs(&pairs(&[("runs", "a,b,c")])),
+            &runs,
+        );
+        assert!(!plain.contains("scatter-legend") && plain.contains(r#"<circle class="dot c2""#));
+    }
+
+    #[test]
+    fn log_axes_place_positive_values_by_magnitude_and_say_where_the_rest_went() {
+        let nums = |xs: &[f64]| -> Vec<Value> { xs.iter().map(|x| Value::Num(*x)).collect() };
+        let v = nums(&[0.001, 0.01, 0.1, 1.0]);
+        let log = Axis::of(v.iter(), true);
+        assert!(log.is_log());
+        let pos: Vec<f64> = v.iter().map(|x| log.pos(x)).collect();
+        for (p, want) in pos.iter().zip([0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]) {
+            assert!((p - want).abs() < 1e-12, "{pos:?}");
+        }
+        let ticks: Vec<String> = log.ticks().into_iter().map(|t| t.1).collect();
+        assert_eq!(ticks, ["0.001", "0.01", "0.1", "1"]);
+        // Not positive: at the foot, below the smallest positive value, with a tick of its own.
+        let v = nums(&[-1.0, 0.0, 1.0, 100.0]);
+        let log = Axis::of(v.iter(), true);
+        assert_eq!(log.pos(&v[0]), 0.0);
+        assert_eq!(log.pos(&v[2]), LOG_FOOT);
+        assert_eq!(log.pos(&v[3]), 1.0);
+        assert_eq!(log.ticks()[0], (0.0, "≤ 0".to_string()));
+        // Nothing positive, or text: no log scale.
+        assert!(!Axis::of(nums(&[-1.0, 0.0]).iter(), true).is_log());
+        let text = [Value::Text("a".into())];
+        assert!(Axis::of(text.iter(), true).scale.is_none());
+        // Within one decade: the ends and their geometric middle.
+        assert_eq!(log_ticks(2.0, 8.0), [2.0, 4.0, 8.0]);
+        assert_eq!(log_ticks(1e-20, 1e20).len(), 6);
+        assert!(log_ticks(0.0, 1.0).is_empty());
+    }
+
+    #[test]
+    fn the_parallel_coordinates_take_log_axes_from_the_url() {
+        let runs = [
+            with_params("a", "ra", &[("lr", "0.001"), ("opt", "x")]),
+            with_params("b", "rb", &[("lr", "0.1"), ("opt", "y")]),
+            with_params("c", "rc", &[("lr", "0"), ("opt", "z")]),
+        ];
+        let q = CompareQuery::from_pairs(&pairs(&[
+            ("runs", "a,b,c"),
+            ("plog", "params.lr"),
+            ("plog", "params.opt"),
+        ]));
+        let html = render(&q, &runs);
+        assert!(
+            html.contains(r#"<g class="pc-axis" data-col="params.lr" data-log="1">"#),
+            "{html}"
+        );
+        // A text axis has no log scale and is not offered one.
+        assert!(html.contains(r#"<g class="pc-axis" data-col="params.opt">"#));
+        assert!(!html.contains(r#"name="plog" value="params.opt""#));
+        assert!(html.contains(
+            r#"<input type="checkbox" name="plog" value="params.lr" form="view" checked>"#
+        ));
+        assert!(html.contains("params.lr (log)</text>"));
+        // lr 0 sits at the foot, and the page says why; 0.001 and 0.1 span the rest.
+        assert!(html.contains(r#"data-i="2" data-pos="0.0000,"#), "{html}");
+        assert!(html.contains(r#"data-i="0" data-pos="0.0800,"#), "{html}");
+        assert!(html.contains(r#"data-i="1" data-pos="1.0000,"#), "{html}");
+        assert!(
+            html.contains("</span> (1 of 3 runs) cannot go on a log scale"),
+            "{html}"
+        );
+        let linear = render(
+            &CompareQuery::from_pairs(&pairs(&[("runs", "a,b,c")])),
+            &runs,
+        );
+        assert!(linear.contains(r#"data-i="1" data-pos="1.0000,"#) && !linear.contains("(log)"));
+        assert!(
+            linear.contains(r#"data-i="0" data-pos="0.0100,"#),
+            "{linear}"
+        );
     }
 
     #[test]
@@ -1214,25 +1848,21 @@ mod tests {
             html.contains(r#"<option value="b" selected>&lt;b&gt;rb&lt;/b&gt;</option>"#),
             "{html}"
         );
+        // The diff's fields belong to the page's one form, which carries the other settings
+        // and not the diff's a second time.
         assert!(
-            html.contains(r#"name="diff" value="conf/a.yaml""#),
+            html.contains(r#"<input type="text" name="diff" form="view" value="conf/a.yaml""#),
             "{html}"
         );
-        // The diff's form carries the other settings, but not its own twice; other forms
-        // carry the diff.
-        let form = &html[html.find(r#"id="diff-form""#).unwrap()..];
+        let form = &html[html.find(r#"<form id="view""#).unwrap()..];
         let form = &form[..form.find("</form>").unwrap()];
         assert!(
             form.contains(r#"<input type="hidden" name="equal" value="hide">"#),
             "{form}"
         );
-        assert!(!form.contains(r#"type="hidden" name="diff""#), "{form}");
+        assert!(!form.contains(r#"name="diff""#), "{form}");
         assert!(
             html.contains("−1</span> lines of &lt;b&gt;rb&lt;/b&gt;"),
-            "{html}"
-        );
-        assert!(
-            html.contains(r#"<input type="hidden" name="diff" value="conf/a.yaml">"#),
             "{html}"
         );
         // One run has nothing to diff against.

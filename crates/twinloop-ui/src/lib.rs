@@ -33,9 +33,10 @@ pub use layout::{error_page, not_found_page};
 pub use lifecycle::Lifecycle;
 pub use maud::Markup;
 pub use registry::{
-    AliasConfirmView, AliasForm, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery, ModelsView,
-    Signature, SignatureField, VERSIONS_SHOWN, VersionMetric, VersionView, alias_confirm_page,
-    mlmodel_signature, model_page, models_page, version_page,
+    AliasConfirmView, AliasForm, Deployed, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery,
+    ModelsView, MonitorWindow, Signature, SignatureField, VERSIONS_SHOWN, VersionMetric,
+    VersionOnline, VersionView, alias_confirm_page, mlmodel_signature, model_page, models_page,
+    version_page,
 };
 pub use run::{RunView, run_page};
 pub use runs::{

@@ -5,6 +5,8 @@
 //! the server minted for exactly that change; in read-only mode no form is shown at all. A
 //! model's page also lists its registry events, newest first.
 
+use std::collections::BTreeSet;
+
 use maud::{Markup, html};
 use twinloop_core::registry::{ModelVersion, RegisteredModel, RegistryEvent, RegistryEventKind};
 use twinloop_core::tracking::LoggedModel;
@@ -146,6 +148,186 @@ pub fn models_page(v: &ModelsView) -> Markup {
     )
 }
 
+/// The latest closed window of a monitor that watches a deployment serving a version: its
+/// live performance, as the monitor last measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorWindow {
+    pub monitor: String,
+    /// When the window ended (µs since the epoch); `None` before one has closed.
+    pub end_us: Option<i64>,
+    /// The window's metrics by name (accuracy, rmse, drift_share, rows, …).
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// A deployment that serves a version, and the monitors watching it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployed {
+    pub deployment: String,
+    /// The share of the deployment's traffic this version answers, 0–100. A monitor measures
+    /// the deployment as a whole, so below 100 its figures mix in the other versions'.
+    pub traffic_percent: f64,
+    pub monitors: Vec<MonitorWindow>,
+}
+
+/// One version's deployments, for the model page's online column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionOnline {
+    pub version: i64,
+    pub deployed: Vec<Deployed>,
+}
+
+/// What the online column shows of a monitor when the chosen offline metric is not among its
+/// metrics: the first of these it has.
+const PERFORMANCE: [&str; 5] = ["accuracy", "f1", "roc_auc", "rmse", "mae"];
+
+/// The online figure the model page shows for a version: the chosen offline metric's name if a
+/// monitor reports it, else a performance metric; with the monitor and deployment it came from.
+fn online_figure<'a>(
+    deployed: &'a [Deployed],
+    chosen: Option<&str>,
+) -> Option<(&'a str, f64, &'a MonitorWindow, &'a Deployed)> {
+    let windows = || {
+        deployed
+            .iter()
+            .flat_map(|d| d.monitors.iter().map(move |m| (m, d)))
+    };
+    let find = |name: &str| {
+        windows().find_map(|(m, d)| {
+            let (k, v) = m.metrics.iter().find(|(k, _)| k == name)?;
+            Some((k.as_str(), *v, m, d))
+        })
+    };
+    chosen
+        .and_then(find)
+        .or_else(|| PERFORMANCE.iter().find_map(|name| find(name)))
+}
+
+/// One row of offline vs online: a metric's value in the source run and in each monitor's
+/// latest window (columns in the order of `online`'s monitors).
+#[derive(Debug, Clone, PartialEq)]
+struct SideBySide {
+    metric: String,
+    offline: Option<f64>,
+    online: Vec<Option<f64>>,
+}
+
+/// Offline metrics and monitors' metrics by name, side by side: the names both have first, then
+/// the source run's others, then the monitors'.
+fn side_by_side(offline: &[(String, f64)], online: &[Deployed]) -> Vec<SideBySide> {
+    let monitors: Vec<&MonitorWindow> = online.iter().flat_map(|d| &d.monitors).collect();
+    let online_names: BTreeSet<&str> = monitors
+        .iter()
+        .flat_map(|m| m.metrics.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let offline_names: BTreeSet<&str> = offline.iter().map(|(k, _)| k.as_str()).collect();
+    let both = offline_names.intersection(&online_names);
+    let offline_only = offline_names.difference(&online_names);
+    let online_only = online_names.difference(&offline_names);
+    both.chain(offline_only)
+        .chain(online_only)
+        .map(|name| SideBySide {
+            metric: (*name).to_string(),
+            offline: offline.iter().find(|(k, _)| k == name).map(|(_, v)| *v),
+            online: monitors
+                .iter()
+                .map(|m| m.metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v))
+                .collect(),
+        })
+        .collect()
+}
+
+fn percent(p: f64) -> String {
+    format!("{}%", format::value((p * 10.0).round() / 10.0))
+}
+
+/// The version page's offline vs online: the source run's metrics beside the latest window of
+/// every monitor watching a deployment that serves the version.
+fn offline_online(version: i64, offline: &[(String, f64)], online: &[Deployed]) -> Markup {
+    let rows = side_by_side(offline, online);
+    let monitored = online.iter().any(|d| !d.monitors.is_empty());
+    html! {
+        h2 #offline-online-heading { "Offline vs online" }
+        @if online.is_empty() {
+            p.muted #online-none { "No deployment serves this version, so no monitor measures it online." }
+        } @else {
+            p #online-deployments {
+                "Served by "
+                @for (i, d) in online.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span.mono { (d.deployment) } " (" (percent(d.traffic_percent)) " of its traffic"
+                    @if d.monitors.is_empty() { "; no monitor" }
+                    ")"
+                }
+                "."
+            }
+            @for d in online.iter().filter(|d| !d.monitors.is_empty() && d.traffic_percent < 100.0) {
+                p.muted.mixed-traffic {
+                    "Monitors measure " span.mono { (d.deployment) } " as a whole, and v" (version) " answers "
+                    (percent(d.traffic_percent)) " of its traffic: their figures include the other versions'."
+                }
+            }
+            @if !monitored {
+                p.muted #online-none { "No monitor watches a deployment of this version." }
+            }
+        }
+        @if rows.is_empty() {
+            @if monitored || !offline.is_empty() { p.muted { "No metrics yet." } }
+        } @else {
+            div.scroll {
+                table #offline-online {
+                    thead {
+                        tr {
+                            th { "Metric" }
+                            th { "Offline: source run (last value)" }
+                            @for d in online {
+                                @for m in &d.monitors {
+                                    th data-monitor=(m.monitor) {
+                                        "Online: " span.mono { (m.monitor) } " on " span.mono { (d.deployment) }
+                                        br;
+                                        span.muted {
+                                            @match m.end_us {
+                                                Some(end) => { "window ending " (format::time(end / 1000)) }
+                                                None => { "no window closed yet" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    tbody {
+                        @for r in &rows {
+                            tr class=[(r.offline.is_some() && r.online.iter().any(Option::is_some)).then_some("matched")] data-metric=(r.metric) {
+                                td.mono { (r.metric) }
+                                td.num { @if let Some(x) = r.offline { span title=(x) { (format::value(x)) } } }
+                                @for o in &r.online {
+                                    td.num { @if let Some(x) = o { span title=(x) { (format::value(*x)) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The model page's online column for one version.
+fn online_cell(deployed: &[Deployed], chosen: Option<&str>) -> Markup {
+    html! {
+        @if let Some((name, value, m, d)) = online_figure(deployed, chosen) {
+            span title={ "monitor " (m.monitor) " on " (d.deployment) @if let Some(end) = m.end_us { ", window ending " (format::time(end / 1000)) } } {
+                span.mono { (name) } " " (format::value(value))
+            }
+        } @else if deployed.is_empty() {
+        } @else if deployed.iter().all(|d| d.monitors.is_empty()) {
+            span.muted { "no monitor" }
+        } @else {
+            span.muted { "no window yet" }
+        }
+    }
+}
+
 /// One point of the metric-over-versions chart: a version and its source run's last value.
 pub struct VersionMetric {
     pub version: i64,
@@ -168,6 +350,8 @@ pub struct ModelView<'a> {
     pub events_before: Option<i64>,
     /// Whether older events than this page's exist.
     pub more_events: bool,
+    /// The deployments serving each version (versions served nowhere left out).
+    pub online: &'a [VersionOnline],
 }
 
 const CHART_W: f64 = 640.0;
@@ -253,6 +437,7 @@ pub fn model_page(v: &ModelView) -> Markup {
                         tr {
                             th { "Version" } th { "Created" } th { "Status" } th { "Stage" } th { "Source run" } th { "Aliases" }
                             @if let Some(key) = v.metric { th.mono { (key) } }
+                            th { "Online (monitors)" }
                         }
                     }
                     tbody {
@@ -270,6 +455,10 @@ pub fn model_page(v: &ModelView) -> Markup {
                                             span title=(p.value) { (format::value(p.value)) }
                                         }
                                     }
+                                }
+                                td.online {
+                                    @let deployed = v.online.iter().find(|o| o.version == mv.version).map_or(&[][..], |o| &o.deployed[..]);
+                                    (online_cell(deployed, v.metric))
                                 }
                             }
                         }
@@ -394,6 +583,10 @@ pub struct VersionView<'a> {
     /// The signature of the version's MLmodel file, when it has one.
     pub signature: Option<&'a Signature>,
     pub alias_form: AliasForm<'a>,
+    /// The source run's metrics (last values), by name.
+    pub offline: &'a [(String, f64)],
+    /// The deployments serving this version, with their monitors' latest windows.
+    pub online: &'a [Deployed],
 }
 
 /// One input, output or parameter of a model's signature.
@@ -531,6 +724,7 @@ pub fn version_page(v: &VersionView) -> Markup {
                     @if !mv.description.is_empty() { tr { td { "Description" } td { (mv.description) } } }
                 }
             }
+            (offline_online(mv.version, v.offline, v.online))
             h2 { "Aliases" }
             p #version-aliases {
                 @if mv.aliases.is_empty() { span.muted { "None." } }
@@ -782,6 +976,14 @@ mod tests {
                 value: 0.9,
             },
         ];
+        let online = [VersionOnline {
+            version: 2,
+            deployed: vec![deployed(
+                "fraud-prod",
+                100.0,
+                &[("watch", &[("accuracy", 0.91), ("rows", 500.0)])],
+            )],
+        }];
         let html = model_page(&ModelView {
             model: &m,
             versions: &versions,
@@ -792,6 +994,7 @@ mod tests {
             events: &[],
             events_before: None,
             more_events: false,
+            online: &online,
         })
         .into_string();
         assert!(html.contains(r#"<a href="/models/fraud/versions/1">v1</a>"#));
@@ -801,6 +1004,99 @@ mod tests {
         assert!(html.contains(r#"<th class="mono">auc</th>"#), "{html}");
         assert!(html.contains(r#"<span title="0.9">0.9</span>"#), "{html}");
         assert!(!html.contains("<script>d"), "{html}");
+        // The online column: v2's monitor has no auc, so its accuracy; v1 is served nowhere.
+        assert!(html.contains("<th>Online (monitors)</th>"), "{html}");
+        assert!(
+            html.contains(r#"<span class="mono">accuracy</span> 0.91"#),
+            "{html}"
+        );
+        assert_eq!(html.matches(r#"<td class="online"></td>"#).count(), 1);
+    }
+
+    fn deployed(name: &str, share: f64, monitors: &[(&str, &[(&str, f64)])]) -> Deployed {
+        Deployed {
+            deployment: name.into(),
+            traffic_percent: share,
+            monitors: monitors
+                .iter()
+                .map(|(m, metrics)| MonitorWindow {
+                    monitor: (*m).into(),
+                    end_us: Some(1_767_225_600_000_000),
+                    metrics: metrics.iter().map(|(k, v)| ((*k).into(), *v)).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn offline_and_online_metrics_line_up_by_name() {
+        let offline = [("accuracy".to_string(), 0.95), ("loss".to_string(), 0.2)];
+        let online = [
+            deployed("a", 80.0, &[("m1", &[("rows", 10.0), ("accuracy", 0.9)])]),
+            deployed("b", 100.0, &[]),
+            deployed("c", 100.0, &[("m2", &[("accuracy", 0.8)])]),
+        ];
+        let rows = side_by_side(&offline, &online);
+        let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names, ["accuracy", "loss", "rows"]);
+        assert_eq!(rows[0].offline, Some(0.95));
+        assert_eq!(rows[0].online, [Some(0.9), Some(0.8)]);
+        assert_eq!(rows[1].online, [None, None]);
+        assert_eq!(rows[2].offline, None);
+        // The model page's figure: the chosen metric if a monitor has it, else performance.
+        let (name, value, m, d) = online_figure(&online, Some("rows")).unwrap();
+        assert_eq!(
+            (name, value, m.monitor.as_str(), d.deployment.as_str()),
+            ("rows", 10.0, "m1", "a")
+        );
+        assert_eq!(online_figure(&online, Some("auc")).unwrap().1, 0.9);
+        assert!(online_figure(&online[1..2], None).is_none());
+    }
+
+    #[test]
+    fn the_version_page_sets_offline_beside_online() {
+        let m = model("fraud");
+        let mv = version("fraud", 2);
+        let render = |offline: &[(String, f64)], online: &[Deployed]| {
+            version_page(&VersionView {
+                model: &m,
+                version: &mv,
+                logged_model: None,
+                signature: None,
+                alias_form: AliasForm {
+                    read_only: true,
+                    confirm_action: "",
+                },
+                offline,
+                online,
+            })
+            .into_string()
+        };
+        let offline = [("accuracy".to_string(), 0.95)];
+        let html = render(
+            &offline,
+            &[deployed(
+                "<b>prod</b>",
+                75.0,
+                &[("watch", &[("accuracy", 0.875), ("drift_share", 0.5)])],
+            )],
+        );
+        assert!(
+            html.contains(r#"<tr class="matched" data-metric="accuracy"><td class="mono">accuracy</td><td class="num"><span title="0.95">0.95</span></td><td class="num"><span title="0.875">0.875</span></td></tr>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<tr data-metric="drift_share">"#), "{html}");
+        assert!(html.contains("&lt;b&gt;prod&lt;/b&gt;") && !html.contains("<b>prod"));
+        assert!(html.contains("75% of its traffic"), "{html}");
+        assert!(html.contains(r#"class="muted mixed-traffic""#));
+        assert!(html.contains("window ending 2026-01-01 00:00:00"), "{html}");
+        // Served without a monitor, or not served: said so, and the offline side still shows.
+        let html = render(&offline, &[deployed("prod", 100.0, &[])]);
+        assert!(html.contains("(100% of its traffic; no monitor)"), "{html}");
+        assert!(html.contains(r#"id="online-none""#) && html.contains(r#"data-metric="accuracy""#));
+        let html = render(&offline, &[]);
+        assert!(html.contains("No deployment serves this version"), "{html}");
+        assert!(!html.contains("mixed-traffic"));
     }
 
     #[test]
@@ -822,6 +1118,8 @@ mod tests {
                     read_only,
                     confirm_action: "/models/fraud/versions/2/alias",
                 },
+                offline: &[],
+                online: &[],
             })
             .into_string()
         };
@@ -909,6 +1207,7 @@ mod tests {
                 events: &events,
                 events_before,
                 more_events,
+                online: &[],
             })
             .into_string()
         };
@@ -1041,6 +1340,8 @@ mlflow_version: 3.1.0
                 read_only: true,
                 confirm_action: "/x",
             },
+            offline: &[],
+            online: &[],
         })
         .into_string();
         assert!(

@@ -257,7 +257,12 @@ mod tests {
             assert!(html.contains(cell), "{cell} missing: {html}");
         }
         assert!(html.contains("MLflow system tags (2)"));
-        assert!(html.contains(r#"data-key="loss" data-runs="c1""#), "{html}");
+        assert!(
+            html.contains(
+                r#"<div class="charts" data-runs="c1"><figure class="chart" data-key="loss""#
+            ),
+            "{html}"
+        );
         assert!(html.contains(r#"<a href="/experiments/3/runs/c1/metrics/loss">loss</a>"#));
         assert!(html.contains("chart.") && html.contains("uPlot.iife.min."));
     }

@@ -358,7 +358,9 @@ async fn charts_compare_artifacts_and_the_registry() {
     assert_html_headers(&run_url, &h);
     assert_inert(&run_url, &body);
     assert!(
-        body.contains(&format!("data-key=\"loss\" data-runs=\"{a}\"")),
+        body.contains(&format!(
+            "<div class=\"charts\" data-runs=\"{a}\"><figure class=\"chart\" data-key=\"loss\""
+        )),
         "{body}"
     );
     assert!(body.contains("/static/chart."), "{body}");

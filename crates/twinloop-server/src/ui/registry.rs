@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use twinloop_core::{Error, ErrorKind, Result};
 use twinloop_meta::RegistryQuery;
 use twinloop_ui::{
-    AliasConfirmView, AliasForm, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery, ModelsView,
-    VERSIONS_SHOWN, VersionMetric, VersionView, encode_segment,
+    AliasConfirmView, AliasForm, Deployed, EVENTS_PAGE, MODELS_PAGE, ModelView, ModelsQuery,
+    ModelsView, VERSIONS_SHOWN, VersionMetric, VersionOnline, VersionView, encode_segment,
 };
 
 use super::Timing;
@@ -138,6 +138,76 @@ pub(super) async fn models(
     t.page(status, page)
 }
 
+/// The deployments serving versions of `model`, by version, each with the latest closed window
+/// of every monitor watching it: what the registry pages show as a version's online
+/// performance. A deployment serves a version when one of its routes has it loaded now (an
+/// alias route, the version the alias named when it was loaded); its shadow answers nobody and
+/// monitors read primary traffic only, so it does not count.
+#[cfg(feature = "serving")]
+async fn online(s: &AppState, model: &str) -> Vec<(String, Deployed)> {
+    let serving = &s.serving;
+    let monitors = serving.monitors.list().await;
+    let mut out = Vec::new();
+    for name in serving.engine.names() {
+        let Some(endpoint) = serving.engine.get(&name) else {
+            continue;
+        };
+        let weights: Vec<f64> = endpoint
+            .spec
+            .routes
+            .iter()
+            .map(|r| f64::from(r.weight))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut shares: Vec<(String, f64)> = Vec::new();
+        for (m, w) in endpoint.routes.iter().zip(&weights) {
+            if m.name != model {
+                continue;
+            }
+            let share = if total > 0.0 { w / total * 100.0 } else { 0.0 };
+            match shares.iter_mut().find(|(v, _)| *v == m.version) {
+                Some((_, s)) => *s += share,
+                None => shares.push((m.version.clone(), share)),
+            }
+        }
+        if shares.is_empty() {
+            continue;
+        }
+        let mut windows = Vec::new();
+        for m in monitors.iter().filter(|m| m.deployment == name) {
+            // A monitor deleted since the listing is simply left out.
+            let Ok(status) = serving.monitors.status(&m.name, 1).await else {
+                continue;
+            };
+            let last = status.windows.last();
+            windows.push(twinloop_ui::MonitorWindow {
+                monitor: m.name.clone(),
+                end_us: last.map(|w| w.end_us),
+                metrics: last
+                    .map(|w| w.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default(),
+            });
+        }
+        for (version, share) in shares {
+            out.push((
+                version,
+                Deployed {
+                    deployment: name.clone(),
+                    traffic_percent: share,
+                    monitors: windows.clone(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Without serving there are no deployments, so no version is monitored online.
+#[cfg(not(feature = "serving"))]
+async fn online(_: &AppState, _: &str) -> Vec<(String, Deployed)> {
+    Vec::new()
+}
+
 fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -212,6 +282,19 @@ async fn model_page(
     } else {
         s.store.metric_summaries(&run_ids, None).await?
     };
+    let mut online_by_version: Vec<VersionOnline> = Vec::new();
+    for (version, deployed) in online(s, name).await {
+        let Ok(version) = version.parse::<i64>() else {
+            continue;
+        };
+        match online_by_version.iter_mut().find(|o| o.version == version) {
+            Some(o) => o.deployed.push(deployed),
+            None => online_by_version.push(VersionOnline {
+                version,
+                deployed: vec![deployed],
+            }),
+        }
+    }
     t.lap("store");
     let keys: Vec<String> = summaries
         .iter()
@@ -246,6 +329,7 @@ async fn model_page(
         events: &events,
         events_before,
         more_events,
+        online: &online_by_version,
     });
     t.lap("render");
     Ok(t.page(StatusCode::OK, page))
@@ -278,6 +362,31 @@ async fn version_page(s: &AppState, name: &str, v: &str, t: &mut Timing) -> Resu
         None => None,
     };
     let signature = signature(s, name, &mv.version.to_string()).await;
+    let offline: Vec<(String, f64)> = if mv.run_id.is_empty() {
+        Vec::new()
+    } else {
+        match s
+            .store
+            .metric_summaries(std::slice::from_ref(&mv.run_id), None)
+            .await
+        {
+            Ok(found) => found
+                .into_iter()
+                .flat_map(|r| r.metrics)
+                .map(|m| (m.key, m.last))
+                .collect(),
+            // The source run may be gone (deleted for good); the version page still shows.
+            Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        }
+    };
+    let version = mv.version.to_string();
+    let deployed: Vec<Deployed> = online(s, name)
+        .await
+        .into_iter()
+        .filter(|(v, _)| *v == version)
+        .map(|(_, d)| d)
+        .collect();
     t.lap("store");
     let confirm = format!("/models/{}/versions/{n}/alias", encode_segment(name));
     let page = twinloop_ui::version_page(&VersionView {
@@ -289,6 +398,8 @@ async fn version_page(s: &AppState, name: &str, v: &str, t: &mut Timing) -> Resu
             read_only: s.ui_read_only,
             confirm_action: &confirm,
         },
+        offline: &offline,
+        online: &deployed,
     });
     t.lap("render");
     Ok(t.page(StatusCode::OK, page))
