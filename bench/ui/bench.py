@@ -19,7 +19,7 @@ Measured (median of --repeats fresh page loads each):
   (it waits for the order's snapshot) and later jumps                                 twinloop
   one chart of 100 runs x 10,000 steps and of 1,000 runs x 50 steps (the compare page, its
   first card scrolled into view once the page is parsed): chart drawn since navigation, the
-  series answer's bytes and time, and drawing after it                                twinloop
+  series answer's bytes and time, drawing after it, and the compare page's HTML bytes  twinloop
   assets, uncompressed bytes a runs page loads             both
   server time p95 per page (``Server-Timing`` total)       twinloop, --repeats x 5 requests a page
 
@@ -260,23 +260,26 @@ def twinloop_jump(browser, url: str, target: int, repeats: int, sorted_view: boo
 
 def twinloop_compare_chart(browser, url: str, repeats: int):
     """The compare page's first chart card: scrolled into view once the page is parsed; chart
-    drawn since navigation (median), the series answer's bytes, its time and drawing after it."""
-    firsts, sizes, fetches, draws = [], [], [], []
+    drawn since navigation (median), the series answer's bytes, its time and drawing after it, and
+    the page's own HTML bytes."""
+    firsts, sizes, fetches, draws, pages = [], [], [], [], []
     for _ in range(repeats):
         context, page = fresh_page(browser)
         page.goto(url, wait_until="domcontentloaded")
         page.evaluate("() => document.querySelector('figure.chart').scrollIntoView()")
         page.wait_for_selector("figure.chart[data-ready='1']", state="attached")
-        ready, size, start, end = page.evaluate(
+        ready, size, start, end, html_bytes = page.evaluate(
             "() => { const e = performance.getEntriesByType('resource').filter(r => r.name.includes('/metrics/series'))[0];"
-            " return [performance.getEntriesByName('chart:ready')[0].startTime, e.decodedBodySize, e.startTime, e.responseEnd]; }"
+            " return [performance.getEntriesByName('chart:ready')[0].startTime, e.decodedBodySize, e.startTime, e.responseEnd,"
+            " performance.getEntriesByType('navigation')[0].decodedBodySize]; }"
         )
+        pages.append(html_bytes)
         firsts.append(ready)
         sizes.append(size)
         fetches.append(end - start)
         draws.append(ready - end)
         context.close()
-    return median(firsts), max(sizes), median(fetches), median(draws)
+    return median(firsts), max(sizes), median(fetches), median(draws), max(pages)
 
 
 def mlflow_first_rows(browser, url: str, newest: str, repeats: int):
@@ -423,7 +426,8 @@ def main():
                 ("many", "1,000 runs x 50 steps", "many_runs_ms", "many_runs_bytes"),
             ):
                 url = f"{base}/experiments/{tl['exp_' + label]}/compare?runs=" + ",".join(tl["runs_" + label])
-                ready, size, fetched, drawn = twinloop_compare_chart(browser, url, args.repeats)
+                ready, size, fetched, drawn, html_bytes = twinloop_compare_chart(browser, url, args.repeats)
+                row(f"compare page of {what}, HTML", html_bytes, unit="bytes")
                 row(f"chart of {what}, drawn since navigation", ready, budget=charts[budget_ms])
                 row(f"chart of {what}, series answer", size, unit="bytes", budget=charts[budget_bytes])
                 row(f"chart of {what}, series request", fetched)
