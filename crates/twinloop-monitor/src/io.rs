@@ -71,6 +71,12 @@ fn read_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> E
 fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = File::open(path).map_err(|e| read_err(path, e))?;
+    crate::parquet_pages::check_page_sizes(&file).map_err(|e| {
+        read_err(
+            path,
+            std::io::Error::other(format!("invalid Parquet page: {e}")),
+        )
+    })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_err(path, e))?;
     let schema = builder.schema().clone();
     let reader = builder

@@ -11,6 +11,7 @@ pub mod column;
 pub mod engine;
 pub mod html;
 pub mod io;
+pub mod parquet_pages;
 pub mod profile;
 pub mod report;
 pub mod schema;

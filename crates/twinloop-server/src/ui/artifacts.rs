@@ -196,6 +196,8 @@ fn csv_rows(
 }
 
 fn parquet_rows(bytes: Bytes) -> std::result::Result<TablePreview, String> {
+    twinloop_monitor::parquet_pages::check_page_sizes(&bytes)
+        .map_err(|e| format!("invalid Parquet page: {e}"))?;
     let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| e.to_string())?
         .with_batch_size(TABLE_PREVIEW_ROWS)

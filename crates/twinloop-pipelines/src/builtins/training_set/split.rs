@@ -88,6 +88,8 @@ pub(super) fn split(
 
 fn reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
     let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    twinloop_monitor::parquet_pages::check_page_sizes(&file)
+        .map_err(|e| format!("cannot read {}: invalid Parquet page: {e}", path.display()))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

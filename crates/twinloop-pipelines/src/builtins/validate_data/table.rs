@@ -109,6 +109,8 @@ fn read_file(path: &Path) -> Result<Table, String> {
     };
     let file = File::open(path).map_err(|e| fail(&e))?;
     let (schema, batches): (SchemaRef, Vec<RecordBatch>) = if parquet {
+        twinloop_monitor::parquet_pages::check_page_sizes(&file)
+            .map_err(|e| fail(&format!("invalid Parquet page: {e}")))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
         let schema = builder.schema().clone();
         let reader = builder

@@ -1,0 +1,300 @@
+//! Page headers of a Parquet file checked before the parquet crate decodes them.
+//!
+//! The parquet crate (59.x) reserves a page's declared `uncompressed_page_size` before it
+//! decompresses the page, and checks that size only for being non-negative (arrow-rs issue
+//! 10734), so a 1 KB file declaring a 2 GiB page makes a reader allocate 2 GiB. A page's
+//! uncompressed bytes are part of its column chunk's `total_uncompressed_size`, so a page
+//! declaring more is refused here, before any page is decoded. The headers are Thrift compact
+//! structs; only the two sizes are read, everything else is skipped.
+
+use std::io::{BufReader, Read};
+
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::reader::ChunkReader;
+
+/// A header larger than this is refused rather than walked (real ones are bytes to kilobytes,
+/// statistics included).
+const MAX_HEADER_BYTES: u64 = 16 << 20;
+/// Thrift structs nest a few levels in a page header; a deeper one is hostile.
+const MAX_DEPTH: u32 = 32;
+
+/// Checks every page header of every column chunk of a Parquet file (a `File`, or `Bytes`
+/// already in memory).
+pub fn check_page_sizes<R: ChunkReader>(file: &R) -> Result<(), String> {
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(file)
+        .map_err(|e| e.to_string())?;
+    for row_group in metadata.row_groups() {
+        for column in row_group.columns() {
+            let (start, length) = column.byte_range();
+            let total_uncompressed = u64::try_from(column.uncompressed_size()).unwrap_or(0);
+            check_chunk(file, start, length, total_uncompressed)
+                .map_err(|e| format!("column {}: {e}", column.column_path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_chunk<R: ChunkReader>(
+    file: &R,
+    start: u64,
+    length: u64,
+    total_uncompressed: u64,
+) -> Result<(), String> {
+    let end = start.checked_add(length).ok_or("column chunk past 2^64")?;
+    let mut position = start;
+    while position < end {
+        let limit = (end - position).min(MAX_HEADER_BYTES);
+        let input = file.get_read(position).map_err(|e| e.to_string())?;
+        let mut header = Compact {
+            input: BufReader::new(input.take(limit)),
+            read: 0,
+        };
+        let sizes = header.page_sizes()?;
+        let compressed = u64::try_from(sizes.compressed).map_err(|_| "negative page size")?;
+        let uncompressed =
+            u64::try_from(sizes.uncompressed).map_err(|_| "negative uncompressed page size")?;
+        if uncompressed > total_uncompressed {
+            return Err(format!(
+                "a page declares {uncompressed} uncompressed bytes, its column chunk \
+                 {total_uncompressed} in all"
+            ));
+        }
+        position += header.read;
+        if compressed > end - position {
+            return Err("a page runs past its column chunk".into());
+        }
+        position += compressed;
+    }
+    Ok(())
+}
+
+struct PageSizes {
+    uncompressed: i64,
+    compressed: i64,
+}
+
+/// A Thrift compact-protocol reader that counts the bytes it consumed.
+struct Compact<R> {
+    input: R,
+    read: u64,
+}
+
+impl<R: Read> Compact<R> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let mut b = [0u8];
+        self.input
+            .read_exact(&mut b)
+            .map_err(|_| "a page header ends early")?;
+        self.read += 1;
+        Ok(b[0])
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("a page header holds an overlong integer".into())
+    }
+
+    fn zigzag(&mut self) -> Result<i64, String> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn skip_bytes(&mut self, n: u64) -> Result<(), String> {
+        let copied = std::io::copy(&mut (&mut self.input).take(n), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        self.read += copied;
+        if copied == n {
+            Ok(())
+        } else {
+            Err("a page header ends early".into())
+        }
+    }
+
+    /// The top-level struct's fields 2 and 3; the rest is skipped.
+    fn page_sizes(&mut self) -> Result<PageSizes, String> {
+        let (mut uncompressed, mut compressed) = (None, None);
+        self.each_field(0, |this, id, kind| {
+            match (id, kind) {
+                (2, I32) => uncompressed = Some(this.zigzag()?),
+                (3, I32) => compressed = Some(this.zigzag()?),
+                _ => this.skip(kind, 1)?,
+            }
+            Ok(())
+        })?;
+        match (uncompressed, compressed) {
+            (Some(uncompressed), Some(compressed)) => Ok(PageSizes {
+                uncompressed,
+                compressed,
+            }),
+            _ => Err("a page header lacks its sizes".into()),
+        }
+    }
+
+    fn each_field(
+        &mut self,
+        depth: u32,
+        mut on_field: impl FnMut(&mut Self, i64, u8) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("a page header nests too deep".into());
+        }
+        let mut last_id = 0i64;
+        loop {
+            let b = self.byte()?;
+            if b == STOP {
+                return Ok(());
+            }
+            let kind = b & 0x0f;
+            let delta = i64::from(b >> 4);
+            last_id = if delta == 0 {
+                self.zigzag()?
+            } else {
+                last_id + delta
+            };
+            on_field(self, last_id, kind)?;
+        }
+    }
+
+    fn skip(&mut self, kind: u8, depth: u32) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("a page header nests too deep".into());
+        }
+        match kind {
+            TRUE | FALSE => Ok(()),
+            BYTE => self.byte().map(drop),
+            I16 | I32 | I64 => self.varint().map(drop),
+            DOUBLE => self.skip_bytes(8),
+            BINARY => {
+                let n = self.varint()?;
+                self.skip_bytes(n)
+            }
+            LIST | SET => {
+                let h = self.byte()?;
+                let element = h & 0x0f;
+                let n = match h >> 4 {
+                    15 => self.varint()?,
+                    n => u64::from(n),
+                };
+                for _ in 0..n {
+                    // A bool element is a byte of its own in a list.
+                    if matches!(element, TRUE | FALSE) {
+                        self.byte()?;
+                    } else {
+                        self.skip(element, depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            MAP => {
+                let n = self.varint()?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let kinds = self.byte()?;
+                for _ in 0..n {
+                    self.skip(kinds >> 4, depth + 1)?;
+                    self.skip(kinds & 0x0f, depth + 1)?;
+                }
+                Ok(())
+            }
+            STRUCT => self.each_field(depth + 1, |this, _, kind| this.skip(kind, depth + 1)),
+            other => Err(format!(
+                "a page header holds an unknown Thrift type {other}"
+            )),
+        }
+    }
+}
+
+const STOP: u8 = 0;
+const TRUE: u8 = 1;
+const FALSE: u8 = 2;
+const BYTE: u8 = 3;
+const I16: u8 = 4;
+const I32: u8 = 5;
+const I64: u8 = 6;
+const DOUBLE: u8 = 7;
+const BINARY: u8 = 8;
+const LIST: u8 = 9;
+const SET: u8 = 10;
+const MAP: u8 = 11;
+const STRUCT: u8 = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// A header of type DATA_PAGE with the given sizes and an empty data page header struct.
+    fn header(uncompressed: i64, compressed: i64) -> Vec<u8> {
+        fn zigzag(v: i64) -> Vec<u8> {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            let mut out = Vec::new();
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    out.push(b);
+                    return out;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        let mut h = vec![0x15];
+        h.extend(zigzag(0));
+        h.push(0x15);
+        h.extend(zigzag(uncompressed));
+        h.push(0x15);
+        h.extend(zigzag(compressed));
+        // Field 5, a struct holding one i32 (field 1) and a list of two bools, then stops.
+        h.extend([0x2c, 0x15, 0x02, 0x19, 0x21, 0x01, 0x02, 0x00, 0x00]);
+        h
+    }
+
+    fn chunk(pages: &[(i64, i64)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for &(u, c) in pages {
+            bytes.extend(header(u, c));
+            bytes.extend(std::iter::repeat_n(0u8, usize::try_from(c).unwrap()));
+        }
+        bytes
+    }
+
+    #[test]
+    fn pages_within_their_chunk_pass() {
+        let bytes = chunk(&[(40, 10), (30, 5)]);
+        let len = bytes.len() as u64;
+        check_chunk(&Bytes::from(bytes), 0, len, 70).unwrap();
+    }
+
+    #[test]
+    fn a_page_declaring_more_than_its_chunk_is_refused_before_decoding() {
+        let bytes = chunk(&[(40, 10), (900_000_000, 5)]);
+        let len = bytes.len() as u64;
+        let e = check_chunk(&Bytes::from(bytes), 0, len, 70).unwrap_err();
+        assert!(e.contains("900000000 uncompressed bytes"), "{e}");
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics_or_hangs() {
+        let cases: Vec<Vec<u8>> = vec![
+            chunk(&[(-1, 10)]),
+            chunk(&[(10, 1_000)])[..40].to_vec(),
+            vec![0x15],
+            vec![0x19, 0xf9, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            std::iter::repeat_n(0x1c, 100).collect(),
+            vec![0x1d],
+        ];
+        for bytes in cases {
+            let len = bytes.len() as u64;
+            assert!(check_chunk(&Bytes::from(bytes), 0, len, 1_000).is_err());
+        }
+    }
+}
