@@ -70,10 +70,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ]),
     // Remote executors: one step attempt as a Kubernetes Job or a Ray job.
     ("twinloop-executors", &["twinloop-core", "twinloop-pipelines"]),
+    // The UI's Parquet artifact preview checks page sizes with the drift reader's guard.
     ("twinloop-server", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts",
-        "twinloop-features", "twinloop-serving", "twinloop-v2", "twinloop-watch",
-        "twinloop-pipelines", "twinloop-ui",
+        "twinloop-monitor", "twinloop-features", "twinloop-serving", "twinloop-v2",
+        "twinloop-watch", "twinloop-pipelines", "twinloop-ui",
     ]),
     ("twinloop-cli", &[
         "twinloop-api", "twinloop-core", "twinloop-meta", "twinloop-artifacts", "twinloop-predlog",

@@ -65,10 +65,20 @@ impl Listener {
     }
 }
 
+/// A client that opens a connection per request. The server closes an idle keep-alive
+/// connection once `--header-read-timeout` passes, which is exactly how long these tests wait,
+/// so a pooled one could be closed under the second request.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
 /// Fifty connections that never finish their head (or say nothing at all) are closed by the
 /// server once the timeout passes, and a request sent meanwhile is answered.
 async fn half_sent_heads_are_closed(listener: &Listener) {
-    let http = reqwest::Client::new();
+    let http = fresh_connections();
     let mut slow = Vec::new();
     for i in 0..50 {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", listener.port))
@@ -108,7 +118,7 @@ fn message_of(body: &Value) -> &str {
 /// error shape once the timeout passes, and the connection is closed; a request sent meanwhile
 /// is answered.
 async fn stalled_bodies_are_answered_408(listener: &Listener) {
-    let http = reqwest::Client::new();
+    let http = fresh_connections();
     let mut stalled = Vec::new();
     for _ in 0..5 {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", listener.port))
