@@ -15,7 +15,7 @@
 //! of a guarded [`HttpTransport`], which also follows no redirect and no proxy).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -167,21 +167,32 @@ fn in_net((net, bits): (IpAddr, u8), ip: IpAddr) -> bool {
 /// to a private address after the URL was checked.
 #[derive(Clone)]
 pub struct HttpTransport {
-    http: reqwest::Client,
+    /// Made at the first request: reading the system's root certificates takes tens of
+    /// milliseconds of CPU, which a server (re)starting under load should not spend before it
+    /// answers.
+    http: Arc<OnceLock<reqwest::Client>>,
     /// A literal host is never resolved, so the resolver would not see it: judged here.
     outbound: Outbound,
 }
 
 impl HttpTransport {
     pub fn new(outbound: Outbound) -> HttpTransport {
-        let http = reqwest::Client::builder()
-            .timeout(webhook::TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(Guarded(outbound.clone())))
-            .build()
-            .unwrap_or_default();
-        HttpTransport { http, outbound }
+        HttpTransport {
+            http: Arc::default(),
+            outbound,
+        }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(webhook::TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(Guarded(self.outbound.clone())))
+                .build()
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -339,7 +350,7 @@ impl HttpTransport {
                     .into(),
             ));
         }
-        let mut request = self.http.post(url).body(body.to_vec());
+        let mut request = self.http().post(url).body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
