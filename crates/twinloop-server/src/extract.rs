@@ -70,6 +70,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // The typed parse builds no `Value` tree (a 1,000-metric log-batch is some 6,000
+    // allocations fewer); any body it refuses takes the path below, which says where and why as
+    // MLflow does. A body that is not an object is left to that path too: serde would read a
+    // JSON array into a struct.
+    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && let Ok(typed) = serde_json::from_slice(text)
+    {
+        return Ok(typed);
+    }
+    parse_through_value(text)
+}
+
+/// Reads `text` into a `Value` first, so that a refusal can name the parameter and quote it.
+fn parse_through_value<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(text)
         .map_err(|e| ApiError::invalid(format!("Malformed JSON in request body: {e}")))?;
     if !value.is_object() {
@@ -255,6 +269,35 @@ mod tests {
     #[expect(dead_code, reason = "only decoded, to see the errors")]
     struct Required {
         key: String,
+    }
+
+    /// Whatever the typed parse accepts, the `Value` path reads alike: the fast path changes
+    /// nothing a client can see.
+    #[test]
+    fn the_typed_parse_reads_what_the_value_path_reads() {
+        let bodies = [
+            r#"{"run_id": "r", "key": "m", "value": 1.5, "timestamp": 59, "step": 3}"#,
+            r#"{"run_id": "r", "key": "m", "value": "NaN", "timestamp": "59", "step": "-3"}"#,
+            r#"{"run_id": "r", "key": "m", "value": 1e308, "timestamp": 1, "extra": [1, {"a": 2}]}"#,
+            r#"{"run_id": "r", "key": "\u00e9", "value": -0.0, "timestamp": 18446744073709551615}"#,
+            r#" {"run_id": "r", "key": "m", "value": 12345678901234567890, "timestamp": 1} "#,
+        ];
+        for body in bodies {
+            let typed = parse_json::<WireMetric>(body.as_bytes()).map(|m| format!("{m:?}"));
+            let checked =
+                parse_through_value::<WireMetric>(body.as_bytes()).map(|m| format!("{m:?}"));
+            match (typed, checked) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{body}"),
+                (Err(a), Err(b)) => assert_eq!(a.message(), b.message(), "{body}"),
+                (a, b) => panic!("{body}: {a:?} against {b:?}"),
+            }
+        }
+        for not_an_object in ["[\"r\", \"m\", 1, 59]", "7", "\"x\""] {
+            assert_eq!(
+                error_of::<WireMetric>(not_an_object),
+                "The request body must be a JSON object"
+            );
+        }
     }
 
     fn error_of<T: DeserializeOwned + std::fmt::Debug>(body: &str) -> String {

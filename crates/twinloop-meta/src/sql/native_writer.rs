@@ -185,13 +185,18 @@ fn refuse(jobs: Vec<Job>, e: &Error) {
     }
 }
 
-/// The pragmas of the store's sqlx connections (`SQLITE_PRAGMAS`): durability is theirs.
+/// The pragmas of the store's sqlx connections (`SQLITE_PRAGMAS`): durability is theirs. But
+/// not their foreign-key checks: every row a batch writes references its run (or the run's
+/// experiment), which [`write`] reads first inside the same transaction, under the write lock
+/// that every delete also needs, so the per-row lookups of the run a check would make (over a
+/// thousand per batch) could only find it.
 fn connect(path: &Path) -> Result<Connection> {
     let connection = Connection::open(path).map_err(|e| {
         Error::internal_from(format!("cannot open SQLite database {}", path.display()), e)
     })?;
     connection
         .execute_batch(super::SQLITE_PRAGMAS)
+        .and_then(|()| connection.pragma_update(None, "foreign_keys", false))
         .and_then(|()| connection.pragma_update(None, "cache_size", -CACHE_KIB))
         .map_err(db_failure)?;
     connection.set_prepared_statement_cache_capacity(32);

@@ -849,3 +849,64 @@ on_every_backend!(
         assert_eq!(run.data.metrics[0].step, 7499);
     }
 );
+
+/// SQLite's log_batch writer skips the per-row foreign-key checks (it reads the run first, under
+/// the write lock): what it writes must still pass SQLite's own check, and a batch for a run
+/// that is not there must write nothing.
+#[tokio::test]
+async fn the_sqlite_batch_writer_keeps_every_reference_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = twinloop_meta::SqlStore::open(&twinloop_meta::StoreUri::Sqlite(path.clone()), "x:")
+        .await
+        .unwrap();
+    let exp = store.create_experiment("fk", None, &[]).await.unwrap();
+    let id = new_run(&store, &exp, "r", 1).await;
+    let mut linked = Metric::new("acc", 0.9, 2, 1);
+    linked.model_id = Some("m-1".into());
+    let metrics: Vec<Metric> = (0..300)
+        .map(|i| Metric::new(format!("k{}", i % 3), f64::from(i), 1, i64::from(i)))
+        .chain([Metric::new("nan", f64::NAN, 1, 0), linked])
+        .collect();
+    store
+        .log_batch(
+            &id,
+            &metrics,
+            &[Param::new("p", "1")],
+            &[Tag::new("t", "v")],
+        )
+        .await
+        .unwrap();
+    let gone = "0123456789abcdef0123456789abcdef";
+    let refused = store
+        .log_batch(
+            gone,
+            &metrics,
+            &[Param::new("p", "1")],
+            &[Tag::new("t", "v")],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::NotFound);
+    store.close().await;
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let broken: Vec<String> = db
+        .prepare("PRAGMA foreign_key_check")
+        .unwrap()
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(broken.is_empty(), "rows without their parent in {broken:?}");
+    let stray: i64 = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM metrics WHERE run_uuid = ?1) \
+             + (SELECT count(*) FROM params WHERE run_uuid = ?1) \
+             + (SELECT count(*) FROM tags WHERE run_uuid = ?1)",
+            [gone],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stray, 0);
+}
