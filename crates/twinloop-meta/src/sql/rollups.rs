@@ -91,7 +91,10 @@ pub(super) async fn record(
 }
 
 /// The batch's finite points summed per (key, level, cell), and its others per key in cell 0 of
-/// [`NON_FINITE_LEVEL`].
+/// [`NON_FINITE_LEVEL`]. Points are folded into the finest level only; each level above is
+/// folded from the one below, four of its cells to one (a cell's sum does not depend on how its
+/// points were grouped), so a batch costs one map update per point and per finer cell rather
+/// than one per point and level.
 pub(super) fn fold<'a>(
     points: impl IntoIterator<Item = &'a Metric>,
 ) -> Vec<((&'a str, i64, i64), Cell)> {
@@ -105,6 +108,7 @@ pub(super) fn fold<'a>(
             .and_modify(|c| c.merge(&point))
             .or_insert(point);
     }
+    let mut finest = BTreeMap::new();
     let mut cells = BTreeMap::new();
     for m in points {
         let key = m.key.as_str();
@@ -116,15 +120,28 @@ pub(super) fn fold<'a>(
                 value,
             })
         };
-        if !m.value.is_finite() {
+        if m.value.is_finite() {
+            let cell = m.step.div_euclid(cell_width(MIN_LEVEL));
+            merge(
+                &mut finest,
+                (key, i64::from(MIN_LEVEL), cell),
+                point(m.value),
+            );
+        } else {
             merge(&mut cells, (key, NON_FINITE_LEVEL, 0), point(0.0));
-            continue;
-        }
-        for level in MIN_LEVEL..=TOP_LEVEL {
-            let cell = m.step.div_euclid(cell_width(level));
-            merge(&mut cells, (key, i64::from(level), cell), point(m.value));
         }
     }
+    let mut below = finest;
+    for level in MIN_LEVEL + 1..=TOP_LEVEL {
+        let mut above = BTreeMap::new();
+        for (&(key, _, cell), c) in &below {
+            // floor(floor(step / 4^l) / 4) = floor(step / 4^(l+1)), negative steps too.
+            merge(&mut above, (key, i64::from(level), cell.div_euclid(4)), *c);
+        }
+        cells.append(&mut below);
+        below = above;
+    }
+    cells.append(&mut below);
     cells.into_iter().collect()
 }
 
@@ -203,6 +220,67 @@ mod tests {
                 .map(|(_, c)| c.count)
                 .sum();
             assert_eq!(total, 1000, "level {level}");
+        }
+    }
+
+    /// The level-by-level fold sums exactly what folding every point into every level sums.
+    #[test]
+    fn folding_level_by_level_equals_folding_each_point_into_every_level() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let points: Vec<Metric> = (0..3000)
+            .map(|i| {
+                let r = next();
+                let step = (r % 200_000) as i64 - 100_000;
+                let value = match r % 97 {
+                    0 => f64::NAN,
+                    1 => f64::NEG_INFINITY,
+                    _ => (r >> 11) as f64 / 1e9,
+                };
+                Metric::new(["a", "b", "c"][i % 3], value, (r % 1000) as i64, step)
+            })
+            .collect();
+        let mut want: BTreeMap<(&str, i64, i64), Cell> = BTreeMap::new();
+        for m in &points {
+            let p = |value| {
+                Cell::of(Point {
+                    x: m.step,
+                    step: m.step,
+                    timestamp: m.timestamp,
+                    value,
+                })
+            };
+            let mut add = |at, c: Cell| {
+                want.entry(at).and_modify(|w| w.merge(&c)).or_insert(c);
+            };
+            if !m.value.is_finite() {
+                add((m.key.as_str(), NON_FINITE_LEVEL, 0), p(0.0));
+                continue;
+            }
+            for level in MIN_LEVEL..=TOP_LEVEL {
+                let cell = m.step.div_euclid(cell_width(level));
+                add((m.key.as_str(), i64::from(level), cell), p(m.value));
+            }
+        }
+        let got = fold(&points);
+        assert_eq!(got.len(), want.len());
+        for ((at, c), (want_at, w)) in got.iter().zip(&want) {
+            assert_eq!(at, want_at);
+            assert_eq!(
+                (c.count, c.min, c.max, c.min_timestamp, c.max_timestamp),
+                (w.count, w.min, w.max, w.min_timestamp, w.max_timestamp),
+                "{at:?}"
+            );
+            assert_eq!(
+                (c.last.step, c.last.timestamp, c.last.value),
+                (w.last.step, w.last.timestamp, w.last.value),
+                "{at:?}"
+            );
         }
     }
 
