@@ -399,6 +399,19 @@ impl Inner {
         Ok(false)
     }
 
+    /// Waits until this replica is recorded as an executor in the store: a run may name it only
+    /// then, or a lease holder would take the run for a dead replica's.
+    async fn live(&self) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(10), self.executor.acquired())
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                ScheduleError::Store(twinloop_core::Error::unavailable(
+                    "cannot record this replica as a pipeline executor in the store",
+                ))
+            })
+    }
+
     /// Fails with `NotFound` unless `name` is applied (rereading the store first, in case it
     /// was applied through another replica).
     async fn known(self: &Arc<Self>, name: &str) -> Result<()> {
@@ -422,13 +435,6 @@ impl Scheduler {
     pub async fn start(store: StoreHandle, config: Config) -> Result<Scheduler> {
         let name = format!("pipeline-executor:{}", twinloop_core::ids::new_uuid());
         let executor = LeaseKeeper::start(store.clone(), &name);
-        // Held before any run names it, or a holder would take those runs for a dead replica's.
-        let live = tokio::time::timeout(Duration::from_secs(10), executor.acquired()).await;
-        if live.is_err() {
-            return Err(ScheduleError::Store(twinloop_core::Error::internal(
-                "cannot record this replica as a pipeline executor in the store",
-            )));
-        }
         let inner = Arc::new(Inner {
             store,
             config,
@@ -438,11 +444,20 @@ impl Scheduler {
             events: backlog::Backlog::new(now_ms(), backlog::CAPACITY),
         });
         inner.reload().await?;
+        // Under a lease, settling waits for the lease and nothing here needs the executor row
+        // yet: the server answers before that write (on SQLite, after a crash, it can queue
+        // behind the other leases and the first checkpoint). Without one, runs are settled now.
         if inner.config.lease.is_none() {
+            inner.live().await?;
             inner.settle().await?;
         }
         let polling = inner.clone();
         tokio::spawn(async move {
+            // Triggers start runs that name this replica: not before it is recorded.
+            tokio::select! {
+                () = polling.stop.canceled() => return,
+                _ = polling.executor.acquired() => {}
+            }
             let mut held = None;
             for round in 1u64.. {
                 tokio::select! {
@@ -565,6 +580,7 @@ impl Scheduler {
     pub async fn run_now(&self, name: &str, params: &[(String, String)]) -> Result<PipelineRun> {
         let inner = &self.inner;
         inner.known(name).await?;
+        inner.live().await?;
         let mut state = inner.state.lock().await;
         let entry = state
             .pipelines
