@@ -415,6 +415,9 @@ def test_nested_runs_show_as_a_tree_across_windows(nested, ui_server, page_for, 
     assert _pos(page, 4).get_attribute("data-run-id") == parent
     assert _pos(page, 8).get_attribute("data-run-id") == ids[244]
     page.wait_for_function(f"() => new URLSearchParams(location.search).getAll('expand').includes('{parent}')")
+    # The header's sort links keep the parent open.
+    started = page.locator("#runs thead a", has_text="Started").get_attribute("href")
+    assert parent in urllib.parse.parse_qs(urllib.parse.urlsplit(started).query).get("expand", []), started
     shot(page, gallery, "runs-nested-expanded", "A parent expanded: its 3 children, from a later window, under it")
     # Every later row moved down by three; scrolling to the end finds the orphan there.
     page.evaluate(BOTTOM)
@@ -427,6 +430,8 @@ def test_nested_runs_show_as_a_tree_across_windows(nested, ui_server, page_for, 
     sync_api.expect(box).to_have_attribute("data-total", str(NESTED - 3))
     sync_api.expect(page.locator(f'#runs tbody tr[data-run-id="{children[0]}"]')).to_have_count(0)
     assert _pos(page, 5).get_attribute("data-run-id") == ids[244]
+    started = page.locator("#runs thead a", has_text="Started").get_attribute("href")
+    assert "expand" not in urllib.parse.parse_qs(urllib.parse.urlsplit(started).query), started
 
     # Sorted oldest first, the parent is deep in the order and its children follow it in that
     # order; the expanded state is in the URL.

@@ -201,6 +201,14 @@
       url = withExpanded(url, id, open);
       box.dataset.rowsUrl = url;
       history.replaceState(history.state, "", withExpanded(location.pathname + location.search, id, open) + location.hash);
+      // The server's sort, paging and group links to this view keep the open parents too; the
+      // rows' own expanders come back from the server with the new list.
+      document.querySelectorAll("a[href]").forEach(function (a) {
+        if (tbody.contains(a)) return;
+        var u = new URL(/** @type {HTMLAnchorElement} */ (a).href, location.href);
+        if (u.origin !== location.origin || u.pathname !== location.pathname) return;
+        a.setAttribute("href", withExpanded(u.pathname + u.search, id, open) + u.hash);
+      });
       // The search form carries the open parents to a new filter or order.
       var form = document.getElementById("runs-search");
       if (form) {
