@@ -146,15 +146,24 @@ pub struct WireMetric {
 }
 
 impl WireMetric {
-    /// `at` is where the metric sits in the request, for naming a missing field: empty for
-    /// `log-metric`'s top-level fields (`key`), `metrics[3].` in a batch (`metrics[3].key`).
-    pub fn into_metric(self, at: &str) -> Result<Metric, ApiError> {
-        let mut m = Metric::new(
-            required_str(self.key, &format!("{at}key"))?,
-            required(self.value, &format!("{at}value"))?,
-            required(self.timestamp, &format!("{at}timestamp"))?,
-            self.step.unwrap_or(0),
-        );
+    /// The metric, or the error naming its first missing field. `at` gives where the metric
+    /// sits in the request: empty for `log-metric`'s top-level fields (`key`), `metrics[3].` in a
+    /// batch (`metrics[3].key`); it is called only for the error, so good metrics format nothing.
+    pub fn into_metric(self, at: impl Fn() -> String) -> Result<Metric, ApiError> {
+        let (key, value, timestamp) = match (self.key, self.value, self.timestamp) {
+            (Some(key), Some(value), Some(timestamp)) if !key.is_empty() => (key, value, timestamp),
+            (key, value, _) => {
+                let field = if key.is_none_or(|k| k.is_empty()) {
+                    "key"
+                } else if value.is_none() {
+                    "value"
+                } else {
+                    "timestamp"
+                };
+                return Err(missing(&format!("{}{field}", at())));
+            }
+        };
+        let mut m = Metric::new(key, value, timestamp, self.step.unwrap_or(0));
         m.model_id = self.model_id.filter(|s| !s.is_empty());
         m.dataset_name = self.dataset_name.filter(|s| !s.is_empty());
         m.dataset_digest = self.dataset_digest.filter(|s| !s.is_empty());

@@ -210,6 +210,9 @@ fn write_group(c: &Connection, group: Vec<Job>) -> std::result::Result<Vec<Job>,
         refuse(group, &db_failure(e));
         return Err(());
     }
+    if group.len() == 1 {
+        return write_alone(c, group);
+    }
     let mut written = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     while let Some(job) = jobs.next() {
@@ -230,6 +233,25 @@ fn write_group(c: &Connection, group: Vec<Job>) -> std::result::Result<Vec<Job>,
         Ok(()) => Ok(written),
         Err(e) => {
             refuse(written, &db_failure(e));
+            Err(())
+        }
+    }
+}
+
+/// A group of one batch, whose transaction is already its all-or-nothing: a savepoint would
+/// only copy every page the batch first touches into the statement journal (6 % of the server's
+/// CPU for lone 1,000-metric batches, by perf).
+fn write_alone(c: &Connection, group: Vec<Job>) -> std::result::Result<Vec<Job>, ()> {
+    let written = write(c, &group[0].batch);
+    if let Err(e) = written {
+        let lost = c.is_autocommit() || c.execute_batch("ROLLBACK").is_err();
+        refuse(group, &e);
+        return if lost { Err(()) } else { Ok(Vec::new()) };
+    }
+    match c.execute_batch("COMMIT") {
+        Ok(()) => Ok(group),
+        Err(e) => {
+            refuse(group, &db_failure(e));
             Err(())
         }
     }

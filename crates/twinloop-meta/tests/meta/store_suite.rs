@@ -851,8 +851,8 @@ on_every_backend!(
 );
 
 /// SQLite's log_batch writer skips the per-row foreign-key checks (it reads the run first, under
-/// the write lock): what it writes must still pass SQLite's own check, and a batch for a run
-/// that is not there must write nothing.
+/// the write lock) and a lone batch's savepoint: what it writes must still pass SQLite's own
+/// check, and a batch for a run that is not there, or refused halfway, must write nothing.
 #[tokio::test]
 async fn the_sqlite_batch_writer_keeps_every_reference_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -888,6 +888,19 @@ async fn the_sqlite_batch_writer_keeps_every_reference_whole() {
         .await
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::NotFound);
+    // Refused after part of it was written (a new param, then a changed one): undone whole.
+    let changed = [Param::new("fresh", "1"), Param::new("p", "2")];
+    let refused = store
+        .log_batch(&id, &metrics, &changed, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::InvalidArgument);
+    let run = store.get_run(&id).await.unwrap();
+    assert!(
+        run.data.params.iter().all(|p| p.key != "fresh"),
+        "{:?}",
+        run.data.params
+    );
     store.close().await;
 
     let db = rusqlite::Connection::open(&path).unwrap();

@@ -145,7 +145,7 @@ pub async fn log_metric(
     JsonBody(mut req): JsonBody<WireMetric>,
 ) -> ApiResult<Json<Value>> {
     let id = run_id(req.run_id.take(), req.run_uuid.take())?;
-    let metric = req.into_metric("")?;
+    let metric = req.into_metric(String::new)?;
     s.store.log_batch(&id, &[metric], &[], &[]).await?;
     Ok(ok())
 }
@@ -211,7 +211,7 @@ pub async fn log_batch(State(s): S, JsonBody(req): JsonBody<LogBatch>) -> ApiRes
         .metrics
         .into_iter()
         .enumerate()
-        .map(|(i, m)| m.into_metric(&format!("metrics[{i}].")))
+        .map(|(i, m)| m.into_metric(|| format!("metrics[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let params = into_tags(req.params, "params")?;
     let tags = into_tags(req.tags, "tags")?;
