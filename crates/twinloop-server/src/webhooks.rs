@@ -183,6 +183,13 @@ impl HttpTransport {
         }
     }
 
+    /// Makes the client now if it is not made yet. Called before deliveries are handed on, so
+    /// that they leave in the order they were handed on rather than after racing for the
+    /// first client.
+    fn warm(&self) {
+        self.http();
+    }
+
     fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
             reqwest::Client::builder()
@@ -477,6 +484,7 @@ async fn deliver_new(
     if fresh.is_empty() {
         return true;
     }
+    transport.warm();
     let webhooks: Arc<dyn WebhookStore> = store.clone();
     let hooks = match webhooks.list_webhooks().await {
         Ok(hooks) => hooks,
