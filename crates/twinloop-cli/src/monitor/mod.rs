@@ -59,6 +59,10 @@ struct DriftArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Refuse a dataset that takes more than this many MiB of memory once decoded (a small
+    /// Parquet file can expand to far more).
+    #[arg(long, default_value_t = twinloop_monitor::io::ReadLimits::default().max_bytes >> 20)]
+    max_table_mb: u64,
 }
 
 /// `before_command`: a `--tracking-uri` given before `monitor` (only the subcommands that talk to
@@ -105,10 +109,13 @@ fn drift(a: DriftArgs) -> Result<()> {
         schema,
         threads: a.threads,
     };
+    let limits = twinloop_monitor::io::ReadLimits {
+        max_bytes: a.max_table_mb.saturating_mul(1 << 20),
+    };
     // The two files are independent: read them side by side.
     let (reference, current) = std::thread::scope(|s| {
-        let r = s.spawn(|| twinloop_monitor::io::read_table(&a.reference));
-        let c = twinloop_monitor::io::read_table(&a.current);
+        let r = s.spawn(|| twinloop_monitor::io::read_table_within(&a.reference, limits));
+        let c = twinloop_monitor::io::read_table_within(&a.current, limits);
         (r.join().expect("reader thread"), c)
     });
     let (reference, current) = (reference?, current?);
