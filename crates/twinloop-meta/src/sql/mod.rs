@@ -10,6 +10,7 @@
 //! (`Reader`) bypass sqlx on SQLite: `native_sqlite.rs` runs them on a blocking thread.
 
 mod auth;
+mod checkpointer;
 mod deployments;
 mod documents;
 mod experiments;
@@ -72,8 +73,11 @@ pub struct SqlStore {
     _tail: tokio::sync::oneshot::Sender<()>,
 }
 
+/// `wal_autocheckpoint` is the WAL's bound: below it, commits leave checkpoints to the
+/// checkpointer's thread (`checkpointer.rs`).
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON; \
+     PRAGMA wal_autocheckpoint = 8192;";
 
 /// How a store is opened, beyond its location.
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +175,10 @@ impl SqlStore {
             _tail: tail,
         };
         store.migrate().await?;
+        if let Some(native) = &store.native_writer {
+            // A WAL left by a crash is folded back in the background, not by the first write.
+            native.checkpoint_soon();
+        }
         store.ensure_default_experiment().await?;
         // Events committed before this process started are history, read with `?after=`.
         let floor = store.latest_registry_event_id().await?;

@@ -31,6 +31,7 @@ use twinloop_core::run_columns::KeyKind;
 use twinloop_core::tracking::{LifecycleStage, Metric, Param, Tag};
 use twinloop_core::{Error, Result};
 
+use super::checkpointer::Checkpointer;
 use super::query::encode_metric_value;
 use super::runs::{RUN_NAME_TAG, param_changed, require_active, run_not_found};
 use super::{db_err, db_failure, keys, rollups, summaries};
@@ -60,6 +61,7 @@ struct Job {
 /// has written what was queued.
 pub(crate) struct NativeWriter {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    checkpointer: Checkpointer,
 }
 
 impl NativeWriter {
@@ -67,11 +69,13 @@ impl NativeWriter {
     /// connection. Must be called inside a tokio runtime: the lock is taken through it.
     pub fn start(path: &Path, lock: AnyPool) -> Result<NativeWriter> {
         let (jobs, queue) = mpsc::channel();
+        let checkpointer = Checkpointer::start(path)?;
         let thread = Thread {
             path: path.to_path_buf(),
             lock,
             runtime: tokio::runtime::Handle::current(),
             connection: None,
+            checkpointer: checkpointer.clone(),
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -79,7 +83,13 @@ impl NativeWriter {
             .map_err(|e| Error::internal_from("cannot start the SQLite writer", e))?;
         Ok(NativeWriter {
             jobs: Mutex::new(Some(jobs)),
+            checkpointer,
         })
+    }
+
+    /// Asks for a WAL checkpoint in the background.
+    pub fn checkpoint_soon(&self) {
+        self.checkpointer.wake();
     }
 
     /// Writes `batch` in one transaction; answers once it is committed (or refused).
@@ -113,6 +123,7 @@ struct Thread {
     runtime: tokio::runtime::Handle,
     /// Opened at the first batch (after the migrations), dropped when it may be out of step.
     connection: Option<Connection>,
+    checkpointer: Checkpointer,
 }
 
 impl Thread {
@@ -163,6 +174,7 @@ impl Thread {
         }
         drop(lock);
         if let Ok(written) = written {
+            self.checkpointer.wake();
             for job in written {
                 let _ = job.done.send(Ok(()));
             }
