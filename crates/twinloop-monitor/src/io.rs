@@ -41,42 +41,48 @@ pub fn read_table(path: &Path) -> Result<Table, Error> {
     read_table_within(path, ReadLimits::default())
 }
 
-/// Reads `path` by its extension: `.parquet`/`.pq` or `.csv` (header row, types inferred from
-/// every row, empty fields are nulls), refusing a table that would need more memory than
-/// `limits` allow.
+/// A dataset file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    /// A header row, then types inferred from every row; empty fields are nulls.
+    Csv,
+}
+
+/// Reads `path` by its extension, `.parquet`/`.pq` or `.csv`, refusing a table that would need
+/// more memory than `limits` allow.
 pub fn read_table_within(path: &Path, limits: ReadLimits) -> Result<Table, Error> {
-    let mut budget = Budget {
-        limits,
-        used: 0,
-        path,
-    };
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let (schema, batches) = match ext.as_str() {
-        // The parquet crate asserts on some malformed metadata (a negative column chunk
-        // offset) instead of answering an error: a hostile file must be a read error, not a
-        // panic that takes a monitor or the CLI down.
-        "parquet" | "pq" => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_parquet(path, &mut budget)
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "malformed Parquet metadata".to_string());
-            Err(read_err(path, std::io::Error::other(what)))
-        })?,
-        "csv" => read_csv(path, &mut budget)?,
+    let format = match ext.as_str() {
+        "parquet" | "pq" => FileFormat::Parquet,
+        "csv" => FileFormat::Csv,
         _ => {
             return Err(Error::input(format!(
                 "{}: unknown file type (hint: use a .parquet or .csv file)",
                 path.display()
             )));
         }
+    };
+    read_format(path, format, limits)
+}
+
+/// Reads `path` as `format` within `limits`.
+pub fn read_format(path: &Path, format: FileFormat, limits: ReadLimits) -> Result<Table, Error> {
+    let mut budget = Budget {
+        limits,
+        used: 0,
+        path,
+    };
+    let (schema, batches) = match format {
+        FileFormat::Parquet => crate::parquet_pages::catching_panics(
+            || read_parquet(path, &mut budget),
+            |what| read_err(path, std::io::Error::other(what)),
+        )?,
+        FileFormat::Csv => read_csv(path, &mut budget)?,
     };
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut columns = Vec::with_capacity(schema.fields().len());

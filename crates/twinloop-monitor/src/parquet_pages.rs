@@ -6,6 +6,12 @@
 //! uncompressed bytes are part of its column chunk's `total_uncompressed_size`, so a page
 //! declaring more is refused here, before any page is decoded. The headers are Thrift compact
 //! structs; only the two sizes are read, everything else is skipped.
+//!
+//! The footer is walked the same way first. The parquet crate's Thrift skip takes a bool
+//! element of a list to be no bytes long (the compact protocol gives it one), so 45 bytes
+//! declaring a list of 2^31 bools in a field it skips kept it looping for seconds (found by
+//! fuzzing). Here every element of a collection takes at least one byte, so a walk that
+//! reaches the footer's end bounds every count it met by the footer's length.
 
 use std::io::{BufReader, Read};
 
@@ -15,12 +21,33 @@ use parquet::file::reader::ChunkReader;
 /// A header larger than this is refused rather than walked (real ones are bytes to kilobytes,
 /// statistics included).
 const MAX_HEADER_BYTES: u64 = 16 << 20;
-/// Thrift structs nest a few levels in a page header; a deeper one is hostile.
+/// Thrift structs nest a few levels in a page header and about ten in a footer; a deeper one is
+/// hostile.
 const MAX_DEPTH: u32 = 32;
+
+/// Runs `read`, a read of a user's Parquet file, and answers a panic inside it with
+/// `panicked(message)`. The parquet crate (59.x) panics on some malformed input instead of
+/// answering an error: a negative column chunk offset in the footer, an unknown type in the
+/// Arrow schema it carries (`ARROW:schema`, decoded by arrow-ipc), both found by fuzzing. A
+/// hostile file must be a read error, not a panic in a request or a monitor.
+pub fn catching_panics<T, E>(
+    read: impl FnOnce() -> Result<T, E>,
+    panicked: impl FnOnce(String) -> E,
+) -> Result<T, E> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "malformed Parquet file".to_string());
+        Err(panicked(what))
+    })
+}
 
 /// Checks every page header of every column chunk of a Parquet file (a `File`, or `Bytes`
 /// already in memory).
 pub fn check_page_sizes<R: ChunkReader>(file: &R) -> Result<(), String> {
+    check_footer(file).map_err(|e| format!("footer: {e}"))?;
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(file)
         .map_err(|e| e.to_string())?;
@@ -33,6 +60,30 @@ pub fn check_page_sizes<R: ChunkReader>(file: &R) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Walks the footer's Thrift struct when the file ends as plain Parquet does (its length, then
+/// `PAR1`); anything else is left to the parquet crate's own errors.
+fn check_footer<R: ChunkReader>(file: &R) -> Result<(), String> {
+    let len = file.len();
+    if len < 12 {
+        return Ok(());
+    }
+    let tail = file.get_bytes(len - 8, 8).map_err(|e| e.to_string())?;
+    if &tail[4..] != b"PAR1" {
+        return Ok(());
+    }
+    let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let Some(start) = len.checked_sub(8 + footer) else {
+        return Ok(());
+    };
+    let footer = usize::try_from(footer).map_err(|_| "a footer past memory")?;
+    let bytes = file.get_bytes(start, footer).map_err(|e| e.to_string())?;
+    let mut walk = Compact {
+        input: &bytes[..],
+        read: 0,
+    };
+    walk.each_field(0, |this, _, kind| this.skip(kind, 1))
 }
 
 fn check_chunk<R: ChunkReader>(
@@ -85,7 +136,7 @@ impl<R: Read> Compact<R> {
         let mut b = [0u8];
         self.input
             .read_exact(&mut b)
-            .map_err(|_| "a page header ends early")?;
+            .map_err(|_| "Thrift data ends early")?;
         self.read += 1;
         Ok(b[0])
     }
@@ -99,7 +150,7 @@ impl<R: Read> Compact<R> {
                 return Ok(value);
             }
         }
-        Err("a page header holds an overlong integer".into())
+        Err("Thrift data holds an overlong integer".into())
     }
 
     fn zigzag(&mut self) -> Result<i64, String> {
@@ -114,7 +165,7 @@ impl<R: Read> Compact<R> {
         if copied == n {
             Ok(())
         } else {
-            Err("a page header ends early".into())
+            Err("Thrift data ends early".into())
         }
     }
 
@@ -144,7 +195,7 @@ impl<R: Read> Compact<R> {
         mut on_field: impl FnMut(&mut Self, i64, u8) -> Result<(), String>,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
-            return Err("a page header nests too deep".into());
+            return Err("Thrift data nests too deep".into());
         }
         let mut last_id = 0i64;
         loop {
@@ -165,7 +216,7 @@ impl<R: Read> Compact<R> {
 
     fn skip(&mut self, kind: u8, depth: u32) -> Result<(), String> {
         if depth > MAX_DEPTH {
-            return Err("a page header nests too deep".into());
+            return Err("Thrift data nests too deep".into());
         }
         match kind {
             TRUE | FALSE => Ok(()),
@@ -184,12 +235,7 @@ impl<R: Read> Compact<R> {
                     n => u64::from(n),
                 };
                 for _ in 0..n {
-                    // A bool element is a byte of its own in a list.
-                    if matches!(element, TRUE | FALSE) {
-                        self.byte()?;
-                    } else {
-                        self.skip(element, depth + 1)?;
-                    }
+                    self.skip_element(element, depth + 1)?;
                 }
                 Ok(())
             }
@@ -200,15 +246,23 @@ impl<R: Read> Compact<R> {
                 }
                 let kinds = self.byte()?;
                 for _ in 0..n {
-                    self.skip(kinds >> 4, depth + 1)?;
-                    self.skip(kinds & 0x0f, depth + 1)?;
+                    self.skip_element(kinds >> 4, depth + 1)?;
+                    self.skip_element(kinds & 0x0f, depth + 1)?;
                 }
                 Ok(())
             }
             STRUCT => self.each_field(depth + 1, |this, _, kind| this.skip(kind, depth + 1)),
-            other => Err(format!(
-                "a page header holds an unknown Thrift type {other}"
-            )),
+            other => Err(format!("Thrift data holds an unknown type {other}")),
+        }
+    }
+
+    /// An element of a list, set or map: a bool is a byte of its own there, so every element
+    /// takes at least one byte and a count can never outrun the input.
+    fn skip_element(&mut self, kind: u8, depth: u32) -> Result<(), String> {
+        if matches!(kind, TRUE | FALSE) {
+            self.byte().map(drop)
+        } else {
+            self.skip(kind, depth)
         }
     }
 }
@@ -296,5 +350,28 @@ mod tests {
             let len = bytes.len() as u64;
             assert!(check_chunk(&Bytes::from(bytes), 0, len, 1_000).is_err());
         }
+    }
+
+    /// A footer of `thrift` bytes, as the last bytes of a file.
+    fn file_with_footer(thrift: &[u8]) -> Bytes {
+        let mut bytes = b"PAR1".to_vec();
+        bytes.extend(thrift);
+        bytes.extend(u32::try_from(thrift.len()).unwrap().to_le_bytes());
+        bytes.extend(b"PAR1");
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn a_footer_declaring_more_elements_than_bytes_is_refused() {
+        // Field 1, a list of 2^31 - 1 bools (header 0xf1, then the count), then stops.
+        let list = [0x19, 0xf1, 0xff, 0xff, 0xff, 0xff, 0x07, 0x01, 0x02, 0x00];
+        // Field 1, a map of 2^31 - 1 bool-to-bool entries.
+        let map = [0x1b, 0xff, 0xff, 0xff, 0xff, 0x07, 0x11, 0x01, 0x02, 0x00];
+        for thrift in [&list[..], &map[..]] {
+            let e = check_footer(&file_with_footer(thrift)).unwrap_err();
+            assert!(e.contains("ends early"), "{e}");
+        }
+        // The same list holding its two bools is well formed.
+        check_footer(&file_with_footer(&[0x19, 0x21, 0x01, 0x02, 0x00])).unwrap();
     }
 }

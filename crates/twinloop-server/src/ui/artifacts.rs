@@ -196,18 +196,25 @@ fn csv_rows(
 }
 
 fn parquet_rows(bytes: Bytes) -> std::result::Result<TablePreview, String> {
-    twinloop_monitor::parquet_pages::check_page_sizes(&bytes)
-        .map_err(|e| format!("invalid Parquet page: {e}"))?;
-    let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| e.to_string())?
-        .with_batch_size(TABLE_PREVIEW_ROWS)
-        .with_limit(TABLE_PREVIEW_ROWS)
-        .build()
-        .map_err(|e| e.to_string())?;
-    match reader.next() {
-        Some(batch) => formatted(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string()),
-        None => Ok(TablePreview::default()),
-    }
+    use twinloop_monitor::parquet_pages::{catching_panics, check_page_sizes};
+    catching_panics(
+        || {
+            check_page_sizes(&bytes).map_err(|e| format!("invalid Parquet page: {e}"))?;
+            let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .map_err(|e| e.to_string())?
+                .with_batch_size(TABLE_PREVIEW_ROWS)
+                .with_limit(TABLE_PREVIEW_ROWS)
+                .build()
+                .map_err(|e| e.to_string())?;
+            match reader.next() {
+                Some(batch) => {
+                    formatted(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+                }
+                None => Ok(TablePreview::default()),
+            }
+        },
+        |what| format!("malformed Parquet file: {what}"),
+    )
 }
 
 /// What the preview of the file at `at` (`size` bytes) shows.
@@ -405,5 +412,20 @@ mod tests {
         assert_eq!(t.rows[0], ["0", "v0"]);
         assert_eq!(t.rows[1], ["1", ""]);
         assert!(parquet_rows(Bytes::from_static(b"not parquet")).is_err());
+    }
+
+    #[test]
+    fn a_parquet_file_the_parquet_crate_panics_on_is_a_failed_preview() {
+        for hostile in [
+            &include_bytes!(
+                "../../../../fuzz/regressions/drift_parquet/negative-column-offset.parquet"
+            )[..],
+            &include_bytes!(
+                "../../../../fuzz/regressions/drift_parquet/arrow-schema-unknown-type.parquet"
+            )[..],
+        ] {
+            let message = parquet_rows(Bytes::from_static(hostile)).unwrap_err();
+            assert!(message.starts_with("malformed Parquet file: "), "{message}");
+        }
     }
 }

@@ -5,14 +5,9 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use twinloop_monitor::io::Table;
-
-const BATCH_ROWS: usize = 65_536;
+use arrow::array::{Array, ArrayRef};
+use twinloop_monitor::io::{FileFormat, ReadLimits, Table, read_format};
 
 /// Reads `path`; for a directory, every `.parquet`, `.pq` and `.csv` file under it (hidden ones
 /// aside) in path order, which must all have the same columns.
@@ -100,60 +95,20 @@ fn is_parquet(path: &Path) -> bool {
         .is_ok_and(|()| &magic == b"PAR1")
 }
 
+/// The drift engine's reader, within its default memory budget.
 fn read_file(path: &Path) -> Result<Table, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
-    let parquet = match extension(path).as_str() {
-        "parquet" | "pq" => true,
-        "csv" => false,
-        _ => is_parquet(path),
+    let format = match extension(path).as_str() {
+        "parquet" | "pq" => FileFormat::Parquet,
+        "csv" => FileFormat::Csv,
+        _ if is_parquet(path) => FileFormat::Parquet,
+        _ => FileFormat::Csv,
     };
-    let file = File::open(path).map_err(|e| fail(&e))?;
-    let (schema, batches): (SchemaRef, Vec<RecordBatch>) = if parquet {
-        twinloop_monitor::parquet_pages::check_page_sizes(&file)
-            .map_err(|e| fail(&format!("invalid Parquet page: {e}")))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
-        let schema = builder.schema().clone();
-        let reader = builder
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| fail(&e))?;
-        let batches = reader.collect::<Result<_, _>>().map_err(|e| fail(&e))?;
-        (schema, batches)
-    } else {
-        read_csv(path, file).map_err(|e| fail(&e))?
-    };
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (i, field) in schema.fields().iter().enumerate() {
-        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-        let array: ArrayRef = if parts.is_empty() {
-            arrow::array::new_empty_array(field.data_type())
-        } else {
-            arrow::compute::concat(&parts).map_err(|e| fail(&e))?
-        };
-        columns.push((field.name().clone(), array));
-    }
-    Ok(Table { columns, rows })
-}
-
-/// A header row, then types inferred from every row; empty fields are nulls.
-fn read_csv(
-    path: &Path,
-    mut file: File,
-) -> Result<(SchemaRef, Vec<RecordBatch>), Box<dyn std::error::Error>> {
-    use std::io::Seek;
-    let format = arrow::csv::reader::Format::default().with_header(true);
-    let (schema, _) = format.infer_schema(&mut file, None)?;
-    if schema.fields().is_empty() {
-        return Err(format!("{}: empty file, no header row", path.display()).into());
-    }
-    file.rewind()?;
-    let schema = Arc::new(schema);
-    let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-        .with_format(format)
-        .with_batch_size(BATCH_ROWS)
-        .build(file)?;
-    Ok((schema, reader.collect::<Result<_, _>>()?))
+    read_format(path, format, ReadLimits::default()).map_err(|e| match e {
+        twinloop_monitor::Error::Read { source, .. } => {
+            format!("cannot read {}: {source}", path.display())
+        }
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -199,5 +154,22 @@ mod tests {
         std::fs::write(dir.path().join("b.csv"), "x,y\n1.5,a\n").unwrap();
         let err = read(dir.path()).unwrap_err();
         assert!(err.contains("column x is Float64"), "{err}");
+    }
+
+    /// The pipeline reads through the drift engine's reader, so what it refuses is refused
+    /// here too: a file the parquet crate panics on, an upstream output without its extension.
+    #[test]
+    fn a_hostile_parquet_file_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostile = include_bytes!(
+            "../../../../../fuzz/regressions/drift_parquet/arrow-schema-unknown-type.parquet"
+        );
+        let bare = dir.path().join("input");
+        std::fs::write(&bare, hostile).unwrap();
+        let err = read(&bare).unwrap_err();
+        assert!(
+            err.starts_with(&format!("cannot read {}: ", bare.display())),
+            "{err}"
+        );
     }
 }
