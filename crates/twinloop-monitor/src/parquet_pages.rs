@@ -10,8 +10,12 @@
 //! The footer is walked the same way first. The parquet crate's Thrift skip takes a bool
 //! element of a list to be no bytes long (the compact protocol gives it one), so 45 bytes
 //! declaring a list of 2^31 bools in a field it skips kept it looping for seconds (found by
-//! fuzzing). Here every element of a collection takes at least one byte, so a walk that
-//! reaches the footer's end bounds every count it met by the footer's length.
+//! fuzzing). Since the two readings of such a list disagree on where it ends, a walk that
+//! gives each bool its byte cannot vouch for what the parquet crate reads after it (42 bytes
+//! hid the same loop behind a list of two bools, found by the next run), so a collection of
+//! bools, which no footer or page header holds, is refused. Every other element takes at least
+//! one byte in both readings, so a walk that reaches the footer's end bounds every count the
+//! parquet crate will meet by the footer's length.
 
 use std::io::{BufReader, Read};
 
@@ -256,14 +260,15 @@ impl<R: Read> Compact<R> {
         }
     }
 
-    /// An element of a list, set or map: a bool is a byte of its own there, so every element
-    /// takes at least one byte and a count can never outrun the input.
+    /// An element of a list, set or map, which takes at least one byte, so a count can never
+    /// outrun the input.
     fn skip_element(&mut self, kind: u8, depth: u32) -> Result<(), String> {
         if matches!(kind, TRUE | FALSE) {
-            self.byte().map(drop)
-        } else {
-            self.skip(kind, depth)
+            return Err(
+                "Thrift data holds a collection of bools, which Parquet never writes".into(),
+            );
         }
+        self.skip(kind, depth)
     }
 }
 
@@ -307,8 +312,8 @@ mod tests {
         h.extend(zigzag(uncompressed));
         h.push(0x15);
         h.extend(zigzag(compressed));
-        // Field 5, a struct holding one i32 (field 1) and a list of two bools, then stops.
-        h.extend([0x2c, 0x15, 0x02, 0x19, 0x21, 0x01, 0x02, 0x00, 0x00]);
+        // Field 5, a struct holding one i32 (field 1) and a list of two i32s, then stops.
+        h.extend([0x2c, 0x15, 0x02, 0x19, 0x25, 0x02, 0x04, 0x00, 0x00]);
         h
     }
 
@@ -363,15 +368,30 @@ mod tests {
 
     #[test]
     fn a_footer_declaring_more_elements_than_bytes_is_refused() {
-        // Field 1, a list of 2^31 - 1 bools (header 0xf1, then the count), then stops.
-        let list = [0x19, 0xf1, 0xff, 0xff, 0xff, 0xff, 0x07, 0x01, 0x02, 0x00];
-        // Field 1, a map of 2^31 - 1 bool-to-bool entries.
-        let map = [0x1b, 0xff, 0xff, 0xff, 0xff, 0x07, 0x11, 0x01, 0x02, 0x00];
+        // Field 1, a list of 2^31 - 1 i32s (header 0xf5, then the count), then stops.
+        let list = [0x19, 0xf5, 0xff, 0xff, 0xff, 0xff, 0x07, 0x02, 0x04, 0x00];
+        // Field 1, a map of 2^31 - 1 i32-to-i32 entries.
+        let map = [0x1b, 0xff, 0xff, 0xff, 0xff, 0x07, 0x55, 0x02, 0x04, 0x00];
         for thrift in [&list[..], &map[..]] {
             let e = check_footer(&file_with_footer(thrift)).unwrap_err();
             assert!(e.contains("ends early"), "{e}");
         }
-        // The same list holding its two bools is well formed.
-        check_footer(&file_with_footer(&[0x19, 0x21, 0x01, 0x02, 0x00])).unwrap();
+        // The same list holding its two i32s is well formed.
+        check_footer(&file_with_footer(&[0x19, 0x25, 0x02, 0x04, 0x00])).unwrap();
+    }
+
+    #[test]
+    fn a_footer_holding_a_collection_of_bools_is_refused() {
+        // Field 1, a list of two bools: the parquet crate reads no bytes for them and takes
+        // the next byte for a field header, here one declaring 2^31 - 1 bools in its turn.
+        let list = [
+            0x19, 0x21, 0x01, 0x02, 0x19, 0xf1, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00,
+        ];
+        // Field 1, a map of one i32-to-bool entry.
+        let map = [0x1b, 0x01, 0x51, 0x02, 0x01, 0x00];
+        for thrift in [&list[..], &map[..]] {
+            let e = check_footer(&file_with_footer(thrift)).unwrap_err();
+            assert!(e.contains("collection of bools"), "{e}");
+        }
     }
 }

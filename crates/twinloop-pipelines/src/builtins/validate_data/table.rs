@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::Array;
 use twinloop_monitor::io::{FileFormat, ReadLimits, Table, read_format};
 
 /// Reads `path`; for a directory, every `.parquet`, `.pq` and `.csv` file under it (hidden ones
