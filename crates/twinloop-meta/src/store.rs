@@ -418,9 +418,10 @@ pub trait DeploymentStore: Send + Sync {
     async fn put_deployment(&self, record: &DeploymentRecord) -> Result<()>;
     /// Stores `record` and points `alias` of `model` at `version` (recording the registry
     /// event as `actor`) in one transaction, the event announced after it commits: a canary's
-    /// promotion onto an alias, which no crash leaves half done (the alias moved, the
-    /// deployment still mid-canary). Nothing is written if the alias cannot be set.
-    async fn promote_deployment(
+    /// promotion onto an alias and the rollback of one, which no crash leaves half done (the
+    /// alias moved, the deployment still mid-canary or still promoted). Nothing is written if
+    /// the alias cannot be set.
+    async fn put_deployment_moving_alias(
         &self,
         record: &DeploymentRecord,
         model: &str,

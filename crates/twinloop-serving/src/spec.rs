@@ -26,6 +26,9 @@ pub enum SpecError {
     Interval,
 }
 
+/// The alias a route naming neither a version nor an alias follows.
+pub const DEFAULT_ALIAS: &str = "champion";
+
 /// One way traffic can go: a registered model at a fixed version or following an alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,11 +50,28 @@ fn full_weight() -> u32 {
 impl RouteSpec {
     /// `models:/NAME/VERSION` or `models:/NAME@ALIAS`.
     pub fn uri(&self) -> String {
-        match (&self.version, &self.alias) {
-            (Some(v), _) => format!("models:/{}/{v}", self.model),
-            (None, Some(a)) => format!("models:/{}@{a}", self.model),
-            (None, None) => format!("models:/{}@champion", self.model),
+        match &self.version {
+            Some(v) => format!("models:/{}/{v}", self.model),
+            None => format!(
+                "models:/{}@{}",
+                self.model,
+                self.alias.as_deref().unwrap_or(DEFAULT_ALIAS)
+            ),
         }
+    }
+
+    /// The alias this route follows: the one it names, `champion` when it names neither an
+    /// alias nor a version, none when it is pinned.
+    pub fn followed_alias(&self) -> Option<&str> {
+        match (&self.version, &self.alias) {
+            (Some(_), _) => None,
+            (None, alias) => Some(alias.as_deref().unwrap_or(DEFAULT_ALIAS)),
+        }
+    }
+
+    /// Whether this route follows `alias` of `model`.
+    pub fn follows(&self, model: &str, alias: &str) -> bool {
+        self.model == model && self.followed_alias() == Some(alias)
     }
 
     pub fn validate(&self) -> Result<(), SpecError> {

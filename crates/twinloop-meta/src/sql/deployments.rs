@@ -16,7 +16,7 @@ impl DeploymentStore for SqlStore {
             .await
     }
 
-    async fn promote_deployment(
+    async fn put_deployment_moving_alias(
         &self,
         record: &DeploymentRecord,
         model: &str,
@@ -155,7 +155,7 @@ mod tests {
             update_time: 0,
         };
         store
-            .promote_deployment(&record, "m", "champion", "2", "c")
+            .put_deployment_moving_alias(&record, "m", "champion", "2", "c")
             .await
             .unwrap_err();
         let champion = store.get_model_version_by_alias("m", "champion").await;

@@ -59,7 +59,7 @@ on_every_backend!(
 
         // The alias cannot move (no version 9): nothing is written, nothing announced.
         let refused = s
-            .promote_deployment(
+            .put_deployment_moving_alias(
                 &record("d", "{\"promoted\":9}"),
                 "fraud",
                 "champion",
@@ -73,7 +73,7 @@ on_every_backend!(
         assert_eq!(s.latest_registry_event_id().await.unwrap(), before);
         assert!(events.try_recv().is_err());
 
-        s.promote_deployment(
+        s.put_deployment_moving_alias(
             &record("d", "{\"promoted\":2}"),
             "fraud",
             "champion",

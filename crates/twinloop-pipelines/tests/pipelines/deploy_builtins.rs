@@ -18,7 +18,7 @@ use twinloop_pipelines::exec::RunReport;
 use twinloop_pipelines::services::Services;
 use twinloop_pipelines::state::RunStatus;
 use twinloop_pipelines::state::StepState::{Failed, Succeeded};
-use twinloop_serving::deploy::{DeploymentManager, DeploymentStatus, StoreRegistry};
+use twinloop_serving::deploy::{CanaryStatus, DeploymentManager, DeploymentStatus, StoreRegistry};
 use twinloop_serving::engine::Engine;
 use twinloop_serving::infer::InferRequest;
 use twinloop_serving::spec::{DeploymentSpec, RouteSpec};
@@ -42,7 +42,7 @@ struct World {
     artifacts: ArtifactStore,
     engine: Arc<Engine>,
     deployments: Arc<DeploymentManager>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -67,7 +67,7 @@ impl World {
             artifacts,
             engine,
             deployments,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -93,6 +93,10 @@ impl World {
             .await
             .unwrap()
             .version
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("store.db")
     }
 
     async fn status(&self, name: &str) -> DeploymentStatus {
@@ -311,6 +315,60 @@ async fn a_canary_promotes_onto_champion_with_one_swap_per_step() {
         log.contains("step 50%") && log.contains("step 100%"),
         "{log}"
     );
+}
+
+/// A rollback of a promotion onto `champion` moves the alias back and stores the deployment in
+/// one transaction: when the deployment cannot be stored, the alias stays where the promotion
+/// put it and the deployment keeps serving the promoted version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_a_promotion_moves_the_alias_back_with_the_deployment_or_not_at_all() {
+    let world = World::new().await;
+    let repo = Repo::new();
+    std::fs::create_dir_all(repo.path().join("models")).unwrap();
+    for model in ["logreg", "logreg_zipmap"] {
+        std::fs::write(repo.path().join("models/model.onnx"), fixture(model)).unwrap();
+        let report = world.run(&repo, SHIP, world.services(true)).await;
+        assert_eq!(value(&report, "canary", "outcome"), json!("promoted"));
+    }
+    assert_eq!(world.alias("fraud", "champion").await, 2);
+
+    let db = rusqlite::Connection::open(world.db()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON deployments \
+           BEGIN SELECT RAISE(ABORT, 'refused'); END; \
+         CREATE TRIGGER refuse_update BEFORE UPDATE ON deployments \
+           BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let refused = world.deployments.rollback("fraud").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("back to version 1"),
+        "{refused}"
+    );
+    assert_eq!(world.alias("fraud", "champion").await, 2);
+    let status = world.status("fraud").await;
+    assert_eq!(status.state.serving[0].version, "2");
+    assert_eq!(
+        status.state.canary.as_ref().unwrap().status,
+        CanaryStatus::Promoted
+    );
+
+    db.execute_batch("DROP TRIGGER refuse_insert; DROP TRIGGER refuse_update;")
+        .unwrap();
+    let status = world.deployments.rollback("fraud").await.unwrap();
+    assert_eq!(world.alias("fraud", "champion").await, 1);
+    assert_eq!(status.state.serving[0].version, "1");
+    assert_eq!(status.state.serving[0].alias.as_deref(), Some("champion"));
+    assert_eq!(
+        status.state.canary.as_ref().unwrap().status,
+        CanaryStatus::RolledBack
+    );
+    assert_eq!(notes(&status).last().unwrap(), "rolled back");
+    let stored = world.store.deployments().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let state: Value = serde_json::from_str(&stored[0].state).unwrap();
+    assert_eq!(state["canary"]["status"], "rolled_back");
+    assert_eq!(state["serving"][0]["version"], "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,28 @@ pub fn promoted(baseline: &DeploymentSpec, candidate: &RouteSpec) -> DeploymentS
     }
 }
 
+/// `spec` with every route (and the shadow) that follows `alias` of `model` (by name, or as
+/// the default alias) pinned to
+/// `version`: what loads the routes at the version the alias is about to name.
+pub fn pinned_to(spec: &DeploymentSpec, model: &str, alias: &str, version: &str) -> DeploymentSpec {
+    let pin = |route: &RouteSpec| {
+        if route.follows(model, alias) {
+            RouteSpec {
+                version: Some(version.to_string()),
+                alias: None,
+                ..route.clone()
+            }
+        } else {
+            route.clone()
+        }
+    };
+    DeploymentSpec {
+        routes: spec.routes.iter().map(pin).collect(),
+        shadow: spec.shadow.as_ref().map(pin),
+        ..spec.clone()
+    }
+}
+
 /// Judges the candidate's window of a step at `percent` against the canary's gates. A step
 /// with no request passes: there is nothing to hold against the candidate.
 pub fn judge(spec: &CanarySpec, percent: u32, stats: &WindowStats) -> CanaryStep {
@@ -86,6 +108,37 @@ mod tests {
             feature_service: None,
             batching: Default::default(),
         }
+    }
+
+    #[test]
+    fn pinning_touches_only_what_follows_that_alias() {
+        let following = |model: &str, alias: &str| RouteSpec {
+            model: model.into(),
+            version: None,
+            alias: Some(alias.into()),
+            weight: 50,
+        };
+        let spec = DeploymentSpec {
+            routes: vec![
+                following("m", "champion"),
+                following("m", "challenger"),
+                RouteSpec {
+                    alias: None,
+                    ..following("m", "champion")
+                },
+                following("other", "champion"),
+                route("m", "3", 10),
+            ],
+            shadow: Some(following("m", "champion")),
+            ..baseline()
+        };
+        let pinned = pinned_to(&spec, "m", "champion", "1");
+        assert_eq!(pinned.routes[0], route("m", "1", 50));
+        assert_eq!(pinned.routes[1], spec.routes[1]);
+        assert_eq!(pinned.routes[2], route("m", "1", 50), "champion by default");
+        assert_eq!(pinned.routes[3..], spec.routes[3..]);
+        assert_eq!(pinned.shadow, Some(route("m", "1", 50)));
+        assert_eq!(pinned.name, spec.name);
     }
 
     #[test]

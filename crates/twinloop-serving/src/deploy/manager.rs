@@ -18,7 +18,7 @@ use twinloop_core::time::now_ms;
 use twinloop_meta::StoreHandle;
 use twinloop_meta::lease::LeaseKeeper;
 
-use super::canary::{at_step, judge, promoted};
+use super::canary::{at_step, judge, pinned_to, promoted};
 use super::state::{
     CanaryState, CanaryStatus, DeploymentState, DeploymentStatus, MovedAlias, ServingRoute,
 };
@@ -722,7 +722,13 @@ impl DeploymentManager {
         }
         let record = Self::record(&endpoint.spec, &state).map_err(|e| e.to_string())?;
         self.store
-            .promote_deployment(&record, &candidate.model, alias, &version, PROMOTION_ACTOR)
+            .put_deployment_moving_alias(
+                &record,
+                &candidate.model,
+                alias,
+                &version,
+                PROMOTION_ACTOR,
+            )
             .await
             .map_err(|e| e.message)?;
         self.engine.put(endpoint);
@@ -791,70 +797,75 @@ impl DeploymentManager {
             return self.status(name).await;
         }
         let mut states = self.states.lock().await;
-        let previous = states
-            .get(name)
-            .ok_or_else(|| unknown(name))?
-            .history
-            .last()
-            .cloned()
-            .ok_or_else(|| {
-                invalid(format!(
-                    "deployment {name:?} has no earlier state to roll back to"
-                ))
-            })?;
-        // Undoing a promotion that moved an alias moves it back first, so that the baseline,
-        // which follows it, resolves to the version it served; the registry then tells the
-        // truth again, and the alias event finds the deployment already there.
-        let restore = states
-            .get(name)
-            .and_then(|s| s.alias_to_restore(&previous))
-            .cloned();
-        if let Some(MovedAlias {
-            model,
-            alias,
-            from: Some(from),
-            ..
-        }) = &restore
-        {
-            self.store
-                .set_alias(model, alias, from, PROMOTION_ACTOR)
-                .await
-                .map_err(|e| {
-                    invalid(format!(
-                        "cannot move {model}@{alias} back to version {from}: {e}"
-                    ))
-                })?;
-        }
-        // Taken from the history only once it serves: a previous spec that no longer loads
-        // stays there.
-        let switched = self
-            .switch(
-                &mut states,
-                previous.clone(),
-                "rolled back".into(),
-                false,
-                true,
-            )
-            .await;
-        if let (
-            Err(_),
+        let state = states.get(name).ok_or_else(|| unknown(name))?;
+        let previous = state.history.last().cloned().ok_or_else(|| {
+            invalid(format!(
+                "deployment {name:?} has no earlier state to roll back to"
+            ))
+        })?;
+        previous.validate().map_err(|e| invalid(e.to_string()))?;
+        // Undoing a promotion that moved an alias moves it back in the same transaction as
+        // the deployment's record, so that no crash leaves the alias back under a deployment
+        // still promoted. Until that commit the alias names the promoted version, so the
+        // routes following it are loaded pinned to the version it goes back to.
+        let restore = match state.alias_to_restore(&previous) {
             Some(MovedAlias {
-                model, alias, to, ..
-            }),
-        ) = (&switched, &restore)
-            && let Err(e) = self
-                .store
-                .set_alias(model, alias, to, PROMOTION_ACTOR)
-                .await
-        {
-            tracing::error!(deployment = name, error = %e.message, "cannot put the alias back after a failed rollback");
-        }
-        switched?;
-        if let Some(state) = states.get_mut(name) {
-            state.undo();
-            let snapshot = state.clone();
-            self.persist(&previous, &snapshot).await;
-        }
+                model,
+                alias,
+                from: Some(from),
+                ..
+            }) => Some((model.clone(), alias.clone(), from.clone())),
+            _ => None,
+        };
+        let loadable = match &restore {
+            Some((model, alias, from)) => pinned_to(&previous, model, alias, from),
+            None => previous.clone(),
+        };
+        let current = self.engine.get(name);
+        let mut endpoint = match self.build(&loadable, current.as_deref()).await {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                // A previous spec that no longer loads stays in the history.
+                let state = states.get_mut(name).ok_or_else(|| unknown(name))?;
+                state.error = Some(e.to_string());
+                state.note(format!("change refused, still serving as before: {e}"));
+                let state = state.clone();
+                if let Some(current) = &current {
+                    self.persist(&current.spec, &state).await;
+                }
+                return Err(e);
+            }
+        };
+        endpoint.spec = previous.clone();
+        let mut next = states.get(name).cloned().ok_or_else(|| unknown(name))?;
+        Self::describe(&mut next, &endpoint);
+        next.status = "ready".into();
+        next.error = None;
+        next.note("rolled back");
+        next.undo();
+        let record = Self::record(&previous, &next).map_err(|e| {
+            ServeError::Internal(twinloop_core::Error::internal_from(
+                "cannot encode the deployment",
+                e,
+            ))
+        })?;
+        let stored = match &restore {
+            Some((model, alias, from)) => {
+                self.store
+                    .put_deployment_moving_alias(&record, model, alias, from, PROMOTION_ACTOR)
+                    .await
+            }
+            None => self.store.put_deployment(&record).await,
+        };
+        stored.map_err(|e| match &restore {
+            Some((model, alias, from)) => invalid(format!(
+                "cannot move {model}@{alias} back to version {from}: {}",
+                e.message
+            )),
+            None => ServeError::Internal(e),
+        })?;
+        self.engine.put(endpoint);
+        states.insert(name.to_string(), next);
         drop(states);
         self.status(name).await
     }
@@ -944,11 +955,7 @@ impl DeploymentManager {
     }
 
     async fn alias_moved(&self, model: &str, alias: &str) {
-        let follows = |r: &RouteSpec| {
-            r.model == model
-                && r.version.is_none()
-                && r.alias.as_deref().unwrap_or("champion") == alias
-        };
+        let follows = |r: &RouteSpec| r.follows(model, alias);
         let mut states = self.states.lock().await;
         let names: Vec<String> = states.keys().cloned().collect();
         for name in names {
