@@ -178,7 +178,7 @@ fn least_bytes_per_value(data_type: &arrow::datatypes::DataType) -> u64 {
 fn read_parquet(path: &Path, budget: &mut Budget) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = File::open(path).map_err(|e| read_err(path, e))?;
-    crate::parquet_pages::check_page_sizes(&file).map_err(|e| {
+    let file = crate::parquet_pages::checked(file).map_err(|e| {
         read_err(
             path,
             std::io::Error::other(format!("invalid Parquet page: {e}")),
@@ -277,6 +277,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(table.rows, 1_000_000);
+    }
+
+    #[test]
+    fn a_page_header_read_past_the_file_end_is_an_error_at_once() {
+        // Found by fuzzing: the last page header of column c skips a list of 2^31 doubles
+        // that the file ends inside; the parquet crate's skip takes a double it cannot read
+        // to be no bytes long, so it read on at the end of the file for a minute.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../fuzz/regressions/drift_parquet/page-header-list-of-doubles-past-the-end.parquet",
+        );
+        let err = read_table_within(&path, ONE_MIB).unwrap_err().to_string();
+        assert!(err.contains("ends inside a page"), "{err}");
     }
 
     #[test]

@@ -196,10 +196,10 @@ fn csv_rows(
 }
 
 fn parquet_rows(bytes: Bytes) -> std::result::Result<TablePreview, String> {
-    use twinloop_monitor::parquet_pages::{catching_panics, check_page_sizes};
+    use twinloop_monitor::parquet_pages::{catching_panics, checked};
     catching_panics(
         || {
-            check_page_sizes(&bytes).map_err(|e| format!("invalid Parquet page: {e}"))?;
+            let bytes = checked(bytes).map_err(|e| format!("invalid Parquet page: {e}"))?;
             let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .map_err(|e| e.to_string())?
                 .with_batch_size(TABLE_PREVIEW_ROWS)

@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use twinloop_monitor::parquet_pages::{ReadsEndAtItsEnd, checked};
 
 const BATCH_ROWS: usize = 65_536;
 
@@ -86,9 +87,9 @@ pub(super) fn split(
     Ok(counts)
 }
 
-fn reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
+fn reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<ReadsEndAtItsEnd<File>>, String> {
     let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    twinloop_monitor::parquet_pages::check_page_sizes(&file)
+    let file = checked(file)
         .map_err(|e| format!("cannot read {}: invalid Parquet page: {e}", path.display()))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
