@@ -7,28 +7,32 @@
 //! declaring more is refused here, before any page is decoded. The headers are Thrift compact
 //! structs; only the two sizes are read, everything else is skipped.
 //!
-//! The footer is walked the same way first. The parquet crate's Thrift skip takes a bool
-//! element of a list to be no bytes long (the compact protocol gives it one), so 45 bytes
-//! declaring a list of 2^31 bools in a field it skips kept it looping for seconds (found by
-//! fuzzing). Since the two readings of such a list disagree on where it ends, a walk that
-//! gives each bool its byte cannot vouch for what the parquet crate reads after it (42 bytes
-//! hid the same loop behind a list of two bools, found by the next run), so a collection of
-//! bools, which no footer or page header holds, is refused. Every other element takes at least
-//! one byte in both readings, so a walk that reaches the footer's end bounds every count the
-//! parquet crate will meet by the footer's length, where the two readings agree. They do not
-//! always: the parquet crate reads a field it knows by the type its schema gives it, whatever
-//! type the bytes declare, where this walk follows the bytes, so a field of the wrong type can
-//! still hide a list of bools from this walk (about 1.6 s of a release build's time per 2^31
-//! bools). Closing that needs the walk to know the footer's schema; not done yet.
+//! The footer is walked the same way first, and both walks read every byte the parquet crate
+//! will. Its Thrift skip takes a bool element of a list to be no bytes long (the compact
+//! protocol gives it one), so 45 bytes declaring a list of 2^31 bools in a field it skips kept
+//! it looping for seconds; the two readings of such a list disagree on where it ends, so a
+//! collection of bools, which no footer or page header holds, is refused. And it reads a field
+//! it knows by the type Parquet's schema gives it, whatever type the bytes declare, where a walk
+//! follows the bytes: 42 bytes hid the same loop behind a field of the wrong type. The walk
+//! therefore knows the schema (the `schema` module) and refuses a known field declared as
+//! another type.
+//! Where the two readings agree, every element takes at least a byte, so a walk that reaches
+//! the end bounds every count the parquet crate will meet by the length it walked. (All three
+//! found by fuzzing.)
 //!
 //! The page headers are read by the parquet crate from a reader over the file rather than a
 //! slice, and its skip of a value there copies up to the value's length without checking how
-//! much came: [`checked`] gives it readers that answer a read at the file's end with an error.
+//! much came, so at the file's end a skipped double takes no bytes: [`checked`] also gives it
+//! readers that answer a read at the file's end with an error.
 
 use std::io::{BufReader, Read};
 
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::reader::{ChunkReader, Length};
+
+use schema::{Element, Field, Schema};
+
+mod schema;
 
 /// A header larger than this is refused rather than walked (real ones are bytes to kilobytes,
 /// statistics included).
@@ -143,7 +147,7 @@ fn check_footer<R: ChunkReader>(file: &R) -> Result<(), String> {
         input: &bytes[..],
         read: 0,
     };
-    walk.each_field(0, |this, _, kind| this.skip(kind, 1))
+    walk.walk_struct(schema::FILE_METADATA, 0)
 }
 
 fn check_chunk<R: ChunkReader>(
@@ -236,7 +240,7 @@ impl<R: Read> Compact<R> {
             match (id, kind) {
                 (2, I32) => uncompressed = Some(this.zigzag()?),
                 (3, I32) => compressed = Some(this.zigzag()?),
-                _ => this.skip(kind, 1)?,
+                _ => this.field(schema::PAGE_HEADER, id, kind, 1)?,
             }
             Ok(())
         })?;
@@ -249,29 +253,102 @@ impl<R: Read> Compact<R> {
         }
     }
 
+    /// Calls `on_field` with each field's id and declared type, the ids worked out as the
+    /// parquet crate does (16 bits, a long-form id truncated to them).
     fn each_field(
         &mut self,
         depth: u32,
-        mut on_field: impl FnMut(&mut Self, i64, u8) -> Result<(), String>,
+        mut on_field: impl FnMut(&mut Self, i16, u8) -> Result<(), String>,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err("Thrift data nests too deep".into());
         }
-        let mut last_id = 0i64;
+        let mut last_id = 0i16;
         loop {
             let b = self.byte()?;
             if b == STOP {
                 return Ok(());
             }
             let kind = b & 0x0f;
-            let delta = i64::from(b >> 4);
+            let delta = i16::from(b >> 4);
             last_id = if delta == 0 {
-                self.zigzag()?
+                self.zigzag()? as i16
             } else {
-                last_id + delta
+                last_id
+                    .checked_add(delta)
+                    .ok_or("Thrift field ids run past 2^15")?
             };
             on_field(self, last_id, kind)?;
         }
+    }
+
+    /// A struct whose fields the parquet crate reads as `schema` says.
+    fn walk_struct(&mut self, schema: Schema, depth: u32) -> Result<(), String> {
+        self.each_field(depth, |this, id, kind| {
+            this.field(schema, id, kind, depth + 1)
+        })
+    }
+
+    /// Field `id` of a struct read as `schema`, declared as `kind`.
+    fn field(&mut self, schema: Schema, id: i16, kind: u8, depth: u32) -> Result<(), String> {
+        let Some(&(_, field)) = schema.iter().find(|(known, _)| *known == id) else {
+            return self.skip(kind, depth);
+        };
+        let declared_as_read = match field {
+            Field::Bool => matches!(kind, TRUE | FALSE),
+            Field::Byte => kind == BYTE,
+            Field::Int => matches!(kind, I16 | I32 | I64),
+            Field::Double => kind == DOUBLE,
+            Field::Binary => kind == BINARY,
+            Field::Struct(_) => kind == STRUCT,
+            Field::List(_) => kind == LIST,
+        };
+        if !declared_as_read {
+            return Err(format!(
+                "Thrift field {id} declares type {kind}, which Parquet does not give it"
+            ));
+        }
+        match field {
+            Field::Struct(inner) => self.walk_struct(inner, depth),
+            Field::List(element) => self.list_of(element, depth),
+            _ => self.skip(kind, depth),
+        }
+    }
+
+    /// A list whose elements the parquet crate reads as `element`.
+    fn list_of(&mut self, element: Element, depth: u32) -> Result<(), String> {
+        let (kind, n) = self.list_header()?;
+        if n == 0 {
+            return Ok(());
+        }
+        let expected = match element {
+            Element::I32 => I32,
+            Element::I64 => I64,
+            Element::Binary => BINARY,
+            Element::Struct(_) => STRUCT,
+        };
+        if kind != expected {
+            return Err(format!(
+                "a Thrift list of type {kind} where Parquet has type {expected}"
+            ));
+        }
+        for _ in 0..n {
+            match element {
+                Element::Struct(inner) => self.walk_struct(inner, depth + 1)?,
+                _ => self.skip(kind, depth + 1)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A list's or set's element type and length.
+    fn list_header(&mut self) -> Result<(u8, u64), String> {
+        let h = self.byte()?;
+        let n = match h >> 4 {
+            15 => self.varint()?,
+            n => u64::from(n),
+        };
+        Ok((h & 0x0f, n))
     }
 
     fn skip(&mut self, kind: u8, depth: u32) -> Result<(), String> {
@@ -288,12 +365,7 @@ impl<R: Read> Compact<R> {
                 self.skip_bytes(n)
             }
             LIST | SET => {
-                let h = self.byte()?;
-                let element = h & 0x0f;
-                let n = match h >> 4 {
-                    15 => self.varint()?,
-                    n => u64::from(n),
-                };
+                let (element, n) = self.list_header()?;
                 for _ in 0..n {
                     self.skip_element(element, depth + 1)?;
                 }
@@ -368,8 +440,9 @@ mod tests {
         h.extend(zigzag(uncompressed));
         h.push(0x15);
         h.extend(zigzag(compressed));
-        // Field 5, a struct holding one i32 (field 1) and a list of two i32s, then stops.
-        h.extend([0x2c, 0x15, 0x02, 0x19, 0x25, 0x02, 0x04, 0x00, 0x00]);
+        // Field 5, a struct holding one i32 (field 1) and a list of two i32s (field 10, which
+        // Parquet does not have), then stops.
+        h.extend([0x2c, 0x15, 0x02, 0x99, 0x25, 0x02, 0x04, 0x00, 0x00]);
         h
     }
 
@@ -435,30 +508,64 @@ mod tests {
 
     #[test]
     fn a_footer_declaring_more_elements_than_bytes_is_refused() {
-        // Field 1, a list of 2^31 - 1 i32s (header 0xf5, then the count), then stops.
-        let list = [0x19, 0xf5, 0xff, 0xff, 0xff, 0xff, 0x07, 0x02, 0x04, 0x00];
-        // Field 1, a map of 2^31 - 1 i32-to-i32 entries.
-        let map = [0x1b, 0xff, 0xff, 0xff, 0xff, 0x07, 0x55, 0x02, 0x04, 0x00];
+        // Field 15, unknown to Parquet, a list of 2^31 - 1 i32s (header 0xf5, then the count).
+        let list = [0xf9, 0xf5, 0xff, 0xff, 0xff, 0xff, 0x07, 0x02, 0x04, 0x00];
+        // Field 15, a map of 2^31 - 1 i32-to-i32 entries.
+        let map = [0xfb, 0xff, 0xff, 0xff, 0xff, 0x07, 0x55, 0x02, 0x04, 0x00];
         for thrift in [&list[..], &map[..]] {
             let e = check_footer(&file_with_footer(thrift)).unwrap_err();
             assert!(e.contains("ends early"), "{e}");
         }
         // The same list holding its two i32s is well formed.
-        check_footer(&file_with_footer(&[0x19, 0x25, 0x02, 0x04, 0x00])).unwrap();
+        check_footer(&file_with_footer(&[0xf9, 0x25, 0x02, 0x04, 0x00])).unwrap();
     }
 
     #[test]
     fn a_footer_holding_a_collection_of_bools_is_refused() {
-        // Field 1, a list of two bools: the parquet crate reads no bytes for them and takes
+        // Field 15, a list of two bools: the parquet crate reads no bytes for them and takes
         // the next byte for a field header, here one declaring 2^31 - 1 bools in its turn.
         let list = [
-            0x19, 0x21, 0x01, 0x02, 0x19, 0xf1, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00,
+            0xf9, 0x21, 0x01, 0x02, 0x19, 0xf1, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00,
         ];
-        // Field 1, a map of one i32-to-bool entry.
-        let map = [0x1b, 0x01, 0x51, 0x02, 0x01, 0x00];
+        // Field 15, a map of one i32-to-bool entry.
+        let map = [0xfb, 0x01, 0x51, 0x02, 0x01, 0x00];
         for thrift in [&list[..], &map[..]] {
             let e = check_footer(&file_with_footer(thrift)).unwrap_err();
             assert!(e.contains("collection of bools"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_known_field_of_another_type_is_refused() {
+        // FileMetaData's field 1 (version, an i32) declared a list: the parquet crate would
+        // read an i32 from the list's header and go on from there, this walk through the list.
+        let e = check_footer(&file_with_footer(&[0x19, 0x25, 0x02, 0x04, 0x00])).unwrap_err();
+        assert!(e.contains("field 1 declares type 9"), "{e}");
+        // Field 4 (row groups) a list of i32s rather than of structs.
+        let e = check_footer(&file_with_footer(&[0x49, 0x15, 0x02, 0x00])).unwrap_err();
+        assert!(e.contains("list of type 5"), "{e}");
+        // A page header's statistics (field 5 of its data page header) declared a binary.
+        let mut header = vec![0x15, 0x00, 0x15, 0x02, 0x15, 0x02];
+        header.extend([0x2c, 0x15, 0x02, 0x48, 0x00, 0x00, 0x00]);
+        let len = header.len() as u64;
+        let e = check_chunk(&Bytes::from(header), 0, len, 1).unwrap_err();
+        assert!(e.contains("field 5 declares type 8"), "{e}");
+    }
+
+    /// Files other writers make pass: pyarrow 25 with data pages v1 and v2, page indexes,
+    /// statistics, checksums, a bloom filter, sorting columns and most logical types, and the
+    /// example feature repository's data.
+    #[test]
+    fn files_from_other_writers_pass() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for path in [
+            "tests/data/pyarrow-v1-pages.parquet",
+            "tests/data/pyarrow-v2-pages.parquet",
+            "../../examples/feature_repo/data/customer_profile.parquet",
+            "../../examples/feature_repo/data/driver_hourly_stats.parquet",
+        ] {
+            let file = std::fs::File::open(root.join(path)).unwrap();
+            checked(file).unwrap_or_else(|e| panic!("{path}: {e}"));
         }
     }
 }

@@ -84,7 +84,7 @@ fn a_parquet_file_the_reader_asserts_on_is_a_read_error() {
 fn a_page_declaring_more_bytes_than_its_column_chunk_is_refused_before_it_is_decoded() {
     // fuzz/regressions/drift_parquet, found by libFuzzer: 1 KB whose dictionary page header
     // declares about 900 MB uncompressed (as an overlong integer, its compressed size as a
-    // bool), which the parquet crate reserved before decompressing.
+    // bool), which the parquet crate reserved before decompressing. The walk refuses the bool.
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/regressions/drift_parquet/page-declares-900mb.parquet");
     let err = read_table(&path).unwrap_err().to_string();
