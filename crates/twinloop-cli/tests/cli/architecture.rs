@@ -1,5 +1,6 @@
 //! ARCHITECTURE.md's dependency invariants, read from `cargo metadata`: which crates may speak
 //! HTTP or gRPC, and that the workspace's crates are layered with no arrow running back up.
+//! And that every reader of a user's Parquet goes through the page checks.
 //! A new edge fails here, naming the crate and the dependency; allowing it is a deliberate edit
 //! of the lists below (and of ARCHITECTURE.md).
 
@@ -202,6 +203,67 @@ fn workspace_crates_only_depend_downwards() {
                      ARCHITECTURE.md (Invariants)"
                 ));
             }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Files that open Parquet with the parquet crate without `parquet_pages::checked`, and why the
+/// bytes they read are not a user's: everything else a request, a logged artifact or a monitor
+/// reference can bring goes through the checks (ARCHITECTURE.md, twinloop-monitor).
+#[rustfmt::skip]
+const UNCHECKED_PARQUET: &[(&str, &str)] = &[
+    ("crates/twinloop-features/src/offline/entities.rs", "entity rows the operator names on the CLI or in a pipeline of their repository"),
+    ("crates/twinloop-features/src/offline/spark/mod.rs", "what the operator's Spark job wrote"),
+    ("crates/twinloop-learn/src/dataset.rs", "a training set the operator's pipeline or CLI names"),
+    ("crates/twinloop-predlog/src/segment.rs", "prediction-log segments the server wrote, outside what the artifact proxy serves"),
+];
+
+#[test]
+fn user_parquet_is_opened_through_the_page_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.components().any(|c| c.as_os_str() == "src")
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut opening = BTreeSet::new();
+    let mut problems = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("ParquetRecordBatchReaderBuilder::try_new")
+            && !text.contains("SerializedFileReader::new")
+        {
+            continue;
+        }
+        let name = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        opening.insert(name.clone());
+        let allowed = UNCHECKED_PARQUET.iter().any(|(file, _)| *file == name);
+        if !allowed && !text.contains("checked(") {
+            problems.push(format!(
+                "{name} opens Parquet without twinloop_monitor::parquet_pages::checked: open a \
+                 user's file through it, or say in UNCHECKED_PARQUET why the bytes are not a user's"
+            ));
+        }
+    }
+    for (file, _) in UNCHECKED_PARQUET {
+        if !opening.contains(*file) {
+            problems.push(format!(
+                "{file} no longer opens Parquet: remove it from UNCHECKED_PARQUET"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
