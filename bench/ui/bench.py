@@ -329,8 +329,15 @@ def mlflow_chart(browser, url: str, repeats: int):
 
 def assets_bytes(browser, url: str) -> int:
     """Decoded bytes of every script, style sheet and image the page loaded."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     context, page = fresh_page(browser)
-    page.goto(url, wait_until="networkidle")
+    # MLflow's runs page polls the server, so its network may never go idle; its bundle's lazy
+    # chunks have loaded long before 30 s.
+    try:
+        page.goto(url, wait_until="networkidle", timeout=30_000)
+    except PlaywrightTimeout:
+        page.wait_for_load_state("load")
     total = page.evaluate(
         "() => performance.getEntriesByType('resource')"
         ".filter(e => ['script', 'link', 'css', 'img'].includes(e.initiatorType))"
