@@ -110,7 +110,7 @@ impl<T: Read> Read for EndIsAnError<T> {
 
 /// Checks every page header of every column chunk of a Parquet file (a `File`, or `Bytes`
 /// already in memory).
-pub fn check_page_sizes<R: ChunkReader>(file: &R) -> Result<(), String> {
+fn check_page_sizes<R: ChunkReader>(file: &R) -> Result<(), String> {
     check_footer(file).map_err(|e| format!("footer: {e}"))?;
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(file)
