@@ -27,10 +27,13 @@ use twinloop_ui::TreeNode;
 
 /// Snapshots kept at once; the least recently used goes first.
 const KEPT: usize = 8;
+/// Bytes all kept snapshots may hold together; past it the least recently used go first.
+const KEPT_BYTES: usize = 256 << 20;
 /// A snapshot not read for this long is dropped: the session scrolled away.
 const IDLE: Duration = Duration::from_secs(300);
-/// Runs a snapshot may hold (about 60 bytes each); a larger view pages by offset.
-const MOST_RUNS: usize = 250_000;
+/// Runs a snapshot may hold (40 bytes each for MLflow's 32-character ids, 40 MB in all); a
+/// larger view pages by offset, flat.
+const MOST_RUNS: usize = 1_000_000;
 
 /// The response header naming the snapshot a window was read from.
 pub(super) const HEADER: &str = "x-rows-snapshot";
@@ -46,8 +49,46 @@ struct Snapshot {
 
 /// A view's runs in its order, and its tree when it holds nested runs.
 pub(super) struct Order {
-    ids: Vec<String>,
+    ids: RunIds,
     tree: Option<Tree>,
+}
+
+/// Run ids packed into one buffer: a `Vec<String>` costs 24 bytes and an allocation per id
+/// beside its text, twice what the text of MLflow's 32-character ids takes.
+struct RunIds {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl RunIds {
+    fn new(ids: &[String]) -> RunIds {
+        let mut text = String::with_capacity(ids.iter().map(String::len).sum());
+        let ends = ids
+            .iter()
+            .map(|id| {
+                text.push_str(id);
+                text.len()
+            })
+            .collect();
+        RunIds { text, ends }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    fn range(&self, from: usize, to: usize) -> impl Iterator<Item = &str> {
+        (from..to).map(|i| self.get(i))
+    }
+
+    fn bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * size_of::<usize>()
+    }
 }
 
 /// The nested runs of an [`Order`], by position in its `ids`.
@@ -70,6 +111,13 @@ impl Order {
     /// in `ids`. A parent loop is cut where the walk first meets it: that run becomes a
     /// top-level run, so every run of the view has exactly one row.
     pub(super) fn new(ids: Vec<String>, parents: &[(String, String)]) -> Order {
+        let packed = RunIds::new(&ids);
+        if parents.is_empty() {
+            return Order {
+                ids: packed,
+                tree: None,
+            };
+        }
         let at: HashMap<&str, usize> = ids
             .iter()
             .enumerate()
@@ -83,6 +131,8 @@ impl Order {
                 parent_of[r] = Some(p);
             }
         }
+        drop(at);
+        let ids = packed;
         if parent_of.iter().all(Option::is_none) {
             return Order { ids, tree: None };
         }
@@ -118,13 +168,26 @@ impl Order {
         }
     }
 
+    /// About how much memory the order holds.
+    fn bytes(&self) -> usize {
+        let word = size_of::<usize>();
+        self.ids.bytes()
+            + self.tree.as_ref().map_or(0, |t| {
+                t.roots.capacity() * word
+                    + t.children
+                        .values()
+                        .map(|c| c.capacity() * word + 4 * word)
+                        .sum::<usize>()
+            })
+    }
+
     /// Rows `[offset, offset + limit)` of the view with the `expanded` parents open.
     pub(super) fn window(&self, expanded: &[String], offset: usize, limit: usize) -> Window<'_> {
         let Some(tree) = &self.tree else {
             let from = offset.min(self.ids.len());
             let to = from.saturating_add(limit).min(self.ids.len());
             return Window {
-                ids: self.ids[from..to].iter().map(String::as_str).collect(),
+                ids: self.ids.range(from, to).collect(),
                 nodes: None,
                 total: self.ids.len(),
             };
@@ -136,7 +199,7 @@ impl Order {
         let mut stack: Vec<(usize, usize)> = tree.roots.iter().rev().map(|&r| (r, 0)).collect();
         while let Some((i, depth)) = stack.pop() {
             let kids = tree.children.get(&i).map_or(&[][..], Vec::as_slice);
-            let id = self.ids[i].as_str();
+            let id = self.ids.get(i);
             let expanded = !kids.is_empty() && open.contains(id);
             if (offset..end).contains(&row) {
                 ids.push(id);
@@ -163,6 +226,46 @@ impl Order {
 struct Snapshots {
     next: u64,
     kept: HashMap<u64, Snapshot>,
+}
+
+impl Snapshots {
+    /// Keeps `order` as a new snapshot and returns its id, first dropping the least recently
+    /// used ones until it fits among at most `most` snapshots of at most `bytes` in all.
+    fn keep(
+        &mut self,
+        key: String,
+        order: Arc<Order>,
+        now: Instant,
+        most: usize,
+        bytes: usize,
+    ) -> u64 {
+        let size = order.bytes();
+        let mut held: usize = self.kept.values().map(|s| s.order.bytes()).sum();
+        while !self.kept.is_empty() && (self.kept.len() >= most || held + size > bytes) {
+            let Some(oldest) = self
+                .kept
+                .iter()
+                .min_by_key(|(_, s)| s.used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            if let Some(gone) = self.kept.remove(&oldest) {
+                held -= gone.order.bytes();
+            }
+        }
+        self.next += 1;
+        let id = self.next;
+        self.kept.insert(
+            id,
+            Snapshot {
+                key,
+                order,
+                used: now,
+            },
+        );
+        id
+    }
 }
 
 /// Process-wide: several servers in one process (tests) are told apart by their store.
@@ -222,27 +325,7 @@ pub(super) async fn order(
     };
     let order = Arc::new(Order::new(ids, parents.as_deref().unwrap_or_default()));
     let mut all = SNAPSHOTS.lock().unwrap_or_else(|e| e.into_inner());
-    while all.kept.len() >= KEPT {
-        let Some(oldest) = all
-            .kept
-            .iter()
-            .min_by_key(|(_, s)| s.used)
-            .map(|(id, _)| *id)
-        else {
-            break;
-        };
-        all.kept.remove(&oldest);
-    }
-    all.next += 1;
-    let id = all.next;
-    all.kept.insert(
-        id,
-        Snapshot {
-            key,
-            order: order.clone(),
-            used: now,
-        },
-    );
+    let id = all.keep(key, order.clone(), now, KEPT, KEPT_BYTES);
     Ok(Some((id, order)))
 }
 
@@ -393,6 +476,75 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), o.ids.len());
+    }
+
+    #[test]
+    fn packed_ids_read_back_as_they_were_given() {
+        let given: Vec<String> = ["a", "", "0123456789abcdef0123456789abcdef", "é"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let ids = RunIds::new(&given);
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids.range(0, 4).collect::<Vec<_>>(), given);
+        assert_eq!(ids.get(2), given[2]);
+        assert!(ids.bytes() >= 35 + 4 * size_of::<usize>());
+    }
+
+    #[test]
+    fn snapshots_past_their_count_or_bytes_drop_the_least_recently_used() {
+        let big = |n: usize| Arc::new(order(&vec!["0123456789abcdef0123456789abcdef"; n], &[]));
+        let size = big(100).bytes();
+        let t0 = Instant::now();
+        let mut all = Snapshots::default();
+        let a = all.keep("a".into(), big(100), t0, 3, 3 * size);
+        let b = all.keep(
+            "b".into(),
+            big(100),
+            t0 + Duration::from_secs(2),
+            3,
+            3 * size,
+        );
+        let c = all.keep(
+            "c".into(),
+            big(100),
+            t0 + Duration::from_secs(1),
+            3,
+            3 * size,
+        );
+        assert_eq!(all.kept.len(), 3);
+        // A fourth passes the count: the least recently used (a) goes.
+        let d = all.keep(
+            "d".into(),
+            big(100),
+            t0 + Duration::from_secs(3),
+            3,
+            3 * size,
+        );
+        let mut left: Vec<u64> = all.kept.keys().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, [b, c, d]);
+        assert!(!all.kept.contains_key(&a));
+        // One twice the size passes the bytes: c, then b, make room; d stays.
+        let e = all.keep(
+            "e".into(),
+            big(200),
+            t0 + Duration::from_secs(4),
+            8,
+            3 * size,
+        );
+        let mut left: Vec<u64> = all.kept.keys().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, [d, e]);
+        // One larger than the whole budget is still kept alone: its session needs it now.
+        let f = all.keep(
+            "f".into(),
+            big(400),
+            t0 + Duration::from_secs(5),
+            8,
+            3 * size,
+        );
+        assert_eq!(all.kept.keys().copied().collect::<Vec<_>>(), [f]);
     }
 
     #[test]
