@@ -134,8 +134,27 @@ on_every_backend!(models_versions_aliases_and_events, |s: &SqlStore| {
         .await
         .unwrap();
     assert_eq!(latest.iter().map(|v| v.version).collect::<Vec<_>>(), [3]);
+    // The model's latest versions: the newest of each stage, in version order.
+    let newest = |m: twinloop_core::registry::RegisteredModel| {
+        m.latest_versions
+            .into_iter()
+            .map(|v| (v.version, v.current_stage))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        newest(s.get_registered_model("fraud").await.unwrap()),
+        [
+            (1, "Archived".to_string()),
+            (2, "None".to_string()),
+            (3, "Production".to_string())
+        ]
+    );
 
     s.delete_model_version("fraud", "2", "bob").await.unwrap();
+    assert_eq!(
+        newest(s.get_registered_model("fraud").await.unwrap()),
+        [(1, "Archived".to_string()), (3, "Production".to_string())]
+    );
     assert_eq!(
         s.get_model_version("fraud", "2").await.unwrap_err().kind,
         ErrorKind::NotFound

@@ -228,16 +228,19 @@ impl SqlStore {
                     version: row.int(2)?,
                 });
             }
-            // The newest version in each stage.
+            // The newest version in each stage, from one pass over the models' versions: as a
+            // subquery per version PostgreSQL's generic plan read them all again for each one
+            // (180 ms for a model of 1,000 versions).
             let mut sql = self.sql(&format!(
-                "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.name IN "
+                "SELECT {VERSION_COLUMNS} FROM model_versions mv JOIN (SELECT name, \
+                 MAX(version) AS version FROM model_versions WHERE name IN "
             ));
             sql.arg_list(chunk)
-                .push(" AND mv.current_stage <> ")
+                .push(" AND current_stage <> ")
                 .arg(DELETED_STAGE)
                 .push(
-                    " AND mv.version = (SELECT MAX(v2.version) FROM model_versions v2 \
-                     WHERE v2.name = mv.name AND v2.current_stage = mv.current_stage) ORDER BY mv.version",
+                    " GROUP BY name, current_stage) newest \
+                     ON mv.name = newest.name AND mv.version = newest.version ORDER BY mv.version",
                 );
             let mut latest = sql
                 .fetch_all(&self.reader)
