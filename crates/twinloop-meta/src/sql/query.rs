@@ -84,6 +84,10 @@ impl Sql {
         }
     }
 
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     pub fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
         self

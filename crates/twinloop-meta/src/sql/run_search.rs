@@ -3,6 +3,7 @@
 
 use twinloop_core::{Error, Result};
 
+use super::Backend;
 use super::experiments::parse_experiment_id;
 use super::filter::{lookup, numeric_comparison, string_comparison};
 use super::query::{Sql, Window};
@@ -232,9 +233,22 @@ fn push_where(
     experiment_ids: &[i64],
     clauses: &[Clause],
 ) -> Result<()> {
-    sql.push(" WHERE r.experiment_id IN ")
+    // A search for given run ids (a window of the UI's snapshot of an order) is driven by the
+    // ids. SQLite, without statistics, would rather walk the experiment's runs in start-time
+    // order to spare a sort of the few it returns, reading every run of the experiment (0.6 s
+    // at 1,000,000 runs); a unary `+` leaves it no index on the experiment's columns.
+    let by_ids = sql.backend() == Backend::Sqlite
+        && clauses.iter().any(|c| {
+            c.entity == Entity::Attribute && c.key == "run_id" && c.comparator == Comparator::In
+        });
+    let plus = if by_ids { "+" } else { "" };
+    sql.push(" WHERE ")
+        .push(plus)
+        .push("r.experiment_id IN ")
         .arg_list(experiment_ids)
-        .push(" AND r.lifecycle_stage IN ")
+        .push(" AND ")
+        .push(plus)
+        .push("r.lifecycle_stage IN ")
         .arg_list(q.view_type.stages());
     for clause in clauses {
         sql.push(" AND ");
@@ -440,4 +454,39 @@ fn build_runs_query(
         None => window.apply(&mut sql),
     }
     Ok(Some((sql, window)))
+}
+
+#[cfg(test)]
+mod tests {
+    use twinloop_core::tracking::ViewType;
+
+    use super::*;
+
+    fn counted(backend: Backend, filter: &str) -> String {
+        let q = RunQuery {
+            experiment_ids: vec!["1".into()],
+            filter: Some(filter.into()),
+            order_by: Vec::new(),
+            view_type: ViewType::ActiveOnly,
+            max_results: 50,
+            page_token: None,
+        };
+        let sql = count_query(Sql::new(backend, "SELECT COUNT(*) FROM runs r"), &q)
+            .unwrap()
+            .unwrap();
+        format!("{sql:?}")
+    }
+
+    #[test]
+    fn a_search_for_given_run_ids_on_sqlite_is_driven_by_the_ids() {
+        let ids = "attributes.run_id IN ('a', 'b')";
+        let sqlite = counted(Backend::Sqlite, ids);
+        assert!(sqlite.contains("+r.experiment_id IN"), "{sqlite}");
+        assert!(sqlite.contains("+r.lifecycle_stage IN"), "{sqlite}");
+        // PostgreSQL plans from its statistics; other searches keep the experiment's index.
+        assert!(!counted(Backend::Postgres, ids).contains('+'));
+        for other in ["attributes.run_id NOT IN ('a')", "metrics.m > 1"] {
+            assert!(!counted(Backend::Sqlite, other).contains("+r."), "{other}");
+        }
+    }
 }
