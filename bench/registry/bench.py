@@ -457,6 +457,7 @@ def setup_lines(results, md):
 
 
 def markdown_report(meta, results, rows, over):
+    database = "PostgreSQL" if meta.get("store") == "postgresql" else "SQLite"
     sz = meta["sizes"]
     m = meta["machine"]
     out = [
@@ -478,7 +479,7 @@ def markdown_report(meta, results, rows, over):
         f"max_results {SEARCH_PAGE:,} as the client asks), {sz['search_repeats']} calls (the "
         f"versions were created with raw HTTP from {sz['setup_threads']} threads, not with the "
         f"client). One synchronous client thread; client and raw-HTTP calls alternate in blocks "
-        f"of 10; the servers ran one after the other, each on a fresh SQLite database; "
+        f"of 10; the servers ran one after the other, each on a fresh {database} database; "
         f"{sz['warmup']} warm-up calls of each kind first.",
         "",
         "Both servers with their default settings: "

@@ -1104,6 +1104,7 @@ def rows_note(results):
 
 
 def markdown_report(meta, results, rows, over):
+    database = "PostgreSQL" if meta.get("store") == "postgresql" else "SQLite"
     sz = meta["sizes"]
     m = meta["machine"]
     out = [
@@ -1127,7 +1128,7 @@ def markdown_report(meta, results, rows, over):
         f"{sz['setup_threads']} threads, not with the client); (d) one metric of "
         f"{sz['history_steps']:,} steps (logged with log_batch, {sz['history_chunk']:,} a chunk), "
         f"{sz['history_repeats']} calls. One synchronous client thread; client and raw-HTTP calls "
-        f"alternate in blocks of 10, each block after an untimed call on its connection; the servers ran one after the other, each on a fresh SQLite database; "
+        f"alternate in blocks of 10, each block after an untimed call on its connection; the servers ran one after the other, each on a fresh {database} database; "
         f"{sz['warmup']} warm-up calls of each kind first. Medians / percentiles of the timed calls.",
         "",
         "Both servers with their default settings: "
