@@ -495,58 +495,33 @@ mod tests {
 
     #[test]
     fn snapshots_past_their_count_or_bytes_drop_the_least_recently_used() {
-        let big = |n: usize| Arc::new(order(&vec!["0123456789abcdef0123456789abcdef"; n], &[]));
-        let size = big(100).bytes();
+        let size = order(&["0123456789abcdef0123456789abcdef"; 100], &[]).bytes();
         let t0 = Instant::now();
+        // A snapshot of `runs` ids last used `at` seconds in, among at most `most`.
+        let keep = |all: &mut Snapshots, runs: usize, at: u64, most: usize| {
+            let ids = vec!["0123456789abcdef0123456789abcdef"; runs];
+            let (taken, used) = (Arc::new(order(&ids, &[])), t0 + Duration::from_secs(at));
+            all.keep(String::new(), taken, used, most, 3 * size)
+        };
+        let left = |all: &Snapshots| {
+            let mut ids: Vec<u64> = all.kept.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        };
         let mut all = Snapshots::default();
-        let a = all.keep("a".into(), big(100), t0, 3, 3 * size);
-        let b = all.keep(
-            "b".into(),
-            big(100),
-            t0 + Duration::from_secs(2),
-            3,
-            3 * size,
-        );
-        let c = all.keep(
-            "c".into(),
-            big(100),
-            t0 + Duration::from_secs(1),
-            3,
-            3 * size,
-        );
-        assert_eq!(all.kept.len(), 3);
+        let a = keep(&mut all, 100, 0, 3);
+        let b = keep(&mut all, 100, 2, 3);
+        let c = keep(&mut all, 100, 1, 3);
+        assert_eq!(left(&all), [a, b, c]);
         // A fourth passes the count: the least recently used (a) goes.
-        let d = all.keep(
-            "d".into(),
-            big(100),
-            t0 + Duration::from_secs(3),
-            3,
-            3 * size,
-        );
-        let mut left: Vec<u64> = all.kept.keys().copied().collect();
-        left.sort_unstable();
-        assert_eq!(left, [b, c, d]);
-        assert!(!all.kept.contains_key(&a));
+        let d = keep(&mut all, 100, 3, 3);
+        assert_eq!(left(&all), [b, c, d]);
         // One twice the size passes the bytes: c, then b, make room; d stays.
-        let e = all.keep(
-            "e".into(),
-            big(200),
-            t0 + Duration::from_secs(4),
-            8,
-            3 * size,
-        );
-        let mut left: Vec<u64> = all.kept.keys().copied().collect();
-        left.sort_unstable();
-        assert_eq!(left, [d, e]);
+        let e = keep(&mut all, 200, 4, 8);
+        assert_eq!(left(&all), [d, e]);
         // One larger than the whole budget is still kept alone: its session needs it now.
-        let f = all.keep(
-            "f".into(),
-            big(400),
-            t0 + Duration::from_secs(5),
-            8,
-            3 * size,
-        );
-        assert_eq!(all.kept.keys().copied().collect::<Vec<_>>(), [f]);
+        let f = keep(&mut all, 400, 5, 8);
+        assert_eq!(left(&all), [f]);
     }
 
     #[test]
