@@ -67,6 +67,9 @@ export TWINLOOP_TEST_S3_ENDPOINT="http://127.0.0.1:$moto_port"
 # The Spark engine's cell-by-cell check (CLI test features_spark, one local Spark job) runs the
 # spark-submit that pyspark brings into the venv.
 export TWINLOOP_SPARK_SUBMIT="$venv/bin/spark-submit"
+# ...and, for sources on S3 (moto), Hadoop's S3 file system: jars from PyPI, pinned by hash.
+TWINLOOP_SPARK_S3_JARS="$(bash "$repo/scripts/fetch-spark-s3-jars.sh" | tail -n 1)"
+export TWINLOOP_SPARK_S3_JARS
 for _ in $(seq 1 100); do
   curl -fsS "$TWINLOOP_TEST_S3_ENDPOINT/" >/dev/null 2>&1 && break
   sleep 0.2

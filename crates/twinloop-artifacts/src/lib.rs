@@ -102,18 +102,25 @@ const RETRY: object_store::RetryConfig = object_store::RetryConfig {
     retry_timeout: std::time::Duration::from_secs(30),
 };
 
+/// The S3 endpoint named by the environment: `MLFLOW_S3_ENDPOINT_URL` (as in MLflow), else
+/// `AWS_ENDPOINT_URL`; `None` for AWS itself. Everything that reaches `s3://` (this crate's
+/// client, the Spark job's Hadoop settings) takes it from here.
+pub fn s3_endpoint() -> Option<String> {
+    std::env::var("MLFLOW_S3_ENDPOINT_URL")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|e| !e.is_empty())
+}
+
 /// A client of S3 bucket `bucket`, for artifacts and for anything else read from `s3://`
 /// (feature sources): credentials and region from the usual `AWS_*` variables, the endpoint from
-/// `MLFLOW_S3_ENDPOINT_URL` (as in MLflow) or else `AWS_ENDPOINT_URL`; plain HTTP only when the
-/// endpoint says `http://` (a local S3-compatible server).
+/// [`s3_endpoint`]; plain HTTP only when the endpoint says `http://` (a local S3-compatible
+/// server).
 pub fn s3_bucket(bucket: &str) -> object_store::Result<AmazonS3> {
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_retry(RETRY);
-    let endpoint = std::env::var("MLFLOW_S3_ENDPOINT_URL")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok();
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = s3_endpoint() {
         builder = builder
             .with_allow_http(endpoint.starts_with("http://"))
             .with_endpoint(endpoint);

@@ -162,8 +162,10 @@ fn source_entry(repo: &FeatureRepo, job: &ViewJob, j: usize) -> serde_json::Valu
         repo.root.join(&source.path).display().to_string()
     };
     let csv = location.ends_with(".csv");
-    // DataFusion reads only the .parquet files of a directory; Spark would read them all.
-    let glob_filter = (!csv && Path::new(&location).is_dir()).then_some("*.parquet");
+    // DataFusion reads only the .parquet files of a directory, and of any remote location;
+    // Spark would read them all.
+    let remote = location.contains("://");
+    let glob_filter = (!csv && (remote || Path::new(&location).is_dir())).then_some("*.parquet");
     let log = push_log_dir(repo, &source.name);
     let has_log = std::fs::read_dir(&log)
         .map(|mut d| {

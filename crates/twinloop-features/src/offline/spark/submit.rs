@@ -26,8 +26,49 @@ const REQUIRED: &[(&str, &str)] = &[
     ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
 ];
 
+/// Where `s3://` sources live when it is not AWS itself, as the embedded engine sees it.
+struct S3Settings {
+    /// [`twinloop_artifacts::s3_endpoint`].
+    endpoint: Option<String>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    region: Option<String>,
+}
+
+impl S3Settings {
+    fn from_env() -> S3Settings {
+        S3Settings {
+            endpoint: twinloop_artifacts::s3_endpoint(),
+            region: std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
+                .filter(|r| !r.is_empty()),
+        }
+    }
+
+    /// Hadoop's S3A settings that point Spark at the same store, set before the repository's so
+    /// that it can say otherwise. Credentials are not among them: S3A's default chain reads the
+    /// same `AWS_*` variables from the job's environment, and a `--conf` would show a secret in
+    /// the process list.
+    fn hadoop_properties(&self) -> Vec<(String, String)> {
+        let mut properties = Vec::new();
+        if let Some(endpoint) = &self.endpoint {
+            let key = |k: &str| format!("spark.hadoop.fs.s3a.{k}");
+            properties.push((key("endpoint"), endpoint.clone()));
+            // A server of one's own (MinIO, moto) answers at one host, not at bucket.host.
+            properties.push((key("path.style.access"), "true".into()));
+            if endpoint.starts_with("http://") {
+                properties.push((key("connection.ssl.enabled"), "false".into()));
+            }
+            if let Some(region) = &self.region {
+                properties.push((key("endpoint.region"), region.clone()));
+            }
+        }
+        properties
+    }
+}
+
 /// spark-submit's arguments for the job.
-fn arguments(config: &SparkConfig, job: &Path, plan: &Path) -> Vec<OsString> {
+fn arguments(config: &SparkConfig, s3: &S3Settings, job: &Path, plan: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "--master".into(),
         config.master.clone().into(),
@@ -38,6 +79,7 @@ fn arguments(config: &SparkConfig, job: &Path, plan: &Path) -> Vec<OsString> {
     let conf = DEFAULTS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(s3.hadoop_properties())
         .chain(user)
         .chain(REQUIRED.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     for (key, value) in conf {
@@ -105,7 +147,7 @@ pub(super) async fn run(
         .map_err(|e| Error::internal("the Spark job's log").with_source(e))?;
     let mut command = tokio::process::Command::new(program);
     command
-        .args(arguments(config, job, plan))
+        .args(arguments(config, &S3Settings::from_env(), job, plan))
         .current_dir(workdir)
         .stdin(std::process::Stdio::null())
         .stdout(log_file)
@@ -154,6 +196,15 @@ mod tests {
     use super::*;
     use crate::repo::ConfValue;
 
+    const AWS: S3Settings = S3Settings {
+        endpoint: None,
+        region: None,
+    };
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
     #[test]
     fn the_join_settings_come_after_the_repository_s() {
         let mut config = SparkConfig::default();
@@ -164,12 +215,13 @@ mod tests {
             "spark.sql.session.timeZone".into(),
             ConfValue::Text("Europe/Paris".into()),
         );
-        let args: Vec<String> = arguments(&config, Path::new("/s/job.py"), Path::new("/s/p.json"))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
         assert_eq!(
-            args,
+            strings(arguments(
+                &config,
+                &AWS,
+                Path::new("/s/job.py"),
+                Path::new("/s/p.json")
+            )),
             [
                 "--master",
                 "local[*]",
@@ -192,6 +244,42 @@ mod tests {
                 "/s/job.py",
                 "/s/p.json",
             ]
+        );
+    }
+
+    #[test]
+    fn a_local_s3_endpoint_reaches_hadoop_and_the_repository_can_override_it() {
+        let mut config = SparkConfig::default();
+        config.conf.insert(
+            "spark.hadoop.fs.s3a.path.style.access".into(),
+            ConfValue::Bool(false),
+        );
+        let s3 = S3Settings {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: Some("eu-west-1".into()),
+        };
+        let args = strings(arguments(&config, &s3, Path::new("j"), Path::new("p")));
+        let conf: Vec<&str> = args
+            .iter()
+            .filter(|a| a.starts_with("spark.hadoop."))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            conf,
+            [
+                "spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
+                "spark.hadoop.fs.s3a.path.style.access=true",
+                "spark.hadoop.fs.s3a.connection.ssl.enabled=false",
+                "spark.hadoop.fs.s3a.endpoint.region=eu-west-1",
+                // spark-submit keeps the last of a repeated property: the repository's.
+                "spark.hadoop.fs.s3a.path.style.access=false",
+            ]
+        );
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("secret") || a.contains("access.key")),
+            "credentials stay in the environment: {args:?}"
         );
     }
 
