@@ -777,7 +777,14 @@ async fn bench_soak() {
         })
         .await;
         let rss = status_kib(pid, "VmRSS").unwrap_or(0) / 1024;
-        println!("load soak: minute={minute} clients={clients} {summary} rss={rss} MiB");
+        // Printed apart, so that growth can be told: the heap's (anonymous), or the binary's
+        // code and mapped files paged in as more of them is used (file-backed, reclaimable).
+        let anon = status_kib(pid, "RssAnon").unwrap_or(0) / 1024;
+        let file = status_kib(pid, "RssFile").unwrap_or(0) / 1024;
+        println!(
+            "load soak: minute={minute} clients={clients} {summary} rss={rss} MiB \
+             (anon={anon} file={file})"
+        );
         assert_eq!(
             summary.errors, 0,
             "minute {minute}: {:?}",
