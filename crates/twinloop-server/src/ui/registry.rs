@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use twinloop_core::registry::RegisteredModel;
 use twinloop_core::{Error, ErrorKind, Result};
 use twinloop_meta::RegistryQuery;
 use twinloop_ui::{
@@ -443,13 +444,9 @@ pub(super) async fn confirm_alias(
 ) -> Response {
     let mut t = Timing::start();
     if s.ui_read_only {
-        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+        return refused(&t, StatusCode::FORBIDDEN, READ_ONLY);
     }
-    let alias = pairs(raw)
-        .into_iter()
-        .find(|(k, _)| k == "alias")
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
+    let alias = alias_asked(raw);
     let found = async {
         let n = version_number(&v)?;
         let model = s.store.get_registered_model(&name).await?;
@@ -464,11 +461,7 @@ pub(super) async fn confirm_alias(
     if alias.is_empty() {
         return refused(&t, StatusCode::BAD_REQUEST, "Name the alias to set.");
     }
-    let current = model
-        .aliases
-        .iter()
-        .find(|a| a.alias == alias)
-        .map(|a| a.version);
+    let current = aliased_version(&model, &alias);
     t.lap("store");
     let action = aliases_action(&name);
     let token = token(Op::Set, &name, &alias, n);
@@ -495,17 +488,41 @@ pub(super) async fn set_alias(
     body: Bytes,
 ) -> Response {
     let mut t = Timing::start();
-    if s.ui_read_only {
-        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+    let (alias, version) = match confirmed(s.ui_read_only, &headers, &body, Op::Set, &name) {
+        Ok(confirmed) => confirmed,
+        Err((status, why)) => return refused(&t, status, why),
+    };
+    let result = s
+        .store
+        .set_alias(&name, &alias, &version.to_string(), actor(caller.as_ref()))
+        .await;
+    t.lap("store");
+    back_to_version(&t, result, &name, version)
+}
+
+const STALE: &str =
+    "This confirmation has expired or was not made by this server; review the change again.";
+
+/// A confirmed alias change's form (alias, version), or why it is refused: the UI is read-only,
+/// the form came from another site, or its token was not made by this server for this `op` on
+/// this alias and version.
+fn confirmed(
+    read_only: bool,
+    headers: &HeaderMap,
+    body: &[u8],
+    op: Op,
+    name: &str,
+) -> std::result::Result<(String, i64), (StatusCode, &'static str)> {
+    if read_only {
+        return Err((StatusCode::FORBIDDEN, READ_ONLY));
     }
-    if !same_origin(&headers) {
-        return refused(
-            &t,
+    if !same_origin(headers) {
+        return Err((
             StatusCode::FORBIDDEN,
             "Refused: the form came from another site.",
-        );
+        ));
     }
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)
@@ -514,21 +531,33 @@ pub(super) async fn set_alias(
     };
     let alias = get("alias");
     let Ok(version) = get("version").parse::<i64>() else {
-        return refused(&t, StatusCode::BAD_REQUEST, "No version given.");
+        return Err((StatusCode::BAD_REQUEST, "No version given."));
     };
-    if !token_ok(Op::Set, get("token"), &name, alias, version) {
-        return refused(&t, StatusCode::FORBIDDEN, STALE);
+    if !token_ok(op, get("token"), name, alias, version) {
+        return Err((StatusCode::FORBIDDEN, STALE));
     }
-    let result = s
-        .store
-        .set_alias(&name, alias, &version.to_string(), actor(caller.as_ref()))
-        .await;
-    t.lap("store");
-    back_to_version(&t, result, &name, version)
+    Ok((alias.to_string(), version))
 }
 
-const STALE: &str =
-    "This confirmation has expired or was not made by this server; review the change again.";
+const READ_ONLY: &str = "This server's UI is read-only.";
+
+/// The `alias` a confirmation page is asked about.
+fn alias_asked(raw: Option<String>) -> String {
+    pairs(raw)
+        .into_iter()
+        .find(|(k, _)| k == "alias")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The version `alias` names in `model`, if it is set.
+fn aliased_version(model: &RegisteredModel, alias: &str) -> Option<i64> {
+    model
+        .aliases
+        .iter()
+        .find(|a| a.alias == alias)
+        .map(|a| a.version)
+}
 
 fn actor(caller: Option<&axum::Extension<crate::auth::credentials::Caller>>) -> &str {
     caller.map_or(UI_ACTOR, |c| c.user.username.as_str())
@@ -566,24 +595,15 @@ pub(super) async fn confirm_delete_alias(
 ) -> Response {
     let mut t = Timing::start();
     if s.ui_read_only {
-        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
+        return refused(&t, StatusCode::FORBIDDEN, READ_ONLY);
     }
-    let alias = pairs(raw)
-        .into_iter()
-        .find(|(k, _)| k == "alias")
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
+    let alias = alias_asked(raw);
     let model = match s.store.get_registered_model(&name).await {
         Ok(model) => model,
         Err(e) => return t.failed(&e),
     };
     t.lap("store");
-    let Some(version) = model
-        .aliases
-        .iter()
-        .find(|a| a.alias == alias)
-        .map(|a| a.version)
-    else {
+    let Some(version) = aliased_version(&model, &alias) else {
         return refused(
             &t,
             StatusCode::NOT_FOUND,
@@ -615,38 +635,14 @@ pub(super) async fn delete_alias(
     body: Bytes,
 ) -> Response {
     let mut t = Timing::start();
-    if s.ui_read_only {
-        return refused(&t, StatusCode::FORBIDDEN, "This server's UI is read-only.");
-    }
-    if !same_origin(&headers) {
-        return refused(
-            &t,
-            StatusCode::FORBIDDEN,
-            "Refused: the form came from another site.",
-        );
-    }
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let get = |k: &str| {
-        form.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+    let (alias, version) = match confirmed(s.ui_read_only, &headers, &body, Op::Delete, &name) {
+        Ok(confirmed) => confirmed,
+        Err((status, why)) => return refused(&t, status, why),
     };
-    let alias = get("alias");
-    let Ok(version) = get("version").parse::<i64>() else {
-        return refused(&t, StatusCode::BAD_REQUEST, "No version given.");
-    };
-    if !token_ok(Op::Delete, get("token"), &name, alias, version) {
-        return refused(&t, StatusCode::FORBIDDEN, STALE);
-    }
     // The confirmation showed which version loses the alias; if it has moved since, deleting
     // it would take it off a version the user never saw.
     let now = match s.store.get_registered_model(&name).await {
-        Ok(model) => model
-            .aliases
-            .iter()
-            .find(|a| a.alias == alias)
-            .map(|a| a.version),
+        Ok(model) => aliased_version(&model, &alias),
         Err(e) => return t.failed(&e),
     };
     if now.is_some_and(|v| v != version) {
@@ -660,7 +656,7 @@ pub(super) async fn delete_alias(
     }
     let result = s
         .store
-        .delete_alias(&name, alias, actor(caller.as_ref()))
+        .delete_alias(&name, &alias, actor(caller.as_ref()))
         .await;
     t.lap("store");
     back_to_version(&t, result, &name, version)
@@ -708,6 +704,51 @@ mod tests {
         assert!(!token_ok(Op::Set, &expired, "m", "champion", 3));
         let forged_expiry = format!("{}.{}", u64::MAX, t.split_once('.').unwrap().1);
         assert!(!token_ok(Op::Set, &forged_expiry, "m", "champion", 3));
+    }
+
+    #[test]
+    fn a_change_is_confirmed_only_by_its_own_token_from_this_site_on_a_writable_ui() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:5000".parse().unwrap());
+        let form = |op, version: i64| {
+            format!(
+                "alias=champion&version={version}&token={}",
+                token(op, "m", "champion", version)
+            )
+        };
+        let set = form(Op::Set, 3);
+        assert_eq!(
+            confirmed(false, &h, set.as_bytes(), Op::Set, "m"),
+            Ok(("champion".to_string(), 3))
+        );
+        let refusal = |r: std::result::Result<(String, i64), (StatusCode, &str)>| r.unwrap_err().0;
+        assert_eq!(
+            refusal(confirmed(true, &h, set.as_bytes(), Op::Set, "m")),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refusal(confirmed(false, &h, set.as_bytes(), Op::Delete, "m")),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refusal(confirmed(false, &h, set.as_bytes(), Op::Set, "other")),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refusal(confirmed(
+                false,
+                &h,
+                b"alias=champion&token=x",
+                Op::Set,
+                "m"
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert_eq!(
+            refusal(confirmed(false, &h, set.as_bytes(), Op::Set, "m")),
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
