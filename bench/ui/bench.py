@@ -463,6 +463,7 @@ def main():
             ("runs table, 1,000 runs", f"/experiments/{e1k}", True),
             (f"runs table, {args.runs:,} runs", f"/experiments/{e100k}", False),
             (f"rows at {target:,}", f"/experiments/{e100k}/rows?offset={target}&limit=100", False),
+            ("grouped, 1,000 runs", f"/experiments/{e1k}?group=optimizer", True),
             (f"grouped, {args.runs:,} runs", f"/experiments/{e100k}?group=optimizer", False),
             ("run page", f"/experiments/{es}/runs/{rs}", True),
             ("metric page", f"/experiments/{es}/runs/{rs}/metrics/loss", True),
